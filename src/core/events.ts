@@ -1,0 +1,104 @@
+import type {
+  Artifact,
+  Copy,
+  Drift,
+  GateResult,
+  Item,
+  ManualStep,
+  Override,
+  Permit,
+  Phase,
+  Policy,
+  Proof,
+  RollbackPoint,
+  VaultInfo,
+} from './types.ts';
+
+/**
+ * Journal events: the facts of a run, appended in order, hash-chained and
+ * fsync'd (src/run/journal.ts). The run state, the checklist, the gate's
+ * facts and the reports are derived from these and nothing else.
+ *
+ * Contract: events are immutable once written; new kinds may be added, old
+ * kinds never change meaning. No secrets, no patient data.
+ */
+export type RunCommand = 'plan' | 'rehearse' | 'upgrade' | 'verify';
+
+export type RunOutcome =
+  | 'planned' // plan: discovery only
+  | 'rehearsed' // rehearse: captured and proven, target untouched
+  | 'verified' // verify: newest artifacts proven again
+  | 'refused' // the gate refused: nothing destroyed
+  | 'not-confirmed' // the gate passed but nobody confirmed the crossing: nothing destroyed
+  | 'landed' // rebuilt, restored and validated
+  | 'failed'; // stopped by an error; see the last events
+
+export type JournalEvent =
+  | {
+      type: 'run.started';
+      runId: string;
+      command: RunCommand;
+      target: string;
+      runbookPath: string;
+      /** SHA-256 of the runbook file's bytes. */
+      runbookHash: string;
+      policy: Policy;
+      vaults: VaultInfo[];
+      manualSteps: ManualStep[];
+      overrides: Override[];
+      rubiconVersion: string;
+      host: string;
+    }
+  | { type: 'run.resumed'; pid: number }
+  | { type: 'phase.started'; phase: Phase }
+  | { type: 'phase.completed'; phase: Phase; durationMs: number }
+  | { type: 'item.discovered'; item: Item }
+  | { type: 'capture.started'; itemId: string; method: string; artifactId: string }
+  | { type: 'artifact.captured'; artifact: Artifact }
+  | { type: 'capture.failed'; itemId: string; method: string; artifactId: string; code: string; message: string }
+  | { type: 'copy.checked'; copy: Copy }
+  | { type: 'proof.recorded'; proof: Proof }
+  | { type: 'target.frozen' }
+  | { type: 'target.thawed' }
+  | { type: 'drift.scanned'; drift: Drift }
+  | { type: 'rollback.created'; rollbackPoint: RollbackPoint }
+  | { type: 'rollback.released'; rollbackPointId: string }
+  | { type: 'gate.evaluated'; result: GateResult }
+  | { type: 'permit.issued'; permit: Permit }
+  | { type: 'crossing.confirmed'; by: 'flag' | 'prompt'; who: string }
+  | { type: 'crossing.started'; permitId: string; image: string }
+  | { type: 'crossing.completed'; image: string }
+  | { type: 'landing.restored'; itemId: string; artifactId: string; vault: string; bytes: number; durationMs: number }
+  | {
+      type: 'landing.validated';
+      itemId: string;
+      artifactId: string;
+      outcome: 'passed' | 'failed';
+      checks: { name: string; status: 'passed' | 'failed' | 'skipped'; detail: string }[];
+    }
+  | { type: 'report.written'; files: { kind: 'json' | 'markdown' | 'html' | 'junit'; path: string }[] }
+  | { type: 'note'; level: 'info' | 'warn' | 'error'; message: string; itemId?: string }
+  | { type: 'run.completed'; outcome: RunOutcome; exitCode: number; error?: { code: string; message: string } };
+
+export type JournalEventType = JournalEvent['type'];
+
+/** One line of the journal file. `hash` = SHA-256(prev + canonical JSON of {seq, at, event}). */
+export interface JournalRecord {
+  seq: number;
+  at: string;
+  event: JournalEvent;
+  prev: string;
+  hash: string;
+}
+
+/**
+ * Progress events: for people watching, never journaled. Domain code emits
+ * them through an `onEvent` callback; the CLI renders them as text or JSON.
+ */
+export type ProgressEvent =
+  | { type: 'progress'; step: string; done: number; total: number; unit: 'bytes' | 'files' | 'items' }
+  | { type: 'log'; level: 'info' | 'warn' | 'error'; message: string };
+
+export type RunEvent = (JournalRecord & { kind: 'journal' }) | (ProgressEvent & { kind: 'progress' });
+
+export type OnEvent = (event: RunEvent) => void;

@@ -1,0 +1,253 @@
+import type { JournalEvent, JournalRecord, RunCommand, RunOutcome } from './events.ts';
+import type {
+  Artifact,
+  Copy,
+  Drift,
+  GateResult,
+  Item,
+  ManualStep,
+  Override,
+  Permit,
+  Phase,
+  Policy,
+  Proof,
+  RollbackPoint,
+  VaultInfo,
+} from './types.ts';
+
+/**
+ * The state of a run, derived from its journal by a pure fold. Nothing in
+ * here is stored anywhere else: resume and every report read this.
+ */
+export interface PhaseState {
+  phase: Phase;
+  startedAt: string;
+  completedAt?: string;
+  durationMs?: number;
+}
+
+export interface LandingState {
+  itemId: string;
+  artifactId: string;
+  vault?: string;
+  bytes?: number;
+  restoreMs?: number;
+  outcome?: 'passed' | 'failed';
+  checks: { name: string; status: 'passed' | 'failed' | 'skipped'; detail: string }[];
+}
+
+export interface RunState {
+  runId: string;
+  command: RunCommand;
+  target: string;
+  runbookPath: string;
+  runbookHash: string;
+  rubiconVersion: string;
+  host: string;
+  startedAt: string;
+  updatedAt: string;
+  finishedAt?: string;
+  policy: Policy;
+  vaults: VaultInfo[];
+  manualSteps: ManualStep[];
+  overrides: Override[];
+  phases: PhaseState[];
+  items: Item[];
+  /** Capture attempts started and not (yet) finished: what resume redoes. */
+  capturesInFlight: { itemId: string; method: string; artifactId: string }[];
+  artifacts: Artifact[];
+  captureFailures: { itemId: string; method: string; artifactId: string; code: string; message: string }[];
+  /** Newest check per (artifact, vault). */
+  copies: Copy[];
+  proofs: Proof[];
+  /** Every drift scan in order. */
+  driftScans: Drift[];
+  frozen: boolean;
+  rollbackPoint?: RollbackPoint;
+  rollbackReleased: boolean;
+  gate?: GateResult;
+  permit?: Permit;
+  crossing?: { confirmedBy?: string; startedAt?: string; completedAt?: string; image?: string };
+  landing: LandingState[];
+  reports: { kind: string; path: string }[];
+  notes: { level: 'info' | 'warn' | 'error'; message: string; itemId?: string; at: string }[];
+  outcome?: RunOutcome;
+  exitCode?: number;
+  error?: { code: string; message: string };
+  resumes: number;
+}
+
+function upsert<T>(list: T[], value: T, same: (a: T) => boolean): T[] {
+  const i = list.findIndex(same);
+  if (i === -1) return [...list, value];
+  const copy = list.slice();
+  copy[i] = value;
+  return copy;
+}
+
+/** Applies one journal record. Pure. */
+export function reduce(state: RunState | undefined, record: JournalRecord): RunState {
+  const e: JournalEvent = record.event;
+  const at = record.at;
+  if (e.type === 'run.started') {
+    return {
+      runId: e.runId,
+      command: e.command,
+      target: e.target,
+      runbookPath: e.runbookPath,
+      runbookHash: e.runbookHash,
+      rubiconVersion: e.rubiconVersion,
+      host: e.host,
+      startedAt: at,
+      updatedAt: at,
+      policy: e.policy,
+      vaults: e.vaults,
+      manualSteps: e.manualSteps,
+      overrides: e.overrides,
+      phases: [],
+      items: [],
+      capturesInFlight: [],
+      artifacts: [],
+      captureFailures: [],
+      copies: [],
+      proofs: [],
+      driftScans: [],
+      frozen: false,
+      rollbackReleased: false,
+      landing: [],
+      reports: [],
+      notes: [],
+      resumes: 0,
+    };
+  }
+  if (!state) throw new Error(`journal does not start with run.started (seq ${record.seq} is ${e.type})`);
+  const s: RunState = { ...state, updatedAt: at };
+  switch (e.type) {
+    case 'run.resumed':
+      s.resumes += 1;
+      delete s.outcome;
+      delete s.exitCode;
+      delete s.error;
+      delete s.finishedAt;
+      break;
+    case 'phase.started':
+      s.phases = upsert(s.phases, { phase: e.phase, startedAt: at }, (p) => p.phase === e.phase);
+      break;
+    case 'phase.completed':
+      s.phases = s.phases.map((p) =>
+        p.phase === e.phase ? { ...p, completedAt: at, durationMs: e.durationMs } : p,
+      );
+      break;
+    case 'item.discovered':
+      s.items = upsert(s.items, e.item, (i) => i.id === e.item.id);
+      break;
+    case 'capture.started':
+      s.capturesInFlight = upsert(
+        s.capturesInFlight,
+        { itemId: e.itemId, method: e.method, artifactId: e.artifactId },
+        (c) => c.artifactId === e.artifactId,
+      );
+      break;
+    case 'artifact.captured':
+      s.capturesInFlight = s.capturesInFlight.filter((c) => c.artifactId !== e.artifact.id);
+      s.artifacts = upsert(s.artifacts, e.artifact, (a) => a.id === e.artifact.id);
+      s.captureFailures = s.captureFailures.filter((f) => f.artifactId !== e.artifact.id);
+      break;
+    case 'capture.failed':
+      s.capturesInFlight = s.capturesInFlight.filter((c) => c.artifactId !== e.artifactId);
+      s.captureFailures = upsert(
+        s.captureFailures,
+        { itemId: e.itemId, method: e.method, artifactId: e.artifactId, code: e.code, message: e.message },
+        (f) => f.artifactId === e.artifactId,
+      );
+      break;
+    case 'copy.checked':
+      s.copies = upsert(s.copies, e.copy, (c) => c.artifactId === e.copy.artifactId && c.vault === e.copy.vault);
+      break;
+    case 'proof.recorded':
+      s.proofs = upsert(s.proofs, e.proof, (p) => p.id === e.proof.id);
+      break;
+    case 'target.frozen':
+      s.frozen = true;
+      break;
+    case 'target.thawed':
+      s.frozen = false;
+      break;
+    case 'drift.scanned':
+      s.driftScans = [...s.driftScans, e.drift];
+      break;
+    case 'rollback.created':
+      s.rollbackPoint = e.rollbackPoint;
+      break;
+    case 'rollback.released':
+      s.rollbackReleased = true;
+      break;
+    case 'gate.evaluated':
+      s.gate = e.result;
+      break;
+    case 'permit.issued':
+      s.permit = e.permit;
+      break;
+    case 'crossing.confirmed':
+      s.crossing = { ...s.crossing, confirmedBy: `${e.who} (${e.by})` };
+      break;
+    case 'crossing.started':
+      s.crossing = { ...s.crossing, startedAt: at, image: e.image };
+      break;
+    case 'crossing.completed':
+      s.crossing = { ...s.crossing, completedAt: at, image: e.image };
+      break;
+    case 'landing.restored':
+      s.landing = upsert(
+        s.landing,
+        { itemId: e.itemId, artifactId: e.artifactId, vault: e.vault, bytes: e.bytes, restoreMs: e.durationMs, checks: [] },
+        (l) => l.itemId === e.itemId,
+      );
+      break;
+    case 'landing.validated': {
+      const prev = s.landing.find((l) => l.itemId === e.itemId);
+      s.landing = upsert(
+        s.landing,
+        { ...(prev ?? { itemId: e.itemId, artifactId: e.artifactId }), outcome: e.outcome, checks: e.checks },
+        (l) => l.itemId === e.itemId,
+      );
+      break;
+    }
+    case 'report.written':
+      s.reports = e.files;
+      break;
+    case 'note':
+      s.notes = [...s.notes, { level: e.level, message: e.message, itemId: e.itemId, at }];
+      break;
+    case 'run.completed':
+      s.outcome = e.outcome;
+      s.exitCode = e.exitCode;
+      s.finishedAt = at;
+      if (e.error) s.error = e.error;
+      break;
+    default: {
+      const never: never = e;
+      throw new Error(`unknown journal event ${(never as { type: string }).type}`);
+    }
+  }
+  return s;
+}
+
+/** Derives the run state from the whole journal. Pure. */
+export function deriveState(records: readonly JournalRecord[]): RunState {
+  let state: RunState | undefined;
+  for (const r of records) state = reduce(state, r);
+  if (!state) throw new Error('empty journal');
+  return state;
+}
+
+/** The newest drift scan per item at a stage, or for any stage when omitted. */
+export function latestDrift(state: RunState, stage?: Drift['stage']): Drift[] {
+  const byItem = new Map<string, Drift>();
+  for (const d of state.driftScans) if (!stage || d.stage === stage) byItem.set(d.itemId, d);
+  return [...byItem.values()];
+}
+
+export function isPhaseDone(state: RunState, phase: Phase): boolean {
+  return state.phases.some((p) => p.phase === phase && p.completedAt !== undefined);
+}

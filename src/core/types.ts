@@ -1,0 +1,330 @@
+/**
+ * The recorded facts of a run: plain, JSON-serialisable data. The journal
+ * stores them, the run state is derived from them, and the checklist, the
+ * gate and the reports are pure functions over them.
+ *
+ * Contract: nothing here holds a secret or a row of patient data. Paths are
+ * relative to the target's root (POSIX separators) unless a field says
+ * otherwise.
+ */
+
+/** Phases in the order a run goes through them (DESIGN.md). */
+export const PHASES = [
+  'discover',
+  'capture',
+  'prove',
+  'freeze',
+  'final-capture',
+  'gate',
+  'crossing',
+  'landing',
+  'report',
+] as const;
+export type Phase = (typeof PHASES)[number];
+
+export type ItemKind =
+  | 'database'
+  | 'folder'
+  | 'instance-object'
+  | 'secret'
+  | 'service'
+  | 'task'
+  | 'share'
+  | 'certificate';
+
+/** A scalar fact about an item, shown on the checklist (size, file count, ...). */
+export type FactValue = string | number | boolean | null;
+
+/**
+ * One thing on the target that matters. Its id is stable across runs:
+ * `folder:<path>`, `database:<engine>:<name>`, `instance-object:<kind>:<name>`.
+ */
+export interface Item {
+  id: string;
+  kind: ItemKind;
+  /** Human name: the folder path, the database name. */
+  name: string;
+  /** Listed in the runbook (by the vendor or the engineer). */
+  declared: boolean;
+  /** Found by discovery on the target. */
+  discovered: boolean;
+  /** For databases: the engine kind (`sqlite`, `mssql`, `postgres`). */
+  engine?: string;
+  /** Where it lives on the target: a path relative to the target root, or an engine locator. */
+  location: string;
+  /** Facts for the checklist: bytes, files, lastChange (ISO), tables, rows, ... */
+  facts: Record<string, FactValue>;
+  /** Plain-language reasons this item matters ("referenced by ehr/A/app.ini line 4"). */
+  why: string[];
+  /** Methods that will capture it, in order (from the runbook after defaults). */
+  methods: string[];
+}
+
+/** Per-table fingerprint: row count and an order-independent content hash. */
+export interface TableFingerprint {
+  table: string;
+  rows: number;
+  /** Hex digest, order-independent over rows (sum of per-row SHA-256 mod 2^256). */
+  hash: string;
+  /** Columns whose content the hash cannot see (e.g. a type the engine cannot read). */
+  unhashedColumns?: string[];
+}
+
+export interface Fingerprint {
+  engine: string;
+  tables: TableFingerprint[];
+  /** SHA-256 over the sorted table fingerprints: equal digests ⇔ equal fingerprints. */
+  digest: string;
+}
+
+/** One file of a file-tree artifact (or the single file of a database artifact). */
+export interface ManifestEntry {
+  /** Relative path inside the captured item, POSIX separators. */
+  path: string;
+  size: number;
+  mtimeMs: number;
+  mode: number;
+  /** Hex SHA-256 of the content; also the object's key in every vault. */
+  sha256: string;
+}
+
+/** What an artifact consists of. Stored in each vault as a content-addressed JSON object. */
+export interface Manifest {
+  version: 1;
+  artifactId: string;
+  itemId: string;
+  method: string;
+  entries: ManifestEntry[];
+  /** For databases: the format of the file(s), e.g. `sqlite-db`, `sql-text`, `mssql-bak`. */
+  format?: string;
+}
+
+export interface Provenance {
+  method: string;
+  /** Tool and version that produced the bytes, e.g. `node:sqlite 3.50.4`, `vendor job`. */
+  tool: string;
+  host: string;
+  startedAt: string;
+  finishedAt: string;
+  /** Engine position at capture: an LSN, a SQLite data_version, a snapshot id. */
+  position?: string;
+  /** The command that ran, with secrets redacted. */
+  command?: string;
+}
+
+export interface Artifact {
+  /** Deterministic: `<runId>.<phase>.<itemId>.<method>`, so a redo after a crash reuses it. */
+  id: string;
+  runId: string;
+  itemId: string;
+  method: string;
+  /**
+   * Methods in the same group are not independent of each other (e.g. two
+   * copies of the vendor's job output). Defaults to the method name.
+   */
+  independenceGroup: string;
+  phase: 'capture' | 'final-capture';
+  /** Whose method: Rubicon's own or the vendor's (the vendor's may fail without refusing the gate). */
+  origin: 'rubicon' | 'vendor';
+  /** SHA-256 of the manifest object as stored in the vaults. */
+  manifestHash: string;
+  fileCount: number;
+  bytes: number;
+  /** For a delta: the artifact it was computed against, and what changed. */
+  baseArtifactId?: string;
+  changed?: DriftChange[];
+  /** For databases: the source's fingerprint taken at capture time. */
+  sourceFingerprint?: Fingerprint;
+  provenance: Provenance;
+}
+
+/** Result of checking one artifact's copy in one vault (pgBackRest-style grades). */
+export type CopyStatus = 'ok' | 'missing' | 'checksum-mismatch' | 'size-invalid' | 'error';
+
+export interface Copy {
+  artifactId: string;
+  vault: string;
+  status: CopyStatus;
+  /** Which object(s) failed, in plain words; no content. */
+  detail?: string;
+  checkedAt: string;
+}
+
+export type CheckStatus = 'passed' | 'failed' | 'skipped';
+
+export interface ProofCheck {
+  /** e.g. `copy-read`, `restore`, `integrity`, `fingerprint-source`, `fingerprint-peers`, `files-hash`, `smoke`. */
+  name: string;
+  status: CheckStatus;
+  /** Plain words: what was checked and what came out (engine messages kept). */
+  detail: string;
+  durationMs: number;
+}
+
+/**
+ * Evidence that an artifact was restored on the proving ground from one
+ * vault and checked. `passed` only when every check ran and passed: a
+ * skipped check is never a success.
+ */
+export interface Proof {
+  id: string;
+  artifactId: string;
+  itemId: string;
+  vault: string;
+  provingGround: string;
+  outcome: 'passed' | 'failed';
+  checks: ProofCheck[];
+  /** For databases: the fingerprint of the restored copy. */
+  fingerprint?: Fingerprint;
+  startedAt: string;
+  finishedAt: string;
+  durationMs: number;
+  /** Bytes restored, for the maintenance-window estimate. */
+  bytes: number;
+}
+
+export interface DriftChange {
+  path: string;
+  kind: 'added' | 'modified' | 'deleted';
+  size?: number;
+  mtimeMs?: number;
+}
+
+/** What changed on the target after an artifact was captured. */
+export interface Drift {
+  itemId: string;
+  /** The artifact the target was compared against. */
+  artifactId: string;
+  /** When in the run the scan ran. */
+  stage: 'freeze' | 'pre-gate' | 'verify';
+  changes: DriftChange[];
+  scannedAt: string;
+}
+
+export interface ManualStep {
+  id: string;
+  description: string;
+  confirmedBy?: string;
+  confirmedAt?: string;
+}
+
+export interface Override {
+  /** The gate rule id it overrides, e.g. `database.independent-methods`. */
+  rule: string;
+  /** The item it applies to; absent = every item under that rule. */
+  itemId?: string;
+  reason: string;
+  by: string;
+}
+
+export interface VaultInfo {
+  name: string;
+  kind: 'filesystem' | 'azure-blob' | 'restic' | 'sftp';
+  /** Where, for the report (no credentials): a path or URL without query string. */
+  location: string;
+  /** True when the vault does not live on the target itself. */
+  offTarget: boolean;
+  /** True when stored copies cannot be altered or deleted during retention (WORM). */
+  immutable: boolean;
+}
+
+export interface RollbackPoint {
+  id: string;
+  kind: 'sandbox-copy' | 'azure-disk-snapshot';
+  /** Where it is, for the report: a path or resource ids. */
+  location: string;
+  createdAt: string;
+}
+
+/** The policy as the gate evaluates it: defaults filled, only ever stricter than DEFAULT_POLICY. */
+export interface Policy {
+  /** Independent proven methods required per database. Default 2. */
+  minIndependentMethods: number;
+  /** Vaults holding a verified copy of each folder artifact. Default 2. */
+  minVaults: number;
+  /** Of those, how many must be off the target. Default 1. */
+  minOffTargetVaults: number;
+  /** Proofs must be younger than this at the crossing. Default 24 h. */
+  maxProofAgeHours: number;
+  /** A rollback point must exist before the crossing. Default true. */
+  requireRollbackPoint: boolean;
+  /** Declared manual steps must be confirmed. Default true. */
+  requireManualSteps: boolean;
+  /** An immutable vault copy required for each item. Default false (stricter when true). */
+  requireImmutableCopy: boolean;
+}
+
+export interface Permit {
+  id: string;
+  runId: string;
+  target: string;
+  /** The image the crossing installs, e.g. `MicrosoftWindowsServer:WindowsServer:2025-datacenter-azure-edition:latest`. */
+  image: string;
+  proofIds: string[];
+  /** SHA-256 over the sorted proof ids and their outcomes: binds the permit to exactly this evidence. */
+  proofSetHash: string;
+  issuedAt: string;
+  expiresAt: string;
+}
+
+export type RuleStatus = 'pass' | 'fail' | 'warn' | 'overridden';
+
+export interface RuleResult {
+  /** Stable rule id, e.g. `database.independent-methods`. */
+  rule: string;
+  itemId?: string;
+  status: RuleStatus;
+  /** One sentence in plain words. */
+  reason: string;
+  /** Ids of artifacts/proofs/copies that support the verdict. */
+  evidence: string[];
+  /** For `overridden`: the recorded override. */
+  override?: Override;
+}
+
+export interface GateResult {
+  passed: boolean;
+  evaluatedAt: string;
+  results: RuleResult[];
+  /** The reasons for a refusal (fail results), or warnings on a pass. */
+  reasons: string[];
+}
+
+/** Everything the gate looks at. Built from the journal; nothing else. */
+export interface GateFacts {
+  now: string;
+  policy: Policy;
+  items: Item[];
+  artifacts: Artifact[];
+  copies: Copy[];
+  proofs: Proof[];
+  /** The newest drift scan per item (stage `pre-gate`). A missing scan counts as drift unknown → refuse. */
+  drift: Drift[];
+  vaults: VaultInfo[];
+  manualSteps: ManualStep[];
+  overrides: Override[];
+  rollbackPoint?: RollbackPoint;
+}
+
+export type ChecklistStatus =
+  | 'proven' // captured, copies verified, proven
+  | 'captured' // captured, not (yet) proven
+  | 'found-not-declared' // discovered only; shown with whatever else is true
+  | 'failed' // a capture or proof failed and nothing else covers it
+  | 'drifted' // changed after its last capture
+  | 'missing' // declared but not found on the target
+  | 'pending';
+
+export interface ChecklistRow {
+  itemId: string;
+  kind: ItemKind;
+  name: string;
+  declared: boolean;
+  discovered: boolean;
+  status: ChecklistStatus;
+  /** Short labels: "found, not declared", "vendor backup cannot be restored", ... */
+  notes: string[];
+  facts: Record<string, FactValue>;
+  why: string[];
+  artifacts: { id: string; method: string; proven: boolean | null; vaultsOk: string[]; vaultsBad: string[] }[];
+}

@@ -1,0 +1,41 @@
+import type { Permit, RollbackPoint } from '../core/types.ts';
+import type { Host } from '../hosts/host.ts';
+
+/**
+ * InfraDriver: the machines. The sandbox driver uses local folders; the
+ * Pulumi driver uses Azure through the Automation API.
+ */
+
+export interface ProvingGroundHandle {
+  name: string;
+  /** Where restores happen. It can read the vaults and nothing else: it has no handle on the target. */
+  host: Host;
+}
+
+export interface CrossingResult {
+  image: string;
+  completedAt: string;
+}
+
+export interface InfraDriver {
+  readonly kind: 'sandbox' | 'pulumi-azure';
+  /** The image the target runs now (before the crossing). */
+  currentImage(): Promise<string>;
+  /** Idempotent: returns the existing proving ground for this run if there is one. */
+  provisionProvingGround(runId: string): Promise<ProvingGroundHandle>;
+  destroyProvingGround(runId: string): Promise<void>;
+  /** Make the target quiet (stop the application's services). Idempotent. */
+  freeze(runId: string): Promise<void>;
+  /** Undo freeze when the run stops before the crossing. Idempotent. */
+  thaw(runId: string): Promise<void>;
+  /** Idempotent per run id. */
+  createRollbackPoint(runId: string): Promise<RollbackPoint>;
+  /**
+   * THE CROSSING. Destructive: rebuilds the target with permit.image.
+   * Implementations check the permit again (image, expiry) and refuse with
+   * PERMIT_INVALID. Idempotent: after a crash mid-way, a second call
+   * completes the same rebuild.
+   */
+  cross(permit: Permit, now: Date): Promise<CrossingResult>;
+  releaseRollbackPoint(point: RollbackPoint): Promise<void>;
+}
