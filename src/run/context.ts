@@ -1,0 +1,102 @@
+import type { JournalEvent, OnEvent, ProgressEvent } from '../core/events.ts';
+import { reduce, type RunState } from '../core/state.ts';
+import type { Phase } from '../core/types.ts';
+import type { DatabaseEngine } from '../engines/engine.ts';
+import { sqliteEngine } from '../engines/sqlite/index.ts';
+import { LocalHost } from '../hosts/local.ts';
+import type { InfraDriver } from '../infra/driver.ts';
+import { SandboxDriver } from '../infra/sandbox.ts';
+import type { Runbook } from '../runbook/load.ts';
+import { FilesystemVault } from '../vaults/filesystem.ts';
+import type { Vault } from '../vaults/vault.ts';
+import { checkpoint } from './faults.ts';
+import type { Journal, RunPaths } from './journal.ts';
+
+/**
+ * Everything a phase needs. Phases read facts only from `state` (derived
+ * from the journal) and record facts only through `record`, so a resumed
+ * run sees exactly what a continuous one would.
+ */
+export interface Confirmation {
+  confirmed: boolean;
+  by: 'flag' | 'prompt';
+  who: string;
+  /** Why not, when not confirmed (no terminal and no --yes, typed the wrong name). */
+  reason?: string;
+}
+
+export interface RunHooks {
+  /** Called after a phase completed (the demo's technician acts after `prove`). */
+  afterPhase?: (phase: Phase, ctx: RunContext) => Promise<void>;
+}
+
+export interface RunContext {
+  runId: string;
+  paths: RunPaths;
+  runbook: Runbook;
+  journal: Journal;
+  target: LocalHost;
+  vaults: Vault[];
+  engines: Record<string, DatabaseEngine>;
+  infra: InfraDriver;
+  state: () => RunState;
+  record: (event: JournalEvent) => void;
+  progress: (event: ProgressEvent) => void;
+  confirm: (ctx: RunContext) => Promise<Confirmation>;
+  hooks: RunHooks;
+  now: () => Date;
+  signal?: AbortSignal;
+}
+
+export interface ContextInput {
+  runId: string;
+  paths: RunPaths;
+  runbook: Runbook;
+  journal: Journal;
+  onEvent: OnEvent;
+  confirm: (ctx: RunContext) => Promise<Confirmation>;
+  hooks?: RunHooks;
+  signal?: AbortSignal;
+  now?: () => Date;
+}
+
+export function createContext(input: ContextInput): RunContext {
+  const { runbook, journal, onEvent } = input;
+  let state: RunState | undefined;
+  for (const r of journal.all()) state = reduce(state, r);
+  journal.onAppend((r) => {
+    state = reduce(state, r);
+    onEvent({ ...r, kind: 'journal' });
+    checkpoint(r.event.type);
+  });
+  const ctx: RunContext = {
+    runId: input.runId,
+    paths: input.paths,
+    runbook,
+    journal,
+    target: new LocalHost(runbook.target.name, runbook.target.root),
+    vaults: runbook.vaults.map((v) => new FilesystemVault({ name: v.name, kind: v.kind, location: v.path, offTarget: v.offTarget, immutable: v.immutable })),
+    engines: { sqlite: sqliteEngine },
+    infra: new SandboxDriver({
+      targetRoot: runbook.target.root,
+      targetName: runbook.target.name,
+      provingGroundRoot: runbook.infra.provingGround,
+      rollbackRoot: runbook.infra.rollback,
+      currentImage: runbook.infra.currentImage,
+      plannedImage: runbook.target.image,
+    }),
+    state: () => {
+      if (!state) throw new Error('run state read before run.started');
+      return state;
+    },
+    record: (event) => {
+      journal.append(event, (input.now ?? (() => new Date()))());
+    },
+    progress: (event) => onEvent({ ...event, kind: 'progress' }),
+    confirm: input.confirm,
+    hooks: input.hooks ?? {},
+    now: input.now ?? (() => new Date()),
+    signal: input.signal,
+  };
+  return ctx;
+}

@@ -1,0 +1,277 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, ftruncateSync, writeSync, statSync, unlinkSync } from 'node:fs';
+import path from 'node:path';
+import { RubiconError } from '../core/errors.ts';
+import type { JournalEvent, JournalRecord } from '../core/events.ts';
+
+/**
+ * The run journal: append-only JSONL, one record per line, each record
+ * hash-chained to the one before (hash = SHA-256(prev + canonical JSON of
+ * {seq, at, event})) and fsync'd before append() returns.
+ *
+ * Guarantees:
+ * - an event is durable once append() returned;
+ * - a crash mid-write leaves at most one torn last line, which open()
+ *   drops (the event it held was never acknowledged, so redoing it is safe);
+ * - any other damage (an edited line, a broken chain) is JOURNAL_CORRUPT:
+ *   we never resume from a history we cannot trust.
+ */
+export const GENESIS = '0'.repeat(64);
+
+export function recordHash(prev: string, seq: number, at: string, event: JournalEvent): string {
+  return createHash('sha256').update(prev).update(JSON.stringify({ seq, at, event })).digest('hex');
+}
+
+export class Journal {
+  readonly file: string;
+  private fd: number;
+  private last: string;
+  private seq: number;
+  private readonly records: JournalRecord[];
+  private readonly listeners: ((r: JournalRecord) => void)[] = [];
+
+  private constructor(file: string, fd: number, records: JournalRecord[]) {
+    this.file = file;
+    this.fd = fd;
+    this.records = records;
+    const tail = records.at(-1);
+    this.last = tail?.hash ?? GENESIS;
+    this.seq = tail?.seq ?? 0;
+  }
+
+  /** Creates a new journal; refuses to overwrite an existing one. */
+  static create(file: string): Journal {
+    mkdirSync(path.dirname(file), { recursive: true });
+    const fd = openSync(file, 'wx');
+    fsyncDir(path.dirname(file));
+    return new Journal(file, fd, []);
+  }
+
+  /** Opens an existing journal for appending, verifying the whole chain. */
+  static open(file: string): Journal {
+    const records = readJournal(file, { repairTornTail: true });
+    const fd = openSync(file, 'a');
+    return new Journal(file, fd, records);
+  }
+
+  onAppend(listener: (r: JournalRecord) => void): void {
+    this.listeners.push(listener);
+  }
+
+  all(): readonly JournalRecord[] {
+    return this.records;
+  }
+
+  append(event: JournalEvent, now: Date = new Date()): JournalRecord {
+    const seq = this.seq + 1;
+    const at = now.toISOString();
+    const hash = recordHash(this.last, seq, at, event);
+    const record: JournalRecord = { seq, at, event, prev: this.last, hash };
+    const line = Buffer.from(JSON.stringify(record) + '\n');
+    let off = 0;
+    while (off < line.length) off += writeSync(this.fd, line, off, line.length - off);
+    fsyncSync(this.fd);
+    this.seq = seq;
+    this.last = hash;
+    this.records.push(record);
+    for (const l of this.listeners) l(record);
+    return record;
+  }
+
+  close(): void {
+    if (this.fd >= 0) closeSync(this.fd);
+    this.fd = -1;
+  }
+}
+
+function fsyncDir(dir: string): void {
+  try {
+    const fd = openSync(dir, 'r');
+    try {
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    // Some filesystems do not support fsync on directories; the file itself is fsync'd.
+  }
+}
+
+/**
+ * Reads and verifies a journal. With repairTornTail, a last line without its
+ * newline or that does not parse is cut off (the crash happened while it was
+ * being written); without it, that is corruption.
+ */
+export function readJournal(file: string, options: { repairTornTail?: boolean } = {}): JournalRecord[] {
+  let buf: Buffer;
+  try {
+    buf = readFileSync(file);
+  } catch (e) {
+    throw new RubiconError('RUN_NOT_FOUND', `no journal at ${file}`, { cause: e, hint: 'check the run id with `rubicon status`' });
+  }
+  const text = buf.toString('utf8');
+  const lines = text.split('\n');
+  // The element after the last newline is '' for a clean file, or the torn
+  // fragment of a record whose write a crash interrupted.
+  const fragment = lines.pop() ?? '';
+  if (fragment !== '' && !options.repairTornTail) {
+    throw new RubiconError('JOURNAL_CORRUPT', `journal ${file} ends with an incomplete record`, {
+      hint: 'run `rubicon resume` to repair it, or start a new run',
+    });
+  }
+  const records: JournalRecord[] = [];
+  let prev = GENESIS;
+  let goodBytes = 0;
+  lines.forEach((line, i) => {
+    let rec: JournalRecord;
+    try {
+      rec = JSON.parse(line) as JournalRecord;
+    } catch {
+      throw new RubiconError('JOURNAL_CORRUPT', `journal ${file} line ${i + 1} is not valid JSON`, {
+        hint: 'the journal was edited or damaged; start a new run (the vaults keep every artifact)',
+      });
+    }
+    if (rec.seq !== records.length + 1 || rec.prev !== prev || recordHash(prev, rec.seq, rec.at, rec.event) !== rec.hash) {
+      throw new RubiconError('JOURNAL_CORRUPT', `journal ${file} line ${i + 1} breaks the hash chain (seq ${rec.seq})`, {
+        hint: 'the journal was edited or damaged; start a new run (the vaults keep every artifact)',
+      });
+    }
+    records.push(rec);
+    prev = rec.hash;
+    goodBytes += Buffer.byteLength(line, 'utf8') + 1;
+  });
+  if (options.repairTornTail && goodBytes < buf.length) {
+    const fd = openSync(file, 'r+');
+    try {
+      ftruncateSync(fd, goodBytes);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+  }
+  return records;
+}
+
+/** Run ids sort by time: r-YYYYMMDD-HHMMSS-xxxx. */
+export function newRunId(now: Date = new Date()): string {
+  const iso = now.toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
+  return `r-${iso}-${randomBytes(2).toString('hex')}`;
+}
+
+export interface RunPaths {
+  dir: string;
+  journal: string;
+  runbookCopy: string;
+  work: string;
+  reports: string;
+}
+
+export function runPaths(stateDir: string, runId: string): RunPaths {
+  if (!/^r-[0-9]{8}-[0-9]{6}-[0-9a-f]{4}$/.test(runId)) {
+    throw new RubiconError('ARGUMENTS_INVALID', `"${runId}" is not a run id (they look like r-20261128-093000-1a2b)`, {
+      hint: 'list runs with `rubicon status`',
+    });
+  }
+  const dir = path.join(stateDir, 'runs', runId);
+  return {
+    dir,
+    journal: path.join(dir, 'journal.jsonl'),
+    runbookCopy: path.join(dir, 'runbook.yaml'),
+    work: path.join(dir, 'work'),
+    reports: path.join(dir, 'report'),
+  };
+}
+
+export function listRuns(stateDir: string): string[] {
+  const dir = path.join(stateDir, 'runs');
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir)
+    .filter((d) => existsSync(path.join(dir, d, 'journal.jsonl')))
+    .sort();
+}
+
+// ---------------------------------------------------------------- the lock
+
+export interface LockInfo {
+  pid: number;
+  runId: string;
+  host: string;
+  at: string;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * One run per target at a time. The lock file is created exclusively; a
+ * lock left by a dead process on this host is taken over (that is the
+ * resume path after kill -9). Returns a release function.
+ */
+export function acquireLock(stateDir: string, target: string, runId: string, host: string): () => void {
+  const dir = path.join(stateDir, 'locks');
+  mkdirSync(dir, { recursive: true });
+  const file = path.join(dir, `${target}.lock`);
+  const info: LockInfo = { pid: process.pid, runId, host, at: new Date().toISOString() };
+  for (let attempt = 0; attempt < 3; attempt++) {
+    try {
+      const fd = openSync(file, 'wx');
+      writeSync(fd, JSON.stringify(info));
+      fsyncSync(fd);
+      closeSync(fd);
+      return () => {
+        try {
+          const held = JSON.parse(readFileSync(file, 'utf8')) as LockInfo;
+          if (held.pid === process.pid && held.runId === runId) {
+            // Remove only our own lock.
+            removeLockFile(file);
+          }
+        } catch {
+          /* already gone */
+        }
+      };
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      let held: LockInfo | undefined;
+      try {
+        held = JSON.parse(readFileSync(file, 'utf8')) as LockInfo;
+      } catch {
+        // A lock file torn by a crash between create and write: stale if older than a minute.
+        const age = Date.now() - statSync(file).mtimeMs;
+        if (age > 60_000) {
+          removeLockFile(file);
+          continue;
+        }
+      }
+      if (held && held.host === host && !alive(held.pid)) {
+        removeLockFile(file);
+        continue;
+      }
+      throw new RubiconError(
+        'LOCK_HELD',
+        held
+          ? `target ${target} is locked by run ${held.runId} (pid ${held.pid} on ${held.host}, since ${held.at})`
+          : `target ${target} is locked (${file})`,
+        {
+          hint: held
+            ? `wait for that run, or if it died on another machine: rubicon resume ${held.runId}; remove ${file} only if you are sure no run is active`
+            : `remove ${file} only if you are sure no run is active`,
+        },
+      );
+    }
+  }
+  throw new RubiconError('LOCK_HELD', `could not take the lock ${file}`, { hint: 'try again' });
+}
+
+function removeLockFile(file: string): void {
+  try {
+    unlinkSync(file);
+  } catch {
+    /* gone already */
+  }
+}

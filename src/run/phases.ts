@@ -1,0 +1,632 @@
+import { mkdir, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { RubiconError, isRubiconError } from '../core/errors.ts';
+import { latestDrift } from '../core/state.ts';
+import type { Artifact, DriftChange, Item, Manifest, Proof, ProofCheck } from '../core/types.ts';
+import type { DatabaseEngine, EngineContext } from '../engines/engine.ts';
+import { compareFingerprints } from '../engines/fingerprint.ts';
+import { captureFiles, captureTree } from '../files/capture.ts';
+import { checkCopy } from '../files/copies.ts';
+import { scanDrift } from '../files/drift.ts';
+import { readManifest } from '../files/manifest.ts';
+import { restoreTree, verifyTree } from '../files/restore.ts';
+import { currentArtifacts } from '../gate/current.ts';
+import { evaluateGate } from '../gate/evaluate.ts';
+import { checkPermit, issuePermit } from '../gate/permit.ts';
+import { buildChecklist } from '../inventory/checklist.ts';
+import { discoverFolders, folderExcludes } from '../inventory/folders.ts';
+import { thisHostName } from '../hosts/local.ts';
+import type { ProvingGroundHandle } from '../infra/driver.ts';
+import { writeReports } from '../report/index.ts';
+import type { Vault } from '../vaults/vault.ts';
+import type { RunContext } from './context.ts';
+
+/**
+ * The phases. Each one is idempotent against the journal: it skips what the
+ * state says is done and redoes what was started and not finished, so
+ * resume after kill -9 is the normal path. Destructive steps: only
+ * `crossing` (through InfraDriver.cross, behind a passing gate and a valid
+ * permit) and `landing` (writes onto the rebuilt target).
+ */
+
+const errText = (e: unknown) => (e instanceof Error ? e.message : String(e));
+const errCode = (e: unknown) => (isRubiconError(e) ? e.code : 'INTERNAL');
+
+function engineFor(ctx: RunContext, item: Item): DatabaseEngine {
+  const engine = item.engine ? ctx.engines[item.engine] : undefined;
+  if (!engine) throw new RubiconError('ENGINE_FAILED', `no engine "${item.engine}" for ${item.id}`);
+  return engine;
+}
+
+function engineCtx(ctx: RunContext, host = ctx.target, sub = 'engine'): EngineContext {
+  return { host, workDir: path.join(ctx.paths.work, sub), signal: ctx.signal };
+}
+
+/** Files owned by database items, relative to the target root: never part of a folder capture. */
+function ownedFiles(items: Item[]): string[] {
+  return items
+    .filter((i) => i.kind === 'database' && i.discovered)
+    .flatMap((i) => [i.location, `${i.location}-wal`, `${i.location}-shm`, `${i.location}-journal`]);
+}
+
+function folderExcludeFor(ctx: RunContext, item: Item): string[] {
+  const items = ctx.state().items;
+  return folderExcludes(
+    item.location,
+    items.filter((i) => i.kind === 'folder').map((i) => i.location),
+    ownedFiles(items),
+    ctx.runbook.discovery.exclude,
+  );
+}
+
+// ------------------------------------------------------------- discover
+
+export async function discover(ctx: RunContext): Promise<void> {
+  const rb = ctx.runbook;
+  const ectx = engineCtx(ctx);
+  await mkdir(ectx.workDir, { recursive: true });
+  const databases = await ctx.engines.sqlite!.discover(ectx, {
+    roots: rb.discovery.roots,
+    declared: rb.declared.databases.map((d) => ({ name: d.name, location: d.location })),
+  });
+  const folders = await discoverFolders({
+    targetRoot: rb.target.root,
+    roots: rb.discovery.roots,
+    depth: rb.discovery.depth,
+    exclude: rb.discovery.exclude,
+    declared: rb.declared.folders,
+    ownedFiles: ownedFiles(databases),
+  });
+  for (const db of databases) {
+    const jobs = rb.vendorJobs.filter((j) => j.database === db.name);
+    const engineMethods = rb.methods.databases[db.engine ?? ''] ?? Object.keys(ctx.engines[db.engine ?? '']?.methods ?? {});
+    // "Run our backup job first": the vendor's job goes before our own methods.
+    db.methods = [...(jobs.length > 0 ? ['vendor-job'] : []), ...engineMethods.filter((m) => m !== 'vendor-job')];
+    if (jobs.length > 0) db.why.push(`the vendor's backup job "${jobs[0]!.name}" backs it up`);
+    db.why.push('the EHR database is the practice\'s business: captured by independent methods');
+  }
+  for (const f of folders) f.methods = f.facts.missing ? [] : [...rb.methods.folders];
+  for (const j of rb.vendorJobs) {
+    if (!databases.some((d) => d.name === j.database)) {
+      ctx.record({ type: 'note', level: 'error', message: `vendor job "${j.name}" names database "${j.database}", which discovery did not find` });
+    }
+  }
+  const done = new Set(ctx.state().items.map((i) => i.id));
+  for (const item of [...databases, ...folders]) {
+    if (!done.has(item.id)) ctx.record({ type: 'item.discovered', item });
+  }
+}
+
+// ------------------------------------------------------------- capture
+
+function artifactId(ctx: RunContext, phase: Artifact['phase'], item: Item, method: string): string {
+  return `${ctx.runId}.${phase}.${item.id}.${method}`;
+}
+
+async function captureDatabase(ctx: RunContext, item: Item, method: string, phase: Artifact['phase']): Promise<void> {
+  const id = artifactId(ctx, phase, item, method);
+  const s = ctx.state();
+  if (s.artifacts.some((a) => a.id === id) || s.captureFailures.some((f) => f.artifactId === id)) return;
+  const engine = engineFor(ctx, item);
+  const info = engine.methods[method];
+  ctx.record({ type: 'capture.started', itemId: item.id, method, artifactId: id });
+  const startedAt = ctx.now().toISOString();
+  const ectx = engineCtx(ctx, ctx.target, `capture/${encodeURIComponent(id)}`);
+  try {
+    await rm(ectx.workDir, { recursive: true, force: true });
+    await mkdir(ectx.workDir, { recursive: true });
+    const sourceFingerprint = await engine.fingerprint(ectx, item);
+    const vendorJob = ctx.runbook.vendorJobs.find((j) => j.database === item.name);
+    const captured = await engine.capture(ectx, item, method, { vendorJob });
+    const stored = await captureFiles({
+      files: captured.files,
+      vaults: ctx.vaults,
+      artifactId: id,
+      itemId: item.id,
+      method,
+      runId: ctx.runId,
+      format: captured.format,
+    });
+    const artifact: Artifact = {
+      id,
+      runId: ctx.runId,
+      itemId: item.id,
+      method,
+      independenceGroup: info?.independenceGroup ?? method,
+      phase,
+      origin: info?.origin ?? 'rubicon',
+      manifestHash: stored.manifestHash,
+      fileCount: stored.fileCount,
+      bytes: stored.bytes,
+      sourceFingerprint,
+      provenance: {
+        method,
+        tool: captured.tool,
+        host: ctx.target.name,
+        startedAt,
+        finishedAt: ctx.now().toISOString(),
+        position: captured.position,
+        command: captured.command,
+      },
+    };
+    await indexArtifact(ctx, artifact);
+    ctx.record({ type: 'artifact.captured', artifact });
+  } catch (e) {
+    ctx.record({ type: 'capture.failed', itemId: item.id, method, artifactId: id, code: errCode(e), message: errText(e) });
+  } finally {
+    await rm(ectx.workDir, { recursive: true, force: true });
+  }
+}
+
+async function indexArtifact(ctx: RunContext, a: Artifact): Promise<void> {
+  for (const v of ctx.vaults) {
+    await v.putArtifactIndex({
+      artifactId: a.id,
+      runId: a.runId,
+      itemId: a.itemId,
+      method: a.method,
+      manifestHash: a.manifestHash,
+      capturedAt: a.provenance.finishedAt,
+      origin: a.origin,
+      independenceGroup: a.independenceGroup,
+      sourceFingerprint: a.sourceFingerprint,
+    });
+  }
+}
+
+async function captureFolder(ctx: RunContext, item: Item, phase: Artifact['phase'], base?: Artifact): Promise<void> {
+  const method = 'file-mirror';
+  const id = artifactId(ctx, phase, item, method);
+  if (ctx.state().artifacts.some((a) => a.id === id)) return;
+  ctx.record({ type: 'capture.started', itemId: item.id, method, artifactId: id });
+  const startedAt = ctx.now().toISOString();
+  try {
+    const baseManifest = base ? await readManifest(ctx.vaults[0]!, base.manifestHash) : undefined;
+    const result = await captureTree({
+      sourceRoot: ctx.target.resolve(item.location),
+      vaults: ctx.vaults,
+      artifactId: id,
+      itemId: item.id,
+      method,
+      runId: ctx.runId,
+      base: baseManifest,
+      exclude: folderExcludeFor(ctx, item),
+      signal: ctx.signal,
+      onProgress: (done, total) => ctx.progress({ type: 'progress', step: `capture ${item.name}`, done, total, unit: 'bytes' }),
+    });
+    const artifact: Artifact = {
+      id,
+      runId: ctx.runId,
+      itemId: item.id,
+      method,
+      independenceGroup: method,
+      phase,
+      origin: 'rubicon',
+      manifestHash: result.manifestHash,
+      fileCount: result.fileCount,
+      bytes: result.bytes,
+      ...(base ? { baseArtifactId: base.id, changed: result.changed ?? [] } : {}),
+      provenance: { method, tool: 'rubicon file-mirror (SHA-256 manifest)', host: ctx.target.name, startedAt, finishedAt: ctx.now().toISOString() },
+    };
+    await indexArtifact(ctx, artifact);
+    ctx.record({ type: 'artifact.captured', artifact });
+  } catch (e) {
+    ctx.record({ type: 'capture.failed', itemId: item.id, method, artifactId: id, code: errCode(e), message: errText(e) });
+  }
+}
+
+export async function capture(ctx: RunContext): Promise<void> {
+  const items = ctx.state().items;
+  // Databases first: the vendor's job writes into a folder we capture next.
+  for (const item of items.filter((i) => i.kind === 'database' && i.discovered)) {
+    for (const method of item.methods) await captureDatabase(ctx, item, method, 'capture');
+  }
+  for (const item of items.filter((i) => i.kind === 'folder' && i.discovered)) {
+    await captureFolder(ctx, item, 'capture');
+  }
+}
+
+// ------------------------------------------------------------- prove
+
+/** Checks every copy of an artifact in every vault and records the grades. Read-only. */
+async function checkCopies(ctx: RunContext, artifact: Artifact): Promise<Vault[]> {
+  const good: Vault[] = [];
+  for (const v of ctx.vaults) {
+    const have = ctx.state().copies.find((c) => c.artifactId === artifact.id && c.vault === v.info.name);
+    if (have) {
+      if (have.status === 'ok') good.push(v);
+      continue;
+    }
+    let status: Awaited<ReturnType<typeof checkCopy>>;
+    try {
+      status = await checkCopy(v, await readManifest(v, artifact.manifestHash), artifact.manifestHash);
+    } catch (e) {
+      status = { status: isRubiconError(e) && e.code === 'VAULT_MISSING_OBJECT' ? 'missing' : isRubiconError(e) && e.code === 'VAULT_CORRUPT' ? 'checksum-mismatch' : 'error', detail: errText(e) };
+    }
+    ctx.record({
+      type: 'copy.checked',
+      copy: { artifactId: artifact.id, vault: v.info.name, status: status.status, detail: status.detail, checkedAt: ctx.now().toISOString() },
+    });
+    if (status.status === 'ok') good.push(v);
+  }
+  return good;
+}
+
+async function proveArtifact(ctx: RunContext, pg: ProvingGroundHandle, artifact: Artifact): Promise<void> {
+  const proofId = `${artifact.id}.proof`;
+  if (ctx.state().proofs.some((p) => p.id === proofId)) return;
+  const item = ctx.state().items.find((i) => i.id === artifact.itemId);
+  const started = ctx.now();
+  const t0 = performance.now();
+  const checks: ProofCheck[] = [];
+  const timed = async <T>(name: string, f: () => Promise<T>): Promise<T | undefined> => {
+    const t = performance.now();
+    try {
+      const v = await f();
+      checks.push({ name, status: 'passed', detail: '', durationMs: Math.round(performance.now() - t) });
+      return v;
+    } catch (e) {
+      checks.push({ name, status: 'failed', detail: errText(e), durationMs: Math.round(performance.now() - t) });
+      return undefined;
+    }
+  };
+  const good = await checkCopies(ctx, artifact);
+  const vault = good[0];
+  let fingerprint: Proof['fingerprint'];
+  // The proving ground's scratch space: nothing of the target is reachable from here.
+  const scratch = pg.host.resolve(encodeURIComponent(artifact.id));
+  await rm(scratch, { recursive: true, force: true });
+  let bytes = 0;
+  if (!vault) {
+    checks.push({ name: 'copy-read', status: 'failed', detail: 'no vault holds an intact copy', durationMs: 0 });
+  } else {
+    const manifest = await timed('copy-read', () => readManifest(vault, artifact.manifestHash));
+    const filesDir = path.join(scratch, 'files');
+    const restored = manifest && (await timed('restore-files', () => restoreTree({ vaults: good, manifest, destRoot: filesDir, exact: true })));
+    if (manifest && restored) {
+      bytes = restored.bytes;
+      checks.at(-1)!.detail = `${restored.fileCount} files, ${restored.bytes} bytes from vault ${vault.info.name}`;
+      const verified = await verifyTree(filesDir, manifest);
+      checks.push({
+        name: 'files-hash',
+        status: verified.ok ? 'passed' : 'failed',
+        detail: verified.ok ? `every file matches its SHA-256 in the manifest` : verified.mismatches.slice(0, 10).map((m) => `${m.path}: ${m.problem}`).join('; '),
+        durationMs: 0,
+      });
+      if (item?.kind === 'database') {
+        fingerprint = await proveDatabase(ctx, pg, item, artifact, manifest, filesDir, scratch, checks);
+      }
+    } else {
+      checks.push({ name: 'files-hash', status: 'skipped', detail: 'nothing restored', durationMs: 0 });
+    }
+  }
+  await rm(scratch, { recursive: true, force: true });
+  const proof: Proof = {
+    id: proofId,
+    artifactId: artifact.id,
+    itemId: artifact.itemId,
+    vault: vault?.info.name ?? '',
+    provingGround: pg.name,
+    outcome: checks.length > 0 && checks.every((c) => c.status === 'passed') ? 'passed' : 'failed',
+    checks,
+    fingerprint,
+    startedAt: started.toISOString(),
+    finishedAt: ctx.now().toISOString(),
+    durationMs: Math.round(performance.now() - t0),
+    bytes,
+  };
+  ctx.record({ type: 'proof.recorded', proof });
+}
+
+async function proveDatabase(
+  ctx: RunContext,
+  pg: ProvingGroundHandle,
+  item: Item,
+  artifact: Artifact,
+  manifest: Manifest,
+  filesDir: string,
+  scratch: string,
+  checks: ProofCheck[],
+): Promise<Proof['fingerprint']> {
+  const engine = engineFor(ctx, item);
+  const files = manifest.entries.map((e) => path.join(filesDir, e.path));
+  const workDir = path.join(scratch, 'db');
+  await mkdir(workDir, { recursive: true });
+  let result;
+  try {
+    result = await engine.prove({ host: pg.host, workDir, signal: ctx.signal }, artifact, manifest, files);
+  } catch (e) {
+    checks.push({ name: 'restore', status: 'failed', detail: errText(e), durationMs: 0 });
+    return undefined;
+  }
+  checks.push(...result.checks);
+  if (!result.fingerprint || !artifact.sourceFingerprint) {
+    checks.push({ name: 'fingerprint-source', status: 'skipped', detail: 'no fingerprint to compare', durationMs: 0 });
+    return result.fingerprint;
+  }
+  const cmp = compareFingerprints(artifact.sourceFingerprint, result.fingerprint);
+  checks.push({
+    name: 'fingerprint-source',
+    status: cmp.equal ? 'passed' : 'failed',
+    detail: cmp.equal
+      ? `${result.fingerprint.tables.length} tables, ${result.fingerprint.tables.reduce((n, t) => n + t.rows, 0)} rows: row counts and content hashes equal the source at capture`
+      : cmp.differences.slice(0, 10).join('; '),
+    durationMs: 0,
+  });
+  return result.fingerprint;
+}
+
+export async function proveArtifacts(ctx: RunContext, artifacts: Artifact[]): Promise<void> {
+  if (artifacts.length === 0) return;
+  const pg = await ctx.infra.provisionProvingGround(ctx.runId);
+  let n = 0;
+  for (const a of artifacts) {
+    ctx.progress({ type: 'progress', step: 'prove', done: n++, total: artifacts.length, unit: 'items' });
+    await proveArtifact(ctx, pg, a);
+  }
+  ctx.progress({ type: 'progress', step: 'prove', done: n, total: artifacts.length, unit: 'items' });
+  await ctx.infra.destroyProvingGround(ctx.runId);
+}
+
+export async function prove(ctx: RunContext): Promise<void> {
+  await proveArtifacts(ctx, currentArtifacts(ctx.state().artifacts));
+}
+
+// ------------------------------------------------------------- drift
+
+async function scanItem(ctx: RunContext, item: Item, artifact: Artifact): Promise<DriftChange[]> {
+  if (item.kind === 'folder') {
+    const manifest = await readManifest(ctx.vaults[0]!, artifact.manifestHash);
+    return scanDrift(ctx.target.resolve(item.location), manifest, { exclude: folderExcludeFor(ctx, item) });
+  }
+  if (item.kind === 'database') {
+    const engine = engineFor(ctx, item);
+    const now = await engine.fingerprint(engineCtx(ctx), item);
+    const before = artifact.sourceFingerprint;
+    if (before && compareFingerprints(before, now).equal) return [];
+    return [{ path: item.location, kind: 'modified' }];
+  }
+  return [];
+}
+
+async function driftScan(ctx: RunContext, stage: 'freeze' | 'pre-gate'): Promise<void> {
+  const s = ctx.state();
+  const current = currentArtifacts(s.artifacts);
+  // Freeze scans done before a crash are kept; the pre-gate scan is always
+  // taken afresh right before the gate (it is read-only and cheap).
+  const recorded = new Set(stage === 'freeze' ? s.driftScans.filter((d) => d.stage === stage).map((d) => d.itemId) : []);
+  for (const item of s.items.filter((i) => i.discovered)) {
+    if (recorded.has(item.id)) continue;
+    // Compare against the newest artifact of a method that succeeded (the vendor's counts too: it read the same source).
+    const mine = current.filter((a) => a.itemId === item.id);
+    const newest = mine.filter((a) => a.origin === 'rubicon').at(-1) ?? mine.at(-1);
+    if (!newest) continue;
+    const changes = await scanItem(ctx, item, newest);
+    ctx.record({ type: 'drift.scanned', drift: { itemId: item.id, artifactId: newest.id, stage, changes, scannedAt: ctx.now().toISOString() } });
+  }
+}
+
+export async function freeze(ctx: RunContext): Promise<void> {
+  if (!ctx.state().frozen) {
+    await ctx.infra.freeze(ctx.runId);
+    ctx.record({ type: 'target.frozen' });
+  }
+  await driftScan(ctx, 'freeze');
+}
+
+// ------------------------------------------------------------- final capture
+
+/** Captures again what drifted after freeze (only what changed, for folders) and proves it. */
+export async function finalCapture(ctx: RunContext): Promise<void> {
+  const s = ctx.state();
+  const drifted = latestDrift(s, 'freeze').filter((d) => d.changes.length > 0);
+  for (const d of drifted) {
+    const item = s.items.find((i) => i.id === d.itemId)!;
+    if (item.kind === 'folder') {
+      const base = s.artifacts.find((a) => a.id === d.artifactId)!;
+      await captureFolder(ctx, item, 'final-capture', base);
+    } else if (item.kind === 'database') {
+      for (const method of item.methods.filter((m) => m !== 'vendor-job')) await captureDatabase(ctx, item, method, 'final-capture');
+    }
+  }
+  const finals = ctx.state().artifacts.filter((a) => a.phase === 'final-capture');
+  await proveArtifacts(ctx, finals);
+}
+
+// ------------------------------------------------------------- gate
+
+export interface GateOutcome {
+  passed: boolean;
+}
+
+/** Rollback point, a last drift scan, the gate, the permit. Never destructive. */
+export async function gate(ctx: RunContext): Promise<GateOutcome> {
+  const rb = ctx.runbook;
+  if (!ctx.state().rollbackPoint && rb.policy.requireRollbackPoint) {
+    const point = await ctx.infra.createRollbackPoint(ctx.runId);
+    ctx.record({ type: 'rollback.created', rollbackPoint: point });
+  }
+  if (!ctx.state().gate) await driftScan(ctx, 'pre-gate');
+  let s = ctx.state();
+  if (!s.gate) {
+    const result = evaluateGate({
+      now: ctx.now().toISOString(),
+      policy: s.policy,
+      items: s.items,
+      artifacts: s.artifacts,
+      copies: s.copies,
+      proofs: s.proofs,
+      drift: latestDrift(s, 'pre-gate'),
+      vaults: s.vaults,
+      manualSteps: s.manualSteps,
+      overrides: s.overrides,
+      rollbackPoint: s.rollbackPoint,
+    });
+    ctx.record({ type: 'gate.evaluated', result });
+    s = ctx.state();
+  }
+  if (!s.gate!.passed) return { passed: false };
+  if (!s.permit) {
+    const used = new Set(s.gate!.results.flatMap((r) => r.evidence));
+    const proofs = s.proofs.filter((p) => used.has(p.id) || used.has(p.artifactId));
+    const permit = issuePermit({
+      runId: ctx.runId,
+      target: rb.target.name,
+      image: rb.target.image,
+      gate: s.gate!,
+      proofs: proofs.length > 0 ? proofs : s.proofs,
+      now: ctx.now(),
+      validForMinutes: rb.permit.validForMinutes,
+    });
+    ctx.record({ type: 'permit.issued', permit });
+  }
+  return { passed: true };
+}
+
+// ------------------------------------------------------------- crossing
+
+/**
+ * THE POINT OF NO RETURN. Requires: a recorded passing gate, a permit valid
+ * now (or when the crossing started, on resume), and a recorded
+ * confirmation. Anything else throws before a byte is touched.
+ */
+export async function crossing(ctx: RunContext): Promise<'crossed' | 'not-confirmed'> {
+  let s = ctx.state();
+  if (s.crossing?.completedAt) return 'crossed';
+  if (!s.gate?.passed || !s.permit) {
+    throw new RubiconError('GATE_REFUSED', 'refusing to cross: no passing gate and permit recorded for this run', { hint: 'run `rubicon upgrade` again' });
+  }
+  if (!s.crossing?.confirmedBy) {
+    const c = await ctx.confirm(ctx);
+    if (!c.confirmed) {
+      ctx.record({ type: 'note', level: 'warn', message: `crossing not confirmed: ${c.reason ?? 'declined'}` });
+      return 'not-confirmed';
+    }
+    ctx.record({ type: 'crossing.confirmed', by: c.by, who: c.who });
+    s = ctx.state();
+  }
+  const permit = s.permit!;
+  const at = s.crossing?.startedAt ? new Date(s.crossing.startedAt) : ctx.now();
+  const check = checkPermit(permit, { image: ctx.runbook.target.image, now: at, target: ctx.runbook.target.name });
+  if (!check.valid) throw new RubiconError('PERMIT_INVALID', `refusing to cross: ${check.reason}`, { hint: check.fix });
+  if (!s.crossing?.startedAt) ctx.record({ type: 'crossing.started', permitId: permit.id, image: permit.image });
+  const result = await ctx.infra.cross(permit, at);
+  ctx.record({ type: 'crossing.completed', image: result.image });
+  return 'crossed';
+}
+
+// ------------------------------------------------------------- landing
+
+/** Restores every item onto the rebuilt target from the vaults and validates it against the proofs. */
+export async function landing(ctx: RunContext): Promise<boolean> {
+  const s = ctx.state();
+  const current = currentArtifacts(s.artifacts);
+  const passed = (a: Artifact) => s.proofs.some((p) => p.artifactId === a.id && p.outcome === 'passed');
+  for (const item of s.items.filter((i) => i.discovered)) {
+    if (s.landing.some((l) => l.itemId === item.id && l.outcome)) continue;
+    const candidates = current.filter((a) => a.itemId === item.id && passed(a));
+    // Prefer our own methods, in the item's method order: the vendor's backup is never preferred.
+    const pick =
+      item.kind === 'database'
+        ? candidates.filter((a) => a.origin === 'rubicon').sort((a, b) => item.methods.indexOf(a.method) - item.methods.indexOf(b.method))[0] ??
+          candidates[0]
+        : candidates.at(-1);
+    if (!pick) {
+      ctx.record({
+        type: 'landing.validated',
+        itemId: item.id,
+        artifactId: '',
+        outcome: 'failed',
+        checks: [{ name: 'artifact', status: 'failed', detail: 'no proven artifact to restore' }],
+      });
+      continue;
+    }
+    const good = ctx.vaults.filter((v) => s.copies.some((c) => c.artifactId === pick.id && c.vault === v.info.name && c.status === 'ok'));
+    const vaults = good.length > 0 ? good : ctx.vaults;
+    const t0 = performance.now();
+    try {
+      const manifest = await readManifest(vaults[0]!, pick.manifestHash);
+      if (item.kind === 'folder') {
+        const dest = ctx.target.resolve(item.location);
+        const r = await restoreTree({ vaults, manifest, destRoot: dest, exact: false });
+        ctx.record({ type: 'landing.restored', itemId: item.id, artifactId: pick.id, vault: Object.keys(r.vaultUsed)[0] ?? vaults[0]!.info.name, bytes: r.bytes, durationMs: Math.round(performance.now() - t0) });
+        const v = await verifyTree(dest, { ...manifest, entries: manifest.entries });
+        const problems = v.mismatches.filter((m) => m.problem !== 'extra');
+        ctx.record({
+          type: 'landing.validated',
+          itemId: item.id,
+          artifactId: pick.id,
+          outcome: problems.length === 0 ? 'passed' : 'failed',
+          checks: [
+            {
+              name: 'files-hash',
+              status: problems.length === 0 ? 'passed' : 'failed',
+              detail: problems.length === 0 ? `${manifest.entries.length} files match the proven manifest` : problems.slice(0, 10).map((m) => `${m.path}: ${m.problem}`).join('; '),
+            },
+          ],
+        });
+      } else if (item.kind === 'database') {
+        const engine = engineFor(ctx, item);
+        const staging = path.join(ctx.paths.work, 'landing', encodeURIComponent(pick.id));
+        await rm(staging, { recursive: true, force: true });
+        const r = await restoreTree({ vaults, manifest, destRoot: staging, exact: true });
+        const files = manifest.entries.map((e) => path.join(staging, e.path));
+        await mkdir(path.dirname(ctx.target.resolve(item.location)), { recursive: true });
+        await engine.restore({ host: ctx.target, workDir: staging }, item, manifest, files);
+        ctx.record({ type: 'landing.restored', itemId: item.id, artifactId: pick.id, vault: Object.keys(r.vaultUsed)[0] ?? vaults[0]!.info.name, bytes: r.bytes, durationMs: Math.round(performance.now() - t0) });
+        const proof = s.proofs.find((p) => p.artifactId === pick.id && p.outcome === 'passed');
+        const fp = await engine.fingerprint(engineCtx(ctx), item);
+        const cmp = proof?.fingerprint ? compareFingerprints(proof.fingerprint, fp) : { equal: false, differences: ['no proof fingerprint'] };
+        ctx.record({
+          type: 'landing.validated',
+          itemId: item.id,
+          artifactId: pick.id,
+          outcome: cmp.equal ? 'passed' : 'failed',
+          checks: [
+            {
+              name: 'fingerprint-proof',
+              status: cmp.equal ? 'passed' : 'failed',
+              detail: cmp.equal ? `fingerprint on the rebuilt target equals the proof (${fp.tables.length} tables)` : cmp.differences.slice(0, 10).join('; '),
+            },
+          ],
+        });
+        await rm(staging, { recursive: true, force: true });
+      }
+    } catch (e) {
+      ctx.record({
+        type: 'landing.validated',
+        itemId: item.id,
+        artifactId: pick.id,
+        outcome: 'failed',
+        checks: [{ name: 'restore', status: 'failed', detail: errText(e) }],
+      });
+    }
+  }
+  const after = ctx.state();
+  const ok = after.items.filter((i) => i.discovered).every((i) => after.landing.some((l) => l.itemId === i.id && l.outcome === 'passed'));
+  if (ok && after.rollbackPoint && !after.rollbackReleased) {
+    await ctx.infra.releaseRollbackPoint(after.rollbackPoint);
+    ctx.record({ type: 'rollback.released', rollbackPointId: after.rollbackPoint.id });
+  }
+  return ok;
+}
+
+// ------------------------------------------------------------- report
+
+export async function report(ctx: RunContext): Promise<void> {
+  const s = ctx.state();
+  const checklist = buildChecklist({
+    items: s.items,
+    artifacts: s.artifacts,
+    copies: s.copies,
+    proofs: s.proofs,
+    driftScans: s.driftScans,
+    captureFailures: s.captureFailures,
+  });
+  const files = await writeReports(s, checklist, ctx.paths.reports);
+  ctx.record({ type: 'report.written', files });
+}
+
+export function hostName(): string {
+  return thisHostName();
+}

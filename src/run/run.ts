@@ -1,0 +1,253 @@
+import { copyFile } from 'node:fs/promises';
+import { RubiconError, exitCodeOf, isRubiconError, EXIT } from '../core/errors.ts';
+import type { OnEvent, RunCommand, RunOutcome } from '../core/events.ts';
+import { deriveState, isPhaseDone, latestDrift, type RunState } from '../core/state.ts';
+import type { Artifact, ChecklistRow, Item, Phase } from '../core/types.ts';
+import { buildChecklist } from '../inventory/checklist.ts';
+import { loadRunbook, vaultInfos, type Runbook } from '../runbook/load.ts';
+import { createContext, type Confirmation, type RunContext, type RunHooks } from './context.ts';
+import { acquireLock, Journal, newRunId, readJournal, runPaths } from './journal.ts';
+import * as phases from './phases.ts';
+import { proveVaultArtifacts } from './verify.ts';
+
+export const RUBICON_VERSION = '0.1.0';
+
+/** Which phases each command runs, in order. `report` always ends a run. */
+export const COMMAND_PHASES: Record<RunCommand, Phase[]> = {
+  plan: ['discover'],
+  rehearse: ['discover', 'capture', 'prove'],
+  verify: ['prove'],
+  upgrade: ['discover', 'capture', 'prove', 'freeze', 'final-capture', 'gate', 'crossing', 'landing'],
+};
+
+export interface RunSummary {
+  runId: string;
+  outcome: RunOutcome;
+  exitCode: number;
+  gate: { passed: boolean; reasons: string[] } | null;
+  checklist: ChecklistRow[];
+  artifacts: { id: string; itemId: string; method: string; origin: string; bytes: number; files: number }[];
+  proofs: { id: string; artifactId: string; outcome: string; vault: string; durationMs: number; failed: string[] }[];
+  drift: { itemId: string; stage: string; changes: number; paths: string[] }[];
+  reports: { kind: string; path: string }[];
+  error?: { code: string; message: string; hint?: string };
+  stateDir: string;
+}
+
+export interface CommonOptions {
+  stateDir: string;
+  onEvent: OnEvent;
+  /** Asked right before the crossing when it was not confirmed yet. */
+  confirm: (ctx: RunContext) => Promise<Confirmation>;
+  hooks?: RunHooks;
+  signal?: AbortSignal;
+}
+
+export function summarize(state: RunState, stateDir: string, error?: RubiconError): RunSummary {
+  return {
+    runId: state.runId,
+    outcome: state.outcome ?? 'failed',
+    exitCode: state.exitCode ?? EXIT.failure,
+    gate: state.gate ? { passed: state.gate.passed, reasons: state.gate.reasons } : null,
+    checklist: buildChecklist({
+      items: state.items,
+      artifacts: state.artifacts,
+      copies: state.copies,
+      proofs: state.proofs,
+      driftScans: state.driftScans,
+      captureFailures: state.captureFailures,
+    }),
+    artifacts: state.artifacts.map((a) => ({ id: a.id, itemId: a.itemId, method: a.method, origin: a.origin, bytes: a.bytes, files: a.fileCount })),
+    proofs: state.proofs.map((p) => ({
+      id: p.id,
+      artifactId: p.artifactId,
+      outcome: p.outcome,
+      vault: p.vault,
+      durationMs: p.durationMs,
+      failed: p.checks.filter((c) => c.status !== 'passed').map((c) => `${c.name}: ${c.status}${c.detail ? ` (${c.detail})` : ''}`),
+    })),
+    drift: latestDrift(state).map((d) => ({ itemId: d.itemId, stage: d.stage, changes: d.changes.length, paths: d.changes.slice(0, 20).map((c) => `${c.kind} ${c.path}`) })),
+    reports: state.reports,
+    ...(state.error || error ? { error: { code: error?.code ?? state.error!.code, message: error?.message ?? state.error!.message, hint: error?.hint } } : {}),
+    stateDir,
+  };
+}
+
+/** Starts a new run. Input errors (runbook) throw before anything is written. */
+export async function startRun(command: RunCommand, runbookFile: string, o: CommonOptions): Promise<RunSummary> {
+  const runbook = await loadRunbook(runbookFile);
+  const runId = newRunId();
+  const paths = runPaths(o.stateDir, runId);
+  const release = acquireLock(o.stateDir, runbook.target.name, runId, phases.hostName());
+  let journal: Journal | undefined;
+  try {
+    journal = Journal.create(paths.journal);
+    await copyFile(runbook.file, paths.runbookCopy);
+    const ctx = createContext({ runId, paths, runbook, journal, onEvent: o.onEvent, confirm: o.confirm, hooks: o.hooks, signal: o.signal });
+    ctx.record({
+      type: 'run.started',
+      runId,
+      command,
+      target: runbook.target.name,
+      runbookPath: runbook.file,
+      runbookHash: runbook.hash,
+      policy: runbook.policy,
+      vaults: vaultInfos(runbook),
+      manualSteps: runbook.manualSteps,
+      overrides: runbook.overrides,
+      rubiconVersion: RUBICON_VERSION,
+      host: phases.hostName(),
+    });
+    for (const w of runbook.warnings) ctx.record({ type: 'note', level: 'warn', message: w });
+    return await drive(ctx, o.stateDir);
+  } finally {
+    journal?.close();
+    release();
+  }
+}
+
+/** Continues a run from its journal: the normal path after a crash. */
+export async function resumeRun(runId: string, o: CommonOptions): Promise<RunSummary> {
+  const paths = runPaths(o.stateDir, runId);
+  const records = readJournal(paths.journal, { repairTornTail: true });
+  const before = deriveState(records);
+  if (before.outcome && before.outcome !== 'failed') {
+    return summarize(before, o.stateDir);
+  }
+  const runbook = await loadRunbook(before.runbookPath);
+  if (runbook.hash !== before.runbookHash) {
+    throw new RubiconError('RUNBOOK_INVALID', `runbook ${runbook.file} changed since run ${runId} started`, {
+      hint: `put back the runbook the run started with (a copy is at ${paths.runbookCopy}), or start a new run`,
+    });
+  }
+  const release = acquireLock(o.stateDir, runbook.target.name, runId, phases.hostName());
+  const journal = Journal.open(paths.journal);
+  try {
+    const ctx = createContext({ runId, paths, runbook, journal, onEvent: o.onEvent, confirm: o.confirm, hooks: o.hooks, signal: o.signal });
+    ctx.record({ type: 'run.resumed', pid: process.pid });
+    return await drive(ctx, o.stateDir);
+  } finally {
+    journal.close();
+    release();
+  }
+}
+
+const PHASE_FNS: Record<Exclude<Phase, 'gate' | 'crossing' | 'landing' | 'report'>, (ctx: RunContext) => Promise<void>> = {
+  discover: phases.discover,
+  capture: phases.capture,
+  prove: phases.prove,
+  freeze: phases.freeze,
+  'final-capture': phases.finalCapture,
+};
+
+/**
+ * Runs the command's phases from wherever the journal says the run is. A
+ * refusal (gate, confirmation) ends the run before the crossing with exit
+ * 2 and the target thawed and untouched.
+ */
+async function drive(ctx: RunContext, stateDir: string): Promise<RunSummary> {
+  const command = ctx.state().command;
+  let outcome: RunOutcome = ({ plan: 'planned', rehearse: 'rehearsed', verify: 'verified', upgrade: 'landed' } as const)[command];
+  let exitCode: number = EXIT.ok;
+  let failure: RubiconError | undefined;
+  try {
+    for (const phase of COMMAND_PHASES[command]) {
+      if (isPhaseDone(ctx.state(), phase)) continue;
+      const t0 = performance.now();
+      ctx.record({ type: 'phase.started', phase });
+      let stop = false;
+      if (command === 'verify' && phase === 'prove') {
+        await proveVaultArtifacts(ctx);
+      } else if (phase === 'gate') {
+        const g = await phases.gate(ctx);
+        if (!g.passed) {
+          outcome = 'refused';
+          exitCode = EXIT.gateRefused;
+          stop = true;
+        }
+      } else if (phase === 'crossing') {
+        const c = await phases.crossing(ctx);
+        if (c === 'not-confirmed') {
+          outcome = 'not-confirmed';
+          exitCode = EXIT.gateRefused;
+          stop = true;
+        }
+      } else if (phase === 'landing') {
+        if (!(await phases.landing(ctx))) {
+          outcome = 'failed';
+          exitCode = EXIT.failure;
+          failure = new RubiconError('LANDING_FAILED', 'landing validation failed: the rebuilt target does not match the proofs', {
+            hint: `the rollback point is kept (${ctx.state().rollbackPoint?.location ?? 'none'}); see the report, then restore from it or from the vaults`,
+          });
+        }
+      } else if (phase !== 'report') {
+        await PHASE_FNS[phase](ctx);
+      }
+      if (stop) {
+        ctx.record({ type: 'phase.completed', phase, durationMs: Math.round(performance.now() - t0) });
+        if (ctx.state().frozen && !ctx.state().crossing?.startedAt) {
+          await ctx.infra.thaw(ctx.runId);
+          ctx.record({ type: 'target.thawed' });
+        }
+        break;
+      }
+      ctx.record({ type: 'phase.completed', phase, durationMs: Math.round(performance.now() - t0) });
+      await ctx.hooks.afterPhase?.(phase, ctx);
+    }
+    if (command === 'verify' || command === 'rehearse') {
+      const bad = verifyFailures(ctx.state());
+      if (command === 'verify' && bad.some((b) => b.fatal)) {
+        outcome = 'failed';
+        exitCode = EXIT.failure;
+        failure = new RubiconError('ENGINE_FAILED', 'verify: some of Rubicon\'s own artifacts can no longer be restored', { hint: 'see the report; capture again with `rubicon rehearse`' });
+      }
+      for (const b of bad) ctx.record({ type: 'note', level: b.fatal ? 'error' : 'warn', message: b.message });
+    }
+  } catch (e) {
+    failure = isRubiconError(e) ? e : new RubiconError('INTERNAL', e instanceof Error ? e.message : String(e), { cause: e });
+    outcome = 'failed';
+    exitCode = exitCodeOf(failure);
+    const s = ctx.state();
+    if (s.frozen && !s.crossing?.startedAt) {
+      try {
+        await ctx.infra.thaw(ctx.runId);
+        ctx.record({ type: 'target.thawed' });
+      } catch {
+        /* reported below */
+      }
+    }
+  }
+  try {
+    const t0 = performance.now();
+    ctx.record({ type: 'phase.started', phase: 'report' });
+    await phases.report(ctx);
+    ctx.record({ type: 'phase.completed', phase: 'report', durationMs: Math.round(performance.now() - t0) });
+  } catch (e) {
+    ctx.record({ type: 'note', level: 'error', message: `report could not be written: ${e instanceof Error ? e.message : String(e)}` });
+  }
+  ctx.record({
+    type: 'run.completed',
+    outcome,
+    exitCode,
+    ...(failure ? { error: { code: failure.code, message: failure.message } } : {}),
+  });
+  return summarize(ctx.state(), stateDir, failure);
+}
+
+/** For rehearse and verify: Rubicon's own artifacts that failed their proof. Vendor failures are reported, not fatal. */
+function verifyFailures(s: RunState): { fatal: boolean; message: string }[] {
+  const out: { fatal: boolean; message: string }[] = [];
+  for (const p of s.proofs) {
+    if (p.outcome === 'passed') continue;
+    const a = s.artifacts.find((x) => x.id === p.artifactId);
+    const who = a?.origin === 'vendor' ? "the vendor's backup job produces backups that cannot be restored" : `artifact ${p.artifactId} failed its proof`;
+    out.push({
+      fatal: a?.origin !== 'vendor',
+      message: `${who}: ${p.checks.filter((c) => c.status === 'failed').map((c) => `${c.name}: ${c.detail}`).join('; ')}`,
+    });
+  }
+  for (const f of s.captureFailures) out.push({ fatal: false, message: `capture of ${f.itemId} by ${f.method} failed: ${f.message}` });
+  return out;
+}
+
+export type { Runbook, Artifact, Item };
