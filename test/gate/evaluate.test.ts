@@ -1,0 +1,440 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import type { GateFacts, GateResult, Override } from '../../src/core/types.ts';
+import { evaluateGate } from '../../src/gate/evaluate.ts';
+import { RULES } from '../../src/gate/policy.ts';
+import {
+  A_BASE,
+  A_DELTA,
+  DB,
+  DB_DUMP,
+  DB_VENDOR,
+  MUTATIONS,
+  TECHNICIAN_CHANGES,
+  ago,
+  artifact,
+  artifactId,
+  baselineFacts,
+  copies,
+  deepFreeze,
+  drift,
+  folderArtifact,
+  folderId,
+  item,
+  proof,
+} from './builders.ts';
+
+function failingRules(r: GateResult): string[] {
+  return [...new Set(r.results.filter((x) => x.status === 'fail').map((x) => x.rule))].sort();
+}
+
+function mutated(...names: string[]): GateFacts {
+  const f = baselineFacts();
+  for (const n of names) {
+    const m = MUTATIONS.find((x) => x.name === n);
+    if (!m) throw new Error(`no mutation ${n}`);
+    m.apply(f);
+  }
+  return f;
+}
+
+function results(r: GateResult, rule: string, itemId?: string) {
+  return r.results.filter((x) => x.rule === rule && (itemId === undefined || x.itemId === itemId));
+}
+
+describe('evaluateGate: the baseline scenario', () => {
+  it('passes with exactly one warning: the vendor backup that cannot be restored', () => {
+    const r = evaluateGate(deepFreeze(baselineFacts()));
+    expect(r.passed).toBe(true);
+    expect(r.results.filter((x) => x.status === 'fail')).toEqual([]);
+    expect(r.results.filter((x) => x.status === 'overridden')).toEqual([]);
+    const warns = r.results.filter((x) => x.status === 'warn');
+    expect(warns).toHaveLength(1);
+    expect(warns[0]).toMatchObject({ rule: 'database.vendor-artifact', itemId: DB });
+    expect(warns[0]?.reason).toContain("the vendor's backup job produces backups that cannot be restored");
+    expect(warns[0]?.evidence).toContain(DB_VENDOR);
+    expect(r.reasons).toEqual([warns[0]?.reason]);
+    expect(r.evaluatedAt).toBe(baselineFacts().now);
+  });
+
+  it('reports every rule it applies, each with a reason, only ids from RULES', () => {
+    const r = evaluateGate(baselineFacts());
+    for (const x of r.results) {
+      expect(Object.keys(RULES)).toContain(x.rule);
+      expect(x.reason.length).toBeGreaterThan(10);
+    }
+    const seen = new Set(r.results.map((x) => x.rule));
+    for (const rule of [
+      'facts.now-valid',
+      'inventory.empty',
+      'policy.not-looser',
+      'item.declared-found',
+      'item.captured',
+      'database.independent-methods',
+      'database.fingerprints-agree',
+      'database.vendor-artifact',
+      'folder.proven',
+      'copies.vaults',
+      'copies.immutable',
+      'proofs.fresh',
+      'drift.none',
+      'manual-steps.confirmed',
+      'rollback.exists',
+    ]) {
+      expect(seen, rule).toContain(rule);
+    }
+    // 6 items captured; 2 counted db artifacts + 5 folders bear copies.
+    expect(results(r, 'item.captured')).toHaveLength(6);
+    expect(results(r, 'copies.vaults')).toHaveLength(7);
+    expect(results(r, 'drift.none')).toHaveLength(6);
+  });
+
+  it('counts two independent proven methods for the database and names them as evidence', () => {
+    const [res] = results(evaluateGate(baselineFacts()), 'database.independent-methods', DB);
+    expect(res?.status).toBe('pass');
+    expect(res?.reason).toContain('2 independent proven methods (sqlite-backup-api, sql-text-dump)');
+    expect(res?.evidence).toEqual(expect.arrayContaining([DB_DUMP, `proof.${DB_DUMP}`]));
+    expect(res?.evidence).not.toContain(DB_VENDOR);
+  });
+
+  it('is deterministic and does not mutate its input', () => {
+    const f = deepFreeze(mutated('drift present', 'a stale proof'));
+    expect(evaluateGate(f)).toEqual(evaluateGate(structuredClone(f)));
+  });
+});
+
+describe('evaluateGate: each rule fails alone', () => {
+  it.each(MUTATIONS.map((m) => [m.name, m] as const))('%s', (_name, m) => {
+    const f = baselineFacts();
+    m.apply(f);
+    const r = evaluateGate(deepFreeze(f));
+    expect(r.passed).toBe(false);
+    expect(failingRules(r)).toEqual([m.rule]);
+    const fails = r.results.filter((x) => x.status === 'fail');
+    expect(r.reasons).toEqual(fails.map((x) => x.reason));
+    for (const x of fails) expect(x.reason).not.toBe('');
+  });
+});
+
+describe('evaluateGate: overrides', () => {
+  it.each(MUTATIONS.map((m) => [m.name, m] as const))('%s: a recorded override with a reason passes, visibly', (_name, m) => {
+    const f = baselineFacts();
+    m.apply(f);
+    const o: Override = { rule: m.rule, reason: 'accepted by the practice owner for this window', by: 'j.smith' };
+    f.overrides = [o];
+    const r = evaluateGate(f);
+    expect(r.passed).toBe(true);
+    const over = r.results.filter((x) => x.status === 'overridden');
+    expect(over.length).toBeGreaterThan(0);
+    for (const x of over) {
+      expect(x.rule).toBe(m.rule);
+      expect(x.override).toEqual(o);
+      expect(x.reason).toContain('accepted by the practice owner for this window');
+      expect(x.reason).toContain('j.smith');
+      expect(r.reasons).toContain(x.reason);
+    }
+  });
+
+  it.each(MUTATIONS.map((m) => [m.name, m] as const))('%s: an override with an empty reason is ignored and refuses', (_name, m) => {
+    const f = baselineFacts();
+    m.apply(f);
+    f.overrides = [{ rule: m.rule, reason: '   ', by: 'j.smith' }];
+    const r = evaluateGate(f);
+    expect(r.passed).toBe(false);
+    expect(failingRules(r)).toEqual([m.rule, 'override.reason-required'].sort());
+    expect(r.results.some((x) => x.status === 'overridden')).toBe(false);
+  });
+
+  it('an override without who made it is ignored', () => {
+    const f = mutated('no rollback point');
+    f.overrides = [{ rule: 'rollback.exists', reason: 'snapshot taken by hand', by: '' }];
+    const r = evaluateGate(f);
+    expect(failingRules(r)).toEqual(['override.reason-required', 'rollback.exists']);
+    expect(results(r, 'override.reason-required')[0]?.reason).toContain('who made it');
+  });
+
+  it('an override for one item does not cover another item', () => {
+    const f = mutated('drift scan missing', 'drift present'); // ehr/X and ehr/A
+    f.overrides = [{ rule: 'drift.none', itemId: folderId('ehr/X'), reason: 'scanner cannot read X; checked by hand', by: 'ops' }];
+    const r = evaluateGate(f);
+    expect(r.passed).toBe(false);
+    expect(results(r, 'drift.none', folderId('ehr/X'))[0]?.status).toBe('overridden');
+    expect(results(r, 'drift.none', folderId('ehr/A'))[0]?.status).toBe('fail');
+  });
+
+  it('an item-specific override wins over a general one', () => {
+    const f = mutated('drift scan missing');
+    const specific = { rule: 'drift.none', itemId: folderId('ehr/X'), reason: 'specific', by: 'a' };
+    f.overrides = [{ rule: 'drift.none', reason: 'general', by: 'b' }, specific];
+    const r = evaluateGate(f);
+    expect(results(r, 'drift.none', folderId('ehr/X'))[0]?.override).toEqual(specific);
+    // the general one matched nothing else: reported, never silently dropped
+    expect(results(r, 'override.unused')).toHaveLength(1);
+  });
+
+  it('a manual step override matches the step id', () => {
+    const f = mutated('a manual step not confirmed');
+    f.overrides = [{ rule: 'manual-steps.confirmed', itemId: 'vendor-backup-job', reason: 'vendor confirmed by e-mail', by: 'ops' }];
+    expect(evaluateGate(f).passed).toBe(true);
+    f.overrides = [{ rule: 'manual-steps.confirmed', itemId: 'other-step', reason: 'x', by: 'ops' }];
+    expect(evaluateGate(f).passed).toBe(false);
+  });
+
+  it('a policy loosening override matches the field name', () => {
+    const f = mutated('the policy loosened (minVaults 1)');
+    f.overrides = [{ rule: 'policy.not-looser', itemId: 'maxProofAgeHours', reason: 'x', by: 'ops' }];
+    expect(evaluateGate(f).passed).toBe(false);
+    f.overrides = [{ rule: 'policy.not-looser', itemId: 'minVaults', reason: 'single NAS at this site', by: 'ops' }];
+    expect(evaluateGate(f).passed).toBe(true);
+  });
+
+  it('an override naming an unknown rule is reported and covers nothing', () => {
+    const f = mutated('a database proof failed');
+    f.overrides = [{ rule: 'database.independant-methods', reason: 'typo', by: 'ops' }];
+    const r = evaluateGate(f);
+    expect(r.passed).toBe(false);
+    const [unused] = results(r, 'override.unused');
+    expect(unused?.status).toBe('warn');
+    expect(unused?.reason).toContain('does not exist');
+  });
+
+  it('an unused override on a passing gate is a warning, not a refusal', () => {
+    const f = baselineFacts();
+    f.overrides = [{ rule: 'rollback.exists', reason: 'just in case', by: 'ops' }];
+    const r = evaluateGate(f);
+    expect(r.passed).toBe(true);
+    expect(r.reasons.some((x) => x.includes('matched no failing rule'))).toBe(true);
+  });
+});
+
+describe('evaluateGate: details and edge cases', () => {
+  it('refuses when the clock is invalid or has no zone', () => {
+    for (const now of ['', 'yesterday', '2025-03-14T12:00:00', '2025-02-30T12:00:00Z']) {
+      const f = baselineFacts();
+      f.now = now;
+      const r = evaluateGate(f);
+      expect(r.passed, now).toBe(false);
+      expect(failingRules(r), now).toContain('facts.now-valid');
+    }
+  });
+
+  it('refuses proofs, scans, confirmations and rollback points dated in the future', () => {
+    const f = baselineFacts();
+    f.proofs = f.proofs.map((p) => (p.artifactId === folderArtifact('ehr/Y') ? { ...p, finishedAt: ago(-1) } : p));
+    f.drift = f.drift.map((d) => (d.itemId === folderId('ehr/X') ? { ...d, scannedAt: ago(-1) } : d));
+    f.manualSteps = f.manualSteps.map((s) => ({ ...s, confirmedAt: ago(-1) }));
+    f.rollbackPoint = { ...f.rollbackPoint!, createdAt: ago(-1) };
+    const r = evaluateGate(f);
+    expect(failingRules(r)).toEqual(['drift.none', 'manual-steps.confirmed', 'proofs.fresh', 'rollback.exists']);
+  });
+
+  it('names the drifted files, at most 10, and the count', () => {
+    const f = baselineFacts();
+    const changes = Array.from({ length: 13 }, (_, i) => ({ path: `docs/scan-${i}.pdf`, kind: 'added' as const }));
+    f.drift = f.drift.map((d) => (d.itemId === folderId('ehr/A') ? { ...d, changes } : d));
+    const [res] = results(evaluateGate(f), 'drift.none', folderId('ehr/A'));
+    expect(res?.status).toBe('fail');
+    expect(res?.reason).toContain('13 changes');
+    expect(res?.reason).toContain('added docs/scan-9.pdf');
+    expect(res?.reason).not.toContain('docs/scan-10.pdf');
+    expect(res?.reason).toContain('and 3 more');
+  });
+
+  it('says "drift unknown" when an item was never scanned', () => {
+    const [res] = results(evaluateGate(mutated('drift scan missing')), 'drift.none', folderId('ehr/X'));
+    expect(res?.reason).toContain('drift unknown');
+  });
+
+  it('names the artifacts whose fingerprints disagree', () => {
+    const [res] = results(evaluateGate(mutated('fingerprint mismatch')), 'database.fingerprints-agree', DB);
+    expect(res?.reason).toContain('fingerprints disagree');
+    expect(res?.reason).toContain(`${DB_DUMP} restored`);
+    expect(res?.reason).toContain('bbbbbbbbbbbb');
+  });
+
+  it('refuses a proven database artifact without a source fingerprint', () => {
+    const f = baselineFacts();
+    f.artifacts = f.artifacts.map((a) => (a.id === DB_DUMP ? { ...a, sourceFingerprint: undefined } : a));
+    const r = evaluateGate(f);
+    expect(failingRules(r)).toEqual(['database.fingerprints-agree']);
+  });
+
+  it('a damaged copy still leaving enough vaults is a warning naming artifact and vault', () => {
+    const f = baselineFacts();
+    f.vaults.push({ name: 'blob', kind: 'azure-blob', location: 'https://acct.blob.core.windows.net/c', offTarget: true, immutable: true });
+    const x = folderArtifact('ehr/X');
+    f.copies.push(...copies(x, ['blob']));
+    f.copies = f.copies.map((c) => (c.artifactId === x && c.vault === 'nas' ? { ...c, status: 'checksum-mismatch' as const } : c));
+    const r = evaluateGate(f);
+    expect(r.passed).toBe(true);
+    const [res] = results(r, 'copies.vaults', folderId('ehr/X'));
+    expect(res?.status).toBe('warn');
+    expect(res?.reason).toContain(`the copy of ${x} in vault nas is checksum-mismatch`);
+    expect(res?.evidence).not.toContain(`${x}@nas`);
+  });
+
+  it('names the damaged copy in the refusal when the rule no longer holds', () => {
+    const [res] = results(evaluateGate(mutated('one copy damaged, leaving 1 vault')), 'copies.vaults', folderId('ehr/X'));
+    expect(res?.status).toBe('fail');
+    expect(res?.reason).toContain(`the copy of ${folderArtifact('ehr/X')} in vault nas is checksum-mismatch`);
+    expect(res?.reason).toContain('requires 2');
+  });
+
+  it('a copy in a vault the runbook does not declare does not count', () => {
+    const f = baselineFacts();
+    f.copies = f.copies.map((c) => (c.artifactId === folderArtifact('ehr/Y') && c.vault === 'offsite' ? { ...c, vault: 'usb-stick' } : c));
+    const [res] = results(evaluateGate(f), 'copies.vaults', folderId('ehr/Y'));
+    expect(res?.status).toBe('fail');
+    expect(res?.reason).toContain('usb-stick, which the runbook does not declare');
+  });
+
+  it('the newest copy check per vault wins (a later damage check overrides an earlier ok)', () => {
+    const f = baselineFacts();
+    f.copies.push({ artifactId: folderArtifact('ehr/Y'), vault: 'nas', status: 'missing', checkedAt: ago(0.1) });
+    expect(failingRules(evaluateGate(f))).toEqual(['copies.vaults']);
+  });
+
+  it('a delta whose base is not recorded has no usable copies', () => {
+    const f = baselineFacts();
+    f.artifacts = f.artifacts.map((a) => (a.id === A_DELTA ? { ...a, baseArtifactId: 'run-1.capture.folder:ehr/A.nothing' } : a));
+    const [res] = results(evaluateGate(f), 'copies.vaults', folderId('ehr/A'));
+    expect(res?.status).toBe('fail');
+    expect(res?.reason).toContain('not recorded');
+  });
+
+  it('a third method with a failed proof of our own is a warning, not a refusal', () => {
+    const f = baselineFacts();
+    const extra = artifact({ id: artifactId('capture', DB, 'vacuum-into'), itemId: DB, method: 'vacuum-into', sourceFingerprint: f.artifacts[1]!.sourceFingerprint }, 4.6);
+    f.artifacts.push(extra);
+    f.copies.push(...copies(extra.id));
+    f.proofs.push(proof(extra, 3, 'failed'));
+    const r = evaluateGate(f);
+    expect(r.passed).toBe(true);
+    const [res] = results(r, 'database.independent-methods', DB);
+    expect(res?.status).toBe('warn');
+    expect(res?.reason).toContain('vacuum-into');
+  });
+
+  it('two artifacts of the same independence group count once', () => {
+    const f = baselineFacts();
+    f.artifacts = f.artifacts.map((a) => (a.id === DB_DUMP ? { ...a, independenceGroup: 'sqlite-backup-api' } : a));
+    const [res] = results(evaluateGate(f), 'database.independent-methods', DB);
+    expect(res?.status).toBe('fail');
+    expect(res?.reason).toContain('1 independent proven method');
+  });
+
+  it('a proven vendor artifact counts like any other', () => {
+    const f = mutated('a database proof failed');
+    f.proofs = f.proofs.map((p) => (p.artifactId === DB_VENDOR ? proof(f.artifacts[0]!, 3.5, 'passed', f.artifacts[0]!.sourceFingerprint) : p));
+    const r = evaluateGate(f);
+    expect(r.passed).toBe(true);
+    expect(results(r, 'database.vendor-artifact')[0]?.status).toBe('pass');
+  });
+
+  it('an unproven vendor artifact is a warning', () => {
+    const f = baselineFacts();
+    f.proofs = f.proofs.filter((p) => p.artifactId !== DB_VENDOR);
+    const r = evaluateGate(f);
+    expect(r.passed).toBe(true);
+    expect(results(r, 'database.vendor-artifact')[0]?.reason).toContain('never proven');
+  });
+
+  it('a re-capture supersedes the older artifact of the same method', () => {
+    const f = baselineFacts();
+    // ehr/A's base proof fails later: irrelevant, the delta is current.
+    f.proofs = f.proofs.map((p) => (p.artifactId === A_BASE ? { ...p, outcome: 'failed' as const } : p));
+    expect(evaluateGate(f).passed).toBe(true);
+    // but without the delta, ehr/A's current artifact is the base, whose proof failed
+    f.artifacts = f.artifacts.filter((a) => a.id !== A_DELTA);
+    f.drift = f.drift.map((d) => (d.artifactId === A_DELTA ? { ...d, artifactId: A_BASE } : d));
+    expect(failingRules(evaluateGate(f))).toEqual(['folder.proven']);
+  });
+
+  it('a proven secret passes; services need a capture and a drift scan but no proof', () => {
+    const f = baselineFacts();
+    const sid = 'secret:vault-key';
+    const s = artifact({ id: artifactId('capture', sid, 'secret-export'), itemId: sid, method: 'secret-export' }, 4);
+    const vid = 'service:EhrInterface';
+    const v = artifact({ id: artifactId('capture', vid, 'service-config'), itemId: vid, method: 'service-config' }, 4);
+    f.items.push(item({ id: sid, kind: 'secret', name: 'vault key' }), item({ id: vid, kind: 'service', name: 'EhrInterface' }));
+    f.artifacts.push(s, v);
+    f.copies.push(...copies(s.id), ...copies(v.id));
+    f.proofs.push(proof(s, 3));
+    f.drift.push(drift(sid, s.id), drift(vid, v.id));
+    const r = evaluateGate(f);
+    expect(r.passed).toBe(true);
+    expect(results(r, 'secrets.captured', sid)[0]?.status).toBe('pass');
+    f.drift = f.drift.filter((d) => d.itemId !== vid);
+    expect(failingRules(evaluateGate(f))).toEqual(['drift.none']);
+  });
+
+  it('a policy value that is not a number is treated as looser and refuses', () => {
+    const f = baselineFacts();
+    (f.policy as unknown as Record<string, unknown>)['maxProofAgeHours'] = Number.NaN;
+    const r = evaluateGate(f);
+    expect(failingRules(r)).toContain('policy.not-looser');
+    expect(failingRules(r)).toContain('proofs.fresh');
+  });
+
+  it('a missing policy refuses rather than passing', () => {
+    const f = baselineFacts() as unknown as Record<string, unknown>;
+    delete f['policy'];
+    const r = evaluateGate(f as unknown as GateFacts);
+    expect(r.passed).toBe(false);
+    expect(failingRules(r)).toEqual(expect.arrayContaining(['policy.not-looser', 'database.independent-methods', 'copies.vaults', 'proofs.fresh']));
+  });
+
+  it('a stricter policy is not a loosening', () => {
+    const f = baselineFacts();
+    f.policy = { ...f.policy, minIndependentMethods: 2, maxProofAgeHours: 12, minOffTargetVaults: 2 };
+    expect(evaluateGate(f).passed).toBe(true);
+    f.policy.minIndependentMethods = 3;
+    expect(failingRules(evaluateGate(f))).toEqual(['database.independent-methods']);
+  });
+
+  it('the drift scan of the technician changes lists them', () => {
+    const [res] = results(evaluateGate(mutated('drift present')), 'drift.none', folderId('ehr/A'));
+    for (const c of TECHNICIAN_CHANGES) expect(res?.reason).toContain(`${c.kind} ${c.path}`);
+    expect(res?.reason).toContain('3 changes');
+  });
+
+  it('a gate with no results is impossible: zero items still yields a refusal with a reason', () => {
+    const r = evaluateGate(mutated('empty inventory'));
+    expect(r.reasons).toContain('nothing was discovered; refusing to cross blind');
+  });
+});
+
+describe('evaluateGate: properties', () => {
+  const subsets = fc.shuffledSubarray(MUTATIONS);
+
+  it('passes iff no mutation was applied', () => {
+    fc.assert(
+      fc.property(subsets, (ms) => {
+        const f = baselineFacts();
+        for (const m of ms) m.apply(f);
+        const r = evaluateGate(f);
+        expect(r.passed).toBe(ms.length === 0);
+        expect(r.results.some((x) => x.status === 'fail')).toBe(ms.length > 0);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('overriding every failing rule passes, and every fail turns into a recorded override', () => {
+    fc.assert(
+      fc.property(subsets, (ms) => {
+        const f = baselineFacts();
+        for (const m of ms) m.apply(f);
+        const before = evaluateGate(f);
+        const failing = [...new Set(before.results.filter((x) => x.status === 'fail').map((x) => x.rule))];
+        f.overrides = failing.map((rule) => ({ rule, reason: `accepted: ${rule}`, by: 'owner' }));
+        const after = evaluateGate(f);
+        expect(after.passed).toBe(true);
+        const overridden = after.results.filter((x) => x.status === 'overridden');
+        expect(overridden.length).toBe(before.results.filter((x) => x.status === 'fail').length);
+        for (const x of overridden) expect(x.reason).toContain(`accepted: ${x.rule}`);
+      }),
+      { numRuns: 150 },
+    );
+  });
+});
