@@ -1,8 +1,8 @@
 import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { RubiconError, isRubiconError } from '../core/errors.ts';
-import { latestDrift } from '../core/state.ts';
-import type { Artifact, DriftChange, Item, Manifest, Proof, ProofCheck } from '../core/types.ts';
+import { latestDrift, type RunState } from '../core/state.ts';
+import type { Artifact, DriftChange, GateFacts, Item, Manifest, Proof, ProofCheck } from '../core/types.ts';
 import type { DatabaseEngine, EngineContext } from '../engines/engine.ts';
 import { compareFingerprints } from '../engines/fingerprint.ts';
 import { captureFiles, captureTree } from '../files/capture.ts';
@@ -11,7 +11,7 @@ import { scanDrift } from '../files/drift.ts';
 import { readManifest } from '../files/manifest.ts';
 import { restoreTree, verifyTree } from '../files/restore.ts';
 import { currentArtifacts } from '../gate/current.ts';
-import { evaluateGate } from '../gate/evaluate.ts';
+import { evaluateGate, reliedOnProofs } from '../gate/evaluate.ts';
 import { checkPermit, issuePermit } from '../gate/permit.ts';
 import { buildChecklist } from '../inventory/checklist.ts';
 import { discoverFolders, folderExcludes } from '../inventory/folders.ts';
@@ -20,6 +20,7 @@ import type { ProvingGroundHandle } from '../infra/driver.ts';
 import { writeReports } from '../report/index.ts';
 import type { Vault } from '../vaults/vault.ts';
 import type { RunContext } from './context.ts';
+import { checkpoint } from './faults.ts';
 
 /**
  * The phases. Each one is idempotent against the journal: it skips what the
@@ -65,10 +66,13 @@ export async function discover(ctx: RunContext): Promise<void> {
   const rb = ctx.runbook;
   const ectx = engineCtx(ctx);
   await mkdir(ectx.workDir, { recursive: true });
-  const databases = await ctx.engines.sqlite!.discover(ectx, {
+  const allDatabases = await ctx.engines.sqlite!.discover(ectx, {
     roots: rb.discovery.roots,
     declared: rb.declared.databases.map((d) => ({ name: d.name, location: d.location })),
   });
+  // Backups the vendor's job wrote earlier are files of its output folder, not live databases.
+  const inVendorOutput = (loc: string) => rb.vendorJobs.some((j) => loc === j.output || loc.startsWith(`${j.output}/`));
+  const databases = allDatabases.filter((d) => !inVendorOutput(d.location));
   const folders = await discoverFolders({
     targetRoot: rb.target.root,
     roots: rb.discovery.roots,
@@ -127,6 +131,7 @@ async function captureDatabase(ctx: RunContext, item: Item, method: string, phas
       runId: ctx.runId,
       format: captured.format,
     });
+    checkpoint(`capture.stored.${phase}`);
     const artifact: Artifact = {
       id,
       runId: ctx.runId,
@@ -194,6 +199,7 @@ async function captureFolder(ctx: RunContext, item: Item, phase: Artifact['phase
       signal: ctx.signal,
       onProgress: (done, total) => ctx.progress({ type: 'progress', step: `capture ${item.name}`, done, total, unit: 'bytes' }),
     });
+    checkpoint(`capture.stored.${phase}`);
     const artifact: Artifact = {
       id,
       runId: ctx.runId,
@@ -435,6 +441,23 @@ export async function finalCapture(ctx: RunContext): Promise<void> {
 
 // ------------------------------------------------------------- gate
 
+/** The gate's facts: from the journal's state and nothing else. */
+export function gateFacts(s: RunState, now: Date): GateFacts {
+  return {
+    now: now.toISOString(),
+    policy: s.policy,
+    items: s.items,
+    artifacts: s.artifacts,
+    copies: s.copies,
+    proofs: s.proofs,
+    drift: latestDrift(s, 'pre-gate'),
+    vaults: s.vaults,
+    manualSteps: s.manualSteps,
+    overrides: s.overrides,
+    rollbackPoint: s.rollbackPoint,
+  };
+}
+
 export interface GateOutcome {
   passed: boolean;
 }
@@ -449,34 +472,21 @@ export async function gate(ctx: RunContext): Promise<GateOutcome> {
   if (!ctx.state().gate) await driftScan(ctx, 'pre-gate');
   let s = ctx.state();
   if (!s.gate) {
-    const result = evaluateGate({
-      now: ctx.now().toISOString(),
-      policy: s.policy,
-      items: s.items,
-      artifacts: s.artifacts,
-      copies: s.copies,
-      proofs: s.proofs,
-      drift: latestDrift(s, 'pre-gate'),
-      vaults: s.vaults,
-      manualSteps: s.manualSteps,
-      overrides: s.overrides,
-      rollbackPoint: s.rollbackPoint,
-    });
+    const result = evaluateGate(gateFacts(s, ctx.now()));
     ctx.record({ type: 'gate.evaluated', result });
     s = ctx.state();
   }
   if (!s.gate!.passed) return { passed: false };
   if (!s.permit) {
-    const used = new Set(s.gate!.results.flatMap((r) => r.evidence));
-    const proofs = s.proofs.filter((p) => used.has(p.id) || used.has(p.artifactId));
     const permit = issuePermit({
       runId: ctx.runId,
       target: rb.target.name,
       image: rb.target.image,
       gate: s.gate!,
-      proofs: proofs.length > 0 ? proofs : s.proofs,
+      proofs: reliedOnProofs(gateFacts(s, ctx.now())),
       now: ctx.now(),
       validForMinutes: rb.permit.validForMinutes,
+      maxProofAgeHours: s.policy.maxProofAgeHours,
     });
     ctx.record({ type: 'permit.issued', permit });
   }

@@ -199,7 +199,7 @@ async function drive(ctx: RunContext, stateDir: string): Promise<RunSummary> {
       if (command === 'verify' && bad.some((b) => b.fatal)) {
         outcome = 'failed';
         exitCode = EXIT.failure;
-        failure = new RubiconError('ENGINE_FAILED', 'verify: some of Rubicon\'s own artifacts can no longer be restored', { hint: 'see the report; capture again with `rubicon rehearse`' });
+        failure = new RubiconError('ENGINE_FAILED', 'verify: some of Rubicon\'s own artifacts or their copies are damaged', { hint: 'see the report; capture again with `rubicon rehearse`' });
       }
       for (const b of bad) ctx.record({ type: 'note', level: b.fatal ? 'error' : 'warn', message: b.message });
     }
@@ -247,6 +247,10 @@ function verifyFailures(s: RunState): { fatal: boolean; message: string }[] {
     });
   }
   for (const f of s.captureFailures) out.push({ fatal: false, message: `capture of ${f.itemId} by ${f.method} failed: ${f.message}` });
+  // A damaged copy breaks the "copies in N vaults" promise even when another copy still restores.
+  for (const c of s.copies) {
+    if (c.status !== 'ok') out.push({ fatal: true, message: `the copy of ${c.artifactId} in vault ${c.vault} is ${c.status}${c.detail ? `: ${c.detail}` : ''}` });
+  }
   return out;
 }
 

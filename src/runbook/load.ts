@@ -192,11 +192,12 @@ export function rules(rb: Runbook): RunbookProblem[] {
   });
   // The policy can only be made stricter, unless an override with a reason is recorded.
   for (const l of loosenings(rb.policy)) {
-    const overridden = rb.overrides.some((o) => o.rule === `policy.${String(l.field)}`);
+    // The gate re-checks this under rule `policy.not-looser` (item = the field name).
+    const overridden = rb.overrides.some((o) => o.rule === 'policy.not-looser' && (o.itemId === undefined || o.itemId === String(l.field)));
     if (!overridden) {
       problems.push({
         path: `policy.${String(l.field)}`,
-        message: `${JSON.stringify(l.value)} is looser than the default ${JSON.stringify(l.default)}: use the default, or add an override {rule: "policy.${String(l.field)}", reason: "...", by: "..."} to record why`,
+        message: `${JSON.stringify(l.value)} is looser than the default ${JSON.stringify(l.default)}: use the default, or add an override {rule: policy.not-looser, item: ${String(l.field)}, reason: "...", by: "..."} to record why`,
       });
     } else {
       rb.warnings.push(`policy.${String(l.field)} loosened to ${JSON.stringify(l.value)} by a recorded override`);

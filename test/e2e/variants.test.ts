@@ -1,0 +1,196 @@
+import { readdir, readFile, writeFile, appendFile, open } from 'node:fs/promises';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import type { RunEvent } from '../../src/core/events.ts';
+import type { Phase } from '../../src/core/types.ts';
+import type { RunContext } from '../../src/run/context.ts';
+import { startRun } from '../../src/run/run.ts';
+import { buildSandbox, type SandboxLayout } from '../../src/sandbox/estate.ts';
+import { cli, diffTrees, journalOf, tempDir, treeState } from './helpers.ts';
+
+/**
+ * SCENARIO.md's variants. Each must end with nothing destroyed: exit 2 (or
+ * 3), the target as it was (apart from what the vendor's own job wrote into
+ * its output folder, which the runbook asked for), no crossing recorded.
+ */
+
+async function estate(): Promise<SandboxLayout> {
+  return buildSandbox(path.join(await tempDir(), 'estate'), { patients: 300 });
+}
+
+async function upgrade(L: SandboxLayout, afterPhase?: (phase: Phase, ctx: RunContext) => Promise<void>) {
+  const events: RunEvent[] = [];
+  const summary = await startRun('upgrade', L.runbook, {
+    stateDir: L.stateDir,
+    onEvent: (e) => events.push(e),
+    confirm: async () => ({ confirmed: true, by: 'flag', who: 'test' }),
+    hooks: afterPhase ? { afterPhase } : undefined,
+  });
+  const journal = events.flatMap((e) => (e.kind === 'journal' ? [e.event] : []));
+  return { summary, journal };
+}
+
+/** The target must be unchanged, except new files the vendor job wrote into mssql/backup. */
+function onlyVendorOutput(changes: string[]): string[] {
+  return changes.filter((c) => !/^added mssql\/backup\/ehr-.*\.bak$/.test(c));
+}
+
+/** Flips one bit in the middle of a file, in place (like restic's checker tests). */
+async function flipBit(file: string): Promise<void> {
+  const fh = await open(file, 'r+');
+  try {
+    const { size } = await fh.stat();
+    const pos = Math.floor(size / 2);
+    const b = Buffer.alloc(1);
+    await fh.read(b, 0, 1, pos);
+    b[0] = b[0]! ^ 0x10;
+    await fh.write(b, 0, 1, pos);
+  } finally {
+    await fh.close();
+  }
+}
+
+async function objectFile(vaultRoot: string, sha256: string): Promise<string> {
+  const p = path.join(vaultRoot, 'objects', sha256.slice(0, 2), sha256);
+  await readFile(p); // must exist
+  return p;
+}
+
+describe('variants: each ends with nothing destroyed', () => {
+  it('every database artifact is damaged → the gate refuses, exit 2, the target untouched', async () => {
+    const L = await estate();
+    const before = await treeState(L.target);
+    const { summary, journal } = await upgrade(L, async (phase, ctx) => {
+      if (phase !== 'capture') return;
+      // Damage every copy of every database artifact in both vaults, after capture and before prove.
+      for (const a of ctx.state().artifacts.filter((x) => x.itemId.startsWith('database:'))) {
+        const manifest = JSON.parse(await readFile(await objectFile(L.vaults[0]!, a.manifestHash), 'utf8')) as { entries: { sha256: string }[] };
+        for (const v of L.vaults) for (const e of manifest.entries) await flipBit(await objectFile(v, e.sha256));
+      }
+    });
+    expect(summary.outcome).toBe('refused');
+    expect(summary.exitCode).toBe(2);
+    expect(summary.gate?.passed).toBe(false);
+    expect(summary.gate?.reasons.join(' ')).toMatch(/database:sqlite:ehr/);
+    expect(journal.some((e) => e.type === 'crossing.started')).toBe(false);
+    expect(journal.some((e) => e.type === 'permit.issued')).toBe(false);
+    expect(onlyVendorOutput(diffTrees(before, await treeState(L.target)))).toEqual([]);
+    // The damage is named per copy.
+    const bad = journal.flatMap((e) => (e.type === 'copy.checked' && e.copy.status !== 'ok' ? [e.copy] : []));
+    expect(bad.length).toBeGreaterThanOrEqual(4);
+    // Objects are content-addressed: the vendor's .bak is also a file of the mssql/backup folder
+    // artifact, so that copy is named damaged too. Nothing else is.
+    expect(bad.every((c) => c.artifactId.includes('database:sqlite:ehr') || c.artifactId.includes('folder:mssql/backup'))).toBe(true);
+    expect(bad.filter((c) => c.artifactId.includes('database:sqlite:ehr')).length).toBe(6);
+  });
+
+  it('a copy in a vault is altered after it was written → the damage is named (artifact, vault) and that copy does not count', async () => {
+    const L = await estate();
+    const before = await treeState(L.target);
+    let victim = '';
+    const { summary, journal } = await upgrade(L, async (phase, ctx) => {
+      if (phase !== 'capture') return;
+      const a = ctx.state().artifacts.find((x) => x.itemId === 'folder:ehr/X')!;
+      victim = a.id;
+      const manifest = JSON.parse(await readFile(await objectFile(L.vaults[1]!, a.manifestHash), 'utf8')) as { entries: { sha256: string }[] };
+      await flipBit(await objectFile(L.vaults[1]!, manifest.entries[7]!.sha256));
+    });
+    const bad = journal.flatMap((e) => (e.type === 'copy.checked' && e.copy.status !== 'ok' ? [e.copy] : []));
+    expect(bad).toHaveLength(1);
+    expect(bad[0]).toMatchObject({ artifactId: victim, vault: 'offsite', status: 'checksum-mismatch' });
+    expect(bad[0]!.detail).toMatch(/scans\//); // names the file, not its content
+    // With two vaults required, one damaged copy leaves ehr/X short: refused, nothing destroyed.
+    expect(summary.exitCode).toBe(2);
+    expect(summary.gate?.reasons.join(' ')).toMatch(/offsite/);
+    expect(summary.gate?.reasons.join(' ')).toMatch(/folder:ehr\/X|ehr\/X/);
+    expect(journal.some((e) => e.type === 'crossing.started')).toBe(false);
+    expect(onlyVendorOutput(diffTrees(before, await treeState(L.target)))).toEqual([]);
+  });
+
+  it('a file changes after the final capture → the gate refuses, exit 2', async () => {
+    const L = await estate();
+    const { summary, journal } = await upgrade(L, async (phase) => {
+      if (phase === 'final-capture') await appendFile(path.join(L.target, 'ehr/Z/licence.lic'), 'EXTENDED=2027\n');
+    });
+    expect(summary.outcome).toBe('refused');
+    expect(summary.exitCode).toBe(2);
+    expect(summary.gate?.reasons.join(' ')).toMatch(/licence\.lic/);
+    expect(journal.some((e) => e.type === 'crossing.started')).toBe(false);
+    // The target still has the change: nothing was wiped.
+    expect(await readFile(path.join(L.target, 'ehr/Z/licence.lic'), 'utf8')).toMatch(/EXTENDED=2027/);
+    // The freeze was undone.
+    expect(journal.at(-1)?.type).toBe('run.completed');
+    expect(journal.some((e) => e.type === 'target.thawed')).toBe(true);
+  });
+
+  it('the technician changes files after the proofs → drift listed file by file, delta captured and proven, gate passes', async () => {
+    const L = await estate();
+    const { summary, journal } = await upgrade(L, async (phase) => {
+      if (phase === 'prove') await writeFile(path.join(L.target, 'ehr/A/moved-in.txt'), 'moved here the morning after\n');
+    });
+    expect(summary.exitCode).toBe(0);
+    const drift = journal.flatMap((e) => (e.type === 'drift.scanned' && e.drift.stage === 'freeze' && e.drift.changes.length ? [e.drift] : []));
+    expect(drift.map((d) => d.changes.map((c) => `${c.kind} ${d.itemId}/${c.path}`)).flat()).toEqual(['added folder:ehr/A/moved-in.txt']);
+    expect(await readFile(path.join(L.target, 'ehr/A/moved-in.txt'), 'utf8')).toBe('moved here the morning after\n');
+  });
+
+  it('a database that changes after capture is captured again at the final capture', async () => {
+    const L = await estate();
+    const { DatabaseSync } = await import('node:sqlite');
+    const { summary, journal } = await upgrade(L, async (phase) => {
+      if (phase !== 'prove') return;
+      const db = new DatabaseSync(path.join(L.target, 'mssql/data/ehr.db'));
+      db.exec("UPDATE users SET username = username || '-x' WHERE rowid = 1");
+      db.close();
+    });
+    const finals = journal.flatMap((e) => (e.type === 'artifact.captured' && e.artifact.phase === 'final-capture' ? [e.artifact] : []));
+    expect(finals.map((a) => a.method).sort()).toEqual(['sqlite-backup-api', 'sqlite-sql-dump']);
+    expect(summary.exitCode).toBe(0);
+  });
+
+  it('an unconfirmed crossing in a pipeline (no terminal, no --yes) → exit 2, nothing destroyed', async () => {
+    const L = await estate();
+    const before = await treeState(L.target);
+    const r = await cli(['upgrade', '--runbook', L.runbook, '--state-dir', L.stateDir, '--json']);
+    expect(r.exitCode).toBe(2);
+    expect((r.summary as { outcome: string }).outcome).toBe('not-confirmed');
+    expect(onlyVendorOutput(diffTrees(before, await treeState(L.target)))).toEqual([]);
+    expect(await readdir(L.target)).not.toContain('os-release');
+  });
+
+  it('a malformed runbook → exit 3 naming the field and the fix, nothing touched, no run created', async () => {
+    const L = await estate();
+    const before = await treeState(L.target);
+    const text = await readFile(L.runbook, 'utf8');
+    await writeFile(L.runbook, text.replace('kind: filesystem\n    path: ./vaults/offsite', 'kind: filesystm\n    path: ./vaults/offsite'));
+    const r = await cli(['upgrade', '--runbook', L.runbook, '--state-dir', L.stateDir, '--yes']);
+    expect(r.exitCode).toBe(3);
+    expect(r.stderr).toMatch(/vaults\[1\]\.kind/);
+    expect(r.stderr).toMatch(/"filesystem"/);
+    expect(r.stderr).toMatch(/fix:/);
+    expect(diffTrees(before, await treeState(L.target))).toEqual([]);
+    await expect(readdir(path.join(L.stateDir, 'runs'))).rejects.toThrow();
+  });
+
+  it('verify: a vault copy altered after a rehearsal is named by `rubicon verify`, exit 1', async () => {
+    const L = await estate();
+    const r1 = await cli(['rehearse', '--runbook', L.runbook, '--state-dir', L.stateDir, '--json']);
+    expect(r1.exitCode).toBe(0);
+    const runId = (r1.summary as { runId: string }).runId;
+    const records = await journalOf(L.stateDir, runId);
+    const a = records.flatMap((x) => (x.event.type === 'artifact.captured' && x.event.artifact.method === 'sqlite-backup-api' ? [x.event.artifact] : []))[0]!;
+    const manifest = JSON.parse(await readFile(await objectFile(L.vaults[0]!, a.manifestHash), 'utf8')) as { entries: { sha256: string }[] };
+    await flipBit(await objectFile(L.vaults[0]!, manifest.entries[0]!.sha256));
+    const r2 = await cli(['verify', '--runbook', L.runbook, '--state-dir', L.stateDir, '--json']);
+    const copies = r2.events.flatMap((e) => {
+      const ev = (e as { event?: { type: string; copy?: { artifactId: string; vault: string; status: string } } }).event;
+      return ev?.type === 'copy.checked' && ev.copy && ev.copy.status !== 'ok' ? [ev.copy] : [];
+    });
+    expect(copies).toEqual([expect.objectContaining({ artifactId: a.id, vault: 'nas', status: 'checksum-mismatch' })]);
+    // The other vault's copy still proves the artifact, so Rubicon's own artifacts still restore; the damaged copy is named.
+    const proof = (r2.summary as { proofs: { artifactId: string; outcome: string; vault: string }[] }).proofs.find((p) => p.artifactId === a.id);
+    expect(proof).toMatchObject({ outcome: 'passed', vault: 'offsite' });
+    expect(r2.exitCode).toBe(1);
+    expect((r2.summary as { outcome: string }).outcome).toBe('failed');
+  });
+});
