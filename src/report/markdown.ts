@@ -1,0 +1,227 @@
+/**
+ * The Markdown checklist: what an engineer pastes into a ticket and an
+ * auditor reads in a repository. Pure.
+ *
+ * Contract: every string from the run (item names, paths, engine messages)
+ * goes through `md()`, which neutralises table pipes, line breaks, Markdown
+ * emphasis/link/code syntax and raw HTML (every use is mid-line, so line-start
+ * syntax such as `#` or `-` needs no escape), so a hostile file name cannot break the
+ * table or inject markup into a rendered page.
+ */
+import { formatBytes, formatDuration, formatTime, NOTHING_DESTROYED, type ReportModel } from './model.ts';
+
+/** Escapes text for an inline Markdown context (paragraph, list item or table cell). */
+export function md(text: string | number | boolean | null | undefined): string {
+  return String(text ?? '—')
+    .replace(/\r\n|\r|\n/g, ' ')
+    .replace(/&/g, '&amp;')
+    .replace(/</g, '&lt;')
+    .replace(/>/g, '&gt;')
+    .replace(/([\\`*_[\]|~])/g, '\\$1');
+}
+
+const table = (head: string[], rows: string[][]): string =>
+  [`| ${head.join(' | ')} |`, `| ${head.map(() => '---').join(' | ')} |`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
+
+const TONE_MARK = { green: '✔', red: '✘', amber: '⚠' } as const;
+
+export function renderMarkdown(m: ReportModel): string {
+  const out: string[] = [];
+  const push = (...lines: string[]) => out.push(...lines);
+
+  push(`# Rubicon report: ${md(m.run.target)}`, '');
+  push(`> ${TONE_MARK[m.headline.tone]} **${md(m.headline.title)}**`, '>', `> ${md(m.headline.sentence)}`);
+  if (m.headline.nothingDestroyed) push('>', `> **${md(NOTHING_DESTROYED)}**`);
+  push('');
+  push(
+    table(
+      ['run', 'command', 'outcome', 'started', 'duration', 'exit code'],
+      [[md(m.run.id), md(m.run.command), `**${md(m.outcome)}**`, md(formatTime(m.run.startedAt)), md(formatDuration(m.run.durationMs)), md(m.run.exitCode ?? '—')]],
+    ),
+    '',
+  );
+
+  if (m.plainFailures.length) {
+    push('## What went wrong, in plain words', '');
+    for (const f of m.plainFailures) push(`- ✘ ${md(f)}`);
+    push('');
+  }
+
+  // Checklist.
+  push('## Checklist', '');
+  push('✔ proven · ✘ failed or missing · ⚠ needs a look (not proven, changed after capture, pending)', '');
+  push(
+    table(
+      ['', 'item', 'kind', 'declared?', 'status', 'size', 'files', 'last change', 'artifacts', 'notes'],
+      m.items.map((i) => {
+        const fact = (k: string) => i.facts.find((f) => f.key === k)?.value ?? '—';
+        const arts = i.artifacts
+          .map((a) => `${a.proven === true ? '✔' : a.proven === false ? '✘' : '⚠'} ${md(a.method)}${a.phase === 'final-capture' ? ' (delta)' : ''}`)
+          .join('<br>');
+        return [
+          i.mark,
+          `**${md(i.name)}**`,
+          md(i.kind),
+          i.foundNotDeclared ? '**found, not declared**' : i.declared ? (i.discovered ? 'declared' : 'declared, **not found**') : '—',
+          md(i.statusLabel),
+          md(fact('bytes')),
+          md(i.facts.find((f) => f.key === 'files' || f.key === 'fileCount')?.value ?? '—'),
+          md(fact('lastChange')),
+          arts || '—',
+          i.notes.filter((n) => !(i.foundNotDeclared && /^found, not declared$/i.test(n))).map(md).join('; ') || '—',
+        ];
+      }),
+    ),
+    '',
+  );
+  const fnd = m.items.filter((i) => i.foundNotDeclared);
+  if (fnd.length) {
+    push('### Found, not declared: why each one matters', '');
+    for (const i of fnd) push(`- **${md(i.name)}** (${md(i.kind)}): ${i.why.length ? i.why.map(md).join('; ') : 'found on the target by discovery'}`);
+    push('');
+  }
+
+  // Vaults and proofs.
+  push('## Vaults', '');
+  push(
+    table(
+      ['vault', 'kind', 'where', 'off the target', 'immutable'],
+      m.vaults.map((v) => [md(v.name), md(v.kind), md(v.location), v.offTarget ? 'yes' : 'no', v.immutable ? 'yes' : 'no']),
+    ),
+    '',
+  );
+  push('## Proofs', '');
+  if (m.proofs.length) {
+    push(
+      table(
+        ['', 'item', 'method', 'origin', 'restored from', 'duration', 'checks', 'fingerprint'],
+        m.proofs.map((p) => [
+          p.mark,
+          md(p.itemName),
+          md(p.method),
+          md(p.origin),
+          md(p.vault),
+          md(formatDuration(p.durationMs)),
+          p.checks.map((c) => `${c.mark} ${md(c.name)} ${md(formatDuration(c.durationMs))}`).join('<br>'),
+          p.fingerprint
+            ? `${md(p.fingerprint.digest.slice(0, 12))}… source ${agree(p.fingerprint.agreesWithSource)}, peers ${agree(p.fingerprint.agreesWithPeers)}`
+            : '—',
+        ]),
+      ),
+      '',
+    );
+  } else push('No proofs recorded.', '');
+
+  // Drift.
+  push('## Drift after freeze', '');
+  if (m.drift.afterFreeze.length) {
+    push(
+      table(
+        ['item', 'file', 'change', 'size'],
+        m.drift.afterFreeze.map((d) => [md(d.itemName), md(d.path), md(d.kind), md(d.size === undefined ? '—' : formatBytes(d.size))]),
+      ),
+      '',
+    );
+  } else push('No change found after freeze.', '');
+  for (const a of m.drift.finalDelta)
+    push(
+      `- Final delta of **${md(m.items.find((i) => i.id === a.itemId)?.name ?? a.itemId)}**: ${a.fileCount} file(s), ${md(formatBytes(a.bytes))}, ${a.proven === true ? '✔ proven' : a.proven === false ? '✘ proof failed' : '⚠ not proven'} (${md(a.id)})`,
+    );
+  push(`- Changes remaining right before the gate: **${m.drift.beforeGate.length}**`, '');
+
+  // Gate.
+  if (m.gate) {
+    push(`## Gate: ${m.gate.passed ? 'passed' : 'refused'}`, '');
+    push(`Evaluated at ${md(formatTime(m.gate.evaluatedAt))}.`, '');
+    push(
+      table(
+        ['', 'rule', 'item', 'status', 'reason', 'evidence'],
+        m.gate.rules.map((r) => [
+          r.mark,
+          md(r.rule),
+          md(r.itemName ?? 'all'),
+          md(r.status),
+          md(r.reason) + (r.override ? ` (override by ${md(r.override.by)}: ${md(r.override.reason)})` : ''),
+          r.evidence.map(md).join('<br>') || '—',
+        ]),
+      ),
+      '',
+    );
+  } else push('## Gate', '', 'The gate was not evaluated in this run.', '');
+
+  if (m.permit)
+    push(
+      '## Permit',
+      '',
+      `Permit ${md(m.permit.id)} for image ${md(m.permit.image)}, issued ${md(formatTime(m.permit.issuedAt))}, expires ${md(formatTime(m.permit.expiresAt))}, ${m.permit.proofCount} proof(s), proof set SHA-256 ${md(m.permit.proofSetHash)}.`,
+      '',
+    );
+  if (m.rollbackPoint)
+    push(
+      `Rollback point ${md(m.rollbackPoint.id)} (${md(m.rollbackPoint.kind)}) at ${md(m.rollbackPoint.location)}, created ${md(formatTime(m.rollbackPoint.createdAt))}${m.rollbackPoint.released ? ', released after landing validation' : ', kept'}.`,
+      '',
+    );
+  if (m.crossing)
+    push(
+      '## Crossing',
+      '',
+      `Image ${md(m.crossing.image)}; confirmed by ${md(m.crossing.confirmedBy)}; started ${md(formatTime(m.crossing.startedAt))}; completed ${md(formatTime(m.crossing.completedAt))}; took ${md(m.crossing.durationMs === undefined ? '—' : formatDuration(m.crossing.durationMs))}.`,
+      '',
+    );
+  if (m.landing.items.length) {
+    push(`## Landing: ${m.landing.validated ? 'validated' : 'NOT validated'}`, '');
+    push(
+      table(
+        ['', 'item', 'from vault', 'restore', 'checks'],
+        m.landing.items.map((l) => [
+          l.mark,
+          md(l.itemName),
+          md(l.vault),
+          md(l.restoreMs === undefined ? '—' : formatDuration(l.restoreMs)),
+          l.checks.map((c) => `${c.mark} ${md(c.name)}: ${md(c.detail)}`).join('<br>') || '—',
+        ]),
+      ),
+      '',
+    );
+  }
+
+  // Timeline and estimate.
+  push('## Timeline', '');
+  push(
+    table(
+      ['phase', 'started', 'duration', 'share'],
+      m.timeline.phases.map((p) => [
+        md(p.phase) + (p.completed ? '' : ' (not finished)'),
+        md(formatTime(p.startedAt)),
+        md(formatDuration(p.durationMs)),
+        `${Math.round(p.fraction * 100)}%`,
+      ]),
+    ),
+    '',
+  );
+  const e = m.estimate;
+  push('## Maintenance window estimate', '');
+  push(
+    `Book **${md(formatDuration(e.withMarginMs))}** (measured ${md(formatDuration(e.totalMs))} × ${e.margin}): restores ${md(formatDuration(e.restoreMs))}, checks ${md(formatDuration(e.checkMs))}, final capture ${md(e.finalCaptureMs === null ? 'not measured' : formatDuration(e.finalCaptureMs))}, rebuild ${md(e.crossingMs === null ? 'not measured' : formatDuration(e.crossingMs))}.`,
+    '',
+  );
+  if (e.landingActualMs !== null) push(`The landing of this run actually took ${md(formatDuration(e.landingActualMs))}.`, '');
+  if (e.unknownItems.length) push(`Not included (no passing proof): ${e.unknownItems.map(md).join(', ')}.`, '');
+  for (const a of e.assumptions) push(`- ${md(a)}`);
+  push('');
+
+  push('## HIPAA Security Rule: where the evidence is', '');
+  push(
+    table(
+      ['', 'section', 'asks', 'evidence in this report'],
+      m.hipaa.map((h) => [h.mark, `**${md(h.section)}** ${md(h.title)}`, md(h.asks), h.evidence.map(md).join('<br>')]),
+    ),
+    '',
+  );
+  push(`Generated from the journal of run ${md(m.run.id)} at ${md(formatTime(m.generatedAt))} by Rubicon ${md(m.run.rubiconVersion)}; runbook ${md(m.run.runbookPath)} SHA-256 ${md(m.run.runbookHash)}.`, '');
+  return out.join('\n');
+}
+
+function agree(v: boolean | null): string {
+  return v === null ? '—' : v ? 'agrees' : '**DISAGREES**';
+}

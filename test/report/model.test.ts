@@ -1,0 +1,224 @@
+import { describe, expect, it } from 'vitest';
+import { deriveState } from '../../src/core/state.ts';
+import { buildReportModel, formatDuration, formatTime, REPORT_SECTIONS } from '../../src/report/model.ts';
+import { DB_ID, DRIFT_CHANGES, landedStory, refusedStory, rehearsalStory, VENDOR_ENGINE_MESSAGE } from './builders.ts';
+
+const VENDOR = "The vendor's backup job produces backups that cannot be restored.";
+
+describe('buildReportModel: the landed story (SCENARIO.md)', () => {
+  const { state, checklist } = landedStory();
+  const m = buildReportModel(state, checklist);
+
+  it('has a green headline that tells what happened', () => {
+    expect(m.outcome).toBe('landed');
+    expect(m.headline.tone).toBe('green');
+    expect(m.headline.title).toMatch(/^Landed/);
+    expect(m.headline.sentence).toContain('MicrosoftWindowsServer:WindowsServer:2025-datacenter-azure-edition:latest');
+    expect(m.headline.sentence).toContain('1 warning');
+    expect(m.headline.sentence).toContain('3 file(s) changed after freeze were captured again and proven');
+    expect(m.headline.nothingDestroyed).toBe(false);
+  });
+
+  it('says the vendor sentence once, with the engine message', () => {
+    const vendor = m.plainFailures.filter((f) => f.startsWith(VENDOR));
+    expect(vendor).toHaveLength(1);
+    expect(vendor[0]).toContain(VENDOR_ENGINE_MESSAGE);
+    const vendorProof = m.proofs.find((p) => p.method === 'vendor-job');
+    expect(vendorProof?.outcome).toBe('failed');
+    expect(vendorProof?.plain).toContain(VENDOR);
+    expect(m.plainFailures).toHaveLength(1);
+  });
+
+  it('lists declared and found-not-declared items with why they matter', () => {
+    expect(m.counts).toMatchObject({ items: 7, declared: 4, foundNotDeclared: 3, missing: 0 });
+    const fnd = m.items.filter((i) => i.foundNotDeclared).map((i) => i.name);
+    expect(fnd).toEqual(['ehr/X', 'ehr/Y', 'ehr/Z']);
+    const x = m.items.find((i) => i.name === 'ehr/X')!;
+    expect(x.notes).toContain('found, not declared');
+    expect(x.why.join(' ')).toContain('referenced by ehr/A/app.ini');
+    expect(x.facts).toContainEqual({ key: 'bytes', label: 'size', value: '700 MiB' });
+    expect(m.items.find((i) => i.name === 'ehr/A')!.foundNotDeclared).toBe(false);
+  });
+
+  it('shows per artifact: vault restored from, checks with durations, fingerprint agreement', () => {
+    const db = m.items.find((i) => i.id === DB_ID)!;
+    expect(db.artifacts.map((a) => [a.method, a.origin, a.proven])).toEqual([
+      ['vendor-job', 'vendor', false],
+      ['sqlite-backup-api', 'rubicon', true],
+      ['sql-text-dump', 'rubicon', true],
+    ]);
+    const dump = db.artifacts[2]!.proofs[0]!;
+    expect(dump.vault).toBe('offsite');
+    expect(dump.checks.find((c) => c.name === 'restore')).toMatchObject({ status: 'passed', durationMs: 9100, mark: '✔' });
+    expect(dump.fingerprint).toMatchObject({ tables: 4, rows: 17_500, agreesWithSource: true, agreesWithPeers: true });
+    expect(db.artifacts[0]!.copies.map((c) => `${c.vault}:${c.status}`)).toEqual(['nas:ok', 'offsite:ok']);
+  });
+
+  it('lists drift after freeze file by file and the final delta', () => {
+    expect(m.drift.afterFreeze.map((d) => `${d.itemName}/${d.path}:${d.kind}`)).toEqual([
+      'ehr/A/app.ini:modified',
+      'ehr/A/forms/intake.xml:modified',
+      'ehr/A/import/batch-0042.hl7:added',
+    ]);
+    expect(m.drift.finalDelta).toHaveLength(1);
+    expect(m.drift.finalDelta[0]).toMatchObject({ itemId: 'folder:ehr/A', proven: true, changed: DRIFT_CHANGES });
+    expect(m.drift.beforeGate).toEqual([]);
+    expect(m.counts.driftChanges).toBe(3);
+  });
+
+  it('carries every gate rule with its evidence, the permit and the crossing', () => {
+    expect(m.gate?.passed).toBe(true);
+    expect(m.gate?.rules.map((r) => r.rule)).toEqual(
+      expect.arrayContaining(['database.independent-methods', 'database.vendor-artifact', 'copies.vaults', 'drift.none', 'proofs.fresh', 'rollback.exists']),
+    );
+    const warn = m.gate!.rules.find((r) => r.status === 'warn')!;
+    expect(warn).toMatchObject({ rule: 'database.vendor-artifact', itemName: 'ehr', mark: '⚠' });
+    expect(warn.evidence[0]).toContain('vendor-job');
+    expect(m.counts).toMatchObject({ rulesPass: 12, rulesWarn: 1, rulesFail: 0 });
+    expect(m.permit).toMatchObject({ id: 'permit-7f3a', proofCount: 10 });
+    expect(m.permit?.proofSetHash).toMatch(/^[0-9a-f]{64}$/);
+    expect(m.crossing?.durationMs).toBe(95_000);
+    expect(m.rollbackPoint?.released).toBe(true);
+  });
+
+  it('reports the landing validation per item', () => {
+    expect(m.landing).toMatchObject({ passed: 7, failed: 0, validated: true });
+    expect(m.landing.items.find((l) => l.itemName === 'ehr/A')?.checks[0]?.detail).toContain('3 changed after freeze');
+  });
+
+  it('builds a timeline whose shares follow the measured durations', () => {
+    const phases = m.timeline.phases;
+    expect(phases.map((p) => p.phase)).toEqual(['discover', 'capture', 'prove', 'freeze', 'final-capture', 'gate', 'crossing', 'landing', 'report']);
+    expect(phases.every((p) => p.completed)).toBe(true);
+    const sum = phases.reduce((n, p) => n + p.fraction, 0);
+    expect(sum).toBeCloseTo(1, 9);
+    const crossing = phases.find((p) => p.phase === 'crossing')!;
+    expect(crossing.fraction).toBeCloseTo(crossing.durationMs / m.timeline.totalMs, 12);
+    expect(crossing.durationMs).toBeGreaterThan(95_000);
+  });
+
+  it('estimates the maintenance window from measured restore durations', () => {
+    const e = m.estimate;
+    const db = e.lines.find((l) => l.itemId === DB_ID)!;
+    // the slowest passing database proof is the SQL dump (×1.3): restore 9.1 s
+    expect(db.restoreMs).toBe(9100);
+    expect(db.proofIds).toEqual([`${'r-20250308-0100'}.capture.${DB_ID}.sql-text-dump.proof.offsite`]);
+    // the drifted folder counts its capture and its final delta
+    expect(e.lines.find((l) => l.itemId === 'folder:ehr/A')!.proofIds).toHaveLength(2);
+    expect(e.restoreMs).toBe(e.lines.reduce((n, l) => n + l.restoreMs, 0));
+    expect(e.crossingMs).toBe(95_000);
+    expect(e.totalMs).toBe(e.restoreMs + e.checkMs + (e.finalCaptureMs ?? 0) + 95_000);
+    expect(e.withMarginMs).toBeGreaterThanOrEqual(e.totalMs * e.margin);
+    expect(e.withMarginMs % 60_000).toBe(0);
+    expect(e.unknownItems).toEqual([]);
+  });
+
+  it('maps the evidence to the HIPAA sections without overclaiming', () => {
+    expect(m.hipaa.map((h) => h.section)).toEqual([
+      '§164.308(a)(7)(ii)(A)',
+      '§164.308(a)(7)(ii)(D)',
+      '§164.310(d)(2)(iv)',
+      '§164.312(c)(1), (c)(2)',
+      '§164.312(b)',
+    ]);
+    expect(m.hipaa.every((h) => h.status === 'evidence')).toBe(true);
+    expect(m.hipaa[1]!.evidence.join(' ')).toContain(VENDOR);
+    for (const h of m.hipaa) for (const s of h.see) expect(REPORT_SECTIONS).toContain(s);
+    expect(JSON.stringify(m.hipaa)).not.toMatch(/\bcompliant\b/i);
+  });
+
+  it('is pure and deterministic', () => {
+    const before = JSON.stringify(state);
+    const again = buildReportModel(state, checklist);
+    expect(again).toEqual(m);
+    expect(JSON.stringify(state)).toBe(before);
+    expect(m.generatedAt).toBe(state.finishedAt);
+  });
+});
+
+describe('buildReportModel: refused', () => {
+  const { state, checklist } = refusedStory();
+  const m = buildReportModel(state, checklist);
+
+  it('says at the top that the gate refused, why, and that nothing was destroyed', () => {
+    expect(m.outcome).toBe('refused');
+    expect(m.headline.tone).toBe('red');
+    expect(m.headline.title).toMatch(/^Refused/);
+    expect(m.headline.sentence).toContain('0 of 2 required independent methods proven');
+    expect(m.headline.nothingDestroyed).toBe(true);
+    expect(m.crossing).toBeUndefined();
+    expect(m.permit).toBeUndefined();
+    expect(m.run.exitCode).toBe(2);
+  });
+
+  it('names every failed database artifact in plain words', () => {
+    expect(m.counts.proofsFailed).toBe(3);
+    expect(m.plainFailures.filter((f) => f.startsWith(VENDOR))).toHaveLength(1);
+    expect(m.plainFailures.filter((f) => f.startsWith("Rubicon's own"))).toHaveLength(2);
+    expect(m.plainFailures.some((f) => f.startsWith('Gate rule database.independent-methods failed'))).toBe(true);
+    expect(m.items.find((i) => i.id === DB_ID)).toMatchObject({ status: 'failed', mark: '✘' });
+  });
+
+  it('leaves the database out of the estimate and says so; HIPAA shows the gaps', () => {
+    expect(m.estimate.unknownItems).toEqual(['ehr']);
+    expect(m.estimate.lines.some((l) => l.itemId === DB_ID)).toBe(false);
+    expect(m.hipaa.find((h) => h.section === '§164.308(a)(7)(ii)(D)')?.status).toBe('partial');
+    expect(m.hipaa.find((h) => h.section === '§164.310(d)(2)(iv)')?.evidence.join(' ')).toContain('refused');
+  });
+});
+
+describe('buildReportModel: rehearsal', () => {
+  const { state, checklist } = rehearsalStory();
+  const m = buildReportModel(state, checklist);
+
+  it('is amber, untouched, and predicts the window without a measured rebuild', () => {
+    expect(m.outcome).toBe('rehearsed');
+    expect(m.headline.tone).toBe('amber');
+    expect(m.headline.title).toMatch(/^Rehearsal/);
+    expect(m.headline.nothingDestroyed).toBe(true);
+    expect(m.gate).toBeUndefined();
+    expect(m.timeline.phases.map((p) => p.phase)).toEqual(['discover', 'capture', 'prove', 'report']);
+    expect(m.estimate.crossingMs).toBeNull();
+    expect(m.estimate.finalCaptureMs).toBeNull();
+    expect(m.estimate.assumptions.join(' ')).toContain('crossing) was not measured');
+    expect(m.estimate.lines).toHaveLength(7);
+    expect(m.estimate.totalMs).toBe(m.estimate.restoreMs + m.estimate.checkMs);
+  });
+});
+
+describe('buildReportModel: partial runs and redaction', () => {
+  it('reports a run that stopped mid-phase, with the running phase measured to the last entry', () => {
+    const { records } = landedStory();
+    const cut = records.findIndex((r) => r.event.type === 'phase.started' && r.event.phase === 'prove');
+    const state = deriveState(records.slice(0, cut + 3));
+    const m = buildReportModel(state, []);
+    expect(m.outcome).toBe('in-progress');
+    expect(m.headline.tone).toBe('amber');
+    expect(m.headline.nothingDestroyed).toBe(true);
+    const prove = m.timeline.phases.at(-1)!;
+    expect(prove).toMatchObject({ phase: 'prove', completed: false });
+    expect(prove.durationMs).toBe(Date.parse(state.updatedAt) - Date.parse(prove.startedAt));
+    // items not on the (empty) checklist are still reported
+    expect(m.items).toHaveLength(7);
+  });
+
+  it('redacts secrets that slipped into engine messages and commands', () => {
+    const { state, checklist } = refusedStory();
+    const leaky = structuredClone(state);
+    leaky.proofs[0]!.checks[1]!.detail = 'Login failed; Server=db;User Id=sa;Password=Winter2025!;';
+    leaky.artifacts[0]!.provenance.command = 'backup.cmd https://acct.blob.core.windows.net/c?sig=SECRETSIG';
+    const json = JSON.stringify(buildReportModel(leaky, checklist));
+    expect(json).not.toContain('Winter2025!');
+    expect(json).not.toContain('SECRETSIG');
+    expect(json).toContain('Password=[redacted]');
+  });
+
+  it('formats durations and times for people', () => {
+    expect(formatDuration(420)).toBe('420 ms');
+    expect(formatDuration(9100)).toBe('9.1 s');
+    expect(formatDuration(95_000)).toBe('1 min 35 s');
+    expect(formatDuration(3 * 3600_000 + 5 * 60_000)).toBe('3 h 5 min');
+    expect(formatTime('2025-03-08T01:00:04.500Z')).toBe('2025-03-08 01:00:04 UTC');
+    expect(formatTime('not a time')).toBe('not a time');
+  });
+});
