@@ -623,8 +623,13 @@ export async function landing(ctx: RunContext): Promise<boolean> {
 
 // ------------------------------------------------------------- report
 
-export async function report(ctx: RunContext): Promise<void> {
-  const s = ctx.state();
+/**
+ * Writes the reports. `ending` is the outcome the run is about to record:
+ * the reports are written before run.completed (so a crash in between
+ * leaves a resumable run) and must already show how it ended.
+ */
+export async function report(ctx: RunContext, ending: Pick<RunState, 'outcome' | 'exitCode' | 'error'>): Promise<void> {
+  const s = { ...ctx.state(), ...ending, finishedAt: ctx.now().toISOString() };
   const checklist = buildChecklist({
     items: s.items,
     artifacts: s.artifacts,

@@ -220,7 +220,7 @@ async function drive(ctx: RunContext, stateDir: string): Promise<RunSummary> {
   try {
     const t0 = performance.now();
     ctx.record({ type: 'phase.started', phase: 'report' });
-    await phases.report(ctx);
+    await phases.report(ctx, { outcome, exitCode, ...(failure ? { error: { code: failure.code, message: failure.message } } : {}) });
     ctx.record({ type: 'phase.completed', phase: 'report', durationMs: Math.round(performance.now() - t0) });
   } catch (e) {
     ctx.record({ type: 'note', level: 'error', message: `report could not be written: ${e instanceof Error ? e.message : String(e)}` });

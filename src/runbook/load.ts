@@ -52,10 +52,15 @@ function issueMessage(issue: z.core.$ZodIssue): string {
   switch (issue.code) {
     case 'unrecognized_keys':
       return `unknown field${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')}: remove ${issue.keys.length > 1 ? 'them' : 'it'} or check the spelling`;
-    case 'invalid_type':
-      if (issue.input === undefined) return `is required (expected ${issue.expected})`;
-      return `must be ${issue.expected === 'array' ? 'a list' : `a ${issue.expected}`}, got ${Array.isArray(issue.input) ? 'a list' : typeof issue.input}`;
+    case 'invalid_type': {
+      // zod does not keep the input by default; its message says what it received.
+      const received = /received (\w+)/.exec(issue.message)?.[1];
+      if (received === undefined || received === 'undefined') return `is required (expected ${issue.expected === 'array' ? 'a list' : `a ${issue.expected}`})`;
+      return `must be ${issue.expected === 'array' ? 'a list' : `a ${issue.expected}`}, got ${received === 'array' ? 'a list' : `a ${received}`}`;
+    }
     case 'invalid_value':
+      // A schema-provided message (e.g. "must be 1 (the only runbook version so far)") wins over the generic one.
+      if (!issue.message.startsWith('Invalid')) return issue.message;
       return `must be one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}`;
     default:
       return issue.message;
