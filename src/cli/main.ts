@@ -6,6 +6,7 @@ import { parseArgs } from 'node:util';
 import { EXIT, RubiconError, exitCodeOf, isRubiconError } from '../core/errors.ts';
 import type { RunCommand } from '../core/events.ts';
 import { deriveState } from '../core/state.ts';
+import { RULES } from '../gate/policy.ts';
 import { buildChecklist } from '../inventory/checklist.ts';
 import { writeReports } from '../report/index.ts';
 import { loadRunbook } from '../runbook/load.ts';
@@ -132,6 +133,14 @@ function closing(summary: RunSummary, stateDir: string): string {
     failed: s.red(s.bold('FAILED.')),
   };
   lines.push(head[summary.outcome] ?? summary.outcome);
+  if (summary.outcome === 'planned') {
+    lines.push('', s.bold('Methods'));
+    for (const m of summary.plan.methods) lines.push(`  ${m.itemId.padEnd(28)} ${m.methods.join(', ') || '(none: not found)'}`);
+    lines.push('', s.bold('Vaults'), ...summary.plan.vaults.map((v) => `  ${v}`));
+    lines.push('', s.bold('Policy (the gate refuses the crossing unless every rule holds)'));
+    for (const [k, v] of Object.entries(summary.plan.policy)) lines.push(`  ${k.padEnd(24)} ${JSON.stringify(v)}`);
+    for (const [id, text] of Object.entries(RULES)) lines.push(`  ${s.dim(`${id}: ${text}`)}`);
+  }
   if (summary.gate && !summary.gate.passed) for (const r of summary.gate.reasons) lines.push(`  - ${r}`);
   if (summary.error) {
     lines.push(`  ${summary.error.code}: ${summary.error.message}`);

@@ -32,6 +32,8 @@ export interface RunSummary {
   reports: { kind: string; path: string }[];
   error?: { code: string; message: string; hint?: string };
   stateDir: string;
+  /** What the run would do: methods per item, the vaults, the policy in force. */
+  plan: { methods: { itemId: string; methods: string[] }[]; vaults: string[]; policy: RunState['policy'] };
 }
 
 export interface CommonOptions {
@@ -68,6 +70,11 @@ export function summarize(state: RunState, stateDir: string, error?: RubiconErro
     })),
     drift: latestDrift(state).map((d) => ({ itemId: d.itemId, stage: d.stage, changes: d.changes.length, paths: d.changes.slice(0, 20).map((c) => `${c.kind} ${c.path}`) })),
     reports: state.reports,
+    plan: {
+      methods: state.items.map((i) => ({ itemId: i.id, methods: i.methods })),
+      vaults: state.vaults.map((v) => `${v.name} (${v.kind}${v.offTarget ? ', off the target' : ''}${v.immutable ? ', immutable' : ''})`),
+      policy: state.policy,
+    },
     ...(state.error || error ? { error: { code: error?.code ?? state.error!.code, message: error?.message ?? state.error!.message, hint: error?.hint } } : {}),
     stateDir,
   };
