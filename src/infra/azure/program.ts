@@ -1,0 +1,166 @@
+import * as pulumi from '@pulumi/pulumi';
+import { RubiconError } from '../../core/errors.ts';
+import { CONFIG_KEYS, CONFIG_NAMESPACE, parseInfraConfig, type InfraConfig, type RawInfraConfig } from './config.ts';
+import { imageChangeDecision, type ImageChangeDecision } from './guard.ts';
+import { ProvingGround } from './components/proving-ground.ts';
+import { TargetServer } from './components/target-server.ts';
+import { Vault } from './components/vault.ts';
+import { provingGroundName } from './names.ts';
+
+/**
+ * The Rubicon Pulumi program: vault, target server and (when enabled) the
+ * proving ground. No side effects at import time: the entry point
+ * (./main.ts) and the tests call `rubiconInfra` after Pulumi (or the mocks)
+ * are set up.
+ */
+
+export interface ProgramDeps {
+  /**
+   * The image the target runs now (`publisher:offer:sku:version`), or
+   * undefined when it does not exist yet. Real: an Azure read of the VM
+   * (./main.ts); tests: a stub.
+   */
+  currentImage(cfg: InfraConfig): Promise<string | undefined>;
+  now(): Date;
+}
+
+export interface InfraOutputs {
+  targetVmId: pulumi.Output<string>;
+  targetVmName: string;
+  targetImage: string;
+  /** True when the VM is protected in this deployment (no valid permit). */
+  targetProtected: boolean;
+  dataDiskIds: pulumi.Output<string>[];
+  vaultContainerId: pulumi.Output<string>;
+  vaultBlobEndpoint: pulumi.Output<string>;
+  keyVaultUri: pulumi.Output<string>;
+  provingGround: { vmId: pulumi.Output<string>; resourceGroup: pulumi.Output<string>; tags: Record<string, string> } | null;
+}
+
+/** Reads the `rubicon:` settings. Effect: reads Pulumi config (call it while the program runs). */
+export function readInfraConfig(config: pulumi.Config = new pulumi.Config(CONFIG_NAMESPACE)): InfraConfig {
+  const raw: RawInfraConfig = {};
+  for (const key of CONFIG_KEYS) {
+    const v = config.get(key);
+    if (v !== undefined) raw[key] = v;
+  }
+  return parseInfraConfig(raw);
+}
+
+export interface Secrets {
+  targetAdminPassword: pulumi.Output<string>;
+  provingGroundAdminPassword?: pulumi.Output<string>;
+}
+
+/** Reads the secret settings. Effect: reads Pulumi config. */
+export function readSecrets(cfg: InfraConfig, config: pulumi.Config = new pulumi.Config(CONFIG_NAMESPACE)): Secrets {
+  const target = config.getSecret('targetAdminPassword');
+  if (target === undefined) {
+    throw new RubiconError('ARGUMENTS_INVALID', 'Pulumi config rubicon:targetAdminPassword is not set.', {
+      hint: 'Set it as a secret: `pulumi config set --secret rubicon:targetAdminPassword`.',
+      details: { key: 'rubicon:targetAdminPassword' },
+    });
+  }
+  const pg = config.getSecret('provingGroundAdminPassword');
+  if (cfg.provingGround.enabled && pg === undefined) {
+    throw new RubiconError('ARGUMENTS_INVALID', 'Pulumi config rubicon:provingGroundAdminPassword is not set but rubicon:provingGround.enabled is true.', {
+      hint: 'Set it as a secret: `pulumi config set --secret rubicon:provingGroundAdminPassword`.',
+      details: { key: 'rubicon:provingGroundAdminPassword' },
+    });
+  }
+  return { targetAdminPassword: target, ...(pg ? { provingGroundAdminPassword: pg } : {}) };
+}
+
+/** Pure: the guard's verdict for this configuration. */
+export function decideImage(cfg: InfraConfig, currentImage: string | undefined, now: Date): ImageChangeDecision {
+  return imageChangeDecision({
+    target: cfg.target.name,
+    currentImage,
+    plannedImage: cfg.target.imageUrn,
+    permit: cfg.permit,
+    proofSetHash: cfg.proofSetHash,
+    now,
+  });
+}
+
+/**
+ * Declares every resource. Refuses (PERMIT_INVALID, before declaring
+ * anything) an image change that has no valid permit.
+ */
+export async function rubiconInfra(cfg: InfraConfig, secrets: Secrets, deps: ProgramDeps): Promise<InfraOutputs> {
+  for (const w of cfg.warnings) void pulumi.log.warn(w);
+  const decision = decideImage(cfg, await deps.currentImage(cfg), deps.now());
+  if (!decision.allowed) {
+    throw new RubiconError('PERMIT_INVALID', decision.message ?? 'Image change refused.', {
+      hint: decision.fix,
+      details: { target: cfg.target.name, plannedImage: cfg.target.imageUrn },
+    });
+  }
+  const stackTags = { 'rubicon-stack': pulumi.getStack() };
+
+  const vault = new Vault('vault', {
+    resourceGroupName: cfg.vault.resourceGroupName ?? cfg.resourceGroupName,
+    location: cfg.location,
+    storageAccountName: cfg.vault.storageAccountName,
+    containerName: cfg.vault.containerName,
+    sku: cfg.vault.sku,
+    retentionDays: cfg.vault.retentionDays,
+    softDeleteDays: cfg.vault.softDeleteDays,
+    allowSharedKeyAccess: cfg.vault.allowSharedKeyAccess,
+    keyVaultName: cfg.vault.keyVaultName,
+    tenantId: cfg.vault.tenantId,
+    tags: stackTags,
+  });
+
+  const t = cfg.target;
+  const target = new TargetServer(t.name, {
+    resourceGroupName: cfg.resourceGroupName,
+    location: cfg.location,
+    vmSize: t.vmSize,
+    image: t.image,
+    imageDecision: decision,
+    subnetId: t.subnetId,
+    adminUsername: t.adminUsername,
+    adminPassword: secrets.targetAdminPassword,
+    osDiskType: t.osDiskType,
+    dataDisks: t.dataDisks,
+    rdpSourcePrefixes: t.rdpSourcePrefixes,
+    ...(t.zone ? { zone: t.zone } : {}),
+    tags: stackTags,
+  });
+
+  let provingGround: InfraOutputs['provingGround'] = null;
+  const p = cfg.provingGround;
+  if (p.enabled) {
+    const pg = new ProvingGround(provingGroundName(pulumi.getStack()), {
+      location: cfg.location,
+      runId: p.runId,
+      createdAt: p.createdAt,
+      ttlHours: p.ttlHours,
+      vmSize: p.vmSize,
+      image: p.image,
+      adminUsername: p.adminUsername,
+      adminPassword: secrets.provingGroundAdminPassword!,
+      dataDiskSizeGb: p.dataDiskSizeGb,
+      addressSpace: p.addressSpace,
+      subnetPrefix: p.subnetPrefix,
+      vaultContainerId: vault.containerId,
+      autoShutdownTime: p.autoShutdownTime,
+      timeZone: p.timeZone,
+      tags: stackTags,
+    });
+    provingGround = { vmId: pg.vmId, resourceGroup: pg.resourceGroup.name, tags: pg.tags };
+  }
+
+  return {
+    targetVmId: target.vmId,
+    targetVmName: t.name,
+    targetImage: t.imageUrn,
+    targetProtected: decision.protect,
+    dataDiskIds: target.dataDisks.map((d) => d.id),
+    vaultContainerId: vault.containerId,
+    vaultBlobEndpoint: vault.blobEndpoint,
+    keyVaultUri: vault.keyVaultUri,
+    provingGround,
+  };
+}
