@@ -34,6 +34,7 @@ Usage:
   rubicon resume RUN_ID [--yes] [--json]     continue a run from its journal after a crash
   rubicon status [RUN_ID] [--json]           list runs, or show one
   rubicon report RUN_ID [--html FILE]        write the reports again from the journal
+  rubicon reap --stack NAME... [--dry-run]   destroy Azure proving grounds past their TTL (needs the Pulumi CLI)
 
 Options:
   --state-dir DIR   where runs are kept (default $RUBICON_STATE_DIR or ~/.local/state/rubicon)
@@ -55,6 +56,8 @@ interface Flags {
   dir?: string;
   html?: string;
   stateDir?: string;
+  stack: string[];
+  dryRun: boolean;
   help: boolean;
 }
 
@@ -72,6 +75,8 @@ function parse(argv: string[]): { command: string | undefined; positionals: stri
         dir: { type: 'string' },
         html: { type: 'string' },
         'state-dir': { type: 'string' },
+        stack: { type: 'string', multiple: true },
+        'dry-run': { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
     });
@@ -83,7 +88,7 @@ function parse(argv: string[]): { command: string | undefined; positionals: stri
   return {
     command,
     positionals,
-    flags: { runbook: v.runbook, json: v.json ?? false, yes: v.yes ?? false, dir: v.dir, html: v.html, stateDir: v['state-dir'], help: v.help ?? false },
+    flags: { runbook: v.runbook, json: v.json ?? false, yes: v.yes ?? false, dir: v.dir, html: v.html, stateDir: v['state-dir'], stack: v.stack ?? [], dryRun: v['dry-run'] ?? false, help: v.help ?? false },
   };
 }
 
@@ -272,6 +277,11 @@ export async function main(argv: string[]): Promise<number> {
       return status(positionals, flags);
     case 'report':
       return report(positionals, flags);
+    case 'reap': {
+      // Loaded on demand: the Pulumi SDK is large and only reap needs it.
+      const { reapCommand } = await import('./reap.ts');
+      return reapCommand(flags.stack, { dryRun: flags.dryRun, json: flags.json, workDir: process.cwd() });
+    }
     case 'check-runbook': {
       if (!flags.runbook) throw new RubiconError('ARGUMENTS_INVALID', 'check-runbook needs --runbook FILE');
       const rb = await loadRunbook(flags.runbook);

@@ -56,6 +56,15 @@ describe('cli', () => {
     expect(existsSync(out)).toBe(true);
   });
 
+  it('reap without the Pulumi CLI says what is missing and how to fix it (exit 1); without --stack it is exit 3', async () => {
+    // The Pulumi CLI cannot be installed on these machines: this is the real boundary.
+    const r = await cli(['reap', '--stack', 'staging'], { PATH: path.dirname(process.execPath) });
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toMatch(/Cannot open Pulumi stack staging/);
+    expect(r.stderr).toMatch(/Install the Pulumi CLI/);
+    expect((await cli(['reap'])).exitCode).toBe(3);
+  });
+
   it('two runs against the same target: the second is refused while the first holds the lock', async () => {
     const dir = path.join(await tempDir(), 'estate');
     const L = await buildSandbox(dir, { patients: 200 });
