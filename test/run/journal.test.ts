@@ -2,12 +2,13 @@ import { appendFile, readFile, writeFile } from 'node:fs/promises';
 import { execa } from 'execa';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import type { JournalEvent } from '../../src/core/events.ts';
 import { deriveState } from '../../src/core/state.ts';
 import { acquireLock, Journal, newRunId, readJournal, runPaths } from '../../src/run/journal.ts';
 import { DEFAULT_POLICY } from '../../src/gate/policy.ts';
 import { tempDir } from '../e2e/helpers.ts';
 
-const started = (runId: string) =>
+const started = (runId: string): JournalEvent =>
   ({
     type: 'run.started',
     runId,
@@ -21,7 +22,7 @@ const started = (runId: string) =>
     overrides: [],
     rubiconVersion: 'test',
     host: 'h',
-  }) as const;
+  });
 
 async function journalWith(n: number) {
   const dir = await tempDir();

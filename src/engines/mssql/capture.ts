@@ -1,0 +1,451 @@
+/**
+ * The capture methods of the mssql engine. Each produces backup files on
+ * the SQL Server host's disk plus a sidecar (artifact.ts) in ctx.workDir,
+ * and returns them as CapturedFiles.
+ *
+ * How a .bak reaches the vault: SQL Server writes it to `backupDirectory`
+ * (a path on the SQL Server machine). The same folder must be readable
+ * through the Host (ctx.host.resolve(backupDirectoryOnHost)): for a local
+ * host that is the folder itself or an SMB/NFS mount of it; a remote Host
+ * adapter provides the transfer behind the same interface. The orchestrator
+ * then streams those paths into the vaults, hashing as it goes.
+ *
+ * Contracts:
+ * - mssql-native-full never breaks the customer's chain: COPY_ONLY always.
+ * - vendor-job succeeds only when the job's step 0 AND every step succeeded,
+ *   new backupset rows of the database exist after our start, and RESTORE
+ *   HEADERONLY on the actual file agrees; otherwise CAPTURE_FAILED naming
+ *   what failed.
+ * - mssql-history trusts msdb only as far as RESTORE HEADERONLY confirms it.
+ * - instance-objects writes T-SQL scripts and certificates; a certificate's
+ *   private-key password comes from the secrets source and never appears in
+ *   a statement text, a log line or an error.
+ * - Idempotent: a redo overwrites its own output files.
+ */
+import { mkdir, rm, stat, writeFile } from 'node:fs/promises';
+import { join, posix } from 'node:path';
+import { RubiconError } from '../../core/errors.ts';
+import type { Item } from '../../core/types.ts';
+import type { CapturedFiles, EngineContext, VendorJobSpec } from '../engine.ts';
+import { fileToken, serializeSidecar, serverBasename, serverJoin, SIDECAR_NAME, type RestoreStep, type Sidecar, type SidecarCertificate } from './artifact.ts';
+import {
+  groupBackupSets,
+  isRunning,
+  judgeJobRun,
+  newestChain,
+  parseHeaderOnly,
+  parseHistory,
+  parseJobActivity,
+  parseJobHistory,
+  sameLsn,
+  thumbprint,
+  type BackupHeader,
+  type BackupSet,
+  type JobActivity,
+} from './parse.ts';
+import { explain, type MssqlSecrets } from './prove.ts';
+import {
+  scriptConfiguration,
+  scriptCredentials,
+  scriptJobs,
+  scriptLinkedServers,
+  scriptLogins,
+  scriptOperators,
+  scriptStartupAndTraceFlags,
+} from './scripts.ts';
+import { describeServer, formatMessages, type MssqlSession, type SqlRow } from './session.ts';
+import * as q from './sql.ts';
+
+export interface CaptureEnv {
+  session: MssqlSession;
+  ctx: EngineContext;
+  /** Where SQL Server writes Rubicon's backups, as the SQL Server machine names it. */
+  backupDirectory: string;
+  /** The same folder relative to ctx.host's root. */
+  backupDirectoryOnHost: string;
+  /** Server directory → host directory, for backup files found in msdb (mssql-history). */
+  pathMap: { server: string; host: string }[];
+  secrets?: MssqlSecrets;
+  compression: boolean;
+  /** Polling interval while waiting for an Agent job. */
+  pollIntervalMs: number;
+  log: (level: 'info' | 'warn', message: string) => void;
+}
+
+function fail(item: Item, method: string, message: string, hint?: string): RubiconError {
+  return new RubiconError('CAPTURE_FAILED', `${item.id} (${method}): ${message}`, hint ? { hint } : {});
+}
+
+async function serverInfo(env: CaptureEnv): Promise<{ productVersion: string; edition: string; server: string }> {
+  const r = (await env.session.query(q.serverInfoStatement(), 'reading the server version', env.ctx.signal))[0] ?? {};
+  return {
+    productVersion: String(r.product_version ?? ''),
+    edition: String(r.edition ?? ''),
+    server: String(r.server_name ?? describeServer(env.session.config)),
+  };
+}
+
+async function databaseRow(env: CaptureEnv, item: Item, method: string): Promise<SqlRow> {
+  const rows = await env.session.query(q.databasesStatement(), 'listing databases', env.ctx.signal);
+  const row = rows.find((r) => r.name === item.name);
+  if (!row) throw fail(item, method, `database ${item.name} does not exist on ${describeServer(env.session.config)}`);
+  if (row.state_desc !== 'ONLINE') throw fail(item, method, `database ${item.name} is ${String(row.state_desc)}, not ONLINE`);
+  return row;
+}
+
+/** A file SQL Server wrote, as this machine sees it through the Host; CAPTURE_FAILED when it is not there. */
+async function hostFile(env: CaptureEnv, item: Item, method: string, hostDir: string, name: string, serverPath: string): Promise<string> {
+  const p = env.ctx.host.resolve(posix.join(hostDir, name));
+  const s = await stat(p).catch(() => null);
+  if (!s || !s.isFile()) {
+    throw fail(
+      item,
+      method,
+      `SQL Server wrote ${serverPath} but ${p} does not exist on ${env.ctx.host.name}`,
+      'backupDirectory (as SQL Server sees it) and backupDirectoryOnHost (as the Host sees it) must name the same folder.',
+    );
+  }
+  return p;
+}
+
+async function headerOf(env: CaptureEnv, item: Item, method: string, serverPaths: string[]): Promise<BackupHeader[]> {
+  const out = await env.session.run(q.headerOnlyStatement(serverPaths), env.ctx.signal);
+  if (!out.ok) throw fail(item, method, `RESTORE HEADERONLY on ${serverPaths.join(', ')}: ${explain(out.messages)}`);
+  return parseHeaderOnly(out.recordsets[0] ?? []);
+}
+
+/**
+ * Exports the certificates a database's restore needs (TDE encryptor, backup
+ * encryptor) WITH PRIVATE KEY into the backup directory. Removes its own
+ * earlier files first (BACKUP CERTIFICATE refuses to overwrite).
+ */
+async function exportCertificates(env: CaptureEnv, item: Item, method: string, thumbprints: string[]): Promise<{ certs: SidecarCertificate[]; files: { path: string; name: string }[] }> {
+  const certs: SidecarCertificate[] = [];
+  const files: { path: string; name: string }[] = [];
+  for (const tp of [...new Set(thumbprints.map((t) => thumbprint(t)!))]) {
+    const found = await env.session.query(q.certificateByThumbprintStatement(tp), `looking up certificate ${tp}`, env.ctx.signal);
+    const name = found[0]?.name;
+    if (typeof name !== 'string') {
+      throw fail(item, method, `the backup needs the certificate with thumbprint ${tp} but master has no such certificate`, 'Find where the certificate went (another instance?) before the rebuild: without it the backup cannot be restored.');
+    }
+    const exported = await exportCertificate(env, item, method, name, tp);
+    certs.push(exported.cert);
+    files.push(...exported.files);
+  }
+  return { certs, files };
+}
+
+async function exportCertificate(env: CaptureEnv, item: Item, method: string, name: string, thumbprint: string): Promise<{ cert: SidecarCertificate; files: { path: string; name: string }[] }> {
+  const password = await env.secrets?.certificatePassword(name);
+  if (password === undefined) {
+    throw fail(item, method, `certificate ${name} must be exported with its private key, and the secrets source has no password for it`, `Add a password for certificate ${name} to the runbook's secrets source; it encrypts the exported private key.`);
+  }
+  const token = `rubicon-cert-${fileToken(name)}`;
+  const certFile = `${token}.cer`;
+  const keyFile = `${token}.pvk`;
+  for (const f of [certFile, keyFile]) await rm(env.ctx.host.resolve(posix.join(env.backupDirectoryOnHost, f)), { force: true });
+  const certServer = serverJoin(env.backupDirectory, certFile);
+  const keyServer = serverJoin(env.backupDirectory, keyFile);
+  const out = await env.session.run(q.backupCertificateStatement(name, certServer, keyServer, password), env.ctx.signal);
+  if (!out.ok) throw fail(item, method, `BACKUP CERTIFICATE ${name}: ${formatMessages(out.messages)}`);
+  env.log('info', `certificate ${name} exported with its private key to ${certServer}`);
+  return {
+    cert: { name, thumbprint, certFile, keyFile },
+    files: [
+      { path: await hostFile(env, item, method, env.backupDirectoryOnHost, certFile, certServer), name: certFile },
+      { path: await hostFile(env, item, method, env.backupDirectoryOnHost, keyFile, keyServer), name: keyFile },
+    ],
+  };
+}
+
+async function writeSidecar(env: CaptureEnv, sidecar: Sidecar): Promise<{ path: string; name: string }> {
+  const dir = join(env.ctx.workDir, `mssql-${fileToken(sidecar.database)}-${sidecar.method}`);
+  await mkdir(dir, { recursive: true });
+  const path = join(dir, SIDECAR_NAME);
+  await writeFile(path, serializeSidecar(sidecar));
+  return { path, name: SIDECAR_NAME };
+}
+
+// ---------------------------------------------------------------- mssql-native-full
+
+export async function captureNativeFull(env: CaptureEnv, item: Item): Promise<CapturedFiles> {
+  const method = 'mssql-native-full';
+  const info = await serverInfo(env);
+  const db = await databaseRow(env, item, method);
+  const fileName = `rubicon-${fileToken(item.name)}-full.bak`;
+  const serverPath = serverJoin(env.backupDirectory, fileName);
+  const compression = env.compression && !/express/i.test(info.edition);
+  const stmt = q.backupToDiskStatement(item.name, serverPath, { compression });
+  const out = await env.session.run(stmt, env.ctx.signal);
+  if (!out.ok) throw fail(item, method, `BACKUP DATABASE failed: ${explain(out.messages)}`);
+  const headers = await headerOf(env, item, method, [serverPath]);
+  const h = headers.find((x) => x.position === 1);
+  const problems: string[] = [];
+  if (!h) problems.push('RESTORE HEADERONLY shows no backup set at position 1');
+  else {
+    if (h.backupType !== 1) problems.push(`backup type ${h.backupType}, not a full database backup`);
+    if (h.databaseName !== item.name) problems.push(`it is a backup of ${h.databaseName}`);
+    if (!h.isCopyOnly) problems.push('it is not COPY_ONLY');
+    if (!h.hasBackupChecksums) problems.push('it has no backup checksums');
+    if (h.isDamaged) problems.push('it is marked damaged');
+  }
+  if (problems.length > 0) throw fail(item, method, `the backup written to ${serverPath} is not what was asked for: ${problems.join('; ')}`);
+  const bak = { path: await hostFile(env, item, method, env.backupDirectoryOnHost, fileName, serverPath), name: fileName };
+  const thumbprints = [db.tde_thumbprint, h?.encryptorThumbprint].filter((t): t is string => typeof t === 'string' && t.length > 0);
+  const certs = await exportCertificates(env, item, method, thumbprints);
+  const sidecar: Sidecar = {
+    version: 1,
+    format: 'mssql-bak',
+    database: item.name,
+    method,
+    source: info,
+    steps: [{ kind: 'full', files: [fileName], position: 1, lastLsn: String(h!.lastLsn), backupFinishDate: h!.backupFinishDate }],
+    certificates: certs.certs,
+    requiredThumbprints: thumbprints,
+  };
+  return {
+    files: [bak, ...certs.files, await writeSidecar(env, sidecar)],
+    format: 'mssql-bak',
+    tool: `SQL Server ${info.productVersion} (${info.edition}) BACKUP DATABASE`,
+    position: `LastLSN ${h!.lastLsn}`,
+    command: `${stmt.text} -- @path = ${serverPath}`,
+  };
+}
+
+// ---------------------------------------------------------------- vendor-job
+
+const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
+  new Promise((resolve, reject) => {
+    const t = setTimeout(resolve, ms);
+    signal?.addEventListener('abort', () => {
+      clearTimeout(t);
+      reject(signal.reason);
+    }, { once: true });
+  });
+
+async function activity(env: CaptureEnv, jobId: string): Promise<JobActivity | null> {
+  return parseJobActivity(await env.session.query(q.jobActivityStatement(jobId), 'reading msdb.dbo.sysjobactivity', env.ctx.signal));
+}
+
+async function waitUntilStopped(env: CaptureEnv, item: Item, method: string, jobId: string, job: string, deadline: number, startedAfter?: number): Promise<JobActivity> {
+  for (;;) {
+    const a = await activity(env, jobId);
+    const ours = a !== null && a.startExecutionDate !== null && (startedAfter === undefined || Date.parse(a.startExecutionDate) >= startedAfter);
+    if (a !== null && ours && !isRunning(a)) return a;
+    if (Date.now() > deadline) {
+      throw fail(item, method, `SQL Agent job ${job} did not finish within the runbook's timeout`, 'The job was left running (Rubicon does not stop a vendor job). Raise the vendor job timeout or look at the job in SQL Agent.');
+    }
+    await sleep(env.pollIntervalMs, env.ctx.signal);
+  }
+}
+
+/**
+ * Runs the vendor's SQL Agent job and checks everything it claims.
+ * "Already running" (sp_start_job Msg 22022): waits for that run to end,
+ * then starts the job once more, because only a run whose start Rubicon saw
+ * can be matched with the backup it wrote.
+ */
+export async function captureVendorJob(env: CaptureEnv, item: Item, spec: VendorJobSpec): Promise<CapturedFiles> {
+  const method = 'vendor-job';
+  const job = spec.command[0];
+  if (!job) throw fail(item, method, 'the vendor job has no SQL Agent job name (vendorJob.command[0])');
+  const deadline = Date.now() + spec.timeoutMs;
+  const info = await serverInfo(env);
+  await databaseRow(env, item, method);
+  const found = await env.session.query(q.jobByNameStatement(job), `looking up SQL Agent job ${job}`, env.ctx.signal);
+  const jobId = found[0]?.job_id;
+  if (typeof jobId !== 'string') throw fail(item, method, `SQL Agent job ${job} does not exist on ${describeServer(env.session.config)}`, 'Check the job name in the runbook (msdb.dbo.sysjobs.name).');
+  const baseline = (await env.session.query(q.backupBaselineStatement(item.name), 'reading the newest backupset', env.ctx.signal))[0] ?? {};
+  const baselineId = Number(baseline.last_backup_set_id ?? 0);
+
+  let startedAt = 0;
+  for (let attempt = 1; ; attempt++) {
+    const before = (await env.session.query({ text: 'SELECT SYSDATETIME() AS server_now;', params: [] }, 'reading the server clock', env.ctx.signal))[0];
+    startedAt = before?.server_now instanceof Date ? before.server_now.getTime() - 1000 : Date.now() - 1000;
+    const started = await env.session.run(q.startJobStatement(job), env.ctx.signal);
+    if (started.ok) break;
+    const e = started.error;
+    if (e?.number === 22022 && /already running/i.test(e.message) && attempt === 1) {
+      env.log('warn', `SQL Agent job ${job} is already running: waiting for that run to end, then starting it again`);
+      await waitUntilStopped(env, item, method, jobId, job, deadline);
+      continue;
+    }
+    if (e?.number === 22022 && /not currently running/i.test(e.message)) {
+      throw fail(item, method, `SQL Server Agent is not running on ${describeServer(env.session.config)}, so job ${job} cannot start`, 'Start the SQL Server Agent service.');
+    }
+    throw fail(item, method, `sp_start_job ${job} refused: ${formatMessages(started.messages)}`);
+  }
+  env.log('info', `SQL Agent job ${job} started; waiting for it to finish`);
+
+  const done = await waitUntilStopped(env, item, method, jobId, job, deadline, startedAt);
+  if (done.jobHistoryId === null) throw fail(item, method, `SQL Agent job ${job} stopped but recorded no history row (job_history_id is NULL)`);
+  const history = parseJobHistory(await env.session.query(q.jobRunHistoryStatement(jobId, done.jobHistoryId), 'reading msdb.dbo.sysjobhistory', env.ctx.signal));
+  const verdict = judgeJobRun(history);
+  if (!verdict.ok) throw fail(item, method, `the vendor's backup job ${job} did not succeed: ${verdict.problems.join('; ')}`);
+
+  const fresh = parseHistory(await env.session.query(q.newBackupsStatement(item.name, baselineId), 'reading new msdb.dbo.backupset rows', env.ctx.signal));
+  const fulls = groupBackupSets(fresh).filter((s) => s.row.type === 'D');
+  const full = fulls[fulls.length - 1];
+  if (!full) {
+    throw fail(item, method, `the vendor's backup job ${job} reported success but wrote no new full backup of ${item.name} (no new msdb.dbo.backupset row after backup_set_id ${baselineId})`);
+  }
+  if (full.row.deviceType !== 2) throw fail(item, method, `the job's backup went to device type ${full.row.deviceType} (not a disk file): Rubicon cannot fetch it`);
+  const headers = await headerOf(env, item, method, full.devices);
+  const h = headers.find((x) => x.position === full.row.position);
+  const problems: string[] = [];
+  if (!h) problems.push(`the file has no backup set at position ${full.row.position}: it was overwritten or replaced after the job wrote it`);
+  else {
+    if (h.databaseName !== item.name) problems.push(`it holds a backup of ${h.databaseName}`);
+    if (h.backupType !== 1) problems.push(`backup type ${h.backupType}, not full`);
+    if (h.isDamaged) problems.push('it is marked damaged');
+    if (!sameLsn(h.lastLsn, full.row.lastLsn)) problems.push(`its LastLSN ${h.lastLsn} is not msdb's ${full.row.lastLsn}: the file is not the backup msdb describes`);
+  }
+  if (problems.length > 0) throw fail(item, method, `RESTORE HEADERONLY on ${full.devices.join(', ')} disagrees with msdb: ${problems.join('; ')}`);
+  if (!h!.hasBackupChecksums) env.log('warn', `the vendor's backup of ${item.name} has no backup checksums (no WITH CHECKSUM)`);
+
+  const names = full.devices.map(serverBasename);
+  const files: { path: string; name: string }[] = [];
+  for (const [i, n] of names.entries()) files.push({ path: await hostFile(env, item, method, spec.output, n, full.devices[i]!), name: n });
+  const db = (await env.session.query(q.databasesStatement(), 'listing databases', env.ctx.signal)).find((r) => r.name === item.name) ?? {};
+  const thumbprints = [db.tde_thumbprint, h!.encryptorThumbprint].filter((t): t is string => typeof t === 'string' && t.length > 0);
+  const certs = await exportCertificates(env, item, method, thumbprints);
+  const sidecar: Sidecar = {
+    version: 1,
+    format: 'mssql-bak',
+    database: item.name,
+    method,
+    source: info,
+    steps: [{ kind: 'full', files: names, position: full.row.position, lastLsn: full.row.lastLsn, backupFinishDate: full.row.backupFinishDate }],
+    certificates: certs.certs,
+    requiredThumbprints: thumbprints,
+  };
+  return {
+    files: [...files, ...certs.files, await writeSidecar(env, sidecar)],
+    format: 'mssql-bak',
+    tool: `vendor SQL Agent job ${job} on SQL Server ${info.productVersion}`,
+    position: `LastLSN ${full.row.lastLsn}`,
+    command: `EXEC msdb.dbo.sp_start_job @job_name = ${job}; steps: ${verdict.steps.map((s) => `${s.stepId} ${s.stepName} ${s.status}`).join(', ')}`,
+  };
+}
+
+// ---------------------------------------------------------------- mssql-history
+
+function hostDirFor(env: CaptureEnv, serverPath: string): string | null {
+  const dir = serverPath.slice(0, serverPath.length - serverBasename(serverPath).length).replace(/[\\/]$/, '');
+  for (const m of env.pathMap) {
+    if (dir.toLowerCase() === m.server.replace(/[\\/]$/, '').toLowerCase()) return m.host;
+  }
+  return null;
+}
+
+/** The newest existing chain (full [+ diff] [+ logs]) from msdb, each set confirmed with RESTORE HEADERONLY. */
+export async function captureHistory(env: CaptureEnv, item: Item): Promise<CapturedFiles> {
+  const method = 'mssql-history';
+  const info = await serverInfo(env);
+  const db = await databaseRow(env, item, method);
+  const rows = parseHistory(await env.session.query(q.backupHistoryStatement(item.name), 'reading msdb backup history', env.ctx.signal));
+  const chain = newestChain(rows, { excludeDevice: (d) => serverBasename(d).startsWith('rubicon-') });
+  if (!chain) throw fail(item, method, `msdb records no usable full backup of ${item.name} on disk (copy-only and Rubicon's own backups are not counted)`);
+  for (const n of chain.notes) env.log('warn', `${item.name}: ${n}`);
+  const sets: { set: BackupSet; kind: RestoreStep['kind'] }[] = [
+    { set: chain.full, kind: 'full' },
+    ...(chain.diff ? [{ set: chain.diff, kind: 'diff' as const }] : []),
+    ...chain.logs.map((set) => ({ set, kind: 'log' as const })),
+  ];
+  const files: { path: string; name: string }[] = [];
+  const steps: RestoreStep[] = [];
+  const seen = new Set<string>();
+  const thumbprints: string[] = typeof db.tde_thumbprint === 'string' && db.tde_thumbprint ? [db.tde_thumbprint] : [];
+  for (const { set, kind } of sets) {
+    const headers = await headerOf(env, item, method, set.devices);
+    const h = headers.find((x) => x.position === set.row.position);
+    if (!h || !sameLsn(h.lastLsn, set.row.lastLsn) || h.databaseName !== item.name) {
+      throw fail(item, method, `msdb says ${set.devices.join(', ')} holds the ${kind} backup of ${item.name} ending at LSN ${set.row.lastLsn}, but RESTORE HEADERONLY on the file disagrees: the file was replaced or moved`);
+    }
+    if (h.encryptorThumbprint) thumbprints.push(h.encryptorThumbprint);
+    const names: string[] = [];
+    for (const d of set.devices) {
+      const hostDir = hostDirFor(env, d);
+      if (hostDir === null) throw fail(item, method, `backup file ${d} is outside every mapped directory`, 'Add its folder to pathMap (server path → host path) in the mssql engine settings.');
+      const name = serverBasename(d);
+      names.push(name);
+      if (!seen.has(name)) {
+        seen.add(name);
+        files.push({ path: await hostFile(env, item, method, hostDir, name, d), name });
+      }
+    }
+    steps.push({ kind, files: names, position: set.row.position, lastLsn: set.row.lastLsn, backupFinishDate: set.row.backupFinishDate });
+  }
+  const certs = await exportCertificates(env, item, method, thumbprints);
+  const sidecar: Sidecar = { version: 1, format: 'mssql-bak', database: item.name, method, source: info, steps, certificates: certs.certs, requiredThumbprints: [...new Set(thumbprints)] };
+  const last = steps[steps.length - 1]!;
+  return {
+    files: [...files, ...certs.files, await writeSidecar(env, sidecar)],
+    format: 'mssql-bak',
+    tool: `SQL Server ${info.productVersion} msdb history + RESTORE HEADERONLY`,
+    position: `LastLSN ${last.lastLsn ?? ''}`,
+    command: `chain: ${steps.map((s) => `${s.kind} ${s.files.join('+')}#${s.position}`).join(' → ')}`,
+  };
+}
+
+// ---------------------------------------------------------------- instance-objects
+
+/** `instance-object:mssql:<kind>:<name>` → { kind, name }. */
+export function parseInstanceObjectId(id: string): { kind: string; name: string } | null {
+  const m = /^instance-object:mssql:([a-z-]+):(.*)$/s.exec(id);
+  return m ? { kind: m[1]!, name: m[2]! } : null;
+}
+
+/**
+ * Scripts the item's objects (all kinds for the `instance` item, else the
+ * one object) into .sql files in ctx.workDir; certificates via BACKUP
+ * CERTIFICATE WITH PRIVATE KEY into the backup directory.
+ */
+export async function captureInstanceObjects(env: CaptureEnv, item: Item): Promise<CapturedFiles> {
+  const method = 'instance-objects';
+  const info = await serverInfo(env);
+  const sig = env.ctx.signal;
+  if (item.kind === 'certificate') {
+    const rows = await env.session.query(q.certificateThumbprintStatement(item.name), `reading certificate ${item.name}`, sig);
+    const tp = rows[0]?.thumbprint;
+    if (typeof tp !== 'string') throw fail(item, method, `certificate ${item.name} does not exist in master`);
+    const exported = await exportCertificate(env, item, method, item.name, tp);
+    const dir = join(env.ctx.workDir, `mssql-cert-${fileToken(item.name)}`);
+    await mkdir(dir, { recursive: true });
+    const meta = join(dir, 'certificate.json');
+    await writeFile(meta, `${JSON.stringify({ version: 1, format: 'mssql-certificate', source: info, certificate: exported.cert }, null, 2)}\n`);
+    return { files: [...exported.files, { path: meta, name: 'certificate.json' }], format: 'mssql-certificate', tool: `SQL Server ${info.productVersion} BACKUP CERTIFICATE`, command: `BACKUP CERTIFICATE ${item.name} WITH PRIVATE KEY (password from the secrets source)` };
+  }
+  const id = parseInstanceObjectId(item.id);
+  if (!id) throw fail(item, method, `item id ${item.id} is not an mssql instance object`);
+  const only = (rows: SqlRow[]): SqlRow[] => (id.kind === 'instance' ? rows : rows.filter((r) => r.name === id.name));
+  const all = id.kind === 'instance';
+  const scripts: { name: string; text: string }[] = [];
+  const server = info.server;
+  if (all || id.kind === 'login') scripts.push({ name: 'logins.sql', text: scriptLogins(only(await env.session.query(q.loginsStatement(), 'listing logins', sig)), server, String((await env.session.query(q.serverInfoStatement(), 'reading the machine name', sig))[0]?.machine_name ?? '')) });
+  if (all || id.kind === 'job') scripts.push({ name: 'jobs.sql', text: scriptJobs(only(await env.session.query(q.jobsStatement(), 'listing jobs', sig)), await env.session.query(q.jobStepsStatement(), 'listing job steps', sig), server) });
+  if (all || id.kind === 'operator') scripts.push({ name: 'operators.sql', text: scriptOperators(only(await env.session.query(q.operatorsStatement(), 'listing operators', sig)), server) });
+  if (all || id.kind === 'linked-server') scripts.push({ name: 'linked-servers.sql', text: scriptLinkedServers(only(await env.session.query(q.linkedServersStatement(), 'listing linked servers', sig)), server) });
+  if (all || id.kind === 'credential') scripts.push({ name: 'credentials.sql', text: scriptCredentials(only(await env.session.query(q.credentialsStatement(), 'listing credentials', sig)), server) });
+  if (all || id.kind === 'configuration') scripts.push({ name: 'configuration.sql', text: scriptConfiguration(await env.session.query(q.configurationStatement(), 'reading sp_configure', sig), server) });
+  if (all || id.kind === 'startup-procedure' || id.kind === 'trace-flags') {
+    scripts.push({
+      name: 'startup.sql',
+      text: scriptStartupAndTraceFlags(
+        id.kind === 'trace-flags' ? [] : only(await env.session.query(q.startupProceduresStatement(), 'listing startup procedures', sig)),
+        id.kind === 'startup-procedure' ? [] : (await env.session.query(q.traceFlagsStatement(), 'reading trace flags', sig)).filter((f) => Number(f.Global) === 1),
+        server,
+      ),
+    });
+  }
+  if (scripts.length === 0) throw fail(item, method, `instance objects of kind ${id.kind} cannot be scripted yet`, 'Record it as a manual step in the runbook.');
+  const dir = join(env.ctx.workDir, `mssql-objects-${fileToken(`${id.kind}:${id.name}`)}`);
+  await mkdir(dir, { recursive: true });
+  const files: { path: string; name: string }[] = [];
+  for (const s of scripts) {
+    const p = join(dir, s.name);
+    await writeFile(p, s.text);
+    files.push({ path: p, name: s.name });
+  }
+  return { files, format: 'sql-text', tool: `SQL Server ${info.productVersion} catalog views`, command: `scripted ${scripts.map((s) => s.name).join(', ')}` };
+}
