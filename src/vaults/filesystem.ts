@@ -1,0 +1,629 @@
+import { execFile } from 'node:child_process';
+import { createHash, randomUUID } from 'node:crypto';
+import { closeSync, constants as fsConstants, fsync as fsyncCb, mkdirSync, openSync, renameSync, statSync, unlinkSync, write as writeCb, writeSync } from 'node:fs';
+import { lstat, mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
+import { isAbsolute, join } from 'node:path';
+import { z } from 'zod';
+import { RubiconError } from '../core/errors.ts';
+import type { VaultInfo } from '../core/types.ts';
+import { runBounded } from '../files/bounded.ts';
+import { isSha256Hex } from '../files/paths.ts';
+import type { ArtifactIndexEntry, ObjectCheck, ObjectWriter, Vault } from './vault.ts';
+
+/**
+ * A vault in a local (or mounted) folder.
+ *
+ * Layout:
+ *   <root>/objects/<first 2 hex>/<sha256>   content-addressed objects
+ *   <root>/index/<encoded artifactId>.json  ArtifactIndexEntry documents
+ *   <root>/tmp/                             in-flight writes (temp → rename)
+ *
+ * Contracts:
+ * - Objects are written to tmp/ and renamed into place by commit(); a reader
+ *   never sees a half-written object under its final name (unless the OS
+ *   crashed before sync() with 'batch'/'syncfs' durability, see below —
+ *   reads still catch it).
+ * - put is idempotent: committing an object that already exists with the
+ *   same size leaves the stored object untouched (small objects are not even
+ *   written to tmp/; large ones are, and the temp file is dropped).
+ * - Metadata calls (open, stat, rename, mkdir) and small writes are
+ *   synchronous: microseconds on a local disk against a thread-pool round
+ *   trip each; this was the difference between 5x and 1x of `cp -a` on many
+ *   small files (docs/files.md). Data writes over 256 KiB, reads and fsyncs
+ *   go through the thread pool.
+ * - Every read hashes while streaming and throws VAULT_CORRUPT (naming the
+ *   vault and the object) when the content does not match; VAULT_MISSING_OBJECT
+ *   when absent. check() grades instead of throwing.
+ * - Durability: see `FilesystemVaultOptions.durability`. Nothing is promised
+ *   durable until sync() resolved.
+ * - commit() trusts the hash the caller computed while writing (the capture
+ *   hashes exactly the bytes it writes); every later read re-verifies it.
+ */
+export interface FilesystemVaultOptions {
+  /**
+   * How sync() makes writes durable. Default 'syncfs'.
+   * - 'commit': fsync each object's data before it is renamed into place, so
+   *   an object present under its name is always complete, even after a power
+   *   loss; directory entries are fsync'd at sync(). Slowest for many small files.
+   * - 'batch': no fsync at commit; sync() fsyncs every object written or
+   *   re-used since the last sync (bounded parallelism), then the directories.
+   * - 'syncfs': no fsync at commit; sync() flushes the vault's whole
+   *   filesystem once (`sync -f <root>`, syncfs(2), Linux). Falls back to
+   *   'batch' where that is not available.
+   * With 'batch' and 'syncfs', an OS crash before sync() may leave an object
+   * truncated or empty under its name: reads and check() report it, and a
+   * re-capture replaces an object whose size is wrong. Nothing is recorded
+   * as captured before sync() resolved, so the journal never names such an
+   * object. docs/files.md has the measurements behind the default.
+   */
+  durability?: 'commit' | 'batch' | 'syncfs';
+}
+
+/** Metadata calls and writes up to this size are synchronous: cheaper than a thread-pool round trip on a local disk. */
+const SYNC_WRITE_MAX = 256 * 1024;
+/** Objects up to this size are held in memory until commit (see createWriter). */
+const LAZY_MAX = 1024 * 1024;
+const READ_CHUNK = 1024 * 1024;
+const SYNC_PARALLELISM = 8;
+
+const indexEntrySchema = z.object({
+  artifactId: z.string().min(1),
+  runId: z.string(),
+  itemId: z.string(),
+  method: z.string(),
+  manifestHash: z.string().regex(/^[0-9a-f]{64}$/),
+  capturedAt: z.string(),
+});
+
+/**
+ * File name for an artifact id: characters outside [A-Za-z0-9._-] and a
+ * leading dot are %-encoded (ids contain ':' and '/'); very long ids are
+ * shortened with a hash suffix. The entry inside holds the real id.
+ */
+export function indexFileName(artifactId: string): string {
+  let encoded = '';
+  for (const byte of Buffer.from(artifactId, 'utf8')) {
+    const c = String.fromCharCode(byte);
+    const plain = /[A-Za-z0-9_-]/.test(c) || (c === '.' && encoded.length > 0);
+    encoded += plain ? c : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
+  }
+  if (encoded.length > 180) {
+    const digest = createHash('sha256').update(artifactId).digest('hex').slice(0, 32);
+    encoded = `${encoded.slice(0, 120)}~${digest}`;
+  }
+  return `${encoded}.json`;
+}
+
+function errnoCode(e: unknown): string | undefined {
+  return typeof e === 'object' && e !== null && 'code' in e && typeof e.code === 'string' ? e.code : undefined;
+}
+
+export class FilesystemVault implements Vault {
+  readonly info: VaultInfo;
+  readonly root: string;
+  readonly durability: 'commit' | 'batch' | 'syncfs';
+  private readonly objectsDir: string;
+  private readonly indexDir: string;
+  private readonly tmpDir: string;
+  private ready: Promise<void> | undefined;
+  private readonly knownShards = new Set<string>();
+  /** Files whose data sync() must fsync ('batch' mode). */
+  private readonly dirtyFiles = new Set<string>();
+  /** Directories whose entries sync() must fsync. */
+  private readonly dirtyDirs = new Set<string>();
+
+  /** `info.location` must be an absolute folder path; it is created on first use. */
+  constructor(info: VaultInfo, options: FilesystemVaultOptions = {}) {
+    if (!isAbsolute(info.location)) {
+      throw new RubiconError(
+        'ARGUMENTS_INVALID',
+        `vault '${info.name}': location '${info.location}' is not an absolute folder path; give the full path of the vault folder`,
+      );
+    }
+    this.info = info;
+    this.root = info.location;
+    this.durability = options.durability ?? 'syncfs';
+    this.objectsDir = join(this.root, 'objects');
+    this.indexDir = join(this.root, 'index');
+    this.tmpDir = join(this.root, 'tmp');
+  }
+
+  /** Absolute path where the object with this hash lives (whether or not it exists). */
+  objectPath(sha256: string): string {
+    this.assertHash(sha256);
+    return join(this.objectsDir, sha256.slice(0, 2), sha256);
+  }
+
+  async has(sha256: string): Promise<boolean> {
+    return (await this.existingSize(sha256)) !== undefined;
+  }
+
+  /** Streams the object; the last iteration throws VAULT_CORRUPT if the content does not hash to `sha256`. */
+  async *read(sha256: string): AsyncIterable<Uint8Array> {
+    const path = this.objectPath(sha256);
+    let fh: FileHandle;
+    try {
+      fh = await open(path, 'r');
+    } catch (e) {
+      if (errnoCode(e) === 'ENOENT') throw this.missing(sha256);
+      throw this.ioError(`cannot open object ${sha256}`, e);
+    }
+    try {
+      const hash = createHash('sha256');
+      for (;;) {
+        const buf = Buffer.allocUnsafe(READ_CHUNK);
+        let n: number;
+        try {
+          ({ bytesRead: n } = await fh.read(buf, 0, READ_CHUNK, null));
+        } catch (e) {
+          throw this.ioError(`cannot read object ${sha256}`, e);
+        }
+        if (n === 0) break;
+        const chunk = buf.subarray(0, n);
+        hash.update(chunk);
+        yield chunk;
+      }
+      const actual = hash.digest('hex');
+      if (actual !== sha256) throw this.corrupt(sha256, actual);
+    } finally {
+      await fh.close();
+    }
+  }
+
+  async check(sha256: string, expectedSize?: number): Promise<ObjectCheck> {
+    if (!isSha256Hex(sha256)) return { status: 'error', detail: `'${sha256}' is not a SHA-256 hex digest` };
+    const path = this.objectPath(sha256);
+    let fh: FileHandle;
+    try {
+      fh = await open(path, 'r');
+    } catch (e) {
+      if (errnoCode(e) === 'ENOENT') return { status: 'missing', detail: `object ${sha256} is missing from vault '${this.info.name}'` };
+      return { status: 'error', detail: `vault '${this.info.name}': cannot open object ${sha256}: ${errnoCode(e) ?? String(e)}` };
+    }
+    try {
+      const size = (await fh.stat()).size;
+      if (expectedSize !== undefined && size !== expectedSize) {
+        return {
+          status: 'size-invalid',
+          detail: `object ${sha256} in vault '${this.info.name}' has ${size} bytes, expected ${expectedSize}`,
+        };
+      }
+      const hash = createHash('sha256');
+      const buf = Buffer.allocUnsafe(READ_CHUNK);
+      for (;;) {
+        const { bytesRead } = await fh.read(buf, 0, READ_CHUNK, null);
+        if (bytesRead === 0) break;
+        hash.update(buf.subarray(0, bytesRead));
+      }
+      const actual = hash.digest('hex');
+      if (actual !== sha256) {
+        return {
+          status: 'checksum-mismatch',
+          detail: `object ${sha256} in vault '${this.info.name}' hashes to ${actual}`,
+        };
+      }
+      return { status: 'ok' };
+    } catch (e) {
+      return { status: 'error', detail: `vault '${this.info.name}': cannot read object ${sha256}: ${errnoCode(e) ?? String(e)}` };
+    } finally {
+      await fh.close();
+    }
+  }
+
+  /**
+   * Objects up to LAZY_MAX are held in memory (copied) until commit, so an
+   * object the vault already has is never written again, not even to tmp/;
+   * larger ones spill to a temp file as soon as they outgrow that.
+   */
+  async createWriter(): Promise<ObjectWriter> {
+    await this.init();
+    return new FsObjectWriter(this);
+  }
+
+  /** @internal Creates an exclusive temp file in tmp/. */
+  createTemp(): { fd: number; path: string } {
+    const path = join(this.tmpDir, `${randomUUID()}.tmp`);
+    try {
+      return { fd: openSync(path, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, 0o600), path };
+    } catch (e) {
+      throw this.ioError(`cannot create a temp file in ${this.tmpDir}`, e);
+    }
+  }
+
+  async putBytes(data: Uint8Array): Promise<string> {
+    const sha256 = createHash('sha256').update(data).digest('hex');
+    const existing = await this.existingSize(sha256);
+    if (existing === data.byteLength) {
+      this.markDirtyFile(this.objectPath(sha256));
+      return sha256;
+    }
+    const writer = await this.createWriter();
+    try {
+      await writer.write(data);
+      await writer.commit(sha256);
+    } catch (e) {
+      await writer.abort();
+      throw e;
+    }
+    return sha256;
+  }
+
+  /**
+   * Idempotent. An existing entry for the same artifact with the same
+   * manifest is kept as is (its capturedAt wins); a different manifest hash
+   * (a redo after a crash that saw newer files) replaces it.
+   */
+  async putArtifactIndex(entry: ArtifactIndexEntry): Promise<void> {
+    const parsed = indexEntrySchema.safeParse(entry);
+    if (!parsed.success) {
+      throw new RubiconError(
+        'INTERNAL',
+        `vault '${this.info.name}': artifact index entry for '${entry.artifactId}' is invalid: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`,
+      );
+    }
+    await this.init();
+    const path = join(this.indexDir, indexFileName(entry.artifactId));
+    try {
+      const current = indexEntrySchema.parse(JSON.parse(await readFile(path, 'utf8')));
+      if (
+        current.artifactId === entry.artifactId &&
+        current.manifestHash === entry.manifestHash &&
+        current.runId === entry.runId &&
+        current.itemId === entry.itemId &&
+        current.method === entry.method
+      ) {
+        this.markDirtyFile(path);
+        return;
+      }
+    } catch {
+      // absent or unreadable: (re)write it below
+    }
+    const doc = {
+      artifactId: entry.artifactId,
+      runId: entry.runId,
+      itemId: entry.itemId,
+      method: entry.method,
+      manifestHash: entry.manifestHash,
+      capturedAt: entry.capturedAt,
+    };
+    const tmpPath = join(this.tmpDir, `${randomUUID()}.index.tmp`);
+    try {
+      const fh = await open(tmpPath, 'wx', 0o600);
+      try {
+        await fh.writeFile(`${JSON.stringify(doc, null, 2)}\n`);
+        if (this.durability === 'commit') await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await rename(tmpPath, path);
+    } catch (e) {
+      await unlink(tmpPath).catch(() => undefined);
+      throw this.ioError(`cannot write the index entry for artifact '${entry.artifactId}'`, e);
+    }
+    if (this.durability !== 'commit') this.dirtyFiles.add(path);
+    this.dirtyDirs.add(this.indexDir);
+  }
+
+  /** Newest first by capturedAt, then by artifact id. Throws VAULT_CORRUPT naming an unreadable index file. */
+  async listArtifacts(): Promise<ArtifactIndexEntry[]> {
+    let names: string[];
+    try {
+      names = await readdir(this.indexDir);
+    } catch (e) {
+      if (errnoCode(e) === 'ENOENT') return [];
+      throw this.ioError(`cannot list ${this.indexDir}`, e);
+    }
+    const entries: ArtifactIndexEntry[] = [];
+    for (const name of names.filter((n) => n.endsWith('.json')).sort()) {
+      const path = join(this.indexDir, name);
+      let parsed: ArtifactIndexEntry;
+      try {
+        parsed = indexEntrySchema.parse(JSON.parse(await readFile(path, 'utf8')));
+      } catch (e) {
+        throw new RubiconError(
+          'VAULT_CORRUPT',
+          `vault '${this.info.name}': artifact index file ${path} is not a valid index entry; move it aside and re-run the capture of that artifact`,
+          { cause: e, details: { vault: this.info.name, file: path } },
+        );
+      }
+      entries.push(parsed);
+    }
+    return entries.sort((a, b) =>
+      a.capturedAt !== b.capturedAt ? (a.capturedAt < b.capturedAt ? 1 : -1) : a.artifactId < b.artifactId ? -1 : a.artifactId > b.artifactId ? 1 : 0,
+    );
+  }
+
+  /** Durability barrier: every object, manifest and index entry written (or re-used) before the call is on stable storage when it resolves. */
+  async sync(): Promise<void> {
+    const files = [...this.dirtyFiles];
+    const dirs = [...this.dirtyDirs];
+    if (files.length === 0 && dirs.length === 0) return;
+    if (!(this.durability === 'syncfs' && (await syncFilesystem(this.root)))) {
+      await runBounded(files, SYNC_PARALLELISM, async (path) => {
+        await fsyncPath(path).catch((e: unknown) => {
+          throw this.ioError(`cannot fsync ${path}`, e);
+        });
+      });
+      // Deepest folders first: an entry is durable only when its folder is.
+      for (const dir of dirs.sort((a, b) => b.length - a.length)) {
+        if (process.platform === 'win32') break; // folders cannot be fsync'd there; NTFS journals renames
+        await fsyncPath(dir).catch((e: unknown) => {
+          throw this.ioError(`cannot fsync folder ${dir}`, e);
+        });
+      }
+    }
+    for (const f of files) this.dirtyFiles.delete(f);
+    for (const d of dirs) this.dirtyDirs.delete(d);
+  }
+
+  /**
+   * Removes temp files older than `olderThanMs` (left by a crash). Never
+   * touches objects or index entries. Returns how many were removed.
+   */
+  async removeStaleTemp(olderThanMs = 60 * 60 * 1000): Promise<number> {
+    let names: string[];
+    try {
+      names = await readdir(this.tmpDir);
+    } catch (e) {
+      if (errnoCode(e) === 'ENOENT') return 0;
+      throw this.ioError(`cannot list ${this.tmpDir}`, e);
+    }
+    let removed = 0;
+    const cutoff = Date.now() - olderThanMs;
+    for (const name of names) {
+      const path = join(this.tmpDir, name);
+      const st = await lstat(path).catch(() => undefined);
+      if (st?.isFile() && st.mtimeMs < cutoff) {
+        await unlink(path).catch(() => undefined);
+        removed++;
+      }
+    }
+    return removed;
+  }
+
+  // ---- internal, used by FsObjectWriter ----
+
+  /**
+   * @internal Moves a finished temp file into place (or drops it when the
+   * object already exists with the same size). Closes `fd` in every case.
+   */
+  async place(fd: number, tmpPath: string, sha256: string, size: number): Promise<void> {
+    try {
+      if (this.durability === 'commit') await fsyncFd(fd);
+    } finally {
+      closeSync(fd);
+    }
+    if ((await this.existingSize(sha256)) === size) {
+      unlinkSync(tmpPath);
+      this.markDirtyFile(this.objectPath(sha256));
+      return;
+    }
+    this.moveIntoPlace(tmpPath, sha256);
+  }
+
+  /** @internal Stores a held (small) object unless it already exists with this size. */
+  async placeHeld(held: readonly Buffer[], sha256: string, size: number): Promise<void> {
+    if ((await this.existingSize(sha256)) === size) {
+      this.markDirtyFile(this.objectPath(sha256));
+      return;
+    }
+    const { fd, path } = this.createTemp();
+    try {
+      try {
+        for (const b of held) {
+          let off = 0;
+          while (off < b.byteLength) off += writeSync(fd, b, off, b.byteLength - off);
+        }
+        if (this.durability === 'commit') await fsyncFd(fd);
+      } finally {
+        closeSync(fd);
+      }
+      this.moveIntoPlace(path, sha256);
+    } catch (e) {
+      try {
+        unlinkSync(path);
+      } catch {
+        // moved or gone
+      }
+      throw e;
+    }
+  }
+
+  private moveIntoPlace(tmpPath: string, sha256: string): void {
+    const finalPath = this.objectPath(sha256);
+    const shard = join(this.objectsDir, sha256.slice(0, 2));
+    if (!this.knownShards.has(shard)) {
+      const created = mkdirSync(shard, { recursive: true });
+      if (created !== undefined) this.dirtyDirs.add(this.objectsDir);
+      this.knownShards.add(shard);
+    }
+    renameSync(tmpPath, finalPath);
+    if (this.durability !== 'commit') this.dirtyFiles.add(finalPath);
+    this.dirtyDirs.add(shard);
+  }
+
+  private markDirtyFile(path: string): void {
+    // In 'commit' mode a file was fsync'd before it got its name; one found in
+    // place may still sit in the page cache (written by a process that then
+    // crashed), so sync() flushes it either way.
+    this.dirtyFiles.add(path);
+  }
+
+  private async existingSize(sha256: string): Promise<number | undefined> {
+    try {
+      const st = statSync(this.objectPath(sha256), { throwIfNoEntry: false });
+      return st?.isFile() ? st.size : undefined;
+    } catch (e) {
+      throw this.ioError(`cannot look up object ${sha256}`, e);
+    }
+  }
+
+  private init(): Promise<void> {
+    this.ready ??= (async () => {
+      try {
+        const created = await mkdir(this.root, { recursive: true });
+        await mkdir(this.objectsDir, { recursive: true });
+        await mkdir(this.indexDir, { recursive: true });
+        await mkdir(this.tmpDir, { recursive: true });
+        this.dirtyDirs.add(this.root);
+        if (created !== undefined) this.dirtyDirs.add(join(this.root, '..'));
+      } catch (e) {
+        this.ready = undefined;
+        throw this.ioError(`cannot create the vault folders under ${this.root}`, e);
+      }
+    })();
+    return this.ready;
+  }
+
+  private assertHash(sha256: string): void {
+    if (!isSha256Hex(sha256)) {
+      throw new RubiconError('ARGUMENTS_INVALID', `vault '${this.info.name}': '${sha256}' is not a lower-case hex SHA-256 digest`);
+    }
+  }
+
+  private missing(sha256: string): RubiconError {
+    return new RubiconError(
+      'VAULT_MISSING_OBJECT',
+      `vault '${this.info.name}' has no object ${sha256} (expected at ${this.objectPath(sha256)}); restore from another vault or capture the item again`,
+      { details: { vault: this.info.name, object: sha256 } },
+    );
+  }
+
+  private corrupt(sha256: string, actual: string): RubiconError {
+    return new RubiconError(
+      'VAULT_CORRUPT',
+      `vault '${this.info.name}': object ${sha256} is corrupt (its content hashes to ${actual}); this copy cannot be trusted: restore from another vault or capture the item again`,
+      { details: { vault: this.info.name, object: sha256, actual } },
+    );
+  }
+
+  /** @internal */
+  ioError(what: string, e: unknown): RubiconError {
+    if (e instanceof RubiconError) return e;
+    return new RubiconError('VAULT_IO', `vault '${this.info.name}': ${what}: ${errnoCode(e) ?? String(e)}; check the vault folder ${this.root} (space, permissions)`, {
+      cause: e,
+      details: { vault: this.info.name },
+    });
+  }
+}
+
+class FsObjectWriter implements ObjectWriter {
+  private readonly vault: FilesystemVault;
+  /** Chunks held in memory (copies) while the object is small. */
+  private held: Buffer[] = [];
+  private temp: { fd: number; path: string } | undefined;
+  private size = 0;
+  private state: 'open' | 'committed' | 'aborted' = 'open';
+
+  constructor(vault: FilesystemVault) {
+    this.vault = vault;
+  }
+
+  async write(chunk: Uint8Array): Promise<void> {
+    if (this.state !== 'open') throw new RubiconError('INTERNAL', `write after ${this.state} on a writer of vault '${this.vault.info.name}'`);
+    if (this.temp === undefined && this.size + chunk.byteLength <= LAZY_MAX) {
+      const copy = Buffer.allocUnsafe(chunk.byteLength); // a copy: the caller reuses its buffer once write resolved
+      copy.set(chunk);
+      this.held.push(copy);
+      this.size += chunk.byteLength;
+      return;
+    }
+    try {
+      if (this.temp === undefined) {
+        this.temp = this.vault.createTemp();
+        for (const b of this.held) await writeAll(this.temp.fd, b);
+        this.held = [];
+      }
+      await writeAll(this.temp.fd, chunk);
+    } catch (e) {
+      throw this.vault.ioError(`cannot write ${this.temp?.path ?? 'a temp file'}`, e);
+    }
+    this.size += chunk.byteLength;
+  }
+
+  async commit(sha256: string): Promise<void> {
+    if (this.state !== 'open') throw new RubiconError('INTERNAL', `commit after ${this.state} on a writer of vault '${this.vault.info.name}'`);
+    this.vault.objectPath(sha256); // validates the hash before anything moves
+    this.state = 'committed';
+    const temp = this.temp;
+    try {
+      if (temp === undefined) await this.vault.placeHeld(this.held, sha256, this.size);
+      else await this.vault.place(temp.fd, temp.path, sha256, this.size);
+    } catch (e) {
+      if (temp) {
+        try {
+          unlinkSync(temp.path);
+        } catch {
+          // already moved or gone
+        }
+      }
+      throw this.vault.ioError(`cannot store object ${sha256}`, e);
+    } finally {
+      this.held = [];
+    }
+  }
+
+  async abort(): Promise<void> {
+    if (this.state !== 'open') return;
+    this.state = 'aborted';
+    this.held = [];
+    if (!this.temp) return;
+    try {
+      closeSync(this.temp.fd);
+    } catch {
+      // already closed
+    }
+    try {
+      unlinkSync(this.temp.path);
+    } catch {
+      // already gone
+    }
+  }
+}
+
+/** Small writes synchronously (cheaper than a thread-pool round trip), large ones on the pool. */
+async function writeAll(fd: number, data: Uint8Array): Promise<void> {
+  let off = 0;
+  while (off < data.byteLength) {
+    off += data.byteLength - off <= SYNC_WRITE_MAX ? writeSync(fd, data, off, data.byteLength - off) : await writeFd(fd, data, off, data.byteLength - off);
+  }
+}
+
+function writeFd(fd: number, data: Uint8Array, offset: number, length: number): Promise<number> {
+  return new Promise((resolve, reject) => writeCb(fd, data, offset, length, null, (e, n) => (e ? reject(e) : resolve(n))));
+}
+
+function fsyncFd(fd: number): Promise<void> {
+  return new Promise((resolve, reject) => fsyncCb(fd, (e) => (e ? reject(e) : resolve())));
+}
+
+async function fsyncPath(path: string): Promise<void> {
+  const fh = await open(path, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * syncfs(2) of the filesystem holding `path`, through coreutils `sync -f`
+ * (Node has no binding). Returns false when that is not available here, so
+ * the caller falls back to per-file fsync; a failing flush is an error.
+ */
+let syncfsAvailable: boolean | undefined = process.platform === 'linux' ? undefined : false;
+async function syncFilesystem(path: string): Promise<boolean> {
+  if (syncfsAvailable === false) return false;
+  return new Promise((resolve, reject) => {
+    execFile('sync', ['-f', path], { timeout: 10 * 60 * 1000 }, (e, _stdout, stderr) => {
+      if (!e) {
+        syncfsAvailable = true;
+        resolve(true);
+      } else if (syncfsAvailable === undefined && (errnoCode(e) === 'ENOENT' || /invalid option|unrecognized option/.test(stderr))) {
+        syncfsAvailable = false;
+        resolve(false);
+      } else reject(new RubiconError('VAULT_IO', `flushing the filesystem of ${path} failed (sync -f): ${stderr.trim() || String(e)}`, { cause: e }));
+    });
+  });
+}
