@@ -74,6 +74,16 @@ const indexEntrySchema = z.object({
   method: z.string(),
   manifestHash: z.string().regex(/^[0-9a-f]{64}$/),
   capturedAt: z.string(),
+  origin: z.enum(['rubicon', 'vendor']).optional(),
+  independenceGroup: z.string().optional(),
+  /** Kept as recorded (engine-neutral Fingerprint); `rubicon verify` compares restored copies with it. */
+  sourceFingerprint: z
+    .object({
+      engine: z.string(),
+      digest: z.string(),
+      tables: z.array(z.object({ table: z.string(), rows: z.number(), hash: z.string(), unhashedColumns: z.array(z.string()).optional() })),
+    })
+    .optional(),
 });
 
 /**
@@ -266,12 +276,16 @@ export class FilesystemVault implements Vault {
     const path = join(this.indexDir, indexFileName(entry.artifactId));
     try {
       const current = indexEntrySchema.parse(JSON.parse(await readFile(path, 'utf8')));
+      // Same artifact, same manifest, and nothing new to add (the orchestrator
+      // re-puts the entry with origin and source fingerprint after capture).
+      const extra = (e: Partial<ArtifactIndexEntry>) => JSON.stringify([e.origin, e.independenceGroup, e.sourceFingerprint]);
       if (
         current.artifactId === entry.artifactId &&
         current.manifestHash === entry.manifestHash &&
         current.runId === entry.runId &&
         current.itemId === entry.itemId &&
-        current.method === entry.method
+        current.method === entry.method &&
+        (entry.origin === undefined || extra(current) === extra(parsed.data))
       ) {
         this.markDirtyFile(path);
         return;
@@ -286,6 +300,9 @@ export class FilesystemVault implements Vault {
       method: entry.method,
       manifestHash: entry.manifestHash,
       capturedAt: entry.capturedAt,
+      ...(parsed.data.origin ? { origin: parsed.data.origin } : {}),
+      ...(parsed.data.independenceGroup ? { independenceGroup: parsed.data.independenceGroup } : {}),
+      ...(parsed.data.sourceFingerprint ? { sourceFingerprint: parsed.data.sourceFingerprint } : {}),
     };
     const tmpPath = join(this.tmpDir, `${randomUUID()}.index.tmp`);
     try {
