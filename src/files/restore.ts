@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { lstat, mkdir, open, readdir, rename, rm, rmdir, unlink } from 'node:fs/promises';
+import { chmod, lstat, mkdir, open, readdir, rename, rm, rmdir, unlink, utimes } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { isRubiconError, RubiconError } from '../core/errors.ts';
@@ -149,11 +149,13 @@ async function restoreOne(
       return { code: 'VAULT_CORRUPT', message: `object ${entry.sha256} in vault '${vault.info.name}' has ${size} bytes, the manifest records ${entry.size}` };
     }
     try {
-      await fh.chmod(entry.mode);
       if (options.fsync !== false) await fh.sync();
-      const mtime = entry.mtimeMs / 1000;
-      await fh.utimes(mtime, mtime);
       await fh.close();
+      // Path-based chmod/utimes (not fchmod/futimes): Node's permission model,
+      // which confines the proving process, refuses the fd-based calls.
+      const mtime = entry.mtimeMs / 1000;
+      await chmod(tmp, entry.mode);
+      await utimes(tmp, mtime, mtime);
       await rename(tmp, dest);
       renamed = true;
     } catch (e) {

@@ -60,6 +60,15 @@ export interface ContextInput {
   now?: () => Date;
 }
 
+/**
+ * The database engines a runbook uses. Also called inside the isolated
+ * proving process (src/run/prove-worker.ts), so it must build engines from
+ * the runbook alone.
+ */
+export function createEngines(_runbook: Runbook): Record<string, DatabaseEngine> {
+  return { sqlite: sqliteEngine };
+}
+
 export function createContext(input: ContextInput): RunContext {
   const { runbook, journal, onEvent } = input;
   let state: RunState | undefined;
@@ -76,7 +85,7 @@ export function createContext(input: ContextInput): RunContext {
     journal,
     target: new LocalHost(runbook.target.name, runbook.target.root),
     vaults: runbook.vaults.map((v) => new FilesystemVault({ name: v.name, kind: v.kind, location: v.path, offTarget: v.offTarget, immutable: v.immutable })),
-    engines: { sqlite: sqliteEngine },
+    engines: createEngines(runbook),
     infra: new SandboxDriver({
       targetRoot: runbook.target.root,
       targetName: runbook.target.name,

@@ -2,11 +2,10 @@ import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { RubiconError, isRubiconError } from '../core/errors.ts';
 import { latestDrift, type RunState } from '../core/state.ts';
-import type { Artifact, DriftChange, GateFacts, Item, Manifest, Proof, ProofCheck } from '../core/types.ts';
+import type { Artifact, DriftChange, GateFacts, Item } from '../core/types.ts';
 import type { DatabaseEngine, EngineContext } from '../engines/engine.ts';
 import { compareFingerprints } from '../engines/fingerprint.ts';
 import { captureFiles, captureTree } from '../files/capture.ts';
-import { checkCopy } from '../files/copies.ts';
 import { scanDrift } from '../files/drift.ts';
 import { readManifest } from '../files/manifest.ts';
 import { restoreTree, verifyTree } from '../files/restore.ts';
@@ -16,10 +15,9 @@ import { checkPermit, issuePermit } from '../gate/permit.ts';
 import { buildChecklist } from '../inventory/checklist.ts';
 import { discoverFolders, folderExcludes } from '../inventory/folders.ts';
 import { thisHostName } from '../hosts/local.ts';
-import type { ProvingGroundHandle } from '../infra/driver.ts';
 import { writeReports } from '../report/index.ts';
-import type { Vault } from '../vaults/vault.ts';
 import type { RunContext } from './context.ts';
+import { proveIsolated } from './isolation.ts';
 import { checkpoint } from './faults.ts';
 
 /**
@@ -234,143 +232,32 @@ export async function capture(ctx: RunContext): Promise<void> {
 
 // ------------------------------------------------------------- prove
 
-/** Checks every copy of an artifact in every vault and records the grades. Read-only. */
-async function checkCopies(ctx: RunContext, artifact: Artifact): Promise<Vault[]> {
-  const good: Vault[] = [];
-  for (const v of ctx.vaults) {
-    const have = ctx.state().copies.find((c) => c.artifactId === artifact.id && c.vault === v.info.name);
-    if (have) {
-      if (have.status === 'ok') good.push(v);
-      continue;
-    }
-    let status: Awaited<ReturnType<typeof checkCopy>>;
-    try {
-      status = await checkCopy(v, await readManifest(v, artifact.manifestHash), artifact.manifestHash);
-    } catch (e) {
-      status = { status: isRubiconError(e) && e.code === 'VAULT_MISSING_OBJECT' ? 'missing' : isRubiconError(e) && e.code === 'VAULT_CORRUPT' ? 'checksum-mismatch' : 'error', detail: errText(e) };
-    }
-    ctx.record({
-      type: 'copy.checked',
-      copy: { artifactId: artifact.id, vault: v.info.name, status: status.status, detail: status.detail, checkedAt: ctx.now().toISOString() },
-    });
-    if (status.status === 'ok') good.push(v);
-  }
-  return good;
-}
-
-async function proveArtifact(ctx: RunContext, pg: ProvingGroundHandle, artifact: Artifact): Promise<void> {
-  const proofId = `${artifact.id}.proof`;
-  if (ctx.state().proofs.some((p) => p.id === proofId)) return;
-  const item = ctx.state().items.find((i) => i.id === artifact.itemId);
-  const started = ctx.now();
-  const t0 = performance.now();
-  const checks: ProofCheck[] = [];
-  const timed = async <T>(name: string, f: () => Promise<T>): Promise<T | undefined> => {
-    const t = performance.now();
-    try {
-      const v = await f();
-      checks.push({ name, status: 'passed', detail: '', durationMs: Math.round(performance.now() - t) });
-      return v;
-    } catch (e) {
-      checks.push({ name, status: 'failed', detail: errText(e), durationMs: Math.round(performance.now() - t) });
-      return undefined;
-    }
-  };
-  const good = await checkCopies(ctx, artifact);
-  const vault = good[0];
-  let fingerprint: Proof['fingerprint'];
-  // The proving ground's scratch space: nothing of the target is reachable from here.
-  const scratch = pg.host.resolve(encodeURIComponent(artifact.id));
-  await rm(scratch, { recursive: true, force: true });
-  let bytes = 0;
-  if (!vault) {
-    checks.push({ name: 'copy-read', status: 'failed', detail: 'no vault holds an intact copy', durationMs: 0 });
-  } else {
-    const manifest = await timed('copy-read', () => readManifest(vault, artifact.manifestHash));
-    const filesDir = path.join(scratch, 'files');
-    const restored = manifest && (await timed('restore-files', () => restoreTree({ vaults: good, manifest, destRoot: filesDir, exact: true })));
-    if (manifest && restored) {
-      bytes = restored.bytes;
-      checks.at(-1)!.detail = `${restored.fileCount} files, ${restored.bytes} bytes from vault ${vault.info.name}`;
-      const verified = await verifyTree(filesDir, manifest);
-      checks.push({
-        name: 'files-hash',
-        status: verified.ok ? 'passed' : 'failed',
-        detail: verified.ok ? `every file matches its SHA-256 in the manifest` : verified.mismatches.slice(0, 10).map((m) => `${m.path}: ${m.problem}`).join('; '),
-        durationMs: 0,
-      });
-      if (item?.kind === 'database') {
-        fingerprint = await proveDatabase(ctx, pg, item, artifact, manifest, filesDir, scratch, checks);
-      }
-    } else {
-      checks.push({ name: 'files-hash', status: 'skipped', detail: 'nothing restored', durationMs: 0 });
-    }
-  }
-  await rm(scratch, { recursive: true, force: true });
-  const proof: Proof = {
-    id: proofId,
-    artifactId: artifact.id,
-    itemId: artifact.itemId,
-    vault: vault?.info.name ?? '',
-    provingGround: pg.name,
-    outcome: checks.length > 0 && checks.every((c) => c.status === 'passed') ? 'passed' : 'failed',
-    checks,
-    fingerprint,
-    startedAt: started.toISOString(),
-    finishedAt: ctx.now().toISOString(),
-    durationMs: Math.round(performance.now() - t0),
-    bytes,
-  };
-  ctx.record({ type: 'proof.recorded', proof });
-}
-
-async function proveDatabase(
-  ctx: RunContext,
-  pg: ProvingGroundHandle,
-  item: Item,
-  artifact: Artifact,
-  manifest: Manifest,
-  filesDir: string,
-  scratch: string,
-  checks: ProofCheck[],
-): Promise<Proof['fingerprint']> {
-  const engine = engineFor(ctx, item);
-  const files = manifest.entries.map((e) => path.join(filesDir, e.path));
-  const workDir = path.join(scratch, 'db');
-  await mkdir(workDir, { recursive: true });
-  let result;
-  try {
-    result = await engine.prove({ host: pg.host, workDir, signal: ctx.signal }, artifact, manifest, files);
-  } catch (e) {
-    checks.push({ name: 'restore', status: 'failed', detail: errText(e), durationMs: 0 });
-    return undefined;
-  }
-  checks.push(...result.checks);
-  if (!result.fingerprint || !artifact.sourceFingerprint) {
-    checks.push({ name: 'fingerprint-source', status: 'skipped', detail: 'no fingerprint to compare', durationMs: 0 });
-    return result.fingerprint;
-  }
-  const cmp = compareFingerprints(artifact.sourceFingerprint, result.fingerprint);
-  checks.push({
-    name: 'fingerprint-source',
-    status: cmp.equal ? 'passed' : 'failed',
-    detail: cmp.equal
-      ? `${result.fingerprint.tables.length} tables, ${result.fingerprint.tables.reduce((n, t) => n + t.rows, 0)} rows: row counts and content hashes equal the source at capture`
-      : cmp.differences.slice(0, 10).join('; '),
-    durationMs: 0,
-  });
-  return result.fingerprint;
-}
-
+/**
+ * Proves artifacts on the proving ground (src/run/prover.ts), confined by
+ * src/run/isolation.ts, and records each copy grade and proof as it comes.
+ * Idempotent: artifacts already proven in this run are skipped.
+ */
 export async function proveArtifacts(ctx: RunContext, artifacts: Artifact[]): Promise<void> {
-  if (artifacts.length === 0) return;
+  const done = new Set(ctx.state().proofs.map((p) => p.id));
+  const todo = artifacts.filter((a) => !done.has(`${a.id}.proof`));
+  if (todo.length === 0) return;
   const pg = await ctx.infra.provisionProvingGround(ctx.runId);
   let n = 0;
-  for (const a of artifacts) {
-    ctx.progress({ type: 'progress', step: 'prove', done: n++, total: artifacts.length, unit: 'items' });
-    await proveArtifact(ctx, pg, a);
-  }
-  ctx.progress({ type: 'progress', step: 'prove', done: n, total: artifacts.length, unit: 'items' });
+  ctx.progress({ type: 'progress', step: 'prove', done: 0, total: todo.length, unit: 'items' });
+  await proveIsolated(ctx, pg, todo, (out) => {
+    const s = ctx.state();
+    for (const copy of out.copies) {
+      if (!s.copies.some((c) => c.artifactId === copy.artifactId && c.vault === copy.vault)) ctx.record({ type: 'copy.checked', copy });
+    }
+    ctx.record({ type: 'proof.recorded', proof: out.proof });
+    ctx.progress({ type: 'progress', step: 'prove', done: ++n, total: todo.length, unit: 'items' });
+  }, (denied) => {
+    ctx.record({
+      type: 'note',
+      level: 'info',
+      message: `proving ground isolation checked: the proving process (Node permission model) was refused reading ${denied.join(' and ')}`,
+    });
+  });
   await ctx.infra.destroyProvingGround(ctx.runId);
 }
 

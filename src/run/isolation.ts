@@ -1,0 +1,111 @@
+import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import type { Artifact, Copy, Item, VaultInfo } from '../core/types.ts';
+import type { ProvingGroundHandle } from '../infra/driver.ts';
+import type { RunContext } from './context.ts';
+import { proveOne, proverFailed, type ProveOutput } from './prover.ts';
+
+/**
+ * Proving on a local proving ground runs in a separate Node process under
+ * Node's permission model: it may read Rubicon's own code, the runbook and
+ * the vaults, and read and write the proving ground's folder. Reading the
+ * target, the state directory or anything else is refused by Node itself,
+ * and it cannot start processes. That makes "restore from the vault alone"
+ * a property the tests can check, not a promise.
+ *
+ * Known gap (documented in the README): node:sqlite opens database files
+ * without consulting the permission model, so a SQLite engine that tried to
+ * open a path on the target would not be stopped. The sqlite engine only
+ * opens files under its workDir.
+ *
+ * Non-local proving grounds (an Azure VM) are isolated by the network
+ * instead (src/infra/azure/components/proving-ground.ts); there the prover
+ * runs in-process.
+ */
+export interface ProverJob {
+  runbookFile: string;
+  pgName: string;
+  pgRoot: string;
+  vaults: VaultInfo[];
+  items: Item[];
+  artifacts: Artifact[];
+  knownCopies: Copy[];
+  /** Paths the prover must not be able to read; it checks before proving and refuses otherwise. */
+  forbidden: string[];
+}
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const WORKER = fileURLToPath(new URL('./prove-worker.ts', import.meta.url));
+
+/** The Node flags that confine the prover. Exported for the isolation test. */
+export function permissionFlags(job: Pick<ProverJob, 'runbookFile' | 'pgRoot' | 'vaults'>): string[] {
+  return [
+    '--permission',
+    `--allow-fs-read=${ROOT}`,
+    `--allow-fs-read=${job.runbookFile}`,
+    ...job.vaults.map((v) => `--allow-fs-read=${v.location}`),
+    `--allow-fs-read=${job.pgRoot}`,
+    `--allow-fs-write=${job.pgRoot}`,
+  ];
+}
+
+export async function proveIsolated(
+  ctx: RunContext,
+  pg: ProvingGroundHandle,
+  artifacts: Artifact[],
+  onResult: (out: ProveOutput) => void,
+  onIsolation: (denied: string[]) => void = () => {},
+): Promise<void> {
+  const s = ctx.state();
+  const job: ProverJob = {
+    runbookFile: ctx.runbook.file,
+    pgName: pg.name,
+    pgRoot: pg.host.resolve('.'),
+    vaults: ctx.vaults.map((v) => v.info),
+    items: s.items,
+    artifacts,
+    knownCopies: s.copies,
+    forbidden: [ctx.runbook.target.root, ctx.paths.dir],
+  };
+  if (pg.host.kind !== 'local') {
+    // A remote proving ground is its own machine; prove from here.
+    let known = s.copies;
+    for (const a of artifacts) {
+      const out = await proveOne(
+        { vaults: ctx.vaults, pg, engines: ctx.engines, knownCopies: known, scratchPrefix: `p${process.pid}`, now: ctx.now, signal: ctx.signal },
+        a,
+        s.items.find((i) => i.id === a.itemId),
+      );
+      known = [...known, ...out.copies];
+      onResult(out);
+    }
+    return;
+  }
+  const child = spawn(process.execPath, [...permissionFlags(job), WORKER], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+    env: process.env,
+    signal: ctx.signal,
+  });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => {
+    stderr = (stderr + d.toString()).slice(-4000);
+  });
+  child.stdin.end(JSON.stringify(job));
+  let done = false;
+  let error: string | undefined;
+  const lines = createInterface({ input: child.stdout });
+  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+  for await (const line of lines) {
+    if (!line.startsWith('{')) continue;
+    const msg = JSON.parse(line) as { kind: string } & Partial<ProveOutput> & { message?: string; denied?: string[] };
+    if (msg.kind === 'isolation') onIsolation(msg.denied ?? []);
+    else if (msg.kind === 'result' && msg.proof) onResult({ copies: msg.copies ?? [], proof: msg.proof });
+    else if (msg.kind === 'done') done = true;
+    else if (msg.kind === 'error') error = msg.message;
+  }
+  const code = await exited;
+  if (!done || code !== 0) {
+    throw proverFailed(error ?? (stderr.trim().split('\n').slice(-3).join(' ') || `exit code ${code}`));
+  }
+}

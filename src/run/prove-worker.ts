@@ -1,0 +1,74 @@
+/**
+ * The isolated proving process. Started by src/run/isolation.ts as
+ *
+ *   node --permission --allow-fs-read=<rubicon> --allow-fs-read=<vaults…>
+ *        --allow-fs-read=<runbook> --allow-fs-read=<proving ground>
+ *        --allow-fs-write=<proving ground> prove-worker.ts
+ *
+ * so the operating system's view of this process is the design's: it can
+ * read the vaults and write its own scratch space, and nothing else — not
+ * the target, not the state directory, no child processes.
+ *
+ * Protocol: one JSON job on stdin; JSON lines on stdout, one
+ * `{kind:"result", copies, proof}` per artifact as soon as it is proven,
+ * then `{kind:"done"}`; `{kind:"error", message}` and exit 1 on failure.
+ * It exits by itself when its parent dies (its parent pid changes).
+ */
+import { readdirSync } from 'node:fs';
+import { LocalHost } from '../hosts/local.ts';
+import { loadRunbook } from '../runbook/load.ts';
+import { FilesystemVault } from '../vaults/filesystem.ts';
+import { createEngines } from './context.ts';
+import type { ProverJob } from './isolation.ts';
+import { proveOne } from './prover.ts';
+
+const parent = process.ppid;
+const watch = setInterval(() => {
+  if (process.ppid !== parent) process.exit(70);
+}, 500);
+watch.unref();
+
+function send(line: unknown): Promise<void> {
+  return new Promise((resolve, reject) => process.stdout.write(JSON.stringify(line) + '\n', (e) => (e ? reject(e) : resolve())));
+}
+
+async function main(): Promise<void> {
+  let text = '';
+  for await (const chunk of process.stdin) text += String(chunk);
+  const job = JSON.parse(text) as ProverJob;
+  // Check the confinement before touching anything: each forbidden path
+  // (the target, the state directory) must really be unreadable.
+  for (const p of job.forbidden) {
+    let denied = false;
+    try {
+      readdirSync(p);
+    } catch (e) {
+      denied = (e as { code?: string }).code === 'ERR_ACCESS_DENIED';
+    }
+    if (!denied || process.permission?.has('fs.read', p) !== false) {
+      throw new Error(`the proving process can read ${p}: refusing to prove without isolation`);
+    }
+  }
+  await send({ kind: 'isolation', denied: job.forbidden });
+  const runbook = await loadRunbook(job.runbookFile);
+  const env = {
+    vaults: job.vaults.map((v) => new FilesystemVault(v)),
+    pg: { name: job.pgName, host: new LocalHost(job.pgName, job.pgRoot) },
+    engines: createEngines(runbook),
+    knownCopies: job.knownCopies,
+    scratchPrefix: `p${process.pid}`,
+    now: () => new Date(),
+  };
+  for (const artifact of job.artifacts) {
+    const item = job.items.find((i) => i.id === artifact.itemId);
+    const out = await proveOne(env, artifact, item);
+    env.knownCopies = [...env.knownCopies, ...out.copies];
+    await send({ kind: 'result', ...out });
+  }
+  await send({ kind: 'done' });
+}
+
+main().catch(async (e: unknown) => {
+  await send({ kind: 'error', message: e instanceof Error ? e.message : String(e), code: (e as { code?: string }).code }).catch(() => {});
+  process.exitCode = 1;
+});
