@@ -2,11 +2,13 @@ import type { JournalEvent, OnEvent, ProgressEvent } from '../core/events.ts';
 import { reduce, type RunState } from '../core/state.ts';
 import type { Phase } from '../core/types.ts';
 import type { DatabaseEngine } from '../engines/engine.ts';
+import { lazyMssqlEngine } from '../engines/mssql/lazy.ts';
 import { sqliteEngine } from '../engines/sqlite/index.ts';
 import { LocalHost } from '../hosts/local.ts';
 import type { InfraDriver } from '../infra/driver.ts';
 import { SandboxDriver } from '../infra/sandbox.ts';
 import type { Runbook } from '../runbook/load.ts';
+import { mssqlEngineOptions } from '../runbook/mssql.ts';
 import { FilesystemVault } from '../vaults/filesystem.ts';
 import type { Vault } from '../vaults/vault.ts';
 import { checkpoint } from './faults.ts';
@@ -63,10 +65,22 @@ export interface ContextInput {
 /**
  * The database engines a runbook uses. Also called inside the isolated
  * proving process (src/run/prove-worker.ts), so it must build engines from
- * the runbook alone.
+ * the runbook alone (and the environment, which holds the passwords the
+ * runbook names; the proving process inherits it).
+ *
+ * sqlite is always there; mssql when the runbook has an engines.mssql
+ * section (loaded on first use). Throws RUNBOOK_INVALID naming the
+ * variable when a password variable is no longer set (e.g. resume from
+ * another shell). `log` receives the engines' plain-words messages.
  */
-export function createEngines(_runbook: Runbook): Record<string, DatabaseEngine> {
-  return { sqlite: sqliteEngine };
+export function createEngines(
+  runbook: Runbook,
+  options: { env?: NodeJS.ProcessEnv; log?: (level: 'info' | 'warn', message: string) => void } = {},
+): Record<string, DatabaseEngine> {
+  const engines: Record<string, DatabaseEngine> = { sqlite: sqliteEngine };
+  const mssql = runbook.engines?.mssql;
+  if (mssql) engines.mssql = lazyMssqlEngine(mssqlEngineOptions(mssql, options.env ?? process.env, options.log ? { log: options.log } : {}));
+  return engines;
 }
 
 export function createContext(input: ContextInput): RunContext {
@@ -85,7 +99,7 @@ export function createContext(input: ContextInput): RunContext {
     journal,
     target: new LocalHost(runbook.target.name, runbook.target.root),
     vaults: runbook.vaults.map((v) => new FilesystemVault({ name: v.name, kind: v.kind, location: v.path, offTarget: v.offTarget, immutable: v.immutable })),
-    engines: createEngines(runbook),
+    engines: createEngines(runbook, { log: (level, message) => ctx.record({ type: 'note', level, message }) }),
     infra: new SandboxDriver({
       targetRoot: runbook.target.root,
       targetName: runbook.target.name,

@@ -60,14 +60,29 @@ function folderExcludeFor(ctx: RunContext, item: Item): string[] {
 
 // ------------------------------------------------------------- discover
 
+/**
+ * Asks every configured engine (sqlite always; mssql when the runbook has
+ * its section) what it finds, each with the declared databases of its own
+ * kind, and merges the items with the folders. Read-only. Instance-level
+ * items (logins, jobs, certificates, …) keep the methods their engine gave
+ * them; databases get the runbook's methods for their engine, the vendor's
+ * job first when one is declared for them.
+ */
 export async function discover(ctx: RunContext): Promise<void> {
   const rb = ctx.runbook;
   const ectx = engineCtx(ctx);
   await mkdir(ectx.workDir, { recursive: true });
-  const allDatabases = await ctx.engines.sqlite!.discover(ectx, {
-    roots: rb.discovery.roots,
-    declared: rb.declared.databases.map((d) => ({ name: d.name, location: d.location })),
-  });
+  const found: Item[] = [];
+  for (const [kind, engine] of Object.entries(ctx.engines)) {
+    found.push(
+      ...(await engine.discover(ectx, {
+        roots: rb.discovery.roots,
+        declared: rb.declared.databases.filter((d) => d.engine === kind).map((d) => ({ name: d.name, location: d.location })),
+      })),
+    );
+  }
+  const allDatabases = found.filter((i) => i.kind === 'database');
+  const instanceItems = found.filter((i) => i.kind !== 'database');
   // Backups the vendor's job wrote earlier are files of its output folder, not live databases.
   const inVendorOutput = (loc: string) => rb.vendorJobs.some((j) => loc === j.output || loc.startsWith(`${j.output}/`));
   const databases = allDatabases.filter((d) => !inVendorOutput(d.location));
@@ -79,22 +94,23 @@ export async function discover(ctx: RunContext): Promise<void> {
     declared: rb.declared.folders,
     ownedFiles: ownedFiles(databases),
   });
+  const jobsOf = (db: Item) => rb.vendorJobs.filter((j) => j.database === db.name && j.engine === db.engine);
   for (const db of databases) {
-    const jobs = rb.vendorJobs.filter((j) => j.database === db.name);
+    const jobs = jobsOf(db);
     const engineMethods = rb.methods.databases[db.engine ?? ''] ?? Object.keys(ctx.engines[db.engine ?? '']?.methods ?? {});
     // "Run our backup job first": the vendor's job goes before our own methods.
     db.methods = [...(jobs.length > 0 ? ['vendor-job'] : []), ...engineMethods.filter((m) => m !== 'vendor-job')];
     if (jobs.length > 0) db.why.push(`the vendor's backup job "${jobs[0]!.name}" backs it up`);
-    db.why.push('the EHR database is the practice\'s business: captured by independent methods');
+    if (db.facts.system !== true) db.why.push('the EHR database is the practice\'s business: captured by independent methods');
   }
   for (const f of folders) f.methods = f.facts.missing ? [] : [...rb.methods.folders];
   for (const j of rb.vendorJobs) {
-    if (!databases.some((d) => d.name === j.database)) {
-      ctx.record({ type: 'note', level: 'error', message: `vendor job "${j.name}" names database "${j.database}", which discovery did not find` });
+    if (!databases.some((d) => d.name === j.database && d.engine === j.engine)) {
+      ctx.record({ type: 'note', level: 'error', message: `vendor job "${j.name}" names ${j.engine} database "${j.database}", which discovery did not find` });
     }
   }
   const done = new Set(ctx.state().items.map((i) => i.id));
-  for (const item of [...databases, ...folders]) {
+  for (const item of [...databases, ...instanceItems, ...folders]) {
     if (!done.has(item.id)) ctx.record({ type: 'item.discovered', item });
   }
 }

@@ -7,6 +7,7 @@ import { RubiconError } from '../core/errors.ts';
 import type { ManualStep, Override, Policy, VaultInfo } from '../core/types.ts';
 import type { VendorJobSpec } from '../engines/engine.ts';
 import { DEFAULT_POLICY, loosenings } from '../gate/policy.ts';
+import { mssqlRules, normalizeMssql, type MssqlSettings } from './mssql.ts';
 import { RunbookSchema, type ParsedRunbook } from './schema.ts';
 
 /**
@@ -21,8 +22,9 @@ export interface Runbook {
   name: string;
   target: { name: string; root: string; image: string };
   infra: { kind: 'sandbox'; provingGround: string; rollback: string; currentImage: string };
-  declared: { folders: string[]; databases: { name: string; engine: 'sqlite'; location?: string }[] };
-  vendorJobs: VendorJobSpec[];
+  declared: { folders: string[]; databases: { name: string; engine: 'sqlite' | 'mssql'; location?: string }[] };
+  /** `command` is the program (sqlite) or `[agentJob]` (mssql, as the engine's vendor-job method takes it). */
+  vendorJobs: (VendorJobSpec & { engine: 'sqlite' | 'mssql' })[];
   discovery: { roots: string[]; depth: number; exclude: string[] };
   methods: { folders: string[]; databases: Record<string, string[]> };
   vaults: (VaultInfo & { path: string })[];
@@ -30,6 +32,8 @@ export interface Runbook {
   overrides: Override[];
   manualSteps: ManualStep[];
   permit: { validForMinutes: number };
+  /** Engines beyond the built-in sqlite, present only when the runbook has their section. */
+  engines?: { mssql?: MssqlSettings };
   warnings: string[];
 }
 
@@ -53,6 +57,8 @@ function issueMessage(issue: z.core.$ZodIssue): string {
     case 'unrecognized_keys':
       return `unknown field${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')}: remove ${issue.keys.length > 1 ? 'them' : 'it'} or check the spelling`;
     case 'invalid_type': {
+      // A schema-provided message (e.g. "never write the password into the runbook…") wins over the generic one.
+      if (!issue.message.startsWith('Invalid')) return issue.message;
       // zod does not keep the input by default; its message says what it received.
       const received = /received (\w+)/.exec(issue.message)?.[1];
       if (received === undefined || received === 'undefined') return `is required (expected ${issue.expected === 'array' ? 'a list' : `a ${issue.expected}`})`;
@@ -75,8 +81,12 @@ function invalid(file: string, problems: RunbookProblem[]): RubiconError {
   });
 }
 
-/** Parses and validates runbook text. Pure apart from path resolution against `file`'s folder. */
-export function parseRunbook(text: string, file: string): Runbook {
+/**
+ * Parses and validates runbook text. Pure apart from path resolution against
+ * `file`'s folder and, when the runbook has an engines.mssql section, the
+ * presence (never the value) of the environment variables it names in `env`.
+ */
+export function parseRunbook(text: string, file: string, env: NodeJS.ProcessEnv = process.env): Runbook {
   const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length > 0) {
     throw invalid(
@@ -95,12 +105,12 @@ export function parseRunbook(text: string, file: string): Runbook {
     );
   }
   const runbook = normalize(parsed.data, file, createHash('sha256').update(text).digest('hex'));
-  const problems = rules(runbook);
+  const problems = rules(runbook, env);
   if (problems.length > 0) throw invalid(file, problems);
   return runbook;
 }
 
-export async function loadRunbook(file: string): Promise<Runbook> {
+export async function loadRunbook(file: string, env: NodeJS.ProcessEnv = process.env): Promise<Runbook> {
   const abs = path.resolve(file);
   let text: string;
   try {
@@ -111,7 +121,7 @@ export async function loadRunbook(file: string): Promise<Runbook> {
       cause: e,
     });
   }
-  return parseRunbook(text, abs);
+  return parseRunbook(text, abs, env);
 }
 
 /** Fills every default and resolves paths. Pure. */
@@ -138,12 +148,14 @@ export function normalize(raw: ParsedRunbook, file: string, hash: string): Runbo
     vendorJobs: raw.vendorJobs.map((j) => ({
       name: j.name,
       database: j.database,
-      command: j.command,
+      engine: j.engine,
+      // The schema guarantees command (sqlite) or agentJob (mssql).
+      command: j.engine === 'mssql' ? [j.agentJob ?? ''] : (j.command ?? []),
       output: posix(j.output),
       timeoutMs: j.timeoutSeconds * 1000,
     })),
     discovery: { roots: raw.discovery.roots.map(posix), depth: raw.discovery.depth, exclude: raw.discovery.exclude.map(posix) },
-    methods: { folders: raw.methods.folders, databases: { sqlite: raw.methods.databases.sqlite } },
+    methods: { folders: raw.methods.folders, databases: { sqlite: raw.methods.databases.sqlite, mssql: raw.methods.databases.mssql } },
     vaults: raw.vaults.map((v) => ({
       name: v.name,
       kind: v.kind,
@@ -156,6 +168,7 @@ export function normalize(raw: ParsedRunbook, file: string, hash: string): Runbo
     overrides: raw.overrides.map((o) => ({ rule: o.rule, itemId: o.item, reason: o.reason, by: o.by })),
     manualSteps: raw.manualSteps,
     permit: raw.permit,
+    ...(raw.engines.mssql ? { engines: { mssql: normalizeMssql(raw.engines.mssql) } } : {}),
     warnings: [],
   };
 }
@@ -165,8 +178,11 @@ function inside(child: string, parent: string): boolean {
   return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel));
 }
 
-/** Cross-field rules. Returns problems; adds warnings to the runbook. */
-export function rules(rb: Runbook): RunbookProblem[] {
+/**
+ * Cross-field rules. Returns problems; adds warnings to the runbook. `env` is
+ * read only for the presence of the variables an engines.mssql section names.
+ */
+export function rules(rb: Runbook, env: NodeJS.ProcessEnv = process.env): RunbookProblem[] {
   const problems: RunbookProblem[] = [];
   const seen = new Set<string>();
   rb.vaults.forEach((v, i) => {
@@ -188,13 +204,25 @@ export function rules(rb: Runbook): RunbookProblem[] {
   if (inside(rb.infra.rollback, rb.target.root)) {
     problems.push({ path: 'infra.rollback', message: 'the rollback point must live outside the target root, or the crossing would wipe it' });
   }
-  const dbNames = new Set(rb.declared.databases.map((d) => d.name));
+  const needsMssql = 'needs an engines.mssql section (the target\'s and the proving ground\'s SQL Server): add one, see docs/mssql.md';
+  rb.declared.databases.forEach((d, i) => {
+    if (d.engine === 'mssql' && !rb.engines?.mssql) problems.push({ path: `declared.databases[${i}].engine`, message: needsMssql });
+  });
   rb.vendorJobs.forEach((j, i) => {
-    if (!/^[A-Za-z0-9._-]+$/.test(j.database)) {
+    if (j.engine === 'sqlite' && !/^[A-Za-z0-9._-]+$/.test(j.database)) {
       problems.push({ path: `vendorJobs[${i}].database`, message: 'must be the database name as discovery reports it (file name without extension)' });
     }
-    void dbNames;
+    if (j.engine === 'mssql' && !rb.engines?.mssql) problems.push({ path: `vendorJobs[${i}].engine`, message: needsMssql });
+    // Capture finds a database's vendor job by database name alone.
+    const other = rb.vendorJobs.findIndex((k, n) => n < i && k.database === j.database && k.engine !== j.engine);
+    if (other >= 0) {
+      problems.push({
+        path: `vendorJobs[${i}].database`,
+        message: `vendorJobs[${other}] (engine ${rb.vendorJobs[other]!.engine}) names a database "${j.database}" too: vendor jobs of two engines for databases of the same name are not supported yet; keep one of them`,
+      });
+    }
   });
+  if (rb.engines?.mssql) problems.push(...mssqlRules(rb.engines.mssql, env, rb.warnings));
   // The policy can only be made stricter, unless an override with a reason is recorded.
   for (const l of loosenings(rb.policy)) {
     // The gate re-checks this under rule `policy.not-looser` (item = the field name).

@@ -10,7 +10,7 @@ import { z } from 'zod';
  * sandbox paths) or to the target root (declared items, discovery roots).
  */
 
-const relPath = z
+export const relPath = z
   .string()
   .min(1, 'must not be empty')
   .refine((p) => !p.startsWith('/') && !/^[A-Za-z]:[\\/]/.test(p), {
@@ -38,15 +38,36 @@ export const VaultSchema = z
   })
   .strict();
 
+/**
+ * A vendor's own backup job. `engine` says which kind of database it backs up:
+ * - sqlite (the default, so older runbooks keep working): `command` is run on
+ *   the target without a shell;
+ * - mssql: `agentJob` names the SQL Agent job (msdb.dbo.sysjobs.name) that
+ *   Rubicon starts with sp_start_job and waits for.
+ * `output` is the folder the job writes its backup into, relative to the
+ * target root (for mssql: where the target host sees the folder the job's
+ * BACKUP writes to; the file is read there by name).
+ */
 export const VendorJobSchema = z
   .object({
     name: z.string().min(1),
     database: z.string().min(1),
-    command: z.array(z.string().min(1)).min(1, 'must name the program to run, e.g. ["node", "ehr/A/bin/sqlbackup.ts"]'),
+    engine: z.enum(['sqlite', 'mssql']).default('sqlite'),
+    command: z.array(z.string().min(1)).min(1, 'must name the program to run, e.g. ["node", "ehr/A/bin/sqlbackup.ts"]').optional(),
+    agentJob: z.string().min(1, 'must not be empty').max(128, 'must be at most 128 characters (a SQL Agent job name)').optional(),
     output: relPath,
     timeoutSeconds: z.number().int().positive().default(3600),
   })
-  .strict();
+  .strict()
+  .superRefine((j, ctx) => {
+    if (j.engine === 'sqlite') {
+      if (j.command === undefined) ctx.addIssue({ code: 'custom', path: ['command'], message: 'is required for a sqlite vendor job: name the program to run, e.g. ["node", "ehr/A/bin/sqlbackup.ts"]' });
+      if (j.agentJob !== undefined) ctx.addIssue({ code: 'custom', path: ['agentJob'], message: 'is for engine: mssql only: remove it, or set engine: mssql if the job is a SQL Agent job' });
+    } else {
+      if (j.agentJob === undefined) ctx.addIssue({ code: 'custom', path: ['agentJob'], message: 'is required for an mssql vendor job: the SQL Agent job\'s name as msdb.dbo.sysjobs lists it, e.g. "EHR Nightly Backup"' });
+      if (j.command !== undefined) ctx.addIssue({ code: 'custom', path: ['command'], message: 'is for sqlite vendor jobs: an mssql vendor job starts a SQL Agent job, name it in agentJob instead' });
+    }
+  });
 
 export const ManualStepSchema = z
   .object({
@@ -78,6 +99,103 @@ export const PolicySchema = z
   })
   .strict();
 
+// ------------------------------------------------------------- engines.mssql
+
+/** The NAME of an environment variable (never its value). */
+export const envName = z
+  .string()
+  .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be the NAME of an environment variable (letters, digits, "_"), e.g. RUBICON_MSSQL_PASSWORD: the secret itself never goes into the runbook');
+
+/** A folder as a SQL Server machine names it: `D:\Rubicon`, `\\nas\share`, `/var/opt/mssql/backup`. */
+const serverPath = z
+  .string()
+  .min(1, 'must not be empty')
+  .refine((p) => /^([A-Za-z]:[\\/]|\\\\[^\\]+\\|\/)/.test(p), {
+    message: 'must be an absolute path as the SQL Server machine names it, e.g. "D:\\Rubicon" or "/var/opt/mssql/backup"',
+  });
+
+/** The same folder twice: as the SQL Server names it, and relative to a host root (a mount or share of it). */
+const serverFolder = z
+  .object({
+    /** As the SQL Server machine names it. */
+    directory: serverPath,
+    /** The same folder relative to the host's root (target root, or the proving ground's root). */
+    directoryOnHost: relPath,
+  })
+  .strict();
+
+/**
+ * How Rubicon logs in to one SQL Server. The password is never in the
+ * runbook: `passwordEnv` names the environment variable that holds it, and
+ * a `password` field is refused.
+ */
+export const MssqlConnectionSchema = z
+  .object({
+    /** Host name or address. */
+    server: z.string().min(1, 'must name the SQL Server host, e.g. ehr-sql01.example.org'),
+    /** TCP port; default 1433 (ignored with instanceName: SQL Browser resolves it). */
+    port: z.number().int().min(1, 'must be a TCP port (1-65535)').max(65535, 'must be a TCP port (1-65535)').optional(),
+    /** Named instance, e.g. EHR for SERVER\EHR. */
+    instanceName: z.string().min(1, 'must not be empty').optional(),
+    /** SQL login, or a Windows account when `domain` is set (NTLM). */
+    user: z.string().min(1, 'must name the login Rubicon uses (it needs sysadmin)'),
+    /** Windows domain for NTLM; absent = SQL authentication. */
+    domain: z.string().min(1, 'must not be empty').optional(),
+    /** NAME of the environment variable holding the password. Checked at load time. */
+    passwordEnv: envName,
+    /** Refused: a password never goes into the runbook. */
+    password: z
+      .undefined({ error: 'never write the password into the runbook: put it in an environment variable and name that variable in passwordEnv' })
+      .optional(),
+    /** TLS: required, no default. true (or "strict", TDS 8) in production; false only for a loopback test endpoint. */
+    encrypt: z.union([z.boolean(), z.literal('strict')], {
+      error: 'must be stated: true (or "strict" for TDS 8) in production; false only for a test endpoint on loopback',
+    }),
+    /** Accept any server certificate: required, no default. false in production. */
+    trustServerCertificate: z.boolean({
+      error: 'must be stated: false in production (install a certificate this machine trusts, or name it in serverName); true only for a lab server with a self-signed certificate',
+    }),
+    /** Name the server certificate is validated against, when it differs from `server`. */
+    serverName: z.string().min(1, 'must not be empty').optional(),
+    /** TCP + PRELOGIN + LOGIN7; default 15. */
+    connectTimeoutSeconds: z.number().positive('must be more than 0').default(15),
+    /** Discovery, msdb queries, job polling; default 60. */
+    requestTimeoutSeconds: z.number().positive('must be more than 0').default(60),
+    /** BACKUP, RESTORE, DBCC CHECKDB, fingerprints; default 0 = no limit (the run's abort signal is the limit). */
+    longRequestTimeoutSeconds: z.number().min(0, 'must be 0 (no limit) or more').default(0),
+  })
+  .strict();
+
+/** The database methods of the mssql engine a runbook may choose (instance-level items always use instance-objects). */
+export const MSSQL_DATABASE_METHODS = ['mssql-native-full', 'mssql-history'] as const;
+
+/** `engines.mssql`: the target's SQL Server, the proving ground's, and how backup files travel. */
+export const MssqlSectionSchema = z
+  .object({
+    /** The target's SQL Server: discovery, fingerprints, capture. */
+    connection: MssqlConnectionSchema,
+    /** The proving ground's SQL Server: every capture is restored there. Must not be the target's. */
+    provingGround: MssqlConnectionSchema,
+    /** Where BACKUP writes Rubicon's own backups, as the target's SQL Server names the folder. */
+    backupDirectory: serverPath,
+    /** The same folder relative to the target root (a mount or share of it). */
+    backupDirectoryOnHost: relPath,
+    /** Where the proving ground's SQL Server reads artifact files; absent = the local scratch paths (SQL Server on the proving ground host itself). */
+    provingGroundStaging: serverFolder.optional(),
+    /** MOVE targets on the proving ground; default its InstanceDefaultDataPath / InstanceDefaultLogPath. */
+    provingGroundDataDirectory: serverPath.optional(),
+    provingGroundLogDirectory: serverPath.optional(),
+    /** Folders of existing backups (mssql-history) and where the target host sees them; default: backupDirectory only. */
+    existingBackups: z.array(serverFolder).optional(),
+    /** Certificate name → NAME of the environment variable holding its private-key password (TDE, backup encryption). Checked at load time. */
+    certificatePasswordEnv: z.record(z.string().min(1, 'must name a certificate'), envName).default({}),
+    /** WITH COMPRESSION on Rubicon's backups (ignored on Express); default true. */
+    compression: z.boolean().default(true),
+    /** Polling interval while a vendor SQL Agent job runs; default 5. */
+    agentPollSeconds: z.number().positive('must be more than 0').default(5),
+  })
+  .strict();
+
 export const RunbookSchema = z
   .object({
     version: z.literal(1, { message: 'must be 1 (the only runbook version so far)' }),
@@ -101,7 +219,7 @@ export const RunbookSchema = z
       .object({
         folders: z.array(relPath).default([]),
         databases: z
-          .array(z.object({ name: z.string().min(1), engine: z.enum(['sqlite']), location: relPath.optional() }).strict())
+          .array(z.object({ name: z.string().min(1), engine: z.enum(['sqlite', 'mssql']), location: relPath.optional() }).strict())
           .default([]),
       })
       .strict()
@@ -118,12 +236,18 @@ export const RunbookSchema = z
       .object({
         folders: z.array(z.enum(FOLDER_METHODS)).min(1).default(['file-mirror']),
         databases: z
-          .object({ sqlite: z.array(z.enum(['sqlite-backup-api', 'sqlite-sql-dump'])).min(1).default(['sqlite-backup-api', 'sqlite-sql-dump']) })
+          .object({
+            sqlite: z.array(z.enum(['sqlite-backup-api', 'sqlite-sql-dump'])).min(1).default(['sqlite-backup-api', 'sqlite-sql-dump']),
+            /** Used only with an engines.mssql section; default both of the engine's database methods. */
+            mssql: z.array(z.enum(MSSQL_DATABASE_METHODS)).min(1).default([...MSSQL_DATABASE_METHODS]),
+          })
           .strict()
-          .default({ sqlite: ['sqlite-backup-api', 'sqlite-sql-dump'] }),
+          .default({ sqlite: ['sqlite-backup-api', 'sqlite-sql-dump'], mssql: [...MSSQL_DATABASE_METHODS] }),
       })
       .strict()
-      .default({ folders: ['file-mirror'], databases: { sqlite: ['sqlite-backup-api', 'sqlite-sql-dump'] } }),
+      .default({ folders: ['file-mirror'], databases: { sqlite: ['sqlite-backup-api', 'sqlite-sql-dump'], mssql: [...MSSQL_DATABASE_METHODS] } }),
+    /** Database engines beyond the built-in sqlite; each section is optional. */
+    engines: z.object({ mssql: MssqlSectionSchema.optional() }).strict().default({}),
     vaults: z.array(VaultSchema).min(1, 'must list at least one vault (the default policy needs two)'),
     policy: PolicySchema.default({}),
     overrides: z.array(OverrideSchema).default([]),

@@ -20,13 +20,14 @@ import { copyFile, mkdir, readFile, rm } from 'node:fs/promises';
 import { basename, posix } from 'node:path';
 import { RubiconError } from '../../core/errors.ts';
 import type { Artifact, Fingerprint, Item, Manifest, ProofCheck } from '../../core/types.ts';
-import type { CapturedFiles, DatabaseEngine, DiscoverOptions, EngineContext, MethodInfo, ProveResult, VendorJobSpec } from '../engine.ts';
+import type { CapturedFiles, DatabaseEngine, DiscoverOptions, EngineContext, ProveResult, VendorJobSpec } from '../engine.ts';
 import { parseSidecar, serverJoin, SIDECAR_NAME, testDatabaseName, type SidecarCertificate } from './artifact.ts';
 import { captureHistory, captureInstanceObjects, captureNativeFull, captureVendorJob, type CaptureEnv } from './capture.ts';
 import { readInstance, toItems } from './discover.ts';
 import { fingerprintDatabase } from './fingerprint.ts';
 import { thumbprint } from './parse.ts';
 import { explain, proveArtifact, restoreSteps, type MssqlSecrets } from './prove.ts';
+import { MSSQL_METHODS } from './methods.ts';
 import { MssqlSession, type MssqlConnectionConfig, type StatementLogger } from './session.ts';
 import { certificateByThumbprintStatement, certificateThumbprintStatement, checkDbStatement, createCertificateStatement, databaseExistsStatement } from './sql.ts';
 
@@ -69,32 +70,7 @@ export interface MssqlEngineOptions {
   log?: (level: 'info' | 'warn', message: string) => void;
 }
 
-export const MSSQL_METHODS: Record<string, MethodInfo> = {
-  'mssql-native-full': {
-    name: 'mssql-native-full',
-    origin: 'rubicon',
-    independenceGroup: 'mssql-native-full',
-    description: 'BACKUP DATABASE … WITH COPY_ONLY, CHECKSUM, COMPRESSION, FORMAT, INIT (the customer\'s backup chain is untouched), confirmed with RESTORE HEADERONLY',
-  },
-  'mssql-history': {
-    name: 'mssql-history',
-    origin: 'rubicon',
-    independenceGroup: 'mssql-history',
-    description: 'the newest existing backup chain from msdb, each file confirmed with RESTORE HEADERONLY',
-  },
-  'vendor-job': {
-    name: 'vendor-job',
-    origin: 'vendor',
-    independenceGroup: 'vendor-job',
-    description: "the vendor's SQL Agent job, waited for, every step checked, its backup confirmed by new backupset rows and RESTORE HEADERONLY",
-  },
-  'instance-objects': {
-    name: 'instance-objects',
-    origin: 'rubicon',
-    independenceGroup: 'instance-objects',
-    description: 'logins (SID and hash), jobs, operators, linked servers, credentials (names only), configuration as T-SQL; certificates WITH PRIVATE KEY',
-  },
-};
+export { MSSQL_METHODS };
 
 async function withSession<T>(config: MssqlConnectionConfig, o: MssqlEngineOptions, fn: (s: MssqlSession) => Promise<T>): Promise<T> {
   const session = await MssqlSession.connect(config, o.onStatement);

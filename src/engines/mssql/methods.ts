@@ -1,0 +1,33 @@
+import type { MethodInfo } from '../engine.ts';
+
+/**
+ * The mssql engine's methods, in a module of their own so the orchestrator
+ * can list them (plan, checklist) without loading the SQL Server driver
+ * (src/engines/mssql/lazy.ts).
+ */
+export const MSSQL_METHODS: Record<string, MethodInfo> = {
+  'mssql-native-full': {
+    name: 'mssql-native-full',
+    origin: 'rubicon',
+    independenceGroup: 'mssql-native-full',
+    description: 'BACKUP DATABASE … WITH COPY_ONLY, CHECKSUM, COMPRESSION, FORMAT, INIT (the customer\'s backup chain is untouched), confirmed with RESTORE HEADERONLY',
+  },
+  'mssql-history': {
+    name: 'mssql-history',
+    origin: 'rubicon',
+    independenceGroup: 'mssql-history',
+    description: 'the newest existing backup chain from msdb, each file confirmed with RESTORE HEADERONLY',
+  },
+  'vendor-job': {
+    name: 'vendor-job',
+    origin: 'vendor',
+    independenceGroup: 'vendor-job',
+    description: "the vendor's SQL Agent job, waited for, every step checked, its backup confirmed by new backupset rows and RESTORE HEADERONLY",
+  },
+  'instance-objects': {
+    name: 'instance-objects',
+    origin: 'rubicon',
+    independenceGroup: 'instance-objects',
+    description: 'logins (SID and hash), jobs, operators, linked servers, credentials (names only), configuration as T-SQL; certificates WITH PRIVATE KEY',
+  },
+};

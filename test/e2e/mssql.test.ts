@@ -1,0 +1,281 @@
+/**
+ * `rubicon rehearse` with a SQL Server, end to end at the protocol level:
+ * the sandbox estate (its SQLite EHR, folders and vendor job stay as they
+ * are) plus a runbook engines.mssql section pointing at TWO scripted TDS
+ * endpoints on loopback, the target's SQL Server and the proving ground's.
+ * The real orchestrator runs discover → capture → prove, the proving in its
+ * confined child process, with the real mssql/tedious client on both sides.
+ *
+ * No real SQL Server writes the backup: when BACKUP DATABASE arrives, the
+ * target endpoint writes a small fake .bak into the folder the runbook says
+ * the target host sees as the server's backup directory, as SQL Server
+ * would. What the fake file cannot show (that the bytes restore) is the
+ * proving ground endpoint's scripted answer; what this test does show is
+ * every statement, every path mapping and every record around them.
+ */
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { JournalRecord } from '../../src/core/events.ts';
+import type { Proof } from '../../src/core/types.ts';
+import { SIDECAR_NAME } from '../../src/engines/mssql/artifact.ts';
+import { readManifest } from '../../src/files/manifest.ts';
+import { startRun } from '../../src/run/run.ts';
+import { buildSandbox, type SandboxLayout } from '../../src/sandbox/estate.ts';
+import { FilesystemVault } from '../../src/vaults/filesystem.ts';
+import type { TdsReply, TdsRequest, TdsServer } from '../tds/server.ts';
+import { databasesReply, fileListOnly, headerOnly, one, ok, restoreOk, rs, scripted, serverInfoReply, type Scripted } from '../engines/mssql/fixtures.ts';
+import { journalOf, tempDir } from './helpers.ts';
+
+const SERVER_BACKUP_DIR = '/var/opt/mssql/backup';
+const HOST_BACKUP_DIR = 'sqlserver/backup';
+const STAGE_DIR = '/var/opt/mssql/stage';
+const PASSWORD_ENV = 'RUBICON_E2E_MSSQL_PASSWORD';
+const PG_PASSWORD_ENV = 'RUBICON_E2E_MSSQL_PG_PASSWORD';
+const FAKE_BAK = 'fake backup bytes: no real SQL Server wrote this file\n';
+
+let target: Scripted;
+let pg: Scripted;
+let L: SandboxLayout;
+let staged: { name: string; content: string }[];
+
+beforeEach(async () => {
+  staged = [];
+  target = await scripted();
+  pg = await scripted();
+  L = await buildSandbox(path.join(await tempDir('rubicon-e2e-mssql-'), 'estate'), { patients: 200 });
+  await mkdir(path.join(L.target, HOST_BACKUP_DIR), { recursive: true });
+  // The orchestrator and its confined proving process read the passwords from here.
+  process.env[PASSWORD_ENV] = target.config.password;
+  process.env[PG_PASSWORD_ENV] = pg.config.password;
+  const section = `
+engines:
+  mssql:
+    connection:
+      server: 127.0.0.1
+      port: ${target.config.port}
+      user: rubicon
+      passwordEnv: ${PASSWORD_ENV}
+      encrypt: false
+      trustServerCertificate: true
+      requestTimeoutSeconds: 10
+    provingGround:
+      server: 127.0.0.1
+      port: ${pg.config.port}
+      user: rubicon
+      passwordEnv: ${PG_PASSWORD_ENV}
+      encrypt: false
+      trustServerCertificate: true
+      requestTimeoutSeconds: 10
+    backupDirectory: ${SERVER_BACKUP_DIR}
+    backupDirectoryOnHost: ${HOST_BACKUP_DIR}
+    provingGroundStaging:
+      directory: ${STAGE_DIR}
+      directoryOnHost: stage
+`;
+  const text = (await readFile(L.runbook, 'utf8'))
+    .replace('declared:\n  folders:', 'declared:\n  databases:\n    - {name: EHR, engine: mssql}\n  folders:')
+    .replace('\nvaults:\n', '\nmethods:\n  databases:\n    mssql: [mssql-native-full]\n\nvaults:\n');
+  await writeFile(L.runbook, text + section);
+});
+
+afterEach(async () => {
+  delete process.env[PASSWORD_ENV];
+  delete process.env[PG_PASSWORD_ENV];
+  await target.stop();
+  await pg.stop();
+});
+
+/** The EHR database's tables, the same on the source and on the restored copy. */
+function scriptTables(server: TdsServer): void {
+  server.on(/FROM \[[^\]]+\]\.sys\.tables/, one(rs([['schema_name', 'nvarchar'], ['table_name', 'nvarchar'], ['column_name', 'nvarchar'], ['type_name', 'nvarchar'], ['is_assembly_type', 'int']], [
+    { schema_name: 'dbo', table_name: 'Patients', column_name: 'id', type_name: 'int', is_assembly_type: 0 },
+    { schema_name: 'dbo', table_name: 'Visits', column_name: 'id', type_name: 'bigint', is_assembly_type: 0 },
+  ])));
+  server.on(/\.\[dbo\]\.\[Patients\];$/, one(rs([['row_count', 'bigint'], ['content_checksum', 'int']], [{ row_count: 1200, content_checksum: -123456 }])));
+  server.on(/\.\[dbo\]\.\[Visits\];$/, one(rs([['row_count', 'bigint'], ['content_checksum', 'int']], [{ row_count: 5400, content_checksum: 987654 }])));
+}
+
+const empty = (cols: [string, 'nvarchar' | 'int' | 'bigint'][]): TdsReply => one(rs(cols, []));
+
+/** The target's SQL Server: discovery catalog queries, fingerprints, BACKUP (writes the fake file), HEADERONLY. */
+function scriptTarget(server: TdsServer): void {
+  server.on(/SERVERPROPERTY\('ProductLevel'\)/, serverInfoReply('15.0.4355.3', 'Standard Edition (64-bit)'));
+  server.on(/FROM sys\.databases AS d\nLEFT JOIN/, databasesReply([{ name: 'EHR', id: 5 }]));
+  server.on(/FROM sys\.server_principals AS sp/, one(rs([['name', 'nvarchar'], ['type_desc', 'nvarchar'], ['sid', 'varbinary'], ['password_hash', 'varbinary'], ['default_database_name', 'nvarchar'], ['is_disabled', 'int'], ['server_roles', 'nvarchar']], [
+    { name: 'ehr_app', type_desc: 'SQL_LOGIN', sid: Buffer.from([2]), default_database_name: 'EHR', is_disabled: 0, server_roles: null },
+  ])));
+  server.on(/FROM msdb\.dbo\.sysjobs AS j\n/, one(rs([['job_id', 'uniqueidentifier'], ['name', 'nvarchar'], ['enabled', 'int'], ['description', 'nvarchar'], ['owner_name', 'nvarchar'], ['category_name', 'nvarchar'], ['step_count', 'int']], [
+    { job_id: '2B5D3C1A-0F4E-4A8B-9C7D-6E5F4A3B2C1D', name: 'EHR Nightly Backup', enabled: 1, owner_name: 'sa', category_name: 'Database Maintenance', step_count: 3 },
+  ])));
+  server.on(/FROM msdb\.dbo\.sysoperators/, empty([['name', 'nvarchar'], ['enabled', 'int'], ['email_address', 'nvarchar']]));
+  server.on(/FROM sys\.servers AS s WHERE s\.is_linked = 1/, empty([['name', 'nvarchar'], ['product', 'nvarchar'], ['provider', 'nvarchar'], ['data_source', 'nvarchar'], ['catalog', 'nvarchar']]));
+  server.on(/FROM sys\.credentials/, empty([['name', 'nvarchar'], ['credential_identity', 'nvarchar']]));
+  server.on(/FROM master\.sys\.certificates AS c\nWHERE/, empty([['name', 'nvarchar'], ['thumbprint', 'nvarchar'], ['subject', 'nvarchar'], ['pvt_key_encryption_type_desc', 'nvarchar'], ['tde_databases', 'int']]));
+  server.on(/FROM sys\.endpoints/, empty([['name', 'nvarchar'], ['protocol_desc', 'nvarchar'], ['type_desc', 'nvarchar'], ['state_desc', 'nvarchar']]));
+  server.on(/FROM sys\.configurations/, one(rs([['name', 'nvarchar'], ['value', 'bigint'], ['value_in_use', 'bigint'], ['is_advanced', 'int']], [{ name: 'max server memory (MB)', value: 24576n, value_in_use: 24576n, is_advanced: 1 }])));
+  server.on(/ExecIsStartup/, empty([['name', 'nvarchar']]));
+  server.on(/^DBCC TRACESTATUS\(-1\)/, one(rs([['TraceFlag', 'int'], ['Status', 'int'], ['Global', 'int'], ['Session', 'int']], [{ TraceFlag: 3226, Status: 1, Global: 1, Session: 0 }])));
+  scriptTables(server);
+  server.on(/^BACKUP DATABASE/, async (req: TdsRequest) => {
+    // SQL Server writes the file on its disk; the target host sees that folder as sqlserver/backup.
+    const serverPath = String(req.params.path);
+    expect(path.posix.dirname(serverPath)).toBe(SERVER_BACKUP_DIR);
+    await writeFile(path.join(L.target, HOST_BACKUP_DIR, path.posix.basename(serverPath)), FAKE_BAK);
+    return { infos: [{ number: 3014, message: 'BACKUP DATABASE successfully processed 370 pages in 0.100 seconds (28.906 MB/sec).' }] };
+  });
+  server.on(/^RESTORE HEADERONLY/, headerOnly([{ databaseName: 'EHR' }]));
+}
+
+/** The proving ground's SQL Server (2022). Special rules go in before this. */
+function scriptProvingGround(server: TdsServer): void {
+  server.on(/InstanceDefaultDataPath/, one(rs([['product_version', 'nvarchar'], ['edition', 'nvarchar'], ['default_data_path', 'nvarchar'], ['default_log_path', 'nvarchar']], [{ product_version: '16.0.4135.4', edition: 'Developer Edition (64-bit)', default_data_path: '/var/opt/mssql/data/', default_log_path: '/var/opt/mssql/log/' }])));
+  server.on(/^IF DB_ID\(@database\) IS NOT NULL/, ok);
+  server.on(/^RESTORE HEADERONLY/, headerOnly([{ databaseName: 'EHR' }]));
+  server.on(/^RESTORE FILELISTONLY/, fileListOnly([
+    { logical: 'EHR', physical: 'E:\\SQLData\\EHR.mdf', type: 'D', fileId: 1 },
+    { logical: 'EHR_log', physical: 'F:\\SQLLog\\EHR_log.ldf', type: 'L', fileId: 2 },
+  ]));
+  server.on(/^RESTORE DATABASE/, (req) => {
+    // What the proving ground's SQL Server would read: the staged files, as its host sees the staging folder.
+    for (const run of readdirSync(L.provingGround)) {
+      const dir = path.join(L.provingGround, run, 'stage');
+      if (existsSync(dir)) for (const name of readdirSync(dir)) staged.push({ name, content: readFileSync(path.join(dir, name), 'utf8') });
+    }
+    return restoreOk(String(/^RESTORE DATABASE \[([^\]]+)\]/.exec(req.sql)?.[1]));
+  });
+  server.on(/FROM sys\.databases AS d WHERE d\.name = @database;$/, (req) => one(rs([['name', 'nvarchar'], ['state_desc', 'nvarchar']], [{ name: String(req.params.database), state_desc: 'ONLINE' }])));
+  server.on(/^DBCC CHECKDB/, ok);
+  server.on(/LastGoodCheckDbTime/, () => one(rs([['last_good', 'datetime'], ['server_now', 'datetime']], [{ last_good: new Date(), server_now: new Date() }])));
+  scriptTables(server);
+  server.on(/user_access_desc/, one(rs([['state_desc', 'nvarchar'], ['user_access_desc', 'nvarchar'], ['is_read_only', 'int'], ['user_objects', 'int']], [{ state_desc: 'ONLINE', user_access_desc: 'MULTI_USER', is_read_only: 0, user_objects: 42 }])));
+}
+
+async function rehearse() {
+  const summary = await startRun('rehearse', L.runbook, {
+    stateDir: L.stateDir,
+    onEvent: () => {},
+    confirm: async () => ({ confirmed: false, by: 'flag', who: 'test', reason: 'a rehearsal never crosses' }),
+  });
+  const records: JournalRecord[] = await journalOf(L.stateDir, summary.runId);
+  const proofOf = (artifactId: string): Proof | undefined => {
+    for (const r of records) if (r.event.type === 'proof.recorded' && r.event.proof.artifactId === artifactId) return r.event.proof;
+    return undefined;
+  };
+  return { summary, records, proofOf, artifactId: `${summary.runId}.capture.database:mssql:EHR.mssql-native-full` };
+}
+
+const statuses = (p: Proof | undefined) => p?.checks.map((c) => `${c.name}:${c.status}`);
+
+describe('rehearse with an engines.mssql section (two scripted SQL Servers)', () => {
+  it('discovers the instance beside the sandbox, captures EHR with BACKUP into both vaults, and proves it on the proving ground', async () => {
+    scriptTarget(target.server);
+    scriptProvingGround(pg.server);
+    const { summary, records, proofOf, artifactId } = await rehearse();
+    expect(summary.error).toBeUndefined();
+    expect(summary.outcome).toBe('rehearsed');
+
+    // discover: both engines' items in one checklist.
+    const row = (id: string) => summary.checklist.find((c) => c.itemId === id);
+    expect(row('database:mssql:EHR')).toMatchObject({ declared: true, discovered: true });
+    for (const id of ['instance-object:mssql:instance:EHR-SQL01', 'instance-object:mssql:login:ehr_app', 'instance-object:mssql:job:EHR Nightly Backup', 'instance-object:mssql:configuration:EHR-SQL01', 'instance-object:mssql:trace-flags:EHR-SQL01']) {
+      expect(row(id), id).toMatchObject({ discovered: true });
+    }
+    expect(row('database:sqlite:ehr')).toMatchObject({ discovered: true });
+    expect(summary.plan.methods.find((m) => m.itemId === 'database:mssql:EHR')?.methods).toEqual(['mssql-native-full']);
+    expect(summary.plan.methods.find((m) => m.itemId === 'instance-object:mssql:login:ehr_app')?.methods).toEqual(['instance-objects']);
+
+    // capture: BACKUP on the target, the file read where the target host sees it, into both vaults.
+    const [backup] = target.server.find(/^BACKUP DATABASE/);
+    expect(backup?.sql).toBe('BACKUP DATABASE [EHR] TO DISK = @path WITH COPY_ONLY, CHECKSUM, COMPRESSION, FORMAT, INIT, STATS = 10;');
+    const bakName = path.posix.basename(String(backup?.params.path));
+    const artifact = records.flatMap((r) => (r.event.type === 'artifact.captured' && r.event.artifact.id === artifactId ? [r.event.artifact] : []))[0];
+    expect(artifact).toMatchObject({ method: 'mssql-native-full', origin: 'rubicon', fileCount: 2, provenance: { tool: 'SQL Server 15.0.4355.3 (Standard Edition (64-bit)) BACKUP DATABASE' } });
+    expect(artifact?.sourceFingerprint?.tables.map((t) => `${t.table}:${t.rows}`)).toEqual(['dbo.Patients:1200', 'dbo.Visits:5400']);
+    for (const v of ['nas', 'offsite']) {
+      const vault = new FilesystemVault({ name: v, kind: 'filesystem', location: path.join(L.dir, 'vaults', v), offTarget: true, immutable: false });
+      const manifest = await readManifest(vault, artifact!.manifestHash);
+      expect(manifest.entries.map((e) => e.path).sort(), v).toEqual([bakName, SIDECAR_NAME].sort());
+      const bak = manifest.entries.find((e) => e.path === bakName)!;
+      const chunks: Uint8Array[] = [];
+      for await (const c of vault.read(bak.sha256)) chunks.push(c);
+      expect(Buffer.concat(chunks).toString('utf8'), v).toBe(FAKE_BAK);
+    }
+    const copies = records.flatMap((r) => (r.event.type === 'copy.checked' && r.event.copy.artifactId === artifactId ? [`${r.event.copy.vault}:${r.event.copy.status}`] : []));
+    expect(copies.sort()).toEqual(['nas:ok', 'offsite:ok']);
+
+    // prove: on the proving ground's SQL Server only, from the staged vault copy.
+    const proof = proofOf(artifactId);
+    expect(proof?.outcome, JSON.stringify(proof?.checks)).toBe('passed');
+    expect(statuses(proof)).toEqual([
+      'copy-read:passed', 'restore-files:passed', 'files-hash:passed',
+      'version:passed', 'certificates:passed', 'restore:passed', 'integrity:passed', 'fingerprint-source:passed', 'smoke:passed', 'cleanup:passed',
+      'fingerprint-source:passed',
+    ]);
+    const testDb = String(/^RESTORE DATABASE \[([^\]]+)\]/.exec(pg.server.find(/^RESTORE DATABASE/)[0]!.sql)?.[1]);
+    expect(testDb).toMatch(/^rubicon-prove-EHR-[0-9a-f]{10}$/);
+    const stmts = pg.server.statements().map((s) => s.replace(/\s+/g, ' ').trim());
+    const expected: (string | RegExp)[] = [
+      /^SELECT CAST\(SERVERPROPERTY\('ProductVersion'\).*InstanceDefaultDataPath/,
+      /^IF DB_ID\(@database\) IS NOT NULL .*DROP DATABASE/,
+      'RESTORE HEADERONLY FROM DISK = @file1;',
+      'RESTORE FILELISTONLY FROM DISK = @file1 WITH FILE = @position;',
+      `RESTORE DATABASE [${testDb}] FROM DISK = @file1 WITH FILE = @position, MOVE @logical1 TO @physical1, MOVE @logical2 TO @physical2, CHECKSUM, RECOVERY, STATS = 10;`,
+      /FROM sys\.databases AS d WHERE d\.name = @database;$/,
+      `DBCC CHECKDB ([${testDb}]) WITH NO_INFOMSGS, ALL_ERRORMSGS;`,
+      /LastGoodCheckDbTime/,
+      new RegExp(`FROM \\[${testDb}\\]\\.sys\\.tables`),
+      new RegExp(`FROM \\[${testDb}\\]\\.\\[dbo\\]\\.\\[Patients\\];$`),
+      new RegExp(`FROM \\[${testDb}\\]\\.\\[dbo\\]\\.\\[Visits\\];$`),
+      /user_access_desc/,
+      /^IF DB_ID\(@database\) IS NOT NULL .*DROP DATABASE/,
+    ];
+    expect(stmts.length, stmts.join('\n')).toBe(expected.length);
+    expected.forEach((e, i) => (typeof e === 'string' ? expect(stmts[i]).toBe(e) : expect(stmts[i]).toMatch(e)));
+    // Every path the proving ground's SQL Server was given is in its staging folder, as the runbook maps it.
+    const [restore] = pg.server.find(/^RESTORE DATABASE/);
+    expect(restore?.params).toMatchObject({ file1: `${STAGE_DIR}/${bakName}`, position: 1, logical1: 'EHR', logical2: 'EHR_log' });
+    expect(restore?.params.physical1).toMatch(new RegExp(`^/var/opt/mssql/data/${testDb}-[0-9a-f]+_1\\.mdf$`));
+    expect(restore?.params.physical2).toMatch(new RegExp(`^/var/opt/mssql/log/${testDb}-[0-9a-f]+_2\\.ldf$`));
+    expect(pg.server.requests.at(-1)?.params.database).toBe(testDb);
+    // The proving ground never got a BACKUP; the target never got a RESTORE or CHECKDB.
+    expect(pg.server.find(/BACKUP/)).toEqual([]);
+    expect(target.server.find(/^RESTORE DATABASE|^DBCC CHECKDB|DROP DATABASE/)).toEqual([]);
+    // When RESTORE ran, the proving ground's staging folder held the vault's bytes, and nothing else of the target.
+    expect(staged.map((f) => f.name).sort()).toEqual([bakName, SIDECAR_NAME].sort());
+    expect(staged.find((f) => f.name === bakName)?.content).toBe(FAKE_BAK);
+    expect(JSON.parse(staged.find((f) => f.name === SIDECAR_NAME)!.content)).toMatchObject({ database: 'EHR', steps: [{ kind: 'full', files: [bakName] }] });
+    // The mssql engine proved inside the confined proving process (which read its password from the inherited environment).
+    expect(records.some((r) => r.event.type === 'note' && r.event.message.startsWith('proving ground isolation checked'))).toBe(true);
+  }, 60_000);
+
+  it('a RESTORE that fails with Msg 3013 fails the proof and keeps the server\'s words', async () => {
+    scriptTarget(target.server);
+    pg.server.on(/^RESTORE DATABASE/, {
+      infos: [{ number: 3211, message: '10 percent processed.' }],
+      errors: [
+        { number: 3241, class: 16, message: 'The media family on device \'/var/opt/mssql/stage/x.bak\' is incorrectly formed. SQL Server cannot process this media family.' },
+        { number: 3013, class: 16, message: 'RESTORE DATABASE is terminating abnormally.' },
+      ],
+    });
+    scriptProvingGround(pg.server);
+    const { summary, records, proofOf, artifactId } = await rehearse();
+    expect(summary.outcome).toBe('rehearsed');
+    const proof = proofOf(artifactId);
+    expect(proof?.outcome).toBe('failed');
+    expect(statuses(proof)).toEqual([
+      'copy-read:passed', 'restore-files:passed', 'files-hash:passed',
+      'version:passed', 'certificates:passed', 'restore:failed', 'integrity:skipped', 'fingerprint-source:skipped', 'smoke:skipped', 'cleanup:passed',
+      'fingerprint-source:skipped',
+    ]);
+    const detail = proof!.checks.find((c) => c.name === 'restore')!.detail;
+    expect(detail).toContain('Msg 3241, Level 16, State 1: The media family on device');
+    expect(detail).toContain('Msg 3013, Level 16, State 1: RESTORE DATABASE is terminating abnormally.');
+    expect(pg.server.find(/^DBCC CHECKDB/)).toEqual([]);
+    expect(pg.server.statements().at(-1)).toMatch(/^IF DB_ID\(@database\) IS NOT NULL/);
+    // The rehearsal says so in plain words (an error note), and the proof is on the summary.
+    expect(summary.proofs.find((p) => p.artifactId === artifactId)?.failed.join(' ')).toContain('RESTORE DATABASE is terminating abnormally.');
+    expect(records.some((r) => r.event.type === 'note' && r.event.level === 'error' && r.event.message.includes(`artifact ${artifactId} failed its proof`))).toBe(true);
+  }, 60_000);
+});
