@@ -133,7 +133,8 @@ async function captureDatabase(ctx: RunContext, item: Item, method: string, phas
   try {
     await rm(ectx.workDir, { recursive: true, force: true });
     await mkdir(ectx.workDir, { recursive: true });
-    const sourceFingerprint = await engine.fingerprint(ectx, item);
+    // Fingerprints are per-table: only databases have them.
+    const sourceFingerprint = item.kind === 'database' ? await engine.fingerprint(ectx, item) : undefined;
     const vendorJob = ctx.runbook.vendorJobs.find((j) => j.database === item.name);
     const captured = await engine.capture(ectx, item, method, { vendorJob });
     const stored = await captureFiles({
@@ -157,7 +158,7 @@ async function captureDatabase(ctx: RunContext, item: Item, method: string, phas
       manifestHash: stored.manifestHash,
       fileCount: stored.fileCount,
       bytes: stored.bytes,
-      sourceFingerprint,
+      ...(sourceFingerprint ? { sourceFingerprint } : {}),
       provenance: {
         method,
         tool: captured.tool,
@@ -239,6 +240,10 @@ export async function capture(ctx: RunContext): Promise<void> {
   const items = ctx.state().items;
   // Databases first: the vendor's job writes into a folder we capture next.
   for (const item of items.filter((i) => i.kind === 'database' && i.discovered)) {
+    for (const method of item.methods) await captureDatabase(ctx, item, method, 'capture');
+  }
+  // Engine-level items (logins, jobs, certificates, ...): what rebuilds forget.
+  for (const item of items.filter((i) => i.kind !== 'database' && i.kind !== 'folder' && i.engine && i.discovered)) {
     for (const method of item.methods) await captureDatabase(ctx, item, method, 'capture');
   }
   for (const item of items.filter((i) => i.kind === 'folder' && i.discovered)) {

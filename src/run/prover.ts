@@ -103,7 +103,8 @@ export async function proveOne(env: ProverEnv, artifact: Artifact, item: Item | 
         detail: verified.ok ? 'every file matches its SHA-256 in the manifest' : verified.mismatches.slice(0, 10).map((m) => `${m.path}: ${m.problem}`).join('; '),
         durationMs: Math.round(performance.now() - t),
       });
-      if (item?.kind === 'database') fingerprint = await proveDatabase(env, item, artifact, manifest, filesDir, scratch, checks);
+      // Databases and engine-level items (scripts, certificates) are proven by their engine.
+      if (item && item.kind !== 'folder' && item.engine) fingerprint = await proveDatabase(env, item, artifact, manifest, filesDir, scratch, checks);
     } else {
       checks.push({ name: 'files-hash', status: 'skipped', detail: 'nothing restored', durationMs: 0 });
     }
@@ -151,6 +152,7 @@ async function proveDatabase(
     return undefined;
   }
   checks.push(...result.checks);
+  if (item.kind !== 'database') return result.fingerprint;
   if (!result.fingerprint || !artifact.sourceFingerprint) {
     checks.push({ name: 'fingerprint-source', status: 'skipped', detail: 'no fingerprint to compare', durationMs: 0 });
     return result.fingerprint;
