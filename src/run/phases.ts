@@ -288,7 +288,12 @@ export async function prove(ctx: RunContext): Promise<void> {
 
 // ------------------------------------------------------------- drift
 
-async function scanItem(ctx: RunContext, item: Item, artifact: Artifact): Promise<DriftChange[]> {
+/**
+ * What changed since the artifact. `undefined` = this kind of item cannot be
+ * scanned yet: no scan is recorded, so the gate sees "drift unknown" and
+ * refuses rather than being told "no drift" by a scan that never looked.
+ */
+async function scanItem(ctx: RunContext, item: Item, artifact: Artifact): Promise<DriftChange[] | undefined> {
   if (item.kind === 'folder') {
     const manifest = await readManifest(ctx.vaults[0]!, artifact.manifestHash);
     return scanDrift(ctx.target.resolve(item.location), manifest, { exclude: folderExcludeFor(ctx, item) });
@@ -300,7 +305,7 @@ async function scanItem(ctx: RunContext, item: Item, artifact: Artifact): Promis
     if (before && compareFingerprints(before, now).equal) return [];
     return [{ path: item.location, kind: 'modified' }];
   }
-  return [];
+  return undefined;
 }
 
 async function driftScan(ctx: RunContext, stage: 'freeze' | 'pre-gate'): Promise<void> {
@@ -316,6 +321,10 @@ async function driftScan(ctx: RunContext, stage: 'freeze' | 'pre-gate'): Promise
     const newest = mine.filter((a) => a.origin === 'rubicon').at(-1) ?? mine.at(-1);
     if (!newest) continue;
     const changes = await scanItem(ctx, item, newest);
+    if (changes === undefined) {
+      if (stage === 'pre-gate') ctx.record({ type: 'note', level: 'warn', itemId: item.id, message: `drift of ${item.kind} items cannot be checked yet: ${item.id} has no drift scan, so the gate cannot pass it` });
+      continue;
+    }
     ctx.record({ type: 'drift.scanned', drift: { itemId: item.id, artifactId: newest.id, stage, changes, scannedAt: ctx.now().toISOString() } });
   }
 }
