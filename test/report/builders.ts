@@ -5,6 +5,7 @@
  *
  * Stories (SCENARIO.md): `landedStory`, `refusedStory`, `rehearsalStory`.
  */
+import { buildChecklist } from '../../src/inventory/checklist.ts';
 import { createHash } from 'node:crypto';
 import type { JournalEvent, JournalRecord, RunCommand, RunOutcome } from '../../src/core/events.ts';
 import { deriveState, type RunState } from '../../src/core/state.ts';
@@ -451,44 +452,18 @@ function story(o: StoryOptions): { state: RunState; checklist: ChecklistRow[]; r
   return { state, checklist: checklistFor(state), records: b.records };
 }
 
-/**
- * A simple checklist for the fixtures (the real one is src/inventory/checklist.ts,
- * written separately; the reports take rows as given).
- */
+/** The real checklist of the fixture state (src/inventory/checklist.ts). */
 export function checklistFor(state: RunState): ChecklistRow[] {
-  return state.items.map((item) => {
-    const arts = state.artifacts.filter((a) => a.itemId === item.id);
-    const rows = arts.map((a) => {
-      const proofs = state.proofs.filter((p) => p.artifactId === a.id);
-      return {
-        id: a.id,
-        method: a.method,
-        proven: proofs.length ? proofs.some((p) => p.outcome === 'passed') : null,
-        vaultsOk: state.copies.filter((c) => c.artifactId === a.id && c.status === 'ok').map((c) => c.vault),
-        vaultsBad: state.copies.filter((c) => c.artifactId === a.id && c.status !== 'ok').map((c) => c.vault),
-      };
-    });
-    const notes: string[] = [];
-    if (item.discovered && !item.declared) notes.push('found, not declared');
-    if (arts.some((a) => a.origin === 'vendor' && rows.find((r) => r.id === a.id)?.proven === false)) notes.push('vendor backup cannot be restored');
-    const independentProven = new Set(arts.filter((a) => rows.find((r) => r.id === a.id)?.proven).map((a) => a.independenceGroup));
-    const status = rows.length === 0 ? 'pending' : independentProven.size > 0 ? 'proven' : rows.some((r) => r.proven === false) ? 'failed' : 'captured';
-    return {
-      itemId: item.id,
-      kind: item.kind,
-      name: item.name,
-      declared: item.declared,
-      discovered: item.discovered,
-      status,
-      notes,
-      facts: item.facts,
-      why: item.why,
-      artifacts: rows,
-    };
+  return buildChecklist({
+    items: state.items,
+    artifacts: state.artifacts,
+    copies: state.copies,
+    proofs: state.proofs,
+    driftScans: state.driftScans,
+    captureFailures: state.captureFailures,
   });
 }
 
-/** (a) The SCENARIO.md story: vendor proof failed, X/Y/Z found, drift in ehr/A, gate passed with a warning, landed. */
 export function landedStory(opts: { hostileName?: string } = {}) {
   return story({
     command: 'upgrade',
