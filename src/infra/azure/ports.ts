@@ -4,8 +4,9 @@ import type { Host } from '../../hosts/host.ts';
 /**
  * The two narrow ports the Azure driver works through. Real adapters:
  * StackPort → ./automation.ts (Pulumi Automation API over the CLI);
- * MachinePort → not implemented here (Azure SDK packages are not installed):
- * each method's comment says which Azure call it stands for.
+ * MachinePort → ./machines.ts (`AzureMachinePort`, @azure/arm-compute; tested
+ * against an HTTPS stand-in for ARM, never against Azure): each method's
+ * comment says which Azure call it stands for.
  */
 
 export interface ConfigOptions {
