@@ -18,6 +18,9 @@ import type { ArtifactIndexEntry, ObjectCheck, ObjectWriter, Vault } from './vau
  *   <root>/objects/<first 2 hex>/<sha256>   content-addressed objects
  *   <root>/index/<encoded artifactId>.json  ArtifactIndexEntry documents
  *   <root>/tmp/                             in-flight writes (temp → rename)
+ *   <root>/objects/<2 hex>/.<name>.tmp      in-flight writes of the capture's copy
+ *                                           workers whose hash is known (the rename
+ *                                           stays in one folder)
  *
  * Contracts:
  * - Objects are written to tmp/ and renamed into place by commit(); a reader
@@ -375,21 +378,40 @@ export class FilesystemVault implements Vault {
   }
 
   /**
-   * Removes temp files older than `olderThanMs` (left by a crash). Never
-   * touches objects or index entries. Returns how many were removed.
+   * Removes temp files older than `olderThanMs` (left by a crash): everything
+   * in tmp/, and the copy workers' `.*.tmp` files inside objects/<2 hex>/.
+   * Never touches objects (their names are 64 hex digits) or index entries.
+   * Returns how many were removed.
    */
   async removeStaleTemp(olderThanMs = 60 * 60 * 1000): Promise<number> {
+    const cutoff = Date.now() - olderThanMs;
+    let removed = await this.removeOldFiles(this.tmpDir, cutoff, () => true);
+    let shards: string[];
+    try {
+      shards = await readdir(this.objectsDir);
+    } catch (e) {
+      if (errnoCode(e) === 'ENOENT') return removed;
+      throw this.ioError(`cannot list ${this.objectsDir}`, e);
+    }
+    for (const shard of shards) {
+      if (!/^[0-9a-f]{2}$/.test(shard)) continue;
+      removed += await this.removeOldFiles(join(this.objectsDir, shard), cutoff, (name) => name.startsWith('.') && name.endsWith('.tmp'));
+    }
+    return removed;
+  }
+
+  private async removeOldFiles(dir: string, cutoff: number, pick: (name: string) => boolean): Promise<number> {
     let names: string[];
     try {
-      names = await readdir(this.tmpDir);
+      names = await readdir(dir);
     } catch (e) {
       if (errnoCode(e) === 'ENOENT') return 0;
-      throw this.ioError(`cannot list ${this.tmpDir}`, e);
+      throw this.ioError(`cannot list ${dir}`, e);
     }
     let removed = 0;
-    const cutoff = Date.now() - olderThanMs;
     for (const name of names) {
-      const path = join(this.tmpDir, name);
+      if (!pick(name)) continue;
+      const path = join(dir, name);
       const st = await lstat(path).catch(() => undefined);
       if (st?.isFile() && st.mtimeMs < cutoff) {
         await unlink(path).catch(() => undefined);
@@ -397,6 +419,38 @@ export class FilesystemVault implements Vault {
       }
     }
     return removed;
+  }
+
+  // ---- internal, used by the capture's copy workers (src/files/copy-worker.ts) ----
+
+  /**
+   * @internal Makes sure the vault folders exist and says where a copy worker
+   * writes: temp files in `tmpDir`, renamed into `objectsDir/<2 hex>/<sha>`,
+   * fsync'd before the rename when `fsyncEach` ('commit' durability). The
+   * worker must report every object it placed or found through notePlaced,
+   * so that sync() covers it.
+   */
+  async workerTarget(): Promise<{ objectsDir: string; tmpDir: string; fsyncEach: boolean }> {
+    await this.init();
+    return { objectsDir: this.objectsDir, tmpDir: this.tmpDir, fsyncEach: this.durability === 'commit' };
+  }
+
+  /**
+   * @internal Records what a copy worker did for one object, exactly as
+   * commit() would have: `placed` (renamed into place) or found already
+   * stored with the right size; `shardCreated` when it created objects/<2 hex>.
+   */
+  notePlaced(sha256: string, placed: boolean, shardCreated: boolean): void {
+    const finalPath = this.objectPath(sha256);
+    const shard = join(this.objectsDir, sha256.slice(0, 2));
+    if (shardCreated) this.dirtyDirs.add(this.objectsDir);
+    if (!placed) {
+      this.markDirtyFile(finalPath);
+      return;
+    }
+    this.knownShards.add(shard);
+    if (this.durability !== 'commit') this.dirtyFiles.add(finalPath);
+    this.dirtyDirs.add(shard);
   }
 
   // ---- internal, used by FsObjectWriter ----

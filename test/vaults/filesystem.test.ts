@@ -248,8 +248,14 @@ describe('FilesystemVault', () => {
     }
     const hash = await vault.putBytes(Buffer.from('kept'));
     await utimes(vault.objectPath(hash), hourAgo, hourAgo);
-    expect(await vault.removeStaleTemp()).toBe(2);
+    // a copy worker's temp file inside the object's shard folder, old and fresh
+    const shard = join(dir, 'v', 'objects', hash.slice(0, 2));
+    await writeFile(join(shard, '.w1-1-1.tmp'), 'left by a crash');
+    await utimes(join(shard, '.w1-1-1.tmp'), hourAgo, hourAgo);
+    await writeFile(join(shard, '.w1-1-2.tmp'), 'in flight');
+    expect(await vault.removeStaleTemp()).toBe(3);
     expect((await readdir(tmp)).length).toBe(1); // the live writer's file
+    expect((await readdir(shard)).sort()).toEqual(['.w1-1-2.tmp', hash]);
     expect(await vault.has(hash)).toBe(true);
     await live.abort();
     expect(await readdir(tmp)).toEqual([]);

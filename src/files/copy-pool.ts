@@ -1,0 +1,146 @@
+import { Worker } from 'node:worker_threads';
+import { RubiconError } from '../core/errors.ts';
+
+// ---- messages between the pool and copy-worker.js (which has no types of its own) ----
+
+export interface CopyTarget {
+  objectsDir: string;
+  tmpDir: string;
+  fsyncEach: boolean;
+}
+
+/** A batch of files, copied in order; one reply per file, in one message. */
+export interface CopyJob {
+  id: number;
+  /** Absolute source paths. */
+  files: string[];
+}
+
+export interface CopyBatchReply {
+  id: number;
+  results: CopyReply[];
+}
+
+export type CopyReply =
+  | {
+      kind: 'done';
+      sha256: string;
+      size: number;
+      mtimeMs: number;
+      mode: number;
+      stable: boolean;
+      bytesRead: number;
+      /** Per target: the object was renamed into place (false: it already existed with this size). */
+      placed: boolean[];
+      /** Per target: the shard folder objects/<2 hex> was created by this job. */
+      shardCreated: boolean[];
+    }
+  | { kind: 'vanished'; bytesRead: number }
+  | { kind: 'aborted' }
+  | { kind: 'failed'; where: 'source' | number; code: string; op: string; bytesRead: number };
+
+export interface CopyWorkerData {
+  chunk: number;
+  targets: CopyTarget[];
+  maxReads: number;
+  /** Int32Array over a SharedArrayBuffer: non-zero means stop. */
+  abortFlag: Int32Array;
+}
+
+/** @internal Test hook: called with each new pool (tests kill a worker through it). */
+export const copyPoolTestHooks: { onStart?: (pool: CopyPool) => void } = {};
+
+/**
+ * A fixed pool of worker threads that copy files into FilesystemVault folders
+ * (copy-worker.js), so reading, hashing and writing run on every core instead
+ * of one.
+ *
+ * Contracts:
+ * - `run` resolves with the worker's reply. It rejects (CAPTURE_FAILED, naming
+ *   the file and the worker) when the worker died or failed to start while
+ *   the job was queued or in flight: a dead worker never leaves a promise
+ *   hanging. After one worker died the pool is broken: every later `run`
+ *   rejects at once, and `close` still settles.
+ * - Jobs go to the worker with the fewest jobs queued; each worker works its
+ *   queue in order, one file at a time.
+ * - `abort()` raises a shared flag: a worker stops a large file between
+ *   chunks and replies `aborted`.
+ * - `close()` terminates the workers; idempotent. Memory: one buffer of
+ *   `chunk` bytes per worker.
+ */
+export class CopyPool {
+  readonly size: number;
+  private readonly workers: { worker: Worker; pending: Map<number, { job: CopyJob; resolve: (r: CopyReply[]) => void; reject: (e: unknown) => void }> }[] = [];
+  private readonly abortFlag = new Int32Array(new SharedArrayBuffer(4));
+  private nextId = 1;
+  private broken: RubiconError | undefined;
+  private closed = false;
+
+  /** `targets`: the vault folders every file goes to (FilesystemVault.workerTarget()); `maxReads`: reads of a file that keeps changing. */
+  constructor(size: number, options: { chunk: number; targets: CopyTarget[]; maxReads: number }) {
+    this.size = Math.max(1, Math.floor(size));
+    const data: CopyWorkerData & { role: string } = { role: 'rubicon-copy-worker', chunk: options.chunk, targets: options.targets, maxReads: options.maxReads, abortFlag: this.abortFlag };
+    for (let i = 0; i < this.size; i++) {
+      const worker = new Worker(new URL('./copy-worker.js', import.meta.url), { workerData: data });
+      const slot = { worker, pending: new Map() };
+      this.workers.push(slot);
+      worker.on('message', (reply: CopyBatchReply) => {
+        const p = slot.pending.get(reply.id);
+        if (!p) return;
+        slot.pending.delete(reply.id);
+        p.resolve(reply.results);
+      });
+      const die = (why: string, cause?: unknown): void => {
+        if (this.closed && slot.pending.size === 0) return;
+        const err = new RubiconError(
+          'CAPTURE_FAILED',
+          `copy worker ${i + 1} of ${this.size} stopped (${why}); the capture did not complete and nothing was recorded as captured: run it again`,
+          cause === undefined ? undefined : { cause },
+        );
+        this.broken ??= err;
+        for (const [, p] of slot.pending) {
+          p.reject(
+            new RubiconError('CAPTURE_FAILED', `copy worker ${i + 1} stopped (${why}) while copying ${describeFiles(p.job.files)}; run the capture again`, cause === undefined ? undefined : { cause }),
+          );
+        }
+        slot.pending.clear();
+      };
+      worker.on('error', (e) => die(`error: ${e instanceof Error ? e.message : String(e)}`, e));
+      worker.on('messageerror', (e) => die(`message error: ${e.message}`, e));
+      worker.on('exit', (code) => die(`exit code ${code}`));
+    }
+    copyPoolTestHooks.onStart?.(this);
+  }
+
+  /** @internal For tests: the worker threads (to kill one). */
+  get threads(): readonly Worker[] {
+    return this.workers.map((w) => w.worker);
+  }
+
+  /** Copies `files` (absolute paths) in order on one worker; one reply per file. */
+  run(files: string[]): Promise<CopyReply[]> {
+    if (this.broken) return Promise.reject(this.broken);
+    if (this.closed) return Promise.reject(new RubiconError('INTERNAL', `copy pool used after close (${describeFiles(files)})`));
+    let slot = this.workers[0] as (typeof this.workers)[number];
+    for (const w of this.workers) if (w.pending.size < slot.pending.size) slot = w;
+    const full: CopyJob = { files, id: this.nextId++ };
+    return new Promise<CopyReply[]>((resolve, reject) => {
+      slot.pending.set(full.id, { job: full, resolve, reject });
+      slot.worker.postMessage(full);
+    });
+  }
+
+  abort(): void {
+    Atomics.store(this.abortFlag, 0, 1);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await Promise.all(this.workers.map((w) => w.worker.terminate().catch(() => undefined)));
+  }
+}
+
+function describeFiles(files: string[]): string {
+  return files.length <= 3 ? files.join(', ') : `${files.slice(0, 3).join(', ')} and ${files.length - 3} more files`;
+}

@@ -1,0 +1,277 @@
+// @ts-check
+/**
+ * Worker thread of the copy pool (copy-pool.ts, which also holds the message
+ * types): copies files into one or more FilesystemVault folders, hashing them
+ * on the way.
+ *
+ * Plain JavaScript on purpose: Node's TypeScript stripping costs about 50 ms
+ * more per worker start (measured, docs/files.md), which is a tenth of a
+ * small capture.
+ *
+ * Contract (the same as the main-thread path in capture.ts):
+ * - Each attempt opens the file once, fstats it and reads it up to its size;
+ *   the bytes hashed are exactly the bytes written to the vault temp files
+ *   (same buffer, same pass). The object's name is therefore the hash of the
+ *   bytes in the vault, whatever the source does meanwhile.
+ * - fstat after the read: size, mtime and bytes read must agree with the
+ *   fstat before, or the attempt is thrown away (temp files removed) and the
+ *   file read again, up to `maxReads`; the last attempt is kept with
+ *   `stable: false` and the mtime from before that read.
+ * - Small files (up to one buffer) take one read and, only when the vault
+ *   does not already have the object with this size, one write.
+ * - Temp file in tmp/, then rename into objects/<2 hex>/<sha>; an existing
+ *   object of the same size is kept and the temp file dropped; one of the
+ *   wrong size is replaced. With `fsyncEach` the temp file is fsync'd before
+ *   the rename ('commit' durability).
+ * - Memory: one buffer of `chunk` bytes per worker, whatever the file size.
+ * - Read-only on the source. Never throws out of the message handler: every
+ *   failure is a reply naming where it happened (source, or vault index).
+ * - Checks the shared abort flag before each file and between chunks.
+ */
+import { createHash } from 'node:crypto';
+import { closeSync, constants, fstatSync, fsyncSync, mkdirSync, openSync, readSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { parentPort, threadId, workerData } from 'node:worker_threads';
+
+class Failure extends Error {
+  /** @param {'source' | number} where @param {string} op @param {unknown} e */
+  constructor(where, op, e) {
+    super(op);
+    this.where = where;
+    this.op = op;
+    this.errno = typeof e === 'object' && e !== null && 'code' in e && typeof e.code === 'string' ? e.code : String(e);
+  }
+}
+
+class Aborted extends Error {}
+
+/** @template T @param {'source' | number} where @param {string} op @param {() => T} fn @returns {T} */
+function attempt(where, op, fn) {
+  try {
+    return fn();
+  } catch (e) {
+    throw new Failure(where, op, e);
+  }
+}
+
+/** @param {number} fd @param {Uint8Array} data */
+function writeAll(fd, data) {
+  let off = 0;
+  while (off < data.byteLength) off += writeSync(fd, data, off, data.byteLength - off);
+}
+
+/** @param {import('node:fs').Stats} before @param {import('node:fs').Stats} after @param {number} size */
+function isStable(before, after, size) {
+  return after.size === before.size && after.mtimeMs === before.mtimeMs && size === before.size;
+}
+
+/** @typedef {{ fd: number; path: string }} Temp */
+
+export class Copier {
+  /**
+   * `afterRead` is for tests in the same thread only (a function cannot reach
+   * a worker): called after each read of a source chunk, so a test can change
+   * the file while it is being read.
+   * @param {{ chunk: number; targets: { objectsDir: string; tmpDir: string; fsyncEach: boolean }[]; maxReads: number; abortFlag: Int32Array; afterRead?: (abs: string, chunkIndex: number) => void }} data
+   */
+  constructor(data) {
+    this.afterRead = data.afterRead;
+    this.buf = Buffer.allocUnsafeSlow(data.chunk);
+    this.abortFlag = data.abortFlag;
+    this.targets = data.targets;
+    this.maxReads = data.maxReads;
+    /** @type {Set<string>} */
+    this.knownShards = new Set();
+    this.tempSeq = 0;
+  }
+
+  /** Copies the files of a batch in order; after a failure or an abort the rest are not started (reported aborted). */
+  runBatch(/** @type {{ id: number; files: string[] }} */ job) {
+    /** @type {object[]} */
+    const results = [];
+    let stop = false;
+    for (const abs of job.files) {
+      if (stop || Atomics.load(this.abortFlag, 0) !== 0) {
+        results.push({ kind: 'aborted' });
+        continue;
+      }
+      const r = this.run(abs);
+      if (r.kind === 'failed') stop = true;
+      results.push(r);
+    }
+    return { id: job.id, results };
+  }
+
+  /** @param {string} abs */
+  run(abs) {
+    let bytesRead = 0;
+    /** @param {number} n */
+    const onRead = (n) => {
+      bytesRead += n;
+    };
+    try {
+      for (let n = 1; ; n++) {
+        const got = this.attemptOnce(abs, n < this.maxReads, onRead);
+        if (got === 'vanished') return { kind: 'vanished', bytesRead };
+        if (got !== 'retry') return { kind: 'done', ...got, bytesRead };
+      }
+    } catch (e) {
+      if (e instanceof Aborted) return { kind: 'aborted' };
+      if (e instanceof Failure) return { kind: 'failed', where: e.where, code: e.errno, op: e.op, bytesRead };
+      return { kind: 'failed', where: 'source', code: String(e), op: 'copy', bytesRead };
+    }
+  }
+
+  /** @param {string} abs @param {boolean} mayRetry @param {(n: number) => void} onRead */
+  attemptOnce(abs, mayRetry, onRead) {
+    const targets = this.targets;
+    let fd;
+    try {
+      fd = openSync(abs, 'r');
+    } catch (e) {
+      if (e instanceof Error && 'code' in e && e.code === 'ENOENT') return 'vanished';
+      throw new Failure('source', 'open', e);
+    }
+    /** @type {(Temp | undefined)[]} */
+    const temps = [];
+    let fdOpen = true;
+    try {
+      const before = attempt('source', 'fstat', () => fstatSync(fd));
+      const small = before.size <= this.buf.length;
+      const hash = createHash('sha256');
+      let size = 0;
+      if (small) {
+        while (size < before.size) {
+          const n = attempt('source', 'read', () => readSync(fd, this.buf, size, this.buf.length - size, null));
+          if (n === 0) break;
+          size += n;
+        }
+        this.afterRead?.(abs, 0);
+        hash.update(this.buf.subarray(0, size));
+      } else {
+        for (let t = 0; t < targets.length; t++) temps.push(this.createTemp(t));
+        let chunkIndex = 0;
+        // A file read up to its size needs no extra read to see EOF: growth shows in the fstat after.
+        while (size < before.size) {
+          if (Atomics.load(this.abortFlag, 0) !== 0) throw new Aborted();
+          const n = attempt('source', 'read', () => readSync(fd, this.buf, 0, this.buf.length, null));
+          if (n === 0) break;
+          this.afterRead?.(abs, chunkIndex++);
+          const chunk = this.buf.subarray(0, n);
+          hash.update(chunk);
+          for (let t = 0; t < temps.length; t++) {
+            const temp = /** @type {Temp} */ (temps[t]);
+            attempt(t, `write ${temp.path}`, () => writeAll(temp.fd, chunk));
+          }
+          size += n;
+          onRead(n);
+        }
+      }
+      const after = attempt('source', 'fstat', () => fstatSync(fd));
+      fdOpen = false;
+      closeSync(fd);
+      if (small) onRead(size);
+      const stable = isStable(before, after, size);
+      if (!stable && mayRetry) return 'retry';
+      const sha256 = hash.digest('hex');
+      /** @type {boolean[]} */
+      const placed = [];
+      /** @type {boolean[]} */
+      const shardCreated = [];
+      for (let t = 0; t < targets.length; t++) {
+        const target = targets[t];
+        if (!target) continue;
+        const shard = join(target.objectsDir, sha256.slice(0, 2));
+        const finalPath = join(shard, sha256);
+        const existing = attempt(t, `stat ${finalPath}`, () => statSync(finalPath, { throwIfNoEntry: false }));
+        if (existing?.isFile() && existing.size === size) {
+          placed.push(false);
+          shardCreated[t] = false;
+          continue; // a large file's temp is dropped in finally
+        }
+        let temp = temps[t];
+        if (!temp) {
+          this.ensureShard(t, shard, shardCreated);
+          temp = this.createTemp(t, shard);
+          temps[t] = temp;
+          const data = this.buf.subarray(0, size);
+          const tf = temp;
+          attempt(t, `write ${tf.path}`, () => writeAll(tf.fd, data));
+        }
+        const tf = temp;
+        if (target.fsyncEach) attempt(t, `fsync ${tf.path}`, () => fsyncSync(tf.fd));
+        const fdToClose = tf.fd;
+        tf.fd = -1;
+        closeSync(fdToClose);
+        this.ensureShard(t, shard, shardCreated);
+        attempt(t, `rename into ${finalPath}`, () => renameSync(tf.path, finalPath));
+        temps[t] = undefined;
+        placed.push(true);
+      }
+      for (let t = 0; t < targets.length; t++) shardCreated[t] = shardCreated[t] === true;
+      return { sha256, size, mtimeMs: before.mtimeMs, mode: before.mode & 0o7777, stable, placed, shardCreated };
+    } finally {
+      if (fdOpen) closeSync(fd);
+      dropTemps(temps);
+    }
+  }
+
+  /**
+   * Creates objects/<2 hex> once per worker; records in `created[index]`
+   * whether this call made it.
+   * @param {number} index @param {string} shard @param {boolean[]} created
+   */
+  ensureShard(index, shard, created) {
+    if (created[index] !== undefined) return;
+    created[index] = false;
+    if (this.knownShards.has(shard)) return;
+    created[index] = attempt(index, `mkdir ${shard}`, () => mkdirSync(shard, { recursive: true })) !== undefined;
+    this.knownShards.add(shard);
+  }
+
+  /**
+   * An exclusive temp file: in the vault's tmp/ for a large file (its hash is
+   * not known yet), or in the object's own shard folder when the hash is
+   * known, so that the rename stays inside one folder. A rename across
+   * folders takes the filesystem-wide rename lock on Linux, and two workers
+   * spent 15 % of their time waiting for it (perf, docs/files.md). Temp
+   * names start with '.', which no object name does; removeStaleTemp()
+   * clears both places.
+   * @param {number} index @param {string} [dir] @returns {Temp}
+   */
+  createTemp(index, dir) {
+    const target = this.targets[index];
+    if (!target) throw new Failure(index, 'create a temp file', 'no such vault');
+    const where = dir ?? target.tmpDir;
+    const path = join(where, `.w${process.pid}-${threadId}-${++this.tempSeq}.tmp`);
+    const fd = attempt(index, `create a temp file in ${where}`, () =>
+      openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600),
+    );
+    return { fd, path };
+  }
+}
+
+/** Closes and removes temp files that were not renamed into place. @param {(Temp | undefined)[]} temps */
+function dropTemps(temps) {
+  for (const temp of temps) {
+    if (!temp) continue;
+    try {
+      if (temp.fd >= 0) closeSync(temp.fd);
+    } catch {
+      // already closed
+    }
+    try {
+      unlinkSync(temp.path);
+    } catch {
+      // already moved or gone
+    }
+  }
+}
+
+if (parentPort && workerData?.role === 'rubicon-copy-worker') {
+  const port = parentPort;
+  const copier = new Copier(workerData);
+  port.on('message', (job) => {
+    port.postMessage(copier.runBatch(job));
+  });
+}
