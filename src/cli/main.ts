@@ -154,6 +154,10 @@ function closing(summary: RunSummary, stateDir: string): string {
   const html = summary.reports.find((r) => r.kind === 'html');
   if (html) lines.push(`  report: ${html.path}`);
   if (summary.outcome === 'failed') lines.push(`  resume: rubicon resume ${summary.runId} --state-dir ${stateDir}`);
+  if (summary.outcome === 'not-confirmed') {
+    // The target was thawed: crossing later needs a fresh freeze, drift scan and gate, i.e. a new run.
+    lines.push('  to cross: run `rubicon upgrade` again in a terminal, or with --yes in a pipeline (already-stored objects are not copied again)');
+  }
   return lines.join('\n');
 }
 

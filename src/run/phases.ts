@@ -450,7 +450,8 @@ export async function landing(ctx: RunContext): Promise<boolean> {
   const current = currentArtifacts(s.artifacts);
   const passed = (a: Artifact) => s.proofs.some((p) => p.artifactId === a.id && p.outcome === 'passed');
   for (const item of s.items.filter((i) => i.discovered)) {
-    if (s.landing.some((l) => l.itemId === item.id && l.outcome)) continue;
+    // Landed and validated items are done; a failed one is tried again on resume.
+    if (s.landing.some((l) => l.itemId === item.id && l.outcome === 'passed')) continue;
     const candidates = current.filter((a) => a.itemId === item.id && passed(a));
     // Prefer our own methods, in the item's method order: the vendor's backup is never preferred.
     const pick =

@@ -148,6 +148,38 @@ describe('variants: each ends with nothing destroyed', () => {
     expect(summary.exitCode).toBe(0);
   });
 
+  it('a landing that fails validation keeps the rollback point (exit 1); resume after the vault is repaired lands', async () => {
+    const L = await estate();
+    let damaged: string[] = [];
+    const { summary, journal } = await upgrade(L, async (phase, ctx) => {
+      if (phase !== 'crossing') return;
+      // After the crossing: every copy of one file of ehr/Y is damaged, so landing cannot restore it.
+      const a = ctx.state().artifacts.find((x) => x.itemId === 'folder:ehr/Y')!;
+      const manifest = JSON.parse(await readFile(await objectFile(L.vaults[0]!, a.manifestHash), 'utf8')) as { entries: { sha256: string }[] };
+      damaged = await Promise.all(L.vaults.map((v) => objectFile(v, manifest.entries[3]!.sha256)));
+      for (const f of damaged) await flipBit(f);
+    });
+    expect(summary.outcome).toBe('failed');
+    expect(summary.exitCode).toBe(1);
+    expect(summary.error?.code).toBe('LANDING_FAILED');
+    expect(summary.error?.hint).toMatch(/rollback point is kept/);
+    const failed = journal.flatMap((e) => (e.type === 'landing.validated' && e.outcome === 'failed' ? [e.itemId] : []));
+    expect(failed).toEqual(['folder:ehr/Y']);
+    expect(journal.some((e) => e.type === 'rollback.released')).toBe(false);
+    const rollback = journal.find((e) => e.type === 'rollback.created');
+    expect(rollback && (await readdir((rollback as { rollbackPoint: { location: string } }).rollbackPoint.location))).toContain('ehr');
+
+    for (const f of damaged) await flipBit(f); // repaired
+    const { resumeRun } = await import('../../src/run/run.ts');
+    const again = await resumeRun(summary.runId, {
+      stateDir: L.stateDir,
+      onEvent: () => {},
+      confirm: async () => ({ confirmed: true, by: 'flag', who: 'test' }),
+    });
+    expect(again.outcome).toBe('landed');
+    expect(again.exitCode).toBe(0);
+  });
+
   it('an unconfirmed crossing in a pipeline (no terminal, no --yes) → exit 2, nothing destroyed', async () => {
     const L = await estate();
     const before = await treeState(L.target);
