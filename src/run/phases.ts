@@ -135,7 +135,7 @@ async function captureDatabase(ctx: RunContext, item: Item, method: string, phas
     await mkdir(ectx.workDir, { recursive: true });
     // Fingerprints are per-table: only databases have them.
     const sourceFingerprint = item.kind === 'database' ? await engine.fingerprint(ectx, item) : undefined;
-    const vendorJob = ctx.runbook.vendorJobs.find((j) => j.database === item.name);
+    const vendorJob = ctx.runbook.vendorJobs.find((j) => j.database === item.name && j.engine === item.engine);
     const captured = await engine.capture(ectx, item, method, { vendorJob });
     const stored = await captureFiles({
       files: captured.files,
