@@ -151,6 +151,13 @@ function closing(summary: RunSummary, stateDir: string): string {
     lines.push(`  ${summary.error.code}: ${summary.error.message}`);
     if (summary.error.hint) lines.push(`  next: ${summary.error.hint}`);
   }
+  if (summary.window && (summary.outcome === 'rehearsed' || summary.outcome === 'landed')) {
+    const mins = Math.max(1, Math.ceil(summary.window.withMarginMs / 60_000));
+    lines.push(
+      `  maintenance window: book ${mins} min (measured restores ${(summary.window.totalMs / 1000).toFixed(1)} s, with margin)` +
+        (summary.window.unknownItems.length ? `; unknown for ${summary.window.unknownItems.length} unproven item(s)` : ''),
+    );
+  }
   const html = summary.reports.find((r) => r.kind === 'html');
   if (html) lines.push(`  report: ${html.path}`);
   if (summary.outcome === 'failed') lines.push(`  resume: rubicon resume ${summary.runId} --state-dir ${stateDir}`);

@@ -4,6 +4,7 @@ import type { OnEvent, RunCommand, RunOutcome } from '../core/events.ts';
 import { deriveState, isPhaseDone, latestDrift, type RunState } from '../core/state.ts';
 import type { Artifact, ChecklistRow, Item, Phase } from '../core/types.ts';
 import { buildChecklist } from '../inventory/checklist.ts';
+import { buildReportModel } from '../report/model.ts';
 import { loadRunbook, vaultInfos, type Runbook } from '../runbook/load.ts';
 import { createContext, type Confirmation, type RunContext, type RunHooks } from './context.ts';
 import { acquireLock, Journal, newRunId, readJournal, runPaths } from './journal.ts';
@@ -32,6 +33,8 @@ export interface RunSummary {
   reports: { kind: string; path: string }[];
   error?: { code: string; message: string; hint?: string };
   stateDir: string;
+  /** The maintenance window predicted from measured restore durations (see the report's estimate). */
+  window: { totalMs: number; withMarginMs: number; unknownItems: string[] } | null;
   /** What the run would do: methods per item, the vaults, the policy in force. */
   plan: { methods: { itemId: string; methods: string[] }[]; vaults: string[]; policy: RunState['policy'] };
 }
@@ -46,19 +49,22 @@ export interface CommonOptions {
 }
 
 export function summarize(state: RunState, stateDir: string, error?: RubiconError): RunSummary {
+  const checklist = buildChecklist({
+    items: state.items,
+    artifacts: state.artifacts,
+    copies: state.copies,
+    proofs: state.proofs,
+    driftScans: state.driftScans,
+    captureFailures: state.captureFailures,
+  });
+  const estimate = state.proofs.length > 0 ? buildReportModel(state, checklist).estimate : undefined;
   return {
     runId: state.runId,
     outcome: state.outcome ?? 'failed',
     exitCode: state.exitCode ?? EXIT.failure,
     gate: state.gate ? { passed: state.gate.passed, reasons: state.gate.reasons } : null,
-    checklist: buildChecklist({
-      items: state.items,
-      artifacts: state.artifacts,
-      copies: state.copies,
-      proofs: state.proofs,
-      driftScans: state.driftScans,
-      captureFailures: state.captureFailures,
-    }),
+    checklist,
+    window: estimate ? { totalMs: estimate.totalMs, withMarginMs: estimate.withMarginMs, unknownItems: estimate.unknownItems } : null,
     artifacts: state.artifacts.map((a) => ({ id: a.id, itemId: a.itemId, method: a.method, origin: a.origin, bytes: a.bytes, files: a.fileCount })),
     proofs: state.proofs.map((p) => ({
       id: p.id,

@@ -105,6 +105,11 @@ describe('rubicon demo: the story of SCENARIO.md', () => {
       });
     expect((await fp(target)).digest).toBe((await fp(L.target)).digest);
 
+    // The maintenance window is predicted from the measured restores.
+    const window = (r.summary as { window: { totalMs: number; withMarginMs: number } | null }).window;
+    expect(window?.totalMs).toBeGreaterThan(0);
+    expect(window!.withMarginMs).toBeGreaterThanOrEqual(window!.totalMs);
+
     // 9. report: JSON, Markdown, HTML, telling the story in plain words.
     const kinds = summary.reports.map((x) => x.kind).sort();
     expect(kinds).toEqual(expect.arrayContaining(['html', 'json', 'markdown']));
