@@ -119,7 +119,19 @@ describe('rubicon demo: the story of SCENARIO.md', () => {
     expect(html).toMatch(/ehr\/X/);
     const md = await readFile(summary.reports.find((x) => x.kind === 'markdown')!.path, 'utf8');
     expect(md).toMatch(/found, not declared/);
-    // No patient data in the reports: synthetic patient names never appear.
+    // No patient data in the journal, the event stream or the reports: values from the database never appear.
+    const { DatabaseSync } = await import('node:sqlite');
+    const db = new DatabaseSync(path.join(target, 'mssql/data/ehr.db'), { readOnly: true });
+    const rows = db.prepare('SELECT mrn, family_name, given_name, phone, address FROM patients ORDER BY id LIMIT 25').all() as Record<string, string>[];
+    db.close();
+    const journalText = await readFile(path.join(dir, 'state', 'runs', runId, 'journal.jsonl'), 'utf8');
+    const texts = { journal: journalText, stream: r.stdout, html, md, json: await readFile(summary.reports.find((x) => x.kind === 'json')!.path, 'utf8') };
+    for (const row of rows) {
+      for (const v of [row.mrn, `${row.given_name} ${row.family_name}`, row.phone, row.address]) {
+        if (v === null || v === undefined || String(v).length < 6) continue; // NULL columns, too short to mean anything
+        for (const [where, text] of Object.entries(texts)) expect(text.includes(String(v)), `${where} contains patient data`).toBe(false);
+      }
+    }
     expect(html).not.toMatch(/Synthetic\^Patient/);
   });
 });
