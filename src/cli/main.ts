@@ -26,7 +26,9 @@ Usage:
   rubicon demo [--dir DIR] [--json]          build the sandbox estate and play the whole story
   rubicon sandbox DIR                        build the sandbox estate and its runbook, run nothing
   rubicon plan     --runbook FILE [--json]   discover and print the checklist, methods, policy; changes nothing
-  rubicon rehearse --runbook FILE [--json]   discover, capture, prove; never touches the point of no return
+  rubicon rehearse --runbook FILE [--json] [--yes]
+                                             discover, capture, prove; never touches a production target's
+                                             point of no return (a staging target: the whole upgrade)
   rubicon upgrade  --runbook FILE [--json] [--yes]
                                              every phase; stops at the gate unless the policy holds;
                                              asks before the crossing unless --yes (refuses without a terminal)
@@ -137,6 +139,9 @@ function closing(summary: RunSummary, stateDir: string): string {
     'not-confirmed': s.yellow(s.bold('NOT CROSSED: the gate passed but the crossing was not confirmed; nothing was destroyed.')),
     failed: s.red(s.bold('FAILED.')),
   };
+  if (summary.outcome === 'rehearsed' && summary.crossed) {
+    head.rehearsed = s.green(s.bold('REHEARSED on staging: the target was rebuilt, restored and validated against the proofs.'));
+  }
   lines.push(head[summary.outcome] ?? summary.outcome);
   if (summary.outcome === 'planned') {
     lines.push('', s.bold('Methods'));

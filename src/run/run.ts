@@ -16,6 +16,7 @@ export const RUBICON_VERSION = '0.1.0';
 /** Which phases each command runs, in order. `report` always ends a run. */
 export const COMMAND_PHASES: Record<RunCommand, Phase[]> = {
   plan: ['discover'],
+  /** On a target with `stage: staging`, rehearse runs the upgrade's phases. */
   rehearse: ['discover', 'capture', 'prove'],
   verify: ['prove'],
   upgrade: ['discover', 'capture', 'prove', 'freeze', 'final-capture', 'gate', 'crossing', 'landing'],
@@ -33,6 +34,8 @@ export interface RunSummary {
   reports: { kind: string; path: string }[];
   error?: { code: string; message: string; hint?: string };
   stateDir: string;
+  /** True when this run rebuilt its target (upgrade, or a rehearsal on a staging target). */
+  crossed: boolean;
   /** The maintenance window predicted from measured restore durations (see the report's estimate). */
   window: { totalMs: number; withMarginMs: number; unknownItems: string[] } | null;
   /** What the run would do: methods per item, the vaults, the policy in force. */
@@ -64,6 +67,7 @@ export function summarize(state: RunState, stateDir: string, error?: RubiconErro
     exitCode: state.exitCode ?? EXIT.failure,
     gate: state.gate ? { passed: state.gate.passed, reasons: state.gate.reasons } : null,
     checklist,
+    crossed: Boolean(state.crossing?.completedAt),
     window: estimate ? { totalMs: estimate.totalMs, withMarginMs: estimate.withMarginMs, unknownItems: estimate.unknownItems } : null,
     artifacts: state.artifacts.map((a) => ({ id: a.id, itemId: a.itemId, method: a.method, origin: a.origin, bytes: a.bytes, files: a.fileCount })),
     proofs: state.proofs.map((p) => ({
@@ -160,11 +164,13 @@ const PHASE_FNS: Record<Exclude<Phase, 'gate' | 'crossing' | 'landing' | 'report
  */
 async function drive(ctx: RunContext, stateDir: string): Promise<RunSummary> {
   const command = ctx.state().command;
+  // A rehearsal on a staging target goes all the way: that is what rehearsing an upgrade means there.
+  const phaseList = command === 'rehearse' && ctx.runbook.target.stage === 'staging' ? COMMAND_PHASES.upgrade : COMMAND_PHASES[command];
   let outcome: RunOutcome = ({ plan: 'planned', rehearse: 'rehearsed', verify: 'verified', upgrade: 'landed' } as const)[command];
   let exitCode: number = EXIT.ok;
   let failure: RubiconError | undefined;
   try {
-    for (const phase of COMMAND_PHASES[command]) {
+    for (const phase of phaseList) {
       if (isPhaseDone(ctx.state(), phase)) continue;
       const t0 = performance.now();
       ctx.record({ type: 'phase.started', phase });

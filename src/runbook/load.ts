@@ -20,7 +20,7 @@ export interface Runbook {
   /** SHA-256 of the file's bytes, recorded in the journal. */
   hash: string;
   name: string;
-  target: { name: string; root: string; image: string };
+  target: { name: string; root: string; image: string; stage: 'production' | 'staging' };
   infra: { kind: 'sandbox'; provingGround: string; rollback: string; currentImage: string };
   declared: { folders: string[]; databases: { name: string; engine: 'sqlite' | 'mssql'; location?: string }[] };
   /** `command` is the program (sqlite) or `[agentJob]` (mssql, as the engine's vendor-job method takes it). */
@@ -134,7 +134,7 @@ export function normalize(raw: ParsedRunbook, file: string, hash: string): Runbo
     file,
     hash,
     name: raw.name,
-    target: { name: raw.target.name, root: abs(raw.target.root), image: raw.target.image },
+    target: { name: raw.target.name, root: abs(raw.target.root), image: raw.target.image, stage: raw.target.stage },
     infra: {
       kind: raw.infra.kind,
       provingGround: abs(raw.infra.provingGround),

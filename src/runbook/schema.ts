@@ -205,6 +205,12 @@ export const RunbookSchema = z
         name,
         root: z.string().min(1, 'must be the folder standing in for the server, e.g. "./target"'),
         image: z.string().min(1, 'must name the image the rebuild installs, e.g. "Windows Server 2025 Datacenter"'),
+        /**
+         * `staging`: `rubicon rehearse` goes all the way (freeze, gate,
+         * crossing, landing) to rehearse the upgrade on a copy of production.
+         * `production` (default): rehearse never reaches the point of no return.
+         */
+        stage: z.enum(['production', 'staging']).default('production'),
       })
       .strict(),
     infra: z

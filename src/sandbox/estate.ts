@@ -123,6 +123,7 @@ target:
   name: ehr-server
   root: ./target
   image: Windows Server 2025 Datacenter
+  # stage: staging   # then \`rubicon rehearse\` rehearses the whole upgrade, crossing included
 infra:
   kind: sandbox
   provingGround: ./proving-ground

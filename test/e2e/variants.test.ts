@@ -180,6 +180,28 @@ describe('variants: each ends with nothing destroyed', () => {
     expect(again.exitCode).toBe(0);
   });
 
+  it('rehearse never crosses a production target; on a staging target it rehearses the whole upgrade', async () => {
+    const prod = await estate();
+    const before = await treeState(prod.target);
+    const p = await cli(['rehearse', '--runbook', prod.runbook, '--state-dir', prod.stateDir, '--yes', '--json']);
+    expect(p.exitCode).toBe(0);
+    expect(p.summary).toMatchObject({ outcome: 'rehearsed', crossed: false });
+    expect(onlyVendorOutput(diffTrees(before, await treeState(prod.target)))).toEqual([]);
+
+    const staging = await estate();
+    await writeFile(staging.runbook, (await readFile(staging.runbook, 'utf8')).replace('  image: Windows Server 2025 Datacenter', '  image: Windows Server 2025 Datacenter\n  stage: staging'));
+    const s = await cli(['rehearse', '--runbook', staging.runbook, '--state-dir', staging.stateDir, '--yes', '--json']);
+    expect(s.exitCode, s.stderr).toBe(0);
+    expect(s.summary).toMatchObject({ outcome: 'rehearsed', crossed: true, gate: { passed: true } });
+    expect(await readFile(path.join(staging.target, 'os-release'), 'utf8')).toMatch(/2025/);
+    // Without --yes and without a terminal, even a staging rehearsal does not cross.
+    const again = await estate();
+    await writeFile(again.runbook, (await readFile(again.runbook, 'utf8')).replace('  image: Windows Server 2025 Datacenter', '  image: Windows Server 2025 Datacenter\n  stage: staging'));
+    const n = await cli(['rehearse', '--runbook', again.runbook, '--state-dir', again.stateDir, '--json']);
+    expect(n.exitCode).toBe(2);
+    expect(n.summary).toMatchObject({ outcome: 'not-confirmed', crossed: false });
+  });
+
   it('an unconfirmed crossing in a pipeline (no terminal, no --yes) → exit 2, nothing destroyed', async () => {
     const L = await estate();
     const before = await treeState(L.target);
