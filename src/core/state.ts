@@ -75,6 +75,9 @@ export interface RunState {
   exitCode?: number;
   error?: { code: string; message: string };
   resumes: number;
+  /** Hash of the newest journal record folded in: the evidence's fingerprint (verify with `rubicon status RUN_ID`). */
+  journalHead: string;
+  journalRecords: number;
 }
 
 function upsert<T>(list: T[], value: T, same: (a: T) => boolean): T[] {
@@ -118,10 +121,12 @@ export function reduce(state: RunState | undefined, record: JournalRecord): RunS
       reports: [],
       notes: [],
       resumes: 0,
+      journalHead: record.hash,
+      journalRecords: record.seq,
     };
   }
   if (!state) throw new Error(`journal does not start with run.started (seq ${record.seq} is ${e.type})`);
-  const s: RunState = { ...state, updatedAt: at };
+  const s: RunState = { ...state, updatedAt: at, journalHead: record.hash, journalRecords: record.seq };
   switch (e.type) {
     case 'run.resumed':
       s.resumes += 1;

@@ -235,6 +235,7 @@ export function renderHtml(m: ReportModel): string {
       ['resumes', m.run.resumes],
       ['runbook', m.run.runbookPath],
       ['runbook SHA-256', m.run.runbookHash, 'wide'],
+      ['journal head', `${m.run.journalHead} (record ${m.run.journalRecords}, hash-chained)`, 'wide'],
     ]
       .map(([k, v, cls]) => `<div${cls ? ` class="${cls}"` : ''}><dt>${esc(k)}</dt><dd>${esc(v)}</dd></div>`)
       .join('')}</dl><div class="cards">${[

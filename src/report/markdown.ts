@@ -218,7 +218,7 @@ export function renderMarkdown(m: ReportModel): string {
     ),
     '',
   );
-  push(`Generated from the journal of run ${md(m.run.id)} at ${md(formatTime(m.generatedAt))} by Rubicon ${md(m.run.rubiconVersion)}; runbook ${md(m.run.runbookPath)} SHA-256 ${md(m.run.runbookHash)}.`, '');
+  push(`Generated from the journal of run ${md(m.run.id)} at ${md(formatTime(m.generatedAt))} by Rubicon ${md(m.run.rubiconVersion)}; runbook ${md(m.run.runbookPath)} SHA-256 ${md(m.run.runbookHash)}; journal head ${md(m.run.journalHead)} (record ${m.run.journalRecords}, hash-chained).`, '');
   return out.join('\n');
 }
 

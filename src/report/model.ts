@@ -283,6 +283,9 @@ export interface ReportModel {
     target: string;
     runbookPath: string;
     runbookHash: string;
+    /** Hash of the last journal record the report was built from, and how many records. */
+    journalHead: string;
+    journalRecords: number;
     rubiconVersion: string;
     host: string;
     startedAt: string;
@@ -702,6 +705,8 @@ export function buildReportModel(state: RunState, checklist: ChecklistRow[]): Re
       target: state.target,
       runbookPath: state.runbookPath,
       runbookHash: state.runbookHash,
+      journalHead: state.journalHead,
+      journalRecords: state.journalRecords,
       rubiconVersion: state.rubiconVersion,
       host: state.host,
       startedAt: state.startedAt,

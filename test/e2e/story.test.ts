@@ -118,6 +118,10 @@ describe('rubicon demo: the story of SCENARIO.md', () => {
     expect(html).toMatch(/vendor(&#39;|'|’)s backup job produces backups that cannot be restored/i);
     expect(html).toMatch(/ehr\/X/);
     const md = await readFile(summary.reports.find((x) => x.kind === 'markdown')!.path, 'utf8');
+    // The report names the journal record it was built from; the hash chain lets an auditor check it.
+    const head = /journal head ([0-9a-f]{64}) \(record (\d+)/.exec(md);
+    expect(head).not.toBeNull();
+    expect(records[Number(head![2]) - 1]!.hash).toBe(head![1]);
     expect(md).toMatch(/found, not declared/);
     // No patient data in the journal, the event stream or the reports: values from the database never appear.
     const { DatabaseSync } = await import('node:sqlite');
