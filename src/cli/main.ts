@@ -248,6 +248,7 @@ async function status(positionals: string[], flags: Flags): Promise<number> {
     process.stdout.write(JSON.stringify({ runId, outcome: st.outcome ?? null, phases: st.phases, checklist, gate: st.gate ?? null }) + '\n');
   } else {
     process.stdout.write(`${runId}: ${st.command} on ${st.target}, ${st.outcome ?? 'not finished'}\n`);
+    process.stdout.write(`  journal verified: ${st.journalRecords} records, hash chain intact, head ${st.journalHead}\n`);
     for (const p of st.phases) process.stdout.write(`  ${p.phase.padEnd(14)} ${p.completedAt ? `${p.durationMs} ms` : 'started, not finished'}\n`);
     for (const row of checklist) process.stdout.write(`  ${row.status.padEnd(18)} ${row.name}  ${row.notes.join('; ')}\n`);
   }
