@@ -313,6 +313,13 @@ export async function main(argv: string[]): Promise<number> {
 // The only place that exits the process.
 const isMain = process.argv[1] !== undefined && (process.argv[1].endsWith('rubicon.js') || process.argv[1].endsWith('main.ts') || process.argv[1].endsWith('rubicon'));
 if (isMain) {
+  // A reader that went away (`rubicon status | head`, a dead pipeline log
+  // collector) must not crash a run: the journal, not stdout, is the record.
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.code !== 'EPIPE') throw e;
+    });
+  }
   main(process.argv.slice(2)).then(
     (code) => {
       process.exitCode = code;

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { buildSandbox } from '../../src/sandbox/estate.ts';
-import { cli, tempDir } from './helpers.ts';
+import { BIN, cli, tempDir } from './helpers.ts';
 
 describe('cli', () => {
   it('--help lists every command and the exit codes; no command is invalid input', async () => {
@@ -11,6 +11,13 @@ describe('cli', () => {
     for (const c of ['demo', 'sandbox', 'plan', 'rehearse', 'upgrade', 'verify', 'resume', 'status', 'report']) expect(h.stdout).toContain(`rubicon ${c}`);
     expect(h.stdout).toMatch(/2 {2}the gate refused/);
     expect((await cli([])).exitCode).toBe(3);
+  });
+
+  it('a reader that goes away does not crash it (rubicon ... | head)', async () => {
+    const { execa } = await import('execa');
+    const r = await execa('bash', ['-c', `"${process.execPath}" "${BIN}" --help | head -c 10 >/dev/null; echo "rc=\${PIPESTATUS[0]}"`], { reject: false });
+    expect(r.stdout.trim()).toBe('rc=0');
+    expect(r.stderr).not.toMatch(/EPIPE/);
   });
 
   it('unknown commands and flags, and missing arguments, are exit 3 with a fix', async () => {
