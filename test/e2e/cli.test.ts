@@ -13,9 +13,9 @@ describe('cli', () => {
     expect((await cli([])).exitCode).toBe(3);
   });
 
-  it('a reader that goes away does not crash it (rubicon ... | head)', async () => {
+  it('a reader that goes away does not crash it (rubicon ... | true)', async () => {
     const { execa } = await import('execa');
-    const r = await execa('bash', ['-c', `"${process.execPath}" "${BIN}" --help | head -c 10 >/dev/null; echo "rc=\${PIPESTATUS[0]}"`], { reject: false });
+    const r = await execa('bash', ['-c', `"${process.execPath}" "${BIN}" --help | true; echo "rc=\${PIPESTATUS[0]}"`], { reject: false });
     expect(r.stdout.trim()).toBe('rc=0');
     expect(r.stderr).not.toMatch(/EPIPE/);
   });
