@@ -1,4 +1,4 @@
-import type { Artifact, Fingerprint, Item, Manifest, ProofCheck } from '../core/types.ts';
+import type { Artifact, DriftChange, Fingerprint, Item, Manifest, ProofCheck } from '../core/types.ts';
 import type { Host } from '../hosts/host.ts';
 
 /**
@@ -77,6 +77,16 @@ export interface DatabaseEngine {
    * bad backup.
    */
   prove(ctx: EngineContext, artifact: Artifact, manifest: Manifest, files: string[]): Promise<ProveResult>;
+  /**
+   * Optional. Drift of an item the orchestrator cannot scan itself (neither
+   * a folder nor a database): what changed on the live target since the
+   * artifact was captured. `files` are the artifact's files (fetched from a
+   * vault and hash-checked; absolute paths, in manifest order). Read-only on
+   * the target; may write scratch files under ctx.workDir only. Returns []
+   * for no change, the changes otherwise, and undefined when it cannot tell
+   * (the gate then sees "drift unknown", never "no drift").
+   */
+  drift?(ctx: EngineContext, item: Item, manifest: Manifest, files: string[]): Promise<DriftChange[] | undefined>;
   /** Landing: restore onto the rebuilt target at item.location. Destructive at that location only. */
   restore(ctx: EngineContext, item: Item, manifest: Manifest, files: string[]): Promise<void>;
 }

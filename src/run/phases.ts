@@ -305,7 +305,19 @@ async function scanItem(ctx: RunContext, item: Item, artifact: Artifact): Promis
     if (before && compareFingerprints(before, now).equal) return [];
     return [{ path: item.location, kind: 'modified' }];
   }
-  return undefined;
+  // Other items (instance-level objects): the engine's own drift check, when it has one.
+  const engine = item.engine ? ctx.engines[item.engine] : undefined;
+  if (!engine?.drift) return undefined;
+  const manifest = await readManifest(ctx.vaults[0]!, artifact.manifestHash);
+  const scratch = path.join(ctx.paths.work, 'drift', encodeURIComponent(artifact.id));
+  await rm(scratch, { recursive: true, force: true });
+  try {
+    await restoreTree({ vaults: ctx.vaults, manifest, destRoot: scratch, exact: true });
+    const files = manifest.entries.map((e) => path.join(scratch, e.path));
+    return await engine.drift(engineCtx(ctx, ctx.target, path.join('drift', 'engine')), item, manifest, files);
+  } finally {
+    await rm(scratch, { recursive: true, force: true });
+  }
 }
 
 async function driftScan(ctx: RunContext, stage: 'freeze' | 'pre-gate'): Promise<void> {

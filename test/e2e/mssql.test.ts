@@ -25,6 +25,7 @@ import { startRun } from '../../src/run/run.ts';
 import { buildSandbox, type SandboxLayout } from '../../src/sandbox/estate.ts';
 import { FilesystemVault } from '../../src/vaults/filesystem.ts';
 import type { TdsReply, TdsRequest, TdsServer } from '../tds/server.ts';
+import { PROOF_MARK } from '../../src/engines/mssql/instance-proof.ts';
 import { databasesReply, fileListOnly, headerOnly, one, ok, restoreOk, rs, scripted, serverInfoReply, type Scripted } from '../engines/mssql/fixtures.ts';
 import { journalOf, tempDir } from './helpers.ts';
 
@@ -215,7 +216,8 @@ describe('rehearse with an engines.mssql section (two scripted SQL Servers)', ()
     ]);
     const testDb = String(/^RESTORE DATABASE \[([^\]]+)\]/.exec(pg.server.find(/^RESTORE DATABASE/)[0]!.sql)?.[1]);
     expect(testDb).toMatch(/^rubicon-prove-EHR-[0-9a-f]{10}$/);
-    const stmts = pg.server.statements().map((s) => s.replace(/\s+/g, ' ').trim());
+    // The EHR proof's statements, in order (instance-object proofs, marked, run their own rolled-back batches; instance-objects.test.ts covers them).
+    const stmts = pg.server.statements().filter((s) => !s.startsWith(PROOF_MARK)).map((s) => s.replace(/\s+/g, ' ').trim());
     const expected: (string | RegExp)[] = [
       /^SELECT CAST\(SERVERPROPERTY\('ProductVersion'\).*InstanceDefaultDataPath/,
       /^IF DB_ID\(@database\) IS NOT NULL .*DROP DATABASE/,
@@ -281,7 +283,7 @@ describe('rehearse with an engines.mssql section (two scripted SQL Servers)', ()
     expect(detail).toContain('Msg 3241, Level 16, State 1: The media family on device');
     expect(detail).toContain('Msg 3013, Level 16, State 1: RESTORE DATABASE is terminating abnormally.');
     expect(pg.server.find(/^DBCC CHECKDB/)).toEqual([]);
-    expect(pg.server.statements().at(-1)).toMatch(/^IF DB_ID\(@database\) IS NOT NULL/);
+    expect(pg.server.statements().filter((s) => !s.startsWith(PROOF_MARK)).at(-1)).toMatch(/^IF DB_ID\(@database\) IS NOT NULL/);
     // The rehearsal says so in plain words (an error note), and the proof is on the summary.
     expect(summary.proofs.find((p) => p.artifactId === artifactId)?.failed.join(' ')).toContain('RESTORE DATABASE is terminating abnormally.');
     expect(records.some((r) => r.event.type === 'note' && r.event.level === 'error' && r.event.message.includes(`artifact ${artifactId} failed its proof`))).toBe(true);

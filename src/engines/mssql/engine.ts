@@ -17,15 +17,16 @@
  * they are (SQL Server on this machine).
  */
 import { copyFile, mkdir, readFile, rm } from 'node:fs/promises';
-import { basename, posix } from 'node:path';
+import { basename, join, posix } from 'node:path';
 import { RubiconError } from '../../core/errors.ts';
-import type { Artifact, Fingerprint, Item, Manifest, ProofCheck } from '../../core/types.ts';
+import type { Artifact, DriftChange, Fingerprint, Item, Manifest, ProofCheck } from '../../core/types.ts';
 import type { CapturedFiles, DatabaseEngine, DiscoverOptions, EngineContext, ProveResult, VendorJobSpec } from '../engine.ts';
 import { parseSidecar, serverJoin, SIDECAR_NAME, testDatabaseName, type SidecarCertificate } from './artifact.ts';
-import { captureHistory, captureInstanceObjects, captureNativeFull, captureVendorJob, type CaptureEnv } from './capture.ts';
+import { captureHistory, captureInstanceObjects, captureNativeFull, captureVendorJob, parseInstanceObjectId, type CaptureEnv } from './capture.ts';
 import { readInstance, toItems } from './discover.ts';
 import { fingerprintDatabase } from './fingerprint.ts';
 import { thumbprint } from './parse.ts';
+import { compareScripts, proveScripts } from './instance-proof.ts';
 import { explain, proveArtifact, restoreSteps, type MssqlSecrets } from './prove.ts';
 import { MSSQL_METHODS } from './methods.ts';
 import { MssqlSession, type MssqlConnectionConfig, type StatementLogger } from './session.ts';
@@ -164,7 +165,7 @@ export function createMssqlEngine(options: MssqlEngineOptions): DatabaseEngine {
           if (manifest.format === 'mssql-certificate') {
             return proveCertificate(session, staged, o.secrets, ctx.signal);
           }
-          if (manifest.format === 'sql-text') return proveScripts(staged.local);
+          if (manifest.format === 'sql-text') return { checks: await proveScripts(session, staged.local, ctx.signal) };
           const sidecarPath = staged.local.get(SIDECAR_NAME);
           if (!sidecarPath) {
             return { checks: [{ name: 'restore', status: 'failed', detail: `the artifact has no ${SIDECAR_NAME}: it does not say what to restore`, durationMs: 0 }] };
@@ -189,6 +190,38 @@ export function createMssqlEngine(options: MssqlEngineOptions): DatabaseEngine {
         });
       } finally {
         await staged.cleanup();
+      }
+    },
+
+    /**
+     * Drift of an instance-level item, read-only on the target (`connection`):
+     * scripts (sql-text) are scripted again into a fresh folder under
+     * ctx.workDir (removed afterwards) and compared by SHA-256 with the
+     * manifest; a certificate's thumbprint in master is compared with the
+     * captured one. undefined for anything else (databases have fingerprints).
+     */
+    async drift(ctx: EngineContext, item: Item, manifest: Manifest, files: string[]): Promise<DriftChange[] | undefined> {
+      if (manifest.format === 'mssql-certificate') {
+        const i = manifest.entries.findIndex((e) => basename(e.path) === 'certificate.json');
+        const path = i >= 0 ? files[i] : undefined;
+        if (!path) return undefined;
+        const c = capturedCertificate(await readFile(path, 'utf8'));
+        const rows = await withSession(o.connection, o, (s) => s.query(certificateThumbprintStatement(c.name), `reading certificate ${c.name}`, ctx.signal));
+        const now = rows[0]?.thumbprint;
+        if (typeof now !== 'string') return [{ path: item.location, kind: 'deleted' }];
+        return thumbprint(now) === thumbprint(c.thumbprint) ? [] : [{ path: item.location, kind: 'modified' }];
+      }
+      if (manifest.format !== 'sql-text' || !parseInstanceObjectId(item.id)) return undefined;
+      const workDir = join(ctx.workDir, 'mssql-drift');
+      await rm(workDir, { recursive: true, force: true });
+      await mkdir(workDir, { recursive: true });
+      try {
+        const sub = { ...ctx, workDir };
+        const captured = await withSession(o.connection, o, (s) => captureInstanceObjects(env(sub, s), item));
+        const now = await Promise.all(captured.files.map(async (f) => ({ name: f.name, text: await readFile(f.path, 'utf8') })));
+        return compareScripts(manifest, now);
+      } finally {
+        await rm(workDir, { recursive: true, force: true });
       }
     },
 
@@ -260,17 +293,4 @@ async function proveCertificate(
   const tp = String((await session.query(certificateThumbprintStatement(c.name), `reading certificate ${c.name}`, signal))[0]?.thumbprint ?? '');
   if (thumbprint(tp) !== thumbprint(c.thumbprint)) return check('failed', `certificate ${c.name} restored with thumbprint ${tp || 'none'}, expected ${c.thumbprint}`);
   return check('passed', `certificate ${c.name} restored with its private key; thumbprint ${tp} matches`);
-}
-
-/** Instance-object scripts: readable and non-empty here; they are applied (and so proven) at landing only. */
-async function proveScripts(local: Map<string, string>): Promise<ProveResult> {
-  const t0 = Date.now();
-  const empty: string[] = [];
-  for (const [name, path] of local) if ((await readFile(path, 'utf8')).trim().length === 0) empty.push(name);
-  return {
-    checks: [
-      { name: 'copy-read', status: empty.length ? 'failed' : 'passed', detail: empty.length ? `empty script(s): ${empty.join(', ')}` : `${local.size} script(s) read from the vault: ${[...local.keys()].join(', ')}`, durationMs: Date.now() - t0 },
-      { name: 'restore', status: 'skipped', detail: 'instance-object scripts are not run on the proving ground; they are applied and checked at landing', durationMs: 0 },
-    ],
-  };
 }

@@ -19,6 +19,7 @@ export function lazyMssqlEngine(options: MssqlEngineOptions): DatabaseEngine {
     fingerprint: async (ctx, item) => (await get()).fingerprint(ctx, item),
     capture: async (ctx, item, method, o) => (await get()).capture(ctx, item, method, o),
     prove: async (ctx, artifact, manifest, files) => (await get()).prove(ctx, artifact, manifest, files),
+    drift: async (ctx, item, manifest, files) => (await get()).drift!(ctx, item, manifest, files),
     restore: async (ctx, item, manifest, files) => (await get()).restore(ctx, item, manifest, files),
   };
 }

@@ -11,6 +11,12 @@
  *   credential's secret is never read.
  * - Every identifier through quoteIdentifier, every value through
  *   sqlStringLiteral / sqlBinaryLiteral (quote.ts).
+ * - Deterministic: no timestamp, rows in the order of their ORDER BY (and
+ *   role lists ordered in the query), so the same objects give the same
+ *   bytes; drift (instance-proof.ts) compares SHA-256 of the scripts.
+ * - Every scripted object has exactly one guard line (`IF SUSER_ID(N'…') IS
+ *   NULL`, `IF NOT EXISTS (SELECT 1 FROM msdb.dbo.sysjobs|sysoperators WHERE
+ *   name = N'…')`): the proof reads the object names from these lines.
  */
 import { quoteIdentifier, sqlBinaryLiteral, sqlStringLiteral } from './quote.ts';
 import type { SqlRow } from './session.ts';
@@ -42,14 +48,15 @@ export function scriptLogins(rows: SqlRow[], server: string, machineName?: strin
     }
     const q = quoteIdentifier(name);
     const type = s(r.type_desc);
-    out += `IF SUSER_ID(${sqlStringLiteral(name)}) IS NULL\n`;
     if (type === 'SQL_LOGIN') {
       const hash = bytes(r.password_hash);
       const sid = bytes(r.sid);
       if (!hash || !sid) {
-        out += `  -- ${name}: password hash or SID not readable (needs CONTROL SERVER): recreate by hand\n\n`;
+        // No guard line here: an `IF` followed only by a comment would make the next login's statement its body.
+        out += `-- ${name}: password hash or SID not readable (needs CONTROL SERVER): recreate by hand\n\n`;
         continue;
       }
+      out += `IF SUSER_ID(${sqlStringLiteral(name)}) IS NULL\n`;
       const opts = [
         `PASSWORD = ${sqlBinaryLiteral(hash)} HASHED`,
         `SID = ${sqlBinaryLiteral(sid)}`,
@@ -59,6 +66,7 @@ export function scriptLogins(rows: SqlRow[], server: string, machineName?: strin
       ];
       out += `  CREATE LOGIN ${q} WITH ${opts.join(', ')};\n`;
     } else {
+      out += `IF SUSER_ID(${sqlStringLiteral(name)}) IS NULL\n`;
       if (machineName && name.toUpperCase().startsWith(`${machineName.toUpperCase()}\\`)) {
         out += `  -- WARNING: ${name} is a local account of ${machineName}: after an OS rebuild it has a new SID; database users mapped to it must be remapped\n`;
       }
@@ -126,7 +134,8 @@ export function scriptConfiguration(rows: SqlRow[], server: string): string {
 export function scriptStartupAndTraceFlags(procs: SqlRow[], flags: SqlRow[], server: string): string {
   let out = header('startup procedures and global trace flags', server);
   for (const p of procs) out += `EXEC sys.sp_procoption @ProcName = ${sqlStringLiteral(s(p.name))}, @OptionName = N'startup', @OptionValue = N'on';\n`;
-  for (const f of flags) {
+  // DBCC TRACESTATUS has no documented order: sorted, so the script is the same bytes for the same flags (drift compares hashes).
+  for (const f of [...flags].sort((a, b) => Number(a.TraceFlag) - Number(b.TraceFlag))) {
     const n = Number(f.TraceFlag);
     if (Number.isInteger(n)) out += `-- trace flag ${n} is on globally: add -T${n} to the SQL Server startup parameters, or DBCC TRACEON(${n}, -1);\n`;
   }

@@ -77,7 +77,7 @@ export function loginsStatement(): SqlStatement {
   CAST(sp.is_disabled AS int) AS is_disabled,
   CAST(sl.is_policy_checked AS int) AS is_policy_checked,
   CAST(sl.is_expiration_checked AS int) AS is_expiration_checked,
-  (SELECT STRING_AGG(r.name, N',') FROM sys.server_role_members AS rm JOIN sys.server_principals AS r ON r.principal_id = rm.role_principal_id WHERE rm.member_principal_id = sp.principal_id) AS server_roles
+  (SELECT STRING_AGG(r.name, N',') WITHIN GROUP (ORDER BY r.name) FROM sys.server_role_members AS rm JOIN sys.server_principals AS r ON r.principal_id = rm.role_principal_id WHERE rm.member_principal_id = sp.principal_id) AS server_roles
 FROM sys.server_principals AS sp
 LEFT JOIN sys.sql_logins AS sl ON sl.principal_id = sp.principal_id
 WHERE sp.type IN ('S', 'U', 'G') AND sp.name NOT LIKE N'##%'

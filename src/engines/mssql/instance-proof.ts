@@ -1,0 +1,221 @@
+/**
+ * Instance-level objects (the instance-objects method's `sql-text`
+ * artifacts): proving on the proving ground and drift against the target.
+ *
+ * Proof contract (proveScripts):
+ * - Scripts whose statements may run inside a user transaction (logins.sql,
+ *   jobs.sql, operators.sql) run together, in manifest order, in ONE batch:
+ *   `SET XACT_ABORT ON; BEGIN TRANSACTION; <scripts>; <presence query>;
+ *   ROLLBACK TRANSACTION;`. One batch, so no connection state between
+ *   requests matters; XACT_ABORT, so any error rolls the whole transaction
+ *   back. Checks: 'restore' (the batch ran without error; the server's
+ *   messages are kept), 'objects' (every object the scripts name is there
+ *   inside the transaction), 'cleanup' (no transaction left open and the
+ *   same objects present as before the proof: nothing was left behind).
+ * - Scripts that cannot run in a transaction, or have nothing to run, get a
+ *   'restore' check with status 'skipped' and the reason: such an artifact's
+ *   proof never passes (a skipped check is not a pass).
+ * - An object that already exists on the proving ground is not re-created
+ *   (the scripts are guarded by IF … IS NULL / IF NOT EXISTS): the 'objects'
+ *   detail names it, since its CREATE was not exercised.
+ *
+ * Drift contract (driftScripts / driftCertificate): read-only on the target.
+ */
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { basename } from 'node:path';
+import type { DriftChange, Manifest, ProofCheck } from '../../core/types.ts';
+import { formatMessages, type MssqlSession, type SqlParam, type SqlRow, type SqlStatement } from './session.ts';
+
+export type ScriptedKind = 'login' | 'job' | 'operator';
+
+export interface ScriptedObject {
+  kind: ScriptedKind;
+  name: string;
+}
+
+/** Marks every statement of this proof (statement logs, tests). */
+export const PROOF_MARK = '/* rubicon: instance-objects proof */';
+
+/** Scripts that run inside BEGIN TRANSACTION … ROLLBACK, and what each creates. */
+const TRANSACTIONAL: Record<string, ScriptedKind> = { 'logins.sql': 'login', 'jobs.sql': 'job', 'operators.sql': 'operator' };
+
+/** Why a script is not run on the proving ground. */
+const NOT_RUN: Record<string, string> = {
+  'configuration.sql': 'sp_configure needs RECONFIGURE, which cannot run inside a user transaction (Msg 574); run outside one it would change the proving ground for every other proof. Review the values and apply them at landing',
+  'startup.sql': 'trace flags are startup parameters (a service restart, not a statement) and sp_procoption needs the startup procedure, which lives in master and is not captured. Apply them at landing',
+  'linked-servers.sql': 'sp_addlinkedserver cannot be executed inside a user-defined transaction, and the remote login password is not captured. Apply it at landing and add the remote login by hand',
+  'credentials.sql': 'the credential secret is never captured: the script only names the credential (as a comment) and there is nothing to run. Create it at landing from the secrets store',
+};
+
+const LITERAL = String.raw`N'((?:[^']|'')*)'`;
+const GUARDS: [ScriptedKind, RegExp][] = [
+  ['login', new RegExp(String.raw`^IF SUSER_ID\(${LITERAL}\) IS NULL$`, 'gm')],
+  ['job', new RegExp(String.raw`^IF NOT EXISTS \(SELECT 1 FROM msdb\.dbo\.sysjobs WHERE name = ${LITERAL}\)$`, 'gm')],
+  ['operator', new RegExp(String.raw`^IF NOT EXISTS \(SELECT 1 FROM msdb\.dbo\.sysoperators WHERE name = ${LITERAL}\)$`, 'gm')],
+];
+
+/** The objects a script creates, read from its guard lines (scripts.ts writes one per object). Pure. */
+export function scriptedObjects(text: string): ScriptedObject[] {
+  const out: ScriptedObject[] = [];
+  for (const [kind, re] of GUARDS) {
+    for (const m of text.matchAll(re)) out.push({ kind, name: m[1]!.replaceAll("''", "'") });
+  }
+  return out;
+}
+
+const CATALOG: Record<ScriptedKind, string> = {
+  login: 'sys.server_principals',
+  job: 'msdb.dbo.sysjobs',
+  operator: 'msdb.dbo.sysoperators',
+};
+
+/**
+ * `SELECT N'login' AS kind, name FROM sys.server_principals WHERE name IN (@login1, …) UNION ALL …;`
+ * with one nvarchar parameter per name; undefined when there is nothing to look for. Pure.
+ */
+export function presenceQuery(objects: ScriptedObject[]): { text: string; params: SqlParam[] } | undefined {
+  const params: SqlParam[] = [];
+  const parts: string[] = [];
+  for (const kind of ['login', 'job', 'operator'] as const) {
+    const names = [...new Set(objects.filter((o) => o.kind === kind).map((o) => o.name))];
+    if (names.length === 0) continue;
+    const refs = names.map((n, i) => {
+      params.push({ name: `${kind}${i + 1}`, type: 'nvarchar', value: n });
+      return `@${kind}${i + 1}`;
+    });
+    parts.push(`SELECT N'${kind}' AS kind, name FROM ${CATALOG[kind]} WHERE name IN (${refs.join(', ')})`);
+  }
+  if (parts.length === 0) return undefined;
+  return { text: `${parts.join('\nUNION ALL ')};`, params };
+}
+
+/** Which scripted objects exist now, before the proof. Read-only. */
+export function presenceStatement(objects: ScriptedObject[]): SqlStatement | undefined {
+  const q = presenceQuery(objects);
+  return q && { text: `${PROOF_MARK}\n${q.text}`, params: q.params };
+}
+
+/** The scripts, then the presence query, inside a transaction that is always rolled back. Pure. */
+export function transactionStatement(scripts: string[], objects: ScriptedObject[]): SqlStatement {
+  const q = presenceQuery(objects);
+  const body = scripts.map((s) => (s.endsWith('\n') ? s : `${s}\n`)).join('');
+  return {
+    text: `${PROOF_MARK}\nSET XACT_ABORT ON;\nBEGIN TRANSACTION;\n${body};\n${q ? `${q.text}\n` : ''}ROLLBACK TRANSACTION;`,
+    params: q?.params ?? [],
+    long: true,
+  };
+}
+
+/** Rolls back whatever the proof might have left open on this connection and reports @@TRANCOUNT. Idempotent. */
+export function leftoverRollbackStatement(): SqlStatement {
+  return { text: `${PROOF_MARK}\nIF @@TRANCOUNT > 0 ROLLBACK TRANSACTION;\nSELECT @@TRANCOUNT AS open_transactions;`, params: [] };
+}
+
+const key = (o: { kind?: unknown; name?: unknown }): string => `${String(o.kind)}:${String(o.name)}`;
+const label = (o: ScriptedObject): string => `${o.kind} ${o.name}`;
+const infos = (messages: { kind: string; number: number; message: string }[]): string =>
+  messages.filter((m) => m.kind === 'info').map((m) => `Msg ${m.number}: ${m.message}`).join(' | ');
+
+/** Runs the artifact's scripts on the proving ground as described above. `local`: file name → local path, manifest order. */
+export async function proveScripts(session: MssqlSession, local: Map<string, string>, signal?: AbortSignal): Promise<ProofCheck[]> {
+  const checks: ProofCheck[] = [];
+  const texts: { name: string; text: string }[] = [];
+  const t0 = Date.now();
+  const empty: string[] = [];
+  for (const [name, path] of local) {
+    const text = await readFile(path, 'utf8');
+    if (text.trim().length === 0) empty.push(name);
+    texts.push({ name: basename(name), text });
+  }
+  checks.push({
+    name: 'copy-read',
+    status: empty.length ? 'failed' : 'passed',
+    detail: empty.length ? `empty script(s): ${empty.join(', ')}` : `${local.size} script(s) read from the vault: ${[...local.keys()].join(', ')}`,
+    durationMs: Date.now() - t0,
+  });
+  if (empty.length) return checks;
+
+  for (const t of texts) {
+    if (TRANSACTIONAL[t.name]) continue;
+    checks.push({ name: 'restore', status: 'skipped', detail: `${t.name}: not run on the proving ground: ${NOT_RUN[t.name] ?? 'not a script Rubicon knows how to prove'}`, durationMs: 0 });
+  }
+  const runnable = texts.filter((t) => TRANSACTIONAL[t.name]);
+  if (runnable.length === 0) return checks;
+
+  const files = runnable.map((t) => t.name).join(', ');
+  const objects = runnable.flatMap((t) => scriptedObjects(t.text));
+  const presence = presenceStatement(objects);
+  const present = async (): Promise<Set<string>> => new Set(presence ? (await session.query(presence, 'looking up the scripted objects', signal)).map(key) : []);
+
+  const before = await present();
+  let tx: Awaited<ReturnType<MssqlSession['run']>> | undefined;
+  try {
+    tx = await session.run(transactionStatement(runnable.map((t) => t.text), objects), signal);
+    checks.push({
+      name: 'restore',
+      status: tx.ok ? 'passed' : 'failed',
+      detail: tx.ok
+        ? `${files} ran without error inside BEGIN TRANSACTION … ROLLBACK${tx.messages.length ? `; server messages: ${infos(tx.messages)}` : ''}`
+        : `${files} failed on the proving ground's SQL Server (the transaction was rolled back): ${formatMessages(tx.messages, ['info', 'error'])}`,
+      durationMs: tx.durationMs,
+    });
+    if (!tx.ok) {
+      checks.push({ name: 'objects', status: 'skipped', detail: 'not run: restore failed', durationMs: 0 });
+    } else {
+      const found = new Set(((tx.recordsets[0] ?? []) as SqlRow[]).map(key));
+      const missing = objects.filter((o) => !found.has(key(o)));
+      const existed = objects.filter((o) => before.has(key(o)));
+      const note = existed.length ? `; already on the proving ground before the proof, so the script did not re-create them: ${existed.map(label).join(', ')}` : '';
+      checks.push(
+        objects.length === 0
+          ? { name: 'objects', status: 'passed', detail: `${files} name no object to create (nothing of these kinds on the source)`, durationMs: 0 }
+          : missing.length
+            ? { name: 'objects', status: 'failed', detail: `the script ran but these objects are not there afterwards: ${missing.map(label).join(', ')}`, durationMs: 0 }
+            : { name: 'objects', status: 'passed', detail: `all ${objects.length} scripted object(s) exist inside the transaction: ${objects.map(label).join(', ')}${note}`, durationMs: 0 },
+      );
+    }
+  } finally {
+    // Never skipped: the proving ground is left as it was, or the proof says it is not.
+    const c0 = Date.now();
+    let cleanup: ProofCheck;
+    try {
+      const rolled = await session.query(leftoverRollbackStatement(), 'rolling back the proof transaction', signal);
+      const open = Number(rolled[0]?.open_transactions ?? -1);
+      const after = await present();
+      const left = objects.filter((o) => after.has(key(o)) && !before.has(key(o)));
+      cleanup =
+        open !== 0
+          ? { name: 'cleanup', status: 'failed', detail: `@@TRANCOUNT is ${open} after ROLLBACK: the proof transaction is still open`, durationMs: Date.now() - c0 }
+          : left.length
+            ? { name: 'cleanup', status: 'failed', detail: `still on the proving ground after ROLLBACK: ${left.map(label).join(', ')}`, durationMs: Date.now() - c0 }
+            : { name: 'cleanup', status: 'passed', detail: `rolled back: no transaction open and no scripted object left behind`, durationMs: Date.now() - c0 };
+    } catch (e) {
+      cleanup = { name: 'cleanup', status: 'failed', detail: `could not confirm the rollback: ${(e as Error).message}`, durationMs: Date.now() - c0 };
+    }
+    checks.push(cleanup);
+  }
+  return checks;
+}
+
+/** SHA-256 of a string, hex (as manifests record it). Pure. */
+export function sha256Hex(text: string | Uint8Array): string {
+  return createHash('sha256').update(text).digest('hex');
+}
+
+/**
+ * Compares freshly scripted files (name → text) with the artifact's
+ * manifest entries by SHA-256. Pure.
+ */
+export function compareScripts(manifest: Manifest, now: { name: string; text: string }[]): DriftChange[] {
+  const changes: DriftChange[] = [];
+  const fresh = new Map(now.map((f) => [f.name, f.text]));
+  for (const e of manifest.entries) {
+    const text = fresh.get(basename(e.path));
+    if (text === undefined) changes.push({ path: e.path, kind: 'deleted' });
+    else if (sha256Hex(text) !== e.sha256) changes.push({ path: e.path, kind: 'modified', size: Buffer.byteLength(text) });
+  }
+  const had = new Set(manifest.entries.map((e) => basename(e.path)));
+  for (const f of now) if (!had.has(f.name)) changes.push({ path: f.name, kind: 'added', size: Buffer.byteLength(f.text) });
+  return changes;
+}
