@@ -417,6 +417,25 @@ function ruleFolderProven(ctx: Context): Draft[] {
   return out;
 }
 
+/** Kinds proven under their own rules; every other kind falls under `item.proven`. */
+const KINDS_WITH_OWN_PROOF_RULE: ReadonlySet<Item['kind']> = new Set(['database', 'folder', 'secret', 'certificate']);
+
+function ruleOtherProven(ctx: Context): Draft[] {
+  const out: Draft[] = [];
+  for (const i of presentItems(ctx).filter((x) => !KINDS_WITH_OWN_PROOF_RULE.has(x.kind))) {
+    const current = ctx.currentByItem.get(i.id) ?? [];
+    if (current.length === 0) continue; // item.captured refuses
+    const problems = current.map((a) => proofProblem(ctx, a)).filter((x): x is string => x !== undefined);
+    const evidence = current.flatMap((a) => [a.id, ctx.proof(a.id)?.id ?? '']).filter(Boolean);
+    out.push(
+      problems.length
+        ? { rule: 'item.proven', itemId: i.id, status: 'fail', reason: `${i.kind} ${i.name}: ${problems.join('; ')}`, evidence }
+        : { rule: 'item.proven', itemId: i.id, status: 'pass', reason: `${i.kind} ${i.name} proven on the proving ground (${current.map((a) => a.method).join(', ')})`, evidence },
+    );
+  }
+  return out;
+}
+
 function ruleSecrets(ctx: Context): Draft[] {
   return presentItems(ctx)
     .filter((i) => i.kind === 'secret' || i.kind === 'certificate')
@@ -504,9 +523,7 @@ function reliedProofs(ctx: Context, i: Item): { artifact: Artifact; proof: Proof
   const arts =
     i.kind === 'database'
       ? ctx.counted(i)
-      : i.kind === 'folder' || i.kind === 'secret' || i.kind === 'certificate'
-        ? (ctx.currentByItem.get(i.id) ?? []).filter((a) => proofPassed(ctx.proof(a.id)))
-        : [];
+      : (ctx.currentByItem.get(i.id) ?? []).filter((a) => proofPassed(ctx.proof(a.id)));
   return arts.map((artifact) => ({ artifact, proof: ctx.proof(artifact.id) as Proof }));
 }
 
@@ -740,6 +757,7 @@ export function evaluateGate(facts: GateFacts): GateResult {
     ...ruleFingerprints(ctx),
     ...ruleVendor(ctx),
     ...ruleFolderProven(ctx),
+    ...ruleOtherProven(ctx),
     ...ruleSecrets(ctx),
     ...ruleVaults(ctx),
     ...ruleImmutable(ctx),

@@ -35,6 +35,7 @@ export const RULES = {
     'The fingerprints of every proven database artifact agree with each other and with the source at capture time.',
   'database.vendor-artifact': "A vendor's database backup that cannot be restored is reported (a warning while other methods cover it).",
   'folder.proven': "Every folder's current artifacts were restored on the proving ground and passed their checks.",
+  'item.proven': 'Every other captured item (instance-level objects: logins, jobs, ...) has its current artifacts proven on the proving ground.',
   'secrets.captured': 'Every secret and certificate has a passed proof: a restore from the vault alone needs the keys.',
   'copies.vaults':
     'Every counted artifact has verified copies in at least minVaults vaults, at least minOffTargetVaults of them off the target.',

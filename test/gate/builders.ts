@@ -385,6 +385,19 @@ export const MUTATIONS: Mutation[] = [
     },
   },
   {
+    name: 'an instance-level object (a login) captured but its proof failed',
+    rule: 'item.proven',
+    apply: (f) => {
+      const id = 'instance-object:mssql:login:ehr_app';
+      const a = artifact({ id: artifactId('capture', id, 'instance-objects'), itemId: id, method: 'instance-objects' }, 4);
+      f.items.push(item({ id, kind: 'instance-object', name: 'ehr_app', engine: 'mssql' }));
+      f.artifacts.push(a);
+      f.copies.push(...copies(a.id));
+      f.proofs.push(proof(a, 3, 'failed'));
+      f.drift.push(drift(id, a.id));
+    },
+  },
+  {
     name: 'immutability required but absent',
     rule: 'copies.immutable',
     apply: (f) => {

@@ -350,7 +350,7 @@ describe('evaluateGate: details and edge cases', () => {
     expect(failingRules(evaluateGate(f))).toEqual(['folder.proven']);
   });
 
-  it('a proven secret passes; services need a capture and a drift scan but no proof', () => {
+  it('a proven secret passes; a service needs a capture, a proof and a drift scan like every other item', () => {
     const f = baselineFacts();
     const sid = 'secret:vault-key';
     const s = artifact({ id: artifactId('capture', sid, 'secret-export'), itemId: sid, method: 'secret-export' }, 4);
@@ -361,9 +361,13 @@ describe('evaluateGate: details and edge cases', () => {
     f.copies.push(...copies(s.id), ...copies(v.id));
     f.proofs.push(proof(s, 3));
     f.drift.push(drift(sid, s.id), drift(vid, v.id));
+    // The service's capture was never proven: "prove every capture restorable".
+    expect(failingRules(evaluateGate(f))).toEqual(['item.proven']);
+    f.proofs.push(proof(v, 3));
     const r = evaluateGate(f);
     expect(r.passed).toBe(true);
     expect(results(r, 'secrets.captured', sid)[0]?.status).toBe('pass');
+    expect(results(r, 'item.proven', vid)[0]?.status).toBe('pass');
     f.drift = f.drift.filter((d) => d.itemId !== vid);
     expect(failingRules(evaluateGate(f))).toEqual(['drift.none']);
   });
