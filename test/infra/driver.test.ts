@@ -269,5 +269,7 @@ describe('helpers', () => {
     expect(parseImageUrn('a:b:c')).toBeUndefined();
     expect(parseImageUrn('a::c:d')).toBeUndefined();
     expect(psQuote("it's")).toBe("'it''s'");
+    // The typographic single quotes PowerShell also accepts are doubled too (a service name is text from the runbook).
+    expect(psQuote('a\u2019; Stop-Computer; \u2018')).toBe("'a\u2019\u2019; Stop-Computer; \u2018\u2018'");
   });
 });

@@ -6,6 +6,7 @@ import type { CrossingResult, InfraDriver, ProvingGroundHandle } from '../driver
 import { classifyPlan, describePlanRefusal, type PlanExpectation } from './classify.ts';
 import { PROVING_GROUND_TYPE, VM_TYPE, targetVmLogicalName } from './names.ts';
 import type { MachinePort, OperationOptions, StackPort } from './ports.ts';
+import { psLiteral } from './powershell.ts';
 import { CREATED_AT_TAG, RUN_TAG, TTL_TAG, type ProvingGroundRecord, type ReapPort } from './reap.ts';
 
 /**
@@ -53,10 +54,8 @@ export function parseImageUrn(urn: string): { publisher: string; offer: string; 
   return { publisher, offer, sku, version };
 }
 
-/** Pure: a single-quoted PowerShell string literal. */
-export function psQuote(s: string): string {
-  return `'${s.replace(/'/g, "''")}'`;
-}
+/** Pure: a single-quoted PowerShell string literal (src/infra/azure/powershell.ts). */
+export const psQuote = psLiteral;
 
 function snapshotName(runId: string, role: string): string {
   return `rubicon-${runId}-${role}`.replace(/[^A-Za-z0-9_.-]/g, '-').slice(0, 80);

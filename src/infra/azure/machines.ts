@@ -5,6 +5,7 @@ import { DefaultAzureCredential } from '@azure/identity';
 import { RubiconError } from '../../core/errors.ts';
 import type { CommandResult, ExecOptions, Host } from '../../hosts/host.ts';
 import type { DiskRef, MachinePort } from './ports.ts';
+import { psLiteral } from './powershell.ts';
 
 /**
  * MachinePort over the Azure Resource Manager (Compute) API, through
@@ -99,10 +100,7 @@ export function sameArmId(a: string, b: string): boolean {
   return normalizeArmId(a).toLowerCase() === normalizeArmId(b).toLowerCase();
 }
 
-/** Pure: a single-quoted PowerShell literal. Doubles every character PowerShell accepts as a single quote (ASCII and the typographic ones). */
-export function psLiteral(s: string): string {
-  return `'${s.replace(/['\u2018\u2019\u201A\u201B]/g, '$&$&')}'`;
-}
+export { psLiteral } from './powershell.ts';
 
 /**
  * Pure: one argument quoted for a Windows command line as the Microsoft C
