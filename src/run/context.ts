@@ -98,13 +98,16 @@ export function createContext(input: ContextInput): RunContext {
     runbook,
     journal,
     target: new LocalHost(runbook.target.name, runbook.target.root),
-    vaults: runbook.vaults.map((v) => new FilesystemVault({ name: v.name, kind: v.kind, location: v.path, offTarget: v.offTarget, immutable: v.immutable })),
+    vaults: runbook.vaults.map((v) => {
+      if (v.kind !== 'filesystem') throw new Error('not yet');
+      return new FilesystemVault({ name: v.name, kind: v.kind, location: v.path, offTarget: true, immutable: false });
+    }),
     engines: createEngines(runbook, { log: (level, message) => ctx.record({ type: 'note', level, message }) }),
     infra: new SandboxDriver({
       targetRoot: runbook.target.root,
       targetName: runbook.target.name,
-      provingGroundRoot: runbook.infra.provingGround,
-      rollbackRoot: runbook.infra.rollback,
+      provingGroundRoot: runbook.provingGround.root,
+      rollbackRoot: runbook.infra.kind === 'sandbox' ? runbook.infra.rollback : '',
       currentImage: runbook.infra.currentImage,
       plannedImage: runbook.target.image,
     }),

@@ -5,7 +5,7 @@ import { deriveState, isPhaseDone, latestDrift, type RunState } from '../core/st
 import type { Artifact, ChecklistRow, Item, Phase } from '../core/types.ts';
 import { buildChecklist } from '../inventory/checklist.ts';
 import { buildReportModel } from '../report/model.ts';
-import { loadRunbook, vaultInfos, type Runbook } from '../runbook/load.ts';
+import { loadRunbook, type Runbook } from '../runbook/load.ts';
 import { createContext, type Confirmation, type RunContext, type RunHooks } from './context.ts';
 import { acquireLock, Journal, newRunId, readJournal, runPaths } from './journal.ts';
 import * as phases from './phases.ts';
@@ -109,7 +109,7 @@ export async function startRun(command: RunCommand, runbookFile: string, o: Comm
       runbookPath: runbook.file,
       runbookHash: runbook.hash,
       policy: runbook.policy,
-      vaults: vaultInfos(runbook),
+      vaults: ctx.vaults.map((v) => v.info),
       manualSteps: runbook.manualSteps,
       overrides: runbook.overrides,
       rubiconVersion: RUBICON_VERSION,
