@@ -11,7 +11,7 @@ import { readManifest } from '../files/manifest.ts';
 import { restoreTree, verifyTree } from '../files/restore.ts';
 import { currentArtifacts } from '../gate/current.ts';
 import { evaluateGate, reliedOnProofs } from '../gate/evaluate.ts';
-import { checkPermit, issuePermit } from '../gate/permit.ts';
+import { checkPermit, issuePermit, proofSetHash } from '../gate/permit.ts';
 import type { ManualDriver } from '../infra/manual.ts';
 import { buildChecklist } from '../inventory/checklist.ts';
 import { discoverFolders, folderExcludes } from '../inventory/folders.ts';
@@ -492,6 +492,7 @@ export async function gate(ctx: RunContext): Promise<GateOutcome> {
     const result = evaluateGate(gateFacts(s, ctx.now()));
     ctx.record({ type: 'gate.evaluated', result });
     s = ctx.state();
+    gatedHere.add(ctx);
   }
   if (!s.gate!.passed) return { passed: false };
   if (!s.permit) {
@@ -512,14 +513,44 @@ export async function gate(ctx: RunContext): Promise<GateOutcome> {
 
 // ------------------------------------------------------------- crossing
 
+/** Contexts whose gate was evaluated by this process right before the crossing (no resume in between). */
+const gatedHere = new WeakSet<RunContext>();
+
+/**
+ * The crossing never trusts a recorded `gate.evaluated` or `permit.issued`:
+ * right before it starts it evaluates the gate itself from the recorded
+ * facts (proofs, copies, drift, ...), after a fresh drift scan whenever the
+ * run was resumed since the gate (a file changed after the permit is
+ * found), and checks the permit against the proof set it recomputes.
+ * Returns false when the gate now refuses (the caller ends the run refused).
+ */
+export async function recheckBeforeCrossing(ctx: RunContext): Promise<boolean> {
+  if (!gatedHere.has(ctx)) await driftScan(ctx, 'pre-gate');
+  const s = ctx.state();
+  const facts = gateFacts(s, ctx.now());
+  const result = evaluateGate(facts);
+  if (!gatedHere.has(ctx) || result.passed !== s.gate?.passed) ctx.record({ type: 'gate.evaluated', result });
+  if (!result.passed) return false;
+  const check = checkPermit(s.permit, {
+    image: ctx.runbook.target.image,
+    now: ctx.now(),
+    target: ctx.runbook.target.name,
+    proofSetHash: proofSetHash(reliedOnProofs(facts)),
+  });
+  if (!check.valid) throw new RubiconError('PERMIT_INVALID', `refusing to cross: ${check.reason}`, { hint: check.fix });
+  return true;
+}
+
 /**
  * THE POINT OF NO RETURN. Requires: a recorded passing gate, a permit valid
  * now (or when the crossing started, on resume), and a recorded
  * confirmation. Anything else throws before a byte is touched.
  */
-export async function crossing(ctx: RunContext): Promise<'crossed' | 'not-confirmed' | 'waiting'> {
+export async function crossing(ctx: RunContext): Promise<'crossed' | 'not-confirmed' | 'waiting' | 'refused'> {
   let s = ctx.state();
   if (s.crossing?.completedAt) return 'crossed';
+  if (!s.crossing?.startedAt && !(await recheckBeforeCrossing(ctx))) return 'refused';
+  s = ctx.state();
   if (ctx.infra.kind === 'manual') return manualCrossing(ctx);
   if (!s.gate?.passed || !s.permit) {
     throw new RubiconError('GATE_REFUSED', 'refusing to cross: no passing gate and permit recorded for this run', { hint: 'run `rubicon upgrade` again' });

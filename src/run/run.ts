@@ -213,6 +213,11 @@ async function drive(ctx: RunContext, stateDir: string): Promise<RunSummary> {
           outcome = 'not-confirmed';
           exitCode = EXIT.gateRefused;
           stop = true;
+        } else if (c === 'refused') {
+          // The crossing's own evaluation of the gate refused (drift after the permit, a forged or stale record).
+          outcome = 'refused';
+          exitCode = EXIT.gateRefused;
+          stop = true;
         } else if (c === 'waiting') {
           // Stopped at a manual crossing: still frozen, the phase not done; confirm or resume continues here.
           outcome = 'waiting';
