@@ -313,6 +313,17 @@ describe.skipIf(noNet)(`test hosts: real sshd on namespaced hosts${noNet ? ` (sk
     expect(leftovers(termed.made.id, [termed.made.sshdPid])).toEqual([]);
   });
 
+  it('a net that fails half-way through creation is removed again, and the error says why', async () => {
+    const failed = await createTestNet({ hosts: { h: { shell: '/nonexistent/pwsh' } }, segments: { a: ['ctl', 'h'] } }).then(
+      () => undefined,
+      (e: unknown) => e as Error,
+    );
+    expect(failed).toBeInstanceOf(TestNetError);
+    expect(failed?.message).toMatch(/could not create test net [0-9a-f]{6}: cannot give host h the shell \/nonexistent\/pwsh: it does not exist/);
+    const id = /test net ([0-9a-f]{6})/.exec(failed!.message)![1]!;
+    expect(leftovers(id, [])).toEqual([]);
+  });
+
   it('destroy() leaves no namespace, mount, /etc/netns folder, folder or process behind, and is idempotent', async () => {
     for (const n of [other, net] as TestNet[]) {
       const pids = Object.values(n.hosts).flatMap((h) => (h.sshd.pid === undefined ? [] : [h.sshd.pid]));
