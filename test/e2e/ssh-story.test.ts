@@ -52,18 +52,18 @@ describe.skipIf(noNet)(`the story over ssh on three namespaced hosts${noNet ? ` 
       expect(String((up.summary as { crossingInstructions?: string }).crossingInstructions)).toContain(`rubicon confirm ${runId} --crossed`);
 
       const ev = journalEvents(e.stateDir, runId);
-      const items = ev.filter((x) => x.type === 'item.discovered').map((x) => (x as { item: { id: string; declared: boolean } }).item);
+      const items = ev.filter((x) => x.type === 'item.discovered').map((x) => (x as unknown as { item: { id: string; declared: boolean } }).item);
       for (const f of ['ehr/X', 'ehr/Y', 'ehr/Z']) expect(items.find((i) => i.id === `folder:${f}`)?.declared, f).toBe(false);
-      const artifacts = ev.filter((x) => x.type === 'artifact.captured').map((x) => (x as { artifact: { method: string; itemId: string; phase: string } }).artifact);
+      const artifacts = ev.filter((x) => x.type === 'artifact.captured').map((x) => (x as unknown as { artifact: { method: string; itemId: string; phase: string } }).artifact);
       const methods = new Set(artifacts.map((a) => a.method));
       for (const m of ['restic', 'rsync', 'sqlite3-backup', 'sqlite3-dump', 'vendor-job']) expect(methods.has(m), m).toBe(true);
-      const proofs = ev.filter((x) => x.type === 'proof.recorded').map((x) => (x as { proof: { artifactId: string; outcome: string; provingGround: string } }).proof);
+      const proofs = ev.filter((x) => x.type === 'proof.recorded').map((x) => (x as unknown as { proof: { artifactId: string; outcome: string; provingGround: string } }).proof);
       const vendor = proofs.find((pr) => pr.artifactId.includes('vendor-job'));
       expect(vendor?.outcome).toBe('failed');
       for (const pr of proofs.filter((x) => !x.artifactId.includes('vendor-job'))) expect(pr.outcome, pr.artifactId).toBe('passed');
       expect(proofs[0]?.provingGround).toContain('ssh root@pg');
       expect(ev.some((x) => x.type === 'note' && String(x.message).startsWith('proving ground isolation checked: a connection from the proving ground to the target'))).toBe(true);
-      const freezeDrift = ev.filter((x) => x.type === 'drift.scanned' && (x as { drift: { stage: string } }).drift.stage === 'freeze').flatMap((x) => (x as { drift: { changes: { path: string }[] } }).drift.changes.map((c) => c.path));
+      const freezeDrift = ev.filter((x) => x.type === 'drift.scanned' && (x as { drift: { stage: string } }).drift.stage === 'freeze').flatMap((x) => (x as unknown as { drift: { changes: { path: string }[] } }).drift.changes.map((c) => c.path));
       for (const t of touched) expect(freezeDrift, t).toContain(t.slice('ehr/A/'.length));
       expect(artifacts.filter((a) => a.phase === 'final-capture' && a.itemId === 'folder:ehr/A').map((a) => a.method).sort()).toEqual(['restic', 'rsync']);
       const gate = ev.filter((x) => x.type === 'gate.evaluated').at(-1) as { result: { passed: boolean } } | undefined;
