@@ -63,7 +63,7 @@ describe.skipIf(noNet)(`the story over ssh on three namespaced hosts${noNet ? ` 
       for (const pr of proofs.filter((x) => !x.artifactId.includes('vendor-job'))) expect(pr.outcome, pr.artifactId).toBe('passed');
       expect(proofs[0]?.provingGround).toContain('ssh root@pg');
       expect(ev.some((x) => x.type === 'note' && String(x.message).startsWith('proving ground isolation checked: a connection from the proving ground to the target'))).toBe(true);
-      const freezeDrift = ev.filter((x) => x.type === 'drift.scanned' && (x as { drift: { stage: string } }).drift.stage === 'freeze').flatMap((x) => (x as unknown as { drift: { changes: { path: string }[] } }).drift.changes.map((c) => c.path));
+      const freezeDrift = ev.filter((x) => x.type === 'drift.scanned' && (x as unknown as { drift: { stage: string } }).drift.stage === 'freeze').flatMap((x) => (x as unknown as { drift: { changes: { path: string }[] } }).drift.changes.map((c) => c.path));
       for (const t of touched) expect(freezeDrift, t).toContain(t.slice('ehr/A/'.length));
       expect(artifacts.filter((a) => a.phase === 'final-capture' && a.itemId === 'folder:ehr/A').map((a) => a.method).sort()).toEqual(['restic', 'rsync']);
       const gate = ev.filter((x) => x.type === 'gate.evaluated').at(-1) as { result: { passed: boolean } } | undefined;
