@@ -259,6 +259,11 @@ async function drive(ctx: RunContext, stateDir: string): Promise<RunSummary> {
       : isRubiconError(e)
         ? e
         : new RubiconError('INTERNAL', e instanceof Error ? e.message : String(e), { cause: e });
+    // Exit 3 means "invalid input, nothing was touched": only the CLI and runbook loading may say it.
+    // Once a run has started, a broken precondition is exit 1 with the same message and fix.
+    if (failure.exitCode === EXIT.invalidInput) {
+      failure = new RubiconError('PRECONDITION_FAILED', failure.message, { ...(failure.hint ? { hint: failure.hint } : {}), cause: failure });
+    }
     outcome = interrupted ? 'interrupted' : 'failed';
     exitCode = exitCodeOf(failure);
     if (interrupted) ctx.record({ type: 'run.interrupted', signal: String(ctx.signal?.reason ?? 'signal') });
