@@ -71,7 +71,7 @@ describe('TargetServer', () => {
       type: 'azure-native:compute:VirtualMachine',
       protect: true,
       deleteBeforeReplace: true,
-      replaceOnChanges: ['storageProfile.imageReference'],
+      replaceOnChanges: ['storageProfile.imageReference', 'storageProfile.osDisk.managedDisk.id'],
       // ARM refuses a password change on an existing VM (and an imported VM has none to read).
       ignoreChanges: ['osProfile.adminPassword'],
     });

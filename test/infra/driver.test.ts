@@ -132,6 +132,7 @@ describe('PulumiAzureDriver.cross', () => {
       'setConfig rubicon:target.image.offer',
       'setConfig rubicon:target.image.sku',
       'setConfig rubicon:target.image.version',
+      'removeConfig rubicon:target.restoreFromDisk',
       'setConfig rubicon:target.osDiskName',
       'setConfig rubicon:permit',
       'setConfig rubicon:proofSetHash',
@@ -435,6 +436,68 @@ describe('PulumiAzureDriver: proving ground, freeze, rollback', () => {
   it('reports the current image from the stack outputs, and refuses when there are none', async () => {
     expect(await setup().driver.currentImage()).toBe(OLD_IMAGE);
     await expect(setup({ outputs: {} }).driver.currentImage()).rejects.toThrow(/no targetImage output/);
+  });
+});
+
+describe('PulumiAzureDriver.rollback', () => {
+  /** After run-7's crossing: the new VM runs NEW_IMAGE; the retired OS disk is detached, locked and tagged. */
+  function crossed() {
+    const t = setup({ vm: 'new', outputs: { targetVmId: VM, targetImage: NEW_IMAGE, targetVmUniqueId: 'uid-new', dataDiskIds: [SQL, FILES] } });
+    t.arm.disks.set(OS_OLD, { id: OS_OLD, tags: { 'rubicon-run': 'run-7', 'rubicon-role': 'rollback-os-disk' } });
+    t.arm.locks.add(OS_OLD);
+    t.stack.onUp = (s) => {
+      if (!s.config.has('rubicon:permit')) return s.outputsValue;
+      const disk = s.config.get('rubicon:target.restoreFromDisk')!;
+      t.arm.vms.set(VM, { id: VM, uniqueId: 'uid-back', image: `disk:${disk.toLowerCase()}`, osDiskId: disk, dataDiskIds: [SQL, FILES] });
+      return { ...s.outputsValue, targetImage: `disk:${disk.toLowerCase()}`, targetVmUniqueId: 'uid-back' };
+    };
+    return t;
+  }
+
+  it('rebuilds the VM through Pulumi from the OS disk the crossing retired, signed, then locks and re-protects', async () => {
+    const { stack, arm, driver } = crossed();
+    stack.previews.push(fixture('clean-vm-replace'), allSame());
+    let permitDuringUp: unknown;
+    const onUp = stack.onUp;
+    stack.onUp = (s) => {
+      if (s.config.has('rubicon:permit')) permitDuringUp = JSON.parse(s.config.get('rubicon:permit')!);
+      return onUp(s);
+    };
+    const r = await driver.rollback('run-7', NOW);
+    expect(r).toMatchObject({ runId: 'run-7', from: 'retired-os-disk', diskId: OS_OLD, image: `disk:${OS_OLD.toLowerCase()}` });
+    expect(stack.config.get('rubicon:target.restoreFromDisk')).toBe(OS_OLD);
+    const check = verifySignedPermit(permitDuringUp, verifierFrom(KEYS.publicKeyPem), { image: r.image, target: TARGET, now: NOW, proofSetHash: (permitDuringUp as { permit: { proofSetHash: string } }).permit.proofSetHash });
+    expect(check.valid).toBe(true);
+    disarmed(stack);
+    expect(arm.locks.has(VM) && arm.locks.has(OS_OLD)).toBe(true);
+    // The OS disk of the failed rebuild is kept too, as a rollback asset of the rollback.
+    expect(arm.disks.get(OS_NEW)?.tags).toMatchObject({ 'rubicon-run': 'rollback-run-7', 'rubicon-role': 'rollback-os-disk' });
+  });
+
+  it('uses the OS-disk snapshot when the retired disk is gone', async () => {
+    const { stack, arm, driver } = crossed();
+    arm.disks.delete(OS_OLD);
+    arm.snapshots.set(`${RG}/snapshots/rubicon-run-7-os`, { 'rubicon-run': 'run-7', 'rubicon-role': 'rollback', 'rubicon-disk': 'os' });
+    stack.previews.push(fixture('clean-vm-replace'), allSame());
+    const r = await driver.rollback('run-7', NOW);
+    expect(r.from).toBe('os-disk-snapshot');
+    expect(r.diskId).toBe(`${RG}/disks/ehr-prd-01-os-rollback-run-7`);
+    expect(arm.log).toContain(`createDiskFromSnapshot ${RG}/snapshots/rubicon-run-7-os`);
+  });
+
+  it('refuses when the run left no rollback point, naming the run, and changes nothing', async () => {
+    const { stack, driver } = crossed();
+    const e = await refusalOf(driver.rollback('run-9', NOW));
+    expect(e.message).toContain('No rollback point of run run-9');
+    expect(stack.calls).toEqual([]);
+  });
+
+  it('a refused rollback plan leaves the target as it was (disarmed, restoreFromDisk not set)', async () => {
+    const { stack, driver } = crossed();
+    stack.previews.push(fixture('unexpected-disk-replace'));
+    await refusalOf(driver.rollback('run-7', NOW));
+    disarmed(stack);
+    expect(stack.config.has('rubicon:target.restoreFromDisk')).toBe(false);
   });
 });
 

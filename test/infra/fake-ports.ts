@@ -192,9 +192,20 @@ export class FakeArm implements ArmPort {
     this.log.push(`deleteDisk ${diskId}`);
     this.disks.delete(diskId);
   }
+  /** Snapshots ARM holds (id → tags), for listRollbackAssets. */
+  readonly snapshots = new Map<string, Record<string, string>>();
+  async createDiskFromSnapshot(snapshotId: string, name: string, tags: Record<string, string>): Promise<string> {
+    const id = `${snapshotId.replace(/\/snapshots\/.*$/, '')}/disks/${name}`;
+    this.log.push(`createDiskFromSnapshot ${snapshotId}`);
+    if (!this.disks.has(id)) this.disks.set(id, { id, tags });
+    return id;
+  }
   async listRollbackAssets(_resourceGroup: string): Promise<RollbackAsset[]> {
-    return [...this.disks.values()]
-      .filter((d) => d.tags['rubicon-role']?.startsWith('rollback'))
-      .map((d) => ({ id: d.id, kind: 'disk' as const, runId: d.tags['rubicon-run'] ?? '', role: d.tags['rubicon-role']!, ...(d.attachedTo ? { attachedTo: d.attachedTo } : {}) }));
+    return [
+      ...[...this.snapshots.entries()].map(([id, tags]) => ({ id, kind: 'snapshot' as const, runId: tags['rubicon-run'] ?? '', role: tags['rubicon-role'] ?? '', ...(tags['rubicon-disk'] ? { disk: tags['rubicon-disk'] } : {}) })),
+      ...[...this.disks.values()]
+        .filter((d) => d.tags['rubicon-role']?.startsWith('rollback'))
+        .map((d) => ({ id: d.id, kind: 'disk' as const, runId: d.tags['rubicon-run'] ?? '', role: d.tags['rubicon-role']!, ...(d.attachedTo ? { attachedTo: d.attachedTo } : {}) })),
+    ];
   }
 }

@@ -104,10 +104,12 @@ describe('readCurrentTarget: what Azure says, and only a missing VM is absent', 
       image: undefined,
       imageSource: 'shared gallery image /SharedGalleries/g/Images/win/Versions/1.0.0',
     });
-    expect(describeVm({ location: 'westeurope', storageProfile: { osDisk: { createOption: 'Attach', managedDisk: { id: '/disks/d' } } } })).toMatchObject({
-      image: undefined,
-      imageSource: 'an attached OS disk /disks/d',
+    // A VM booting from an existing OS disk (a rollback) is identified by that disk: any image change is a rebuild.
+    expect(describeVm({ location: 'westeurope', storageProfile: { osDisk: { createOption: 'Attach', managedDisk: { id: '/Disks/D' } } } })).toMatchObject({
+      image: 'disk:/disks/d',
+      imageSource: 'the attached OS disk /Disks/D',
     });
+    expect(describeVm({ location: 'westeurope', storageProfile: { osDisk: { createOption: 'Attach' } } })).toMatchObject({ image: undefined });
     expect(isVmNotFound(azcore404('ResourceNotFound', VM_URL), 'ehr-prd-01')).toBe(true);
   });
 });

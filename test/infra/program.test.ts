@@ -112,6 +112,23 @@ describe('rubiconInfra: a plain `pulumi up` cannot rebuild the target', () => {
     expect(registered.some((r) => r.name.startsWith('ehr-0'))).toBe(false);
   });
 
+  it('a rollback config boots the VM from the retired OS disk: refused without a permit for disk:<id>, declared with one', async () => {
+    const disk = '/subscriptions/s/resourceGroups/rg-ehr/providers/Microsoft.Compute/disks/ehr-01_OsDisk_1_aaaa';
+    const image = `disk:${disk.toLowerCase()}`;
+    const plain = rawConfig({ target: { restoreFromDisk: disk } });
+    const e = await refusal(rubiconInfra(parseInfraConfig(plain), secrets, deps(runs(NEW_IMAGE))));
+    expect(e.message).toContain(`from ${NEW_IMAGE} to ${image}`);
+    const out = await rubiconInfra(parseInfraConfig({ ...plain, permit: signed({ image }), permitPublicKey: KEYS.publicKeyPem, proofSetHash: PROOF_SET_HASH }), secrets, deps(runs(NEW_IMAGE)));
+    await promiseOf(out.targetVmId);
+    const vm = registered.filter((r) => r.name === 'targetVm').at(-1)!;
+    expect(vm.inputs['storageProfile']).toEqual({
+      osDisk: { createOption: 'Attach', osType: 'Windows', deleteOption: 'Detach', caching: 'ReadWrite', managedDisk: { id: disk } },
+      dataDisks: expect.any(Array),
+    });
+    expect(vm.inputs).not.toHaveProperty('osProfile');
+    expect(out.targetImage).toBe(image);
+  });
+
   it('declares the proving ground only when enabled, wired to the vault container and account', async () => {
     const cfg = parseInfraConfig(rawConfig({ provingGround: { enabled: true, runId: 'run-7', createdAt: '2026-03-01T08:00:00Z' } }));
     const out = await rubiconInfra(cfg, secrets, deps(runs(NEW_IMAGE)));

@@ -1,15 +1,29 @@
 import { ComputeManagementClient, type ComputeManagementClientOptionalParams } from '@azure/arm-compute';
-import { ManagementLockClient } from '@azure/arm-locks';
 import { DefaultAzureCredential } from '@azure/identity';
+import {
+  bearerTokenAuthenticationPolicy,
+  createDefaultHttpClient,
+  createHttpHeaders,
+  createPipelineFromOptions,
+  createPipelineRequest,
+  type HttpClient,
+  type Pipeline,
+} from '@azure/core-rest-pipeline';
 import { RubiconError } from '../../core/errors.ts';
 import { normalizeArmId, parseComputeId, type ArmId, type AzureTokenCredential } from './machines.ts';
+import { diskImageUrn } from './config.ts';
 import type { ArmPort, DiskFacts, RollbackAsset, VmState } from './ports.ts';
 import { RUN_TAG } from './reap.ts';
 
 /**
- * ArmPort over Azure Resource Manager: management locks through
- * @azure/arm-locks (`Microsoft.Authorization/locks`, api-version 2020-05-01),
- * VM and disk facts, disk tags and deletes through @azure/arm-compute.
+ * ArmPort over Azure Resource Manager: management locks as REST calls
+ * (`{resource id}/providers/Microsoft.Authorization/locks/{name}`,
+ * api-version 2020-05-01) through the Azure SDK's own HTTP pipeline
+ * (@azure/core-rest-pipeline: bearer token, retries, the same one
+ * arm-compute uses); VM and disk facts, disk tags and deletes through
+ * @azure/arm-compute. Not @azure/arm-locks: its 2.1.0 `…ByScope` methods
+ * percent-encode the slashes of the scope (`/subscriptions%2F…`), which the
+ * HTTPS stand-in test caught; ARM's documented path has them plain.
  *
  * Design note (the hard stop Pulumi cannot lift):
  * - Rubicon puts a `CanNotDelete` lock named `rubicon-guard` on the target
@@ -31,6 +45,7 @@ import { RUN_TAG } from './reap.ts';
  */
 
 export const LOCK_NAME = 'rubicon-guard';
+export const LOCKS_API_VERSION = '2020-05-01';
 
 export interface AzureArmPortOptions {
   subscriptionId: string;
@@ -59,9 +74,21 @@ function infraError(message: string, hint: string, cause?: unknown): RubiconErro
   return new RubiconError('INFRA_FAILED', message, { hint, ...(cause === undefined ? {} : { cause }) });
 }
 
-/** Pure: the scope of a resource id for the locks API (no leading slash, as the SDK's path template adds one). */
-function lockScope(resourceId: string): string {
-  return normalizeArmId(resourceId).replace(/^\/+/, '');
+/** Pure: the URL path of the Rubicon lock on a resource (scope slashes plain, as ARM documents it). */
+export function lockPath(resourceId: string): string {
+  const scope = normalizeArmId(resourceId).replace(/\/+$/, '');
+  if (!scope.startsWith('/subscriptions/')) throw new RubiconError('ARGUMENTS_INVALID', `"${resourceId}" is not an Azure resource id`, { hint: 'Expected /subscriptions/<id>/resourceGroups/<group>/providers/…' });
+  return `${scope.split('/').map(encodeURIComponent).join('/')}/providers/Microsoft.Authorization/locks/${LOCK_NAME}`;
+}
+
+class ArmHttpError extends Error {
+  readonly statusCode: number;
+  readonly code: string | undefined;
+  constructor(status: number, code: string | undefined, message: string) {
+    super(message);
+    this.statusCode = status;
+    this.code = code;
+  }
 }
 
 function imageUrnOf(r: { publisher?: string; offer?: string; sku?: string; version?: string } | undefined): string | undefined {
@@ -70,7 +97,9 @@ function imageUrnOf(r: { publisher?: string; offer?: string; sku?: string; versi
 
 export class AzureArmPort implements ArmPort {
   readonly #compute: ComputeManagementClient;
-  readonly #locks: ManagementLockClient;
+  readonly #pipeline: Pipeline;
+  readonly #http: HttpClient;
+  readonly #endpoint: string;
   readonly #subscriptionId: string;
   readonly #pollMs: number;
 
@@ -79,11 +108,16 @@ export class AzureArmPort implements ArmPort {
     this.#subscriptionId = options.subscriptionId.toLowerCase();
     const endpoint = options.endpoint ? { endpoint: options.endpoint } : {};
     this.#compute = new ComputeManagementClient(options.credential, options.subscriptionId, { ...options.clientOptions, ...endpoint });
-    this.#locks = new ManagementLockClient(options.credential, options.subscriptionId, {
-      ...(options.clientOptions as object),
-      ...endpoint,
-      ...(options.endpoint ? { $host: options.endpoint } : {}),
+    this.#endpoint = (options.endpoint ?? 'https://management.azure.com').replace(/\/+$/, '');
+    const co = options.clientOptions ?? {};
+    this.#pipeline = createPipelineFromOptions({
+      ...(co.agent ? { agent: co.agent } : {}),
+      ...(co.retryOptions ? { retryOptions: co.retryOptions } : {}),
+      ...(co.proxyOptions ? { proxyOptions: co.proxyOptions } : {}),
+      userAgentOptions: { userAgentPrefix: 'rubicon-locks' },
     });
+    this.#pipeline.addPolicy(bearerTokenAuthenticationPolicy({ credential: options.credential, scopes: 'https://management.azure.com/.default' }));
+    this.#http = createDefaultHttpClient();
     this.#pollMs = options.pollIntervalMs ?? 5_000;
   }
 
@@ -114,10 +148,12 @@ export class AzureArmPort implements ArmPort {
     }
     const sp = got.storageProfile;
     const osDiskId = sp?.osDisk?.managedDisk?.id;
+    // A VM booting from an existing OS disk (a rollback) is identified by that disk, as the guard does (current.ts).
+    const image = imageUrnOf(sp?.imageReference) ?? (sp?.osDisk?.createOption?.toLowerCase() === 'attach' && osDiskId ? diskImageUrn(osDiskId) : undefined);
     return {
       id: normalizeArmId(got.id ?? vmId),
       uniqueId: got.vmId ?? '',
-      ...(imageUrnOf(sp?.imageReference) ? { image: imageUrnOf(sp?.imageReference)! } : {}),
+      ...(image ? { image } : {}),
       ...(osDiskId ? { osDiskId: normalizeArmId(osDiskId) } : {}),
       dataDiskIds: (sp?.dataDisks ?? []).map((d) => d.managedDisk?.id).filter((x): x is string => !!x).map(normalizeArmId),
     };
@@ -135,10 +171,32 @@ export class AzureArmPort implements ArmPort {
     }
   }
 
+  /** One call of the locks API. Returns status and parsed body; an error status throws ArmHttpError with ARM's error code. */
+  async #lockCall(method: 'GET' | 'PUT' | 'DELETE', resourceId: string, body?: unknown): Promise<{ status: number; body: unknown }> {
+    const request = createPipelineRequest({
+      url: `${this.#endpoint}${lockPath(resourceId)}?api-version=${LOCKS_API_VERSION}`,
+      method,
+      headers: createHttpHeaders({ accept: 'application/json', ...(body !== undefined ? { 'content-type': 'application/json; charset=utf-8' } : {}) }),
+      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+    });
+    const response = await this.#pipeline.sendRequest(this.#http, request);
+    let parsed: unknown;
+    try {
+      parsed = response.bodyAsText ? (JSON.parse(response.bodyAsText) as unknown) : undefined;
+    } catch {
+      parsed = undefined;
+    }
+    if (response.status >= 400) {
+      const err = (parsed as { error?: { code?: string; message?: string } } | undefined)?.error;
+      throw new ArmHttpError(response.status, err?.code, err?.message ?? `HTTP ${response.status}`);
+    }
+    return { status: response.status, body: parsed };
+  }
+
   /** Idempotent: puts (or keeps) the `CanNotDelete` lock `rubicon-guard` on the resource. */
   async lock(resourceId: string, notes: string): Promise<void> {
     try {
-      await this.#locks.managementLocks.createOrUpdateByScope(lockScope(resourceId), LOCK_NAME, { level: 'CanNotDelete', notes: notes.slice(0, 512) });
+      await this.#lockCall('PUT', resourceId, { properties: { level: 'CanNotDelete', notes: notes.slice(0, 512) } });
     } catch (e) {
       throw infraError(
         `Locking ${normalizeArmId(resourceId)} against deletion failed: ${describeArmError(e)}`,
@@ -151,7 +209,7 @@ export class AzureArmPort implements ArmPort {
   /** Idempotent: removes the lock `rubicon-guard` (an absent lock or resource is fine). Removes the hard stop: for the crossing only. */
   async unlock(resourceId: string): Promise<void> {
     try {
-      await this.#locks.managementLocks.deleteByScope(lockScope(resourceId), LOCK_NAME);
+      await this.#lockCall('DELETE', resourceId);
     } catch (e) {
       if (statusOf(e) === 404) return;
       throw infraError(
@@ -165,8 +223,8 @@ export class AzureArmPort implements ArmPort {
   /** Read-only: is the `rubicon-guard` lock there? */
   async isLocked(resourceId: string): Promise<boolean> {
     try {
-      const l = await this.#locks.managementLocks.getByScope(lockScope(resourceId), LOCK_NAME);
-      return l.level === 'CanNotDelete' || l.level === 'ReadOnly';
+      const l = (await this.#lockCall('GET', resourceId)).body as { properties?: { level?: string } } | undefined;
+      return l?.properties?.level === 'CanNotDelete' || l?.properties?.level === 'ReadOnly';
     } catch (e) {
       if (statusOf(e) === 404) return false;
       throw infraError(`Reading the lock of ${normalizeArmId(resourceId)} failed: ${describeArmError(e)}`, 'Check that the credential may read locks (Microsoft.Authorization/locks/read).', e);
@@ -195,6 +253,37 @@ export class AzureArmPort implements ArmPort {
     }
   }
 
+  /**
+   * A managed disk copied from a snapshot, in the snapshot's resource group
+   * and region. Idempotent by name: an existing disk of that name made from
+   * that snapshot is returned; one made from something else is refused.
+   */
+  async createDiskFromSnapshot(snapshotId: string, name: string, tags: Record<string, string>): Promise<string> {
+    const snap = this.#parse(snapshotId, 'snapshots', 'Snapshot id');
+    const rg = snap.resourceGroup;
+    try {
+      const existing = await this.#compute.disks.get(rg, name);
+      const source = existing.creationData?.sourceResourceId ?? '';
+      if (normalizeArmId(source).toLowerCase() !== normalizeArmId(snapshotId).toLowerCase()) {
+        throw infraError(`Disk ${name} in resource group ${rg} already exists and is not a copy of ${normalizeArmId(snapshotId)}.`, 'Nothing was changed. Delete or rename that disk, or check the run id.');
+      }
+      return normalizeArmId(existing.id ?? '');
+    } catch (e) {
+      if (e instanceof RubiconError) throw e;
+      if (statusOf(e) !== 404) throw infraError(`Reading disk ${name} in resource group ${rg} failed: ${describeArmError(e)}`, 'Check the credential may read disks there.', e);
+    }
+    try {
+      const source = await this.#compute.snapshots.get(rg, snap.name);
+      const disk = await this.#compute.disks
+        .createOrUpdate(rg, name, { location: source.location, tags, creationData: { createOption: 'Copy', sourceResourceId: normalizeArmId(snapshotId) } }, { updateIntervalInMs: this.#pollMs })
+        .pollUntilDone();
+      if (!disk.id) throw new Error('ARM returned no id');
+      return normalizeArmId(disk.id);
+    } catch (e) {
+      throw infraError(`Creating disk ${name} from snapshot ${snap.name} failed: ${describeArmError(e)}`, 'Retry: it is idempotent by name. Check the disk quota.', e);
+    }
+  }
+
   /** Read-only: snapshots and disks of a resource group that Rubicon tagged as rollback assets. */
   async listRollbackAssets(resourceGroup: string): Promise<RollbackAsset[]> {
     const out: RollbackAsset[] = [];
@@ -202,7 +291,14 @@ export class AzureArmPort implements ArmPort {
       for await (const s of this.#compute.snapshots.listByResourceGroup(resourceGroup)) {
         const role = s.tags?.['rubicon-role'];
         if (role?.startsWith('rollback') && s.id) {
-          out.push({ id: normalizeArmId(s.id), kind: 'snapshot', runId: s.tags?.[RUN_TAG] ?? '', role, ...(s.timeCreated ? { createdAt: new Date(s.timeCreated).toISOString() } : {}) });
+          out.push({
+            id: normalizeArmId(s.id),
+            kind: 'snapshot',
+            runId: s.tags?.[RUN_TAG] ?? '',
+            role,
+            ...(s.tags?.['rubicon-disk'] ? { disk: s.tags['rubicon-disk'] } : {}),
+            ...(s.timeCreated ? { createdAt: new Date(s.timeCreated).toISOString() } : {}),
+          });
         }
       }
       for await (const d of this.#compute.disks.listByResourceGroup(resourceGroup)) {

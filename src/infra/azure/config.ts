@@ -84,6 +84,15 @@ const TargetSchema = z.strictObject({
    * retired OS disk keeps its name as a rollback asset.
    */
   osDiskName: existingName.optional(),
+  /**
+   * Set by `rubicon rollback`: the VM boots from this existing OS disk (the
+   * one a crossing retired) instead of an image. Its "image" is then
+   * `disk:<disk id>` for the guard, and changing it is a rebuild like any other.
+   */
+  restoreFromDisk: z
+    .string()
+    .regex(/^\/subscriptions\/[^/]+\/resourceGroups\/[^/]+\/providers\/Microsoft\.Compute\/disks\/[^/]+$/i, 'must be a managed disk resource id')
+    .optional(),
 });
 
 const VaultSchema = z.strictObject({
@@ -151,6 +160,7 @@ export const ArmedSchema = z.strictObject({
   at: z.string().min(1),
   previousImage: z.string().min(1),
   previousOsDiskName: z.string().min(1).optional(),
+  previousRestoreFromDisk: z.string().min(1).optional(),
   previousOsDiskId: z.string().min(1).optional(),
   previousVmUniqueId: z.string().optional(),
 });
@@ -200,6 +210,7 @@ export interface InfraConfig {
     nicName: string;
     nsgName: string;
     osDiskName?: string;
+    restoreFromDisk?: string;
   };
   vault: z.infer<typeof VaultSchema>;
   provingGround: z.infer<typeof ProvingGroundSchema> & { imageUrn: string };
@@ -214,6 +225,11 @@ export interface InfraConfig {
 
 export function imageUrn(i: ImageSpec): string {
   return `${i.publisher}:${i.offer}:${i.sku}:${i.version}`;
+}
+
+/** The "image" of a VM that boots from an existing OS disk: `disk:<id>`, lower-case (ARM ids are case-insensitive). */
+export function diskImageUrn(diskId: string): string {
+  return `disk:${diskId.trim().replace(/\/+$/, '').toLowerCase()}`;
 }
 
 function keyOf(p: readonly PropertyKey[]): string {
@@ -299,7 +315,7 @@ function normalize(c: z.infer<typeof InfraConfigSchema>): InfraConfig {
     target: {
       ...c.target,
       image: { ...c.target.image },
-      imageUrn: imageUrn(c.target.image),
+      imageUrn: c.target.restoreFromDisk ? diskImageUrn(c.target.restoreFromDisk) : imageUrn(c.target.image),
       nicName: c.target.nicName ?? `${c.target.name}-nic`,
       nsgName: c.target.nsgName ?? `${c.target.name}-nsg`,
       dataDisks: [...c.target.dataDisks].sort((a, b) => a.lun - b.lun).map((d) => ({ ...d, diskName: d.diskName ?? `${c.target.name}-${d.name}` })),

@@ -1,6 +1,6 @@
 import * as compute from '@pulumi/azure-native/compute/index.js';
 import { RubiconError } from '../../core/errors.ts';
-import type { InfraConfig } from './config.ts';
+import { diskImageUrn, type InfraConfig } from './config.ts';
 import type { CurrentTarget } from './guard.ts';
 
 /**
@@ -32,11 +32,17 @@ export function describeVm(vm: VmFacts): CurrentTarget & { state: 'present' } {
     const urn = `${r.publisher}:${r.offer}:${r.sku}:${r.version ?? 'latest'}`;
     return { ...base, image: urn, imageSource: `marketplace image ${urn}` };
   }
+  const os = vm.storageProfile?.osDisk;
+  if (!r?.publisher && os?.createOption?.toLowerCase() === 'attach' && os.managedDisk?.id) {
+    // Booted from an existing OS disk (a rollback, or built that way): its identity is that disk.
+    const urn = diskImageUrn(os.managedDisk.id);
+    return { ...base, image: urn, imageSource: `the attached OS disk ${os.managedDisk.id}` };
+  }
   let source = 'no image reference';
   if (r?.sharedGalleryImageId) source = `shared gallery image ${r.sharedGalleryImageId}`;
   else if (r?.communityGalleryImageId) source = `community gallery image ${r.communityGalleryImageId}`;
   else if (r?.id) source = `image ${r.id}`;
-  else if (vm.storageProfile?.osDisk?.createOption?.toLowerCase() === 'attach') source = `an attached OS disk ${vm.storageProfile.osDisk.managedDisk?.id ?? ''}`.trim();
+  else if (os?.createOption?.toLowerCase() === 'attach') source = 'an attached OS disk without a managed disk id';
   return { ...base, image: undefined, imageSource: source };
 }
 

@@ -1,13 +1,15 @@
+import { createHash } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { RubiconError } from '../../core/errors.ts';
 import type { Permit, RollbackPoint } from '../../core/types.ts';
+import { proofSetHash } from '../../gate/permit.ts';
 import type { CommandResult, ExecOptions, Host } from '../../hosts/host.ts';
 import { verifierFrom, type Signer } from '../../trust/keys.ts';
 import { signPermit, verifySignedPermit, type SignedPermit } from '../../trust/permit.ts';
 import type { CrossingFacts, CrossingResult, InfraDriver, ProvingGroundHandle } from '../driver.ts';
 import { classifyPlan, compareWithPreview, describePlanRefusal, urnsUnder, type PlanExpectation } from './classify.ts';
-import { ArmedSchema, type ArmedRecord } from './config.ts';
+import { ArmedSchema, diskImageUrn, type ArmedRecord } from './config.ts';
 import { PROVING_GROUND_TYPE, VM_TYPE, targetVmLogicalName } from './names.ts';
 import type { ArmPort, MachinePort, OperationOptions, PreviewOutcome, StackPort, UpOutcome, VmState } from './ports.ts';
 import { psLiteral } from './powershell.ts';
@@ -97,6 +99,21 @@ export function crossingOsDiskName(target: string, runId: string): string {
 /** Pure: the same public key, ignoring PEM line breaks and whitespace. */
 export function samePublicKey(a: string | undefined, b: string): boolean {
   return a !== undefined && a.replace(/\s+/g, '') === b.replace(/\s+/g, '');
+}
+
+/** What `rollback` did. */
+export interface RollbackResult {
+  runId: string;
+  /** Where the OS disk came from. */
+  from: 'retired-os-disk' | 'os-disk-snapshot';
+  diskId: string;
+  /** `disk:<id>`: what the stack now says the target runs. */
+  image: string;
+  completedAt: string;
+}
+
+function sameId(a: string, b: string): boolean {
+  return a.trim().replace(/\/+$/, '').toLowerCase() === b.trim().replace(/\/+$/, '').toLowerCase();
 }
 
 const CROSSING_EXPECTATION = (): PlanExpectation => ({
@@ -248,8 +265,11 @@ export class PulumiAzureDriver implements InfraDriver {
     }
     if (runs && parseImageUrn(runs) && (await this.#configImage()) !== runs) await this.#setImage(runs);
     if (armed && runs === armed.previousImage) {
+      // The VM was not replaced: the config describes the old one again.
       if (armed.previousOsDiskName) await this.#stack.setConfig('rubicon:target.osDiskName', armed.previousOsDiskName, { path: true });
       else await this.#stack.removeConfig('rubicon:target.osDiskName', { path: true });
+      if (armed.previousRestoreFromDisk) await this.#stack.setConfig('rubicon:target.restoreFromDisk', armed.previousRestoreFromDisk, { path: true });
+      else await this.#stack.removeConfig('rubicon:target.restoreFromDisk', { path: true });
     }
     await this.#stack.removeConfig('rubicon:armed');
     this.#log('info', `Stack ${this.#stack.stackName} disarmed: no permit in its config, image ${runs ?? '(unknown)'}.`);
@@ -567,46 +587,161 @@ export class PulumiAzureDriver implements InfraDriver {
       );
     }
 
-    const osDiskName = (await this.#stack.getConfig('rubicon:target.osDiskName', { path: true })) ?? resumed?.previousOsDiskName;
-    const previousOsDiskId = beforeVm?.osDiskId ?? resumed?.previousOsDiskId;
-    const previousVmUniqueId = beforeVm?.uniqueId ?? resumed?.previousVmUniqueId;
-    const armed: ArmedRecord = {
+    await this.#replaceVm({
+      step: 'crossing',
       runId: permit.runId,
+      target,
+      before,
+      image: permit.image,
+      signed,
+      proofSetHash: facts?.proofSetHash ?? permit.proofSetHash,
+      beforeVm,
+      resumed,
+      arm: async () => {
+        await this.#setImage(permit.image);
+        await this.#stack.removeConfig('rubicon:target.restoreFromDisk', { path: true });
+        await this.#stack.setConfig('rubicon:target.osDiskName', crossingOsDiskName(target, permit.runId), { path: true });
+      },
+    });
+    return { image: permit.image, completedAt: this.#now().toISOString() };
+  }
+
+  /**
+   * Arms the stack, previews, lifts the VM's lock, ups, confirms the new VM,
+   * and on every way out disarms and locks again; then re-protects and tags
+   * the retired OS disk. Shared by the crossing and the rollback.
+   */
+  async #replaceVm(o: {
+    step: 'crossing' | 'rollback';
+    runId: string;
+    target: string;
+    before: string;
+    image: string;
+    signed: SignedPermit;
+    proofSetHash: string;
+    beforeVm: VmState | undefined;
+    resumed: ArmedRecord | undefined;
+    /** Sets the config that describes the new VM (image or disk, OS disk name). */
+    arm: () => Promise<void>;
+    /** Extra check of the new VM. */
+    confirm?: (vm: VmState) => string | undefined;
+  }): Promise<VmState> {
+    const osDiskName = (await this.#stack.getConfig('rubicon:target.osDiskName', { path: true })) ?? o.resumed?.previousOsDiskName;
+    const restoreFromDisk = (await this.#stack.getConfig('rubicon:target.restoreFromDisk', { path: true })) ?? o.resumed?.previousRestoreFromDisk;
+    const previousOsDiskId = o.beforeVm?.osDiskId ?? o.resumed?.previousOsDiskId;
+    const previousVmUniqueId = o.beforeVm?.uniqueId ?? o.resumed?.previousVmUniqueId;
+    const armed: ArmedRecord = {
+      runId: o.runId,
       at: this.#now().toISOString(),
-      previousImage: before,
+      previousImage: o.before,
       ...(osDiskName ? { previousOsDiskName: osDiskName } : {}),
+      ...(restoreFromDisk ? { previousRestoreFromDisk: restoreFromDisk } : {}),
       ...(previousOsDiskId ? { previousOsDiskId } : {}),
       ...(previousVmUniqueId !== undefined ? { previousVmUniqueId } : {}),
     };
-    this.#log('info', `Arming stack ${this.#stack.stackName}: image ${before} → ${permit.image} (run ${permit.runId})`);
+    this.#log('info', `Arming stack ${this.#stack.stackName} for the ${o.step} of run ${o.runId}: ${o.before} → ${o.image}`);
     await this.#stack.setConfig('rubicon:armed', JSON.stringify(armed));
-    await this.#setImage(permit.image);
-    await this.#stack.setConfig('rubicon:target.osDiskName', crossingOsDiskName(target, permit.runId), { path: true });
-    await this.#stack.setConfig('rubicon:permit', JSON.stringify(signed));
-    await this.#stack.setConfig('rubicon:proofSetHash', facts?.proofSetHash ?? permit.proofSetHash);
+    await o.arm();
+    await this.#stack.setConfig('rubicon:permit', JSON.stringify(o.signed));
+    await this.#stack.setConfig('rubicon:proofSetHash', o.proofSetHash);
 
     let failure: unknown;
     let newVm: VmState | undefined;
     try {
-      const preview = await this.#preview('crossing', permit.runId);
+      const preview = await this.#preview(o.step, o.runId);
       const verdict = classifyPlan(preview.events, CROSSING_EXPECTATION());
-      if (!verdict.ok) this.#refuse('crossing', verdict);
-      if (beforeVm) {
-        await this.#arm.unlock(beforeVm.id);
-        this.#log('warn', `Target ${target}: deletion lock on VM ${beforeVm.id} removed for the crossing of run ${permit.runId}.`);
+      if (!verdict.ok) this.#refuse(o.step, verdict);
+      if (o.beforeVm) {
+        await this.#arm.unlock(o.beforeVm.id);
+        this.#log('warn', `Target ${o.target}: deletion lock on VM ${o.beforeVm.id} removed for the ${o.step} of run ${o.runId}.`);
       }
-      const up = await this.#upChecked('crossing', preview);
-      newVm = await this.#confirmRebuilt(target, up.outputs, armed.previousVmUniqueId, permit.image);
+      const up = await this.#upChecked(o.step, preview);
+      newVm = await this.#confirmRebuilt(o.target, up.outputs, armed.previousVmUniqueId, o.image, o.step);
+      const extra = o.confirm?.(newVm);
+      if (extra) throw infraError(`Target ${o.target}: the ${o.step} did not really replace the VM: ${extra}.`, 'Check the VM in the portal before retrying.');
       await this.#machines.waitForVmAgent(newVm.id, this.#agentTimeoutMs);
     } catch (e) {
       failure = e;
     }
-    await this.#afterCrossing(armed, target, permit.runId, failure);
+    await this.#afterCrossing(armed, o.target, o.runId, failure);
     if (failure) throw failure;
 
-    await this.#reprotect(permit.runId);
-    await this.#retireOsDisk(armed, target);
-    return { image: permit.image, completedAt: this.#now().toISOString() };
+    await this.#reprotect(o.runId);
+    await this.#retireOsDisk(armed, o.target);
+    return newVm!;
+  }
+
+  /**
+   * ROLLBACK: rebuilds the target from the rollback point of run `runId`,
+   * through Pulumi: the OS disk that run's crossing retired (or, when it is
+   * gone, a disk made from that run's OS-disk snapshot) becomes the VM's OS
+   * disk again (`rubicon:target.restoreFromDisk`); the data disks stay
+   * attached as they are. Destructive for the current VM only (its OS disk
+   * is detached and kept, tagged as a rollback asset of `rollback-<runId>`).
+   * Signed like a crossing (a permit for image `disk:<id>`, valid 60
+   * minutes, bound to no proofs: a rollback restores what was there).
+   * Idempotent: when the VM already boots from that disk it only finishes.
+   */
+  async rollback(runId: string, now: Date): Promise<RollbackResult> {
+    await this.#recover();
+    const target = await this.#targetName();
+    const resourceGroup = await this.#stack.getConfig('rubicon:resourceGroupName');
+    if (!resourceGroup) throw infraError(`Stack ${this.#stack.stackName} has no rubicon:resourceGroupName.`, `Set it in stacks/Pulumi.${this.#stack.stackName}.yaml.`);
+    const assets = (await this.#arm.listRollbackAssets(resourceGroup)).filter((a) => a.runId === runId);
+    let diskId = assets.find((a) => a.kind === 'disk' && a.role === 'rollback-os-disk')?.id;
+    let from: RollbackResult['from'] = 'retired-os-disk';
+    if (!diskId) {
+      const snap = assets.find((a) => a.kind === 'snapshot' && a.disk === 'os');
+      if (!snap) {
+        throw infraError(
+          `No rollback point of run ${runId} in resource group ${resourceGroup}: no retired OS disk and no OS-disk snapshot tagged rubicon-run=${runId}.`,
+          `List what is kept with \`rubicon status\` (rollback assets); nothing was changed.`,
+          { runId, found: assets.map((a) => a.id) },
+        );
+      }
+      diskId = await this.#arm.createDiskFromSnapshot(snap.id, `${target}-os-rollback-${safeName(runId)}`.slice(0, 80), { [RUN_TAG]: runId, 'rubicon-role': 'rollback-restored-os-disk' });
+      from = 'os-disk-snapshot';
+    }
+    const image = diskImageUrn(diskId);
+    const vmId = await this.#targetVmId();
+    const before = await this.#outputImage();
+    const facts = await this.#arm.describeDisk(diskId);
+    if (facts?.attachedTo && !sameId(facts.attachedTo, vmId)) {
+      throw infraError(`Disk ${diskId} is attached to ${facts.attachedTo}, not to the target: refusing to take it.`, 'Detach it first (or check the run id); nothing was changed.');
+    }
+    const permit: Permit = {
+      id: `permit.rollback.${runId}.${createHash('sha256').update(`${runId}\n${target}\n${image}\n${now.toISOString()}`).digest('hex').slice(0, 16)}`,
+      runId: `rollback-${runId}`,
+      target,
+      image,
+      proofIds: [],
+      proofSetHash: proofSetHash([]),
+      issuedAt: now.toISOString(),
+      expiresAt: new Date(now.getTime() + 60 * 60_000).toISOString(),
+    };
+    if (before === image) {
+      await this.#finishDone(permit, target, vmId, undefined);
+      return { runId, from, diskId, image, completedAt: this.#now().toISOString() };
+    }
+    const signed = await this.#signFor(permit);
+    const beforeVm = await this.#lockTarget(`before the rollback of run ${runId}`);
+    if (!beforeVm) throw infraError(`Target VM ${vmId} does not exist in Azure.`, `Run \`pulumi refresh --stack ${this.#stack.stackName}\` and check the portal; nothing was changed.`);
+    await this.#replaceVm({
+      step: 'rollback',
+      runId: permit.runId,
+      target,
+      before,
+      image,
+      signed,
+      proofSetHash: permit.proofSetHash,
+      beforeVm,
+      resumed: undefined,
+      arm: async () => {
+        await this.#stack.setConfig('rubicon:target.restoreFromDisk', diskId!, { path: true });
+      },
+      confirm: (vm) => (vm.osDiskId && sameId(vm.osDiskId, diskId!) ? undefined : `ARM says the VM boots from ${vm.osDiskId ?? 'no managed disk'}, not ${diskId}`),
+    });
+    return { runId, from, diskId, image, completedAt: this.#now().toISOString() };
   }
 
   /** Every way out of an armed crossing: disarm, lock again. A failure here is a failure of the crossing. */
@@ -633,7 +768,7 @@ export class PulumiAzureDriver implements InfraDriver {
   }
 
   /** ARM must show a NEW VM (another unique id) running the permit's image, and the stack outputs must agree. */
-  async #confirmRebuilt(target: string, outputs: Record<string, unknown>, previousUniqueId: string | undefined, image: string): Promise<VmState> {
+  async #confirmRebuilt(target: string, outputs: Record<string, unknown>, previousUniqueId: string | undefined, image: string, step = 'crossing'): Promise<VmState> {
     const vmId = outputs['targetVmId'];
     const uniqueId = outputs['targetVmUniqueId'];
     if (typeof vmId !== 'string') throw infraError(`Stack ${this.#stack.stackName}: the crossing's up has no targetVmId output.`, 'Check the program outputs.');
@@ -648,7 +783,7 @@ export class PulumiAzureDriver implements InfraDriver {
     }
     if (problems.length > 0 || !vm) {
       throw infraError(
-        `Target ${target}: the crossing did not really replace the VM: ${problems.join('; ')}.`,
+        `Target ${target}: the ${step} did not really replace the VM: ${problems.join('; ')}.`,
         'This is a failure, not a success: check the VM in the portal; the rollback point (snapshots, the old OS disk) is kept.',
         { problems },
       );

@@ -91,6 +91,8 @@ export interface RollbackAsset {
   runId: string;
   /** Tag `rubicon-role`: `rollback` (snapshot) or `rollback-os-disk`. */
   role: string;
+  /** Tag `rubicon-disk` of a snapshot: `os` or the data disk's name. */
+  disk?: string;
   createdAt?: string;
   attachedTo?: string;
 }
@@ -115,6 +117,8 @@ export interface ArmPort {
   tagDisk(diskId: string, tags: Record<string, string>): Promise<void>;
   /** Destructive; idempotent. */
   deleteDisk(diskId: string): Promise<void>;
+  /** A managed disk copied from a snapshot, in the snapshot's resource group and region, tagged. Idempotent by name. Returns its id. */
+  createDiskFromSnapshot(snapshotId: string, name: string, tags: Record<string, string>): Promise<string>;
   /** Snapshots and disks tagged as rollback assets in a resource group. Read-only. */
   listRollbackAssets(resourceGroup: string): Promise<RollbackAsset[]>;
 }

@@ -137,6 +137,7 @@ export async function rubiconInfra(cfg: InfraConfig, secrets: Secrets, deps: Pro
     adminPassword: secrets.targetAdminPassword,
     osDiskType: t.osDiskType,
     ...(t.osDiskName ? { osDiskName: t.osDiskName } : {}),
+    ...(t.restoreFromDisk ? { restoreFromDisk: t.restoreFromDisk } : {}),
     nicName: t.nicName,
     nsgName: t.nsgName,
     dataDisks: t.dataDisks,

@@ -8,6 +8,8 @@ import { TARGET_SERVER_TYPE, targetChildName } from '../names.ts';
 
 /** The VM property whose change means a rebuild (azure-native has no force-new list for Compute). */
 export const IMAGE_REFERENCE_PATH = 'storageProfile.imageReference';
+/** Which existing OS disk the VM boots from (a rollback): a change of it is a rebuild too. */
+export const OS_DISK_SOURCE_PATH = 'storageProfile.osDisk.managedDisk.id';
 /** ARM refuses to change the admin password of an existing VM through the VM resource. */
 export const ADMIN_PASSWORD_PATH = 'osProfile.adminPassword';
 
@@ -53,6 +55,8 @@ export interface TargetServerArgs {
   osDiskType?: string;
   /** OS disk name. Default: Azure names it. Adoption: the existing one's name; each crossing sets a fresh one. */
   osDiskName?: string;
+  /** Boot from this existing OS disk instead of `image` (set by `rubicon rollback`). Default: from the image. */
+  restoreFromDisk?: string;
   /** Azure name of the NIC. Default `<name>-nic`. */
   nicName?: string;
   /** Azure name of the NSG. Default `<name>-nsg`. */
@@ -95,7 +99,7 @@ export function targetVmOptions(
   return {
     protect: decision.protect,
     deleteBeforeReplace: true,
-    replaceOnChanges: [IMAGE_REFERENCE_PATH],
+    replaceOnChanges: [IMAGE_REFERENCE_PATH, OS_DISK_SOURCE_PATH],
     ignoreChanges: [ADMIN_PASSWORD_PATH],
     ...(extra.deleteGuard ? { hooks: { beforeDelete: [extra.deleteGuard] } } : {}),
     ...(extra.aliases && extra.aliases.length > 0 ? { aliases: extra.aliases } : {}),
@@ -166,7 +170,7 @@ export class TargetServer extends pulumi.ComponentResource {
       });
     }
     const { image } = args;
-    this.imageUrn = `${image.publisher}:${image.offer}:${image.sku}:${image.version}`;
+    this.imageUrn = args.restoreFromDisk ? `disk:${args.restoreFromDisk.toLowerCase()}` : `${image.publisher}:${image.offer}:${image.sku}:${image.version}`;
     const tags = { ...args.tags, 'rubicon-role': 'target' };
     this.nsg = this.createNsg(args, tags);
     this.nic = this.createNic(args, tags);
@@ -267,14 +271,20 @@ export class TargetServer extends pulumi.ComponentResource {
         vmName: args.name,
         hardwareProfile: { vmSize: args.vmSize },
         storageProfile: {
-          imageReference: { ...args.image },
-          osDisk: {
-            ...(args.osDiskName ? { name: args.osDiskName } : {}),
-            createOption: 'FromImage',
-            deleteOption: 'Detach',
-            caching: 'ReadWrite',
-            managedDisk: { storageAccountType: args.osDiskType ?? 'Premium_LRS' },
-          },
+          ...(args.restoreFromDisk
+            ? {
+                osDisk: { createOption: 'Attach', osType: 'Windows', deleteOption: 'Detach', caching: 'ReadWrite', managedDisk: { id: args.restoreFromDisk } },
+              }
+            : {
+                imageReference: { ...args.image },
+                osDisk: {
+                  ...(args.osDiskName ? { name: args.osDiskName } : {}),
+                  createOption: 'FromImage',
+                  deleteOption: 'Detach',
+                  caching: 'ReadWrite',
+                  managedDisk: { storageAccountType: args.osDiskType ?? 'Premium_LRS' },
+                },
+              }),
           dataDisks: disks.map((d, i) => ({
             lun: d.lun,
             createOption: 'Attach',
@@ -283,12 +293,17 @@ export class TargetServer extends pulumi.ComponentResource {
             managedDisk: { id: this.dataDisks[i]!.id },
           })),
         },
-        osProfile: {
-          computerName: args.name,
-          adminUsername: args.adminUsername ?? 'rubiconadmin',
-          adminPassword: args.adminPassword,
-          windowsConfiguration: { provisionVMAgent: true, enableAutomaticUpdates: true },
-        },
+        // ARM refuses an osProfile for a VM booting from an attached OS disk (it keeps its own).
+        ...(args.restoreFromDisk
+          ? {}
+          : {
+              osProfile: {
+                computerName: args.name,
+                adminUsername: args.adminUsername ?? 'rubiconadmin',
+                adminPassword: args.adminPassword,
+                windowsConfiguration: { provisionVMAgent: true, enableAutomaticUpdates: true },
+              },
+            }),
         networkProfile: { networkInterfaces: [{ id: this.nic.id, primary: true, deleteOption: 'Detach' }] },
         diagnosticsProfile: { bootDiagnostics: { enabled: true } },
         ...(args.trustedLaunch === false
