@@ -31,6 +31,8 @@ export class FakeStack implements StackPort {
   timeline: string[] = [];
   /** Events the next previews return, in order. */
   readonly previews: EngineEvent[][] = [];
+  /** When set and `previews` is empty: the preview for the stack's current config (a whole run's worth of previews). */
+  previewFor: ((stack: FakeStack, options: OperationOptions) => EngineEvent[]) | undefined;
   outputsValue: Record<string, unknown>;
   /** What `up` turns the outputs into. */
   onUp: (stack: FakeStack) => Record<string, unknown> = (s) => s.outputsValue;
@@ -68,7 +70,7 @@ export class FakeStack implements StackPort {
   async preview(options: OperationOptions = {}): Promise<PreviewOutcome> {
     this.calls.push({ op: 'preview', args: [options.planPath, ...(options.targets ? [options.targets] : [])] });
     this.timeline.push('preview');
-    const events = this.previews.shift();
+    const events = this.previews.shift() ?? this.previewFor?.(this, options);
     if (!events) throw new Error('FakeStack: no scripted preview left');
     this.lastPreview = events;
     return { events, changeSummary: {}, ...(options.planPath ? { planPath: options.planPath } : {}) };

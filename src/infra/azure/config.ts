@@ -89,6 +89,13 @@ const TargetSchema = z.strictObject({
    * one a crossing retired) instead of an image. Its "image" is then
    * `disk:<disk id>` for the guard, and changing it is a rebuild like any other.
    */
+  /**
+   * Adopt an existing server: the next `pulumi up` imports the VM, NIC, NSG
+   * and data disks (by the names above) instead of creating them, and fails
+   * without touching anything if their settings differ. Set it back to false
+   * after that up (docs/infra.md, "Adopting an existing server"). Default false.
+   */
+  adopt: bool.default(false),
   restoreFromDisk: z
     .string()
     .regex(/^\/subscriptions\/[^/]+\/resourceGroups\/[^/]+\/providers\/Microsoft\.Compute\/disks\/[^/]+$/i, 'must be a managed disk resource id')
@@ -211,6 +218,7 @@ export interface InfraConfig {
     nsgName: string;
     osDiskName?: string;
     restoreFromDisk?: string;
+    adopt: boolean;
   };
   vault: z.infer<typeof VaultSchema>;
   provingGround: z.infer<typeof ProvingGroundSchema> & { imageUrn: string };

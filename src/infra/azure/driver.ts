@@ -830,6 +830,12 @@ export class PulumiAzureDriver implements InfraDriver {
     return { image: permit.image, completedAt: this.#now().toISOString() };
   }
 
+  /** Read-only: the rollback assets (snapshots, retired OS disks) kept in the target's resource group, for `rubicon status`. */
+  async rollbackAssets(): Promise<import('./ports.ts').RollbackAsset[]> {
+    const resourceGroup = await this.#stack.getConfig('rubicon:resourceGroupName');
+    return resourceGroup ? this.#arm.listRollbackAssets(resourceGroup) : [];
+  }
+
   // ------------------------------------------------------------ reap
 
   /** The port `reap()` needs, over this stack. */

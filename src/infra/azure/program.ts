@@ -79,6 +79,21 @@ export function readSecrets(cfg: InfraConfig, config: pulumi.Config = new pulumi
   return { targetAdminPassword: target, ...(pg ? { provingGroundAdminPassword: pg } : {}) };
 }
 
+/**
+ * Pure: the ARM ids of the existing resources an adoption imports, from the
+ * configured names (the subscription is the one of rubicon:target.subnetId).
+ */
+export function adoptionIds(cfg: InfraConfig): { vm: string; nic: string; nsg: string; disks: Record<string, string> } {
+  const sub = /^\/subscriptions\/([^/]+)\//i.exec(cfg.target.subnetId)?.[1] ?? '';
+  const rg = `/subscriptions/${sub}/resourceGroups/${cfg.resourceGroupName}/providers`;
+  return {
+    vm: `${rg}/Microsoft.Compute/virtualMachines/${cfg.target.name}`,
+    nic: `${rg}/Microsoft.Network/networkInterfaces/${cfg.target.nicName}`,
+    nsg: `${rg}/Microsoft.Network/networkSecurityGroups/${cfg.target.nsgName}`,
+    disks: Object.fromEntries(cfg.target.dataDisks.map((d) => [d.name, `${rg}/Microsoft.Compute/disks/${d.diskName}`])),
+  };
+}
+
 /** Pure: the guard's verdict for this configuration and what Azure says now. */
 export function decide(cfg: InfraConfig, current: CurrentTarget, now: Date): GuardDecision {
   return targetDecision({
@@ -138,6 +153,7 @@ export async function rubiconInfra(cfg: InfraConfig, secrets: Secrets, deps: Pro
     osDiskType: t.osDiskType,
     ...(t.osDiskName ? { osDiskName: t.osDiskName } : {}),
     ...(t.restoreFromDisk ? { restoreFromDisk: t.restoreFromDisk } : {}),
+    ...(t.adopt ? { adoptIds: adoptionIds(cfg) } : {}),
     nicName: t.nicName,
     nsgName: t.nsgName,
     dataDisks: t.dataDisks,

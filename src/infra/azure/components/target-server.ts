@@ -55,6 +55,11 @@ export interface TargetServerArgs {
   osDiskType?: string;
   /** OS disk name. Default: Azure names it. Adoption: the existing one's name; each crossing sets a fresh one. */
   osDiskName?: string;
+  /**
+   * Adoption: ARM ids of the existing VM, NIC, NSG and data disks (by role)
+   * to import instead of create (Pulumi's `import` option). Default none.
+   */
+  adoptIds?: { vm: string; nic: string; nsg: string; disks: Record<string, string> };
   /** Boot from this existing OS disk instead of `image` (set by `rubicon rollback`). Default: from the image. */
   restoreFromDisk?: string;
   /** Azure name of the NIC. Default `<name>-nic`. */
@@ -220,7 +225,7 @@ export class TargetServer extends pulumi.ComponentResource {
         securityRules: rules,
         tags,
       },
-      { parent: this, aliases: c.aliases },
+      { parent: this, aliases: c.aliases, ...(args.adoptIds ? { import: args.adoptIds.nsg } : {}) },
     );
   }
 
@@ -236,7 +241,7 @@ export class TargetServer extends pulumi.ComponentResource {
         networkSecurityGroup: { id: this.nsg.id },
         tags,
       },
-      { parent: this, aliases: c.aliases },
+      { parent: this, aliases: c.aliases, ...(args.adoptIds ? { import: args.adoptIds.nic } : {}) },
     );
   }
 
@@ -255,7 +260,11 @@ export class TargetServer extends pulumi.ComponentResource {
           ...(args.zone ? { zones: [args.zone] } : {}),
           tags: { ...tags, 'rubicon-disk': d.name },
         },
-        { parent: this, ...dataDiskOptions({ ...(args.deleteGuard ? { deleteGuard: args.deleteGuard } : {}), aliases: c.aliases }) },
+        {
+          parent: this,
+          ...dataDiskOptions({ ...(args.deleteGuard ? { deleteGuard: args.deleteGuard } : {}), aliases: c.aliases }),
+          ...(args.adoptIds?.disks[d.name] ? { import: args.adoptIds.disks[d.name] } : {}),
+        },
       );
     });
   }
@@ -316,6 +325,7 @@ export class TargetServer extends pulumi.ComponentResource {
         parent: this,
         dependsOn: this.dataDisks,
         ...targetVmOptions(args.decision, { ...(args.deleteGuard ? { deleteGuard: args.deleteGuard } : {}), aliases: c.aliases }),
+        ...(args.adoptIds ? { import: args.adoptIds.vm } : {}),
       },
     );
   }
