@@ -63,6 +63,14 @@ export const ERROR_CODES = {
   GRANT_FAILED: EXIT.failure,
   /** The run was interrupted by SIGINT/SIGTERM; resume continues it. */
   INTERRUPTED: EXIT.interrupted,
+  /** A signing key the runbook names is missing, unreadable or not an Ed25519 PKCS#8 PEM key: nothing was touched. */
+  KEY_INVALID: EXIT.invalidInput,
+  /** A private-key file is readable by group or others: refused before it is used (chmod 600). */
+  KEY_INSECURE: EXIT.invalidInput,
+  /** The signing key is not the key the verifier trusts (e.g. the stack's rubicon:permitPublicKey): nothing was touched. */
+  KEY_MISMATCH: EXIT.invalidInput,
+  /** Data that must be signed cannot be put in canonical form (non-finite number, undefined in an array, a cycle, a non-JSON value). */
+  CANONICAL_INVALID: EXIT.failure,
 } as const;
 export type ErrorCode = keyof typeof ERROR_CODES;
 
