@@ -143,6 +143,12 @@ export interface ToolVault extends Vault {
       srcDir: string;
       /** Relative paths under srcDir: exactly the files of the manifest. */
       files: readonly string[];
+      /**
+       * The manifest's entries (built on `from`), in the same order as `files`:
+       * the tool's report and the copy are checked against them (sizes,
+       * SHA-256 where the vault host can hash).
+       */
+      entries: readonly import('../core/types.ts').ManifestEntry[];
       /** A previous copy of the same item in this vault (delta: only what changed moves). */
       base?: { artifactId: string; locator: string };
       signal?: AbortSignal;
@@ -150,7 +156,14 @@ export interface ToolVault extends Vault {
   ): Promise<{ locator: string; tool: string; report: { files: number; bytes: number } }>;
   checkCopy(
     run: VaultStepRun,
-    o: { artifactId: string; locator: string; entries: readonly import('../core/types.ts').ManifestEntry[]; stepId: string },
+    o: {
+      artifactId: string;
+      locator: string;
+      entries: readonly import('../core/types.ts').ManifestEntry[];
+      stepId: string;
+      /** The artifact's source folder (Artifact.sourceDir); restic copies are compared under it. Optional: the vault records it too. */
+      srcDir?: string;
+    },
   ): Promise<ObjectCheck>;
   restoreTo(
     run: VaultStepRun,
