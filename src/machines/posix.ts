@@ -101,11 +101,18 @@ read -r pid st < "$d/pid" || exit 0
 kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
 `;
 
-/** Reads the step's output files, bounded: $1 folder, $2 max bytes per stream. Prints out, a NUL, err. */
+/**
+ * Reads the step's output files, bounded: $1 folder, $2 max bytes per
+ * stream. Prints the length of what follows of out on a line of its own,
+ * then out, then err (a length, not a separator: a tool's stdout may hold
+ * NUL bytes, e.g. `sha256sum -z`).
+ */
 export const STEP_OUTPUT_SCRIPT = String.raw`
 d=$1; n=$2
+s=0
+if [ -f "$d/out" ]; then s=$(wc -c < "$d/out") || s=0; [ "$s" -gt "$n" ] && s=$n; fi
+printf '%s\n' "$s"
 [ -f "$d/out" ] && tail -c "$n" "$d/out"
-printf '\0'
 [ -f "$d/err" ] && tail -c "$n" "$d/err"
 exit 0
 `;
@@ -145,12 +152,15 @@ export function parseStepStatus(stdout: string): StepStatus | undefined {
   return { state: 'error', detail: line };
 }
 
-/** Splits STEP_OUTPUT_SCRIPT's output. */
+/** Splits STEP_OUTPUT_SCRIPT's output: `<length of out>\n`, out, err. */
 export function splitStepOutput(bytes: Uint8Array): { stdout: string; stderr: string } {
   const buf = Buffer.from(bytes);
-  const nul = buf.indexOf(0);
-  if (nul < 0) return { stdout: buf.toString('utf8'), stderr: '' };
-  return { stdout: buf.subarray(0, nul).toString('utf8'), stderr: buf.subarray(nul + 1).toString('utf8') };
+  const nl = buf.indexOf(0x0a);
+  const len = nl < 0 ? Number.NaN : Number(buf.subarray(0, nl).toString('latin1').trim());
+  if (!Number.isSafeInteger(len) || len < 0) return { stdout: buf.toString('utf8'), stderr: '' };
+  const start = nl + 1;
+  const end = Math.min(buf.length, start + len);
+  return { stdout: buf.subarray(start, end).toString('utf8'), stderr: buf.subarray(end).toString('utf8') };
 }
 
 export function stepLost(machine: string, stepId: string): RubiconError {

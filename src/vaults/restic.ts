@@ -101,12 +101,19 @@ const READ_CHUNK = 1024 * 1024;
 const CHECK_TIMEOUT_MS = 24 * 3600_000;
 const STEP_OUTPUT_MAX = 64 * 1024 * 1024;
 
-/** Reads the password line on stdin and defines r(): restic on the local repository with the password piped in. $1 = repository. */
+/**
+ * Reads the password line on stdin and defines r(): restic on the local
+ * repository with the password piped in; -q because restic 0.14 prints
+ * "reading repository password from stdin" on stdout otherwise (which would
+ * land in a dump). rv() keeps restic's messages (check's "no errors were
+ * found"). $1 = repository.
+ */
 const PRELUDE = String.raw`
 IFS= read -r RUBICON_PW || { echo "rubicon: no repository password on stdin" >&2; exit 121; }
 RUBICON_REPO=$1; shift
 command -v restic >/dev/null 2>&1 || { echo "rubicon: restic: not found" >&2; exit 127; }
-r() { printf '%s\n' "$RUBICON_PW" | restic --no-cache -r "$RUBICON_REPO" "$@"; }
+r() { printf '%s\n' "$RUBICON_PW" | restic --no-cache -q -r "$RUBICON_REPO" "$@"; }
+rv() { printf '%s\n' "$RUBICON_PW" | restic --no-cache -r "$RUBICON_REPO" "$@"; }
 `;
 
 const INIT_SCRIPT = PRELUDE + String.raw`
@@ -158,6 +165,7 @@ stat -c %s -- "$d/doc" && sha256sum < "$d/doc"
 `;
 
 const RESTIC_CMD_SCRIPT = PRELUDE + 'r "$@"\n';
+const CHECK_SCRIPT = PRELUDE + 'rv check --read-data\n';
 
 /**
  * On the restoring machine: $1 snapshot, $2 source folder (absolute, as
@@ -603,7 +611,7 @@ export class ResticVault implements ToolVault {
     const r = await this.onHost(RESTIC_CMD_SCRIPT, ['snapshots', '--json', '--tag', tag], { maxOutputBytes: DOC_MAX });
     if (r.exitCode !== 0) throw await this.resticFailure(this.vaultHost, r, 'listing snapshots');
     try {
-      const arr = JSON.parse(r.stdout.trim() || '[]') as { id: string; time: string; tags?: string[]; paths?: string[] }[];
+      const arr = JSON.parse(r.stdout.split('\n').find((l) => l.startsWith('[')) ?? '[]') as { id: string; time: string; tags?: string[]; paths?: string[] }[];
       return arr.map((s) => ({ id: s.id, time: s.time, tags: s.tags ?? [], paths: s.paths ?? [] }));
     } catch (e) {
       throw new RubiconError('VAULT_IO', `vault '${this.info.name}': restic snapshots on ${this.where()} printed something that is not JSON`, { cause: e });
@@ -615,7 +623,7 @@ export class ResticVault implements ToolVault {
     this.repoCheck ??= (async (): Promise<RepoCheck> => {
       try {
         await this.ensureInitialized();
-        const r = await this.onHost(RESTIC_CMD_SCRIPT, ['check', '--read-data'], { timeoutMs: CHECK_TIMEOUT_MS });
+        const r = await this.onHost(CHECK_SCRIPT, [], { timeoutMs: CHECK_TIMEOUT_MS });
         return parseCheck(this.info.name, r.exitCode, `${r.stdout}\n${r.stderr}`);
       } catch (e) {
         return { status: 'error', detail: `vault '${this.info.name}': cannot run restic check on ${this.where()}: ${isRubiconError(e) ? e.message : String(e)}`, final: false };
@@ -760,7 +768,7 @@ export class ResticVault implements ToolVault {
   }
 
   /** Stores a document as a snapshot (`backup --stdin` on the vault host). Idempotent. */
-  private async putDoc(data: Uint8Array, file: string, tags: string[]): Promise<void> {
+  private async putDoc(data: Uint8Array, file: string, tags: string[]): Promise<ResticSummary> {
     await this.ensureInitialized();
     const r = await this.onHost(PUT_DOC_SCRIPT, [file, '--host', 'rubicon', ...tags.flatMap((t) => ['--tag', t])], { rest: data });
     if (r.exitCode !== 0) throw await this.resticFailure(this.vaultHost, r, `storing ${file}`);
@@ -768,13 +776,16 @@ export class ResticVault implements ToolVault {
     if (!s || s.bytes !== data.byteLength) {
       throw new RubiconError('VAULT_IO', `vault '${this.info.name}': restic did not report storing ${file} (${data.byteLength} bytes) on ${this.where()}`);
     }
+    return s;
   }
 
+  /** Idempotent (the document index read once per object is trusted here: a concurrent writer can at worst add a duplicate snapshot). */
   async putBytes(data: Uint8Array): Promise<string> {
     const sha256 = createHash('sha256').update(data).digest('hex');
-    if (await this.has(sha256)) return sha256;
-    await this.putDoc(data, `docs/${sha256}`, ['rubicon-doc', `rubicon-doc:${sha256}`]);
-    this.docs = undefined;
+    if ((await this.docIndex(false)).has(sha256)) return sha256;
+    const s = await this.putDoc(data, `docs/${sha256}`, ['rubicon-doc', `rubicon-doc:${sha256}`]);
+    // restic accepts a unique id prefix, which the summary's (short) id is.
+    this.docs?.set(sha256, { id: s.snapshotId, path: `/docs/${sha256}`, time: new Date().toISOString() });
     return sha256;
   }
 

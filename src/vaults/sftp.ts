@@ -260,8 +260,11 @@ export class SftpVault implements ToolVault {
     const treesRoot = grant.location.slice(grant.location.lastIndexOf(':') + 1);
     // Link candidates: an earlier copy of this artifact (a redo), the base copy (a delta).
     const candidates = [name, ...(o.base ? [this.treeOf(o.base.locator)] : [])];
-    const present = await this.vaultHost.exec({ argv: ['sh', '-c', 'cd "$1" || exit 0; shift; for d; do [ -d "$d" ] && printf "%s\\n" "$d"; done; exit 0', 'rubicon', this.treesDir, ...candidates] });
-    const linkDests = present.stdout.split('\n').filter((d) => d !== '' && candidates.includes(d));
+    const present = await this.vaultHost.exec({ argv: ['sh', '-c', 'cd "$1" || exit 0; shift; for d; do [ -d "$d" ] && printf "%s\\n" "$d"; done; exit 0', 'rubicon', this.treesDir, `${name}.partial`, ...candidates] });
+    const found = present.stdout.split('\n');
+    const linkDests = candidates.filter((d) => found.includes(d));
+    // A finished rsync recorded by an earlier process is reused only while its partial copy is still there to be checked.
+    const partialThere = found.includes(`${name}.partial`);
     const argv = [
       'rsync', '-a', '--numeric-ids', '--no-human-readable', '--stats', '--files-from=-', '--from0',
       '-e', grant.sshCommand,
@@ -271,7 +274,7 @@ export class SftpVault implements ToolVault {
     ];
     const want = { files: o.entries.length, bytes: totalBytes(o.entries) };
     const list = o.files.length === 0 ? '' : `${o.files.join('\0')}\0`;
-    const accept = (r: StepResult) => r.exitCode === 0 && sameCounts(parseRsyncStats(r.stdout), want);
+    const accept = (r: StepResult) => partialThere && r.exitCode === 0 && sameCounts(parseRsyncStats(r.stdout), want);
     const r = await runAttempt(run, from, `${o.stepId}/rsync`, { argv, input: list, env: { LC_ALL: 'C' } }, `rsync of ${o.artifactId} into vault ${this.info.name}`, {
       accept,
       signal: o.signal,
