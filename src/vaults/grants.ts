@@ -319,7 +319,7 @@ export async function revokeRunGrants(h: GrantHost): Promise<number> {
   await editAuthorizedKeys(h, (lines) =>
     lines.filter((l) => {
       const id = grantIdOf(l);
-      const mine = id !== undefined && id.startsWith(prefix);
+      const mine = id !== undefined && id.startsWith(prefix) && /^[0-9a-f]{16}$/.test(id.slice(prefix.length));
       if (mine) removed++;
       return !mine;
     }),

@@ -87,10 +87,13 @@ export interface FailureContext {
 /**
  * A typed error for the failures any ssh-based tool shares, or undefined
  * when the output does not say which (the caller names the tool's own
- * failure). Never includes more of the tool's output than its known
+ * failure). `unspecific`: the tool failed in a way a full vault disk can
+ * cause without saying so (sftp has no "no space" status: OpenSSH's
+ * sftp-server sends SSH_FX_FAILURE); then the vault host's free space is
+ * looked at. Never includes more of the tool's output than its known
  * message shapes.
  */
-export function sharedToolFailure(c: FailureContext): RubiconError | undefined {
+export async function sharedToolFailure(c: FailureContext, o: { unspecific?: boolean } = {}): Promise<RubiconError | undefined> {
   const s = c.stderr;
   const onMachine = `${c.machine.name} (${c.machine.address})`;
   const host = `${c.vaultHost.name} (${c.vaultAddress})`;
@@ -106,25 +109,33 @@ export function sharedToolFailure(c: FailureContext): RubiconError | undefined {
       details: { machine: c.vaultHost.name, tool: c.tool },
     });
   }
-  if (/No space left on device|ENOSPC|Disk quota exceeded/i.test(s)) return noSpace(c);
+  if (/No space left on device|ENOSPC|Disk quota exceeded/i.test(s)) {
+    if (c.machine === c.vaultHost || (await vaultHostFull(c.vaultHost, c.vaultPath))) return noSpace(c);
+    return new RubiconError('NO_SPACE', `${onMachine} ran out of space while ${c.what} for vault '${c.vault}' (the vault host still has space)`, {
+      hint: `free space on ${c.machine.name} (its temp folder, the tool's cache under the home folder, Rubicon's work folder), then resume the run`,
+      details: { vault: c.vault, machine: c.machine.name },
+    });
+  }
   if (/REMOTE HOST IDENTIFICATION HAS CHANGED|Host key verification failed|No \S+ host key is known|Host key for \S+ has changed/i.test(s)) {
     return new RubiconError('MACHINE_HOST_KEY', `${onMachine} does not recognise the host key of ${host}, the host of vault '${c.vault}'`, {
       hint: `check the vault host's key out of band and put it into the runbook's known_hosts file for vault '${c.vault}' (vaults[].host.knownHosts); the grant copies that file to ${c.machine.name}`,
       details: { machine: c.machine.name, vaultHost: c.vaultHost.name },
     });
   }
-  if (/Permission denied \(|Permission denied, please|Too many authentication failures|Authentication failed/i.test(s)) {
+  // ssh's own wording only: a tool's "Permission denied (13)" on a file is not a refused key.
+  if (/Permission denied \((?:publickey|password|keyboard-interactive|hostbased|gssapi)[^)]*\)|Permission denied, please try again|Too many authentication failures/i.test(s)) {
     return new RubiconError('GRANT_FAILED', `${host}, the host of vault '${c.vault}', refused the grant key of ${c.machine.name} (expired, revoked, or authorized_keys not read by sshd)`, {
       hint: `resume the run to get a fresh grant; if it keeps failing, check that sshd on ${c.vaultHost.name} reads the authorized_keys file the runbook names (vaults[].host.authorizedKeysFile)`,
       details: { machine: c.machine.name, vaultHost: c.vaultHost.name },
     });
   }
-  if (/Connection refused|No route to host|Network is unreachable|Connection timed out|Could not resolve hostname|Name or service not known|Connection closed by|Connection reset/i.test(s)) {
+  if (/ssh: connect to host|Connection refused|No route to host|Network is unreachable|Connection timed out|Could not resolve hostname|Name or service not known|Connection closed by \S+ port|kex_exchange_identification/i.test(s)) {
     return new RubiconError('MACHINE_UNREACHABLE', `${onMachine} cannot reach ${host}, the host of vault '${c.vault}'`, {
       hint: `check that ${c.machine.name} can reach ${c.vaultAddress} (routing, firewall, sshd up), then resume the run`,
       details: { machine: c.machine.name, vaultHost: c.vaultHost.name },
     });
   }
+  if (o.unspecific && (await vaultHostFull(c.vaultHost, c.vaultPath))) return noSpace(c);
   return undefined;
 }
 

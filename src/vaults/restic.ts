@@ -12,7 +12,6 @@ import {
   checkEntries,
   firstOf,
   indexDocument,
-  noSpace,
   parseIndexDocument,
   runAttempt,
   sameIndexEntry,
@@ -21,7 +20,6 @@ import {
   toolLines,
   totalBytes,
   userAtHost,
-  vaultHostFull,
   type FailureContext,
 } from './remote-tools.ts';
 import type { ToolVaultDeps } from './sftp.ts';
@@ -463,9 +461,8 @@ export class ResticVault implements ToolVault {
   private async resticFailure(on: Machine, r: { exitCode: number; stderr: string }, what: string, code: 'VAULT_IO' | 'CAPTURE_FAILED' = 'VAULT_IO'): Promise<RubiconError> {
     if (r.exitCode === 12 || /wrong password or no key found/.test(r.stderr)) return this.wrongPassword();
     const ctx = this.failureContext(on, r, what);
-    const shared = sharedToolFailure(ctx);
+    const shared = await sharedToolFailure(ctx, { unspecific: /Save\(|sftp: "Failure"|SSH_FX_FAILURE|Write:|unable to save|close .*: /i.test(r.stderr) });
     if (shared) return shared;
-    if (/Save\(|sftp: "Failure"|SSH_FX_FAILURE|Write:|unable to save|close .*: /i.test(r.stderr) && (await vaultHostFull(this.vaultHost, this.settings.path))) return noSpace(ctx);
     return new RubiconError(code, `restic on ${on.name} failed (exit ${r.exitCode}) while ${what} (vault '${this.info.name}')${toolLines(r.stderr, RESTIC_SHAPES)}`, {
       hint: `read the step's log beside the run for restic's full output, then resume the run`,
       details: { exitCode: r.exitCode },

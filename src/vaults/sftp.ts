@@ -23,7 +23,6 @@ import {
   totalBytes,
   treeRunner,
   userAtHost,
-  vaultHostFull,
 } from './remote-tools.ts';
 import type { ArtifactIndexEntry, Grant, ObjectCheck, ObjectWriter, ToolVault, VaultCaps, VaultStepRun } from './vault.ts';
 
@@ -328,10 +327,9 @@ export class SftpVault implements ToolVault {
   private async rsyncFailure(on: Machine, r: StepResult, what: string): Promise<RubiconError> {
     const h = this.settings.host;
     const ctx = { vault: this.info.name, tool: 'rsync' as const, machine: on, vaultHost: this.vaultHost, vaultAddress: `${h.user}@${h.host}:${h.port}`, vaultPath: this.settings.path, exitCode: r.exitCode, stderr: r.stderr, what };
-    const shared = sharedToolFailure(ctx);
+    const shared = await sharedToolFailure(ctx, { unspecific: r.exitCode === 11 || r.exitCode === 12 || r.exitCode === 23 });
     if (shared) return shared;
     const lines = toolLines(r.stderr, RSYNC_SHAPES);
-    if ((r.exitCode === 11 || r.exitCode === 12 || r.exitCode === 23) && (await vaultHostFull(this.vaultHost, this.settings.path))) return noSpace(ctx);
     const meaning = RSYNC_EXIT[r.exitCode] ?? 'failed';
     if (/rrsync error/.test(r.stderr)) {
       return new RubiconError('GRANT_FAILED', `the host of vault '${this.info.name}' refused rsync's request from ${on.name} (${what})${lines}`, { hint: 'this is a Rubicon bug if it persists: report the rrsync message' });
