@@ -92,11 +92,19 @@ export interface Grant {
   expiresAt: string;
   /** Folder on the machine holding the grant's files; removed by revoke. */
   dir: string;
-  /** ssh command for rsync -e / restic sftp.command (no secrets: a key file path). */
+  /**
+   * ssh command for rsync -e (without the host: rsync adds it) or the whole
+   * restic sftp.command (with `-l user -s host sftp`). No secrets: a key file path.
+   */
   sshCommand: string;
   /** Environment for the tool (paths only, e.g. RESTIC_PASSWORD_FILE). */
   env: Record<string, string>;
-  /** Where the tool reaches the vault: `user@host:/path` (rsync) or `sftp:user@host:/path` (restic). */
+  /**
+   * Where the tool reaches the vault: for rsync the folder of the vault's
+   * trees as the tool must name it (`user@host:/` when sshd forces rrsync
+   * into that folder, else `user@host:/path/trees/`); for restic the
+   * repository, `sftp:user@host:/path`.
+   */
   location: string;
 }
 
@@ -123,7 +131,9 @@ export type VaultStepRun = (
  *   Idempotent for the same artifact id (a redo replaces its own partial copy).
  * - checkCopy reads the copy back where it is stored (hashes computed on the
  *   vault host; restic check --read-data) and grades it; never throws for a
- *   bad copy.
+ *   bad copy. A vault may verify its whole store once per vault object and
+ *   reuse that verdict for every artifact (restic: check --read-data is
+ *   repository-wide); make a new object to read it again.
  * - restoreTo puts the copy's files under `dest` on the machine through a
  *   read grant; the caller verifies them against the manifest there.
  */
