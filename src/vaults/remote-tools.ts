@@ -110,7 +110,10 @@ export async function sharedToolFailure(c: FailureContext, o: { unspecific?: boo
     });
   }
   if (/No space left on device|ENOSPC|Disk quota exceeded/i.test(s)) {
-    if (c.machine === c.vaultHost || (await vaultHostFull(c.vaultHost, c.vaultPath))) return noSpace(c);
+    // rsync tags the side that failed; the receiver (and its generator) runs on the vault host. Otherwise look at the
+    // vault host's free space (not conclusive after the fact: a tool removes its temp file when it fails).
+    const remote = /\[(?:receiver|generator)\][^\n]*(?:No space left on device|Disk quota exceeded)/i.test(s);
+    if (remote || c.machine === c.vaultHost || (await vaultHostFull(c.vaultHost, c.vaultPath))) return noSpace(c);
     return new RubiconError('NO_SPACE', `${onMachine} ran out of space while ${c.what} for vault '${c.vault}' (the vault host still has space)`, {
       hint: `free space on ${c.machine.name} (its temp folder, the tool's cache under the home folder, Rubicon's work folder), then resume the run`,
       details: { vault: c.vault, machine: c.machine.name },

@@ -550,10 +550,13 @@ export class ResticVault implements ToolVault {
     const version = await this.toolVersion(from);
     const name = artifactName(o.artifactId);
     const src = o.srcDir === '/' ? '' : o.srcDir.replace(/\/+$/, '');
-    const list = o.files.length === 0 ? '' : `${o.files.map((f) => `${src}/${f}`).join('\0')}\0`;
+    // An empty item (an empty folder) is the folder itself with everything in it excluded: restic refuses an empty list.
+    const empty = o.files.length === 0;
+    const list = empty ? `${o.srcDir}\0` : `${o.files.map((f) => `${src}/${f}`).join('\0')}\0`;
     const argv = this.resticArgv(
       grant,
       'backup', '--json', '--files-from-raw', '-',
+      ...(empty ? ['--exclude', `${src.replace(/[\\*?[\]]/g, '\\$&')}/*`] : []),
       '--tag', 'rubicon', '--tag', `artifact:${name}`, '--tag', `rubicon-run:${encodeTag(this.deps.runId)}`, '--tag', `source:${encodeTag(o.srcDir)}`,
       '--host', from.name,
       ...(o.base ? ['--parent', o.base.locator] : []),

@@ -450,6 +450,25 @@ describe.skipIf(noNet)(`sftp and restic vaults on test hosts${noNet ? ` (skipped
     expect(docSnaps).toHaveLength(1);
   });
 
+  it('an empty folder is an artifact too, in both vaults', async () => {
+    const emptySrc = path.join(net.hosts.target.dataDir, 'ehr', 'empty');
+    mkdirSync(emptySrc, { recursive: true });
+    for (const vault of ['sftp', 'restic']) {
+      const g = await d.call<Grant>('grant', { vault, machine: 'target', mode: 'write', ttlMs: 60_000 });
+      const r = await d.call<{ locator: string; report: { files: number; bytes: number } }>('ingest', {
+        vault, machine: 'target', grant: g, artifactId: `r1.capture.empty.${vault}`, stepId: `capture/empty/${vault}`, srcDir: emptySrc, entries: [],
+      });
+      expect(r.report).toEqual({ files: 0, bytes: 0 });
+      expect(await d.call('checkCopy', { vault, artifactId: 'empty', locator: r.locator, entries: [], stepId: `prove/empty/${vault}` })).toMatchObject({ status: 'ok' });
+      await d.call('revoke', { vault, grant: g });
+      const rg = await d.call<Grant>('grant', { vault, machine: 'pg', mode: 'read', ttlMs: 60_000 });
+      const dest = path.join(net.hosts.pg.dataDir, 'restore', `empty-${vault}`);
+      await d.call('restoreTo', { vault, machine: 'pg', grant: rg, artifactId: 'empty', locator: r.locator, dest, stepId: `prove/empty/${vault}/restore`, srcDir: emptySrc });
+      expect(readdirSync(dest)).toEqual([]);
+      await d.call('revoke', { vault, grant: rg });
+    }
+  });
+
   it('the vault host running out of space gives NO_SPACE naming it; after space is freed the redo succeeds', async () => {
     const filler = path.join(net.hosts.vault.dataDir, 'filler');
     const df = await execa('df', ['-Pk', net.hosts.vault.dataDir]);
