@@ -104,7 +104,7 @@ export abstract class PosixMachine implements Machine {
       throw new RubiconError('MACHINE_FAILED', `step ${step.id} on ${this.name} was killed before it finished`, { hint: 'resume the run to start it again' });
     }
     const max = o.maxOutputBytes ?? DEFAULT_MAX_OUTPUT;
-    const out = await this.invoke(['sh', '-c', STEP_OUTPUT_SCRIPT, 'rubicon', dir, String(max)], { timeoutMs: 120_000, maxOutputBytes: 2 * max + 64 });
+    const out = await this.invoke(['sh', '-c', STEP_OUTPUT_SCRIPT, 'rubicon', dir, String(max)], { timeoutMs: 120_000, maxOutputBytes: 2 * max + 16 });
     const { stdout, stderr } = splitStepOutput(out.stdout);
     return { exitCode: status.exitCode, stdout, stderr, durationMs: Math.round(performance.now() - t0), reattached: status.reattached };
   }

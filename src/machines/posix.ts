@@ -103,15 +103,14 @@ kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
 
 /**
  * Reads the step's output files, bounded: $1 folder, $2 max bytes per
- * stream. Prints the length of what follows of out on a line of its own,
- * then out, then err (a length, not a separator: a tool's stdout may hold
- * NUL bytes, e.g. `sha256sum -z`).
+ * stream. Prints "<n>\n", then the last n bytes of stdout (which may hold
+ * NULs: sha256sum -z), then stderr's last bytes.
  */
 export const STEP_OUTPUT_SCRIPT = String.raw`
 d=$1; n=$2
-s=0
-if [ -f "$d/out" ]; then s=$(wc -c < "$d/out") || s=0; [ "$s" -gt "$n" ] && s=$n; fi
-printf '%s\n' "$s"
+s=0; [ -f "$d/out" ] && s=$(wc -c < "$d/out")
+[ "$s" -gt "$n" ] && s=$n
+echo "$s"
 [ -f "$d/out" ] && tail -c "$n" "$d/out"
 [ -f "$d/err" ] && tail -c "$n" "$d/err"
 exit 0
@@ -152,15 +151,13 @@ export function parseStepStatus(stdout: string): StepStatus | undefined {
   return { state: 'error', detail: line };
 }
 
-/** Splits STEP_OUTPUT_SCRIPT's output: `<length of out>\n`, out, err. */
+/** Splits STEP_OUTPUT_SCRIPT's output. */
 export function splitStepOutput(bytes: Uint8Array): { stdout: string; stderr: string } {
   const buf = Buffer.from(bytes);
-  const nl = buf.indexOf(0x0a);
-  const len = nl < 0 ? Number.NaN : Number(buf.subarray(0, nl).toString('latin1').trim());
-  if (!Number.isSafeInteger(len) || len < 0) return { stdout: buf.toString('utf8'), stderr: '' };
-  const start = nl + 1;
-  const end = Math.min(buf.length, start + len);
-  return { stdout: buf.subarray(start, end).toString('utf8'), stderr: buf.subarray(end).toString('utf8') };
+  const nl = buf.indexOf(10);
+  const n = nl > 0 ? Number(buf.subarray(0, nl).toString('ascii').trim()) : NaN;
+  if (!Number.isInteger(n) || n < 0) return { stdout: '', stderr: buf.toString('utf8') };
+  return { stdout: buf.subarray(nl + 1, nl + 1 + n).toString('utf8'), stderr: buf.subarray(nl + 1 + n).toString('utf8') };
 }
 
 export function stepLost(machine: string, stepId: string): RubiconError {

@@ -16,6 +16,7 @@ import {
   type HostProcess,
   type TestNet,
 } from './index.ts';
+import { useTestNet } from './vitest.ts';
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/owner.ts', import.meta.url));
 const STRICT = (net: TestNet) => ['-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=yes', '-o', `UserKnownHostsFile=${net.knownHostsPath}`];
@@ -296,7 +297,8 @@ describe.skipIf(noNet)(`test hosts: real sshd on namespaced hosts${noNet ? ` (sk
 
     const swept = sweepStaleTestNets();
     expect(swept.problems).toEqual([]);
-    expect(swept.removed).toContain(made.id);
+    // (removed by this sweep, or by a concurrent test run's sweep: either way not kept, and gone)
+    expect(swept.kept).not.toContain(made.id);
     expect(swept.kept).toEqual(expect.arrayContaining([net.id, other.id])); // live owners are left alone
     expect(leftovers(made.id, [made.sshdPid])).toEqual([]);
     expect((await net.ssh('ctl', 'target', 'true')).exitCode).toBe(0);
@@ -309,6 +311,17 @@ describe.skipIf(noNet)(`test hosts: real sshd on namespaced hosts${noNet ? ` (sk
     expect([e.exitCode, t.signal]).toEqual([0, 'SIGTERM']);
     expect(leftovers(exited.made.id, [exited.made.sshdPid])).toEqual([]);
     expect(leftovers(termed.made.id, [termed.made.sshdPid])).toEqual([]);
+  });
+
+  it('a net that fails half-way through creation is removed again, and the error says why', async () => {
+    const failed = await createTestNet({ hosts: { h: { shell: '/nonexistent/pwsh' } }, segments: { a: ['ctl', 'h'] } }).then(
+      () => undefined,
+      (e: unknown) => e as Error,
+    );
+    expect(failed).toBeInstanceOf(TestNetError);
+    expect(failed?.message).toMatch(/could not create test net [0-9a-f]{6}: cannot give host h the shell \/nonexistent\/pwsh: it does not exist/);
+    const id = /test net ([0-9a-f]{6})/.exec(failed!.message)![1]!;
+    expect(leftovers(id, [])).toEqual([]);
   });
 
   it('destroy() leaves no namespace, mount, /etc/netns folder, folder or process behind, and is idempotent', async () => {
@@ -324,5 +337,15 @@ describe.skipIf(noNet)(`test hosts: real sshd on namespaced hosts${noNet ? ` (sk
       await expect(n.exec('ctl', ['true'])).rejects.toThrow(TestNetError);
     }
     expect(await rootLinks()).toBe(linksBefore);
+  });
+});
+
+describe.skipIf(noNet)(`useTestNet (vitest glue)${noNet ? ` (skipped: ${noNet})` : ''}`, () => {
+  const net = useTestNet({ hosts: { solo: { sshd: true } }, segments: { a: ['ctl', 'solo'] } });
+
+  it('creates the net in beforeAll and hands it to the tests', async () => {
+    expect((await net().ssh('ctl', 'solo', 'hostname')).stdout.trim()).toBe('solo');
+    expect(net().host('ctl').sshd.enabled).toBe(false);
+    expect(() => net().host('ctl').sshd.hostPublicKey).toThrow(/host ctl has no sshd/);
   });
 });

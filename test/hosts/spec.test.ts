@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { keyBlob, passwdForHost } from './net.ts';
 import { blockBase, hostsFile, inBenchmarkRange, ipScripts, planNet, reachableAddress, storyNet, TestNetSpecError } from './spec.ts';
-import { preflight } from './tools.ts';
+import { preflight, requireTestNet } from './tools.ts';
 
 describe('planNet', () => {
   const plan = planNet(storyNet({ vault: { diskMb: 8 } }), 'a1b2c3', [3, 300]);
@@ -81,6 +81,19 @@ describe('preflight', () => {
     expect(r.reason).toContain('/nonexistent/sshd (apt-get install openssh-server)');
     expect(r.reason).toContain('ssh-keygen (apt-get install openssh-client)');
     expect(r.reason).toMatch(/\/nonexistent\/machine-id.*systemd-machine-id-setup/);
+  });
+
+  it('requireTestNet never skips in CI (the tests then fail with the reason), and gives the reason elsewhere', () => {
+    const ci = process.env.CI;
+    try {
+      process.env.CI = 'true';
+      expect(requireTestNet()).toBeUndefined();
+      delete process.env.CI;
+      expect(requireTestNet()).toBe(preflight().reason);
+    } finally {
+      if (ci === undefined) delete process.env.CI;
+      else process.env.CI = ci;
+    }
   });
 
   it('says plainly when it is not Linux', () => {

@@ -203,7 +203,8 @@ export function teardownSync(tools: Pick<Tools, 'ip' | 'umount'>, t: TeardownTar
       try {
         execFileSync(tools.umount, ['-l', mp], { stdio: 'pipe' });
       } catch (e) {
-        problems.push(`could not unmount ${mp}: ${String((e as { stderr?: unknown }).stderr ?? e).trim()}`);
+        // A concurrent sweep may have unmounted it first: only a mount still there is a problem.
+        if (mountsUnder(mp).includes(mp)) problems.push(`could not unmount ${mp}: ${String((e as { stderr?: unknown }).stderr ?? e).trim()}`);
       }
     }
   }
