@@ -496,7 +496,6 @@ export class ResticVault implements ToolVault {
     const pw = await this.password();
     const h = this.settings.host;
     const location = `sftp:${userAtHost(h.user, h.host)}:${this.settings.path}`;
-    toolArg(this.settings.path);
     const g = await issueGrant(this.grantHost, to, {
       mode,
       ttlMs,

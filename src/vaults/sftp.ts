@@ -226,7 +226,6 @@ export class SftpVault implements ToolVault {
     // rrsync maps a leading "/" to its restricted folder; without it the client names real paths.
     const treesRoot = rrsync ? '/' : `${this.treesDir}/`;
     const forcedCommand = rrsync ? [shQuote(rrsync), mode === 'write' ? '-wo' : '-ro', ...(mode === 'write' ? ['-no-lock', '-no-del'] : []), shQuote(this.treesDir)].join(' ') : undefined;
-    toolArg(treesRoot);
     const g = await issueGrant(this.grantHost, to, {
       mode,
       ttlMs,
