@@ -61,6 +61,8 @@ export const ERROR_CODES = {
   NOT_REBUILT: EXIT.failure,
   /** A grant (time-limited vault access) could not be given, was refused, or expired. */
   GRANT_FAILED: EXIT.failure,
+  /** A vault refused its credentials: the restic repository password does not open the repository. */
+  VAULT_PASSWORD: EXIT.failure,
   /** The run was interrupted by SIGINT/SIGTERM; resume continues it. */
   INTERRUPTED: EXIT.interrupted,
   /** A signing key the runbook names is missing, unreadable or not an Ed25519 PKCS#8 PEM key: nothing was touched. */

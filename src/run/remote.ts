@@ -118,6 +118,7 @@ async function ship(
         stepId: `${o.artifactId}/ingest/${v.info.name}`,
         srcDir: o.srcDir,
         files: o.manifest.entries.map((e) => e.path),
+        entries: o.manifest.entries,
         ...(o.base && baseLocator ? { base: { artifactId: o.base.id, locator: baseLocator } } : {}),
         ...(ctx.signal ? { signal: ctx.signal } : {}),
       });
