@@ -34,7 +34,7 @@ function Get-FirstError {
 $tests = @($run.Tests | ForEach-Object {
     [ordered]@{
       file = [System.IO.Path]::GetFileName([string]$_.ScriptBlock.File)
-      path = (@($_.Path) -join ' > ')
+      path = $(if ($_.PSObject.Properties['ExpandedPath'] -and $_.ExpandedPath) { [string]$_.ExpandedPath } else { @($_.Path) -join '.' })
       result = [string]$_.Result
       durationMs = [int]$_.Duration.TotalMilliseconds
       error = (Get-FirstError $_.ErrorRecord)

@@ -314,8 +314,8 @@ export function parseScriptOutput<T = unknown>(stdout: string, expect: ParseExpe
   if (begin < 0) {
     throw new ScriptOutputError('no-begin', `${where}'s output has a RUBICON-RESULT line but no RUBICON-BEGIN line before it`, 'the start of the output was lost; run the script again');
   }
-  const [, script, versionText, argsSha256] = BEGIN_RE.exec(lines[begin] as string) as RegExpExecArray;
-  const [, wantHash, wantBytesText] = RESULT_RE.exec(lines[end] as string) as RegExpExecArray;
+  const [, script, versionText, argsSha256] = BEGIN_RE.exec(lines[begin] as string) as unknown as [string, string, string, string];
+  const [, wantHash, wantBytesText] = RESULT_RE.exec(lines[end] as string) as unknown as [string, string, string];
   const hash = createHash('sha256');
   let bytes = 0;
   let noiseLines = 0;

@@ -96,11 +96,16 @@ function Add-RubiconFolderRef {
   if ([string]::IsNullOrWhiteSpace($Path)) { return }
   $p = [System.Environment]::ExpandEnvironmentVariables($Path.Trim().Trim('"').Trim())
   if ($p -notmatch '^(?:[A-Za-z]:\\|\\\\[^\\]+\\)') { return }
-  $folder = $p.TrimEnd('\')
+  $folder = $p.Replace('/', '\').TrimEnd('\')
   if ($folder -match '^[A-Za-z]:$') { $folder += '\' }
-  $leaf = Split-Path -Leaf $folder
-  if ($leaf -match '\.[A-Za-z0-9]{1,5}$' -and -not (Test-Path -LiteralPath $folder -PathType Container)) { $folder = Split-Path -Parent $folder }
-  if ([string]::IsNullOrEmpty($folder)) { return }
+  $cut = $folder.LastIndexOf('\')
+  $leaf = $folder.Substring($cut + 1)
+  if ($leaf -match '\.[A-Za-z0-9]{1,5}$' -and -not (Test-Path -LiteralPath $folder -PathType Container)) {
+    # a file: its folder (string work, not Split-Path, so a Windows path stays one on any host)
+    $folder = $folder.Substring(0, $cut)
+    if ($folder -match '^[A-Za-z]:$') { $folder += '\' }
+  }
+  if ([string]::IsNullOrEmpty($folder) -or $folder -eq '\\') { return }
   $sysRoot = [System.Environment]::GetEnvironmentVariable('SystemRoot')
   if ($sysRoot -and (Test-RubiconPathInside $folder $sysRoot $true)) { return }
   $k = $folder.ToLowerInvariant()
@@ -279,7 +284,10 @@ function Get-InventoryIisSites {
   foreach ($site in @(Get-IISSite)) {
     $name = [string]$site.Name
     $bindings = @(@(Get-RubiconProp $site 'Bindings' @()) | ForEach-Object {
-        $hash = Get-RubiconProp $_ 'CertificateHash'
+        # not through Get-RubiconProp: returning a byte[] from a function would enumerate it
+        $hashProp = $_.PSObject.Properties['CertificateHash']
+        $hash = $null
+        if ($null -ne $hashProp) { $hash = $hashProp.Value }
         $hex = $null
         if ($hash -is [byte[]] -and $hash.Length -gt 0) { $hex = ([System.BitConverter]::ToString($hash) -replace '-', '') }
         [ordered]@{ protocol = [string]$_.Protocol; bindingInformation = [string]$_.BindingInformation; certificateHash = $hex; certificateStoreName = ConvertTo-RubiconText (Get-RubiconProp $_ 'CertificateStoreName') }
