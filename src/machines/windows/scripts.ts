@@ -391,7 +391,8 @@ function isResult(v: unknown): v is ScriptResult {
 export function scriptData<T>(output: ScriptOutput<T>): T {
   const r = output.result;
   if (r.ok) return r.data;
-  throw new RubiconError('SCRIPT_FAILED', `script ${output.script} on ${r.host.computerName} failed: ${r.error.code}: ${r.error.message}`, {
+  const where = typeof r.host?.computerName === 'string' ? r.host.computerName : 'the server';
+  throw new RubiconError('SCRIPT_FAILED', `script ${output.script} on ${where} failed: ${r.error.code}: ${r.error.message}`, {
     hint: scriptHint(r.error.code),
     details: { script: output.script, scriptCode: r.error.code, scriptDetails: r.error.details, where: r.error.where },
   });
