@@ -12,6 +12,10 @@ export const EXIT = {
   failure: 1,
   gateRefused: 2,
   invalidInput: 3,
+  /** A manual crossing is waiting for the engineer: `rubicon confirm RUN_ID --crossed` (or `resume --yes`) continues. */
+  waiting: 4,
+  /** SIGINT / SIGTERM: the run stopped where it was, thawed, and `rubicon resume` continues it. */
+  interrupted: 130,
 } as const;
 export type ExitCode = (typeof EXIT)[keyof typeof EXIT];
 
@@ -39,6 +43,30 @@ export const ERROR_CODES = {
   /** A remote script ran and reported an error result with its own stable code (details.scriptCode). */
   SCRIPT_FAILED: EXIT.failure,
   INTERNAL: EXIT.failure,
+  /** A machine (target, proving ground, vault host) could not be reached: network, sshd down. */
+  MACHINE_UNREACHABLE: EXIT.failure,
+  /** A machine's host key is unknown or changed (the runbook's known_hosts file). */
+  MACHINE_HOST_KEY: EXIT.failure,
+  /** A machine refused Rubicon's key. */
+  MACHINE_AUTH: EXIT.failure,
+  MACHINE_TIMEOUT: EXIT.failure,
+  MACHINE_FAILED: EXIT.failure,
+  MACHINE_FILE_MISSING: EXIT.failure,
+  MACHINE_FILE_TOO_LARGE: EXIT.failure,
+  /** A non-idempotent step started by an earlier process ended without a recorded result: never run twice. */
+  STEP_LOST: EXIT.failure,
+  /** A tool a method needs (restic, rsync, sqlite3, ...) is not installed where it must run. */
+  TOOL_MISSING: EXIT.failure,
+  /** Out of space on a vault, a machine or the state directory; resume finishes once space is freed. */
+  NO_SPACE: EXIT.failure,
+  /** A precondition broke in the middle of a run (not bad input: the run started). */
+  PRECONDITION_FAILED: EXIT.failure,
+  /** The machine is not the rebuilt server the runbook describes (manual crossing). */
+  NOT_REBUILT: EXIT.failure,
+  /** A grant (time-limited vault access) could not be given, was refused, or expired. */
+  GRANT_FAILED: EXIT.failure,
+  /** The run was interrupted by SIGINT/SIGTERM; resume continues it. */
+  INTERRUPTED: EXIT.interrupted,
 } as const;
 export type ErrorCode = keyof typeof ERROR_CODES;
 

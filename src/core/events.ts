@@ -31,6 +31,8 @@ export type RunOutcome =
   | 'refused' // the gate refused: nothing destroyed
   | 'not-confirmed' // the gate passed but nobody confirmed the crossing: nothing destroyed
   | 'landed' // rebuilt, restored and validated
+  | 'waiting' // manual crossing: Rubicon stopped at the crossing and waits for `rubicon confirm RUN --crossed`
+  | 'interrupted' // stopped by SIGINT/SIGTERM; resume continues it
   | 'failed'; // stopped by an error; see the last events
 
 export type JournalEvent =
@@ -65,7 +67,7 @@ export type JournalEvent =
   | { type: 'rollback.released'; rollbackPointId: string }
   | { type: 'gate.evaluated'; result: GateResult }
   | { type: 'permit.issued'; permit: Permit }
-  | { type: 'crossing.confirmed'; by: 'flag' | 'prompt'; who: string }
+  | { type: 'crossing.confirmed'; by: 'flag' | 'prompt' | 'command'; who: string }
   | { type: 'crossing.started'; permitId: string; image: string }
   | { type: 'crossing.completed'; image: string }
   | { type: 'landing.restored'; itemId: string; artifactId: string; vault: string; bytes: number; durationMs: number }
@@ -78,6 +80,35 @@ export type JournalEvent =
     }
   | { type: 'report.written'; files: { kind: 'json' | 'markdown' | 'html' | 'junit'; path: string }[] }
   | { type: 'note'; level: 'info' | 'warn' | 'error'; message: string; itemId?: string }
+  /**
+   * A long action on a machine, recorded before it starts (src/run/steps.ts).
+   * `what` is a plain description (tool and purpose), never its arguments'
+   * secrets or its output.
+   */
+  | { type: 'step.started'; stepId: string; machine: string; what: string; idempotent: boolean }
+  /**
+   * The step ended (or a resumed run re-attached to its result). The tool's
+   * output is never copied here: it is kept in `log` beside the run
+   * (relative to the run folder), with its SHA-256 and line count.
+   */
+  | {
+      type: 'step.completed';
+      stepId: string;
+      exitCode: number;
+      durationMs: number;
+      reattached: boolean;
+      log?: { path: string; sha256: string; lines: number; bytes: number };
+    }
+  /** The target's services as found and stopped at freeze, so the thaw restores exactly that. */
+  | { type: 'services.stopped'; services: { name: string; active: string; enabled: string }[] }
+  /** What the engineer must do at a manual crossing, as printed. */
+  | { type: 'crossing.instructions'; text: string }
+  /** Who the target was before the crossing, so landing can refuse the old server (remote targets). */
+  | { type: 'target.identified'; machine: string; machineId: string | null; osRelease: string | null; hostKeys: string[] }
+  /** The rebuilt machine was checked before landing (manual crossing). */
+  | { type: 'rebuild.verified'; machine: string; osRelease: string; machineIdChanged: boolean | null; hostKeyChanged: boolean | null }
+  /** A signal stopped the run; it was thawed and `rubicon resume` continues it. */
+  | { type: 'run.interrupted'; signal: string }
   | { type: 'run.completed'; outcome: RunOutcome; exitCode: number; error?: { code: string; message: string } };
 
 export type JournalEventType = JournalEvent['type'];

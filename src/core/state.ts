@@ -75,6 +75,13 @@ export interface RunState {
   exitCode?: number;
   error?: { code: string; message: string };
   resumes: number;
+  /** Steps started and not (yet) completed, and completed ones, by id. */
+  steps: Record<string, { machine: string; what: string; idempotent: boolean; startedAt: string; completedAt?: string; exitCode?: number; log?: { path: string; sha256: string; lines: number; bytes: number } }>;
+  /** Services the freeze stopped, as they were before. */
+  stoppedServices?: { name: string; active: string; enabled: string }[];
+  crossingInstructions?: string;
+  targetIdentity?: { machine: string; machineId: string | null; osRelease: string | null; hostKeys: string[] };
+  rebuildVerified?: { machine: string; osRelease: string; machineIdChanged: boolean | null; hostKeyChanged: boolean | null; at: string };
   /** Hash of the newest journal record folded in: the evidence's fingerprint (verify with `rubicon status RUN_ID`). */
   journalHead: string;
   journalRecords: number;
@@ -121,6 +128,7 @@ export function reduce(state: RunState | undefined, record: JournalRecord): RunS
       reports: [],
       notes: [],
       resumes: 0,
+      steps: {},
       journalHead: record.hash,
       journalRecords: record.seq,
     };
@@ -229,6 +237,29 @@ export function reduce(state: RunState | undefined, record: JournalRecord): RunS
       s.exitCode = e.exitCode;
       s.finishedAt = at;
       if (e.error) s.error = e.error;
+      break;
+    case 'step.started':
+      s.steps = { ...s.steps, [e.stepId]: { machine: e.machine, what: e.what, idempotent: e.idempotent, startedAt: at } };
+      break;
+    case 'step.completed': {
+      const prev = s.steps[e.stepId];
+      s.steps = { ...s.steps, [e.stepId]: { ...(prev ?? { machine: '?', what: '?', idempotent: false, startedAt: at }), completedAt: at, exitCode: e.exitCode, ...(e.log ? { log: e.log } : {}) } };
+      break;
+    }
+    case 'services.stopped':
+      s.stoppedServices = e.services;
+      break;
+    case 'target.identified':
+      s.targetIdentity = { machine: e.machine, machineId: e.machineId, osRelease: e.osRelease, hostKeys: e.hostKeys };
+      break;
+    case 'crossing.instructions':
+      s.crossingInstructions = e.text;
+      break;
+    case 'rebuild.verified':
+      s.rebuildVerified = { machine: e.machine, osRelease: e.osRelease, machineIdChanged: e.machineIdChanged, hostKeyChanged: e.hostKeyChanged, at };
+      break;
+    case 'run.interrupted':
+      s.outcome = 'interrupted';
       break;
     default: {
       const never: never = e;

@@ -136,6 +136,12 @@ export interface Artifact {
   /** For databases: the source's fingerprint taken at capture time. */
   sourceFingerprint?: Fingerprint;
   provenance: Provenance;
+  /** Vaults that hold a copy. Absent (older journals, file-mirror before remote vaults): every vault of the run. */
+  vaults?: string[];
+  /** Per vault, where its copy is when it is not content-addressed objects: a restic snapshot id, an sftp tree folder. */
+  locators?: Record<string, string>;
+  /** The folder the files came from, absolute on the source machine (restic keeps absolute paths). */
+  sourceDir?: string;
 }
 
 /** Result of checking one artifact's copy in one vault (pgBackRest-style grades). */
@@ -222,15 +228,19 @@ export interface VaultInfo {
   kind: 'filesystem' | 'azure-blob' | 'restic' | 'sftp';
   /** Where, for the report (no credentials): a path or URL without query string. */
   location: string;
-  /** True when the vault does not live on the target itself. */
+  /** True when the vault does not live on the target itself (read from the vault, not the runbook). */
   offTarget: boolean;
-  /** True when stored copies cannot be altered or deleted during retention (WORM). */
+  /** True when stored copies cannot be altered or deleted during retention (WORM), as the vault itself reports. */
   immutable: boolean;
+  /** Encrypted at rest by the vault (restic always is). Absent in older journals. */
+  encrypted?: boolean;
+  /** The tool that writes and reads its copies where the data is (rsync, restic); absent: Rubicon itself (filesystem). */
+  tool?: string;
 }
 
 export interface RollbackPoint {
   id: string;
-  kind: 'sandbox-copy' | 'azure-disk-snapshot';
+  kind: 'sandbox-copy' | 'azure-disk-snapshot' | 'manual';
   /** Where it is, for the report: a path or resource ids. */
   location: string;
   createdAt: string;

@@ -1,5 +1,7 @@
 import type { Artifact, DriftChange, Fingerprint, Item, Manifest, ProofCheck } from '../core/types.ts';
 import type { Host } from '../hosts/host.ts';
+import type { Machine } from '../machines/machine.ts';
+import type { StepRunner } from '../run/steps.ts';
 
 /**
  * A database engine (sqlite, mssql, postgres): discovery, capture methods,
@@ -89,4 +91,35 @@ export interface DatabaseEngine {
   drift?(ctx: EngineContext, item: Item, manifest: Manifest, files: string[]): Promise<DriftChange[] | undefined>;
   /** Landing: restore onto the rebuilt target at item.location. Destructive at that location only. */
   restore(ctx: EngineContext, item: Item, manifest: Manifest, files: string[]): Promise<void>;
+}
+
+/**
+ * A database engine on a remote machine: every command runs ON the machine
+ * with the engine's own CLI and only results travel (src/engines/sqlite/remote.ts).
+ */
+export interface RemoteEngineContext {
+  /** The target (capture, fingerprint, discover, restore) or the proving ground (prove). */
+  machine: Machine;
+  /** Journaled long steps. */
+  steps: StepRunner;
+  /** Prefix for step ids, unique per artifact and phase. */
+  stepPrefix: string;
+  /** Absolute scratch folder on the machine (the engine creates it; the caller removes it). */
+  workDir: string;
+  signal?: AbortSignal;
+}
+
+export interface RemoteDatabaseEngine {
+  readonly kind: string;
+  readonly methods: Record<string, MethodInfo>;
+  /** Finds databases under the roots (absolute on the machine); item.location is relative to `root`. Read-only. */
+  discover(ctx: RemoteEngineContext, o: { root: string; roots: string[]; declared: { name: string; location?: string }[] }): Promise<Item[]>;
+  /** Fingerprint of the live database at `path` (absolute on the machine). Read-only. */
+  fingerprint(ctx: RemoteEngineContext, path: string): Promise<Fingerprint>;
+  /** Writes the backup into ctx.workDir on the machine. Never modifies the source. Idempotent. */
+  capture(ctx: RemoteEngineContext, item: Item, method: string, path: string): Promise<{ files: { path: string; name: string }[]; format: string; tool: string; position?: string }>;
+  /** On the proving ground: files restored and hash-checked (absolute on ctx.machine, manifest order). Graded checks. */
+  prove(ctx: RemoteEngineContext, artifact: Artifact, manifest: Manifest, files: string[]): Promise<ProveResult>;
+  /** Landing: put the database at destPath (absolute on the rebuilt target). Destructive at destPath only. */
+  restore(ctx: RemoteEngineContext, item: Item, manifest: Manifest, files: string[], destPath: string): Promise<void>;
 }

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { RubiconError } from '../core/errors.ts';
-import type { ManualStep, Override, Policy, VaultInfo } from '../core/types.ts';
+import type { ManualStep, Override, Policy } from '../core/types.ts';
 import type { VendorJobSpec } from '../engines/engine.ts';
 import { DEFAULT_POLICY, loosenings } from '../gate/policy.ts';
 import { mssqlRules, normalizeMssql, type MssqlSettings } from './mssql.ts';
@@ -15,19 +15,65 @@ import { RunbookSchema, type ParsedRunbook } from './schema.ts';
  * path absolute, the policy merged over the default. This is the only shape
  * the rest of Rubicon sees.
  */
+/** How Rubicon reaches a machine, with every path absolute. */
+export type TransportSettings =
+  | { kind: 'local' }
+  | {
+      kind: 'ssh';
+      host: string;
+      port: number;
+      user: string;
+      identityFile: string;
+      knownHosts: string;
+      connectTimeoutSeconds: number;
+      commandTimeoutSeconds: number;
+      proxyJump?: string;
+    };
+
+export type SshSettings = Extract<TransportSettings, { kind: 'ssh' }>;
+
+/** A vault as the runbook describes it; what it can do (immutable, off the target, ...) is read from the vault itself. */
+export type VaultSettings =
+  | { name: string; kind: 'filesystem'; path: string }
+  | { name: string; kind: 'sftp'; host: SshSettings & { authorizedKeysFile?: string }; path: string }
+  | { name: string; kind: 'restic'; host: SshSettings & { authorizedKeysFile?: string }; path: string; password: { env: string } | { file: string } };
+
+export type InfraSettings =
+  | { kind: 'sandbox'; provingGround: string; rollback: string; currentImage: string }
+  | {
+      kind: 'manual';
+      currentImage: string;
+      instructions?: string;
+      rebuilt: { osRelease: string; newMachineId: boolean; knownHosts: string };
+      rollback?: { description: string };
+    };
+
 export interface Runbook {
   file: string;
   /** SHA-256 of the file's bytes, recorded in the journal. */
   hash: string;
   name: string;
-  target: { name: string; root: string; image: string; stage: 'production' | 'staging' };
-  infra: { kind: 'sandbox'; provingGround: string; rollback: string; currentImage: string };
+  target: {
+    name: string;
+    /** Absolute: a local folder (local transport) or a path on the server (ssh). */
+    root: string;
+    image: string;
+    stage: 'production' | 'staging';
+    transport: TransportSettings;
+    /** Absolute on the target: step folders and grant files (remote targets). */
+    workDir: string;
+    /** systemd units the freeze stops. */
+    services: string[];
+  };
+  /** The proving ground machine: local (the sandbox folder) or ssh. `root` is its scratch folder. */
+  provingGround: { transport: TransportSettings; root: string; workDir: string };
+  infra: InfraSettings;
   declared: { folders: string[]; databases: { name: string; engine: 'sqlite' | 'mssql'; location?: string }[] };
   /** `command` is the program (sqlite) or `[agentJob]` (mssql, as the engine's vendor-job method takes it). */
   vendorJobs: (VendorJobSpec & { engine: 'sqlite' | 'mssql' })[];
   discovery: { roots: string[]; depth: number; exclude: string[] };
   methods: { folders: string[]; databases: Record<string, string[]> };
-  vaults: (VaultInfo & { path: string })[];
+  vaults: VaultSettings[];
   policy: Policy;
   overrides: Override[];
   manualSteps: ManualStep[];
@@ -130,17 +176,54 @@ export function normalize(raw: ParsedRunbook, file: string, hash: string): Runbo
   const abs = (p: string) => path.resolve(base, p);
   const policy: Policy = { ...DEFAULT_POLICY, ...Object.fromEntries(Object.entries(raw.policy).filter(([, v]) => v !== undefined)) };
   const posix = (p: string) => p.replace(/\\/g, '/').replace(/\/+$/, '');
+  const transport = (t: ParsedRunbook['target']['transport']): TransportSettings =>
+    t.kind === 'local'
+      ? { kind: 'local' }
+      : {
+          kind: 'ssh',
+          host: t.host,
+          port: t.port,
+          user: t.user,
+          identityFile: abs(t.identityFile),
+          knownHosts: abs(t.knownHosts),
+          connectTimeoutSeconds: t.connectTimeoutSeconds,
+          commandTimeoutSeconds: t.commandTimeoutSeconds,
+          ...(t.proxyJump ? { proxyJump: t.proxyJump } : {}),
+        };
+  const targetTransport = transport(raw.target.transport);
+  const remote = targetTransport.kind !== 'local';
+  const infra: InfraSettings =
+    raw.infra.kind === 'sandbox'
+      ? { kind: 'sandbox', provingGround: abs(raw.infra.provingGround), rollback: abs(raw.infra.rollback), currentImage: raw.infra.currentImage }
+      : {
+          kind: 'manual',
+          currentImage: raw.infra.currentImage,
+          ...(raw.infra.instructions ? { instructions: raw.infra.instructions } : {}),
+          rebuilt: { osRelease: raw.infra.rebuilt.osRelease, newMachineId: raw.infra.rebuilt.newMachineId, knownHosts: abs(raw.infra.rebuilt.knownHosts) },
+          ...(raw.infra.rollback ? { rollback: raw.infra.rollback } : {}),
+        };
+  const provingGround = raw.provingGround
+    ? { transport: transport(raw.provingGround.transport), root: raw.provingGround.root, workDir: raw.provingGround.workDir }
+    : { transport: { kind: 'local' } as TransportSettings, root: infra.kind === 'sandbox' ? infra.provingGround : abs('./proving-ground'), workDir: '' };
+  const vaultHost = (h: Extract<ParsedRunbook['vaults'][number], { kind: 'sftp' }>['host']) => ({
+    ...(transport({ ...h, kind: 'ssh' }) as SshSettings),
+    ...(h.authorizedKeysFile ? { authorizedKeysFile: h.authorizedKeysFile } : {}),
+  });
   return {
     file,
     hash,
     name: raw.name,
-    target: { name: raw.target.name, root: abs(raw.target.root), image: raw.target.image, stage: raw.target.stage },
-    infra: {
-      kind: raw.infra.kind,
-      provingGround: abs(raw.infra.provingGround),
-      rollback: abs(raw.infra.rollback),
-      currentImage: raw.infra.currentImage,
+    target: {
+      name: raw.target.name,
+      root: remote ? raw.target.root : abs(raw.target.root),
+      image: raw.target.image,
+      stage: raw.target.stage,
+      transport: targetTransport,
+      workDir: raw.target.workDir,
+      services: raw.target.services,
     },
+    provingGround,
+    infra,
     declared: {
       folders: raw.declared.folders.map(posix),
       databases: raw.declared.databases.map((d) => ({ ...d, location: d.location ? posix(d.location) : undefined })),
@@ -155,15 +238,24 @@ export function normalize(raw: ParsedRunbook, file: string, hash: string): Runbo
       timeoutMs: j.timeoutSeconds * 1000,
     })),
     discovery: { roots: raw.discovery.roots.map(posix), depth: raw.discovery.depth, exclude: raw.discovery.exclude.map(posix) },
-    methods: { folders: raw.methods.folders, databases: { sqlite: raw.methods.databases.sqlite, mssql: raw.methods.databases.mssql } },
-    vaults: raw.vaults.map((v) => ({
-      name: v.name,
-      kind: v.kind,
-      path: abs(v.path),
-      location: abs(v.path),
-      offTarget: v.offTarget,
-      immutable: v.immutable,
-    })),
+    methods: {
+      folders: raw.methods.folders ?? (remote ? ['restic', 'rsync'] : ['file-mirror']),
+      databases: {
+        sqlite: raw.methods.databases.sqlite ?? (remote ? ['sqlite3-backup', 'sqlite3-dump'] : ['sqlite-backup-api', 'sqlite-sql-dump']),
+        mssql: raw.methods.databases.mssql,
+      },
+    },
+    vaults: raw.vaults.map((v): VaultSettings => {
+      if (v.kind === 'filesystem') return { name: v.name, kind: 'filesystem', path: abs(v.path) };
+      if (v.kind === 'sftp') return { name: v.name, kind: 'sftp', host: vaultHost(v.host), path: v.path };
+      return {
+        name: v.name,
+        kind: 'restic',
+        host: vaultHost(v.host),
+        path: v.path,
+        password: v.passwordEnv !== undefined ? { env: v.passwordEnv } : { file: abs(v.passwordFile ?? '') },
+      };
+    }),
     policy,
     overrides: raw.overrides.map((o) => ({ rule: o.rule, itemId: o.item, reason: o.reason, by: o.by })),
     manualSteps: raw.manualSteps,
@@ -185,25 +277,72 @@ function inside(child: string, parent: string): boolean {
 export function rules(rb: Runbook, env: NodeJS.ProcessEnv = process.env): RunbookProblem[] {
   const problems: RunbookProblem[] = [];
   const seen = new Set<string>();
+  const local = rb.target.transport.kind === 'local';
   rb.vaults.forEach((v, i) => {
     if (seen.has(v.name)) problems.push({ path: `vaults[${i}].name`, message: `"${v.name}" is used twice: give each vault its own name` });
     seen.add(v.name);
-    if (inside(v.path, rb.target.root) && v.offTarget) {
+    if (v.kind === 'filesystem' && local) {
+      if (inside(v.path, rb.target.root)) {
+        problems.push({
+          path: `vaults[${i}].path`,
+          message: `${v.path} is inside the target root ${rb.target.root}, so the rebuild would wipe it: move the vault off the target`,
+        });
+      }
+      if (inside(rb.target.root, v.path)) {
+        problems.push({ path: `vaults[${i}].path`, message: `the target root lies inside this vault: pick a vault folder outside ${rb.target.root}` });
+      }
+    }
+    if (v.kind === 'filesystem' && rb.provingGround.transport.kind !== 'local') {
       problems.push({
-        path: `vaults[${i}].path`,
-        message: `${v.path} is inside the target root ${rb.target.root}, so the rebuild would wipe it: move the vault off the target (or set offTarget: false, which does not count as off-target)`,
+        path: `vaults[${i}].kind`,
+        message: 'a filesystem vault is a folder on this machine, which a remote proving ground cannot read without streaming every byte through Rubicon: use an sftp or restic vault on a vault host',
       });
     }
-    if (inside(rb.target.root, v.path)) {
-      problems.push({ path: `vaults[${i}].path`, message: `the target root lies inside this vault: pick a vault folder outside ${rb.target.root}` });
+    if (v.kind !== 'filesystem' && local && rb.infra.kind === 'sandbox') {
+      problems.push({ path: `vaults[${i}].kind`, message: `a ${v.kind} vault needs a target reached over ssh (the sandbox's methods write filesystem vaults): use kind: filesystem` });
     }
   });
-  if (inside(rb.infra.provingGround, rb.target.root) || inside(rb.target.root, rb.infra.provingGround)) {
-    problems.push({ path: 'infra.provingGround', message: 'the proving ground must not overlap the target: it sees the vaults and nothing else' });
+  if (local && rb.provingGround.transport.kind === 'local') {
+    if (inside(rb.provingGround.root, rb.target.root) || inside(rb.target.root, rb.provingGround.root)) {
+      problems.push({ path: 'infra.provingGround', message: 'the proving ground must not overlap the target: it sees the vaults and nothing else' });
+    }
   }
-  if (inside(rb.infra.rollback, rb.target.root)) {
+  if (rb.infra.kind === 'sandbox' && local && inside(rb.infra.rollback, rb.target.root)) {
     problems.push({ path: 'infra.rollback', message: 'the rollback point must live outside the target root, or the crossing would wipe it' });
   }
+  if (rb.infra.kind === 'sandbox' && !local) {
+    problems.push({ path: 'infra.kind', message: 'the sandbox driver rebuilds a local folder: a target reached over ssh needs infra.kind: manual (or pulumi-azure)' });
+  }
+  if (rb.infra.kind === 'manual' && rb.provingGround.transport.kind === 'local' && local) {
+    problems.push({ path: 'provingGround', message: 'a manual crossing rebuilds a real server: describe the proving ground machine (provingGround.transport, provingGround.root)' });
+  }
+  if (!local && !rb.target.root.startsWith('/')) {
+    problems.push({ path: 'target.root', message: 'must be an absolute path on the server (usually "/") when the target is reached over ssh' });
+  }
+  const folderMethodsLocal = new Set(['file-mirror']);
+  rb.methods.folders.forEach((m, i) => {
+    if (local !== folderMethodsLocal.has(m)) {
+      problems.push({
+        path: `methods.folders[${i}]`,
+        message: local
+          ? `${m} runs on a Linux target reached over ssh; a local target uses file-mirror`
+          : `${m} reads the target's files in this process, which a remote target cannot do: use restic and/or rsync`,
+      });
+    }
+    const kind = m === 'restic' ? 'restic' : m === 'rsync' ? 'sftp' : 'filesystem';
+    if (!rb.vaults.some((v) => v.kind === kind)) {
+      problems.push({ path: `methods.folders[${i}]`, message: `${m} writes into ${kind} vaults, and the runbook lists none: add a vault with kind: ${kind}, or drop the method` });
+    }
+  });
+  (rb.methods.databases.sqlite ?? []).forEach((m, i) => {
+    const cli = m.startsWith('sqlite3-');
+    if (local === cli) {
+      problems.push({
+        path: `methods.databases.sqlite[${i}]`,
+        message: local ? `${m} runs the sqlite3 CLI on a remote target; a local target uses sqlite-backup-api and sqlite-sql-dump` : `${m} opens the database in this process; a remote target uses sqlite3-backup and sqlite3-dump`,
+      });
+    }
+  });
   const needsMssql = 'needs an engines.mssql section (the target\'s and the proving ground\'s SQL Server): add one, see docs/mssql.md';
   rb.declared.databases.forEach((d, i) => {
     if (d.engine === 'mssql' && !rb.engines?.mssql) problems.push({ path: `declared.databases[${i}].engine`, message: needsMssql });
@@ -242,6 +381,4 @@ export function rules(rb: Runbook, env: NodeJS.ProcessEnv = process.env): Runboo
   return problems;
 }
 
-export function vaultInfos(rb: Runbook): VaultInfo[] {
-  return rb.vaults.map(({ name, kind, location, offTarget, immutable }) => ({ name, kind, location, offTarget, immutable }));
-}
+

@@ -1,22 +1,18 @@
 import { z } from 'zod';
+import { ManualInfraSchema, ProvingGroundSchema, SandboxInfraSchema, TransportSchema, VaultSchema } from './machines.ts';
+import { envName, relPath } from './schema-common.ts';
+
+export { envName, relPath };
 
 /**
  * The runbook: the declarative description of one upgrade. This module owns
- * raw input: parse (this schema) → normalize (src/runbook/normalize.ts,
- * every default filled) → rules (cross-field checks). Nothing outside
- * src/runbook sees the raw shape.
+ * raw input: parse (this schema) → normalize (`normalize` in
+ * src/runbook/load.ts, every default filled) → rules (cross-field checks).
+ * Nothing outside src/runbook sees the raw shape.
  *
  * Paths in a runbook are relative to the runbook file's folder (vault and
  * sandbox paths) or to the target root (declared items, discovery roots).
  */
-
-export const relPath = z
-  .string()
-  .min(1, 'must not be empty')
-  .refine((p) => !p.startsWith('/') && !/^[A-Za-z]:[\\/]/.test(p), {
-    message: 'must be relative to the target root (no leading "/" or drive letter)',
-  })
-  .refine((p) => !p.split(/[\\/]/).includes('..'), { message: 'must not contain ".."' });
 
 const name = z
   .string()
@@ -26,17 +22,13 @@ const name = z
 
 const isoDate = z.string().refine((s) => !Number.isNaN(Date.parse(s)), { message: 'must be an ISO 8601 date, e.g. 2026-11-28T09:00:00Z' });
 
-export const FOLDER_METHODS = ['file-mirror'] as const;
+/** Folder methods: file-mirror on a local target; restic and rsync run on a Linux target and write straight into their vaults. */
+export const FOLDER_METHODS = ['file-mirror', 'restic', 'rsync'] as const;
 
-export const VaultSchema = z
-  .object({
-    name,
-    kind: z.enum(['filesystem']).describe('only "filesystem" is built in so far'),
-    path: z.string().min(1, 'must not be empty'),
-    offTarget: z.boolean().default(true),
-    immutable: z.boolean().default(false),
-  })
-  .strict();
+/** SQLite methods: node:sqlite in this process (local target) or the sqlite3 CLI on the target (ssh). */
+export const SQLITE_METHODS = ['sqlite-backup-api', 'sqlite-sql-dump', 'sqlite3-backup', 'sqlite3-dump'] as const;
+
+export { VaultSchema };
 
 /**
  * A vendor's own backup job. `engine` says which kind of database it backs up:
@@ -100,11 +92,6 @@ export const PolicySchema = z
   .strict();
 
 // ------------------------------------------------------------- engines.mssql
-
-/** The NAME of an environment variable (never its value). */
-export const envName = z
-  .string()
-  .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be the NAME of an environment variable (letters, digits, "_"), e.g. RUBICON_MSSQL_PASSWORD: the secret itself never goes into the runbook');
 
 /** A folder as a SQL Server machine names it: `D:\Rubicon`, `\\nas\share`, `/var/opt/mssql/backup`. */
 const serverPath = z
@@ -203,7 +190,11 @@ export const RunbookSchema = z
     target: z
       .object({
         name,
-        root: z.string().min(1, 'must be the folder standing in for the server, e.g. "./target"'),
+        /**
+         * Where the target's files start: the sandbox folder (local, relative
+         * to the runbook) or an absolute path on the server (ssh, usually "/").
+         */
+        root: z.string().min(1, 'must be the folder standing in for the server, e.g. "./target", or "/" on a real server'),
         image: z.string().min(1, 'must name the image the rebuild installs, e.g. "Windows Server 2025 Datacenter"'),
         /**
          * `staging`: `rubicon rehearse` goes all the way (freeze, gate,
@@ -211,16 +202,19 @@ export const RunbookSchema = z
          * `production` (default): rehearse never reaches the point of no return.
          */
         stage: z.enum(['production', 'staging']).default('production'),
+        /** How Rubicon reaches the target: this machine (default) or ssh. */
+        transport: TransportSchema.default({ kind: 'local' }),
+        /** Where Rubicon keeps step folders and grant files on a remote target. */
+        workDir: z.string().min(1).default('/var/tmp/rubicon'),
+        /** systemd units the freeze stops (and the thaw restores exactly as found), e.g. [ehr-app.service]. */
+        services: z.array(z.string().regex(/^[A-Za-z0-9@._:-]+$/, 'must be a systemd unit name, e.g. ehr-app.service')).default([]),
       })
       .strict(),
-    infra: z
-      .object({
-        kind: z.literal('sandbox', { message: 'must be "sandbox" (the Pulumi driver is configured through stacks/)' }),
-        provingGround: z.string().min(1),
-        rollback: z.string().min(1).default('./rollback'),
-        currentImage: z.string().min(1).default('Windows Server 2016 Standard'),
-      })
-      .strict(),
+    /** The proving ground as its own machine; absent: the sandbox's local folder (infra.provingGround). */
+    provingGround: ProvingGroundSchema.optional(),
+    infra: z.discriminatedUnion('kind', [SandboxInfraSchema, ManualInfraSchema], {
+      error: 'must have kind "sandbox" (local folders) or "manual" (the engineer rebuilds the server; Rubicon stops at the crossing and waits)',
+    }),
     declared: z
       .object({
         folders: z.array(relPath).default([]),
@@ -238,20 +232,21 @@ export const RunbookSchema = z
         exclude: z.array(relPath).default([]),
       })
       .strict(),
+    /** Absent lists take the defaults of the target's transport (local: file-mirror and node:sqlite; ssh: restic, rsync and the sqlite3 CLI). */
     methods: z
       .object({
-        folders: z.array(z.enum(FOLDER_METHODS)).min(1).default(['file-mirror']),
+        folders: z.array(z.enum(FOLDER_METHODS)).min(1).optional(),
         databases: z
           .object({
-            sqlite: z.array(z.enum(['sqlite-backup-api', 'sqlite-sql-dump'])).min(1).default(['sqlite-backup-api', 'sqlite-sql-dump']),
+            sqlite: z.array(z.enum(SQLITE_METHODS)).min(1).optional(),
             /** Used only with an engines.mssql section; default both of the engine's database methods. */
             mssql: z.array(z.enum(MSSQL_DATABASE_METHODS)).min(1).default([...MSSQL_DATABASE_METHODS]),
           })
           .strict()
-          .default({ sqlite: ['sqlite-backup-api', 'sqlite-sql-dump'], mssql: [...MSSQL_DATABASE_METHODS] }),
+          .default({ mssql: [...MSSQL_DATABASE_METHODS] }),
       })
       .strict()
-      .default({ folders: ['file-mirror'], databases: { sqlite: ['sqlite-backup-api', 'sqlite-sql-dump'], mssql: [...MSSQL_DATABASE_METHODS] } }),
+      .default({ databases: { mssql: [...MSSQL_DATABASE_METHODS] } }),
     /** Database engines beyond the built-in sqlite; each section is optional. */
     engines: z.object({ mssql: MssqlSectionSchema.optional() }).strict().default({}),
     vaults: z.array(VaultSchema).min(1, 'must list at least one vault (the default policy needs two)'),

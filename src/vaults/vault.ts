@@ -59,3 +59,107 @@ export interface Vault extends VaultReader {
   /** Durability barrier: everything written before resolves is on stable storage. */
   sync(): Promise<void>;
 }
+
+/**
+ * What a vault can do, read from the vault itself (never trusted from the
+ * runbook): the gate's copy rules use these facts.
+ */
+export interface VaultCaps {
+  /** Copies cannot be altered or deleted during retention (WORM), as the vault itself reports. */
+  immutable: boolean;
+  /** A hash the vault computes itself over what it stores, or null. */
+  serverHash: 'sha256' | 'md5' | 'crc64' | null;
+  /** A damaged copy can be replaced in place. */
+  replaceable: boolean;
+  /** The vault does not live on the target (the crossing cannot destroy it). */
+  offTarget: boolean;
+  /** Content is encrypted at rest by the vault (restic: always). */
+  encrypted: boolean;
+}
+
+/**
+ * What a vault gives a machine so that a tool there can write or read it,
+ * for a limited time: a key the vault host accepts until `expiresAt`, the
+ * files the tool needs on the machine (all under `dir`, mode 0600), and the
+ * tool-specific settings (an ssh command, a repository, a password file).
+ * Never holds a secret's value: only where the machine finds it.
+ */
+export interface Grant {
+  id: string;
+  vault: string;
+  machine: string;
+  mode: 'read' | 'write';
+  expiresAt: string;
+  /** Folder on the machine holding the grant's files; removed by revoke. */
+  dir: string;
+  /** ssh command for rsync -e / restic sftp.command (no secrets: a key file path). */
+  sshCommand: string;
+  /** Environment for the tool (paths only, e.g. RESTIC_PASSWORD_FILE). */
+  env: Record<string, string>;
+  /** Where the tool reaches the vault: `user@host:/path` (rsync) or `sftp:user@host:/path` (restic). */
+  location: string;
+}
+
+/** A step runner as vaults see it (src/run/steps.ts). */
+export type VaultStepRun = (
+  machine: import('../machines/machine.ts').Machine,
+  key: import('../machines/machine.ts').StepKey,
+  cmd: import('../machines/machine.ts').Command,
+  what: string,
+  options?: import('../machines/machine.ts').ExecOptions,
+) => Promise<import('../machines/machine.ts').StepResult>;
+
+/**
+ * A vault whose copies are written and read by tools on the machines where
+ * the data is (rsync to an SFTP vault host, restic to a repository), never
+ * streamed through the orchestrator. Its small documents (manifests, index
+ * entries) go through the Vault interface (read/putBytes/putArtifactIndex);
+ * createWriter is refused.
+ *
+ * Contracts:
+ * - ingest runs the tool on `from` through a write grant and returns where
+ *   the copy is (`locator`); it does not trust the tool's exit code: it
+ *   checks the tool's own report against the manifest built on `from`.
+ *   Idempotent for the same artifact id (a redo replaces its own partial copy).
+ * - checkCopy reads the copy back where it is stored (hashes computed on the
+ *   vault host; restic check --read-data) and grades it; never throws for a
+ *   bad copy.
+ * - restoreTo puts the copy's files under `dest` on the machine through a
+ *   read grant; the caller verifies them against the manifest there.
+ */
+export interface ToolVault extends Vault {
+  readonly tool: 'rsync' | 'restic';
+  readonly caps: VaultCaps;
+  grant(to: import('../machines/machine.ts').Machine, mode: 'read' | 'write', ttlMs: number): Promise<Grant>;
+  revoke(grant: Grant): Promise<void>;
+  ingest(
+    run: VaultStepRun,
+    from: import('../machines/machine.ts').Machine,
+    grant: Grant,
+    o: {
+      artifactId: string;
+      stepId: string;
+      /** Absolute folder on `from`. */
+      srcDir: string;
+      /** Relative paths under srcDir: exactly the files of the manifest. */
+      files: readonly string[];
+      /** A previous copy of the same item in this vault (delta: only what changed moves). */
+      base?: { artifactId: string; locator: string };
+      signal?: AbortSignal;
+    },
+  ): Promise<{ locator: string; tool: string; report: { files: number; bytes: number } }>;
+  checkCopy(
+    run: VaultStepRun,
+    o: { artifactId: string; locator: string; entries: readonly import('../core/types.ts').ManifestEntry[]; stepId: string },
+  ): Promise<ObjectCheck>;
+  restoreTo(
+    run: VaultStepRun,
+    on: import('../machines/machine.ts').Machine,
+    grant: Grant,
+    o: { artifactId: string; locator: string; dest: string; stepId: string; srcDir: string; signal?: AbortSignal },
+  ): Promise<void>;
+}
+
+export function isToolVault(v: Vault): v is ToolVault {
+  return 'ingest' in v && typeof (v as ToolVault).ingest === 'function';
+}

@@ -35,7 +35,7 @@ describe('runbook: parse → normalize → rules', () => {
   const CASES: { name: string; edit: (t: string) => string; path: string | RegExp; fix: RegExp }[] = [
     { name: 'YAML syntax', edit: (t) => t.replace('name: ehr-upgrade', 'name: [ehr-upgrade'), path: /line \d+, column \d+/, fix: /YAML syntax/ },
     { name: 'unknown field (typo)', edit: (t) => t.replace('discovery:', 'discovry:\n  roots: [ehr]\ndiscovery:'), path: '(top level)', fix: /unknown field "discovry".*spelling/ },
-    { name: 'wrong vault kind', edit: (t) => t.replace('kind: filesystem', 'kind: filesystm'), path: 'vaults[0].kind', fix: /one of "filesystem"/ },
+    { name: 'wrong vault kind', edit: (t) => t.replace('kind: filesystem', 'kind: filesystm'), path: 'vaults[0].kind', fix: /must have kind "filesystem"/ },
     { name: 'missing target image', edit: (t) => t.replace(/ {2}image: .*\n/, ''), path: 'target.image', fix: /required/ },
     { name: 'absolute declared folder', edit: (t) => t.replace('    - ehr/A', '    - /ehr/A'), path: 'declared.folders[0]', fix: /relative to the target root/ },
     { name: '".." in a path', edit: (t) => t.replace('    - ehr/A', '    - ehr/../../etc'), path: 'declared.folders[0]', fix: /must not contain "\.\."/ },

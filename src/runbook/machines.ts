@@ -1,0 +1,160 @@
+import { z } from 'zod';
+import { envName } from './schema-common.ts';
+
+/**
+ * Runbook sections for machines and vaults: how Rubicon reaches the target,
+ * the proving ground and the vault hosts, and what kind each vault is.
+ * Parse only; src/runbook/load.ts normalizes (paths resolved against the
+ * runbook's folder) and checks cross-field rules.
+ */
+
+const posixAbsolute = z
+  .string()
+  .min(1, 'must not be empty')
+  .refine((p) => p.startsWith('/'), { message: 'must be an absolute path on that machine, e.g. "/srv/ehr"' })
+  .refine((p) => !p.split('/').includes('..'), { message: 'must not contain ".."' });
+
+/** How to log in to a Linux machine with the system's OpenSSH client. */
+export const SshSettingsSchema = z
+  .object({
+    /** Host name or address, as this machine and the target resolve it. */
+    host: z.string().min(1, 'must name the machine, e.g. ehr01.example.org or 198.18.0.2'),
+    port: z.number().int().min(1, 'must be a TCP port (1-65535)').max(65535, 'must be a TCP port (1-65535)').default(22),
+    user: z.string().min(1, 'must name the account Rubicon logs in as, e.g. root'),
+    /** Private key file, relative to the runbook's folder. Only this key is offered. */
+    identityFile: z.string().min(1, 'must name the private key file Rubicon logs in with, e.g. ./keys/rubicon_ed25519'),
+    /** known_hosts file holding the machine's host key, relative to the runbook's folder. Host keys are always checked. */
+    knownHosts: z.string().min(1, 'must name a known_hosts file that holds the host key (ssh-keyscan it and check it against the console)'),
+    connectTimeoutSeconds: z.number().positive('must be more than 0').default(10),
+    /** Deadline of a short command (stat, a manifest read); long steps have their own. */
+    commandTimeoutSeconds: z.number().positive('must be more than 0').default(120),
+    /** A bastion, passed to ssh's ProxyJump as is. */
+    proxyJump: z.string().min(1).optional(),
+  })
+  .strict();
+
+export const TransportSchema = z.discriminatedUnion(
+  'kind',
+  [
+    z.object({ kind: z.literal('local') }).strict(),
+    SshSettingsSchema.extend({ kind: z.literal('ssh') }).strict(),
+  ],
+  { error: 'must have kind "local" (this machine) or "ssh" (a Linux server over OpenSSH)' },
+);
+
+/** The proving ground as its own machine. */
+export const ProvingGroundSchema = z
+  .object({
+    transport: TransportSchema,
+    /** Scratch folder on the proving ground where restores happen (absolute on that machine). */
+    root: posixAbsolute,
+    /** Where Rubicon keeps step folders and grants on that machine. */
+    workDir: posixAbsolute.default('/var/tmp/rubicon'),
+  })
+  .strict();
+
+const vaultName = z
+  .string()
+  .min(1, 'must not be empty')
+  .max(64, 'must be at most 64 characters')
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'may hold letters, digits, ".", "_" and "-" only, starting with a letter or digit');
+
+const vaultHost = SshSettingsSchema.extend({
+  /**
+   * The authorized_keys file on the vault host where Rubicon adds
+   * time-limited keys (grants) for the target and the proving ground.
+   * Default: ~/.ssh/authorized_keys of `user`.
+   */
+  authorizedKeysFile: posixAbsolute.optional(),
+}).strict();
+
+const removedFlag = (what: string) =>
+  z.undefined({ error: `is not a runbook setting any more: Rubicon reads whether a vault is ${what} from the vault itself; remove the field` }).optional();
+
+export const VaultSchema = z.discriminatedUnion(
+  'kind',
+  [
+    z
+      .object({
+        name: vaultName,
+        kind: z.literal('filesystem'),
+        /** A folder on this machine (a local disk or a mounted NAS share), relative to the runbook's folder. */
+        path: z.string().min(1, 'must not be empty'),
+        /** Kept for older runbooks: a filesystem vault is off the target when its folder is outside the target's root (checked, not trusted). */
+        offTarget: z.boolean().optional(),
+        immutable: removedFlag('immutable'),
+      })
+      .strict(),
+    z
+      .object({
+        name: vaultName,
+        kind: z.literal('sftp'),
+        /** The vault host (Linux, OpenSSH with sftp and rsync, coreutils sha256sum). */
+        host: vaultHost,
+        /** The vault's folder on the vault host. */
+        path: posixAbsolute,
+        offTarget: removedFlag('off the target'),
+        immutable: removedFlag('immutable'),
+      })
+      .strict(),
+    z
+      .object({
+        name: vaultName,
+        kind: z.literal('restic'),
+        /** The vault host holding the repository (restic installed there: checks run where the data is). */
+        host: vaultHost,
+        /** The repository's folder on the vault host; others reach it as sftp:<user>@<host>:<path>. */
+        path: posixAbsolute,
+        /** NAME of the environment variable holding the repository password (never the password itself). */
+        passwordEnv: envName.optional(),
+        /** Or a file holding it, relative to the runbook's folder (mode 0600). */
+        passwordFile: z.string().min(1).optional(),
+        password: z.undefined({ error: 'never write the repository password into the runbook: name an environment variable in passwordEnv or a file in passwordFile' }).optional(),
+        offTarget: removedFlag('off the target'),
+        immutable: removedFlag('immutable'),
+      })
+      .strict()
+      .superRefine((v, ctx) => {
+        if ((v.passwordEnv === undefined) === (v.passwordFile === undefined)) {
+          ctx.addIssue({ code: 'custom', path: ['passwordEnv'], message: 'name exactly one of passwordEnv (an environment variable) or passwordFile (a file) for the repository password' });
+        }
+      }),
+  ],
+  { error: 'must have kind "filesystem" (a folder here), "sftp" (a folder on an SSH vault host) or "restic" (a restic repository on an SSH vault host)' },
+);
+
+/** `infra.kind: manual`: the engineer rebuilds the server; Rubicon checks that it really was rebuilt. */
+export const ManualInfraSchema = z
+  .object({
+    kind: z.literal('manual'),
+    /** The image the target runs now, for the report. */
+    currentImage: z.string().min(1).default('unknown'),
+    /** What the engineer must do at the crossing, in addition to Rubicon's own text. */
+    instructions: z.string().min(1).optional(),
+    rebuilt: z
+      .object({
+        /** The rebuilt server's /etc/os-release must have this PRETTY_NAME (or NAME + VERSION_ID, e.g. "Debian GNU/Linux 13"). */
+        osRelease: z.string().min(1, 'must name the OS the rebuilt server runs, e.g. "Debian GNU/Linux 13 (trixie)"'),
+        /** The machine id must differ from the old server's (/etc/machine-id). Default true. */
+        newMachineId: z.boolean().default(true),
+        /**
+         * Where the rebuilt server's host key comes from: a known_hosts file
+         * (relative to the runbook's folder) the engineer fills from the
+         * console after the reinstall. Rubicon requires it to differ from the old key.
+         */
+        knownHosts: z.string().min(1, 'must name the known_hosts file that will hold the rebuilt server\'s host key'),
+      })
+      .strict(),
+    /** A rollback point the engineer made (a hypervisor snapshot, a disk image), described for the report; confirm it with a manual step. */
+    rollback: z.object({ description: z.string().min(1) }).strict().optional(),
+  })
+  .strict();
+
+export const SandboxInfraSchema = z
+  .object({
+    kind: z.literal('sandbox'),
+    provingGround: z.string().min(1),
+    rollback: z.string().min(1).default('./rollback'),
+    currentImage: z.string().min(1).default('Windows Server 2016 Standard'),
+  })
+  .strict();
