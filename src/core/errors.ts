@@ -38,6 +38,10 @@ export const ERROR_CODES = {
   CAPTURE_FAILED: EXIT.failure,
   LANDING_FAILED: EXIT.failure,
   INFRA_FAILED: EXIT.failure,
+  /** A remote script's stdout lacks a valid sentinel (truncated, altered, not ours): src/machines/windows/scripts.ts. */
+  SCRIPT_OUTPUT_INVALID: EXIT.failure,
+  /** A remote script ran and reported an error result with its own stable code (details.scriptCode). */
+  SCRIPT_FAILED: EXIT.failure,
   INTERNAL: EXIT.failure,
   /** A machine (target, proving ground, vault host) could not be reached: network, sshd down. */
   MACHINE_UNREACHABLE: EXIT.failure,
