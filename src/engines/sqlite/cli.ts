@@ -40,7 +40,7 @@ const PRELUDE = String.raw`
 exec 3>&1
 san() {
   grep -E '^(Error|Parse error|Runtime error)' "$2" | head -n 5 \
-    | sed -e 's/"[^"]*"/"…"/g' -e "s/'[^']*'/'…'/g" -e 's/"[^"]*$/"…/' -e "s/'[^']*$/'…/" \
+    | sed -e 's/"[^"]*"/@Q@…@Q@/g' -e 's/"[^"]*$/@Q@…/' -e "s/'[^']*'/@A@…@A@/g" -e "s/'[^']*$/@A@…/" -e 's/@Q@/"/g' -e "s/@A@/'/g" \
     | cut -c 1-240 | sed "s/^/$1-X|/" >&3
 }
 run() {
@@ -274,10 +274,8 @@ export function runStatus(stdout: string, label: string): RunStatus {
  */
 export function sanitizeLine(line: string): string {
   const s = line
-    .replace(/"[^"]*"/g, '"…"')
-    .replace(/'[^']*'/g, "'…'")
-    .replace(/"[^"]*$/, '"…')
-    .replace(/'[^']*$/, "'…")
+    .replace(/"[^"]*("|$)/g, (_m, end: string) => (end ? '"…"' : '"…'))
+    .replace(/'[^']*('|$)/g, (_m, end: string) => (end ? "'…'" : "'…"))
     .replace(/[\u0000-\u001f\u007f]/g, ' ')
     .trim();
   return s.length > 240 ? `${s.slice(0, 240)}…` : s;

@@ -279,6 +279,18 @@ describe.skipIf(skip)(`remote SQLite engine with the sqlite3 shell${skip ? ` (sk
       expect(cmp(await fp('droppedIndex2', changed.droppedIndex!))).toEqual(['table sqlite_schema: 2 rows expected, 1 restored']);
     });
 
+    it('a table with 1,200 columns is hashed whole (the row expression stays below SQLite\'s depth limit)', async () => {
+      const e = remoteEstate();
+      const src = join(e.targetRoot, 'wide.db');
+      const cols = Array.from({ length: 1200 }, (_, i) => `c${i}`);
+      sqlite3(src, `CREATE TABLE wide(${cols.join(', ')}); INSERT INTO wide VALUES (${cols.map((_, i) => i).join(', ')}); INSERT INTO wide(c0) VALUES ('only the first');`);
+      const fp = await engine.fingerprint(e.targetCtx('fp/'), src);
+      expect(fp.tables.find((t) => t.table === 'wide')!.rows).toBe(2);
+      sqlite3(src, 'UPDATE wide SET c1199 = -1 WHERE c0 = 0;');
+      const after = await engine.fingerprint(e.targetCtx('fp2/'), src);
+      expect(compareFingerprints(fp, after).differences).toEqual(['table wide: content hash differs']);
+    });
+
     it('a UTF-16 database keeps its encoding through the dump, so both methods fingerprint alike', async () => {
       const e = remoteEstate();
       const src = join(e.targetRoot, 'u16.db');
