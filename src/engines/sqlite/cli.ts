@@ -13,6 +13,8 @@
  *   start like sqlite3's own error messages, blank every quoted fragment,
  *   cut them to 240 bytes and send them as `<label>-X|…` lines, with the
  *   exit code as `<label>-RC|n`.
+ * - A broken machine (no work folder, no temporary file) is an `ENV|…`
+ *   line: the engine throws for it instead of grading a backup.
  * - sqlite3 always runs with -batch -bail (no prompts, stop at the first
  *   error) and a busy timeout, so a locked database waits a little, then fails.
  */
@@ -45,7 +47,7 @@ san() {
 }
 run() {
   l=$1; shift
-  e=$(mktemp) || { echo "$l-X|cannot create a temporary file" >&3; echo "$l-RC|125" >&3; return 0; }
+  e=$(mktemp) || { echo "ENV|cannot create a temporary file (is ${'$'}{TMPDIR:-/tmp} full?)" >&3; echo "$l-RC|125" >&3; return 125; }
   "$SQ" -init /dev/null "$@" 2>"$e"; rc=$?
   san "$l" "$e"; rm -f -- "$e"
   echo "$l-RC|$rc" >&3
@@ -69,7 +71,7 @@ SQ=$1; db=$2; w=$3
 ` +
   PRELUDE +
   String.raw`
-mkdir -p -- "$w" && cd -- "$w" || { echo 'Q-X|cannot use the work folder'; echo 'Q-RC|125'; exit 0; }
+mkdir -p -- "$w" && cd -- "$w" || { echo "ENV|cannot create or enter the work folder $w"; echo 'Q-RC|125'; exit 0; }
 run Q -batch -bail -readonly -noheader -list -separator '|' "$db"
 exit 0
 `;
@@ -85,7 +87,7 @@ SQ=$1; src=$2; w=$3; out=$4
 ` +
   PRELUDE +
   String.raw`
-mkdir -p -- "$w" && cd -- "$w" || { echo 'B-X|cannot use the work folder'; echo 'B-RC|125'; exit 0; }
+mkdir -p -- "$w" && cd -- "$w" || { echo "ENV|cannot create or enter the work folder $w"; echo 'B-RC|125'; exit 0; }
 p=rubicon-backup.part
 rm -f -- "$p" "$p-journal" "$p-wal" "$p-shm" "$out"
 run B -batch -bail -readonly -noheader -list -separator '|' "$src" || { rm -f -- "$p"; exit 0; }
@@ -107,7 +109,7 @@ SQ=$1; src=$2; w=$3; out=$4
 ` +
   PRELUDE +
   String.raw`
-mkdir -p -- "$w" && cd -- "$w" || { echo 'D-X|cannot use the work folder'; echo 'D-RC|125'; exit 0; }
+mkdir -p -- "$w" && cd -- "$w" || { echo "ENV|cannot create or enter the work folder $w"; echo 'D-RC|125'; exit 0; }
 p=rubicon-dump.part
 rm -f -- "$p" "$out"
 run D -batch -bail -readonly -noheader -list -separator '|' "$src" || { rm -f -- "$p"; exit 0; }
@@ -156,7 +158,7 @@ SQ=$1; w=$2; fmt=$3; f=$4
   PRELUDE +
   LOAD_FUNCTION +
   String.raw`
-mkdir -p -- "$w" && cd -- "$w" || { echo 'L-X|cannot use the work folder'; echo 'L-RC|125'; exit 0; }
+mkdir -p -- "$w" && cd -- "$w" || { echo "ENV|cannot create or enter the work folder $w"; echo 'L-RC|125'; exit 0; }
 db=rubicon-proof.db
 echo "T|$(date +%s%N)"
 load "$fmt" "$f" "$db" L; ok=$?
@@ -188,7 +190,7 @@ SQ=$1; dest=$2; fmt=$3; f=$4; wal=$5; owner=$6; mode=$7
   LOAD_FUNCTION +
   String.raw`
 d=$(dirname -- "$dest")
-mkdir -p -- "$d" || { echo 'L-X|cannot create the destination folder'; echo 'L-RC|125'; exit 0; }
+mkdir -p -- "$d" || { echo "ENV|cannot create the destination folder $d"; echo 'L-RC|125'; exit 0; }
 t="$dest.rubicon-restore.tmp"
 drop() { rm -f -- "$t" "$t-journal" "$t-wal" "$t-shm"; exit 0; }
 load "$fmt" "$f" "$t" L || drop
@@ -279,6 +281,13 @@ export function sanitizeLine(line: string): string {
     .replace(/[\u0000-\u001f\u007f]/g, ' ')
     .trim();
   return s.length > 240 ? `${s.slice(0, 240)}…` : s;
+}
+
+/** The `ENV|` lines of a script: the machine itself failed (work folder, temporary files), not the database. */
+export function envFailures(stdout: string): string[] {
+  return tagged(stdout)
+    .filter((l) => l.tag === 'ENV')
+    .map((l) => l.fields.join('|'));
 }
 
 /** What a failed sqlite3 run said, for a message: its error lines or its exit code. */

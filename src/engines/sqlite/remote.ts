@@ -51,6 +51,7 @@ import {
   countSql,
   describeFailure,
   dumpSql,
+  envFailures,
   findPattern,
   fingerprintSql,
   parseDiscover,
@@ -122,19 +123,36 @@ export function createRemoteSqliteEngine(options: RemoteSqliteOptions = {}): Rem
   const program = options.program ?? 'sqlite3';
   const probes = new WeakMap<object, Promise<Sqlite3Version>>();
 
-  const sh = (ctx: RemoteEngineContext, script: string, args: string[], input?: string, timeoutMs = 300_000): Promise<ExecResult> =>
-    ctx.machine.exec(
-      { argv: ['sh', '-c', script, 'rubicon', ...args], ...(input !== undefined ? { input } : {}) },
-      { timeoutMs, ...(ctx.signal ? { signal: ctx.signal } : {}) },
+  /** A broken machine (no work folder, no temporary file) throws: it is not a verdict on a database. */
+  const checkEnv = <R extends ExecResult>(ctx: RemoteEngineContext, r: R): R => {
+    const env = envFailures(r.stdout);
+    if (env.length > 0) {
+      throw new RubiconError('MACHINE_FAILED', `${where(ctx)}: ${env.join('; ')}`, {
+        hint: `check free space and permissions of ${ctx.workDir} and the temporary folder on ${ctx.machine.name}, then resume the run`,
+      });
+    }
+    return r;
+  };
+
+  const sh = async (ctx: RemoteEngineContext, script: string, args: string[], input?: string, timeoutMs = 300_000): Promise<ExecResult> =>
+    checkEnv(
+      ctx,
+      await ctx.machine.exec(
+        { argv: ['sh', '-c', script, 'rubicon', ...args], ...(input !== undefined ? { input } : {}) },
+        { timeoutMs, ...(ctx.signal ? { signal: ctx.signal } : {}) },
+      ),
     );
 
-  const step = (ctx: RemoteEngineContext, id: string, what: string, script: string, args: string[], input?: string): Promise<StepResult> =>
-    ctx.steps.run(
-      ctx.machine,
-      { id: `${ctx.stepPrefix}${id}`, idempotent: true },
-      { argv: ['sh', '-c', script, 'rubicon', ...args], ...(input !== undefined ? { input } : {}) },
-      what,
-      ctx.signal ? { signal: ctx.signal } : {},
+  const step = async (ctx: RemoteEngineContext, id: string, what: string, script: string, args: string[], input?: string): Promise<StepResult> =>
+    checkEnv(
+      ctx,
+      await ctx.steps.run(
+        ctx.machine,
+        { id: `${ctx.stepPrefix}${id}`, idempotent: true },
+        { argv: ['sh', '-c', script, 'rubicon', ...args], ...(input !== undefined ? { input } : {}) },
+        what,
+        ctx.signal ? { signal: ctx.signal } : {},
+      ),
     );
 
   /** The shell's version, checked once per machine. TOOL_MISSING naming the machine and the fix. */
@@ -228,7 +246,7 @@ export function createRemoteSqliteEngine(options: RemoteSqliteOptions = {}): Rem
       requireAbsolute(r, 'a discovery root');
       const n = path.posix.normalize(r).replace(/(.)\/+$/, '$1');
       const rel = path.posix.relative(root, n);
-      if (rel.startsWith('..')) {
+      if (rel === '..' || rel.startsWith('../')) {
         throw new RubiconError('PRECONDITION_FAILED', `discovery root ${n} on ${ctx.machine.name} is not under the target root ${root}`, { hint: 'give discovery roots inside the target root' });
       }
       return n;
@@ -423,11 +441,6 @@ export function createRemoteSqliteEngine(options: RemoteSqliteOptions = {}): Rem
     else if (!dump && copied?.fields[0] !== '0') failure = `the backup file cannot be copied into the scratch folder${load.errors.length ? `: ${describeFailure(load)}` : ''}`;
     else if (open.exitCode !== 0 || !Number.isFinite(objects)) failure = `the ${dump ? 'database built from the dump' : 'backup file'} cannot be opened: ${describeFailure(open)}`;
     if (failure !== undefined) {
-      if (load.exitCode === undefined && copied === undefined && load.errors.some((e) => /work folder|temporary file/.test(e))) {
-        throw new RubiconError('ENGINE_FAILED', `cannot prove artifact ${artifact.id}: the proving ground failed (${load.errors.join('; ')})`, {
-          hint: `check that ${ctx.workDir} on ${ctx.machine.name} is writable and has space`,
-        });
-      }
       checks.push(check('restore', 'failed', failure, ms(0) + ms(1)));
       return skipRest('the restore failed');
     }

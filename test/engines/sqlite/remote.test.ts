@@ -367,6 +367,14 @@ describe.skipIf(skip)(`remote SQLite engine with the sqlite3 shell${skip ? ` (sk
       expect(everything).not.toContain('Smithers');
     });
 
+    it('a broken proving ground (no work folder) throws MACHINE_FAILED instead of failing the backup', async () => {
+      const { e, d } = await captured('sqlite3-backup');
+      const blocker = join(e.groundRoot, 'not-a-folder');
+      writeFileSync(blocker, 'x');
+      const ctx = { ...e.groundCtx('broken/'), workDir: join(blocker, 'work') };
+      await expect(engine.prove(ctx, d.artifact, d.manifest, d.files)).rejects.toMatchObject({ code: 'MACHINE_FAILED', message: expect.stringContaining('cannot create or enter the work folder') });
+    });
+
     it('a wrong number of files or an unknown format is a failed restore', async () => {
       const { e, d } = await captured('sqlite3-dump');
       expect((await prove(e, d, [...d.files, ...d.files])).checks[0]).toMatchObject({ name: 'restore', status: 'failed' });
