@@ -12,7 +12,7 @@ import { writeReports } from '../report/index.ts';
 import { loadRunbook } from '../runbook/load.ts';
 import type { Confirmation, RunContext, RunHooks } from '../run/context.ts';
 import { listRuns, readJournal, runPaths } from '../run/journal.ts';
-import { resumeRun, startRun, type RunSummary } from '../run/run.ts';
+import { confirmCrossed, resumeRun, startRun, type RunSummary } from '../run/run.ts';
 import { buildSandbox, technicianChanges } from '../sandbox/estate.ts';
 import { jsonRenderer, style, textRenderer, type Renderer } from './render.ts';
 
@@ -33,7 +33,12 @@ Usage:
                                              every phase; stops at the gate unless the policy holds;
                                              asks before the crossing unless --yes (refuses without a terminal)
   rubicon verify   --runbook FILE [--json]   prove the newest artifacts in the vaults again (scheduled form)
-  rubicon resume RUN_ID [--yes] [--json]     continue a run from its journal after a crash
+  rubicon resume RUN_ID [--yes] [--json]     continue a run from its journal after a crash, or after a manual
+                                             crossing (a pipeline's own reinstall step)
+  rubicon confirm RUN_ID --crossed [--by NAME]
+                                             a person confirms the manual crossing was done; Rubicon checks
+                                             the server really was rebuilt, then lands
+  rubicon check-runbook --runbook FILE       validate a runbook and print its warnings; runs nothing
   rubicon status [RUN_ID] [--json]           list runs, or show one
   rubicon report RUN_ID [--html FILE]        write the reports again from the journal
   rubicon reap --stack NAME... [--dry-run]   destroy Azure proving grounds past their TTL (needs the Pulumi CLI)
@@ -47,7 +52,9 @@ Options:
 Exit codes:
   0  success
   2  the gate refused, or the crossing was not confirmed: nothing was destroyed
-  3  invalid input (runbook, arguments)
+  3  invalid input (runbook, arguments): nothing was touched
+  4  waiting at a manual crossing: rebuild the server, then \`rubicon confirm RUN_ID --crossed\`
+  130 interrupted (SIGINT/SIGTERM): the target was thawed; \`rubicon resume RUN_ID\` continues
   1  anything else (see the message and the report)
 `;
 
@@ -61,6 +68,8 @@ interface Flags {
   stack: string[];
   dryRun: boolean;
   help: boolean;
+  crossed: boolean;
+  by?: string;
 }
 
 function parse(argv: string[]): { command: string | undefined; positionals: string[]; flags: Flags } {
@@ -79,6 +88,8 @@ function parse(argv: string[]): { command: string | undefined; positionals: stri
         'state-dir': { type: 'string' },
         stack: { type: 'string', multiple: true },
         'dry-run': { type: 'boolean', default: false },
+        crossed: { type: 'boolean', default: false },
+        by: { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
       },
     });
@@ -90,7 +101,7 @@ function parse(argv: string[]): { command: string | undefined; positionals: stri
   return {
     command,
     positionals,
-    flags: { runbook: v.runbook, json: v.json ?? false, yes: v.yes ?? false, dir: v.dir, html: v.html, stateDir: v['state-dir'], stack: v.stack ?? [], dryRun: v['dry-run'] ?? false, help: v.help ?? false },
+    flags: { runbook: v.runbook, json: v.json ?? false, yes: v.yes ?? false, dir: v.dir, html: v.html, stateDir: v['state-dir'], stack: v.stack ?? [], dryRun: v['dry-run'] ?? false, help: v.help ?? false, crossed: v.crossed ?? false, ...(v.by ? { by: v.by } : {}) },
   };
 }
 
@@ -137,6 +148,8 @@ function closing(summary: RunSummary, stateDir: string): string {
     verified: s.green(s.bold('VERIFIED: the newest artifacts in the vaults were restored and checked again.')),
     refused: s.red(s.bold('REFUSED by the gate: nothing was destroyed.')),
     'not-confirmed': s.yellow(s.bold('NOT CROSSED: the gate passed but the crossing was not confirmed; nothing was destroyed.')),
+    waiting: s.yellow(s.bold('WAITING at the manual crossing: the gate passed; Rubicon has touched nothing. Rebuild the server as below.')),
+    interrupted: s.yellow(s.bold('INTERRUPTED: the run stopped where it was; the target was thawed unless the crossing had begun.')),
     failed: s.red(s.bold('FAILED.')),
   };
   if (summary.outcome === 'rehearsed' && summary.crossed) {
@@ -165,7 +178,8 @@ function closing(summary: RunSummary, stateDir: string): string {
   }
   const html = summary.reports.find((r) => r.kind === 'html');
   if (html) lines.push(`  report: ${html.path}`);
-  if (summary.outcome === 'failed') lines.push(`  resume: rubicon resume ${summary.runId} --state-dir ${stateDir}`);
+  if (summary.outcome === 'waiting' && summary.crossingInstructions) lines.push('', ...summary.crossingInstructions.split('\n').map((l) => `  ${l}`));
+  if (summary.outcome === 'failed' || summary.outcome === 'interrupted') lines.push(`  resume: rubicon resume ${summary.runId} --state-dir ${stateDir}`);
   if (summary.outcome === 'not-confirmed') {
     // The target was thawed: crossing later needs a fresh freeze, drift scan and gate, i.e. a new run.
     lines.push('  to cross: run `rubicon upgrade` again in a terminal, or with --yes in a pipeline (already-stored objects are not copied again)');
@@ -173,11 +187,35 @@ function closing(summary: RunSummary, stateDir: string): string {
   return lines.join('\n');
 }
 
+/**
+ * SIGINT / SIGTERM abort the run through its AbortSignal: the phases stop,
+ * the target is thawed, `run.interrupted` is journaled, the summary printed,
+ * exit 130. A second signal exits at once (the journal stays resumable).
+ */
+function interruptSignal(): { signal: AbortSignal; dispose: () => void } {
+  const ac = new AbortController();
+  const on = (sig: NodeJS.Signals) => {
+    if (ac.signal.aborted) process.exit(130);
+    process.stderr.write(`\nrubicon: ${sig}: stopping the run (thawing the target); press Ctrl-C again to quit at once\n`);
+    ac.abort(sig);
+  };
+  process.on('SIGINT', on);
+  process.on('SIGTERM', on);
+  return {
+    signal: ac.signal,
+    dispose: () => {
+      process.off('SIGINT', on);
+      process.off('SIGTERM', on);
+    },
+  };
+}
+
 async function runCommand(command: RunCommand, flags: Flags, hooks?: RunHooks): Promise<number> {
   if (!flags.runbook) throw new RubiconError('ARGUMENTS_INVALID', `rubicon ${command} needs --runbook FILE`, { hint: `e.g. rubicon ${command} --runbook runbook.yaml` });
   const stateDir = defaultStateDir(flags);
   const r = renderer(flags);
-  const summary = await startRun(command, flags.runbook, { stateDir, onEvent: r.onEvent, confirm: confirmer(flags), hooks });
+  const sig = interruptSignal();
+  const summary = await startRun(command, flags.runbook, { stateDir, onEvent: r.onEvent, confirm: confirmer(flags), hooks, signal: sig.signal }).finally(sig.dispose);
   r.done(summary, closing(summary, stateDir));
   return summary.exitCode;
 }
@@ -224,7 +262,22 @@ async function resume(positionals: string[], flags: Flags): Promise<number> {
   if (!runId) throw new RubiconError('ARGUMENTS_INVALID', 'rubicon resume needs a run id', { hint: 'list runs with `rubicon status`' });
   const stateDir = defaultStateDir(flags);
   const r = renderer(flags);
-  const summary = await resumeRun(runId, { stateDir, onEvent: r.onEvent, confirm: confirmer(flags) });
+  const sig = interruptSignal();
+  const summary = await resumeRun(runId, { stateDir, onEvent: r.onEvent, confirm: confirmer(flags), signal: sig.signal }).finally(sig.dispose);
+  r.done(summary, closing(summary, stateDir));
+  return summary.exitCode;
+}
+
+async function confirm(positionals: string[], flags: Flags): Promise<number> {
+  const runId = positionals[0];
+  if (!runId || !flags.crossed) {
+    throw new RubiconError('ARGUMENTS_INVALID', 'rubicon confirm needs a run id and --crossed', { hint: 'e.g. rubicon confirm r-20261201-101500-ab12 --crossed --by "Jane Doe"' });
+  }
+  const who = flags.by ?? process.env.RUBICON_OPERATOR ?? process.env.USER ?? os.userInfo().username;
+  const stateDir = defaultStateDir(flags);
+  const r = renderer(flags);
+  const sig = interruptSignal();
+  const summary = await confirmCrossed(runId, who, { stateDir, onEvent: r.onEvent, confirm: confirmer(flags), signal: sig.signal }).finally(sig.dispose);
   r.done(summary, closing(summary, stateDir));
   return summary.exitCode;
 }
@@ -290,6 +343,8 @@ export async function main(argv: string[]): Promise<number> {
       return runCommand(command, flags);
     case 'resume':
       return resume(positionals, flags);
+    case 'confirm':
+      return confirm(positionals, flags);
     case 'status':
       return status(positionals, flags);
     case 'report':

@@ -12,6 +12,8 @@ export const EXIT = {
   failure: 1,
   gateRefused: 2,
   invalidInput: 3,
+  /** A manual crossing is waiting for the engineer: `rubicon confirm RUN_ID --crossed` (or `resume --yes`) continues. */
+  waiting: 4,
   /** SIGINT / SIGTERM: the run stopped where it was, thawed, and `rubicon resume` continues it. */
   interrupted: 130,
 } as const;

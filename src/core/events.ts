@@ -67,7 +67,7 @@ export type JournalEvent =
   | { type: 'rollback.released'; rollbackPointId: string }
   | { type: 'gate.evaluated'; result: GateResult }
   | { type: 'permit.issued'; permit: Permit }
-  | { type: 'crossing.confirmed'; by: 'flag' | 'prompt'; who: string }
+  | { type: 'crossing.confirmed'; by: 'flag' | 'prompt' | 'command'; who: string }
   | { type: 'crossing.started'; permitId: string; image: string }
   | { type: 'crossing.completed'; image: string }
   | { type: 'landing.restored'; itemId: string; artifactId: string; vault: string; bytes: number; durationMs: number }
@@ -103,6 +103,8 @@ export type JournalEvent =
   | { type: 'services.stopped'; services: { name: string; active: string; enabled: string }[] }
   /** What the engineer must do at a manual crossing, as printed. */
   | { type: 'crossing.instructions'; text: string }
+  /** Who the target was before the crossing, so landing can refuse the old server (remote targets). */
+  | { type: 'target.identified'; machine: string; machineId: string | null; osRelease: string | null; hostKeys: string[] }
   /** The rebuilt machine was checked before landing (manual crossing). */
   | { type: 'rebuild.verified'; machine: string; osRelease: string; machineIdChanged: boolean | null; hostKeyChanged: boolean | null }
   /** A signal stopped the run; it was thawed and `rubicon resume` continues it. */

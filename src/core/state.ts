@@ -80,6 +80,7 @@ export interface RunState {
   /** Services the freeze stopped, as they were before. */
   stoppedServices?: { name: string; active: string; enabled: string }[];
   crossingInstructions?: string;
+  targetIdentity?: { machine: string; machineId: string | null; osRelease: string | null; hostKeys: string[] };
   rebuildVerified?: { machine: string; osRelease: string; machineIdChanged: boolean | null; hostKeyChanged: boolean | null; at: string };
   /** Hash of the newest journal record folded in: the evidence's fingerprint (verify with `rubicon status RUN_ID`). */
   journalHead: string;
@@ -247,6 +248,9 @@ export function reduce(state: RunState | undefined, record: JournalRecord): RunS
     }
     case 'services.stopped':
       s.stoppedServices = e.services;
+      break;
+    case 'target.identified':
+      s.targetIdentity = { machine: e.machine, machineId: e.machineId, osRelease: e.osRelease, hostKeys: e.hostKeys };
       break;
     case 'crossing.instructions':
       s.crossingInstructions = e.text;

@@ -466,7 +466,36 @@ function ruleVaults(ctx: Context): Draft[] {
   const { minVaults, minOffTargetVaults } = ctx.facts.policy;
   const out: Draft[] = [];
   for (const i of presentItems(ctx)) {
-    for (const a of ctx.copyBearing(i)) {
+    const bearing = ctx.copyBearing(i);
+    // A folder captured by several methods (restic into one vault, rsync into
+    // another) is held by all of them together: its copies count per item.
+    // A database's artifacts each need their own copies.
+    if (i.kind !== 'database' && bearing.length > 1) {
+      const byName = new Map<string, VaultInfo>();
+      const evidence: string[] = [];
+      const problems: string[] = [];
+      for (const a of bearing) {
+        const u = ctx.usable(a);
+        for (const v of u.vaults) byName.set(v.name, v);
+        evidence.push(a.id, ...u.evidence);
+        problems.push(...u.problems);
+      }
+      const vaults = [...byName.values()];
+      const off = vaults.filter((v) => v.offTarget === true);
+      const holds = vaults.length >= minVaults && off.length >= minOffTargetVaults;
+      const where = vaults.length ? vaults.map((v) => v.name).join(', ') : 'none';
+      const counts = `${itemLabel(i)} has verified copies from ${bearing.map((a) => a.method).join(' and ')} in ${plural(vaults.length, 'vault')} (${where}; ${off.length} off the target)`;
+      const extra = problems.length ? `; ${problems.join('; ')}` : '';
+      out.push({
+        rule: 'copies.vaults',
+        itemId: i.id,
+        status: !holds ? 'fail' : problems.length ? 'warn' : 'pass',
+        reason: holds ? `${counts}${extra}` : `${counts}; the policy requires ${minVaults} with ${minOffTargetVaults} off the target${extra}`,
+        evidence,
+      });
+      continue;
+    }
+    for (const a of bearing) {
       const u = ctx.usable(a);
       const off = u.vaults.filter((v) => v.offTarget === true);
       const holds = u.vaults.length >= minVaults && off.length >= minOffTargetVaults;

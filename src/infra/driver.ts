@@ -1,5 +1,6 @@
 import type { Permit, RollbackPoint } from '../core/types.ts';
 import type { Host } from '../hosts/host.ts';
+import type { Machine } from '../machines/machine.ts';
 
 /**
  * InfraDriver: the machines. The sandbox driver uses local folders; the
@@ -8,8 +9,10 @@ import type { Host } from '../hosts/host.ts';
 
 export interface ProvingGroundHandle {
   name: string;
-  /** Where restores happen. It can read the vaults and nothing else: it has no handle on the target. */
-  host: Host;
+  /** Where restores happen, when the proving ground is a local folder (the sandbox). It can read the vaults and nothing else. */
+  host?: Host;
+  /** The proving ground as its own machine (manual, Azure): it gets read grants and has no route to the target. */
+  machine?: Machine;
 }
 
 export interface CrossingResult {
@@ -18,7 +21,7 @@ export interface CrossingResult {
 }
 
 export interface InfraDriver {
-  readonly kind: 'sandbox' | 'pulumi-azure';
+  readonly kind: 'sandbox' | 'pulumi-azure' | 'manual';
   /** The image the target runs now (before the crossing). */
   currentImage(): Promise<string>;
   /** Idempotent: returns the existing proving ground for this run if there is one. */

@@ -101,11 +101,17 @@ read -r pid st < "$d/pid" || exit 0
 kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
 `;
 
-/** Reads the step's output files, bounded: $1 folder, $2 max bytes per stream. Prints out, a NUL, err. */
+/**
+ * Reads the step's output files, bounded: $1 folder, $2 max bytes per
+ * stream. Prints "<n>\n", then the last n bytes of stdout (which may hold
+ * NULs: sha256sum -z), then stderr's last bytes.
+ */
 export const STEP_OUTPUT_SCRIPT = String.raw`
 d=$1; n=$2
+s=0; [ -f "$d/out" ] && s=$(wc -c < "$d/out")
+[ "$s" -gt "$n" ] && s=$n
+echo "$s"
 [ -f "$d/out" ] && tail -c "$n" "$d/out"
-printf '\0'
 [ -f "$d/err" ] && tail -c "$n" "$d/err"
 exit 0
 `;
@@ -148,9 +154,10 @@ export function parseStepStatus(stdout: string): StepStatus | undefined {
 /** Splits STEP_OUTPUT_SCRIPT's output. */
 export function splitStepOutput(bytes: Uint8Array): { stdout: string; stderr: string } {
   const buf = Buffer.from(bytes);
-  const nul = buf.indexOf(0);
-  if (nul < 0) return { stdout: buf.toString('utf8'), stderr: '' };
-  return { stdout: buf.subarray(0, nul).toString('utf8'), stderr: buf.subarray(nul + 1).toString('utf8') };
+  const nl = buf.indexOf(10);
+  const n = nl > 0 ? Number(buf.subarray(0, nl).toString('ascii').trim()) : NaN;
+  if (!Number.isInteger(n) || n < 0) return { stdout: '', stderr: buf.toString('utf8') };
+  return { stdout: buf.subarray(nl + 1, nl + 1 + n).toString('utf8'), stderr: buf.subarray(nl + 1 + n).toString('utf8') };
 }
 
 export function stepLost(machine: string, stepId: string): RubiconError {

@@ -96,11 +96,14 @@ export function parseFind(out: string): TreeListing {
   return { files, dirs, skipped };
 }
 
-/** `1701443000.1234567890` → milliseconds, as Node's stat mtimeMs gives them. */
+/**
+ * `1701443000.1234567890` → milliseconds exactly as Node's stat computes
+ * mtimeMs (sec * 1e3 + nsec / 1e6 in doubles), so a manifest built on a
+ * machine and one built by this process agree to the last bit.
+ */
 export function secondsToMs(s: string): number {
-  const [whole, frac = ''] = s.split('.');
-  const ns = BigInt(whole ?? '0') * 1_000_000_000n + BigInt((frac + '000000000').slice(0, 9));
-  return Number(ns) / 1e6;
+  const [whole = '0', frac = ''] = s.split('.');
+  return Number(whole) * 1e3 + Number((frac + '000000000').slice(0, 9)) / 1e6;
 }
 
 /**

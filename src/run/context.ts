@@ -1,27 +1,29 @@
 import type { JournalEvent, OnEvent, ProgressEvent } from '../core/events.ts';
 import { reduce, type RunState } from '../core/state.ts';
 import type { Phase } from '../core/types.ts';
-import type { DatabaseEngine } from '../engines/engine.ts';
-import { lazyMssqlEngine } from '../engines/mssql/lazy.ts';
-import { sqliteEngine } from '../engines/sqlite/index.ts';
-import { LocalHost } from '../hosts/local.ts';
+import { createAdapters, createEngines, type Adapters } from '../compose/root.ts';
+import type { DatabaseEngine, RemoteDatabaseEngine } from '../engines/engine.ts';
+import type { LocalHost } from '../hosts/local.ts';
 import type { InfraDriver } from '../infra/driver.ts';
-import { SandboxDriver } from '../infra/sandbox.ts';
+import { LocalMachine } from '../machines/local.ts';
+import type { Machine } from '../machines/machine.ts';
 import type { Runbook } from '../runbook/load.ts';
-import { mssqlEngineOptions } from '../runbook/mssql.ts';
-import { FilesystemVault } from '../vaults/filesystem.ts';
 import type { Vault } from '../vaults/vault.ts';
 import { checkpoint } from './faults.ts';
 import type { Journal, RunPaths } from './journal.ts';
+import { createStepRunner, type StepRunner } from './steps.ts';
+
+export { createEngines };
 
 /**
  * Everything a phase needs. Phases read facts only from `state` (derived
  * from the journal) and record facts only through `record`, so a resumed
- * run sees exactly what a continuous one would.
+ * run sees exactly what a continuous one would. Adapters come from the
+ * composition root (src/compose/root.ts); nothing here names a concrete one.
  */
 export interface Confirmation {
   confirmed: boolean;
-  by: 'flag' | 'prompt';
+  by: 'flag' | 'prompt' | 'command';
   who: string;
   /** Why not, when not confirmed (no terminal and no --yes, typed the wrong name). */
   reason?: string;
@@ -37,10 +39,22 @@ export interface RunContext {
   paths: RunPaths;
   runbook: Runbook;
   journal: Journal;
-  target: LocalHost;
+  /** The target machine (before the crossing). */
+  target: Machine;
+  /** The target's files as this process sees them, when the target is local (the sandbox). */
+  localTarget?: LocalHost;
+  /** Present when the target is remote: what the remote phases use (src/run/remote.ts). */
+  remote?: {
+    provingGround: Machine;
+    rebuiltTarget: Machine;
+    engines: Record<string, RemoteDatabaseEngine>;
+    folderMethods: Adapters['folderMethods'];
+  };
   vaults: Vault[];
   engines: Record<string, DatabaseEngine>;
   infra: InfraDriver;
+  /** Journaled steps on machines. */
+  steps: StepRunner;
   state: () => RunState;
   record: (event: JournalEvent) => void;
   progress: (event: ProgressEvent) => void;
@@ -48,6 +62,8 @@ export interface RunContext {
   hooks: RunHooks;
   now: () => Date;
   signal?: AbortSignal;
+  /** Ends machine connections (ssh masters). */
+  close: () => Promise<void>;
 }
 
 export interface ContextInput {
@@ -62,27 +78,6 @@ export interface ContextInput {
   now?: () => Date;
 }
 
-/**
- * The database engines a runbook uses. Also called inside the isolated
- * proving process (src/run/prove-worker.ts), so it must build engines from
- * the runbook alone (and the environment, which holds the passwords the
- * runbook names; the proving process inherits it).
- *
- * sqlite is always there; mssql when the runbook has an engines.mssql
- * section (loaded on first use). Throws RUNBOOK_INVALID naming the
- * variable when a password variable is no longer set (e.g. resume from
- * another shell). `log` receives the engines' plain-words messages.
- */
-export function createEngines(
-  runbook: Runbook,
-  options: { env?: NodeJS.ProcessEnv; log?: (level: 'info' | 'warn', message: string) => void } = {},
-): Record<string, DatabaseEngine> {
-  const engines: Record<string, DatabaseEngine> = { sqlite: sqliteEngine };
-  const mssql = runbook.engines?.mssql;
-  if (mssql) engines.mssql = lazyMssqlEngine(mssqlEngineOptions(mssql, options.env ?? process.env, options.log ? { log: options.log } : {}));
-  return engines;
-}
-
 export function createContext(input: ContextInput): RunContext {
   const { runbook, journal, onEvent } = input;
   let state: RunState | undefined;
@@ -92,37 +87,55 @@ export function createContext(input: ContextInput): RunContext {
     onEvent({ ...r, kind: 'journal' });
     checkpoint(r.event.type);
   });
+  const now = input.now ?? (() => new Date());
+  const record = (event: JournalEvent) => {
+    journal.append(event, now());
+  };
+  const adapters = createAdapters(runbook, {
+    runId: input.runId,
+    workDir: input.paths.work,
+    log: (level, message) => record({ type: 'note', level, message }),
+  });
+  const steps = createStepRunner(
+    {
+      record,
+      started: (id) => Boolean(state?.steps[id]),
+      completed: (id) => {
+        const s = state?.steps[id];
+        return s?.completedAt !== undefined ? { exitCode: s.exitCode ?? 0 } : undefined;
+      },
+    },
+    input.paths.dir,
+    input.runId,
+  );
+  const isLocal = adapters.target instanceof LocalMachine;
   const ctx: RunContext = {
     runId: input.runId,
     paths: input.paths,
     runbook,
     journal,
-    target: new LocalHost(runbook.target.name, runbook.target.root),
-    vaults: runbook.vaults.map((v) => {
-      if (v.kind !== 'filesystem') throw new Error('not yet');
-      return new FilesystemVault({ name: v.name, kind: v.kind, location: v.path, offTarget: true, immutable: false });
-    }),
-    engines: createEngines(runbook, { log: (level, message) => ctx.record({ type: 'note', level, message }) }),
-    infra: new SandboxDriver({
-      targetRoot: runbook.target.root,
-      targetName: runbook.target.name,
-      provingGroundRoot: runbook.provingGround.root,
-      rollbackRoot: runbook.infra.kind === 'sandbox' ? runbook.infra.rollback : '',
-      currentImage: runbook.infra.currentImage,
-      plannedImage: runbook.target.image,
-    }),
+    target: adapters.target,
+    ...(adapters.target instanceof LocalMachine ? { localTarget: adapters.target.host } : {}),
+    ...(!isLocal
+      ? { remote: { provingGround: adapters.provingGround, rebuiltTarget: adapters.rebuiltTarget, engines: adapters.remoteEngines, folderMethods: adapters.folderMethods } }
+      : {}),
+    vaults: adapters.vaults,
+    engines: adapters.engines,
+    infra: adapters.infra,
+    steps,
     state: () => {
       if (!state) throw new Error('run state read before run.started');
       return state;
     },
-    record: (event) => {
-      journal.append(event, (input.now ?? (() => new Date()))());
-    },
+    record,
     progress: (event) => onEvent({ ...event, kind: 'progress' }),
     confirm: input.confirm,
     hooks: input.hooks ?? {},
-    now: input.now ?? (() => new Date()),
-    signal: input.signal,
+    now,
+    ...(input.signal ? { signal: input.signal } : {}),
+    close: async () => {
+      for (const m of new Set([adapters.target, adapters.rebuiltTarget, adapters.provingGround])) await m.close().catch(() => undefined);
+    },
   };
   return ctx;
 }

@@ -61,14 +61,14 @@ export async function proveIsolated(
   const job: ProverJob = {
     runbookFile: ctx.runbook.file,
     pgName: pg.name,
-    pgRoot: pg.host.resolve('.'),
+    pgRoot: pg.host?.resolve('.') ?? '',
     vaults: ctx.vaults.map((v) => v.info),
     items: s.items,
     artifacts,
     knownCopies: s.copies,
     forbidden: [ctx.runbook.target.root, ctx.paths.dir],
   };
-  if (pg.host.kind !== 'local') {
+  if (!pg.host || pg.host.kind !== 'local') {
     // A remote proving ground is its own machine; prove from here.
     let known = s.copies;
     for (const a of artifacts) {

@@ -11,10 +11,15 @@ import { readManifest } from '../files/manifest.ts';
 import { restoreTree, verifyTree } from '../files/restore.ts';
 import { currentArtifacts } from '../gate/current.ts';
 import { evaluateGate, reliedOnProofs } from '../gate/evaluate.ts';
-import { checkPermit, issuePermit } from '../gate/permit.ts';
+import { checkPermit, issuePermit, proofSetHash } from '../gate/permit.ts';
+import type { ManualDriver } from '../infra/manual.ts';
 import { buildChecklist } from '../inventory/checklist.ts';
 import { discoverFolders, folderExcludes } from '../inventory/folders.ts';
-import { thisHostName } from '../hosts/local.ts';
+import { thisHostName, type LocalHost } from '../hosts/local.ts';
+import type { Host } from '../hosts/host.ts';
+import { knownHostKeys, osReleaseMatches, readIdentity } from '../machines/identity.ts';
+import { restoreServices, serviceState, stopServices } from '../machines/services.ts';
+import { captureDatabaseRemote, captureFolderRemote, discoverRemote, driftRemote, landItemRemote, proveRemote } from './remote.ts';
 import { writeReports } from '../report/index.ts';
 import type { RunContext } from './context.ts';
 import { proveIsolated } from './isolation.ts';
@@ -37,8 +42,14 @@ function engineFor(ctx: RunContext, item: Item): DatabaseEngine {
   return engine;
 }
 
-function engineCtx(ctx: RunContext, host = ctx.target, sub = 'engine'): EngineContext {
-  return { host, workDir: path.join(ctx.paths.work, sub), signal: ctx.signal };
+/** The target's files on this computer (local transport only). */
+function lt(ctx: RunContext): LocalHost {
+  if (!ctx.localTarget) throw new RubiconError('INTERNAL', 'a local-only phase step ran on a remote target');
+  return ctx.localTarget;
+}
+
+function engineCtx(ctx: RunContext, host?: Host, sub = 'engine'): EngineContext {
+  return { host: host ?? lt(ctx), workDir: path.join(ctx.paths.work, sub), signal: ctx.signal };
 }
 
 /** Files owned by database items, relative to the target root: never part of a folder capture. */
@@ -69,6 +80,10 @@ function folderExcludeFor(ctx: RunContext, item: Item): string[] {
  * job first when one is declared for them.
  */
 export async function discover(ctx: RunContext): Promise<void> {
+  if (ctx.remote) {
+    await identifyTarget(ctx);
+    return discoverOnRemote(ctx);
+  }
   const rb = ctx.runbook;
   const ectx = engineCtx(ctx);
   await mkdir(ectx.workDir, { recursive: true });
@@ -94,12 +109,17 @@ export async function discover(ctx: RunContext): Promise<void> {
     declared: rb.declared.folders,
     ownedFiles: ownedFiles(databases),
   });
+  methodsFor(ctx, databases, folders, (db) => rb.methods.databases[db.engine ?? ''] ?? Object.keys(ctx.engines[db.engine ?? '']?.methods ?? {}));
+  recordDiscovered(ctx, databases, instanceItems, folders);
+}
+
+function methodsFor(ctx: RunContext, databases: Item[], folders: Item[], engineMethods: (db: Item) => string[]): void {
+  const rb = ctx.runbook;
   const jobsOf = (db: Item) => rb.vendorJobs.filter((j) => j.database === db.name && j.engine === db.engine);
   for (const db of databases) {
     const jobs = jobsOf(db);
-    const engineMethods = rb.methods.databases[db.engine ?? ''] ?? Object.keys(ctx.engines[db.engine ?? '']?.methods ?? {});
     // "Run our backup job first": the vendor's job goes before our own methods.
-    db.methods = [...(jobs.length > 0 ? ['vendor-job'] : []), ...engineMethods.filter((m) => m !== 'vendor-job')];
+    db.methods = [...(jobs.length > 0 ? ['vendor-job'] : []), ...engineMethods(db).filter((m) => m !== 'vendor-job')];
     if (jobs.length > 0) db.why.push(`the vendor's backup job "${jobs[0]!.name}" backs it up`);
     if (db.facts.system !== true) db.why.push('the EHR database is the practice\'s business: captured by independent methods');
   }
@@ -109,10 +129,32 @@ export async function discover(ctx: RunContext): Promise<void> {
       ctx.record({ type: 'note', level: 'error', message: `vendor job "${j.name}" names ${j.engine} database "${j.database}", which discovery did not find` });
     }
   }
+}
+
+function recordDiscovered(ctx: RunContext, databases: Item[], instanceItems: Item[], folders: Item[]): void {
   const done = new Set(ctx.state().items.map((i) => i.id));
   for (const item of [...databases, ...instanceItems, ...folders]) {
     if (!done.has(item.id)) ctx.record({ type: 'item.discovered', item });
   }
+}
+
+/** Discovery on a remote target: the engines' CLIs and find run there (src/run/remote.ts). */
+async function discoverOnRemote(ctx: RunContext): Promise<void> {
+  const rb = ctx.runbook;
+  const inVendorOutput = (loc: string) => rb.vendorJobs.some((j) => loc === j.output || loc.startsWith(`${j.output}/`));
+  const found = await discoverRemote(ctx, (dbs) => ownedFiles(dbs.filter((d) => !inVendorOutput(d.location))));
+  const databases = found.databases.filter((d) => !inVendorOutput(d.location));
+  methodsFor(ctx, databases, found.folders, (db) => rb.methods.databases[db.engine ?? ''] ?? Object.keys(ctx.remote?.engines[db.engine ?? '']?.methods ?? {}));
+  recordDiscovered(ctx, databases, [], found.folders);
+}
+
+/** Who the target is before the crossing (machine id, OS), so landing can refuse the old server. Once per run. */
+async function identifyTarget(ctx: RunContext): Promise<void> {
+  if (ctx.state().targetIdentity) return;
+  const id = await readIdentity(ctx.target);
+  const t = ctx.runbook.target.transport;
+  const hostKeys = t.kind === 'ssh' ? await knownHostKeys(t.knownHosts, t.host, t.port) : [];
+  ctx.record({ type: 'target.identified', machine: ctx.target.name, machineId: id.machineId, osRelease: id.osRelease, hostKeys });
 }
 
 // ------------------------------------------------------------- capture
@@ -125,11 +167,16 @@ async function captureDatabase(ctx: RunContext, item: Item, method: string, phas
   const id = artifactId(ctx, phase, item, method);
   const s = ctx.state();
   if (s.artifacts.some((a) => a.id === id) || s.captureFailures.some((f) => f.artifactId === id)) return;
+  if (ctx.remote) {
+    const info = ctx.remote.engines[item.engine ?? '']?.methods[method];
+    const vendor = method === 'vendor-job';
+    return captureDatabaseRemote(ctx, item, method, phase, id, { origin: vendor ? 'vendor' : (info?.origin ?? 'rubicon'), independenceGroup: vendor ? 'vendor' : (info?.independenceGroup ?? method) });
+  }
   const engine = engineFor(ctx, item);
   const info = engine.methods[method];
   ctx.record({ type: 'capture.started', itemId: item.id, method, artifactId: id });
   const startedAt = ctx.now().toISOString();
-  const ectx = engineCtx(ctx, ctx.target, `capture/${encodeURIComponent(id)}`);
+  const ectx = engineCtx(ctx, lt(ctx), `capture/${encodeURIComponent(id)}`);
   try {
     await rm(ectx.workDir, { recursive: true, force: true });
     await mkdir(ectx.workDir, { recursive: true });
@@ -195,6 +242,17 @@ async function indexArtifact(ctx: RunContext, a: Artifact): Promise<void> {
 }
 
 async function captureFolder(ctx: RunContext, item: Item, phase: Artifact['phase'], base?: Artifact): Promise<void> {
+  if (ctx.remote) {
+    const current = currentArtifacts(ctx.state().artifacts).filter((a) => a.itemId === item.id && a.phase !== phase);
+    return captureFolderRemote(
+      ctx,
+      item,
+      phase,
+      folderExcludeFor(ctx, item),
+      (method) => artifactId(ctx, phase, item, method),
+      (method) => (base ? current.filter((a) => a.method === method).at(-1) : undefined),
+    );
+  }
   const method = 'file-mirror';
   const id = artifactId(ctx, phase, item, method);
   if (ctx.state().artifacts.some((a) => a.id === id)) return;
@@ -203,7 +261,7 @@ async function captureFolder(ctx: RunContext, item: Item, phase: Artifact['phase
   try {
     const baseManifest = base ? await readManifest(ctx.vaults[0]!, base.manifestHash) : undefined;
     const result = await captureTree({
-      sourceRoot: ctx.target.resolve(item.location),
+      sourceRoot: lt(ctx).resolve(item.location),
       vaults: ctx.vaults,
       artifactId: id,
       itemId: item.id,
@@ -265,6 +323,18 @@ export async function proveArtifacts(ctx: RunContext, artifacts: Artifact[]): Pr
   const pg = await ctx.infra.provisionProvingGround(ctx.runId);
   let n = 0;
   ctx.progress({ type: 'progress', step: 'prove', done: 0, total: todo.length, unit: 'items' });
+  if (ctx.remote) {
+    await proveRemote(ctx, todo, (copies, proof) => {
+      const s = ctx.state();
+      for (const copy of copies) {
+        if (!s.copies.some((c) => c.artifactId === copy.artifactId && c.vault === copy.vault)) ctx.record({ type: 'copy.checked', copy });
+      }
+      ctx.record({ type: 'proof.recorded', proof });
+      ctx.progress({ type: 'progress', step: 'prove', done: ++n, total: todo.length, unit: 'items' });
+    });
+    await ctx.infra.destroyProvingGround(ctx.runId);
+    return;
+  }
   await proveIsolated(ctx, pg, todo, (out) => {
     const s = ctx.state();
     for (const copy of out.copies) {
@@ -293,10 +363,11 @@ export async function prove(ctx: RunContext): Promise<void> {
  * scanned yet: no scan is recorded, so the gate sees "drift unknown" and
  * refuses rather than being told "no drift" by a scan that never looked.
  */
-async function scanItem(ctx: RunContext, item: Item, artifact: Artifact): Promise<DriftChange[] | undefined> {
+async function scanItem(ctx: RunContext, item: Item, artifact: Artifact, stage: string): Promise<DriftChange[] | undefined> {
+  if (ctx.remote) return driftRemote(ctx, item, artifact, folderExcludeFor(ctx, item), stage);
   if (item.kind === 'folder') {
     const manifest = await readManifest(ctx.vaults[0]!, artifact.manifestHash);
-    return scanDrift(ctx.target.resolve(item.location), manifest, { exclude: folderExcludeFor(ctx, item) });
+    return scanDrift(lt(ctx).resolve(item.location), manifest, { exclude: folderExcludeFor(ctx, item) });
   }
   if (item.kind === 'database') {
     const engine = engineFor(ctx, item);
@@ -314,7 +385,7 @@ async function scanItem(ctx: RunContext, item: Item, artifact: Artifact): Promis
   try {
     await restoreTree({ vaults: ctx.vaults, manifest, destRoot: scratch, exact: true });
     const files = manifest.entries.map((e) => path.join(scratch, e.path));
-    return await engine.drift(engineCtx(ctx, ctx.target, path.join('drift', 'engine')), item, manifest, files);
+    return await engine.drift(engineCtx(ctx, lt(ctx), path.join('drift', 'engine')), item, manifest, files);
   } finally {
     await rm(scratch, { recursive: true, force: true });
   }
@@ -332,7 +403,7 @@ async function driftScan(ctx: RunContext, stage: 'freeze' | 'pre-gate'): Promise
     const mine = current.filter((a) => a.itemId === item.id);
     const newest = mine.filter((a) => a.origin === 'rubicon').at(-1) ?? mine.at(-1);
     if (!newest) continue;
-    const changes = await scanItem(ctx, item, newest);
+    const changes = await scanItem(ctx, item, newest, stage);
     if (changes === undefined) {
       if (stage === 'pre-gate') ctx.record({ type: 'note', level: 'warn', itemId: item.id, message: `drift of ${item.kind} items cannot be checked yet: ${item.id} has no drift scan, so the gate cannot pass it` });
       continue;
@@ -344,9 +415,24 @@ async function driftScan(ctx: RunContext, stage: 'freeze' | 'pre-gate'): Promise
 export async function freeze(ctx: RunContext): Promise<void> {
   if (!ctx.state().frozen) {
     await ctx.infra.freeze(ctx.runId);
+    const units = ctx.runbook.target.services;
+    if (units.length > 0 && ctx.remote) {
+      // Recorded before they are touched, so a thaw after a crash restores exactly what was found.
+      const before = ctx.state().stoppedServices ?? (await Promise.all(units.map((u) => serviceState(ctx.target, u))));
+      if (!ctx.state().stoppedServices) ctx.record({ type: 'services.stopped', services: before });
+      await stopServices(ctx.target, units);
+    }
     ctx.record({ type: 'target.frozen' });
   }
   await driftScan(ctx, 'freeze');
+}
+
+/** Undoes freeze: the infra's own, then the services exactly as they were found. Idempotent. */
+export async function thaw(ctx: RunContext): Promise<void> {
+  await ctx.infra.thaw(ctx.runId);
+  const stopped = ctx.state().stoppedServices;
+  if (stopped && stopped.length > 0 && ctx.remote) await restoreServices(ctx.target, stopped);
+  ctx.record({ type: 'target.thawed' });
 }
 
 // ------------------------------------------------------------- final capture
@@ -394,7 +480,9 @@ export interface GateOutcome {
 /** Rollback point, a last drift scan, the gate, the permit. Never destructive. */
 export async function gate(ctx: RunContext): Promise<GateOutcome> {
   const rb = ctx.runbook;
-  if (!ctx.state().rollbackPoint && rb.policy.requireRollbackPoint) {
+  // A manual crossing has a rollback point only when the runbook describes the engineer's own (the gate says so otherwise).
+  const canRollback = !(rb.infra.kind === 'manual' && !rb.infra.rollback);
+  if (!ctx.state().rollbackPoint && rb.policy.requireRollbackPoint && canRollback) {
     const point = await ctx.infra.createRollbackPoint(ctx.runId);
     ctx.record({ type: 'rollback.created', rollbackPoint: point });
   }
@@ -404,6 +492,7 @@ export async function gate(ctx: RunContext): Promise<GateOutcome> {
     const result = evaluateGate(gateFacts(s, ctx.now()));
     ctx.record({ type: 'gate.evaluated', result });
     s = ctx.state();
+    gatedHere.add(ctx);
   }
   if (!s.gate!.passed) return { passed: false };
   if (!s.permit) {
@@ -424,14 +513,45 @@ export async function gate(ctx: RunContext): Promise<GateOutcome> {
 
 // ------------------------------------------------------------- crossing
 
+/** Contexts whose gate was evaluated by this process right before the crossing (no resume in between). */
+const gatedHere = new WeakSet<RunContext>();
+
+/**
+ * The crossing never trusts a recorded `gate.evaluated` or `permit.issued`:
+ * right before it starts it evaluates the gate itself from the recorded
+ * facts (proofs, copies, drift, ...), after a fresh drift scan whenever the
+ * run was resumed since the gate (a file changed after the permit is
+ * found), and checks the permit against the proof set it recomputes.
+ * Returns false when the gate now refuses (the caller ends the run refused).
+ */
+export async function recheckBeforeCrossing(ctx: RunContext): Promise<boolean> {
+  if (!gatedHere.has(ctx)) await driftScan(ctx, 'pre-gate');
+  const s = ctx.state();
+  const facts = gateFacts(s, ctx.now());
+  const result = evaluateGate(facts);
+  if (!gatedHere.has(ctx) || result.passed !== s.gate?.passed) ctx.record({ type: 'gate.evaluated', result });
+  if (!result.passed) return false;
+  const check = checkPermit(s.permit, {
+    image: ctx.runbook.target.image,
+    now: ctx.now(),
+    target: ctx.runbook.target.name,
+    proofSetHash: proofSetHash(reliedOnProofs(facts)),
+  });
+  if (!check.valid) throw new RubiconError('PERMIT_INVALID', `refusing to cross: ${check.reason}`, { hint: check.fix });
+  return true;
+}
+
 /**
  * THE POINT OF NO RETURN. Requires: a recorded passing gate, a permit valid
  * now (or when the crossing started, on resume), and a recorded
  * confirmation. Anything else throws before a byte is touched.
  */
-export async function crossing(ctx: RunContext): Promise<'crossed' | 'not-confirmed'> {
+export async function crossing(ctx: RunContext): Promise<'crossed' | 'not-confirmed' | 'waiting' | 'refused'> {
   let s = ctx.state();
   if (s.crossing?.completedAt) return 'crossed';
+  if (!s.crossing?.startedAt && !(await recheckBeforeCrossing(ctx))) return 'refused';
+  s = ctx.state();
+  if (ctx.infra.kind === 'manual') return manualCrossing(ctx);
   if (!s.gate?.passed || !s.permit) {
     throw new RubiconError('GATE_REFUSED', 'refusing to cross: no passing gate and permit recorded for this run', { hint: 'run `rubicon upgrade` again' });
   }
@@ -454,10 +574,77 @@ export async function crossing(ctx: RunContext): Promise<'crossed' | 'not-confir
   return 'crossed';
 }
 
+/**
+ * The manual crossing (infra.kind: manual). First call: checks the permit,
+ * journals and returns what the engineer must do, and the run stops
+ * ('waiting'), still frozen. A later call (confirm or resume --yes) asks
+ * for the confirmation, checks the machine really was rebuilt, and only
+ * then records the crossing as done.
+ */
+async function manualCrossing(ctx: RunContext): Promise<'crossed' | 'not-confirmed' | 'waiting'> {
+  let s = ctx.state();
+  if (!s.gate?.passed || !s.permit) {
+    throw new RubiconError('GATE_REFUSED', 'refusing to cross: no passing gate and permit recorded for this run', { hint: 'run `rubicon upgrade` again' });
+  }
+  const permit = s.permit;
+  if (!s.crossing?.startedAt) {
+    const check = checkPermit(permit, { image: ctx.runbook.target.image, now: ctx.now(), target: ctx.runbook.target.name });
+    if (!check.valid) throw new RubiconError('PERMIT_INVALID', `refusing to cross: ${check.reason}`, { hint: check.fix });
+    const stateDir = path.dirname(path.dirname(ctx.paths.dir));
+    const text = (ctx.infra as ManualDriver).instructions(permit, ctx.runId, stateDir);
+    ctx.record({ type: 'crossing.instructions', text });
+    ctx.record({ type: 'crossing.started', permitId: permit.id, image: permit.image });
+    return 'waiting';
+  }
+  if (!s.crossing.confirmedBy) {
+    const c = await ctx.confirm(ctx);
+    if (!c.confirmed) return 'waiting';
+    ctx.record({ type: 'crossing.confirmed', by: c.by, who: c.who });
+    s = ctx.state();
+  }
+  await verifyRebuilt(ctx);
+  ctx.record({ type: 'crossing.completed', image: permit.image });
+  return 'crossed';
+}
+
+/**
+ * Refuses to land on the old server: the rebuilt target must answer with
+ * the host key the engineer put into infra.rebuilt.knownHosts (different
+ * from the old one), the OS release the runbook names, and a new machine id.
+ */
+export async function verifyRebuilt(ctx: RunContext): Promise<void> {
+  const rb = ctx.runbook;
+  if (rb.infra.kind !== 'manual') return;
+  const tgt = ctx.remote?.rebuiltTarget ?? ctx.target;
+  const before = ctx.state().targetIdentity;
+  const id = await readIdentity(tgt);
+  const problems: string[] = [];
+  if (!osReleaseMatches(id.osRelease, rb.infra.rebuilt.osRelease)) {
+    problems.push(`its os-release says "${id.osRelease ?? 'nothing'}", the runbook expects "${rb.infra.rebuilt.osRelease}"`);
+  }
+  let machineIdChanged: boolean | null = null;
+  if (before?.machineId && id.machineId) machineIdChanged = before.machineId !== id.machineId;
+  if (rb.infra.rebuilt.newMachineId && machineIdChanged === false) problems.push('its machine id (/etc/machine-id) is the old server\'s');
+  let hostKeyChanged: boolean | null = null;
+  const t = rb.target.transport;
+  if (t.kind === 'ssh') {
+    const now = await knownHostKeys(rb.infra.rebuilt.knownHosts, t.host, t.port);
+    hostKeyChanged = now.length > 0 && !now.some((k) => (before?.hostKeys ?? []).includes(k));
+    if (!hostKeyChanged) problems.push(`${rb.infra.rebuilt.knownHosts} holds the old server's host key (or none for ${t.host})`);
+  }
+  if (problems.length > 0) {
+    throw new RubiconError('NOT_REBUILT', `${rb.target.name} (${tgt.address}) does not look rebuilt: ${problems.join('; ')}. Refusing to land on the old server`, {
+      hint: `finish the reinstall as the crossing instructions say, then run \`rubicon resume ${ctx.runId} --yes\``,
+    });
+  }
+  ctx.record({ type: 'rebuild.verified', machine: tgt.name, osRelease: id.osRelease ?? '', machineIdChanged, hostKeyChanged });
+}
+
 // ------------------------------------------------------------- landing
 
 /** Restores every item onto the rebuilt target from the vaults and validates it against the proofs. */
 export async function landing(ctx: RunContext): Promise<boolean> {
+  if (ctx.infra.kind === 'manual' && !ctx.state().rebuildVerified) await verifyRebuilt(ctx);
   const s = ctx.state();
   const current = currentArtifacts(s.artifacts);
   const passed = (a: Artifact) => s.proofs.some((p) => p.artifactId === a.id && p.outcome === 'passed');
@@ -486,8 +673,10 @@ export async function landing(ctx: RunContext): Promise<boolean> {
     const t0 = performance.now();
     try {
       const manifest = await readManifest(vaults[0]!, pick.manifestHash);
-      if (item.kind === 'folder') {
-        const dest = ctx.target.resolve(item.location);
+      if (ctx.remote) {
+        await landItemRemote(ctx, item, pick);
+      } else if (item.kind === 'folder') {
+        const dest = lt(ctx).resolve(item.location);
         const r = await restoreTree({ vaults, manifest, destRoot: dest, exact: false });
         ctx.record({ type: 'landing.restored', itemId: item.id, artifactId: pick.id, vault: Object.keys(r.vaultUsed)[0] ?? vaults[0]!.info.name, bytes: r.bytes, durationMs: Math.round(performance.now() - t0) });
         const v = await verifyTree(dest, { ...manifest, entries: manifest.entries });
@@ -511,8 +700,8 @@ export async function landing(ctx: RunContext): Promise<boolean> {
         await rm(staging, { recursive: true, force: true });
         const r = await restoreTree({ vaults, manifest, destRoot: staging, exact: true });
         const files = manifest.entries.map((e) => path.join(staging, e.path));
-        await mkdir(path.dirname(ctx.target.resolve(item.location)), { recursive: true });
-        await engine.restore({ host: ctx.target, workDir: staging }, item, manifest, files);
+        await mkdir(path.dirname(lt(ctx).resolve(item.location)), { recursive: true });
+        await engine.restore({ host: lt(ctx), workDir: staging }, item, manifest, files);
         ctx.record({ type: 'landing.restored', itemId: item.id, artifactId: pick.id, vault: Object.keys(r.vaultUsed)[0] ?? vaults[0]!.info.name, bytes: r.bytes, durationMs: Math.round(performance.now() - t0) });
         const proof = s.proofs.find((p) => p.artifactId === pick.id && p.outcome === 'passed');
         const fp = await engine.fingerprint(engineCtx(ctx), item);

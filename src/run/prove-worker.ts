@@ -18,7 +18,7 @@ import { readdirSync } from 'node:fs';
 import { LocalHost } from '../hosts/local.ts';
 import { loadRunbook } from '../runbook/load.ts';
 import { FilesystemVault } from '../vaults/filesystem.ts';
-import { createEngines } from './context.ts';
+import { createEngines } from '../compose/root.ts';
 import type { ProverJob } from './isolation.ts';
 import { proveOne } from './prover.ts';
 

@@ -83,7 +83,7 @@ export async function proveOne(env: ProverEnv, artifact: Artifact, item: Item | 
   const { good, graded } = await gradeCopies(env, artifact);
   const vault = good[0];
   let fingerprint: Proof['fingerprint'];
-  const scratch = env.pg.host.resolve(path.join(env.scratchPrefix, encodeURIComponent(artifact.id)));
+  const scratch = localHost(env).resolve(path.join(env.scratchPrefix, encodeURIComponent(artifact.id)));
   await rm(scratch, { recursive: true, force: true });
   let bytes = 0;
   if (!vault) {
@@ -146,7 +146,7 @@ async function proveDatabase(
   await mkdir(workDir, { recursive: true });
   let result;
   try {
-    result = await engine.prove({ host: env.pg.host, workDir, signal: env.signal }, artifact, manifest, files);
+    result = await engine.prove({ host: localHost(env), workDir, signal: env.signal }, artifact, manifest, files);
   } catch (e) {
     checks.push({ name: 'restore', status: 'failed', detail: errText(e), durationMs: 0 });
     return undefined;
@@ -167,6 +167,11 @@ async function proveDatabase(
     durationMs: 0,
   });
   return result.fingerprint;
+}
+
+function localHost(env: ProverEnv): import('../hosts/host.ts').Host {
+  if (!env.pg.host) throw new RubiconError('INTERNAL', 'the local prover needs a local proving ground');
+  return env.pg.host;
 }
 
 export function proverFailed(message: string): RubiconError {

@@ -38,6 +38,8 @@ export interface RunSummary {
   crossed: boolean;
   /** The maintenance window predicted from measured restore durations (see the report's estimate). */
   window: { totalMs: number; withMarginMs: number; unknownItems: string[] } | null;
+  /** At a manual crossing: what the engineer must do. */
+  crossingInstructions?: string;
   /** What the run would do: methods per item, the vaults, the policy in force. */
   plan: { methods: { itemId: string; methods: string[] }[]; vaults: string[]; policy: RunState['policy'] };
 }
@@ -80,6 +82,7 @@ export function summarize(state: RunState, stateDir: string, error?: RubiconErro
     })),
     drift: latestDrift(state).map((d) => ({ itemId: d.itemId, stage: d.stage, changes: d.changes.length, paths: d.changes.slice(0, 20).map((c) => `${c.kind} ${c.path}`) })),
     reports: state.reports,
+    ...(state.outcome === 'waiting' && state.crossingInstructions ? { crossingInstructions: state.crossingInstructions } : {}),
     plan: {
       methods: state.items.map((i) => ({ itemId: i.id, methods: i.methods })),
       vaults: state.vaults.map((v) => `${v.name} (${v.kind}${v.offTarget ? ', off the target' : ''}${v.immutable ? ', immutable' : ''})`),
@@ -123,12 +126,29 @@ export async function startRun(command: RunCommand, runbookFile: string, o: Comm
   }
 }
 
+/**
+ * `rubicon confirm RUN_ID --crossed`: a person says the manual crossing was
+ * done. Records who, then continues the run (which checks the machine really
+ * was rebuilt before it lands anything).
+ */
+export async function confirmCrossed(runId: string, who: string, o: CommonOptions): Promise<RunSummary> {
+  const paths = runPaths(o.stateDir, runId);
+  const before = deriveState(readJournal(paths.journal, { repairTornTail: true }));
+  if (before.outcome !== 'waiting' && !(before.crossing?.startedAt && !before.crossing.completedAt)) {
+    throw new RubiconError('ARGUMENTS_INVALID', `run ${runId} is not waiting at a manual crossing (it is ${before.outcome ?? 'in progress'})`, {
+      hint: `see \`rubicon status ${runId}\``,
+    });
+  }
+  return resumeRun(runId, { ...o, confirm: async () => ({ confirmed: true, by: 'command', who }) });
+}
+
 /** Continues a run from its journal: the normal path after a crash. */
 export async function resumeRun(runId: string, o: CommonOptions): Promise<RunSummary> {
   const paths = runPaths(o.stateDir, runId);
   const records = readJournal(paths.journal, { repairTornTail: true });
   const before = deriveState(records);
-  if (before.outcome && before.outcome !== 'failed') {
+  // Terminal outcomes are final; a failed, interrupted or waiting run goes on.
+  if (before.outcome && !RESUMABLE.has(before.outcome)) {
     return summarize(before, o.stateDir);
   }
   const runbook = await loadRunbook(before.runbookPath);
@@ -148,6 +168,9 @@ export async function resumeRun(runId: string, o: CommonOptions): Promise<RunSum
     release();
   }
 }
+
+/** Outcomes a resume continues from. */
+export const RESUMABLE: ReadonlySet<RunOutcome> = new Set(['failed', 'interrupted', 'waiting']);
 
 const PHASE_FNS: Record<Exclude<Phase, 'gate' | 'crossing' | 'landing' | 'report'>, (ctx: RunContext) => Promise<void>> = {
   discover: phases.discover,
@@ -190,6 +213,16 @@ async function drive(ctx: RunContext, stateDir: string): Promise<RunSummary> {
           outcome = 'not-confirmed';
           exitCode = EXIT.gateRefused;
           stop = true;
+        } else if (c === 'refused') {
+          // The crossing's own evaluation of the gate refused (drift after the permit, a forged or stale record).
+          outcome = 'refused';
+          exitCode = EXIT.gateRefused;
+          stop = true;
+        } else if (c === 'waiting') {
+          // Stopped at a manual crossing: still frozen, the phase not done; confirm or resume continues here.
+          outcome = 'waiting';
+          exitCode = EXIT.waiting;
+          break;
         }
       } else if (phase === 'landing') {
         if (!(await phases.landing(ctx))) {
@@ -204,10 +237,7 @@ async function drive(ctx: RunContext, stateDir: string): Promise<RunSummary> {
       }
       if (stop) {
         ctx.record({ type: 'phase.completed', phase, durationMs: Math.round(performance.now() - t0) });
-        if (ctx.state().frozen && !ctx.state().crossing?.startedAt) {
-          await ctx.infra.thaw(ctx.runId);
-          ctx.record({ type: 'target.thawed' });
-        }
+        if (ctx.state().frozen && !ctx.state().crossing?.startedAt) await phases.thaw(ctx);
         break;
       }
       ctx.record({ type: 'phase.completed', phase, durationMs: Math.round(performance.now() - t0) });
@@ -223,16 +253,21 @@ async function drive(ctx: RunContext, stateDir: string): Promise<RunSummary> {
       for (const b of bad) ctx.record({ type: 'note', level: b.fatal ? 'error' : 'warn', message: b.message });
     }
   } catch (e) {
-    failure = isRubiconError(e) ? e : new RubiconError('INTERNAL', e instanceof Error ? e.message : String(e), { cause: e });
-    outcome = 'failed';
+    const interrupted = ctx.signal?.aborted === true;
+    failure = interrupted
+      ? new RubiconError('INTERRUPTED', `interrupted by ${String(ctx.signal?.reason ?? 'a signal')}: the run stopped where it was`, { hint: `rubicon resume ${ctx.runId} continues it` })
+      : isRubiconError(e)
+        ? e
+        : new RubiconError('INTERNAL', e instanceof Error ? e.message : String(e), { cause: e });
+    outcome = interrupted ? 'interrupted' : 'failed';
     exitCode = exitCodeOf(failure);
+    if (interrupted) ctx.record({ type: 'run.interrupted', signal: String(ctx.signal?.reason ?? 'signal') });
     const s = ctx.state();
     if (s.frozen && !s.crossing?.startedAt) {
       try {
-        await ctx.infra.thaw(ctx.runId);
-        ctx.record({ type: 'target.thawed' });
-      } catch {
-        /* reported below */
+        await phases.thaw(ctx);
+      } catch (t) {
+        ctx.record({ type: 'note', level: 'error', message: `the target could not be thawed: ${t instanceof Error ? t.message : String(t)}` });
       }
     }
   }
@@ -250,6 +285,7 @@ async function drive(ctx: RunContext, stateDir: string): Promise<RunSummary> {
     exitCode,
     ...(failure ? { error: { code: failure.code, message: failure.message } } : {}),
   });
+  await ctx.close().catch(() => undefined);
   return summarize(ctx.state(), stateDir, failure);
 }
 

@@ -280,6 +280,42 @@ describe('evaluateGate: details and edge cases', () => {
     expect(res?.reason).toContain('requires 2');
   });
 
+  // A folder captured by two methods (restic into one vault, rsync into another) is held by both together.
+  function twoMethodFolder(vaultsOf: { restic: string[]; rsync: string[] }) {
+    const f = baselineFacts();
+    const x = folderId('ehr/X');
+    const old = folderArtifact('ehr/X');
+    f.artifacts = f.artifacts.filter((a) => a.id !== old);
+    f.copies = f.copies.filter((c) => c.artifactId !== old);
+    f.proofs = f.proofs.filter((p) => p.artifactId !== old);
+    f.items = f.items.map((i) => (i.id === x ? { ...i, methods: ['restic', 'rsync'] } : i));
+    for (const m of ['restic', 'rsync'] as const) {
+      const a = artifact({ id: artifactId('capture', x, m), itemId: x, method: m, vaults: vaultsOf[m] }, 5);
+      f.artifacts.push(a);
+      f.copies.push(...copies(a.id, vaultsOf[m]));
+      f.proofs.push(proof(a, 4));
+    }
+    f.drift = f.drift.map((d) => (d.itemId === x ? { ...d, artifactId: artifactId('capture', x, 'rsync') } : d));
+    return f;
+  }
+
+  it('two methods of one folder in two different vaults together hold the copies the policy asks for', () => {
+    const r = evaluateGate(twoMethodFolder({ restic: ['offsite'], rsync: ['nas'] }));
+    const res = results(r, 'copies.vaults', folderId('ehr/X'));
+    expect(res).toHaveLength(1);
+    expect(res[0]?.status).toBe('pass');
+    expect(res[0]?.reason).toContain('from restic and rsync in 2 vaults');
+    expect(r.passed).toBe(true);
+  });
+
+  it('two methods of one folder in the same single vault do not make two vaults', () => {
+    const r = evaluateGate(twoMethodFolder({ restic: ['nas'], rsync: ['nas'] }));
+    const [res] = results(r, 'copies.vaults', folderId('ehr/X'));
+    expect(res?.status).toBe('fail');
+    expect(res?.reason).toContain('in 1 vault');
+    expect(r.passed).toBe(false);
+  });
+
   it('a copy in a vault the runbook does not declare does not count', () => {
     const f = baselineFacts();
     f.copies = f.copies.map((c) => (c.artifactId === folderArtifact('ehr/Y') && c.vault === 'offsite' ? { ...c, vault: 'usb-stick' } : c));

@@ -162,7 +162,7 @@ describe('PulumiAzureDriver: proving ground, freeze, rollback', () => {
     stack.onUp = (s) => ({ ...s.outputsValue, provingGround: { vmId: '/vm/pg', tags: { 'rubicon-ttl': '8h', 'rubicon-created-at': NOW.toISOString() } } });
     const handle = await driver.provisionProvingGround('run-7');
     expect(handle.name).toBe('pg-prod');
-    expect(handle.host.kind).toBe('azure-run-command');
+    expect(handle.host!.kind).toBe('azure-run-command');
     expect(stack.config.get('rubicon:provingGround.enabled')).toBe('true');
     expect(stack.config.get('rubicon:provingGround.runId')).toBe('run-7');
     expect(stack.config.get('rubicon:provingGround.createdAt')).toBe(NOW.toISOString());

@@ -1,0 +1,192 @@
+import path from 'node:path';
+import { RubiconError } from '../core/errors.ts';
+import type { DatabaseEngine, RemoteDatabaseEngine } from '../engines/engine.ts';
+import { lazyMssqlEngine } from '../engines/mssql/lazy.ts';
+import { sqliteEngine } from '../engines/sqlite/index.ts';
+import type { InfraDriver } from '../infra/driver.ts';
+import { ManualDriver } from '../infra/manual.ts';
+import { SandboxDriver } from '../infra/sandbox.ts';
+import { LocalMachine } from '../machines/local.ts';
+import type { Machine } from '../machines/machine.ts';
+import { SshMachine } from '../machines/ssh.ts';
+import { FOLDER_METHODS, type FolderMethod } from '../methods/folders.ts';
+import type { Runbook, TransportSettings, VaultSettings } from '../runbook/load.ts';
+import { mssqlEngineOptions } from '../runbook/mssql.ts';
+import { FilesystemVault } from '../vaults/filesystem.ts';
+import type { Vault } from '../vaults/vault.ts';
+import { Registry } from './registry.ts';
+
+/**
+ * The composition root: the only module that names concrete adapters. The
+ * runbook selects each by its `kind` through one registry per seam.
+ * Everything else sees the interfaces (Machine, Vault, DatabaseEngine,
+ * InfraDriver, FolderMethod).
+ */
+
+export interface MachineSpec {
+  name: string;
+  transport: TransportSettings;
+  /** Local transport: the machine's root folder on this computer. */
+  localRoot: string;
+  /** Absolute folder on the machine for this run's step folders. */
+  stepsRoot: string;
+}
+
+type TransportFactory = (spec: MachineSpec) => Machine;
+type VaultFactory = (settings: VaultSettings, deps: VaultDeps) => Vault;
+type InfraFactory = (rb: Runbook, deps: InfraDeps) => InfraDriver;
+
+export interface VaultDeps {
+  runId: string;
+  /** Creates the vault host's machine (ssh). */
+  machine: (name: string, transport: TransportSettings) => Machine;
+  /** The target's root, to decide whether a local folder is off the target. */
+  targetRoot: string;
+  targetIsLocal: boolean;
+}
+
+export interface InfraDeps {
+  runId: string;
+  target: Machine;
+  provingGround: Machine;
+}
+
+export const transports = new Registry<TransportFactory>('transport')
+  .register('local', (s) => new LocalMachine({ name: s.name, root: s.localRoot, stepsRoot: s.stepsRoot }))
+  .register('ssh', (s) => {
+    const t = s.transport as Extract<TransportSettings, { kind: 'ssh' }>;
+    return new SshMachine({
+      name: s.name,
+      host: t.host,
+      port: t.port,
+      user: t.user,
+      identityFile: t.identityFile,
+      knownHostsFile: t.knownHosts,
+      connectTimeoutSeconds: t.connectTimeoutSeconds,
+      commandTimeoutSeconds: t.commandTimeoutSeconds,
+      stepsRoot: s.stepsRoot,
+      ...(t.proxyJump ? { proxyJump: t.proxyJump } : {}),
+    });
+  });
+
+const inside = (child: string, parent: string) => {
+  const rel = path.relative(parent, child);
+  return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel));
+};
+
+export const vaultKinds = new Registry<VaultFactory>('vault kind').register('filesystem', (v, deps) => {
+  const s = v as Extract<VaultSettings, { kind: 'filesystem' }>;
+  // Off the target is a fact about where the folder is, not a runbook flag.
+  const offTarget = !(deps.targetIsLocal && inside(s.path, deps.targetRoot));
+  return new FilesystemVault({ name: s.name, kind: 'filesystem', location: s.path, offTarget, immutable: false, encrypted: false });
+});
+
+/** Remote vault kinds register themselves here (src/vaults/sftp.ts, src/vaults/restic.ts) through registerVaultKind. */
+export function registerVaultKind(kind: string, factory: VaultFactory): void {
+  vaultKinds.register(kind, factory);
+}
+
+export const infraKinds = new Registry<InfraFactory>('infra kind')
+  .register('sandbox', (rb) => {
+    const infra = rb.infra as Extract<Runbook['infra'], { kind: 'sandbox' }>;
+    return new SandboxDriver({
+      targetRoot: rb.target.root,
+      targetName: rb.target.name,
+      provingGroundRoot: rb.provingGround.root,
+      rollbackRoot: infra.rollback,
+      currentImage: infra.currentImage,
+      plannedImage: rb.target.image,
+    });
+  })
+  .register('manual', (rb, deps) => new ManualDriver({ runbook: rb, runId: deps.runId, target: deps.target, provingGround: deps.provingGround }));
+
+export const folderMethods = new Registry<FolderMethod>('folder method');
+for (const m of FOLDER_METHODS) folderMethods.register(m.name, m);
+
+/** Local database engines (this process opens the files) and remote ones (the engine's CLI runs on the machine). */
+export const remoteEngines: Record<string, RemoteDatabaseEngine> = {};
+
+export function registerRemoteEngine(engine: RemoteDatabaseEngine): void {
+  remoteEngines[engine.kind] = engine;
+}
+
+/**
+ * The database engines a runbook uses. Also called inside the isolated
+ * proving process (src/run/prove-worker.ts), so it must build engines from
+ * the runbook alone (and the environment, which holds the passwords the
+ * runbook names; the proving process inherits it).
+ *
+ * sqlite is always there; mssql when the runbook has an engines.mssql
+ * section (loaded on first use). Throws RUNBOOK_INVALID naming the
+ * variable when a password variable is no longer set (e.g. resume from
+ * another shell). `log` receives the engines' plain-words messages.
+ */
+export function createEngines(
+  runbook: Runbook,
+  options: { env?: NodeJS.ProcessEnv; log?: (level: 'info' | 'warn', message: string) => void } = {},
+): Record<string, DatabaseEngine> {
+  const engines: Record<string, DatabaseEngine> = { sqlite: sqliteEngine };
+  const mssql = runbook.engines?.mssql;
+  if (mssql) engines.mssql = lazyMssqlEngine(mssqlEngineOptions(mssql, options.env ?? process.env, options.log ? { log: options.log } : {}));
+  return engines;
+}
+
+export interface Adapters {
+  /** The target as the runbook describes it before the crossing. */
+  target: Machine;
+  /**
+   * The target after a manual crossing: the same address, checked against
+   * the rebuilt server's host key (infra.rebuilt.knownHosts). The same
+   * machine object for the sandbox.
+   */
+  rebuiltTarget: Machine;
+  provingGround: Machine;
+  vaults: Vault[];
+  engines: Record<string, DatabaseEngine>;
+  remoteEngines: Record<string, RemoteDatabaseEngine>;
+  infra: InfraDriver;
+  folderMethods: Registry<FolderMethod>;
+}
+
+export interface AdapterInput {
+  runId: string;
+  /** This run's work folder on this computer. */
+  workDir: string;
+  log?: (level: 'info' | 'warn', message: string) => void;
+}
+
+export function createAdapters(rb: Runbook, input: AdapterInput): Adapters {
+  const stepsOn = (transport: TransportSettings, remoteWorkDir: string) =>
+    transport.kind === 'local' ? path.join(input.workDir, 'steps') : path.posix.join(remoteWorkDir, 'steps', input.runId);
+  const machine = (name: string, transport: TransportSettings, localRoot: string, remoteWorkDir: string): Machine =>
+    transports.get(transport.kind, `${name}.transport.kind`)({ name, transport, localRoot, stepsRoot: stepsOn(transport, remoteWorkDir) });
+  const target = machine(rb.target.name, rb.target.transport, rb.target.root, rb.target.workDir);
+  const rebuiltTarget =
+    rb.infra.kind === 'manual' && rb.target.transport.kind === 'ssh'
+      ? machine(rb.target.name, { ...rb.target.transport, knownHosts: rb.infra.rebuilt.knownHosts }, rb.target.root, rb.target.workDir)
+      : target;
+  const provingGround = machine('proving-ground', rb.provingGround.transport, rb.provingGround.root, rb.provingGround.workDir || '/var/tmp/rubicon');
+  const vaults = rb.vaults.map((v, i) =>
+    vaultKinds.get(v.kind, `vaults[${i}].kind`)(v, {
+      runId: input.runId,
+      machine: (name, transport) => machine(name, transport, '/', '/var/tmp/rubicon'),
+      targetRoot: rb.target.root,
+      targetIsLocal: rb.target.transport.kind === 'local',
+    }),
+  );
+  const infra = infraKinds.get(rb.infra.kind, 'infra.kind')(rb, { runId: input.runId, target, provingGround });
+  for (const [i, m] of rb.methods.folders.entries()) folderMethods.get(m, `methods.folders[${i}]`);
+  if (rb.target.transport.kind !== 'local' && rb.declared.databases.some((d) => d.engine === 'sqlite') && !remoteEngines.sqlite) {
+    throw new RubiconError('RUNBOOK_INVALID', 'the sqlite engine for remote targets is not built into this Rubicon', { hint: 'use a local target' });
+  }
+  return {
+    target,
+    rebuiltTarget,
+    provingGround,
+    vaults,
+    engines: createEngines(rb, input.log ? { log: input.log } : {}),
+    remoteEngines,
+    infra,
+    folderMethods,
+  };
+}

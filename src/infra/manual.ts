@@ -1,0 +1,103 @@
+import path from 'node:path';
+import { RubiconError } from '../core/errors.ts';
+import type { Permit, RollbackPoint } from '../core/types.ts';
+import type { Machine } from '../machines/machine.ts';
+import type { Runbook } from '../runbook/load.ts';
+import type { CrossingResult, InfraDriver, ProvingGroundHandle } from './driver.ts';
+
+/**
+ * The manual crossing, for the many servers that are not in a cloud: the
+ * engineer reinstalls the server by hand or with any hypervisor. Rubicon
+ * runs every phase up to the gate; at the crossing it prints and journals
+ * exactly what to do and stops (outcome `waiting`); `rubicon confirm RUN_ID
+ * --crossed` (a person) or `rubicon resume RUN_ID --yes` (a pipeline after
+ * its own reinstall step) continues it. Before landing the phases check the
+ * machine really was rebuilt (src/run/phases.ts, verifyRebuilt).
+ *
+ * This driver never destroys anything itself: cross() refuses.
+ */
+export interface ManualDriverOptions {
+  runbook: Runbook;
+  runId: string;
+  target: Machine;
+  provingGround: Machine;
+}
+
+export class ManualDriver implements InfraDriver {
+  readonly kind = 'manual' as const;
+  private readonly o: ManualDriverOptions;
+
+  constructor(o: ManualDriverOptions) {
+    this.o = o;
+  }
+
+  private get infra(): Extract<Runbook['infra'], { kind: 'manual' }> {
+    return this.o.runbook.infra as Extract<Runbook['infra'], { kind: 'manual' }>;
+  }
+
+  async currentImage(): Promise<string> {
+    return this.infra.currentImage;
+  }
+
+  /** The proving ground is a machine that already exists: a scratch folder per run on it. */
+  async provisionProvingGround(runId: string): Promise<ProvingGroundHandle> {
+    const root = path.posix.join(this.o.runbook.provingGround.root, runId);
+    const r = await this.o.provingGround.exec({ argv: ['mkdir', '-p', '--', root] });
+    if (r.exitCode !== 0) {
+      throw new RubiconError('INFRA_FAILED', `cannot create ${root} on the proving ground ${this.o.provingGround.address}: ${r.stderr.trim()}`, {
+        hint: 'check provingGround.root in the runbook and free space there',
+      });
+    }
+    return { name: `${this.o.provingGround.name} (${this.o.provingGround.address})`, machine: this.o.provingGround };
+  }
+
+  async destroyProvingGround(runId: string): Promise<void> {
+    await this.o.provingGround.exec({ argv: ['rm', '-rf', '--', path.posix.join(this.o.runbook.provingGround.root, runId)] });
+  }
+
+  /** Services are stopped by the phases (the target's OS), not by this driver. */
+  async freeze(): Promise<void> {}
+
+  async thaw(): Promise<void> {}
+
+  /** The engineer's own rollback point (a hypervisor snapshot), described in the runbook; none when it names none. */
+  async createRollbackPoint(runId: string): Promise<RollbackPoint> {
+    const rb = this.infra.rollback;
+    if (!rb) {
+      throw new RubiconError('PRECONDITION_FAILED', 'a manual crossing has no rollback point unless the runbook describes one', {
+        hint: 'take a snapshot of the server, describe it in infra.rollback.description, and confirm it with a manual step',
+      });
+    }
+    return { id: `rollback-${runId}`, kind: 'manual', location: rb.description, createdAt: new Date().toISOString() };
+  }
+
+  /** What the engineer must do, in plain words. */
+  instructions(permit: Permit, runId: string, stateDir: string): string {
+    const rb = this.o.runbook;
+    const t = rb.target.transport;
+    const lines = [
+      `The gate passed and permit ${permit.id} allows the rebuild of ${rb.target.name} into "${permit.image}" until ${permit.expiresAt}.`,
+      `Every item is captured and proven from the vaults; the application's services are stopped.`,
+      `Now, by hand:`,
+      `  1. ${this.infra.rollback ? `Make sure the rollback point exists: ${this.infra.rollback.description}.` : 'Keep the old disks until landing is validated (the runbook names no rollback point).'}`,
+      `  2. Reinstall ${rb.target.name} with ${permit.image} (the runbook expects os-release "${this.infra.rebuilt.osRelease}").`,
+      t.kind === 'ssh'
+        ? `  3. Give it OpenSSH access for ${t.user} with the public key of ${t.identityFile}, and the tools landing needs (restic, rsync, sqlite3, coreutils).`
+        : `  3. Install the tools landing needs.`,
+      t.kind === 'ssh'
+        ? `  4. Put its NEW host key into ${this.infra.rebuilt.knownHosts}, checked against the console (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub there).`
+        : '  4. -',
+      ...(this.infra.instructions ? [`  5. ${this.infra.instructions}`] : []),
+      `Then: rubicon confirm ${runId} --crossed --state-dir ${stateDir}   (a person; the journal records who)`,
+      `   or: rubicon resume ${runId} --yes --state-dir ${stateDir}       (a pipeline, after its own reinstall step)`,
+      `Rubicon then checks that the server really was rebuilt before it restores anything.`,
+    ];
+    return lines.join('\n');
+  }
+
+  async cross(): Promise<CrossingResult> {
+    throw new RubiconError('INTERNAL', 'a manual crossing is done by the engineer, never by Rubicon');
+  }
+
+  async releaseRollbackPoint(): Promise<void> {}
+}

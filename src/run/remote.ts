@@ -1,0 +1,578 @@
+import { createHash } from 'node:crypto';
+import path from 'node:path';
+import { RubiconError, isRubiconError } from '../core/errors.ts';
+import type { Artifact, Copy, DriftChange, Item, Manifest, Proof, ProofCheck } from '../core/types.ts';
+import type { RemoteDatabaseEngine, RemoteEngineContext } from '../engines/engine.ts';
+import { compareFingerprints } from '../engines/fingerprint.ts';
+import { encodeManifest, readManifest } from '../files/manifest.ts';
+import { currentArtifacts } from '../gate/current.ts';
+import { discoverFoldersRemote } from '../inventory/folders-remote.ts';
+import type { Machine } from '../machines/machine.ts';
+import { shQuote } from '../machines/posix.ts';
+import { buildTreeManifest, listTree, scanTreeDrift, verifyTreeOn } from '../machines/tree.ts';
+import { isToolVault, type ToolVault } from '../vaults/vault.ts';
+import type { RunContext } from './context.ts';
+import { checkpoint } from './faults.ts';
+
+/**
+ * The phases' work on a remote target: bytes move with real tools on the
+ * machines where the data is (restic and rsync on the target writing into
+ * their vaults through grants, sha256sum on the vault host, restic and the
+ * database's CLI on the proving ground); this process decides, records and
+ * checks, and only manifests, tool reports and results travel here.
+ *
+ * Every function is idempotent against the journal, like src/run/phases.ts:
+ * it skips what the state says is done and redoes what was started and not
+ * finished; long actions are journaled steps (src/run/steps.ts) that a
+ * resumed run re-attaches to.
+ */
+
+const GRANT_TTL_MS = 6 * 3600_000;
+const errText = (e: unknown) => (e instanceof Error ? e.message : String(e));
+const errCode = (e: unknown) => (isRubiconError(e) ? e.code : 'INTERNAL');
+const enc = (id: string) => createHash('sha256').update(id).digest('hex').slice(0, 16);
+
+function remote(ctx: RunContext): NonNullable<RunContext['remote']> {
+  if (!ctx.remote) throw new RubiconError('INTERNAL', 'remote phase on a local target');
+  return ctx.remote;
+}
+
+function toolVaults(ctx: RunContext, kind?: string): ToolVault[] {
+  return ctx.vaults.filter((v): v is ToolVault => isToolVault(v) && (kind === undefined || v.info.kind === kind));
+}
+
+function remoteEngine(ctx: RunContext, item: Item): RemoteDatabaseEngine {
+  const e = item.engine ? remote(ctx).engines[item.engine] : undefined;
+  if (!e) throw new RubiconError('ENGINE_FAILED', `no remote engine "${item.engine}" for ${item.id}`);
+  return e;
+}
+
+const onTarget = (ctx: RunContext, rel: string) => path.posix.join(ctx.runbook.target.root, rel);
+
+async function sh(machine: Machine, script: string, ...args: string[]): Promise<void> {
+  const r = await machine.exec({ argv: ['sh', '-c', script, 'rubicon', ...args] });
+  if (r.exitCode !== 0) {
+    const full = /No space left/i.test(r.stderr);
+    throw new RubiconError(full ? 'NO_SPACE' : 'MACHINE_FAILED', `${machine.name}: ${r.stderr.trim().split('\n')[0] ?? `exit ${r.exitCode}`}`, {
+      hint: full ? `free space on ${machine.name}, then resume the run` : undefined,
+    });
+  }
+}
+
+// ------------------------------------------------------------- discover
+
+export async function discoverRemote(ctx: RunContext, ownedOf: (dbs: Item[]) => string[]): Promise<{ databases: Item[]; folders: Item[] }> {
+  const rb = ctx.runbook;
+  const r = remote(ctx);
+  const databases: Item[] = [];
+  for (const [kind, engine] of Object.entries(r.engines)) {
+    const ectx: RemoteEngineContext = { machine: ctx.target, steps: ctx.steps, stepPrefix: 'discover/', workDir: path.posix.join(rb.target.workDir, 'scratch', ctx.runId) };
+    databases.push(
+      ...(await engine.discover(ectx, {
+        root: rb.target.root,
+        roots: rb.discovery.roots.map((x) => onTarget(ctx, x)),
+        declared: rb.declared.databases.filter((d) => d.engine === kind).map((d) => ({ name: d.name, location: d.location })),
+      })),
+    );
+  }
+  const folders = await discoverFoldersRemote({
+    machine: ctx.target,
+    root: rb.target.root,
+    roots: rb.discovery.roots,
+    depth: rb.discovery.depth,
+    exclude: rb.discovery.exclude,
+    declared: rb.declared.folders,
+    ownedFiles: ownedOf(databases),
+  });
+  return { databases, folders };
+}
+
+// ------------------------------------------------------------- capture
+
+interface Shipped {
+  manifest: Manifest;
+  manifestHash: string;
+  vaults: string[];
+  locators: Record<string, string>;
+  bytes: number;
+}
+
+/**
+ * Puts a folder on the target into tool vaults: each vault's tool runs on the
+ * target through a write grant, then the manifest is stored in the vault.
+ * The grant is revoked whatever happens.
+ */
+async function ship(
+  ctx: RunContext,
+  o: { artifactId: string; itemId: string; method: string; srcDir: string; manifest: Manifest; vaults: ToolVault[]; base?: Artifact },
+): Promise<Shipped> {
+  const bytes = encodeManifest(o.manifest);
+  const manifestHash = createHash('sha256').update(bytes).digest('hex');
+  const locators: Record<string, string> = {};
+  for (const v of o.vaults) {
+    const grant = await v.grant(ctx.target, 'write', GRANT_TTL_MS);
+    try {
+      const baseLocator = o.base?.locators?.[v.info.name];
+      const r = await v.ingest((m, k, c, w, opt) => ctx.steps.run(m, k, c, w, opt), ctx.target, grant, {
+        artifactId: o.artifactId,
+        stepId: `${o.artifactId}/ingest/${v.info.name}`,
+        srcDir: o.srcDir,
+        files: o.manifest.entries.map((e) => e.path),
+        ...(o.base && baseLocator ? { base: { artifactId: o.base.id, locator: baseLocator } } : {}),
+        ...(ctx.signal ? { signal: ctx.signal } : {}),
+      });
+      locators[v.info.name] = r.locator;
+    } finally {
+      await v.revoke(grant).catch((e: unknown) => ctx.record({ type: 'note', level: 'warn', message: `grant on vault ${v.info.name} for ${ctx.target.name} could not be revoked (${errCode(e)}); it expires by itself` }));
+    }
+    await v.putBytes(bytes);
+  }
+  return { manifest: o.manifest, manifestHash, vaults: o.vaults.map((v) => v.info.name), locators, bytes: o.manifest.entries.reduce((n, e) => n + e.size, 0) };
+}
+
+async function indexIn(ctx: RunContext, a: Artifact): Promise<void> {
+  for (const v of ctx.vaults.filter((x) => (a.vaults ?? []).includes(x.info.name))) {
+    await v.putArtifactIndex({
+      artifactId: a.id,
+      runId: a.runId,
+      itemId: a.itemId,
+      method: a.method,
+      manifestHash: a.manifestHash,
+      capturedAt: a.provenance.finishedAt,
+      origin: a.origin,
+      independenceGroup: a.independenceGroup,
+      sourceFingerprint: a.sourceFingerprint,
+    });
+  }
+}
+
+/** A readable vault holding the artifact's manifest (the first that reads it). */
+export async function manifestOf(ctx: RunContext, a: Artifact): Promise<Manifest> {
+  const holders = ctx.vaults.filter((v) => (a.vaults ?? ctx.vaults.map((x) => x.info.name)).includes(v.info.name));
+  let last: unknown;
+  for (const v of holders) {
+    try {
+      return await readManifest(v, a.manifestHash);
+    } catch (e) {
+      last = e;
+    }
+  }
+  throw last ?? new RubiconError('VAULT_MISSING_OBJECT', `no vault holds the manifest of ${a.id}`);
+}
+
+/**
+ * Captures a folder item on the target with each of its methods (restic,
+ * rsync): one manifest built on the target (hashes only for files the base
+ * manifest does not already vouch for), then each method's tool writes
+ * exactly those files into its vaults.
+ */
+export async function captureFolderRemote(
+  ctx: RunContext,
+  item: Item,
+  phase: Artifact['phase'],
+  exclude: string[],
+  artifactIdOf: (method: string) => string,
+  baseOf: (method: string) => Artifact | undefined,
+): Promise<void> {
+  const dir = onTarget(ctx, item.location);
+  let built: { entries: Manifest['entries']; base?: Artifact } | undefined;
+  for (const method of item.methods) {
+    const id = artifactIdOf(method);
+    if (ctx.state().artifacts.some((a) => a.id === id)) continue;
+    ctx.record({ type: 'capture.started', itemId: item.id, method, artifactId: id });
+    const startedAt = ctx.now().toISOString();
+    try {
+      const m = remote(ctx).folderMethods.get(method, `methods.folders`);
+      const vaults = toolVaults(ctx, m.vaultKind);
+      if (vaults.length === 0) throw new RubiconError('CAPTURE_FAILED', `${method} writes into ${m.vaultKind} vaults and the runbook lists none`);
+      const base = baseOf(method);
+      if (!built) {
+        const baseManifest = base ? await manifestOf(ctx, base) : undefined;
+        const r = await buildTreeManifest(ctx.steps.onMachine, ctx.target, { id: `${id}/manifest`, idempotent: true }, dir, {
+          exclude,
+          ...(baseManifest ? { base: baseManifest.entries } : {}),
+        });
+        if (r.missing) throw new RubiconError('CAPTURE_FAILED', `${dir} no longer exists on ${ctx.target.name}`);
+        if (r.skipped.length > 0) {
+          ctx.record({ type: 'note', level: 'warn', itemId: item.id, message: `${item.name}: ${r.skipped.length} entries are not regular files and were not captured (${r.skipped.slice(0, 5).map((s) => `${s.path}: ${s.kind}`).join(', ')})` });
+        }
+        built = { entries: r.entries };
+      }
+      const manifest: Manifest = { version: 1, artifactId: id, itemId: item.id, method, entries: built.entries };
+      const shipped = await ship(ctx, { artifactId: id, itemId: item.id, method, srcDir: dir, manifest, vaults, ...(base ? { base } : {}) });
+      checkpoint(`capture.stored.${phase}`);
+      const changed = base ? diffEntries((await manifestOf(ctx, base)).entries, built.entries) : undefined;
+      const artifact: Artifact = {
+        id,
+        runId: ctx.runId,
+        itemId: item.id,
+        method,
+        independenceGroup: m.independenceGroup,
+        phase,
+        origin: 'rubicon',
+        manifestHash: shipped.manifestHash,
+        fileCount: manifest.entries.length,
+        bytes: shipped.bytes,
+        ...(base ? { baseArtifactId: base.id, changed: changed ?? [] } : {}),
+        provenance: { method, tool: `${method} on ${ctx.target.name} (SHA-256 manifest built there)`, host: ctx.target.name, startedAt, finishedAt: ctx.now().toISOString() },
+        vaults: shipped.vaults,
+        locators: shipped.locators,
+        sourceDir: dir,
+      };
+      await indexIn(ctx, artifact);
+      ctx.record({ type: 'artifact.captured', artifact });
+    } catch (e) {
+      if (ctx.signal?.aborted) throw e;
+      ctx.record({ type: 'capture.failed', itemId: item.id, method, artifactId: id, code: errCode(e), message: errText(e) });
+    }
+  }
+}
+
+function diffEntries(before: Manifest['entries'], after: Manifest['entries']): DriftChange[] {
+  const b = new Map(before.map((e) => [e.path, e] as const));
+  const out: DriftChange[] = [];
+  for (const e of after) {
+    const p = b.get(e.path);
+    if (!p) out.push({ path: e.path, kind: 'added', size: e.size, mtimeMs: e.mtimeMs });
+    else if (p.sha256 !== e.sha256 || p.mode !== e.mode) out.push({ path: e.path, kind: 'modified', size: e.size, mtimeMs: e.mtimeMs });
+    b.delete(e.path);
+  }
+  for (const p of b.values()) out.push({ path: p.path, kind: 'deleted', size: p.size, mtimeMs: p.mtimeMs });
+  return out;
+}
+
+/**
+ * Captures a database on the target with one method: the engine's CLI (or
+ * the vendor's job) writes the backup into a staging folder on the target,
+ * a manifest is built there, and every tool vault takes a copy.
+ */
+export async function captureDatabaseRemote(ctx: RunContext, item: Item, method: string, phase: Artifact['phase'], id: string, info: { origin: 'rubicon' | 'vendor'; independenceGroup: string }): Promise<void> {
+  const s = ctx.state();
+  if (s.artifacts.some((a) => a.id === id) || s.captureFailures.some((f) => f.artifactId === id)) return;
+  const engine = remoteEngine(ctx, item);
+  ctx.record({ type: 'capture.started', itemId: item.id, method, artifactId: id });
+  const startedAt = ctx.now().toISOString();
+  const staging = path.posix.join(ctx.runbook.target.workDir, 'staging', ctx.runId, enc(id));
+  const ectx: RemoteEngineContext = { machine: ctx.target, steps: ctx.steps, stepPrefix: `${id}/`, workDir: staging, ...(ctx.signal ? { signal: ctx.signal } : {}) };
+  try {
+    await sh(ctx.target, 'rm -rf -- "$1" && mkdir -p -- "$1"', staging);
+    const dbPath = onTarget(ctx, item.location);
+    const sourceFingerprint = await engine.fingerprint(ectx, dbPath);
+    let captured: { files: { path: string; name: string }[]; format: string; tool: string; position?: string };
+    if (method === 'vendor-job') captured = await runVendorJobRemote(ctx, item, id, staging);
+    else captured = await engine.capture(ectx, item, method, dbPath);
+    // Everything the artifact holds is under staging with its artifact name.
+    for (const f of captured.files) {
+      const want = path.posix.join(staging, f.name);
+      if (f.path !== want) await sh(ctx.target, 'mkdir -p -- "$(dirname -- "$2")" && cp -p -- "$1" "$2"', f.path, want);
+    }
+    const built = await buildTreeManifest(ctx.steps.onMachine, ctx.target, { id: `${id}/manifest`, idempotent: true }, staging);
+    const names = new Set(captured.files.map((f) => f.name));
+    const manifest: Manifest = { version: 1, artifactId: id, itemId: item.id, method, format: captured.format, entries: built.entries.filter((e) => names.has(e.path)) };
+    if (manifest.entries.length !== names.size) throw new RubiconError('CAPTURE_FAILED', `${method} did not produce every file it named on ${ctx.target.name}`);
+    const shipped = await ship(ctx, { artifactId: id, itemId: item.id, method, srcDir: staging, manifest, vaults: toolVaults(ctx) });
+    checkpoint(`capture.stored.${phase}`);
+    const artifact: Artifact = {
+      id,
+      runId: ctx.runId,
+      itemId: item.id,
+      method,
+      independenceGroup: info.independenceGroup,
+      phase,
+      origin: info.origin,
+      manifestHash: shipped.manifestHash,
+      fileCount: manifest.entries.length,
+      bytes: shipped.bytes,
+      sourceFingerprint,
+      provenance: { method, tool: captured.tool, host: ctx.target.name, startedAt, finishedAt: ctx.now().toISOString(), ...(captured.position ? { position: captured.position } : {}) },
+      vaults: shipped.vaults,
+      locators: shipped.locators,
+      sourceDir: staging,
+    };
+    await indexIn(ctx, artifact);
+    ctx.record({ type: 'artifact.captured', artifact });
+  } catch (e) {
+    if (ctx.signal?.aborted) throw e;
+    ctx.record({ type: 'capture.failed', itemId: item.id, method, artifactId: id, code: errCode(e), message: errText(e) });
+  } finally {
+    await sh(ctx.target, 'rm -rf -- "$1"', staging).catch(() => undefined);
+  }
+}
+
+/**
+ * The vendor's own backup job, run on the target as a NON-idempotent step
+ * (never twice: a resumed run re-attaches to it or fails STEP_LOST). Its
+ * output is the newest file in its output folder. Its exit code alone is
+ * never trusted: only the proof says whether the backup restores.
+ */
+async function runVendorJobRemote(ctx: RunContext, item: Item, id: string, staging: string): Promise<{ files: { path: string; name: string }[]; format: string; tool: string }> {
+  const job = ctx.runbook.vendorJobs.find((j) => j.database === item.name && j.engine === item.engine);
+  if (!job) throw new RubiconError('CAPTURE_FAILED', `no vendor job is declared for ${item.id}`);
+  const r = await ctx.steps.run(ctx.target, { id: `${id}/vendor-job`, idempotent: false }, { argv: job.command, cwd: ctx.runbook.target.root }, `the vendor's job "${job.name}"`, {
+    timeoutMs: job.timeoutMs,
+  });
+  if (r.exitCode !== 0) throw new RubiconError('CAPTURE_FAILED', `the vendor's job "${job.name}" exited ${r.exitCode} on ${ctx.target.name} (its output is in the run's log folder)`);
+  const out = await listTree(ctx.target, onTarget(ctx, job.output), { maxDepth: 1 });
+  const newest = [...out.files].sort((a, b) => b.mtimeMs - a.mtimeMs)[0];
+  if (!newest) throw new RubiconError('CAPTURE_FAILED', `the vendor's job "${job.name}" exited 0 but wrote nothing into ${job.output}`);
+  void staging;
+  return { files: [{ path: path.posix.join(onTarget(ctx, job.output), newest.path), name: path.posix.basename(newest.path) }], format: 'vendor-backup', tool: `vendor job "${job.name}"` };
+}
+
+// ------------------------------------------------------------- prove
+
+/**
+ * The proving ground must not reach the target: checked from the proving
+ * ground itself, by trying to open the target's ssh port. "No route",
+ * "unreachable" or a timeout is isolation; anything that talks back (even a
+ * refusal) is not, and proving stops.
+ */
+export async function checkIsolation(ctx: RunContext): Promise<string> {
+  const t = ctx.runbook.target.transport;
+  if (t.kind !== 'ssh') return 'the target is not a network host';
+  const pg = remote(ctx).provingGround;
+  const r = await pg.exec(
+    {
+      argv: ['ssh', '-F', '/dev/null', '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=3', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-p', String(t.port), `rubicon-isolation-probe@${t.host}`, 'true'],
+    },
+    { timeoutMs: 30_000 },
+  );
+  const text = r.stderr;
+  if (r.exitCode === 0 || /Permission denied|Host key|Connection refused|closed by remote host|Connection reset/i.test(text)) {
+    throw new RubiconError('PRECONDITION_FAILED', `the proving ground ${pg.address} can reach the target ${t.host}:${t.port} (${text.trim().split('\n')[0] ?? 'connected'}): proving must happen from the vaults alone`, {
+      hint: 'put the proving ground on a network with no route to the target (a separate VLAN or VNet), then resume the run',
+    });
+  }
+  if (!/No route to host|Network is unreachable|timed out|Could not resolve/i.test(text)) {
+    throw new RubiconError('PRECONDITION_FAILED', `cannot tell whether the proving ground can reach the target: ${text.trim().split('\n')[0] ?? `exit ${r.exitCode}`}`, {
+      hint: 'check that the OpenSSH client is installed on the proving ground',
+    });
+  }
+  return `a connection from the proving ground to the target ${t.host}:${t.port} failed (${text.trim().split('\n').at(-1)?.replace(/^ssh: /, '')})`;
+}
+
+/**
+ * Proves artifacts on the remote proving ground: grades each copy where it
+ * is stored, restores from an intact copy onto the proving ground through a
+ * read grant, checks every file's SHA-256 there, and lets the engine's CLI
+ * restore, check and fingerprint a database there.
+ */
+export async function proveRemote(ctx: RunContext, artifacts: Artifact[], onResult: (copies: Copy[], proof: Proof) => void): Promise<void> {
+  const pg = remote(ctx).provingGround;
+  if (!ctx.state().notes.some((n) => n.message.startsWith('proving ground isolation checked'))) {
+    const how = await checkIsolation(ctx);
+    ctx.record({ type: 'note', level: 'info', message: `proving ground isolation checked: ${how}` });
+  }
+  const pgRoot = path.posix.join(ctx.runbook.provingGround.root, ctx.runId);
+  for (const a of artifacts) {
+    const started = ctx.now();
+    const t0 = performance.now();
+    const item = ctx.state().items.find((i) => i.id === a.itemId);
+    const checks: ProofCheck[] = [];
+    const copies: Copy[] = [];
+    const holders = toolVaults(ctx).filter((v) => (a.vaults ?? []).includes(v.info.name));
+    let manifest: Manifest | undefined;
+    try {
+      manifest = await manifestOf(ctx, a);
+    } catch (e) {
+      checks.push({ name: 'copy-read', status: 'failed', detail: errText(e), durationMs: 0 });
+    }
+    const good: ToolVault[] = [];
+    if (manifest) {
+      for (const v of holders) {
+        const known = ctx.state().copies.find((c) => c.artifactId === a.id && c.vault === v.info.name);
+        if (known) {
+          if (known.status === 'ok') good.push(v);
+          continue;
+        }
+        const g = await v
+          .checkCopy((m, k, c, w, o) => ctx.steps.run(m, k, c, w, o), { artifactId: a.id, locator: a.locators?.[v.info.name] ?? '', entries: manifest.entries, stepId: `${a.id}/check/${v.info.name}` })
+          .catch((e: unknown) => ({ status: 'error' as const, detail: errText(e) }));
+        copies.push({ artifactId: a.id, vault: v.info.name, status: g.status, ...(g.detail ? { detail: g.detail } : {}), checkedAt: ctx.now().toISOString() });
+        if (g.status === 'ok') good.push(v);
+      }
+    }
+    const vault = good[0];
+    let fingerprint: Proof['fingerprint'];
+    let bytes = 0;
+    const scratch = path.posix.join(pgRoot, enc(a.id));
+    if (manifest && vault) {
+      const files = path.posix.join(scratch, 'files');
+      const t = performance.now();
+      try {
+        await sh(pg, 'rm -rf -- "$1" && mkdir -p -- "$1"', files);
+        const grant = await vault.grant(pg, 'read', GRANT_TTL_MS);
+        try {
+          await vault.restoreTo((m, k, c, w, o) => ctx.steps.run(m, k, c, w, o), pg, grant, { artifactId: a.id, locator: a.locators?.[vault.info.name] ?? '', dest: files, stepId: `${a.id}/restore/${vault.info.name}`, srcDir: a.sourceDir ?? '', ...(ctx.signal ? { signal: ctx.signal } : {}) });
+        } finally {
+          await vault.revoke(grant).catch(() => undefined);
+        }
+        bytes = manifest.entries.reduce((n, e) => n + e.size, 0);
+        checks.push({ name: 'restore-files', status: 'passed', detail: `${manifest.entries.length} files, ${bytes} bytes from vault ${vault.info.name} onto ${pg.name}`, durationMs: Math.round(performance.now() - t) });
+        const tv = performance.now();
+        const v = await verifyTreeOn(ctx.steps.onMachine, pg, { id: `${a.id}/verify`, idempotent: true }, files, manifest.entries);
+        checks.push({
+          name: 'files-hash',
+          status: v.ok ? 'passed' : 'failed',
+          detail: v.ok ? `every file matches its SHA-256 in the manifest (hashed on ${pg.name})` : v.mismatches.filter((m) => m.problem !== 'extra').slice(0, 10).map((m) => `${m.path}: ${m.problem}`).join('; '),
+          durationMs: Math.round(performance.now() - tv),
+        });
+        if (v.ok && item && item.kind === 'database' && item.engine) {
+          const engine = remoteEngine(ctx, item);
+          const r = await engine.prove(
+            { machine: pg, steps: ctx.steps, stepPrefix: `${a.id}/prove/`, workDir: path.posix.join(scratch, 'db'), ...(ctx.signal ? { signal: ctx.signal } : {}) },
+            a,
+            manifest,
+            manifest.entries.map((e) => path.posix.join(files, e.path)),
+          );
+          checks.push(...r.checks);
+          fingerprint = r.fingerprint;
+          if (r.fingerprint && a.sourceFingerprint) {
+            const cmp = compareFingerprints(a.sourceFingerprint, r.fingerprint);
+            checks.push({
+              name: 'fingerprint-source',
+              status: cmp.equal ? 'passed' : 'failed',
+              detail: cmp.equal ? `${r.fingerprint.tables.length} tables: row counts and content hashes equal the source at capture` : cmp.differences.slice(0, 10).join('; '),
+              durationMs: 0,
+            });
+          } else {
+            checks.push({ name: 'fingerprint-source', status: 'skipped', detail: 'no fingerprint to compare', durationMs: 0 });
+          }
+        }
+      } catch (e) {
+        if (ctx.signal?.aborted) throw e;
+        checks.push({ name: 'restore-files', status: 'failed', detail: errText(e), durationMs: Math.round(performance.now() - t) });
+      } finally {
+        await sh(pg, 'rm -rf -- "$1"', scratch).catch(() => undefined);
+      }
+    } else if (manifest) {
+      checks.push({ name: 'copy-read', status: 'failed', detail: 'no vault holds an intact copy', durationMs: 0 });
+    }
+    const proof: Proof = {
+      id: `${a.id}.proof`,
+      artifactId: a.id,
+      itemId: a.itemId,
+      vault: vault?.info.name ?? '',
+      provingGround: `${pg.name} (${pg.address})`,
+      outcome: checks.length > 0 && checks.every((c) => c.status === 'passed') ? 'passed' : 'failed',
+      checks,
+      ...(fingerprint ? { fingerprint } : {}),
+      startedAt: started.toISOString(),
+      finishedAt: ctx.now().toISOString(),
+      durationMs: Math.round(performance.now() - t0),
+      bytes,
+    };
+    onResult(copies, proof);
+  }
+}
+
+// ------------------------------------------------------------- drift
+
+export async function driftRemote(ctx: RunContext, item: Item, artifact: Artifact, exclude: string[], stage: string): Promise<DriftChange[] | undefined> {
+  if (item.kind === 'folder') {
+    const manifest = await manifestOf(ctx, artifact);
+    return scanTreeDrift(ctx.steps.onMachine, ctx.target, { id: `${artifact.id}/drift-${stage}-${ctx.state().resumes}`, idempotent: true }, onTarget(ctx, item.location), manifest.entries, { exclude });
+  }
+  if (item.kind === 'database') {
+    const engine = remoteEngine(ctx, item);
+    const now = await engine.fingerprint(
+      { machine: ctx.target, steps: ctx.steps, stepPrefix: `${artifact.id}/drift-${stage}/`, workDir: path.posix.join(ctx.runbook.target.workDir, 'scratch', ctx.runId) },
+      onTarget(ctx, item.location),
+    );
+    if (artifact.sourceFingerprint && compareFingerprints(artifact.sourceFingerprint, now).equal) return [];
+    return [{ path: item.location, kind: 'modified' }];
+  }
+  return undefined;
+}
+
+// ------------------------------------------------------------- landing
+
+/**
+ * Restores one item onto the rebuilt target from a vault holding an intact
+ * copy, then validates it there against the proven manifest (files) or the
+ * proof's fingerprint (databases). Destructive at the item's location only.
+ */
+export async function landItemRemote(ctx: RunContext, item: Item, pick: Artifact): Promise<void> {
+  const target = remote(ctx).rebuiltTarget;
+  const s = ctx.state();
+  const okVaults = s.copies.filter((c) => c.artifactId === pick.id && c.status === 'ok').map((c) => c.vault);
+  const vaults = toolVaults(ctx).filter((v) => (pick.vaults ?? []).includes(v.info.name));
+  const ordered = [...vaults.filter((v) => okVaults.includes(v.info.name)), ...vaults.filter((v) => !okVaults.includes(v.info.name))];
+  const vault = ordered[0];
+  if (!vault) throw new RubiconError('LANDING_FAILED', `no vault holds ${pick.id}`);
+  const manifest = await manifestOf(ctx, pick);
+  const t0 = performance.now();
+  const run = (m: Machine, k: { id: string; idempotent: boolean }, c: Parameters<typeof ctx.steps.run>[2], w: string, o?: Parameters<typeof ctx.steps.run>[4]) => ctx.steps.run(m, k, c, w, o);
+  if (item.kind === 'folder') {
+    const dest = onTarget(ctx, item.location);
+    const staging = path.posix.join(ctx.runbook.target.workDir, 'landing', ctx.runId, enc(pick.id));
+    await sh(target, 'rm -rf -- "$1" && mkdir -p -- "$1"', staging);
+    const grant = await vault.grant(target, 'read', GRANT_TTL_MS);
+    try {
+      await vault.restoreTo(run, target, grant, { artifactId: pick.id, locator: pick.locators?.[vault.info.name] ?? '', dest: staging, stepId: `${pick.id}/land/${vault.info.name}`, srcDir: pick.sourceDir ?? dest });
+    } finally {
+      await vault.revoke(grant).catch(() => undefined);
+    }
+    // Into place: files of the artifact over whatever the new OS put there (never deleting what it laid down).
+    await sh(target, 'mkdir -p -- "$2" && cp -a -- "$1"/. "$2"/ && rm -rf -- "$1"', staging, dest);
+    ctx.record({ type: 'landing.restored', itemId: item.id, artifactId: pick.id, vault: vault.info.name, bytes: pick.bytes, durationMs: Math.round(performance.now() - t0) });
+    const v = await verifyTreeOn(ctx.steps.onMachine, target, { id: `${pick.id}/land-verify-${ctx.state().resumes}`, idempotent: true }, dest, manifest.entries);
+    const problems = v.mismatches.filter((m) => m.problem !== 'extra');
+    ctx.record({
+      type: 'landing.validated',
+      itemId: item.id,
+      artifactId: pick.id,
+      outcome: problems.length === 0 ? 'passed' : 'failed',
+      checks: [
+        {
+          name: 'files-hash',
+          status: problems.length === 0 ? 'passed' : 'failed',
+          detail: problems.length === 0 ? `${manifest.entries.length} files match the proven manifest (hashed on ${target.name})` : problems.slice(0, 10).map((m) => `${m.path}: ${m.problem}`).join('; '),
+        },
+      ],
+    });
+    return;
+  }
+  if (item.kind === 'database') {
+    const engine = remoteEngine(ctx, item);
+    const staging = path.posix.join(ctx.runbook.target.workDir, 'landing', ctx.runId, enc(pick.id));
+    await sh(target, 'rm -rf -- "$1" && mkdir -p -- "$1/files"', staging);
+    const grant = await vault.grant(target, 'read', GRANT_TTL_MS);
+    try {
+      await vault.restoreTo(run, target, grant, { artifactId: pick.id, locator: pick.locators?.[vault.info.name] ?? '', dest: `${staging}/files`, stepId: `${pick.id}/land/${vault.info.name}`, srcDir: pick.sourceDir ?? '' });
+    } finally {
+      await vault.revoke(grant).catch(() => undefined);
+    }
+    const v = await verifyTreeOn(ctx.steps.onMachine, target, { id: `${pick.id}/land-files-${ctx.state().resumes}`, idempotent: true }, `${staging}/files`, manifest.entries);
+    if (!v.ok) throw new RubiconError('LANDING_FAILED', `the copy of ${pick.id} from vault ${vault.info.name} does not match its manifest on ${target.name}`);
+    const ectx: RemoteEngineContext = { machine: target, steps: ctx.steps, stepPrefix: `${pick.id}/land/`, workDir: `${staging}/db` };
+    const destPath = onTarget(ctx, item.location);
+    await sh(target, 'mkdir -p -- "$(dirname -- "$1")"', destPath);
+    await engine.restore(ectx, item, manifest, manifest.entries.map((e) => path.posix.join(`${staging}/files`, e.path)), destPath);
+    ctx.record({ type: 'landing.restored', itemId: item.id, artifactId: pick.id, vault: vault.info.name, bytes: pick.bytes, durationMs: Math.round(performance.now() - t0) });
+    const proof = s.proofs.find((p) => p.artifactId === pick.id && p.outcome === 'passed');
+    const fp = await engine.fingerprint(ectx, destPath);
+    const cmp = proof?.fingerprint ? compareFingerprints(proof.fingerprint, fp) : { equal: false, differences: ['no proof fingerprint'] };
+    await sh(target, 'rm -rf -- "$1"', staging).catch(() => undefined);
+    ctx.record({
+      type: 'landing.validated',
+      itemId: item.id,
+      artifactId: pick.id,
+      outcome: cmp.equal ? 'passed' : 'failed',
+      checks: [{ name: 'fingerprint-proof', status: cmp.equal ? 'passed' : 'failed', detail: cmp.equal ? `fingerprint on the rebuilt target equals the proof (${fp.tables.length} tables)` : cmp.differences.slice(0, 10).join('; ') }],
+    });
+    return;
+  }
+  throw new RubiconError('LANDING_FAILED', `landing ${item.kind} items on a remote target is not built yet`);
+}
+
+/** The artifact to land for an item: Rubicon's own proven current artifacts first, in the item's method order. */
+export function pickArtifact(ctx: RunContext, item: Item): Artifact | undefined {
+  const s = ctx.state();
+  const passed = (a: Artifact) => s.proofs.some((p) => p.artifactId === a.id && p.outcome === 'passed');
+  const candidates = currentArtifacts(s.artifacts).filter((a) => a.itemId === item.id && passed(a));
+  const own = candidates.filter((a) => a.origin === 'rubicon').sort((a, b) => item.methods.indexOf(a.method) - item.methods.indexOf(b.method));
+  return own[0] ?? candidates[0];
+}
+
+export { shQuote };
