@@ -111,6 +111,22 @@ export interface RemoteEngineContext {
   signal?: AbortSignal;
 }
 
+/** What a remote capture produced. */
+export interface RemoteCapture {
+  /** Absolute on the machine, with their names in the artifact. */
+  files: { path: string; name: string }[];
+  format: string;
+  tool: string;
+  position?: string;
+  /**
+   * Optional: the source's fingerprint taken inside the capture's own read
+   * transaction, i.e. of exactly the snapshot the artifact holds. Prefer it
+   * to a separate fingerprint() call, which sees another state of a
+   * database the application keeps writing.
+   */
+  sourceFingerprint?: Fingerprint;
+}
+
 /**
  * A database engine whose every action runs on a (Linux) machine with the
  * engine's own command-line tools, e.g. the sqlite3 CLI. Paths are absolute
@@ -133,7 +149,7 @@ export interface RemoteDatabaseEngine {
    * (absolute on the machine) with their names in the artifact. Never
    * modifies the source. Idempotent: a redo overwrites its own output.
    */
-  capture(ctx: RemoteEngineContext, item: Item, method: string, path: string): Promise<{ files: { path: string; name: string }[]; format: string; tool: string; position?: string }>;
+  capture(ctx: RemoteEngineContext, item: Item, method: string, path: string): Promise<RemoteCapture>;
   /**
    * On the proving ground: the artifact's files are already restored and
    * hash-checked (absolute on ctx.machine, manifest order). Restores into a

@@ -510,8 +510,10 @@ export function rowidName(t: TableSpec): string | undefined {
  *   the proving ground, and their content is in the shadow tables);
  * - each row: its rowid first (rowid tables: .backup and
  *   `.dump --preserve-rowids` both keep it, an application may rely on it),
- *   then every column SELECT sees, in declaration order, generated ones
- *   included. A rowid that every alias (rowid, _rowid_, oid) shadows cannot
+ *   then every stored column in declaration order. Generated columns are
+ *   not read: they are computed from those columns by the schema, which is
+ *   hashed too, and the shell may lack a function the application defined
+ *   for them. A rowid that every alias (rowid, _rowid_, oid) shadows cannot
  *   be selected: listed as unhashed `rowid`;
  * - `sqlite_schema` (type, name, tbl_name, sql of every table, index, view
  *   and trigger, not rootpage, not the sqlite_stat* tables), so a lost index
@@ -533,7 +535,7 @@ export function planFingerprint(l: Listing): FingerprintPlan {
       if (r !== undefined) exprs.push(valueSql(r));
       else unhashed.push('rowid');
     }
-    for (const c of t.columns) if (c.hidden !== 1) exprs.push(valueSql(quoteIdent(c.name)));
+    for (const c of t.columns) if (c.hidden === 0) exprs.push(valueSql(quoteIdent(c.name)));
     push(t.name, (i) => tableHashSql(i, quoteIdent(t.name), exprs), unhashed);
   }
   push('sqlite_schema', (i) =>
@@ -602,27 +604,38 @@ const POSITION_SQL =
   "SELECT 'P', (SELECT journal_mode FROM pragma_journal_mode), (SELECT page_size FROM pragma_page_size), (SELECT page_count FROM pragma_page_count), (SELECT schema_version FROM pragma_schema_version), (SELECT encoding FROM pragma_encoding);";
 
 /**
- * `.backup` inside one read transaction: the backup API then copies one
- * snapshot and never restarts (it would restart on every write otherwise,
- * and a busy database could keep it from finishing). In WAL mode the
- * snapshot includes committed frames still in the -wal file.
+ * The source's fingerprint inside the capture's own read transaction: the
+ * listing again (checked against the plan) and one aggregate per table, so
+ * the fingerprint describes exactly the snapshot the artifact holds.
  */
-export function backupSql(): string {
-  return ['.timeout 10000', 'BEGIN;', POSITION_SQL, '.backup rubicon-backup.part', 'COMMIT;'].join('\n') + '\n';
+function snapshotFingerprintSql(plan: FingerprintPlan): string[] {
+  return [LISTING_SQL, ...plan.tables.map((t) => t.sql)];
 }
 
 /**
- * `.dump --preserve-rowids` into rubicon-dump.part. For a UTF-16 database
- * the dump starts with `PRAGMA encoding` so it loads back into the same
- * encoding (the shell writes UTF-8 text and no encoding line).
+ * `.backup` inside one read transaction: the backup API then copies one
+ * snapshot and never restarts (it would restart on every write otherwise,
+ * and a busy database could keep it from finishing). In WAL mode the
+ * snapshot includes committed frames still in the -wal file. With a plan,
+ * the same transaction fingerprints the source first.
  */
-export function dumpSql(encoding: string): string {
-  const lines = ['.timeout 10000', 'BEGIN;', POSITION_SQL, '.output rubicon-dump.part'];
+export function backupSql(plan?: FingerprintPlan): string {
+  return ['.timeout 10000', 'BEGIN;', ...(plan ? snapshotFingerprintSql(plan) : []), POSITION_SQL, '.backup rubicon-backup.part', 'COMMIT;', "SELECT 'DONE';"].join('\n') + '\n';
+}
+
+/**
+ * `.dump --preserve-rowids` into rubicon-dump.part, in one read transaction
+ * that (with a plan) fingerprints the source first. For a UTF-16 database the dump starts
+ * with `PRAGMA encoding` so it loads back into the same encoding (the shell
+ * writes UTF-8 text and no encoding line).
+ */
+export function dumpSql(encoding: string, plan?: FingerprintPlan): string {
+  const lines = ['.timeout 10000', 'BEGIN;', ...(plan ? snapshotFingerprintSql(plan) : []), POSITION_SQL, '.output rubicon-dump.part'];
   if (encoding.toUpperCase() !== 'UTF-8') {
     if (!/^UTF-16(le|be)$/i.test(encoding)) throw new RubiconError('ENGINE_FAILED', `unknown SQLite text encoding ${encoding}`);
     lines.push(`.print "PRAGMA encoding='${encoding}';"`);
   }
-  lines.push('.dump --preserve-rowids', '.output stdout', 'COMMIT;');
+  lines.push('.dump --preserve-rowids', '.output stdout', 'COMMIT;', "SELECT 'DONE';");
   return lines.join('\n') + '\n';
 }
 

@@ -34,7 +34,7 @@ import path from 'node:path';
 import { isRubiconError, RubiconError } from '../../core/errors.ts';
 import type { Artifact, Fingerprint, Item, Manifest, ProofCheck } from '../../core/types.ts';
 import type { ExecResult, StepResult } from '../../machines/machine.ts';
-import type { MethodInfo, ProveResult, RemoteDatabaseEngine, RemoteEngineContext } from '../engine.ts';
+import type { MethodInfo, ProveResult, RemoteCapture, RemoteDatabaseEngine, RemoteEngineContext } from '../engine.ts';
 import { makeFingerprint } from '../fingerprint.ts';
 import {
   BACKUP_SCRIPT,
@@ -338,7 +338,7 @@ export function createRemoteSqliteEngine(options: RemoteSqliteOptions = {}): Rem
     return /^\d+$/.test(n) ? Number(n) : undefined;
   }
 
-  async function capture(ctx: RemoteEngineContext, item: Item, method: string, dbPath: string): Promise<{ files: { path: string; name: string }[]; format: string; tool: string; position?: string }> {
+  async function capture(ctx: RemoteEngineContext, item: Item, method: string, dbPath: string): Promise<RemoteCapture> {
     const info = SQLITE3_METHODS[method];
     if (!info) {
       throw new RubiconError('CAPTURE_FAILED', `database ${item.name}: ${method} is not a sqlite3 method`, { hint: `use one of ${Object.keys(SQLITE3_METHODS).join(', ')}` });
@@ -357,12 +357,23 @@ export function createRemoteSqliteEngine(options: RemoteSqliteOptions = {}): Rem
     const name = `${safeName(item.name)}.${method}.${backup ? 'db' : 'sql'}`;
     const out = path.posix.join(ctx.workDir, name);
     const label = backup ? 'B' : 'D';
+    const plan = planFingerprint(l);
 
-    // A redo (the recorded step's output was removed since) runs under a new id: the step protocol never re-runs a finished step.
-    for (let attempt = 0; attempt < 2; attempt++) {
-      const id = `sqlite3/${method}${attempt === 0 ? '' : '/redo'}`;
-      const r = await step(ctx, id, `sqlite3 ${backup ? '.backup' : '.dump'} of ${dbPath}`, backup ? BACKUP_SCRIPT : DUMP_SCRIPT, [program, dbPath, ctx.workDir, name], backup ? backupSql() : dumpSql(l.encoding));
+    // A redo (the recorded step's output was removed since, e.g. by a resumed run) runs under a new id:
+    // the step protocol never re-runs a finished step. The redo id is fresh each time, so any number of resumes works.
+    let withFingerprint = true;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const fresh = `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
+      const id = `sqlite3/${method}${attempt === 0 ? '' : `/${withFingerprint ? 'redo' : 'plain'}-${fresh}`}`;
+      const p = withFingerprint ? plan : undefined;
+      const r = await step(ctx, id, `sqlite3 ${backup ? '.backup' : '.dump'} of ${dbPath}`, backup ? BACKUP_SCRIPT : DUMP_SCRIPT, [program, dbPath, ctx.workDir, name], backup ? backupSql(p) : dumpSql(l.encoding, p));
       const s = runStatus(r.stdout, label);
+      if (s.exitCode !== 0 && withFingerprint) {
+        // The snapshot fingerprint could not read every row (a damaged page, a function the shell lacks):
+        // capture without it, so a damaged source still gets its page copy; the proof then judges it.
+        withFingerprint = false;
+        continue;
+      }
       if (s.exitCode !== 0) {
         throw new RubiconError('CAPTURE_FAILED', `${method} of database ${item.name} (${dbPath} on ${where(ctx)}) failed: ${describeFailure(s)}`, {
           hint: `check free space in ${ctx.workDir} on ${ctx.machine.name} and that ${dbPath} is readable; run PRAGMA integrity_check on it there`,
@@ -386,11 +397,14 @@ export function createRemoteSqliteEngine(options: RemoteSqliteOptions = {}): Rem
         });
       }
       if ((await fileSize(ctx, out)) !== size) continue; // the recorded output is gone: redo
+      // No snapshot fingerprint when it failed, or when the schema changed between the plan and the snapshot: the caller takes its own.
+      const tables = withFingerprint ? parseFingerprint(r.stdout, plan, l.raw) : undefined;
       return {
         files: [{ path: out, name }],
         format: backup ? 'sqlite-db' : 'sql-text',
         tool: `${tool.tool} ${backup ? '.backup' : '.dump --preserve-rowids'}`,
         position: positionText(pos),
+        ...(tables ? { sourceFingerprint: makeFingerprint(SQLITE3_FINGERPRINT_ENGINE, tables) } : {}),
       };
     }
     throw new RubiconError('CAPTURE_FAILED', `${method} of database ${item.name}: its output ${out} on ${ctx.machine.name} vanished after it was written`, {

@@ -28,6 +28,7 @@ interface Captured {
   format: string;
   tool: string;
   position?: string;
+  sourceFingerprint?: Fingerprint;
 }
 
 describe.skipIf(skip)(`remote SQLite engine over ssh on test hosts${skip ? ` (skipped: ${skip})` : ''}`, () => {
@@ -97,9 +98,10 @@ describe.skipIf(skip)(`remote SQLite engine over ssh on test hosts${skip ? ` (sk
     // 3. On the proving ground, over ssh: it has no route to the target.
     const pr = await orchestrate({ phase: 'prove', artifacts });
     const proofs = pr.result.proofs as { checks: ProofCheck[]; fingerprint: Fingerprint }[];
-    for (const p of proofs) {
+    for (const [i, p] of proofs.entries()) {
       expect(Object.fromEntries(p.checks.map((c) => [c.name, c.status]))).toEqual({ restore: 'passed', integrity: 'passed', fingerprint: 'passed' });
       expect(compareFingerprints(source, p.fingerprint)).toEqual({ equal: true, differences: [] });
+      expect(compareFingerprints((cap.result.captures as Captured[])[i]!.sourceFingerprint!, p.fingerprint).equal).toBe(true);
     }
     expect(new Set((pr.events as { type: string; machine?: string }[]).filter((e) => e.type === 'step.started').map((e) => e.machine))).toEqual(new Set(['proving-ground']));
     expect(readdirSync(path.join(pgDir, 'rubicon-work')).length).toBe(2); // the scratch databases were built on the proving ground

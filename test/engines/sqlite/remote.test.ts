@@ -143,6 +143,26 @@ describe.skipIf(skip)(`remote SQLite engine with the sqlite3 shell${skip ? ` (sk
       }
     });
 
+    it('each capture fingerprints the source inside its own read transaction: the snapshot it holds, not a later or earlier one', async () => {
+      const e = remoteEstate();
+      const src = join(e.targetRoot, 'busy.db');
+      createSyntheticEhr(src, { patients: 30, wal: true });
+      const item = await discoverOne(e, 'busy');
+      const earlier = await engine.fingerprint(e.targetCtx('fp/'), src);
+      const app = new DatabaseSync(src);
+      try {
+        for (const method of ['sqlite3-backup', 'sqlite3-dump']) {
+          app.exec(`INSERT INTO users(username, display_name, role) VALUES('${method}', 'Written between fingerprint and capture', 'nurse')`);
+          const { captured, proof } = await captureAndProve(e, item, method, src);
+          expect(captured.sourceFingerprint).toBeDefined();
+          expect(compareFingerprints(captured.sourceFingerprint!, proof.fingerprint!).equal).toBe(true);
+          expect(compareFingerprints(earlier, proof.fingerprint!).differences).toContain('table users: 5 rows expected, ' + (method === 'sqlite3-backup' ? '6' : '7') + ' restored');
+        }
+      } finally {
+        app.close();
+      }
+    });
+
     it('steps are journaled under the prefix; a repeated capture re-attaches to its recorded step', async () => {
       const e = remoteEstate();
       const src = join(e.targetRoot, 'ehr.db');
@@ -157,7 +177,12 @@ describe.skipIf(skip)(`remote SQLite engine with the sqlite3 shell${skip ? ` (sk
       truncateSync(first.files[0]!.path, 0);
       const redone = await engine.capture(e.targetCtx('art1/'), item, 'sqlite3-dump', src);
       expect(statSync(redone.files[0]!.path).size).toBeGreaterThan(0);
-      expect(e.journal.events.some((x) => x.type === 'step.started' && x.stepId === 'run1/art1/sqlite3/sqlite3-dump/redo')).toBe(true);
+      expect(e.journal.events.some((x) => x.type === 'step.started' && x.stepId.startsWith('run1/art1/sqlite3/sqlite3-dump/redo-'))).toBe(true);
+      // And again (a second resume after the output was removed once more): a fresh redo each time.
+      truncateSync(redone.files[0]!.path, 0);
+      await engine.capture(e.targetCtx('art1/'), item, 'sqlite3-dump', src);
+      expect(statSync(redone.files[0]!.path).size).toBeGreaterThan(0);
+      expect(new Set(e.journal.events.filter((x) => x.type === 'step.started' && x.stepId.includes('/redo-')).map((x) => x.stepId)).size).toBe(2);
     });
   });
 
@@ -227,7 +252,7 @@ describe.skipIf(skip)(`remote SQLite engine with the sqlite3 shell${skip ? ` (sk
         for (const [table, select] of [
           ['r', 'SELECT rowid, id, v, k FROM r'],
           ['s', 'SELECT rowid, id, t, b, x FROM s'],
-          ['n', 'SELECT rowid, a, b, c, d FROM n'],
+          ['n', 'SELECT rowid, a, b FROM n'],
           ['w', 'SELECT k, v FROM w'],
         ] as const) {
           const stmt = db.prepare(select);
