@@ -15,6 +15,9 @@
  * - `sqlite3-dump` (group `sqlite-logical`): the shell's
  *   `.dump --preserve-rowids`: SQL text, schema then rows, in one read
  *   transaction; proven by executing it into an empty database.
+ * Both also return `sourceFingerprint`: the source's fingerprint taken in
+ * the capture's own read transaction, i.e. of exactly what the artifact
+ * holds (a separate fingerprint() sees a later state of a busy database).
  *
  * How the source is kept safe: the shell opens it with -readonly
  * (SQLITE_OPEN_READONLY: the file is opened O_RDONLY, no journal is
