@@ -103,7 +103,7 @@ export async function startRun(command: RunCommand, runbookFile: string, o: Comm
   try {
     journal = Journal.create(paths.journal);
     await copyFile(runbook.file, paths.runbookCopy);
-    const ctx = createContext({ runId, paths, runbook, journal, onEvent: o.onEvent, confirm: o.confirm, hooks: o.hooks, signal: o.signal });
+    const ctx = await createContext({ runId, paths, runbook, journal, onEvent: o.onEvent, confirm: o.confirm, hooks: o.hooks, signal: o.signal });
     ctx.record({
       type: 'run.started',
       runId,
@@ -160,7 +160,7 @@ export async function resumeRun(runId: string, o: CommonOptions): Promise<RunSum
   const release = acquireLock(o.stateDir, runbook.target.name, runId, phases.hostName());
   const journal = Journal.open(paths.journal);
   try {
-    const ctx = createContext({ runId, paths, runbook, journal, onEvent: o.onEvent, confirm: o.confirm, hooks: o.hooks, signal: o.signal });
+    const ctx = await createContext({ runId, paths, runbook, journal, onEvent: o.onEvent, confirm: o.confirm, hooks: o.hooks, signal: o.signal });
     ctx.record({ type: 'run.resumed', pid: process.pid });
     return await drive(ctx, o.stateDir);
   } finally {

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { ManualInfraSchema, ProvingGroundSchema, SandboxInfraSchema, TransportSchema, VaultSchema } from './machines.ts';
 import { envName, relPath } from './schema-common.ts';
+import { PulumiAzureSectionSchema } from './azure.ts';
 
 export { envName, relPath };
 
@@ -212,8 +213,8 @@ export const RunbookSchema = z
       .strict(),
     /** The proving ground as its own machine; absent: the sandbox's local folder (infra.provingGround). */
     provingGround: ProvingGroundSchema.optional(),
-    infra: z.discriminatedUnion('kind', [SandboxInfraSchema, ManualInfraSchema], {
-      error: 'must have kind "sandbox" (local folders) or "manual" (the engineer rebuilds the server; Rubicon stops at the crossing and waits)',
+    infra: z.discriminatedUnion('kind', [SandboxInfraSchema, ManualInfraSchema, PulumiAzureSectionSchema], {
+      error: 'must have kind "sandbox" (local folders), "manual" (the engineer rebuilds the server; Rubicon stops at the crossing and waits) or "pulumi-azure" (an Azure VM rebuilt through its Pulumi stack)',
     }),
     declared: z
       .object({
