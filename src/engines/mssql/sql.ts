@@ -258,7 +258,7 @@ ORDER BY r.name;`,
 export function serverPermissionsStatement(): SqlStatement {
   return {
     text: `SELECT g.name AS grantee, p.class, p.permission_name, p.state, p.state_desc,
-  CASE p.class WHEN 101 THEN (SELECT sp.name FROM sys.server_principals AS sp WHERE sp.principal_id = p.major_id) WHEN 105 THEN (SELECT e.name FROM sys.endpoints AS e WHERE e.endpoint_id = p.major_id) END AS securable
+  CASE p.class WHEN 101 THEN (SELECT l.name FROM sys.server_principals AS l WHERE l.principal_id = p.major_id) WHEN 105 THEN (SELECT e.name FROM sys.endpoints AS e WHERE e.endpoint_id = p.major_id) END AS securable
 FROM sys.server_permissions AS p
 JOIN sys.server_principals AS g ON g.principal_id = p.grantee_principal_id
 WHERE p.class IN (100, 101, 105) AND g.name NOT LIKE N'##%' AND g.name <> N'public' AND g.type IN ('S', 'U', 'G', 'R')

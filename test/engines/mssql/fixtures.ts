@@ -347,3 +347,31 @@ export function orphansReply(users: { user: string; loginByName?: string | null 
   return one(rs([['user_name', 'nvarchar'], ['user_sid', 'nvarchar'], ['login_by_name', 'nvarchar']], users.map((u) => ({ user_name: u.user, user_sid: '0x0102', login_by_name: u.loginByName ?? null }))));
 }
 export const ORPHANS = /authentication_type = 1/;
+
+// ---------------------------------------------------------------- SQL Agent job as msdb returns it
+export const JOB_COLS: [string, 'nvarchar' | 'int' | 'uniqueidentifier'][] = [
+  ['job_id', 'uniqueidentifier'], ['name', 'nvarchar'], ['enabled', 'int'], ['description', 'nvarchar'], ['owner_name', 'nvarchar'], ['category_name', 'nvarchar'], ['start_step_id', 'int'],
+  ['notify_level_eventlog', 'int'], ['notify_level_email', 'int'], ['notify_level_netsend', 'int'], ['notify_level_page', 'int'],
+  ['notify_email_operator_name', 'nvarchar'], ['notify_page_operator_name', 'nvarchar'], ['notify_netsend_operator_name', 'nvarchar'], ['delete_level', 'int'], ['step_count', 'int'],
+];
+export const JOB_ROW = {
+  job_id: '2B5D3C1A-0F4E-4A8B-9C7D-6E5F4A3B2C1D', name: 'EHR Nightly Backup', enabled: 1, description: 'vendor backup', owner_name: 'ehr_owner', category_name: 'EHR Vendor', start_step_id: 1,
+  notify_level_eventlog: 2, notify_level_email: 2, notify_level_netsend: 0, notify_level_page: 0, notify_email_operator_name: 'DBA Team', delete_level: 0, step_count: 2,
+};
+export const STEP_COLS: [string, 'nvarchar' | 'int'][] = [
+  ['job_name', 'nvarchar'], ['step_id', 'int'], ['step_name', 'nvarchar'], ['subsystem', 'nvarchar'], ['command', 'nvarchar'], ['database_name', 'nvarchar'], ['database_user_name', 'nvarchar'],
+  ['on_success_action', 'int'], ['on_success_step_id', 'int'], ['on_fail_action', 'int'], ['on_fail_step_id', 'int'], ['retry_attempts', 'int'], ['retry_interval', 'int'],
+  ['os_run_priority', 'int'], ['output_file_name', 'nvarchar'], ['flags', 'int'], ['cmdexec_success_code', 'int'], ['proxy_name', 'nvarchar'],
+];
+export const STEP_ROWS = [
+  { job_name: 'EHR Nightly Backup', step_id: 1, step_name: 'backup', subsystem: 'TSQL', command: 'EXEC dbo.VendorBackup;', database_name: 'master', on_success_action: 4, on_success_step_id: 3, on_fail_action: 4, on_fail_step_id: 2, retry_attempts: 3, retry_interval: 5, os_run_priority: 0, output_file_name: 'E:\\Logs\\backup.txt', flags: 2, cmdexec_success_code: 0 },
+  { job_name: 'EHR Nightly Backup', step_id: 2, step_name: 'copy', subsystem: 'CmdExec', command: 'robocopy E:\\Backup \\\\nas\\ehr /MIR', database_name: null, on_success_action: 1, on_success_step_id: 0, on_fail_action: 2, on_fail_step_id: 0, retry_attempts: 0, retry_interval: 0, os_run_priority: 0, flags: 0, cmdexec_success_code: 1, proxy_name: 'FileCopyProxy' },
+];
+export const SCHEDULE_COLS: [string, 'nvarchar' | 'int'][] = [
+  ['job_name', 'nvarchar'], ['schedule_name', 'nvarchar'], ['enabled', 'int'], ['freq_type', 'int'], ['freq_interval', 'int'], ['freq_subday_type', 'int'], ['freq_subday_interval', 'int'],
+  ['freq_relative_interval', 'int'], ['freq_recurrence_factor', 'int'], ['active_start_date', 'int'], ['active_end_date', 'int'], ['active_start_time', 'int'], ['active_end_time', 'int'],
+];
+export const SCHEDULE_ROW = {
+  job_name: 'EHR Nightly Backup', schedule_name: 'nightly 02:00', enabled: 1, freq_type: 4, freq_interval: 1, freq_subday_type: 1, freq_subday_interval: 0, freq_relative_interval: 0, freq_recurrence_factor: 0,
+  active_start_date: 20240101, active_end_date: 99991231, active_start_time: 20000, active_end_time: 235959,
+};
