@@ -220,6 +220,7 @@ export function createMssqlEngine(options: MssqlEngineOptions): DatabaseEngine {
               ...(o.provingGroundDataDirectory ? { dataDirectory: o.provingGroundDataDirectory } : {}),
               ...(o.provingGroundLogDirectory ? { logDirectory: o.provingGroundLogDirectory } : {}),
               ...(ctx.signal ? { signal: ctx.signal } : {}),
+              ...(ctx.onProgress ? { onProgress: ctx.onProgress } : {}),
             },
             {
               artifactId: artifact.id,
@@ -343,7 +344,7 @@ export function createMssqlEngine(options: MssqlEngineOptions): DatabaseEngine {
             if (!r.ok) throw fail(r.detail);
           }
           const server = parseRestoreServer((await session.query(targetServerStatement(), 'reading the rebuilt server', ctx.signal))[0] ?? {});
-          const r = await restoreSteps(session, item.name, sidecar, staged.paths, { data: server.dataDirectory, log: server.logDirectory }, ctx.signal, server);
+          const r = await restoreSteps(session, item.name, sidecar, staged.paths, { data: server.dataDirectory, log: server.logDirectory }, ctx.signal, server, ctx.onProgress);
           if (!r.ok) throw fail(r.detail);
           const check = await checkIntegrity(session, item.name, `the landed ${item.name}`, ctx.signal);
           if (!check.ok) throw fail(check.detail);

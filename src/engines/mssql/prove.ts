@@ -120,6 +120,8 @@ export interface ProveInput {
 
 export interface ProveDeps {
   session: MssqlSession;
+  /** RESTORE progress (STATS messages) as it arrives. */
+  onProgress?: (done: number, total: number) => void;
   secrets?: MssqlSecrets;
   /** Data/log directories for MOVE; default: the instance's default paths. */
   dataDirectory?: string;
@@ -261,6 +263,7 @@ export async function restoreSteps(
   dirs: { data: string; log: string },
   signal?: AbortSignal,
   server?: Pick<RestoreServer, 'engineEdition' | 'edition' | 'filestreamLevel'>,
+  onProgress?: (done: number, total: number) => void,
 ): Promise<{ ok: boolean; detail: string; files: BackupFile[]; limitedPageChecks: boolean }> {
   const notes: string[] = [];
   let files: BackupFile[] = [];
@@ -296,7 +299,12 @@ export async function restoreSteps(
       const moves = stepFiles.map((f) => ({ logicalName: f.logicalName, physicalPath: movePath(dirs.data, dirs.log, database, f) }));
       stmt = restoreDatabaseStatement(database, paths, step.position, moves, last, checksum);
     }
-    const restored = await session.run(stmt, signal);
+    // STATS = 10: SQL Server sends "N percent processed." (Msg 3211) as the restore goes; passed on as they arrive.
+    const progress = (m: SqlMessage): void => {
+      const pct = m.number === 3211 ? /(\d+) percent/.exec(m.message)?.[1] : undefined;
+      if (pct !== undefined) onProgress?.(i * 100 + Number(pct), sidecar.steps.length * 100);
+    };
+    const restored = await session.run(stmt, signal, progress);
     if (!restored.ok) return { ok: false, detail: `RESTORE ${step.kind} from ${step.files.join(', ')}: ${explain(restored.messages)}`, files, limitedPageChecks: limited };
     if (!restored.messages.some((m) => m.kind === 'info' && m.number === 3014)) {
       return { ok: false, detail: `RESTORE ${step.kind} from ${step.files.join(', ')} returned without "successfully processed" (Msg 3014): the restore cannot be shown to have run`, files, limitedPageChecks: limited };
@@ -606,7 +614,7 @@ export async function proveArtifact(deps: ProveDeps, input: ProveInput): Promise
     await checks.run('restore', async () => {
       // A redo after a crash finds its own leftover: drop it first (same deterministic name).
       await session.query(dropDatabaseStatement(testDatabase), `dropping a leftover ${testDatabase}`, signal);
-      const r = await restoreSteps(session, testDatabase, sidecar, input.serverPaths, dirs, signal, server);
+      const r = await restoreSteps(session, testDatabase, sidecar, input.serverPaths, dirs, signal, server, deps.onProgress);
       const chain = sidecar.steps.map((s) => s.kind).join(' + ');
       return { ok: r.ok, detail: r.ok ? `restored ${sidecar.database} (${chain}) as ${testDatabase}: ${r.detail}` : r.detail };
     });
