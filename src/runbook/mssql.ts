@@ -58,6 +58,7 @@ export interface MssqlSettings {
   landing?: MssqlConnectionSettings;
   landingServer?: { productVersion: string; edition: string; engineEdition: number; collation?: string };
   smokeQueries: { name: string; database: string; query: string; columns?: string[]; minRows?: number; maxRows?: number }[];
+  landingLayout?: 'source' | 'instance-default' | { dataDirectory: string; logDirectory: string };
 }
 
 const posix = (p: string) => p.replace(/\\/g, '/').replace(/\/+$/, '') || '.';
@@ -99,6 +100,7 @@ export function normalizeMssql(raw: z.output<typeof MssqlSectionSchema>): MssqlS
     ...(raw.landing ? { landing: normalizeConnection(raw.landing) } : {}),
     ...(raw.landingServer ? { landingServer: { ...raw.landingServer } } : {}),
     smokeQueries: (raw.smokeQueries ?? []).map((q) => ({ ...q })),
+    ...(raw.landingLayout ? { landingLayout: typeof raw.landingLayout === 'string' ? raw.landingLayout : { ...raw.landingLayout } } : {}),
   };
 }
 
@@ -204,6 +206,7 @@ export function mssqlEngineOptions(s: MssqlSettings, env: NodeJS.ProcessEnv, ext
     ...(s.landing ? { landing: connectionConfig(s.landing, env, 'engines.mssql.landing.passwordEnv') } : {}),
     ...(s.landingServer ? { landingServer: { ...s.landingServer } } : {}),
     ...(s.smokeQueries.length ? { smokeQueries: s.smokeQueries.map((q) => ({ ...q })) } : {}),
+    ...(s.landingLayout ? { landingLayout: s.landingLayout } : {}),
     secrets: {
       certificatePassword: async (name: string) => {
         const variable = s.certificatePasswordEnv[name];

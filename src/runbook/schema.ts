@@ -231,6 +231,10 @@ export const MssqlSectionSchema = z
     landing: MssqlConnectionSchema.optional(),
     /** The SQL Server the rebuilt target will run, checked before the gate when it cannot be reached yet. */
     landingServer: MssqlLandingServerSchema.optional(),
+    /** Where landing puts database files: `source` (default: the source's paths), `instance-default`, or given folders. */
+    landingLayout: z
+      .union([z.enum(['source', 'instance-default']), z.object({ dataDirectory: serverPath, logDirectory: serverPath }).strict()])
+      .optional(),
     /** Vendor-declared smoke queries: run in the restored copy on every proof and at landing; only the result's shape is checked. */
     smokeQueries: z.array(MssqlSmokeQuerySchema).default([]),
   })

@@ -206,6 +206,7 @@ describe('mssqlEngineOptions', () => {
       encrypt: true
       trustServerCertificate: false
     landingServer: { productVersion: 16.0.4135.4, edition: Standard Edition (64-bit), engineEdition: 2 }
+    landingLayout: { dataDirectory: 'E:\\Data', logDirectory: 'F:\\Log' }
     smokeQueries:
       - { name: patients are there, database: EHR, query: 'SELECT COUNT(*) AS n FROM dbo.Patients', columns: [n], minRows: 1, maxRows: 1 }
 `;
@@ -214,6 +215,7 @@ describe('mssqlEngineOptions', () => {
     const o = mssqlEngineOptions(rb.engines!.mssql!, env);
     expect(o.landing).toMatchObject({ server: 'ehr-sql02.example.org', password: 'landing-secret', encrypt: true });
     expect(o.landingServer).toEqual({ productVersion: '16.0.4135.4', edition: 'Standard Edition (64-bit)', engineEdition: 2 });
+    expect(o.landingLayout).toEqual({ dataDirectory: 'E:\\Data', logDirectory: 'F:\\Log' });
     expect(o.smokeQueries).toEqual([{ name: 'patients are there', database: 'EHR', query: 'SELECT COUNT(*) AS n FROM dbo.Patients', columns: ['n'], minRows: 1, maxRows: 1 }]);
     expect(await o.secrets?.keyBackupPassword?.()).toBe('key-secret');
     expect(await o.secrets?.masterKeyPassword?.('landing')).toBe('dmk-secret');

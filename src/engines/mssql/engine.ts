@@ -105,6 +105,13 @@ export interface MssqlEngineOptions {
    * reachable yet, e.g. a rebuild in place).
    */
   landingServer?: { productVersion: string; edition: string; engineEdition: number; collation?: string };
+  /**
+   * Where landing puts the database files: `source` (default) at the paths
+   * the source had (FILELISTONLY PhysicalName: the source's folder
+   * structure, as a rebuild with the same drives expects), `instance-default`
+   * under the rebuilt server's default data/log paths, or given folders.
+   */
+  landingLayout?: 'source' | 'instance-default' | { dataDirectory: string; logDirectory: string };
   /** Every statement sent (text and parameter names; secret values as ***). */
   onStatement?: StatementLogger;
   /** Progress and warnings in plain words. */
@@ -344,7 +351,12 @@ export function createMssqlEngine(options: MssqlEngineOptions): DatabaseEngine {
             if (!r.ok) throw fail(r.detail);
           }
           const server = parseRestoreServer((await session.query(targetServerStatement(), 'reading the rebuilt server', ctx.signal))[0] ?? {});
-          const r = await restoreSteps(session, item.name, sidecar, staged.paths, { data: server.dataDirectory, log: server.logDirectory }, ctx.signal, server, ctx.onProgress);
+          const layout = o.landingLayout ?? 'source';
+          const dirs =
+            typeof layout === 'object'
+              ? { data: layout.dataDirectory, log: layout.logDirectory }
+              : { data: server.dataDirectory, log: server.logDirectory, sourceLayout: layout === 'source' };
+          const r = await restoreSteps(session, item.name, sidecar, staged.paths, dirs, ctx.signal, server, ctx.onProgress);
           if (!r.ok) throw fail(r.detail);
           const check = await checkIntegrity(session, item.name, `the landed ${item.name}`, ctx.signal);
           if (!check.ok) throw fail(check.detail);
@@ -415,6 +427,19 @@ export function createMssqlEngine(options: MssqlEngineOptions): DatabaseEngine {
 
     /** After restore() of a database at landing: settings against the source, no orphaned user, smoke queries. Read-only. */
     async validateLanding(ctx: EngineContext, item: Item, manifest: Manifest, files: string[]): Promise<ProofCheck[]> {
+      if (manifest.format === 'sql-text') {
+        // The authentication mode is a registry value read at service start: configuration.sql sets it, a restart applies it.
+        const i = manifest.entries.findIndex((e) => basename(e.path) === 'configuration.sql');
+        const text = i >= 0 && files[i] ? await readFile(files[i]!, 'utf8') : '';
+        const mode = /N'LoginMode', N'REG_DWORD', ([12]);/.exec(text)?.[1];
+        if (!mode) return [];
+        return withSession(o.landing ?? o.connection, o, async (s) => {
+          const r = parseRestoreServer((await s.query(targetServerStatement(), 'reading the rebuilt server', ctx.signal))[0] ?? {});
+          const want = mode === '1';
+          const okMode = r.integratedSecurityOnly === want;
+          return [{ name: 'authentication-mode', status: okMode ? 'passed' : 'failed', detail: okMode ? `authentication mode is ${want ? 'Windows only' : 'mixed'}, as on the source` : `authentication mode is ${r.integratedSecurityOnly ? 'Windows only' : 'mixed'} on the rebuilt server, ${want ? 'Windows only' : 'mixed'} on the source: restart the SQL Server service (configuration.sql set LoginMode)`, durationMs: 0 }];
+        });
+      }
       if (item.kind !== 'database' || manifest.format !== 'mssql-bak') return [];
       const i = manifest.entries.findIndex((e) => basename(e.path) === SIDECAR_NAME);
       if (i < 0 || !files[i]) return [{ name: 'database-settings', status: 'failed', detail: `the artifact has no ${SIDECAR_NAME}`, durationMs: 0 }];
@@ -425,6 +450,9 @@ export function createMssqlEngine(options: MssqlEngineOptions): DatabaseEngine {
         const restored = await readRestoredDatabase(s, item.name, ctx.signal);
         const orphans = await readOrphans(s, item.name, ctx.signal);
         const j = judgeRestoredDatabase(sidecar, restored, orphans, 'landing');
+        const server = parseRestoreServer((await s.query(targetServerStatement(), 'reading the rebuilt server', ctx.signal))[0] ?? {});
+        if ((sidecar.databaseFacts?.clrAssemblies ?? 0) > 0 && !server.clrEnabled) j.problems.push(`${item.name} has ${sidecar.databaseFacts!.clrAssemblies} user CLR assemblies and 'clr enabled' is off on the rebuilt server: land the configuration item (sp_configure 'clr enabled', 1)`);
+        if ((sidecar.databaseFacts?.filestreamFilegroups ?? 0) > 0 && server.filestreamLevel < 1) j.problems.push(`${item.name} uses FILESTREAM and it is disabled on the rebuilt server`);
         const checks: ProofCheck[] = [{ name: 'database-settings', status: j.problems.length ? 'failed' : 'passed', detail: [...j.problems, ...j.notes].join('; '), durationMs: Date.now() - t0 }];
         const queries = (o.smokeQueries ?? []).filter((q) => q.database === item.name);
         const t1 = Date.now();

@@ -260,7 +260,7 @@ export async function restoreSteps(
   database: string,
   sidecar: Sidecar,
   serverPaths: Map<string, string>,
-  dirs: { data: string; log: string },
+  dirs: { data: string; log: string; /** Restore every file at its PhysicalName (the source's folder structure) instead of under data/log. */ sourceLayout?: boolean },
   signal?: AbortSignal,
   server?: Pick<RestoreServer, 'engineEdition' | 'edition' | 'filestreamLevel'>,
   onProgress?: (done: number, total: number) => void,
@@ -296,7 +296,7 @@ export async function restoreSteps(
       if (server && wantsFilestream && server.filestreamLevel < 1) {
         return { ok: false, detail: `${sidecar.database} has FILESTREAM filegroups and FILESTREAM is disabled on this server (FilestreamEffectiveLevel 0): enable it (SQL Server Configuration Manager, then sp_configure 'filestream access level') before the restore`, files, limitedPageChecks: limited };
       }
-      const moves = stepFiles.map((f) => ({ logicalName: f.logicalName, physicalPath: movePath(dirs.data, dirs.log, database, f) }));
+      const moves = stepFiles.map((f) => ({ logicalName: f.logicalName, physicalPath: dirs.sourceLayout && f.physicalName ? f.physicalName : movePath(dirs.data, dirs.log, database, f) }));
       stmt = restoreDatabaseStatement(database, paths, step.position, moves, last, checksum);
     }
     // STATS = 10: SQL Server sends "N percent processed." (Msg 3211) as the restore goes; passed on as they arrive.

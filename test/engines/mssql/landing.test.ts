@@ -173,6 +173,8 @@ describe('landing end to end on the rebuilt server (protocol level)', () => {
     expect(at(/^ALTER AUTHORIZATION/)).toBeLessThan(at(/sp_add_job @job_name = N'Nightly'/));
     expect(sent.some((x) => x.includes('"jobs"'))).toBe(false);
     expect(validated).toEqual(['EHR database-settings:passed', 'EHR smoke:passed']);
+    // files where the source had them (its folder structure), unless the runbook says otherwise
+    expect(landing.server.find(/^RESTORE DATABASE/)[0]?.params).toMatchObject({ physical1: 'E:\\EHR.mdf', physical2: 'F:\\EHR_log.ldf' });
     // the DMK password and key passwords travelled as parameters only
     expect(sent.join('\n')).not.toMatch(/dmk-pass|key-pass|pvk-pass/);
     expect(source.server.statements()).toEqual([]);
@@ -208,5 +210,14 @@ describe('the landing server, checked before the gate', () => {
     expect(declared).toMatchObject({ status: 'passed', detail: expect.stringContaining('as the runbook declares them') });
     const [none] = await createMssqlEngine({ connection: source.config, backupDirectory: '/b' }).preflight!(ctx, items);
     expect(none).toMatchObject({ status: 'failed', detail: expect.stringContaining('neither reachable nor declared') });
+  });
+});
+describe('authentication mode at landing', () => {
+  it('configuration.sql sets LoginMode; validation compares IsIntegratedSecurityOnly and asks for a restart when it differs', async () => {
+    landing.server.on(/InstanceDefaultDataPath/, targetServerReply('16.0.4135.4', 'Standard Edition (64-bit)'));
+    const cfg = "-- Rubicon instance-objects: server configuration\nEXEC master.sys.xp_instance_regwrite N'HKEY_LOCAL_MACHINE', N'Software\\Microsoft\\MSSQLServer\\MSSQLServer', N'LoginMode', N'REG_DWORD', 1;\n";
+    const a = await artifact('cfg', 'sql-text', { 'configuration.sql': cfg });
+    const [check] = await engine().validateLanding!(ctx, item('instance-object:mssql:configuration:S', 'instance-object', 'cfg'), a.manifest, a.files);
+    expect(check).toMatchObject({ name: 'authentication-mode', status: 'failed', detail: expect.stringContaining('restart the SQL Server service') });
   });
 });

@@ -487,7 +487,8 @@ describe('mssql prove', () => {
     await engine().restore(ctx, item, manifest, files);
     const [restore] = target.server.find(/^RESTORE DATABASE/);
     expect(restore?.sql).toBe('RESTORE DATABASE [EHR] FROM DISK = @file1 WITH FILE = @position, MOVE @logical1 TO @physical1, MOVE @logical2 TO @physical2, CHECKSUM, RECOVERY, STATS = 10;');
-    expect(restore?.params.physical1).toMatch(/^D:\\Data\\EHR-[0-9a-f]{8}_1\.mdf$/);
+    // landing keeps the source's folder structure (FILELISTONLY PhysicalName) by default
+    expect(restore?.params).toMatchObject({ physical1: 'E:\\old\\EHR.mdf', physical2: 'F:\\old\\EHR_log.ldf' });
     expect(target.server.find(/^DBCC CHECKDB/)[0]?.sql).toBe('DBCC CHECKDB ([EHR]) WITH NO_INFOMSGS, ALL_ERRORMSGS;');
     expect(target.server.find(/^ALTER AUTHORIZATION/)[0]?.sql).toBe('ALTER AUTHORIZATION ON DATABASE::[EHR] TO [ehr_owner];');
     expect(target.server.find(/SET TRUSTWORTHY ON/)[0]?.sql).toBe('ALTER DATABASE [EHR] SET TRUSTWORTHY ON;');
@@ -500,12 +501,15 @@ describe('mssql prove', () => {
     expect(pg.server.statements()).toEqual([]);
   });
 
-  it('landing validation fails on an orphaned user, a lost TRUSTWORTHY and another instance collation', async () => {
+  it('landing validation fails on an orphaned user, a lost TRUSTWORTHY, another instance collation and CLR left off', async () => {
     target.server.on(ORPHANS, orphansReply([{ user: 'interface_user' }]));
+    target.server.on(/InstanceDefaultDataPath/, targetServerReply('16.0.4135.4', 'Standard Edition (64-bit)', { clr: 0 }));
     target.server.on(DB_FEATURES, databaseFeaturesReply({ owner: 'ehr_owner', trustworthy: false, instanceCollation: 'Latin1_General_CI_AS' }));
-    const { manifest, files } = await artifactFiles(sidecar());
+    const sc = sidecar();
+    const { manifest, files } = await artifactFiles({ ...sc, databaseFacts: { ...sc.databaseFacts!, clrAssemblies: 2 } });
     const item = { id: 'database:mssql:EHR', kind: 'database' as const, name: 'EHR', declared: true, discovered: true, location: '', facts: {}, why: [], methods: [] };
     const [settings] = await engine().validateLanding!(ctx, item, manifest, files);
+    expect(settings?.detail).toContain("'clr enabled' is off on the rebuilt server");
     expect(settings?.status).toBe('failed');
     expect(settings?.detail).toContain('orphaned users (no login with their SID): interface_user');
     expect(settings?.detail).toContain('TRUSTWORTHY is OFF, it was ON on the source');
