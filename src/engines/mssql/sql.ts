@@ -698,9 +698,12 @@ export const HASH_SLICES: [number, number][] = [[1, 7], [8, 7], [15, 7], [22, 7]
  *
  * HASHBYTES input: "For SQL Server 2014 (12.x) and earlier, allowed input
  * values are limited to 8000 bytes" (Microsoft's HASHBYTES page,
- * docs/t-sql/functions/hashbytes-transact-sql.md); from SQL Server 2016 on
- * there is no such limit, so a whole row of nvarchar(max) notes is hashed.
- * fingerprintDatabase refuses servers older than 2016 for that reason.
+ * https://learn.microsoft.com/sql/t-sql/functions/hashbytes-transact-sql,
+ * source MicrosoftDocs/sql-docs docs/t-sql/functions/hashbytes-transact-sql.md;
+ * the 2008-2014 pages say "Allowed input values are limited to 8000 bytes"
+ * without exception); from SQL Server 2016 on there is no such limit, so a
+ * whole row of nvarchar(max) notes is hashed. fingerprintDatabase refuses
+ * servers older than 2016 for that reason.
  */
 export function tableHashStatement(database: string, schema: string, table: string, columns: FingerprintColumn[]): SqlStatement {
   const sums = HASH_SLICES.map(([from, len], i) => `SUM(CAST(CAST(SUBSTRING(x.h, ${from}, ${len}) AS bigint) AS decimal(38, 0))) AS s${i + 1}`);
