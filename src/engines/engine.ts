@@ -91,6 +91,25 @@ export interface DatabaseEngine {
   drift?(ctx: EngineContext, item: Item, manifest: Manifest, files: string[]): Promise<DriftChange[] | undefined>;
   /** Landing: restore onto the rebuilt target at item.location. Destructive at that location only. */
   restore(ctx: EngineContext, item: Item, manifest: Manifest, files: string[]): Promise<void>;
+  /**
+   * Optional. Before the gate: can the server that will run after the
+   * crossing (the landing server) take what the proofs restored (version,
+   * edition, engine-specific limits)? Read-only. A failed check must refuse
+   * the gate.
+   */
+  preflight?(ctx: EngineContext, items: Item[]): Promise<ProofCheck[]>;
+  /**
+   * Optional, pure. The order this engine's items must land in (keys before
+   * what they decrypt, logins before databases, databases before the jobs
+   * that name them). Items of other engines are returned where they were.
+   */
+  landingOrder?(items: Item[]): Item[];
+  /**
+   * Optional. After restore() of an item on the rebuilt target: the
+   * engine's own validation (settings against the source, orphaned users,
+   * smoke queries), as checks for landing.validated. Read-only.
+   */
+  validateLanding?(ctx: EngineContext, item: Item, manifest: Manifest, files: string[]): Promise<ProofCheck[]>;
 }
 
 /**
