@@ -14,6 +14,8 @@ import type { Confirmation, RunContext, RunHooks } from '../run/context.ts';
 import { listRuns, readJournal, runPaths } from '../run/journal.ts';
 import { confirmCrossed, resumeRun, startRun, type RunSummary } from '../run/run.ts';
 import { buildSandbox, technicianChanges } from '../sandbox/estate.ts';
+import { azblobStateStore, defaultCacheRoot } from '../state/azblob.ts';
+import { LocalStateStore, type StateStore } from '../state/store.ts';
 import { jsonRenderer, style, textRenderer, type Renderer } from './render.ts';
 
 /**
@@ -45,6 +47,9 @@ Usage:
 
 Options:
   --state-dir DIR   where runs are kept (default $RUBICON_STATE_DIR or ~/.local/state/rubicon)
+  --state azblob://ACCOUNT/CONTAINER/PREFIX
+                    keep runs, locks and reports in Azure Blob, shared by every pipeline agent
+                    (key from AZURE_STORAGE_KEY, else Entra ID; docs/state.md)
   --json            one JSON event per line on stdout, then a summary line
   --yes             confirm the crossing without a prompt (pipelines)
   -h, --help        this text
@@ -65,6 +70,8 @@ interface Flags {
   dir?: string;
   html?: string;
   stateDir?: string;
+  /** --state azblob://… (shared run state). */
+  state?: string;
   stack: string[];
   dryRun: boolean;
   help: boolean;
@@ -86,6 +93,7 @@ function parse(argv: string[]): { command: string | undefined; positionals: stri
         dir: { type: 'string' },
         html: { type: 'string' },
         'state-dir': { type: 'string' },
+        state: { type: 'string' },
         stack: { type: 'string', multiple: true },
         'dry-run': { type: 'boolean', default: false },
         crossed: { type: 'boolean', default: false },
@@ -101,7 +109,7 @@ function parse(argv: string[]): { command: string | undefined; positionals: stri
   return {
     command,
     positionals,
-    flags: { runbook: v.runbook, json: v.json ?? false, yes: v.yes ?? false, dir: v.dir, html: v.html, stateDir: v['state-dir'], stack: v.stack ?? [], dryRun: v['dry-run'] ?? false, help: v.help ?? false, crossed: v.crossed ?? false, ...(v.by ? { by: v.by } : {}) },
+    flags: { runbook: v.runbook, json: v.json ?? false, yes: v.yes ?? false, dir: v.dir, html: v.html, stateDir: v['state-dir'], ...(v.state ? { state: v.state } : {}), stack: v.stack ?? [], dryRun: v['dry-run'] ?? false, help: v.help ?? false, crossed: v.crossed ?? false, ...(v.by ? { by: v.by } : {}) },
   };
 }
 
@@ -110,6 +118,15 @@ function defaultStateDir(flags: Flags): string {
   if (process.env.RUBICON_STATE_DIR) return path.resolve(process.env.RUBICON_STATE_DIR);
   const base = process.env.XDG_STATE_HOME ?? path.join(os.homedir(), '.local', 'state');
   return path.join(base, 'rubicon');
+}
+
+/** The shared store of --state, or undefined (the local state directory). */
+async function sharedState(flags: Flags): Promise<StateStore | undefined> {
+  if (!flags.state) return undefined;
+  if (!flags.state.startsWith('azblob://')) {
+    throw new RubiconError('ARGUMENTS_INVALID', `--state ${flags.state}: only azblob://ACCOUNT/CONTAINER/PREFIX is supported`, { hint: 'use --state-dir DIR for a local folder' });
+  }
+  return azblobStateStore(flags.state, defaultCacheRoot());
 }
 
 /** Asks before the crossing. Without a terminal and without --yes it refuses: a pipeline must say --yes. */
@@ -215,7 +232,8 @@ async function runCommand(command: RunCommand, flags: Flags, hooks?: RunHooks): 
   const stateDir = defaultStateDir(flags);
   const r = renderer(flags);
   const sig = interruptSignal();
-  const summary = await startRun(command, flags.runbook, { stateDir, onEvent: r.onEvent, confirm: confirmer(flags), hooks, signal: sig.signal }).finally(sig.dispose);
+  const state = await sharedState(flags);
+  const summary = await startRun(command, flags.runbook, { stateDir, ...(state ? { state } : {}), onEvent: r.onEvent, confirm: confirmer(flags), hooks, signal: sig.signal }).finally(sig.dispose);
   r.done(summary, closing(summary, stateDir));
   return summary.exitCode;
 }
@@ -263,7 +281,8 @@ async function resume(positionals: string[], flags: Flags): Promise<number> {
   const stateDir = defaultStateDir(flags);
   const r = renderer(flags);
   const sig = interruptSignal();
-  const summary = await resumeRun(runId, { stateDir, onEvent: r.onEvent, confirm: confirmer(flags), signal: sig.signal }).finally(sig.dispose);
+  const state = await sharedState(flags);
+  const summary = await resumeRun(runId, { stateDir, ...(state ? { state } : {}), onEvent: r.onEvent, confirm: confirmer(flags), signal: sig.signal }).finally(sig.dispose);
   r.done(summary, closing(summary, stateDir));
   return summary.exitCode;
 }
@@ -277,7 +296,8 @@ async function confirm(positionals: string[], flags: Flags): Promise<number> {
   const stateDir = defaultStateDir(flags);
   const r = renderer(flags);
   const sig = interruptSignal();
-  const summary = await confirmCrossed(runId, who, { stateDir, onEvent: r.onEvent, confirm: confirmer(flags), signal: sig.signal }).finally(sig.dispose);
+  const state = await sharedState(flags);
+  const summary = await confirmCrossed(runId, who, { stateDir, ...(state ? { state } : {}), onEvent: r.onEvent, confirm: confirmer(flags), signal: sig.signal }).finally(sig.dispose);
   r.done(summary, closing(summary, stateDir));
   return summary.exitCode;
 }
@@ -285,17 +305,20 @@ async function confirm(positionals: string[], flags: Flags): Promise<number> {
 async function status(positionals: string[], flags: Flags): Promise<number> {
   const stateDir = defaultStateDir(flags);
   const runId = positionals[0];
+  const shared = await sharedState(flags);
   if (!runId) {
-    const runs = listRuns(stateDir).map((id) => {
-      const st = deriveState(readJournal(runPaths(stateDir, id).journal, { repairTornTail: false }).slice());
-      return { runId: id, command: st.command, target: st.target, outcome: st.outcome ?? 'in progress (or killed: resume it)', startedAt: st.startedAt };
-    });
+    const ids = shared ? await shared.listRuns() : listRuns(stateDir);
+    const runs = [];
+    for (const id of ids) {
+      const st = deriveState(shared ? await shared.readJournal(id) : readJournal(runPaths(stateDir, id).journal, { repairTornTail: false }).slice());
+      runs.push({ runId: id, command: st.command, target: st.target, outcome: st.outcome ?? 'in progress (or killed: resume it)', startedAt: st.startedAt, host: st.host });
+    }
     if (flags.json) process.stdout.write(JSON.stringify(runs) + '\n');
-    else if (runs.length === 0) process.stdout.write(`no runs in ${stateDir}\n`);
+    else if (runs.length === 0) process.stdout.write(`no runs in ${shared?.location ?? stateDir}\n`);
     else for (const r of runs) process.stdout.write(`${r.runId}  ${r.command.padEnd(8)} ${r.target.padEnd(16)} ${r.outcome}\n`);
     return EXIT.ok;
   }
-  const st = deriveState(readJournal(runPaths(stateDir, runId).journal));
+  const st = deriveState(shared ? await shared.readJournal(runId) : readJournal(runPaths(stateDir, runId).journal));
   const checklist = buildChecklist({ items: st.items, artifacts: st.artifacts, copies: st.copies, proofs: st.proofs, driftScans: st.driftScans, captureFailures: st.captureFailures });
   if (flags.json) {
     process.stdout.write(JSON.stringify({ runId, outcome: st.outcome ?? null, phases: st.phases, checklist, gate: st.gate ?? null }) + '\n');

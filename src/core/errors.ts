@@ -77,6 +77,10 @@ export const ERROR_CODES = {
   KEY_MISMATCH: EXIT.invalidInput,
   /** Data that must be signed cannot be put in canonical form (non-finite number, undefined in an array, a cycle, a non-JSON value). */
   CANONICAL_INVALID: EXIT.failure,
+  /** A shared journal (--state azblob://…) was appended by another writer first: this process stops, nothing interleaved. */
+  JOURNAL_CONFLICT: EXIT.failure,
+  /** This run lost its target lock (its lease expired or was broken while it ran): it stops before doing more. */
+  LOCK_LOST: EXIT.failure,
 } as const;
 export type ErrorCode = keyof typeof ERROR_CODES;
 

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { copyFile } from 'node:fs/promises';
 import { RubiconError, exitCodeOf, isRubiconError, EXIT } from '../core/errors.ts';
 import type { OnEvent, RunCommand, RunOutcome } from '../core/events.ts';
@@ -7,7 +8,8 @@ import { buildChecklist } from '../inventory/checklist.ts';
 import { buildReportModel } from '../report/model.ts';
 import { loadRunbook, type Runbook } from '../runbook/load.ts';
 import { createContext, type Confirmation, type RunContext, type RunHooks } from './context.ts';
-import { acquireLock, Journal, newRunId, readJournal, runPaths } from './journal.ts';
+import { newRunId, type Journal } from './journal.ts';
+import { LocalStateStore, type StateStore } from '../state/store.ts';
 import * as phases from './phases.ts';
 import { proveVaultArtifacts } from './verify.ts';
 
@@ -46,6 +48,8 @@ export interface RunSummary {
 
 export interface CommonOptions {
   stateDir: string;
+  /** Where runs are kept; default: the local state directory `stateDir` (src/state/store.ts). */
+  state?: StateStore;
   onEvent: OnEvent;
   /** Asked right before the crossing when it was not confirmed yet. */
   confirm: (ctx: RunContext) => Promise<Confirmation>;
@@ -97,11 +101,12 @@ export function summarize(state: RunState, stateDir: string, error?: RubiconErro
 export async function startRun(command: RunCommand, runbookFile: string, o: CommonOptions): Promise<RunSummary> {
   const runbook = await loadRunbook(runbookFile);
   const runId = newRunId();
-  const paths = runPaths(o.stateDir, runId);
-  const release = acquireLock(o.stateDir, runbook.target.name, runId, phases.hostName());
+  const store = o.state ?? new LocalStateStore(o.stateDir);
+  const paths = store.paths(runId);
+  const release = await store.lock(runbook.target.name, runId, phases.hostName());
   let journal: Journal | undefined;
   try {
-    journal = Journal.create(paths.journal);
+    journal = await store.createJournal(runId);
     await copyFile(runbook.file, paths.runbookCopy);
     const ctx = await createContext({ runId, paths, runbook, journal, onEvent: o.onEvent, confirm: o.confirm, hooks: o.hooks, signal: o.signal });
     ctx.record({
@@ -119,10 +124,10 @@ export async function startRun(command: RunCommand, runbookFile: string, o: Comm
       host: phases.hostName(),
     });
     for (const w of runbook.warnings) ctx.record({ type: 'note', level: 'warn', message: w });
-    return await drive(ctx, o.stateDir);
+    return await drive(ctx, o.stateDir, store);
   } finally {
     journal?.close();
-    release();
+    await release();
   }
 }
 
@@ -132,8 +137,8 @@ export async function startRun(command: RunCommand, runbookFile: string, o: Comm
  * was rebuilt before it lands anything).
  */
 export async function confirmCrossed(runId: string, who: string, o: CommonOptions): Promise<RunSummary> {
-  const paths = runPaths(o.stateDir, runId);
-  const before = deriveState(readJournal(paths.journal, { repairTornTail: true }));
+  const store = o.state ?? new LocalStateStore(o.stateDir);
+  const before = deriveState(await store.readJournal(runId));
   if (before.outcome !== 'waiting' && !(before.crossing?.startedAt && !before.crossing.completedAt)) {
     throw new RubiconError('ARGUMENTS_INVALID', `run ${runId} is not waiting at a manual crossing (it is ${before.outcome ?? 'in progress'})`, {
       hint: `see \`rubicon status ${runId}\``,
@@ -144,28 +149,31 @@ export async function confirmCrossed(runId: string, who: string, o: CommonOption
 
 /** Continues a run from its journal: the normal path after a crash. */
 export async function resumeRun(runId: string, o: CommonOptions): Promise<RunSummary> {
-  const paths = runPaths(o.stateDir, runId);
-  const records = readJournal(paths.journal, { repairTornTail: true });
+  const store = o.state ?? new LocalStateStore(o.stateDir);
+  const paths = store.paths(runId);
+  const records = await store.readJournal(runId);
   const before = deriveState(records);
   // Terminal outcomes are final; a failed, interrupted or waiting run goes on.
   if (before.outcome && !RESUMABLE.has(before.outcome)) {
     return summarize(before, o.stateDir);
   }
-  const runbook = await loadRunbook(before.runbookPath);
+  // Another agent (shared state): its runbook path may not exist here; the run's own copy does.
+  const runbook = await loadRunbook(existsSync(before.runbookPath) ? before.runbookPath : ((await store.runbookCopy(runId)) ?? before.runbookPath));
   if (runbook.hash !== before.runbookHash) {
     throw new RubiconError('RUNBOOK_INVALID', `runbook ${runbook.file} changed since run ${runId} started`, {
       hint: `put back the runbook the run started with (a copy is at ${paths.runbookCopy}), or start a new run`,
     });
   }
-  const release = acquireLock(o.stateDir, runbook.target.name, runId, phases.hostName());
-  const journal = Journal.open(paths.journal);
+  const release = await store.lock(runbook.target.name, runId, phases.hostName());
+  let journal: Journal | undefined;
   try {
+    journal = await store.openJournal(runId);
     const ctx = await createContext({ runId, paths, runbook, journal, onEvent: o.onEvent, confirm: o.confirm, hooks: o.hooks, signal: o.signal });
     ctx.record({ type: 'run.resumed', pid: process.pid });
-    return await drive(ctx, o.stateDir);
+    return await drive(ctx, o.stateDir, store);
   } finally {
-    journal.close();
-    release();
+    journal?.close();
+    await release();
   }
 }
 
@@ -185,7 +193,7 @@ const PHASE_FNS: Record<Exclude<Phase, 'gate' | 'crossing' | 'landing' | 'report
  * refusal (gate, confirmation) ends the run before the crossing with exit
  * 2 and the target thawed and untouched.
  */
-async function drive(ctx: RunContext, stateDir: string): Promise<RunSummary> {
+async function drive(ctx: RunContext, stateDir: string, store: StateStore): Promise<RunSummary> {
   const command = ctx.state().command;
   // A rehearsal on a staging target goes all the way: that is what rehearsing an upgrade means there.
   const phaseList = command === 'rehearse' && ctx.runbook.target.stage === 'staging' ? COMMAND_PHASES.upgrade : COMMAND_PHASES[command];
@@ -291,6 +299,8 @@ async function drive(ctx: RunContext, stateDir: string): Promise<RunSummary> {
     ...(failure ? { error: { code: failure.code, message: failure.message } } : {}),
   });
   await ctx.close().catch(() => undefined);
+  // A shared store: the last records, the runbook copy and the reports reach it before the run returns.
+  await store.flush(ctx.runId);
   return summarize(ctx.state(), stateDir, failure);
 }
 
