@@ -11,6 +11,7 @@ import type {
 } from '../core/types.ts';
 import { currentArtifacts, isMissing, latestCopies, latestProof, parseIsoTime, proofPassed } from './current.ts';
 import { isRuleId, loosenings, RULE_IDS, type RuleId } from './policy.ts';
+import { describeTally, tally32110 } from './rule-32110.ts';
 
 /**
  * The gate: the policy evaluated right before the point of no return.
@@ -547,6 +548,41 @@ function ruleImmutable(ctx: Context): Draft[] {
   return out;
 }
 
+/**
+ * copies.three-two-one-one-zero (src/gate/rule-32110.ts): required once any vault of the
+ * run reports itself immutable; per item, over the vaults holding a usable
+ * copy of its copy-bearing artifacts, with their damaged copies as errors.
+ */
+function rule32110(ctx: Context): Draft[] {
+  const immutableVaults = list(ctx.facts.vaults).filter((v) => v.immutable === true);
+  if (immutableVaults.length === 0) {
+    return [{ rule: 'copies.three-two-one-one-zero', status: 'pass', reason: 'no vault is immutable, so 3-2-1-1-0 is not required yet (it is once one is configured)', evidence: [] }];
+  }
+  const out: Draft[] = [];
+  for (const i of presentItems(ctx)) {
+    const bearing = ctx.copyBearing(i);
+    const vaults: VaultInfo[] = [];
+    const errors: string[] = [];
+    const evidence: string[] = [];
+    for (const a of bearing) {
+      const u = ctx.usable(a);
+      vaults.push(...u.vaults);
+      errors.push(...u.problems.filter((p) => / is (checksum-mismatch|size-invalid|missing|error)/.test(p)));
+      evidence.push(a.id, ...u.evidence);
+    }
+    const t = tally32110(vaults, errors, true);
+    const what = `${itemLabel(i)}: ${describeTally(t)}`;
+    out.push({
+      rule: 'copies.three-two-one-one-zero',
+      itemId: i.id,
+      status: t.holds ? 'pass' : 'fail',
+      reason: t.holds ? `${what}: 3-2-1-1-0 holds` : `${what}: 3-2-1-1-0 does not hold (${t.missing.join('; ')})${errors.length ? `: ${errors.join('; ')}` : ''}`,
+      evidence,
+    });
+  }
+  return out;
+}
+
 /** The proofs a verdict on an item relies on. */
 function reliedProofs(ctx: Context, i: Item): { artifact: Artifact; proof: Proof }[] {
   const arts =
@@ -790,6 +826,7 @@ export function evaluateGate(facts: GateFacts): GateResult {
     ...ruleSecrets(ctx),
     ...ruleVaults(ctx),
     ...ruleImmutable(ctx),
+    ...rule32110(ctx),
     ...ruleFresh(ctx),
     ...ruleDrift(ctx),
     ...ruleManualSteps(ctx),

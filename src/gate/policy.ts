@@ -40,6 +40,8 @@ export const RULES = {
   'copies.vaults':
     'Every counted artifact has verified copies in at least minVaults vaults, at least minOffTargetVaults of them off the target.',
   'copies.immutable': 'When the policy requires it, every counted artifact has a verified copy in an immutable vault.',
+  'copies.three-two-one-one-zero':
+    'Once an immutable vault is configured, every item meets 3-2-1-1-0 from the vaults\' facts: 3 copies (the source + vaults), 2 kinds of media, 1 off-site, 1 immutable, 0 errors on the last read-back.',
   'proofs.fresh': 'Every proof the verdict relies on is younger than maxProofAgeHours.',
   'drift.none':
     'Every captured item was scanned for drift after its current capture, against that capture, and nothing changed.',

@@ -261,7 +261,8 @@ describe('evaluateGate: details and edge cases', () => {
 
   it('a damaged copy still leaving enough vaults is a warning naming artifact and vault', () => {
     const f = baselineFacts();
-    f.vaults.push({ name: 'blob', kind: 'azure-blob', location: 'https://acct.blob.core.windows.net/c', offTarget: true, immutable: true });
+    // Not immutable: an immutable vault would bring in copies.three-two-one-one-zero for every item (test/gate/rule-32110.test.ts).
+    f.vaults.push({ name: 'blob', kind: 'azure-blob', location: 'https://acct.blob.core.windows.net/c', offTarget: true, immutable: false });
     const x = folderArtifact('ehr/X');
     f.copies.push(...copies(x, ['blob']));
     f.copies = f.copies.map((c) => (c.artifactId === x && c.vault === 'nas' ? { ...c, status: 'checksum-mismatch' as const } : c));
