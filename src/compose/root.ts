@@ -12,6 +12,7 @@ import { FOLDER_METHODS, type FolderMethod } from '../methods/folders.ts';
 import type { Runbook, TransportSettings, VaultSettings } from '../runbook/load.ts';
 import { mssqlEngineOptions } from '../runbook/mssql.ts';
 import { FilesystemVault } from '../vaults/filesystem.ts';
+import { AzureBlobVault } from '../vaults/azure-blob.ts';
 import { createResticVault } from '../vaults/restic.ts';
 import { createSftpVault } from '../vaults/sftp.ts';
 import { remoteSqliteEngine } from '../engines/sqlite/remote.ts';
@@ -35,7 +36,8 @@ export interface MachineSpec {
 }
 
 type TransportFactory = (spec: MachineSpec) => Machine;
-type VaultFactory = (settings: VaultSettings, deps: VaultDeps) => Vault;
+/** A vault that must read its facts first (azure-blob: the container's WORM policy) returns a promise. */
+type VaultFactory = (settings: VaultSettings, deps: VaultDeps) => Vault | Promise<Vault>;
 type InfraFactory = (rb: Runbook, deps: InfraDeps) => InfraDriver | Promise<InfraDriver>;
 
 export interface VaultDeps {
@@ -94,7 +96,9 @@ vaultKinds
   .register('restic', (v, deps) => {
     const s = v as Extract<VaultSettings, { kind: 'restic' }>;
     return createResticVault(s, { vaultHost: deps.machine(s.name, s.host), runId: deps.runId, workDirOf: deps.workDirOf });
-  });
+  })
+  // Capabilities (immutability, encryption) are read from the container before the run records the vault.
+  .register('azure-blob', (v) => new AzureBlobVault(v as Extract<VaultSettings, { kind: 'azure-blob' }>).open());
 
 export const infraKinds = new Registry<InfraFactory>('infra kind')
   .register('sandbox', (rb) => {
@@ -178,7 +182,7 @@ export async function createAdapters(rb: Runbook, input: AdapterInput): Promise<
       ? machine(rb.target.name, { ...rb.target.transport, knownHosts: rb.infra.rebuilt.knownHosts }, rb.target.root, rb.target.workDir)
       : target;
   const provingGround = machine('proving-ground', rb.provingGround.transport, rb.provingGround.root, rb.provingGround.workDir || '/var/tmp/rubicon');
-  const vaults = rb.vaults.map((v, i) =>
+  const vaults = await Promise.all(rb.vaults.map((v, i) =>
     vaultKinds.get(v.kind, `vaults[${i}].kind`)(v, {
       runId: input.runId,
       machine: (name, transport) => machine(name, transport, '/', '/var/tmp/rubicon'),
@@ -186,7 +190,7 @@ export async function createAdapters(rb: Runbook, input: AdapterInput): Promise<
       targetIsLocal: rb.target.transport.kind === 'local',
       workDirOf: (m) => (m.name === 'proving-ground' ? rb.provingGround.workDir || '/var/tmp/rubicon' : rb.target.workDir),
     }),
-  );
+  ));
   const infra = await infraKinds.get(rb.infra.kind, 'infra.kind')(rb, { runId: input.runId, target, provingGround, ...(input.log ? { log: input.log } : {}) });
   for (const [i, m] of rb.methods.folders.entries()) folderMethods.get(m, `methods.folders[${i}]`);
   return {

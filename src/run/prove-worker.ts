@@ -17,6 +17,7 @@
 import { readdirSync } from 'node:fs';
 import { LocalHost } from '../hosts/local.ts';
 import { loadRunbook } from '../runbook/load.ts';
+import { AzureBlobVault } from '../vaults/azure-blob.ts';
 import { FilesystemVault } from '../vaults/filesystem.ts';
 import { createEngines } from '../compose/root.ts';
 import type { ProverJob } from './isolation.ts';
@@ -52,7 +53,16 @@ async function main(): Promise<void> {
   await send({ kind: 'isolation', denied: job.forbidden });
   const runbook = await loadRunbook(job.runbookFile);
   const env = {
-    vaults: job.vaults.map((v) => new FilesystemVault(v)),
+    // Each vault of its kind: folders by their path (readable under --allow-fs-read), Azure containers
+    // from the runbook's settings (the network is not confined by Node's permission model).
+    vaults: await Promise.all(
+      job.vaults.map(async (v) => {
+        if (v.kind !== 'azure-blob') return new FilesystemVault(v);
+        const s = runbook.vaults.find((x) => x.name === v.name && x.kind === 'azure-blob');
+        if (!s || s.kind !== 'azure-blob') throw new Error(`vault '${v.name}' is not an azure-blob vault of the runbook`);
+        return new AzureBlobVault(s).open();
+      }),
+    ),
     pg: { name: job.pgName, host: new LocalHost(job.pgName, job.pgRoot) },
     engines: createEngines(runbook),
     knownCopies: job.knownCopies,

@@ -37,7 +37,8 @@ export type SshSettings = Extract<TransportSettings, { kind: 'ssh' }>;
 export type VaultSettings =
   | { name: string; kind: 'filesystem'; path: string }
   | { name: string; kind: 'sftp'; host: SshSettings & { authorizedKeysFile?: string }; path: string }
-  | { name: string; kind: 'restic'; host: SshSettings & { authorizedKeysFile?: string }; path: string; password: { env: string } | { file: string } };
+  | { name: string; kind: 'restic'; host: SshSettings & { authorizedKeysFile?: string }; path: string; password: { env: string } | { file: string } }
+  | import('../vaults/azure-blob.ts').AzureBlobSettings;
 
 export type InfraSettings =
   | { kind: 'sandbox'; provingGround: string; rollback: string; currentImage: string }
@@ -252,6 +253,20 @@ export function normalize(raw: ParsedRunbook, file: string, hash: string): Runbo
     vaults: raw.vaults.map((v): VaultSettings => {
       if (v.kind === 'filesystem') return { name: v.name, kind: 'filesystem', path: abs(v.path) };
       if (v.kind === 'sftp') return { name: v.name, kind: 'sftp', host: vaultHost(v.host), path: v.path };
+      if (v.kind === 'azure-blob') {
+        return {
+          name: v.name,
+          kind: 'azure-blob',
+          accountUrl: v.accountUrl.replace(/\/+$/, ''),
+          container: v.container,
+          prefix: v.prefix,
+          credential: v.credential,
+          concurrency: v.concurrency,
+          blockSizeMiB: v.blockSizeMiB,
+          retentionDays: v.retentionDays,
+          ...(v.keySource ? { keySource: v.keySource } : {}),
+        };
+      }
       return {
         name: v.name,
         kind: 'restic',
@@ -302,7 +317,7 @@ export function rules(rb: Runbook, env: NodeJS.ProcessEnv = process.env): Runboo
         message: 'a filesystem vault is a folder on this machine, which a remote proving ground cannot read without streaming every byte through Rubicon: use an sftp or restic vault on a vault host',
       });
     }
-    if (v.kind !== 'filesystem' && local && rb.infra.kind === 'sandbox') {
+    if (v.kind !== 'filesystem' && v.kind !== 'azure-blob' && local && rb.infra.kind === 'sandbox') {
       problems.push({ path: `vaults[${i}].kind`, message: `a ${v.kind} vault needs a target reached over ssh (the sandbox's methods write filesystem vaults): use kind: filesystem` });
     }
   });

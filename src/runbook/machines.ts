@@ -119,8 +119,50 @@ export const VaultSchema = z.discriminatedUnion(
           ctx.addIssue({ code: 'custom', path: ['passwordEnv'], message: 'name exactly one of passwordEnv (an environment variable) or passwordFile (a file) for the repository password' });
         }
       }),
+    z
+      .object({
+        name: vaultName,
+        kind: z.literal('azure-blob'),
+        /** https://<account>.blob.core.windows.net (an emulator: http://127.0.0.1:<port>/<account>); no query string, no SAS. */
+        accountUrl: z
+          .string()
+          .url('must be a URL like https://contoso.blob.core.windows.net')
+          .refine((u) => !u.includes('?'), { message: 'must not carry a query string: never put a SAS into the runbook (Rubicon makes its own, short-lived)' })
+          .refine((u) => u.startsWith('https://') || /^http:\/\/(127\.0\.0\.1|localhost|\[::1\])[:/]/.test(u), { message: 'must be https:// (plain http only for an emulator on loopback)' }),
+        /** The container (lower case, 3-63 characters). One container per vault: a SAS scopes to a container, not to a folder of it. */
+        container: z.string().regex(/^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}$/, 'must be a container name: 3-63 lower-case letters, digits and single hyphens'),
+        /** Folder inside the container. Default "rubicon". */
+        prefix: z
+          .string()
+          .regex(/^(?:[A-Za-z0-9._-]+(?:\/[A-Za-z0-9._-]+)*)?$/, 'must be a folder path like "rubicon/clinic-a" (no leading or trailing slash)')
+          .default('rubicon'),
+        /**
+         * default: Entra ID through DefaultAzureCredential (managed identity, workload identity, az login); grants are user-delegation SAS.
+         * shared-key: the account key from the environment variable keyEnv (never the key itself).
+         */
+        credential: z
+          .discriminatedUnion('kind', [
+            z.object({ kind: z.literal('default') }).strict(),
+            z.object({ kind: z.literal('shared-key'), accountName: z.string().regex(/^[a-z0-9]{3,24}$/, 'must be a storage account name'), keyEnv: envName }).strict(),
+          ])
+          .default({ kind: 'default' }),
+        /** Blocks in flight per object. Default 8. */
+        concurrency: z.number().int().min(1).max(64).default(8),
+        /** Block size in MiB. Default 8. */
+        blockSizeMiB: z.number().int().min(1).max(4000).default(8),
+        /** Days the copies must stay immutable: a shorter WORM policy does not count. Default 30. */
+        retentionDays: z.number().int().min(1).max(36500).default(30),
+        /** The account's encryption key source as ARM reports it, to name customer-managed keys in the report. */
+        keySource: z.enum(['Microsoft.Storage', 'Microsoft.Keyvault']).optional(),
+        accountKey: z.undefined({ error: 'never write the account key into the runbook: name an environment variable in credential.keyEnv' }).optional(),
+        sas: z.undefined({ error: 'never write a SAS into the runbook: Rubicon makes short-lived ones itself' }).optional(),
+        connectionString: z.undefined({ error: 'never write a connection string into the runbook: use credential (default, or shared-key with keyEnv)' }).optional(),
+        offTarget: removedFlag('off the target'),
+        immutable: removedFlag('immutable'),
+      })
+      .strict(),
   ],
-  { error: 'must have kind "filesystem" (a folder here), "sftp" (a folder on an SSH vault host) or "restic" (a restic repository on an SSH vault host)' },
+  { error: 'must have kind "filesystem" (a folder here), "sftp" (a folder on an SSH vault host), "restic" (a restic repository on an SSH vault host) or "azure-blob" (an Azure Blob container)' },
 );
 
 /** `infra.kind: manual`: the engineer rebuilds the server; Rubicon checks that it really was rebuilt. */

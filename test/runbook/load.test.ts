@@ -23,7 +23,7 @@ describe('runbook: parse → normalize → rules', () => {
   it('accepts the sandbox runbook and fills every default', () => {
     const rb = parseRunbook(GOOD, FILE);
     expect(rb.target.root).toBe('/estate/target');
-    expect(rb.vaults.map((v) => v.path)).toEqual(['/estate/vaults/nas', '/estate/vaults/offsite']);
+    expect(rb.vaults.map((v) => ('path' in v ? v.path : undefined))).toEqual(['/estate/vaults/nas', '/estate/vaults/offsite']);
     expect(rb.policy).toMatchObject({ minIndependentMethods: 2, minVaults: 2, minOffTargetVaults: 1 });
     expect(rb.methods.databases.sqlite).toEqual(['sqlite-backup-api', 'sqlite-sql-dump']);
     expect(rb.vendorJobs[0]!.timeoutMs).toBe(600_000);
