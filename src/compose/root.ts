@@ -13,6 +13,7 @@ import type { Runbook, TransportSettings, VaultSettings } from '../runbook/load.
 import { mssqlEngineOptions } from '../runbook/mssql.ts';
 import { FilesystemVault } from '../vaults/filesystem.ts';
 import { AzureBlobVault } from '../vaults/azure-blob.ts';
+import { readVaultKey } from '../vaults/sealed.ts';
 import { createResticVault } from '../vaults/restic.ts';
 import { createSftpVault } from '../vaults/sftp.ts';
 import { remoteSqliteEngine } from '../engines/sqlite/remote.ts';
@@ -85,7 +86,8 @@ export const vaultKinds = new Registry<VaultFactory>('vault kind').register('fil
   const s = v as Extract<VaultSettings, { kind: 'filesystem' }>;
   // Off the target is a fact about where the folder is, not a runbook flag.
   const offTarget = !(deps.targetIsLocal && inside(s.path, deps.targetRoot));
-  return new FilesystemVault({ name: s.name, kind: 'filesystem', location: s.path, offTarget, immutable: false, encrypted: false });
+  const encryption = s.encryption ? { encryption: { key: readVaultKey(s.encryption, s.name) } } : {};
+  return new FilesystemVault({ name: s.name, kind: 'filesystem', location: s.path, offTarget, immutable: false, encrypted: s.encryption !== undefined }, encryption);
 });
 
 vaultKinds

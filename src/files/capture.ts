@@ -343,7 +343,8 @@ async function captureSources(
 }
 
 function filesystemVaults(vaults: Vault[]): FilesystemVault[] | undefined {
-  return vaults.every((v) => v instanceof FilesystemVault) ? (vaults as FilesystemVault[]) : undefined;
+  // Copy workers write plain objects: an encrypting vault goes through its ObjectWriter on the main thread.
+  return vaults.every((v) => v instanceof FilesystemVault && v.keys === undefined) ? (vaults as FilesystemVault[]) : undefined;
 }
 
 function autoWorkers(): number {

@@ -33,18 +33,21 @@ export interface ProverJob {
   knownCopies: Copy[];
   /** Paths the prover must not be able to read; it checks before proving and refuses otherwise. */
   forbidden: string[];
+  /** Key files of encrypting vaults (read by the prover, nothing else of their folders). */
+  keyFiles?: string[];
 }
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const WORKER = fileURLToPath(new URL('./prove-worker.ts', import.meta.url));
 
 /** The Node flags that confine the prover. Exported for the isolation test. */
-export function permissionFlags(job: Pick<ProverJob, 'runbookFile' | 'pgRoot' | 'vaults'>): string[] {
+export function permissionFlags(job: Pick<ProverJob, 'runbookFile' | 'pgRoot' | 'vaults'> & { keyFiles?: string[] }): string[] {
   return [
     '--permission',
     `--allow-fs-read=${ROOT}`,
     `--allow-fs-read=${job.runbookFile}`,
     ...job.vaults.map((v) => `--allow-fs-read=${v.location}`),
+    ...(job.keyFiles ?? []).map((f) => `--allow-fs-read=${f}`),
     `--allow-fs-read=${job.pgRoot}`,
     `--allow-fs-write=${job.pgRoot}`,
   ];
@@ -67,6 +70,7 @@ export async function proveIsolated(
     artifacts,
     knownCopies: s.copies,
     forbidden: [ctx.runbook.target.root, ctx.paths.dir],
+    keyFiles: ctx.runbook.vaults.flatMap((v) => (v.kind === 'filesystem' && v.encryption && 'file' in v.encryption ? [v.encryption.file] : [])),
   };
   if (!pg.host || pg.host.kind !== 'local') {
     // A remote proving ground is its own machine; prove from here.

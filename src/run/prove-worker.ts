@@ -19,6 +19,7 @@ import { LocalHost } from '../hosts/local.ts';
 import { loadRunbook } from '../runbook/load.ts';
 import { AzureBlobVault } from '../vaults/azure-blob.ts';
 import { FilesystemVault } from '../vaults/filesystem.ts';
+import { readVaultKey } from '../vaults/sealed.ts';
 import { createEngines } from '../compose/root.ts';
 import type { ProverJob } from './isolation.ts';
 import { proveOne } from './prover.ts';
@@ -57,7 +58,11 @@ async function main(): Promise<void> {
     // from the runbook's settings (the network is not confined by Node's permission model).
     vaults: await Promise.all(
       job.vaults.map(async (v) => {
-        if (v.kind !== 'azure-blob') return new FilesystemVault(v);
+        if (v.kind !== 'azure-blob') {
+          const fs = runbook.vaults.find((x) => x.name === v.name && x.kind === 'filesystem');
+          const enc = fs?.kind === 'filesystem' && fs.encryption ? { encryption: { key: readVaultKey(fs.encryption, v.name) } } : {};
+          return new FilesystemVault(v, enc);
+        }
         const s = runbook.vaults.find((x) => x.name === v.name && x.kind === 'azure-blob');
         if (!s || s.kind !== 'azure-blob') throw new Error(`vault '${v.name}' is not an azure-blob vault of the runbook`);
         return new AzureBlobVault(s).open();

@@ -35,7 +35,7 @@ export type SshSettings = Extract<TransportSettings, { kind: 'ssh' }>;
 
 /** A vault as the runbook describes it; what it can do (immutable, off the target, ...) is read from the vault itself. */
 export type VaultSettings =
-  | { name: string; kind: 'filesystem'; path: string }
+  | { name: string; kind: 'filesystem'; path: string; encryption?: { env: string } | { file: string } }
   | { name: string; kind: 'sftp'; host: SshSettings & { authorizedKeysFile?: string }; path: string }
   | { name: string; kind: 'restic'; host: SshSettings & { authorizedKeysFile?: string }; path: string; password: { env: string } | { file: string } }
   | import('../vaults/azure-blob.ts').AzureBlobSettings;
@@ -251,7 +251,10 @@ export function normalize(raw: ParsedRunbook, file: string, hash: string): Runbo
       },
     },
     vaults: raw.vaults.map((v): VaultSettings => {
-      if (v.kind === 'filesystem') return { name: v.name, kind: 'filesystem', path: abs(v.path) };
+      if (v.kind === 'filesystem') {
+        const enc = v.encryption ? { encryption: v.encryption.keyEnv !== undefined ? { env: v.encryption.keyEnv } : { file: abs(v.encryption.keyFile ?? '') } } : {};
+        return { name: v.name, kind: 'filesystem', path: abs(v.path), ...enc };
+      }
       if (v.kind === 'sftp') return { name: v.name, kind: 'sftp', host: vaultHost(v.host), path: v.path };
       if (v.kind === 'azure-blob') {
         return {

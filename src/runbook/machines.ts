@@ -83,6 +83,19 @@ export const VaultSchema = z.discriminatedUnion(
         /** Kept for older runbooks: a filesystem vault is off the target when its folder is outside the target's root (checked, not trusted). */
         offTarget: z.boolean().optional(),
         immutable: removedFlag('immutable'),
+        /**
+         * Encryption at rest (AES-256-GCM): the 32-byte key (64 hex digits or base64) from an
+         * environment variable (keyEnv) or a 0600 file (keyFile, relative to the runbook's folder).
+         */
+        encryption: z
+          .object({
+            keyEnv: envName.optional(),
+            keyFile: z.string().min(1).optional(),
+            key: z.undefined({ error: 'never write the encryption key into the runbook: name an environment variable in keyEnv or a file in keyFile' }).optional(),
+          })
+          .strict()
+          .refine((e) => (e.keyEnv === undefined) !== (e.keyFile === undefined), { message: 'name exactly one of keyEnv (an environment variable) or keyFile (a file) for the key' })
+          .optional(),
       })
       .strict(),
     z

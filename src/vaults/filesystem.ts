@@ -3,12 +3,13 @@ import { createHash, randomUUID } from 'node:crypto';
 import { closeSync, constants as fsConstants, fsync as fsyncCb, mkdirSync, openSync, renameSync, statSync, unlinkSync, write as writeCb, writeSync } from 'node:fs';
 import { lstat, mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
-import { isAbsolute, join } from 'node:path';
+import { dirname, isAbsolute, join } from 'node:path';
 import { z } from 'zod';
 import { RubiconError } from '../core/errors.ts';
 import type { VaultInfo } from '../core/types.ts';
 import { runBounded } from '../files/bounded.ts';
 import { isSha256Hex } from '../files/paths.ts';
+import { deriveKeys, Sealer, sealedName, sealedSize, unseal, UnsealError, type VaultKeys } from './sealed.ts';
 import type { ArtifactIndexEntry, ObjectCheck, ObjectWriter, Vault } from './vault.ts';
 
 /**
@@ -61,6 +62,13 @@ export interface FilesystemVaultOptions {
    * object. docs/files.md has the measurements behind the default.
    */
   durability?: 'commit' | 'batch' | 'syncfs';
+  /**
+   * Encryption at rest (src/vaults/sealed.ts): AES-256-GCM with keys derived
+   * from this 32-byte key, objects named HMAC(name key, SHA-256). The key
+   * comes from the secret source the runbook names; it is never written
+   * into the vault. Index entries stay plain (ids, hashes, no content).
+   */
+  encryption?: { key: Buffer };
 }
 
 /** Metadata calls and writes up to this size are synchronous: cheaper than a thread-pool round trip on a local disk. */
@@ -126,6 +134,8 @@ export class FilesystemVault implements Vault {
   private readonly dirtyFiles = new Set<string>();
   /** Directories whose entries sync() must fsync. */
   private readonly dirtyDirs = new Set<string>();
+  /** @internal Present when the vault encrypts at rest. */
+  readonly keys: VaultKeys | undefined;
 
   /** `info.location` must be an absolute folder path; it is created on first use. */
   constructor(info: VaultInfo, options: FilesystemVaultOptions = {}) {
@@ -135,7 +145,8 @@ export class FilesystemVault implements Vault {
         `vault '${info.name}': location '${info.location}' is not an absolute folder path; give the full path of the vault folder`,
       );
     }
-    this.info = info;
+    this.keys = options.encryption ? deriveKeys(options.encryption.key) : undefined;
+    this.info = this.keys ? { ...info, encrypted: true } : info;
     this.root = info.location;
     this.durability = options.durability ?? 'syncfs';
     this.objectsDir = join(this.root, 'objects');
@@ -146,7 +157,13 @@ export class FilesystemVault implements Vault {
   /** Absolute path where the object with this hash lives (whether or not it exists). */
   objectPath(sha256: string): string {
     this.assertHash(sha256);
-    return join(this.objectsDir, sha256.slice(0, 2), sha256);
+    const name = this.keys ? sealedName(this.keys, sha256) : sha256;
+    return join(this.objectsDir, name.slice(0, 2), name);
+  }
+
+  /** Bytes on disk for an object of `n` plaintext bytes. */
+  private storedSize(n: number): number {
+    return this.keys ? sealedSize(n) : n;
   }
 
   async has(sha256: string): Promise<boolean> {
@@ -162,6 +179,10 @@ export class FilesystemVault implements Vault {
     } catch (e) {
       if (errnoCode(e) === 'ENOENT') throw this.missing(sha256);
       throw this.ioError(`cannot open object ${sha256}`, e);
+    }
+    if (this.keys) {
+      yield* this.readSealed(fh, sha256);
+      return;
     }
     try {
       const hash = createHash('sha256');
@@ -185,7 +206,46 @@ export class FilesystemVault implements Vault {
     }
   }
 
+  /** Decrypts and re-hashes; a chunk that does not authenticate is VAULT_CORRUPT. Closes fh. */
+  private async *readSealed(fh: FileHandle, sha256: string): AsyncIterable<Uint8Array> {
+    const keys = this.keys!;
+    const chunks = async function* (v: FilesystemVault): AsyncIterable<Uint8Array> {
+      for (;;) {
+        const buf = Buffer.allocUnsafe(READ_CHUNK);
+        let n: number;
+        try {
+          ({ bytesRead: n } = await fh.read(buf, 0, READ_CHUNK, null));
+        } catch (e) {
+          throw v.ioError(`cannot read object ${sha256}`, e);
+        }
+        if (n === 0) return;
+        yield buf.subarray(0, n);
+      }
+    };
+    try {
+      const hash = createHash('sha256');
+      try {
+        for await (const plain of unseal(keys, chunks(this))) {
+          hash.update(plain);
+          yield plain;
+        }
+      } catch (e) {
+        if (e instanceof UnsealError) {
+          throw new RubiconError('VAULT_CORRUPT', `vault '${this.info.name}': encrypted object ${sha256} is corrupt (${e.message}); restore from another vault or capture the item again`, {
+            details: { vault: this.info.name, object: sha256 },
+          });
+        }
+        throw e;
+      }
+      const actual = hash.digest('hex');
+      if (actual !== sha256) throw this.corrupt(sha256, actual);
+    } finally {
+      await fh.close();
+    }
+  }
+
   async check(sha256: string, expectedSize?: number): Promise<ObjectCheck> {
+    if (this.keys && isSha256Hex(sha256)) return this.checkSealed(sha256, expectedSize);
     if (!isSha256Hex(sha256)) return { status: 'error', detail: `'${sha256}' is not a SHA-256 hex digest` };
     const path = this.objectPath(sha256);
     let fh: FileHandle;
@@ -225,6 +285,26 @@ export class FilesystemVault implements Vault {
     }
   }
 
+  private async checkSealed(sha256: string, expectedSize?: number): Promise<ObjectCheck> {
+    const path = this.objectPath(sha256);
+    const where = `object ${sha256} in vault '${this.info.name}'`;
+    const st = statSync(path, { throwIfNoEntry: false });
+    if (!st) return { status: 'missing', detail: `${where} is missing` };
+    if (expectedSize !== undefined && st.size !== sealedSize(expectedSize)) {
+      return { status: 'size-invalid', detail: `${where} has ${st.size} bytes on disk, expected ${sealedSize(expectedSize)} for ${expectedSize} bytes of content` };
+    }
+    try {
+      for await (const _ of this.read(sha256)) {
+        // read() decrypts and re-hashes
+      }
+      return { status: 'ok' };
+    } catch (e) {
+      if (e instanceof RubiconError && e.code === 'VAULT_CORRUPT') return { status: 'checksum-mismatch', detail: e.message };
+      if (e instanceof RubiconError && e.code === 'VAULT_MISSING_OBJECT') return { status: 'missing', detail: `${where} is missing` };
+      return { status: 'error', detail: `${where}: ${e instanceof Error ? e.message : String(e)}` };
+    }
+  }
+
   /**
    * Objects up to LAZY_MAX are held in memory (copied) until commit, so an
    * object the vault already has is never written again, not even to tmp/;
@@ -248,7 +328,7 @@ export class FilesystemVault implements Vault {
   async putBytes(data: Uint8Array): Promise<string> {
     const sha256 = createHash('sha256').update(data).digest('hex');
     const existing = await this.existingSize(sha256);
-    if (existing === data.byteLength) {
+    if (existing === this.storedSize(data.byteLength)) {
       this.markDirtyFile(this.objectPath(sha256));
       return sha256;
     }
@@ -443,7 +523,7 @@ export class FilesystemVault implements Vault {
    */
   notePlaced(sha256: string, placed: boolean, shardCreated: boolean): void {
     const finalPath = this.objectPath(sha256);
-    const shard = join(this.objectsDir, sha256.slice(0, 2));
+    const shard = dirname(finalPath);
     if (shardCreated) this.dirtyDirs.add(this.objectsDir);
     if (!placed) {
       this.markDirtyFile(finalPath);
@@ -504,7 +584,7 @@ export class FilesystemVault implements Vault {
 
   private moveIntoPlace(tmpPath: string, sha256: string): void {
     const finalPath = this.objectPath(sha256);
-    const shard = join(this.objectsDir, sha256.slice(0, 2));
+    const shard = dirname(finalPath);
     if (!this.knownShards.has(shard)) {
       const created = mkdirSync(shard, { recursive: true });
       if (created !== undefined) this.dirtyDirs.add(this.objectsDir);
@@ -587,13 +667,22 @@ class FsObjectWriter implements ObjectWriter {
   private temp: { fd: number; path: string } | undefined;
   private size = 0;
   private state: 'open' | 'committed' | 'aborted' = 'open';
+  /** Encrypting vault: plaintext goes in, only sealed bytes reach memory held for commit or the temp file. */
+  private readonly sealer: Sealer | undefined;
 
   constructor(vault: FilesystemVault) {
     this.vault = vault;
+    this.sealer = vault.keys ? new Sealer(vault.keys) : undefined;
   }
 
   async write(chunk: Uint8Array): Promise<void> {
     if (this.state !== 'open') throw new RubiconError('INTERNAL', `write after ${this.state} on a writer of vault '${this.vault.info.name}'`);
+    if (!this.sealer) return this.writeStored(chunk);
+    for (const piece of this.sealer.push(chunk)) await this.writeStored(piece);
+  }
+
+  /** Writes bytes as they are stored (sealed ones for an encrypting vault). */
+  private async writeStored(chunk: Uint8Array): Promise<void> {
     if (this.temp === undefined && this.size + chunk.byteLength <= LAZY_MAX) {
       const copy = Buffer.allocUnsafe(chunk.byteLength); // a copy: the caller reuses its buffer once write resolved
       copy.set(chunk);
@@ -617,6 +706,7 @@ class FsObjectWriter implements ObjectWriter {
   async commit(sha256: string): Promise<void> {
     if (this.state !== 'open') throw new RubiconError('INTERNAL', `commit after ${this.state} on a writer of vault '${this.vault.info.name}'`);
     this.vault.objectPath(sha256); // validates the hash before anything moves
+    if (this.sealer) for (const piece of this.sealer.final()) await this.writeStored(piece);
     this.state = 'committed';
     const temp = this.temp;
     try {
