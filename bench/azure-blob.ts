@@ -75,7 +75,7 @@ async function main(): Promise<void> {
   const contenders = {
     async vault() {
       const v = await new AzureBlobVault(
-        { name: 'bench', kind: 'azure-blob', accountUrl: az.url, container: `v${++n}`, prefix: 'rubicon', credential: { kind: 'shared-key', accountName: ACCOUNT, keyEnv: 'K' }, concurrency: CONCURRENCY, blockSizeMiB: BLOCK_MIB, retentionDays: 30 },
+        { name: 'bench', kind: 'azure-blob', accountUrl: az.url, container: `bench-v${++n}`, prefix: 'rubicon', credential: { kind: 'shared-key', accountName: ACCOUNT, keyEnv: 'K' }, concurrency: CONCURRENCY, blockSizeMiB: BLOCK_MIB, retentionDays: 30 },
         { env: { K: KEY } },
       ).open();
       const t0 = performance.now();
@@ -87,7 +87,7 @@ async function main(): Promise<void> {
       return performance.now() - t0;
     },
     async baseline() {
-      const c = svc.getContainerClient(`b${++n}`);
+      const c = svc.getContainerClient(`bench-b${++n}`);
       await c.createIfNotExists();
       const t0 = performance.now();
       for (const f of files) await c.getBlockBlobClient(`plain/${f.sha}`).uploadFile(f.path, { blockSize: BLOCK_MIB * 1024 * 1024, concurrency: CONCURRENCY });

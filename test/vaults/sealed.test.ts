@@ -37,7 +37,7 @@ describe('sealed objects (AES-256-GCM, chunked)', () => {
   });
 
   it.each([
-    ['a flipped bit', (b: Buffer) => { b[b.length - 40] ^= 1; return b; }],
+    ['a flipped bit', (b: Buffer) => { b[b.length - 40] = b[b.length - 40]! ^ 1; return b; }],
     ['the final chunk cut off', (b: Buffer) => b.subarray(0, 16 + SEAL_CHUNK + 16)],
     ['a truncated tail', (b: Buffer) => b.subarray(0, b.length - 1)],
     ['chunks swapped', (b: Buffer) => Buffer.concat([b.subarray(0, 16), b.subarray(16 + SEAL_CHUNK + 16, 16 + 2 * (SEAL_CHUNK + 16)), b.subarray(16, 16 + SEAL_CHUNK + 16), b.subarray(16 + 2 * (SEAL_CHUNK + 16))])],
@@ -78,7 +78,7 @@ describe('filesystem vault with encryption at rest', () => {
     // A bit flipped on disk: named, never returned.
     const p = v.objectPath(sha(small));
     const b = readFileSync(p);
-    b[b.length - 1] ^= 1;
+    b[b.length - 1] = b[b.length - 1]! ^ 1;
     writeFileSync(p, b);
     expect(await v.check(sha(small))).toMatchObject({ status: 'checksum-mismatch' });
     await expect(collect(v.read(sha(small)))).rejects.toMatchObject({ code: 'VAULT_CORRUPT' });
