@@ -176,7 +176,7 @@ function closing(summary: RunSummary, stateDir: string): string {
   if (summary.outcome === 'planned') {
     lines.push('', s.bold('Methods'));
     for (const m of summary.plan.methods) lines.push(`  ${m.itemId.padEnd(28)} ${m.methods.join(', ') || '(none: not found)'}`);
-    lines.push('', s.bold('Vaults'), ...summary.plan.vaults.map((v) => `  ${v}`));
+    lines.push('', s.bold('Vaults'), ...summary.plan.vaults.map((v) => `  ${v}`), `  3-2-1-1-0 for an item in every vault: ${summary.plan.rule32110.text}`);
     lines.push('', s.bold('Policy (the gate refuses the crossing unless every rule holds)'));
     for (const [k, v] of Object.entries(summary.plan.policy)) lines.push(`  ${k.padEnd(24)} ${JSON.stringify(v)}`);
     for (const [id, text] of Object.entries(RULES)) lines.push(`  ${s.dim(`${id}: ${text}`)}`);

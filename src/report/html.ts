@@ -289,9 +289,9 @@ export function renderHtml(m: ReportModel): string {
   // Vaults and proofs.
   s.push(
     `<section id="proofs"><h2>Vaults and proofs</h2>${table(
-      ['vault', 'kind', 'where', 'off the target', 'immutable'],
+      ['vault', 'kind', 'where', 'off the target', 'immutable', 'encrypted at rest'],
       m.vaults.map(
-        (v) => `<tr><td><b>${esc(v.name)}</b></td><td>${esc(v.kind)}</td><td><code>${esc(v.location)}</code></td><td>${v.offTarget ? 'yes' : 'no'}</td><td>${v.immutable ? 'yes' : 'no'}</td></tr>`,
+        (v) => `<tr><td><b>${esc(v.name)}</b></td><td>${esc(v.kind)}</td><td><code>${esc(v.location)}</code></td><td>${v.offTarget ? 'yes' : 'no'}</td><td>${v.immutable ? 'yes' : 'no'}</td><td>${v.encrypted === true ? 'yes' : v.encrypted === false ? 'no' : 'not reported'}</td></tr>`,
       ),
     )}<h3>Proofs on the proving ground (restored from the vault alone)</h3>${
       m.proofs.length

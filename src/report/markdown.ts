@@ -85,11 +85,14 @@ export function renderMarkdown(m: ReportModel): string {
   push('## Vaults', '');
   push(
     table(
-      ['vault', 'kind', 'where', 'off the target', 'immutable'],
-      m.vaults.map((v) => [md(v.name), md(v.kind), md(v.location), v.offTarget ? 'yes' : 'no', v.immutable ? 'yes' : 'no']),
+      ['vault', 'kind', 'where', 'off the target', 'immutable', 'encrypted at rest'],
+      m.vaults.map((v) => [md(v.name), md(v.kind), md(v.location), v.offTarget ? 'yes' : 'no', v.immutable ? 'yes' : 'no', v.encrypted === true ? 'yes' : v.encrypted === false ? 'no' : 'not reported']),
     ),
     '',
   );
+  push('### 3-2-1-1-0 per item', '');
+  for (const i of m.items.filter((x) => x.discovered)) push(`- ${i.rule32110.holds ? '✔' : '✘'} **${md(i.name)}**: ${md(i.rule32110.text)}`);
+  push('');
   push('## Proofs', '');
   if (m.proofs.length) {
     push(

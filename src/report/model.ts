@@ -9,6 +9,7 @@
  * (json, markdown, html, junit) only format this model; they decide nothing.
  */
 import type { RunOutcome } from '../core/events.ts';
+import { describeTally, tally32110 } from '../gate/rule-32110.ts';
 import type { LandingState, RunState } from '../core/state.ts';
 import type {
   Artifact,
@@ -182,6 +183,8 @@ export interface ItemReport {
   captureFailures: CaptureFailureReport[];
   drift: DriftScanReport[];
   landing?: LandingReport;
+  /** 3-2-1-1-0 over this item's verified copies in this run (src/gate/rule-32110.ts); the gate's rule row is the verdict. */
+  rule32110: { holds: boolean; text: string };
 }
 
 export interface RuleReport {
@@ -332,6 +335,22 @@ export interface ReportModel {
 }
 
 // ---------------------------------------------------------------- helpers
+
+/** The item's 3-2-1-1-0 from its artifacts' latest copy checks. Pure. */
+function itemTally(arts: ArtifactReport[], vaults: VaultInfo[], sourcePresent: boolean): { holds: boolean; text: string } {
+  const byName = new Map(vaults.map((v) => [v.name, v] as const));
+  const ok = new Map<string, VaultInfo>();
+  const errors: string[] = [];
+  for (const a of arts) {
+    for (const c of a.copies) {
+      const v = byName.get(c.vault);
+      if (c.status === 'ok' && v) ok.set(v.name, v);
+      else if (c.status !== 'ok') errors.push(`${a.id} in ${c.vault}: ${c.status}`);
+    }
+  }
+  const t = tally32110([...ok.values()], errors, sourcePresent);
+  return { holds: t.holds, text: `${describeTally(t, sourcePresent)}${t.holds ? '' : ` (missing: ${t.missing.join('; ')})`}` };
+}
 
 const ms = (from: string, to: string): number => Math.max(0, Date.parse(to) - Date.parse(from)) || 0;
 
@@ -593,6 +612,7 @@ export function buildReportModel(state: RunState, checklist: ChecklistRow[]): Re
       artifacts: artifactReports.filter((a) => a.itemId === id),
       captureFailures: captureFailures.filter((f) => f.itemId === id),
       drift: driftScans.filter((d) => d.itemId === id),
+      rule32110: itemTally(artifactReports.filter((a) => a.itemId === id), state.vaults, discovered),
     };
     if (item?.engine) r.engine = item.engine;
     const landing = landingItems.find((l) => l.itemId === id);
@@ -916,7 +936,9 @@ function buildHipaa(m: ReportModel): HipaaSection[] {
   const discovered = m.items.filter((i) => i.discovered);
   const captured = discovered.filter((i) => i.artifacts.some((a) => a.copies.some((cp) => cp.status === 'ok')));
   const proven = discovered.filter((i) => i.artifacts.some((a) => a.proven === true));
-  const vaultNames = m.vaults.map((v) => `${v.name} (${v.kind}${v.offTarget ? ', off the target' : ''}${v.immutable ? ', immutable' : ''})`);
+  const vaultNames = m.vaults.map(
+    (v) => `${v.name} (${v.kind}${v.offTarget ? ', off the target' : ''}${v.immutable ? ', immutable' : ''}, ${v.encrypted === true ? 'encrypted at rest' : v.encrypted === false ? 'not encrypted at rest' : 'encryption at rest not reported'})`,
+  );
 
   sections.push({
     section: '§164.308(a)(7)(ii)(A)',

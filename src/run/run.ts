@@ -5,6 +5,7 @@ import type { OnEvent, RunCommand, RunOutcome } from '../core/events.ts';
 import { deriveState, isPhaseDone, latestDrift, type RunState } from '../core/state.ts';
 import type { Artifact, ChecklistRow, Item, Phase } from '../core/types.ts';
 import { buildChecklist } from '../inventory/checklist.ts';
+import { describeTally, tally32110 } from '../gate/rule-32110.ts';
 import { buildReportModel } from '../report/model.ts';
 import { loadRunbook, type Runbook } from '../runbook/load.ts';
 import { createContext, type Confirmation, type RunContext, type RunHooks } from './context.ts';
@@ -43,7 +44,7 @@ export interface RunSummary {
   /** At a manual crossing: what the engineer must do. */
   crossingInstructions?: string;
   /** What the run would do: methods per item, the vaults, the policy in force. */
-  plan: { methods: { itemId: string; methods: string[] }[]; vaults: string[]; policy: RunState['policy'] };
+  plan: { methods: { itemId: string; methods: string[] }[]; vaults: string[]; policy: RunState['policy']; rule32110: { holds: boolean; text: string } };
 }
 
 export interface CommonOptions {
@@ -89,8 +90,10 @@ export function summarize(state: RunState, stateDir: string, error?: RubiconErro
     ...(state.outcome === 'waiting' && state.crossingInstructions ? { crossingInstructions: state.crossingInstructions } : {}),
     plan: {
       methods: state.items.map((i) => ({ itemId: i.id, methods: i.methods })),
-      vaults: state.vaults.map((v) => `${v.name} (${v.kind}${v.offTarget ? ', off the target' : ''}${v.immutable ? ', immutable' : ''})`),
+      vaults: state.vaults.map((v) => `${v.name} (${v.kind}${v.offTarget ? ', off the target' : ''}${v.immutable ? ', immutable' : ''}${v.encrypted ? ', encrypted' : ''})`),
       policy: state.policy,
+      // What the vaults can give an item written into all of them (the gate computes it per item from the copies).
+      rule32110: ((t) => ({ holds: t.holds, text: `${describeTally(t)}${t.holds ? '' : ` (missing: ${t.missing.join('; ')})`}` }))(tally32110(state.vaults, [], true)),
     },
     ...(state.error || error ? { error: { code: error?.code ?? state.error!.code, message: error?.message ?? state.error!.message, hint: error?.hint } } : {}),
     stateDir,

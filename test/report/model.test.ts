@@ -222,3 +222,28 @@ describe('buildReportModel: partial runs and redaction', () => {
     expect(formatTime('not a time')).toBe('not a time');
   });
 });
+
+describe('buildReportModel: 3-2-1-1-0 and encryption per vault', () => {
+  it('gives each found item its tally from its copies (two filesystem vaults: one medium, nothing off-site or immutable)', () => {
+    const { state, checklist } = landedStory();
+    state.vaults = state.vaults.map((v) => ({ ...v, kind: 'filesystem' as const, immutable: false }));
+    const m = buildReportModel(state, checklist);
+    const x = m.items.find((i) => i.name === 'ehr/X')!;
+    expect(x.rule32110.holds).toBe(false);
+    expect(x.rule32110.text).toContain('3 copies (the source + 2 vaults');
+    expect(x.rule32110.text).toContain('1 media (disk)');
+    expect(x.rule32110.text).toContain('missing: 1 of 2 kinds of media; no off-site copy; no immutable or offline copy');
+  });
+
+  it('holds once the second vault is an immutable Azure container, and the HIPAA backup section names encryption per vault', () => {
+    const { state, checklist } = landedStory();
+    const second = state.vaults[1]!.name;
+    state.vaults = state.vaults.map((v) => (v.name === second ? { ...v, kind: 'azure-blob' as const, immutable: true, encrypted: true } : { ...v, encrypted: false }));
+    const m = buildReportModel(state, checklist);
+    const x = m.items.find((i) => i.name === 'ehr/X')!;
+    expect(x.rule32110).toMatchObject({ holds: true });
+    const backup = m.hipaa.find((h) => h.section === '§164.308(a)(7)(ii)(A)')!;
+    expect(backup.evidence[0]).toContain(`${second} (azure-blob, off the target, immutable, encrypted at rest)`);
+    expect(backup.evidence[0]).toContain('not encrypted at rest');
+  });
+});
