@@ -15,7 +15,7 @@ import { listRuns, readJournal, runPaths } from '../run/journal.ts';
 import { confirmCrossed, resumeRun, startRun, type RunSummary } from '../run/run.ts';
 import { buildSandbox, technicianChanges } from '../sandbox/estate.ts';
 import { azblobStateStore, defaultCacheRoot } from '../state/azblob.ts';
-import { LocalStateStore, type StateStore } from '../state/store.ts';
+import type { StateStore } from '../state/store.ts';
 import { jsonRenderer, style, textRenderer, type Renderer } from './render.ts';
 
 /**
@@ -155,7 +155,8 @@ function renderer(flags: Flags): Renderer {
   return flags.json ? jsonRenderer() : textRenderer();
 }
 
-function closing(summary: RunSummary, stateDir: string): string {
+/** `where`: the --state-dir folder, or a shared store (its --state URL is what another agent passes). */
+function closing(summary: RunSummary, stateDir: string, shared?: StateStore): string {
   const s = style(Boolean(process.stdout.isTTY));
   const lines: string[] = [''];
   const head: Record<string, string> = {
@@ -196,7 +197,7 @@ function closing(summary: RunSummary, stateDir: string): string {
   const html = summary.reports.find((r) => r.kind === 'html');
   if (html) lines.push(`  report: ${html.path}`);
   if (summary.outcome === 'waiting' && summary.crossingInstructions) lines.push('', ...summary.crossingInstructions.split('\n').map((l) => `  ${l}`));
-  if (summary.outcome === 'failed' || summary.outcome === 'interrupted') lines.push(`  resume: rubicon resume ${summary.runId} --state-dir ${stateDir}`);
+  if (summary.outcome === 'failed' || summary.outcome === 'interrupted') lines.push(`  resume: rubicon resume ${summary.runId} ${shared ? `--state ${shared.location}` : `--state-dir ${stateDir}`}`);
   if (summary.outcome === 'not-confirmed') {
     // The target was thawed: crossing later needs a fresh freeze, drift scan and gate, i.e. a new run.
     lines.push('  to cross: run `rubicon upgrade` again in a terminal, or with --yes in a pipeline (already-stored objects are not copied again)');
@@ -234,7 +235,7 @@ async function runCommand(command: RunCommand, flags: Flags, hooks?: RunHooks): 
   const sig = interruptSignal();
   const state = await sharedState(flags);
   const summary = await startRun(command, flags.runbook, { stateDir, ...(state ? { state } : {}), onEvent: r.onEvent, confirm: confirmer(flags), hooks, signal: sig.signal }).finally(sig.dispose);
-  r.done(summary, closing(summary, stateDir));
+  r.done(summary, closing(summary, stateDir, state));
   return summary.exitCode;
 }
 
@@ -283,7 +284,7 @@ async function resume(positionals: string[], flags: Flags): Promise<number> {
   const sig = interruptSignal();
   const state = await sharedState(flags);
   const summary = await resumeRun(runId, { stateDir, ...(state ? { state } : {}), onEvent: r.onEvent, confirm: confirmer(flags), signal: sig.signal }).finally(sig.dispose);
-  r.done(summary, closing(summary, stateDir));
+  r.done(summary, closing(summary, stateDir, state));
   return summary.exitCode;
 }
 
@@ -298,7 +299,7 @@ async function confirm(positionals: string[], flags: Flags): Promise<number> {
   const sig = interruptSignal();
   const state = await sharedState(flags);
   const summary = await confirmCrossed(runId, who, { stateDir, ...(state ? { state } : {}), onEvent: r.onEvent, confirm: confirmer(flags), signal: sig.signal }).finally(sig.dispose);
-  r.done(summary, closing(summary, stateDir));
+  r.done(summary, closing(summary, stateDir, state));
   return summary.exitCode;
 }
 
