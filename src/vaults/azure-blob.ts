@@ -462,12 +462,12 @@ export class AzureBlobVault implements Vault {
    * tool reads it. Uses a user-delegation key with Entra ID, the account
    * key otherwise.
    */
-  async sas(mode: 'read' | 'write', ttlMs: number, blob?: string): Promise<{ token: string; expiresOn: Date; kind: 'user-delegation' | 'service' }> {
+  async sas(mode: 'read' | 'write', ttlMs: number, blob?: string, o: { delete?: boolean } = {}): Promise<{ token: string; expiresOn: Date; kind: 'user-delegation' | 'service' }> {
     const startsOn = new Date(this.now().getTime() - 5 * 60 * 1000); // clock skew
     const expiresOn = new Date(this.now().getTime() + ttlMs);
     const permissions = blob
       ? BlobSASPermissions.parse(mode === 'read' ? 'r' : 'cw')
-      : ContainerSASPermissions.parse(mode === 'read' ? 'rl' : 'rcwal');
+      : ContainerSASPermissions.parse(mode === 'read' ? 'rl' : o.delete ? 'rcwdal' : 'rcwal');
     const base = { containerName: this.settings.container, ...(blob ? { blobName: blob } : {}), permissions, startsOn, expiresOn };
     const account = this.shared?.accountName ?? accountNameOf(this.settings.accountUrl);
     if (this.shared) return { token: generateBlobSASQueryParameters(base, this.shared).toString(), expiresOn, kind: 'service' };
@@ -490,7 +490,22 @@ export class AzureBlobVault implements Vault {
    * reads the SAS only from the environment, AZURE_ACCOUNT_SAS, which
    * Rubicon never uses for secrets; its rclone backend reads a 0600 file).
    */
-  async grant(to: Machine, mode: 'read' | 'write', ttlMs: number, o: { workDir: string; runId: string; blobs?: string[] }): Promise<AzureGrant> {
+  async grant(
+    to: Machine,
+    mode: 'read' | 'write',
+    ttlMs: number,
+    o: {
+      workDir: string;
+      runId: string;
+      blobs?: string[];
+      /**
+       * 'restic': a write grant may also delete (restic removes its own lock
+       * files and cannot run without it): keep a restic repository in its
+       * own container, never the one holding Rubicon's immutable copies.
+       */
+      tool?: 'restic';
+    },
+  ): Promise<AzureGrant> {
     const id = `${o.runId}.${randomBytes(8).toString('hex')}`;
     const dir = path.posix.join(o.workDir, 'grants', id);
     const names = (o.blobs ?? []).map((b) => this.blobName(b));
@@ -498,7 +513,7 @@ export class AzureBlobVault implements Vault {
     let expiresOn: Date;
     let kind: 'user-delegation' | 'service';
     if (names.length === 0) {
-      const s = await this.sas(mode, ttlMs);
+      const s = await this.sas(mode, ttlMs, undefined, { delete: mode === 'write' && o.tool === 'restic' });
       ({ expiresOn, kind } = s);
       await to.writeSmall(path.posix.join(dir, 'sas'), Buffer.from(s.token + '\n'));
       const conf = `[rubicon-${this.info.name}]\ntype = azureblob\nsas_url = ${containerUrl}?${s.token}\n`;
