@@ -127,6 +127,8 @@ export async function startRun(command: RunCommand, runbookFile: string, o: Comm
       host: phases.hostName(),
     });
     for (const w of runbook.warnings) ctx.record({ type: 'note', level: 'warn', message: w });
+    // A shared store has the run's start and its runbook copy before any phase runs (another agent can resume it).
+    await store.flush(runId);
     return await drive(ctx, o.stateDir, store);
   } finally {
     journal?.close();

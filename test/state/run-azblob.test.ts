@@ -1,0 +1,92 @@
+/**
+ * A whole run on shared state: `rubicon rehearse --state azblob://…` on the
+ * sandbox estate, SIGKILLed during capture; another agent (its own cache
+ * folder) is refused while the dead run's lease lives, then takes over with
+ * `rubicon resume RUN_ID --state azblob://…` and finishes; the journal,
+ * runbook copy and reports are in the container.
+ */
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { StorageSharedKeyCredential } from '@azure/storage-blob';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildSandbox, type SandboxLayout } from '../../src/sandbox/estate.ts';
+import { AzureStateStore } from '../../src/state/azblob.ts';
+import { AZURITE_ACCOUNT, AZURITE_KEY, azuriteMissing, requireAzurite, startAzurite, type Azurite } from '../azure/azurite.ts';
+
+const run = requireAzurite();
+const BIN = fileURLToPath(new URL('../../bin/rubicon.js', import.meta.url));
+let az: Azurite;
+let tmp: string;
+let L: SandboxLayout;
+
+function agent(cache: string) {
+  return { ...process.env, RUBICON_AZBLOB_ENDPOINT: az.accountUrl, AZURE_STORAGE_KEY: AZURITE_KEY, RUBICON_LEASE_SECONDS: '15', XDG_CACHE_HOME: cache };
+}
+
+describe.skipIf(!run)(`a run on shared state${run ? '' : ` (skipped: ${azuriteMissing()})`}`, () => {
+  beforeAll(async () => {
+    az = await startAzurite();
+    tmp = mkdtempSync(path.join(os.tmpdir(), 'rubicon-runaz-'));
+    L = await buildSandbox(path.join(tmp, 'estate'), { patients: 200 });
+  }, 120_000);
+  afterAll(async () => {
+    await az?.dispose();
+    if (tmp) rmSync(tmp, { recursive: true, force: true });
+  });
+
+  it('killed on one agent during capture, resumed to the end by another', async () => {
+    const container = `fleet-${randomBytes(3).toString('hex')}`;
+    const state = `azblob://${AZURITE_ACCOUNT}/${container}/clinic-a`;
+    // Agent A: killed as soon as the capture phase starts.
+    const a = spawn(process.execPath, [BIN, 'rehearse', '--runbook', L.runbook, '--state', state, '--json'], { env: agent(path.join(tmp, 'agent-a')), stdio: ['ignore', 'pipe', 'inherit'] });
+    let runId = '';
+    for await (const line of createInterface({ input: a.stdout! })) {
+      const e = JSON.parse(line) as { kind: string; event?: { type: string; runId?: string; phase?: string } };
+      if (e.event?.type === 'run.started') runId = e.event.runId!;
+      if (e.event?.type === 'phase.started' && e.event.phase === 'capture') {
+        a.kill('SIGKILL');
+        break;
+      }
+    }
+    await new Promise((r) => a.once('exit', r));
+    expect(runId).toMatch(/^r-/);
+
+    // Agent B: refused while A's lease lives (LOCK_HELD, exit 1), then takes over.
+    const resume = () =>
+      new Promise<{ code: number | null; out: string }>((resolve) => {
+        const b = spawn(process.execPath, [BIN, 'resume', runId, '--state', state, '--json'], { env: agent(path.join(tmp, 'agent-b')), stdio: ['ignore', 'pipe', 'pipe'] });
+        let out = '';
+        b.stdout.on('data', (d: Buffer) => (out += d.toString()));
+        b.stderr.on('data', (d: Buffer) => (out += d.toString()));
+        b.on('exit', (code) => resolve({ code, out }));
+      });
+    let r = await resume();
+    const t0 = Date.now();
+    let refusals = 0;
+    while (r.out.includes('LOCK_HELD')) {
+      refusals++;
+      if (Date.now() - t0 > 60_000) break;
+      await new Promise((res) => setTimeout(res, 1000)); // polling for the dead agent's lease to end
+      r = await resume();
+    }
+    expect(refusals).toBeGreaterThan(0);
+    const summary = JSON.parse(r.out.trim().split('\n').filter((l) => l.startsWith('{')).at(-1)!) as { kind: string; outcome: string; runId: string };
+    expect(summary).toMatchObject({ kind: 'summary', runId, outcome: 'rehearsed' });
+    expect(r.code).toBe(0);
+
+    // Everything is in the container: the journal (chain verified), the runbook copy, the reports.
+    const store = new AzureStateStore({ accountUrl: az.accountUrl, container, prefix: 'clinic-a', credential: new StorageSharedKeyCredential(AZURITE_ACCOUNT, AZURITE_KEY), cacheDir: path.join(tmp, 'auditor') });
+    const types = (await store.readJournal(runId)).map((x) => x.event.type);
+    expect(types.filter((t) => t === 'run.resumed').length).toBeGreaterThanOrEqual(1);
+    expect(types.at(-1)).toBe('run.completed');
+    const names: string[] = [];
+    for await (const b of store.container.listBlobsFlat({ prefix: `clinic-a/runs/${runId}/` })) names.push(b.name.slice(`clinic-a/runs/${runId}/`.length));
+    expect(names).toContain('runbook.yaml');
+    expect(names.some((n) => n.startsWith('report/'))).toBe(true);
+  }, 300_000);
+});
