@@ -1,4 +1,9 @@
+import { mkdtempSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { defineConfig } from 'vitest/config';
+
+const keyDir = process.env.RUBICON_KEY_DIR ?? path.join(mkdtempSync(path.join(os.tmpdir(), 'rubicon-test-keys-')), 'keys');
 
 // Tests use real files, real processes and real servers: generous timeouts,
 // and files run in forks so a test that kills a child cannot take vitest with it.
@@ -9,6 +14,9 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     pool: 'forks',
+    // Runs sign their journals with this user's key unless the runbook names one (src/trust/keyring.ts):
+    // the tests keep theirs in a temp folder of this test run, never in ~/.config.
+    env: { RUBICON_KEY_DIR: keyDir },
     testTimeout: 120_000,
     hookTimeout: 120_000,
     projects: [

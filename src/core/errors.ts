@@ -67,6 +67,8 @@ export const ERROR_CODES = {
   GRANT_FAILED: EXIT.failure,
   /** A vault refused its credentials: the restic repository password does not open the repository. */
   VAULT_PASSWORD: EXIT.failure,
+  /** A journal record or a permit is not signed by the run's key: the evidence was altered; nothing is crossed or resumed from it. */
+  EVIDENCE_INVALID: EXIT.failure,
   /** The run was interrupted by SIGINT/SIGTERM; resume continues it. */
   INTERRUPTED: EXIT.interrupted,
   /** A signing key the runbook names is missing, unreadable or not an Ed25519 PKCS#8 PEM key: nothing was touched. */

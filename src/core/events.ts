@@ -50,6 +50,8 @@ export type JournalEvent =
       overrides: Override[];
       rubiconVersion: string;
       host: string;
+      /** The key that signs this run's records and permit (its id only; the key itself lives outside the state directory). */
+      signingKeyId?: string;
     }
   | { type: 'run.resumed'; pid: number }
   | { type: 'phase.started'; phase: Phase }
@@ -66,7 +68,8 @@ export type JournalEvent =
   | { type: 'rollback.created'; rollbackPoint: RollbackPoint }
   | { type: 'rollback.released'; rollbackPointId: string }
   | { type: 'gate.evaluated'; result: GateResult }
-  | { type: 'permit.issued'; permit: Permit }
+  /** The permit, with its Ed25519 signature (src/trust/permit.ts) by the run's signing key. */
+  | { type: 'permit.issued'; permit: Permit; keyId?: string; signature?: string }
   | { type: 'crossing.confirmed'; by: 'flag' | 'prompt' | 'command'; who: string }
   | { type: 'crossing.started'; permitId: string; image: string }
   | { type: 'crossing.completed'; image: string }
@@ -120,6 +123,12 @@ export interface JournalRecord {
   event: JournalEvent;
   prev: string;
   hash: string;
+  /**
+   * Ed25519 signature (base64) by the run's signing key over
+   * `rubicon/journal/v1` + canonical {seq, hash} (src/run/audit.ts): a
+   * rewritten journal with a recomputed chain has no valid signatures.
+   */
+  sig?: string;
 }
 
 /**

@@ -67,6 +67,10 @@ export interface RunState {
   rollbackReleased: boolean;
   gate?: GateResult;
   permit?: Permit;
+  /** The permit's signature as recorded (verified at the crossing against the run's own key, never trusted as recorded). */
+  permitSignature?: { keyId: string; signature: string } | undefined;
+  /** The id of the key that signs this run (run.started). */
+  signingKeyId?: string;
   crossing?: { confirmedBy?: string; startedAt?: string; completedAt?: string; image?: string };
   landing: LandingState[];
   reports: { kind: string; path: string }[];
@@ -129,6 +133,7 @@ export function reduce(state: RunState | undefined, record: JournalRecord): RunS
       notes: [],
       resumes: 0,
       steps: {},
+      ...(e.signingKeyId ? { signingKeyId: e.signingKeyId } : {}),
       journalHead: record.hash,
       journalRecords: record.seq,
     };
@@ -200,6 +205,7 @@ export function reduce(state: RunState | undefined, record: JournalRecord): RunS
       break;
     case 'permit.issued':
       s.permit = e.permit;
+      s.permitSignature = e.signature && e.keyId ? { keyId: e.keyId, signature: e.signature } : undefined;
       break;
     case 'crossing.confirmed':
       s.crossing = { ...s.crossing, confirmedBy: `${e.who} (${e.by})` };

@@ -12,6 +12,9 @@ import { restoreTree, verifyTree } from '../files/restore.ts';
 import { currentArtifacts } from '../gate/current.ts';
 import { evaluateGate, reliedOnProofs } from '../gate/evaluate.ts';
 import { checkPermit, issuePermit, proofSetHash } from '../gate/permit.ts';
+import { signPermit, verifySignedPermit } from '../trust/permit.ts';
+import { verifierFrom } from '../trust/keys.ts';
+import { auditRecords } from './audit.ts';
 import type { ManualDriver } from '../infra/manual.ts';
 import { buildChecklist } from '../inventory/checklist.ts';
 import { discoverFolders, folderExcludes } from '../inventory/folders.ts';
@@ -506,7 +509,8 @@ export async function gate(ctx: RunContext): Promise<GateOutcome> {
       validForMinutes: rb.permit.validForMinutes,
       maxProofAgeHours: s.policy.maxProofAgeHours,
     });
-    ctx.record({ type: 'permit.issued', permit });
+    const signed = ctx.signer ? signPermit(permit, ctx.signer) : undefined;
+    ctx.record({ type: 'permit.issued', permit, ...(signed ? { keyId: signed.keyId, signature: signed.signature } : {}) });
   }
   return { passed: true };
 }
@@ -531,14 +535,35 @@ export async function recheckBeforeCrossing(ctx: RunContext): Promise<boolean> {
   const result = evaluateGate(facts);
   if (!gatedHere.has(ctx) || result.passed !== s.gate?.passed) ctx.record({ type: 'gate.evaluated', result });
   if (!result.passed) return false;
-  const check = checkPermit(s.permit, {
-    image: ctx.runbook.target.image,
-    now: ctx.now(),
-    target: ctx.runbook.target.name,
-    proofSetHash: proofSetHash(reliedOnProofs(facts)),
-  });
-  if (!check.valid) throw new RubiconError('PERMIT_INVALID', `refusing to cross: ${check.reason}`, { hint: check.fix });
+  verifyEvidence(ctx, proofSetHash(reliedOnProofs(facts)));
   return true;
+}
+
+/**
+ * The journal and the permit must be signed by this run's key (which never
+ * lives in the state directory): a journal rewritten with a recomputed hash
+ * chain, or a hand-written permit, stops here. Throws EVIDENCE_INVALID or
+ * PERMIT_INVALID; nothing is crossed.
+ */
+export function verifyEvidence(ctx: RunContext, expectedProofSetHash: string): void {
+  const s = ctx.state();
+  if (!ctx.signer) throw new RubiconError('EVIDENCE_INVALID', 'refusing to cross: this run has no signing key to check its evidence with', { hint: 'start the run with `rubicon upgrade` (it signs its journal and permit)' });
+  const verifier = verifierFrom(ctx.signer.publicKeyPem);
+  const audit = auditRecords(ctx.journal.all(), verifier);
+  if (!audit.ok) {
+    throw new RubiconError('EVIDENCE_INVALID', `refusing to cross: journal record ${audit.firstBad.seq} (${audit.firstBad.type}) ${audit.firstBad.reason}: the evidence was altered`, {
+      hint: `see \`rubicon audit ${ctx.runId}\`; start a new run`,
+    });
+  }
+  const check = s.permitSignature
+    ? verifySignedPermit({ permit: s.permit, keyId: s.permitSignature.keyId, signature: s.permitSignature.signature }, verifier, {
+        image: ctx.runbook.target.image,
+        target: ctx.runbook.target.name,
+        now: s.crossing?.startedAt ? new Date(s.crossing.startedAt) : ctx.now(),
+        proofSetHash: expectedProofSetHash,
+      })
+    : ({ valid: false, reason: 'the permit carries no signature', fix: 'run `rubicon upgrade` again: it issues a signed permit' } as const);
+  if (!check.valid) throw new RubiconError('PERMIT_INVALID', `refusing to cross: ${check.reason}`, { hint: check.fix });
 }
 
 /**

@@ -9,6 +9,9 @@ import { loadRunbook, type Runbook } from '../runbook/load.ts';
 import { createContext, type Confirmation, type RunContext, type RunHooks } from './context.ts';
 import { acquireLock, Journal, newRunId, readJournal, runPaths } from './journal.ts';
 import * as phases from './phases.ts';
+import { auditRecords, recordSigner } from './audit.ts';
+import { runSigner } from '../trust/keyring.ts';
+import { verifierFrom, type KeySource } from '../trust/keys.ts';
 import { proveVaultArtifacts } from './verify.ts';
 
 export const RUBICON_VERSION = '0.1.0';
@@ -96,14 +99,17 @@ export function summarize(state: RunState, stateDir: string, error?: RubiconErro
 /** Starts a new run. Input errors (runbook) throw before anything is written. */
 export async function startRun(command: RunCommand, runbookFile: string, o: CommonOptions): Promise<RunSummary> {
   const runbook = await loadRunbook(runbookFile);
+  // The key first: a missing or misplaced key is invalid input, and nothing has been touched yet.
+  const { signer } = runSigner({ ...(signingKeyOf(runbook) ? { source: signingKeyOf(runbook)! } : {}), stateDir: o.stateDir });
   const runId = newRunId();
   const paths = runPaths(o.stateDir, runId);
   const release = acquireLock(o.stateDir, runbook.target.name, runId, phases.hostName());
   let journal: Journal | undefined;
   try {
     journal = Journal.create(paths.journal);
+    journal.signWith(recordSigner(signer));
     await copyFile(runbook.file, paths.runbookCopy);
-    const ctx = await createContext({ runId, paths, runbook, journal, onEvent: o.onEvent, confirm: o.confirm, hooks: o.hooks, signal: o.signal });
+    const ctx = await createContext({ runId, paths, runbook, journal, onEvent: o.onEvent, confirm: o.confirm, hooks: o.hooks, signal: o.signal, signer });
     ctx.record({
       type: 'run.started',
       runId,
@@ -117,6 +123,7 @@ export async function startRun(command: RunCommand, runbookFile: string, o: Comm
       overrides: runbook.overrides,
       rubiconVersion: RUBICON_VERSION,
       host: phases.hostName(),
+      signingKeyId: signer.keyId,
     });
     for (const w of runbook.warnings) ctx.record({ type: 'note', level: 'warn', message: w });
     return await drive(ctx, o.stateDir);
@@ -157,16 +164,32 @@ export async function resumeRun(runId: string, o: CommonOptions): Promise<RunSum
       hint: `put back the runbook the run started with (a copy is at ${paths.runbookCopy}), or start a new run`,
     });
   }
+  const { signer } = runSigner({ ...(signingKeyOf(runbook) ? { source: signingKeyOf(runbook)! } : {}), stateDir: o.stateDir });
+  // Never resume from a history this run's key did not sign: an edited journal stops here.
+  const audit = auditRecords(records, verifierFrom(signer.publicKeyPem));
+  if (!audit.ok) {
+    throw new RubiconError('EVIDENCE_INVALID', `the journal of run ${runId} cannot be trusted: record ${audit.firstBad.seq} (${audit.firstBad.type}) ${audit.firstBad.reason}`, {
+      hint: `see \`rubicon audit ${runId}\`; start a new run (the vaults' objects are reused)`,
+    });
+  }
   const release = acquireLock(o.stateDir, runbook.target.name, runId, phases.hostName());
   const journal = Journal.open(paths.journal);
+  journal.signWith(recordSigner(signer));
   try {
-    const ctx = await createContext({ runId, paths, runbook, journal, onEvent: o.onEvent, confirm: o.confirm, hooks: o.hooks, signal: o.signal });
+    const ctx = await createContext({ runId, paths, runbook, journal, onEvent: o.onEvent, confirm: o.confirm, hooks: o.hooks, signal: o.signal, signer });
     ctx.record({ type: 'run.resumed', pid: process.pid });
     return await drive(ctx, o.stateDir);
   } finally {
     journal.close();
     release();
   }
+}
+
+/** The key source the runbook names for signing: its trust section, or the Azure section's key. */
+export function signingKeyOf(rb: Runbook): KeySource | undefined {
+  if (rb.trust) return rb.trust.signingKey;
+  if (rb.infra.kind === 'pulumi-azure') return rb.infra.azure.signingKey;
+  return undefined;
 }
 
 /** Outcomes a resume continues from. */
