@@ -110,6 +110,12 @@ export type JournalEvent =
   | { type: 'target.identified'; machine: string; machineId: string | null; osRelease: string | null; hostKeys: string[] }
   /** The rebuilt machine was checked before landing (manual crossing). */
   | { type: 'rebuild.verified'; machine: string; osRelease: string; machineIdChanged: boolean | null; hostKeyChanged: boolean | null }
+  /**
+   * Phases to run again: a resumed run found the target thawed since its
+   * freeze (an earlier failure thawed it), so it freezes again, scans drift,
+   * captures what changed and evaluates the gate again before any crossing.
+   */
+  | { type: 'phases.reopened'; phases: Phase[]; reason: string }
   /** A signal stopped the run; it was thawed and `rubicon resume` continues it. */
   | { type: 'run.interrupted'; signal: string }
   | { type: 'run.completed'; outcome: RunOutcome; exitCode: number; error?: { code: string; message: string } };

@@ -162,8 +162,10 @@ async function identifyTarget(ctx: RunContext): Promise<void> {
 
 // ------------------------------------------------------------- capture
 
+/** Deterministic, so a redo after a crash reuses it; a final capture after a second freeze gets its own. */
 function artifactId(ctx: RunContext, phase: Artifact['phase'], item: Item, method: string): string {
-  return `${ctx.runId}.${phase}.${item.id}.${method}`;
+  const round = phase === 'final-capture' ? ctx.state().freezeRound : 1;
+  return `${ctx.runId}.${phase}${round > 1 ? `-${round}` : ''}.${item.id}.${method}`;
 }
 
 async function captureDatabase(ctx: RunContext, item: Item, method: string, phase: Artifact['phase']): Promise<void> {
@@ -399,7 +401,7 @@ async function driftScan(ctx: RunContext, stage: 'freeze' | 'pre-gate'): Promise
   const current = currentArtifacts(s.artifacts);
   // Freeze scans done before a crash are kept; the pre-gate scan is always
   // taken afresh right before the gate (it is read-only and cheap).
-  const recorded = new Set(stage === 'freeze' ? s.driftScans.filter((d) => d.stage === stage).map((d) => d.itemId) : []);
+  const recorded = new Set(stage === 'freeze' ? latestDrift(s, 'freeze').map((d) => d.itemId) : []);
   for (const item of s.items.filter((i) => i.discovered)) {
     if (recorded.has(item.id)) continue;
     // Compare against the newest artifact of a method that succeeded (the vendor's counts too: it read the same source).
@@ -416,7 +418,12 @@ async function driftScan(ctx: RunContext, stage: 'freeze' | 'pre-gate'): Promise
 }
 
 export async function freeze(ctx: RunContext): Promise<void> {
-  if (!ctx.state().frozen) {
+  const s0 = ctx.state();
+  const newRound = s0.reopenedAt !== undefined && (s0.frozenAt === undefined || Date.parse(s0.reopenedAt) >= Date.parse(s0.frozenAt));
+  if (s0.frozen && newRound) {
+    // Still frozen (the run died after its gate): a new round of drift scans from now on.
+    ctx.record({ type: 'target.frozen' });
+  } else if (!s0.frozen) {
     await ctx.infra.freeze(ctx.runId);
     const units = ctx.runbook.target.services;
     if (units.length > 0 && ctx.remote) {
@@ -489,16 +496,19 @@ export async function gate(ctx: RunContext): Promise<GateOutcome> {
     const point = await ctx.infra.createRollbackPoint(ctx.runId);
     ctx.record({ type: 'rollback.created', rollbackPoint: point });
   }
-  if (!ctx.state().gate) await driftScan(ctx, 'pre-gate');
+  // Always afresh: this phase runs only when it is not done, and a resume
+  // that reaches it (after a crash, after a thaw and a new freeze) must see
+  // the drift and proofs as they are now, never a recorded verdict.
+  await driftScan(ctx, 'pre-gate');
   let s = ctx.state();
-  if (!s.gate) {
-    const result = evaluateGate(gateFacts(s, ctx.now()));
-    ctx.record({ type: 'gate.evaluated', result });
-    s = ctx.state();
-    gatedHere.add(ctx);
-  }
-  if (!s.gate!.passed) return { passed: false };
-  if (!s.permit) {
+  const facts = gateFacts(s, ctx.now());
+  const result = evaluateGate(facts);
+  ctx.record({ type: 'gate.evaluated', result });
+  s = ctx.state();
+  gatedHere.add(ctx);
+  if (!result.passed) return { passed: false };
+  const stale = s.permit && (s.permit.proofSetHash !== proofSetHash(reliedOnProofs(facts)) || !checkPermit(s.permit, { image: rb.target.image, now: ctx.now(), target: rb.target.name }).valid);
+  if (!s.permit || stale) {
     const permit = issuePermit({
       runId: ctx.runId,
       target: rb.target.name,

@@ -216,6 +216,18 @@ async function drive(ctx: RunContext, stateDir: string): Promise<RunSummary> {
   let exitCode: number = EXIT.ok;
   let failure: RubiconError | undefined;
   try {
+    // A run that failed after its freeze was thawed: freeze again, scan drift, capture it, gate again, before any crossing.
+    const s0 = ctx.state();
+    // A run stopped after its gate (killed, interrupted): scan drift again before crossing, and capture what changed.
+    if (phaseList.includes('freeze') && isPhaseDone(s0, 'freeze') && !s0.crossing?.startedAt && s0.outcome !== 'refused' && (!s0.frozen || s0.phases.some((p) => p.phase === 'gate'))) {
+      ctx.record({
+        type: 'phases.reopened',
+        phases: ['freeze', 'final-capture', 'gate'],
+        reason: s0.frozen
+          ? 'the run stopped after its gate: the drift is scanned again and what changed captured before any crossing'
+          : 'the target was thawed after its freeze (the run stopped): it is frozen again and its drift scanned before the gate',
+      });
+    }
     for (const phase of phaseList) {
       if (isPhaseDone(ctx.state(), phase)) continue;
       const t0 = performance.now();
