@@ -7,7 +7,8 @@ import { buildChecklist } from '../inventory/checklist.ts';
 import { buildReportModel } from '../report/model.ts';
 import { loadRunbook, type Runbook } from '../runbook/load.ts';
 import { createContext, type Confirmation, type RunContext, type RunHooks } from './context.ts';
-import { acquireLock, Journal, newRunId, readJournal, runPaths } from './journal.ts';
+import { Journal, newRunId, readJournal, runPaths } from './journal.ts';
+import { acquireRemoteTargetLock, acquireTargetLock, holderFor } from './target-lock.ts';
 import * as phases from './phases.ts';
 import { auditRecords, recordSigner } from './audit.ts';
 import { runSigner } from '../trust/keyring.ts';
@@ -103,7 +104,7 @@ export async function startRun(command: RunCommand, runbookFile: string, o: Comm
   const { signer } = runSigner({ ...(signingKeyOf(runbook) ? { source: signingKeyOf(runbook)! } : {}), stateDir: o.stateDir });
   const runId = newRunId();
   const paths = runPaths(o.stateDir, runId);
-  const release = acquireLock(o.stateDir, runbook.target.name, runId, phases.hostName());
+  const release = acquireTargetLock(runbook, runId, phases.hostName());
   let journal: Journal | undefined;
   try {
     journal = Journal.create(paths.journal);
@@ -172,7 +173,7 @@ export async function resumeRun(runId: string, o: CommonOptions): Promise<RunSum
       hint: `see \`rubicon audit ${runId}\`; start a new run (the vaults' objects are reused)`,
     });
   }
-  const release = acquireLock(o.stateDir, runbook.target.name, runId, phases.hostName());
+  const release = acquireTargetLock(runbook, runId, phases.hostName());
   const journal = Journal.open(paths.journal);
   journal.signWith(recordSigner(signer));
   try {
@@ -215,7 +216,18 @@ async function drive(ctx: RunContext, stateDir: string): Promise<RunSummary> {
   let outcome: RunOutcome = ({ plan: 'planned', rehearse: 'rehearsed', verify: 'verified', upgrade: 'landed' } as const)[command];
   let exitCode: number = EXIT.ok;
   let failure: RubiconError | undefined;
+  let releaseRemote: (() => Promise<void>) | undefined;
   try {
+    // The lock on the remote target itself, so orchestrators on other machines are excluded too
+    // (after a manual crossing: on the rebuilt server, reached with its new host key).
+    if (ctx.remote && ctx.runbook.target.transport.kind === 'ssh') {
+      const s = ctx.state();
+      const m = s.crossing?.startedAt ? ctx.remote.rebuiltTarget : ctx.target;
+      // Not while a manual crossing is under way: the server is being reinstalled (the local lock holds).
+      if (!(s.crossing?.startedAt && !s.crossing.completedAt && ctx.runbook.infra.kind === 'manual')) {
+        releaseRemote = await acquireRemoteTargetLock(m, `${ctx.runbook.target.workDir}/rubicon.lock`, holderFor(ctx.runbook, ctx.runId, phases.hostName()));
+      }
+    }
     // A run that failed after its freeze was thawed: freeze again, scan drift, capture it, gate again, before any crossing.
     const s0 = ctx.state();
     // A run stopped after its gate (killed, interrupted): scan drift again before crossing, and capture what changed.
@@ -325,6 +337,7 @@ async function drive(ctx: RunContext, stateDir: string): Promise<RunSummary> {
     exitCode,
     ...(failure ? { error: { code: failure.code, message: failure.message } } : {}),
   });
+  await releaseRemote?.().catch(() => undefined);
   await ctx.close().catch(() => undefined);
   return summarize(ctx.state(), stateDir, failure);
 }
