@@ -117,3 +117,19 @@ export function isRubiconError(e: unknown): e is RubiconError {
 export function exitCodeOf(e: unknown): ExitCode {
   return isRubiconError(e) ? e.exitCode : EXIT.failure;
 }
+
+/**
+ * Out of space, wherever it happened (a vault, a machine, the state
+ * directory): the run must stop with exit 1 naming the place, and resume
+ * once space is freed, never record a capture failure the gate would read
+ * as "this method cannot capture it".
+ */
+export function outOfSpace(e: unknown): RubiconError | undefined {
+  if (isRubiconError(e) && e.code === 'NO_SPACE') return e;
+  const text = e instanceof Error ? `${e.message} ${(e.cause as { code?: string } | undefined)?.code ?? ''} ${(e as { code?: string }).code ?? ''}` : String(e);
+  if (!/ENOSPC|No space left on device|Disk quota exceeded|EDQUOT/.test(text)) return undefined;
+  return new RubiconError('NO_SPACE', `out of space: ${e instanceof Error ? e.message : String(e)}`, {
+    hint: 'free space where the message says, then resume the run (`rubicon resume RUN_ID`): nothing already captured is lost',
+    cause: e,
+  });
+}

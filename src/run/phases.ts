@@ -1,6 +1,6 @@
 import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { RubiconError, isRubiconError } from '../core/errors.ts';
+import { RubiconError, isRubiconError, outOfSpace } from '../core/errors.ts';
 import { latestDrift, type RunState } from '../core/state.ts';
 import type { Artifact, DriftChange, GateFacts, Item } from '../core/types.ts';
 import type { DatabaseEngine, EngineContext } from '../engines/engine.ts';
@@ -224,6 +224,8 @@ async function captureDatabase(ctx: RunContext, item: Item, method: string, phas
     await indexArtifact(ctx, artifact);
     ctx.record({ type: 'artifact.captured', artifact });
   } catch (e) {
+    const full = outOfSpace(e);
+    if (full) throw full;
     ctx.record({ type: 'capture.failed', itemId: item.id, method, artifactId: id, code: errCode(e), message: errText(e) });
   } finally {
     await rm(ectx.workDir, { recursive: true, force: true });
@@ -295,6 +297,8 @@ async function captureFolder(ctx: RunContext, item: Item, phase: Artifact['phase
     await indexArtifact(ctx, artifact);
     ctx.record({ type: 'artifact.captured', artifact });
   } catch (e) {
+    const full = outOfSpace(e);
+    if (full) throw full;
     ctx.record({ type: 'capture.failed', itemId: item.id, method, artifactId: id, code: errCode(e), message: errText(e) });
   }
 }
