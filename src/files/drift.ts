@@ -2,8 +2,8 @@ import { createHash } from 'node:crypto';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { RubiconError } from '../core/errors.ts';
+import { comparePaths, isExcluded } from '../core/paths.ts';
 import type { DriftChange, Manifest, ManifestEntry } from '../core/types.ts';
-import { comparePaths, isExcluded } from './paths.ts';
 import { normalizeExcludes, walk } from './walk.ts';
 
 /**

@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { RubiconError } from '../core/errors.ts';
+import { comparePaths, relativePathProblem } from '../core/paths.ts';
 import type { Manifest, ManifestEntry } from '../core/types.ts';
 import type { VaultReader } from '../vaults/vault.ts';
-import { comparePaths, relativePathProblem } from './paths.ts';
 
 /**
  * Manifests: the content-hash list of an artifact, stored in every vault as

@@ -2,12 +2,12 @@ import { randomUUID } from 'node:crypto';
 import { chmod, lstat, mkdir, open, readdir, rename, rm, rmdir, unlink, utimes } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { runBounded } from '../core/bounded.ts';
 import { isRubiconError, RubiconError } from '../core/errors.ts';
+import { relativePathProblem } from '../core/paths.ts';
 import type { Manifest, ManifestEntry } from '../core/types.ts';
 import type { VaultReader } from '../vaults/vault.ts';
-import { runBounded } from './bounded.ts';
 import { hashFile } from './drift.ts';
-import { relativePathProblem } from './paths.ts';
 import { walk } from './walk.ts';
 import type { SkippedEntry } from './walk.ts';
 

@@ -2,7 +2,7 @@ import { lstatSync, readdirSync, statSync } from 'node:fs';
 import type { Dirent, Stats } from 'node:fs';
 import { join } from 'node:path';
 import { RubiconError } from '../core/errors.ts';
-import { comparePaths, isExcluded, normalizeExclude } from './paths.ts';
+import { comparePaths, isExcluded, normalizeExclude } from '../core/paths.ts';
 
 /**
  * Walks a folder tree and yields its regular files, read-only.

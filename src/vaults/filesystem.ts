@@ -5,10 +5,10 @@ import { lstat, mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/p
 import type { FileHandle } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
 import { z } from 'zod';
+import { runBounded } from '../core/bounded.ts';
 import { RubiconError } from '../core/errors.ts';
+import { isSha256Hex } from '../core/paths.ts';
 import type { VaultInfo } from '../core/types.ts';
-import { runBounded } from '../files/bounded.ts';
-import { isSha256Hex } from '../files/paths.ts';
 import type { ArtifactIndexEntry, ObjectCheck, ObjectWriter, Vault } from './vault.ts';
 
 /**

@@ -1,7 +1,9 @@
 /**
  * Relative paths inside a captured item: POSIX separators, no `.`/`..`
  * segments, never absolute. Pure functions; shared by walk, manifests,
- * drift and restore so all of them agree on order and on what is safe.
+ * drift, restore and the vaults so all of them agree on order and on what
+ * is safe. Lives in core/ because files/ and vaults/ both need it and
+ * vaults/ must not import files/.
  */
 
 /**
