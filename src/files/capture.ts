@@ -176,6 +176,8 @@ const MAX_PENDING = 4096;
 /** Manifest text written to the vaults in pieces of about this size. */
 const MANIFEST_PIECE = 256 * 1024;
 const STATE_CACHE = 4096;
+/** A file's fixed cost in bytes of copying, for balancing the workers (open, stat, create, rename: about a 64 KiB copy). */
+const FILE_COST = 64 * 1024;
 
 /** Captures the folder tree at `sourceRoot` (see the contract above). Manifest version 2. */
 export async function captureTree(options: CaptureTreeOptions): Promise<TreeCaptureResult> {
@@ -484,6 +486,7 @@ async function capture(
           );
         } else settle(slot, copyFile(item));
         if (queue.length - head > MAX_PENDING) {
+          engine.finish(); // copies still held (too few for threads) must not block the window
           engine.flush();
           await (queue[head] as Slot).promise;
           await flush();
@@ -491,6 +494,7 @@ async function capture(
       }
       await flush();
     }
+    engine.finish();
     engine.flush();
     for (let i = head; i < queue.length; i++) {
       const slot = queue[i] as Slot;
@@ -583,6 +587,8 @@ interface CopyEngine {
   /** Every file the walk met (for the worker start threshold). */
   /** Sends what is batched. */
   flush(): void;
+  /** Decide now: the source has ended, or the window of files in flight is full (copies still held go to the main thread). */
+  finish(): void;
   abort(reason?: unknown): void;
   close(): Promise<void>;
 }
@@ -603,14 +609,16 @@ class WorkerEngine implements CopyEngine {
   private batch: { f: FileItem; onRead: (n: number) => void; resolve: (c: Copied | 'vanished') => void; reject: (e: unknown) => void }[] = [];
   private batchBytes = 0;
   private flushScheduled = false;
-  private toCopyFiles = 0;
-  private toCopyBytes = 0;
+  /** Auto mode, before the decision: copies held until the thresholds say "workers", or the end says "main thread". */
+  private held: { f: FileItem; onRead: (n: number) => void; resolve: (c: Copied | 'vanished') => void; reject: (e: unknown) => void }[] | undefined;
+  private heldBytes = 0;
   /** `auto`: copy on the main thread until the files to copy reach the thresholds, then start the pool. */
   constructor(vaults: FilesystemVault[], size: number, auto: boolean, parallel: number | undefined) {
     this.vaults = vaults;
     this.size = size;
     this.auto = auto;
     this.main = new MainEngine(vaults, Math.max(1, parallel ?? 4));
+    if (auto) this.held = [];
   }
   private startPool(): Promise<CopyPool> {
     this.pool ??= (async () => {
@@ -621,13 +629,37 @@ class WorkerEngine implements CopyEngine {
     return this.pool;
   }
   copy(f: FileItem, onRead: (n: number) => void): Promise<Copied | 'vanished'> {
-    if (this.auto && this.pool === undefined) {
-      this.toCopyFiles++;
-      this.toCopyBytes += f.size;
-      if (this.toCopyFiles < WORKERS_MIN_FILES && this.toCopyBytes < WORKERS_MIN_BYTES) return this.main.copy(f, onRead);
+    const held = this.held;
+    if (held !== undefined) {
+      return new Promise((resolve, reject) => {
+        held.push({ f, onRead, resolve, reject });
+        this.heldBytes += f.size;
+        if (held.length >= WORKERS_MIN_FILES || this.heldBytes >= WORKERS_MIN_BYTES) {
+          this.held = undefined; // workers it is
+          for (const h of held) this.enqueue(h);
+        }
+      });
     }
+    return new Promise((resolve, reject) => this.enqueue({ f, onRead, resolve, reject }));
+  }
+  /** The source has ended (or the window is full): copies still held are too few for threads, so they go to the main thread. */
+  finish(): void {
+    const held = this.held;
+    if (held === undefined) return;
+    this.held = undefined;
+    this.useMain = true;
+    for (const h of held) this.main.copy(h.f, h.onRead).then(h.resolve, h.reject);
+  }
+  private useMain = false;
+  private enqueue(b: { f: FileItem; onRead: (n: number) => void; resolve: (c: Copied | 'vanished') => void; reject: (e: unknown) => void }): void {
+    if (this.useMain) {
+      this.main.copy(b.f, b.onRead).then(b.resolve, b.reject);
+      return;
+    }
+    const f = b.f;
+    const { resolve, reject, onRead } = b;
     void this.startPool();
-    return new Promise((resolve, reject) => {
+    {
       if (this.batch.length > 0 && (this.batch.length >= BATCH_FILES || this.batchBytes + f.size > BATCH_BYTES)) this.flush();
       this.batch.push({ f, onRead, resolve, reject });
       this.batchBytes += f.size;
@@ -635,7 +667,7 @@ class WorkerEngine implements CopyEngine {
         this.flushScheduled = true;
         setImmediate(() => this.flush());
       }
-    });
+    }
   }
   flush(): void {
     this.flushScheduled = false;
@@ -643,8 +675,9 @@ class WorkerEngine implements CopyEngine {
     const batch = this.batch;
     this.batch = [];
     this.batchBytes = 0;
+    const weight = batch.reduce((n, b) => n + b.f.size + FILE_COST, 0);
     void this.startPool()
-      .then((pool) => pool.run(batch.map((b) => b.f.abs)))
+      .then((pool) => pool.run(batch.map((b) => b.f.abs), weight))
       .then(
         (replies) => {
           batch.forEach((b, k) => {
@@ -718,6 +751,7 @@ class MainEngine implements CopyEngine {
     this.limit = limit;
   }
   flush(): void {}
+  finish(): void {}
   abort(reason?: unknown): void {
     if (!this.ac.signal.aborted) this.ac.abort(reason);
   }

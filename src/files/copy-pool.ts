@@ -78,7 +78,7 @@ export const copyPoolTestHooks: { onStart?: (pool: CopyPool) => void } = {};
  */
 export class WorkerPool<F, R> {
   readonly size: number;
-  private readonly workers: { worker: Worker; pending: Map<number, { job: { id: number; files: F[] }; resolve: (r: R[]) => void; reject: (e: unknown) => void }> }[] = [];
+  private readonly workers: { worker: Worker; load: number; pending: Map<number, { job: { id: number; files: F[] }; weight: number; resolve: (r: R[]) => void; reject: (e: unknown) => void }> }[] = [];
   private readonly abortFlag = new Int32Array(new SharedArrayBuffer(4));
   private nextId = 1;
   private broken: RubiconError | undefined;
@@ -91,12 +91,13 @@ export class WorkerPool<F, R> {
     const describeFiles = what.describe;
     for (let i = 0; i < this.size; i++) {
       const worker = new Worker(script, { workerData });
-      const slot = { worker, pending: new Map() };
+      const slot = { worker, load: 0, pending: new Map() };
       this.workers.push(slot);
       worker.on('message', (reply: { id: number; results: R[] }) => {
         const p = slot.pending.get(reply.id);
         if (!p) return;
         slot.pending.delete(reply.id);
+        slot.load -= p.weight;
         p.resolve(reply.results);
       });
       const die = (why: string, cause?: unknown): void => {
@@ -125,15 +126,20 @@ export class WorkerPool<F, R> {
     return this.workers.map((w) => w.worker);
   }
 
-  /** Runs `files` in order on one worker; one reply per file. */
-  run(files: F[]): Promise<R[]> {
+  /**
+   * Runs `files` in order on one worker; one reply per file. The job goes to
+   * the worker with the least work queued (`weight`: e.g. bytes plus a cost
+   * per file; default one per job).
+   */
+  run(files: F[], weight = 1): Promise<R[]> {
     if (this.broken) return Promise.reject(this.broken);
     if (this.closed) return Promise.reject(new RubiconError('INTERNAL', `worker pool used after close (${files.length} files)`));
     let slot = this.workers[0] as (typeof this.workers)[number];
-    for (const w of this.workers) if (w.pending.size < slot.pending.size) slot = w;
+    for (const w of this.workers) if (w.load < slot.load) slot = w;
     const full = { files, id: this.nextId++ };
+    slot.load += weight;
     return new Promise<R[]>((resolve, reject) => {
-      slot.pending.set(full.id, { job: full, resolve, reject });
+      slot.pending.set(full.id, { job: full, weight, resolve, reject });
       slot.worker.postMessage(full);
     });
   }

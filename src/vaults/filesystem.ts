@@ -8,6 +8,7 @@ import { runBounded } from '../core/bounded.ts';
 import { RubiconError } from '../core/errors.ts';
 import { isSha256Hex } from '../core/paths.ts';
 import type { VaultInfo } from '../core/types.ts';
+import { indexEntrySchema } from './index-entry.ts';
 import type { ArtifactIndexEntry, ObjectCheck, ObjectPut, ObjectState, ObjectWriter, Vault, VaultCaps } from './vault.ts';
 
 /**
@@ -68,13 +69,6 @@ const SYNC_WRITE_MAX = 256 * 1024;
 const LAZY_MAX = 1024 * 1024;
 const READ_CHUNK = 1024 * 1024;
 const SYNC_PARALLELISM = 8;
-
-/** The index entry schema (zod) is loaded on first use: a drift scan or a restore never needs it, and loading zod costs a fresh process ~50 ms. */
-let indexSchema: Promise<typeof import('./index-entry.ts')> | undefined;
-function indexEntrySchema(): Promise<(typeof import('./index-entry.ts'))['indexEntrySchema']> {
-  indexSchema ??= import('./index-entry.ts');
-  return indexSchema.then((m) => m.indexEntrySchema);
-}
 
 /** In 'syncfs' mode sync() fsyncs files one by one when no more than this many were written since the last sync (cheaper than running `sync -f`), else flushes the filesystem. */
 const FSYNC_EACH_MAX = 32;
@@ -196,7 +190,7 @@ export class FilesystemVault implements Vault {
 
   /** One index entry, or undefined when this vault has none for the artifact (or it is unreadable: listArtifacts names that). */
   async getArtifactIndex(artifactId: string): Promise<ArtifactIndexEntry | undefined> {
-    const schema = await indexEntrySchema();
+    const schema = indexEntrySchema;
     try {
       const parsed = schema.parse(JSON.parse(await readFile(join(this.indexDir, indexFileName(artifactId)), 'utf8')));
       return parsed.artifactId === artifactId ? parsed : undefined;
@@ -320,7 +314,7 @@ export class FilesystemVault implements Vault {
    * (a redo after a crash that saw newer files) replaces it.
    */
   async putArtifactIndex(entry: ArtifactIndexEntry): Promise<void> {
-    const schema = await indexEntrySchema();
+    const schema = indexEntrySchema;
     const parsed = schema.safeParse(entry);
     if (!parsed.success) {
       throw new RubiconError(
@@ -397,7 +391,7 @@ export class FilesystemVault implements Vault {
       const path = join(this.indexDir, name);
       let parsed: ArtifactIndexEntry;
       try {
-        parsed = (await indexEntrySchema()).parse(JSON.parse(await readFile(path, 'utf8')));
+        parsed = indexEntrySchema.parse(JSON.parse(await readFile(path, 'utf8')));
       } catch (e) {
         throw new RubiconError(
           'VAULT_CORRUPT',
