@@ -4,7 +4,6 @@ import { closeSync, fstatSync, openSync, read as readCb, readSync } from 'node:f
 import type { BigIntStats } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
-import { join } from 'node:path';
 import { RubiconError } from '../core/errors.ts';
 import { comparePaths, relativePathProblem } from '../core/paths.ts';
 import type { DriftChange, Manifest, ManifestEntry, ManifestNode, ManifestRoot } from '../core/types.ts';
@@ -189,27 +188,29 @@ export async function captureTree(options: CaptureTreeOptions): Promise<TreeCapt
 }
 
 async function* treeSource(sourceRoot: string, exclude: string[] | undefined, skipped: SkippedEntry[]): AsyncGenerator<(FileItem | ManifestNode)[]> {
+  const rootSlash = sourceRoot.endsWith('/') ? sourceRoot : `${sourceRoot}/`;
   for await (const batch of walkTree(sourceRoot, { exclude, exact: true, onSkip: (s) => skipped.push(s) })) {
-    yield batch.map((n) => fromWalk(sourceRoot, n));
+    yield batch.map((n) => fromWalk(rootSlash, n));
   }
 }
 
-function fromWalk(sourceRoot: string, n: TreeNode): FileItem | ManifestNode {
-  const owner = { ...(n.uid !== undefined ? { uid: n.uid } : {}), ...(n.gid !== undefined ? { gid: n.gid } : {}) };
-  const time = { mtimeMs: n.mtimeMs, ...(n.mtimeNs !== undefined ? { mtimeNs: n.mtimeNs } : {}) };
+/** A walked node as a file to capture or a node record (built field by field: this runs once per file). */
+function fromWalk(rootSlash: string, n: TreeNode): FileItem | ManifestNode {
   if (n.type === 'file') {
-    return {
-      name: n.path,
-      abs: join(sourceRoot, n.path),
-      size: n.size,
-      ...time,
-      mode: n.mode,
-      ...owner,
-      ...(n.ino !== undefined ? { ino: n.ino } : {}),
-      ...(n.linkKey !== undefined ? { linkKey: n.linkKey } : {}),
-    };
+    const f: FileItem = { name: n.path, abs: `${rootSlash}${n.path}`, size: n.size, mtimeMs: n.mtimeMs, mode: n.mode };
+    if (n.mtimeNs !== undefined) f.mtimeNs = n.mtimeNs;
+    if (n.uid !== undefined) f.uid = n.uid;
+    if (n.gid !== undefined) f.gid = n.gid;
+    if (n.ino !== undefined) f.ino = n.ino;
+    if (n.linkKey !== undefined) f.linkKey = n.linkKey;
+    return f;
   }
-  return { path: n.path, type: n.type, mode: n.mode, ...time, ...owner, ...(n.type === 'symlink' ? { target: n.target } : {}) };
+  const r: ManifestNode = { path: n.path, type: n.type, mode: n.mode, mtimeMs: n.mtimeMs };
+  if (n.mtimeNs !== undefined) r.mtimeNs = n.mtimeNs;
+  if (n.uid !== undefined) r.uid = n.uid;
+  if (n.gid !== undefined) r.gid = n.gid;
+  if (n.type === 'symlink') r.target = n.target;
+  return r;
 }
 
 /** Captures an explicit list of files (database backup files). Every listed file must exist. Manifest version 1 (as before version 2: same hashes). */

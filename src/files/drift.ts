@@ -4,7 +4,7 @@ import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { RubiconError } from '../core/errors.ts';
 import { comparePaths, isExcluded } from '../core/paths.ts';
-import type { DriftChange, Manifest, ManifestEntry } from '../core/types.ts';
+import type { DriftChange, Manifest } from '../core/types.ts';
 import type { VaultReader } from '../vaults/vault.ts';
 import { isNode, manifestRecords, recordKey, streamManifest } from './manifest.ts';
 import type { ManifestHeader, ManifestRecord } from './manifest.ts';
@@ -52,7 +52,7 @@ export async function scanDrift(sourceRoot: string, manifest: Manifest | { vault
   };
   for await (const batch of walkTree(sourceRoot, { exclude: options.exclude })) {
     for (const n of batch) {
-      const key = recordKey(asRecordShape(n));
+      const key = n.type === 'dir' ? `${n.path}/` : n.path;
       const b = await base.seek(key, gone);
       if (v1 && n.type !== 'file') {
         if (b) gone(b);
@@ -99,10 +99,6 @@ async function compare(
     }
   }
   return aspects;
-}
-
-function asRecordShape(n: TreeNode): ManifestRecord {
-  return n.type === 'file' ? ({ path: n.path } as ManifestEntry) : { path: n.path, type: n.type, mode: n.mode, mtimeMs: n.mtimeMs };
 }
 
 function asCurrent(n: TreeNode): { size?: number; mtimeMs: number } {
