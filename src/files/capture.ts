@@ -11,7 +11,7 @@ import { FilesystemVault } from '../vaults/filesystem.ts';
 import type { ObjectPut, ObjectWriter, Vault, VaultReader } from '../vaults/vault.ts';
 import { CopyPool } from './copy-pool.ts';
 import type { CopyReply } from './copy-pool.ts';
-import { ManifestCursor, recordChange } from './drift.ts';
+import { ManifestCursor, pruneImpliedFolders, recordChange } from './drift.ts';
 import { isNode, ManifestEncoder, recordKey } from './manifest.ts';
 import type { ManifestRecord } from './manifest.ts';
 import { msFromNs, statRoot, walkTree } from './walk.ts';
@@ -556,7 +556,7 @@ async function capture(
     nodeCount,
     bytes,
     bytesRead,
-    ...(changed ? { changed: changed.sort(byPath) } : {}),
+    ...(changed ? { changed: pruneImpliedFolders(changed) } : {}),
     skipped: skipped.sort(byPath),
     unstable: unstable.sort(comparePaths),
     hardLinks,

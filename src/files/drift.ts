@@ -69,7 +69,29 @@ export async function scanDrift(sourceRoot: string, manifest: Manifest | { vault
     }
   }
   await base.rest(gone);
-  return changes.sort((a, b) => comparePaths(a.path, b.path));
+  return pruneImpliedFolders(changes);
+}
+
+/**
+ * Sorted by path, without the folders whose addition (or deletion) is
+ * implied by an entry under them that was added (or deleted) too: a new
+ * folder with files in it shows as its files, as before version 2; an
+ * empty one, or one whose mode or owner changed, shows itself. Pure.
+ */
+export function pruneImpliedFolders(changes: DriftChange[]): DriftChange[] {
+  const folders = new Map<string, DriftChange>();
+  for (const c of changes) if (c.entryType === 'dir' && c.kind !== 'modified') folders.set(c.path, c);
+  const implied = new Set<DriftChange>();
+  if (folders.size > 0) {
+    for (const c of changes) {
+      if (c.kind === 'modified') continue;
+      for (let i = c.path.lastIndexOf('/'); i > 0; i = c.path.lastIndexOf('/', i - 1)) {
+        const f = folders.get(c.path.slice(0, i));
+        if (f && f.kind === c.kind) implied.add(f);
+      }
+    }
+  }
+  return changes.filter((c) => !implied.has(c)).sort((a, b) => comparePaths(a.path, b.path));
 }
 
 /** What differs between a walked node and its manifest record. */
@@ -173,7 +195,7 @@ export function diffManifests(base: Manifest, current: Manifest): DriftChange[] 
     if (c <= 0) i++;
     if (c >= 0) j++;
   }
-  return changes.sort((p, q) => comparePaths(p.path, q.path));
+  return pruneImpliedFolders(changes);
 }
 
 /** A manifest's records in key order, from memory or streamed from a vault. */

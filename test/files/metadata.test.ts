@@ -159,11 +159,14 @@ describe('file metadata: captured, landed, and checked', () => {
     await rm(join(src, 'data-hardlink.db'));
     await writeFile(join(src, 'data-hardlink.db'), 'rows\n'); // same content, no longer the same inode
     mkdirSync(join(src, 'new-empty'));
+    mkdirSync(join(src, 'new-full'));
+    writeFileSync(join(src, 'new-full/file.txt'), 'x'); // a new folder with a file shows as its file (the folder is implied)
     const changes = await scanDrift(src, manifest);
     expect(changes.map((c) => [c.path, c.kind, c.aspects ?? c.entryType])).toEqual([
       ['current.db', 'modified', ['target']],
       ['data.db', 'modified', ['link']],
       ['new-empty', 'added', 'dir'],
+      ['new-full/file.txt', 'added', undefined],
       ...(root ? [['owned.dat', 'modified', ['owner']]] : []),
       ['shared-tmp', 'modified', ['mode']],
     ]);
