@@ -367,6 +367,10 @@ function benchShape(shape: Shape, variant: Variant): void {
   }
   target(`delta <= 0.1x full capture (${label}, in process)`, deltaS, S.cap, 0.1);
   target(`drift scan <= 1.0x rsync -an (${label}, fresh process)`, driftS, rsyncS, 1.0);
+  // The rows so far, at once (a run that is stopped later still leaves these).
+  log(rows.slice(-10).map((r) => r.join('  ')).join('\n'));
+  for (const x of targets.slice(-4)) log(`  ${x.ratio <= x.limit ? 'MET' : 'MISSED'} ${x.ratio.toFixed(3)}x (limit ${x.limit}x) ${x.what}`);
+  log(`[${label}] removing its folders (with 'discard' mounts this takes minutes) ...`);
   if (!keep) rmSync(dir, { recursive: true, force: true });
   return;
 }
