@@ -109,6 +109,36 @@ export class RubiconError extends Error {
   }
 }
 
+/**
+ * A tool failed and its output may hold patient data (a vendor job printing
+ * rows): the message carries only the exit code and error codes; the output
+ * itself rides along on `output`, which is never serialized (not in
+ * details, not in JSON), and the phases write it to a log file beside the
+ * run, journaling only its path, hash and line count.
+ */
+export class ToolFailure extends RubiconError {
+  readonly output: { stdout: string; stderr: string };
+
+  constructor(code: ErrorCode, message: string, output: { stdout: string; stderr: string }, options: RubiconErrorOptions = {}) {
+    super(code, message, options);
+    Object.defineProperty(this, 'output', { value: output, enumerable: false });
+    this.output = output;
+  }
+
+  toJSON(): Record<string, unknown> {
+    return { code: this.code, message: this.message };
+  }
+}
+
+/** Error codes and fixed shapes found in a tool's output (never the lines themselves, which may hold data). */
+export function errorCodesIn(text: string): string[] {
+  const found = new Set<string>();
+  for (const re of [/\bSQLITE_[A-Z_]+\b/g, /\bMsg \d+\b/g, /\bE[A-Z]{3,12}\b(?=[:)\s])/g, /\berrno[ =]?\d+\b/gi, /\bexit(?:ed with)? (?:code|status) \d+\b/gi]) {
+    for (const m of text.matchAll(re)) found.add(m[0]);
+  }
+  return [...found].slice(0, 8);
+}
+
 export function isRubiconError(e: unknown): e is RubiconError {
   return e instanceof RubiconError;
 }

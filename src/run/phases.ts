@@ -1,6 +1,8 @@
 import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { RubiconError, isRubiconError, outOfSpace } from '../core/errors.ts';
+import { RubiconError, ToolFailure, isRubiconError, outOfSpace } from '../core/errors.ts';
+import { createHash } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { latestDrift, type RunState } from '../core/state.ts';
 import type { Artifact, DriftChange, GateFacts, Item } from '../core/types.ts';
 import type { DatabaseEngine, EngineContext } from '../engines/engine.ts';
@@ -70,6 +72,25 @@ function folderExcludeFor(ctx: RunContext, item: Item): string[] {
     ownedFiles(items),
     ctx.runbook.discovery.exclude,
   );
+}
+
+/**
+ * A tool that failed may have printed patient data: its output is written to
+ * a log file beside the run (mode 0600), and the journal keeps only the
+ * file's path, SHA-256 and line count (src/run/steps.ts does the same for steps).
+ */
+function keepToolOutput(ctx: RunContext, artifactId: string, e: unknown): void {
+  if (!(e instanceof ToolFailure)) return;
+  const dir = path.join(ctx.paths.dir, 'logs');
+  mkdirSync(dir, { recursive: true });
+  const file = path.join(dir, `${createHash('sha256').update(artifactId).digest('hex').slice(0, 16)}-tool.log`);
+  const text = `# ${artifactId}\n# --- stdout\n${e.output.stdout}\n# --- stderr\n${e.output.stderr}\n`;
+  writeFileSync(file, text, { mode: 0o600 });
+  ctx.record({
+    type: 'note',
+    level: 'info',
+    message: `the tool's output is kept in ${path.relative(ctx.paths.dir, file)} (SHA-256 ${createHash('sha256').update(text).digest('hex')}, ${text.split('\n').length - 1} lines): it is not copied into the journal or the reports`,
+  });
 }
 
 // ------------------------------------------------------------- discover
@@ -226,6 +247,7 @@ async function captureDatabase(ctx: RunContext, item: Item, method: string, phas
   } catch (e) {
     const full = outOfSpace(e);
     if (full) throw full;
+    keepToolOutput(ctx, id, e);
     ctx.record({ type: 'capture.failed', itemId: item.id, method, artifactId: id, code: errCode(e), message: errText(e) });
   } finally {
     await rm(ectx.workDir, { recursive: true, force: true });
@@ -306,6 +328,7 @@ async function captureFolder(ctx: RunContext, item: Item, phase: Artifact['phase
   } catch (e) {
     const full = outOfSpace(e);
     if (full) throw full;
+    keepToolOutput(ctx, id, e);
     ctx.record({ type: 'capture.failed', itemId: item.id, method, artifactId: id, code: errCode(e), message: errText(e) });
   }
 }
