@@ -20,8 +20,10 @@
  * - Small files (up to one buffer) take one read and, only when the vault
  *   does not already have the object with this size, one write.
  * - Temp file in tmp/, then rename into objects/<2 hex>/<sha>. An object
- *   already stored under the name is kept when its ctime is at least the
- *   target's fence (written or checked since the vault was opened:
+ *   already stored under the name is kept when its ctime is later than the
+ *   target's fence (written or checked after the vault was opened; strictly
+ *   later, because ctimes come from a coarse clock and a change in the
+ *   fence's own tick must not pass for a check:
  *   'present'), or when it holds the same bytes ('verified': compared with
  *   the buffer for a small file, hashed for a large one; then its ctime is
  *   renewed with a chmod to its own mode). Otherwise it is damaged: replaced
@@ -196,7 +198,7 @@ export class Copier {
         const existing = attempt(t, `stat ${finalPath}`, () => statSync(finalPath, { throwIfNoEntry: false }));
         let put = 'written';
         if (existing?.isFile()) {
-          if (existing.size === size && existing.ctimeMs >= target.fenceMs) put = 'present';
+          if (existing.size === size && existing.ctimeMs > target.fenceMs) put = 'present';
           else if (existing.size === size && this.sameAsStored(t, finalPath, size, small, sha256)) {
             attempt(t, `chmod ${finalPath}`, () => chmodSync(finalPath, existing.mode & 0o7777)); // renews its ctime: checked now
             put = 'verified';

@@ -27,6 +27,8 @@ import { restoreServices, serviceState, stopServices } from '../machines/service
 import { captureDatabaseRemote, captureFolderRemote, discoverRemote, driftRemote, landItemRemote, proveRemote } from './remote.ts';
 import { writeReports } from '../report/index.ts';
 import type { RunContext } from './context.ts';
+import { signIndexEntry } from '../trust/index-entry.ts';
+import type { ArtifactIndexEntry } from '../vaults/vault.ts';
 import { proveIsolated } from './isolation.ts';
 import { checkpoint } from './faults.ts';
 
@@ -254,9 +256,14 @@ async function captureDatabase(ctx: RunContext, item: Item, method: string, phas
   }
 }
 
+/** Index entries are signed by the run's key, so a vault read without the journal can tell a forged entry. */
+function signedEntry(ctx: RunContext, e: ArtifactIndexEntry): ArtifactIndexEntry {
+  return ctx.signer ? signIndexEntry(e, ctx.signer) : e;
+}
+
 async function indexArtifact(ctx: RunContext, a: Artifact): Promise<void> {
   for (const v of ctx.vaults) {
-    await v.putArtifactIndex({
+    await v.putArtifactIndex(signedEntry(ctx, {
       artifactId: a.id,
       runId: a.runId,
       itemId: a.itemId,
@@ -266,7 +273,7 @@ async function indexArtifact(ctx: RunContext, a: Artifact): Promise<void> {
       origin: a.origin,
       independenceGroup: a.independenceGroup,
       sourceFingerprint: a.sourceFingerprint,
-    });
+    }));
   }
 }
 

@@ -12,6 +12,8 @@ import { shQuote } from '../machines/posix.ts';
 import { buildTreeManifest, listTree, scanTreeDrift, verifyTreeOn } from '../machines/tree.ts';
 import { isToolVault, type ToolVault } from '../vaults/vault.ts';
 import type { RunContext } from './context.ts';
+import { signIndexEntry } from '../trust/index-entry.ts';
+import type { ArtifactIndexEntry } from '../vaults/vault.ts';
 import { checkpoint } from './faults.ts';
 
 /**
@@ -131,9 +133,14 @@ async function ship(
   return { manifest: o.manifest, manifestHash, vaults: o.vaults.map((v) => v.info.name), locators, bytes: o.manifest.entries.reduce((n, e) => n + e.size, 0) };
 }
 
+/** Index entries are signed by the run's key, so a vault read without the journal can tell a forged entry. */
+function signedEntry(ctx: RunContext, e: ArtifactIndexEntry): ArtifactIndexEntry {
+  return ctx.signer ? signIndexEntry(e, ctx.signer) : e;
+}
+
 async function indexIn(ctx: RunContext, a: Artifact): Promise<void> {
   for (const v of ctx.vaults.filter((x) => (a.vaults ?? []).includes(x.info.name))) {
-    await v.putArtifactIndex({
+    await v.putArtifactIndex(signedEntry(ctx, {
       artifactId: a.id,
       runId: a.runId,
       itemId: a.itemId,
@@ -143,7 +150,7 @@ async function indexIn(ctx: RunContext, a: Artifact): Promise<void> {
       origin: a.origin,
       independenceGroup: a.independenceGroup,
       sourceFingerprint: a.sourceFingerprint,
-    });
+    }));
   }
 }
 

@@ -355,6 +355,8 @@ function verifyFailures(s: RunState): { fatal: boolean; message: string }[] {
     });
   }
   for (const f of s.captureFailures) out.push({ fatal: false, message: `capture of ${f.itemId} by ${f.method} failed: ${f.message}` });
+  // verify's own findings about the vaults' indexes (a forged, unreadable or disagreeing entry) fail it.
+  for (const n of s.notes) if (n.level === 'error' && n.message.startsWith('verify: ')) out.push({ fatal: true, message: n.message.slice('verify: '.length) });
   // A damaged copy breaks the "copies in N vaults" promise even when another copy still restores.
   for (const c of s.copies) {
     if (c.status !== 'ok') out.push({ fatal: true, message: `the copy of ${c.artifactId} in vault ${c.vault} is ${c.status}${c.detail ? `: ${c.detail}` : ''}` });

@@ -339,7 +339,8 @@ export class FilesystemVault implements Vault {
         current.itemId === entry.itemId &&
         current.method === entry.method &&
         (entry.origin === undefined || extra(current) === extra(parsed.data)) &&
-        (entry.objectsVerifiedSince === undefined || entry.objectsVerifiedSince === current.objectsVerifiedSince)
+        (entry.objectsVerifiedSince === undefined || entry.objectsVerifiedSince === current.objectsVerifiedSince) &&
+        (entry.sig === undefined || entry.sig === current.sig)
       ) {
         this.markDirtyFile(path);
         return;
@@ -358,6 +359,7 @@ export class FilesystemVault implements Vault {
       ...(parsed.data.independenceGroup ? { independenceGroup: parsed.data.independenceGroup } : {}),
       ...(parsed.data.sourceFingerprint ? { sourceFingerprint: parsed.data.sourceFingerprint } : {}),
       ...(verifiedSince !== undefined ? { objectsVerifiedSince: verifiedSince } : {}),
+      ...(parsed.data.sig !== undefined ? { sig: parsed.data.sig, ...(parsed.data.keyId !== undefined ? { keyId: parsed.data.keyId } : {}) } : {}),
     };
     const tmpPath = join(this.tmpDir, `${randomUUID()}.index.tmp`);
     try {
@@ -378,7 +380,7 @@ export class FilesystemVault implements Vault {
   }
 
   /** Newest first by capturedAt, then by artifact id. Throws VAULT_CORRUPT naming an unreadable index file. */
-  async listArtifacts(): Promise<ArtifactIndexEntry[]> {
+  async listArtifacts(options: { onBad?: (file: string, reason: string) => void } = {}): Promise<ArtifactIndexEntry[]> {
     let names: string[];
     try {
       names = await readdir(this.indexDir);
@@ -393,6 +395,10 @@ export class FilesystemVault implements Vault {
       try {
         parsed = indexEntrySchema.parse(JSON.parse(await readFile(path, 'utf8')));
       } catch (e) {
+        if (options.onBad) {
+          options.onBad(path, e instanceof Error ? e.message.split('\n')[0]!.slice(0, 200) : 'unreadable');
+          continue;
+        }
         throw new RubiconError(
           'VAULT_CORRUPT',
           `vault '${this.info.name}': artifact index file ${path} is not a valid index entry; move it aside and re-run the capture of that artifact`,
@@ -532,7 +538,7 @@ export class FilesystemVault implements Vault {
       if (synced) await fsyncFd(fd);
       const found = this.existing(sha256);
       if (found !== undefined) {
-        const outcome = found.size === size && (found.ctimeMs >= this.fenceMs || (await this.hashesTo(sha256, size))) ? (found.ctimeMs >= this.fenceMs ? 'present' : 'verified') : undefined;
+        const outcome = found.size === size && (found.ctimeMs > this.fenceMs || (await this.hashesTo(sha256, size))) ? (found.ctimeMs > this.fenceMs ? 'present' : 'verified') : undefined;
         if (outcome !== undefined || !this.caps.replaceable) {
           closeSync(fd);
           fd = -1;
@@ -562,7 +568,7 @@ export class FilesystemVault implements Vault {
     const found = this.existing(sha256);
     let outcome: ObjectPut = 'written';
     if (found !== undefined) {
-      if (found.size === size && found.ctimeMs >= this.fenceMs) outcome = 'present';
+      if (found.size === size && found.ctimeMs > this.fenceMs) outcome = 'present';
       else if (found.size === size && this.equalsHeld(sha256, held, size)) outcome = 'verified';
       else outcome = this.caps.replaceable ? 'repaired' : 'unrepairable';
       if (outcome !== 'repaired') {

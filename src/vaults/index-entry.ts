@@ -64,6 +64,8 @@ function check(v: unknown): Result {
   if (v.independenceGroup !== undefined) e.independenceGroup = v.independenceGroup as string;
   if (fp !== undefined) e.sourceFingerprint = fp as unknown as NonNullable<ArtifactIndexEntry['sourceFingerprint']>;
   if (v.objectsVerifiedSince !== undefined) e.objectsVerifiedSince = v.objectsVerifiedSince as string;
+  if (typeof v.sig === 'string') e.sig = v.sig;
+  if (typeof v.keyId === 'string') e.keyId = v.keyId;
   return { success: true, data: e };
 }
 

@@ -192,7 +192,9 @@ export function sameIndexEntry(current: ArtifactIndexEntry, entry: ArtifactIndex
     current.runId === entry.runId &&
     current.itemId === entry.itemId &&
     current.method === entry.method &&
-    (entry.origin === undefined || extra(current) === extra(entry))
+    (entry.origin === undefined || extra(current) === extra(entry)) &&
+    // A newly signed entry replaces an unsigned or differently signed one.
+    (entry.sig === undefined || entry.sig === current.sig)
   );
 }
 
@@ -216,6 +218,8 @@ export function indexDocument(vault: string, entry: ArtifactIndexEntry): { doc: 
     ...(p.origin ? { origin: p.origin } : {}),
     ...(p.independenceGroup ? { independenceGroup: p.independenceGroup } : {}),
     ...(p.sourceFingerprint ? { sourceFingerprint: p.sourceFingerprint } : {}),
+    ...(p.sig !== undefined ? { sig: p.sig } : {}),
+    ...(p.keyId !== undefined ? { keyId: p.keyId } : {}),
   };
   return { doc, bytes: Buffer.from(`${JSON.stringify(doc, null, 2)}\n`) };
 }

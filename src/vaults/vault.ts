@@ -75,6 +75,9 @@ export interface ArtifactIndexEntry {
   origin?: 'rubicon' | 'vendor';
   independenceGroup?: string;
   sourceFingerprint?: import('../core/types.ts').Fingerprint;
+  /** Ed25519 signature by the run's key over the fields that name the artifact (src/trust/index-entry.ts), and the key's id. */
+  sig?: string;
+  keyId?: string;
   /**
    * Vault clock (ISO) from which every object the manifest lists was written
    * or read back and checked in this vault. Set per vault by the capture; a
@@ -92,7 +95,12 @@ export interface VaultReader {
   /** Reads the whole object and grades it; never throws for a bad copy. */
   check(sha256: string, expectedSize?: number): Promise<ObjectCheck>;
   /** Artifact index entries, newest first. */
-  listArtifacts(): Promise<ArtifactIndexEntry[]>;
+  /**
+   * Artifact index entries, newest first. With `onBad`, an index file that
+   * cannot be read or parsed is reported there (naming the file) and
+   * skipped, instead of failing the whole listing.
+   */
+  listArtifacts(options?: { onBad?: (file: string, reason: string) => void }): Promise<ArtifactIndexEntry[]>;
 }
 
 export interface Vault extends VaultReader {
