@@ -15,6 +15,7 @@ import {
   type AzureMachinePortOptions,
 } from '../../src/infra/azure/machines.ts';
 import { ArmStandIn, notFound, type Reply } from './arm-stand-in.ts';
+import { assertProperty } from '../support/seed.ts';
 
 const SUB = '0f1e2d3c-0000-4000-8000-000000000001';
 const RG = 'rg-ehr';
@@ -419,7 +420,7 @@ describe('pure helpers', () => {
 
   it('quoteWindowsArg round-trips any arguments through the Windows parsing rules', () => {
     const arg = fc.string({ unit: fc.constantFrom('a', 'Z', ' ', '\t', '"', '\\', "'", 'é', '/', '&') });
-    fc.assert(fc.property(fc.array(arg, { maxLength: 6 }), (args) => {
+    assertProperty(fc.property(fc.array(arg, { maxLength: 6 }), (args) => {
       expect(parseWindowsArgs(windowsCommandLine(args))).toEqual(args);
     }), { numRuns: 500 });
   });
