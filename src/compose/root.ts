@@ -1,5 +1,4 @@
 import path from 'node:path';
-import { RubiconError } from '../core/errors.ts';
 import type { DatabaseEngine, RemoteDatabaseEngine } from '../engines/engine.ts';
 import { lazyMssqlEngine } from '../engines/mssql/lazy.ts';
 import { sqliteEngine } from '../engines/sqlite/index.ts';
@@ -13,6 +12,9 @@ import { FOLDER_METHODS, type FolderMethod } from '../methods/folders.ts';
 import type { Runbook, TransportSettings, VaultSettings } from '../runbook/load.ts';
 import { mssqlEngineOptions } from '../runbook/mssql.ts';
 import { FilesystemVault } from '../vaults/filesystem.ts';
+import { createResticVault } from '../vaults/restic.ts';
+import { createSftpVault } from '../vaults/sftp.ts';
+import { remoteSqliteEngine } from '../engines/sqlite/remote.ts';
 import type { Vault } from '../vaults/vault.ts';
 import { Registry } from './registry.ts';
 
@@ -34,7 +36,7 @@ export interface MachineSpec {
 
 type TransportFactory = (spec: MachineSpec) => Machine;
 type VaultFactory = (settings: VaultSettings, deps: VaultDeps) => Vault;
-type InfraFactory = (rb: Runbook, deps: InfraDeps) => InfraDriver;
+type InfraFactory = (rb: Runbook, deps: InfraDeps) => InfraDriver | Promise<InfraDriver>;
 
 export interface VaultDeps {
   runId: string;
@@ -43,12 +45,15 @@ export interface VaultDeps {
   /** The target's root, to decide whether a local folder is off the target. */
   targetRoot: string;
   targetIsLocal: boolean;
+  /** Rubicon's work folder on a machine (grant files go under it). */
+  workDirOf: (m: Machine) => string;
 }
 
 export interface InfraDeps {
   runId: string;
   target: Machine;
   provingGround: Machine;
+  log?: (level: 'info' | 'warn', message: string) => void;
 }
 
 export const transports = new Registry<TransportFactory>('transport')
@@ -81,10 +86,15 @@ export const vaultKinds = new Registry<VaultFactory>('vault kind').register('fil
   return new FilesystemVault({ name: s.name, kind: 'filesystem', location: s.path, offTarget, immutable: false, encrypted: false });
 });
 
-/** Remote vault kinds register themselves here (src/vaults/sftp.ts, src/vaults/restic.ts) through registerVaultKind. */
-export function registerVaultKind(kind: string, factory: VaultFactory): void {
-  vaultKinds.register(kind, factory);
-}
+vaultKinds
+  .register('sftp', (v, deps) => {
+    const s = v as Extract<VaultSettings, { kind: 'sftp' }>;
+    return createSftpVault(s, { vaultHost: deps.machine(s.name, s.host), runId: deps.runId, workDirOf: deps.workDirOf });
+  })
+  .register('restic', (v, deps) => {
+    const s = v as Extract<VaultSettings, { kind: 'restic' }>;
+    return createResticVault(s, { vaultHost: deps.machine(s.name, s.host), runId: deps.runId, workDirOf: deps.workDirOf });
+  });
 
 export const infraKinds = new Registry<InfraFactory>('infra kind')
   .register('sandbox', (rb) => {
@@ -98,17 +108,19 @@ export const infraKinds = new Registry<InfraFactory>('infra kind')
       plannedImage: rb.target.image,
     });
   })
-  .register('manual', (rb, deps) => new ManualDriver({ runbook: rb, runId: deps.runId, target: deps.target, provingGround: deps.provingGround }));
+  .register('manual', (rb, deps) => new ManualDriver({ runbook: rb, runId: deps.runId, target: deps.target, provingGround: deps.provingGround }))
+  .register('pulumi-azure', async (rb, deps) => {
+    const infra = rb.infra as Extract<Runbook['infra'], { kind: 'pulumi-azure' }>;
+    // Loaded on demand: the Pulumi SDK is large and only this kind needs it.
+    const { createPulumiAzureInfra } = await import('../infra/azure/factory.ts');
+    return createPulumiAzureInfra(infra.azure, deps.log ? { log: (m: string) => deps.log!('info', m) } : {});
+  });
 
 export const folderMethods = new Registry<FolderMethod>('folder method');
 for (const m of FOLDER_METHODS) folderMethods.register(m.name, m);
 
 /** Local database engines (this process opens the files) and remote ones (the engine's CLI runs on the machine). */
-export const remoteEngines: Record<string, RemoteDatabaseEngine> = {};
-
-export function registerRemoteEngine(engine: RemoteDatabaseEngine): void {
-  remoteEngines[engine.kind] = engine;
-}
+export const remoteEngines: Record<string, RemoteDatabaseEngine> = { sqlite: remoteSqliteEngine };
 
 /**
  * The database engines a runbook uses. Also called inside the isolated
@@ -155,7 +167,7 @@ export interface AdapterInput {
   log?: (level: 'info' | 'warn', message: string) => void;
 }
 
-export function createAdapters(rb: Runbook, input: AdapterInput): Adapters {
+export async function createAdapters(rb: Runbook, input: AdapterInput): Promise<Adapters> {
   const stepsOn = (transport: TransportSettings, remoteWorkDir: string) =>
     transport.kind === 'local' ? path.join(input.workDir, 'steps') : path.posix.join(remoteWorkDir, 'steps', input.runId);
   const machine = (name: string, transport: TransportSettings, localRoot: string, remoteWorkDir: string): Machine =>
@@ -172,13 +184,11 @@ export function createAdapters(rb: Runbook, input: AdapterInput): Adapters {
       machine: (name, transport) => machine(name, transport, '/', '/var/tmp/rubicon'),
       targetRoot: rb.target.root,
       targetIsLocal: rb.target.transport.kind === 'local',
+      workDirOf: (m) => (m.name === 'proving-ground' ? rb.provingGround.workDir || '/var/tmp/rubicon' : rb.target.workDir),
     }),
   );
-  const infra = infraKinds.get(rb.infra.kind, 'infra.kind')(rb, { runId: input.runId, target, provingGround });
+  const infra = await infraKinds.get(rb.infra.kind, 'infra.kind')(rb, { runId: input.runId, target, provingGround, ...(input.log ? { log: input.log } : {}) });
   for (const [i, m] of rb.methods.folders.entries()) folderMethods.get(m, `methods.folders[${i}]`);
-  if (rb.target.transport.kind !== 'local' && rb.declared.databases.some((d) => d.engine === 'sqlite') && !remoteEngines.sqlite) {
-    throw new RubiconError('RUNBOOK_INVALID', 'the sqlite engine for remote targets is not built into this Rubicon', { hint: 'use a local target' });
-  }
   return {
     target,
     rebuiltTarget,

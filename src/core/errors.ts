@@ -38,6 +38,10 @@ export const ERROR_CODES = {
   CAPTURE_FAILED: EXIT.failure,
   LANDING_FAILED: EXIT.failure,
   INFRA_FAILED: EXIT.failure,
+  /** A remote script's stdout lacks a valid sentinel (truncated, altered, not ours): src/machines/windows/scripts.ts. */
+  SCRIPT_OUTPUT_INVALID: EXIT.failure,
+  /** A remote script ran and reported an error result with its own stable code (details.scriptCode). */
+  SCRIPT_FAILED: EXIT.failure,
   INTERNAL: EXIT.failure,
   /** A machine (target, proving ground, vault host) could not be reached: network, sshd down. */
   MACHINE_UNREACHABLE: EXIT.failure,
@@ -61,8 +65,18 @@ export const ERROR_CODES = {
   NOT_REBUILT: EXIT.failure,
   /** A grant (time-limited vault access) could not be given, was refused, or expired. */
   GRANT_FAILED: EXIT.failure,
+  /** A vault refused its credentials: the restic repository password does not open the repository. */
+  VAULT_PASSWORD: EXIT.failure,
   /** The run was interrupted by SIGINT/SIGTERM; resume continues it. */
   INTERRUPTED: EXIT.interrupted,
+  /** A signing key the runbook names is missing, unreadable or not an Ed25519 PKCS#8 PEM key: nothing was touched. */
+  KEY_INVALID: EXIT.invalidInput,
+  /** A private-key file is readable by group or others: refused before it is used (chmod 600). */
+  KEY_INSECURE: EXIT.invalidInput,
+  /** The signing key is not the key the verifier trusts (e.g. the stack's rubicon:permitPublicKey): nothing was touched. */
+  KEY_MISMATCH: EXIT.invalidInput,
+  /** Data that must be signed cannot be put in canonical form (non-finite number, undefined in an array, a cycle, a non-JSON value). */
+  CANONICAL_INVALID: EXIT.failure,
 } as const;
 export type ErrorCode = keyof typeof ERROR_CODES;
 

@@ -91,35 +91,95 @@ export interface DatabaseEngine {
   drift?(ctx: EngineContext, item: Item, manifest: Manifest, files: string[]): Promise<DriftChange[] | undefined>;
   /** Landing: restore onto the rebuilt target at item.location. Destructive at that location only. */
   restore(ctx: EngineContext, item: Item, manifest: Manifest, files: string[]): Promise<void>;
+  /**
+   * Optional. Before the gate: can the server that will run after the
+   * crossing (the landing server) take what the proofs restored (version,
+   * edition, engine-specific limits)? Read-only. A failed check must refuse
+   * the gate.
+   */
+  preflight?(ctx: EngineContext, items: Item[]): Promise<ProofCheck[]>;
+  /**
+   * Optional, pure. The order this engine's items must land in (keys before
+   * what they decrypt, logins before databases, databases before the jobs
+   * that name them). Items of other engines are returned where they were.
+   */
+  landingOrder?(items: Item[]): Item[];
+  /**
+   * Optional. After restore() of an item on the rebuilt target: the
+   * engine's own validation (settings against the source, orphaned users,
+   * smoke queries), as checks for landing.validated. Read-only.
+   */
+  validateLanding?(ctx: EngineContext, item: Item, manifest: Manifest, files: string[]): Promise<ProofCheck[]>;
 }
 
 /**
- * A database engine on a remote machine: every command runs ON the machine
- * with the engine's own CLI and only results travel (src/engines/sqlite/remote.ts).
+ * What a remote engine works with: a machine (the target, or the proving
+ * ground for prove), journaled steps on it, and a scratch folder there.
+ * Every command runs ON the machine with the engine's own tools; only
+ * results (counts, hashes, status lines) travel back, never rows or files.
  */
 export interface RemoteEngineContext {
-  /** The target (capture, fingerprint, discover, restore) or the proving ground (prove). */
+  /** The target (discover, fingerprint, capture, restore) or the proving ground (prove). */
   machine: Machine;
-  /** Journaled long steps. */
+  /** Journaled long steps: steps.run(machine, {id, idempotent}, cmd, what). */
   steps: StepRunner;
-  /** Prefix for step ids, unique per artifact and phase. */
+  /** Prefix for step ids, unique per artifact and phase (e.g. `<artifactId>/`). */
   stepPrefix: string;
-  /** Absolute scratch folder on the machine (the engine creates it; the caller removes it). */
+  /** Absolute scratch folder ON the machine (the engine creates it, the caller removes it). */
   workDir: string;
   signal?: AbortSignal;
 }
 
+/** What a remote capture produced. */
+export interface RemoteCapture {
+  /** Absolute on the machine, with their names in the artifact. */
+  files: { path: string; name: string }[];
+  format: string;
+  tool: string;
+  position?: string;
+  /**
+   * Optional: the source's fingerprint taken inside the capture's own read
+   * transaction, i.e. of exactly the snapshot the artifact holds. Prefer it
+   * to a separate fingerprint() call, which sees another state of a
+   * database the application keeps writing.
+   */
+  sourceFingerprint?: Fingerprint;
+}
+
+/**
+ * A database engine whose every action runs on a (Linux) machine with the
+ * engine's own command-line tools, e.g. the sqlite3 CLI. Paths are absolute
+ * on ctx.machine. Contracts per method below; see docs/sqlite-remote.md for
+ * the SQLite one.
+ */
 export interface RemoteDatabaseEngine {
   readonly kind: string;
   readonly methods: Record<string, MethodInfo>;
-  /** Finds databases under the roots (absolute on the machine); item.location is relative to `root`. Read-only. */
+  /**
+   * Finds databases under `roots` (absolute folders on the machine; `root`
+   * is the target's root and item.location is relative to it, POSIX).
+   * Read-only on the data (may write small scratch files in ctx.workDir).
+   */
   discover(ctx: RemoteEngineContext, o: { root: string; roots: string[]; declared: { name: string; location?: string }[] }): Promise<Item[]>;
   /** Fingerprint of the live database at `path` (absolute on the machine). Read-only. */
   fingerprint(ctx: RemoteEngineContext, path: string): Promise<Fingerprint>;
-  /** Writes the backup into ctx.workDir on the machine. Never modifies the source. Idempotent. */
-  capture(ctx: RemoteEngineContext, item: Item, method: string, path: string): Promise<{ files: { path: string; name: string }[]; format: string; tool: string; position?: string }>;
-  /** On the proving ground: files restored and hash-checked (absolute on ctx.machine, manifest order). Graded checks. */
+  /**
+   * Writes the backup into ctx.workDir on the machine and returns its files
+   * (absolute on the machine) with their names in the artifact. Never
+   * modifies the source. Idempotent: a redo overwrites its own output.
+   */
+  capture(ctx: RemoteEngineContext, item: Item, method: string, path: string): Promise<RemoteCapture>;
+  /**
+   * On the proving ground: the artifact's files are already restored and
+   * hash-checked (absolute on ctx.machine, manifest order). Restores into a
+   * scratch database under ctx.workDir, checks integrity, fingerprints.
+   * Graded checks: never throws for a bad backup (only for a broken machine).
+   */
   prove(ctx: RemoteEngineContext, artifact: Artifact, manifest: Manifest, files: string[]): Promise<ProveResult>;
-  /** Landing: put the database at destPath (absolute on the rebuilt target). Destructive at destPath only. */
+  /**
+   * Landing: puts the database from the artifact's files at destPath
+   * (absolute on the rebuilt target). Destructive at destPath (and its
+   * -wal/-shm/-journal) only; atomic (temp file beside it, then rename).
+   */
   restore(ctx: RemoteEngineContext, item: Item, manifest: Manifest, files: string[], destPath: string): Promise<void>;
 }

@@ -15,6 +15,17 @@ export interface ProvingGroundHandle {
   machine?: Machine;
 }
 
+/**
+ * Facts the caller recomputed from its own records (the journal), which an
+ * implementation checks the permit against instead of what the permit
+ * carries. Optional: without it an implementation can only check the
+ * permit's own binding (docs/trust.md).
+ */
+export interface CrossingFacts {
+  /** proofSetHash() of the proofs the journal says the gate relied on. */
+  proofSetHash: string;
+}
+
 export interface CrossingResult {
   image: string;
   completedAt: string;
@@ -39,6 +50,6 @@ export interface InfraDriver {
    * PERMIT_INVALID. Idempotent: after a crash mid-way, a second call
    * completes the same rebuild.
    */
-  cross(permit: Permit, now: Date): Promise<CrossingResult>;
+  cross(permit: Permit, now: Date, facts?: CrossingFacts): Promise<CrossingResult>;
   releaseRollbackPoint(point: RollbackPoint): Promise<void>;
 }

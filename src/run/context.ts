@@ -78,7 +78,7 @@ export interface ContextInput {
   now?: () => Date;
 }
 
-export function createContext(input: ContextInput): RunContext {
+export async function createContext(input: ContextInput): Promise<RunContext> {
   const { runbook, journal, onEvent } = input;
   let state: RunState | undefined;
   for (const r of journal.all()) state = reduce(state, r);
@@ -91,7 +91,7 @@ export function createContext(input: ContextInput): RunContext {
   const record = (event: JournalEvent) => {
     journal.append(event, now());
   };
-  const adapters = createAdapters(runbook, {
+  const adapters = await createAdapters(runbook, {
     runId: input.runId,
     workDir: input.paths.work,
     log: (level, message) => record({ type: 'note', level, message }),

@@ -6,6 +6,9 @@
  *   itself. Real death: nothing after it runs, not even a `finally`; open
  *   files, the lock file, child processes and worker threads are left as
  *   they are. The spawned-CLI crash tests use this.
+ *   (`stop@<checkpoint>[#n]` SIGSTOPs the process there instead, so a test
+ *   can act on the machines at an exact point, the story's vendor
+ *   technician after the proofs, and SIGCONT it.)
  * - simulateCrashAt('<checkpoint>[#n]') (tests, in the test's own process):
  *   a simulated death, so the crash tests need not start a process, build a
  *   full estate and play a whole demo per checkpoint.
@@ -61,7 +64,7 @@ export class SimulatedCrash extends Error {
 }
 
 interface Armed {
-  how: 'kill' | 'simulate';
+  how: 'kill' | 'stop' | 'simulate';
   spec: string;
   name: string;
   nth: number;
@@ -75,8 +78,8 @@ function parseSpec(spec: string, how: Armed['how']): Armed {
 }
 
 const envSpec = process.env.RUBICON_FAULT;
-const envMatch = envSpec ? /^kill@(.+)$/.exec(envSpec) : null;
-let armed: Armed | undefined = envMatch?.[1] ? parseSpec(envMatch[1], 'kill') : undefined;
+const envMatch = envSpec ? /^(kill|stop)@(.+)$/.exec(envSpec) : null;
+let armed: Armed | undefined = envMatch?.[2] ? parseSpec(envMatch[2], envMatch[1] as 'kill' | 'stop') : undefined;
 let sealed: SimulatedCrash | undefined;
 
 /** Tests: the n-th pass of `spec` (`<checkpoint>[#n]`) simulates the death of this process (see above). */
@@ -113,6 +116,10 @@ export function checkpoint(name: string): void {
   armed.seen += 1;
   if (armed.seen !== armed.nth) return;
   if (armed.how === 'kill') process.kill(process.pid, 'SIGKILL');
+  if (armed.how === 'stop') {
+    process.kill(process.pid, 'SIGSTOP'); // continues here after SIGCONT
+    return;
+  }
   sealed = new SimulatedCrash(armed.spec);
   throw sealed;
 }

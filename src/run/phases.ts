@@ -569,7 +569,8 @@ export async function crossing(ctx: RunContext): Promise<'crossed' | 'not-confir
   const check = checkPermit(permit, { image: ctx.runbook.target.image, now: at, target: ctx.runbook.target.name });
   if (!check.valid) throw new RubiconError('PERMIT_INVALID', `refusing to cross: ${check.reason}`, { hint: check.fix });
   if (!s.crossing?.startedAt) ctx.record({ type: 'crossing.started', permitId: permit.id, image: permit.image });
-  const result = await ctx.infra.cross(permit, at);
+  // The driver checks the permit again against the proof set recomputed from the journal (signed permits on Azure).
+  const result = await ctx.infra.cross(permit, at, { proofSetHash: proofSetHash(reliedOnProofs(gateFacts(ctx.state(), at))) });
   ctx.record({ type: 'crossing.completed', image: result.image });
   return 'crossed';
 }

@@ -118,6 +118,7 @@ async function ship(
         stepId: `${o.artifactId}/ingest/${v.info.name}`,
         srcDir: o.srcDir,
         files: o.manifest.entries.map((e) => e.path),
+        entries: o.manifest.entries,
         ...(o.base && baseLocator ? { base: { artifactId: o.base.id, locator: baseLocator } } : {}),
         ...(ctx.signal ? { signal: ctx.signal } : {}),
       });
@@ -257,10 +258,15 @@ export async function captureDatabaseRemote(ctx: RunContext, item: Item, method:
   try {
     await sh(ctx.target, 'rm -rf -- "$1" && mkdir -p -- "$1"', staging);
     const dbPath = onTarget(ctx, item.location);
-    const sourceFingerprint = await engine.fingerprint(ectx, dbPath);
-    let captured: { files: { path: string; name: string }[]; format: string; tool: string; position?: string };
-    if (method === 'vendor-job') captured = await runVendorJobRemote(ctx, item, id, staging);
-    else captured = await engine.capture(ectx, item, method, dbPath);
+    let captured: { files: { path: string; name: string }[]; format: string; tool: string; position?: string; sourceFingerprint?: import('../core/types.ts').Fingerprint };
+    let before: import('../core/types.ts').Fingerprint | undefined;
+    if (method === 'vendor-job') {
+      before = await engine.fingerprint(ectx, dbPath);
+      captured = await runVendorJobRemote(ctx, item, id, staging);
+    } else captured = await engine.capture(ectx, item, method, dbPath);
+    // The engine's own snapshot fingerprint (taken in the capture's read transaction) when it has one:
+    // a separate read could see a later state of a live database.
+    const sourceFingerprint = captured.sourceFingerprint ?? before ?? (await engine.fingerprint(ectx, dbPath));
     // Everything the artifact holds is under staging with its artifact name.
     for (const f of captured.files) {
       const want = path.posix.join(staging, f.name);
@@ -476,7 +482,7 @@ export async function driftRemote(ctx: RunContext, item: Item, artifact: Artifac
   if (item.kind === 'database') {
     const engine = remoteEngine(ctx, item);
     const now = await engine.fingerprint(
-      { machine: ctx.target, steps: ctx.steps, stepPrefix: `${artifact.id}/drift-${stage}/`, workDir: path.posix.join(ctx.runbook.target.workDir, 'scratch', ctx.runId) },
+      { machine: ctx.target, steps: ctx.steps, stepPrefix: `${artifact.id}/drift-${stage}-${ctx.state().resumes}/`, workDir: path.posix.join(ctx.runbook.target.workDir, 'scratch', ctx.runId) },
       onTarget(ctx, item.location),
     );
     if (artifact.sourceFingerprint && compareFingerprints(artifact.sourceFingerprint, now).equal) return [];

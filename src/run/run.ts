@@ -105,7 +105,7 @@ export async function startRun(command: RunCommand, runbookFile: string, o: Comm
   try {
     journal = Journal.create(paths.journal);
     await copyFile(runbook.file, paths.runbookCopy);
-    const ctx = createContext({ runId, paths, runbook, journal, onEvent: o.onEvent, confirm: o.confirm, hooks: o.hooks, signal: o.signal });
+    const ctx = await createContext({ runId, paths, runbook, journal, onEvent: o.onEvent, confirm: o.confirm, hooks: o.hooks, signal: o.signal });
     ctx.record({
       type: 'run.started',
       runId,
@@ -162,7 +162,7 @@ export async function resumeRun(runId: string, o: CommonOptions): Promise<RunSum
   const release = acquireLock(o.stateDir, runbook.target.name, runId, phases.hostName());
   const journal = Journal.open(paths.journal);
   try {
-    const ctx = createContext({ runId, paths, runbook, journal, onEvent: o.onEvent, confirm: o.confirm, hooks: o.hooks, signal: o.signal });
+    const ctx = await createContext({ runId, paths, runbook, journal, onEvent: o.onEvent, confirm: o.confirm, hooks: o.hooks, signal: o.signal });
     ctx.record({ type: 'run.resumed', pid: process.pid });
     return await drive(ctx, o.stateDir);
   } finally {
@@ -262,6 +262,11 @@ async function drive(ctx: RunContext, stateDir: string): Promise<RunSummary> {
       : isRubiconError(e)
         ? e
         : new RubiconError('INTERNAL', e instanceof Error ? e.message : String(e), { cause: e });
+    // Exit 3 means "invalid input, nothing was touched": only the CLI and runbook loading may say it.
+    // Once a run has started, a broken precondition is exit 1 with the same message and fix.
+    if (failure.exitCode === EXIT.invalidInput) {
+      failure = new RubiconError('PRECONDITION_FAILED', failure.message, { ...(failure.hint ? { hint: failure.hint } : {}), cause: failure });
+    }
     outcome = interrupted ? 'interrupted' : 'failed';
     exitCode = exitCodeOf(failure);
     if (interrupted) ctx.record({ type: 'run.interrupted', signal: String(ctx.signal?.reason ?? 'signal') });

@@ -10,6 +10,7 @@ import { parseIsoTime } from '../gate/current.ts';
 import { DEFAULT_POLICY, loosenings } from '../gate/policy.ts';
 import { mssqlRules, normalizeMssql, type MssqlSettings } from './mssql.ts';
 import { RUNBOOK_LIMITS, RunbookSchema, type ParsedRunbook } from './schema.ts';
+import { azureSectionRules, normalizeAzureSection, type PulumiAzureSettings } from './azure.ts';
 
 /**
  * A runbook after parse → normalize → rules: every default filled, every
@@ -47,7 +48,8 @@ export type InfraSettings =
       instructions?: string;
       rebuilt: { osRelease: string; newMachineId: boolean; knownHosts: string };
       rollback?: { description: string };
-    };
+    }
+  | { kind: 'pulumi-azure'; currentImage: string; azure: PulumiAzureSettings };
 
 export interface Runbook {
   file: string;
@@ -253,7 +255,9 @@ export function normalize(raw: ParsedRunbook, file: string, hash: string): Runbo
   const infra: InfraSettings =
     raw.infra.kind === 'sandbox'
       ? { kind: 'sandbox', provingGround: abs(raw.infra.provingGround), rollback: abs(raw.infra.rollback), currentImage: raw.infra.currentImage }
-      : {
+      : raw.infra.kind === 'pulumi-azure'
+        ? { kind: 'pulumi-azure', currentImage: 'read from the stack', azure: normalizeAzureSection(raw.infra, file) }
+        : {
           kind: 'manual',
           currentImage: raw.infra.currentImage,
           ...(raw.infra.instructions ? { instructions: raw.infra.instructions } : {}),
@@ -427,6 +431,9 @@ export function rules(rb: Runbook, env: NodeJS.ProcessEnv = process.env): Runboo
   }
   if (rb.infra.kind === 'sandbox' && !local) {
     problems.push({ path: 'infra.kind', message: 'the sandbox driver rebuilds a local folder: a target reached over ssh needs infra.kind: manual (or pulumi-azure)' });
+  }
+  if (rb.infra.kind === 'pulumi-azure') {
+    for (const p of azureSectionRules(rb.infra.azure, env)) problems.push({ path: p.path.startsWith('infra') ? p.path : `infra.${p.path}`, message: p.message });
   }
   if (rb.infra.kind === 'manual' && rb.provingGround.transport.kind === 'local' && local) {
     problems.push({ path: 'provingGround', message: 'a manual crossing rebuilds a real server: describe the proving ground machine (provingGround.transport, provingGround.root)' });

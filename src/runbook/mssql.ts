@@ -51,6 +51,14 @@ export interface MssqlSettings {
   certificatePasswordEnv: Record<string, string>;
   compression: boolean;
   agentPollMs: number;
+  /** NAME of the variable for key backup files (DMK, SMK). */
+  keyBackupPasswordEnv?: string;
+  /** NAME of the variable for master's DMK where Rubicon creates one. */
+  masterKeyPasswordEnv?: string;
+  landing?: MssqlConnectionSettings;
+  landingServer?: { productVersion: string; edition: string; engineEdition: number; collation?: string };
+  smokeQueries: { name: string; database: string; query: string; columns?: string[]; minRows?: number; maxRows?: number }[];
+  landingLayout?: 'source' | 'instance-default' | { dataDirectory: string; logDirectory: string };
 }
 
 const posix = (p: string) => p.replace(/\\/g, '/').replace(/\/+$/, '') || '.';
@@ -87,6 +95,12 @@ export function normalizeMssql(raw: z.output<typeof MssqlSectionSchema>): MssqlS
     certificatePasswordEnv: { ...raw.certificatePasswordEnv },
     compression: raw.compression,
     agentPollMs: Math.round(raw.agentPollSeconds * 1000),
+    ...(raw.keyBackupPasswordEnv ? { keyBackupPasswordEnv: raw.keyBackupPasswordEnv } : {}),
+    ...(raw.masterKeyPasswordEnv ? { masterKeyPasswordEnv: raw.masterKeyPasswordEnv } : {}),
+    ...(raw.landing ? { landing: normalizeConnection(raw.landing) } : {}),
+    ...(raw.landingServer ? { landingServer: { ...raw.landingServer } } : {}),
+    smokeQueries: (raw.smokeQueries ?? []).map((q) => ({ ...q })),
+    ...(raw.landingLayout ? { landingLayout: typeof raw.landingLayout === 'string' ? raw.landingLayout : { ...raw.landingLayout } } : {}),
   };
 }
 
@@ -100,6 +114,9 @@ export function mssqlSecretVariables(s: MssqlSettings): { path: string; variable
   return [
     { path: 'engines.mssql.connection.passwordEnv', variable: s.connection.passwordEnv, what: `the password of login ${s.connection.user} on the target's SQL Server` },
     { path: 'engines.mssql.provingGround.passwordEnv', variable: s.provingGround.passwordEnv, what: `the password of login ${s.provingGround.user} on the proving ground's SQL Server` },
+    ...(s.landing ? [{ path: 'engines.mssql.landing.passwordEnv', variable: s.landing.passwordEnv, what: `the password of login ${s.landing.user} on the rebuilt server's SQL Server` }] : []),
+    ...(s.keyBackupPasswordEnv ? [{ path: 'engines.mssql.keyBackupPasswordEnv', variable: s.keyBackupPasswordEnv, what: 'the password that encrypts the master key and service master key backups' }] : []),
+    ...(s.masterKeyPasswordEnv ? [{ path: 'engines.mssql.masterKeyPasswordEnv', variable: s.masterKeyPasswordEnv, what: "the password for master's database master key where Rubicon creates one" }] : []),
     ...Object.entries(s.certificatePasswordEnv).map(([cert, variable]) => ({
       path: `engines.mssql.certificatePasswordEnv.${cert}`,
       variable,
@@ -128,7 +145,15 @@ export function mssqlRules(s: MssqlSettings, env: NodeJS.ProcessEnv, warnings: s
       message: `${endpoint(s.provingGround)} is the target's SQL Server: the proving ground must be a separate, disposable server that sees only the vaults`,
     });
   }
-  for (const [which, c] of [['connection', s.connection], ['provingGround', s.provingGround]] as const) {
+  if (s.landing && endpoint(s.landing) === endpoint(s.provingGround)) {
+    problems.push({ path: 'engines.mssql.landing.server', message: `${endpoint(s.landing)} is the proving ground's SQL Server: landing goes onto the rebuilt target` });
+  }
+  for (const [i, q] of s.smokeQueries.entries()) {
+    if (q.minRows !== undefined && q.maxRows !== undefined && q.minRows > q.maxRows) {
+      problems.push({ path: `engines.mssql.smokeQueries.${i}.maxRows`, message: `is ${q.maxRows}, below minRows ${q.minRows}: no result can pass` });
+    }
+  }
+  for (const [which, c] of [['connection', s.connection], ['provingGround', s.provingGround], ...(s.landing ? [['landing', s.landing] as const] : [])] as const) {
     if (c.encrypt === false) warnings.push(`engines.mssql.${which}.encrypt is false: logins and data cross the network in clear text (fit only for a test endpoint on loopback)`);
     if (c.trustServerCertificate) warnings.push(`engines.mssql.${which}.trustServerCertificate is true: any certificate is accepted (fit only for a lab server)`);
   }
@@ -178,11 +203,18 @@ export function mssqlEngineOptions(s: MssqlSettings, env: NodeJS.ProcessEnv, ext
     landingFiles: { serverDirectory: s.backupDirectory, hostDirectory: s.backupDirectoryOnHost },
     ...(s.provingGroundDataDirectory ? { provingGroundDataDirectory: s.provingGroundDataDirectory } : {}),
     ...(s.provingGroundLogDirectory ? { provingGroundLogDirectory: s.provingGroundLogDirectory } : {}),
+    ...(s.landing ? { landing: connectionConfig(s.landing, env, 'engines.mssql.landing.passwordEnv') } : {}),
+    ...(s.landingServer ? { landingServer: { ...s.landingServer } } : {}),
+    ...(s.smokeQueries.length ? { smokeQueries: s.smokeQueries.map((q) => ({ ...q })) } : {}),
+    ...(s.landingLayout ? { landingLayout: s.landingLayout } : {}),
     secrets: {
       certificatePassword: async (name: string) => {
         const variable = s.certificatePasswordEnv[name];
         return variable ? env[variable] || undefined : undefined;
       },
+      // Read when the engine asks, never copied into the options.
+      keyBackupPassword: async () => (s.keyBackupPasswordEnv ? env[s.keyBackupPasswordEnv] || undefined : undefined),
+      masterKeyPassword: async () => (s.masterKeyPasswordEnv ? env[s.masterKeyPasswordEnv] || undefined : undefined),
     },
     compression: s.compression,
     pollIntervalMs: s.agentPollMs,

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { parseIsoTime } from '../gate/current.ts';
 import { ManualInfraSchema, ProvingGroundSchema, SandboxInfraSchema, TransportSchema, VaultSchema } from './machines.ts';
 import { envName, relPath } from './schema-common.ts';
+import { PulumiAzureSectionSchema } from './azure.ts';
 
 export { envName, relPath };
 
@@ -205,6 +206,35 @@ export const MssqlConnectionSchema = z
   })
   .strict();
 
+/** The SQL Server the rebuilt target will run (engines.mssql.landingServer). */
+export const MssqlLandingServerSchema = z
+  .object({
+    /** e.g. 16.0.4135.4 (SERVERPROPERTY('ProductVersion')). */
+    productVersion: z.string().regex(/^\d+\.\d+\.\d+/, 'must be a SQL Server version such as 16.0.4135.4'),
+    /** e.g. "Standard Edition (64-bit)" (SERVERPROPERTY('Edition')). */
+    edition: z.string().min(1, 'must name the edition, e.g. "Standard Edition (64-bit)"'),
+    /** SERVERPROPERTY('EngineEdition'): 2 Standard/Web, 3 Enterprise/Developer, 4 Express. */
+    engineEdition: z.number().int().min(1).max(12),
+    /** The instance collation it is installed with. */
+    collation: z.string().min(1).optional(),
+  })
+  .strict();
+
+/** A vendor-declared smoke query and the shape of its result (never its values). */
+export const MssqlSmokeQuerySchema = z
+  .object({
+    name: z.string().min(1, 'must name the check, e.g. "patients are there"'),
+    /** The database it runs in (its restored copy on the proving ground). */
+    database: z.string().min(1),
+    /** T-SQL, run inside a transaction that is rolled back. */
+    query: z.string().min(1),
+    /** Column names of the first result set, in order. */
+    columns: z.array(z.string().min(1)).min(1).optional(),
+    minRows: z.number().int().min(0).optional(),
+    maxRows: z.number().int().min(0).optional(),
+  })
+  .strict();
+
 /** The database methods of the mssql engine a runbook may choose (instance-level items always use instance-objects). */
 export const MSSQL_DATABASE_METHODS = ['mssql-native-full', 'mssql-history'] as const;
 
@@ -232,6 +262,21 @@ export const MssqlSectionSchema = z
     compression: z.boolean().default(true),
     /** Polling interval while a vendor SQL Agent job runs; default 5. */
     agentPollSeconds: z.number().positive('must be more than 0').default(5),
+    // -- issue 11 (SQL Server engine): additive, all optional --
+    /** NAME of the variable with the password that encrypts BACKUP MASTER KEY / BACKUP SERVICE MASTER KEY files. */
+    keyBackupPasswordEnv: envName.optional(),
+    /** NAME of the variable with the password for master's database master key where Rubicon creates one (proving ground, landing). */
+    masterKeyPasswordEnv: envName.optional(),
+    /** The rebuilt server's SQL Server when it differs from `connection` (same shape); default `connection`. */
+    landing: MssqlConnectionSchema.optional(),
+    /** The SQL Server the rebuilt target will run, checked before the gate when it cannot be reached yet. */
+    landingServer: MssqlLandingServerSchema.optional(),
+    /** Where landing puts database files: `source` (default: the source's paths), `instance-default`, or given folders. */
+    landingLayout: z
+      .union([z.enum(['source', 'instance-default']), z.object({ dataDirectory: serverPath, logDirectory: serverPath }).strict()])
+      .optional(),
+    /** Vendor-declared smoke queries: run in the restored copy on every proof and at landing; only the result's shape is checked. */
+    smokeQueries: z.array(MssqlSmokeQuerySchema).default([]),
   })
   .strict();
 
@@ -267,8 +312,8 @@ export const RunbookSchema = z
       .strict(),
     /** The proving ground as its own machine; absent: the sandbox's local folder (infra.provingGround). */
     provingGround: ProvingGroundSchema.optional(),
-    infra: z.discriminatedUnion('kind', [SandboxInfraSchema, ManualInfraSchema], {
-      error: 'must have kind "sandbox" (local folders) or "manual" (the engineer rebuilds the server; Rubicon stops at the crossing and waits)',
+    infra: z.discriminatedUnion('kind', [SandboxInfraSchema, ManualInfraSchema, PulumiAzureSectionSchema], {
+      error: 'must have kind "sandbox" (local folders), "manual" (the engineer rebuilds the server; Rubicon stops at the crossing and waits) or "pulumi-azure" (an Azure VM rebuilt through its Pulumi stack)',
     }),
     declared: z
       .object({

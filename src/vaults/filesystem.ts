@@ -70,7 +70,8 @@ const LAZY_MAX = 1024 * 1024;
 const READ_CHUNK = 1024 * 1024;
 const SYNC_PARALLELISM = 8;
 
-const indexEntrySchema = z.object({
+/** The artifact index document's schema (shared by every vault kind that stores index entries). */
+export const indexEntrySchema = z.object({
   artifactId: z.string().min(1),
   runId: z.string(),
   itemId: z.string(),

@@ -92,11 +92,19 @@ export interface Grant {
   expiresAt: string;
   /** Folder on the machine holding the grant's files; removed by revoke. */
   dir: string;
-  /** ssh command for rsync -e / restic sftp.command (no secrets: a key file path). */
+  /**
+   * ssh command for rsync -e (without the host: rsync adds it) or the whole
+   * restic sftp.command (with `-l user -s host sftp`). No secrets: a key file path.
+   */
   sshCommand: string;
   /** Environment for the tool (paths only, e.g. RESTIC_PASSWORD_FILE). */
   env: Record<string, string>;
-  /** Where the tool reaches the vault: `user@host:/path` (rsync) or `sftp:user@host:/path` (restic). */
+  /**
+   * Where the tool reaches the vault: for rsync the folder of the vault's
+   * trees as the tool must name it (`user@host:/` when sshd forces rrsync
+   * into that folder, else `user@host:/path/trees/`); for restic the
+   * repository, `sftp:user@host:/path`.
+   */
   location: string;
 }
 
@@ -123,7 +131,9 @@ export type VaultStepRun = (
  *   Idempotent for the same artifact id (a redo replaces its own partial copy).
  * - checkCopy reads the copy back where it is stored (hashes computed on the
  *   vault host; restic check --read-data) and grades it; never throws for a
- *   bad copy.
+ *   bad copy. A vault may verify its whole store once per vault object and
+ *   reuse that verdict for every artifact (restic: check --read-data is
+ *   repository-wide); make a new object to read it again.
  * - restoreTo puts the copy's files under `dest` on the machine through a
  *   read grant; the caller verifies them against the manifest there.
  */
@@ -143,6 +153,12 @@ export interface ToolVault extends Vault {
       srcDir: string;
       /** Relative paths under srcDir: exactly the files of the manifest. */
       files: readonly string[];
+      /**
+       * The manifest's entries (built on `from`), in the same order as `files`:
+       * the tool's report and the copy are checked against them (sizes,
+       * SHA-256 where the vault host can hash).
+       */
+      entries: readonly import('../core/types.ts').ManifestEntry[];
       /** A previous copy of the same item in this vault (delta: only what changed moves). */
       base?: { artifactId: string; locator: string };
       signal?: AbortSignal;
@@ -150,7 +166,14 @@ export interface ToolVault extends Vault {
   ): Promise<{ locator: string; tool: string; report: { files: number; bytes: number } }>;
   checkCopy(
     run: VaultStepRun,
-    o: { artifactId: string; locator: string; entries: readonly import('../core/types.ts').ManifestEntry[]; stepId: string },
+    o: {
+      artifactId: string;
+      locator: string;
+      entries: readonly import('../core/types.ts').ManifestEntry[];
+      stepId: string;
+      /** The artifact's source folder (Artifact.sourceDir); restic copies are compared under it. Optional: the vault records it too. */
+      srcDir?: string;
+    },
   ): Promise<ObjectCheck>;
   restoreTo(
     run: VaultStepRun,

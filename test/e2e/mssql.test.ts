@@ -26,7 +26,7 @@ import { buildSandbox, type SandboxLayout } from '../../src/sandbox/estate.ts';
 import { FilesystemVault } from '../../src/vaults/filesystem.ts';
 import type { TdsReply, TdsRequest, TdsServer } from '../tds/server.ts';
 import { PROOF_MARK } from '../../src/engines/mssql/instance-proof.ts';
-import { databasesReply, fileListOnly, headerOnly, one, ok, restoreOk, rs, scripted, serverInfoReply, type Scripted } from '../engines/mssql/fixtures.ts';
+import { checkDbClock, columnsReply, DB_FEATURES, databaseFeaturesReply, databasesReply, fileListOnly, headerOnly, one, ok, ORPHANS, orphansReply, restoreOk, rs, scripted, serverInfoReply, tableHashOf, tableHashReply, targetServerReply, VERSION_READ, type Scripted } from '../engines/mssql/fixtures.ts';
 import { journalOf, tempDir } from './helpers.ts';
 
 const SERVER_BACKUP_DIR = '/var/opt/mssql/backup';
@@ -90,12 +90,14 @@ afterEach(async () => {
 
 /** The EHR database's tables, the same on the source and on the restored copy. */
 function scriptTables(server: TdsServer): void {
-  server.on(/FROM \[[^\]]+\]\.sys\.tables/, one(rs([['schema_name', 'nvarchar'], ['table_name', 'nvarchar'], ['column_name', 'nvarchar'], ['type_name', 'nvarchar'], ['is_assembly_type', 'int']], [
-    { schema_name: 'dbo', table_name: 'Patients', column_name: 'id', type_name: 'int', is_assembly_type: 0 },
-    { schema_name: 'dbo', table_name: 'Visits', column_name: 'id', type_name: 'bigint', is_assembly_type: 0 },
-  ])));
-  server.on(/\.\[dbo\]\.\[Patients\];$/, one(rs([['row_count', 'bigint'], ['content_checksum', 'int']], [{ row_count: 1200, content_checksum: -123456 }])));
-  server.on(/\.\[dbo\]\.\[Visits\];$/, one(rs([['row_count', 'bigint'], ['content_checksum', 'int']], [{ row_count: 5400, content_checksum: 987654 }])));
+  server.on(VERSION_READ, one(rs([['product_version', 'nvarchar'], ['edition', 'nvarchar']], [{ product_version: '15.0.4355.3', edition: 'Standard Edition (64-bit)' }])));
+  server.on(/FROM \[[^\]]+\]\.sys\.tables/, columnsReply([
+    { table: 'Patients', column: 'id', base: 'int' },
+    { table: 'Patients', column: 'notes', base: 'nvarchar' },
+    { table: 'Visits', column: 'id', base: 'bigint' },
+  ]));
+  server.on(tableHashOf('Patients'), tableHashReply(1200, ['100', '200', '300', '400', '500']));
+  server.on(tableHashOf('Visits'), tableHashReply(5400, ['600', '700', '800', '900', '1000']));
 }
 
 const empty = (cols: [string, 'nvarchar' | 'int' | 'bigint'][]): TdsReply => one(rs(cols, []));
@@ -118,6 +120,16 @@ function scriptTarget(server: TdsServer): void {
   server.on(/FROM sys\.configurations/, one(rs([['name', 'nvarchar'], ['value', 'bigint'], ['value_in_use', 'bigint'], ['is_advanced', 'int']], [{ name: 'max server memory (MB)', value: 24576n, value_in_use: 24576n, is_advanced: 1 }])));
   server.on(/ExecIsStartup/, empty([['name', 'nvarchar']]));
   server.on(/^DBCC TRACESTATUS\(-1\)/, one(rs([['TraceFlag', 'int'], ['Status', 'int'], ['Global', 'int'], ['Session', 'int']], [{ TraceFlag: 3226, Status: 1, Global: 1, Session: 0 }])));
+  server.on(/FROM msdb\.dbo\.sysalerts AS a/, empty([['name', 'nvarchar']]));
+  server.on(/FROM msdb\.dbo\.sysproxies AS p/, empty([['name', 'nvarchar']]));
+  server.on(/FROM msdb\.dbo\.sysmail_profile AS p/, empty([['profile_name', 'nvarchar']]));
+  server.on(/FROM sys\.linked_logins AS ll/, empty([['server_name', 'nvarchar']]));
+  server.on(/FROM sys\.server_permissions AS p/, empty([['grantee', 'nvarchar']]));
+  server.on(/FROM sys\.server_principals AS r\nWHERE r\.type = 'R'/, empty([['name', 'nvarchar']]));
+  server.on(/FROM msdb\.dbo\.sysjobsteps AS s\nJOIN/, empty([['job_name', 'nvarchar']]));
+  server.on(/FROM msdb\.dbo\.sysjobschedules AS js/, empty([['job_name', 'nvarchar']]));
+  server.on(DB_FEATURES, databaseFeaturesReply());
+  server.on(/bs\.backup_set_uuid = @guid/, empty([['backup_set_id', 'int']]));
   scriptTables(server);
   server.on(/^BACKUP DATABASE/, async (req: TdsRequest) => {
     // SQL Server writes the file on its disk; the target host sees that folder as sqlserver/backup.
@@ -131,7 +143,7 @@ function scriptTarget(server: TdsServer): void {
 
 /** The proving ground's SQL Server (2022). Special rules go in before this. */
 function scriptProvingGround(server: TdsServer): void {
-  server.on(/InstanceDefaultDataPath/, one(rs([['product_version', 'nvarchar'], ['edition', 'nvarchar'], ['default_data_path', 'nvarchar'], ['default_log_path', 'nvarchar']], [{ product_version: '16.0.4135.4', edition: 'Developer Edition (64-bit)', default_data_path: '/var/opt/mssql/data/', default_log_path: '/var/opt/mssql/log/' }])));
+  server.on(/InstanceDefaultDataPath/, targetServerReply('16.0.4135.4', 'Developer Edition (64-bit)'));
   server.on(/^IF DB_ID\(@database\) IS NOT NULL/, ok);
   server.on(/^RESTORE HEADERONLY/, headerOnly([{ databaseName: 'EHR' }]));
   server.on(/^RESTORE FILELISTONLY/, fileListOnly([
@@ -148,8 +160,10 @@ function scriptProvingGround(server: TdsServer): void {
   });
   server.on(/FROM sys\.databases AS d WHERE d\.name = @database;$/, (req) => one(rs([['name', 'nvarchar'], ['state_desc', 'nvarchar']], [{ name: String(req.params.database), state_desc: 'ONLINE' }])));
   server.on(/^DBCC CHECKDB/, ok);
-  server.on(/LastGoodCheckDbTime/, () => one(rs([['last_good', 'datetime'], ['server_now', 'datetime']], [{ last_good: new Date(), server_now: new Date() }])));
+  checkDbClock(server);
   scriptTables(server);
+  server.on(DB_FEATURES, databaseFeaturesReply());
+  server.on(ORPHANS, orphansReply());
   server.on(/user_access_desc/, one(rs([['state_desc', 'nvarchar'], ['user_access_desc', 'nvarchar'], ['is_read_only', 'int'], ['user_objects', 'int']], [{ state_desc: 'ONLINE', user_access_desc: 'MULTI_USER', is_read_only: 0, user_objects: 42 }])));
 }
 
@@ -211,7 +225,7 @@ describe('rehearse with an engines.mssql section (two scripted SQL Servers)', ()
     expect(proof?.outcome, JSON.stringify(proof?.checks)).toBe('passed');
     expect(statuses(proof)).toEqual([
       'copy-read:passed', 'restore-files:passed', 'files-hash:passed',
-      'version:passed', 'certificates:passed', 'restore:passed', 'integrity:passed', 'fingerprint-source:passed', 'smoke:passed', 'cleanup:passed',
+      'version:passed', 'certificates:passed', 'restore:passed', 'integrity:passed', 'fingerprint-source:passed', 'database-settings:passed', 'smoke:passed', 'cleanup:passed',
       'fingerprint-source:passed',
     ]);
     const testDb = String(/^RESTORE DATABASE \[([^\]]+)\]/.exec(pg.server.find(/^RESTORE DATABASE/)[0]!.sql)?.[1]);
@@ -225,11 +239,15 @@ describe('rehearse with an engines.mssql section (two scripted SQL Servers)', ()
       'RESTORE FILELISTONLY FROM DISK = @file1 WITH FILE = @position;',
       `RESTORE DATABASE [${testDb}] FROM DISK = @file1 WITH FILE = @position, MOVE @logical1 TO @physical1, MOVE @logical2 TO @physical2, CHECKSUM, RECOVERY, STATS = 10;`,
       /FROM sys\.databases AS d WHERE d\.name = @database;$/,
+      'SELECT SYSDATETIME() AS server_now;',
       `DBCC CHECKDB ([${testDb}]) WITH NO_INFOMSGS, ALL_ERRORMSGS;`,
       /LastGoodCheckDbTime/,
+      /AS edition;$/,
       new RegExp(`FROM \\[${testDb}\\]\\.sys\\.tables`),
-      new RegExp(`FROM \\[${testDb}\\]\\.\\[dbo\\]\\.\\[Patients\\];$`),
-      new RegExp(`FROM \\[${testDb}\\]\\.\\[dbo\\]\\.\\[Visits\\];$`),
+      new RegExp(`FROM \\[${testDb}\\]\\.\\[dbo\\]\\.\\[Patients\\] AS r CROSS APPLY \\(SELECT HASHBYTES\\('SHA2_256'`),
+      new RegExp(`FROM \\[${testDb}\\]\\.\\[dbo\\]\\.\\[Visits\\] AS r CROSS APPLY \\(SELECT HASHBYTES\\('SHA2_256'`),
+      /sys\.dm_db_persisted_sku_features/,
+      /authentication_type = 1/,
       /user_access_desc/,
       /^IF DB_ID\(@database\) IS NOT NULL .*DROP DATABASE/,
     ];
@@ -276,7 +294,7 @@ describe('rehearse with an engines.mssql section (two scripted SQL Servers)', ()
     expect(proof?.outcome).toBe('failed');
     expect(statuses(proof)).toEqual([
       'copy-read:passed', 'restore-files:passed', 'files-hash:passed',
-      'version:passed', 'certificates:passed', 'restore:failed', 'integrity:skipped', 'fingerprint-source:skipped', 'smoke:skipped', 'cleanup:passed',
+      'version:passed', 'certificates:passed', 'restore:failed', 'integrity:skipped', 'fingerprint-source:skipped', 'database-settings:skipped', 'smoke:skipped', 'cleanup:passed',
       'fingerprint-source:skipped',
     ]);
     const detail = proof!.checks.find((c) => c.name === 'restore')!.detail;

@@ -70,12 +70,22 @@ describe('AutomationStackPort', () => {
     expect(stack.calls.at(-1)).toEqual({ op: 'preview', args: [{ diff: true, color: 'never', onEvent: 'function', plan: '/plans/run-7.crossing.plan.json' }] });
   });
 
+  it('passes --target URNs through to preview and up (the targeted teardown)', async () => {
+    const { stack, port: p } = port();
+    const urns = ['urn:pulumi:prod::rubicon::rubicon:azure:ProvingGround::pg-prod'];
+    await p.preview({ planPath: '/plans/t.json', targets: urns });
+    expect(stack.calls.at(-1)?.args[0]).toMatchObject({ plan: '/plans/t.json', target: urns });
+    await p.up({ planPath: '/plans/ok.json', targets: urns });
+    expect(stack.calls.at(-1)?.args[0]).toMatchObject({ plan: '/plans/ok.json', target: urns });
+  });
+
   it('ups with the plan and unwraps outputs; a refused step becomes INFRA_FAILED with the CLI text', async () => {
     const { stack, port: p } = port();
     const r = await p.up({ planPath: '/plans/ok.json' });
     expect(r.outputs).toEqual({ targetImage: 'img' });
     expect(r.summary).toEqual({ result: 'succeeded', resourceChanges: { replace: 1 } });
     expect(stack.calls.at(-1)?.args[0]).toMatchObject({ plan: '/plans/ok.json' });
+    expect(stack.calls.at(-1)?.args[0]).not.toHaveProperty('target');
     const e = await p.up({ planPath: '/plans/bad.json' }).catch((x: unknown) => x);
     expect(e).toBeInstanceOf(RubiconError);
     expect((e as RubiconError).code).toBe('INFRA_FAILED');

@@ -1,8 +1,17 @@
 import type { Permit } from '../../src/core/types.ts';
 import { proofSetHash } from '../../src/gate/permit.ts';
 import type { RawInfraConfig } from '../../src/infra/azure/config.ts';
+import { generateKeyPair, loadSigner } from '../../src/trust/keys.ts';
+import { signPermit, type SignedPermit } from '../../src/trust/permit.ts';
 
-/** Builders for infra tests: a valid raw config and permits relative to a fixed clock. */
+/** Builders for infra tests: a valid raw config, permits relative to a fixed clock, and a test signing key. */
+
+/** A throwaway signing key for the tests (never a real one). */
+export const KEYS = generateKeyPair();
+export const SIGNER = loadSigner({ env: 'RUBICON_TEST_SIGNING_KEY' }, { RUBICON_TEST_SIGNING_KEY: KEYS.privateKeyPem });
+/** Another key: what a forger who can write the stack config would sign with. */
+export const FORGER_KEYS = generateKeyPair();
+export const FORGER = loadSigner({ env: 'K' }, { K: FORGER_KEYS.privateKeyPem });
 
 export const NOW = new Date('2026-03-01T10:00:00Z');
 export const OLD_IMAGE = 'MicrosoftWindowsServer:WindowsServer:2022-datacenter-azure-edition:latest';
@@ -56,4 +65,9 @@ export function permit(over: Partial<Permit> = {}): Permit {
     expiresAt: '2026-03-01T11:30:00Z',
     ...over,
   };
+}
+
+/** A permit signed with the test key, as `rubicon upgrade` writes it into the stack config. */
+export function signed(over: Partial<Permit> = {}, signer = SIGNER): SignedPermit {
+  return signPermit(permit(over), signer);
 }

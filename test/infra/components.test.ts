@@ -1,24 +1,36 @@
 import * as pulumi from '@pulumi/pulumi';
 import { describe, expect, it } from 'vitest';
 import { RubiconError } from '../../src/core/errors.ts';
-import { ProvingGround, STORAGE_BLOB_DATA_READER, provingGroundRules } from '../../src/infra/azure/components/proving-ground.ts';
-import { TargetServer, dataDiskOptions, targetVmOptions, type TargetServerArgs } from '../../src/infra/azure/components/target-server.ts';
+import { ProvingGround, STORAGE_BLOB_DATA_READER, provingGroundRules, storageServiceTag } from '../../src/infra/azure/components/proving-ground.ts';
+import { TargetServer, dataDiskCaching, dataDiskOptions, targetVmOptions, type TargetServerArgs } from '../../src/infra/azure/components/target-server.ts';
 import { Vault } from '../../src/infra/azure/components/vault.ts';
-import { imageChangeDecision } from '../../src/infra/azure/guard.ts';
-import { NEW_IMAGE, NOW, OLD_IMAGE, PROOF_SET_HASH, SUBNET, permit } from './builders.ts';
+import { targetDecision, type GuardInput } from '../../src/infra/azure/guard.ts';
+import { KEYS, NEW_IMAGE, NOW, OLD_IMAGE, PROOF_SET_HASH, SUBNET, signed } from './builders.ts';
 import { SUBSCRIPTION, optionsRecorder, promiseOf, registered, settled } from '../setup/pulumi-mocks.ts';
 
 const image = { publisher: 'MicrosoftWindowsServer', offer: 'WindowsServer', sku: '2025-datacenter-azure-edition', version: 'latest' };
-const noPermit = imageChangeDecision({ target: 't', currentImage: NEW_IMAGE, plannedImage: NEW_IMAGE, permit: undefined, proofSetHash: undefined, now: NOW });
-const withPermit = imageChangeDecision({ target: 'ehr-01', currentImage: OLD_IMAGE, plannedImage: NEW_IMAGE, permit: permit(), proofSetHash: PROOF_SET_HASH, now: NOW });
+const decision = (over: Partial<GuardInput>) =>
+  targetDecision({
+    target: 'ehr-01',
+    current: { state: 'present', image: OLD_IMAGE, imageSource: 'x', location: 'westeurope' },
+    planned: { image: NEW_IMAGE, location: 'westeurope' },
+    permit: signed(),
+    publicKeyPem: KEYS.publicKeyPem,
+    proofSetHash: PROOF_SET_HASH,
+    now: NOW,
+    ...over,
+  });
+const noPermit = decision({ current: { state: 'present', image: NEW_IMAGE, imageSource: 'x', location: 'westeurope' }, permit: undefined });
+const withPermit = decision({});
 
 function targetArgs(over: Partial<TargetServerArgs> = {}): TargetServerArgs {
   return {
+    name: 'ehr-01',
     resourceGroupName: 'rg-ehr',
     location: 'westeurope',
     vmSize: 'Standard_D4s_v5',
     image,
-    imageDecision: noPermit,
+    decision: noPermit,
     subnetId: SUBNET,
     adminPassword: pulumi.secret('not-a-real-password'),
     dataDisks: [
@@ -59,24 +71,78 @@ describe('TargetServer', () => {
       type: 'azure-native:compute:VirtualMachine',
       protect: true,
       deleteBeforeReplace: true,
-      replaceOnChanges: ['storageProfile.imageReference'],
+      replaceOnChanges: ['storageProfile.imageReference', 'storageProfile.osDisk.managedDisk.id'],
+      // ARM refuses a password change on an existing VM (and an imported VM has none to read).
+      ignoreChanges: ['osProfile.adminPassword'],
     });
   });
 
   it('lifts protect only with a valid permit', async () => {
     const rec = optionsRecorder();
-    const t = new TargetServer('tgt-c', targetArgs({ imageDecision: withPermit }), { transformations: [rec.transformation] });
+    const t = new TargetServer('tgt-c', targetArgs({ decision: withPermit }), { transformations: [rec.transformation] });
     await settled([t.vm]);
     expect(rec.options.get('tgt-cVm')?.protect).toBe(false);
     expect(targetVmOptions(withPermit).protect).toBe(false);
     expect(targetVmOptions(noPermit).protect).toBe(true);
-    expect(dataDiskOptions()).toEqual({ protect: true, retainOnDelete: true });
+    expect(dataDiskOptions()).toEqual({ protect: true, retainOnDelete: true, ignoreChanges: ['creationData'] });
+  });
+
+  it('puts the delete guard hook on the VM and on every data disk', async () => {
+    const fakeHook = { name: 'rubicon-target-delete-guard' } as unknown as pulumi.ResourceHook;
+    const seen = new Map<string, unknown>();
+    // Record the hooks, then strip them: the mock monitor cannot register hooks.
+    const strip: pulumi.ResourceTransformation = (a) => {
+      seen.set(a.name, a.opts.hooks);
+      return { props: a.props, opts: { ...a.opts, hooks: undefined } };
+    };
+    const t = new TargetServer('tgt-h', targetArgs({ deleteGuard: fakeHook }), { transformations: [strip] });
+    await settled([t.vm, ...t.dataDisks]);
+    for (const n of ['tgt-hVm', 'tgt-hDisk-sqldata', 'tgt-hDisk-ehrfiles']) expect(seen.get(n)).toEqual({ beforeDelete: [fakeHook] });
+    expect(seen.get('tgt-hNic')).toBeUndefined();
   });
 
   it('refuses to exist when the decision refuses the change', () => {
-    const refused = imageChangeDecision({ target: 'tgt-d', currentImage: OLD_IMAGE, plannedImage: NEW_IMAGE, permit: undefined, proofSetHash: undefined, now: NOW });
-    expect(() => new TargetServer('tgt-d', targetArgs({ imageDecision: refused }))).toThrow(RubiconError);
+    const refused = decision({ permit: undefined });
+    expect(() => new TargetServer('tgt-d', targetArgs({ decision: refused }))).toThrow(RubiconError);
     expect(registered.some((r) => r.name.startsWith('tgt-d'))).toBe(false);
+  });
+
+  it('keeps URNs stable across a rename: every child aliases the names it had under the former target names', async () => {
+    const rec = optionsRecorder();
+    const t = new TargetServer('tgt-f', targetArgs({ name: 'ehr-02', formerNames: ['ehr-01'] }), { transformations: [rec.transformation] });
+    await settled([t.vm, t.nic, t.nsg, ...t.dataDisks]);
+    // The Azure names follow the new name (so the plan is a replace of the VM, which the guard refuses) ...
+    expect(await promiseOf(t.vm.name)).toBe('ehr-02');
+    // ... but the logical names do not: no second VM beside the first.
+    // (azure-native adds its own type aliases for its API versions after ours.)
+    const names = (n: string) => (rec.options.get(n)?.aliases ?? []).filter((a) => typeof a === 'object' && 'name' in a);
+    expect(names('tgt-fVm')).toEqual([{ name: 'ehr-02Vm' }, { name: 'ehr-01Vm' }]);
+    expect(names('tgt-fNic')).toEqual([{ name: 'ehr-02Nic' }, { name: 'ehr-01Nic' }]);
+    expect(names('tgt-fDisk-sqldata')).toEqual([{ name: 'ehr-02Disk-sqldata' }, { name: 'ehr-01Disk-sqldata' }]);
+  });
+
+  it('uses existing Azure names when adopting, and host caching None for Premium SSD v2', async () => {
+    const t = new TargetServer(
+      'tgt-g',
+      targetArgs({
+        name: 'EHRSRV01',
+        nicName: 'ehrsrv01123',
+        nsgName: 'EHRSRV01-nsg',
+        osDiskName: 'EHRSRV01_OsDisk_1_4c1d',
+        zone: '1',
+        trustedLaunch: false,
+        dataDisks: [{ name: 'sqldata', diskName: 'EHRSRV01_DataDisk_0', lun: 0, sizeGb: 512, type: 'PremiumV2_LRS' }],
+      }),
+    );
+    await settled([t.vm, t.nic, t.nsg, ...t.dataDisks]);
+    expect(await promiseOf(t.nic.name)).toBe('ehrsrv01123');
+    expect(await promiseOf(t.nsg.name)).toBe('EHRSRV01-nsg');
+    expect(await promiseOf(t.dataDisks[0]!.name)).toBe('EHRSRV01_DataDisk_0');
+    const sp = await promiseOf(t.vm.storageProfile);
+    expect(sp?.osDisk?.name).toBe('EHRSRV01_OsDisk_1_4c1d');
+    expect(sp?.dataDisks?.[0]?.caching).toBe('None');
+    expect(await promiseOf(t.vm.securityProfile)).toBeUndefined();
+    expect(dataDiskCaching('Premium_LRS')).toBe('ReadOnly');
   });
 
   it('has boot diagnostics, a NIC kept across rebuilds and no public IP; RDP only from the listed networks', async () => {
@@ -96,7 +162,8 @@ describe('TargetServer', () => {
 });
 
 describe('ProvingGround', () => {
-  const containerId = `/subscriptions/${SUBSCRIPTION}/resourceGroups/rg-vault/providers/Microsoft.Storage/storageAccounts/v/blobServices/default/containers/rubicon-backups`;
+  const accountId = `/subscriptions/${SUBSCRIPTION}/resourceGroups/rg-vault/providers/Microsoft.Storage/storageAccounts/v`;
+  const containerId = `${accountId}/blobServices/default/containers/rubicon-backups`;
   const make = (name: string) =>
     new ProvingGround(name, {
       location: 'westeurope',
@@ -105,8 +172,9 @@ describe('ProvingGround', () => {
       ttlHours: 6,
       adminPassword: pulumi.secret('not-a-real-password'),
       vaultContainerId: containerId,
+      vaultStorageAccountId: accountId,
     });
-  const children = (pg: ProvingGround) => [pg.resourceGroup, pg.vnet, pg.subnet, pg.nsg, pg.nic, pg.identity, pg.vaultReader, pg.vm, pg.shutdown];
+  const children = (pg: ProvingGround) => [pg.resourceGroup, pg.vnet, pg.subnet, pg.endpointPolicy, pg.nsg, pg.nic, pg.identity, pg.vaultReader, pg.vm, pg.shutdown];
 
   it('has no public IP, no peering and no default outbound access', async () => {
     const pg = make('pg-a');
@@ -120,6 +188,7 @@ describe('ProvingGround', () => {
         'azure-native:managedidentity:UserAssignedIdentity',
         'azure-native:network:NetworkInterface',
         'azure-native:network:NetworkSecurityGroup',
+        'azure-native:network:ServiceEndpointPolicy',
         'azure-native:network:Subnet',
         'azure-native:network:VirtualNetwork',
         'azure-native:resources:ResourceGroup',
@@ -137,12 +206,31 @@ describe('ProvingGround', () => {
     const rules = (await promiseOf(pg.nsg.securityRules)) ?? [];
     expect(rules).toEqual(provingGroundRules('westeurope'));
     const allowOut = rules.filter((r) => r.direction === 'Outbound' && r.access === 'Allow');
-    expect(allowOut).toEqual([expect.objectContaining({ destinationAddressPrefix: 'Storage.westeurope', destinationPortRange: '443', protocol: 'Tcp' })]);
+    // The regional service tag is spelled with the region's display name (Storage.WestEurope), not the location.
+    expect(allowOut).toEqual([expect.objectContaining({ destinationAddressPrefix: 'Storage.WestEurope', destinationPortRange: '443', protocol: 'Tcp' })]);
     expect(rules).toContainEqual(expect.objectContaining({ direction: 'Outbound', access: 'Deny', destinationAddressPrefix: 'Internet', destinationPortRange: '*' }));
     expect(rules).toContainEqual(expect.objectContaining({ direction: 'Inbound', access: 'Deny', sourceAddressPrefix: 'Internet', destinationPortRange: '*' }));
     expect(rules.filter((r) => r.direction === 'Inbound' && r.access === 'Allow')).toEqual([]);
     const deny = rules.find((r) => r.name === 'deny-internet-outbound')!;
     expect(allowOut[0]!.priority!).toBeLessThan(deny.priority!);
+  });
+
+  it('its subnet reaches Storage only through a service endpoint policy naming the vault account alone', async () => {
+    const pg = make('pg-e');
+    await settled(children(pg));
+    expect(await promiseOf(pg.endpointPolicy.serviceEndpointPolicyDefinitions)).toEqual([
+      expect.objectContaining({ service: 'Microsoft.Storage', serviceResources: [accountId] }),
+    ]);
+    expect(await promiseOf(pg.subnet.serviceEndpointPolicies)).toEqual([{ id: await promiseOf(pg.endpointPolicy.id) }]);
+    expect(await promiseOf(pg.subnet.serviceEndpoints)).toEqual([{ service: 'Microsoft.Storage', locations: ['westeurope'] }]);
+  });
+
+  it('spells regional Storage tags as Azure does, and refuses a region it does not know', () => {
+    expect(storageServiceTag('westeurope')).toBe('Storage.WestEurope');
+    expect(storageServiceTag('East US 2')).toBe('Storage.EastUS2');
+    expect(storageServiceTag('uksouth')).toBe('Storage.UKSouth');
+    expect(() => storageServiceTag('marsnorth')).toThrow(/does not know the service-tag spelling of region "marsnorth"/);
+    expect(provingGroundRules('marsnorth', 'Storage.MarsNorth')[0]!.destinationAddressPrefix).toBe('Storage.MarsNorth');
   });
 
   it('its identity may only read the vault container', async () => {

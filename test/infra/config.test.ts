@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { RubiconError } from '../../src/core/errors.ts';
 import { cidrRange, parseInfraConfig } from '../../src/infra/azure/config.ts';
 import { readInfraConfig } from '../../src/infra/azure/program.ts';
-import { permit, rawConfig } from './builders.ts';
+import { KEYS, rawConfig, signed } from './builders.ts';
 
 function errorOf(fn: () => unknown): RubiconError {
   try {
@@ -30,10 +30,10 @@ describe('parseInfraConfig: parse → normalize → rules', () => {
 
   it('accepts objects as JSON strings and "true"/numbers as the CLI stores them with --path', () => {
     const raw = rawConfig({ provingGround: { enabled: 'true', ttlHours: '12', createdAt: '2026-03-01T08:00:00Z' } });
-    const c = parseInfraConfig({ ...raw, target: JSON.stringify(raw.target), provingGround: JSON.stringify(raw.provingGround), permit: JSON.stringify(permit()) });
+    const c = parseInfraConfig({ ...raw, target: JSON.stringify(raw.target), provingGround: JSON.stringify(raw.provingGround), permit: JSON.stringify(signed()) });
     expect(c.provingGround.enabled).toBe(true);
     expect(c.provingGround.ttlHours).toBe(12);
-    expect(c.permit?.id).toBe('permit.run-7.9f2c');
+    expect(c.permit?.permit.id).toBe('permit.run-7.9f2c');
   });
 
   it('never coerces other strings into booleans', () => {
@@ -70,6 +70,9 @@ describe('parseInfraConfig: parse → normalize → rules', () => {
     [{ provingGround: { subnetPrefix: '10.251.0.0/26' } }, 'rubicon:provingGround.subnetPrefix', 'inside'],
     [{ provingGround: { enabled: true } }, 'rubicon:provingGround.createdAt', 'not set'],
     [{ target: { rdpSourcePrefixes: ['0.0.0.0/0'] } }, 'rubicon:target.rdpSourcePrefixes', 'Internet'],
+    // ARM rejects Premium SSD v2 on a VM without a zone.
+    [{ target: { dataDisks: [{ name: 'a', lun: 0, sizeGb: 10, type: 'PremiumV2_LRS' }] } }, 'rubicon:target.dataDisks[0].type', 'availability zone'],
+    [{ target: { formerNames: ['ehr-01'] } }, 'rubicon:target.formerNames', 'current name'],
   ])('cross-field rule: %j', (over, key, text) => {
     const e = errorOf(() => parseInfraConfig(rawConfig(over as never)));
     expect(e.message).toContain(key);
@@ -77,8 +80,30 @@ describe('parseInfraConfig: parse → normalize → rules', () => {
   });
 
   it('warns when the permit names another target', () => {
-    const c = parseInfraConfig(rawConfig({ permit: permit({ target: 'other-01' }) }));
+    const c = parseInfraConfig(rawConfig({ permit: signed({ target: 'other-01' }) }));
     expect(c.warnings).toEqual([expect.stringContaining('"other-01"')]);
+  });
+
+  it('takes the signed permit, the trusted public key and existing names for adoption', () => {
+    const c = parseInfraConfig(
+      rawConfig({
+        permit: signed(),
+        permitPublicKey: KEYS.publicKeyPem,
+        target: { nicName: 'EHRSRV01-nic-7f3a', nsgName: 'EHRSRV01-nsg', osDiskName: 'EHRSRV01_OsDisk_1_4c1d', trustedLaunch: false, dataDisks: [{ name: 'sqldata', diskName: 'EHRSRV01_DataDisk_0', lun: 0, sizeGb: 512 }] },
+      }),
+    );
+    expect(c.permitPublicKey).toBe(KEYS.publicKeyPem);
+    expect(c.target).toMatchObject({ nicName: 'EHRSRV01-nic-7f3a', nsgName: 'EHRSRV01-nsg', osDiskName: 'EHRSRV01_OsDisk_1_4c1d', trustedLaunch: false });
+    expect(c.target.dataDisks[0]).toMatchObject({ name: 'sqldata', diskName: 'EHRSRV01_DataDisk_0' });
+    const d = parseInfraConfig(rawConfig());
+    expect(d.target).toMatchObject({ nicName: 'ehr-01-nic', nsgName: 'ehr-01-nsg', trustedLaunch: true, formerNames: [] });
+    expect(d.target.dataDisks.map((x) => x.diskName)).toEqual(['ehr-01-sqldata', 'ehr-01-ehrfiles']);
+    expect(d.target).not.toHaveProperty('osDiskName');
+  });
+
+  it('refuses an unsigned permit and a private key where the public one belongs', () => {
+    expect(errorOf(() => parseInfraConfig(rawConfig({ permit: signed().permit }))).message).toContain('rubicon:permit');
+    expect(errorOf(() => parseInfraConfig(rawConfig({ permitPublicKey: KEYS.privateKeyPem }))).message).toContain('rubicon:permitPublicKey');
   });
 
   it('cidrRange computes ranges', () => {

@@ -195,4 +195,37 @@ describe('mssqlEngineOptions', () => {
     expect(engines.mssql?.kind).toBe('mssql');
     expect(Object.keys(engines.mssql!.methods)).toEqual(Object.keys(MSSQL_METHODS));
   });
+
+  it('issue 11: key passwords, a landing connection, the declared landing server and vendor smoke queries', async () => {
+    const extra = `    keyBackupPasswordEnv: RUBICON_KEY_BACKUP_PASSWORD
+    masterKeyPasswordEnv: RUBICON_DMK_PASSWORD
+    landing:
+      server: ehr-sql02.example.org
+      user: rubicon
+      passwordEnv: RUBICON_LANDING_PASSWORD
+      encrypt: true
+      trustServerCertificate: false
+    landingServer: { productVersion: 16.0.4135.4, edition: Standard Edition (64-bit), engineEdition: 2 }
+    landingLayout: { dataDirectory: 'E:\\Data', logDirectory: 'F:\\Log' }
+    smokeQueries:
+      - { name: patients are there, database: EHR, query: 'SELECT COUNT(*) AS n FROM dbo.Patients', columns: [n], minRows: 1, maxRows: 1 }
+`;
+    const env = { ...ENV, RUBICON_KEY_BACKUP_PASSWORD: 'key-secret', RUBICON_DMK_PASSWORD: 'dmk-secret', RUBICON_LANDING_PASSWORD: 'landing-secret' };
+    const rb = parseRunbook(GOOD + extra, FILE, env);
+    const o = mssqlEngineOptions(rb.engines!.mssql!, env);
+    expect(o.landing).toMatchObject({ server: 'ehr-sql02.example.org', password: 'landing-secret', encrypt: true });
+    expect(o.landingServer).toEqual({ productVersion: '16.0.4135.4', edition: 'Standard Edition (64-bit)', engineEdition: 2 });
+    expect(o.landingLayout).toEqual({ dataDirectory: 'E:\\Data', logDirectory: 'F:\\Log' });
+    expect(o.smokeQueries).toEqual([{ name: 'patients are there', database: 'EHR', query: 'SELECT COUNT(*) AS n FROM dbo.Patients', columns: ['n'], minRows: 1, maxRows: 1 }]);
+    expect(await o.secrets?.keyBackupPassword?.()).toBe('key-secret');
+    expect(await o.secrets?.masterKeyPassword?.('landing')).toBe('dmk-secret');
+    // the values never enter the runbook object
+    expect(JSON.stringify(rb)).not.toMatch(/key-secret|dmk-secret|landing-secret/);
+    // a named variable that is not set is refused at load, naming it
+    const r = refused(GOOD + extra, { ...env, RUBICON_DMK_PASSWORD: '' });
+    expect(r.problems.map((p) => p.path)).toContain('engines.mssql.masterKeyPasswordEnv');
+    // an impossible shape is refused
+    const bad = refused(GOOD + extra.replace('minRows: 1, maxRows: 1', 'minRows: 2, maxRows: 1'), env);
+    expect(bad.problems.map((p) => p.path)).toContain('engines.mssql.smokeQueries.0.maxRows');
+  });
 });

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import * as pulumi from '@pulumi/pulumi';
 
 /**
@@ -59,6 +60,11 @@ function armId(type: string, name: string, inputs: Record<string, unknown>): str
   return `/subscriptions/${SUBSCRIPTION}/resourceGroups/${rg}/providers/Microsoft.${module}/${kind}/${azureName(type, name, inputs)}`;
 }
 
+function mockGuid(seed: string): string {
+  const h = createHash('sha256').update(seed).digest('hex');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-8${h.slice(17, 20)}-${h.slice(20, 32)}`;
+}
+
 await pulumi.runtime.setMocks(
   {
     newResource(args: pulumi.runtime.MockResourceArgs): { id: string; state: Record<string, unknown> } {
@@ -67,6 +73,8 @@ await pulumi.runtime.setMocks(
       registered.push({ type: args.type, name: args.name, inputs, id });
       const state: Record<string, unknown> = { ...inputs, name: azureName(args.type, args.name, inputs) };
       if (args.type === 'azure-native:managedidentity:UserAssignedIdentity') state['principalId'] = `principal-of-${args.name}`;
+      // ARM's properties.vmId: a GUID per VM created (derived from the name here, so tests are stable).
+      if (args.type === 'azure-native:compute:VirtualMachine') state['vmId'] = mockGuid(`${args.name}:${JSON.stringify(inputs['storageProfile'] ?? {})}`);
       if (args.type === 'azure-native:storage:StorageAccount') state['primaryEndpoints'] = { blob: `https://${String(inputs['accountName'])}.blob.core.windows.net/` };
       if (args.type === 'azure-native:keyvault:Vault') {
         state['properties'] = { ...(inputs['properties'] as object), vaultUri: `https://${String(inputs['vaultName'])}.vault.azure.net/` };

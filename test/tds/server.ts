@@ -3,7 +3,11 @@
  * the `mssql` package) needs, on a loopback net.Server, answering from a
  * script instead of a database.
  *
- *   PRELOGIN  → PRELOGIN response (ENCRYPTION = NOT_SUP: clients must use encrypt: false)
+ *   PRELOGIN  → PRELOGIN response: ENCRYPTION = NOT_SUP, or ENCRYPT_ON when the
+ *               endpoint has a certificate (`tls`) and the client asks for
+ *               encryption; then the TLS handshake runs inside PRELOGIN
+ *               packets (MS-TDS 2.2.6.5, as tedious' message-io does it) and
+ *               everything after it, LOGIN7 included, is TLS on the socket
  *   LOGIN7    → LOGINACK + ENVCHANGE (database, collation, packet size) + DONE
  *   SQL_BATCH → text decoded, answered by the script
  *   RPC       → sp_executesql decoded (statement, declarations, every parameter
@@ -15,10 +19,22 @@
  * matches is answered with error 50000 naming it, so an unexpected statement
  * fails the test that caused it instead of passing silently.
  *
- * Not implemented (not needed by Rubicon): TLS, MARS, NTLM/federated auth,
- * bulk load, transactions manager requests, PLP column values in results.
+ * A reply is either the simple shape (infos, result sets, errors) or an
+ * ordered list of `parts` as SQL Server sends them: INFO interleaved with
+ * rows and errors, an error mid-batch followed by more results (each
+ * statement ends with its own DONE, with the ERROR bit after an error), a
+ * DONE with the ERROR bit and no ERROR token, `flush` points where what came
+ * before is sent at once and the endpoint waits for the test (RESTORE
+ * progress arriving over time), and `close` (a severity 20+ error: SQL
+ * Server closes the connection).
+ *
+ * Not implemented (not needed by Rubicon): TDS 8 (strict), MARS,
+ * NTLM/federated auth, bulk load, transaction manager requests, PLP column
+ * values in results.
  */
 import net from 'node:net';
+import { Duplex } from 'node:stream';
+import tls from 'node:tls';
 import {
   colMetadata,
   done,
@@ -47,8 +63,24 @@ export interface TdsResultSet {
   rows: Record<string, unknown>[];
 }
 
+/** One piece of an ordered reply. */
+export type TdsPart =
+  | { info: TdsMessage }
+  | { error: TdsMessage }
+  | { resultSet: TdsResultSet }
+  /** Ends one statement of the batch: DONE (DONEINPROC inside an RPC) with MORE, and ERROR when `error`. */
+  | { done: { error?: boolean; rowCount?: number } }
+  /** Sends everything before it now (packets without EOM), then waits for the promise before going on. */
+  | { flush: Promise<unknown> }
+  /** Sends everything before it, then closes the connection (what SQL Server does after a severity 20+ error). */
+  | { close: true };
+
 /** What the endpoint answers to one request. */
 export interface TdsReply {
+  /** An ordered reply; when given, infos/resultSets/errors are ignored. The final DONE(PROC) follows, with ERROR when `finalError`. */
+  parts?: TdsPart[];
+  /** The final DONE carries the ERROR bit (default: when any error part was sent and no `done` came after it). */
+  finalError?: boolean;
   /** INFO tokens, sent first (PRINT output, RESTORE progress, "DBCC execution completed"). */
   infos?: TdsMessage[];
   resultSets?: TdsResultSet[];
@@ -72,6 +104,8 @@ export interface TdsRequest {
   internal: boolean;
   /** The database named in LOGIN7 for the connection that sent it. */
   database: string;
+  /** The request arrived over TLS. */
+  encrypted: boolean;
 }
 
 export type TdsMatcher = RegExp | string | ((req: TdsRequest) => boolean);
@@ -87,6 +121,8 @@ interface Rule {
 export interface TdsServerOptions {
   /** Version reported in PRELOGIN and LOGINACK; default 16.0.4135 (SQL Server 2022). */
   version?: { major: number; minor: number; build: number };
+  /** A certificate and key (PEM): the endpoint then negotiates TLS when the client asks for encryption. */
+  tls?: { cert: string | Buffer; key: string | Buffer };
   /** Logins refused with Msg 18456, by user name. */
   refuseUsers?: string[];
 }
@@ -257,11 +293,17 @@ export class TdsServer {
   readonly #sockets = new Set<net.Socket>();
   readonly #version: { major: number; minor: number; build: number };
   readonly #refuse: Set<string>;
+  readonly #tls: TdsServerOptions['tls'];
+  /** Every byte clients sent, as it arrived on the socket (to show what crossed the wire in clear). */
+  readonly wire: Buffer[] = [];
+  /** Every successful login: who, into which database, and whether over TLS. */
+  readonly logins: { user: string; database: string; encrypted: boolean }[] = [];
   #port = 0;
 
   constructor(options: TdsServerOptions = {}) {
     this.#version = options.version ?? { major: 16, minor: 0, build: 4135 };
     this.#refuse = new Set(options.refuseUsers ?? []);
+    this.#tls = options.tls;
     this.#server = net.createServer((socket) => this.#accept(socket));
   }
 
@@ -307,15 +349,11 @@ export class TdsServer {
     return this.requests.filter((r) => !r.internal && matches(match, r));
   }
 
-  #accept(socket: net.Socket): void {
-    this.#sockets.add(socket);
-    socket.on('close', () => this.#sockets.delete(socket));
-    socket.on('error', () => socket.destroy());
+  /** Splits a byte stream into TDS messages (packets joined until EOM). */
+  #assembler(onMessage: (type: number, payload: Buffer) => void): (chunk: Buffer) => void {
     let pending = Buffer.alloc(0);
     let parts: Buffer[] = [];
-    let database = 'master';
-    let queue = Promise.resolve();
-    socket.on('data', (chunk: Buffer) => {
+    return (chunk: Buffer) => {
       pending = Buffer.concat([pending, chunk]);
       while (pending.length >= HEADER) {
         const length = pending.readUInt16BE(2);
@@ -327,29 +365,111 @@ export class TdsServer {
         if ((status & EOM) === 0) continue;
         const payload = Buffer.concat(parts);
         parts = [];
-        queue = queue
-          .then(async () => {
-            if (type === PACKET.LOGIN7) database = login7Field(payload, 68) || 'master';
-            await this.#handle(socket, type, payload, database);
-          })
-          .catch((e: unknown) => {
-            // A decoding bug in this endpoint: answer with an error the test will see.
-            this.#send(socket, Buffer.concat([message('error', { number: 50001, message: String(e) }), done(TOKEN.DONE, DONE_STATUS.ERROR)]));
-          });
+        onMessage(type, payload);
       }
-    });
+    };
   }
 
-  async #handle(socket: net.Socket, type: number, payload: Buffer, database: string): Promise<void> {
+  #accept(socket: net.Socket): void {
+    this.#sockets.add(socket);
+    socket.on('close', () => this.#sockets.delete(socket));
+    socket.on('error', () => socket.destroy());
+    const conn: Conn = { write: (b) => socket.write(b), close: () => socket.end(), database: 'master', encrypted: false };
+    let queue = Promise.resolve();
+    const onMessage = (type: number, payload: Buffer): void => {
+      queue = queue
+        .then(async () => {
+          if (type === PACKET.LOGIN7) conn.database = login7Field(payload, 68) || 'master';
+          if (type === PACKET.PRELOGIN && !conn.encrypted && this.#tls && clientWantsEncryption(payload)) {
+            this.#send(conn, preloginResponse(this.#version, ENCRYPT_ON));
+            startTls();
+            return;
+          }
+          await this.#handle(conn, type, payload);
+        })
+        .catch((e: unknown) => {
+          // A decoding bug in this endpoint: answer with an error the test will see.
+          this.#send(conn, Buffer.concat([message('error', { number: 50001, message: String(e) }), done(TOKEN.DONE, DONE_STATUS.ERROR)]));
+        });
+    };
+    const plain = this.#assembler(onMessage);
+    let mode: 'plain' | 'handshake' | 'tls' = 'plain';
+    let onRaw: (chunk: Buffer) => void = plain;
+    socket.on('data', (chunk: Buffer) => {
+      this.wire.push(chunk);
+      onRaw(chunk);
+    });
+
+    /**
+     * TDS-wrapped TLS (MS-TDS 2.2.6.5): the client sends each handshake
+     * flight inside a PRELOGIN message and reads exactly one message back,
+     * which carries the server's flight; once the handshake is done, TLS
+     * records flow on the socket itself and carry TDS packets.
+     */
+    const startTls = (): void => {
+      mode = 'handshake';
+      const raw: Conn = { ...conn, write: (b) => socket.write(b) };
+      let out: Buffer[] = [];
+      let flushing = false;
+      let awaitingResponse = false;
+      let secured = false;
+      const transport = new Duplex({
+        read() {},
+        write: (chunk: Buffer, _enc, cb) => {
+          if (mode === 'tls') {
+            socket.write(chunk);
+            return cb();
+          }
+          out.push(chunk);
+          if (!flushing) {
+            flushing = true;
+            // One flight is written in one go; send it as one PRELOGIN message once this turn of writes is over.
+            setImmediate(() => {
+              flushing = false;
+              // Handshake flights go on the socket itself, wrapped in a PRELOGIN message (conn.write already points into TLS).
+              this.#send(raw, Buffer.concat(out), PACKET.PRELOGIN);
+              out = [];
+              awaitingResponse = false;
+              if (secured) mode = 'tls';
+            });
+          }
+          cb();
+        },
+      });
+      const handshake = this.#assembler((type, payload) => {
+        if (type !== PACKET.PRELOGIN) throw new Error(`scripted TDS endpoint: packet type ${type} during the TLS handshake`);
+        awaitingResponse = true;
+        transport.push(payload);
+      });
+      onRaw = (chunk) => (mode === 'tls' ? transport.push(chunk) : handshake(chunk));
+      const secure = new tls.TLSSocket(transport as unknown as net.Socket, { isServer: true, secureContext: tls.createSecureContext({ cert: this.#tls!.cert, key: this.#tls!.key }) });
+      secure.on('secure', () => {
+        secured = true;
+        if (!awaitingResponse && !flushing) mode = 'tls';
+      });
+      secure.on('error', () => socket.destroy());
+      conn.encrypted = true;
+      conn.write = (b) => secure.write(b);
+      conn.close = () => {
+        secure.end();
+        socket.end();
+      };
+      secure.on('data', this.#assembler(onMessage));
+      socket.on('close', () => secure.destroy());
+    };
+  }
+
+  async #handle(conn: Conn, type: number, payload: Buffer): Promise<void> {
+    const database = conn.database;
     switch (type) {
       case PACKET.PRELOGIN:
-        this.#send(socket, preloginResponse(this.#version));
+        this.#send(conn, preloginResponse(this.#version));
         return;
       case PACKET.LOGIN7: {
         const user = login7Field(payload, 40);
         if (this.#refuse.has(user)) {
           this.#send(
-            socket,
+            conn,
             Buffer.concat([
               message('error', { number: 18456, class: 14, message: `Login failed for user '${user}'.` }),
               done(TOKEN.DONE, DONE_STATUS.ERROR),
@@ -357,8 +477,9 @@ export class TdsServer {
           );
           return;
         }
+        this.logins.push({ user, database, encrypted: conn.encrypted });
         this.#send(
-          socket,
+          conn,
           Buffer.concat([
             envChange(1, database, 'master'),
             envChangeCollation(),
@@ -370,13 +491,13 @@ export class TdsServer {
         return;
       }
       case PACKET.ATTENTION:
-        this.#send(socket, done(TOKEN.DONE, DONE_STATUS.ATTN));
+        this.#send(conn, done(TOKEN.DONE, DONE_STATUS.ATTN));
         return;
       case PACKET.SQL_BATCH: {
         const sql = payload.subarray(skipAllHeaders(payload)).toString('utf16le');
-        const req: TdsRequest = { kind: 'batch', sql, params: {}, internal: INTERNAL.some((r) => r.test(sql)), database };
+        const req: TdsRequest = { kind: 'batch', sql, params: {}, internal: INTERNAL.some((r) => r.test(sql)), database, encrypted: conn.encrypted };
         this.requests.push(req);
-        this.#send(socket, this.#tokens(req, await this.#reply(req)));
+        await this.#answer(conn, req, await this.#reply(req));
         return;
       }
       case PACKET.RPC: {
@@ -393,6 +514,7 @@ export class TdsServer {
             params: Object.fromEntries(rest.map((p) => [p.name, p.value])),
             internal: INTERNAL.some((r) => r.test(sql)),
             database,
+            encrypted: conn.encrypted,
           };
         } else {
           req = {
@@ -402,14 +524,15 @@ export class TdsServer {
             params: Object.fromEntries(params.map((p) => [p.name, p.value])),
             internal: false,
             database,
+            encrypted: conn.encrypted,
           };
         }
         this.requests.push(req);
-        this.#send(socket, this.#tokens(req, await this.#reply(req)));
+        await this.#answer(conn, req, await this.#reply(req));
         return;
       }
       default:
-        this.#send(socket, Buffer.concat([message('error', { number: 50002, message: `packet type ${type} not implemented` }), done(TOKEN.DONE, DONE_STATUS.ERROR)]));
+        this.#send(conn, Buffer.concat([message('error', { number: 50002, message: `packet type ${type} not implemented` }), done(TOKEN.DONE, DONE_STATUS.ERROR)]));
     }
   }
 
@@ -424,6 +547,54 @@ export class TdsServer {
     return {
       errors: [{ number: 50000, class: 16, message: `scripted TDS endpoint: no rule for ${req.kind}: ${req.sql.slice(0, 300)}` }],
     };
+  }
+
+  /** Sends a reply: the simple shape as one message, `parts` in order with flushes and a possible close. */
+  async #answer(conn: Conn, req: TdsRequest, reply: TdsReply): Promise<void> {
+    if (!reply.parts) {
+      this.#send(conn, this.#tokens(req, reply));
+      return;
+    }
+    const inProc = req.kind === 'rpc';
+    let buffered: Buffer[] = [];
+    let errorSinceDone = false;
+    let packetId = 1;
+    const flush = (last: boolean): void => {
+      packetId = this.#send(conn, Buffer.concat(buffered), PACKET.REPLY, last, packetId);
+      buffered = [];
+    };
+    for (const part of reply.parts) {
+      if ('info' in part) buffered.push(message('info', part.info));
+      else if ('error' in part) {
+        buffered.push(message('error', part.error));
+        errorSinceDone = true;
+      } else if ('resultSet' in part) {
+        buffered.push(colMetadata(part.resultSet.columns));
+        for (const r of part.resultSet.rows) buffered.push(row(part.resultSet.columns, r));
+        buffered.push(done(inProc ? TOKEN.DONEINPROC : TOKEN.DONE, DONE_STATUS.MORE, part.resultSet.rows.length));
+      } else if ('done' in part) {
+        buffered.push(done(inProc ? TOKEN.DONEINPROC : TOKEN.DONE, DONE_STATUS.MORE | (part.done.error ? DONE_STATUS.ERROR : 0), part.done.rowCount));
+        errorSinceDone = false;
+      } else if ('flush' in part) {
+        flush(false);
+        await part.flush;
+      } else if ('close' in part) {
+        // As SQL Server does after a severity 20+ error: the error and a final DONE(ERROR), then the connection is closed.
+        buffered.push(done(inProc ? TOKEN.DONEPROC : TOKEN.DONE, DONE_STATUS.ERROR, undefined, inProc ? 0xe0 : 0xc1));
+        flush(true);
+        conn.close();
+        return;
+      }
+    }
+    const error = reply.finalError ?? errorSinceDone;
+    const status = error ? DONE_STATUS.ERROR : DONE_STATUS.FINAL;
+    if (inProc) {
+      buffered.push(returnStatus(error ? 1 : 0));
+      buffered.push(done(TOKEN.DONEPROC, status, undefined, 0xe0));
+    } else {
+      buffered.push(done(TOKEN.DONE, status, undefined, 0xc1));
+    }
+    flush(true);
   }
 
   #tokens(req: TdsRequest, reply: TdsReply): Buffer {
@@ -448,21 +619,48 @@ export class TdsServer {
     return Buffer.concat(parts);
   }
 
-  /** Frames a reply as TABULAR_RESULT packets of at most 4096 bytes. */
-  #send(socket: net.Socket, data: Buffer): void {
+  /**
+   * Frames data as packets of at most 4096 bytes of `type` (TABULAR_RESULT
+   * by default); the last one has EOM when `last`. Returns the next packet id.
+   */
+  #send(conn: Conn, data: Buffer, type: number = PACKET.REPLY, last = true, firstId = 1): number {
     const max = 4096 - HEADER;
-    let packetId = 1;
+    let packetId = firstId;
     for (let off = 0; off < data.length || off === 0; off += max) {
       const chunk = data.subarray(off, off + max);
-      const last = off + max >= data.length;
+      const end = off + max >= data.length;
       const header = Buffer.alloc(HEADER);
-      header.writeUInt8(PACKET.REPLY, 0);
-      header.writeUInt8(last ? EOM : 0, 1);
+      header.writeUInt8(type, 0);
+      header.writeUInt8(end && last ? EOM : 0, 1);
       header.writeUInt16BE(chunk.length + HEADER, 2);
       header.writeUInt16BE(0x0033, 4);
       header.writeUInt8(packetId++ % 256, 6);
-      socket.write(Buffer.concat([header, chunk]));
-      if (last) break;
+      conn.write(Buffer.concat([header, chunk]));
+      if (end) break;
+    }
+    return packetId;
+  }
+}
+
+/** One client connection: where replies go (the socket, or the TLS stream on it). */
+interface Conn {
+  write(b: Buffer): void;
+  close(): void;
+  database: string;
+  encrypted: boolean;
+}
+
+/** ENCRYPTION option of PRELOGIN: 0x00 OFF, 0x01 ON, 0x02 NOT_SUP, 0x03 REQ. */
+const ENCRYPT_ON = 0x01;
+
+/** Whether a client's PRELOGIN asks for encryption (ENCRYPTION option ON or REQ). */
+function clientWantsEncryption(payload: Buffer): boolean {
+  for (let i = 0; i + 5 <= payload.length && payload[i] !== 0xff; i += 5) {
+    if (payload[i] === 0x01) {
+      const offset = payload.readUInt16BE(i + 1);
+      const v = payload[offset];
+      return v === 0x01 || v === 0x03;
     }
   }
+  return false;
 }

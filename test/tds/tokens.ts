@@ -269,11 +269,11 @@ export function envChangeCollation(): Buffer {
   return lengthPrefixed(TOKEN.ENVCHANGE, Buffer.concat([u8(7), u8(COLLATION.length), COLLATION, u8(0)]));
 }
 
-/** PRELOGIN response: VERSION, ENCRYPTION = NOT_SUP (0x02), INSTOPT, THREADID, MARS off. */
-export function preloginResponse(version: { major: number; minor: number; build: number }): Buffer {
+/** PRELOGIN response: VERSION, ENCRYPTION (default NOT_SUP 0x02; ENCRYPT_ON 0x01 for TLS), INSTOPT, THREADID, MARS off. */
+export function preloginResponse(version: { major: number; minor: number; build: number }, encryption = 0x02): Buffer {
   const options: [number, Buffer][] = [
     [0x00, Buffer.from([version.major, version.minor, (version.build >> 8) & 0xff, version.build & 0xff, 0, 0])],
-    [0x01, Buffer.from([0x02])],
+    [0x01, Buffer.from([encryption])],
     [0x02, Buffer.from([0x00])],
     [0x03, Buffer.alloc(0)],
     [0x04, Buffer.from([0x00])],

@@ -28,8 +28,32 @@ export interface RestoreStep {
   files: string[];
   /** Backup set position inside the media (WITH FILE = n). */
   position: number;
+  /** Exact LastLSN (msdb's decimal text). */
   lastLsn?: string;
   backupFinishDate?: string | null;
+  /**
+   * HEADERONLY BackupSetGUID (= msdb backupset.backup_set_uuid) at capture:
+   * the restore step uses only a backup set with exactly this GUID, so an
+   * older or another backup in the same file name and position is refused.
+   */
+  backupSetGuid?: string;
+  /** HEADERONLY HasBackupChecksums at capture (RESTORE WITH CHECKSUM only when true). */
+  hasBackupChecksums?: boolean;
+}
+
+/** What of the source database must survive the restore (read at capture). */
+export interface SidecarDatabase {
+  compatibilityLevel: number | null;
+  collation: string | null;
+  owner: string | null;
+  ownerSid: string | null;
+  trustworthy: boolean;
+  /** sys.dm_db_persisted_sku_features of the source database. */
+  skuFeatures: string[];
+  filestreamFilegroups: number;
+  clrAssemblies: number;
+  /** Sum of the data files' sizes (bytes), for Express's 10 GB limit. */
+  dataBytes: number | null;
 }
 
 export interface Sidecar {
@@ -37,7 +61,27 @@ export interface Sidecar {
   format: 'mssql-bak';
   database: string;
   method: string;
-  source: { server: string; productVersion: string; edition: string };
+  source: {
+    server: string;
+    productVersion: string;
+    edition: string;
+    /** SERVERPROPERTY('EngineEdition'). */
+    engineEdition?: number;
+    /** The source instance's collation. */
+    collation?: string;
+  };
+  /** The source database's settings (absent in artifacts of earlier versions). */
+  databaseFacts?: SidecarDatabase;
+  /**
+   * What the capture-time source fingerprint is comparable with: `frozen`
+   * (the database was read-only or not MULTI_USER: no writes between the
+   * fingerprint and the backup) or `live` (writes between them show up as
+   * differences: compare the restored copies with each other, and the final
+   * capture after freeze with the source).
+   */
+  fingerprintBasis?: 'frozen' | 'live';
+  /** master/model/msdb: never restored under a test name (see prove.ts). */
+  system?: boolean;
   steps: RestoreStep[];
   certificates: SidecarCertificate[];
   /** Thumbprints the restore will ask for (TDE, backup encryption). */

@@ -27,8 +27,9 @@ import { join, posix } from 'node:path';
 import { RubiconError } from '../../core/errors.ts';
 import type { Item } from '../../core/types.ts';
 import type { CapturedFiles, EngineContext, VendorJobSpec } from '../engine.ts';
-import { fileToken, serializeSidecar, serverBasename, serverJoin, SIDECAR_NAME, type RestoreStep, type Sidecar, type SidecarCertificate } from './artifact.ts';
+import { fileToken, serializeSidecar, serverBasename, serverJoin, SIDECAR_NAME, type RestoreStep, type Sidecar, type SidecarCertificate, type SidecarDatabase } from './artifact.ts';
 import {
+  canCompress,
   groupBackupSets,
   isRunning,
   judgeJobRun,
@@ -37,20 +38,27 @@ import {
   parseHistory,
   parseJobActivity,
   parseJobHistory,
+  sameGuid,
   sameLsn,
   thumbprint,
+  withinRun,
   type BackupHeader,
   type BackupSet,
   type JobActivity,
 } from './parse.ts';
 import { explain, type MssqlSecrets } from './prove.ts';
 import {
+  jobProperties,
+  scriptAlerts,
   scriptConfiguration,
   scriptCredentials,
+  scriptDatabaseMail,
+  scriptEndpoints,
   scriptJobs,
   scriptLinkedServers,
   scriptLogins,
   scriptOperators,
+  scriptProxies,
   scriptStartupAndTraceFlags,
 } from './scripts.ts';
 import { describeServer, formatMessages, type MssqlSession, type SqlRow } from './session.ts';
@@ -76,14 +84,49 @@ function fail(item: Item, method: string, message: string, hint?: string): Rubic
   return new RubiconError('CAPTURE_FAILED', `${item.id} (${method}): ${message}`, hint ? { hint } : {});
 }
 
-async function serverInfo(env: CaptureEnv): Promise<{ productVersion: string; edition: string; server: string }> {
+export interface SourceInfo {
+  productVersion: string;
+  edition: string;
+  engineEdition: number;
+  collation: string;
+  server: string;
+}
+
+async function serverInfo(env: CaptureEnv): Promise<SourceInfo> {
   const r = (await env.session.query(q.serverInfoStatement(), 'reading the server version', env.ctx.signal))[0] ?? {};
   return {
     productVersion: String(r.product_version ?? ''),
     edition: String(r.edition ?? ''),
+    engineEdition: Number(r.engine_edition ?? 0),
+    collation: String(r.collation ?? ''),
     server: String(r.server_name ?? describeServer(env.session.config)),
   };
 }
+
+const sourceOf = (info: SourceInfo): Sidecar['source'] => ({ server: info.server, productVersion: info.productVersion, edition: info.edition, engineEdition: info.engineEdition, collation: info.collation });
+
+/** The source database's settings that must survive the restore (read-only). */
+async function databaseFacts(env: CaptureEnv, item: Item, db: SqlRow): Promise<SidecarDatabase> {
+  const out = await env.session.run(q.databaseFeaturesStatement(item.name), env.ctx.signal);
+  if (!out.ok) throw fail(item, 'capture', `reading the settings of ${item.name}: ${formatMessages(out.messages)}`);
+  const r = out.recordsets[0]?.[0] ?? {};
+  return {
+    compatibilityLevel: r.compatibility_level === null || r.compatibility_level === undefined ? null : Number(r.compatibility_level),
+    collation: r.collation_name === null || r.collation_name === undefined ? null : String(r.collation_name),
+    owner: r.owner_name === null || r.owner_name === undefined ? null : String(r.owner_name),
+    ownerSid: r.owner_sid === null || r.owner_sid === undefined ? null : String(r.owner_sid),
+    trustworthy: Number(r.is_trustworthy_on ?? 0) === 1,
+    skuFeatures: (out.recordsets[1] ?? []).map((f) => String(f.feature_name)),
+    filestreamFilegroups: Number(r.filestream_filegroups ?? 0),
+    clrAssemblies: Number(r.clr_assemblies ?? 0),
+    dataBytes: db.size_bytes === null || db.size_bytes === undefined ? null : Number(db.size_bytes),
+  };
+}
+
+/** Frozen: read-only, or not MULTI_USER (the freeze sets SINGLE_USER/RESTRICTED_USER): nothing writes between fingerprint and backup. */
+const basisOf = (db: SqlRow): 'frozen' | 'live' => (Number(db.is_read_only ?? 0) === 1 || (typeof db.user_access_desc === 'string' && db.user_access_desc !== 'MULTI_USER') ? 'frozen' : 'live');
+
+const isSystem = (db: SqlRow): boolean => Number(db.database_id ?? 99) <= 4;
 
 async function databaseRow(env: CaptureEnv, item: Item, method: string): Promise<SqlRow> {
   const rows = await env.session.query(q.databasesStatement(), 'listing databases', env.ctx.signal);
@@ -169,14 +212,22 @@ async function writeSidecar(env: CaptureEnv, sidecar: Sidecar): Promise<{ path: 
 // ---------------------------------------------------------------- mssql-native-full
 
 export async function captureNativeFull(env: CaptureEnv, item: Item): Promise<CapturedFiles> {
-  const method = 'mssql-native-full';
+  const method = isSystemName(item.name) ? 'mssql-system-full' : 'mssql-native-full';
   const info = await serverInfo(env);
   const db = await databaseRow(env, item, method);
+  const system = isSystem(db) || isSystemName(item.name);
   const fileName = `rubicon-${fileToken(item.name)}-full.bak`;
   const serverPath = serverJoin(env.backupDirectory, fileName);
-  const compression = env.compression && !/express/i.test(info.edition);
-  const stmt = q.backupToDiskStatement(item.name, serverPath, { compression });
-  const out = await env.session.run(stmt, env.ctx.signal);
+  // Express and Web cannot compress (Msg 1844); EngineEdition decides, the edition name splits Standard from Web.
+  let compression = env.compression && canCompress(info.engineEdition, info.edition);
+  let stmt = q.backupToDiskStatement(item.name, serverPath, { compression });
+  let out = await env.session.run(stmt, env.ctx.signal);
+  if (!out.ok && compression && out.messages.some((m) => m.number === 1844)) {
+    env.log('warn', `${info.edition} refused WITH COMPRESSION (Msg 1844): backing ${item.name} up without compression`);
+    compression = false;
+    stmt = q.backupToDiskStatement(item.name, serverPath, { compression });
+    out = await env.session.run(stmt, env.ctx.signal);
+  }
   if (!out.ok) throw fail(item, method, `BACKUP DATABASE failed: ${explain(out.messages)}`);
   const headers = await headerOf(env, item, method, [serverPath]);
   const h = headers.find((x) => x.position === 1);
@@ -188,8 +239,13 @@ export async function captureNativeFull(env: CaptureEnv, item: Item): Promise<Ca
     if (!h.isCopyOnly) problems.push('it is not COPY_ONLY');
     if (!h.hasBackupChecksums) problems.push('it has no backup checksums');
     if (h.isDamaged) problems.push('it is marked damaged');
+    if (!h.backupSetGuid) problems.push('it reports no BackupSetGUID');
   }
   if (problems.length > 0) throw fail(item, method, `the backup written to ${serverPath} is not what was asked for: ${problems.join('; ')}`);
+  // msdb has the exact LSN of the set HEADERONLY names by GUID (HEADERONLY's numeric(25,0) arrives as a double).
+  const msdb = groupBackupSets(parseHistory(await env.session.query(q.backupSetByGuidStatement(h!.backupSetGuid), 'reading the backup set from msdb', env.ctx.signal)))[0];
+  if (msdb && !sameLsn(h!.lastLsn, msdb.row.lastLsn)) throw fail(item, method, `HEADERONLY's LastLSN ${h!.lastLsn} is not msdb's ${msdb.row.lastLsn} for backup set ${h!.backupSetGuid}`);
+  const lastLsn = msdb?.row.lastLsn ?? String(h!.lastLsn);
   const bak = { path: await hostFile(env, item, method, env.backupDirectoryOnHost, fileName, serverPath), name: fileName };
   const thumbprints = [db.tde_thumbprint, h?.encryptorThumbprint].filter((t): t is string => typeof t === 'string' && t.length > 0);
   const certs = await exportCertificates(env, item, method, thumbprints);
@@ -198,18 +254,24 @@ export async function captureNativeFull(env: CaptureEnv, item: Item): Promise<Ca
     format: 'mssql-bak',
     database: item.name,
     method,
-    source: info,
-    steps: [{ kind: 'full', files: [fileName], position: 1, lastLsn: String(h!.lastLsn), backupFinishDate: h!.backupFinishDate }],
+    source: sourceOf(info),
+    steps: [{ kind: 'full', files: [fileName], position: 1, lastLsn, backupFinishDate: h!.backupFinishDate, backupSetGuid: h!.backupSetGuid, hasBackupChecksums: h!.hasBackupChecksums }],
     certificates: certs.certs,
     requiredThumbprints: thumbprints,
+    ...(system ? { system: true } : { databaseFacts: await databaseFacts(env, item, db), fingerprintBasis: basisOf(db) }),
   };
   return {
     files: [bak, ...certs.files, await writeSidecar(env, sidecar)],
     format: 'mssql-bak',
     tool: `SQL Server ${info.productVersion} (${info.edition}) BACKUP DATABASE`,
-    position: `LastLSN ${h!.lastLsn}`,
+    position: `LastLSN ${lastLsn}, BackupSetGUID ${h!.backupSetGuid}`,
     command: `${stmt.text} -- @path = ${serverPath}`,
   };
+}
+
+/** master, model, msdb: database_id 1, 3, 4 (tempdb, 2, is never captured). */
+export function isSystemName(name: string): boolean {
+  return ['master', 'model', 'msdb'].includes(name.toLowerCase());
 }
 
 // ---------------------------------------------------------------- vendor-job
@@ -251,7 +313,7 @@ export async function captureVendorJob(env: CaptureEnv, item: Item, spec: Vendor
   if (!job) throw fail(item, method, 'the vendor job has no SQL Agent job name (vendorJob.command[0])');
   const deadline = Date.now() + spec.timeoutMs;
   const info = await serverInfo(env);
-  await databaseRow(env, item, method);
+  const db = await databaseRow(env, item, method);
   const found = await env.session.query(q.jobByNameStatement(job), `looking up SQL Agent job ${job}`, env.ctx.signal);
   const jobId = found[0]?.job_id;
   if (typeof jobId !== 'string') throw fail(item, method, `SQL Agent job ${job} does not exist on ${describeServer(env.session.config)}`, 'Check the job name in the runbook (msdb.dbo.sysjobs.name).');
@@ -284,10 +346,13 @@ export async function captureVendorJob(env: CaptureEnv, item: Item, spec: Vendor
   if (!verdict.ok) throw fail(item, method, `the vendor's backup job ${job} did not succeed: ${verdict.problems.join('; ')}`);
 
   const fresh = parseHistory(await env.session.query(q.newBackupsStatement(item.name, baselineId), 'reading new msdb.dbo.backupset rows', env.ctx.signal));
-  const fulls = groupBackupSets(fresh).filter((s) => s.row.type === 'D');
+  const newFulls = groupBackupSets(fresh).filter((s) => s.row.type === 'D');
+  // Only a backup that started within the job's run is the job's: another job or a person may have written one meanwhile.
+  const fulls = newFulls.filter((s) => withinRun(s.row.backupStartDate, done.startExecutionDate, done.stopExecutionDate));
   const full = fulls[fulls.length - 1];
   if (!full) {
-    throw fail(item, method, `the vendor's backup job ${job} reported success but wrote no new full backup of ${item.name} (no new msdb.dbo.backupset row after backup_set_id ${baselineId})`);
+    const others = newFulls.length > 0 ? `; ${newFulls.length} new full backup(s) of ${item.name} started outside the job's run (${done.startExecutionDate} – ${done.stopExecutionDate}) and are not the job's` : '';
+    throw fail(item, method, `the vendor's backup job ${job} reported success but wrote no new full backup of ${item.name} during its run (no new msdb.dbo.backupset row after backup_set_id ${baselineId} with backup_start_date within the run)${others}`);
   }
   if (full.row.deviceType !== 2) throw fail(item, method, `the job's backup went to device type ${full.row.deviceType} (not a disk file): Rubicon cannot fetch it`);
   const headers = await headerOf(env, item, method, full.devices);
@@ -299,6 +364,7 @@ export async function captureVendorJob(env: CaptureEnv, item: Item, spec: Vendor
     if (h.backupType !== 1) problems.push(`backup type ${h.backupType}, not full`);
     if (h.isDamaged) problems.push('it is marked damaged');
     if (!sameLsn(h.lastLsn, full.row.lastLsn)) problems.push(`its LastLSN ${h.lastLsn} is not msdb's ${full.row.lastLsn}: the file is not the backup msdb describes`);
+    if (full.row.backupSetUuid && !sameGuid(h.backupSetGuid, full.row.backupSetUuid)) problems.push(`its BackupSetGUID ${h.backupSetGuid || 'none'} is not msdb's backup_set_uuid ${full.row.backupSetUuid}: the file is not the backup msdb describes`);
   }
   if (problems.length > 0) throw fail(item, method, `RESTORE HEADERONLY on ${full.devices.join(', ')} disagrees with msdb: ${problems.join('; ')}`);
   if (!h!.hasBackupChecksums) env.log('warn', `the vendor's backup of ${item.name} has no backup checksums (no WITH CHECKSUM)`);
@@ -306,7 +372,6 @@ export async function captureVendorJob(env: CaptureEnv, item: Item, spec: Vendor
   const names = full.devices.map(serverBasename);
   const files: { path: string; name: string }[] = [];
   for (const [i, n] of names.entries()) files.push({ path: await hostFile(env, item, method, spec.output, n, full.devices[i]!), name: n });
-  const db = (await env.session.query(q.databasesStatement(), 'listing databases', env.ctx.signal)).find((r) => r.name === item.name) ?? {};
   const thumbprints = [db.tde_thumbprint, h!.encryptorThumbprint].filter((t): t is string => typeof t === 'string' && t.length > 0);
   const certs = await exportCertificates(env, item, method, thumbprints);
   const sidecar: Sidecar = {
@@ -314,10 +379,12 @@ export async function captureVendorJob(env: CaptureEnv, item: Item, spec: Vendor
     format: 'mssql-bak',
     database: item.name,
     method,
-    source: info,
-    steps: [{ kind: 'full', files: names, position: full.row.position, lastLsn: full.row.lastLsn, backupFinishDate: full.row.backupFinishDate }],
+    source: sourceOf(info),
+    steps: [{ kind: 'full', files: names, position: full.row.position, lastLsn: full.row.lastLsn, backupFinishDate: full.row.backupFinishDate, backupSetGuid: h!.backupSetGuid || full.row.backupSetUuid, hasBackupChecksums: h!.hasBackupChecksums }],
     certificates: certs.certs,
     requiredThumbprints: thumbprints,
+    databaseFacts: await databaseFacts(env, item, db),
+    fingerprintBasis: basisOf(db),
   };
   return {
     files: [...files, ...certs.files, await writeSidecar(env, sidecar)],
@@ -344,7 +411,9 @@ export async function captureHistory(env: CaptureEnv, item: Item): Promise<Captu
   const info = await serverInfo(env);
   const db = await databaseRow(env, item, method);
   const rows = parseHistory(await env.session.query(q.backupHistoryStatement(item.name), 'reading msdb backup history', env.ctx.signal));
-  const chain = newestChain(rows, { excludeDevice: (d) => serverBasename(d).startsWith('rubicon-') });
+  const inc = (await env.session.query(q.databaseIncarnationStatement(item.name), 'reading the database incarnation', env.ctx.signal))[0];
+  const incarnation = inc && typeof inc.database_guid === 'string' ? { databaseGuid: inc.database_guid, recoveryForkGuid: String(inc.recovery_fork_guid ?? '') } : undefined;
+  const chain = newestChain(rows, { excludeDevice: (d) => serverBasename(d).startsWith('rubicon-'), ...(incarnation ? { incarnation } : {}) });
   if (!chain) throw fail(item, method, `msdb records no usable full backup of ${item.name} on disk (copy-only and Rubicon's own backups are not counted)`);
   for (const n of chain.notes) env.log('warn', `${item.name}: ${n}`);
   const sets: { set: BackupSet; kind: RestoreStep['kind'] }[] = [
@@ -359,7 +428,7 @@ export async function captureHistory(env: CaptureEnv, item: Item): Promise<Captu
   for (const { set, kind } of sets) {
     const headers = await headerOf(env, item, method, set.devices);
     const h = headers.find((x) => x.position === set.row.position);
-    if (!h || !sameLsn(h.lastLsn, set.row.lastLsn) || h.databaseName !== item.name) {
+    if (!h || !sameLsn(h.lastLsn, set.row.lastLsn) || h.databaseName !== item.name || (set.row.backupSetUuid !== '' && !sameGuid(h.backupSetGuid, set.row.backupSetUuid))) {
       throw fail(item, method, `msdb says ${set.devices.join(', ')} holds the ${kind} backup of ${item.name} ending at LSN ${set.row.lastLsn}, but RESTORE HEADERONLY on the file disagrees: the file was replaced or moved`);
     }
     if (h.encryptorThumbprint) thumbprints.push(h.encryptorThumbprint);
@@ -374,10 +443,21 @@ export async function captureHistory(env: CaptureEnv, item: Item): Promise<Captu
         files.push({ path: await hostFile(env, item, method, hostDir, name, d), name });
       }
     }
-    steps.push({ kind, files: names, position: set.row.position, lastLsn: set.row.lastLsn, backupFinishDate: set.row.backupFinishDate });
+    steps.push({ kind, files: names, position: set.row.position, lastLsn: set.row.lastLsn, backupFinishDate: set.row.backupFinishDate, backupSetGuid: h.backupSetGuid || set.row.backupSetUuid, hasBackupChecksums: h.hasBackupChecksums });
   }
   const certs = await exportCertificates(env, item, method, thumbprints);
-  const sidecar: Sidecar = { version: 1, format: 'mssql-bak', database: item.name, method, source: info, steps, certificates: certs.certs, requiredThumbprints: [...new Set(thumbprints)] };
+  const sidecar: Sidecar = {
+    version: 1,
+    format: 'mssql-bak',
+    database: item.name,
+    method,
+    source: sourceOf(info),
+    steps,
+    certificates: certs.certs,
+    requiredThumbprints: [...new Set(thumbprints)],
+    databaseFacts: await databaseFacts(env, item, db),
+    fingerprintBasis: basisOf(db),
+  };
   const last = steps[steps.length - 1]!;
   return {
     files: [...files, ...certs.files, await writeSidecar(env, sidecar)],
@@ -396,10 +476,51 @@ export function parseInstanceObjectId(id: string): { kind: string; name: string 
   return m ? { kind: m[1]!, name: m[2]! } : null;
 }
 
+/** Where a key backup (DMK, SMK) is written and what it is. */
+export interface KeyArtifact {
+  version: 1;
+  format: 'mssql-key';
+  kind: 'master-key' | 'service-master-key';
+  file: string;
+  source: Sidecar['source'];
+}
+
+/** BACKUP MASTER KEY / BACKUP SERVICE MASTER KEY into the backup directory, password from the secrets source (never logged). */
+async function captureKey(env: CaptureEnv, item: Item, kind: KeyArtifact['kind'], info: SourceInfo): Promise<CapturedFiles> {
+  const method = 'instance-objects';
+  const password = await env.secrets?.keyBackupPassword?.();
+  if (password === undefined) {
+    throw fail(item, method, `the ${kind === 'master-key' ? 'database master key of master' : 'service master key'} must be backed up with a password, and the secrets source has none`, 'Name the variable in engines.mssql.keyBackupPasswordEnv; it encrypts the key backup file.');
+  }
+  const file = `rubicon-${kind}-${fileToken(info.server)}.key`;
+  await rm(env.ctx.host.resolve(posix.join(env.backupDirectoryOnHost, file)), { force: true });
+  const serverPath = serverJoin(env.backupDirectory, file);
+  const stmt = kind === 'master-key' ? q.backupMasterKeyStatement(serverPath, password) : q.backupServiceMasterKeyStatement(serverPath, password);
+  const out = await env.session.run(stmt, env.ctx.signal);
+  if (!out.ok) throw fail(item, method, `BACKUP ${kind === 'master-key' ? 'MASTER KEY' : 'SERVICE MASTER KEY'}: ${formatMessages(out.messages)}`);
+  const dir = join(env.ctx.workDir, `mssql-${kind}`);
+  await mkdir(dir, { recursive: true });
+  const meta = join(dir, 'key.json');
+  const k: KeyArtifact = { version: 1, format: 'mssql-key', kind, file, source: sourceOf(info) };
+  await writeFile(meta, `${JSON.stringify(k, null, 2)}\n`);
+  return {
+    files: [{ path: await hostFile(env, item, method, env.backupDirectoryOnHost, file, serverPath), name: file }, { path: meta, name: 'key.json' }],
+    format: 'mssql-key',
+    tool: `SQL Server ${info.productVersion} BACKUP ${kind === 'master-key' ? 'MASTER KEY' : 'SERVICE MASTER KEY'}`,
+    command: `BACKUP ${kind === 'master-key' ? 'MASTER KEY' : 'SERVICE MASTER KEY'} TO FILE (password from the secrets source)`,
+  };
+}
+
+/** The order scripts are written, proven and landed in: what a later script needs comes first. */
+export const SCRIPT_ORDER = ['logins.sql', 'operators.sql', 'database-mail.sql', 'proxies.sql', 'jobs.sql', 'alerts.sql', 'linked-servers.sql', 'credentials.sql', 'endpoints.sql', 'configuration.sql', 'startup.sql'];
+
 /**
  * Scripts the item's objects (all kinds for the `instance` item, else the
- * one object) into .sql files in ctx.workDir; certificates via BACKUP
- * CERTIFICATE WITH PRIVATE KEY into the backup directory.
+ * one object) into .sql files in ctx.workDir, in SCRIPT_ORDER (operators
+ * before the jobs and alerts that notify them); jobs.json beside jobs.sql
+ * holds every job property the proof reads back. Certificates via BACKUP
+ * CERTIFICATE WITH PRIVATE KEY, master's DMK and the service master key via
+ * BACKUP (SERVICE) MASTER KEY, into the backup directory.
  */
 export async function captureInstanceObjects(env: CaptureEnv, item: Item): Promise<CapturedFiles> {
   const method = 'instance-objects';
@@ -413,39 +534,75 @@ export async function captureInstanceObjects(env: CaptureEnv, item: Item): Promi
     const dir = join(env.ctx.workDir, `mssql-cert-${fileToken(item.name)}`);
     await mkdir(dir, { recursive: true });
     const meta = join(dir, 'certificate.json');
-    await writeFile(meta, `${JSON.stringify({ version: 1, format: 'mssql-certificate', source: info, certificate: exported.cert }, null, 2)}\n`);
+    await writeFile(meta, `${JSON.stringify({ version: 1, format: 'mssql-certificate', source: sourceOf(info), certificate: exported.cert }, null, 2)}\n`);
     return { files: [...exported.files, { path: meta, name: 'certificate.json' }], format: 'mssql-certificate', tool: `SQL Server ${info.productVersion} BACKUP CERTIFICATE`, command: `BACKUP CERTIFICATE ${item.name} WITH PRIVATE KEY (password from the secrets source)` };
   }
   const id = parseInstanceObjectId(item.id);
   if (!id) throw fail(item, method, `item id ${item.id} is not an mssql instance object`);
+  if (id.kind === 'master-key' || id.kind === 'service-master-key') return captureKey(env, item, id.kind, info);
+  if (id.kind === 'system-database') return captureNativeFull(env, { ...item, name: id.name });
   const only = (rows: SqlRow[]): SqlRow[] => (id.kind === 'instance' ? rows : rows.filter((r) => r.name === id.name));
   const all = id.kind === 'instance';
   const scripts: { name: string; text: string }[] = [];
   const server = info.server;
-  if (all || id.kind === 'login') scripts.push({ name: 'logins.sql', text: scriptLogins(only(await env.session.query(q.loginsStatement(), 'listing logins', sig)), server, String((await env.session.query(q.serverInfoStatement(), 'reading the machine name', sig))[0]?.machine_name ?? '')) });
-  if (all || id.kind === 'job') scripts.push({ name: 'jobs.sql', text: scriptJobs(only(await env.session.query(q.jobsStatement(), 'listing jobs', sig)), await env.session.query(q.jobStepsStatement(), 'listing job steps', sig), server) });
-  if (all || id.kind === 'operator') scripts.push({ name: 'operators.sql', text: scriptOperators(only(await env.session.query(q.operatorsStatement(), 'listing operators', sig)), server) });
-  if (all || id.kind === 'linked-server') scripts.push({ name: 'linked-servers.sql', text: scriptLinkedServers(only(await env.session.query(q.linkedServersStatement(), 'listing linked servers', sig)), server) });
-  if (all || id.kind === 'credential') scripts.push({ name: 'credentials.sql', text: scriptCredentials(only(await env.session.query(q.credentialsStatement(), 'listing credentials', sig)), server) });
-  if (all || id.kind === 'configuration') scripts.push({ name: 'configuration.sql', text: scriptConfiguration(await env.session.query(q.configurationStatement(), 'reading sp_configure', sig), server) });
+  const read = (stmt: q.Statement, what: string): Promise<SqlRow[]> => env.session.query(stmt, what, sig);
+  const serverRow = (await read(q.serverInfoStatement(), 'reading the machine name'))[0] ?? {};
+  if (all || id.kind === 'login') {
+    const permissions = await read(q.serverPermissionsStatement(), 'listing server permissions');
+    const roles = all ? await read(q.serverRolesStatement(), 'listing server roles') : [];
+    scripts.push({ name: 'logins.sql', text: scriptLogins(only(await read(q.loginsStatement(), 'listing logins')), server, String(serverRow.machine_name ?? ''), { roles, permissions }) });
+  }
+  if (all || id.kind === 'operator') scripts.push({ name: 'operators.sql', text: scriptOperators(only(await read(q.operatorsStatement(), 'listing operators')), server) });
+  if (all || id.kind === 'mail-profile') {
+    const rows = (await read(q.mailProfilesStatement(), 'listing Database Mail profiles')).filter((r) => all || r.profile_name === id.name);
+    scripts.push({ name: 'database-mail.sql', text: scriptDatabaseMail(rows, server) });
+  }
+  if (all || id.kind === 'proxy') scripts.push({ name: 'proxies.sql', text: scriptProxies(only(await read(q.proxiesStatement(), 'listing SQL Agent proxies')), server) });
+  let jobsJson: string | undefined;
+  if (all || id.kind === 'job') {
+    const jobs = only(await read(q.jobsStatement(), 'listing jobs'));
+    const names = jobs.map((j) => String(j.name));
+    const steps = await read(q.jobStepsStatement(all ? undefined : names), 'listing job steps');
+    const schedules = await read(q.jobSchedulesStatement(all ? undefined : names), 'listing job schedules');
+    scripts.push({ name: 'jobs.sql', text: scriptJobs(jobs, steps, server, schedules) });
+    jobsJson = `${JSON.stringify({ version: 1, format: 'mssql-job-properties', jobs: jobProperties(jobs, steps, schedules) }, null, 2)}\n`;
+  }
+  if (all || id.kind === 'alert') scripts.push({ name: 'alerts.sql', text: scriptAlerts(only(await read(q.alertsStatement(), 'listing SQL Agent alerts')), server) });
+  if (all || id.kind === 'linked-server') {
+    scripts.push({ name: 'linked-servers.sql', text: scriptLinkedServers(only(await read(q.linkedServersStatement(), 'listing linked servers')), server, await read(q.linkedLoginsStatement(), 'listing linked-server logins')) });
+  }
+  if (all || id.kind === 'credential') scripts.push({ name: 'credentials.sql', text: scriptCredentials(only(await read(q.credentialsStatement(), 'listing credentials')), server) });
+  if (all || id.kind === 'endpoint') {
+    scripts.push({ name: 'endpoints.sql', text: scriptEndpoints(only(await read(q.endpointsStatement(), 'listing endpoints')), server, await read(q.serverPermissionsStatement(), 'listing endpoint permissions')) });
+  }
+  if (all || id.kind === 'configuration') {
+    const integrated = serverRow.integrated_security_only === null || serverRow.integrated_security_only === undefined ? null : Number(serverRow.integrated_security_only) === 1;
+    scripts.push({ name: 'configuration.sql', text: scriptConfiguration(await read(q.configurationStatement(), 'reading sp_configure'), server, integrated) });
+  }
   if (all || id.kind === 'startup-procedure' || id.kind === 'trace-flags') {
     scripts.push({
       name: 'startup.sql',
       text: scriptStartupAndTraceFlags(
-        id.kind === 'trace-flags' ? [] : only(await env.session.query(q.startupProceduresStatement(), 'listing startup procedures', sig)),
-        id.kind === 'startup-procedure' ? [] : (await env.session.query(q.traceFlagsStatement(), 'reading trace flags', sig)).filter((f) => Number(f.Global) === 1),
+        id.kind === 'trace-flags' ? [] : only(await read(q.startupProceduresStatement(), 'listing startup procedures')),
+        id.kind === 'startup-procedure' ? [] : (await read(q.traceFlagsStatement(), 'reading trace flags')).filter((f) => Number(f.Global) === 1),
         server,
       ),
     });
   }
   if (scripts.length === 0) throw fail(item, method, `instance objects of kind ${id.kind} cannot be scripted yet`, 'Record it as a manual step in the runbook.');
+  scripts.sort((a, b) => SCRIPT_ORDER.indexOf(a.name) - SCRIPT_ORDER.indexOf(b.name));
   const dir = join(env.ctx.workDir, `mssql-objects-${fileToken(`${id.kind}:${id.name}`)}`);
   await mkdir(dir, { recursive: true });
   const files: { path: string; name: string }[] = [];
-  for (const s of scripts) {
-    const p = join(dir, s.name);
-    await writeFile(p, s.text);
-    files.push({ path: p, name: s.name });
+  for (const sc of scripts) {
+    const p = join(dir, sc.name);
+    await writeFile(p, sc.text);
+    files.push({ path: p, name: sc.name });
+    if (sc.name === 'jobs.sql' && jobsJson !== undefined) {
+      const jp = join(dir, 'jobs.json');
+      await writeFile(jp, jobsJson);
+      files.push({ path: jp, name: 'jobs.json' });
+    }
   }
-  return { files, format: 'sql-text', tool: `SQL Server ${info.productVersion} catalog views`, command: `scripted ${scripts.map((s) => s.name).join(', ')}` };
+  return { files, format: 'sql-text', tool: `SQL Server ${info.productVersion} catalog views`, command: `scripted ${scripts.map((sc) => sc.name).join(', ')}` };
 }

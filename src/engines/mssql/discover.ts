@@ -14,6 +14,13 @@
  *   instance-object:mssql:startup-procedure:<name>
  *   instance-object:mssql:configuration:<server>
  *   instance-object:mssql:trace-flags:<server>
+ *   instance-object:mssql:alert:<name>
+ *   instance-object:mssql:proxy:<name>
+ *   instance-object:mssql:mail-profile:<name>      Database Mail profile and its accounts
+ *   instance-object:mssql:master-key:<server>      master's database master key (BACKUP MASTER KEY)
+ *   instance-object:mssql:service-master-key:<server>   BACKUP SERVICE MASTER KEY
+ *   instance-object:mssql:system-database:<name>   master, model, msdb: backed up, verified, never
+ *                                                  restored under a test name (see prove.ts)
  *   certificate:mssql:<name>                      exported WITH PRIVATE KEY
  */
 import type { FactValue, Item } from '../../core/types.ts';
@@ -21,7 +28,11 @@ import type { DiscoverOptions } from '../engine.ts';
 import { skipLogin } from './scripts.ts';
 import type { MssqlSession, SqlRow } from './session.ts';
 import {
+  alertsStatement,
   certificatesStatement,
+  linkedLoginsStatement,
+  mailProfilesStatement,
+  proxiesStatement,
   configurationStatement,
   credentialsStatement,
   databasesStatement,
@@ -36,6 +47,8 @@ import {
 } from './sql.ts';
 
 export const DATABASE_METHODS = ['mssql-native-full', 'mssql-history'];
+/** System databases get their own method: a copy-only full backup, proven by HEADERONLY + VERIFYONLY only. */
+export const SYSTEM_DATABASE_METHODS = ['instance-objects'];
 export const INSTANCE_METHODS = ['instance-objects'];
 
 export interface InstanceRows {
@@ -51,6 +64,10 @@ export interface InstanceRows {
   configuration: SqlRow[];
   startupProcedures: SqlRow[];
   traceFlags: SqlRow[];
+  alerts: SqlRow[];
+  proxies: SqlRow[];
+  mailProfiles: SqlRow[];
+  linkedLogins: SqlRow[];
 }
 
 export async function readInstance(session: MssqlSession, signal?: AbortSignal): Promise<InstanceRows> {
@@ -68,6 +85,10 @@ export async function readInstance(session: MssqlSession, signal?: AbortSignal):
     configuration: await q(configurationStatement(), 'reading the server configuration'),
     startupProcedures: await q(startupProceduresStatement(), 'listing startup procedures'),
     traceFlags: await q(traceFlagsStatement(), 'reading global trace flags'),
+    alerts: await q(alertsStatement(), 'listing SQL Agent alerts'),
+    proxies: await q(proxiesStatement(), 'listing SQL Agent proxies'),
+    mailProfiles: await q(mailProfilesStatement(), 'listing Database Mail profiles'),
+    linkedLogins: await q(linkedLoginsStatement(), 'listing linked-server logins'),
   };
 }
 
@@ -97,8 +118,11 @@ export function toItems(rows: InstanceRows, options: DiscoverOptions): Item[] {
         edition: fact(rows.server.edition),
         collation: fact(rows.server.collation),
         hadrEnabled: rows.server.is_hadr_enabled === 1,
+        authentication: rows.server.integrated_security_only === 1 ? 'Windows only' : rows.server.integrated_security_only === 0 ? 'SQL Server and Windows (mixed)' : null,
+        filestreamLevel: fact(rows.server.filestream_level),
+        clrEnabled: rows.server.clr_enabled === 1,
       },
-      ['the rebuilt instance needs the same or a newer version and the same collation', 'every instance-level object below is scripted from here'],
+      ['the rebuilt instance needs the same or a newer version, the same collation and the same authentication mode', 'every instance-level object below is scripted from here'],
       INSTANCE_METHODS,
     ),
   );
@@ -108,9 +132,26 @@ export function toItems(rows: InstanceRows, options: DiscoverOptions): Item[] {
   for (const d of rows.databases) {
     const name = str(d.name);
     found.add(name);
+    if (Number(d.database_id) <= 4 || ['master', 'model', 'msdb'].includes(name.toLowerCase())) {
+      items.push({
+        ...item(
+          'instance-object',
+          `instance-object:mssql:system-database:${name}`,
+          name,
+          loc(name),
+          { state: fact(d.state_desc), bytes: d.size_bytes === null || d.size_bytes === undefined ? null : Number(d.size_bytes), lastFullBackup: fact(d.last_full_backup) },
+          [
+            'system database: backed up COPY_ONLY and checked with HEADERONLY + RESTORE VERIFYONLY; it is not restored under a test name or onto the rebuilt instance',
+            'what lives in it (logins, jobs, operators, alerts, proxies, Database Mail) is carried by its own items',
+          ],
+          SYSTEM_DATABASE_METHODS,
+        ),
+        declared: declared.has(name),
+      });
+      continue;
+    }
     const tde = Number(d.encryption_state ?? 0) === 3 || d.is_encrypted === 1;
     const why: string[] = [];
-    if (Number(d.database_id) <= 4) why.push('system database: holds logins, jobs and backup history the rebuild needs');
     if (tde) why.push(`TDE-protected by certificate ${str(d.tde_certificate) || str(d.tde_thumbprint)}: it cannot be restored without that certificate and its private key`);
     if (Number(d.encrypted_backups ?? 0) > 0) why.push('its backups are encrypted: the encryptor certificate must be captured too');
     if (!d.last_full_backup) why.push('msdb records no full backup of it');
@@ -135,7 +176,8 @@ export function toItems(rows: InstanceRows, options: DiscoverOptions): Item[] {
           lastFullBackup: fact(d.last_full_backup),
           lastLogBackup: fact(d.last_log_backup),
           encryptedBackups: Number(d.encrypted_backups ?? 0),
-          system: Number(d.database_id) <= 4,
+          trustworthy: d.is_trustworthy_on === 1,
+          system: false,
         },
         why,
         DATABASE_METHODS,
@@ -156,8 +198,8 @@ export function toItems(rows: InstanceRows, options: DiscoverOptions): Item[] {
   for (const l of rows.logins) {
     const name = str(l.name);
     const why = ['logins are scripted with SID and password hash so database users are not orphaned'];
-    const skip = skipLogin(name);
-    if (skip) why.push(`not scripted: ${skip}`);
+    const skip = skipLogin(name, l.sid instanceof Uint8Array ? l.sid : null);
+    if (skip) why.push(skip);
     if (machine && name.toUpperCase().startsWith(`${machine}\\`)) why.push(`local account of ${machine}: its SID changes when the OS is rebuilt`);
     items.push(
       item('instance-object', `instance-object:mssql:login:${name}`, name, loc(`login/${name}`), { type: fact(l.type_desc), disabled: l.is_disabled === 1, defaultDatabase: fact(l.default_database_name), serverRoles: fact(l.server_roles) }, why, INSTANCE_METHODS),
@@ -176,7 +218,19 @@ export function toItems(rows: InstanceRows, options: DiscoverOptions): Item[] {
   for (const s of rows.linkedServers) {
     const name = str(s.name);
     items.push(
-      item('instance-object', `instance-object:mssql:linked-server:${name}`, name, loc(`linked-server/${name}`), { provider: fact(s.provider), dataSource: fact(s.data_source) }, ['queries and interfaces that use it fail without it; its remote login password is not captured'], INSTANCE_METHODS),
+      item(
+        'instance-object',
+        `instance-object:mssql:linked-server:${name}`,
+        name,
+        loc(`linked-server/${name}`),
+        {
+          provider: fact(s.provider),
+          dataSource: fact(s.data_source),
+          logins: rows.linkedLogins.filter((l) => str(l.server_name) === name).map((l) => `${str(l.local_login) || '(all)'}->${Number(l.uses_self_credential) === 1 ? '(self)' : str(l.remote_name)}`).join(', '),
+        },
+        ['queries and interfaces that use it fail without it; its login mappings are scripted by name, remote passwords are not captured'],
+        INSTANCE_METHODS,
+      ),
     );
   }
   for (const c of rows.credentials) {
@@ -187,7 +241,7 @@ export function toItems(rows: InstanceRows, options: DiscoverOptions): Item[] {
   }
   for (const e of rows.endpoints) {
     const name = str(e.name);
-    items.push(item('instance-object', `instance-object:mssql:endpoint:${name}`, name, loc(`endpoint/${name}`), { protocol: fact(e.protocol_desc), type: fact(e.type_desc), state: fact(e.state_desc) }, ['mirroring / AG / Service Broker traffic depends on it'], INSTANCE_METHODS));
+    items.push(item('instance-object', `instance-object:mssql:endpoint:${name}`, name, loc(`endpoint/${name}`), { protocol: fact(e.protocol_desc), type: fact(e.type_desc), state: fact(e.state_desc), port: fact(e.port), authentication: fact(e.connection_auth_desc) }, ['mirroring / AG / Service Broker traffic depends on it'], INSTANCE_METHODS));
   }
   for (const p of rows.startupProcedures) {
     const name = str(p.name);
@@ -209,6 +263,22 @@ export function toItems(rows: InstanceRows, options: DiscoverOptions): Item[] {
   items.push(
     item('instance-object', `instance-object:mssql:trace-flags:${server}`, 'global trace flags', loc('trace-flags'), { flags: flags.join(',') }, flags.length ? ['global trace flags come from startup parameters, which a rebuild loses'] : ['no global trace flag is on'], INSTANCE_METHODS),
   );
+  for (const a of rows.alerts) {
+    const name = str(a.name);
+    items.push(item('instance-object', `instance-object:mssql:alert:${name}`, name, loc(`alert/${name}`), { enabled: a.enabled === 1, severity: fact(a.severity), messageId: fact(a.message_id), notifies: fact(a.notifications), job: fact(a.job_name) }, ['SQL Agent alerts live in msdb and are lost with the instance: nobody is told about severe errors after the rebuild'], INSTANCE_METHODS));
+  }
+  for (const p of rows.proxies) {
+    const name = str(p.name);
+    items.push(item('instance-object', `instance-object:mssql:proxy:${name}`, name, loc(`proxy/${name}`), { enabled: p.enabled === 1, credential: fact(p.credential_name), subsystems: fact(p.subsystems) }, ['job steps that run as this proxy fail without it; its credential\'s secret must come from the secrets store'], INSTANCE_METHODS));
+  }
+  for (const name of [...new Set(rows.mailProfiles.map((m) => str(m.profile_name)))]) {
+    const accounts = rows.mailProfiles.filter((m) => str(m.profile_name) === name && m.account_name);
+    items.push(item('instance-object', `instance-object:mssql:mail-profile:${name}`, name, loc(`mail-profile/${name}`), { accounts: accounts.map((a) => str(a.account_name)).join(', '), servers: accounts.map((a) => str(a.servername)).join(', ') }, ['job and alert e-mails go through Database Mail; SMTP passwords are not captured'], INSTANCE_METHODS));
+  }
+  if (Number(rows.server.master_key ?? 0) > 0) {
+    items.push(item('instance-object', `instance-object:mssql:master-key:${server}`, "master's database master key", loc('master-key'), {}, ["protects the private keys of master's certificates: backed up with BACKUP MASTER KEY (password from the secrets store)"], INSTANCE_METHODS));
+  }
+  items.push(item('instance-object', `instance-object:mssql:service-master-key:${server}`, 'service master key', loc('service-master-key'), {}, ['encrypts linked-server and credential passwords and master\'s DMK: backed up with BACKUP SERVICE MASTER KEY (password from the secrets store)'], INSTANCE_METHODS));
   for (const c of rows.certificates) {
     const name = str(c.name);
     const tdeDbs = Number(c.tde_databases ?? 0);

@@ -22,15 +22,47 @@ import { RubiconError } from '../../core/errors.ts';
 import type { Artifact, DriftChange, Fingerprint, Item, Manifest, ProofCheck } from '../../core/types.ts';
 import type { CapturedFiles, DatabaseEngine, DiscoverOptions, EngineContext, ProveResult, VendorJobSpec } from '../engine.ts';
 import { parseSidecar, serverJoin, SIDECAR_NAME, testDatabaseName, type SidecarCertificate } from './artifact.ts';
-import { captureHistory, captureInstanceObjects, captureNativeFull, captureVendorJob, parseInstanceObjectId, type CaptureEnv } from './capture.ts';
+import { captureHistory, captureInstanceObjects, captureNativeFull, captureVendorJob, parseInstanceObjectId, SCRIPT_ORDER, type CaptureEnv, type KeyArtifact } from './capture.ts';
 import { readInstance, toItems } from './discover.ts';
 import { fingerprintDatabase } from './fingerprint.ts';
 import { thumbprint } from './parse.ts';
 import { compareScripts, proveScripts } from './instance-proof.ts';
-import { explain, proveArtifact, restoreSteps, type MssqlSecrets } from './prove.ts';
+import { judgeLandingServer, landingOrder, type LandingServerFacts, type SourceServerFacts } from './landing.ts';
+import {
+  checkIntegrity,
+  explain,
+  installCertificate,
+  judgeRestoredDatabase,
+  parseRestoreServer,
+  proveArtifact,
+  readOrphans,
+  readRestoredDatabase,
+  restoreSteps,
+  runSmokeQueries,
+  scratchDatabaseName,
+  testCertificateFiles,
+  type MssqlSecrets,
+  type SmokeQuery,
+} from './prove.ts';
 import { MSSQL_METHODS } from './methods.ts';
 import { MssqlSession, type MssqlConnectionConfig, type StatementLogger } from './session.ts';
-import { certificateByThumbprintStatement, certificateThumbprintStatement, checkDbStatement, createCertificateStatement, databaseExistsStatement } from './sql.ts';
+import {
+  certificateThumbprintStatement,
+  createDatabaseStatement,
+  databaseExistsStatement,
+  databaseFeaturesStatement,
+  databasesStatement,
+  dropDatabaseStatement,
+  remapUserStatement,
+  restoreMasterKeyStatement,
+  restoreMasterKeyToScratchStatement,
+  restoreServiceMasterKeyStatement,
+  serverInfoStatement,
+  setOwnerStatement,
+  setTrustworthyStatement,
+  targetServerStatement,
+} from './sql.ts';
+import { randomBytes } from 'node:crypto';
 
 export interface ServerFolder {
   /** The folder as the SQL Server machine names it (`D:\Rubicon\stage`, `/var/opt/mssql/stage`). */
@@ -65,6 +97,21 @@ export interface MssqlEngineOptions {
   compression?: boolean;
   /** Polling interval while a vendor Agent job runs; default 5000 ms. */
   pollIntervalMs?: number;
+  /** Vendor-declared smoke queries (runbook engines.mssql.smokeQueries), run on every proof and at landing. */
+  smokeQueries?: SmokeQuery[];
+  /**
+   * The server that will run after the crossing, as the runbook declares it
+   * (checked by preflight before the gate when the landing server is not
+   * reachable yet, e.g. a rebuild in place).
+   */
+  landingServer?: { productVersion: string; edition: string; engineEdition: number; collation?: string };
+  /**
+   * Where landing puts the database files: `source` (default) at the paths
+   * the source had (FILELISTONLY PhysicalName: the source's folder
+   * structure, as a rebuild with the same drives expects), `instance-default`
+   * under the rebuilt server's default data/log paths, or given folders.
+   */
+  landingLayout?: 'source' | 'instance-default' | { dataDirectory: string; logDirectory: string };
   /** Every statement sent (text and parameter names; secret values as ***). */
   onStatement?: StatementLogger;
   /** Progress and warnings in plain words. */
@@ -141,6 +188,7 @@ export function createMssqlEngine(options: MssqlEngineOptions): DatabaseEngine {
         const e = env(ctx, s);
         switch (method) {
           case 'mssql-native-full':
+          case 'mssql-system-full':
             return captureNativeFull(e, item);
           case 'mssql-history':
             return captureHistory(e, item);
@@ -166,6 +214,7 @@ export function createMssqlEngine(options: MssqlEngineOptions): DatabaseEngine {
             return proveCertificate(session, staged, o.secrets, ctx.signal);
           }
           if (manifest.format === 'sql-text') return { checks: await proveScripts(session, staged.local, ctx.signal) };
+          if (manifest.format === 'mssql-key') return proveKey(session, staged, o.secrets, ctx.signal);
           const sidecarPath = staged.local.get(SIDECAR_NAME);
           if (!sidecarPath) {
             return { checks: [{ name: 'restore', status: 'failed', detail: `the artifact has no ${SIDECAR_NAME}: it does not say what to restore`, durationMs: 0 }] };
@@ -178,6 +227,7 @@ export function createMssqlEngine(options: MssqlEngineOptions): DatabaseEngine {
               ...(o.provingGroundDataDirectory ? { dataDirectory: o.provingGroundDataDirectory } : {}),
               ...(o.provingGroundLogDirectory ? { logDirectory: o.provingGroundLogDirectory } : {}),
               ...(ctx.signal ? { signal: ctx.signal } : {}),
+              ...(ctx.onProgress ? { onProgress: ctx.onProgress } : {}),
             },
             {
               artifactId: artifact.id,
@@ -185,6 +235,7 @@ export function createMssqlEngine(options: MssqlEngineOptions): DatabaseEngine {
               serverPaths: staged.paths,
               testDatabase: testDatabaseName(sidecar.database, artifact.id),
               ...(artifact.sourceFingerprint ? { sourceFingerprint: artifact.sourceFingerprint } : {}),
+              ...(o.smokeQueries ? { smokeQueries: o.smokeQueries } : {}),
             },
           );
         });
@@ -225,54 +276,253 @@ export function createMssqlEngine(options: MssqlEngineOptions): DatabaseEngine {
       }
     },
 
+    /**
+     * Landing on the rebuilt server (`landing`, default `connection`). Keys:
+     * the service master key (RESTORE SERVICE MASTER KEY, no FORCE), master's
+     * DMK where master has none, certificates (files tested in a scratch
+     * database, then into master). Scripts: the .sql files in SCRIPT_ORDER,
+     * each its own batch (data files such as jobs.json are not run).
+     * Databases: refuses to overwrite; restores the proven chain under the
+     * real name, CHECKDB (shown to have run), then the source's owner,
+     * TRUSTWORTHY and orphaned users remapped to the login of their name.
+     * System databases are not landed (the rebuilt instance has its own).
+     * Destructive only for what it creates; throws LANDING_FAILED.
+     */
     async restore(ctx: EngineContext, item: Item, manifest: Manifest, files: string[]): Promise<void> {
       const staged = await stage(ctx, o.landingFiles, manifest, files);
+      const fail = (m: string, hint?: string): RubiconError => new RubiconError('LANDING_FAILED', `${item.id}: ${m}`, hint ? { hint } : {});
       try {
         await withSession(o.landing ?? o.connection, o, async (session) => {
           if (manifest.format === 'mssql-certificate') {
-            const r = await proveCertificate(session, staged, o.secrets, ctx.signal);
-            const bad = r.checks.find((c) => c.status !== 'passed');
-            if (bad) throw new RubiconError('LANDING_FAILED', `${item.id}: ${bad.detail}`);
+            const metaPath = staged.local.get('certificate.json');
+            if (!metaPath) throw fail('the artifact has no certificate.json');
+            const c = capturedCertificate(await readFile(metaPath, 'utf8'));
+            const password = await o.secrets?.certificatePassword(c.name);
+            if (password === undefined) throw fail(`no password for certificate ${c.name} in the secrets source`);
+            const r = await installCertificate(session, c, staged.paths.get(c.certFile) ?? '', staged.paths.get(c.keyFile) ?? '', password, o.secrets, 'landing', ctx.signal);
+            if (!r.ok) throw fail(r.detail);
+            log('info', r.detail);
+            return;
+          }
+          if (manifest.format === 'mssql-key') {
+            const k = capturedKey(await readFile(staged.local.get('key.json') ?? '', 'utf8'));
+            const password = await o.secrets?.keyBackupPassword?.();
+            if (password === undefined) throw fail('no key backup password in the secrets source (engines.mssql.keyBackupPasswordEnv)');
+            const file = staged.paths.get(k.file) ?? '';
+            if (k.kind === 'service-master-key') {
+              const out = await session.run(restoreServiceMasterKeyStatement(file, password), ctx.signal);
+              if (!out.ok) throw fail(`RESTORE SERVICE MASTER KEY: ${explain(out.messages)}`, 'Without FORCE, SQL Server refuses when the current key encrypts something it cannot re-encrypt; decide by hand before adding FORCE.');
+              return;
+            }
+            const info = (await session.query(serverInfoStatement(), 'reading the rebuilt server', ctx.signal))[0] ?? {};
+            if (Number(info.master_key ?? 0) > 0) {
+              log('info', `${item.id}: master already has a database master key; the captured one was not restored over it`);
+              return;
+            }
+            const newPassword = await o.secrets?.masterKeyPassword?.('landing');
+            if (newPassword === undefined) throw fail("no password for master's database master key (engines.mssql.masterKeyPasswordEnv)");
+            const out = await session.run(restoreMasterKeyStatement(file, password, newPassword), ctx.signal);
+            if (!out.ok) throw fail(`RESTORE MASTER KEY: ${explain(out.messages)}`);
             return;
           }
           if (manifest.format === 'sql-text') {
-            for (const [name, path] of staged.local) {
-              const out = await session.run({ text: await readFile(path, 'utf8'), params: [] }, ctx.signal);
-              if (!out.ok) throw new RubiconError('LANDING_FAILED', `${item.id}: ${name} failed on the rebuilt server: ${explain(out.messages)}`);
+            const scripts = [...staged.local].filter(([name]) => name.endsWith('.sql')).sort(([a], [b]) => SCRIPT_ORDER.indexOf(basename(a)) - SCRIPT_ORDER.indexOf(basename(b)));
+            for (const [name, path] of scripts) {
+              const out = await session.run({ text: await readFile(path, 'utf8'), params: [], long: true }, ctx.signal);
+              if (!out.ok) throw fail(`${name} failed on the rebuilt server: ${explain(out.messages)}`);
             }
             return;
           }
           const sidecarPath = staged.local.get(SIDECAR_NAME);
-          if (!sidecarPath) throw new RubiconError('LANDING_FAILED', `${item.id}: the artifact has no ${SIDECAR_NAME}`);
+          if (!sidecarPath) throw fail(`the artifact has no ${SIDECAR_NAME}`);
           const sidecar = parseSidecar(await readFile(sidecarPath, 'utf8'), SIDECAR_NAME);
+          if (sidecar.system) {
+            log('info', `${item.id}: system database ${sidecar.database} is not landed: the rebuilt instance has its own; its contents land through their own items`);
+            return;
+          }
           const exists = await session.query(databaseExistsStatement(item.name), `looking for ${item.name}`, ctx.signal);
           if (exists.length > 0) {
-            throw new RubiconError('LANDING_FAILED', `${item.id}: database ${item.name} already exists on the rebuilt server; Rubicon does not overwrite it`, { hint: 'Drop it by hand if it is an empty placeholder, then resume the run.' });
+            throw fail(`database ${item.name} already exists on the rebuilt server; Rubicon does not overwrite it`, 'Drop it by hand if it is an empty placeholder, then resume the run.');
           }
           for (const c of sidecar.certificates) {
-            const present = await session.query(certificateByThumbprintStatement(thumbprint(c.thumbprint)!), `looking up certificate ${c.name}`, ctx.signal);
-            if (present.length > 0) continue;
             const password = await o.secrets?.certificatePassword(c.name);
-            if (password === undefined) throw new RubiconError('LANDING_FAILED', `${item.id}: no password for certificate ${c.name} in the secrets source`);
-            const out = await session.run(createCertificateStatement(c.name, staged.paths.get(c.certFile) ?? '', staged.paths.get(c.keyFile) ?? '', password), ctx.signal);
-            if (!out.ok) throw new RubiconError('LANDING_FAILED', `${item.id}: CREATE CERTIFICATE ${c.name}: ${explain(out.messages)}`);
+            if (password === undefined) throw fail(`no password for certificate ${c.name} in the secrets source`);
+            const r = await installCertificate(session, c, staged.paths.get(c.certFile) ?? '', staged.paths.get(c.keyFile) ?? '', password, o.secrets, 'landing', ctx.signal);
+            if (!r.ok) throw fail(r.detail);
           }
-          const dirs = (await session.query({ text: `SELECT CAST(SERVERPROPERTY('InstanceDefaultDataPath') AS nvarchar(260)) AS data_path, CAST(SERVERPROPERTY('InstanceDefaultLogPath') AS nvarchar(260)) AS log_path;`, params: [] }, 'reading default paths', ctx.signal))[0] ?? {};
-          const r = await restoreSteps(session, item.name, sidecar, staged.paths, { data: String(dirs.data_path ?? ''), log: String(dirs.log_path ?? '') }, ctx.signal);
-          if (!r.ok) throw new RubiconError('LANDING_FAILED', `${item.id}: ${r.detail}`);
-          const check = await session.run(checkDbStatement(item.name), ctx.signal);
-          if (!check.ok || check.messages.some((m) => m.kind === 'error')) {
-            throw new RubiconError('LANDING_FAILED', `${item.id}: DBCC CHECKDB on the landed ${item.name}: ${explain(check.messages)}`);
+          const server = parseRestoreServer((await session.query(targetServerStatement(), 'reading the rebuilt server', ctx.signal))[0] ?? {});
+          const layout = o.landingLayout ?? 'source';
+          const dirs =
+            typeof layout === 'object'
+              ? { data: layout.dataDirectory, log: layout.logDirectory }
+              : { data: server.dataDirectory, log: server.logDirectory, sourceLayout: layout === 'source' };
+          const r = await restoreSteps(session, item.name, sidecar, staged.paths, dirs, ctx.signal, server, ctx.onProgress);
+          if (!r.ok) throw fail(r.detail);
+          const check = await checkIntegrity(session, item.name, `the landed ${item.name}`, ctx.signal);
+          if (!check.ok) throw fail(check.detail);
+          const facts = sidecar.databaseFacts;
+          if (facts?.owner) {
+            const out = await session.run(setOwnerStatement(item.name, facts.owner), ctx.signal);
+            if (!out.ok) throw fail(`ALTER AUTHORIZATION to ${facts.owner}: ${explain(out.messages)}`, 'Land the logins item first (landingOrder), or create the owner login.');
+          }
+          if (facts?.trustworthy) {
+            const out = await session.run(setTrustworthyStatement(item.name), ctx.signal);
+            if (!out.ok) throw fail(`SET TRUSTWORTHY ON: ${explain(out.messages)}`);
+          }
+          for (const orphan of await readOrphans(session, item.name, ctx.signal)) {
+            if (!orphan.loginByName) continue;
+            const out = await session.run(remapUserStatement(item.name, orphan.user, orphan.loginByName), ctx.signal);
+            if (!out.ok) throw fail(`ALTER USER ${orphan.user} WITH LOGIN = ${orphan.loginByName}: ${explain(out.messages)}`);
+            log('warn', `${item.id}: user ${orphan.user} had no login with its SID; remapped to login ${orphan.loginByName} by name`);
           }
         });
       } finally {
         await staged.cleanup();
       }
     },
+
+    landingOrder,
+
+    /**
+     * Before the gate: the source (still there) against the landing server:
+     * live when `landing` is configured and reachable, else the runbook's
+     * `landingServer` declaration; neither is a failed check. Read-only.
+     */
+    async preflight(ctx: EngineContext, items: Item[]): Promise<ProofCheck[]> {
+      const t0 = Date.now();
+      const dbs = items.filter((i) => i.kind === 'database' && i.engine === 'mssql' && i.discovered);
+      const source = await withSession(o.connection, o, async (s): Promise<SourceServerFacts> => {
+        const info = (await s.query(serverInfoStatement(), 'reading the source server', ctx.signal))[0] ?? {};
+        const rows = await s.query(databasesStatement(), 'listing databases', ctx.signal);
+        const databases: SourceServerFacts['databases'] = [];
+        for (const d of dbs) {
+          const row = rows.find((r) => r.name === d.name);
+          if (!row) continue;
+          const out = await s.run(databaseFeaturesStatement(d.name), ctx.signal);
+          const f = out.recordsets[0]?.[0] ?? {};
+          databases.push({ name: d.name, dataBytes: Number(row.size_bytes ?? 0), skuFeatures: (out.recordsets[1] ?? []).map((x) => String(x.feature_name)), filestream: Number(f.filestream_filegroups ?? 0) > 0, clrAssemblies: Number(f.clr_assemblies ?? 0) });
+        }
+        return {
+          productVersion: String(info.product_version ?? ''),
+          edition: String(info.edition ?? ''),
+          engineEdition: Number(info.engine_edition ?? 0),
+          collation: String(info.collation ?? ''),
+          integratedSecurityOnly: info.integrated_security_only === null || info.integrated_security_only === undefined ? null : Number(info.integrated_security_only) === 1,
+          databases,
+        };
+      });
+      let landing: LandingServerFacts | undefined;
+      if (o.landing && describeTarget(o.landing) !== describeTarget(o.connection)) {
+        landing = await withSession(o.landing, o, async (s) => {
+          const r = parseRestoreServer((await s.query(targetServerStatement(), 'reading the landing server', ctx.signal))[0] ?? {});
+          return { productVersion: r.version ? `${r.version.major}.${r.version.minor}.${r.version.build}` : '', edition: r.edition, engineEdition: r.engineEdition, collation: r.collation, filestreamLevel: r.filestreamLevel, clrEnabled: r.clrEnabled, basis: 'live' as const };
+        }).catch(() => undefined);
+      }
+      landing ??= o.landingServer ? { ...o.landingServer, basis: 'declared' } : undefined;
+      if (!landing) {
+        return [{ name: 'landing-server', status: 'failed', detail: 'the landing server is neither reachable nor declared: declare the SQL Server the rebuilt target will run in engines.mssql.landingServer (productVersion, edition, engineEdition)', durationMs: Date.now() - t0 }];
+      }
+      return [{ ...judgeLandingServer(source, landing), durationMs: Date.now() - t0 }];
+    },
+
+    /** After restore() of a database at landing: settings against the source, no orphaned user, smoke queries. Read-only. */
+    async validateLanding(ctx: EngineContext, item: Item, manifest: Manifest, files: string[]): Promise<ProofCheck[]> {
+      if (manifest.format === 'sql-text') {
+        // The authentication mode is a registry value read at service start: configuration.sql sets it, a restart applies it.
+        const i = manifest.entries.findIndex((e) => basename(e.path) === 'configuration.sql');
+        const text = i >= 0 && files[i] ? await readFile(files[i]!, 'utf8') : '';
+        const mode = /N'LoginMode', N'REG_DWORD', ([12]);/.exec(text)?.[1];
+        if (!mode) return [];
+        return withSession(o.landing ?? o.connection, o, async (s) => {
+          const r = parseRestoreServer((await s.query(targetServerStatement(), 'reading the rebuilt server', ctx.signal))[0] ?? {});
+          const want = mode === '1';
+          const okMode = r.integratedSecurityOnly === want;
+          return [{ name: 'authentication-mode', status: okMode ? 'passed' : 'failed', detail: okMode ? `authentication mode is ${want ? 'Windows only' : 'mixed'}, as on the source` : `authentication mode is ${r.integratedSecurityOnly ? 'Windows only' : 'mixed'} on the rebuilt server, ${want ? 'Windows only' : 'mixed'} on the source: restart the SQL Server service (configuration.sql set LoginMode)`, durationMs: 0 }];
+        });
+      }
+      if (item.kind !== 'database' || manifest.format !== 'mssql-bak') return [];
+      const i = manifest.entries.findIndex((e) => basename(e.path) === SIDECAR_NAME);
+      if (i < 0 || !files[i]) return [{ name: 'database-settings', status: 'failed', detail: `the artifact has no ${SIDECAR_NAME}`, durationMs: 0 }];
+      const sidecar = parseSidecar(await readFile(files[i]!, 'utf8'), SIDECAR_NAME);
+      if (sidecar.system) return [];
+      return withSession(o.landing ?? o.connection, o, async (s) => {
+        const t0 = Date.now();
+        const restored = await readRestoredDatabase(s, item.name, ctx.signal);
+        const orphans = await readOrphans(s, item.name, ctx.signal);
+        const j = judgeRestoredDatabase(sidecar, restored, orphans, 'landing');
+        const server = parseRestoreServer((await s.query(targetServerStatement(), 'reading the rebuilt server', ctx.signal))[0] ?? {});
+        if ((sidecar.databaseFacts?.clrAssemblies ?? 0) > 0 && !server.clrEnabled) j.problems.push(`${item.name} has ${sidecar.databaseFacts!.clrAssemblies} user CLR assemblies and 'clr enabled' is off on the rebuilt server: land the configuration item (sp_configure 'clr enabled', 1)`);
+        if ((sidecar.databaseFacts?.filestreamFilegroups ?? 0) > 0 && server.filestreamLevel < 1) j.problems.push(`${item.name} uses FILESTREAM and it is disabled on the rebuilt server`);
+        const checks: ProofCheck[] = [{ name: 'database-settings', status: j.problems.length ? 'failed' : 'passed', detail: [...j.problems, ...j.notes].join('; '), durationMs: Date.now() - t0 }];
+        const queries = (o.smokeQueries ?? []).filter((q) => q.database === item.name);
+        const t1 = Date.now();
+        if (queries.length === 0) {
+          checks.push({ name: 'smoke', status: 'passed', detail: `the runbook declares no smoke query for ${item.name}`, durationMs: 0 });
+        } else {
+          const r = await runSmokeQueries(s, item.name, queries, ctx.signal);
+          checks.push({ name: 'smoke', status: r.ok ? 'passed' : 'failed', detail: r.detail, durationMs: Date.now() - t1 });
+        }
+        return checks;
+      });
+    },
   };
 }
 
-/** A certificate artifact: restored into the proving ground's master (kept there for later database proofs), thumbprint checked. */
+function describeTarget(c: MssqlConnectionConfig): string {
+  return `${c.server.toLowerCase()}:${c.instanceName ? c.instanceName.toLowerCase() : String(c.port ?? 1433)}`;
+}
+
+function capturedKey(text: string): KeyArtifact {
+  const v = JSON.parse(text) as Partial<KeyArtifact>;
+  if (v.format !== 'mssql-key' || (v.kind !== 'master-key' && v.kind !== 'service-master-key') || typeof v.file !== 'string') throw new RubiconError('ENGINE_FAILED', 'mssql: key.json is not a Rubicon key artifact');
+  return v as KeyArtifact;
+}
+
+/**
+ * A key artifact on the proving ground. master's DMK: RESTORE MASTER KEY
+ * into a scratch database (decrypts with the runbook's password; master is
+ * untouched), then the scratch database dropped. The service master key
+ * cannot be restored without re-encrypting the proving ground's own keys:
+ * `restore` is skipped with the reason, so the proof does not pass.
+ */
+async function proveKey(session: MssqlSession, staged: { paths: Map<string, string>; local: Map<string, string> }, secrets: MssqlSecrets | undefined, signal?: AbortSignal): Promise<ProveResult> {
+  const t0 = Date.now();
+  const metaPath = staged.local.get('key.json');
+  if (!metaPath) return { checks: [{ name: 'restore', status: 'failed', detail: 'the artifact has no key.json', durationMs: 0 }] };
+  const k = capturedKey(await readFile(metaPath, 'utf8'));
+  if (k.kind === 'service-master-key') {
+    return { checks: [{ name: 'restore', status: 'skipped', detail: 'not run on the proving ground: RESTORE SERVICE MASTER KEY re-encrypts every key of that instance (other proofs share it). The file is restored at landing, before the database master key and the certificates', durationMs: 0 }] };
+  }
+  const password = await secrets?.keyBackupPassword?.();
+  if (password === undefined) return { checks: [{ name: 'restore', status: 'failed', detail: 'no key backup password in the secrets source (engines.mssql.keyBackupPasswordEnv)', durationMs: 0 }] };
+  const scratch = scratchDatabaseName('master-key');
+  try {
+    const made = await session.run(createDatabaseStatement(scratch), signal);
+    if (!made.ok) return { checks: [{ name: 'restore', status: 'failed', detail: `could not create the scratch database ${scratch}: ${explain(made.messages)}`, durationMs: Date.now() - t0 }] };
+    const out = await session.run(restoreMasterKeyToScratchStatement(scratch, staged.paths.get(k.file) ?? '', password, `Rk!${randomBytes(24).toString('base64url')}`), signal);
+    const keys = Number(out.recordsets.at(-1)?.[0]?.master_keys ?? 0);
+    const ok = out.ok && keys === 1;
+    return {
+      checks: [
+        {
+          name: 'restore',
+          status: ok ? 'passed' : 'failed',
+          detail: ok ? `master's database master key backup decrypts with the runbook's password: RESTORE MASTER KEY into scratch database ${scratch} succeeded (dropped afterwards)` : `RESTORE MASTER KEY into a scratch database: ${out.ok ? 'no master key there afterwards' : explain(out.messages)}`,
+          durationMs: Date.now() - t0,
+        },
+      ],
+    };
+  } finally {
+    await session.run(dropDatabaseStatement(scratch)).catch(() => undefined);
+  }
+}
+
+/**
+ * A certificate artifact: its own .cer/.pvk files always tested in a scratch
+ * database (decrypt with the password, thumbprint compared, dropped), then
+ * restored into the proving ground's master where missing (kept there for
+ * later database proofs; master's DMK created first where missing).
+ */
 async function proveCertificate(
   session: MssqlSession,
   staged: { paths: Map<string, string>; local: Map<string, string> },
@@ -284,13 +534,14 @@ async function proveCertificate(
   const metaPath = staged.local.get('certificate.json');
   if (!metaPath) return check('failed', 'the artifact has no certificate.json');
   const c = capturedCertificate(await readFile(metaPath, 'utf8'));
-  const present = await session.query(certificateByThumbprintStatement(thumbprint(c.thumbprint)!), `looking up certificate ${c.name}`, signal);
-  if (present.length > 0) return check('passed', `certificate ${c.name} (${c.thumbprint}) is already on this server`);
   const password = await secrets?.certificatePassword(c.name);
   if (password === undefined) return check('failed', `no password for certificate ${c.name}'s private key in the secrets source`);
-  const out = await session.run(createCertificateStatement(c.name, staged.paths.get(c.certFile) ?? '', staged.paths.get(c.keyFile) ?? '', password), signal);
-  if (!out.ok) return check('failed', `CREATE CERTIFICATE ${c.name}: ${explain(out.messages)}`);
-  const tp = String((await session.query(certificateThumbprintStatement(c.name), `reading certificate ${c.name}`, signal))[0]?.thumbprint ?? '');
-  if (thumbprint(tp) !== thumbprint(c.thumbprint)) return check('failed', `certificate ${c.name} restored with thumbprint ${tp || 'none'}, expected ${c.thumbprint}`);
-  return check('passed', `certificate ${c.name} restored with its private key; thumbprint ${tp} matches`);
+  const certPath = staged.paths.get(c.certFile);
+  const keyPath = staged.paths.get(c.keyFile);
+  if (!certPath || !keyPath) return check('failed', `certificate ${c.name}: ${!certPath ? c.certFile : c.keyFile} is missing from the artifact`);
+  const tested = await testCertificateFiles(session, c, certPath, keyPath, password, signal);
+  if (!tested.ok) return check('failed', tested.detail);
+  const installed = await installCertificate(session, c, certPath, keyPath, password, secrets, 'proving-ground', signal);
+  if (!installed.ok) return check('failed', installed.detail);
+  return check('passed', `${tested.detail}; ${installed.detail}`);
 }

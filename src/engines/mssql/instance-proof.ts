@@ -25,9 +25,31 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import type { DriftChange, Manifest, ProofCheck } from '../../core/types.ts';
+import { jobProperties } from './scripts.ts';
 import { formatMessages, type MssqlSession, type SqlParam, type SqlRow, type SqlStatement } from './session.ts';
+import { jobSchedulesStatement, jobsStatement, jobStepsStatement } from './sql.ts';
 
-export type ScriptedKind = 'login' | 'job' | 'operator';
+/**
+ * Compares the job properties read back on the proving ground with the
+ * captured ones (jobs.json). Returns one sentence per difference, naming
+ * the job and the property, never a command's text. Pure.
+ */
+export function compareJobProperties(expected: Record<string, Record<string, string>>, actual: Record<string, Record<string, string>>): string[] {
+  const out: string[] = [];
+  for (const [job, props] of Object.entries(expected)) {
+    const got = actual[job];
+    if (!got) {
+      out.push(`job ${job}: not found after the script ran`);
+      continue;
+    }
+    for (const k of [...new Set([...Object.keys(props), ...Object.keys(got)])].sort()) {
+      if ((props[k] ?? '(absent)') !== (got[k] ?? '(absent)')) out.push(`job ${job}: ${k} is ${k.endsWith('command') ? 'different' : JSON.stringify(got[k] ?? '(absent)')}, captured ${k.endsWith('command') ? 'text differs' : JSON.stringify(props[k] ?? '(absent)')}`);
+    }
+  }
+  return out;
+}
+
+export type ScriptedKind = 'login' | 'server-role' | 'job' | 'operator' | 'alert' | 'mail-profile';
 
 export interface ScriptedObject {
   kind: ScriptedKind;
@@ -38,7 +60,10 @@ export interface ScriptedObject {
 export const PROOF_MARK = '/* rubicon: instance-objects proof */';
 
 /** Scripts that run inside BEGIN TRANSACTION … ROLLBACK, and what each creates. */
-const TRANSACTIONAL: Record<string, ScriptedKind> = { 'logins.sql': 'login', 'jobs.sql': 'job', 'operators.sql': 'operator' };
+const TRANSACTIONAL: Record<string, ScriptedKind> = { 'logins.sql': 'login', 'operators.sql': 'operator', 'database-mail.sql': 'mail-profile', 'jobs.sql': 'job', 'alerts.sql': 'alert' };
+
+/** Data files of an artifact that are read by the proof, never run. */
+const DATA_FILES = new Set(['jobs.json']);
 
 /** Why a script is not run on the proving ground. */
 const NOT_RUN: Record<string, string> = {
@@ -46,13 +71,18 @@ const NOT_RUN: Record<string, string> = {
   'startup.sql': 'trace flags are startup parameters (a service restart, not a statement) and sp_procoption needs the startup procedure, which lives in master and is not captured. Apply them at landing',
   'linked-servers.sql': 'sp_addlinkedserver cannot be executed inside a user-defined transaction, and the remote login password is not captured. Apply it at landing and add the remote login by hand',
   'credentials.sql': 'the credential secret is never captured: the script only names the credential (as a comment) and there is nothing to run. Create it at landing from the secrets store',
+  'proxies.sql': 'sp_add_proxy needs its credential, whose secret is never captured, so it cannot be created on the proving ground. Create the credential from the secrets store at landing, then run the script',
+  'endpoints.sql': 'CREATE ENDPOINT opens a listener port on the proving ground for every other proof. Applied at landing',
 };
 
 const LITERAL = String.raw`N'((?:[^']|'')*)'`;
 const GUARDS: [ScriptedKind, RegExp][] = [
   ['login', new RegExp(String.raw`^IF SUSER_ID\(${LITERAL}\) IS NULL$`, 'gm')],
+  ['server-role', new RegExp(String.raw`^IF NOT EXISTS \(SELECT 1 FROM sys\.server_principals WHERE name = ${LITERAL} AND type = 'R'\)$`, 'gm')],
   ['job', new RegExp(String.raw`^IF NOT EXISTS \(SELECT 1 FROM msdb\.dbo\.sysjobs WHERE name = ${LITERAL}\)$`, 'gm')],
   ['operator', new RegExp(String.raw`^IF NOT EXISTS \(SELECT 1 FROM msdb\.dbo\.sysoperators WHERE name = ${LITERAL}\)$`, 'gm')],
+  ['alert', new RegExp(String.raw`^IF NOT EXISTS \(SELECT 1 FROM msdb\.dbo\.sysalerts WHERE name = ${LITERAL}\)$`, 'gm')],
+  ['mail-profile', new RegExp(String.raw`^IF NOT EXISTS \(SELECT 1 FROM msdb\.dbo\.sysmail_profile WHERE name = ${LITERAL}\)$`, 'gm')],
 ];
 
 /** The objects a script creates, read from its guard lines (scripts.ts writes one per object). Pure. */
@@ -66,9 +96,16 @@ export function scriptedObjects(text: string): ScriptedObject[] {
 
 const CATALOG: Record<ScriptedKind, string> = {
   login: 'sys.server_principals',
+  'server-role': 'sys.server_principals',
   job: 'msdb.dbo.sysjobs',
   operator: 'msdb.dbo.sysoperators',
+  alert: 'msdb.dbo.sysalerts',
+  'mail-profile': 'msdb.dbo.sysmail_profile',
 };
+
+const KINDS: ScriptedKind[] = ['login', 'server-role', 'job', 'operator', 'alert', 'mail-profile'];
+/** Parameter name prefix per kind (letters only: `server-role` is not a T-SQL name). */
+const PREFIX: Record<ScriptedKind, string> = { login: 'login', 'server-role': 'role', job: 'job', operator: 'operator', alert: 'alert', 'mail-profile': 'profile' };
 
 /**
  * `SELECT N'login' AS kind, name FROM sys.server_principals WHERE name IN (@login1, …) UNION ALL …;`
@@ -77,12 +114,12 @@ const CATALOG: Record<ScriptedKind, string> = {
 export function presenceQuery(objects: ScriptedObject[]): { text: string; params: SqlParam[] } | undefined {
   const params: SqlParam[] = [];
   const parts: string[] = [];
-  for (const kind of ['login', 'job', 'operator'] as const) {
+  for (const kind of KINDS) {
     const names = [...new Set(objects.filter((o) => o.kind === kind).map((o) => o.name))];
     if (names.length === 0) continue;
     const refs = names.map((n, i) => {
-      params.push({ name: `${kind}${i + 1}`, type: 'nvarchar', value: n });
-      return `@${kind}${i + 1}`;
+      params.push({ name: `${PREFIX[kind]}${i + 1}`, type: 'nvarchar', value: n });
+      return `@${PREFIX[kind]}${i + 1}`;
     });
     parts.push(`SELECT N'${kind}' AS kind, name FROM ${CATALOG[kind]} WHERE name IN (${refs.join(', ')})`);
   }
@@ -96,13 +133,21 @@ export function presenceStatement(objects: ScriptedObject[]): SqlStatement | und
   return q && { text: `${PROOF_MARK}\n${q.text}`, params: q.params };
 }
 
-/** The scripts, then the presence query, inside a transaction that is always rolled back. Pure. */
-export function transactionStatement(scripts: string[], objects: ScriptedObject[]): SqlStatement {
+/**
+ * The scripts, then the presence query and `readBack` (queries reading the
+ * created objects' properties, e.g. every job property), inside a
+ * transaction that is always rolled back. Their result sets are the batch's
+ * last ones, in this order. Pure.
+ */
+export function transactionStatement(scripts: string[], objects: ScriptedObject[], readBack: SqlStatement[] = []): SqlStatement {
   const q = presenceQuery(objects);
   const body = scripts.map((s) => (s.endsWith('\n') ? s : `${s}\n`)).join('');
+  const reads = readBack.map((r) => `${r.text}\n`).join('');
+  const names = new Set((q?.params ?? []).map((p) => p.name));
+  const extra = readBack.flatMap((r) => r.params).filter((p) => !names.has(p.name) && (names.add(p.name), true));
   return {
-    text: `${PROOF_MARK}\nSET XACT_ABORT ON;\nBEGIN TRANSACTION;\n${body};\n${q ? `${q.text}\n` : ''}ROLLBACK TRANSACTION;`,
-    params: q?.params ?? [],
+    text: `${PROOF_MARK}\nSET XACT_ABORT ON;\nBEGIN TRANSACTION;\n${body};\n${q ? `${q.text}\n` : ''}${reads}ROLLBACK TRANSACTION;`,
+    params: [...(q?.params ?? []), ...extra],
     long: true,
   };
 }
@@ -137,7 +182,7 @@ export async function proveScripts(session: MssqlSession, local: Map<string, str
   if (empty.length) return checks;
 
   for (const t of texts) {
-    if (TRANSACTIONAL[t.name]) continue;
+    if (TRANSACTIONAL[t.name] || DATA_FILES.has(t.name)) continue;
     checks.push({ name: 'restore', status: 'skipped', detail: `${t.name}: not run on the proving ground: ${NOT_RUN[t.name] ?? 'not a script Rubicon knows how to prove'}`, durationMs: 0 });
   }
   const runnable = texts.filter((t) => TRANSACTIONAL[t.name]);
@@ -145,13 +190,17 @@ export async function proveScripts(session: MssqlSession, local: Map<string, str
 
   const files = runnable.map((t) => t.name).join(', ');
   const objects = runnable.flatMap((t) => scriptedObjects(t.text));
+  const jobsJson = texts.find((t) => t.name === 'jobs.json');
+  const expectedJobs = jobsJson ? ((JSON.parse(jobsJson.text) as { jobs?: Record<string, Record<string, string>> }).jobs ?? {}) : undefined;
+  const jobNames = [...new Set(objects.filter((o) => o.kind === 'job').map((o) => o.name))];
+  const readBack = expectedJobs && jobNames.length > 0 ? [jobsStatement(jobNames), jobStepsStatement(jobNames), jobSchedulesStatement(jobNames)] : [];
   const presence = presenceStatement(objects);
   const present = async (): Promise<Set<string>> => new Set(presence ? (await session.query(presence, 'looking up the scripted objects', signal)).map(key) : []);
 
   const before = await present();
   let tx: Awaited<ReturnType<MssqlSession['run']>> | undefined;
   try {
-    tx = await session.run(transactionStatement(runnable.map((t) => t.text), objects), signal);
+    tx = await session.run(transactionStatement(runnable.map((t) => t.text), objects, readBack), signal);
     checks.push({
       name: 'restore',
       status: tx.ok ? 'passed' : 'failed',
@@ -163,7 +212,8 @@ export async function proveScripts(session: MssqlSession, local: Map<string, str
     if (!tx.ok) {
       checks.push({ name: 'objects', status: 'skipped', detail: 'not run: restore failed', durationMs: 0 });
     } else {
-      const found = new Set(((tx.recordsets[0] ?? []) as SqlRow[]).map(key));
+      const sets = tx.recordsets.slice(-(1 + readBack.length));
+      const found = new Set(((sets[0] ?? []) as SqlRow[]).map(key));
       const missing = objects.filter((o) => !found.has(key(o)));
       const existed = objects.filter((o) => before.has(key(o)));
       const note = existed.length ? `; already on the proving ground before the proof, so the script did not re-create them: ${existed.map(label).join(', ')}` : '';
@@ -174,6 +224,18 @@ export async function proveScripts(session: MssqlSession, local: Map<string, str
             ? { name: 'objects', status: 'failed', detail: `the script ran but these objects are not there afterwards: ${missing.map(label).join(', ')}`, durationMs: 0 }
             : { name: 'objects', status: 'passed', detail: `all ${objects.length} scripted object(s) exist inside the transaction: ${objects.map(label).join(', ')}${note}`, durationMs: 0 },
       );
+      if (expectedJobs && jobNames.length > 0) {
+        const actual = jobProperties((sets[1] ?? []) as SqlRow[], (sets[2] ?? []) as SqlRow[], (sets[3] ?? []) as SqlRow[]);
+        const diff = compareJobProperties(Object.fromEntries(Object.entries(expectedJobs).filter(([j]) => jobNames.includes(j))), actual);
+        const count = Object.values(expectedJobs).reduce((n, p) => n + Object.keys(p).length, 0);
+        checks.push(
+          diff.length
+            ? { name: 'job-properties', status: 'failed', detail: `read back inside the transaction, the jobs differ from the captured ones: ${diff.slice(0, 20).join('; ')}${diff.length > 20 ? `; … and ${diff.length - 20} more` : ''}`, durationMs: 0 }
+            : { name: 'job-properties', status: 'passed', detail: `every captured property (${count}: steps, flow, retries, output files, proxies, notifications, schedules, start step) read back equal for ${jobNames.length} job(s)`, durationMs: 0 },
+        );
+      } else if (jobNames.length > 0) {
+        checks.push({ name: 'job-properties', status: 'failed', detail: 'the artifact has no jobs.json (captured by an earlier Rubicon): job properties cannot be proven, only names', durationMs: 0 });
+      }
     }
   } finally {
     // Never skipped: the proving ground is left as it was, or the proof says it is not.

@@ -1,5 +1,6 @@
 import type { DatabaseEngine } from '../engine.ts';
 import type { MssqlEngineOptions } from './engine.ts';
+import { landingOrder } from './landing.ts';
 import { MSSQL_METHODS } from './methods.ts';
 
 /**
@@ -21,5 +22,8 @@ export function lazyMssqlEngine(options: MssqlEngineOptions): DatabaseEngine {
     prove: async (ctx, artifact, manifest, files) => (await get()).prove(ctx, artifact, manifest, files),
     drift: async (ctx, item, manifest, files) => (await get()).drift!(ctx, item, manifest, files),
     restore: async (ctx, item, manifest, files) => (await get()).restore(ctx, item, manifest, files),
+    preflight: async (ctx, items) => (await get()).preflight!(ctx, items),
+    landingOrder,
+    validateLanding: async (ctx, item, manifest, files) => (await get()).validateLanding!(ctx, item, manifest, files),
   };
 }

@@ -12,6 +12,12 @@ export const MSSQL_METHODS: Record<string, MethodInfo> = {
     independenceGroup: 'mssql-native-full',
     description: 'BACKUP DATABASE … WITH COPY_ONLY, CHECKSUM, COMPRESSION, FORMAT, INIT (the customer\'s backup chain is untouched), confirmed with RESTORE HEADERONLY',
   },
+  'mssql-system-full': {
+    name: 'mssql-system-full',
+    origin: 'rubicon',
+    independenceGroup: 'mssql-native-full',
+    description: 'system database (master, model, msdb): BACKUP … COPY_ONLY, CHECKSUM, proven by HEADERONLY (BackupSetGUID) and RESTORE VERIFYONLY only; never restored under a test name or at landing',
+  },
   'mssql-history': {
     name: 'mssql-history',
     origin: 'rubicon',
@@ -28,6 +34,6 @@ export const MSSQL_METHODS: Record<string, MethodInfo> = {
     name: 'instance-objects',
     origin: 'rubicon',
     independenceGroup: 'instance-objects',
-    description: 'logins (SID and hash), jobs, operators, linked servers, credentials (names only), configuration as T-SQL; certificates WITH PRIVATE KEY',
+    description: 'logins (SID and hash, server roles and permissions), jobs (steps, schedules, notifications), operators, alerts, proxies, Database Mail, linked servers and their logins (names), endpoints, credentials (names only), configuration and authentication mode as T-SQL; certificates WITH PRIVATE KEY; BACKUP MASTER KEY and BACKUP SERVICE MASTER KEY',
   },
 };

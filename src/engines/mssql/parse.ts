@@ -68,6 +68,8 @@ export interface BackupHeader {
   collation: string;
   keyAlgorithm: string | null;
   encryptorThumbprint: string | null;
+  /** BackupSetGUID: the backup set's identity (= msdb backupset.backup_set_uuid), upper case; '' when absent. */
+  backupSetGuid: string;
 }
 
 export function parseHeaderOnly(rows: SqlRow[]): BackupHeader[] {
@@ -92,6 +94,7 @@ export function parseHeaderOnly(rows: SqlRow[]): BackupHeader[] {
     collation: str(r.Collation),
     keyAlgorithm: r.KeyAlgorithm ? str(r.KeyAlgorithm) : null,
     encryptorThumbprint: thumbprint(r.EncryptorThumbprint),
+    backupSetGuid: str(r.BackupSetGUID).toUpperCase(),
   }));
 }
 
@@ -130,6 +133,7 @@ export function thumbprint(v: unknown): string | null {
 
 export interface JobActivity {
   sessionId: number;
+  /** Server clock, as the driver returned it. */
   startExecutionDate: string | null;
   stopExecutionDate: string | null;
   jobHistoryId: number | null;
@@ -241,6 +245,12 @@ export interface HistoryRow {
   /** 2 disk, 7 virtual device (VSS/VDI), 9 URL. */
   deviceType: number;
   familySequenceNumber: number;
+  /** backup_set_uuid (= HEADERONLY BackupSetGUID), upper case. */
+  backupSetUuid: string;
+  /** last_recovery_fork_guid, upper case. */
+  lastRecoveryForkGuid: string;
+  /** backupmediafamily.mirror: 0 for the primary media, >0 for a MIRROR TO copy. */
+  mirror: number;
 }
 
 export function parseHistory(rows: SqlRow[]): HistoryRow[] {
@@ -266,6 +276,9 @@ export function parseHistory(rows: SqlRow[]): HistoryRow[] {
     physicalDeviceName: str(r.physical_device_name),
     deviceType: num(r.device_type),
     familySequenceNumber: num(r.family_sequence_number) || 1,
+    backupSetUuid: str(r.backup_set_uuid).toUpperCase(),
+    lastRecoveryForkGuid: str(r.last_recovery_fork_guid).toUpperCase(),
+    mirror: num(r.mirror),
   }));
 }
 
@@ -303,9 +316,19 @@ export interface BackupChain {
  * dates). Sets whose device is not a disk file (VDI, URL) are left out with a
  * note. Returns null when there is no usable full backup.
  */
-export function newestChain(rows: HistoryRow[], o: { includeCopyOnly?: boolean; excludeDevice?: (d: string) => boolean } = {}): BackupChain | null {
+export function newestChain(
+  rows: HistoryRow[],
+  o: { includeCopyOnly?: boolean; excludeDevice?: (d: string) => boolean; incarnation?: { databaseGuid: string; recoveryForkGuid: string } } = {},
+): BackupChain | null {
   const notes: string[] = [];
-  const sets = groupBackupSets(rows).filter((s) => {
+  const inc = o.incarnation && { databaseGuid: o.incarnation.databaseGuid.toUpperCase(), recoveryForkGuid: o.incarnation.recoveryForkGuid.toUpperCase() };
+  let otherIncarnation = 0;
+  const sets = groupBackupSets(rows.filter((r) => r.mirror === 0)).filter((s) => {
+    // A database dropped and re-created, or restored WITH RECOVERY (a new fork), is another incarnation: its backups do not restore the current one.
+    if (inc && (s.row.databaseGuid !== inc.databaseGuid || (s.row.lastRecoveryForkGuid !== '' && inc.recoveryForkGuid !== '' && s.row.lastRecoveryForkGuid !== inc.recoveryForkGuid))) {
+      otherIncarnation += 1;
+      return false;
+    }
     if (s.row.deviceType !== 2) {
       notes.push(`backup set ${s.row.backupSetId} (${s.row.type}) is on device type ${s.row.deviceType}, not a disk file: left out`);
       return false;
@@ -313,6 +336,7 @@ export function newestChain(rows: HistoryRow[], o: { includeCopyOnly?: boolean; 
     if (o.excludeDevice && s.devices.some(o.excludeDevice)) return false;
     return true;
   });
+  if (otherIncarnation > 0) notes.push(`${otherIncarnation} backup set(s) of another incarnation of the database (other database_guid or recovery fork) left out`);
   const fulls = sets
     .filter((s) => s.row.type === 'D' && !s.row.isDamaged && (o.includeCopyOnly || !s.row.isCopyOnly))
     .sort((a, b) => (lsn(b.row.lastLsn) > lsn(a.row.lastLsn) ? 1 : -1));
@@ -343,12 +367,80 @@ export function newestChain(rows: HistoryRow[], o: { includeCopyOnly?: boolean; 
 }
 
 /**
- * HEADERONLY's LSNs arrive as doubles (numeric(25,0) through the driver),
- * msdb's as exact text (cast in the query). They match when the exact value,
- * rounded to a double, is within one unit in the last place of the header's.
+ * LSNs. msdb's are exact (cast to text in the query); HEADERONLY's
+ * numeric(25,0) arrives through the driver as a double, which cannot hold
+ * every 17-digit LSN. So: two exact LSNs are compared as integers
+ * (sameExactLsn); a HEADERONLY double is compared with an exact LSN only
+ * for equality after rounding the exact value the same way (no tolerance),
+ * and the identity of a backup set is its BackupSetGUID, compared exactly.
  */
+export function sameExactLsn(a: string, b: string): boolean {
+  if (!/^\d+$/.test(a) || !/^\d+$/.test(b)) return false;
+  return BigInt(a) === BigInt(b);
+}
+
+/** A HEADERONLY LSN (double) against an exact one: equal doubles, nothing looser. */
 export function sameLsn(header: number, exact: string): boolean {
-  if (exact === '') return false;
-  const e = Number(exact);
-  return Math.abs(header - e) <= Math.max(1, Math.abs(e) * 2 ** -51);
+  if (!/^\d+$/.test(exact)) return false;
+  return header === Number(exact);
+}
+
+/** GUIDs compared exactly, ignoring case and braces. Empty never matches. */
+export function sameGuid(a: string | undefined, b: string | undefined): boolean {
+  const n = (g: string | undefined): string => (g ?? '').replace(/[{}]/g, '').toUpperCase();
+  return n(a) !== '' && n(a) === n(b);
+}
+
+// ---------------------------------------------------------------- editions
+
+/**
+ * Whether BACKUP … WITH COMPRESSION is available, by SERVERPROPERTY
+ * ('EngineEdition'): 3 (Enterprise, Developer, Evaluation) yes; 4 (Express)
+ * no; 2 covers Standard, Web and Business Intelligence, and Web cannot
+ * compress (Msg 1844), so within 2 the Edition name decides. Pure.
+ */
+export function canCompress(engineEdition: number, edition: string): boolean {
+  if (engineEdition === 3) return true;
+  if (engineEdition === 2) return !/^web\b/i.test(edition.trim());
+  if (engineEdition === 4) return false;
+  // Azure SQL Managed Instance (8) compresses; anything unknown: do not ask for what may be refused.
+  return engineEdition === 8;
+}
+
+/** Express's per-database data limit (10 GB of data files; the log does not count). */
+export const EXPRESS_DATA_LIMIT_BYTES = 10 * 1024 ** 3;
+
+/** Editions by what they can hold: Enterprise/Developer/Evaluation 3 > Standard/Web 2 > Express 1. */
+export function editionRank(engineEdition: number): number {
+  return engineEdition === 3 || engineEdition === 8 ? 3 : engineEdition === 2 ? 2 : engineEdition === 4 ? 1 : 0;
+}
+
+// ---------------------------------------------------------------- DBCC CHECKDB ran
+
+/**
+ * "CHECKDB ran" only when LastGoodCheckDbTime is not older than the server
+ * clock read just before CHECKDB (truncated to the second: the property is
+ * a datetime). A NULL LastGoodCheckDbTime (servers before SQL Server 2016
+ * SP2 do not report it) cannot show it either. Pure.
+ */
+export function checkDbRan(before: Date | null, lastGood: Date | null): { ok: boolean; detail: string } {
+  if (!before) return { ok: false, detail: 'the server clock could not be read before DBCC CHECKDB' };
+  if (!lastGood) return { ok: false, detail: 'this server does not report LastGoodCheckDbTime (SQL Server 2016 SP2 or later does): the check cannot be shown to have run; use a patched proving ground' };
+  const floor = Math.floor(before.getTime() / 1000) * 1000;
+  if (lastGood.getTime() < floor) {
+    return { ok: false, detail: `LastGoodCheckDbTime (${lastGood.toISOString()}) is older than the server clock before CHECKDB (${new Date(floor).toISOString()}): the check cannot be shown to have run` };
+  }
+  return { ok: true, detail: `LastGoodCheckDbTime ${lastGood.toISOString()} >= server clock before CHECKDB ${new Date(floor).toISOString()}` };
+}
+
+// ---------------------------------------------------------------- vendor job run window
+
+/** A backup set belongs to a job run only when it started within the run (server clock, both ends inclusive). Pure. */
+export function withinRun(backupStart: string | null, runStart: string | null, runStop: string | null): boolean {
+  if (!backupStart || !runStart) return false;
+  const b = Date.parse(backupStart);
+  // backupset dates are whole seconds; sysjobactivity has milliseconds: compare from the start's second.
+  const s = Math.floor(Date.parse(runStart) / 1000) * 1000;
+  const e = runStop ? Date.parse(runStop) : Number.POSITIVE_INFINITY;
+  return b >= s && b <= e;
 }

@@ -240,8 +240,19 @@ export class MssqlSession {
     return new MssqlSession(config, pool, log);
   }
 
-  /** Runs one statement; SQL errors come back in the outcome, not as exceptions. */
-  async run(stmt: SqlStatement, signal?: AbortSignal): Promise<SqlOutcome> {
+  /**
+   * Runs one statement; SQL errors come back in the outcome, not as exceptions.
+   *
+   * The request runs in the driver's stream mode, so every INFO, ERROR and
+   * result set is seen in the order the server sent it: INFO messages
+   * interleaved with errors and rows keep their order, and result sets that
+   * come after an error mid-batch are kept. `onMessage` sees each message as
+   * it arrives (RESTORE/BACKUP progress, `STATS = 10`). An error of severity
+   * 20 or more ends the session on the server's side: ENGINE_FAILED. A DONE
+   * token with the error bit but no ERROR token is a failure too (the driver
+   * reports it as an unknown error).
+   */
+  async run(stmt: SqlStatement, signal?: AbortSignal, onMessage?: (m: SqlMessage) => void): Promise<SqlOutcome> {
     signal?.throwIfAborted();
     this.#log?.({
       server: describeServer(this.config),
@@ -251,9 +262,35 @@ export class MssqlSession {
     const timeout = stmt.long ? (this.config.longRequestTimeoutMs ?? 0) : (this.config.requestTimeoutMs ?? 60_000);
     const RequestCtor = sql.Request as unknown as new (pool: sql.ConnectionPool, o: { requestTimeout: number }) => sql.Request;
     const request = new RequestCtor(this.#pool, { requestTimeout: timeout });
+    request.stream = true;
     const messages: SqlMessage[] = [];
+    const recordsets: SqlRow[][] = [];
+    let current: SqlRow[] | undefined;
+    let fatal: (DriverError & { code?: string; name?: string }) | undefined;
+    const push = (m: SqlMessage): void => {
+      messages.push(m);
+      onMessage?.(m);
+    };
     request.on('info', (i: { number: number; state: number; class: number; message: string }) => {
-      messages.push({ kind: 'info', number: i.number, state: i.state, class: i.class, message: i.message });
+      push({ kind: 'info', number: i.number, state: i.state, class: i.class, message: i.message });
+    });
+    request.on('recordset', (columns: unknown) => {
+      current = [];
+      Object.defineProperty(current, 'columns', { value: columns, enumerable: false });
+      recordsets.push(current);
+    });
+    request.on('row', (row: SqlRow) => {
+      current?.push(row);
+    });
+    request.on('error', (e: DriverError & { code?: string; name?: string }) => {
+      const inner = (e.originalError as { code?: string } | undefined)?.code;
+      const lost = inner === 'ESOCKET' || inner === 'ECLOSE' || e.code === 'ESOCKET' || /socket hang up|connection lost/i.test(String(e.message ?? ''));
+      if (e.name === 'RequestError' && !lost && e.code !== 'ETIMEOUT' && e.code !== 'ECANCEL' && e.code !== 'ECONNCLOSED') {
+        // precedingErrors are not set in stream mode: each error comes as its own event, in order.
+        push(toMessage(e));
+      } else {
+        fatal ??= e;
+      }
     });
     for (const p of stmt.params) {
       request.input(p.name, driverType(p.type), p.value instanceof Uint8Array ? Buffer.from(p.value) : p.value);
@@ -263,44 +300,40 @@ export class MssqlSession {
     const started = Date.now();
     const startedAt = new Date(started).toISOString();
     try {
-      const r = await request.query(stmt.text);
-      const finished = Date.now();
-      return {
-        ok: true,
-        recordsets: (r.recordsets as unknown as SqlRow[][]) ?? [],
-        messages,
-        startedAt,
-        finishedAt: new Date(finished).toISOString(),
-        durationMs: finished - started,
-      };
-    } catch (e) {
-      const err = e as DriverError & { code?: string; name?: string };
-      if (err.name !== 'RequestError' || err.code === 'ETIMEOUT' || err.code === 'ECANCEL' || err.code === 'ECONNCLOSED') {
-        signal?.throwIfAborted();
-        throw new RubiconError('ENGINE_FAILED', `mssql: ${describeServer(this.config)}: ${err.message ?? String(e)}`, {
-          cause: e,
-          hint:
-            err.code === 'ETIMEOUT'
-              ? 'The statement timed out: raise requestTimeoutMs/longRequestTimeoutMs in the connection settings.'
-              : 'Check that the SQL Server is reachable and the login still valid.',
-        });
-      }
-      const errors = [...(err.precedingErrors ?? []), err].map(toMessage);
-      // Keep the server's order: INFO messages came as events, errors at the end of the statement.
-      messages.push(...errors);
-      const finished = Date.now();
-      return {
-        ok: false,
-        recordsets: [],
-        messages,
-        error: errors[errors.length - 1],
-        startedAt,
-        finishedAt: new Date(finished).toISOString(),
-        durationMs: finished - started,
-      };
+      await new Promise<void>((resolve) => {
+        request.on('done', () => resolve());
+        void request.query(stmt.text);
+      });
     } finally {
       signal?.removeEventListener('abort', onAbort);
     }
+    const finished = Date.now();
+    const closing = messages.find((m) => m.kind === 'error' && m.class >= 20);
+    if (fatal || closing) {
+      signal?.throwIfAborted();
+      const err = fatal;
+      const what = closing ? `the server ended the session with a severity ${closing.class} error (Msg ${closing.number}: ${closing.message})` : (err?.message ?? 'the request failed');
+      throw new RubiconError('ENGINE_FAILED', `mssql: ${describeServer(this.config)}: ${what}`, {
+        cause: err,
+        details: { numbers: messages.filter((m) => m.kind === 'error').map((m) => m.number) },
+        hint:
+          err?.code === 'ETIMEOUT'
+            ? 'The statement timed out: raise requestTimeoutMs/longRequestTimeoutMs in the connection settings.'
+            : closing
+              ? 'Severity 20 and above are fatal to the connection (SQL Server closes it); look at the SQL Server error log on that server.'
+              : 'Check that the SQL Server is reachable and the login still valid.',
+      });
+    }
+    const errors = messages.filter((m) => m.kind === 'error');
+    return {
+      ok: errors.length === 0,
+      recordsets,
+      messages,
+      ...(errors.length > 0 ? { error: errors[errors.length - 1] } : {}),
+      startedAt,
+      finishedAt: new Date(finished).toISOString(),
+      durationMs: finished - started,
+    };
   }
 
   /**

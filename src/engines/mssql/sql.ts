@@ -14,6 +14,8 @@
 import { quoteIdentifier, quoteQualified } from './quote.ts';
 import type { SqlParam, SqlStatement } from './session.ts';
 
+export type Statement = SqlStatement;
+
 const nv = (name: string, value: string | null, secret = false): SqlParam => ({ name, type: 'nvarchar', value, secret });
 const int = (name: string, value: number | null): SqlParam => ({ name, type: 'int', value });
 
@@ -31,7 +33,11 @@ export function serverInfoStatement(): SqlStatement {
   CAST(@@SERVERNAME AS nvarchar(128)) AS server_name,
   CAST(SERVERPROPERTY('InstanceDefaultDataPath') AS nvarchar(260)) AS default_data_path,
   CAST(SERVERPROPERTY('InstanceDefaultLogPath') AS nvarchar(260)) AS default_log_path,
-  CAST(SERVERPROPERTY('IsHadrEnabled') AS int) AS is_hadr_enabled;`,
+  CAST(SERVERPROPERTY('IsHadrEnabled') AS int) AS is_hadr_enabled,
+  CAST(SERVERPROPERTY('IsIntegratedSecurityOnly') AS int) AS integrated_security_only,
+  CAST(SERVERPROPERTY('FilestreamEffectiveLevel') AS int) AS filestream_level,
+  (SELECT CAST(c.value_in_use AS int) FROM sys.configurations AS c WHERE c.name = N'clr enabled') AS clr_enabled,
+  (SELECT COUNT(*) FROM master.sys.symmetric_keys AS k WHERE k.name = N'##MS_DatabaseMasterKey##') AS master_key;`,
     params: [],
   };
 }
@@ -49,6 +55,9 @@ export function databasesStatement(): SqlStatement {
   CAST(d.is_encrypted AS int) AS is_encrypted,
   CAST(d.is_trustworthy_on AS int) AS is_trustworthy_on,
   SUSER_SNAME(d.owner_sid) AS owner_name,
+  d.owner_sid,
+  CAST(d.is_read_only AS int) AS is_read_only,
+  d.user_access_desc,
   (SELECT CAST(SUM(CAST(mf.size AS bigint)) * 8192 AS bigint) FROM sys.master_files AS mf WHERE mf.database_id = d.database_id) AS size_bytes,
   dek.encryption_state,
   CONVERT(nvarchar(130), dek.encryptor_thumbprint, 1) AS tde_thumbprint,
@@ -65,6 +74,11 @@ ORDER BY d.name;`,
   };
 }
 
+/**
+ * Logins with SID, password hash, defaults, policy flags and server roles.
+ * Server roles are aggregated with FOR XML PATH, ordered by name (STRING_AGG
+ * needs SQL Server 2017; 2016 must be read too), so the script is deterministic.
+ */
 export function loginsStatement(): SqlStatement {
   return {
     text: `SELECT
@@ -77,7 +91,7 @@ export function loginsStatement(): SqlStatement {
   CAST(sp.is_disabled AS int) AS is_disabled,
   CAST(sl.is_policy_checked AS int) AS is_policy_checked,
   CAST(sl.is_expiration_checked AS int) AS is_expiration_checked,
-  (SELECT STRING_AGG(r.name, N',') WITHIN GROUP (ORDER BY r.name) FROM sys.server_role_members AS rm JOIN sys.server_principals AS r ON r.principal_id = rm.role_principal_id WHERE rm.member_principal_id = sp.principal_id) AS server_roles
+  STUFF((SELECT N',' + r.name FROM sys.server_role_members AS rm JOIN sys.server_principals AS r ON r.principal_id = rm.role_principal_id WHERE rm.member_principal_id = sp.principal_id ORDER BY r.name FOR XML PATH(''), TYPE).value('.', 'nvarchar(max)'), 1, 1, N'') AS server_roles
 FROM sys.server_principals AS sp
 LEFT JOIN sys.sql_logins AS sl ON sl.principal_id = sp.principal_id
 WHERE sp.type IN ('S', 'U', 'G') AND sp.name NOT LIKE N'##%'
@@ -86,7 +100,20 @@ ORDER BY sp.name;`,
   };
 }
 
-export function jobsStatement(): SqlStatement {
+/** `WHERE <column> IN (@p1, …)` with one nvarchar parameter per name; empty filter for no names. */
+function inNames(column: string, prefix: string, names: string[] | undefined): { where: string; params: SqlParam[] } {
+  if (!names) return { where: '', params: [] };
+  if (names.length === 0) return { where: ' AND 1 = 0', params: [] };
+  return { where: ` AND ${column} IN (${names.map((_, i) => `@${prefix}${i + 1}`).join(', ')})`, params: names.map((n, i) => nv(`${prefix}${i + 1}`, n)) };
+}
+
+/**
+ * SQL Agent jobs with every property SSMS scripts (owner, category, start
+ * step, notification levels and operators, delete level). `names` limits the
+ * rows (the proof reads the same columns back for the scripted jobs).
+ */
+export function jobsStatement(names?: string[]): SqlStatement {
+  const f = inNames('j.name', 'job', names);
   return {
     text: `SELECT
   j.job_id,
@@ -95,26 +122,147 @@ export function jobsStatement(): SqlStatement {
   j.description,
   SUSER_SNAME(j.owner_sid) AS owner_name,
   c.name AS category_name,
+  j.start_step_id,
+  j.notify_level_eventlog,
+  j.notify_level_email,
+  j.notify_level_netsend,
+  j.notify_level_page,
+  oe.name AS notify_email_operator_name,
+  op.name AS notify_page_operator_name,
+  onet.name AS notify_netsend_operator_name,
+  j.delete_level,
   (SELECT COUNT(*) FROM msdb.dbo.sysjobsteps AS s WHERE s.job_id = j.job_id) AS step_count
 FROM msdb.dbo.sysjobs AS j
 LEFT JOIN msdb.dbo.syscategories AS c ON c.category_id = j.category_id
+LEFT JOIN msdb.dbo.sysoperators AS oe ON oe.id = j.notify_email_operator_id
+LEFT JOIN msdb.dbo.sysoperators AS op ON op.id = j.notify_page_operator_id
+LEFT JOIN msdb.dbo.sysoperators AS onet ON onet.id = j.notify_netsend_operator_id
+WHERE 1 = 1${f.where}
 ORDER BY j.name;`,
-    params: [],
+    params: f.params,
   };
 }
 
-export function jobStepsStatement(): SqlStatement {
+/** Every step with flow control (on success/fail action and step), retries, output file, proxy and flags. */
+export function jobStepsStatement(names?: string[]): SqlStatement {
+  const f = inNames('j.name', 'job', names);
   return {
-    text: `SELECT j.name AS job_name, s.step_id, s.step_name, s.subsystem, s.command, s.database_name, s.on_success_action, s.on_fail_action
-FROM msdb.dbo.sysjobsteps AS s JOIN msdb.dbo.sysjobs AS j ON j.job_id = s.job_id
+    text: `SELECT j.name AS job_name, s.step_id, s.step_name, s.subsystem, s.command, s.database_name, s.database_user_name,
+  s.on_success_action, s.on_success_step_id, s.on_fail_action, s.on_fail_step_id, s.retry_attempts, s.retry_interval,
+  s.os_run_priority, s.output_file_name, s.flags, s.cmdexec_success_code, p.name AS proxy_name
+FROM msdb.dbo.sysjobsteps AS s
+JOIN msdb.dbo.sysjobs AS j ON j.job_id = s.job_id
+LEFT JOIN msdb.dbo.sysproxies AS p ON p.proxy_id = s.proxy_id
+WHERE 1 = 1${f.where}
 ORDER BY j.name, s.step_id;`,
-    params: [],
+    params: f.params,
+  };
+}
+
+/** The schedules attached to each job (msdb.dbo.sysjobschedules ⋈ sysschedules), every frequency column. */
+export function jobSchedulesStatement(names?: string[]): SqlStatement {
+  const f = inNames('j.name', 'job', names);
+  return {
+    text: `SELECT j.name AS job_name, sc.name AS schedule_name, CAST(sc.enabled AS int) AS enabled, sc.freq_type, sc.freq_interval,
+  sc.freq_subday_type, sc.freq_subday_interval, sc.freq_relative_interval, sc.freq_recurrence_factor,
+  sc.active_start_date, sc.active_end_date, sc.active_start_time, sc.active_end_time
+FROM msdb.dbo.sysjobschedules AS js
+JOIN msdb.dbo.sysjobs AS j ON j.job_id = js.job_id
+JOIN msdb.dbo.sysschedules AS sc ON sc.schedule_id = js.schedule_id
+WHERE 1 = 1${f.where}
+ORDER BY j.name, sc.name, sc.schedule_id;`,
+    params: f.params,
   };
 }
 
 export function operatorsStatement(): SqlStatement {
   return {
-    text: `SELECT o.name, CAST(o.enabled AS int) AS enabled, o.email_address FROM msdb.dbo.sysoperators AS o ORDER BY o.name;`,
+    text: `SELECT o.name, CAST(o.enabled AS int) AS enabled, o.email_address, o.pager_address, o.netsend_address, o.category_id,
+  o.weekday_pager_start_time, o.weekday_pager_end_time, o.saturday_pager_start_time, o.saturday_pager_end_time,
+  o.sunday_pager_start_time, o.sunday_pager_end_time, o.pager_days
+FROM msdb.dbo.sysoperators AS o ORDER BY o.name;`,
+    params: [],
+  };
+}
+
+/** SQL Agent alerts with the operators they notify (sysnotifications) and the job they run. */
+export function alertsStatement(): SqlStatement {
+  return {
+    text: `SELECT a.name, a.message_id, a.severity, CAST(a.enabled AS int) AS enabled, a.delay_between_responses, a.include_event_description,
+  a.database_name, a.event_description_keyword, a.performance_condition, j.name AS job_name, c.name AS category_name,
+  STUFF((SELECT N';' + o.name + N'=' + CAST(n.notification_method AS nvarchar(10)) FROM msdb.dbo.sysnotifications AS n JOIN msdb.dbo.sysoperators AS o ON o.id = n.operator_id WHERE n.alert_id = a.id ORDER BY o.name FOR XML PATH(''), TYPE).value('.', 'nvarchar(max)'), 1, 1, N'') AS notifications
+FROM msdb.dbo.sysalerts AS a
+LEFT JOIN msdb.dbo.sysjobs AS j ON j.job_id = a.job_id
+LEFT JOIN msdb.dbo.syscategories AS c ON c.category_id = a.category_id
+ORDER BY a.name;`,
+    params: [],
+  };
+}
+
+/** SQL Agent proxies: credential, subsystems and the logins allowed to use them. */
+export function proxiesStatement(): SqlStatement {
+  return {
+    text: `SELECT p.name, CAST(p.enabled AS int) AS enabled, p.description, cr.name AS credential_name,
+  STUFF((SELECT N',' + CAST(ps.subsystem_id AS nvarchar(10)) FROM msdb.dbo.sysproxysubsystem AS ps WHERE ps.proxy_id = p.proxy_id ORDER BY ps.subsystem_id FOR XML PATH(''), TYPE).value('.', 'nvarchar(max)'), 1, 1, N'') AS subsystems,
+  STUFF((SELECT N',' + SUSER_SNAME(pl.sid) FROM msdb.dbo.sysproxylogin AS pl WHERE pl.proxy_id = p.proxy_id ORDER BY SUSER_SNAME(pl.sid) FOR XML PATH(''), TYPE).value('.', 'nvarchar(max)'), 1, 1, N'') AS logins
+FROM msdb.dbo.sysproxies AS p
+LEFT JOIN sys.credentials AS cr ON cr.credential_id = p.credential_id
+ORDER BY p.name;`,
+    params: [],
+  };
+}
+
+/** Database Mail: one row per profile × account (profiles without an account too). Passwords are never read. */
+export function mailProfilesStatement(): SqlStatement {
+  return {
+    text: `SELECT p.name AS profile_name, p.description AS profile_description, pa.sequence_number,
+  a.name AS account_name, a.email_address, a.display_name, a.replyto_address, a.description AS account_description,
+  s.servername, s.port, CAST(s.enable_ssl AS int) AS enable_ssl, s.username, CAST(s.use_default_credentials AS int) AS use_default_credentials
+FROM msdb.dbo.sysmail_profile AS p
+LEFT JOIN msdb.dbo.sysmail_profileaccount AS pa ON pa.profile_id = p.profile_id
+LEFT JOIN msdb.dbo.sysmail_account AS a ON a.account_id = pa.account_id
+LEFT JOIN msdb.dbo.sysmail_server AS s ON s.account_id = a.account_id
+ORDER BY p.name, pa.sequence_number, a.name;`,
+    params: [],
+  };
+}
+
+/** Linked-server logins: which local login maps to which remote user (names only; passwords are never read). */
+export function linkedLoginsStatement(): SqlStatement {
+  return {
+    text: `SELECT s.name AS server_name, SUSER_SNAME(ll.local_principal_id) AS local_login, CAST(ll.uses_self_credential AS int) AS uses_self_credential, ll.remote_name
+FROM sys.linked_logins AS ll JOIN sys.servers AS s ON s.server_id = ll.server_id
+WHERE s.is_linked = 1
+ORDER BY s.name, SUSER_SNAME(ll.local_principal_id);`,
+    params: [],
+  };
+}
+
+/** User-defined server roles with their members (FOR XML PATH, ordered). */
+export function serverRolesStatement(): SqlStatement {
+  return {
+    text: `SELECT r.name, SUSER_SNAME(r.owning_principal_id) AS owner_name,
+  STUFF((SELECT N',' + m.name FROM sys.server_role_members AS rm JOIN sys.server_principals AS m ON m.principal_id = rm.member_principal_id WHERE rm.role_principal_id = r.principal_id ORDER BY m.name FOR XML PATH(''), TYPE).value('.', 'nvarchar(max)'), 1, 1, N'') AS members
+FROM sys.server_principals AS r
+WHERE r.type = 'R' AND r.is_fixed_role = 0 AND r.name <> N'public'
+ORDER BY r.name;`,
+    params: [],
+  };
+}
+
+/**
+ * Server-level permissions of logins and user-defined server roles: class 100
+ * (server: CONNECT SQL, VIEW SERVER STATE, …), 101 (on a login: IMPERSONATE),
+ * 105 (on an endpoint: CONNECT). DENY CONNECT SQL is one of them.
+ */
+export function serverPermissionsStatement(): SqlStatement {
+  return {
+    text: `SELECT g.name AS grantee, p.class, p.permission_name, p.state, p.state_desc,
+  CASE p.class WHEN 101 THEN (SELECT l.name FROM sys.server_principals AS l WHERE l.principal_id = p.major_id) WHEN 105 THEN (SELECT e.name FROM sys.endpoints AS e WHERE e.endpoint_id = p.major_id) END AS securable
+FROM sys.server_permissions AS p
+JOIN sys.server_principals AS g ON g.principal_id = p.grantee_principal_id
+WHERE p.class IN (100, 101, 105) AND g.name NOT LIKE N'##%' AND g.name <> N'public' AND g.type IN ('S', 'U', 'G', 'R')
+ORDER BY g.name, p.class, p.permission_name, securable;`,
     params: [],
   };
 }
@@ -149,7 +297,12 @@ ORDER BY c.name;`,
 
 export function endpointsStatement(): SqlStatement {
   return {
-    text: `SELECT e.name, e.protocol_desc, e.type_desc, e.state_desc FROM sys.endpoints AS e WHERE e.endpoint_id >= 65536 ORDER BY e.name;`,
+    text: `SELECT e.name, e.protocol_desc, e.type_desc, e.state_desc, t.port, dm.role_desc, dm.connection_auth_desc, dm.encryption_algorithm_desc,
+  CAST(dm.is_encryption_enabled AS int) AS is_encryption_enabled, SUSER_SNAME(e.principal_id) AS owner_name
+FROM sys.endpoints AS e
+LEFT JOIN sys.tcp_endpoints AS t ON t.endpoint_id = e.endpoint_id
+LEFT JOIN sys.database_mirroring_endpoints AS dm ON dm.endpoint_id = e.endpoint_id
+WHERE e.endpoint_id >= 65536 ORDER BY e.name;`,
     params: [],
   };
 }
@@ -258,6 +411,114 @@ EXEC master.sys.sp_executesql @stmt;`,
   };
 }
 
+/**
+ * CREATE CERTIFICATE in a scratch database, protected there by a throwaway
+ * password (ENCRYPTION BY PASSWORD), so it needs no database master key:
+ * proves that the .cer/.pvk files and their password decrypt, without
+ * touching master. The scratch database is dropped afterwards by the caller.
+ */
+export function createScratchCertificateStatement(database: string, certificate: string, certFile: string, keyFile: string, password: string, scratchPassword: string): SqlStatement {
+  return {
+    text: `DECLARE @stmt nvarchar(max) = N'CREATE CERTIFICATE ' + QUOTENAME(@certificate)
+  + N' FROM FILE = N''' + REPLACE(@certFile, N'''', N'''''') + N''''
+  + N' WITH PRIVATE KEY (FILE = N''' + REPLACE(@keyFile, N'''', N'''''') + N''''
+  + N', DECRYPTION BY PASSWORD = N''' + REPLACE(@password, N'''', N'''''') + N''''
+  + N', ENCRYPTION BY PASSWORD = N''' + REPLACE(@scratchPassword, N'''', N'''''') + N''');';
+EXEC ${quoteIdentifier(database)}.sys.sp_executesql @stmt;`,
+    params: [nv('certificate', certificate), nv('certFile', certFile), nv('keyFile', keyFile), nv('password', password, true), nv('scratchPassword', scratchPassword, true)],
+  };
+}
+
+/** Thumbprint of a certificate in a given database (the scratch database of a key check). */
+export function scratchCertificateThumbprintStatement(database: string, certificate: string): SqlStatement {
+  return {
+    text: `SELECT CONVERT(nvarchar(130), c.thumbprint, 1) AS thumbprint FROM ${quoteIdentifier(database)}.sys.certificates AS c WHERE c.name = @certificate;`,
+    params: [nv('certificate', certificate)],
+  };
+}
+
+/** A scratch database for key checks; the caller drops it with dropDatabaseStatement. */
+export function createDatabaseStatement(database: string): SqlStatement {
+  return { text: `CREATE DATABASE ${quoteIdentifier(database)};`, params: [], long: true };
+}
+
+/**
+ * Creates master's database master key where there is none (idempotent),
+ * encrypted by the runbook's password; returns `created` 1 or 0. A TDE
+ * certificate's private key must be protected by master's DMK, so this runs
+ * before such a certificate is created in master (proving ground, landing).
+ */
+export function ensureMasterKeyStatement(password: string): SqlStatement {
+  return {
+    text: `IF NOT EXISTS (SELECT 1 FROM master.sys.symmetric_keys WHERE name = N'##MS_DatabaseMasterKey##')
+BEGIN
+  DECLARE @stmt nvarchar(max) = N'CREATE MASTER KEY ENCRYPTION BY PASSWORD = N''' + REPLACE(@password, N'''', N'''''') + N''';';
+  EXEC master.sys.sp_executesql @stmt;
+  SELECT CAST(1 AS int) AS created;
+END
+ELSE
+  SELECT CAST(0 AS int) AS created;`,
+    params: [nv('password', password, true)],
+  };
+}
+
+/** BACKUP MASTER KEY (master's DMK) to a file, encrypted by the runbook's password; run in master. */
+export function backupMasterKeyStatement(file: string, password: string): SqlStatement {
+  return {
+    text: `DECLARE @stmt nvarchar(max) = N'BACKUP MASTER KEY TO FILE = N''' + REPLACE(@file, N'''', N'''''') + N''''
+  + N' ENCRYPTION BY PASSWORD = N''' + REPLACE(@password, N'''', N'''''') + N''';';
+EXEC master.sys.sp_executesql @stmt;`,
+    params: [nv('file', file), nv('password', password, true)],
+  };
+}
+
+/** BACKUP SERVICE MASTER KEY to a file, encrypted by the runbook's password. */
+export function backupServiceMasterKeyStatement(file: string, password: string): SqlStatement {
+  return {
+    text: `DECLARE @stmt nvarchar(max) = N'BACKUP SERVICE MASTER KEY TO FILE = N''' + REPLACE(@file, N'''', N'''''') + N''''
+  + N' ENCRYPTION BY PASSWORD = N''' + REPLACE(@password, N'''', N'''''') + N''';';
+EXEC master.sys.sp_executesql @stmt;`,
+    params: [nv('file', file), nv('password', password, true)],
+  };
+}
+
+/**
+ * RESTORE MASTER KEY into a scratch database: proves the DMK backup file
+ * and its password decrypt, without touching master. Then `SELECT` whether
+ * the key is there.
+ */
+export function restoreMasterKeyToScratchStatement(database: string, file: string, password: string, scratchPassword: string): SqlStatement {
+  return {
+    text: `DECLARE @stmt nvarchar(max) = N'RESTORE MASTER KEY FROM FILE = N''' + REPLACE(@file, N'''', N'''''') + N''''
+  + N' DECRYPTION BY PASSWORD = N''' + REPLACE(@password, N'''', N'''''') + N''''
+  + N' ENCRYPTION BY PASSWORD = N''' + REPLACE(@scratchPassword, N'''', N'''''') + N''' FORCE;';
+EXEC ${quoteIdentifier(database)}.sys.sp_executesql @stmt;
+SELECT COUNT(*) AS master_keys FROM ${quoteIdentifier(database)}.sys.symmetric_keys AS k WHERE k.name = N'##MS_DatabaseMasterKey##';`,
+    params: [nv('file', file), nv('password', password, true), nv('scratchPassword', scratchPassword, true)],
+  };
+}
+
+/** Restores master's DMK at landing from its backup (FORCE: the rebuilt instance's own DMK, if any, is replaced). Destructive on master's key only. */
+export function restoreMasterKeyStatement(file: string, password: string, newPassword: string): SqlStatement {
+  return {
+    text: `DECLARE @stmt nvarchar(max) = N'RESTORE MASTER KEY FROM FILE = N''' + REPLACE(@file, N'''', N'''''') + N''''
+  + N' DECRYPTION BY PASSWORD = N''' + REPLACE(@password, N'''', N'''''') + N''''
+  + N' ENCRYPTION BY PASSWORD = N''' + REPLACE(@newPassword, N'''', N'''''') + N''' FORCE;';
+EXEC master.sys.sp_executesql @stmt;`,
+    params: [nv('file', file), nv('password', password, true), nv('newPassword', newPassword, true)],
+  };
+}
+
+/** RESTORE SERVICE MASTER KEY at landing (no FORCE: it stops rather than lose what the current key encrypts). */
+export function restoreServiceMasterKeyStatement(file: string, password: string): SqlStatement {
+  return {
+    text: `DECLARE @stmt nvarchar(max) = N'RESTORE SERVICE MASTER KEY FROM FILE = N''' + REPLACE(@file, N'''', N'''''') + N''''
+  + N' DECRYPTION BY PASSWORD = N''' + REPLACE(@password, N'''', N'''''') + N''';';
+EXEC master.sys.sp_executesql @stmt;`,
+    params: [nv('file', file), nv('password', password, true)],
+  };
+}
+
 export function certificateByThumbprintStatement(thumbprint: string): SqlStatement {
   return {
     text: `SELECT c.name FROM master.sys.certificates AS c WHERE CONVERT(nvarchar(130), c.thumbprint, 1) = @thumbprint;`,
@@ -301,6 +562,8 @@ export interface FileMove {
 /**
  * `RESTORE DATABASE [test] FROM DISK = @file1 WITH FILE = @position, MOVE @logical1 TO @physical1, …, CHECKSUM, RECOVERY|NORECOVERY, STATS = 10`.
  * One MOVE per file of FILELISTONLY, so nothing lands on the source's paths.
+ * CHECKSUM only when the backup has checksums (HEADERONLY HasBackupChecksums
+ * = 1): RESTORE … WITH CHECKSUM of a backup made without them fails (Msg 3187).
  */
 export function restoreDatabaseStatement(
   testDatabase: string,
@@ -308,25 +571,32 @@ export function restoreDatabaseStatement(
   position: number,
   moves: FileMove[],
   recovery: boolean,
+  checksum = true,
 ): SqlStatement {
   const from = fromDisks(files);
   const moveText = moves.map((_, i) => `MOVE @logical${i + 1} TO @physical${i + 1}`).join(', ');
   const moveParams = moves.flatMap((m, i) => [nv(`logical${i + 1}`, m.logicalName), nv(`physical${i + 1}`, m.physicalPath)]);
   return {
-    text: `RESTORE DATABASE ${quoteIdentifier(testDatabase)} FROM ${from.text} WITH FILE = @position, ${moveText}${moves.length ? ', ' : ''}CHECKSUM, ${recovery ? 'RECOVERY' : 'NORECOVERY'}, STATS = 10;`,
+    text: `RESTORE DATABASE ${quoteIdentifier(testDatabase)} FROM ${from.text} WITH FILE = @position, ${moveText}${moves.length ? ', ' : ''}${checksum ? 'CHECKSUM, ' : ''}${recovery ? 'RECOVERY' : 'NORECOVERY'}, STATS = 10;`,
     params: [...from.params, int('position', position), ...moveParams],
     long: true,
   };
 }
 
-/** RESTORE LOG for a chain step; no MOVE (the files exist from the full). */
-export function restoreLogStatement(testDatabase: string, files: string[], position: number, recovery: boolean): SqlStatement {
+/** RESTORE LOG for a chain step; no MOVE (the files exist from the full). CHECKSUM as for RESTORE DATABASE. */
+export function restoreLogStatement(testDatabase: string, files: string[], position: number, recovery: boolean, checksum = true): SqlStatement {
   const from = fromDisks(files);
   return {
-    text: `RESTORE LOG ${quoteIdentifier(testDatabase)} FROM ${from.text} WITH FILE = @position, CHECKSUM, ${recovery ? 'RECOVERY' : 'NORECOVERY'}, STATS = 10;`,
+    text: `RESTORE LOG ${quoteIdentifier(testDatabase)} FROM ${from.text} WITH FILE = @position, ${checksum ? 'CHECKSUM, ' : ''}${recovery ? 'RECOVERY' : 'NORECOVERY'}, STATS = 10;`,
     params: [...from.params, int('position', position)],
     long: true,
   };
+}
+
+/** RESTORE VERIFYONLY (system databases only: they are never restored under a test name). */
+export function verifyOnlyStatement(files: string[], position: number, checksum: boolean): SqlStatement {
+  const from = fromDisks(files);
+  return { text: `RESTORE VERIFYONLY FROM ${from.text} WITH FILE = @position${checksum ? ', CHECKSUM' : ''};`, params: [...from.params, int('position', position)], long: true };
 }
 
 export function checkDbStatement(database: string): SqlStatement {
@@ -355,11 +625,19 @@ END;`,
 
 // ---------------------------------------------------------------- fingerprint
 
-/** User tables and their columns with type names, for a database. */
+/**
+ * User tables and their columns, for a database. Types come through
+ * TYPE_NAME(system_type_id), so an alias type over ntext or xml is seen as
+ * ntext or xml (its base type), and CLR types (system_type_id 240) by
+ * sys.types.is_assembly_type. Computed columns and sparse column sets are
+ * flagged: they are derived from other columns.
+ */
 export function tableColumnsStatement(database: string): SqlStatement {
   const db = quoteIdentifier(database);
   return {
-    text: `SELECT s.name AS schema_name, t.name AS table_name, c.name AS column_name, ty.name AS type_name, CAST(ty.is_assembly_type AS int) AS is_assembly_type
+    text: `SELECT s.name AS schema_name, t.name AS table_name, c.column_id, c.name AS column_name,
+  TYPE_NAME(c.system_type_id) AS base_type, ty.name AS declared_type, CAST(ty.is_assembly_type AS int) AS is_assembly_type,
+  CAST(c.is_computed AS int) AS is_computed, CAST(c.is_column_set AS int) AS is_column_set
 FROM ${db}.sys.tables AS t
 JOIN ${db}.sys.schemas AS s ON s.schema_id = t.schema_id
 JOIN ${db}.sys.columns AS c ON c.object_id = t.object_id
@@ -370,10 +648,70 @@ ORDER BY s.name, t.name, c.column_id;`,
   };
 }
 
-/** `SELECT COUNT_BIG(*), CHECKSUM_AGG(BINARY_CHECKSUM(*)) FROM [db].[schema].[table]`. */
-export function tableChecksumStatement(database: string, schema: string, table: string): SqlStatement {
+/** How one column's value becomes bytes inside the row serialisation. */
+export interface FingerprintColumn {
+  name: string;
+  /** Base type name (TYPE_NAME(system_type_id)), lower case; `clr` for CLR types. */
+  baseType: string;
+}
+
+/** The column as varbinary(max), by base type (the cast every type allows). Pure. */
+export function columnBytes(col: FingerprintColumn): string {
+  const c = `r.${quoteIdentifier(col.name)}`;
+  switch (col.baseType) {
+    case 'text':
+      return `CAST(CAST(${c} AS varchar(max)) AS varbinary(max))`;
+    case 'ntext':
+    case 'xml':
+      return `CAST(CAST(${c} AS nvarchar(max)) AS varbinary(max))`;
+    case 'sql_variant':
+      // The base type too, so int 1 and nvarchar '1' differ.
+      return `CAST(CAST(SQL_VARIANT_PROPERTY(${c}, 'BaseType') AS nvarchar(128)) AS varbinary(max)) + 0x00 + CAST(${c} AS varbinary(8000))`;
+    default:
+      return `CAST(${c} AS varbinary(max))`;
+  }
+}
+
+/**
+ * The row serialisation: per column, in column order, 0x00 for NULL, else
+ * 0x01 + the value's byte length as binary(8) + the value's bytes. Length
+ * prefixes keep ('ab','c') and ('a','bc') apart; the NULL marker keeps NULL
+ * and '' apart. Pure.
+ */
+export function rowSerialisation(columns: FingerprintColumn[]): string {
+  const parts = columns.map((col) => {
+    const v = columnBytes(col);
+    return `CASE WHEN r.${quoteIdentifier(col.name)} IS NULL THEN 0x00 ELSE 0x01 + CAST(CAST(DATALENGTH(${v}) AS bigint) AS binary(8)) + ${v} END`;
+  });
+  return ['CAST(0x AS varbinary(max))', ...parts].join('\n    + ');
+}
+
+/** The five slices (bytes 1-7, 8-14, 15-21, 22-28, 29-32) of a row's SHA-256 that are summed. */
+export const HASH_SLICES: [number, number][] = [[1, 7], [8, 7], [15, 7], [22, 7], [29, 4]];
+
+/**
+ * `SELECT COUNT_BIG(*), SUM(slice 1), …, SUM(slice 5)` of HASHBYTES('SHA2_256',
+ * <row serialisation>) over every row. Each slice is at most 7 bytes, so it
+ * converts to a non-negative bigint and the sums (decimal(38,0)) cannot
+ * overflow before 2^70 rows. The sum is order-independent and, unlike
+ * CHECKSUM_AGG's XOR, a duplicated row changes it.
+ *
+ * HASHBYTES input: "For SQL Server 2014 (12.x) and earlier, allowed input
+ * values are limited to 8000 bytes" (Microsoft's HASHBYTES page,
+ * https://learn.microsoft.com/sql/t-sql/functions/hashbytes-transact-sql,
+ * source MicrosoftDocs/sql-docs docs/t-sql/functions/hashbytes-transact-sql.md;
+ * the 2008-2014 pages say "Allowed input values are limited to 8000 bytes"
+ * without exception); from SQL Server 2016 on there is no such limit, so a
+ * whole row of nvarchar(max) notes is hashed. fingerprintDatabase refuses
+ * servers older than 2016 for that reason.
+ */
+export function tableHashStatement(database: string, schema: string, table: string, columns: FingerprintColumn[]): SqlStatement {
+  const sums = HASH_SLICES.map(([from, len], i) => `SUM(CAST(CAST(SUBSTRING(x.h, ${from}, ${len}) AS bigint) AS decimal(38, 0))) AS s${i + 1}`);
   return {
-    text: `SELECT COUNT_BIG(*) AS row_count, CHECKSUM_AGG(BINARY_CHECKSUM(*)) AS content_checksum FROM ${quoteQualified(database, schema, table)};`,
+    text: `SELECT COUNT_BIG(*) AS row_count,
+  ${sums.join(',\n  ')}
+FROM ${quoteQualified(database, schema, table)} AS r
+CROSS APPLY (SELECT HASHBYTES('SHA2_256', ${rowSerialisation(columns)}) AS h) AS x;`,
     params: [],
     long: true,
   };
@@ -386,10 +724,11 @@ const HISTORY_COLUMNS = `bs.backup_set_id, bs.database_name, bs.type, CAST(bs.is
   CAST(bs.first_lsn AS nvarchar(30)) AS first_lsn, CAST(bs.last_lsn AS nvarchar(30)) AS last_lsn,
   CAST(bs.checkpoint_lsn AS nvarchar(30)) AS checkpoint_lsn, CAST(bs.database_backup_lsn AS nvarchar(30)) AS database_backup_lsn,
   CAST(bs.has_backup_checksums AS int) AS has_backup_checksums, CAST(bs.is_damaged AS int) AS is_damaged,
-  bs.database_guid, bs.media_set_id, bs.position,
+  CAST(bs.database_guid AS nvarchar(36)) AS database_guid, bs.media_set_id, bs.position,
   CAST(bs.backup_size AS bigint) AS backup_size, CAST(bs.compressed_backup_size AS bigint) AS compressed_backup_size,
   CONVERT(nvarchar(130), bs.encryptor_thumbprint, 1) AS encryptor_thumbprint,
-  bmf.physical_device_name, bmf.device_type, bmf.family_sequence_number`;
+  CAST(bs.backup_set_uuid AS nvarchar(36)) AS backup_set_uuid, CAST(bs.last_recovery_fork_guid AS nvarchar(36)) AS last_recovery_fork_guid,
+  bmf.physical_device_name, bmf.device_type, bmf.family_sequence_number, bmf.mirror`;
 
 /** msdb backup history of a database: backupset ⋈ backupmediafamily on media_set_id, newest first by last_lsn. */
 export function backupHistoryStatement(database: string): SqlStatement {
@@ -397,7 +736,7 @@ export function backupHistoryStatement(database: string): SqlStatement {
     text: `SELECT ${HISTORY_COLUMNS}
 FROM msdb.dbo.backupset AS bs
 JOIN msdb.dbo.backupmediafamily AS bmf ON bmf.media_set_id = bs.media_set_id
-WHERE bs.database_name = @database
+WHERE bs.database_name = @database AND bmf.mirror = 0
 ORDER BY bs.last_lsn DESC, bmf.family_sequence_number;`,
     params: [nv('database', database)],
   };
@@ -409,9 +748,30 @@ export function newBackupsStatement(database: string, afterBackupSetId: number):
     text: `SELECT ${HISTORY_COLUMNS}
 FROM msdb.dbo.backupset AS bs
 JOIN msdb.dbo.backupmediafamily AS bmf ON bmf.media_set_id = bs.media_set_id
-WHERE bs.database_name = @database AND bs.backup_set_id > @after
+WHERE bs.database_name = @database AND bs.backup_set_id > @after AND bmf.mirror = 0
 ORDER BY bs.backup_set_id, bmf.family_sequence_number;`,
     params: [nv('database', database), int('after', afterBackupSetId)],
+  };
+}
+
+/** msdb's row of one backup set by its GUID (HEADERONLY BackupSetGUID = backupset.backup_set_uuid): its exact LSNs. */
+export function backupSetByGuidStatement(guid: string): SqlStatement {
+  return {
+    text: `SELECT ${HISTORY_COLUMNS}
+FROM msdb.dbo.backupset AS bs
+JOIN msdb.dbo.backupmediafamily AS bmf ON bmf.media_set_id = bs.media_set_id
+WHERE bs.backup_set_uuid = @guid AND bmf.mirror = 0
+ORDER BY bmf.family_sequence_number;`,
+    params: [nv('guid', guid)],
+  };
+}
+
+/** The current incarnation of a database: its database_guid and recovery fork (msdb history is filtered by both). */
+export function databaseIncarnationStatement(database: string): SqlStatement {
+  return {
+    text: `SELECT CAST(drs.database_guid AS nvarchar(36)) AS database_guid, CAST(drs.recovery_fork_guid AS nvarchar(36)) AS recovery_fork_guid
+FROM sys.database_recovery_status AS drs WHERE drs.database_id = DB_ID(@database);`,
+    params: [nv('database', database)],
   };
 }
 
@@ -478,5 +838,108 @@ export function smokeStatement(database: string): SqlStatement {
   (SELECT COUNT(*) FROM ${db}.sys.objects AS o WHERE o.is_ms_shipped = 0) AS user_objects
 FROM sys.databases AS d WHERE d.name = @database;`,
     params: [nv('database', database)],
+  };
+}
+
+// ---------------------------------------------------------------- after a restore (proving ground and landing)
+
+/**
+ * What must survive the restore, read from the source at capture and from
+ * the restored copy after it: compatibility level, collation, owner (name
+ * and SID), TRUSTWORTHY, FILESTREAM filegroups, user CLR assemblies; then a
+ * second result set with the edition-specific features in use
+ * (sys.dm_db_persisted_sku_features). Read-only.
+ */
+export function databaseFeaturesStatement(database: string): SqlStatement {
+  const db = quoteIdentifier(database);
+  return {
+    text: `SELECT d.compatibility_level, d.collation_name, SUSER_SNAME(d.owner_sid) AS owner_name, CONVERT(nvarchar(200), d.owner_sid, 1) AS owner_sid,
+  CAST(d.is_trustworthy_on AS int) AS is_trustworthy_on,
+  CAST(SERVERPROPERTY('Collation') AS nvarchar(128)) AS instance_collation,
+  (SELECT COUNT(*) FROM ${db}.sys.filegroups AS fg WHERE fg.type = 'FD') AS filestream_filegroups,
+  (SELECT COUNT(*) FROM ${db}.sys.assemblies AS a WHERE a.is_user_defined = 1) AS clr_assemblies
+FROM sys.databases AS d WHERE d.name = @database;
+SELECT f.feature_name FROM ${db}.sys.dm_db_persisted_sku_features AS f ORDER BY f.feature_name;`,
+    params: [nv('database', database)],
+  };
+}
+
+/**
+ * Orphaned users: SQL users (authentication INSTANCE) of the database whose
+ * SID matches no login, with the login of the same name if there is one
+ * (the fix at landing). dbo, guest, INFORMATION_SCHEMA and sys are left out.
+ */
+export function orphanedUsersStatement(database: string): SqlStatement {
+  const db = quoteIdentifier(database);
+  return {
+    text: `SELECT dp.name AS user_name, CONVERT(nvarchar(200), dp.sid, 1) AS user_sid, byname.name AS login_by_name
+FROM ${db}.sys.database_principals AS dp
+LEFT JOIN sys.server_principals AS bysid ON bysid.sid = dp.sid
+LEFT JOIN sys.server_principals AS byname ON byname.name = dp.name COLLATE DATABASE_DEFAULT AND byname.type IN ('S', 'U', 'G')
+WHERE dp.type = 'S' AND dp.authentication_type = 1 AND dp.sid IS NOT NULL AND dp.principal_id > 4 AND bysid.sid IS NULL
+ORDER BY dp.name;`,
+    params: [],
+  };
+}
+
+/** Maps an orphaned user to the login of that name (landing). Changes that user only. */
+export function remapUserStatement(database: string, user: string, login: string): SqlStatement {
+  return {
+    text: `DECLARE @stmt nvarchar(max) = N'ALTER USER ' + QUOTENAME(@user) + N' WITH LOGIN = ' + QUOTENAME(@login) + N';';
+EXEC ${quoteIdentifier(database)}.sys.sp_executesql @stmt;`,
+    params: [nv('user', user), nv('login', login)],
+  };
+}
+
+/** The source's owner back on the landed database (RESTORE makes the restoring login the owner). */
+export function setOwnerStatement(database: string, login: string): SqlStatement {
+  return { text: `ALTER AUTHORIZATION ON DATABASE::${quoteIdentifier(database)} TO ${quoteIdentifier(login)};`, params: [] };
+}
+
+/** RESTORE always turns TRUSTWORTHY off; landing turns it back on when the source had it. */
+export function setTrustworthyStatement(database: string): SqlStatement {
+  return { text: `ALTER DATABASE ${quoteIdentifier(database)} SET TRUSTWORTHY ON;`, params: [] };
+}
+
+/**
+ * A vendor-declared smoke query, run in the database's context inside a
+ * transaction that is always rolled back (XACT_ABORT: an error rolls it back
+ * too), so a query that writes leaves nothing behind. The query text is a
+ * parameter: the vendor's text is never spliced into Rubicon's statement.
+ */
+export function smokeQueryStatement(database: string, query: string): SqlStatement {
+  return {
+    text: `SET XACT_ABORT ON;
+BEGIN TRANSACTION;
+EXEC ${quoteIdentifier(database)}.sys.sp_executesql @query;
+IF @@TRANCOUNT > 0 ROLLBACK TRANSACTION;`,
+    params: [nv('query', query)],
+    long: true,
+  };
+}
+
+/** The server clock, read just before DBCC CHECKDB (LastGoodCheckDbTime must not be older). */
+export function serverClockStatement(): SqlStatement {
+  return { text: `SELECT SYSDATETIME() AS server_now;`, params: [] };
+}
+
+/** LastGoodCheckDbTime of a database (NULL on servers that do not report it). */
+export function lastGoodCheckDbStatement(database: string): SqlStatement {
+  return {
+    text: `SELECT CAST(DATABASEPROPERTYEX(@database, 'LastGoodCheckDbTime') AS datetime2) AS last_good, SYSDATETIME() AS server_now;`,
+    params: [nv('database', database)],
+  };
+}
+
+/** The proving ground's / landing server's version, edition and what a restore there depends on. */
+export function targetServerStatement(): SqlStatement {
+  return {
+    text: `SELECT CAST(SERVERPROPERTY('ProductVersion') AS nvarchar(128)) AS product_version, CAST(SERVERPROPERTY('Edition') AS nvarchar(128)) AS edition,
+  CAST(SERVERPROPERTY('EngineEdition') AS int) AS engine_edition, CAST(SERVERPROPERTY('Collation') AS nvarchar(128)) AS collation,
+  CAST(SERVERPROPERTY('InstanceDefaultDataPath') AS nvarchar(260)) AS default_data_path, CAST(SERVERPROPERTY('InstanceDefaultLogPath') AS nvarchar(260)) AS default_log_path,
+  CAST(SERVERPROPERTY('FilestreamEffectiveLevel') AS int) AS filestream_level,
+  CAST(SERVERPROPERTY('IsIntegratedSecurityOnly') AS int) AS integrated_security_only,
+  (SELECT CAST(c.value_in_use AS int) FROM sys.configurations AS c WHERE c.name = N'clr enabled') AS clr_enabled;`,
+    params: [],
   };
 }

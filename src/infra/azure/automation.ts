@@ -83,6 +83,7 @@ export class AutomationStackPort implements StackPort {
           options.onEvent?.(e);
         },
         ...(options.planPath ? { plan: options.planPath } : {}),
+        ...(options.targets ? { target: options.targets } : {}),
         ...(options.signal ? { signal: options.signal } : {}),
       });
       return { events, changeSummary: r.changeSummary, ...(options.planPath ? { planPath: options.planPath } : {}) };
@@ -101,6 +102,7 @@ export class AutomationStackPort implements StackPort {
           options.onEvent?.(e);
         },
         ...(options.planPath ? { plan: options.planPath } : {}),
+        ...(options.targets ? { target: options.targets } : {}),
         ...(options.signal ? { signal: options.signal } : {}),
       });
       return {

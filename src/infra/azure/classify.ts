@@ -107,6 +107,92 @@ function describe(op: string): string {
   }
 }
 
+/**
+ * Pure: the properties forcing a replacement. The engine's `keys` are the
+ * provider's replace keys plus the changed TOP-LEVEL keys a replaceOnChanges
+ * path contains; for a nested path (`storageProfile.imageReference`) no
+ * top-level key is contained, so `keys` comes out empty (pulumi/pulumi
+ * pkg/resource/deploy/step_generator.go, applyReplaceOnChanges) and the
+ * reason is only in `detailedDiff` (kind `update-replace` etc.). Falls back
+ * to those paths.
+ */
+export function replaceKeysOf(m: { keys?: string[]; detailedDiff?: Record<string, { diffKind?: string; kind?: string }> | null }): string[] {
+  if (m.keys && m.keys.length > 0) return [...m.keys];
+  return Object.entries(m.detailedDiff ?? {})
+    .filter(([, d]) => /-replace$/.test(String(d.diffKind ?? d.kind ?? '')))
+    .map(([p]) => p)
+    .sort();
+}
+
+/** Pure: URNs of the steps with `op` under a component type (e.g. the proving ground's deletes). */
+export function urnsUnder(events: readonly EngineEvent[], componentType: string, ops: readonly string[]): string[] {
+  const out: string[] = [];
+  for (const e of events) {
+    const m = e.resourcePreEvent?.metadata;
+    if (m && ops.includes(m.op) && isUnder(m.urn, componentType) && !out.includes(m.urn)) out.push(m.urn);
+  }
+  return out;
+}
+
+/** The ops per URN of a stream: preview steps (`planning`) or executed steps, from the pre-events. */
+function opsByUrn(events: readonly EngineEvent[]): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  for (const e of events) {
+    const m = e.resourcePreEvent?.metadata;
+    if (!m || NO_OP.has(m.op)) continue;
+    const ops = out.get(m.urn) ?? [];
+    if (!ops.includes(m.op)) ops.push(m.op);
+    out.set(m.urn, ops);
+  }
+  return out;
+}
+
+function nonZero(c: Partial<Record<string, number>> | undefined): Record<string, number> {
+  return Object.fromEntries(Object.entries(c ?? {}).filter(([op, n]) => !NO_OP.has(op) && typeof n === 'number' && n > 0)) as Record<string, number>;
+}
+
+export interface ExecutionComparison {
+  ok: boolean;
+  /** Plain words, one per difference. */
+  problems: string[];
+}
+
+/**
+ * Pure: did `up` do exactly what the classified preview showed? `up --plan`
+ * lets a `same` stand in for a planned update or replace, and an unknown in
+ * the plan accepts any value, so an up can "succeed" without the rebuild.
+ * Compares, for every resource, the non-trivial steps the preview planned
+ * with the ones the up executed (both ways), and the summary's change
+ * counts (ignoring `same`).
+ */
+export function compareWithPreview(
+  previewEvents: readonly EngineEvent[],
+  upEvents: readonly EngineEvent[],
+  upSummary: Partial<Record<string, number>> | undefined,
+): ExecutionComparison {
+  const planned = opsByUrn(previewEvents);
+  const executed = opsByUrn(upEvents);
+  const problems: string[] = [];
+  for (const [urn, ops] of planned) {
+    const done = executed.get(urn) ?? [];
+    const missing = ops.filter((op) => !done.includes(op));
+    if (missing.length > 0) problems.push(`${urnName(urn)}: the preview planned ${missing.join(', ')}, but the up did ${done.length ? done.join(', ') : 'nothing (same)'}`);
+  }
+  for (const [urn, ops] of executed) {
+    const extra = ops.filter((op) => !(planned.get(urn) ?? []).includes(op));
+    if (extra.length > 0) problems.push(`${urnName(urn)}: the up did ${extra.join(', ')}, which the preview did not plan`);
+  }
+  let previewSummary: Partial<Record<string, number>> | undefined;
+  for (const e of previewEvents) if (e.summaryEvent) previewSummary = e.summaryEvent.resourceChanges;
+  const a = nonZero(previewSummary);
+  const b = nonZero(upSummary);
+  for (const op of new Set([...Object.keys(a), ...Object.keys(b)])) {
+    if ((a[op] ?? 0) !== (b[op] ?? 0)) problems.push(`summary: the preview counted ${op}: ${a[op] ?? 0}, the up ${op}: ${b[op] ?? 0}`);
+  }
+  if (!upSummary) problems.push('the up reported no resource changes summary');
+  return { ok: problems.length === 0, problems };
+}
+
 export function classifyPlan(events: readonly EngineEvent[], expect: PlanExpectation): PlanClassification {
   const mayReplace = expect.mayReplace ?? [];
   const unexpected: UnexpectedStep[] = [];
@@ -138,7 +224,7 @@ export function classifyPlan(events: readonly EngineEvent[], expect: PlanExpecta
     const expected = mayReplace.find((r) => matches(r, step));
     if (REPLACE_STEPS.has(m.op)) {
       if (m.op === 'replace' || !replacedUrns.has(m.urn)) {
-        if (!replaces.some((r) => r.urn === m.urn)) replaces.push({ ...step, keys: m.keys ?? [] });
+        if (!replaces.some((r) => r.urn === m.urn)) replaces.push({ ...step, keys: replaceKeysOf(m) });
       }
       replacedUrns.add(m.urn);
       if (expected) continue;

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { RubiconError } from '../../core/errors.ts';
-import type { Permit } from '../../core/types.ts';
+import type { SignedPermit } from '../../trust/permit.ts';
 
 /**
  * The Pulumi stack's settings, in the project's namespace (`rubicon:`).
@@ -20,7 +20,7 @@ import type { Permit } from '../../core/types.ts';
 export const CONFIG_NAMESPACE = 'rubicon';
 
 /** Keys of the structured settings, as `pulumi config set --path rubicon:<key>...` sees them. */
-export const CONFIG_KEYS = ['location', 'resourceGroupName', 'target', 'vault', 'provingGround', 'permit', 'proofSetHash'] as const;
+export const CONFIG_KEYS = ['location', 'resourceGroupName', 'target', 'vault', 'provingGround', 'permit', 'proofSetHash', 'permitPublicKey', 'armed'] as const;
 export type ConfigKey = (typeof CONFIG_KEYS)[number];
 
 /** Secret keys, set with `pulumi config set --secret`. Never in the stack files. */
@@ -41,16 +41,29 @@ const ImageSchema = z.strictObject({
 
 const azureName = (re: RegExp, what: string) => z.string().regex(re, what);
 
+/** An Azure resource name of an existing resource (adoption): letters, digits, `_`, `.`, `-`, max 80. */
+const existingName = azureName(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,79}$/, 'must be an Azure resource name (letters, digits, _ . -; max 80)');
+
 const DataDiskSchema = z.strictObject({
-  /** Suffix of the Azure disk name: `<target.name>-<name>`. */
+  /** Suffix of the Azure disk name: `<target.name>-<name>`; also the disk's role in snapshots. */
   name: azureName(/^[a-z0-9][a-z0-9-]{0,30}$/, 'must be lowercase letters, digits and hyphens (max 31)'),
+  /** The Azure name of an existing disk (adoption). Default `<target.name>-<name>`. */
+  diskName: existingName.optional(),
   lun: int(0, 63),
-  sizeGb: int(4, 32767),
+  sizeGb: int(4, 65536),
   type: z.enum(['Premium_LRS', 'PremiumV2_LRS', 'StandardSSD_LRS', 'Standard_LRS', 'Premium_ZRS', 'StandardSSD_ZRS']).default('Premium_LRS'),
 });
 
+const targetNameRe = /^[A-Za-z][A-Za-z0-9-]{0,14}$/;
+
 const TargetSchema = z.strictObject({
-  name: azureName(/^[A-Za-z][A-Za-z0-9-]{0,14}$/, 'must be 1-15 letters, digits or hyphens (a Windows computer name), starting with a letter'),
+  name: azureName(targetNameRe, 'must be 1-15 letters, digits or hyphens (a Windows computer name), starting with a letter'),
+  /**
+   * Names this target had before (newest first). Pulumi then treats the
+   * renamed resources as the same ones (aliases) and plans the rename as a
+   * replace, which the guard refuses, instead of a second VM beside the first.
+   */
+  formerNames: z.array(azureName(targetNameRe, 'must be a former rubicon:target.name')).default([]),
   vmSize: z.string().min(1),
   image: ImageSchema,
   subnetId: z.string().regex(/^\/subscriptions\/[^/]+\/resourceGroups\/[^/]+\/providers\/Microsoft\.Network\/virtualNetworks\/[^/]+\/subnets\/[^/]+$/i, 'must be a subnet resource id (/subscriptions/…/virtualNetworks/<vnet>/subnets/<subnet>)'),
@@ -59,6 +72,34 @@ const TargetSchema = z.strictObject({
   dataDisks: z.array(DataDiskSchema).default([]),
   rdpSourcePrefixes: z.array(z.string().min(1)).default([]),
   zone: z.enum(['1', '2', '3']).optional(),
+  /** Trusted Launch (Secure Boot + vTPM). Needs a Gen2 image; set false to adopt a Gen1 VM. Default true. */
+  trustedLaunch: bool.default(true),
+  /** Azure name of the NIC (adoption). Default `<name>-nic`. */
+  nicName: existingName.optional(),
+  /** Azure name of the NSG (adoption). Default `<name>-nsg`. */
+  nsgName: existingName.optional(),
+  /**
+   * Azure name of the OS disk. Unset: Azure names it. Adoption: the existing
+   * OS disk's name. Each crossing sets a fresh one (`<name>-os-<run>`), so the
+   * retired OS disk keeps its name as a rollback asset.
+   */
+  osDiskName: existingName.optional(),
+  /**
+   * Set by `rubicon rollback`: the VM boots from this existing OS disk (the
+   * one a crossing retired) instead of an image. Its "image" is then
+   * `disk:<disk id>` for the guard, and changing it is a rebuild like any other.
+   */
+  /**
+   * Adopt an existing server: the next `pulumi up` imports the VM, NIC, NSG
+   * and data disks (by the names above) instead of creating them, and fails
+   * without touching anything if their settings differ. Set it back to false
+   * after that up (docs/infra.md, "Adopting an existing server"). Default false.
+   */
+  adopt: bool.default(false),
+  restoreFromDisk: z
+    .string()
+    .regex(/^\/subscriptions\/[^/]+\/resourceGroups\/[^/]+\/providers\/Microsoft\.Compute\/disks\/[^/]+$/i, 'must be a managed disk resource id')
+    .optional(),
 });
 
 const VaultSchema = z.strictObject({
@@ -91,6 +132,12 @@ const ProvingGroundSchema = z.strictObject({
   subnetPrefix: cidr.default('10.250.0.0/26'),
   autoShutdownTime: z.string().regex(/^([01]\d|2[0-3])[0-5]\d$/, 'must be HHmm, e.g. 1900').default('1900'),
   timeZone: z.string().min(1).default('UTC'),
+  /**
+   * The regional Storage service tag of the one NSG allow rule, e.g.
+   * `Storage.WestEurope`. Default: derived from rubicon:location for the
+   * regions Rubicon knows (storageServiceTag in components/proving-ground.ts).
+   */
+  storageServiceTag: z.string().regex(/^Storage\.[A-Za-z0-9]+$/, 'must be a regional Storage service tag such as Storage.WestEurope').optional(),
 });
 
 const PermitSchema = z.strictObject({
@@ -104,14 +151,39 @@ const PermitSchema = z.strictObject({
   expiresAt: z.string().min(1),
 });
 
+/** `rubicon:permit`: the signed permit (src/trust/permit.ts), as Rubicon writes it. */
+const SignedPermitSchema = z.strictObject({
+  permit: PermitSchema,
+  keyId: z.string().regex(/^[0-9a-f]{16}$/, 'must be 16 hex digits'),
+  signature: z.string().min(1),
+});
+
+/**
+ * `rubicon:armed`: written by the driver while a crossing is armed (with
+ * `rubicon:permit`), removed on every way out; what to restore after a crash.
+ */
+export const ArmedSchema = z.strictObject({
+  runId: z.string().min(1),
+  at: z.string().min(1),
+  previousImage: z.string().min(1),
+  previousOsDiskName: z.string().min(1).optional(),
+  previousRestoreFromDisk: z.string().min(1).optional(),
+  previousOsDiskId: z.string().min(1).optional(),
+  previousVmUniqueId: z.string().optional(),
+});
+export type ArmedRecord = z.infer<typeof ArmedSchema>;
+
 const InfraConfigSchema = z.strictObject({
   location: z.string().min(1),
   resourceGroupName: z.string().min(1),
   target: TargetSchema,
   vault: VaultSchema,
   provingGround: ProvingGroundSchema.default(() => ProvingGroundSchema.parse({})),
-  permit: PermitSchema.optional(),
+  permit: SignedPermitSchema.optional(),
   proofSetHash: z.string().optional(),
+  armed: ArmedSchema.optional(),
+  /** The public key (SPKI PEM) permits must be signed with; committed in the stack file. */
+  permitPublicKey: z.string().regex(/-----BEGIN PUBLIC KEY-----/, 'must be a PEM public key (openssl pkey -pubout), see docs/trust.md').optional(),
 });
 
 export type RawInfraConfig = Partial<Record<ConfigKey, unknown>>;
@@ -133,24 +205,39 @@ export interface InfraConfig {
     image: ImageSpec;
     /** `publisher:offer:sku:version`, the form permits use. */
     imageUrn: string;
+    formerNames: string[];
     subnetId: string;
     adminUsername: string;
     osDiskType: string;
-    dataDisks: { name: string; lun: number; sizeGb: number; type: string }[];
+    /** `diskName` filled (`<name>-<disk name>` unless adopted). */
+    dataDisks: { name: string; diskName: string; lun: number; sizeGb: number; type: string }[];
     rdpSourcePrefixes: string[];
     zone?: string;
+    trustedLaunch: boolean;
+    nicName: string;
+    nsgName: string;
+    osDiskName?: string;
+    restoreFromDisk?: string;
+    adopt: boolean;
   };
   vault: z.infer<typeof VaultSchema>;
   provingGround: z.infer<typeof ProvingGroundSchema> & { imageUrn: string };
-  /** The permit `rubicon upgrade` wrote into the stack config, if any. */
-  permit?: Permit;
+  /** The signed permit `rubicon upgrade` wrote into the stack config, if any (verified by the guard, not here). */
+  permit?: SignedPermit;
   /** The proof set the permit must be bound to (written with the permit), if any. */
   proofSetHash?: string;
+  /** The trusted public key permits must be signed with. */
+  permitPublicKey?: string;
   warnings: string[];
 }
 
 export function imageUrn(i: ImageSpec): string {
   return `${i.publisher}:${i.offer}:${i.sku}:${i.version}`;
+}
+
+/** The "image" of a VM that boots from an existing OS disk: `disk:<id>`, lower-case (ARM ids are case-insensitive). */
+export function diskImageUrn(diskId: string): string {
+  return `disk:${diskId.trim().replace(/\/+$/, '').toLowerCase()}`;
 }
 
 function keyOf(p: readonly PropertyKey[]): string {
@@ -208,7 +295,7 @@ export function parseInfraConfig(raw: RawInfraConfig): InfraConfig {
   const decoded: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(raw)) {
     if (v === undefined) continue;
-    if (typeof v === 'string' && ['target', 'vault', 'provingGround', 'permit'].includes(k)) {
+    if (typeof v === 'string' && ['target', 'vault', 'provingGround', 'permit', 'armed'].includes(k)) {
       try {
         decoded[k] = JSON.parse(v);
       } catch {
@@ -236,13 +323,16 @@ function normalize(c: z.infer<typeof InfraConfigSchema>): InfraConfig {
     target: {
       ...c.target,
       image: { ...c.target.image },
-      imageUrn: imageUrn(c.target.image),
-      dataDisks: [...c.target.dataDisks].sort((a, b) => a.lun - b.lun),
+      imageUrn: c.target.restoreFromDisk ? diskImageUrn(c.target.restoreFromDisk) : imageUrn(c.target.image),
+      nicName: c.target.nicName ?? `${c.target.name}-nic`,
+      nsgName: c.target.nsgName ?? `${c.target.name}-nsg`,
+      dataDisks: [...c.target.dataDisks].sort((a, b) => a.lun - b.lun).map((d) => ({ ...d, diskName: d.diskName ?? `${c.target.name}-${d.name}` })),
     },
     vault: c.vault,
     provingGround: { ...c.provingGround, imageUrn: imageUrn(c.provingGround.image) },
     ...(c.permit ? { permit: c.permit } : {}),
     ...(c.proofSetHash ? { proofSetHash: c.proofSetHash } : {}),
+    ...(c.permitPublicKey ? { permitPublicKey: c.permitPublicKey } : {}),
     warnings: [],
   };
 }
@@ -270,8 +360,21 @@ function applyRules(c: InfraConfig): InfraConfig {
       "The driver sets it when it provisions; by hand: `pulumi config set --path 'rubicon:provingGround.createdAt' $(date -u +%FT%TZ)`.",
     );
   }
-  if (c.permit && c.permit.target !== c.target.name) {
-    c.warnings.push(`rubicon:permit was issued for target "${c.permit.target}", not "${c.target.name}": it does not count here.`);
+  c.target.dataDisks.forEach((d, i) => {
+    // Premium SSD v2 disks attach only to zonal VMs (ARM: "PremiumV2_LRS disks can only be attached to zonal VMs").
+    if (d.type === 'PremiumV2_LRS' && !c.target.zone) {
+      fail(
+        keyOf(['target', 'dataDisks', i, 'type']),
+        'is PremiumV2_LRS, which Azure attaches only to a VM in an availability zone, but rubicon:target.zone is not set',
+        "Set the zone the disk lives in (`pulumi config set --path 'rubicon:target.zone' 1`) or use Premium_LRS.",
+      );
+    }
+  });
+  if (c.target.formerNames.includes(c.target.name)) {
+    fail(keyOf(['target', 'formerNames']), `lists the current name "${c.target.name}"`, 'List only names the target had before.');
+  }
+  if (c.permit && c.permit.permit.target !== c.target.name) {
+    c.warnings.push(`rubicon:permit was issued for target "${c.permit.permit.target}", not "${c.target.name}": it does not count here.`);
   }
   if (c.target.rdpSourcePrefixes.includes('*') || c.target.rdpSourcePrefixes.includes('0.0.0.0/0') || c.target.rdpSourcePrefixes.includes('Internet')) {
     fail(keyOf(['target', 'rdpSourcePrefixes']), 'must not open RDP to the Internet', 'List the management network CIDRs only (e.g. 10.0.0.0/8), or use Azure Bastion.');

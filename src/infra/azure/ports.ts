@@ -19,6 +19,8 @@ export interface ConfigOptions {
 export interface OperationOptions {
   /** Preview: save the update plan here. Up: refuse any step not in this plan. */
   planPath?: string;
+  /** Only these URNs (`pulumi up --target`): other pending changes are left alone. Default: the whole stack. */
+  targets?: string[];
   onEvent?: (event: EngineEvent) => void;
   signal?: AbortSignal;
 }
@@ -26,7 +28,7 @@ export interface OperationOptions {
 export interface PreviewOutcome {
   /** Every engine event of the preview, in order. */
   events: EngineEvent[];
-  /** Where the plan was saved, when asked. */
+  /** Where the plan was saved, when asked. The folder exists (the CLI writes the file with os.Create, which makes no folders). */
   planPath?: string;
   changeSummary: Partial<Record<OpType, number>>;
 }
@@ -62,6 +64,63 @@ export interface DiskRef {
   id: string;
   /** `os` or the data disk's name. */
   role: string;
+}
+
+/** What ARM says about a VM now. */
+export interface VmState {
+  id: string;
+  /** ARM `properties.vmId`: a new one for every VM created, even with the same name. */
+  uniqueId: string;
+  /** `publisher:offer:sku:version`, when built from a marketplace image reference. */
+  image?: string;
+  osDiskId?: string;
+  dataDiskIds: string[];
+}
+
+export interface DiskFacts {
+  id: string;
+  /** The VM it is attached to (ARM `managedBy`), when attached. */
+  attachedTo?: string;
+  tags: Record<string, string>;
+}
+
+/** A snapshot or a retired OS disk kept as a way back, until released. */
+export interface RollbackAsset {
+  id: string;
+  kind: 'snapshot' | 'disk';
+  runId: string;
+  /** Tag `rubicon-role`: `rollback` (snapshot) or `rollback-os-disk`. */
+  role: string;
+  /** Tag `rubicon-disk` of a snapshot: `os` or the data disk's name. */
+  disk?: string;
+  createdAt?: string;
+  attachedTo?: string;
+}
+
+/**
+ * Azure Resource Manager calls that are not Pulumi's business: the
+ * management locks that Pulumi cannot lift, VM and disk facts that confirm
+ * a crossing, rollback-asset tags. Real: ./arm.ts (`AzureArmPort`, tested
+ * against the HTTPS ARM stand-in).
+ */
+export interface ArmPort {
+  /** Read-only; undefined when the VM does not exist. */
+  describeVm(vmId: string): Promise<VmState | undefined>;
+  /** Read-only; undefined when the disk does not exist. */
+  describeDisk(diskId: string): Promise<DiskFacts | undefined>;
+  /** Idempotent: a `CanNotDelete` lock named `rubicon-guard` on the resource. */
+  lock(resourceId: string, notes: string): Promise<void>;
+  /** Idempotent: removes that lock (absent is fine). */
+  unlock(resourceId: string): Promise<void>;
+  isLocked(resourceId: string): Promise<boolean>;
+  /** Merges tags into a disk's tags. Idempotent. */
+  tagDisk(diskId: string, tags: Record<string, string>): Promise<void>;
+  /** Destructive; idempotent. */
+  deleteDisk(diskId: string): Promise<void>;
+  /** A managed disk copied from a snapshot, in the snapshot's resource group and region, tagged. Idempotent by name. Returns its id. */
+  createDiskFromSnapshot(snapshotId: string, name: string, tags: Record<string, string>): Promise<string>;
+  /** Snapshots and disks tagged as rollback assets in a resource group. Read-only. */
+  listRollbackAssets(resourceGroup: string): Promise<RollbackAsset[]>;
 }
 
 /**

@@ -1,11 +1,11 @@
 import * as pulumi from '@pulumi/pulumi';
 import { RubiconError } from '../../core/errors.ts';
 import { CONFIG_KEYS, CONFIG_NAMESPACE, parseInfraConfig, type InfraConfig, type RawInfraConfig } from './config.ts';
-import { imageChangeDecision, type ImageChangeDecision } from './guard.ts';
+import { targetDecision, type CurrentTarget, type GuardDecision } from './guard.ts';
 import { ProvingGround } from './components/proving-ground.ts';
 import { TargetServer } from './components/target-server.ts';
 import { Vault } from './components/vault.ts';
-import { provingGroundName } from './names.ts';
+import { TARGET_COMPONENT_NAME, provingGroundName } from './names.ts';
 
 /**
  * The Rubicon Pulumi program: vault, target server and (when enabled) the
@@ -16,16 +16,24 @@ import { provingGroundName } from './names.ts';
 
 export interface ProgramDeps {
   /**
-   * The image the target runs now (`publisher:offer:sku:version`), or
-   * undefined when it does not exist yet. Real: an Azure read of the VM
-   * (./main.ts); tests: a stub.
+   * What Azure says about the target VM now (absent, or present with its
+   * image, location and zone). Real: an ARM read (./current.ts); tests: a stub.
+   * Throws when it cannot tell: the program then declares nothing.
    */
-  currentImage(cfg: InfraConfig): Promise<string | undefined>;
+  currentTarget(cfg: InfraConfig): Promise<CurrentTarget>;
   now(): Date;
+  /**
+   * Builds the engine-side delete guard (./hooks.ts) for this decision. Real:
+   * always under the Pulumi engine; left out under the mock monitor, which
+   * cannot register hooks.
+   */
+  deleteGuard?: (decision: GuardDecision, target: string) => pulumi.ResourceHook;
 }
 
 export interface InfraOutputs {
   targetVmId: pulumi.Output<string>;
+  /** The VM's unique id (ARM `properties.vmId`): it changes when the VM is really recreated, unlike its resource id. */
+  targetVmUniqueId: pulumi.Output<string>;
   targetVmName: string;
   targetImage: string;
   /** True when the VM is protected in this deployment (no valid permit). */
@@ -71,13 +79,29 @@ export function readSecrets(cfg: InfraConfig, config: pulumi.Config = new pulumi
   return { targetAdminPassword: target, ...(pg ? { provingGroundAdminPassword: pg } : {}) };
 }
 
-/** Pure: the guard's verdict for this configuration. */
-export function decideImage(cfg: InfraConfig, currentImage: string | undefined, now: Date): ImageChangeDecision {
-  return imageChangeDecision({
+/**
+ * Pure: the ARM ids of the existing resources an adoption imports, from the
+ * configured names (the subscription is the one of rubicon:target.subnetId).
+ */
+export function adoptionIds(cfg: InfraConfig): { vm: string; nic: string; nsg: string; disks: Record<string, string> } {
+  const sub = /^\/subscriptions\/([^/]+)\//i.exec(cfg.target.subnetId)?.[1] ?? '';
+  const rg = `/subscriptions/${sub}/resourceGroups/${cfg.resourceGroupName}/providers`;
+  return {
+    vm: `${rg}/Microsoft.Compute/virtualMachines/${cfg.target.name}`,
+    nic: `${rg}/Microsoft.Network/networkInterfaces/${cfg.target.nicName}`,
+    nsg: `${rg}/Microsoft.Network/networkSecurityGroups/${cfg.target.nsgName}`,
+    disks: Object.fromEntries(cfg.target.dataDisks.map((d) => [d.name, `${rg}/Microsoft.Compute/disks/${d.diskName}`])),
+  };
+}
+
+/** Pure: the guard's verdict for this configuration and what Azure says now. */
+export function decide(cfg: InfraConfig, current: CurrentTarget, now: Date): GuardDecision {
+  return targetDecision({
     target: cfg.target.name,
-    currentImage,
-    plannedImage: cfg.target.imageUrn,
+    current,
+    planned: { image: cfg.target.imageUrn, location: cfg.location, ...(cfg.target.zone ? { zone: cfg.target.zone } : {}) },
     permit: cfg.permit,
+    publicKeyPem: cfg.permitPublicKey,
     proofSetHash: cfg.proofSetHash,
     now,
   });
@@ -85,11 +109,12 @@ export function decideImage(cfg: InfraConfig, currentImage: string | undefined, 
 
 /**
  * Declares every resource. Refuses (PERMIT_INVALID, before declaring
- * anything) an image change that has no valid permit.
+ * anything) an image change without a valid signed permit, a target whose
+ * current image is unknown, and a move to another location or zone.
  */
 export async function rubiconInfra(cfg: InfraConfig, secrets: Secrets, deps: ProgramDeps): Promise<InfraOutputs> {
   for (const w of cfg.warnings) void pulumi.log.warn(w);
-  const decision = decideImage(cfg, await deps.currentImage(cfg), deps.now());
+  const decision = decide(cfg, await deps.currentTarget(cfg), deps.now());
   if (!decision.allowed) {
     throw new RubiconError('PERMIT_INVALID', decision.message ?? 'Image change refused.', {
       hint: decision.fix,
@@ -113,19 +138,28 @@ export async function rubiconInfra(cfg: InfraConfig, secrets: Secrets, deps: Pro
   });
 
   const t = cfg.target;
-  const target = new TargetServer(t.name, {
+  const target = new TargetServer(TARGET_COMPONENT_NAME, {
+    name: t.name,
+    formerNames: t.formerNames,
     resourceGroupName: cfg.resourceGroupName,
     location: cfg.location,
     vmSize: t.vmSize,
     image: t.image,
-    imageDecision: decision,
+    decision,
+    ...(deps.deleteGuard ? { deleteGuard: deps.deleteGuard(decision, t.name) } : {}),
     subnetId: t.subnetId,
     adminUsername: t.adminUsername,
     adminPassword: secrets.targetAdminPassword,
     osDiskType: t.osDiskType,
+    ...(t.osDiskName ? { osDiskName: t.osDiskName } : {}),
+    ...(t.restoreFromDisk ? { restoreFromDisk: t.restoreFromDisk } : {}),
+    ...(t.adopt ? { adoptIds: adoptionIds(cfg) } : {}),
+    nicName: t.nicName,
+    nsgName: t.nsgName,
     dataDisks: t.dataDisks,
     rdpSourcePrefixes: t.rdpSourcePrefixes,
     ...(t.zone ? { zone: t.zone } : {}),
+    trustedLaunch: t.trustedLaunch,
     tags: stackTags,
   });
 
@@ -145,6 +179,8 @@ export async function rubiconInfra(cfg: InfraConfig, secrets: Secrets, deps: Pro
       addressSpace: p.addressSpace,
       subnetPrefix: p.subnetPrefix,
       vaultContainerId: vault.containerId,
+      vaultStorageAccountId: vault.account.id,
+      ...(p.storageServiceTag ? { storageServiceTag: p.storageServiceTag } : {}),
       autoShutdownTime: p.autoShutdownTime,
       timeZone: p.timeZone,
       tags: stackTags,
@@ -154,6 +190,7 @@ export async function rubiconInfra(cfg: InfraConfig, secrets: Secrets, deps: Pro
 
   return {
     targetVmId: target.vmId,
+    targetVmUniqueId: target.vm.vmId,
     targetVmName: t.name,
     targetImage: t.imageUrn,
     targetProtected: decision.protect,

@@ -12,7 +12,7 @@ import { parseSidecar, SIDECAR_NAME } from '../../../src/engines/mssql/artifact.
 import { createMssqlEngine, type MssqlEngineOptions } from '../../../src/engines/mssql/engine.ts';
 import type { CapturedFiles, EngineContext, VendorJobSpec } from '../../../src/engines/engine.ts';
 import type { TdsReply, TdsServer } from '../../tds/server.ts';
-import { databasesReply, headerOnly, one, ok, rs, scripted, serverInfoReply, tempHost, type DbSpec, type Scripted } from './fixtures.ts';
+import { BACKUP_SET_GUID, DB_FEATURES, JOB_COLS, JOB_ROW, SCHEDULE_COLS, SCHEDULE_ROW, STEP_COLS, STEP_ROWS, databaseFeaturesReply, databasesReply, headerOnly, one, ok, rs, scripted, serverInfoReply, tempHost, type DbSpec, type Scripted } from './fixtures.ts';
 
 const BACKUP_DIR = '/var/opt/mssql/backup';
 const JOB = 'EHR Nightly Backup';
@@ -67,6 +67,9 @@ function writes(param: string, reply: TdsReply = ok): (req: { params: Record<str
 function instance(server: TdsServer, dbs: DbSpec[] = [{ name: 'EHR' }], edition?: string): void {
   server.on(/SERVERPROPERTY\('ProductLevel'\)/, serverInfoReply('15.0.4355.3', edition));
   server.on(/FROM sys\.databases AS d\nLEFT JOIN/, databasesReply(dbs));
+  server.on(DB_FEATURES, databaseFeaturesReply({ owner: 'ehr_owner', trustworthy: true, skuFeatures: ['Compression'] }));
+  // msdb's row of the backup set HEADERONLY names (exact LSN); none by default
+  server.on(/bs\.backup_set_uuid = @guid/, one(rs(historyCols, [])));
 }
 
 async function sidecarOf(c: CapturedFiles): Promise<ReturnType<typeof parseSidecar>> {
@@ -175,33 +178,42 @@ const historyCols: [string, 'int' | 'bigint' | 'nvarchar' | 'datetime' | 'unique
   ['backup_set_id', 'int'], ['database_name', 'nvarchar'], ['type', 'nvarchar'], ['is_copy_only', 'int'], ['backup_start_date', 'datetime'], ['backup_finish_date', 'datetime'],
   ['first_lsn', 'nvarchar'], ['last_lsn', 'nvarchar'], ['checkpoint_lsn', 'nvarchar'], ['database_backup_lsn', 'nvarchar'], ['has_backup_checksums', 'int'], ['is_damaged', 'int'],
   ['database_guid', 'uniqueidentifier'], ['media_set_id', 'int'], ['position', 'int'], ['backup_size', 'bigint'], ['compressed_backup_size', 'bigint'], ['encryptor_thumbprint', 'nvarchar'],
-  ['physical_device_name', 'nvarchar'], ['device_type', 'int'], ['family_sequence_number', 'int'],
+  ['backup_set_uuid', 'nvarchar'], ['last_recovery_fork_guid', 'nvarchar'],
+  ['physical_device_name', 'nvarchar'], ['device_type', 'int'], ['family_sequence_number', 'int'], ['mirror', 'int'],
 ];
-function backupsetRow(id: number, type: string, device: string, lsns: { first: string; last: string; checkpoint?: string; dbBackup?: string }): Record<string, unknown> {
+const DB_GUID = '6F9619FF-8B86-D011-B42D-00C04FC964FF';
+const FORK = 'A1B2C3D4-0000-4000-8000-000000000001';
+function backupsetRow(id: number, type: string, device: string, lsns: { first: string; last: string; checkpoint?: string; dbBackup?: string }, o: { start?: Date; guid?: string; dbGuid?: string; fork?: string; mirror?: number } = {}): Record<string, unknown> {
   return {
-    backup_set_id: id, database_name: 'EHR', type, is_copy_only: 0, backup_start_date: new Date('2025-01-10T02:00:00Z'), backup_finish_date: new Date('2025-01-10T02:03:00Z'),
+    backup_set_id: id, database_name: 'EHR', type, is_copy_only: 0, backup_start_date: o.start ?? new Date('2025-01-10T02:00:00Z'), backup_finish_date: new Date('2025-01-10T02:03:00Z'),
     first_lsn: lsns.first, last_lsn: lsns.last, checkpoint_lsn: lsns.checkpoint ?? lsns.first, database_backup_lsn: lsns.dbBackup ?? '0', has_backup_checksums: 1, is_damaged: 0,
-    database_guid: '6F9619FF-8B86-D011-B42D-00C04FC964FF', media_set_id: id, position: 1, backup_size: 104857600n, compressed_backup_size: 20971520n, encryptor_thumbprint: null,
-    physical_device_name: device, device_type: 2, family_sequence_number: 1,
+    database_guid: o.dbGuid ?? DB_GUID, media_set_id: id, position: 1, backup_size: 104857600n, compressed_backup_size: 20971520n, encryptor_thumbprint: null,
+    backup_set_uuid: o.guid ?? BACKUP_SET_GUID, last_recovery_fork_guid: o.fork ?? FORK,
+    physical_device_name: device, device_type: 2, family_sequence_number: 1, mirror: o.mirror ?? 0,
   };
 }
 
 /** The vendor's Agent: job lookup, baseline, clock, new backupset rows, HEADERONLY on the job's file. Register the job's run first. */
-async function vendorAgent(server: TdsServer, o: { newRows?: Record<string, unknown>[]; headerLsn?: string } = {}): Promise<void> {
+async function vendorAgent(server: TdsServer, o: { newRows?: Record<string, unknown>[]; headerLsn?: string; headerGuid?: string } = {}): Promise<void> {
   instance(server);
   server.on(/FROM msdb\.dbo\.sysjobs AS j WHERE j\.name = @job/, one(rs([['job_id', 'uniqueidentifier'], ['name', 'nvarchar'], ['enabled', 'int']], [{ job_id: JOB_ID, name: JOB, enabled: 1 }])));
   server.on(/ISNULL\(MAX\(bs\.backup_set_id\), 0\)/, one(rs([['last_backup_set_id', 'int'], ['server_time', 'datetime']], [{ last_backup_set_id: 41, server_time: new Date() }])));
   server.on('SELECT SYSDATETIME() AS server_now;', () => one(rs([['server_now', 'datetime']], [{ server_now: new Date() }])));
-  server.on(/bs\.backup_set_id > @after/, one(rs(historyCols, o.newRows ?? [backupsetRow(42, 'D', VENDOR_FILE, { first: '37000000041600001', last: LSN })])));
-  server.on(/^RESTORE HEADERONLY/, headerOnly([{ databaseName: 'EHR', lastLsn: o.headerLsn ?? LSN, isCopyOnly: false }]));
+  server.on(/bs\.backup_set_id > @after/, () => one(rs(historyCols, o.newRows ?? [backupsetRow(42, 'D', VENDOR_FILE, { first: '37000000041600001', last: LSN }, { start: runStart ?? new Date() })])));
+  server.on(/^RESTORE HEADERONLY/, headerOnly([{ databaseName: 'EHR', lastLsn: o.headerLsn ?? LSN, isCopyOnly: false, ...(o.headerGuid ? { backupSetGuid: o.headerGuid } : {}) }]));
   await writeFile(join(h.root, 'vendor', basename(VENDOR_FILE)), 'the vendor job wrote this');
 }
+
+/** When the scripted job run started (server clock): the job's backupset row starts then. */
+let runStart: Date | undefined;
 
 /** sysjobactivity for a run that starts now: running `runningPolls` times, then stopped with history id 900. */
 function run(server: TdsServer, runningPolls = 2): void {
   let started: Date | undefined;
+  runStart = undefined;
   server.on(/FROM msdb\.dbo\.sysjobactivity/, (_req, call) => {
     started ??= new Date();
+    runStart = started;
     return call <= runningPolls ? activity(started, null, null) : activity(started, new Date(), 900);
   });
 }
@@ -222,7 +234,8 @@ describe('vendor-job', () => {
     expect(t.server.find(/^RESTORE HEADERONLY/)[0]?.params.file1).toBe(VENDOR_FILE);
     expect(c.files.map((f) => f.name)).toEqual(['EHR_20250110.bak', SIDECAR_NAME]);
     expect(c.files[0]!.path).toBe(join(h.root, 'vendor', 'EHR_20250110.bak'));
-    expect((await sidecarOf(c)).steps).toEqual([{ kind: 'full', files: ['EHR_20250110.bak'], position: 1, lastLsn: LSN, backupFinishDate: '2025-01-10T02:03:00.000Z' }]);
+    expect((await sidecarOf(c)).steps).toEqual([{ kind: 'full', files: ['EHR_20250110.bak'], position: 1, lastLsn: LSN, backupFinishDate: '2025-01-10T02:03:00.000Z', backupSetGuid: BACKUP_SET_GUID, hasBackupChecksums: true }]);
+    expect((await sidecarOf(c)).databaseFacts).toMatchObject({ owner: 'ehr_owner', trustworthy: true, skuFeatures: ['Compression'], compatibilityLevel: 150 });
     expect(c.command).toContain('1 Backup EHR succeeded, 2 Copy to share succeeded');
   });
 
@@ -252,6 +265,7 @@ describe('vendor-job', () => {
       if (call === 2) return activity(earlier, new Date(Date.now() - 1000 * 60), 850); // it ended
       if (t.server.find(/sp_start_job/).length < 2) throw new Error('polled before the second start');
       ours ??= new Date();
+      runStart = ours;
       return call === 3 ? activity(ours, null, null) : activity(ours, new Date(), 900);
     });
     t.server.on(/FROM msdb\.dbo\.sysjobhistory AS h/, historyReply([{ id: 1, name: 'Backup EHR', status: 1 }, { id: 0, name: '(Job outcome)', status: 1 }]));
@@ -297,9 +311,14 @@ describe('vendor-job', () => {
 
 // ---------------------------------------------------------------- mssql-history
 
+const incarnation = (server: TdsServer, fork = FORK): void => {
+  server.on(/FROM sys\.database_recovery_status/, one(rs([['database_guid', 'nvarchar'], ['recovery_fork_guid', 'nvarchar']], [{ database_guid: DB_GUID, recovery_fork_guid: fork }])));
+};
+
 describe('mssql-history', () => {
   it('takes the newest full + diff + logs from msdb and confirms every file with HEADERONLY', async () => {
     instance(t.server);
+    incarnation(t.server);
     const full = `${BACKUP_DIR}/EHR_full.bak`;
     const diff = `${BACKUP_DIR}/EHR_diff.bak`;
     const log = `${BACKUP_DIR}/EHR_log1.trn`;
@@ -320,6 +339,7 @@ describe('mssql-history', () => {
 
   it('msdb is not ground truth: a file that HEADERONLY cannot read fails the capture', async () => {
     instance(t.server);
+    incarnation(t.server);
     t.server.on(/ORDER BY bs\.last_lsn DESC/, one(rs(historyCols, [backupsetRow(10, 'D', `${BACKUP_DIR}/EHR_full.bak`, { first: '1000', last: '1100' })])));
     t.server.on(/^RESTORE HEADERONLY/, { errors: [{ number: 3201, message: `Cannot open backup device '${BACKUP_DIR}/EHR_full.bak'. Operating system error 2(The system cannot find the file specified.).` }, { number: 3013, message: 'RESTORE HEADERONLY is terminating abnormally.' }] });
     await expect(engine().capture(ctx, dbItem(), 'mssql-history', {})).rejects.toMatchObject({ message: expect.stringContaining('Operating system error 2') });
@@ -329,33 +349,77 @@ describe('mssql-history', () => {
 // ---------------------------------------------------------------- instance-objects
 
 describe('instance-objects', () => {
-  it('scripts logins with SID and hash (never a plaintext), skips sa, and warns about local machine accounts', async () => {
+  it('scripts logins with SID, hash, default language, server roles and permissions; sa by its SID (renamed, hash and state kept); a login with another SID stops the script', async () => {
     const hash = Buffer.from('0200A1B2C3D4E5F60718293A4B5C6D7E8F90A1B2C3D4E5F60718293A4B5C6D7E8F90A1B2C3D4E5F60718293A4B5C6D7E8F90A1B2C3D4E5F6', 'hex');
     const sid = Buffer.from('5A1F0C2D3E4B5A69788796A5B4C3D2E1', 'hex');
     t.server.on(/SERVERPROPERTY\('ProductLevel'\)/, serverInfoReply());
     t.server.on(/FROM sys\.server_principals AS sp/, one(rs(
       [['name', 'nvarchar'], ['type_desc', 'nvarchar'], ['sid', 'varbinary'], ['password_hash', 'varbinary'], ['default_database_name', 'nvarchar'], ['default_language_name', 'nvarchar'], ['is_disabled', 'int'], ['is_policy_checked', 'int'], ['is_expiration_checked', 'int'], ['server_roles', 'nvarchar']],
       [
-        { name: 'sa', type_desc: 'SQL_LOGIN', sid: Buffer.from([1]), password_hash: hash, default_database_name: 'master', is_disabled: 0, is_policy_checked: 1, is_expiration_checked: 0 },
-        { name: "ehr_app'user", type_desc: 'SQL_LOGIN', sid, password_hash: hash, default_database_name: 'EHR', is_disabled: 0, is_policy_checked: 1, is_expiration_checked: 0, server_roles: 'dbcreator' },
+        { name: 'dba_sa', type_desc: 'SQL_LOGIN', sid: Buffer.from([1]), password_hash: hash, default_database_name: 'master', default_language_name: 'us_english', is_disabled: 1, is_policy_checked: 1, is_expiration_checked: 0 },
+        { name: "ehr_app'user", type_desc: 'SQL_LOGIN', sid, password_hash: hash, default_database_name: 'EHR', default_language_name: 'British', is_disabled: 0, is_policy_checked: 1, is_expiration_checked: 0, server_roles: 'dbcreator' },
         { name: 'EHR-SQL01\\svc_interface', type_desc: 'WINDOWS_LOGIN', sid: Buffer.from([1, 5]), password_hash: null, default_database_name: 'EHR', is_disabled: 1, is_policy_checked: null, is_expiration_checked: null },
+        { name: 'EXAMPLE\\ehr-admins', type_desc: 'WINDOWS_GROUP', sid: Buffer.from([1, 5, 0, 0, 7]), password_hash: null, default_database_name: 'master', is_disabled: 0, is_policy_checked: null, is_expiration_checked: null },
       ],
     )));
+    t.server.on(/FROM sys\.server_principals AS r\nWHERE r\.type = 'R'/, one(rs([['name', 'nvarchar'], ['owner_name', 'nvarchar'], ['members', 'nvarchar']], [{ name: 'ehr_readers', owner_name: 'sa', members: "EXAMPLE\\ehr-admins,ehr_app'user" }])));
+    t.server.on(/FROM sys\.server_permissions AS p/, one(rs([['grantee', 'nvarchar'], ['class', 'int'], ['permission_name', 'nvarchar'], ['state', 'nvarchar'], ['state_desc', 'nvarchar'], ['securable', 'nvarchar']], [
+      { grantee: 'EHR-SQL01\\svc_interface', class: 100, permission_name: 'CONNECT SQL', state: 'D', state_desc: 'DENY', securable: null },
+      { grantee: "ehr_app'user", class: 100, permission_name: 'CONNECT SQL', state: 'G', state_desc: 'GRANT', securable: null },
+      { grantee: "ehr_app'user", class: 100, permission_name: 'VIEW SERVER STATE', state: 'G', state_desc: 'GRANT', securable: null },
+      { grantee: 'ehr_readers', class: 101, permission_name: 'IMPERSONATE', state: 'W', state_desc: 'GRANT_WITH_GRANT_OPTION', securable: "ehr_app'user" },
+    ])));
     // every other kind of object: none on this instance
     t.server.on(() => true, ok);
     const c = await engine().capture(ctx, { ...dbItem(), id: 'instance-object:mssql:instance:EHR-SQL01', kind: 'instance-object', name: 'EHR-SQL01' }, 'instance-objects', {});
-    expect(c.files.map((f) => f.name)).toEqual(['logins.sql', 'jobs.sql', 'operators.sql', 'linked-servers.sql', 'credentials.sql', 'configuration.sql', 'startup.sql']);
+    expect(c.files.map((f) => f.name)).toEqual(['logins.sql', 'operators.sql', 'database-mail.sql', 'proxies.sql', 'jobs.sql', 'jobs.json', 'alerts.sql', 'linked-servers.sql', 'credentials.sql', 'endpoints.sql', 'configuration.sql', 'startup.sql']);
     const logins = await readFile(c.files.find((f) => f.name === 'logins.sql')!.path, 'utf8');
     expect(logins).toContain(
-      `CREATE LOGIN [ehr_app'user] WITH PASSWORD = 0x${hash.toString('hex').toUpperCase()} HASHED, SID = 0x5A1F0C2D3E4B5A69788796A5B4C3D2E1, DEFAULT_DATABASE = [EHR], CHECK_POLICY = ON, CHECK_EXPIRATION = OFF;`,
+      `CREATE LOGIN [ehr_app'user] WITH PASSWORD = 0x${hash.toString('hex').toUpperCase()} HASHED, SID = 0x5A1F0C2D3E4B5A69788796A5B4C3D2E1, DEFAULT_DATABASE = [EHR], DEFAULT_LANGUAGE = [British], CHECK_POLICY = ON, CHECK_EXPIRATION = OFF;`,
     );
     expect(logins).toContain(`IF SUSER_ID(N'ehr_app''user') IS NULL`);
+    // an existing login of that name with another SID would orphan its users while the proof passed: the script stops
+    expect(logins).toContain(`ELSE IF SUSER_SID(N'ehr_app''user') <> 0x5A1F0C2D3E4B5A69788796A5B4C3D2E1\n  THROW 50000, N'login ehr_app''user already exists with another SID`);
     expect(logins).toContain('ALTER SERVER ROLE [dbcreator] ADD MEMBER [ehr_app\'user];');
-    expect(logins).toContain('-- skipped sa:');
+    // sa is found by SID 0x01, renamed to the source's name, given its hash and its state; never created
+    expect(logins).toContain(`IF SUSER_SNAME(0x01) <> N'dba_sa' EXEC sys.sp_executesql @rubicon_sa_rename;`);
+    expect(logins).toContain(`ALTER LOGIN [dba_sa] WITH PASSWORD = 0x${hash.toString('hex').toUpperCase()} HASHED;`);
+    expect(logins).toContain('ALTER LOGIN [dba_sa] DISABLE;');
+    expect(logins).not.toContain('CREATE LOGIN [dba_sa]');
+    // user-defined server role, its members after the logins, server permissions (DENY CONNECT SQL kept; CREATE LOGIN grants CONNECT SQL)
+    expect(logins.indexOf("CREATE SERVER ROLE [ehr_readers]")).toBeLessThan(logins.indexOf('CREATE LOGIN'));
+    expect(logins).toContain('ALTER SERVER ROLE [ehr_readers] ADD MEMBER [EXAMPLE\\ehr-admins];');
+    expect(logins).toContain('DENY CONNECT SQL TO [EHR-SQL01\\svc_interface];');
+    expect(logins).toContain("GRANT VIEW SERVER STATE TO [ehr_app'user];");
+    expect(logins).toContain("GRANT IMPERSONATE ON LOGIN::[ehr_app'user] TO [ehr_readers] WITH GRANT OPTION;");
+    expect(logins).not.toContain("GRANT CONNECT SQL TO [ehr_app'user]");
     expect(logins).toContain('CREATE LOGIN [EHR-SQL01\\svc_interface] FROM WINDOWS');
     expect(logins).toContain('local account of EHR-SQL01: after an OS rebuild it has a new SID');
     expect(logins).toContain('ALTER LOGIN [EHR-SQL01\\svc_interface] DISABLE;');
+    expect(logins).toContain(`ELSE IF SUSER_SID(N'EXAMPLE\\ehr-admins') <> 0x0105000007`);
     expect(logins).not.toMatch(/PASSWORD = N'/);
+    // 2016 has no STRING_AGG: roles are aggregated with FOR XML PATH
+    expect(t.server.find(/FROM sys\.server_principals AS sp/)[0]?.sql).toContain("FOR XML PATH(''), TYPE).value('.', 'nvarchar(max)')");
+    expect(t.server.statements().join('\n')).not.toContain('STRING_AGG');
+  });
+
+  it('scripts a job as SSMS does: notifications, every step property, start step, schedules; jobs.json holds what the proof reads back', async () => {
+    t.server.on(/SERVERPROPERTY\('ProductLevel'\)/, serverInfoReply());
+    t.server.on(/FROM msdb\.dbo\.sysjobs AS j\n/, one(rs(JOB_COLS, [JOB_ROW])));
+    t.server.on(/FROM msdb\.dbo\.sysjobsteps AS s\nJOIN/, one(rs(STEP_COLS, STEP_ROWS)));
+    t.server.on(/FROM msdb\.dbo\.sysjobschedules AS js/, one(rs(SCHEDULE_COLS, [SCHEDULE_ROW])));
+    const c = await engine().capture(ctx, { ...dbItem(), id: `instance-object:mssql:job:${JOB}`, kind: 'instance-object', name: JOB }, 'instance-objects', {});
+    expect(c.files.map((f) => f.name)).toEqual(['jobs.sql', 'jobs.json']);
+    const sql = await readFile(c.files[0]!.path, 'utf8');
+    expect(sql).toContain(`EXEC msdb.dbo.sp_add_job @job_name = N'${JOB}', @enabled = 1, @notify_level_eventlog = 2, @notify_level_email = 2, @notify_level_netsend = 0, @notify_level_page = 0, @delete_level = 0, @description = N'vendor backup', @category_name = N'EHR Vendor', @owner_login_name = N'ehr_owner', @notify_email_operator_name = N'DBA Team';`);
+    expect(sql).toContain(`IF NOT EXISTS (SELECT 1 FROM msdb.dbo.syscategories WHERE name = N'EHR Vendor' AND category_class = 1)`);
+    expect(sql).toContain(`@step_id = 1, @step_name = N'backup', @subsystem = N'TSQL', @database_name = N'master', @cmdexec_success_code = 0, @on_success_action = 4, @on_success_step_id = 3, @on_fail_action = 4, @on_fail_step_id = 2, @retry_attempts = 3, @retry_interval = 5, @os_run_priority = 0, @output_file_name = N'E:\\Logs\\backup.txt', @flags = 2, @command = N'EXEC dbo.VendorBackup;'`);
+    expect(sql).toContain(`@step_id = 2, @step_name = N'copy', @subsystem = N'CmdExec'`);
+    expect(sql).toContain(`@proxy_name = N'FileCopyProxy'`);
+    expect(sql).toContain(`EXEC msdb.dbo.sp_update_job @job_name = N'${JOB}', @start_step_id = 1;`);
+    expect(sql).toContain(`EXEC msdb.dbo.sp_add_jobschedule @job_name = N'${JOB}', @name = N'nightly 02:00', @enabled = 1, @freq_type = 4, @freq_interval = 1, @freq_subday_type = 1, @freq_subday_interval = 0, @freq_relative_interval = 0, @freq_recurrence_factor = 0, @active_start_date = 20240101, @active_end_date = 99991231, @active_start_time = 20000, @active_end_time = 235959;`);
+    const props = JSON.parse(await readFile(c.files[1]!.path, 'utf8')).jobs[JOB];
+    expect(props).toMatchObject({ start_step_id: '1', notify_email_operator_name: 'DBA Team', 'step 1 on_success_step_id': '3', 'step 1 retry_attempts': '3', 'step 2 proxy_name': 'FileCopyProxy', 'schedule nightly 02:00 freq_type': '4' });
   });
 
   it('scripts one credential by name with a placeholder: the secret is never read', async () => {
@@ -366,5 +430,75 @@ describe('instance-objects', () => {
     expect(text).toContain("-- CREATE CREDENTIAL [https://ehrbackups.blob.core.windows.net/sql] WITH IDENTITY = N'SHARED ACCESS SIGNATURE', SECRET = N'<fill in from the secrets store>';");
     expect(text).not.toContain('[other]');
     expect(t.server.statements().join('\n')).not.toMatch(/secret/i);
+  });
+});
+
+describe('issue 11: editions, backup identity, incarnations, job run window', () => {
+  it('Web edition (EngineEdition 2, like Standard) gets no COMPRESSION; Standard does', async () => {
+    instance(t.server, [{ name: 'EHR' }], 'Web Edition (64-bit)');
+    t.server.on(/^BACKUP DATABASE/, writes('path'));
+    t.server.on(/^RESTORE HEADERONLY/, headerOnly([{ databaseName: 'EHR' }]));
+    await engine().capture(ctx, dbItem(), 'mssql-native-full', {});
+    expect(t.server.find(/^BACKUP DATABASE/)[0]?.sql).toBe('BACKUP DATABASE [EHR] TO DISK = @path WITH COPY_ONLY, CHECKSUM, FORMAT, INIT, STATS = 10;');
+  });
+
+  it('a BACKUP refused with Msg 1844 (compression not supported by this edition) is sent again without COMPRESSION', async () => {
+    instance(t.server, [{ name: 'EHR' }], 'Standard Edition (64-bit)');
+    t.server.on(/^BACKUP DATABASE .* COMPRESSION/, { errors: [{ number: 1844, message: 'BACKUP DATABASE WITH COMPRESSION is not supported on Web Edition (64-bit).' }, { number: 3013, message: 'BACKUP DATABASE is terminating abnormally.' }] });
+    t.server.on(/^BACKUP DATABASE/, writes('path'));
+    t.server.on(/^RESTORE HEADERONLY/, headerOnly([{ databaseName: 'EHR' }]));
+    await engine().capture(ctx, dbItem(), 'mssql-native-full', {});
+    expect(t.server.find(/^BACKUP DATABASE/).map((q) => q.sql.includes('COMPRESSION'))).toEqual([true, false]);
+    expect(events.some((e) => e.includes('Msg 1844'))).toBe(true);
+  });
+
+  it("records HEADERONLY's BackupSetGUID and msdb's exact LastLSN in the sidecar, and whether the source was frozen", async () => {
+    t.server.on(/bs\.backup_set_uuid = @guid/, one(rs(historyCols, [backupsetRow(50, 'D', `${BACKUP_DIR}/x.bak`, { first: '1', last: LSN })])));
+    instance(t.server, [{ name: 'EHR', userAccess: 'SINGLE_USER' }]);
+    t.server.on(/^BACKUP DATABASE/, writes('path'));
+    t.server.on(/^RESTORE HEADERONLY/, headerOnly([{ databaseName: 'EHR', lastLsn: LSN }]));
+    const c = await engine().capture(ctx, dbItem(), 'mssql-native-full', {});
+    const sc = await sidecarOf(c);
+    expect(sc.steps[0]).toMatchObject({ backupSetGuid: BACKUP_SET_GUID, lastLsn: LSN, hasBackupChecksums: true });
+    expect(sc.fingerprintBasis).toBe('frozen');
+    expect(t.server.find(/bs\.backup_set_uuid = @guid/)[0]?.params.guid).toBe(BACKUP_SET_GUID);
+  });
+
+  it("a vendor job's file whose BackupSetGUID is not msdb's backup_set_uuid is not the job's backup", async () => {
+    t.server.on(/sp_start_job/, ok);
+    run(t.server, 0);
+    t.server.on(/FROM msdb\.dbo\.sysjobhistory AS h/, historyReply([{ id: 1, name: 'Backup EHR', status: 1 }, { id: 0, name: '(Job outcome)', status: 1 }]));
+    await vendorAgent(t.server, { headerGuid: '99999999-8888-7777-6666-555555555555' });
+    await expect(engine().capture(ctx, dbItem(), 'vendor-job', { vendorJob: spec })).rejects.toMatchObject({ message: expect.stringContaining(`BackupSetGUID 99999999-8888-7777-6666-555555555555 is not msdb's backup_set_uuid ${BACKUP_SET_GUID}`) });
+  });
+
+  it('a new full backup that started before the vendor job ran (another job, a person) is not accepted as the job\'s', async () => {
+    t.server.on(/sp_start_job/, ok);
+    run(t.server, 0);
+    t.server.on(/FROM msdb\.dbo\.sysjobhistory AS h/, historyReply([{ id: 1, name: 'Backup EHR', status: 1 }, { id: 0, name: '(Job outcome)', status: 1 }]));
+    await vendorAgent(t.server, { newRows: [backupsetRow(42, 'D', VENDOR_FILE, { first: '1', last: LSN }, { start: new Date(Date.now() - 3_600_000) })] });
+    await expect(engine().capture(ctx, dbItem(), 'vendor-job', { vendorJob: spec })).rejects.toMatchObject({ message: expect.stringContaining("1 new full backup(s) of EHR started outside the job's run") });
+    expect(t.server.find(/^RESTORE HEADERONLY/)).toEqual([]);
+  });
+
+  it('mssql-history keeps to the current incarnation (database_guid and recovery fork) and leaves mirror copies out', async () => {
+    instance(t.server);
+    incarnation(t.server);
+    const full = `${BACKUP_DIR}/EHR_full.bak`;
+    const older = `${BACKUP_DIR}/EHR_before_restore.bak`;
+    t.server.on(/ORDER BY bs\.last_lsn DESC/, one(rs(historyCols, [
+      // newest by LSN, but of another fork (taken before the database was restored WITH RECOVERY): not restorable into this incarnation
+      backupsetRow(20, 'D', older, { first: '5000', last: '5100' }, { fork: 'B0000000-0000-4000-8000-000000000002', guid: '22222222-0000-4000-8000-000000000000' }),
+      // a dropped-and-recreated database of the same name
+      backupsetRow(19, 'D', `${BACKUP_DIR}/EHR_old_db.bak`, { first: '4000', last: '4100' }, { dbGuid: '00000000-1111-4000-8000-000000000000' }),
+      backupsetRow(10, 'D', full, { first: '1000', last: '1100' }),
+      backupsetRow(10, 'D', `\\\\mirror\\EHR_full.bak`, { first: '1000', last: '1100' }, { mirror: 1 }),
+    ])));
+    t.server.on((r) => r.sql.startsWith('RESTORE HEADERONLY') && r.params.file1 === full, headerOnly([{ databaseName: 'EHR', lastLsn: '1100' }]));
+    await writeFile(join(h.root, 'backup', 'EHR_full.bak'), 'x');
+    const c = await engine().capture(ctx, dbItem(), 'mssql-history', {});
+    expect((await sidecarOf(c)).steps.map((s) => s.files.join())).toEqual(['EHR_full.bak']);
+    expect(events.some((e) => e.includes('2 backup set(s) of another incarnation'))).toBe(true);
+    expect(t.server.find(/ORDER BY bs\.last_lsn DESC/)[0]?.sql).toContain('AND bmf.mirror = 0');
   });
 });

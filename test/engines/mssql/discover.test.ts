@@ -20,7 +20,7 @@ afterEach(async () => {
 
 function scriptInstance(): void {
   const s = t.server;
-  s.on(/SERVERPROPERTY\('ProductLevel'\)/, serverInfoReply('15.0.4355.3', 'Standard Edition (64-bit)'));
+  s.on(/SERVERPROPERTY\('ProductLevel'\)/, serverInfoReply('15.0.4355.3', 'Standard Edition (64-bit)', { integratedSecurityOnly: 0, masterKey: 1 }));
   s.on(/FROM sys\.databases AS d\nLEFT JOIN/, databasesReply([
     { name: 'master', id: 1, recovery: 'SIMPLE' },
     { name: 'EHR', id: 5, tdeThumbprint: '0xABCDEF', tdeCertificate: 'TDE_Cert' },
@@ -46,6 +46,10 @@ function scriptInstance(): void {
     { name: 'max degree of parallelism', value: 4n, value_in_use: 0n, is_advanced: 1 },
   ])));
   s.on(/ExecIsStartup/, one(rs([['name', 'nvarchar']], [{ name: 'usp_StartInterfaceQueue' }])));
+  s.on(/FROM msdb\.dbo\.sysalerts AS a/, one(rs([['name', 'nvarchar'], ['message_id', 'int'], ['severity', 'int'], ['enabled', 'int'], ['notifications', 'nvarchar'], ['job_name', 'nvarchar']], [{ name: 'Severity 024', message_id: 0, severity: 24, enabled: 1, notifications: 'DBA Team=1', job_name: null }])));
+  s.on(/FROM msdb\.dbo\.sysproxies AS p/, one(rs([['name', 'nvarchar'], ['enabled', 'int'], ['credential_name', 'nvarchar'], ['subsystems', 'nvarchar']], [{ name: 'FileCopyProxy', enabled: 1, credential_name: 'AgentProxy', subsystems: '3' }])));
+  s.on(/FROM msdb\.dbo\.sysmail_profile AS p/, one(rs([['profile_name', 'nvarchar'], ['account_name', 'nvarchar'], ['servername', 'nvarchar']], [{ profile_name: 'EHR Alerts', account_name: 'smtp-relay', servername: 'smtp.example.org' }])));
+  s.on(/FROM sys\.linked_logins AS ll/, one(rs([['server_name', 'nvarchar'], ['local_login', 'nvarchar'], ['uses_self_credential', 'int'], ['remote_name', 'nvarchar']], [{ server_name: 'LAB', local_login: null, uses_self_credential: 0, remote_name: 'lab_reader' }])));
   s.on(/^DBCC TRACESTATUS\(-1\)/, one(rs([['TraceFlag', 'int'], ['Status', 'int'], ['Global', 'int'], ['Session', 'int']], [{ TraceFlag: 3226, Status: 1, Global: 1, Session: 0 }, { TraceFlag: 1222, Status: 1, Global: 1, Session: 0 }])));
 }
 
@@ -61,7 +65,7 @@ describe('mssql discover', () => {
       'database:mssql:EHR',
       'database:mssql:EHR_Archive',
       'database:mssql:EHR_Images',
-      'database:mssql:master',
+      'instance-object:mssql:alert:Severity 024',
       'instance-object:mssql:configuration:EHR-SQL01',
       'instance-object:mssql:credential:AgentProxy',
       'instance-object:mssql:instance:EHR-SQL01',
@@ -70,8 +74,13 @@ describe('mssql discover', () => {
       'instance-object:mssql:login:EHR-SQL01\\svc_interface',
       'instance-object:mssql:login:ehr_app',
       'instance-object:mssql:login:sa',
+      'instance-object:mssql:mail-profile:EHR Alerts',
+      'instance-object:mssql:master-key:EHR-SQL01',
       'instance-object:mssql:operator:DBA Team',
+      'instance-object:mssql:proxy:FileCopyProxy',
+      'instance-object:mssql:service-master-key:EHR-SQL01',
       'instance-object:mssql:startup-procedure:usp_StartInterfaceQueue',
+      'instance-object:mssql:system-database:master',
       'instance-object:mssql:trace-flags:EHR-SQL01',
     ]);
     const ehr = byId.get('database:mssql:EHR')!;
@@ -80,10 +89,15 @@ describe('mssql discover', () => {
     expect(ehr.why.join(' ')).toContain('TDE-protected by certificate TDE_Cert');
     expect(byId.get('database:mssql:EHR_Archive')).toMatchObject({ declared: false, discovered: true, why: expect.arrayContaining(['msdb records no full backup of it']) });
     expect(byId.get('database:mssql:EHR_Images')).toMatchObject({ declared: true, discovered: false });
-    expect(byId.get('database:mssql:master')?.facts.system).toBe(true);
+    // system databases are not database items: no test-name restore, no landing over the new instance's own
+    expect(byId.get('database:mssql:master')).toBeUndefined();
+    expect(byId.get('instance-object:mssql:system-database:master')).toMatchObject({ kind: 'instance-object', methods: ['instance-objects'], why: expect.arrayContaining([expect.stringContaining('HEADERONLY + RESTORE VERIFYONLY')]) });
+    expect(byId.get('instance-object:mssql:instance:EHR-SQL01')?.facts.authentication).toBe('SQL Server and Windows (mixed)');
+    expect(byId.get('instance-object:mssql:linked-server:LAB')?.facts.logins).toBe('(all)->lab_reader');
+    expect(byId.get('instance-object:mssql:alert:Severity 024')?.facts).toMatchObject({ severity: 24, notifies: 'DBA Team=1' });
     expect(byId.get('instance-object:mssql:instance:EHR-SQL01')?.facts).toMatchObject({ productVersion: '15.0.4355.3', edition: 'Standard Edition (64-bit)', collation: 'SQL_Latin1_General_CP1_CI_AS' });
     expect(byId.get('instance-object:mssql:login:EHR-SQL01\\svc_interface')?.why.join(' ')).toContain('its SID changes when the OS is rebuilt');
-    expect(byId.get('instance-object:mssql:login:sa')?.why.join(' ')).toContain('not scripted');
+    expect(byId.get('instance-object:mssql:login:sa')?.why.join(' ')).toContain('sa (SID 0x01) exists on every instance: it is not created');
     expect(byId.get('certificate:mssql:TDE_Cert')).toMatchObject({ kind: 'certificate', facts: { thumbprint: '0xABCDEF', tdeDatabases: 1 }, methods: ['instance-objects'] });
     expect(byId.get('instance-object:mssql:trace-flags:EHR-SQL01')?.facts.flags).toBe('3226,1222');
     expect(byId.get('instance-object:mssql:configuration:EHR-SQL01')?.why.join(' ')).toContain('max degree of parallelism: configured value differs');

@@ -17,7 +17,7 @@ import { PROOF_MARK, scriptedObjects } from '../../../src/engines/mssql/instance
 import { lazyMssqlEngine } from '../../../src/engines/mssql/lazy.ts';
 import { scriptLogins } from '../../../src/engines/mssql/scripts.ts';
 import type { TdsReply, TdsRequest } from '../../tds/server.ts';
-import { one, ok, rs, scripted, serverInfoReply, tempHost, type Scripted } from './fixtures.ts';
+import { JOB_COLS, JOB_ROW, one, ok, rs, SCHEDULE_COLS, SCHEDULE_ROW, scripted, serverInfoReply, STEP_COLS, STEP_ROWS, tempHost, type Scripted } from './fixtures.ts';
 
 const HASH = Buffer.from('0200A1B2C3D4E5F60718293A4B5C6D7E8F90A1B2C3D4E5F60718293A4B5C6D7E8F90A1B2C3D4E5F60718293A4B5C6D7E8F90A1B2C3D4E5F6', 'hex');
 const SID = Buffer.from('5A1F0C2D3E4B5A69788796A5B4C3D2E1', 'hex');
@@ -70,18 +70,17 @@ const loginCols: [string, 'nvarchar' | 'varbinary' | 'int'][] = [
   ['default_language_name', 'nvarchar'], ['is_disabled', 'int'], ['is_policy_checked', 'int'], ['is_expiration_checked', 'int'], ['server_roles', 'nvarchar'],
 ];
 
-/** The target's catalog: one SQL login (hash and SID as given), one job with one step, and nothing else. */
+/** The target's catalog: one SQL login (hash and SID as given), one job with two steps and a schedule, and nothing else. */
 function scriptTarget(login: { hash?: Buffer; sid?: Buffer } = {}): void {
   target.server.on(/SERVERPROPERTY\('ProductLevel'\)/, serverInfoReply());
   target.server.on(/FROM sys\.server_principals AS sp/, () =>
     one(rs(loginCols, [{ name: 'ehr_app', type_desc: 'SQL_LOGIN', sid: login.sid ?? SID, password_hash: login.hash ?? HASH, default_database_name: 'EHR', is_disabled: 0, is_policy_checked: 1, is_expiration_checked: 0, server_roles: 'dbcreator' }])),
   );
-  target.server.on(/FROM msdb\.dbo\.sysjobs AS j\n/, one(rs([['job_id', 'uniqueidentifier'], ['name', 'nvarchar'], ['enabled', 'int'], ['description', 'nvarchar'], ['owner_name', 'nvarchar'], ['category_name', 'nvarchar'], ['step_count', 'int']], [
-    { job_id: '2B5D3C1A-0F4E-4A8B-9C7D-6E5F4A3B2C1D', name: JOB, enabled: 1, description: 'vendor backup', owner_name: 'sa', category_name: 'Database Maintenance', step_count: 1 },
-  ])));
-  target.server.on(/FROM msdb\.dbo\.sysjobsteps AS s JOIN/, one(rs([['job_name', 'nvarchar'], ['step_id', 'int'], ['step_name', 'nvarchar'], ['subsystem', 'nvarchar'], ['command', 'nvarchar'], ['database_name', 'nvarchar'], ['on_success_action', 'int'], ['on_fail_action', 'int']], [
-    { job_name: JOB, step_id: 1, step_name: 'backup', subsystem: 'TSQL', command: "EXEC dbo.VendorBackup @db = N'EHR';", database_name: 'master', on_success_action: 1, on_fail_action: 2 },
-  ])));
+  target.server.on(/FROM sys\.server_permissions AS p/, one(rs([['grantee', 'nvarchar'], ['class', 'int'], ['permission_name', 'nvarchar'], ['state', 'nvarchar'], ['securable', 'nvarchar']], [])));
+  target.server.on(/FROM sys\.server_principals AS r\nWHERE r\.type = 'R'/, one(rs([['name', 'nvarchar'], ['owner_name', 'nvarchar'], ['members', 'nvarchar']], [])));
+  target.server.on(/FROM msdb\.dbo\.sysjobs AS j\n/, one(rs(JOB_COLS, [{ ...JOB_ROW, owner_name: 'sa', notify_email_operator_name: null, notify_level_email: 0 }])));
+  target.server.on(/FROM msdb\.dbo\.sysjobsteps AS s\nJOIN/, one(rs(STEP_COLS, STEP_ROWS)));
+  target.server.on(/FROM msdb\.dbo\.sysjobschedules AS js/, one(rs(SCHEDULE_COLS, [SCHEDULE_ROW])));
   target.server.on(/FROM sys\.configurations/, one(rs([['name', 'nvarchar'], ['value', 'bigint'], ['value_in_use', 'bigint'], ['is_advanced', 'int']], [{ name: 'max server memory (MB)', value: 24576n, value_in_use: 24576n, is_advanced: 1 }])));
 }
 
@@ -111,12 +110,12 @@ async function captured(item: Item): Promise<{ artifact: Artifact; manifest: Man
  * (unless `fail` says otherwise) and rolls back; the leftover rollback
  * reports @@TRANCOUNT.
  */
-function scriptProvingGround(o: { existing?: string[]; fail?: TdsReply; leaveOpen?: boolean; notCreated?: string[] } = {}): { committed: Set<string> } {
+function scriptProvingGround(o: { existing?: string[]; fail?: TdsReply; leaveOpen?: boolean; notCreated?: string[]; schedules?: Record<string, unknown>[] } = {}): { committed: Set<string> } {
   const committed = new Set(o.existing ?? []);
   let open = false;
   const presence = (req: TdsRequest, have: Set<string>): TdsReply => {
     const rows = Object.entries(req.params).flatMap(([param, name]) => {
-      const kind = /^(login|job|operator)\d+$/.exec(param)?.[1];
+      const kind = /^(login|job|operator|alert|profile|role)\d+$/.exec(param)?.[1];
       return kind && have.has(`${kind}:${String(name)}`) ? [{ kind, name: String(name) }] : [];
     });
     return one(rs([['kind', 'nvarchar'], ['name', 'nvarchar']], rows));
@@ -126,7 +125,19 @@ function scriptProvingGround(o: { existing?: string[]; fail?: TdsReply; leaveOpe
     const inTx = new Set(committed);
     for (const x of scriptedObjects(req.sql)) if (!o.notCreated?.includes(`${x.kind}:${x.name}`)) inTx.add(`${x.kind}:${x.name}`);
     open = o.leaveOpen === true;
-    return /UNION ALL|WHERE name IN/.test(req.sql) ? presence(req, inTx) : ok;
+    const p = /UNION ALL|WHERE name IN/.test(req.sql) ? presence(req, inTx) : ok;
+    if (!req.sql.includes('FROM msdb.dbo.sysjobschedules')) return p;
+    // The job read-back inside the transaction: what the scripted sp_add_job* created (here: the target's rows, unless a test changes them).
+    const jobs = [...inTx].filter((k) => k.startsWith('job:')).map((k) => k.slice(4));
+    const mine = <T extends Record<string, unknown>>(rows: T[], key: string): T[] => rows.filter((r) => jobs.includes(String(r[key])));
+    return {
+      resultSets: [
+        ...(p.resultSets ?? []),
+        rs(JOB_COLS, mine([{ ...JOB_ROW, owner_name: 'sa', notify_email_operator_name: null, notify_level_email: 0 }], 'name')),
+        rs(STEP_COLS, mine(STEP_ROWS, 'job_name')),
+        rs(SCHEDULE_COLS, mine(o.schedules ?? [SCHEDULE_ROW], 'job_name')),
+      ],
+    };
   });
   pg.server.on((r) => r.sql.startsWith(`${PROOF_MARK}\nIF @@TRANCOUNT > 0`), () => one(rs([['open_transactions', 'int']], [{ open_transactions: open ? 1 : 0 }])));
   pg.server.on((r) => r.sql.startsWith(`${PROOF_MARK}\nSELECT N'`), (req) => presence(req, committed));
@@ -167,11 +178,15 @@ describe('proving instance-object scripts on the proving ground', () => {
     const lr = await e.prove(ctx, login.artifact, login.manifest, login.files);
     const jr = await e.prove(ctx, job.artifact, job.manifest, job.files);
     expect(statuses(lr.checks)).toEqual(['copy-read:passed', 'restore:passed', 'objects:passed', 'cleanup:passed']);
-    expect(statuses(jr.checks)).toEqual(['copy-read:passed', 'restore:passed', 'objects:passed', 'cleanup:passed']);
+    expect(statuses(jr.checks)).toEqual(['copy-read:passed', 'restore:passed', 'objects:passed', 'job-properties:passed', 'cleanup:passed']);
+    expect(jr.checks.find((c) => c.name === 'job-properties')?.detail).toMatch(/every captured property \(\d+: steps, flow, retries/);
     expect(lr.checks.find((c) => c.name === 'objects')?.detail).toContain('login ehr_app');
     expect(jr.checks.find((c) => c.name === 'objects')?.detail).toContain(`job ${JOB}`);
     expect(pg.server.find(/BEGIN TRANSACTION/)[1]?.sql).toContain(`EXEC msdb.dbo.sp_add_job @job_name = N'${JOB}'`);
     expect(pg.server.find(/BEGIN TRANSACTION/)[1]?.params).toEqual({ job1: JOB });
+    // read back inside the transaction, before ROLLBACK
+    const tx = pg.server.find(/BEGIN TRANSACTION/)[1]!.sql;
+    expect(tx.indexOf('FROM msdb.dbo.sysjobschedules')).toBeLessThan(tx.indexOf('ROLLBACK TRANSACTION'));
     expect([...committed]).toEqual([]);
   });
 
@@ -222,11 +237,22 @@ describe('proving instance-object scripts on the proving ground', () => {
     const { artifact, manifest, files } = await captured(objectItem('instance', 'EHR-SQL01'));
     scriptProvingGround();
     const r = await engine().prove(ctx, artifact, manifest, files);
-    expect(statuses(r.checks)).toEqual(['copy-read:passed', 'restore:skipped', 'restore:skipped', 'restore:skipped', 'restore:skipped', 'restore:passed', 'objects:passed', 'cleanup:passed']);
-    expect(r.checks.filter((c) => c.status === 'skipped').map((c) => c.detail.split(':')[0])).toEqual(['linked-servers.sql', 'credentials.sql', 'configuration.sql', 'startup.sql']);
+    expect(statuses(r.checks)).toEqual(['copy-read:passed', ...Array(6).fill('restore:skipped'), 'restore:passed', 'objects:passed', 'job-properties:passed', 'cleanup:passed']);
+    expect(r.checks.filter((c) => c.status === 'skipped').map((c) => c.detail.split(':')[0])).toEqual(['proxies.sql', 'linked-servers.sql', 'credentials.sql', 'endpoints.sql', 'configuration.sql', 'startup.sql']);
+    // operators and Database Mail before the jobs and alerts that notify through them
+    expect(manifest.entries.map((e) => e.path)).toEqual(['logins.sql', 'operators.sql', 'database-mail.sql', 'proxies.sql', 'jobs.sql', 'jobs.json', 'alerts.sql', 'linked-servers.sql', 'credentials.sql', 'endpoints.sql', 'configuration.sql', 'startup.sql']);
     const [tx] = pg.server.find(/BEGIN TRANSACTION/);
     expect(tx?.sql.indexOf('CREATE LOGIN [ehr_app]')).toBeLessThan(tx!.sql.indexOf('sp_add_job'));
     expect(tx?.params).toEqual({ login1: 'ehr_app', job1: JOB });
+  });
+
+  it('a job whose schedule is not there after the script ran fails job-properties, naming the job and the property', async () => {
+    scriptTarget();
+    const { artifact, manifest, files } = await captured(objectItem('job', JOB));
+    scriptProvingGround({ schedules: [] });
+    const r = await engine().prove(ctx, artifact, manifest, files);
+    expect(statuses(r.checks)).toEqual(['copy-read:passed', 'restore:passed', 'objects:passed', 'job-properties:failed', 'cleanup:passed']);
+    expect(r.checks.find((c) => c.name === 'job-properties')?.detail).toContain(`job ${JOB}: schedule nightly 02:00 freq_type is "(absent)", captured "4"`);
   });
 
   it('a certificate artifact passes when CREATE CERTIFICATE restores it with the captured thumbprint', async () => {
@@ -240,12 +266,17 @@ describe('proving instance-object scripts on the proving ground', () => {
     const manifest: Manifest = { version: 1, artifactId: 'a', itemId: 'certificate:mssql:TDE_Cert', method: 'instance-objects', format: 'mssql-certificate', entries: names.map((n) => ({ path: n, size: 1, mtimeMs: 0, mode: 0o644, sha256: '0'.repeat(64) })) };
     let created = false;
     pg.server.on(/WHERE CONVERT\(nvarchar\(130\), c\.thumbprint, 1\) = @thumbprint/, () => one(rs([['name', 'nvarchar']], created ? [{ name: 'TDE_Cert' }] : [])));
+    pg.server.on(/^CREATE DATABASE \[rubicon-keycheck-/, ok);
+    pg.server.on(/^IF DB_ID\(@database\) IS NOT NULL/, ok);
+    pg.server.on((q) => q.sql.includes('CREATE CERTIFICATE') && q.sql.includes('rubicon-keycheck-'), ok);
+    pg.server.on(/FROM \[rubicon-keycheck-[0-9a-f]+\]\.sys\.certificates/, one(rs([['thumbprint', 'nvarchar']], [{ thumbprint: THUMB }])));
     pg.server.on(/N'CREATE CERTIFICATE '/, () => ((created = true), ok));
     pg.server.on(/AS thumbprint FROM master\.sys\.certificates AS c WHERE c\.name = @certificate/, one(rs([['thumbprint', 'nvarchar']], [{ thumbprint: THUMB }])));
     const r = await engine().prove(ctx, { id: 'a' } as Artifact, manifest, files);
     expect(statuses(r.checks)).toEqual(['certificate:passed']);
-    expect(r.checks[0]!.detail).toContain(`thumbprint ${THUMB} matches`);
-    expect(pg.server.find(/N'CREATE CERTIFICATE '/)[0]?.params).toMatchObject({ certificate: 'TDE_Cert', certFile: files[0], keyFile: files[1], password: CERT_PASSWORD });
+    expect(r.checks[0]!.detail).toContain(`thumbprint ${THUMB} matches (tested in a scratch database, dropped)`);
+    expect(r.checks[0]!.detail).toContain('restored into master with its private key');
+    expect(pg.server.find((q) => q.sql.includes("N'CREATE CERTIFICATE '") && q.sql.includes('EXEC master.'))[0]?.params).toMatchObject({ certificate: 'TDE_Cert', certFile: files[0], keyFile: files[1], password: CERT_PASSWORD });
   });
 });
 

@@ -1,13 +1,16 @@
 import { describe, expect, it } from 'vitest';
 import { movePath, serverJoin, testDatabaseName } from '../../../src/engines/mssql/artifact.ts';
-import { isUnhashed } from '../../../src/engines/mssql/fingerprint.ts';
 import {
   canRestoreOnto,
   hhmmssToSeconds,
   judgeJobRun,
   newestChain,
   parseVersion,
+  canCompress,
+  checkDbRan,
+  sameExactLsn,
   sameLsn,
+  withinRun,
   type HistoryRow,
   type JobHistoryRow,
 } from '../../../src/engines/mssql/parse.ts';
@@ -73,6 +76,9 @@ function h(p: Partial<HistoryRow> & Pick<HistoryRow, 'backupSetId' | 'type' | 'f
     physicalDeviceName: `D:\\b\\${p.backupSetId}.bak`,
     deviceType: 2,
     familySequenceNumber: 1,
+    backupSetUuid: `GUID-${p.backupSetId}`,
+    lastRecoveryForkGuid: 'F1',
+    mirror: 0,
     ...p,
   };
 }
@@ -121,20 +127,38 @@ describe('paths and names', () => {
     expect(movePath('D:\\Data', 'L:\\Log', t, { type: 'D', fileId: 3 })).toMatch(/_3\.ndf$/);
     expect(movePath('D:\\Data', 'L:\\Log', t, { type: 'L', fileId: 2 })).toMatch(/^L:\\Log\\.*_2\.ldf$/);
   });
-  it('compares a header LSN (double) with an exact msdb LSN', () => {
+  it('compares a header LSN (double) with an exact msdb LSN: equal doubles only, no tolerance; exact LSNs as integers', () => {
     expect(sameLsn(37000000043200001, '37000000043200001')).toBe(true);
     expect(sameLsn(37000000043200001, '37000000043300001')).toBe(false);
+    // 37000000043200001 and …0016 round to different doubles; the old one-ulp tolerance called them the same
+    expect(sameLsn(Number('37000000043200001'), '37000000043200016')).toBe(false);
     expect(sameLsn(1, '')).toBe(false);
+    expect(sameExactLsn('37000000043200001', '37000000043200002')).toBe(false);
+    expect(sameExactLsn('37000000043200001', '037000000043200001')).toBe(true);
   });
   it('stripes URL backups per started 100 GB, 1..64', () => {
     expect(urlStripes(1)).toBe(1);
     expect(urlStripes(250 * 1024 ** 3)).toBe(3);
     expect(urlStripes(1e15)).toBe(64);
   });
-  it('lists the types BINARY_CHECKSUM cannot see', () => {
-    for (const t of ['text', 'ntext', 'image', 'xml', 'geometry', 'geography']) expect(isUnhashed(t, t.startsWith('geo'))).toBe(true);
-    expect(isUnhashed('hierarchyid', true)).toBe(false);
-    expect(isUnhashed('nvarchar', false)).toBe(false);
-    expect(isUnhashed('MyClrType', true)).toBe(true);
+  it('decides compression by EngineEdition, Web apart from Standard (Msg 1844)', () => {
+    expect(canCompress(3, 'Enterprise Edition (64-bit)')).toBe(true);
+    expect(canCompress(2, 'Standard Edition (64-bit)')).toBe(true);
+    expect(canCompress(2, 'Web Edition (64-bit)')).toBe(false);
+    expect(canCompress(4, 'Express Edition (64-bit)')).toBe(false);
+    expect(canCompress(0, '')).toBe(false);
+  });
+  it('a backup belongs to a job run only when it started within it', () => {
+    expect(withinRun('2025-01-10T02:00:01.000Z', '2025-01-10T02:00:00.500Z', '2025-01-10T02:10:00.000Z')).toBe(true);
+    expect(withinRun('2025-01-10T01:59:59.000Z', '2025-01-10T02:00:00.500Z', '2025-01-10T02:10:00.000Z')).toBe(false);
+    expect(withinRun('2025-01-10T02:10:01.000Z', '2025-01-10T02:00:00.500Z', '2025-01-10T02:10:00.000Z')).toBe(false);
+    expect(withinRun(null, '2025-01-10T02:00:00.500Z', null)).toBe(false);
+  });
+  it('CHECKDB ran only when LastGoodCheckDbTime >= the clock before it (to the second); NULL never', () => {
+    const before = new Date('2025-01-10T02:00:00.700Z');
+    expect(checkDbRan(before, new Date('2025-01-10T02:00:00.000Z')).ok).toBe(true);
+    expect(checkDbRan(before, new Date('2025-01-10T01:59:59.997Z')).ok).toBe(false);
+    expect(checkDbRan(before, null).ok).toBe(false);
+    expect(checkDbRan(null, new Date()).ok).toBe(false);
   });
 });

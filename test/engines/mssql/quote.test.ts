@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { quoteIdentifier, quoteQualified, sqlBinaryLiteral, sqlStringLiteral } from '../../../src/engines/mssql/quote.ts';
-import { backupToDiskStatement, checkDbStatement, restoreDatabaseStatement, tableChecksumStatement } from '../../../src/engines/mssql/sql.ts';
+import { backupToDiskStatement, checkDbStatement, restoreDatabaseStatement, tableHashStatement } from '../../../src/engines/mssql/sql.ts';
 import { assertProperty } from '../../support/seed.ts';
 
 /** Reads one bracket-quoted identifier back the way SQL Server's parser does; returns it and the rest. */
@@ -63,7 +63,8 @@ describe('quoteIdentifier', () => {
     expect(b.text).not.toContain("it's");
     expect(b.params).toEqual([{ name: 'path', type: 'nvarchar', value: "D:\\it's\\x.bak", secret: false }]);
     expect(checkDbStatement(nasty).text).toBe(`DBCC CHECKDB (${quoteIdentifier(nasty)}) WITH NO_INFOMSGS, ALL_ERRORMSGS;`);
-    expect(tableChecksumStatement('d]b', 's]', 't').text).toContain('FROM [d]]b].[s]]].[t];');
+    expect(tableHashStatement('d]b', 's]', 't', [{ name: 'c]', baseType: 'int' }]).text).toContain('FROM [d]]b].[s]]].[t] AS r');
+    expect(tableHashStatement('d]b', 's]', 't', [{ name: 'c]', baseType: 'int' }]).text).toContain('r.[c]]]');
     const r = restoreDatabaseStatement('t]', ['/x/a.bak'], 1, [{ logicalName: "l'1", physicalPath: '/d/p.mdf' }], true);
     expect(r.text).not.toContain("l'1");
     expect(r.params.map((p) => p.value)).toEqual(['/x/a.bak', 1, "l'1", '/d/p.mdf']);

@@ -5,6 +5,7 @@ import * as devtestlab from '@pulumi/azure-native/devtestlab/index.js';
 import * as managedidentity from '@pulumi/azure-native/managedidentity/index.js';
 import * as network from '@pulumi/azure-native/network/index.js';
 import * as resources from '@pulumi/azure-native/resources/index.js';
+import { RubiconError } from '../../../core/errors.ts';
 import type { ImageSpec } from '../config.ts';
 import { PROVING_GROUND_TYPE } from '../names.ts';
 import { ttlTags } from '../reap.ts';
@@ -36,6 +37,10 @@ export interface ProvingGroundArgs {
   subnetPrefix?: string;
   /** ARM id of the vault's backup container: the only thing it may read. */
   vaultContainerId: pulumi.Input<string>;
+  /** ARM id of the vault's storage account: the only account the subnet's service endpoint policy lets it reach. */
+  vaultStorageAccountId: pulumi.Input<string>;
+  /** The regional Storage service tag, e.g. `Storage.WestEurope`. Default: `storageServiceTag(location)`. */
+  storageServiceTag?: string;
   /** Daily auto-shutdown time, HHmm. Default `1900`. */
   autoShutdownTime?: string;
   /** Windows time zone id for the shutdown schedule. Default `UTC`. */
@@ -57,15 +62,49 @@ export interface RuleSpec {
 }
 
 /**
+ * Region names (`westeurope`) → the spelling of their regional service tags
+ * (`WestEurope`, as in `Storage.WestEurope`). Service tags are spelled with
+ * the region's display name without spaces, not the lower-case location
+ * (https://learn.microsoft.com/azure/virtual-network/service-tags-overview;
+ * the weekly "Service Tags – Public" JSON lists e.g. `Storage.WestEurope`,
+ * `Storage.EastUS2`, `Storage.UKSouth`). Regions missing here: set
+ * rubicon:provingGround.storageServiceTag.
+ */
+export const REGION_TAG_NAMES: Readonly<Record<string, string>> = {
+  australiacentral: 'AustraliaCentral', australiaeast: 'AustraliaEast', australiasoutheast: 'AustraliaSoutheast',
+  brazilsouth: 'BrazilSouth', canadacentral: 'CanadaCentral', canadaeast: 'CanadaEast', centralindia: 'CentralIndia',
+  centralus: 'CentralUS', eastasia: 'EastAsia', eastus: 'EastUS', eastus2: 'EastUS2', francecentral: 'FranceCentral',
+  germanywestcentral: 'GermanyWestCentral', italynorth: 'ItalyNorth', japaneast: 'JapanEast', japanwest: 'JapanWest',
+  koreacentral: 'KoreaCentral', northcentralus: 'NorthCentralUS', northeurope: 'NorthEurope', norwayeast: 'NorwayEast',
+  polandcentral: 'PolandCentral', southafricanorth: 'SouthAfricaNorth', southcentralus: 'SouthCentralUS',
+  southeastasia: 'SoutheastAsia', southindia: 'SouthIndia', spaincentral: 'SpainCentral', swedencentral: 'SwedenCentral',
+  switzerlandnorth: 'SwitzerlandNorth', uaenorth: 'UAENorth', uksouth: 'UKSouth', ukwest: 'UKWest',
+  westcentralus: 'WestCentralUS', westeurope: 'WestEurope', westus: 'WestUS', westus2: 'WestUS2', westus3: 'WestUS3',
+};
+
+/** Pure: `westeurope` (or `West Europe`) → `Storage.WestEurope`. Throws ARGUMENTS_INVALID for a region it does not know. */
+export function storageServiceTag(location: string): string {
+  const key = location.replace(/\s+/g, '').toLowerCase();
+  const name = REGION_TAG_NAMES[key];
+  if (!name) {
+    throw new RubiconError('ARGUMENTS_INVALID', `Rubicon does not know the service-tag spelling of region "${location}" for the proving ground's Storage rule.`, {
+      hint: "Set it: `pulumi config set --path 'rubicon:provingGround.storageServiceTag' Storage.<Region>` (the spelling in Azure's Service Tags JSON).",
+      details: { key: 'rubicon:provingGround.storageServiceTag' },
+    });
+  }
+  return `Storage.${name}`;
+}
+
+/**
  * Pure: the proving ground's NSG rules. HTTPS to Azure Storage in its own
  * region is the one way out (reading the vault); the Internet is denied both
  * ways. Restores are driven through Azure Run Command, which needs no
  * inbound rule.
  */
-export function provingGroundRules(location: string): RuleSpec[] {
+export function provingGroundRules(location: string, tag: string = storageServiceTag(location)): RuleSpec[] {
   const rule = (r: Omit<RuleSpec, 'sourcePortRange'>): RuleSpec => ({ ...r, sourcePortRange: '*' });
   return [
-    rule({ name: 'allow-vault-storage-https', priority: 100, direction: 'Outbound', access: 'Allow', protocol: 'Tcp', sourceAddressPrefix: 'VirtualNetwork', destinationAddressPrefix: `Storage.${location}`, destinationPortRange: '443' }),
+    rule({ name: 'allow-vault-storage-https', priority: 100, direction: 'Outbound', access: 'Allow', protocol: 'Tcp', sourceAddressPrefix: 'VirtualNetwork', destinationAddressPrefix: tag, destinationPortRange: '443' }),
     rule({ name: 'deny-internet-outbound', priority: 4000, direction: 'Outbound', access: 'Deny', protocol: '*', sourceAddressPrefix: '*', destinationAddressPrefix: 'Internet', destinationPortRange: '*' }),
     rule({ name: 'deny-internet-inbound', priority: 4000, direction: 'Inbound', access: 'Deny', protocol: '*', sourceAddressPrefix: 'Internet', destinationAddressPrefix: '*', destinationPortRange: '*' }),
   ];
@@ -85,6 +124,7 @@ export class ProvingGround extends pulumi.ComponentResource {
   readonly resourceGroup: resources.ResourceGroup;
   readonly vnet: network.VirtualNetwork;
   readonly subnet: network.Subnet;
+  readonly endpointPolicy: network.ServiceEndpointPolicy;
   readonly nsg: network.NetworkSecurityGroup;
   readonly nic: network.NetworkInterface;
   readonly identity: managedidentity.UserAssignedIdentity;
@@ -114,7 +154,7 @@ export class ProvingGround extends pulumi.ComponentResource {
         resourceGroupName: rg,
         location,
         networkSecurityGroupName: `${name}-nsg`,
-        securityRules: pulumi.output(location).apply((l) => provingGroundRules(l)),
+        securityRules: pulumi.output(location).apply((l) => provingGroundRules(l, args.storageServiceTag ?? storageServiceTag(l))),
         tags,
       },
       child,
@@ -133,6 +173,29 @@ export class ProvingGround extends pulumi.ComponentResource {
       child,
     );
 
+    // The NSG's Storage tag admits every storage account in the region; the
+    // service endpoint policy narrows the subnet's Storage traffic to the
+    // vault's account alone, so restored data cannot be copied out to
+    // another account through the same route.
+    this.endpointPolicy = new network.ServiceEndpointPolicy(
+      `${name}StoragePolicy`,
+      {
+        resourceGroupName: rg,
+        location,
+        serviceEndpointPolicyName: `${name}-storage-policy`,
+        serviceEndpointPolicyDefinitions: [
+          {
+            name: 'vault-only',
+            service: 'Microsoft.Storage',
+            serviceResources: [args.vaultStorageAccountId],
+            description: 'The proving ground may reach the backup vault account and no other storage account',
+          },
+        ],
+        tags,
+      },
+      child,
+    );
+
     this.subnet = new network.Subnet(
       `${name}Subnet`,
       {
@@ -144,6 +207,7 @@ export class ProvingGround extends pulumi.ComponentResource {
         networkSecurityGroup: { id: this.nsg.id },
         // Reach the vault over the Azure backbone, without any outbound Internet route.
         serviceEndpoints: [{ service: 'Microsoft.Storage', locations: [location] }],
+        serviceEndpointPolicies: [{ id: this.endpointPolicy.id }],
       },
       child,
     );

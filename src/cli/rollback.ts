@@ -1,0 +1,24 @@
+import { EXIT, RubiconError } from '../core/errors.ts';
+import { rollbackRun } from '../infra/azure/rollback.ts';
+
+/**
+ * `rubicon rollback RUN_ID [--yes] [--json]`: rebuilds the Azure target of a
+ * run from its rollback point (the OS disk its crossing retired, or that
+ * disk's snapshot) through Pulumi. Thin: the logic is
+ * src/infra/azure/rollback.ts. Without --yes it changes nothing and exits 2.
+ *
+ * To register (src/cli/main.ts): `case 'rollback': return rollbackCommand(positionals[1], { stateDir, yes: flags.yes, json: flags.json });`
+ * and a HELP line `rubicon rollback RUN_ID [--yes] [--json]  rebuild an Azure target from a run's rollback point`.
+ */
+export async function rollbackCommand(runId: string | undefined, options: { stateDir: string; yes: boolean; json: boolean }): Promise<number> {
+  if (!runId) {
+    throw new RubiconError('ARGUMENTS_INVALID', 'rubicon rollback needs a run id', { hint: 'list runs with `rubicon status`' });
+  }
+  const result = await rollbackRun(runId, { stateDir: options.stateDir, confirmed: options.yes, log: (level, message) => process.stderr.write(`${level}: ${message}\n`) });
+  process.stdout.write(
+    options.json
+      ? `${JSON.stringify({ kind: 'rollback', ...result })}\n`
+      : `rolled back: the target now boots from ${result.diskId} (${result.from === 'retired-os-disk' ? 'the OS disk the crossing retired' : 'a disk made from its snapshot'})\n`,
+  );
+  return EXIT.ok;
+}

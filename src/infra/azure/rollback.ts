@@ -1,0 +1,63 @@
+import { readFile } from 'node:fs/promises';
+import { parse } from 'yaml';
+import { RubiconError } from '../../core/errors.ts';
+import { parseAzureSection, type PulumiAzureSettings } from '../../runbook/azure.ts';
+import { readJournal, runPaths } from '../../run/journal.ts';
+import type { RollbackResult } from './driver.ts';
+import { createPulumiAzureInfra, type PulumiAzureInfraDeps } from './factory.ts';
+import type { RollbackAsset } from './ports.ts';
+
+/**
+ * `rubicon rollback RUN_ID` and the rollback-asset listing of `rubicon
+ * status`, as functions (the CLI file src/cli/rollback.ts is thin).
+ *
+ * The run's own runbook copy (in the state directory) says which stack and
+ * key; relative paths in it are resolved against where the runbook was when
+ * the run started (journal `run.started.runbookPath`). Rollback is
+ * destructive for the current VM only (docs/infra.md, "Rollback"); it is
+ * refused unless the caller confirmed it.
+ */
+
+/** The `infra` section (pulumi-azure) of run RUN_ID, from its runbook copy. Throws ARGUMENTS_INVALID for a run of another kind. */
+export async function azureSectionOfRun(stateDir: string, runId: string, env: NodeJS.ProcessEnv = process.env): Promise<PulumiAzureSettings> {
+  const paths = runPaths(stateDir, runId);
+  const started = readJournal(paths.journal).find((r) => r.event.type === 'run.started')?.event;
+  const runbookPath = started && started.type === 'run.started' ? started.runbookPath : paths.runbookCopy;
+  let text: string;
+  try {
+    text = await readFile(paths.runbookCopy, 'utf8');
+  } catch (e) {
+    throw new RubiconError('RUN_NOT_FOUND', `run ${runId} has no runbook copy at ${paths.runbookCopy}`, { hint: 'check the run id with `rubicon status`', cause: e });
+  }
+  const infra = (parse(text) as { infra?: { kind?: unknown } } | null)?.infra;
+  if (!infra || infra.kind !== 'pulumi-azure') {
+    throw new RubiconError('ARGUMENTS_INVALID', `run ${runId} did not run on Azure (infra.kind is ${JSON.stringify(infra?.kind ?? null)}): there is no Pulumi rollback for it`, {
+      hint: 'a sandbox run keeps its rollback point as a folder copy: see `rubicon status RUN_ID`',
+    });
+  }
+  return parseAzureSection(infra, runbookPath, env);
+}
+
+export interface RollbackOptions extends PulumiAzureInfraDeps {
+  stateDir: string;
+  /** The caller's confirmation (`--yes`, or the operator typing the target's name). */
+  confirmed: boolean;
+}
+
+/** Rebuilds the target of run RUN_ID from its rollback point through Pulumi. Destructive for the current VM (kept as a rollback asset). */
+export async function rollbackRun(runId: string, o: RollbackOptions): Promise<RollbackResult> {
+  const section = await azureSectionOfRun(o.stateDir, runId, o.env);
+  if (!o.confirmed) {
+    throw new RubiconError('CROSSING_NOT_CONFIRMED', `rollback of run ${runId} replaces the target VM of stack ${section.stack}: not confirmed, nothing was changed`, {
+      hint: `run \`rubicon rollback ${runId} --yes\` to confirm`,
+    });
+  }
+  const driver = await createPulumiAzureInfra(section, o);
+  return driver.rollback(runId, (o.now ?? (() => new Date()))());
+}
+
+/** Every rollback asset (snapshots, retired OS disks) of the target's resource group that is still kept. Read-only. */
+export async function rollbackAssetsOf(section: PulumiAzureSettings, deps: PulumiAzureInfraDeps = {}): Promise<RollbackAsset[]> {
+  const driver = await createPulumiAzureInfra(section, deps);
+  return driver.rollbackAssets();
+}

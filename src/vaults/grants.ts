@@ -1,0 +1,351 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { execa } from 'execa';
+import { RubiconError, isRubiconError } from '../core/errors.ts';
+import type { Machine } from '../machines/machine.ts';
+import type { SshSettings } from '../runbook/load.ts';
+import type { Grant } from './vault.ts';
+
+/**
+ * Grants: time-limited access of one machine (the target, the proving
+ * ground) to one vault host, for a tool there (rsync, restic over sftp).
+ *
+ * What a grant is, on the wire:
+ * - a fresh ed25519 key pair made on THIS machine by ssh-keygen in a private
+ *   temp folder (0700), removed as soon as the key is read; the private key
+ *   is never logged and never passed in argv or env;
+ * - one line in the vault host's authorized_keys file (the runbook's
+ *   `authorizedKeysFile`, default ~/.ssh/authorized_keys of the vault user):
+ *
+ *       expiry-time="YYYYMMDDHHMMSSZ",restrict[,command="…"] ssh-ed25519 AAAA… rubicon-grant:<id>
+ *
+ *   sshd(8), AUTHORIZED_KEYS FILE FORMAT: `expiry-time="timespec"` — the key
+ *   is not accepted after that time; "YYYYMMDD[Z] date or YYYYMMDDHHMM[SS][Z]
+ *   time", UTC when suffixed by Z. `restrict` turns off port, agent and X11
+ *   forwarding, pty allocation and ~/.ssh/rc. `command=` forces one program
+ *   whatever the client asks for (rrsync limited to the vault folder, or
+ *   internal-sftp for restic); the client's own command reaches it in
+ *   SSH_ORIGINAL_COMMAND. sshd checks the expiry when a connection
+ *   authenticates: a connection opened before the expiry may finish its work.
+ * - files on the receiving machine in `<workDir>/grants/<id>/` (0700 folder,
+ *   0600 files, written with writeSmall): `id_ed25519`, `known_hosts` (the
+ *   vault host's key as the runbook's knownHosts file has it), and for restic
+ *   `password`.
+ *
+ * Contracts:
+ * - authorized_keys is rewritten atomically (temp file + rename on the vault
+ *   host, through its Machine), keeping every other line byte for byte and
+ *   the file's owner; expired rubicon-grant lines are dropped on the way.
+ *   Edits from this process are serialized per file; two Rubicon processes
+ *   editing the same file at the same instant could lose one edit (a lost
+ *   grant line fails that grant's tool loudly; a lost revoke leaves a line
+ *   that expires by itself).
+ * - The files on the machine are written before the key is authorized, and
+ *   removed again if authorizing fails: no live key without its owner knowing.
+ * - revoke removes the authorized_keys line (matched by its comment) first,
+ *   then the grant folder. Idempotent.
+ */
+
+/** How a vault describes its host to the grant code. */
+export interface GrantHost {
+  /** The vault's name (messages). */
+  vault: string;
+  /** The vault host, reached with Rubicon's own key. */
+  vaultHost: Machine;
+  /** The vault host as the runbook describes it (host, port, user, knownHosts; authorizedKeysFile). */
+  ssh: SshSettings & { authorizedKeysFile?: string };
+  runId: string;
+  /** `<workDir>` of a machine: grant folders go to `<workDir>/grants/<id>/`. */
+  workDirOf: (m: Machine) => string;
+  /** Clock (tests make grants that are already expired). Default: the system clock. */
+  now?: () => Date;
+}
+
+export interface GrantRequest {
+  mode: 'read' | 'write';
+  ttlMs: number;
+  /** Program sshd forces for this key (a shell command line on the vault host), or undefined for none. */
+  forcedCommand?: string;
+  /** Extra files for the grant folder (name → content), e.g. the restic password. Secret content allowed. */
+  files?: Record<string, string>;
+  /** Builds the tool settings from the grant folder and the base ssh command (argv). */
+  settings: (dir: string, sshArgv: string[]) => { sshCommand: string; env: Record<string, string>; location: string };
+}
+
+const COMMENT_PREFIX = 'rubicon-grant:';
+const AUTHORIZED_KEYS_MAX = 8 * 1024 * 1024;
+
+/** Serializes edits of one authorized_keys file from this process. */
+const editLocks = new Map<string, Promise<unknown>>();
+
+/** `20261201184500Z`: sshd's expiry-time timespec, UTC. Pure. */
+export function expiryTimespec(at: Date): string {
+  const p = (n: number, w = 2) => String(n).padStart(w, '0');
+  return `${p(at.getUTCFullYear(), 4)}${p(at.getUTCMonth() + 1)}${p(at.getUTCDate())}${p(at.getUTCHours())}${p(at.getUTCMinutes())}${p(at.getUTCSeconds())}Z`;
+}
+
+/** Parses an expiry-time timespec (the forms sshd(8) accepts) as a Date, or undefined. Pure. Without Z: treated as UTC too (Rubicon only writes Z). */
+export function parseExpiryTimespec(s: string): Date | undefined {
+  const m = /^(\d{4})(\d{2})(\d{2})(?:(\d{2})(\d{2})(\d{2})?)?Z?$/.exec(s);
+  if (!m) return undefined;
+  const [, y, mo, d, h = '00', mi = '00', se = '00'] = m;
+  const t = Date.UTC(Number(y), Number(mo) - 1, Number(d), Number(h), Number(mi), Number(se));
+  return Number.isNaN(t) ? undefined : new Date(t);
+}
+
+/** A value inside an authorized_keys option's double quotes (sshd only unescapes \"). Pure. */
+export function quoteOptionValue(v: string): string {
+  if (/[\r\n\0]/.test(v)) throw new RubiconError('INTERNAL', 'an authorized_keys option value cannot hold a line break');
+  return `"${v.replace(/"/g, '\\"')}"`;
+}
+
+/** The authorized_keys line of a grant. Pure. */
+export function authorizedKeyLine(o: { publicKey: string; id: string; expiresAt: Date; forcedCommand?: string }): string {
+  const [type, blob] = o.publicKey.trim().split(/\s+/);
+  if (!type || !blob) throw new RubiconError('INTERNAL', 'ssh-keygen wrote a public key Rubicon cannot read');
+  const options = [`expiry-time=${quoteOptionValue(expiryTimespec(o.expiresAt))}`, 'restrict', ...(o.forcedCommand ? [`command=${quoteOptionValue(o.forcedCommand)}`] : [])];
+  return `${options.join(',')} ${type} ${blob} ${COMMENT_PREFIX}${o.id}`;
+}
+
+/** The grant id a line carries in its comment, or undefined. Pure. */
+export function grantIdOf(line: string): string | undefined {
+  const m = /(?:^|\s)rubicon-grant:(\S+)\s*$/.exec(line);
+  return m?.[1];
+}
+
+/** The expiry of a rubicon-grant line, or undefined. Pure. */
+function lineExpiry(line: string): Date | undefined {
+  const m = /(?:^|,)expiry-time="([^"]*)"/.exec(line);
+  return m?.[1] ? parseExpiryTimespec(m[1]) : undefined;
+}
+
+/**
+ * One argument of an ssh command line that rsync (-e) and restic
+ * (sftp.command) split themselves: both split on white space and honour
+ * single and double quotes (rsync main.c do_cmd; restic
+ * internal/backend/shell_split.go). Pure.
+ */
+export function toolArg(a: string): string {
+  if (/^[A-Za-z0-9_@%+=:,./-]+$/.test(a)) return a;
+  if (!/['"\\\0\r\n]/.test(a)) return `'${a}'`;
+  throw new RubiconError('ARGUMENTS_INVALID', `"${a}" cannot be passed in an ssh command for rsync or restic (quotes, backslashes or line breaks)`, {
+    hint: 'use a Rubicon work folder (workDir) and a vault path made of plain characters',
+  });
+}
+
+/** The base ssh argv of a grant (no host, no remote command). Pure. */
+export function grantSshArgv(dir: string, port: number, connectTimeoutSeconds: number): string[] {
+  return [
+    'ssh',
+    '-F', '/dev/null',
+    '-o', 'BatchMode=yes',
+    '-o', 'StrictHostKeyChecking=yes',
+    '-o', `UserKnownHostsFile=${dir}/known_hosts`,
+    '-o', 'GlobalKnownHostsFile=/dev/null',
+    '-o', 'IdentitiesOnly=yes',
+    '-o', `IdentityFile=${dir}/id_ed25519`,
+    '-o', 'PasswordAuthentication=no',
+    '-o', `ConnectTimeout=${connectTimeoutSeconds}`,
+    '-o', 'ServerAliveInterval=15',
+    '-o', 'ServerAliveCountMax=4',
+    '-o', 'LogLevel=ERROR',
+    '-p', String(port),
+  ];
+}
+
+/** Grant ids start with the run's id, so a run's leftovers can be found: `<runId>.<16 hex>`. */
+function grantIdPrefix(runId: string): string {
+  return `${runId.replace(/[^A-Za-z0-9._-]+/g, '_').slice(0, 80)}.`;
+}
+
+function newGrantId(runId: string): string {
+  return `${grantIdPrefix(runId)}${randomBytes(8).toString('hex')}`;
+}
+
+/** Makes an ed25519 key pair on this machine; nothing of it stays on disk. */
+async function makeKeyPair(comment: string): Promise<{ privateKey: string; publicKey: string }> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'rubicon-grant-'));
+  try {
+    const file = path.join(dir, 'key');
+    const r = await execa('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', comment, '-f', file], { reject: false, stdin: 'ignore', timeout: 30_000 });
+    if (r.exitCode !== 0) {
+      const missing = (r.cause as NodeJS.ErrnoException | undefined)?.code === 'ENOENT';
+      throw new RubiconError(missing ? 'TOOL_MISSING' : 'GRANT_FAILED', missing ? 'ssh-keygen is not installed on this machine' : `ssh-keygen could not make a grant key: ${String(r.stderr).trim().slice(0, 200)}`, {
+        hint: missing ? 'install openssh-client (Debian: apt-get install openssh-client)' : undefined,
+      });
+    }
+    return { privateKey: await readFile(file, 'utf8'), publicKey: await readFile(`${file}.pub`, 'utf8') };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** The absolute authorized_keys path on the vault host. */
+async function authorizedKeysPath(h: GrantHost): Promise<string> {
+  if (h.ssh.authorizedKeysFile) return h.ssh.authorizedKeysFile;
+  const r = await h.vaultHost.exec({ argv: ['sh', '-c', 'printf %s "$HOME"'] });
+  const home = r.stdout.trim();
+  if (r.exitCode !== 0 || !home.startsWith('/')) {
+    throw new RubiconError('GRANT_FAILED', `vault '${h.vault}': cannot find the home folder of ${h.ssh.user} on ${h.vaultHost.name} (${h.vaultHost.address})`, {
+      hint: `name the authorized_keys file in the runbook (vaults[].host.authorizedKeysFile)`,
+    });
+  }
+  return `${home.replace(/\/+$/, '')}/.ssh/authorized_keys`;
+}
+
+/**
+ * Rewrites authorized_keys on the vault host with `edit` (lines without
+ * their newline), atomically, keeping the owner. Expired rubicon-grant lines
+ * are dropped. Returns whether the file changed.
+ */
+async function editAuthorizedKeys(h: GrantHost, edit: (lines: string[]) => string[]): Promise<boolean> {
+  const file = await authorizedKeysPath(h);
+  const key = `${h.vaultHost.name}\0${file}`;
+  const prev = editLocks.get(key) ?? Promise.resolve();
+  const next = prev.catch(() => undefined).then(async () => {
+    let text = '';
+    try {
+      text = Buffer.from(await h.vaultHost.readSmall(file, AUTHORIZED_KEYS_MAX)).toString('utf8');
+    } catch (e) {
+      if (!(isRubiconError(e) && e.code === 'MACHINE_FILE_MISSING')) throw e;
+    }
+    const lines = text === '' ? [] : text.replace(/\n$/, '').split('\n');
+    const now = (h.now ?? (() => new Date()))().getTime();
+    const kept = lines.filter((l) => {
+      if (grantIdOf(l) === undefined) return true;
+      const exp = lineExpiry(l);
+      return exp === undefined || exp.getTime() > now - 60_000;
+    });
+    const out = edit(kept);
+    const changed = out.length !== lines.length || out.some((l, i) => l !== lines[i]);
+    if (!changed) return false;
+    const owner = await h.vaultHost.exec({ argv: ['sh', '-c', '[ -e "$1" ] && stat -c %u:%g -- "$1" || true', 'rubicon', file] });
+    const me = await h.vaultHost.exec({ argv: ['sh', '-c', 'printf %s:%s "$(id -u)" "$(id -g)"'] });
+    await h.vaultHost.writeSmall(file, out.length === 0 ? '' : `${out.join('\n')}\n`, { mode: 0o600 });
+    const was = owner.stdout.trim();
+    if (/^\d+:\d+$/.test(was) && was !== me.stdout.trim()) {
+      const c = await h.vaultHost.exec({ argv: ['chown', '--', was, file] });
+      if (c.exitCode !== 0) {
+        throw new RubiconError('GRANT_FAILED', `vault '${h.vault}': rewrote ${file} on ${h.vaultHost.name} but cannot give it back to its owner ${was}: ${c.stderr.trim().slice(0, 200)}`, {
+          hint: `run chown ${was} ${file} on ${h.vaultHost.name}, or let Rubicon log in to the vault host as the owner of that file`,
+        });
+      }
+    }
+    return true;
+  });
+  editLocks.set(key, next);
+  try {
+    return await next;
+  } finally {
+    if (editLocks.get(key) === next) editLocks.delete(key);
+  }
+}
+
+/**
+ * Gives `to` time-limited access to the vault host. See the contracts at the
+ * top of this file. Throws GRANT_FAILED (naming the vault, the machine and
+ * the fix), NO_SPACE, or the transport's own errors.
+ */
+export async function issueGrant(h: GrantHost, to: Machine, req: GrantRequest): Promise<Grant> {
+  if (!(req.ttlMs > 0) || !Number.isFinite(req.ttlMs)) throw new RubiconError('INTERNAL', `grant for vault '${h.vault}': ttlMs must be a positive number of milliseconds`);
+  if (to.os !== 'linux') {
+    throw new RubiconError('GRANT_FAILED', `vault '${h.vault}' can give grants to Linux machines only; ${to.name} runs ${to.os}`, { hint: 'use a vault kind the Windows transports support' });
+  }
+  const workDir = h.workDirOf(to);
+  if (!workDir.startsWith('/')) throw new RubiconError('INTERNAL', `grant for vault '${h.vault}': the work folder of ${to.name} is not absolute (${workDir})`);
+  let knownHosts: string;
+  try {
+    knownHosts = await readFile(h.ssh.knownHosts, 'utf8');
+  } catch (e) {
+    throw new RubiconError('GRANT_FAILED', `vault '${h.vault}': cannot read the known_hosts file ${h.ssh.knownHosts}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`, {
+      hint: 'fix vaults[].host.knownHosts in the runbook: it must hold the vault host\'s host key',
+    });
+  }
+  const now = (h.now ?? (() => new Date()))();
+  const expiresAt = new Date(Math.ceil((now.getTime() + req.ttlMs) / 1000) * 1000);
+  const id = newGrantId(h.runId);
+  const dir = `${workDir.replace(/\/+$/, '')}/grants/${id}`;
+  const sshArgv = grantSshArgv(dir, h.ssh.port, h.ssh.connectTimeoutSeconds);
+  sshArgv.forEach(toolArg); // refuse a folder the tools cannot be told about, before anything is written
+  const keys = await makeKeyPair(`${COMMENT_PREFIX}${id}`);
+  const line = authorizedKeyLine({ publicKey: keys.publicKey, id, expiresAt, forcedCommand: req.forcedCommand });
+  try {
+    await to.writeSmall(`${dir}/id_ed25519`, keys.privateKey, { mode: 0o600 });
+    await to.writeSmall(`${dir}/known_hosts`, knownHosts, { mode: 0o600 });
+    for (const [name, content] of Object.entries(req.files ?? {})) await to.writeSmall(`${dir}/${name}`, content, { mode: 0o600 });
+  } catch (e) {
+    await removeGrantFolder(to, dir).catch(() => undefined);
+    throw e;
+  }
+  try {
+    await editAuthorizedKeys(h, (lines) => [...lines, line]);
+  } catch (e) {
+    await removeGrantFolder(to, dir).catch(() => undefined);
+    throw e;
+  }
+  const s = req.settings(dir, sshArgv);
+  return { id, vault: h.vault, machine: to.name, mode: req.mode, expiresAt: expiresAt.toISOString(), dir, ...s };
+}
+
+async function removeGrantFolder(on: Machine, dir: string): Promise<void> {
+  if (!/\/grants\/[^/]+$/.test(dir)) throw new RubiconError('INTERNAL', `refusing to remove ${dir}: not a grant folder`);
+  const r = await on.exec({ argv: ['rm', '-rf', '--', dir] });
+  if (r.exitCode !== 0) {
+    throw new RubiconError('GRANT_FAILED', `cannot remove the grant folder ${dir} on ${on.name}: ${r.stderr.trim().slice(0, 200)}`, { hint: `remove ${dir} on ${on.name} by hand` });
+  }
+}
+
+/**
+ * Ends a grant: its authorized_keys line first (so the key stops working
+ * even if the machine is gone), then its folder on `on`. Idempotent. Without
+ * `on` only the key is removed and GRANT_FAILED says the folder is left.
+ */
+export async function revokeGrant(h: GrantHost, grant: Grant, on: Machine | undefined): Promise<void> {
+  await editAuthorizedKeys(h, (lines) => lines.filter((l) => grantIdOf(l) !== grant.id));
+  if (!on) {
+    throw new RubiconError('GRANT_FAILED', `vault '${h.vault}': the key of grant ${grant.id} is revoked, but its folder ${grant.dir} on ${grant.machine} was not removed (machine not known to this process)`, {
+      hint: `remove ${grant.dir} on ${grant.machine}; it holds a key that no longer opens anything${grant.env.RESTIC_PASSWORD_FILE ? ' and the repository password' : ''}`,
+    });
+  }
+  await removeGrantFolder(on, grant.dir);
+}
+
+/** Removes every authorized_keys line of this run's grants (end of a run, or after a crash). Returns how many. Idempotent. */
+export async function revokeRunGrants(h: GrantHost): Promise<number> {
+  const prefix = grantIdPrefix(h.runId);
+  let removed = 0;
+  await editAuthorizedKeys(h, (lines) =>
+    lines.filter((l) => {
+      const id = grantIdOf(l);
+      const mine = id !== undefined && id.startsWith(prefix) && /^[0-9a-f]{16}$/.test(id.slice(prefix.length));
+      if (mine) removed++;
+      return !mine;
+    }),
+  );
+  return removed;
+}
+
+/** Lines of authorized_keys on the vault host that carry a rubicon-grant comment (tests, `rubicon` diagnostics). */
+export async function listGrantLines(h: GrantHost): Promise<string[]> {
+  const file = await authorizedKeysPath(h);
+  try {
+    const text = Buffer.from(await h.vaultHost.readSmall(file, AUTHORIZED_KEYS_MAX)).toString('utf8');
+    return text.split('\n').filter((l) => grantIdOf(l) !== undefined);
+  } catch (e) {
+    if (isRubiconError(e) && e.code === 'MACHINE_FILE_MISSING') return [];
+    throw e;
+  }
+}
+
+/** Refuses a grant that is not for this vault and machine, or has expired (by this machine's clock). */
+export function assertGrant(g: Grant, vault: string, machine: Machine, mode: 'read' | 'write', now: Date = new Date()): void {
+  if (g.vault !== vault || g.machine !== machine.name) {
+    throw new RubiconError('INTERNAL', `grant ${g.id} is for vault '${g.vault}' on ${g.machine}, not for vault '${vault}' on ${machine.name}`);
+  }
+  if (mode === 'write' && g.mode !== 'write') throw new RubiconError('INTERNAL', `grant ${g.id} of vault '${vault}' is read-only; writing needs a write grant`);
+  if (Date.parse(g.expiresAt) <= now.getTime()) {
+    throw new RubiconError('GRANT_FAILED', `grant ${g.id} of vault '${vault}' for ${machine.name} expired at ${g.expiresAt}`, { hint: 'resume the run: it asks the vault for a new grant' });
+  }
+}

@@ -1,0 +1,99 @@
+import { copyFile, readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { sqliteEngine } from '../../src/engines/sqlite/index.ts';
+import { LocalHost } from '../../src/hosts/local.ts';
+import { buildSandbox, technicianChanges } from '../../src/sandbox/estate.ts';
+import { createTestNet, requireTestNet, storyNet } from '../hosts/index.ts';
+import { BIN, tempDir, treeHashes } from './helpers.ts';
+import { buildRemoteEstate, ctlCli, engineerRebuilds, journalEvents, parseCli, runIdOf, technician, type StoryNet } from './remote-estate.ts';
+
+/**
+ * SCENARIO.md over ssh: the target, a vault host and the proving ground are
+ * namespaced hosts with their own sshd; Rubicon runs in the controller
+ * namespace; bytes move with restic, rsync, sqlite3 and sha256sum on the
+ * hosts; the crossing is manual and the test plays the engineer.
+ */
+const noNet = requireTestNet();
+
+async function waitStopped(pid: number): Promise<void> {
+  for (let i = 0; i < 2400; i++) {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+    if (/\) T /.test(stat)) return;
+    if (stat === '') throw new Error('the run ended before it reached the checkpoint');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error('the run never stopped at the checkpoint');
+}
+
+const dbItem = {
+  id: 'database:sqlite:ehr', kind: 'database' as const, name: 'ehr', declared: false, discovered: true, engine: 'sqlite',
+  location: 'mssql/data/ehr.db', facts: {}, why: [], methods: [],
+};
+const localFingerprint = (root: string) => sqliteEngine.fingerprint({ host: new LocalHost('t', root), workDir: root }, dbItem);
+
+describe.skipIf(noNet)(`the story over ssh on three namespaced hosts${noNet ? ` (skipped: ${noNet})` : ''}`, () => {
+  it('captures with restic, rsync and sqlite3 where the data is, proves on the isolated proving ground, waits at the manual crossing, refuses the old server, lands on the rebuilt one', async () => {
+    const net: StoryNet = await createTestNet(storyNet());
+    try {
+      const e = await buildRemoteEstate(net);
+      // The technician acts after the proofs: the run stops there (SIGSTOP), the test changes files, SIGCONT.
+      const p = net.node('ctl', [BIN, 'upgrade', '--runbook', e.runbook, '--state-dir', e.stateDir, '--yes', '--json'], {
+        env: { NO_COLOR: '1', RUBICON_FAULT: 'stop@phase.completed#3' },
+      });
+      await waitStopped(p.pid!);
+      const touched = await technician(e);
+      process.kill(p.pid!, 'SIGCONT');
+      const up = parseCli(await p, p.pid);
+      expect(up.stderr).not.toMatch(/internal error/);
+      const runId = runIdOf(up);
+      expect(up.exitCode, up.stderr.slice(-3000)).toBe(4);
+      expect(up.summary).toMatchObject({ outcome: 'waiting' });
+      expect(String((up.summary as { crossingInstructions?: string }).crossingInstructions)).toContain(`rubicon confirm ${runId} --crossed`);
+
+      const ev = journalEvents(e.stateDir, runId);
+      const items = ev.filter((x) => x.type === 'item.discovered').map((x) => (x as unknown as { item: { id: string; declared: boolean } }).item);
+      for (const f of ['ehr/X', 'ehr/Y', 'ehr/Z']) expect(items.find((i) => i.id === `folder:${f}`)?.declared, f).toBe(false);
+      const artifacts = ev.filter((x) => x.type === 'artifact.captured').map((x) => (x as unknown as { artifact: { method: string; itemId: string; phase: string } }).artifact);
+      const methods = new Set(artifacts.map((a) => a.method));
+      for (const m of ['restic', 'rsync', 'sqlite3-backup', 'sqlite3-dump', 'vendor-job']) expect(methods.has(m), m).toBe(true);
+      const proofs = ev.filter((x) => x.type === 'proof.recorded').map((x) => (x as unknown as { proof: { artifactId: string; outcome: string; provingGround: string } }).proof);
+      const vendor = proofs.find((pr) => pr.artifactId.includes('vendor-job'));
+      expect(vendor?.outcome).toBe('failed');
+      for (const pr of proofs.filter((x) => !x.artifactId.includes('vendor-job'))) expect(pr.outcome, pr.artifactId).toBe('passed');
+      expect(proofs[0]?.provingGround).toContain('ssh root@pg');
+      expect(ev.some((x) => x.type === 'note' && String(x.message).startsWith('proving ground isolation checked: a connection from the proving ground to the target'))).toBe(true);
+      const freezeDrift = ev.filter((x) => x.type === 'drift.scanned' && (x as unknown as { drift: { stage: string } }).drift.stage === 'freeze').flatMap((x) => (x as unknown as { drift: { changes: { path: string }[] } }).drift.changes.map((c) => c.path));
+      for (const t of touched) expect(freezeDrift, t).toContain(t.slice('ehr/A/'.length));
+      expect(artifacts.filter((a) => a.phase === 'final-capture' && a.itemId === 'folder:ehr/A').map((a) => a.method).sort()).toEqual(['restic', 'rsync']);
+      const gate = ev.filter((x) => x.type === 'gate.evaluated').at(-1) as { result: { passed: boolean } } | undefined;
+      expect(gate?.result.passed).toBe(true);
+
+      // The engineer confirms too early: the server still answers with its old key, machine id and OS.
+      await copyFile(path.join(path.dirname(e.runbook), 'known_hosts'), e.rebuiltKnownHosts);
+      const early = await ctlCli(net, ['confirm', runId, '--crossed', '--by', 'Jane Engineer', '--state-dir', e.stateDir, '--json']);
+      expect(early.exitCode, early.stderr.slice(-2000)).toBe(1);
+      expect((early.summary as { error?: { code: string } }).error?.code).toBe('NOT_REBUILT');
+      expect((await treeHashes(e.targetRoot)).size).toBeGreaterThan(300);
+
+      // The engineer really rebuilds it, then confirms.
+      await engineerRebuilds(net, e);
+      const landed = await ctlCli(net, ['confirm', runId, '--crossed', '--by', 'Jane Engineer', '--state-dir', e.stateDir, '--json']);
+      expect(landed.exitCode, landed.stderr.slice(-3000)).toBe(0);
+      expect(landed.summary).toMatchObject({ outcome: 'landed' });
+      const after = journalEvents(e.stateDir, runId);
+      expect(after.find((x) => x.type === 'crossing.confirmed')).toMatchObject({ by: 'command', who: 'Jane Engineer' });
+      expect(after.find((x) => x.type === 'rebuild.verified')).toMatchObject({ machineIdChanged: true, hostKeyChanged: true });
+
+      // Everything is back, the technician's files included.
+      const expected = await buildSandbox(path.join(await tempDir(), 'expected'), { patients: 300 });
+      await technicianChanges(expected.target);
+      const want = await treeHashes(expected.target);
+      const got = await treeHashes(e.targetRoot);
+      for (const [f, h] of want) if (f !== 'mssql/data/ehr.db' && !f.startsWith('mssql/backup/')) expect(got.get(f), f).toBe(h);
+      expect((await localFingerprint(e.targetRoot)).digest).toBe((await localFingerprint(expected.target)).digest);
+    } finally {
+      await net.destroy();
+    }
+  });
+});

@@ -1,0 +1,83 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { RubiconError } from '../../src/core/errors.ts';
+import { DEFAULT_POLICY } from '../../src/gate/policy.ts';
+import { rollbackRun } from '../../src/infra/azure/rollback.ts';
+import { Journal, newRunId, runPaths } from '../../src/run/journal.ts';
+import { FakeArm, FakeMachines, FakeStack, fixture } from './fake-ports.ts';
+import { KEYS, NEW_IMAGE } from './builders.ts';
+
+/** `rubicon rollback RUN_ID` as a function: the run's runbook copy names the stack and key; confirmation required. */
+
+const root = mkdtempSync(path.join(os.tmpdir(), 'rubicon-rollback-'));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+writeFileSync(path.join(root, 'Pulumi.yaml'), 'name: rubicon\n');
+const env = { RUBICON_SIGNING_KEY: KEYS.privateKeyPem, AZURE_SUBSCRIPTION_ID: '00000000-0000-0000-0000-000000000001' };
+const RG = '/subscriptions/s/resourceGroups/rg-ehr/providers/Microsoft.Compute';
+const VM = `${RG}/virtualMachines/ehr-prd-01`;
+const RETIRED = `${RG}/disks/ehr-prd-01_OsDisk_1_old`;
+
+function run(infra: string): { stateDir: string; runId: string } {
+  const stateDir = path.join(root, `state-${Math.random().toString(16).slice(2)}`);
+  const runId = newRunId();
+  const paths = runPaths(stateDir, runId);
+  const journal = Journal.create(paths.journal);
+  journal.append({
+    type: 'run.started',
+    runId,
+    command: 'upgrade',
+    target: 'ehr-prd-01',
+    runbookPath: path.join(root, 'runbook.yaml'),
+    runbookHash: '0'.repeat(64),
+    policy: DEFAULT_POLICY,
+    vaults: [],
+    manualSteps: [],
+    overrides: [],
+    rubiconVersion: '0.1.0',
+    host: 'test',
+  });
+  writeFileSync(paths.runbookCopy, `version: 1\nname: x\n${infra}`);
+  return { stateDir, runId };
+}
+
+const AZURE = 'infra:\n  kind: pulumi-azure\n  stack: prod\n  workDir: .\n  signingKey: { env: RUBICON_SIGNING_KEY }\n';
+
+describe('rollbackRun', () => {
+  it('without confirmation changes nothing and exits 2', async () => {
+    const { stateDir, runId } = run(AZURE);
+    const e = (await rollbackRun(runId, { stateDir, confirmed: false, env }).then(() => undefined, (x: unknown) => x)) as RubiconError;
+    expect(e).toBeInstanceOf(RubiconError);
+    expect(e.code).toBe('CROSSING_NOT_CONFIRMED');
+    expect(e.exitCode).toBe(2);
+    expect(e.hint).toContain(`rubicon rollback ${runId} --yes`);
+  });
+
+  it('refuses a run that did not run on Azure', async () => {
+    const { stateDir, runId } = run('infra:\n  kind: sandbox\n  provingGround: ./pg\n');
+    await expect(rollbackRun(runId, { stateDir, confirmed: true, env })).rejects.toThrow(/did not run on Azure/);
+  });
+
+  it('rebuilds the target from the OS disk the run retired, through the stack the runbook copy names', async () => {
+    const { stateDir, runId } = run(AZURE);
+    const stack = new FakeStack('prod', { targetVmId: VM, targetImage: NEW_IMAGE, targetVmUniqueId: 'uid-new', dataDiskIds: [] }, {
+      'rubicon:target.name': 'ehr-prd-01',
+      'rubicon:resourceGroupName': 'rg-ehr',
+      'rubicon:permitPublicKey': KEYS.publicKeyPem,
+    });
+    const arm = new FakeArm();
+    arm.vms.set(VM, { id: VM, uniqueId: 'uid-new', image: NEW_IMAGE, osDiskId: `${RG}/disks/new`, dataDiskIds: [] });
+    arm.disks.set(RETIRED, { id: RETIRED, tags: { 'rubicon-run': runId, 'rubicon-role': 'rollback-os-disk' } });
+    stack.previews.push(fixture('clean-vm-replace'), [{ sequence: 0, timestamp: 1, summaryEvent: { maybeCorrupt: false, durationSeconds: 1, resourceChanges: { same: 14 }, policyPacks: {} } }]);
+    stack.onUp = (s) => {
+      if (!s.config.has('rubicon:permit')) return s.outputsValue;
+      arm.vms.set(VM, { id: VM, uniqueId: 'uid-back', image: `disk:${RETIRED.toLowerCase()}`, osDiskId: RETIRED, dataDiskIds: [] });
+      return { ...s.outputsValue, targetImage: `disk:${RETIRED.toLowerCase()}`, targetVmUniqueId: 'uid-back' };
+    };
+    const r = await rollbackRun(runId, { stateDir, confirmed: true, env, stack, arm, machines: new FakeMachines([]) });
+    expect(r).toMatchObject({ runId, from: 'retired-os-disk', diskId: RETIRED });
+    expect(stack.config.get('rubicon:target.restoreFromDisk')).toBe(RETIRED);
+    expect(arm.locks.has(VM)).toBe(true);
+  });
+});
