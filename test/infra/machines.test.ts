@@ -336,9 +336,8 @@ describe('AzureMachinePort.hostFor: managed Run Command (HTTP)', () => {
 
   it('stops waiting at its own deadline (timeout + grace) when ARM never finishes', async () => {
     runCommandArm({ opPending: Number.POSITIVE_INFINITY });
-    const started = Date.now();
     const e = await rejection(port({ runCommandGraceMs: 300, pollIntervalMs: 50 }).hostFor(VM_ID, 'pg').exec('powershell.exe', ['-Command', 'Start-Sleep 9999'], { timeoutMs: 700 }));
-    expect(Date.now() - started).toBeLessThan(10_000);
+    // The message says the port's own deadline ended the wait (a wait that never ended would hit the test's timeout).
     expect(e.code).toBe('INFRA_FAILED');
     expect(e.message).toMatch(/did not finish within 1 s/);
     expect(arm.made('DELETE', RC)).toHaveLength(1);
