@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
+import { appendFileSync, mkdirSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
@@ -100,6 +100,10 @@ export class SshMachine extends PosixMachine {
       stripFinalNewline: false,
     });
     const stderr = Buffer.from(r.stderr ?? new Uint8Array()).toString('utf8');
+    // Debugging aid for performance work: RUBICON_TRACE_SSH=<file> appends "machine<TAB>ms<TAB>argv head" per call (no input, no output).
+    if (process.env.RUBICON_TRACE_SSH) {
+      appendFileSync(process.env.RUBICON_TRACE_SSH, `${this.name}\t${Math.round(performance.now() - t0)}\t${argv.slice(0, 12).join(' ').replace(/\s+/g, ' ').slice(0, 200)}\n`);
+    }
     if (r.exitCode === undefined && !r.timedOut && !r.isCanceled && !r.isMaxBuffer) {
       const missing = (r.cause as NodeJS.ErrnoException | undefined)?.code === 'ENOENT';
       throw new RubiconError(missing ? 'TOOL_MISSING' : 'MACHINE_FAILED', missing ? 'the OpenSSH client (ssh) is not installed on this machine' : `cannot start ssh: ${r.shortMessage}`, {

@@ -337,12 +337,16 @@ export async function checkIsolation(ctx: RunContext): Promise<string> {
   const t = ctx.runbook.target.transport;
   if (t.kind !== 'ssh') return 'the target is not a network host';
   const pg = remote(ctx).provingGround;
-  const r = await pg.exec(
-    {
-      argv: ['ssh', '-F', '/dev/null', '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=3', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-p', String(t.port), `rubicon-isolation-probe@${t.host}`, 'true'],
-    },
-    { timeoutMs: 30_000 },
-  );
+  // Wrapped so the probe's own exit code (ssh's 255) never looks like a failure of our connection to the proving ground.
+  const probe = ['ssh', '-F', '/dev/null', '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=3', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-p', String(t.port), `rubicon-isolation-probe@${t.host}`, 'true'];
+  const out = await pg.exec({ argv: ['sh', '-c', '"$@" 2>&1; echo "RUBICON-PROBE $?"', 'rubicon', ...probe] }, { timeoutMs: 30_000 });
+  const m = /RUBICON-PROBE (\d+)\s*$/.exec(out.stdout);
+  if (!m) {
+    throw new RubiconError('PRECONDITION_FAILED', `cannot tell whether the proving ground can reach the target: ${out.stderr.trim().split('\n')[0] ?? `exit ${out.exitCode}`}`, {
+      hint: 'check that the proving ground has a POSIX sh and the OpenSSH client',
+    });
+  }
+  const r = { exitCode: Number(m[1]), stderr: out.stdout.slice(0, m.index) };
   const text = r.stderr;
   if (r.exitCode === 0 || /Permission denied|Host key|Connection refused|closed by remote host|Connection reset/i.test(text)) {
     throw new RubiconError('PRECONDITION_FAILED', `the proving ground ${pg.address} can reach the target ${t.host}:${t.port} (${text.trim().split('\n')[0] ?? 'connected'}): proving must happen from the vaults alone`, {

@@ -49,7 +49,7 @@ describe.skipIf(noNet)(`the story over ssh on three namespaced hosts${noNet ? ` 
       const up = parseCli(await p, p.pid);
       expect(up.stderr).not.toMatch(/internal error/);
       const runId = runIdOf(up);
-      expect(up.exitCode, up.stderr.slice(-3000)).toBe(4);
+      expect(up.exitCode, JSON.stringify((up.summary as { error?: unknown })?.error) + up.stderr.slice(-3000) + JSON.stringify((up.summary as { gate?: unknown })?.gate)).toBe(4);
       expect(up.summary).toMatchObject({ outcome: 'waiting' });
       expect(String((up.summary as { crossingInstructions?: string }).crossingInstructions)).toContain(`rubicon confirm ${runId} --crossed`);
 
