@@ -12,7 +12,10 @@ import { writeReports } from '../report/index.ts';
 import { checkBeforeStart, loadRunbook } from '../runbook/load.ts';
 import type { Confirmation, RunContext, RunHooks } from '../run/context.ts';
 import { listRuns, readJournal, runPaths } from '../run/journal.ts';
-import { confirmCrossed, resumeRun, startRun, type RunSummary } from '../run/run.ts';
+import { confirmCrossed, resumeRun, signingKeyOf, startRun, type RunSummary } from '../run/run.ts';
+import { auditRecords } from '../run/audit.ts';
+import { runSigner } from '../trust/keyring.ts';
+import { verifierFrom } from '../trust/keys.ts';
 import { buildSandbox, technicianHooks } from '../sandbox/estate.ts';
 import { jsonRenderer, style, textRenderer, type Renderer } from './render.ts';
 
@@ -39,6 +42,8 @@ Usage:
                                              a person confirms the manual crossing was done; Rubicon checks
                                              the server really was rebuilt, then lands
   rubicon check-runbook --runbook FILE       validate a runbook and print its warnings; runs nothing
+  rubicon audit RUN_ID [--public-key FILE]   verify a run's journal: hash chain and every record's signature;
+                                             names the first record that fails
   rubicon status [RUN_ID] [--json]           list runs, or show one
   rubicon report RUN_ID [--html FILE]        write the reports again from the journal
   rubicon reap --stack NAME... [--dry-run]   destroy Azure proving grounds past their TTL (needs the Pulumi CLI)
@@ -70,6 +75,7 @@ interface Flags {
   help: boolean;
   crossed: boolean;
   by?: string;
+  publicKey?: string;
 }
 
 function parse(argv: string[]): { command: string | undefined; positionals: string[]; flags: Flags } {
@@ -90,6 +96,7 @@ function parse(argv: string[]): { command: string | undefined; positionals: stri
         'dry-run': { type: 'boolean', default: false },
         crossed: { type: 'boolean', default: false },
         by: { type: 'string' },
+        'public-key': { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
       },
     });
@@ -101,7 +108,7 @@ function parse(argv: string[]): { command: string | undefined; positionals: stri
   return {
     command,
     positionals,
-    flags: { runbook: v.runbook, json: v.json ?? false, yes: v.yes ?? false, dir: v.dir, html: v.html, stateDir: v['state-dir'], stack: v.stack ?? [], dryRun: v['dry-run'] ?? false, help: v.help ?? false, crossed: v.crossed ?? false, ...(v.by ? { by: v.by } : {}) },
+    flags: { runbook: v.runbook, json: v.json ?? false, yes: v.yes ?? false, dir: v.dir, html: v.html, stateDir: v['state-dir'], stack: v.stack ?? [], dryRun: v['dry-run'] ?? false, help: v.help ?? false, crossed: v.crossed ?? false, ...(v.by ? { by: v.by } : {}), ...(v['public-key'] ? { publicKey: v['public-key'] } : {}) },
   };
 }
 
@@ -328,6 +335,46 @@ async function report(positionals: string[], flags: Flags): Promise<number> {
   return EXIT.ok;
 }
 
+/**
+ * `rubicon audit RUN_ID`: the hash chain (readJournal) and every record's
+ * signature, checked against the run's own key as this machine knows it
+ * (the runbook's trust.signingKey, or this user's key) or an auditor's
+ * `--public-key FILE`, never a key the journal names. Exit 0 when intact,
+ * 1 naming the first record that fails.
+ */
+async function audit(positionals: string[], flags: Flags): Promise<number> {
+  const runId = positionals[0];
+  if (!runId) throw new RubiconError('ARGUMENTS_INVALID', 'rubicon audit needs a run id', { hint: 'list runs with `rubicon status`' });
+  const stateDir = defaultStateDir(flags);
+  const paths = runPaths(stateDir, runId);
+  let records;
+  try {
+    records = readJournal(paths.journal);
+  } catch (e) {
+    if (isRubiconError(e) && e.code === 'JOURNAL_CORRUPT') {
+      process.stdout.write(flags.json ? JSON.stringify({ runId, ok: false, reason: e.message }) + '\n' : `${runId}: NOT INTACT: ${e.message}\n`);
+      return EXIT.failure;
+    }
+    throw e;
+  }
+  const st = deriveState(records);
+  let verifier;
+  if (flags.publicKey) {
+    const { readFileSync } = await import('node:fs');
+    verifier = verifierFrom(readFileSync(path.resolve(flags.publicKey), 'utf8'));
+  } else {
+    const rb = await loadRunbook(paths.runbookCopy).catch(() => undefined);
+    const src = rb ? signingKeyOf(rb) : undefined;
+    verifier = verifierFrom(runSigner({ ...(src ? { source: src } : {}), stateDir }).signer.publicKeyPem);
+  }
+  const r = auditRecords(records, verifier);
+  const recorded = st.signingKeyId ? ` (the run names key ${st.signingKeyId})` : '';
+  if (flags.json) process.stdout.write(JSON.stringify({ runId, ...r }) + '\n');
+  else if (r.ok) process.stdout.write(`${runId}: intact: ${r.records} records, hash chain and every signature verified with key ${r.keyId}${recorded}; head ${r.head}\n`);
+  else process.stdout.write(`${runId}: NOT INTACT: record ${r.firstBad.seq} (${r.firstBad.type}) ${r.firstBad.reason}${recorded}; nothing from it on can be trusted\n`);
+  return r.ok ? EXIT.ok : EXIT.failure;
+}
+
 export async function main(argv: string[]): Promise<number> {
   const { command, positionals, flags } = parse(argv);
   if (flags.help || !command || command === 'help') {
@@ -357,6 +404,8 @@ export async function main(argv: string[]): Promise<number> {
       const { reapCommand } = await import('./reap.ts');
       return reapCommand(flags.stack, { dryRun: flags.dryRun, json: flags.json, workDir: process.cwd() });
     }
+    case 'audit':
+      return audit(positionals, flags);
     case 'check-runbook': {
       if (!flags.runbook) throw new RubiconError('ARGUMENTS_INVALID', 'check-runbook needs --runbook FILE');
       const rb = await loadRunbook(flags.runbook);

@@ -63,10 +63,19 @@ export interface RunState {
   /** Every drift scan in order. */
   driftScans: Drift[];
   frozen: boolean;
+  /** How many times the target was frozen in this run (a resume after a thaw freezes again), and when last. */
+  freezeRound: number;
+  frozenAt?: string;
+  /** When phases were last reopened (a new freeze round is due). */
+  reopenedAt?: string;
   rollbackPoint?: RollbackPoint;
   rollbackReleased: boolean;
   gate?: GateResult;
   permit?: Permit;
+  /** The permit's signature as recorded (verified at the crossing against the run's own key, never trusted as recorded). */
+  permitSignature?: { keyId: string; signature: string } | undefined;
+  /** The id of the key that signs this run (run.started). */
+  signingKeyId?: string;
   crossing?: { confirmedBy?: string; startedAt?: string; completedAt?: string; image?: string };
   landing: LandingState[];
   reports: { kind: string; path: string }[];
@@ -123,12 +132,14 @@ export function reduce(state: RunState | undefined, record: JournalRecord): RunS
       proofs: [],
       driftScans: [],
       frozen: false,
+      freezeRound: 0,
       rollbackReleased: false,
       landing: [],
       reports: [],
       notes: [],
       resumes: 0,
       steps: {},
+      ...(e.signingKeyId ? { signingKeyId: e.signingKeyId } : {}),
       journalHead: record.hash,
       journalRecords: record.seq,
     };
@@ -182,6 +193,12 @@ export function reduce(state: RunState | undefined, record: JournalRecord): RunS
       break;
     case 'target.frozen':
       s.frozen = true;
+      s.freezeRound += 1;
+      s.frozenAt = at;
+      break;
+    case 'phases.reopened':
+      s.phases = s.phases.map((p) => (e.phases.includes(p.phase) ? { phase: p.phase, startedAt: p.startedAt } : p));
+      s.reopenedAt = at;
       break;
     case 'target.thawed':
       s.frozen = false;
@@ -200,6 +217,7 @@ export function reduce(state: RunState | undefined, record: JournalRecord): RunS
       break;
     case 'permit.issued':
       s.permit = e.permit;
+      s.permitSignature = e.signature && e.keyId ? { keyId: e.keyId, signature: e.signature } : undefined;
       break;
     case 'crossing.confirmed':
       s.crossing = { ...s.crossing, confirmedBy: `${e.who} (${e.by})` };
@@ -277,10 +295,15 @@ export function deriveState(records: readonly JournalRecord[]): RunState {
   return state;
 }
 
-/** The newest drift scan per item at a stage, or for any stage when omitted. */
+/**
+ * The newest drift scan per item at a stage, or for any stage when omitted.
+ * Freeze scans count only from the latest freeze on (a run frozen again
+ * after a thaw scans again).
+ */
 export function latestDrift(state: RunState, stage?: Drift['stage']): Drift[] {
   const byItem = new Map<string, Drift>();
-  for (const d of state.driftScans) if (!stage || d.stage === stage) byItem.set(d.itemId, d);
+  const since = stage === 'freeze' && state.frozenAt ? Date.parse(state.frozenAt) : -Infinity;
+  for (const d of state.driftScans) if ((!stage || d.stage === stage) && !(Date.parse(d.scannedAt) < since)) byItem.set(d.itemId, d);
   return [...byItem.values()];
 }
 

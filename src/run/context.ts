@@ -12,6 +12,7 @@ import type { Vault } from '../vaults/vault.ts';
 import { checkpoint } from './faults.ts';
 import type { Journal, RunPaths } from './journal.ts';
 import { createStepRunner, type StepRunner } from './steps.ts';
+import type { Signer } from '../trust/keys.ts';
 
 export { createEngines };
 
@@ -64,6 +65,8 @@ export interface RunContext {
   signal?: AbortSignal;
   /** Ends machine connections (ssh masters). */
   close: () => Promise<void>;
+  /** The run's signing key (permits and journal records); it never lives in the state directory. */
+  signer?: Signer;
 }
 
 export interface ContextInput {
@@ -76,6 +79,7 @@ export interface ContextInput {
   hooks?: RunHooks;
   signal?: AbortSignal;
   now?: () => Date;
+  signer?: Signer;
 }
 
 export async function createContext(input: ContextInput): Promise<RunContext> {
@@ -133,6 +137,7 @@ export async function createContext(input: ContextInput): Promise<RunContext> {
     hooks: input.hooks ?? {},
     now,
     ...(input.signal ? { signal: input.signal } : {}),
+    ...(input.signer ? { signer: input.signer } : {}),
     close: async () => {
       for (const m of new Set([adapters.target, adapters.rebuiltTarget, adapters.provingGround])) await m.close().catch(() => undefined);
     },

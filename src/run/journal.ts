@@ -30,6 +30,7 @@ export class Journal {
   private seq: number;
   private readonly records: JournalRecord[];
   private readonly listeners: ((r: JournalRecord) => void)[] = [];
+  private signer: ((seq: number, hash: string) => string) | undefined;
 
   private constructor(file: string, fd: number, records: JournalRecord[]) {
     this.file = file;
@@ -55,6 +56,11 @@ export class Journal {
     return new Journal(file, fd, records);
   }
 
+  /** Every record appended from now on carries `sig` = signer(seq, hash) (src/run/audit.ts). */
+  signWith(signer: (seq: number, hash: string) => string): void {
+    this.signer = signer;
+  }
+
   onAppend(listener: (r: JournalRecord) => void): void {
     this.listeners.push(listener);
   }
@@ -68,7 +74,7 @@ export class Journal {
     const seq = this.seq + 1;
     const at = now.toISOString();
     const hash = recordHash(this.last, seq, at, event);
-    const record: JournalRecord = { seq, at, event, prev: this.last, hash };
+    const record: JournalRecord = { seq, at, event, prev: this.last, hash, ...(this.signer ? { sig: this.signer(seq, hash) } : {}) };
     const line = Buffer.from(JSON.stringify(record) + '\n');
     let off = 0;
     while (off < line.length) off += writeSync(this.fd, line, off, line.length - off);

@@ -1,6 +1,6 @@
 import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { RubiconError, isRubiconError } from '../core/errors.ts';
+import { RubiconError, isRubiconError, outOfSpace } from '../core/errors.ts';
 import { latestDrift, type RunState } from '../core/state.ts';
 import type { Artifact, DriftChange, GateFacts, Item } from '../core/types.ts';
 import type { DatabaseEngine, EngineContext } from '../engines/engine.ts';
@@ -12,6 +12,9 @@ import { restoreTree, verifyTree } from '../files/restore.ts';
 import { currentArtifacts } from '../gate/current.ts';
 import { evaluateGate, reliedOnProofs } from '../gate/evaluate.ts';
 import { checkPermit, issuePermit, proofSetHash } from '../gate/permit.ts';
+import { signPermit, verifySignedPermit } from '../trust/permit.ts';
+import { verifierFrom } from '../trust/keys.ts';
+import { auditRecords } from './audit.ts';
 import type { ManualDriver } from '../infra/manual.ts';
 import { buildChecklist } from '../inventory/checklist.ts';
 import { discoverFolders, folderExcludes } from '../inventory/folders.ts';
@@ -159,8 +162,10 @@ async function identifyTarget(ctx: RunContext): Promise<void> {
 
 // ------------------------------------------------------------- capture
 
+/** Deterministic, so a redo after a crash reuses it; a final capture after a second freeze gets its own. */
 function artifactId(ctx: RunContext, phase: Artifact['phase'], item: Item, method: string): string {
-  return `${ctx.runId}.${phase}.${item.id}.${method}`;
+  const round = phase === 'final-capture' ? ctx.state().freezeRound : 1;
+  return `${ctx.runId}.${phase}${round > 1 ? `-${round}` : ''}.${item.id}.${method}`;
 }
 
 async function captureDatabase(ctx: RunContext, item: Item, method: string, phase: Artifact['phase']): Promise<void> {
@@ -219,6 +224,8 @@ async function captureDatabase(ctx: RunContext, item: Item, method: string, phas
     await indexArtifact(ctx, artifact);
     ctx.record({ type: 'artifact.captured', artifact });
   } catch (e) {
+    const full = outOfSpace(e);
+    if (full) throw full;
     ctx.record({ type: 'capture.failed', itemId: item.id, method, artifactId: id, code: errCode(e), message: errText(e) });
   } finally {
     await rm(ectx.workDir, { recursive: true, force: true });
@@ -290,6 +297,8 @@ async function captureFolder(ctx: RunContext, item: Item, phase: Artifact['phase
     await indexArtifact(ctx, artifact);
     ctx.record({ type: 'artifact.captured', artifact });
   } catch (e) {
+    const full = outOfSpace(e);
+    if (full) throw full;
     ctx.record({ type: 'capture.failed', itemId: item.id, method, artifactId: id, code: errCode(e), message: errText(e) });
   }
 }
@@ -396,7 +405,7 @@ async function driftScan(ctx: RunContext, stage: 'freeze' | 'pre-gate'): Promise
   const current = currentArtifacts(s.artifacts);
   // Freeze scans done before a crash are kept; the pre-gate scan is always
   // taken afresh right before the gate (it is read-only and cheap).
-  const recorded = new Set(stage === 'freeze' ? s.driftScans.filter((d) => d.stage === stage).map((d) => d.itemId) : []);
+  const recorded = new Set(stage === 'freeze' ? latestDrift(s, 'freeze').map((d) => d.itemId) : []);
   for (const item of s.items.filter((i) => i.discovered)) {
     if (recorded.has(item.id)) continue;
     // Compare against the newest artifact of a method that succeeded (the vendor's counts too: it read the same source).
@@ -413,7 +422,12 @@ async function driftScan(ctx: RunContext, stage: 'freeze' | 'pre-gate'): Promise
 }
 
 export async function freeze(ctx: RunContext): Promise<void> {
-  if (!ctx.state().frozen) {
+  const s0 = ctx.state();
+  const newRound = s0.reopenedAt !== undefined && (s0.frozenAt === undefined || Date.parse(s0.reopenedAt) >= Date.parse(s0.frozenAt));
+  if (s0.frozen && newRound) {
+    // Still frozen (the run died after its gate): a new round of drift scans from now on.
+    ctx.record({ type: 'target.frozen' });
+  } else if (!s0.frozen) {
     await ctx.infra.freeze(ctx.runId);
     const units = ctx.runbook.target.services;
     if (units.length > 0 && ctx.remote) {
@@ -486,16 +500,19 @@ export async function gate(ctx: RunContext): Promise<GateOutcome> {
     const point = await ctx.infra.createRollbackPoint(ctx.runId);
     ctx.record({ type: 'rollback.created', rollbackPoint: point });
   }
-  if (!ctx.state().gate) await driftScan(ctx, 'pre-gate');
+  // Always afresh: this phase runs only when it is not done, and a resume
+  // that reaches it (after a crash, after a thaw and a new freeze) must see
+  // the drift and proofs as they are now, never a recorded verdict.
+  await driftScan(ctx, 'pre-gate');
   let s = ctx.state();
-  if (!s.gate) {
-    const result = evaluateGate(gateFacts(s, ctx.now()));
-    ctx.record({ type: 'gate.evaluated', result });
-    s = ctx.state();
-    gatedHere.add(ctx);
-  }
-  if (!s.gate!.passed) return { passed: false };
-  if (!s.permit) {
+  const facts = gateFacts(s, ctx.now());
+  const result = evaluateGate(facts);
+  ctx.record({ type: 'gate.evaluated', result });
+  s = ctx.state();
+  gatedHere.add(ctx);
+  if (!result.passed) return { passed: false };
+  const stale = s.permit && (s.permit.proofSetHash !== proofSetHash(reliedOnProofs(facts)) || !checkPermit(s.permit, { image: rb.target.image, now: ctx.now(), target: rb.target.name }).valid);
+  if (!s.permit || stale) {
     const permit = issuePermit({
       runId: ctx.runId,
       target: rb.target.name,
@@ -506,7 +523,8 @@ export async function gate(ctx: RunContext): Promise<GateOutcome> {
       validForMinutes: rb.permit.validForMinutes,
       maxProofAgeHours: s.policy.maxProofAgeHours,
     });
-    ctx.record({ type: 'permit.issued', permit });
+    const signed = ctx.signer ? signPermit(permit, ctx.signer) : undefined;
+    ctx.record({ type: 'permit.issued', permit, ...(signed ? { keyId: signed.keyId, signature: signed.signature } : {}) });
   }
   return { passed: true };
 }
@@ -531,14 +549,35 @@ export async function recheckBeforeCrossing(ctx: RunContext): Promise<boolean> {
   const result = evaluateGate(facts);
   if (!gatedHere.has(ctx) || result.passed !== s.gate?.passed) ctx.record({ type: 'gate.evaluated', result });
   if (!result.passed) return false;
-  const check = checkPermit(s.permit, {
-    image: ctx.runbook.target.image,
-    now: ctx.now(),
-    target: ctx.runbook.target.name,
-    proofSetHash: proofSetHash(reliedOnProofs(facts)),
-  });
-  if (!check.valid) throw new RubiconError('PERMIT_INVALID', `refusing to cross: ${check.reason}`, { hint: check.fix });
+  verifyEvidence(ctx, proofSetHash(reliedOnProofs(facts)));
   return true;
+}
+
+/**
+ * The journal and the permit must be signed by this run's key (which never
+ * lives in the state directory): a journal rewritten with a recomputed hash
+ * chain, or a hand-written permit, stops here. Throws EVIDENCE_INVALID or
+ * PERMIT_INVALID; nothing is crossed.
+ */
+export function verifyEvidence(ctx: RunContext, expectedProofSetHash: string): void {
+  const s = ctx.state();
+  if (!ctx.signer) throw new RubiconError('EVIDENCE_INVALID', 'refusing to cross: this run has no signing key to check its evidence with', { hint: 'start the run with `rubicon upgrade` (it signs its journal and permit)' });
+  const verifier = verifierFrom(ctx.signer.publicKeyPem);
+  const audit = auditRecords(ctx.journal.all(), verifier);
+  if (!audit.ok) {
+    throw new RubiconError('EVIDENCE_INVALID', `refusing to cross: journal record ${audit.firstBad.seq} (${audit.firstBad.type}) ${audit.firstBad.reason}: the evidence was altered`, {
+      hint: `see \`rubicon audit ${ctx.runId}\`; start a new run`,
+    });
+  }
+  const check = s.permitSignature
+    ? verifySignedPermit({ permit: s.permit, keyId: s.permitSignature.keyId, signature: s.permitSignature.signature }, verifier, {
+        image: ctx.runbook.target.image,
+        target: ctx.runbook.target.name,
+        now: s.crossing?.startedAt ? new Date(s.crossing.startedAt) : ctx.now(),
+        proofSetHash: expectedProofSetHash,
+      })
+    : ({ valid: false, reason: 'the permit carries no signature', fix: 'run `rubicon upgrade` again: it issues a signed permit' } as const);
+  if (!check.valid) throw new RubiconError('PERMIT_INVALID', `refusing to cross: ${check.reason}`, { hint: check.fix });
 }
 
 /**

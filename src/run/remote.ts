@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import path from 'node:path';
-import { RubiconError, isRubiconError } from '../core/errors.ts';
+import { RubiconError, isRubiconError, outOfSpace } from '../core/errors.ts';
 import type { Artifact, Copy, DriftChange, Item, Manifest, Proof, ProofCheck } from '../core/types.ts';
 import type { RemoteDatabaseEngine, RemoteEngineContext } from '../engines/engine.ts';
 import { compareFingerprints } from '../engines/fingerprint.ts';
@@ -224,6 +224,8 @@ export async function captureFolderRemote(
       ctx.record({ type: 'artifact.captured', artifact });
     } catch (e) {
       if (ctx.signal?.aborted) throw e;
+      const full = outOfSpace(e);
+      if (full) throw full;
       ctx.record({ type: 'capture.failed', itemId: item.id, method, artifactId: id, code: errCode(e), message: errText(e) });
     }
   }
@@ -299,6 +301,8 @@ export async function captureDatabaseRemote(ctx: RunContext, item: Item, method:
     ctx.record({ type: 'artifact.captured', artifact });
   } catch (e) {
     if (ctx.signal?.aborted) throw e;
+    const full = outOfSpace(e);
+    if (full) throw full;
     ctx.record({ type: 'capture.failed', itemId: item.id, method, artifactId: id, code: errCode(e), message: errText(e) });
   } finally {
     await sh(ctx.target, 'rm -rf -- "$1"', staging).catch(() => undefined);
@@ -451,6 +455,9 @@ export async function proveRemote(ctx: RunContext, artifacts: Artifact[], onResu
         }
       } catch (e) {
         if (ctx.signal?.aborted) throw e;
+        // A full proving ground says nothing about the artifact: stop, free space, resume.
+        const full = outOfSpace(e);
+        if (full) throw full;
         checks.push({ name: 'restore-files', status: 'failed', detail: errText(e), durationMs: Math.round(performance.now() - t) });
       } finally {
         await sh(pg, 'rm -rf -- "$1"', scratch).catch(() => undefined);

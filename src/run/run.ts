@@ -8,8 +8,12 @@ import { buildReportModel } from '../report/model.ts';
 import { checkBeforeStart, loadRunbook, type Runbook } from '../runbook/load.ts';
 import { createContext, type Confirmation, type RunContext, type RunHooks } from './context.ts';
 import { rethrowIfCrashed } from './faults.ts';
-import { acquireLock, Journal, newRunId, readJournal, runPaths } from './journal.ts';
+import { Journal, newRunId, readJournal, runPaths } from './journal.ts';
+import { acquireRemoteTargetLock, acquireTargetLock, holderFor } from './target-lock.ts';
 import * as phases from './phases.ts';
+import { auditRecords, recordSigner } from './audit.ts';
+import { runSigner } from '../trust/keyring.ts';
+import { verifierFrom, type KeySource } from '../trust/keys.ts';
 import { proveVaultArtifacts } from './verify.ts';
 
 export const RUBICON_VERSION = '0.1.0';
@@ -98,14 +102,17 @@ export function summarize(state: RunState, stateDir: string, error?: RubiconErro
 export async function startRun(command: RunCommand, runbookFile: string, o: CommonOptions): Promise<RunSummary> {
   const runbook = await loadRunbook(runbookFile);
   if (COMMAND_PHASES[command].includes('discover')) await checkBeforeStart(runbook);
+  // The key first: a missing or misplaced key is invalid input, and nothing has been touched yet.
+  const { signer } = runSigner({ ...(signingKeyOf(runbook) ? { source: signingKeyOf(runbook)! } : {}), stateDir: o.stateDir });
   const runId = newRunId();
   const paths = runPaths(o.stateDir, runId);
-  const release = acquireLock(o.stateDir, runbook.target.name, runId, phases.hostName());
+  const release = acquireTargetLock(runbook, runId, phases.hostName());
   let journal: Journal | undefined;
   try {
     journal = Journal.create(paths.journal);
+    journal.signWith(recordSigner(signer));
     await copyFile(runbook.file, paths.runbookCopy);
-    const ctx = await createContext({ runId, paths, runbook, journal, onEvent: o.onEvent, confirm: o.confirm, hooks: o.hooks, signal: o.signal });
+    const ctx = await createContext({ runId, paths, runbook, journal, onEvent: o.onEvent, confirm: o.confirm, hooks: o.hooks, signal: o.signal, signer });
     ctx.record({
       type: 'run.started',
       runId,
@@ -119,6 +126,7 @@ export async function startRun(command: RunCommand, runbookFile: string, o: Comm
       overrides: runbook.overrides,
       rubiconVersion: RUBICON_VERSION,
       host: phases.hostName(),
+      signingKeyId: signer.keyId,
     });
     for (const w of runbook.warnings) ctx.record({ type: 'note', level: 'warn', message: w });
     return await drive(ctx, o.stateDir);
@@ -159,16 +167,32 @@ export async function resumeRun(runId: string, o: CommonOptions): Promise<RunSum
       hint: `put back the runbook the run started with (a copy is at ${paths.runbookCopy}), or start a new run`,
     });
   }
-  const release = acquireLock(o.stateDir, runbook.target.name, runId, phases.hostName());
+  const { signer } = runSigner({ ...(signingKeyOf(runbook) ? { source: signingKeyOf(runbook)! } : {}), stateDir: o.stateDir });
+  // Never resume from a history this run's key did not sign: an edited journal stops here.
+  const audit = auditRecords(records, verifierFrom(signer.publicKeyPem));
+  if (!audit.ok) {
+    throw new RubiconError('EVIDENCE_INVALID', `the journal of run ${runId} cannot be trusted: record ${audit.firstBad.seq} (${audit.firstBad.type}) ${audit.firstBad.reason}`, {
+      hint: `see \`rubicon audit ${runId}\`; start a new run (the vaults' objects are reused)`,
+    });
+  }
+  const release = acquireTargetLock(runbook, runId, phases.hostName());
   const journal = Journal.open(paths.journal);
+  journal.signWith(recordSigner(signer));
   try {
-    const ctx = await createContext({ runId, paths, runbook, journal, onEvent: o.onEvent, confirm: o.confirm, hooks: o.hooks, signal: o.signal });
+    const ctx = await createContext({ runId, paths, runbook, journal, onEvent: o.onEvent, confirm: o.confirm, hooks: o.hooks, signal: o.signal, signer });
     ctx.record({ type: 'run.resumed', pid: process.pid });
     return await drive(ctx, o.stateDir);
   } finally {
     journal.close();
     release();
   }
+}
+
+/** The key source the runbook names for signing: its trust section, or the Azure section's key. */
+export function signingKeyOf(rb: Runbook): KeySource | undefined {
+  if (rb.trust) return rb.trust.signingKey;
+  if (rb.infra.kind === 'pulumi-azure') return rb.infra.azure.signingKey;
+  return undefined;
 }
 
 /** Outcomes a resume continues from. */
@@ -194,7 +218,30 @@ async function drive(ctx: RunContext, stateDir: string): Promise<RunSummary> {
   let outcome: RunOutcome = ({ plan: 'planned', rehearse: 'rehearsed', verify: 'verified', upgrade: 'landed' } as const)[command];
   let exitCode: number = EXIT.ok;
   let failure: RubiconError | undefined;
+  let releaseRemote: (() => Promise<void>) | undefined;
   try {
+    // The lock on the remote target itself, so orchestrators on other machines are excluded too
+    // (after a manual crossing: on the rebuilt server, reached with its new host key).
+    if (ctx.remote && ctx.runbook.target.transport.kind === 'ssh') {
+      const s = ctx.state();
+      const m = s.crossing?.startedAt ? ctx.remote.rebuiltTarget : ctx.target;
+      // Not while a manual crossing is under way: the server is being reinstalled (the local lock holds).
+      if (!(s.crossing?.startedAt && !s.crossing.completedAt && ctx.runbook.infra.kind === 'manual')) {
+        releaseRemote = await acquireRemoteTargetLock(m, `${ctx.runbook.target.workDir}/rubicon.lock`, holderFor(ctx.runbook, ctx.runId, phases.hostName()));
+      }
+    }
+    // A run that failed after its freeze was thawed: freeze again, scan drift, capture it, gate again, before any crossing.
+    const s0 = ctx.state();
+    // A run stopped after its gate (killed, interrupted): scan drift again before crossing, and capture what changed.
+    if (phaseList.includes('freeze') && isPhaseDone(s0, 'freeze') && !s0.crossing?.startedAt && s0.outcome !== 'refused' && (!s0.frozen || s0.phases.some((p) => p.phase === 'gate'))) {
+      ctx.record({
+        type: 'phases.reopened',
+        phases: ['freeze', 'final-capture', 'gate'],
+        reason: s0.frozen
+          ? 'the run stopped after its gate: the drift is scanned again and what changed captured before any crossing'
+          : 'the target was thawed after its freeze (the run stopped): it is frozen again and its drift scanned before the gate',
+      });
+    }
     for (const phase of phaseList) {
       if (isPhaseDone(ctx.state(), phase)) continue;
       const t0 = performance.now();
@@ -294,6 +341,7 @@ async function drive(ctx: RunContext, stateDir: string): Promise<RunSummary> {
     exitCode,
     ...(failure ? { error: { code: failure.code, message: failure.message } } : {}),
   });
+  await releaseRemote?.().catch(() => undefined);
   await ctx.close().catch(() => undefined);
   return summarize(ctx.state(), stateDir, failure);
 }

@@ -81,6 +81,8 @@ export interface Runbook {
   overrides: Override[];
   manualSteps: ManualStep[];
   permit: { validForMinutes: number };
+  /** Where the run's signing key is (absent: this user's own key, src/trust/keyring.ts). */
+  trust?: { signingKey: { env: string } | { file: string } };
   /** Engines beyond the built-in sqlite, present only when the runbook has their section. */
   engines?: { mssql?: MssqlSettings };
   warnings: string[];
@@ -322,6 +324,7 @@ export function normalize(raw: ParsedRunbook, file: string, hash: string): Runbo
     overrides: raw.overrides.map((o) => ({ rule: o.rule, itemId: o.item, reason: o.reason, by: o.by })),
     manualSteps: raw.manualSteps,
     permit: raw.permit,
+    ...(raw.trust ? { trust: { signingKey: 'env' in raw.trust.signingKey ? { env: raw.trust.signingKey.env } : { file: abs(raw.trust.signingKey.file) } } } : {}),
     ...(raw.engines.mssql ? { engines: { mssql: normalizeMssql(raw.engines.mssql) } } : {}),
     warnings: [],
   };

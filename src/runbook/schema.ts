@@ -361,6 +361,20 @@ export const RunbookSchema = z
     overrides: z.array(OverrideSchema).max(RUNBOOK_LIMITS.overrides, atMost(RUNBOOK_LIMITS.overrides, 'overrides')).default([]),
     manualSteps: z.array(ManualStepSchema).max(RUNBOOK_LIMITS.manualSteps, atMost(RUNBOOK_LIMITS.manualSteps, 'manual steps')).default([]),
     permit: z.object({ validForMinutes: z.number().int().positive().max(24 * 60).default(120) }).strict().default({ validForMinutes: 120 }),
+    /**
+     * The key that signs this run's permit and journal (docs/trust.md): an
+     * environment variable or a file holding an Ed25519 PKCS#8 PEM key, never
+     * the key itself. Absent: this user's own key (~/.config/rubicon/keys).
+     */
+    trust: z
+      .object({
+        signingKey: z.union([
+          z.object({ env: envName }).strict(),
+          z.object({ file: z.string().min(1).refine((s) => !/-----BEGIN/.test(s), { message: 'holds a key: name the FILE that holds it' }) }).strict(),
+        ], { error: 'must be { env: VARIABLE } or { file: PATH } naming where the Ed25519 private key is' }),
+      })
+      .strict()
+      .optional(),
   })
   .strict();
 
