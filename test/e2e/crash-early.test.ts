@@ -3,24 +3,29 @@ import { crashInProcessThenResume } from './crash-harness.ts';
 import { removeTempDirs } from './helpers.ts';
 
 /**
- * Dies (in-process, src/run/faults.ts) at each checkpoint of discover and
- * capture, then resumes: the run lands as an uninterrupted one would. The
- * crash files are split (early, middle, late, SIGKILL) so vitest runs them
- * in parallel.
+ * Dies (in-process, src/run/faults.ts) at a checkpoint, then resumes: the
+ * run lands as an uninterrupted one would. The crash files (early, middle,
+ * late, SIGKILL) split the checkpoints so vitest runs them in parallel; the
+ * real SIGKILL cases (crash-sigkill.test.ts) cover capture.stored.capture#4,
+ * proof.recorded#5, crossing.half-wiped and phase.completed#1.
  */
 const CHECKPOINTS = [
-  'run.started', // the journal holds nothing but the start
   'item.discovered#3', // discover
-  'phase.completed#1', // discover done, capture not begun
   'capture.started#2', // capture: a method started, nothing stored
-  'capture.stored.capture#4', // capture: objects in both vaults, the artifact not journaled
   'artifact.captured#6', // capture: between two artifacts
+  'copy.checked#3', // prove: a copy graded, its proof not recorded
 ];
 
 afterEach(removeTempDirs);
 
-describe('crash in discover or capture, then resume', () => {
+describe('crash in discover, capture or prove, then resume', () => {
   it.each(CHECKPOINTS)('%s', async (fault) => {
     await crashInProcessThenResume(fault);
+  });
+
+  // One estate, a crash in the first run and in each of five resumes: at the points between phases
+  // and steps where nothing but the journal changes, and the repeated crash itself.
+  it('a chain of crashes: run.started, then in each resume phase.completed#1, drift.scanned#2, crossing.confirmed, crossing.completed, rollback.released', async () => {
+    await crashInProcessThenResume('run.started', 'phase.completed#1', 'drift.scanned#2', 'crossing.confirmed', 'crossing.completed', 'rollback.released');
   });
 });

@@ -89,11 +89,14 @@ export interface InProcessCrash {
 }
 
 /**
- * The demo's upgrade on a small estate in this process, dying at `fault`
- * (`<checkpoint>[#n]`), then resumed in this process. Asserts that the
- * crash happened where asked and that nothing reached the journal after it.
+ * The demo's upgrade on a small estate in this process, dying at the first
+ * of `faults` (`<checkpoint>[#n]`), then resumed in this process; each
+ * further fault kills the next resume (a chain of crashes, counted from that
+ * resume's start); the last resume must land. Asserts that every crash
+ * happened where asked, that nothing reached the journal after it, and that
+ * each resume only appended to the journal the crash left.
  */
-export async function crashInProcessThenResume(fault: string): Promise<InProcessCrash> {
+export async function crashInProcessThenResume(...faults: [string, ...string[]]): Promise<InProcessCrash> {
   const layout = await buildSandbox(path.join(await tempDir(), 'estate'), SMALL);
   let runId = '';
   let lastEvent = '';
@@ -102,37 +105,45 @@ export async function crashInProcessThenResume(fault: string): Promise<InProcess
     if (e.event.type === 'run.started') runId = e.event.runId;
     lastEvent = e.event.type;
   };
-  const ac = new AbortController();
-  simulateCrashAt(fault);
+  let before: JournalRecord[] = [];
   let crash: unknown;
-  try {
-    await startRun('upgrade', layout.runbook, { stateDir: layout.stateDir, onEvent, confirm, hooks: technicianHooks(layout.target), signal: ac.signal });
-  } catch (e) {
-    crash = e;
-  } finally {
-    ac.abort(new Error('the crashed run is dead')); // stops what it left running (the proving process)
-    resetFaults();
+  for (const [i, fault] of faults.entries()) {
+    const ac = new AbortController();
+    simulateCrashAt(fault);
+    crash = undefined;
+    try {
+      if (i === 0) await startRun('upgrade', layout.runbook, { stateDir: layout.stateDir, onEvent, confirm, hooks: technicianHooks(layout.target), signal: ac.signal });
+      else await resumeRun(runId, { stateDir: layout.stateDir, onEvent, confirm, signal: ac.signal });
+    } catch (e) {
+      crash = e;
+    } finally {
+      ac.abort(new Error('the crashed run is dead')); // stops what it left running (the proving process)
+      resetFaults();
+    }
+    const where = i === 0 ? fault : `${fault} (crash ${i + 1}, during resume ${i})`;
+    expect(crash, `the run never reached checkpoint ${where}: ${String(crash)}`).toBeInstanceOf(SimulatedCrash);
+    expect((crash as SimulatedCrash).checkpoint).toBe(fault);
+    expect(runId).toMatch(/^r-/);
+    const now = await journalOf(layout.stateDir, runId);
+    expect(now.slice(0, before.length)).toEqual(before); // a resume only appends
+    // Died there: the journal ends with the last event the run saw before the checkpoint, and the run is not completed.
+    expect(now.at(-1)?.event.type, where).toBe(lastEvent);
+    const name = fault.split('#')[0]!;
+    if (now.slice(before.length).some((r) => r.event.type === name)) expect(lastEvent, where).toBe(name);
+    expect(now.some((r) => r.event.type === 'run.completed')).toBe(false);
+    // No catch block turned the crash into a recorded failure.
+    expect(now.filter((r) => ['capture.failed', 'run.interrupted', 'target.thawed'].includes(r.event.type)).map((r) => r.event.type)).toEqual([]);
+    before = now;
   }
-  expect(crash, `the run never reached checkpoint ${fault}`).toBeInstanceOf(SimulatedCrash);
-  expect((crash as SimulatedCrash).checkpoint).toBe(fault);
-  expect(runId).toMatch(/^r-/);
-  const before = await journalOf(layout.stateDir, runId);
-  // Died there: the journal ends with the last event the run saw before the checkpoint, and the run is not completed.
-  expect(before.at(-1)?.event.type).toBe(lastEvent);
-  const name = fault.split('#')[0]!;
-  if (/^[a-z]+\.[a-z-]+$/.test(name) && before.some((r) => r.event.type === name)) expect(lastEvent).toBe(name);
-  expect(before.some((r) => r.event.type === 'run.completed')).toBe(false);
-  // No catch block turned the crash into a recorded failure.
-  expect(before.filter((r) => ['capture.failed', 'run.interrupted', 'target.thawed'].includes(r.event.type)).map((r) => r.event.type)).toEqual([]);
 
   const resumed = await resumeRun(runId, { stateDir: layout.stateDir, onEvent: () => {}, confirm });
   expect(resumed.error, JSON.stringify(resumed.error)).toBeUndefined();
   expect(resumed.exitCode).toBe(0);
   expect(resumed.outcome).toBe('landed');
   const after = await journalOf(layout.stateDir, runId);
-  // The resume appended to exactly the journal the crash left.
+  // The resume appended to exactly the journal the crashes left.
   expect(after.slice(0, before.length)).toEqual(before);
-  expect(after.filter((r) => r.event.type === 'run.resumed')).toHaveLength(1);
+  expect(after.filter((r) => r.event.type === 'run.resumed')).toHaveLength(faults.length);
   await assertLandedCorrectly(layout.dir, runId, after, SMALL);
   return { layout, runId, crash: crash as SimulatedCrash, before, resumed, after };
 }
