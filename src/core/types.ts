@@ -86,17 +86,50 @@ export interface ManifestEntry {
   mode: number;
   /** Hex SHA-256 of the content; also the object's key in every vault. */
   sha256: string;
+  /** Version 2: the exact mtime, nanoseconds since the epoch (a decimal integer string); `mtimeMs` is derived from it. */
+  mtimeNs?: string;
+  /** Version 2: owner and group, by number. */
+  uid?: number;
+  gid?: number;
+  /** Version 2: inode number at capture, a change hint for delta and drift (a replaced file has a new one); never restored. */
+  ino?: number;
+  /** Version 2: a hard link to the earlier entry at this path (same inode: same content, owner, mode and mtime). */
+  link?: string;
 }
+
+/** A folder, symlink or FIFO of a version-2 file-tree manifest (regular files are ManifestEntry). */
+export interface ManifestNode {
+  path: string;
+  type: 'dir' | 'symlink' | 'fifo';
+  /** Permission bits with setuid, setgid and sticky (mode & 0o7777). */
+  mode: number;
+  mtimeMs: number;
+  /** Exact mtime, nanoseconds since the epoch (decimal integer string). */
+  mtimeNs?: string;
+  uid?: number;
+  gid?: number;
+  /** Symlink only: the link's target, as stored (never followed). */
+  target?: string;
+}
+
+/** The metadata of the captured folder itself (version 2). */
+export type ManifestRoot = Omit<ManifestNode, 'path' | 'type' | 'target'>;
 
 /** What an artifact consists of. Stored in each vault as a content-addressed JSON object. */
 export interface Manifest {
-  version: 1;
+  /** 1: regular files only (database artifacts, and trees captured before version 2). 2: file trees with their metadata. */
+  version: 1 | 2;
   artifactId: string;
   itemId: string;
   method: string;
+  /** Regular files (hard links included), sorted by path. */
   entries: ManifestEntry[];
   /** For databases: the format of the file(s), e.g. `sqlite-db`, `sql-text`, `mssql-bak`. */
   format?: string;
+  /** Version 2: folders (empty or not), symlinks and FIFOs, sorted by path with a folder keyed as `path/`. */
+  nodes?: ManifestNode[];
+  /** Version 2: mode, owner and mtime of the captured folder itself. */
+  root?: ManifestRoot;
 }
 
 export interface Provenance {
@@ -194,6 +227,10 @@ export interface DriftChange {
   kind: 'added' | 'modified' | 'deleted';
   size?: number;
   mtimeMs?: number;
+  /** Absent for a regular file. */
+  entryType?: 'dir' | 'symlink' | 'fifo';
+  /** For 'modified': what changed (a metadata-only change is drift too). */
+  aspects?: ('content' | 'mode' | 'owner' | 'type' | 'target' | 'link')[];
 }
 
 /** What changed on the target after an artifact was captured. */

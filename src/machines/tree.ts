@@ -1,6 +1,6 @@
 import { RubiconError } from '../core/errors.ts';
 import type { DriftChange, ManifestEntry } from '../core/types.ts';
-import { comparePaths, isExcluded } from '../files/paths.ts';
+import { comparePaths, isExcluded } from '../core/paths.ts';
 import { normalizeExcludes } from '../files/walk.ts';
 import type { Machine, StepKey } from './machine.ts';
 

@@ -266,7 +266,8 @@ async function captureFolder(ctx: RunContext, item: Item, phase: Artifact['phase
   ctx.record({ type: 'capture.started', itemId: item.id, method, artifactId: id });
   const startedAt = ctx.now().toISOString();
   try {
-    const baseManifest = base ? await readManifest(ctx.vaults[0]!, base.manifestHash) : undefined;
+    // The base manifest streams from the vault (never held whole in memory twice).
+    const baseManifest = base ? { vault: ctx.vaults[0]!, manifestHash: base.manifestHash } : undefined;
     const result = await captureTree({
       sourceRoot: lt(ctx).resolve(item.location),
       vaults: ctx.vaults,
@@ -280,6 +281,12 @@ async function captureFolder(ctx: RunContext, item: Item, phase: Artifact['phase
       onProgress: (done, total) => ctx.progress({ type: 'progress', step: `capture ${item.name}`, done, total, unit: 'bytes' }),
     });
     checkpoint(`capture.stored.${phase}`);
+    // What the vaults said about the objects they already held: damage repaired, or not repairable (WORM).
+    for (const r of result.repaired) ctx.record({ type: 'note', level: 'warn', itemId: item.id, message: `vault ${r.vault}: a damaged copy of an object of ${item.name} was replaced (${r.path})` });
+    for (const r of result.unrepairable) ctx.record({ type: 'note', level: 'error', itemId: item.id, message: `vault ${r.vault}: a damaged copy of an object of ${item.name} cannot be replaced there (${r.path}): that vault's copy will not count` });
+    if (result.skipped.length > 0) {
+      ctx.record({ type: 'note', level: 'warn', itemId: item.id, message: `${item.name}: ${result.skipped.length} entries could not be captured (${result.skipped.slice(0, 5).map((x) => `${x.path}: ${x.kind}`).join(', ')})` });
+    }
     const artifact: Artifact = {
       id,
       runId: ctx.runId,
@@ -375,8 +382,7 @@ export async function prove(ctx: RunContext): Promise<void> {
 async function scanItem(ctx: RunContext, item: Item, artifact: Artifact, stage: string): Promise<DriftChange[] | undefined> {
   if (ctx.remote) return driftRemote(ctx, item, artifact, folderExcludeFor(ctx, item), stage);
   if (item.kind === 'folder') {
-    const manifest = await readManifest(ctx.vaults[0]!, artifact.manifestHash);
-    return scanDrift(lt(ctx).resolve(item.location), manifest, { exclude: folderExcludeFor(ctx, item) });
+    return scanDrift(lt(ctx).resolve(item.location), { vault: ctx.vaults[0]!, manifestHash: artifact.manifestHash }, { exclude: folderExcludeFor(ctx, item) });
   }
   if (item.kind === 'database') {
     const engine = engineFor(ctx, item);
@@ -717,23 +723,28 @@ export async function landing(ctx: RunContext): Promise<boolean> {
         await landItemRemote(ctx, item, pick);
       } else if (item.kind === 'folder') {
         const dest = lt(ctx).resolve(item.location);
+        // One pass: every byte written is hashed as it is written against the proven manifest (no second read).
         const r = await restoreTree({ vaults, manifest, destRoot: dest, exact: false });
         ctx.record({ type: 'landing.restored', itemId: item.id, artifactId: pick.id, vault: Object.keys(r.vaultUsed)[0] ?? vaults[0]!.info.name, bytes: r.bytes, durationMs: Math.round(performance.now() - t0) });
-        const v = await verifyTree(dest, { ...manifest, entries: manifest.entries });
-        const problems = v.mismatches.filter((m) => m.problem !== 'extra');
+        const complete = r.validated.files === r.fileCount && r.fileCount === manifest.entries.length;
+        const kept = r.notKept.filter((n) => n.what !== 'mtime-ns');
         ctx.record({
           type: 'landing.validated',
           itemId: item.id,
           artifactId: pick.id,
-          outcome: problems.length === 0 ? 'passed' : 'failed',
+          outcome: complete ? 'passed' : 'failed',
           checks: [
             {
               name: 'files-hash',
-              status: problems.length === 0 ? 'passed' : 'failed',
-              detail: problems.length === 0 ? `${manifest.entries.length} files match the proven manifest` : problems.slice(0, 10).map((m) => `${m.path}: ${m.problem}`).join('; '),
+              status: complete ? 'passed' : 'failed',
+              detail: complete
+                ? `${r.validated.files} files (${r.validated.bytes} bytes) written and hashed against the proven manifest`
+                : `${r.validated.files} of ${manifest.entries.length} files validated`,
             },
           ],
         });
+        // What the filesystem here could not take (owners when not root, FIFOs where mkfifo is refused): named, never dropped silently.
+        for (const n of kept) ctx.record({ type: 'note', level: 'warn', itemId: item.id, message: `landing ${item.name}: ${n.what} of ${n.count} entries not kept (${n.reason}; e.g. ${n.examples.slice(0, 2).join(', ')})` });
       } else if (item.kind === 'database') {
         const engine = engineFor(ctx, item);
         const staging = path.join(ctx.paths.work, 'landing', encodeURIComponent(pick.id));

@@ -1,10 +1,11 @@
 import { RubiconError } from '../core/errors.ts';
 import type { ManifestEntry } from '../core/types.ts';
-import { relativePathProblem } from '../files/paths.ts';
+import { relativePathProblem } from '../core/paths.ts';
 import type { Command, ExecOptions, Machine, StepResult } from '../machines/machine.ts';
 import type { RunOnMachine } from '../machines/tree.ts';
 import { safeToolLines } from '../run/steps.ts';
-import { indexEntrySchema, indexFileName } from './filesystem.ts';
+import { indexFileName } from './filesystem.ts';
+import { indexEntrySchema } from './index-entry.ts';
 import type { ArtifactIndexEntry, VaultStepRun } from './vault.ts';
 
 /**

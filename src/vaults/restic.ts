@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { RubiconError, isRubiconError } from '../core/errors.ts';
 import type { CopyStatus, ManifestEntry, VaultInfo } from '../core/types.ts';
-import { isSha256Hex } from '../files/paths.ts';
+import { isSha256Hex } from '../core/paths.ts';
 import type { ExecResult, Machine, StepResult } from '../machines/machine.ts';
 import type { VaultSettings } from '../runbook/load.ts';
 import { assertGrant, issueGrant, revokeGrant, toolArg, type GrantHost } from './grants.ts';

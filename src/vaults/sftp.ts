@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { RubiconError, isRubiconError } from '../core/errors.ts';
 import type { ManifestEntry, VaultInfo } from '../core/types.ts';
-import { isSha256Hex } from '../files/paths.ts';
+import { isSha256Hex } from '../core/paths.ts';
 import type { Machine, StepResult } from '../machines/machine.ts';
 import { shQuote } from '../machines/posix.ts';
 import { verifyTreeOn } from '../machines/tree.ts';

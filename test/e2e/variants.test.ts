@@ -52,6 +52,13 @@ async function flipBit(file: string): Promise<void> {
   }
 }
 
+/** The manifest of an artifact as the vault holds it (v1 JSON or v2 JSON Lines), read and hash-checked by Rubicon's own reader. */
+async function manifestIn(vaultRoot: string, manifestHash: string) {
+  const { readManifest } = await import('../../src/files/manifest.ts');
+  const { FilesystemVault } = await import('../../src/vaults/filesystem.ts');
+  return readManifest(new FilesystemVault({ name: 'v', kind: 'filesystem', location: vaultRoot, offTarget: true, immutable: false }), manifestHash);
+}
+
 async function objectFile(vaultRoot: string, sha256: string): Promise<string> {
   const p = path.join(vaultRoot, 'objects', sha256.slice(0, 2), sha256);
   await readFile(p); // must exist
@@ -66,7 +73,7 @@ describe('variants: each ends with nothing destroyed', () => {
       if (phase !== 'capture') return;
       // Damage every copy of every database artifact in both vaults, after capture and before prove.
       for (const a of ctx.state().artifacts.filter((x) => x.itemId.startsWith('database:'))) {
-        const manifest = JSON.parse(await readFile(await objectFile(L.vaults[0]!, a.manifestHash), 'utf8')) as { entries: { sha256: string }[] };
+        const manifest = await manifestIn(L.vaults[0]!, a.manifestHash);
         for (const v of L.vaults) for (const e of manifest.entries) await flipBit(await objectFile(v, e.sha256));
       }
     });
@@ -94,7 +101,7 @@ describe('variants: each ends with nothing destroyed', () => {
       if (phase !== 'capture') return;
       const a = ctx.state().artifacts.find((x) => x.itemId === 'folder:ehr/X')!;
       victim = a.id;
-      const manifest = JSON.parse(await readFile(await objectFile(L.vaults[1]!, a.manifestHash), 'utf8')) as { entries: { sha256: string }[] };
+      const manifest = await manifestIn(L.vaults[1]!, a.manifestHash);
       await flipBit(await objectFile(L.vaults[1]!, manifest.entries[7]!.sha256));
     });
     const bad = journal.flatMap((e) => (e.type === 'copy.checked' && e.copy.status !== 'ok' ? [e.copy] : []));
@@ -157,7 +164,7 @@ describe('variants: each ends with nothing destroyed', () => {
       if (phase !== 'crossing') return;
       // After the crossing: every copy of one file of ehr/Y is damaged, so landing cannot restore it.
       const a = ctx.state().artifacts.find((x) => x.itemId === 'folder:ehr/Y')!;
-      const manifest = JSON.parse(await readFile(await objectFile(L.vaults[0]!, a.manifestHash), 'utf8')) as { entries: { sha256: string }[] };
+      const manifest = await manifestIn(L.vaults[0]!, a.manifestHash);
       damaged = await Promise.all(L.vaults.map((v) => objectFile(v, manifest.entries[3]!.sha256)));
       for (const f of damaged) await flipBit(f);
     });
@@ -235,7 +242,7 @@ describe('variants: each ends with nothing destroyed', () => {
     const runId = (r1.summary as { runId: string }).runId;
     const records = await journalOf(L.stateDir, runId);
     const a = records.flatMap((x) => (x.event.type === 'artifact.captured' && x.event.artifact.method === 'sqlite-backup-api' ? [x.event.artifact] : []))[0]!;
-    const manifest = JSON.parse(await readFile(await objectFile(L.vaults[0]!, a.manifestHash), 'utf8')) as { entries: { sha256: string }[] };
+    const manifest = await manifestIn(L.vaults[0]!, a.manifestHash);
     await flipBit(await objectFile(L.vaults[0]!, manifest.entries[0]!.sha256));
     const r2 = await cli(['verify', '--runbook', L.runbook, '--state-dir', L.stateDir, '--json']);
     const copies = r2.events.flatMap((e) => {

@@ -2,7 +2,9 @@ import { createHash } from 'node:crypto';
 import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import type { VaultInfo } from '../../src/core/types.ts';
+import type { Manifest, VaultInfo } from '../../src/core/types.ts';
+import { readManifest } from '../../src/files/manifest.ts';
+import type { VaultReader } from '../../src/vaults/vault.ts';
 import { FilesystemVault } from '../../src/vaults/filesystem.ts';
 import type { FilesystemVaultOptions } from '../../src/vaults/filesystem.ts';
 
@@ -100,4 +102,13 @@ export function pseudoRandomBytes(length: number, seed: number): Buffer {
     else for (let j = i; j < length; j++) buf[j] = (x >>> ((j - i) * 8)) & 0xff;
   }
   return buf;
+}
+
+/**
+ * A capture result with its manifest read back from the first vault (the
+ * capture streams the manifest and does not hold it; tests want to look).
+ */
+export async function withManifest<T extends { manifestHash: string }>(p: Promise<T>, vaults: readonly VaultReader[]): Promise<T & { manifest: Manifest }> {
+  const r = await p;
+  return { ...r, manifest: await readManifest(vaults[0] as VaultReader, r.manifestHash) };
 }

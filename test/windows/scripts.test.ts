@@ -13,7 +13,7 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RubiconError } from '../../src/core/errors.ts';
 import { hashFile } from '../../src/files/drift.ts';
-import { comparePaths } from '../../src/files/paths.ts';
+import { comparePaths } from '../../src/core/paths.ts';
 import { walkAll } from '../../src/files/walk.ts';
 import { manifestEntriesFromOutput, type ManifestData } from '../../src/machines/windows/results.ts';
 import {
