@@ -11,12 +11,21 @@ const keyDir = process.env.RUBICON_KEY_DIR ?? path.join(mkdtempSync(path.join(os
 // Two projects: `infra` (test/infra/**) runs with Pulumi's mock monitor
 // installed by test/setup/pulumi-mocks.ts before any program module loads;
 // `unit` is everything else, unchanged. Both inherit the root options.
+//
+// Files run in parallel, one fork per core: vitest's default (cores - 1) is
+// a single fork on a 2-core machine, which ran the whole suite one file
+// after another. Most test time is spent waiting on fsync, child processes
+// and servers, so the cores stay busy; the slow suites are split into
+// several files (test/e2e/crash-*.test.ts) so they spread over the forks.
 export default defineConfig({
   test: {
     pool: 'forks',
+    maxWorkers: Math.max(2, os.availableParallelism()),
     // Runs sign their journals with this user's key unless the runbook names one (src/trust/keyring.ts):
     // the tests keep theirs in a temp folder of this test run, never in ~/.config.
-    env: { RUBICON_KEY_DIR: keyDir },
+    // Every node the tests start (the CLI, the proving process, the vendor job) reuses the type-stripped,
+    // compiled modules of the ones before: Node's module compile cache halves their start-up CPU.
+    env: { RUBICON_KEY_DIR: keyDir, NODE_COMPILE_CACHE: process.env.NODE_COMPILE_CACHE ?? path.join(os.tmpdir(), 'rubicon-node-compile-cache') },
     testTimeout: 120_000,
     hookTimeout: 120_000,
     projects: [

@@ -9,14 +9,14 @@ import { deriveState } from '../core/state.ts';
 import { RULES } from '../gate/policy.ts';
 import { buildChecklist } from '../inventory/checklist.ts';
 import { writeReports } from '../report/index.ts';
-import { loadRunbook } from '../runbook/load.ts';
+import { checkBeforeStart, loadRunbook } from '../runbook/load.ts';
 import type { Confirmation, RunContext, RunHooks } from '../run/context.ts';
 import { listRuns, readJournal, runPaths } from '../run/journal.ts';
 import { confirmCrossed, resumeRun, signingKeyOf, startRun, type RunSummary } from '../run/run.ts';
 import { auditRecords } from '../run/audit.ts';
 import { runSigner } from '../trust/keyring.ts';
 import { verifierFrom } from '../trust/keys.ts';
-import { buildSandbox, technicianChanges } from '../sandbox/estate.ts';
+import { buildSandbox, technicianHooks } from '../sandbox/estate.ts';
 import { jsonRenderer, style, textRenderer, type Renderer } from './render.ts';
 
 /**
@@ -232,15 +232,7 @@ async function demo(flags: Flags): Promise<number> {
   const layout = await buildSandbox(dir);
   const out = flags.json ? process.stderr : process.stdout;
   out.write(`Sandbox estate in ${layout.dir}\n  target ${layout.target}\n  runbook ${layout.runbook}\n`);
-  const hooks: RunHooks = {
-    afterPhase: async (phase, ctx) => {
-      if (phase !== 'prove') return;
-      if (ctx.state().notes.some((n) => n.message.startsWith('demo: the vendor technician'))) return;
-      const touched = await technicianChanges(layout.target);
-      ctx.record({ type: 'note', level: 'warn', message: `demo: the vendor technician changed files after the backup: ${touched.join(', ')}` });
-    },
-  };
-  return runCommand('upgrade', { ...flags, runbook: layout.runbook, yes: true, stateDir: flags.stateDir ?? layout.stateDir }, hooks);
+  return runCommand('upgrade', { ...flags, runbook: layout.runbook, yes: true, stateDir: flags.stateDir ?? layout.stateDir }, technicianHooks(layout.target));
 }
 
 async function sandbox(positionals: string[]): Promise<number> {
@@ -293,13 +285,24 @@ async function status(positionals: string[], flags: Flags): Promise<number> {
   const stateDir = defaultStateDir(flags);
   const runId = positionals[0];
   if (!runId) {
+    // One damaged journal must not hide the others: it is listed as damaged, and the exit code says so.
     const runs = listRuns(stateDir).map((id) => {
-      const st = deriveState(readJournal(runPaths(stateDir, id).journal, { repairTornTail: false }).slice());
-      return { runId: id, command: st.command, target: st.target, outcome: st.outcome ?? 'in progress (or killed: resume it)', startedAt: st.startedAt };
+      try {
+        const st = deriveState(readJournal(runPaths(stateDir, id).journal, { repairTornTail: false }).slice());
+        return { runId: id, command: st.command, target: st.target, outcome: st.outcome ?? 'in progress (or killed: resume it)', startedAt: st.startedAt, damaged: undefined };
+      } catch (e) {
+        const code = isRubiconError(e) ? e.code : 'JOURNAL_CORRUPT';
+        return { runId: id, command: '?', target: '?', outcome: 'damaged', damaged: { code, message: e instanceof Error ? e.message : String(e) } };
+      }
     });
     if (flags.json) process.stdout.write(JSON.stringify(runs) + '\n');
     else if (runs.length === 0) process.stdout.write(`no runs in ${stateDir}\n`);
-    else for (const r of runs) process.stdout.write(`${r.runId}  ${r.command.padEnd(8)} ${r.target.padEnd(16)} ${r.outcome}\n`);
+    else for (const r of runs) process.stdout.write(`${r.runId}  ${r.command.padEnd(8)} ${r.target.padEnd(16)} ${r.damaged ? `DAMAGED ${r.damaged.code}: ${r.damaged.message}` : r.outcome}\n`);
+    const damaged = runs.filter((r) => r.damaged);
+    if (damaged.length > 0) {
+      process.stderr.write(`rubicon: ${damaged.length} journal(s) in ${stateDir} are damaged (${damaged.map((r) => r.runId).join(', ')}): \`rubicon status RUN_ID\` says what is wrong; the other runs are listed above\n`);
+      return EXIT.failure;
+    }
     return EXIT.ok;
   }
   const st = deriveState(readJournal(runPaths(stateDir, runId).journal));
@@ -406,6 +409,7 @@ export async function main(argv: string[]): Promise<number> {
     case 'check-runbook': {
       if (!flags.runbook) throw new RubiconError('ARGUMENTS_INVALID', 'check-runbook needs --runbook FILE');
       const rb = await loadRunbook(flags.runbook);
+      await checkBeforeStart(rb);
       process.stdout.write(`runbook ${rb.file} is valid\n${rb.warnings.map((w) => `  warning: ${w}\n`).join('')}`);
       return EXIT.ok;
     }

@@ -13,15 +13,16 @@ export interface Renderer {
   done: (summary: unknown, text: string) => void;
 }
 
-export function jsonRenderer(out: NodeJS.WritableStream = process.stdout): Renderer {
-  let lastProgress = 0;
+/** `now` is the clock the progress throttle reads (tests pass their own). */
+export function jsonRenderer(out: NodeJS.WritableStream = process.stdout, now: () => number = Date.now): Renderer {
+  let lastProgress = Number.NEGATIVE_INFINITY;
   return {
     onEvent: (e) => {
       if (e.kind === 'progress' && e.type === 'progress') {
-        // Throttle progress lines; journal events are never dropped.
-        const now = Date.now();
-        if (now - lastProgress < 500 && e.done < e.total) return;
-        lastProgress = now;
+        // Throttle progress lines (one per 500 ms, and the last); journal events are never dropped.
+        const t = now();
+        if (t - lastProgress < 500 && e.done < e.total) return;
+        lastProgress = t;
       }
       out.write(JSON.stringify(e) + '\n');
     },

@@ -254,7 +254,11 @@ export interface ManualStep {
 export interface Override {
   /** The gate rule id it overrides, e.g. `database.independent-methods`. */
   rule: string;
-  /** The item it applies to; absent = every item under that rule. */
+  /**
+   * The one thing it applies to: an item id, a manual step id, a policy field
+   * (policy.not-looser) or `gate` (a rule about the whole gate). The runbook
+   * requires it; an override without one covers nothing and refuses.
+   */
   itemId?: string;
   reason: string;
   by: string;
@@ -281,6 +285,8 @@ export interface RollbackPoint {
   /** Where it is, for the report: a path or resource ids. */
   location: string;
   createdAt: string;
+  /** What the rollback point could not hold (FIFOs, sockets, devices), as "<path relative to the target> (<kind>)". */
+  notKept?: string[];
 }
 
 /** The policy as the gate evaluates it: defaults filled, only ever stricter than DEFAULT_POLICY. */
@@ -299,6 +305,8 @@ export interface Policy {
   requireManualSteps: boolean;
   /** An immutable vault copy required for each item. Default false (stricter when true). */
   requireImmutableCopy: boolean;
+  /** A manual step's confirmation must be younger than this when a run starts and at the gate. Default 72 h. */
+  maxConfirmationAgeHours: number;
 }
 
 export interface Permit {
@@ -327,6 +335,8 @@ export interface RuleResult {
   evidence: string[];
   /** For `overridden`: the recorded override. */
   override?: Override;
+  /** On `fail` and `overridden`: what an override of this result names as its item (item id, step id, policy field, or `gate`). */
+  subject?: string;
 }
 
 export interface GateResult {

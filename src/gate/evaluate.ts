@@ -29,7 +29,12 @@ import { isRuleId, loosenings, RULE_IDS, type RuleId } from './policy.ts';
  *   a 'fail' into anything.
  */
 
-/** A result before overrides are applied. `subject` is what an override's itemId matches. */
+/**
+ * A result before overrides are applied. `subject` (default: `itemId`) is
+ * what an override's itemId must equal; results about the whole gate have
+ * the subject `gate`. Every fail has a subject, so one override covers one
+ * rule for one thing, never every result of a rule at once.
+ */
 interface Draft {
   rule: RuleId;
   itemId?: string;
@@ -38,6 +43,9 @@ interface Draft {
   reason: string;
   evidence: string[];
 }
+
+/** The subject of results about the whole gate (facts.now-valid, inventory.empty, rollback.exists). */
+export const GATE = 'gate';
 
 interface Usable {
   /** Vaults (declared in facts.vaults) where the artifact — and every base it depends on — has an 'ok' copy. */
@@ -184,6 +192,7 @@ function ruleNowValid(ctx: Context): Draft[] {
     return [
       {
         rule: 'facts.now-valid',
+        subject: GATE,
         status: 'fail',
         reason: `the gate's time "${String(ctx.facts.now)}" is not an ISO-8601 time with a zone, so no age can be checked`,
         evidence: [],
@@ -195,7 +204,7 @@ function ruleNowValid(ctx: Context): Draft[] {
 
 function ruleInventoryEmpty(ctx: Context): Draft[] {
   if (ctx.items.length === 0) {
-    return [{ rule: 'inventory.empty', status: 'fail', reason: 'nothing was discovered; refusing to cross blind', evidence: [] }];
+    return [{ rule: 'inventory.empty', subject: GATE, status: 'fail', reason: 'nothing was discovered; refusing to cross blind', evidence: [] }];
   }
   const declared = ctx.items.filter((i) => i.declared).length;
   const found = ctx.items.filter((i) => i.discovered).length;
@@ -664,9 +673,23 @@ function ruleManualSteps(ctx: Context): Draft[] {
   if (steps.length === 0) {
     return [{ rule: 'manual-steps.confirmed', status: 'pass', reason: 'no manual steps are declared', evidence: [] }];
   }
+  const maxAge = ctx.facts.policy.maxConfirmationAgeHours;
+  const maxAgeMs = typeof maxAge === 'number' && Number.isFinite(maxAge) && maxAge > 0 ? maxAge * 3_600_000 : Number.NaN;
   return steps.map((s) => {
     const at = parseIsoTime(s.confirmedAt);
-    const ok = nonEmpty(s.confirmedBy) && !Number.isNaN(at) && at <= ctx.now;
+    const fresh = !Number.isNaN(maxAgeMs) && ctx.now - at <= maxAgeMs;
+    const ok = nonEmpty(s.confirmedBy) && !Number.isNaN(at) && at <= ctx.now && fresh;
+    if (!ok && nonEmpty(s.confirmedBy) && !Number.isNaN(at) && at <= ctx.now) {
+      return {
+        rule: 'manual-steps.confirmed' as const,
+        subject: s.id,
+        status: 'fail' as const,
+        reason: Number.isNaN(maxAgeMs)
+          ? `manual step ${s.id}: policy.maxConfirmationAgeHours is ${JSON.stringify(maxAge) ?? 'undefined'}, not a number of hours, so no confirmation can be shown fresh`
+          : `manual step ${s.id} ("${s.description}") was confirmed at ${s.confirmedAt}, more than ${maxAge} h (policy.maxConfirmationAgeHours) before the gate: confirm it again in the runbook (confirmedBy, confirmedAt)`,
+        evidence: [s.id],
+      };
+    }
     return ok
       ? {
           rule: 'manual-steps.confirmed' as const,
@@ -695,6 +718,7 @@ function ruleRollback(ctx: Context): Draft[] {
     return [
       {
         rule: 'rollback.exists',
+        subject: GATE,
         status: 'fail',
         reason: rb
           ? `rollback point ${String(rb.id)} has no valid creation time no later than the gate's ("${String(rb.createdAt)}")`
@@ -716,7 +740,7 @@ function ruleRollback(ctx: Context): Draft[] {
 // ---------------------------------------------------------------- overrides
 
 function validOverride(o: Override): boolean {
-  return nonEmpty(o.reason) && nonEmpty(o.by) && nonEmpty(o.rule);
+  return nonEmpty(o.reason) && nonEmpty(o.by) && nonEmpty(o.rule) && nonEmpty(o.itemId);
 }
 
 /** Rules whose fails an override can never turn: overriding them would be circular. */
@@ -728,11 +752,12 @@ function applyOverrides(drafts: Draft[], overrides: Override[]): RuleResult[] {
   const results: RuleResult[] = drafts.map((d) => {
     const base: RuleResult = { rule: d.rule, status: d.status, reason: d.reason, evidence: d.evidence };
     if (d.itemId !== undefined) base.itemId = d.itemId;
-    if (d.status !== 'fail' || NOT_OVERRIDABLE.has(d.rule)) return base;
+    if (d.status !== 'fail') return base;
     const subject = d.subject ?? d.itemId;
-    const match =
-      valid.find((o) => o.rule === d.rule && o.itemId !== undefined && o.itemId === subject) ??
-      valid.find((o) => o.rule === d.rule && o.itemId === undefined);
+    if (subject !== undefined) base.subject = subject;
+    if (NOT_OVERRIDABLE.has(d.rule)) return base;
+    // Exactly this rule for exactly this subject: an override never matches by rule alone.
+    const match = subject === undefined ? undefined : valid.find((o) => o.rule === d.rule && o.itemId === subject);
     if (!match) return base;
     used.add(match);
     return {
@@ -746,6 +771,7 @@ function applyOverrides(drafts: Draft[], overrides: Override[]): RuleResult[] {
     if (!validOverride(o)) {
       const lacking = [
         ...(nonEmpty(o.rule) ? [] : ['which rule']),
+        ...(nonEmpty(o.itemId) ? [] : [`which one item it covers (an item id, a step id, the policy field for policy.not-looser, or "${GATE}")`]),
         ...(nonEmpty(o.by) ? [] : ['who made it']),
         ...(nonEmpty(o.reason) ? [] : ['why']),
       ];

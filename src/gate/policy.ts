@@ -16,6 +16,10 @@ export const DEFAULT_POLICY: Policy = Object.freeze({
   requireRollbackPoint: true,
   requireManualSteps: true,
   requireImmutableCopy: false,
+  // A confirmation ("the vendor stopped the application") is about this
+  // maintenance window, not last month's: three days covers a Friday
+  // confirmation for a Monday upgrade.
+  maxConfirmationAgeHours: 72,
 });
 
 /**
@@ -43,9 +47,9 @@ export const RULES = {
   'proofs.fresh': 'Every proof the verdict relies on is younger than maxProofAgeHours.',
   'drift.none':
     'Every captured item was scanned for drift after its current capture, against that capture, and nothing changed.',
-  'manual-steps.confirmed': 'Every declared manual step was confirmed, with who and when.',
+  'manual-steps.confirmed': 'Every declared manual step was confirmed, with who and when (no later than the gate, and younger than maxConfirmationAgeHours).',
   'rollback.exists': 'A rollback point exists before the crossing.',
-  'override.reason-required': 'Every recorded override names who made it and why; one without is ignored and refuses.',
+  'override.reason-required': 'Every recorded override names its rule, the one item (or policy field, or gate) it covers, who made it and why; one without is ignored and refuses.',
   'override.unused': 'An override that matched no failing rule is reported (a typo in a rule id shows up here).',
 } as const;
 
@@ -66,6 +70,7 @@ const STRICTER: { [K in keyof Policy]: 'higher' | 'lower' | 'true' } = {
   requireRollbackPoint: 'true',
   requireManualSteps: 'true',
   requireImmutableCopy: 'true',
+  maxConfirmationAgeHours: 'lower',
 };
 
 export interface Loosening {

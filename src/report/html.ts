@@ -369,6 +369,7 @@ export function renderHtml(m: ReportModel): string {
         ['where', `<code>${esc(m.rollbackPoint.location)}</code>`],
         ['created', esc(formatTime(m.rollbackPoint.createdAt))],
         ['state', m.rollbackPoint.released ? 'released after landing validation' : 'kept'],
+        ...(m.rollbackPoint.notKept?.length ? [['could not hold', esc(m.rollbackPoint.notKept.join(', '))] as [string, string]] : []),
       ])}</div>`,
     );
   if (m.crossing)

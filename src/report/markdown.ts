@@ -158,7 +158,7 @@ export function renderMarkdown(m: ReportModel): string {
     );
   if (m.rollbackPoint)
     push(
-      `Rollback point ${md(m.rollbackPoint.id)} (${md(m.rollbackPoint.kind)}) at ${md(m.rollbackPoint.location)}, created ${md(formatTime(m.rollbackPoint.createdAt))}${m.rollbackPoint.released ? ', released after landing validation' : ', kept'}.`,
+      `Rollback point ${md(m.rollbackPoint.id)} (${md(m.rollbackPoint.kind)}) at ${md(m.rollbackPoint.location)}, created ${md(formatTime(m.rollbackPoint.createdAt))}${m.rollbackPoint.released ? ', released after landing validation' : ', kept'}.${m.rollbackPoint.notKept?.length ? ` It could not hold: ${m.rollbackPoint.notKept.map(md).join(', ')}.` : ''}`,
       '',
     );
   if (m.crossing)

@@ -5,8 +5,9 @@ import { deriveState, isPhaseDone, latestDrift, type RunState } from '../core/st
 import type { Artifact, ChecklistRow, Item, Phase } from '../core/types.ts';
 import { buildChecklist } from '../inventory/checklist.ts';
 import { buildReportModel } from '../report/model.ts';
-import { loadRunbook, type Runbook } from '../runbook/load.ts';
+import { checkBeforeStart, loadRunbook, type Runbook } from '../runbook/load.ts';
 import { createContext, type Confirmation, type RunContext, type RunHooks } from './context.ts';
+import { rethrowIfCrashed } from './faults.ts';
 import { Journal, newRunId, readJournal, runPaths } from './journal.ts';
 import { acquireRemoteTargetLock, acquireTargetLock, holderFor } from './target-lock.ts';
 import * as phases from './phases.ts';
@@ -100,6 +101,7 @@ export function summarize(state: RunState, stateDir: string, error?: RubiconErro
 /** Starts a new run. Input errors (runbook) throw before anything is written. */
 export async function startRun(command: RunCommand, runbookFile: string, o: CommonOptions): Promise<RunSummary> {
   const runbook = await loadRunbook(runbookFile);
+  if (COMMAND_PHASES[command].includes('discover')) await checkBeforeStart(runbook);
   // The key first: a missing or misplaced key is invalid input, and nothing has been touched yet.
   const { signer } = runSigner({ ...(signingKeyOf(runbook) ? { source: signingKeyOf(runbook)! } : {}), stateDir: o.stateDir });
   const runId = newRunId();
@@ -300,6 +302,7 @@ async function drive(ctx: RunContext, stateDir: string): Promise<RunSummary> {
       for (const b of bad) ctx.record({ type: 'note', level: b.fatal ? 'error' : 'warn', message: b.message });
     }
   } catch (e) {
+    rethrowIfCrashed(e); // a simulated death is never turned into an outcome (src/run/faults.ts)
     const interrupted = ctx.signal?.aborted === true;
     failure = interrupted
       ? new RubiconError('INTERRUPTED', `interrupted by ${String(ctx.signal?.reason ?? 'a signal')}: the run stopped where it was`, { hint: `rubicon resume ${ctx.runId} continues it` })
@@ -329,6 +332,7 @@ async function drive(ctx: RunContext, stateDir: string): Promise<RunSummary> {
     await phases.report(ctx, { outcome, exitCode, ...(failure ? { error: { code: failure.code, message: failure.message } } : {}) });
     ctx.record({ type: 'phase.completed', phase: 'report', durationMs: Math.round(performance.now() - t0) });
   } catch (e) {
+    rethrowIfCrashed(e);
     ctx.record({ type: 'note', level: 'error', message: `report could not be written: ${e instanceof Error ? e.message : String(e)}` });
   }
   ctx.record({

@@ -1,14 +1,15 @@
 import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { parseDocument } from 'yaml';
+import { Lexer, parseDocument } from 'yaml';
 import type { z } from 'zod';
-import { RubiconError } from '../core/errors.ts';
+import { RubiconError, isRubiconError } from '../core/errors.ts';
 import type { ManualStep, Override, Policy } from '../core/types.ts';
 import type { VendorJobSpec } from '../engines/engine.ts';
+import { parseIsoTime } from '../gate/current.ts';
 import { DEFAULT_POLICY, loosenings } from '../gate/policy.ts';
 import { mssqlRules, normalizeMssql, type MssqlSettings } from './mssql.ts';
-import { RunbookSchema, type ParsedRunbook } from './schema.ts';
+import { RUNBOOK_LIMITS, RunbookSchema, type ParsedRunbook } from './schema.ts';
 import { azureSectionRules, normalizeAzureSection, type PulumiAzureSettings } from './azure.ts';
 
 /**
@@ -132,22 +133,72 @@ function invalid(file: string, problems: RunbookProblem[]): RubiconError {
 }
 
 /**
+ * The deepest nesting of YAML flow collections in `text`, from the `yaml`
+ * package's own lexer (linear; it does not recurse), so quotes, comments and
+ * block scalars are read the way the parser reads them. Skipped when the
+ * text has too few brackets to nest that deep.
+ */
+function flowDepth(text: string): number {
+  let brackets = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x5b || c === 0x7b) brackets++;
+  }
+  if (brackets <= RUNBOOK_LIMITS.yamlFlowDepth) return brackets;
+  let depth = 0;
+  let max = 0;
+  for (const token of new Lexer().lex(text)) {
+    if (token === '[' || token === '{') max = Math.max(max, ++depth);
+    else if (token === ']' || token === '}') depth = Math.max(0, depth - 1);
+    if (max > RUNBOOK_LIMITS.yamlFlowDepth) break; // deep enough to refuse: stop reading
+  }
+  return max;
+}
+
+function tooBig(file: string, bytes: number): RubiconError {
+  return invalid(file, [
+    {
+      path: '(file)',
+      message: `is ${bytes.toLocaleString('en-US')} bytes, over the ${RUNBOOK_LIMITS.fileBytes.toLocaleString('en-US')} a runbook may have: a runbook describes one server's upgrade; list fewer items (see docs/inputs.md)`,
+    },
+  ]);
+}
+
+/**
  * Parses and validates runbook text. Pure apart from path resolution against
  * `file`'s folder and, when the runbook has an engines.mssql section, the
  * presence (never the value) of the environment variables it names in `env`.
  */
 export function parseRunbook(text: string, file: string, env: NodeJS.ProcessEnv = process.env): Runbook {
-  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
-  if (doc.errors.length > 0) {
-    throw invalid(
-      file,
-      doc.errors.map((e) => ({
+  const bytes = Buffer.byteLength(text, 'utf8');
+  if (bytes > RUNBOOK_LIMITS.fileBytes) throw tooBig(file, bytes);
+  const depth = flowDepth(text);
+  if (depth > RUNBOOK_LIMITS.yamlFlowDepth) {
+    throw invalid(file, [{ path: '(yaml)', message: `nests [ ] or { } more than ${RUNBOOK_LIMITS.yamlFlowDepth} deep, the most a runbook may: write nested lists and maps in block style, or check for unbalanced brackets` }]);
+  }
+  let raw: unknown;
+  try {
+    const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
+    if (doc.errors.length > 0) {
+      const shown = doc.errors.slice(0, 10).map((e) => ({
         path: e.linePos?.[0] ? `line ${e.linePos[0].line}, column ${e.linePos[0].col}` : '(yaml)',
         message: `${e.message.split('\n')[0]} (YAML syntax)`,
-      })),
-    );
+      }));
+      if (doc.errors.length > shown.length) shown.push({ path: '(yaml)', message: `and ${doc.errors.length - shown.length} more YAML errors: fix the first ones, then read again` });
+      throw invalid(file, shown);
+    }
+    // maxAliasCount stops "billion laughs": aliases that expand into an exponentially large document.
+    raw = doc.toJS({ maxAliasCount: RUNBOOK_LIMITS.yamlAliases });
+  } catch (e) {
+    if (isRubiconError(e)) throw e;
+    const message = e instanceof Error ? e.message : String(e);
+    throw invalid(file, [
+      /alias/i.test(message)
+        ? { path: '(yaml)', message: `expands YAML aliases (*name) more than ${RUNBOOK_LIMITS.yamlAliases} times, which is how a "billion laughs" document exhausts memory: write the values out instead of aliasing them` }
+        : { path: '(yaml)', message: `cannot be read as YAML (${message.split('\n')[0]}): check the file's structure (nesting, quotes)` },
+    ]);
   }
-  const parsed = RunbookSchema.safeParse(doc.toJS());
+  const parsed = RunbookSchema.safeParse(raw);
   if (!parsed.success) {
     throw invalid(
       file,
@@ -164,8 +215,15 @@ export async function loadRunbook(file: string, env: NodeJS.ProcessEnv = process
   const abs = path.resolve(file);
   let text: string;
   try {
+    // Refused before reading: a huge file is not read into memory to be refused afterwards.
+    const st = await stat(abs);
+    if (!st.isFile()) {
+      throw new RubiconError('RUNBOOK_NOT_FOUND', `runbook ${abs} is not a regular file`, { hint: 'pass the runbook file itself with --runbook FILE' });
+    }
+    if (st.size > RUNBOOK_LIMITS.fileBytes) throw tooBig(abs, st.size);
     text = await readFile(abs, 'utf8');
   } catch (e) {
+    if (isRubiconError(e)) throw e;
     throw new RubiconError('RUNBOOK_NOT_FOUND', `cannot read runbook ${abs}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`, {
       hint: 'pass an existing file with --runbook FILE (rubicon sandbox DIR writes an example)',
       cause: e,
@@ -272,6 +330,63 @@ export function normalize(raw: ParsedRunbook, file: string, hash: string): Runbo
   };
 }
 
+/**
+ * What can only be checked when a run starts, not whenever the runbook is
+ * read (a resume reads it again hours later, after the crossing wiped the
+ * target): the local target's root and discovery roots exist, and every
+ * manual step's confirmation is neither in the future nor older than
+ * policy.maxConfirmationAgeHours. A target reached over ssh is not looked
+ * at here: its folders are on the server, and discovery reports them.
+ * Throws RUNBOOK_INVALID (exit 3) naming each field; touches nothing.
+ */
+export async function checkBeforeStart(rb: Runbook, now: Date = new Date()): Promise<void> {
+  const problems: RunbookProblem[] = [];
+  if (rb.target.transport.kind === 'local') {
+    const kindOf = async (p: string): Promise<'folder' | 'missing' | 'other'> => {
+      try {
+        return (await stat(p)).isDirectory() ? 'folder' : 'other';
+      } catch {
+        return 'missing';
+      }
+    };
+    const root = await kindOf(rb.target.root);
+    if (root !== 'folder') {
+      problems.push({
+        path: 'target.root',
+        message: `${rb.target.root} ${root === 'missing' ? 'does not exist' : 'is not a folder'}: point target.root at the folder that stands in for the server`,
+      });
+    } else {
+      for (const [i, r] of rb.discovery.roots.entries()) {
+        const abs = path.resolve(rb.target.root, r);
+        const k = await kindOf(abs);
+        if (k !== 'folder') {
+          problems.push({
+            path: `discovery.roots[${i}]`,
+            message: `"${r}" (${abs}) ${k === 'missing' ? 'does not exist on the target' : 'is not a folder'}: fix the spelling, or remove it from discovery.roots (discovery searches folders that exist)`,
+          });
+        }
+      }
+    }
+  }
+  const hours = rb.policy.maxConfirmationAgeHours;
+  rb.manualSteps.forEach((s, i) => {
+    if (s.confirmedAt === undefined) return;
+    const at = parseIsoTime(s.confirmedAt);
+    if (at > now.getTime()) {
+      problems.push({
+        path: `manualSteps[${i}].confirmedAt`,
+        message: `${s.confirmedAt} is in the future (it is ${now.toISOString()} now): a step is confirmed once it was done; fix the time and its zone`,
+      });
+    } else if (now.getTime() - at > hours * 3_600_000) {
+      problems.push({
+        path: `manualSteps[${i}].confirmedAt`,
+        message: `${s.confirmedAt} is more than ${hours} h ago (policy.maxConfirmationAgeHours): confirm step ${s.id} again for this maintenance window and write the new time`,
+      });
+    }
+  });
+  if (problems.length > 0) throw invalid(rb.file, problems);
+}
+
 function inside(child: string, parent: string): boolean {
   const rel = path.relative(parent, child);
   return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel));
@@ -372,10 +487,18 @@ export function rules(rb: Runbook, env: NodeJS.ProcessEnv = process.env): Runboo
     }
   });
   if (rb.engines?.mssql) problems.push(...mssqlRules(rb.engines.mssql, env, rb.warnings));
+  rb.overrides.forEach((o, i) => {
+    if (o.rule === 'policy.not-looser' && o.itemId !== undefined && !Object.hasOwn(DEFAULT_POLICY, o.itemId)) {
+      problems.push({
+        path: `overrides[${i}].item`,
+        message: `"${o.itemId}" is not a policy field: an override of policy.not-looser names the field it loosens, one of ${Object.keys(DEFAULT_POLICY).join(', ')}`,
+      });
+    }
+  });
   // The policy can only be made stricter, unless an override with a reason is recorded.
   for (const l of loosenings(rb.policy)) {
     // The gate re-checks this under rule `policy.not-looser` (item = the field name).
-    const overridden = rb.overrides.some((o) => o.rule === 'policy.not-looser' && (o.itemId === undefined || o.itemId === String(l.field)));
+    const overridden = rb.overrides.some((o) => o.rule === 'policy.not-looser' && o.itemId === String(l.field));
     if (!overridden) {
       problems.push({
         path: `policy.${String(l.field)}`,

@@ -1,8 +1,10 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { buildSandbox } from '../../src/sandbox/estate.ts';
-import { BIN, cli, tempDir } from './helpers.ts';
+import { BIN, cli, removeTempDirs, tempDir } from './helpers.ts';
+
+afterEach(removeTempDirs); // the estates are tens of MiB each
 
 describe('cli', () => {
   it('--help lists every command and the exit codes; no command is invalid input', async () => {

@@ -1,12 +1,14 @@
 import { copyFile, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { sqliteEngine } from '../../src/engines/sqlite/index.ts';
 import { LocalHost } from '../../src/hosts/local.ts';
 import { buildSandbox, technicianChanges } from '../../src/sandbox/estate.ts';
 import { createTestNet, requireTestNet, storyNet } from '../hosts/index.ts';
-import { BIN, tempDir, treeHashes } from './helpers.ts';
+import { BIN, removeTempDirs, tempDir, treeHashes } from './helpers.ts';
 import { buildRemoteEstate, ctlCli, engineerRebuilds, journalEvents, parseCli, runIdOf, technician, type StoryNet } from './remote-estate.ts';
+
+afterAll(removeTempDirs); // the estates are tens of MiB each
 
 /**
  * SCENARIO.md over ssh: the target, a vault host and the proving ground are

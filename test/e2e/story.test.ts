@@ -1,11 +1,13 @@
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { sqliteEngine } from '../../src/engines/sqlite/index.ts';
 import { LocalHost } from '../../src/hosts/local.ts';
 import { buildSandbox, technicianChanges } from '../../src/sandbox/estate.ts';
-import { cli, journalOf, tempDir, treeHashes } from './helpers.ts';
+import { cli, journalOf, removeTempDirs, tempDir, treeHashes } from './helpers.ts';
+
+afterAll(removeTempDirs); // the estates are tens of MiB each
 
 /**
  * SCENARIO.md, end to end, through the real CLI in a child process:

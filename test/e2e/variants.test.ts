@@ -1,12 +1,14 @@
 import { readdir, readFile, writeFile, appendFile, open } from 'node:fs/promises';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import type { RunEvent } from '../../src/core/events.ts';
 import type { Phase } from '../../src/core/types.ts';
 import type { RunContext } from '../../src/run/context.ts';
 import { startRun } from '../../src/run/run.ts';
 import { buildSandbox, type SandboxLayout } from '../../src/sandbox/estate.ts';
-import { cli, diffTrees, journalOf, tempDir, treeState } from './helpers.ts';
+import { cli, diffTrees, journalOf, removeTempDirs, tempDir, treeState } from './helpers.ts';
+
+afterEach(removeTempDirs); // the estates are tens of MiB each
 
 /**
  * SCENARIO.md's variants. Each must end with nothing destroyed: exit 2 (or

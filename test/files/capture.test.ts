@@ -9,7 +9,7 @@ import { encodeManifest, readManifest } from '../../src/files/manifest.ts';
 import { restoreTree, verifyTree } from '../../src/files/restore.ts';
 import type { FilesystemVault } from '../../src/vaults/filesystem.ts';
 import type { ObjectWriter, Vault } from '../../src/vaults/vault.ts';
-import { listObjects, makeVault, pseudoRandomBytes, readTree, sha256, tempDir, writeTree, withManifest } from './helpers.ts';
+import { ageObjects, listObjects, makeVault, pseudoRandomBytes, readTree, sha256, tempDir, writeTree, withManifest } from './helpers.ts';
 
 const capT = (o: Parameters<typeof captureTree>[0]) => withManifest(captureTree(o), o.vaults);
 const capF = (o: Parameters<typeof captureFiles>[0]) => withManifest(captureFiles(o), o.vaults);
@@ -127,8 +127,8 @@ describe('captureTree → restoreTree', () => {
 
   it('re-capture with the same artifactId gives the same manifest hash and writes nothing new', async () => {
     const first = await capT({ ...common(), sourceRoot: src, now: () => new Date('2025-01-01T00:00:00Z') });
+    for (const v of [nas, offsite]) await ageObjects(v.root);
     const before = { nas: await listObjects(nas.root), offsite: await listObjects(offsite.root) };
-    await new Promise((r) => setTimeout(r, 20));
     const temps = vi.spyOn(nas, 'createTemp');
     const second = await capT({ ...common(), sourceRoot: src, now: () => new Date('2025-01-02T00:00:00Z') });
     // small objects already stored are not even written to tmp/; only the one file over 1 MiB streams through it

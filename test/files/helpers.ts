@@ -58,6 +58,19 @@ export async function listObjects(vaultRoot: string): Promise<Map<string, { size
   return out;
 }
 
+/**
+ * Sets every stored object's mtime to a fixed day long past, so a test can
+ * see that a later write did not touch them (a rewrite stamps the present)
+ * without sleeping to make clocks tick apart.
+ */
+export const AGED = new Date('2001-01-01T00:00:00Z');
+export async function ageObjects(vaultRoot: string): Promise<void> {
+  const objects = join(vaultRoot, 'objects');
+  for (const shard of await readdir(objects).catch(() => [] as string[])) {
+    for (const name of await readdir(join(objects, shard))) await utimes(join(objects, shard, name), AGED, AGED);
+  }
+}
+
 export async function readTree(root: string): Promise<Map<string, { content: Buffer; mode: number; mtimeMs: number }>> {
   const out = new Map<string, { content: Buffer; mode: number; mtimeMs: number }>();
   const visit = async (rel: string): Promise<void> => {

@@ -9,7 +9,7 @@ import { CopyPool, copyPoolTestHooks } from '../../src/files/copy-pool.ts';
 import { Copier } from '../../src/files/copy-worker.js';
 import { restoreTree } from '../../src/files/restore.ts';
 import type { FilesystemVault } from '../../src/vaults/filesystem.ts';
-import { listObjects, makeVault, pseudoRandomBytes, readTree, sha256, tempDir, writeTree, withManifest } from './helpers.ts';
+import { ageObjects, listObjects, makeVault, pseudoRandomBytes, readTree, sha256, tempDir, writeTree, withManifest } from './helpers.ts';
 
 /** The capture's copy workers (src/files/copy-pool.ts, copy-worker.js): same results as the main thread, and failures surface. */
 
@@ -97,8 +97,8 @@ describe('capture with copy workers', () => {
 
   it('a re-capture rewrites nothing, and a delta reads only the changed files', async () => {
     const first = await capT({ ...common([nas]), sourceRoot: src, workers: 2 });
+    await ageObjects(nas.root);
     const before = await listObjects(nas.root);
-    await new Promise((r) => setTimeout(r, 20));
     const again = await capT({ ...common([nas]), sourceRoot: src, workers: 2 });
     expect(again.manifestHash).toBe(first.manifestHash);
     expect(await listObjects(nas.root)).toEqual(before); // same objects, same mtimes: nothing rewritten
@@ -193,15 +193,15 @@ describe('a copy worker that dies', () => {
 
   it('an abort stops the capture with the abort reason, and the workers are closed', async () => {
     const controller = new AbortController();
-    const exits: number[] = [];
+    let exited: Promise<unknown[]> = Promise.resolve([]);
     copyPoolTestHooks.onStart = (pool) => {
-      for (const t of pool.threads) t.on('exit', (code) => exits.push(code));
+      exited = Promise.all(pool.threads.map((t) => new Promise((resolve) => t.once('exit', resolve))));
       controller.abort(new Error('operator pressed stop'));
     };
     const e = await rejection(captureTree({ ...common([nas]), sourceRoot: src, workers: 2, signal: controller.signal }));
     expect((e as Error).message).toBe('operator pressed stop');
-    await new Promise((r) => setTimeout(r, 50));
-    expect(exits).toHaveLength(2);
+    // Both workers end (observed as their 'exit' events; the test's timeout bounds the wait).
+    expect(await exited).toHaveLength(2);
     expect(await nas.listArtifacts()).toEqual([]);
   });
 });

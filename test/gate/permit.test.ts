@@ -5,6 +5,7 @@ import type { GateResult, Proof } from '../../src/core/types.ts';
 import { evaluateGate, reliedOnProofs } from '../../src/gate/evaluate.ts';
 import { checkPermit, issuePermit, proofSetHash } from '../../src/gate/permit.ts';
 import { A_BASE, baselineFacts, DB_VENDOR, MUTATIONS, NOW } from './builders.ts';
+import { assertProperty } from '../support/seed.ts';
 
 const IMAGE = 'MicrosoftWindowsServer:WindowsServer:2025-datacenter-azure-edition:latest';
 const TARGET = 'ehr-sql-01';
@@ -40,7 +41,7 @@ describe('proofSetHash', () => {
   });
 
   it('ignores order, sees any change of id or outcome', () => {
-    fc.assert(
+    assertProperty(
       fc.property(fc.uniqueArray(fc.string({ minLength: 1, maxLength: 8 }), { minLength: 1, maxLength: 8 }), fc.nat(), (ids, k) => {
         const proofs = ids.map((id) => ({ id, outcome: 'passed' as const }));
         const h = proofSetHash(proofs);
