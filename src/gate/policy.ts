@@ -43,6 +43,10 @@ export const RULES = {
   'proofs.fresh': 'Every proof the verdict relies on is younger than maxProofAgeHours.',
   'drift.none':
     'Every captured item was scanned for drift after its current capture, against that capture, and nothing changed.',
+  'coverage.everything':
+    'Every volume the crossing destroys has its everything capture (the default); it is off only by an override with a reason.',
+  'coverage.complete':
+    'Every file the crossing destroys is held by a proven artifact (by path and SHA-256), owned by a captured database, or excluded with a reason (built-in OS list or a runbook entry naming who).',
   'manual-steps.confirmed': 'Every declared manual step was confirmed, with who and when.',
   'rollback.exists': 'A rollback point exists before the crossing.',
   'override.reason-required': 'Every recorded override names who made it and why; one without is ignored and refuses.',

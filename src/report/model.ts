@@ -24,6 +24,8 @@ import type {
   RuleStatus,
   VaultInfo,
 } from '../core/types.ts';
+import { judgeCoverage, type VolumeVerdict } from '../coverage/judge.ts';
+import { currentArtifacts, latestProof, proofPassed } from '../gate/current.ts';
 import { redactDeep } from './redact.ts';
 
 export const REPORT_SCHEMA = 'rubicon.report/v1';
@@ -255,7 +257,7 @@ export interface WindowEstimate {
 }
 
 /** The sections every rendering has, by id (HTML anchors). */
-export const REPORT_SECTIONS = ['summary', 'timeline', 'checklist', 'proofs', 'drift', 'gate', 'crossing', 'estimate', 'hipaa'] as const;
+export const REPORT_SECTIONS = ['summary', 'timeline', 'checklist', 'coverage', 'proofs', 'drift', 'gate', 'crossing', 'estimate', 'hipaa'] as const;
 export type ReportSection = (typeof REPORT_SECTIONS)[number];
 
 export type HipaaStatus = 'evidence' | 'partial' | 'gap';
@@ -271,6 +273,25 @@ export interface HipaaSection {
   evidence: string[];
   /** Where in the report to look: ids of the report's sections. */
   see: ReportSection[];
+}
+
+/**
+ * Coverage of what the crossing destroys (docs/coverage.md): the scope as
+ * the infra driver declared it, every exclusion in force (the built-in list
+ * shown), and per volume the newest map judged from this run's proofs and
+ * copies: files and bytes in scope, covered, owned by databases, excluded,
+ * uncovered (with the first paths by folder), and what only the everything
+ * capture holds.
+ */
+export interface CoverageReport {
+  infra: string;
+  os: string;
+  volumes: { path: string; label: string; fate: 'destroyed' | 'kept'; capture: boolean }[];
+  exclusions: { path: string; source: string; reason: string; by?: string; except?: string[] }[];
+  /** The newest map, or undefined when none was recorded. */
+  map?: { stage: string; mappedAt: string; skipped: number; hashed: number; verdicts: VolumeVerdict[] };
+  /** Every file in scope covered, owned or excluded (per the newest map). */
+  complete: boolean;
 }
 
 export interface ReportModel {
@@ -312,6 +333,7 @@ export interface ReportModel {
     beforeGate: (DriftChange & { itemId: string; itemName: string })[];
     finalDelta: ArtifactReport[];
   };
+  coverage?: CoverageReport;
   gate?: GateReport;
   permit?: PermitReport;
   rollbackPoint?: RunState['rollbackPoint'] & { released: boolean };
@@ -573,7 +595,7 @@ export function buildReportModel(state: RunState, checklist: ChecklistRow[]): Re
     const status: ChecklistStatus = row?.status ?? 'pending';
     const facts = row?.facts ?? item?.facts ?? {};
     const notes = [...(row?.notes ?? [])];
-    const foundNotDeclared = discovered && !declared;
+    const foundNotDeclared = discovered && !declared && (row?.kind ?? item?.kind) !== 'volume';
     if (foundNotDeclared && !notes.some((n) => /found, not declared/i.test(n))) notes.unshift('found, not declared');
     const r: ItemReport = {
       id,
@@ -730,6 +752,7 @@ export function buildReportModel(state: RunState, checklist: ChecklistRow[]): Re
       beforeGate: newestByItem('pre-gate'),
       finalDelta: artifactReports.filter((a) => a.phase === 'final-capture'),
     },
+    ...(state.scope ? { coverage: buildCoverage(state) } : {}),
     ...(gate ? { gate } : {}),
     ...(permit ? { permit } : {}),
     ...(state.rollbackPoint ? { rollbackPoint: { ...state.rollbackPoint, released: state.rollbackReleased } } : {}),
@@ -749,6 +772,33 @@ export function buildReportModel(state: RunState, checklist: ChecklistRow[]): Re
   };
   model.hipaa = buildHipaa(model);
   return redactDeep(model);
+}
+
+function buildCoverage(state: RunState): CoverageReport {
+  const scope = state.scope!;
+  const map = state.coverageMaps?.at(-1);
+  const current = new Map(currentArtifacts(state.artifacts).map((a) => [a.id, a] as const));
+  const verdicts = map
+    ? judgeCoverage(map, {
+        holderProblem: (id) => {
+          const a = current.get(id);
+          if (!a) return `${id} is not a current artifact`;
+          if (!proofPassed(latestProof(state.proofs, id))) return `${a.method} artifact ${id} is not proven`;
+          if (!state.copies.some((c) => c.artifactId === id && c.status === 'ok')) return `${id} has no verified copy`;
+          return undefined;
+        },
+        ownerProblem: (id) => (state.artifacts.some((a) => a.itemId === id) ? undefined : `${id} was captured by nothing`),
+        isEverything: (id) => current.get(id)?.itemId.startsWith('volume:') === true,
+      })
+    : [];
+  return {
+    infra: scope.infra,
+    os: scope.os,
+    volumes: scope.volumes.map((v) => ({ path: v.path, label: v.label, fate: v.fate, capture: v.capture })),
+    exclusions: scope.exclusions.map((e) => ({ path: e.path, source: e.source, reason: e.reason, ...(e.by ? { by: e.by } : {}), ...(e.except ? { except: e.except } : {}) })),
+    ...(map ? { map: { stage: map.stage, mappedAt: map.mappedAt, skipped: map.skipped, hashed: map.hashed, verdicts } } : {}),
+    complete: map !== undefined && verdicts.every((v) => v.uncovered.files === 0),
+  };
 }
 
 function buildHeadline(
