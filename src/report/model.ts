@@ -764,7 +764,7 @@ export function buildReportModel(state: RunState, checklist: ChecklistRow[]): Re
       validated: landingItems.length > 0 && landingItems.every((l) => l.outcome === 'passed'),
     },
     timeline: { phases: phaseReports, totalMs: totalPhaseMs },
-    estimate: buildEstimate(state, items, proofReports, crossing?.durationMs ?? null),
+    estimate: buildEstimate(state, items, proofReports, crossing?.durationMs ?? null, state.scope ? buildCoverage(state) : undefined),
     hipaa: [],
     manualSteps: state.manualSteps,
     overrides: state.overrides,
@@ -895,8 +895,15 @@ function buildEstimate(
   items: ItemReport[],
   proofs: ProofReport[],
   crossingMs: number | null,
+  coverage?: CoverageReport,
 ): WindowEstimate {
   const MARGIN = 1.5;
+  // An everything capture lands only what no item restores: its share of the volume's bytes (docs/coverage.md).
+  const share = (item: ItemReport): number => {
+    if (item.kind !== 'volume') return 1;
+    const v = coverage?.map?.verdicts.find((x) => x.volume === item.location);
+    return v && v.bytes > 0 ? v.onlyEverything.bytes / v.bytes : 1;
+  };
   const lines: EstimateLine[] = [];
   const unknownItems: string[] = [];
   for (const item of items) {
@@ -912,15 +919,16 @@ function buildEstimate(
       if (item.discovered) unknownItems.push(item.name);
       continue;
     }
-    const restoreMs = counted.reduce((n, p) => n + restoreOf(p), 0);
-    const total = counted.reduce((n, p) => n + p.durationMs, 0);
+    const f = share(item);
+    const restoreMs = Math.round(counted.reduce((n, p) => n + restoreOf(p), 0) * f);
+    const total = Math.round(counted.reduce((n, p) => n + p.durationMs, 0) * f);
     lines.push({
       itemId: item.id,
       itemName: item.name,
       proofIds: counted.map((p) => p.id),
       restoreMs,
       checkMs: Math.max(0, total - restoreMs),
-      bytes: counted.reduce((n, p) => n + p.bytes, 0),
+      bytes: Math.round(counted.reduce((n, p) => n + p.bytes, 0) * f),
     });
   }
   const restoreMs = lines.reduce((n, l) => n + l.restoreMs, 0);
@@ -932,6 +940,7 @@ function buildEstimate(
   const assumptions = [
     'Items are restored one after another, each as long as its slowest passing proof on the proving ground.',
     'A folder that drifted is restored twice: its capture, then its final delta.',
+    'An everything capture counts only for the share of its bytes that no item restores (what it lands).',
     `A margin of ×${MARGIN} covers a slower target than the proving ground; rounded up to the minute.`,
   ];
   if (crossingMs === null) assumptions.push('The rebuild itself (crossing) was not measured in this run: add the image deployment time.');
