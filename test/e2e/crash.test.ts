@@ -18,6 +18,8 @@ const CASES: { phase: string; fault: string }[] = [
   { phase: 'capture', fault: 'kill@capture.started#2' },
   { phase: 'capture', fault: 'kill@capture.stored.capture#4' },
   { phase: 'capture', fault: 'kill@artifact.captured#6' },
+  // The 9th stored capture is the everything capture of the target root (3 database methods, 5 folders, then volume:.).
+  { phase: 'capture', fault: 'kill@capture.stored.capture#9' },
   { phase: 'prove', fault: 'kill@copy.checked#3' },
   { phase: 'prove', fault: 'kill@proof.recorded#5' },
   { phase: 'freeze', fault: 'kill@target.frozen' },
