@@ -9,7 +9,7 @@ import { deriveState } from '../core/state.ts';
 import { RULES } from '../gate/policy.ts';
 import { buildChecklist } from '../inventory/checklist.ts';
 import { writeReports } from '../report/index.ts';
-import { checkBeforeStart, loadRunbook } from '../runbook/load.ts';
+import { checkBeforeStart, checkStateDir, loadRunbook } from '../runbook/load.ts';
 import type { Confirmation, RunContext, RunHooks } from '../run/context.ts';
 import { listRuns, readJournal, runPaths } from '../run/journal.ts';
 import { confirmCrossed, resumeRun, signingKeyOf, startRun, type RunSummary } from '../run/run.ts';
@@ -220,6 +220,7 @@ function interruptSignal(): { signal: AbortSignal; dispose: () => void } {
 async function runCommand(command: RunCommand, flags: Flags, hooks?: RunHooks): Promise<number> {
   if (!flags.runbook) throw new RubiconError('ARGUMENTS_INVALID', `rubicon ${command} needs --runbook FILE`, { hint: `e.g. rubicon ${command} --runbook runbook.yaml` });
   const stateDir = defaultStateDir(flags);
+  checkStateDir(await loadRunbook(flags.runbook), stateDir); // the journal must not live in what the crossing destroys (docs/coverage.md)
   const r = renderer(flags);
   const sig = interruptSignal();
   const summary = await startRun(command, flags.runbook, { stateDir, onEvent: r.onEvent, confirm: confirmer(flags), hooks, signal: sig.signal }).finally(sig.dispose);

@@ -11,6 +11,8 @@ import type {
   Policy,
   Proof,
   RollbackPoint,
+  ScopeOfDestruction,
+  CoverageMap,
   VaultInfo,
 } from './types.ts';
 
@@ -116,6 +118,10 @@ export type JournalEvent =
    * captures what changed and evaluates the gate again before any crossing.
    */
   | { type: 'phases.reopened'; phases: Phase[]; reason: string }
+  /** What the crossing destroys (the infra driver's declaration) and every exclusion in force; once per run, at discover. */
+  | { type: 'scope.declared'; scope: ScopeOfDestruction }
+  /** The coverage map after the capture and after the final capture: counts and first paths per class, never contents. */
+  | { type: 'coverage.mapped'; map: CoverageMap }
   /** A signal stopped the run; it was thawed and `rubicon resume` continues it. */
   | { type: 'run.interrupted'; signal: string }
   | { type: 'run.completed'; outcome: RunOutcome; exitCode: number; error?: { code: string; message: string } };

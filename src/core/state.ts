@@ -12,6 +12,8 @@ import type {
   Policy,
   Proof,
   RollbackPoint,
+  ScopeOfDestruction,
+  CoverageMap,
   VaultInfo,
 } from './types.ts';
 
@@ -91,6 +93,10 @@ export interface RunState {
   crossingInstructions?: string;
   targetIdentity?: { machine: string; machineId: string | null; osRelease: string | null; hostKeys: string[] };
   rebuildVerified?: { machine: string; osRelease: string; machineIdChanged: boolean | null; hostKeyChanged: boolean | null; at: string };
+  /** What the crossing destroys, as declared at discover (docs/coverage.md). */
+  scope?: ScopeOfDestruction;
+  /** Every coverage map, in order (the newest is the one the gate reads). */
+  coverageMaps: CoverageMap[];
   /** Hash of the newest journal record folded in: the evidence's fingerprint (verify with `rubicon status RUN_ID`). */
   journalHead: string;
   journalRecords: number;
@@ -140,6 +146,7 @@ export function reduce(state: RunState | undefined, record: JournalRecord): RunS
       resumes: 0,
       steps: {},
       ...(e.signingKeyId ? { signingKeyId: e.signingKeyId } : {}),
+      coverageMaps: [],
       journalHead: record.hash,
       journalRecords: record.seq,
     };
@@ -278,6 +285,12 @@ export function reduce(state: RunState | undefined, record: JournalRecord): RunS
       break;
     case 'run.interrupted':
       s.outcome = 'interrupted';
+      break;
+    case 'scope.declared':
+      s.scope = e.scope;
+      break;
+    case 'coverage.mapped':
+      s.coverageMaps = [...(s.coverageMaps ?? []), e.map];
       break;
     default: {
       const never: never = e;

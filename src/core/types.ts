@@ -30,14 +30,17 @@ export type ItemKind =
   | 'service'
   | 'task'
   | 'share'
-  | 'certificate';
+  | 'certificate'
+  /** The everything capture of one volume in the scope of destruction (src/coverage/, docs/coverage.md). */
+  | 'volume';
 
 /** A scalar fact about an item, shown on the checklist (size, file count, ...). */
 export type FactValue = string | number | boolean | null;
 
 /**
  * One thing on the target that matters. Its id is stable across runs:
- * `folder:<path>`, `database:<engine>:<name>`, `instance-object:<kind>:<name>`.
+ * `folder:<path>`, `database:<engine>:<name>`, `instance-object:<kind>:<name>`,
+ * `volume:<path>` (the everything capture of a volume, path relative to the target root).
  */
 export interface Item {
   id: string;
@@ -347,6 +350,92 @@ export interface GateResult {
   reasons: string[];
 }
 
+// ---------------------------------------------------------------- coverage (docs/coverage.md)
+
+/**
+ * A decision that files need not be captured: the built-in list of what the
+ * new OS lays down itself, Rubicon's own work folder on the target, or a
+ * runbook entry (with who decided it). `path` is relative to the target
+ * root (POSIX); it names a file or a folder (everything under it), minus
+ * `except` (paths under it that stay in scope, e.g. usr/local under usr).
+ */
+export interface CoverageExclusion {
+  path: string;
+  source: 'built-in' | 'runbook' | 'rubicon';
+  /** Why, in plain words. Required: an exclusion without a reason excludes nothing. */
+  reason: string;
+  /** Who decided it (runbook entries; required there). */
+  by?: string;
+  except?: string[];
+  /** Windows: names compare without case. */
+  caseInsensitive?: boolean;
+}
+
+/** One volume (or root) the crossing destroys or keeps, as the infra driver declares it. */
+export interface Volume {
+  /** Relative to the target root, POSIX; '.' = the whole root. Empty when the driver cannot say where it is mounted. */
+  path: string;
+  /** For people: "the whole target folder", "the OS disk (C:)", "data disk sqldata". */
+  label: string;
+  /** What the crossing does to it. */
+  fate: 'destroyed' | 'kept';
+  /** Its files must be covered: every destroyed volume; a kept one when the runbook says so (coverage.alsoCapture). */
+  capture: boolean;
+}
+
+/** What the crossing destroys, recorded once per run (journal `scope.declared`). */
+export interface ScopeOfDestruction {
+  /** The infra kind that declared it. */
+  infra: string;
+  /** Which built-in exclusion list applies. */
+  os: 'sandbox' | 'linux' | 'windows';
+  volumes: Volume[];
+  /** Every exclusion in force: built-in, Rubicon's own, the runbook's. */
+  exclusions: CoverageExclusion[];
+}
+
+/** Files of one class, grouped by folder (at most two levels deep), for people: never contents. */
+export interface CoverageGroup {
+  /** e.g. `practice-docs/`, `ehr/X/`, `./` for files at the volume root. */
+  folder: string;
+  files: number;
+  bytes: number;
+  /** The first few paths (relative to the target root), sorted. */
+  first: string[];
+}
+
+/**
+ * Files of one volume that share how they are accounted for: the artifacts
+ * that hold every one of them by path and SHA-256, the item that owns them
+ * (a database's files: held by its engine's artifacts, judged by the
+ * database rules), and the exclusion that names them. Which of those counts
+ * is decided by the gate from the proofs and copies (src/coverage/judge.ts).
+ */
+export interface CoverageClass {
+  volume: string;
+  holders: string[];
+  owner?: string;
+  exclusion?: CoverageExclusion;
+  files: number;
+  bytes: number;
+  groups: CoverageGroup[];
+}
+
+/** The coverage map of the scope of destruction at one point of the run (journal `coverage.mapped`). */
+export interface CoverageMap {
+  stage: 'capture' | 'final-capture';
+  mappedAt: string;
+  /** Volume paths mapped. */
+  volumes: string[];
+  files: number;
+  bytes: number;
+  classes: CoverageClass[];
+  /** Entries that are not regular files (symlinks, sockets, ...): listed, not covered or uncovered. */
+  skipped: number;
+  /** Files hashed to match them against an artifact (the rest were vouched for by size and mtime). */
+  hashed: number;
+}
+
 /** Everything the gate looks at. Built from the journal; nothing else. */
 export interface GateFacts {
   now: string;
@@ -361,6 +450,10 @@ export interface GateFacts {
   manualSteps: ManualStep[];
   overrides: Override[];
   rollbackPoint?: RollbackPoint;
+  /** What the crossing destroys, as the infra driver declared it. Absent: unknown, and coverage.complete refuses. */
+  scope?: ScopeOfDestruction;
+  /** The newest coverage map. Absent: coverage unknown, and coverage.complete refuses. */
+  coverage?: CoverageMap;
 }
 
 export type ChecklistStatus =

@@ -6,7 +6,7 @@ import type { Permit, RollbackPoint } from '../core/types.ts';
 import { checkPermit } from '../gate/permit.ts';
 import { LocalHost } from '../hosts/local.ts';
 import { checkpoint } from '../run/faults.ts';
-import type { CrossingResult, InfraDriver, ProvingGroundHandle } from './driver.ts';
+import type { CrossingResult, DriverScope, InfraDriver, ProvingGroundHandle } from './driver.ts';
 
 /**
  * The sandbox infra driver: the target is a local folder, the proving ground
@@ -131,6 +131,11 @@ export class SandboxDriver implements InfraDriver {
 
   async releaseRollbackPoint(point: RollbackPoint): Promise<void> {
     await rm(point.location, { recursive: true, force: true });
+  }
+
+  /** The crossing wipes everything under the target root (see cross). */
+  async scopeOfDestruction(): Promise<DriverScope> {
+    return { os: 'sandbox', volumes: [{ path: '.', label: 'the whole target folder', fate: 'destroyed', capture: true }] };
   }
 }
 

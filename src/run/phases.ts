@@ -19,6 +19,8 @@ import { verifierFrom } from '../trust/keys.ts';
 import { auditRecords } from './audit.ts';
 import type { ManualDriver } from '../infra/manual.ts';
 import { buildChecklist } from '../inventory/checklist.ts';
+import { captureEverything, captureEverythingDelta, discoverCoverage, landVolume, mapCoverage, scanVolume } from '../coverage/index.ts';
+import { vendorBackups } from '../inventory/vendor-output.ts';
 import { discoverFolders, folderExcludes } from '../inventory/folders.ts';
 import { thisHostName, type LocalHost } from '../hosts/local.ts';
 import type { Host } from '../hosts/host.ts';
@@ -108,7 +110,8 @@ function keepToolOutput(ctx: RunContext, artifactId: string, e: unknown): void {
 export async function discover(ctx: RunContext): Promise<void> {
   if (ctx.remote) {
     await identifyTarget(ctx);
-    return discoverOnRemote(ctx);
+    await discoverOnRemote(ctx);
+    return discoverCoverage(ctx); // coverage hook (src/coverage): the scope of destruction and its everything items
   }
   const rb = ctx.runbook;
   const ectx = engineCtx(ctx);
@@ -124,9 +127,8 @@ export async function discover(ctx: RunContext): Promise<void> {
   }
   const allDatabases = found.filter((i) => i.kind === 'database');
   const instanceItems = found.filter((i) => i.kind !== 'database');
-  // Backups the vendor's job wrote earlier are files of its output folder, not live databases.
-  const inVendorOutput = (loc: string) => rb.vendorJobs.some((j) => loc === j.output || loc.startsWith(`${j.output}/`));
-  const databases = allDatabases.filter((d) => !inVendorOutput(d.location));
+  // Backups the vendor's job wrote earlier are files of its output folder, not live databases (the live one stays: src/inventory/vendor-output.ts).
+  const databases = allDatabases.filter((d) => !vendorBackups(allDatabases, rb.vendorJobs).has(d.id));
   const folders = await discoverFolders({
     targetRoot: rb.target.root,
     roots: rb.discovery.roots,
@@ -137,6 +139,7 @@ export async function discover(ctx: RunContext): Promise<void> {
   });
   methodsFor(ctx, databases, folders, (db) => rb.methods.databases[db.engine ?? ''] ?? Object.keys(ctx.engines[db.engine ?? '']?.methods ?? {}));
   recordDiscovered(ctx, databases, instanceItems, folders);
+  await discoverCoverage(ctx); // coverage hook (src/coverage): the scope of destruction and its everything items
 }
 
 function methodsFor(ctx: RunContext, databases: Item[], folders: Item[], engineMethods: (db: Item) => string[]): void {
@@ -167,9 +170,9 @@ function recordDiscovered(ctx: RunContext, databases: Item[], instanceItems: Ite
 /** Discovery on a remote target: the engines' CLIs and find run there (src/run/remote.ts). */
 async function discoverOnRemote(ctx: RunContext): Promise<void> {
   const rb = ctx.runbook;
-  const inVendorOutput = (loc: string) => rb.vendorJobs.some((j) => loc === j.output || loc.startsWith(`${j.output}/`));
-  const found = await discoverRemote(ctx, (dbs) => ownedFiles(dbs.filter((d) => !inVendorOutput(d.location))));
-  const databases = found.databases.filter((d) => !inVendorOutput(d.location));
+  const live = (dbs: Item[]) => dbs.filter((d) => !vendorBackups(dbs, rb.vendorJobs).has(d.id));
+  const found = await discoverRemote(ctx, (dbs) => ownedFiles(live(dbs)));
+  const databases = live(found.databases);
   methodsFor(ctx, databases, found.folders, (db) => rb.methods.databases[db.engine ?? ''] ?? Object.keys(ctx.remote?.engines[db.engine ?? '']?.methods ?? {}));
   recordDiscovered(ctx, databases, [], found.folders);
 }
@@ -353,6 +356,8 @@ export async function capture(ctx: RunContext): Promise<void> {
   for (const item of items.filter((i) => i.kind === 'folder' && i.discovered)) {
     await captureFolder(ctx, item, 'capture');
   }
+  await captureEverything(ctx); // coverage hook: the everything capture of each volume, after the folders (their objects are reused)
+  await mapCoverage(ctx, 'capture'); // coverage hook: every file in scope → artifacts / owner / exclusion
 }
 
 // ------------------------------------------------------------- prove
@@ -410,6 +415,7 @@ export async function prove(ctx: RunContext): Promise<void> {
  * refuses rather than being told "no drift" by a scan that never looked.
  */
 async function scanItem(ctx: RunContext, item: Item, artifact: Artifact, stage: string): Promise<DriftChange[] | undefined> {
+  if (item.kind === 'volume') return scanVolume(ctx, item, artifact, stage); // coverage hook
   if (ctx.remote) return driftRemote(ctx, item, artifact, folderExcludeFor(ctx, item), stage);
   if (item.kind === 'folder') {
     return scanDrift(lt(ctx).resolve(item.location), { vault: ctx.vaults[0]!, manifestHash: artifact.manifestHash }, { exclude: folderExcludeFor(ctx, item) });
@@ -500,8 +506,10 @@ export async function finalCapture(ctx: RunContext): Promise<void> {
       for (const method of item.methods.filter((m) => m !== 'vendor-job')) await captureDatabase(ctx, item, method, 'final-capture');
     }
   }
+  await captureEverythingDelta(ctx); // coverage hook: a delta of each everything capture that drifted
   const finals = ctx.state().artifacts.filter((a) => a.phase === 'final-capture');
   await proveArtifacts(ctx, finals);
+  await mapCoverage(ctx, 'final-capture'); // coverage hook: the map the gate reads
 }
 
 // ------------------------------------------------------------- gate
@@ -520,6 +528,9 @@ export function gateFacts(s: RunState, now: Date): GateFacts {
     manualSteps: s.manualSteps,
     overrides: s.overrides,
     rollbackPoint: s.rollbackPoint,
+    // coverage (docs/coverage.md): what the crossing destroys and the newest map
+    ...(s.scope ? { scope: s.scope } : {}),
+    ...(s.coverageMaps?.length ? { coverage: s.coverageMaps.at(-1)! } : {}),
   };
 }
 
@@ -749,7 +760,9 @@ export async function landing(ctx: RunContext): Promise<boolean> {
     const t0 = performance.now();
     try {
       const manifest = await readManifest(vaults[0]!, pick.manifestHash);
-      if (ctx.remote) {
+      if (item.kind === 'volume') {
+        await landVolume(ctx, item, pick, vaults); // coverage hook: only what no item restored and the new OS did not lay down
+      } else if (ctx.remote) {
         await landItemRemote(ctx, item, pick);
       } else if (item.kind === 'folder') {
         const dest = lt(ctx).resolve(item.location);

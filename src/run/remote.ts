@@ -102,9 +102,10 @@ interface Shipped {
 /**
  * Puts a folder on the target into tool vaults: each vault's tool runs on the
  * target through a write grant, then the manifest is stored in the vault.
- * The grant is revoked whatever happens.
+ * The grant is revoked whatever happens. Exported for the everything
+ * capture (src/coverage/everything.ts).
  */
-async function ship(
+export async function ship(
   ctx: RunContext,
   o: { artifactId: string; itemId: string; method: string; srcDir: string; manifest: Manifest; vaults: ToolVault[]; base?: Artifact },
 ): Promise<Shipped> {

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { existsSync, realpathSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { Lexer, parseDocument } from 'yaml';
@@ -48,6 +49,8 @@ export type InfraSettings =
       instructions?: string;
       rebuilt: { osRelease: string; newMachineId: boolean; knownHosts: string };
       rollback?: { description: string };
+      /** Mount points on the target the reinstall wipes; absent: every local volume under target.root (docs/coverage.md). */
+      destroys?: string[];
     }
   | { kind: 'pulumi-azure'; currentImage: string; azure: PulumiAzureSettings };
 
@@ -83,6 +86,8 @@ export interface Runbook {
   permit: { validForMinutes: number };
   /** Where the run's signing key is (absent: this user's own key, src/trust/keyring.ts). */
   trust?: { signingKey: { env: string } | { file: string } };
+  /** What need not be captured although the crossing destroys it (with why and who), and kept volumes to capture all the same. */
+  coverage: { exclude: { path: string; reason: string; by: string }[]; alsoCapture: string[] };
   /** Engines beyond the built-in sqlite, present only when the runbook has their section. */
   engines?: { mssql?: MssqlSettings };
   warnings: string[];
@@ -265,6 +270,7 @@ export function normalize(raw: ParsedRunbook, file: string, hash: string): Runbo
           ...(raw.infra.instructions ? { instructions: raw.infra.instructions } : {}),
           rebuilt: { osRelease: raw.infra.rebuilt.osRelease, newMachineId: raw.infra.rebuilt.newMachineId, knownHosts: abs(raw.infra.rebuilt.knownHosts) },
           ...(raw.infra.rollback ? { rollback: raw.infra.rollback } : {}),
+          ...(raw.infra.destroys ? { destroys: raw.infra.destroys.map((d) => path.posix.resolve(d)) } : {}),
         };
   const provingGround = raw.provingGround
     ? { transport: transport(raw.provingGround.transport), root: raw.provingGround.root, workDir: raw.provingGround.workDir }
@@ -325,6 +331,10 @@ export function normalize(raw: ParsedRunbook, file: string, hash: string): Runbo
     manualSteps: raw.manualSteps,
     permit: raw.permit,
     ...(raw.trust ? { trust: { signingKey: 'env' in raw.trust.signingKey ? { env: raw.trust.signingKey.env } : { file: abs(raw.trust.signingKey.file) } } } : {}),
+    coverage: {
+      exclude: raw.coverage.exclude.map((e) => ({ path: posix(e.path).replace(/^(\.\/)+/, ''), reason: e.reason, by: e.by })),
+      alsoCapture: raw.coverage.alsoCapture.map(posix),
+    },
     ...(raw.engines.mssql ? { engines: { mssql: normalizeMssql(raw.engines.mssql) } } : {}),
     warnings: [],
   };
@@ -393,6 +403,128 @@ function inside(child: string, parent: string): boolean {
 }
 
 /**
+ * The path as the filesystem will resolve it: symlinks in its longest
+ * existing prefix followed (realpath), the rest appended. Paths reach here
+ * already absolute and normalized (relative vs absolute, trailing slashes,
+ * `..` resolved by normalize, exactly as Rubicon will use them).
+ */
+export function realPath(p: string): string {
+  let head = path.resolve(p);
+  const tail: string[] = [];
+  for (;;) {
+    // Throws ERR_ACCESS_DENIED in a process confined by Node's permission model (the prover): see placementRules.
+    const exists = existsSync(head);
+    if (exists) {
+      try {
+        return path.join(realpathSync.native(head), ...tail);
+      } catch {
+        return path.join(head, ...tail);
+      }
+    }
+    const parent = path.dirname(head);
+    if (parent === head) return path.join(head, ...tail);
+    tail.unshift(path.basename(head));
+    head = parent;
+  }
+}
+
+const posixInside = (child: string, parent: string) => {
+  const rel = path.posix.relative(path.posix.resolve(parent), path.posix.resolve(child));
+  return rel === '' || (!rel.startsWith('..') && !path.posix.isAbsolute(rel));
+};
+
+/**
+ * Nothing Rubicon needs lives in what the crossing destroys, and two vault
+ * entries in one place are never two copies (docs/coverage.md). Local paths
+ * are compared as real paths (symlinks resolved); paths on other machines
+ * as normalized POSIX paths on the same host and port. Reads the filesystem
+ * (realpath) and nothing else.
+ */
+function placementRules(rb: Runbook): RunbookProblem[] {
+  try {
+    return placementRulesWith(rb, realPath);
+  } catch (e) {
+    // The confined prover may not look at the target: it compares the paths as written (its parent checked the real ones).
+    if ((e as { code?: string }).code === 'ERR_ACCESS_DENIED') return placementRulesWith(rb, (p) => path.resolve(p));
+    throw e;
+  }
+}
+
+function placementRulesWith(rb: Runbook, realPath: (p: string) => string): RunbookProblem[] {
+  const problems: RunbookProblem[] = [];
+  const local = rb.target.transport.kind === 'local';
+  const where = (t: TransportSettings) => (t.kind === 'ssh' ? `${t.host.toLowerCase()}:${t.port}` : 'this machine');
+  const targetAt = where(rb.target.transport);
+  const root = local ? realPath(rb.target.root) : rb.target.root;
+  const via = (p: string, real: string) => (real === path.resolve(p) ? '' : ` (really ${real}, through a symlink)`);
+  const places = rb.vaults.map((v) =>
+    v.kind === 'filesystem'
+      ? { at: 'this machine', path: realPath(v.path), shown: v.path, inside, via: via(v.path, realPath(v.path)) }
+      : { at: where({ ...v.host, kind: 'ssh' }), path: v.path, shown: `${v.host.host}:${v.path}`, inside: posixInside, via: '' },
+  );
+  rb.vaults.forEach((v, i) => {
+    const p = places[i]!;
+    if (p.at === targetAt) {
+      if (p.inside(p.path, root)) {
+        problems.push({
+          path: `vaults[${i}].path`,
+          message: `${p.shown}${p.via} is inside the target root ${rb.target.root}, so the rebuild would wipe it: move the vault off the target`,
+        });
+      } else if (p.inside(root, p.path)) {
+        problems.push({ path: `vaults[${i}].path`, message: `the target root lies inside this vault${p.via}: pick a vault folder outside ${rb.target.root}` });
+      }
+    }
+    for (let j = 0; j < i; j++) {
+      const q = places[j]!;
+      if (q.at !== p.at || !(p.inside(p.path, q.path) || p.inside(q.path, p.path))) continue;
+      const same = p.path === q.path ? 'is the same place as' : p.inside(p.path, q.path) ? 'lies inside' : 'contains';
+      problems.push({
+        path: `vaults[${i}].path`,
+        message: `${p.shown}${p.via} ${same} vaults[${j}] ("${rb.vaults[j]!.name}", ${q.shown}): one place holds one copy, not two; give each vault its own folder (another disk or host for the second copy)`,
+      });
+    }
+  });
+  const pg = rb.provingGround;
+  if (local && pg.transport.kind === 'local') {
+    const pgReal = realPath(pg.root);
+    if (inside(pgReal, root) || inside(root, pgReal)) {
+      problems.push({ path: rb.infra.kind === 'sandbox' ? 'infra.provingGround' : 'provingGround.root', message: `the proving ground must not overlap the target${via(pg.root, pgReal)}: it sees the vaults and nothing else, and the crossing would wipe it` });
+    }
+  } else if (where(pg.transport) === targetAt && (posixInside(pg.root, root) || posixInside(root, pg.root))) {
+    problems.push({ path: 'provingGround.root', message: `${pg.root} on ${targetAt} overlaps the target root ${rb.target.root}: the proving ground must not see the target, and the crossing would wipe it` });
+  }
+  if (rb.infra.kind === 'sandbox' && local) {
+    const rollback = realPath(rb.infra.rollback);
+    if (inside(rollback, root)) {
+      problems.push({ path: 'infra.rollback', message: `the rollback point must live outside the target root${via(rb.infra.rollback, rollback)}, or the crossing would wipe it` });
+    }
+  }
+  if (rb.infra.kind === 'manual') {
+    (rb.infra.destroys ?? []).forEach((d, i) => {
+      if (!posixInside(d, rb.target.root)) problems.push({ path: `infra.destroys[${i}]`, message: `${d} is not under the target root ${rb.target.root}: name the mount points of the volumes the reinstall wipes` });
+    });
+  }
+  return problems;
+}
+
+/**
+ * `--state-dir` holds the journal and the evidence: it must not lie in what
+ * the crossing destroys. Checked by the CLI before a run starts (exit 3,
+ * nothing touched). Only a local target shares this machine's filesystem.
+ */
+export function checkStateDir(rb: Runbook, stateDir: string): void {
+  if (rb.target.transport.kind !== 'local') return;
+  const real = realPath(stateDir);
+  const root = realPath(rb.target.root);
+  if (inside(real, root) || inside(root, real)) {
+    throw new RubiconError('ARGUMENTS_INVALID', `--state-dir ${stateDir}${real === path.resolve(stateDir) ? '' : ` (really ${real})`} ${inside(real, root) ? 'is inside' : 'contains'} the target root ${rb.target.root} of ${rb.file}: the crossing would wipe the journal and the evidence`, {
+      hint: 'pass --state-dir (or RUBICON_STATE_DIR) a folder outside the target; nothing was touched',
+      details: { field: '--state-dir', stateDir, targetRoot: rb.target.root },
+    });
+  }
+}
+
+/**
  * Cross-field rules. Returns problems; adds warnings to the runbook. `env` is
  * read only for the presence of the variables an engines.mssql section names.
  */
@@ -403,17 +535,6 @@ export function rules(rb: Runbook, env: NodeJS.ProcessEnv = process.env): Runboo
   rb.vaults.forEach((v, i) => {
     if (seen.has(v.name)) problems.push({ path: `vaults[${i}].name`, message: `"${v.name}" is used twice: give each vault its own name` });
     seen.add(v.name);
-    if (v.kind === 'filesystem' && local) {
-      if (inside(v.path, rb.target.root)) {
-        problems.push({
-          path: `vaults[${i}].path`,
-          message: `${v.path} is inside the target root ${rb.target.root}, so the rebuild would wipe it: move the vault off the target`,
-        });
-      }
-      if (inside(rb.target.root, v.path)) {
-        problems.push({ path: `vaults[${i}].path`, message: `the target root lies inside this vault: pick a vault folder outside ${rb.target.root}` });
-      }
-    }
     if (v.kind === 'filesystem' && rb.provingGround.transport.kind !== 'local') {
       problems.push({
         path: `vaults[${i}].kind`,
@@ -424,14 +545,7 @@ export function rules(rb: Runbook, env: NodeJS.ProcessEnv = process.env): Runboo
       problems.push({ path: `vaults[${i}].kind`, message: `a ${v.kind} vault needs a target reached over ssh (the sandbox's methods write filesystem vaults): use kind: filesystem` });
     }
   });
-  if (local && rb.provingGround.transport.kind === 'local') {
-    if (inside(rb.provingGround.root, rb.target.root) || inside(rb.target.root, rb.provingGround.root)) {
-      problems.push({ path: 'infra.provingGround', message: 'the proving ground must not overlap the target: it sees the vaults and nothing else' });
-    }
-  }
-  if (rb.infra.kind === 'sandbox' && local && inside(rb.infra.rollback, rb.target.root)) {
-    problems.push({ path: 'infra.rollback', message: 'the rollback point must live outside the target root, or the crossing would wipe it' });
-  }
+  problems.push(...placementRules(rb));
   if (rb.infra.kind === 'sandbox' && !local) {
     problems.push({ path: 'infra.kind', message: 'the sandbox driver rebuilds a local folder: a target reached over ssh needs infra.kind: manual (or pulumi-azure)' });
   }

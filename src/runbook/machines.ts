@@ -147,6 +147,12 @@ export const ManualInfraSchema = z
       .strict(),
     /** A rollback point the engineer made (a hypervisor snapshot, a disk image), described for the report; confirm it with a manual step. */
     rollback: z.object({ description: z.string().min(1) }).strict().optional(),
+    /**
+     * The volumes the reinstall wipes, as mount points on the target (e.g.
+     * ["/", "/srv"]). Default: every local filesystem mounted under
+     * target.root, found at discovery (docs/coverage.md).
+     */
+    destroys: z.array(posixAbsolute).min(1, 'must name at least one volume, e.g. ["/"]; leave it out to mean every local volume').optional(),
   })
   .strict();
 

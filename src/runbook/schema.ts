@@ -280,6 +280,30 @@ export const MssqlSectionSchema = z
   })
   .strict();
 
+/**
+ * `coverage` (docs/coverage.md): what need not be captured although the
+ * crossing destroys it, each entry with why and who decided it, and which
+ * kept volumes must be captured all the same.
+ */
+export const CoverageSectionSchema = z
+  .object({
+    exclude: z
+      .array(
+        z
+          .object({
+            /** Relative to the target root: a file or a folder (everything under it). */
+            path: relPath,
+            reason: z.string().trim().min(10, 'must explain why these files need not survive the crossing, in at least 10 characters'),
+            by: z.string().trim().min(1, 'must name who decided it'),
+          })
+          .strict(),
+      )
+      .default([]),
+    /** Volumes the crossing keeps (data disks) whose contents must be captured all the same, relative to the target root. */
+    alsoCapture: z.array(relPath).default([]),
+  })
+  .strict();
+
 export const RunbookSchema = z
   .object({
     version: z.literal(1, { message: 'must be 1 (the only runbook version so far)' }),
@@ -360,6 +384,7 @@ export const RunbookSchema = z
     policy: PolicySchema.default({}),
     overrides: z.array(OverrideSchema).max(RUNBOOK_LIMITS.overrides, atMost(RUNBOOK_LIMITS.overrides, 'overrides')).default([]),
     manualSteps: z.array(ManualStepSchema).max(RUNBOOK_LIMITS.manualSteps, atMost(RUNBOOK_LIMITS.manualSteps, 'manual steps')).default([]),
+    coverage: CoverageSectionSchema.default({ exclude: [], alsoCapture: [] }),
     permit: z.object({ validForMinutes: z.number().int().positive().max(24 * 60).default(120) }).strict().default({ validForMinutes: 120 }),
     /**
      * The key that signs this run's permit and journal (docs/trust.md): an

@@ -13,6 +13,7 @@ const CHECKPOINTS = [
   'item.discovered#3', // discover
   'capture.started#2', // capture: a method started, nothing stored
   'artifact.captured#6', // capture: between two artifacts
+  'capture.stored.capture#9', // capture: the everything capture of the target root stored (after 3 database methods and 5 folders), not journaled
   'copy.checked#3', // prove: a copy graded, its proof not recorded
 ];
 

@@ -88,8 +88,8 @@ describe('variants: each ends with nothing destroyed', () => {
     const bad = journal.flatMap((e) => (e.type === 'copy.checked' && e.copy.status !== 'ok' ? [e.copy] : []));
     expect(bad.length).toBeGreaterThanOrEqual(4);
     // Objects are content-addressed: the vendor's .bak is also a file of the mssql/backup folder
-    // artifact, so that copy is named damaged too. Nothing else is.
-    expect(bad.every((c) => c.artifactId.includes('database:sqlite:ehr') || c.artifactId.includes('folder:mssql/backup'))).toBe(true);
+    // artifact and of the everything capture (volume:.), so those copies are named damaged too. Nothing else is.
+    expect(bad.every((c) => c.artifactId.includes('database:sqlite:ehr') || c.artifactId.includes('folder:mssql/backup') || c.artifactId.includes('volume:.'))).toBe(true);
     expect(bad.filter((c) => c.artifactId.includes('database:sqlite:ehr')).length).toBe(6);
   });
 
@@ -105,9 +105,12 @@ describe('variants: each ends with nothing destroyed', () => {
       await flipBit(await objectFile(L.vaults[1]!, manifest.entries[7]!.sha256));
     });
     const bad = journal.flatMap((e) => (e.type === 'copy.checked' && e.copy.status !== 'ok' ? [e.copy] : []));
-    expect(bad).toHaveLength(1);
-    expect(bad[0]).toMatchObject({ artifactId: victim, vault: 'offsite', status: 'checksum-mismatch' });
-    expect(bad[0]!.detail).toMatch(/scans\//); // names the file, not its content
+    // One damaged object: the copy of every artifact holding it in that vault (ehr/X and the everything capture), named.
+    expect(bad.map((c) => c.artifactId).sort()).toEqual([victim, victim.replace('folder:ehr/X', 'volume:.')].sort());
+    for (const c of bad) {
+      expect(c).toMatchObject({ vault: 'offsite', status: 'checksum-mismatch' });
+      expect(c.detail).toMatch(/scans\//); // names the file, not its content
+    }
     // With two vaults required, one damaged copy leaves ehr/X short: refused, nothing destroyed.
     expect(summary.exitCode).toBe(2);
     expect(summary.gate?.reasons.join(' ')).toMatch(/offsite/);
@@ -139,7 +142,7 @@ describe('variants: each ends with nothing destroyed', () => {
     });
     expect(summary.exitCode).toBe(0);
     const drift = journal.flatMap((e) => (e.type === 'drift.scanned' && e.drift.stage === 'freeze' && e.drift.changes.length ? [e.drift] : []));
-    expect(drift.map((d) => d.changes.map((c) => `${c.kind} ${d.itemId}/${c.path}`)).flat()).toEqual(['added folder:ehr/A/moved-in.txt']);
+    expect(drift.map((d) => d.changes.map((c) => `${c.kind} ${d.itemId}/${c.path}`)).flat()).toEqual(['added folder:ehr/A/moved-in.txt', 'added volume:./ehr/A/moved-in.txt']);
     expect(await readFile(path.join(L.target, 'ehr/A/moved-in.txt'), 'utf8')).toBe('moved here the morning after\n');
   });
 
@@ -173,7 +176,8 @@ describe('variants: each ends with nothing destroyed', () => {
     expect(summary.error?.code).toBe('LANDING_FAILED');
     expect(summary.error?.hint).toMatch(/rollback point is kept/);
     const failed = journal.flatMap((e) => (e.type === 'landing.validated' && e.outcome === 'failed' ? [e.itemId] : []));
-    expect(failed).toEqual(['folder:ehr/Y']);
+    // The everything capture holds the same object: it cannot put that file back either, and says so.
+    expect(failed).toEqual(['folder:ehr/Y', 'volume:.']);
     expect(journal.some((e) => e.type === 'rollback.released')).toBe(false);
     const rollback = journal.find((e) => e.type === 'rollback.created');
     expect(rollback && (await readdir((rollback as { rollbackPoint: { location: string } }).rollbackPoint.location))).toContain('ehr');

@@ -79,15 +79,19 @@ describe('evaluateGate: the baseline scenario', () => {
       'copies.immutable',
       'proofs.fresh',
       'drift.none',
+      'coverage.everything',
+      'coverage.complete',
       'manual-steps.confirmed',
       'rollback.exists',
     ]) {
       expect(seen, rule).toContain(rule);
     }
-    // 6 items captured; 2 counted db artifacts + 5 folders bear copies.
-    expect(results(r, 'item.captured')).toHaveLength(6);
-    expect(results(r, 'copies.vaults')).toHaveLength(7);
-    expect(results(r, 'drift.none')).toHaveLength(6);
+    // 7 items captured (the everything capture too); 2 counted db artifacts + 5 folders + the volume bear copies.
+    expect(results(r, 'item.captured')).toHaveLength(7);
+    expect(results(r, 'copies.vaults')).toHaveLength(8);
+    expect(results(r, 'drift.none')).toHaveLength(7);
+    expect(results(r, 'coverage.complete')).toMatchObject([{ status: 'pass', itemId: 'volume:.' }]);
+    expect(results(r, 'coverage.everything')).toMatchObject([{ status: 'pass', itemId: 'volume:.' }]);
   });
 
   it('counts two independent proven methods for the database and names them as evidence', () => {
