@@ -774,7 +774,8 @@ function ruleCoverageEverything(ctx: Context): Draft[] {
 /** Every file in the scope of destruction is held by a proven artifact, owned by a captured item, or excluded with a reason. */
 function ruleCoverageComplete(ctx: Context): Draft[] {
   const scope = ctx.facts.scope;
-  const fail = (reason: string, subject?: string): Draft => ({ rule: 'coverage.complete', ...(subject ? { itemId: subject } : {}), status: 'fail', reason, evidence: [] });
+  // A fail about no volume in particular (no scope, no map) is about the whole gate: an override names "gate".
+  const fail = (reason: string, subject?: string): Draft => ({ rule: 'coverage.complete', ...(subject ? { itemId: subject } : { subject: GATE }), status: 'fail', reason, evidence: [] });
   if (!scope) return [fail('the scope of destruction is unknown: the infra driver did not record what the crossing destroys, so no file can be shown to be covered')];
   const vols = coverageVolumes(ctx);
   if (vols.length === 0) return [{ rule: 'coverage.complete', status: 'pass', reason: 'the crossing destroys no volume whose files must be covered', evidence: [] }];
