@@ -150,6 +150,15 @@ describe('azure-run-command: the ARM protocol (canned agent, injected clock)', (
     expect(deletes()).toEqual([AzureRunCommandMachine.runCommandName('r-1/manifest')]);
   });
 
+  it('cancelled (SIGINT): the step’s run command is deleted, which ends its execution', async () => {
+    stand.agent = 'stuck';
+    const ac = new AbortController();
+    const e = machine({ sleep: async () => ac.abort() }).run({ id: 'r-1/cancel-me', idempotent: true }, { argv: ['x.exe'] }, { signal: ac.signal });
+    await expect(e).rejects.toThrow();
+    for (let i = 0; i < 500 && deletes().length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(deletes()).toEqual([AzureRunCommandMachine.runCommandName('r-1/cancel-me')]);
+  });
+
   it('409 "execution in progress": retried with growing delays until it is accepted; 409 until the deadline starts nothing', async () => {
     stand.agent = () => ({ executionState: 'Succeeded', exitCode: 0, output: frames('done 0 fresh', 'after the wait\n') });
     stand.conflicts = 2;
@@ -266,13 +275,13 @@ describe.skipIf(!mustRun(pwsh))(`azure-run-command with the script really run by
     const id = 'r-3/vendor-job';
     const argv = ['sh', '-c', `echo ran >> '${marker}'; sleep 2; echo backup written`];
     const stepsRoot = path.join(base, 'steps', 'r-3');
-    // The first orchestrator dies while the step runs (its polling is aborted once the run command exists).
-    const first = new AbortController();
-    const dying = machine({ stepsRoot }).run({ id, idempotent: false }, { argv }, { signal: first.signal });
-    for (let i = 0; i < 600 && puts().length === 0; i++) await new Promise((r) => setTimeout(r, 20));
-    first.abort();
-    await expect(dying).rejects.toThrow();
+    // The first orchestrator dies (kill -9) while the step runs: it stops polling and never cleans up.
+    let died!: () => void;
+    const dead = new Promise<void>((resolve) => (died = resolve));
+    void machine({ stepsRoot, sleep: () => (died(), new Promise<void>(() => {})) }).run({ id, idempotent: false }, { argv });
+    await dead;
     const name = AzureRunCommandMachine.runCommandName(id);
+    expect(puts()).toHaveLength(1);
     expect(stand.commands.get(name)?.done).toBe(false);
 
     const again = await machine({ stepsRoot }).run({ id, idempotent: false }, { argv });

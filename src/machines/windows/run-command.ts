@@ -639,55 +639,63 @@ export class AzureRunCommandMachine implements WindowsMachine {
     const reattached = existing !== undefined;
     const kind = 'step';
     let reread = false;
-    for (;;) {
-      if (!existing) {
-        await this.#create(name, this.#body(name, kind, step.id, spec, secret, inlineInput, deadlineSeconds), timeoutMs, o.signal, where);
-      }
-      const done = await this.#waitTerminal(name, timeoutMs, o.signal, existing);
-      if (done.kind === 'deadline') {
-        await this.#delete(name);
-        if (step.idempotent) {
-          throw new RubiconError('MACHINE_TIMEOUT', `${where} was still ${done.state} past Rubicon's deadline (${Math.round((timeoutMs + this.#graceMs) / 1000)} s); the run command was deleted and the step's outcome is unknown`, {
-            hint: 'resume the run to run the step again (it is idempotent); if the VM agent keeps hanging, restart the VM agent service (WindowsAzureGuestAgent)',
+    // Cancelled (SIGINT): deleting the run command ends its execution, as the POSIX step is killed.
+    // Its result is then lost: a resume re-runs an idempotent step and refuses another (STEP_LOST).
+    const onAbort = () => void this.#delete(name).catch(() => undefined);
+    o.signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      for (;;) {
+        if (!existing) {
+          await this.#create(name, this.#body(name, kind, step.id, spec, secret, inlineInput, deadlineSeconds), timeoutMs, o.signal, where);
+        }
+        const done = await this.#waitTerminal(name, timeoutMs, o.signal, existing);
+        if (done.kind === 'deadline') {
+          await this.#delete(name);
+          if (step.idempotent) {
+            throw new RubiconError('MACHINE_TIMEOUT', `${where} was still ${done.state} past Rubicon's deadline (${Math.round((timeoutMs + this.#graceMs) / 1000)} s); the run command was deleted and the step's outcome is unknown`, {
+              hint: 'resume the run to run the step again (it is idempotent); if the VM agent keeps hanging, restart the VM agent service (WindowsAzureGuestAgent)',
+              details: { runCommand: name, executionState: done.state },
+            });
+          }
+          throw new RubiconError('STEP_LOST', `${where} was still ${done.state} past Rubicon's deadline (${Math.round((timeoutMs + this.#graceMs) / 1000)} s); the run command was deleted and the step's outcome is unknown: it is not safe to run it twice`, {
+            hint: `check on ${this.name} whether it finished (its folder ${spec.dir} keeps its output), then start a new run`,
             details: { runCommand: name, executionState: done.state },
           });
         }
-        throw new RubiconError('STEP_LOST', `${where} was still ${done.state} past Rubicon's deadline (${Math.round((timeoutMs + this.#graceMs) / 1000)} s); the run command was deleted and the step's outcome is unknown: it is not safe to run it twice`, {
-          hint: `check on ${this.name} whether it finished (its folder ${spec.dir} keeps its output), then start a new run`,
-          details: { runCommand: name, executionState: done.state },
-        });
-      }
-      const rc = done.resource;
-      const frames = await this.#frames(name, rc, o.signal);
-      const state = rc.instanceView?.executionState ?? 'Unknown';
-      if (frames?.state[0] === 'lost') throw stepLost(`${this.name} (${this.address})`, step.id);
-      if (frames?.state[0] === 'done' && frames.state[1] !== undefined && /^-?\d+$/.test(frames.state[1])) {
-        return {
-          exitCode: Number(frames.state[1]),
-          stdout: this.#text(frames, 'out'),
-          stderr: decodeClixml(this.#text(frames, 'err')).text,
-          durationMs: this.#now() - t0,
-          reattached: reattached || frames.state[2] === 'reattached',
-        };
-      }
-      if (state === 'TimedOut') {
-        // The platform's own timeout (set past the script's): the machine enforced the deadline.
-        return { exitCode: STEP_TIMEOUT_EXIT, stdout: '', stderr: decodeClixml(rc.instanceView?.error ?? '').text, durationMs: this.#now() - t0, reattached };
-      }
-      if (!reread && (state === 'Succeeded' || (state === 'Failed' && typeof rc.instanceView?.exitCode === 'number'))) {
-        // The script ended but its answer did not arrive whole: ask the machine again. The step folder
-        // holds the recorded result, so the script reports it without running the program again.
-        reread = true;
-        this.#log('info', `${where}: its output did not arrive whole; asking the machine for the recorded result`);
+        const rc = done.resource;
+        const frames = await this.#frames(name, rc, o.signal);
+        const state = rc.instanceView?.executionState ?? 'Unknown';
+        if (frames?.state[0] === 'lost') throw stepLost(`${this.name} (${this.address})`, step.id);
+        if (frames?.state[0] === 'done' && frames.state[1] !== undefined && /^-?\d+$/.test(frames.state[1])) {
+          return {
+            exitCode: Number(frames.state[1]),
+            stdout: this.#text(frames, 'out'),
+            stderr: decodeClixml(this.#text(frames, 'err')).text,
+            durationMs: this.#now() - t0,
+            reattached: reattached || frames.state[2] === 'reattached',
+          };
+        }
+        if (state === 'TimedOut') {
+          // The platform's own timeout (set past the script's): the machine enforced the deadline.
+          return { exitCode: STEP_TIMEOUT_EXIT, stdout: '', stderr: decodeClixml(rc.instanceView?.error ?? '').text, durationMs: this.#now() - t0, reattached };
+        }
+        if (!reread && (state === 'Succeeded' || (state === 'Failed' && typeof rc.instanceView?.exitCode === 'number'))) {
+          // The script ended but its answer did not arrive whole: ask the machine again. The step folder
+          // holds the recorded result, so the script reports it without running the program again.
+          reread = true;
+          this.#log('info', `${where}: its output did not arrive whole; asking the machine for the recorded result`);
+          await this.#delete(name);
+          existing = undefined;
+          continue;
+        }
         await this.#delete(name);
-        existing = undefined;
-        continue;
+        const message = rc.instanceView?.executionMessage ? `; platform message: ${rc.instanceView.executionMessage.replace(/\s+/g, ' ').slice(0, 300)}` : '';
+        const text = `${where} ended in execution state ${state} (provisioning ${rc.provisioningState ?? 'unknown'}) without a result${message}`;
+        if (!step.idempotent) throw new RubiconError('STEP_LOST', `${text}: the outcome is unknown and it is not safe to run it twice`, { hint: `check on ${this.name} whether it finished (its folder ${spec.dir}), then start a new run`, details: { runCommand: name, executionState: state } });
+        throw new RubiconError('MACHINE_FAILED', `${text}: the outcome is unknown`, { hint: 'resume the run to run the step again (it is idempotent)', details: { runCommand: name, executionState: state } });
       }
-      await this.#delete(name);
-      const message = rc.instanceView?.executionMessage ? `; platform message: ${rc.instanceView.executionMessage.replace(/\s+/g, ' ').slice(0, 300)}` : '';
-      const text = `${where} ended in execution state ${state} (provisioning ${rc.provisioningState ?? 'unknown'}) without a result${message}`;
-      if (!step.idempotent) throw new RubiconError('STEP_LOST', `${text}: the outcome is unknown and it is not safe to run it twice`, { hint: `check on ${this.name} whether it finished (its folder ${spec.dir}), then start a new run`, details: { runCommand: name, executionState: state } });
-      throw new RubiconError('MACHINE_FAILED', `${text}: the outcome is unknown`, { hint: 'resume the run to run the step again (it is idempotent)', details: { runCommand: name, executionState: state } });
+    } finally {
+      o.signal?.removeEventListener('abort', onAbort);
     }
   }
 
