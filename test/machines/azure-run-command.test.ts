@@ -159,6 +159,13 @@ describe('azure-run-command: the ARM protocol (canned agent, injected clock)', (
     expect(deletes()).toEqual([AzureRunCommandMachine.runCommandName('r-1/cancel-me')]);
   });
 
+  it('deleted by someone else while it ran: the outcome is unknown, STEP_LOST for a step that is not idempotent', async () => {
+    stand.agent = 'stuck';
+    const e = await rejection(machine({ sleep: async () => void stand.commands.clear() }).run({ id: 'r-1/vendor-job-2', idempotent: false }, { argv: ['vendorbackup.exe'] }));
+    expect(e.code).toBe('STEP_LOST');
+    expect(e.message).toMatch(/ended in execution state Canceled .*not safe to run it twice/);
+  });
+
   it('409 "execution in progress": retried with growing delays until it is accepted; 409 until the deadline starts nothing', async () => {
     stand.agent = () => ({ executionState: 'Succeeded', exitCode: 0, output: frames('done 0 fresh', 'after the wait\n') });
     stand.conflicts = 2;

@@ -482,6 +482,7 @@ export class BlobOutputStore implements RunCommandOutputStore {
 export const MAX_RUN_COMMANDS = 25;
 /** After cleanup at least this many places are free. */
 const CLEANUP_FREE = 5;
+type OneShotEntry = 'read-small' | 'write-small' | 'remove-tree' | 'run-command-step';
 const TERMINAL = new Set(['Succeeded', 'Failed', 'TimedOut', 'Canceled']);
 /** Parameters go on the script's command line on Windows (32,767 characters): the protected payload is kept well below. */
 export const RUN_COMMAND_PAYLOAD_LIMIT = 16 * 1024;
@@ -611,11 +612,13 @@ export class AzureRunCommandMachine implements WindowsMachine {
     return r;
   }
 
-  /** Deletes this run's finished run commands (their output was read and journaled). Idempotent. */
+  /** Deletes this run's finished run commands and its step folders on the VM (their output was read and journaled). Destructive; idempotent. */
   async forgetSteps(): Promise<void> {
     for (const rc of await this.#t.list()) {
       if (rc.tags['rubicon-run-folder'] === this.#runTag && TERMINAL.has(rc.instanceView?.executionState ?? '')) await this.#delete(rc.name);
     }
+    const f = await this.#oneShot('file', `removing ${this.stepsRoot}`, { path: this.stepsRoot }, undefined, this.#execTimeoutMs, undefined, 'remove-tree');
+    if (f.frames.state[0] !== 'ok') throw this.#unexpected(`removing ${this.stepsRoot}`, f.frames);
   }
 
   async close(): Promise<void> {}
@@ -700,7 +703,7 @@ export class AzureRunCommandMachine implements WindowsMachine {
   }
 
   /** A short command (exec, a small file): its own run command, deleted afterwards. Not idempotent; no step folder. */
-  async #oneShot(kind: 'exec' | 'file', what: string, spec: Spec, secret: Uint8Array | undefined, timeoutMs: number, signal?: AbortSignal, entry: 'read-small' | 'write-small' | 'run-command-step' = 'run-command-step'): Promise<{ frames: Frames }> {
+  async #oneShot(kind: 'exec' | 'file', what: string, spec: Spec, secret: Uint8Array | undefined, timeoutMs: number, signal?: AbortSignal, entry: OneShotEntry = 'run-command-step'): Promise<{ frames: Frames }> {
     const name = `rubicon-x-${this.#now().toString(36)}-${randomBytes(4).toString('hex')}`;
     const where = `${what} on ${this.name} (${this.address}, run command ${name})`;
     const deadlineSeconds = Math.ceil(timeoutMs / 1000);
@@ -728,7 +731,7 @@ export class AzureRunCommandMachine implements WindowsMachine {
     }
   }
 
-  #body(name: string, kind: string, stepId: string | undefined, spec: Spec, secret: Uint8Array | undefined, inlineInput: string | undefined, deadlineSeconds: number, entry: 'read-small' | 'write-small' | 'run-command-step' = 'run-command-step'): RunCommandBody {
+  #body(name: string, kind: string, stepId: string | undefined, spec: Spec, secret: Uint8Array | undefined, inlineInput: string | undefined, deadlineSeconds: number, entry: OneShotEntry = 'run-command-step'): RunCommandBody {
     if (secret && secret.length > RUN_COMMAND_PAYLOAD_LIMIT) {
       throw new RubiconError('ARGUMENTS_INVALID', `a step's stdin of ${secret.length} bytes is more than the ${RUN_COMMAND_PAYLOAD_LIMIT} a Run Command parameter carries`, { hint: 'pass large inputs as a file through a vault' });
     }
@@ -780,6 +783,7 @@ export class AzureRunCommandMachine implements WindowsMachine {
     const until = this.#now() + timeoutMs + this.#graceMs;
     let delay = this.#pollMs;
     let rc = first;
+    let seen = first !== undefined;
     for (;;) {
       if (rc && TERMINAL.has(rc.instanceView?.executionState ?? '')) return { kind: 'done', resource: rc };
       const left = until - this.#now();
@@ -790,7 +794,10 @@ export class AzureRunCommandMachine implements WindowsMachine {
         delay = Math.min(Math.ceil(delay * 1.5), this.#maxPollMs);
       }
       signal?.throwIfAborted();
-      rc = (await this.#arm(() => this.#t.get(name, signal), `reading run command ${name}`)) ?? { name, tags: {}, provisioningState: 'Creating' };
+      const got = await this.#arm(() => this.#t.get(name, signal), `reading run command ${name}`);
+      // Gone after it was seen: someone deleted it, which ended its execution.
+      rc = got ?? (seen ? { name, tags: {}, instanceView: { executionState: 'Canceled', executionMessage: 'the run command was deleted while it ran' } } : { name, tags: {}, provisioningState: 'Creating' });
+      seen ||= got !== undefined;
     }
   }
 
