@@ -59,7 +59,8 @@ describe('frames', () => {
     expect(programSpec({ argv: ['robocopy', 'D:\\ehr X', '\\\\vault\\share\\', '/MIR'], cwd: 'C:\\', env: { A_B: '1' } })).toEqual({ file: 'robocopy', args: '"D:\\ehr X" \\\\vault\\share\\ /MIR', cwd: 'C:\\', 'env.A_B': '1' });
     expect(() => programSpec({ argv: ['x', 'a\0b'] })).toThrow(/NUL/);
     expect(() => programSpec({ argv: ['x'], env: { 'A-B': '1' } })).toThrow(/not valid/);
-    expect(windowsPath('C:\\ProgramData\\Rubicon/steps/r-1', 'abc')).toBe('C:\\ProgramData\\Rubicon/steps/r-1\\abc');
+    expect(windowsPath('C:\\ProgramData\\Rubicon/steps/r-1', 'abc')).toBe('C:\\ProgramData\\Rubicon\\steps\\r-1\\abc');
+    expect(windowsPath('\\\\vault\\share\\', 'x')).toBe('\\\\vault\\share\\x');
     expect(windowsPath('/tmp/x/', 'abc')).toBe('/tmp/x/abc');
   });
 

@@ -57,14 +57,14 @@ export async function runWindowsScript<T = unknown>(
 }
 
 /**
- * A path on a Windows machine under `root`: joined with a backslash when the
- * root is a Windows path (a drive letter or a UNC path, or it holds a
- * backslash), else with a slash (the Linux test hosts). The composition
- * root joins work folders with POSIX joins; Windows accepts either
- * separator, so mixed separators are harmless.
+ * A path on a Windows machine under `root`: a Windows path (a drive letter
+ * or a UNC path, or it holds a backslash) is joined, and its slashes turned,
+ * into backslashes (the composition root joins work folders with POSIX
+ * joins: `C:\\ProgramData\\Rubicon/steps/<run>`); anything else is joined
+ * with a slash (the Linux test hosts).
  */
 export function windowsPath(root: string, ...names: string[]): string {
   const win = /^[A-Za-z]:/.test(root) || root.startsWith('\\\\') || root.includes('\\');
-  const sep = win ? '\\' : '/';
-  return [root.replace(/[\\/]+$/, ''), ...names].join(sep);
+  if (!win) return [root.replace(/\/+$/, ''), ...names].join('/');
+  return [root.replace(/\//g, '\\').replace(/\\+$/, ''), ...names].join('\\');
 }
