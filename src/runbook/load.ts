@@ -31,9 +31,38 @@ export type TransportSettings =
       connectTimeoutSeconds: number;
       commandTimeoutSeconds: number;
       proxyJump?: string;
+    }
+  | {
+      kind: 'openssh-windows';
+      host: string;
+      port: number;
+      user: string;
+      identityFile: string;
+      knownHosts: string;
+      connectTimeoutSeconds: number;
+      commandTimeoutSeconds: number;
+      proxyJump?: string;
+      /** The PowerShell each command starts. */
+      powershell: 'powershell' | 'pwsh';
+    }
+  | {
+      kind: 'azure-run-command';
+      subscriptionIdEnv: string;
+      resourceGroup: string;
+      vmName: string;
+      outputContainer?: string;
+      outputIdentityClientId?: string;
+      credential: 'default' | 'azure-pipelines';
+      powershell: 'powershell' | 'pwsh';
+      commandTimeoutSeconds: number;
     };
 
 export type SshSettings = Extract<TransportSettings, { kind: 'ssh' }>;
+
+/** The transports that reach a Windows machine (PowerShell, Windows paths). */
+export function windowsTransport(t: TransportSettings): boolean {
+  return t.kind === 'openssh-windows' || t.kind === 'azure-run-command';
+}
 
 /** A vault as the runbook describes it; what it can do (immutable, off the target, ...) is read from the vault itself. */
 export type VaultSettings =
@@ -243,20 +272,21 @@ export function normalize(raw: ParsedRunbook, file: string, hash: string): Runbo
   const abs = (p: string) => path.resolve(base, p);
   const policy: Policy = { ...DEFAULT_POLICY, ...Object.fromEntries(Object.entries(raw.policy).filter(([, v]) => v !== undefined)) };
   const posix = (p: string) => p.replace(/\\/g, '/').replace(/\/+$/, '');
-  const transport = (t: ParsedRunbook['target']['transport']): TransportSettings =>
-    t.kind === 'local'
-      ? { kind: 'local' }
-      : {
-          kind: 'ssh',
-          host: t.host,
-          port: t.port,
-          user: t.user,
-          identityFile: abs(t.identityFile),
-          knownHosts: abs(t.knownHosts),
-          connectTimeoutSeconds: t.connectTimeoutSeconds,
-          commandTimeoutSeconds: t.commandTimeoutSeconds,
-          ...(t.proxyJump ? { proxyJump: t.proxyJump } : {}),
-        };
+  const transport = (t: ParsedRunbook['target']['transport']): TransportSettings => {
+    if (t.kind === 'local') return { kind: 'local' };
+    if (t.kind === 'azure-run-command') return { ...t, ...(t.outputContainer ? { outputContainer: t.outputContainer.replace(/\/+$/, '') } : {}) };
+    const ssh = {
+      host: t.host,
+      port: t.port,
+      user: t.user,
+      identityFile: abs(t.identityFile),
+      knownHosts: abs(t.knownHosts),
+      connectTimeoutSeconds: t.connectTimeoutSeconds,
+      commandTimeoutSeconds: t.commandTimeoutSeconds,
+      ...(t.proxyJump ? { proxyJump: t.proxyJump } : {}),
+    };
+    return t.kind === 'ssh' ? { kind: 'ssh', ...ssh } : { kind: 'openssh-windows', ...ssh, powershell: t.powershell };
+  };
   const targetTransport = transport(raw.target.transport);
   const remote = targetTransport.kind !== 'local';
   const infra: InfraSettings =
@@ -289,7 +319,8 @@ export function normalize(raw: ParsedRunbook, file: string, hash: string): Runbo
       image: raw.target.image,
       stage: raw.target.stage,
       transport: targetTransport,
-      workDir: raw.target.workDir,
+      // A Windows target left at the schema's POSIX default works in ProgramData.
+      workDir: windowsTransport(targetTransport) && raw.target.workDir === '/var/tmp/rubicon' ? 'C:\\ProgramData\\Rubicon' : raw.target.workDir,
       services: raw.target.services,
     },
     provingGround,
@@ -555,7 +586,9 @@ export function rules(rb: Runbook, env: NodeJS.ProcessEnv = process.env): Runboo
   if (rb.infra.kind === 'manual' && rb.provingGround.transport.kind === 'local' && local) {
     problems.push({ path: 'provingGround', message: 'a manual crossing rebuilds a real server: describe the proving ground machine (provingGround.transport, provingGround.root)' });
   }
-  if (!local && !rb.target.root.startsWith('/')) {
+  if (windowsTransport(rb.target.transport)) {
+    if (!/^([A-Za-z]:[\\/]|\\\\)/.test(rb.target.root)) problems.push({ path: 'target.root', message: 'must be an absolute path on the Windows server, e.g. "D:\\" or "C:\\"' });
+  } else if (!local && !rb.target.root.startsWith('/')) {
     problems.push({ path: 'target.root', message: 'must be an absolute path on the server (usually "/") when the target is reached over ssh' });
   }
   const folderMethodsLocal = new Set(['file-mirror']);
