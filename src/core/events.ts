@@ -107,6 +107,15 @@ export type JournalEvent =
   | { type: 'target.identified'; machine: string; machineId: string | null; osRelease: string | null; hostKeys: string[] }
   /** The rebuilt machine was checked before landing (manual crossing). */
   | { type: 'rebuild.verified'; machine: string; osRelease: string; machineIdChanged: boolean | null; hostKeyChanged: boolean | null }
+  /**
+   * A vault gave a machine time-limited access (src/vaults/grants.ts),
+   * journaled before the machine uses it, so that a resumed run can revoke a
+   * grant a killed process left behind, or say when it expires by itself.
+   * Where things are, never a secret: the grant's folder on the machine.
+   */
+  | { type: 'grant.issued'; grant: { id: string; vault: string; machine: string; mode: 'read' | 'write'; expiresAt: string; dir: string } }
+  /** Grants whose key was removed from the vault host (and whose folder on the machine was removed, unless `folderLeft`). */
+  | { type: 'grant.revoked'; grantIds: string[]; folderLeft?: boolean }
   /** A signal stopped the run; it was thawed and `rubicon resume` continues it. */
   | { type: 'run.interrupted'; signal: string }
   | { type: 'run.completed'; outcome: RunOutcome; exitCode: number; error?: { code: string; message: string } };

@@ -102,7 +102,9 @@ export class SshMachine extends PosixMachine {
     const stderr = Buffer.from(r.stderr ?? new Uint8Array()).toString('utf8');
     // Debugging aid for performance work: RUBICON_TRACE_SSH=<file> appends "machine<TAB>ms<TAB>argv head" per call (no input, no output).
     if (process.env.RUBICON_TRACE_SSH) {
-      appendFileSync(process.env.RUBICON_TRACE_SSH, `${this.name}\t${Math.round(performance.now() - t0)}\t${argv.slice(0, 12).join(' ').replace(/\s+/g, ' ').slice(0, 200)}\n`);
+      // A script is shown by its first words and its arguments (a step: its folder and program), not its whole text.
+      const shown = argv[0] === 'sh' && argv[1] === '-c' ? [`sh -c ${(argv[2] ?? '').trim().replace(/\s+/g, ' ').slice(0, 40)}…`, ...argv.slice(4, 16)] : argv.slice(0, 12);
+      appendFileSync(process.env.RUBICON_TRACE_SSH, `${this.name}\t${Math.round(performance.now() - t0)}\t${shown.join(' ').replace(/\s+/g, ' ').slice(0, 300)}\n`);
     }
     if (r.exitCode === undefined && !r.timedOut && !r.isCanceled && !r.isMaxBuffer) {
       const missing = (r.cause as NodeJS.ErrnoException | undefined)?.code === 'ENOENT';

@@ -288,7 +288,9 @@ export async function scanTreeDrift(
  * present with its size and SHA-256. The listing and the hashing are ONE
  * step on the machine (one round trip); only the manifest's paths are
  * hashed. Extra files are reported separately. A missing folder is every
- * entry missing (and `dirMissing`). Read-only.
+ * entry missing (and `dirMissing`). `alsoHash`: more files (relative to
+ * dir, may lead out of it: a vault's manifest document) hashed in the same
+ * step, returned in `also` (absent when unreadable). Read-only.
  */
 export async function verifyTreeOn(
   run: RunOnMachine,
@@ -296,8 +298,10 @@ export async function verifyTreeOn(
   key: StepKey,
   dir: string,
   entries: readonly ManifestEntry[],
-): Promise<{ ok: boolean; dirMissing?: boolean; mismatches: { path: string; problem: 'missing' | 'size' | 'hash' | 'extra' }[] }> {
-  const r = await listAndHash(run, machine, key, dir, { paths: entries.map((e) => e.path) });
+  o: { alsoHash?: readonly string[] } = {},
+): Promise<{ ok: boolean; dirMissing?: boolean; mismatches: { path: string; problem: 'missing' | 'size' | 'hash' | 'extra' }[]; also?: Map<string, string> }> {
+  const also = o.alsoHash ?? [];
+  const r = await listAndHash(run, machine, key, dir, { paths: [...entries.map((e) => e.path), ...also] });
   if (r.missing) return { ok: entries.length === 0, dirMissing: true, mismatches: entries.map((e) => ({ path: e.path, problem: 'missing' as const })) };
   const have = new Map(r.listing.files.map((f) => [f.path, f] as const));
   const mismatches: { path: string; problem: 'missing' | 'size' | 'hash' | 'extra' }[] = [];
@@ -316,5 +320,6 @@ export async function verifyTreeOn(
   if (unhashed.length > 0) throw cannotHash(machine, dir, unhashed, r.stderr);
   const listed = new Set(entries.map((e) => e.path));
   for (const f of r.listing.files) if (!listed.has(f.path)) mismatches.push({ path: f.path, problem: 'extra' });
-  return { ok: mismatches.every((m) => m.problem === 'extra'), mismatches };
+  const alsoHashes = new Map(also.flatMap((p) => (r.hashes.has(p) ? [[p, r.hashes.get(p)!] as const] : [])));
+  return { ok: mismatches.every((m) => m.problem === 'extra'), mismatches, ...(also.length ? { also: alsoHashes } : {}) };
 }
