@@ -145,13 +145,18 @@ async function ship(
   const finishedAt = ctx.now().toISOString();
   // Documents after every copy is in place: an index entry never names a copy that is not there yet.
   const entry: ArtifactIndexEntry = { ...o.index, manifestHash, capturedAt: finishedAt };
-  for (const v of o.vaults) {
-    if (v.putArtifactDocuments) await v.putArtifactDocuments(bytes, entry);
-    else {
-      await v.putBytes(bytes);
-      await v.putArtifactIndex(entry);
-    }
-  }
+  // Each vault's documents are independent of the others': stored at the same time (one call each).
+  const stored = await Promise.allSettled(
+    o.vaults.map(async (v) => {
+      if (v.putArtifactDocuments) await v.putArtifactDocuments(bytes, entry);
+      else {
+        await v.putBytes(bytes);
+        await v.putArtifactIndex(entry);
+      }
+    }),
+  );
+  const failed = stored.find((x): x is PromiseRejectedResult => x.status === 'rejected');
+  if (failed) throw failed.reason;
   rememberManifest(ctx, manifestHash, parseManifest(bytes, `manifest of ${o.artifactId}`));
   return { manifest: o.manifest, manifestHash, vaults: o.vaults.map((v) => v.info.name), locators, bytes: o.manifest.entries.reduce((n, e) => n + e.size, 0), finishedAt };
 }

@@ -48,8 +48,8 @@ import type { Grant } from './vault.ts';
  *   loudly; a lost revoke leaves a line that expires by itself).
  * - The files on the machine are written before the key is authorized, and
  *   removed again if authorizing fails: no live key without its owner knowing.
- * - revoke removes the authorized_keys line (matched by its comment) first,
- *   then the grant folder. Idempotent.
+ * - revoke removes the authorized_keys line (matched by its comment, in one
+ *   call to the vault host) first, then the grant folder. Idempotent.
  */
 
 /** How a vault describes its host to the grant code. */
@@ -250,13 +250,19 @@ mv -f -- "$t" "$f" || { rm -f -- "$t"; exit 46; }
  * their newline), atomically, keeping the owner. Expired rubicon-grant lines
  * are dropped. Returns whether the file changed.
  */
-async function editAuthorizedKeys(h: GrantHost, edit: (lines: string[]) => string[]): Promise<boolean> {
+async function editAuthorizedKeys(h: GrantHost, edit: (lines: string[]) => string[], o: { after?: Promise<unknown> } = {}): Promise<boolean> {
   const file = await authorizedKeysPath(h);
   const key = `${h.vaultHost.name}\0${file}`;
   const prev = editLocks.get(key) ?? Promise.resolve();
   const next = prev.catch(() => undefined).then(async () => {
     for (let attempt = 1; ; attempt++) {
-      const r = await h.vaultHost.exec({ argv: ['sh', '-c', READ_KEYS_SCRIPT, 'rubicon', file, String(AUTHORIZED_KEYS_MAX)] }, { maxOutputBytes: AUTHORIZED_KEYS_MAX + 4096 });
+      const reading = h.vaultHost.exec({ argv: ['sh', '-c', READ_KEYS_SCRIPT, 'rubicon', file, String(AUTHORIZED_KEYS_MAX)] }, { maxOutputBytes: AUTHORIZED_KEYS_MAX + 4096 });
+      // `after` (the grant's files on the machine) runs while the file is read; nothing is written before it succeeded.
+      if (attempt === 1 && o.after) {
+        const [, gate] = await Promise.allSettled([reading, o.after]);
+        if (gate.status === 'rejected') throw gate.reason;
+      }
+      const r = await reading;
       if (r.exitCode === 45) throw new RubiconError('GRANT_FAILED', `vault '${h.vault}': ${file} on ${h.vaultHost.name} is ${r.stderr.trim()} bytes, more than Rubicon edits`, { hint: `clean up ${file} on ${h.vaultHost.name}` });
       const nl = r.stdout.indexOf('\n');
       const head = /^(-|\d+:\d+) (\d+:\d+) (-|[0-9a-f]{64})$/.exec(nl < 0 ? '' : r.stdout.slice(0, nl));
@@ -330,21 +336,17 @@ export async function issueGrant(h: GrantHost, to: Machine, req: GrantRequest): 
   sshArgv.forEach(toolArg); // refuse a folder the tools cannot be told about, before anything is written
   const keys = await makeKeyPair(`${COMMENT_PREFIX}${id}`);
   const line = authorizedKeyLine({ publicKey: keys.publicKey, id, expiresAt, forcedCommand: req.forcedCommand });
+  // The grant's files go to the machine (one call) while authorized_keys is read; the key line is
+  // written only after the files are there and the journal knows the grant (beforeKey).
+  const files = writeSmallFiles(to, [
+    { path: `${dir}/id_ed25519`, data: keys.privateKey, mode: 0o600 },
+    { path: `${dir}/known_hosts`, data: knownHosts, mode: 0o600 },
+    ...Object.entries(req.files ?? {}).map(([name, content]) => ({ path: `${dir}/${name}`, data: content, mode: 0o600 })),
+  ]).then(() => req.beforeKey?.({ id, dir, expiresAt: expiresAt.toISOString() }));
   try {
-    // One call to the machine for all of the grant's files (each still temp file + rename, 0600, folder 0700 by umask).
-    await writeSmallFiles(to, [
-      { path: `${dir}/id_ed25519`, data: keys.privateKey, mode: 0o600 },
-      { path: `${dir}/known_hosts`, data: knownHosts, mode: 0o600 },
-      ...Object.entries(req.files ?? {}).map(([name, content]) => ({ path: `${dir}/${name}`, data: content, mode: 0o600 })),
-    ]);
+    await editAuthorizedKeys(h, (lines) => [...lines, line], { after: files });
   } catch (e) {
-    await removeGrantFolder(to, dir).catch(() => undefined);
-    throw e;
-  }
-  try {
-    req.beforeKey?.({ id, dir, expiresAt: expiresAt.toISOString() });
-    await editAuthorizedKeys(h, (lines) => [...lines, line]);
-  } catch (e) {
+    await files.catch(() => undefined);
     await removeGrantFolder(to, dir).catch(() => undefined);
     throw e;
   }
@@ -366,13 +368,52 @@ async function removeGrantFolder(on: Machine, dir: string): Promise<void> {
  * `on` only the key is removed and GRANT_FAILED says the folder is left.
  */
 export async function revokeGrant(h: GrantHost, grant: Grant, on: Machine | undefined): Promise<void> {
-  await editAuthorizedKeys(h, (lines) => lines.filter((l) => grantIdOf(l) !== grant.id));
+  await removeKeyLine(h, grant.id);
   if (!on) {
     throw new RubiconError('GRANT_FAILED', `vault '${h.vault}': the key of grant ${grant.id} is revoked, but its folder ${grant.dir} on ${grant.machine} was not removed (machine not known to this process)`, {
       hint: `remove ${grant.dir} on ${grant.machine}; it holds a key that no longer opens anything${grant.env.RESTIC_PASSWORD_FILE ? ' and the repository password' : ''}`,
     });
   }
   await removeGrantFolder(on, grant.dir);
+}
+
+/**
+ * Removes the line of one grant from authorized_keys in ONE call to the
+ * vault host: awk keeps every line whose last field is not the grant's
+ * comment, byte for byte; the new file gets the old one's owner and mode
+ * 0600 before it is renamed into place. Nothing is written when the line
+ * is not there (idempotent). Exit 48: the owner could not be kept.
+ */
+const REMOVE_KEY_SCRIPT = String.raw`
+f=$1; c="rubicon-grant:$2"
+[ -e "$f" ] || exit 0
+awk -v c="$c" '$NF == c { found = 1 } END { exit found ? 0 : 1 }' "$f" || exit 0
+umask 077
+t="$f.rubicon-tmp.$$"
+awk -v c="$c" '$NF != c' "$f" > "$t" || { rm -f -- "$t"; exit 46; }
+o=$(stat -c %u:%g -- "$f") && chown -- "$o" "$t" || { rm -f -- "$t"; exit 48; }
+chmod 600 "$t" && mv -f -- "$t" "$f" || { rm -f -- "$t"; exit 46; }
+`;
+
+async function removeKeyLine(h: GrantHost, id: string): Promise<void> {
+  if (!/^[A-Za-z0-9._-]+$/.test(id)) throw new RubiconError('INTERNAL', `"${id}" is not a grant id`);
+  const file = await authorizedKeysPath(h);
+  const key = `${h.vaultHost.name}\0${file}`;
+  const prev = editLocks.get(key) ?? Promise.resolve();
+  const next = prev.catch(() => undefined).then(async () => {
+    const r = await h.vaultHost.exec({ argv: ['sh', '-c', REMOVE_KEY_SCRIPT, 'rubicon', file, id] });
+    if (r.exitCode !== 0) {
+      throw new RubiconError('GRANT_FAILED', `vault '${h.vault}': cannot remove the key of grant ${id} from ${file} on ${h.vaultHost.name} (${h.vaultHost.address}): ${r.stderr.trim().slice(0, 200) || `exit ${r.exitCode}`}`, {
+        hint: `remove the line ending in rubicon-grant:${id} from ${file} on ${h.vaultHost.name}; it expires by itself otherwise`,
+      });
+    }
+  });
+  editLocks.set(key, next);
+  try {
+    await next;
+  } finally {
+    if (editLocks.get(key) === next) editLocks.delete(key);
+  }
 }
 
 /** Removes every authorized_keys line of this run's grants (end of a run, or after a crash). Returns how many. Idempotent. */

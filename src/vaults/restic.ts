@@ -186,11 +186,18 @@ stat -c %s -- "$d/doc" && sha256sum < "$d/doc"
 `;
 
 const RESTIC_CMD_SCRIPT = PRELUDE + 'r "$@"\n';
-/** check --read-data, then the snapshot list as of the check (one call; the cache is refreshed with what was just verified). */
+/**
+ * check --read-data, then the ids of the snapshots that were there when it
+ * ran (the snapshot files' names: a plain ls, no second restic start). The
+ * check holds restic's exclusive lock, so no snapshot is removed while it
+ * reads; a snapshot added during the check may be listed without having
+ * been read, which is why the listing comes from BEFORE the check.
+ */
 const CHECK_SCRIPT = PRELUDE + String.raw`
+before=$(ls -- "$RUBICON_REPO/snapshots" 2>/dev/null)
 rv check --read-data; rc=$?
 echo RUBICON-SNAPSHOTS
-r snapshots --json
+printf '%s\n' "$before"
 exit $rc
 `;
 
@@ -431,6 +438,9 @@ function newestByTag(snaps: Iterable<SnapshotInfo>, prefix: string, pathOf: (val
   return map;
 }
 
+/** The tool's version per machine object, for every vault object of the process (it does not change during a run; a missing tool is asked again). */
+const resticVersions = new WeakMap<Machine, Promise<string>>();
+
 export class ResticVault implements ToolVault {
   readonly tool = 'restic' as const;
   readonly info: VaultInfo;
@@ -453,8 +463,6 @@ export class ResticVault implements ToolVault {
    * snapshot at worst), never to skip a write or to grade a copy.
    */
   private snaps: Map<string, SnapshotInfo> | undefined;
-  /** restic's version on each machine (it does not change during a run; a missing restic is not remembered). */
-  private readonly versions = new WeakMap<Machine, Promise<string>>();
 
   constructor(settings: ResticVaultSettings, deps: ResticVaultDeps) {
     if (!settings.path.startsWith('/') || /[\0\r\n]/.test(settings.path)) {
@@ -565,8 +573,15 @@ export class ResticVault implements ToolVault {
 
   // ---- grants ----
 
+  /**
+   * A write grant first makes sure the repository exists and the password
+   * opens it (VAULT_PASSWORD before anything is handed to the machine); a
+   * read grant does not (one restic start fewer on the vault host): a
+   * missing repository or a wrong password then fails the restore on the
+   * machine, with the same typed errors.
+   */
   async grant(to: Machine, mode: 'read' | 'write', ttlMs: number, go: GrantOptions = {}): Promise<Grant> {
-    await this.ensureInitialized();
+    if (mode === 'write') await this.ensureInitialized();
     const pw = await this.password();
     const h = this.settings.host;
     const location = `sftp:${userAtHost(h.user, h.host)}:${this.settings.path}`;
@@ -598,11 +613,11 @@ export class ResticVault implements ToolVault {
 
   /** restic's version on `on`, asked once per machine object (TOOL_MISSING is asked again). */
   private toolVersion(on: Machine): Promise<string> {
-    let p = this.versions.get(on);
+    let p = resticVersions.get(on);
     if (!p) {
       p = this.askToolVersion(on);
-      this.versions.set(on, p);
-      p.catch(() => this.versions.delete(on));
+      resticVersions.set(on, p);
+      p.catch(() => resticVersions.delete(on));
     }
     return p;
   }
@@ -741,7 +756,7 @@ export class ResticVault implements ToolVault {
    * object, makes it read the repository again, so no snapshot is graded by
    * a check that never read it.
    */
-  private async checkRepository(need: readonly string[]): Promise<RepoCheck> {
+  private async checkRepository(need: readonly string[]): Promise<RepoCheck & { covered?: string[] }> {
     if (this.repoCheck) {
       const c = await this.repoCheck;
       if (!c.covered || need.every((id) => c.covered!.some((x) => x.startsWith(id)))) return c;
@@ -749,20 +764,11 @@ export class ResticVault implements ToolVault {
     }
     this.repoCheck ??= (async (): Promise<RepoCheck & { covered?: string[] }> => {
       try {
-        await this.ensureInitialized();
+        // No separate opening: check itself needs the password (a wrong one is graded, not remembered).
         const r = await this.onHost(CHECK_SCRIPT, [], { timeoutMs: CHECK_TIMEOUT_MS, maxOutputBytes: DOC_MAX });
         const at = r.stdout.lastIndexOf('RUBICON-SNAPSHOTS\n');
         const checkOut = at < 0 ? r.stdout : r.stdout.slice(0, at);
-        let covered: string[] | undefined;
-        if (at >= 0) {
-          try {
-            const list = parseSnapshotsJson(r.stdout.slice(at));
-            this.snaps = new Map(list.map((x) => [x.id, x] as const));
-            covered = list.map((x) => x.id);
-          } catch {
-            // the list after the check is only a cache refresh; a later lookup reads it again
-          }
-        }
+        const covered = at < 0 ? undefined : r.stdout.slice(at).split('\n').filter((l) => /^[0-9a-f]{64}$/.test(l));
         return { ...parseCheck(this.info.name, r.exitCode, `${checkOut}\n${r.stderr}`), ...(covered ? { covered } : {}) };
       } catch (e) {
         return { status: 'error', detail: `vault '${this.info.name}': cannot run restic check on ${this.where()}: ${isRubiconError(e) ? e.message : String(e)}`, final: false };
@@ -777,10 +783,10 @@ export class ResticVault implements ToolVault {
 
   /**
    * With `manifestHash`, the artifact's manifest document is checked too:
-   * its snapshot must be in the repository as listed right after the
-   * repository check, whose --read-data verified every blob it holds (so
-   * present means intact, as a dump and hash would show, without one more
-   * restic run).
+   * its snapshot must be among those listed right before the repository
+   * check, whose --read-data then verified every blob they hold (so present
+   * means intact, as a dump and hash would show, without one more restic
+   * run).
    */
   async checkCopy(_run: VaultStepRun, o: { artifactId: string; locator: string; entries: readonly ManifestEntry[]; stepId: string; srcDir?: string; manifestHash?: string }): Promise<ObjectCheck> {
     if (!/^[0-9a-f]{64}$/.test(o.locator)) return { status: 'error', detail: `vault '${this.info.name}': "${o.locator}" is not a restic snapshot id` };
@@ -794,13 +800,18 @@ export class ResticVault implements ToolVault {
         doc = { status: 'error', detail: `vault '${this.info.name}': cannot look for the manifest of ${o.artifactId}: ${isRubiconError(e) ? e.message : String(e)}` };
       }
     }
+    // The snapshot's listing is read while the repository check runs (both take restic's shared lock): the
+    // listing's own restic start (key derivation, index) overlaps the check instead of following it.
+    const lsRun = this.onHost(RESTIC_CMD_SCRIPT, ['ls', '--json', o.locator], { maxOutputBytes: LS_MAX, timeoutMs: 3600_000 });
+    lsRun.catch(() => undefined);
     const repo = await this.checkRepository([o.locator, ...(docRef ? [docRef.id] : [])]);
-    if (docRef && !(await this.docIndex(false)).has(o.manifestHash!)) {
+    // Present when the check ran: its snapshot file was listed right before the check read every blob.
+    if (docRef && repo.covered && !repo.covered.some((x) => x.startsWith(docRef.id))) {
       doc = { status: 'missing', detail: `vault '${this.info.name}': the manifest document of ${o.artifactId} is no longer in the repository` };
     }
     let listing: ObjectCheck;
     try {
-      const r = await this.onHost(RESTIC_CMD_SCRIPT, ['ls', '--json', o.locator], { maxOutputBytes: LS_MAX, timeoutMs: 3600_000 });
+      const r = await lsRun;
       if (r.exitCode !== 0) {
         if (/no matching ID found|invalid id/i.test(r.stderr)) {
           listing = { status: 'missing', detail: `vault '${this.info.name}' has no snapshot ${o.locator.slice(0, 8)} for ${o.artifactId}` };

@@ -137,6 +137,9 @@ export function gradeTree(vault: string, where: string, mismatches: readonly { p
   return { status, detail: `vault '${vault}', ${where}: ${parts.join('; ')}` };
 }
 
+/** The tool's version per machine object, for every vault object of the process (it does not change during a run; a missing tool is asked again). */
+const rsyncVersions = new WeakMap<Machine, Promise<string>>();
+
 export class SftpVault implements ToolVault {
   readonly tool = 'rsync' as const;
   readonly info: VaultInfo;
@@ -149,8 +152,6 @@ export class SftpVault implements ToolVault {
   private readonly grantHost: GrantHost;
   private layout: Promise<{ rrsync?: string }> | undefined;
   private readonly machines = new Map<string, Machine>();
-  /** rsync's version on each machine (asked once per machine object; a missing rsync is asked again). */
-  private readonly versions = new WeakMap<Machine, Promise<string>>();
 
   constructor(settings: SftpVaultSettings, deps: ToolVaultDeps) {
     if (!settings.path.startsWith('/') || /[\0\r\n]/.test(settings.path)) {
@@ -315,11 +316,11 @@ export class SftpVault implements ToolVault {
   }
 
   private toolVersion(on: Machine): Promise<string> {
-    let p = this.versions.get(on);
+    let p = rsyncVersions.get(on);
     if (!p) {
       p = this.askToolVersion(on);
-      this.versions.set(on, p);
-      p.catch(() => this.versions.delete(on));
+      rsyncVersions.set(on, p);
+      p.catch(() => rsyncVersions.delete(on));
     }
     return p;
   }
