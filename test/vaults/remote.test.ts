@@ -549,5 +549,16 @@ describe.skipIf(noNet)(`sftp and restic vaults on test hosts${noNet ? ` (skipped
     expect(c.detail).toContain(`data/${path.basename(path.dirname(biggest.file))}/${path.basename(biggest.file)}`);
     // The object that checked before the damage keeps its (memoized) repository verdict until a new object is made.
     expect((await d.call<{ status: string }>('checkCopy', { vault: 'restic', artifactId: 'full', locator: resticFull.locator, entries, stepId: 'prove/X/restic-memo' })).status).toBe('ok');
+    // ... but not for a snapshot that came after its check (a final capture proven by the same object): that reads the repository again.
+    const later = path.join(net.hosts.target.dataDir, 'ehr', 'later');
+    mkdirSync(later, { recursive: true });
+    writeFileSync(path.join(later, 'late.txt'), 'moved in after the proofs\n');
+    const m = await d.call<{ entries: ManifestEntry[] }>('manifest', { machine: 'target', dir: later, stepId: 'final/later/manifest' });
+    const g = await d.call<Grant>('grant', { vault: 'restic', machine: 'target', mode: 'write', ttlMs: 60_000 });
+    const r = await d.call<{ locator: string }>('ingest', { vault: 'restic', machine: 'target', grant: g, artifactId: 'r1.final-capture.later.restic', stepId: 'final/later/restic', srcDir: later, entries: m.entries });
+    await d.call('revoke', { vault: 'restic', grant: g });
+    const again = await d.call<{ status: string; detail: string }>('checkCopy', { vault: 'restic', artifactId: 'later', locator: r.locator, entries: m.entries, stepId: 'prove/later/restic' });
+    expect(again.status).toBe('checksum-mismatch');
+    expect(again.detail).toContain(path.basename(biggest.file));
   });
 });
