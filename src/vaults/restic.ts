@@ -46,25 +46,19 @@ import type { ArtifactIndexEntry, Grant, GrantOptions, ObjectCheck, ObjectWriter
  *   ssh session's stdin; a small sh script keeps it in a shell variable and
  *   pipes it into each restic with the printf builtin, so it is never on
  *   the vault host's disk, in argv or in an environment;
- * - documents are stored with `backup --stdin`, where stdin carries the
- *   document: restic 0.14 refuses to read the password from stdin then.
- *   The options were: a password file on the vault host (on its disk: no),
- *   RESTIC_PASSWORD (an environment, readable in /proc/<pid>/environ: no),
- *   --password-command (restic runs it with no way to hand it the secret
- *   but argv or a file: no), staging the document in a temp file and backing
- *   the file up (works; writes the document, not a secret, to disk, and the
- *   snapshot names the temp path), or a FIFO. Rubicon uses the FIFO: the
- *   script reads the password line, writes it with the printf builtin into
- *   a named pipe in a private mktemp folder (0700), and gives restic
- *   `--password-file <fifo>`: the password crosses only kernel pipe buffers.
- *   If restic fails before opening the FIFO, the writer is killed.
+ * - documents (an artifact's manifest and index entry) are staged as files
+ *   in a private folder on the vault host's RAM disk and backed up in ONE
+ *   restic run, which reads the password from stdin like every other
+ *   command here (PUT_DOCS_SCRIPT). They were once `backup --stdin` runs,
+ *   one per document, with the password through a FIFO because restic 0.14
+ *   refuses the password on stdin when stdin is the data.
  *
  * Documents (manifests, index entries) are stored in the repository itself,
  * so the repository alone is enough to prove from (`rubicon verify`, the
- * proving ground): each is one snapshot made with `backup --stdin` on the
- * vault host, host `rubicon`, tagged `rubicon-doc:<sha256>` (file
- * /docs/<sha256>) or `rubicon-index:<name>` (file /index/<name>.json; the
- * newest snapshot per name is the entry).
+ * proving ground): snapshots made on the vault host, host `rubicon`, tagged `rubicon-doc:<sha256>` (file
+ * /docs/<sha256>) and/or `rubicon-index:<name>` (file /index/<name>.json;
+ * the newest snapshot per name is the entry); an artifact's two documents
+ * are one snapshot with both tags. A document's path comes from its tag.
  *
  * Artifacts: `restic backup --json --files-from-raw -` on the source
  * machine, tagged `rubicon`, `artifact:<name>`, `rubicon-run:<runId>` and
@@ -75,8 +69,9 @@ import type { ArtifactIndexEntry, Grant, GrantOptions, ObjectCheck, ObjectWriter
  *   bytes with the manifest (a file that vanished is "skipped" by restic
  *   with exit 0: the count catches it).
  * - checkCopy = `restic check --read-data` of the whole repository (run once
- *   per vault object and remembered: a prove phase with many artifacts
- *   reads the repository once; a new vault object checks again) + `restic ls
+ *   per vault object and remembered for the snapshots that existed when it
+ *   ran: a prove phase with many artifacts reads the repository once; a
+ *   snapshot made later, or a new vault object, checks again) + `restic ls
  *   --json <snapshot>` compared with the manifest entries (path under the
  *   snapshot's source folder, size, mtime, mode). restic ls has no content
  *   hashes: content is verified by check --read-data (every blob against its
