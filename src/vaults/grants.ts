@@ -86,6 +86,16 @@ const AUTHORIZED_KEYS_MAX = 8 * 1024 * 1024;
 /** Serializes edits of one authorized_keys file from this process. */
 const editLocks = new Map<string, Promise<unknown>>();
 
+/**
+ * The lock of one authorized_keys file: by the vault host's address, not the
+ * Machine's name, because two vaults on one host (an sftp folder and a
+ * restic repository) have two Machines for the same file, and the end of a
+ * phase revokes their grants at the same time.
+ */
+function lockKey(h: GrantHost, file: string): string {
+  return `${h.vaultHost.address}\0${file}`;
+}
+
 /** `20261201184500Z`: sshd's expiry-time timespec, UTC. Pure. */
 export function expiryTimespec(at: Date): string {
   const p = (n: number, w = 2) => String(n).padStart(w, '0');
@@ -252,7 +262,7 @@ mv -f -- "$t" "$f" || { rm -f -- "$t"; exit 46; }
  */
 async function editAuthorizedKeys(h: GrantHost, edit: (lines: string[]) => string[], o: { after?: Promise<unknown> } = {}): Promise<boolean> {
   const file = await authorizedKeysPath(h);
-  const key = `${h.vaultHost.name}\0${file}`;
+  const key = lockKey(h, file);
   const prev = editLocks.get(key) ?? Promise.resolve();
   const next = prev.catch(() => undefined).then(async () => {
     for (let attempt = 1; ; attempt++) {
@@ -398,7 +408,7 @@ chmod 600 "$t" && mv -f -- "$t" "$f" || { rm -f -- "$t"; exit 46; }
 async function removeKeyLine(h: GrantHost, id: string): Promise<void> {
   if (!/^[A-Za-z0-9._-]+$/.test(id)) throw new RubiconError('INTERNAL', `"${id}" is not a grant id`);
   const file = await authorizedKeysPath(h);
-  const key = `${h.vaultHost.name}\0${file}`;
+  const key = lockKey(h, file);
   const prev = editLocks.get(key) ?? Promise.resolve();
   const next = prev.catch(() => undefined).then(async () => {
     const r = await h.vaultHost.exec({ argv: ['sh', '-c', REMOVE_KEY_SCRIPT, 'rubicon', file, id] });
