@@ -122,6 +122,15 @@ export type JournalEvent =
   | { type: 'scope.declared'; scope: ScopeOfDestruction }
   /** The coverage map after the capture and after the final capture: counts and first paths per class, never contents. */
   | { type: 'coverage.mapped'; map: CoverageMap }
+  /**
+   * A vault gave a machine time-limited access (src/vaults/grants.ts),
+   * journaled before the machine uses it, so that a resumed run can revoke a
+   * grant a killed process left behind, or say when it expires by itself.
+   * Where things are, never a secret: the grant's folder on the machine.
+   */
+  | { type: 'grant.issued'; grant: { id: string; vault: string; machine: string; mode: 'read' | 'write'; expiresAt: string; dir: string } }
+  /** Grants whose key was removed from the vault host (and whose folder on the machine was removed, unless `folderLeft`). */
+  | { type: 'grant.revoked'; grantIds: string[]; folderLeft?: boolean }
   /** A signal stopped the run; it was thawed and `rubicon resume` continues it. */
   | { type: 'run.interrupted'; signal: string }
   | { type: 'run.completed'; outcome: RunOutcome; exitCode: number; error?: { code: string; message: string } };

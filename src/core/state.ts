@@ -88,6 +88,8 @@ export interface RunState {
   resumes: number;
   /** Steps started and not (yet) completed, and completed ones, by id. */
   steps: Record<string, { machine: string; what: string; idempotent: boolean; startedAt: string; completedAt?: string; exitCode?: number; log?: { path: string; sha256: string; lines: number; bytes: number } }>;
+  /** Grants issued in this run, by id; `revoked` once their key is gone from the vault host. Absent before the first grant. */
+  grants?: Record<string, { vault: string; machine: string; mode: 'read' | 'write'; expiresAt: string; dir: string; issuedAt: string; revoked?: boolean }>;
   /** Services the freeze stopped, as they were before. */
   stoppedServices?: { name: string; active: string; enabled: string }[];
   crossingInstructions?: string;
@@ -292,6 +294,17 @@ export function reduce(state: RunState | undefined, record: JournalRecord): RunS
     case 'coverage.mapped':
       s.coverageMaps = [...(s.coverageMaps ?? []), e.map];
       break;
+    case 'grant.issued': {
+      const { id, ...g } = e.grant;
+      s.grants = { ...s.grants, [id]: { ...g, issuedAt: at } };
+      break;
+    }
+    case 'grant.revoked': {
+      const grants = { ...s.grants };
+      for (const id of e.grantIds) if (grants[id]) grants[id] = { ...grants[id], revoked: true };
+      s.grants = grants;
+      break;
+    }
     default: {
       const never: never = e;
       throw new Error(`unknown journal event ${(never as { type: string }).type}`);

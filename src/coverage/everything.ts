@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import { lstatSync } from 'node:fs';
 import path from 'node:path';
-import { RubiconError, isRubiconError } from '../core/errors.ts';
+import { RubiconError, isRubiconError, outOfSpace } from '../core/errors.ts';
+import { signIndexEntry } from '../trust/index-entry.ts';
 import type { Artifact, DriftChange, Item, Manifest, ManifestEntry, ScopeOfDestruction } from '../core/types.ts';
 import { captureTree } from '../files/capture.ts';
 import { diffManifests, scanDrift } from '../files/drift.ts';
@@ -14,7 +15,7 @@ import { hashFiles, listTree, scanTreeDrift, verifyTreeOn } from '../machines/tr
 import type { RunContext } from '../run/context.ts';
 import { checkpoint } from '../run/faults.ts';
 import { manifestOf, ship } from '../run/remote.ts';
-import { isToolVault, type ToolVault, type Vault } from '../vaults/vault.ts';
+import { isToolVault, type ArtifactIndexEntry, type ToolVault, type Vault } from '../vaults/vault.ts';
 import { formatBytes } from './judge.ts';
 import { expandExcept, listRemote, planVolume, reroot, type VolumePlan } from './volume.ts';
 
@@ -99,18 +100,19 @@ async function reusable(ctx: RunContext, item: Item, base: Artifact | undefined,
 
 async function indexEverywhere(ctx: RunContext, a: Artifact): Promise<void> {
   const holders = ctx.vaults.filter((v) => (a.vaults ?? ctx.vaults.map((x) => x.info.name)).includes(v.info.name));
-  for (const v of holders) {
-    await v.putArtifactIndex({
-      artifactId: a.id,
-      runId: a.runId,
-      itemId: a.itemId,
-      method: a.method,
-      manifestHash: a.manifestHash,
-      capturedAt: a.provenance.finishedAt,
-      origin: a.origin,
-      independenceGroup: a.independenceGroup,
-    });
-  }
+  const entry: ArtifactIndexEntry = {
+    artifactId: a.id,
+    runId: a.runId,
+    itemId: a.itemId,
+    method: a.method,
+    manifestHash: a.manifestHash,
+    capturedAt: a.provenance.finishedAt,
+    origin: a.origin,
+    independenceGroup: a.independenceGroup,
+  };
+  // Signed by the run's key, as every index entry (src/trust/index-entry.ts).
+  const signed = ctx.signer ? signIndexEntry(entry, ctx.signer) : entry;
+  for (const v of holders) await v.putArtifactIndex(signed);
 }
 
 /**
@@ -182,6 +184,8 @@ export async function captureVolume(ctx: RunContext, item: Item, phase: Artifact
     ctx.record({ type: 'artifact.captured', artifact });
   } catch (e) {
     if (ctx.signal?.aborted) throw e;
+    const full = outOfSpace(e);
+    if (full) throw full;
     ctx.record({ type: 'capture.failed', itemId: item.id, method, artifactId: id, code: errCode(e), message: errText(e) });
   }
 }
@@ -222,7 +226,9 @@ async function captureVolumeRemote(ctx: RunContext, item: Item, phase: Artifact[
         ctx.record({ type: 'note', level: 'info', itemId: item.id, message: `everything capture of ${item.name}: ${r.entries.length} files; ${r.hashed} hashed on ${ctx.target.name}, the rest vouched for by the folder artifacts' manifests (size, mtime, mode)${r.skipped ? `; ${r.skipped} entries are not regular files and were not captured` : ''}` });
       }
       const mf: Manifest = { version: 1, artifactId: id, itemId: item.id, method, entries: built };
-      const shipped = await ship(ctx, { artifactId: id, itemId: item.id, method, srcDir: onTarget(ctx, item.location), manifest: mf, vaults, ...(prior ? { base: prior } : {}) });
+      const shipped = await ship(ctx, { artifactId: id, itemId: item.id, method, srcDir: onTarget(ctx, item.location), manifest: mf, vaults, ...(prior ? { base: prior } : {}),
+        index: { artifactId: id, runId: ctx.runId, itemId: item.id, method, origin: 'rubicon', independenceGroup: m.independenceGroup },
+      });
       checkpoint(`capture.stored.${phase}`);
       const changed = prior ? diffManifests(await manifestOf(ctx, prior), mf) : undefined;
       const artifact: Artifact = {
@@ -242,10 +248,11 @@ async function captureVolumeRemote(ctx: RunContext, item: Item, phase: Artifact[
         locators: shipped.locators,
         sourceDir: onTarget(ctx, item.location),
       };
-      await indexEverywhere(ctx, artifact);
       ctx.record({ type: 'artifact.captured', artifact });
     } catch (e) {
       if (ctx.signal?.aborted) throw e;
+      const full = outOfSpace(e);
+      if (full) throw full;
       ctx.record({ type: 'capture.failed', itemId: item.id, method, artifactId: id, code: errCode(e), message: errText(e) });
     }
   }

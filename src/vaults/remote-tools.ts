@@ -45,7 +45,7 @@ export async function runAttempt(
 
 /** src/machines/tree.ts's step shape on top of runAttempt. */
 export function treeRunner(run: VaultStepRun, what: string, accept: (r: StepResult) => boolean): RunOnMachine {
-  return (machine, key, argv, input) => runAttempt(run, machine, key.id, { argv, ...(input !== undefined ? { input } : {}) }, what, { accept });
+  return (machine, key, argv, input, options) => runAttempt(run, machine, key.id, { argv, ...(input !== undefined ? { input } : {}) }, what, { accept, ...options });
 }
 
 /** Refuses manifest entries that are not safe relative paths, or a file list that is not exactly their paths. */

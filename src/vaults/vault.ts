@@ -174,6 +174,10 @@ export interface Grant {
   location: string;
 }
 
+export interface GrantOptions {
+  beforeKey?: (g: { id: string; dir: string; expiresAt: string }) => void;
+}
+
 /** A step runner as vaults see it (src/run/steps.ts). */
 export type VaultStepRun = (
   machine: import('../machines/machine.ts').Machine,
@@ -206,8 +210,14 @@ export type VaultStepRun = (
 export interface ToolVault extends Vault {
   readonly tool: 'rsync' | 'restic';
   readonly caps: VaultCaps;
-  grant(to: import('../machines/machine.ts').Machine, mode: 'read' | 'write', ttlMs: number): Promise<Grant>;
-  revoke(grant: Grant): Promise<void>;
+  /**
+   * `beforeKey` is called once the grant's files are on the machine and
+   * before its key is authorized on the vault host (the journal records it
+   * there, so no live key exists that the journal does not know of).
+   */
+  grant(to: import('../machines/machine.ts').Machine, mode: 'read' | 'write', ttlMs: number, o?: GrantOptions): Promise<Grant>;
+  /** Removes the grant's key from the vault host, then its folder on `on` (default: the machine this object granted to). Idempotent. */
+  revoke(grant: Grant, on?: import('../machines/machine.ts').Machine): Promise<void>;
   ingest(
     run: VaultStepRun,
     from: import('../machines/machine.ts').Machine,
@@ -239,8 +249,17 @@ export interface ToolVault extends Vault {
       stepId: string;
       /** The artifact's source folder (Artifact.sourceDir); restic copies are compared under it. Optional: the vault records it too. */
       srcDir?: string;
+      /** Also check the artifact's manifest document where it is stored (a copy is provable from the vault alone only with it). */
+      manifestHash?: string;
     },
   ): Promise<ObjectCheck>;
+  /**
+   * Optional: an artifact's manifest and its index entry stored together,
+   * in one call to the vault host where the vault can (restic: one
+   * snapshot; sftp: one write of both files). The same contracts as
+   * putBytes followed by putArtifactIndex. Returns the manifest's SHA-256.
+   */
+  putArtifactDocuments?(manifest: Uint8Array, entry: ArtifactIndexEntry): Promise<string>;
   restoreTo(
     run: VaultStepRun,
     on: import('../machines/machine.ts').Machine,

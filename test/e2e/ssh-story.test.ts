@@ -105,6 +105,14 @@ describe.skipIf(noNet)(`the story over ssh on three namespaced hosts${noNet ? ` 
       const got = await treeHashes(e.targetRoot);
       for (const [f, h] of want) if (f !== 'mssql/data/ehr.db' && !f.startsWith('mssql/backup/')) expect(got.get(f), f).toBe(h);
       expect((await localFingerprint(e.targetRoot)).digest).toBe((await localFingerprint(expected.target)).digest);
+
+      // Grants are per phase, journaled, and every one is revoked: no key of the run is left on the vault host.
+      const issued = after.filter((x) => x.type === 'grant.issued').map((x) => (x as unknown as { grant: { id: string; machine: string } }).grant);
+      const revoked = new Set(after.filter((x) => x.type === 'grant.revoked').flatMap((x) => (x as unknown as { grantIds: string[] }).grantIds));
+      expect(issued.length).toBeGreaterThanOrEqual(4);
+      expect(issued.length).toBeLessThanOrEqual(8);
+      expect(issued.filter((g) => !revoked.has(g.id))).toEqual([]);
+      expect((await readFile(net.hosts.vault.authorizedKeysPath, 'utf8')).split('\n').filter((l) => l.includes('rubicon-grant:'))).toEqual([]);
     } finally {
       await net.destroy();
     }
