@@ -9,11 +9,14 @@ import { deriveState } from '../core/state.ts';
 import { RULES } from '../gate/policy.ts';
 import { buildChecklist } from '../inventory/checklist.ts';
 import { writeReports } from '../report/index.ts';
-import { loadRunbook } from '../runbook/load.ts';
+import { checkBeforeStart, checkStateDir, loadRunbook } from '../runbook/load.ts';
 import type { Confirmation, RunContext, RunHooks } from '../run/context.ts';
 import { listRuns, readJournal, runPaths } from '../run/journal.ts';
-import { confirmCrossed, resumeRun, startRun, type RunSummary } from '../run/run.ts';
-import { buildSandbox, technicianChanges } from '../sandbox/estate.ts';
+import { confirmCrossed, resumeRun, signingKeyOf, startRun, type RunSummary } from '../run/run.ts';
+import { auditRecords } from '../run/audit.ts';
+import { runSigner } from '../trust/keyring.ts';
+import { verifierFrom } from '../trust/keys.ts';
+import { buildSandbox, technicianHooks } from '../sandbox/estate.ts';
 import { azblobStateStore, defaultCacheRoot } from '../state/azblob.ts';
 import type { StateStore } from '../state/store.ts';
 import { jsonRenderer, style, textRenderer, type Renderer } from './render.ts';
@@ -41,6 +44,8 @@ Usage:
                                              a person confirms the manual crossing was done; Rubicon checks
                                              the server really was rebuilt, then lands
   rubicon check-runbook --runbook FILE       validate a runbook and print its warnings; runs nothing
+  rubicon audit RUN_ID [--public-key FILE]   verify a run's journal: hash chain and every record's signature;
+                                             names the first record that fails
   rubicon status [RUN_ID] [--json]           list runs, or show one
   rubicon report RUN_ID [--html FILE]        write the reports again from the journal
   rubicon reap --stack NAME... [--dry-run]   destroy Azure proving grounds past their TTL (needs the Pulumi CLI)
@@ -77,6 +82,7 @@ interface Flags {
   help: boolean;
   crossed: boolean;
   by?: string;
+  publicKey?: string;
 }
 
 function parse(argv: string[]): { command: string | undefined; positionals: string[]; flags: Flags } {
@@ -98,6 +104,7 @@ function parse(argv: string[]): { command: string | undefined; positionals: stri
         'dry-run': { type: 'boolean', default: false },
         crossed: { type: 'boolean', default: false },
         by: { type: 'string' },
+        'public-key': { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
       },
     });
@@ -109,7 +116,7 @@ function parse(argv: string[]): { command: string | undefined; positionals: stri
   return {
     command,
     positionals,
-    flags: { runbook: v.runbook, json: v.json ?? false, yes: v.yes ?? false, dir: v.dir, html: v.html, stateDir: v['state-dir'], ...(v.state ? { state: v.state } : {}), stack: v.stack ?? [], dryRun: v['dry-run'] ?? false, help: v.help ?? false, crossed: v.crossed ?? false, ...(v.by ? { by: v.by } : {}) },
+    flags: { runbook: v.runbook, json: v.json ?? false, yes: v.yes ?? false, dir: v.dir, html: v.html, stateDir: v['state-dir'], ...(v.state ? { state: v.state } : {}), stack: v.stack ?? [], dryRun: v['dry-run'] ?? false, help: v.help ?? false, crossed: v.crossed ?? false, ...(v.by ? { by: v.by } : {}), ...(v['public-key'] ? { publicKey: v['public-key'] } : {}) },
   };
 }
 
@@ -231,6 +238,7 @@ function interruptSignal(): { signal: AbortSignal; dispose: () => void } {
 async function runCommand(command: RunCommand, flags: Flags, hooks?: RunHooks): Promise<number> {
   if (!flags.runbook) throw new RubiconError('ARGUMENTS_INVALID', `rubicon ${command} needs --runbook FILE`, { hint: `e.g. rubicon ${command} --runbook runbook.yaml` });
   const stateDir = defaultStateDir(flags);
+  checkStateDir(await loadRunbook(flags.runbook), stateDir); // the journal must not live in what the crossing destroys (docs/coverage.md)
   const r = renderer(flags);
   const sig = interruptSignal();
   const state = await sharedState(flags);
@@ -244,15 +252,7 @@ async function demo(flags: Flags): Promise<number> {
   const layout = await buildSandbox(dir);
   const out = flags.json ? process.stderr : process.stdout;
   out.write(`Sandbox estate in ${layout.dir}\n  target ${layout.target}\n  runbook ${layout.runbook}\n`);
-  const hooks: RunHooks = {
-    afterPhase: async (phase, ctx) => {
-      if (phase !== 'prove') return;
-      if (ctx.state().notes.some((n) => n.message.startsWith('demo: the vendor technician'))) return;
-      const touched = await technicianChanges(layout.target);
-      ctx.record({ type: 'note', level: 'warn', message: `demo: the vendor technician changed files after the backup: ${touched.join(', ')}` });
-    },
-  };
-  return runCommand('upgrade', { ...flags, runbook: layout.runbook, yes: true, stateDir: flags.stateDir ?? layout.stateDir }, hooks);
+  return runCommand('upgrade', { ...flags, runbook: layout.runbook, yes: true, stateDir: flags.stateDir ?? layout.stateDir }, technicianHooks(layout.target));
 }
 
 async function sandbox(positionals: string[]): Promise<number> {
@@ -308,15 +308,28 @@ async function status(positionals: string[], flags: Flags): Promise<number> {
   const runId = positionals[0];
   const shared = await sharedState(flags);
   if (!runId) {
+    // One damaged journal must not hide the others: it is listed as damaged, and the exit code says so.
+    const where = shared?.location ?? stateDir;
     const ids = shared ? await shared.listRuns() : listRuns(stateDir);
     const runs = [];
     for (const id of ids) {
-      const st = deriveState(shared ? await shared.readJournal(id) : readJournal(runPaths(stateDir, id).journal, { repairTornTail: false }).slice());
-      runs.push({ runId: id, command: st.command, target: st.target, outcome: st.outcome ?? 'in progress (or killed: resume it)', startedAt: st.startedAt, host: st.host });
+      try {
+        const st = deriveState(shared ? await shared.readJournal(id) : readJournal(runPaths(stateDir, id).journal, { repairTornTail: false }).slice());
+        runs.push({ runId: id, command: st.command, target: st.target, outcome: st.outcome ?? 'in progress (or killed: resume it)', startedAt: st.startedAt, host: st.host, damaged: undefined });
+      } catch (e) {
+        const code = isRubiconError(e) ? e.code : 'JOURNAL_CORRUPT';
+        runs.push({ runId: id, command: '?', target: '?', outcome: 'damaged', damaged: { code, message: e instanceof Error ? e.message : String(e) } });
+      }
     }
     if (flags.json) process.stdout.write(JSON.stringify(runs) + '\n');
-    else if (runs.length === 0) process.stdout.write(`no runs in ${shared?.location ?? stateDir}\n`);
-    else for (const r of runs) process.stdout.write(`${r.runId}  ${r.command.padEnd(8)} ${r.target.padEnd(16)} ${r.outcome}\n`);
+    else if (runs.length === 0) process.stdout.write(`no runs in ${where}\n`);
+    else for (const r of runs) process.stdout.write(`${r.runId}  ${r.command.padEnd(8)} ${r.target.padEnd(16)} ${r.damaged ? `DAMAGED ${r.damaged.code}: ${r.damaged.message}` : r.outcome}\n`);
+    const damaged = runs.filter((r) => r.damaged);
+    if (damaged.length > 0) {
+      const statusHint = shared ? `\`rubicon status RUN_ID --state ${shared.location}\`` : '`rubicon status RUN_ID`';
+      process.stderr.write(`rubicon: ${damaged.length} journal(s) in ${where} are damaged (${damaged.map((r) => r.runId).join(', ')}): ${statusHint} says what is wrong; the other runs are listed above\n`);
+      return EXIT.failure;
+    }
     return EXIT.ok;
   }
   const st = deriveState(shared ? await shared.readJournal(runId) : readJournal(runPaths(stateDir, runId).journal));
@@ -349,6 +362,47 @@ async function report(positionals: string[], flags: Flags): Promise<number> {
   return EXIT.ok;
 }
 
+/**
+ * `rubicon audit RUN_ID`: the hash chain (readJournal) and every record's
+ * signature, checked against the run's own key as this machine knows it
+ * (the runbook's trust.signingKey, or this user's key) or an auditor's
+ * `--public-key FILE`, never a key the journal names. Exit 0 when intact,
+ * 1 naming the first record that fails.
+ */
+async function audit(positionals: string[], flags: Flags): Promise<number> {
+  const runId = positionals[0];
+  if (!runId) throw new RubiconError('ARGUMENTS_INVALID', 'rubicon audit needs a run id', { hint: 'list runs with `rubicon status`' });
+  const stateDir = defaultStateDir(flags);
+  const shared = await sharedState(flags);
+  const paths = shared ? shared.paths(runId) : runPaths(stateDir, runId);
+  let records;
+  try {
+    records = shared ? await shared.readJournal(runId) : readJournal(paths.journal);
+  } catch (e) {
+    if (isRubiconError(e) && e.code === 'JOURNAL_CORRUPT') {
+      process.stdout.write(flags.json ? JSON.stringify({ runId, ok: false, reason: e.message }) + '\n' : `${runId}: NOT INTACT: ${e.message}\n`);
+      return EXIT.failure;
+    }
+    throw e;
+  }
+  const st = deriveState(records);
+  let verifier;
+  if (flags.publicKey) {
+    const { readFileSync } = await import('node:fs');
+    verifier = verifierFrom(readFileSync(path.resolve(flags.publicKey), 'utf8'));
+  } else {
+    const rb = await loadRunbook((shared ? await shared.runbookCopy(runId) : undefined) ?? paths.runbookCopy).catch(() => undefined);
+    const src = rb ? signingKeyOf(rb) : undefined;
+    verifier = verifierFrom(runSigner({ ...(src ? { source: src } : {}), stateDir }).signer.publicKeyPem);
+  }
+  const r = auditRecords(records, verifier);
+  const recorded = st.signingKeyId ? ` (the run names key ${st.signingKeyId})` : '';
+  if (flags.json) process.stdout.write(JSON.stringify({ runId, ...r }) + '\n');
+  else if (r.ok) process.stdout.write(`${runId}: intact: ${r.records} records, hash chain and every signature verified with key ${r.keyId}${recorded}; head ${r.head}\n`);
+  else process.stdout.write(`${runId}: NOT INTACT: record ${r.firstBad.seq} (${r.firstBad.type}) ${r.firstBad.reason}${recorded}; nothing from it on can be trusted\n`);
+  return r.ok ? EXIT.ok : EXIT.failure;
+}
+
 export async function main(argv: string[]): Promise<number> {
   const { command, positionals, flags } = parse(argv);
   if (flags.help || !command || command === 'help') {
@@ -378,9 +432,12 @@ export async function main(argv: string[]): Promise<number> {
       const { reapCommand } = await import('./reap.ts');
       return reapCommand(flags.stack, { dryRun: flags.dryRun, json: flags.json, workDir: process.cwd() });
     }
+    case 'audit':
+      return audit(positionals, flags);
     case 'check-runbook': {
       if (!flags.runbook) throw new RubiconError('ARGUMENTS_INVALID', 'check-runbook needs --runbook FILE');
       const rb = await loadRunbook(flags.runbook);
+      await checkBeforeStart(rb);
       process.stdout.write(`runbook ${rb.file} is valid\n${rb.warnings.map((w) => `  warning: ${w}\n`).join('')}`);
       return EXIT.ok;
     }

@@ -13,15 +13,16 @@ export interface Renderer {
   done: (summary: unknown, text: string) => void;
 }
 
-export function jsonRenderer(out: NodeJS.WritableStream = process.stdout): Renderer {
-  let lastProgress = 0;
+/** `now` is the clock the progress throttle reads (tests pass their own). */
+export function jsonRenderer(out: NodeJS.WritableStream = process.stdout, now: () => number = Date.now): Renderer {
+  let lastProgress = Number.NEGATIVE_INFINITY;
   return {
     onEvent: (e) => {
       if (e.kind === 'progress' && e.type === 'progress') {
-        // Throttle progress lines; journal events are never dropped.
-        const now = Date.now();
-        if (now - lastProgress < 500 && e.done < e.total) return;
-        lastProgress = now;
+        // Throttle progress lines (one per 500 ms, and the last); journal events are never dropped.
+        const t = now();
+        if (t - lastProgress < 500 && e.done < e.total) return;
+        lastProgress = t;
       }
       out.write(JSON.stringify(e) + '\n');
     },
@@ -102,7 +103,7 @@ export function textRenderer(out: NodeJS.WriteStream = process.stdout): Renderer
           return line(`\n${s.bold(PHASE_TITLES[ev.phase])}`);
         case 'item.discovered': {
           const it = ev.item;
-          const tag = it.declared ? (it.discovered ? 'declared' : s.red('declared, NOT FOUND')) : s.yellow('found, not declared');
+          const tag = it.kind === 'volume' ? 'everything capture' : it.declared ? (it.discovered ? 'declared' : s.red('declared, NOT FOUND')) : s.yellow('found, not declared');
           return line(`  ${it.kind.padEnd(8)} ${it.name.padEnd(22)} ${tag}  ${s.dim(it.why.join('; '))}`);
         }
         case 'artifact.captured': {
@@ -153,6 +154,12 @@ export function textRenderer(out: NodeJS.WriteStream = process.stdout): Renderer
           );
         case 'note':
           return line(`  ${ev.level === 'info' ? '·' : ev.level === 'warn' ? s.yellow('!') : s.red('✘')} ${ev.message}`);
+        case 'coverage.mapped': {
+          const m = ev.map;
+          const groups = m.classes.filter((c) => c.holders.length === 0 && !c.owner && !c.exclusion);
+          const un = groups.reduce((n, c) => n + c.files, 0);
+          return line(`  coverage (${m.stage}): ${m.files} files, ${fmtBytes(m.bytes)} in scope; ${un ? s.yellow(`${un} held by no artifact and not excluded`) : 'every file held by an artifact, owned by a database or excluded'} ${s.dim('(the gate judges the proofs)')}`);
+        }
         case 'report.written':
           return line(ev.files.map((f) => `  ${f.kind.padEnd(8)} ${f.path}`).join('\n'));
         default:

@@ -8,6 +8,7 @@ import { SandboxDriver } from '../infra/sandbox.ts';
 import { LocalMachine } from '../machines/local.ts';
 import type { Machine } from '../machines/machine.ts';
 import { SshMachine } from '../machines/ssh.ts';
+import { azureRunCommandFromSettings, openSshWindowsFromSettings } from '../machines/windows/factories.ts';
 import { FOLDER_METHODS, type FolderMethod } from '../methods/folders.ts';
 import type { Runbook, TransportSettings, VaultSettings } from '../runbook/load.ts';
 import { mssqlEngineOptions } from '../runbook/mssql.ts';
@@ -75,7 +76,9 @@ export const transports = new Registry<TransportFactory>('transport')
       stepsRoot: s.stepsRoot,
       ...(t.proxyJump ? { proxyJump: t.proxyJump } : {}),
     });
-  });
+  })
+  .register('openssh-windows', (s) => openSshWindowsFromSettings(s.name, s.transport, s.stepsRoot))
+  .register('azure-run-command', (s) => azureRunCommandFromSettings(s.name, s.transport, s.stepsRoot));
 
 const inside = (child: string, parent: string) => {
   const rel = path.relative(parent, child);

@@ -67,6 +67,8 @@ export const ERROR_CODES = {
   GRANT_FAILED: EXIT.failure,
   /** A vault refused its credentials: the restic repository password does not open the repository. */
   VAULT_PASSWORD: EXIT.failure,
+  /** A journal record or a permit is not signed by the run's key: the evidence was altered; nothing is crossed or resumed from it. */
+  EVIDENCE_INVALID: EXIT.failure,
   /** The run was interrupted by SIGINT/SIGTERM; resume continues it. */
   INTERRUPTED: EXIT.interrupted,
   /** A signing key the runbook names is missing, unreadable or not an Ed25519 PKCS#8 PEM key: nothing was touched. */
@@ -111,6 +113,36 @@ export class RubiconError extends Error {
   }
 }
 
+/**
+ * A tool failed and its output may hold patient data (a vendor job printing
+ * rows): the message carries only the exit code and error codes; the output
+ * itself rides along on `output`, which is never serialized (not in
+ * details, not in JSON), and the phases write it to a log file beside the
+ * run, journaling only its path, hash and line count.
+ */
+export class ToolFailure extends RubiconError {
+  readonly output: { stdout: string; stderr: string };
+
+  constructor(code: ErrorCode, message: string, output: { stdout: string; stderr: string }, options: RubiconErrorOptions = {}) {
+    super(code, message, options);
+    Object.defineProperty(this, 'output', { value: output, enumerable: false });
+    this.output = output;
+  }
+
+  toJSON(): Record<string, unknown> {
+    return { code: this.code, message: this.message };
+  }
+}
+
+/** Error codes and fixed shapes found in a tool's output (never the lines themselves, which may hold data). */
+export function errorCodesIn(text: string): string[] {
+  const found = new Set<string>();
+  for (const re of [/\bSQLITE_[A-Z_]+\b/g, /\bMsg \d+\b/g, /\bE[A-Z]{3,12}\b(?=[:)\s])/g, /\berrno[ =]?\d+\b/gi, /\bexit(?:ed with)? (?:code|status) \d+\b/gi]) {
+    for (const m of text.matchAll(re)) found.add(m[0]);
+  }
+  return [...found].slice(0, 8);
+}
+
 export function isRubiconError(e: unknown): e is RubiconError {
   return e instanceof RubiconError;
 }
@@ -118,4 +150,20 @@ export function isRubiconError(e: unknown): e is RubiconError {
 /** Exit code for any thrown value: RubiconErrors by the table, anything else 1. */
 export function exitCodeOf(e: unknown): ExitCode {
   return isRubiconError(e) ? e.exitCode : EXIT.failure;
+}
+
+/**
+ * Out of space, wherever it happened (a vault, a machine, the state
+ * directory): the run must stop with exit 1 naming the place, and resume
+ * once space is freed, never record a capture failure the gate would read
+ * as "this method cannot capture it".
+ */
+export function outOfSpace(e: unknown): RubiconError | undefined {
+  if (isRubiconError(e) && e.code === 'NO_SPACE') return e;
+  const text = e instanceof Error ? `${e.message} ${(e.cause as { code?: string } | undefined)?.code ?? ''} ${(e as { code?: string }).code ?? ''}` : String(e);
+  if (!/ENOSPC|No space left on device|Disk quota exceeded|EDQUOT/.test(text)) return undefined;
+  return new RubiconError('NO_SPACE', `out of space: ${e instanceof Error ? e.message : String(e)}`, {
+    hint: 'free space where the message says, then resume the run (`rubicon resume RUN_ID`): nothing already captured is lost',
+    cause: e,
+  });
 }

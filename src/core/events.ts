@@ -11,6 +11,8 @@ import type {
   Policy,
   Proof,
   RollbackPoint,
+  ScopeOfDestruction,
+  CoverageMap,
   VaultInfo,
 } from './types.ts';
 
@@ -50,6 +52,8 @@ export type JournalEvent =
       overrides: Override[];
       rubiconVersion: string;
       host: string;
+      /** The key that signs this run's records and permit (its id only; the key itself lives outside the state directory). */
+      signingKeyId?: string;
     }
   | { type: 'run.resumed'; pid: number }
   | { type: 'phase.started'; phase: Phase }
@@ -66,7 +70,8 @@ export type JournalEvent =
   | { type: 'rollback.created'; rollbackPoint: RollbackPoint }
   | { type: 'rollback.released'; rollbackPointId: string }
   | { type: 'gate.evaluated'; result: GateResult }
-  | { type: 'permit.issued'; permit: Permit }
+  /** The permit, with its Ed25519 signature (src/trust/permit.ts) by the run's signing key. */
+  | { type: 'permit.issued'; permit: Permit; keyId?: string; signature?: string }
   | { type: 'crossing.confirmed'; by: 'flag' | 'prompt' | 'command'; who: string }
   | { type: 'crossing.started'; permitId: string; image: string }
   | { type: 'crossing.completed'; image: string }
@@ -107,6 +112,25 @@ export type JournalEvent =
   | { type: 'target.identified'; machine: string; machineId: string | null; osRelease: string | null; hostKeys: string[] }
   /** The rebuilt machine was checked before landing (manual crossing). */
   | { type: 'rebuild.verified'; machine: string; osRelease: string; machineIdChanged: boolean | null; hostKeyChanged: boolean | null }
+  /**
+   * Phases to run again: a resumed run found the target thawed since its
+   * freeze (an earlier failure thawed it), so it freezes again, scans drift,
+   * captures what changed and evaluates the gate again before any crossing.
+   */
+  | { type: 'phases.reopened'; phases: Phase[]; reason: string }
+  /** What the crossing destroys (the infra driver's declaration) and every exclusion in force; once per run, at discover. */
+  | { type: 'scope.declared'; scope: ScopeOfDestruction }
+  /** The coverage map after the capture and after the final capture: counts and first paths per class, never contents. */
+  | { type: 'coverage.mapped'; map: CoverageMap }
+  /**
+   * A vault gave a machine time-limited access (src/vaults/grants.ts),
+   * journaled before the machine uses it, so that a resumed run can revoke a
+   * grant a killed process left behind, or say when it expires by itself.
+   * Where things are, never a secret: the grant's folder on the machine.
+   */
+  | { type: 'grant.issued'; grant: { id: string; vault: string; machine: string; mode: 'read' | 'write'; expiresAt: string; dir: string } }
+  /** Grants whose key was removed from the vault host (and whose folder on the machine was removed, unless `folderLeft`). */
+  | { type: 'grant.revoked'; grantIds: string[]; folderLeft?: boolean }
   /** A signal stopped the run; it was thawed and `rubicon resume` continues it. */
   | { type: 'run.interrupted'; signal: string }
   | { type: 'run.completed'; outcome: RunOutcome; exitCode: number; error?: { code: string; message: string } };
@@ -120,6 +144,12 @@ export interface JournalRecord {
   event: JournalEvent;
   prev: string;
   hash: string;
+  /**
+   * Ed25519 signature (base64) by the run's signing key over
+   * `rubicon/journal/v1` + canonical {seq, hash} (src/run/audit.ts): a
+   * rewritten journal with a recomputed chain has no valid signatures.
+   */
+  sig?: string;
 }
 
 /**

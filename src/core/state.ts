@@ -12,6 +12,8 @@ import type {
   Policy,
   Proof,
   RollbackPoint,
+  ScopeOfDestruction,
+  CoverageMap,
   VaultInfo,
 } from './types.ts';
 
@@ -63,10 +65,19 @@ export interface RunState {
   /** Every drift scan in order. */
   driftScans: Drift[];
   frozen: boolean;
+  /** How many times the target was frozen in this run (a resume after a thaw freezes again), and when last. */
+  freezeRound: number;
+  frozenAt?: string;
+  /** When phases were last reopened (a new freeze round is due). */
+  reopenedAt?: string;
   rollbackPoint?: RollbackPoint;
   rollbackReleased: boolean;
   gate?: GateResult;
   permit?: Permit;
+  /** The permit's signature as recorded (verified at the crossing against the run's own key, never trusted as recorded). */
+  permitSignature?: { keyId: string; signature: string } | undefined;
+  /** The id of the key that signs this run (run.started). */
+  signingKeyId?: string;
   crossing?: { confirmedBy?: string; startedAt?: string; completedAt?: string; image?: string };
   landing: LandingState[];
   reports: { kind: string; path: string }[];
@@ -77,11 +88,17 @@ export interface RunState {
   resumes: number;
   /** Steps started and not (yet) completed, and completed ones, by id. */
   steps: Record<string, { machine: string; what: string; idempotent: boolean; startedAt: string; completedAt?: string; exitCode?: number; log?: { path: string; sha256: string; lines: number; bytes: number } }>;
+  /** Grants issued in this run, by id; `revoked` once their key is gone from the vault host. Absent before the first grant. */
+  grants?: Record<string, { vault: string; machine: string; mode: 'read' | 'write'; expiresAt: string; dir: string; issuedAt: string; revoked?: boolean }>;
   /** Services the freeze stopped, as they were before. */
   stoppedServices?: { name: string; active: string; enabled: string }[];
   crossingInstructions?: string;
   targetIdentity?: { machine: string; machineId: string | null; osRelease: string | null; hostKeys: string[] };
   rebuildVerified?: { machine: string; osRelease: string; machineIdChanged: boolean | null; hostKeyChanged: boolean | null; at: string };
+  /** What the crossing destroys, as declared at discover (docs/coverage.md). */
+  scope?: ScopeOfDestruction;
+  /** Every coverage map, in order (the newest is the one the gate reads). */
+  coverageMaps: CoverageMap[];
   /** Hash of the newest journal record folded in: the evidence's fingerprint (verify with `rubicon status RUN_ID`). */
   journalHead: string;
   journalRecords: number;
@@ -123,12 +140,15 @@ export function reduce(state: RunState | undefined, record: JournalRecord): RunS
       proofs: [],
       driftScans: [],
       frozen: false,
+      freezeRound: 0,
       rollbackReleased: false,
       landing: [],
       reports: [],
       notes: [],
       resumes: 0,
       steps: {},
+      ...(e.signingKeyId ? { signingKeyId: e.signingKeyId } : {}),
+      coverageMaps: [],
       journalHead: record.hash,
       journalRecords: record.seq,
     };
@@ -182,6 +202,12 @@ export function reduce(state: RunState | undefined, record: JournalRecord): RunS
       break;
     case 'target.frozen':
       s.frozen = true;
+      s.freezeRound += 1;
+      s.frozenAt = at;
+      break;
+    case 'phases.reopened':
+      s.phases = s.phases.map((p) => (e.phases.includes(p.phase) ? { phase: p.phase, startedAt: p.startedAt } : p));
+      s.reopenedAt = at;
       break;
     case 'target.thawed':
       s.frozen = false;
@@ -200,6 +226,7 @@ export function reduce(state: RunState | undefined, record: JournalRecord): RunS
       break;
     case 'permit.issued':
       s.permit = e.permit;
+      s.permitSignature = e.signature && e.keyId ? { keyId: e.keyId, signature: e.signature } : undefined;
       break;
     case 'crossing.confirmed':
       s.crossing = { ...s.crossing, confirmedBy: `${e.who} (${e.by})` };
@@ -261,6 +288,23 @@ export function reduce(state: RunState | undefined, record: JournalRecord): RunS
     case 'run.interrupted':
       s.outcome = 'interrupted';
       break;
+    case 'scope.declared':
+      s.scope = e.scope;
+      break;
+    case 'coverage.mapped':
+      s.coverageMaps = [...(s.coverageMaps ?? []), e.map];
+      break;
+    case 'grant.issued': {
+      const { id, ...g } = e.grant;
+      s.grants = { ...s.grants, [id]: { ...g, issuedAt: at } };
+      break;
+    }
+    case 'grant.revoked': {
+      const grants = { ...s.grants };
+      for (const id of e.grantIds) if (grants[id]) grants[id] = { ...grants[id], revoked: true };
+      s.grants = grants;
+      break;
+    }
     default: {
       const never: never = e;
       throw new Error(`unknown journal event ${(never as { type: string }).type}`);
@@ -277,10 +321,15 @@ export function deriveState(records: readonly JournalRecord[]): RunState {
   return state;
 }
 
-/** The newest drift scan per item at a stage, or for any stage when omitted. */
+/**
+ * The newest drift scan per item at a stage, or for any stage when omitted.
+ * Freeze scans count only from the latest freeze on (a run frozen again
+ * after a thaw scans again).
+ */
 export function latestDrift(state: RunState, stage?: Drift['stage']): Drift[] {
   const byItem = new Map<string, Drift>();
-  for (const d of state.driftScans) if (!stage || d.stage === stage) byItem.set(d.itemId, d);
+  const since = stage === 'freeze' && state.frozenAt ? Date.parse(state.frozenAt) : -Infinity;
+  for (const d of state.driftScans) if ((!stage || d.stage === stage) && !(Date.parse(d.scannedAt) < since)) byItem.set(d.itemId, d);
   return [...byItem.values()];
 }
 

@@ -30,14 +30,17 @@ export type ItemKind =
   | 'service'
   | 'task'
   | 'share'
-  | 'certificate';
+  | 'certificate'
+  /** The everything capture of one volume in the scope of destruction (src/coverage/, docs/coverage.md). */
+  | 'volume';
 
 /** A scalar fact about an item, shown on the checklist (size, file count, ...). */
 export type FactValue = string | number | boolean | null;
 
 /**
  * One thing on the target that matters. Its id is stable across runs:
- * `folder:<path>`, `database:<engine>:<name>`, `instance-object:<kind>:<name>`.
+ * `folder:<path>`, `database:<engine>:<name>`, `instance-object:<kind>:<name>`,
+ * `volume:<path>` (the everything capture of a volume, path relative to the target root).
  */
 export interface Item {
   id: string;
@@ -86,17 +89,50 @@ export interface ManifestEntry {
   mode: number;
   /** Hex SHA-256 of the content; also the object's key in every vault. */
   sha256: string;
+  /** Version 2: the exact mtime, nanoseconds since the epoch (a decimal integer string); `mtimeMs` is derived from it. */
+  mtimeNs?: string;
+  /** Version 2: owner and group, by number. */
+  uid?: number;
+  gid?: number;
+  /** Version 2: inode number at capture, a change hint for delta and drift (a replaced file has a new one); never restored. */
+  ino?: number;
+  /** Version 2: a hard link to the earlier entry at this path (same inode: same content, owner, mode and mtime). */
+  link?: string;
 }
+
+/** A folder, symlink or FIFO of a version-2 file-tree manifest (regular files are ManifestEntry). */
+export interface ManifestNode {
+  path: string;
+  type: 'dir' | 'symlink' | 'fifo';
+  /** Permission bits with setuid, setgid and sticky (mode & 0o7777). */
+  mode: number;
+  mtimeMs: number;
+  /** Exact mtime, nanoseconds since the epoch (decimal integer string). */
+  mtimeNs?: string;
+  uid?: number;
+  gid?: number;
+  /** Symlink only: the link's target, as stored (never followed). */
+  target?: string;
+}
+
+/** The metadata of the captured folder itself (version 2). */
+export type ManifestRoot = Omit<ManifestNode, 'path' | 'type' | 'target'>;
 
 /** What an artifact consists of. Stored in each vault as a content-addressed JSON object. */
 export interface Manifest {
-  version: 1;
+  /** 1: regular files only (database artifacts, and trees captured before version 2). 2: file trees with their metadata. */
+  version: 1 | 2;
   artifactId: string;
   itemId: string;
   method: string;
+  /** Regular files (hard links included), sorted by path. */
   entries: ManifestEntry[];
   /** For databases: the format of the file(s), e.g. `sqlite-db`, `sql-text`, `mssql-bak`. */
   format?: string;
+  /** Version 2: folders (empty or not), symlinks and FIFOs, sorted by path with a folder keyed as `path/`. */
+  nodes?: ManifestNode[];
+  /** Version 2: mode, owner and mtime of the captured folder itself. */
+  root?: ManifestRoot;
 }
 
 export interface Provenance {
@@ -194,6 +230,10 @@ export interface DriftChange {
   kind: 'added' | 'modified' | 'deleted';
   size?: number;
   mtimeMs?: number;
+  /** Absent for a regular file. */
+  entryType?: 'dir' | 'symlink' | 'fifo';
+  /** For 'modified': what changed (a metadata-only change is drift too). */
+  aspects?: ('content' | 'mode' | 'owner' | 'type' | 'target' | 'link')[];
 }
 
 /** What changed on the target after an artifact was captured. */
@@ -217,7 +257,11 @@ export interface ManualStep {
 export interface Override {
   /** The gate rule id it overrides, e.g. `database.independent-methods`. */
   rule: string;
-  /** The item it applies to; absent = every item under that rule. */
+  /**
+   * The one thing it applies to: an item id, a manual step id, a policy field
+   * (policy.not-looser) or `gate` (a rule about the whole gate). The runbook
+   * requires it; an override without one covers nothing and refuses.
+   */
   itemId?: string;
   reason: string;
   by: string;
@@ -244,6 +288,8 @@ export interface RollbackPoint {
   /** Where it is, for the report: a path or resource ids. */
   location: string;
   createdAt: string;
+  /** What the rollback point could not hold (FIFOs, sockets, devices), as "<path relative to the target> (<kind>)". */
+  notKept?: string[];
 }
 
 /** The policy as the gate evaluates it: defaults filled, only ever stricter than DEFAULT_POLICY. */
@@ -262,6 +308,8 @@ export interface Policy {
   requireManualSteps: boolean;
   /** An immutable vault copy required for each item. Default false (stricter when true). */
   requireImmutableCopy: boolean;
+  /** A manual step's confirmation must be younger than this when a run starts and at the gate. Default 72 h. */
+  maxConfirmationAgeHours: number;
 }
 
 export interface Permit {
@@ -290,6 +338,8 @@ export interface RuleResult {
   evidence: string[];
   /** For `overridden`: the recorded override. */
   override?: Override;
+  /** On `fail` and `overridden`: what an override of this result names as its item (item id, step id, policy field, or `gate`). */
+  subject?: string;
 }
 
 export interface GateResult {
@@ -298,6 +348,92 @@ export interface GateResult {
   results: RuleResult[];
   /** The reasons for a refusal (fail results), or warnings on a pass. */
   reasons: string[];
+}
+
+// ---------------------------------------------------------------- coverage (docs/coverage.md)
+
+/**
+ * A decision that files need not be captured: the built-in list of what the
+ * new OS lays down itself, Rubicon's own work folder on the target, or a
+ * runbook entry (with who decided it). `path` is relative to the target
+ * root (POSIX); it names a file or a folder (everything under it), minus
+ * `except` (paths under it that stay in scope, e.g. usr/local under usr).
+ */
+export interface CoverageExclusion {
+  path: string;
+  source: 'built-in' | 'runbook' | 'rubicon';
+  /** Why, in plain words. Required: an exclusion without a reason excludes nothing. */
+  reason: string;
+  /** Who decided it (runbook entries; required there). */
+  by?: string;
+  except?: string[];
+  /** Windows: names compare without case. */
+  caseInsensitive?: boolean;
+}
+
+/** One volume (or root) the crossing destroys or keeps, as the infra driver declares it. */
+export interface Volume {
+  /** Relative to the target root, POSIX; '.' = the whole root. Empty when the driver cannot say where it is mounted. */
+  path: string;
+  /** For people: "the whole target folder", "the OS disk (C:)", "data disk sqldata". */
+  label: string;
+  /** What the crossing does to it. */
+  fate: 'destroyed' | 'kept';
+  /** Its files must be covered: every destroyed volume; a kept one when the runbook says so (coverage.alsoCapture). */
+  capture: boolean;
+}
+
+/** What the crossing destroys, recorded once per run (journal `scope.declared`). */
+export interface ScopeOfDestruction {
+  /** The infra kind that declared it. */
+  infra: string;
+  /** Which built-in exclusion list applies. */
+  os: 'sandbox' | 'linux' | 'windows';
+  volumes: Volume[];
+  /** Every exclusion in force: built-in, Rubicon's own, the runbook's. */
+  exclusions: CoverageExclusion[];
+}
+
+/** Files of one class, grouped by folder (at most two levels deep), for people: never contents. */
+export interface CoverageGroup {
+  /** e.g. `practice-docs/`, `ehr/X/`, `./` for files at the volume root. */
+  folder: string;
+  files: number;
+  bytes: number;
+  /** The first few paths (relative to the target root), sorted. */
+  first: string[];
+}
+
+/**
+ * Files of one volume that share how they are accounted for: the artifacts
+ * that hold every one of them by path and SHA-256, the item that owns them
+ * (a database's files: held by its engine's artifacts, judged by the
+ * database rules), and the exclusion that names them. Which of those counts
+ * is decided by the gate from the proofs and copies (src/coverage/judge.ts).
+ */
+export interface CoverageClass {
+  volume: string;
+  holders: string[];
+  owner?: string;
+  exclusion?: CoverageExclusion;
+  files: number;
+  bytes: number;
+  groups: CoverageGroup[];
+}
+
+/** The coverage map of the scope of destruction at one point of the run (journal `coverage.mapped`). */
+export interface CoverageMap {
+  stage: 'capture' | 'final-capture';
+  mappedAt: string;
+  /** Volume paths mapped. */
+  volumes: string[];
+  files: number;
+  bytes: number;
+  classes: CoverageClass[];
+  /** Entries that are not regular files (symlinks, sockets, ...): listed, not covered or uncovered. */
+  skipped: number;
+  /** Files hashed to match them against an artifact (the rest were vouched for by size and mtime). */
+  hashed: number;
 }
 
 /** Everything the gate looks at. Built from the journal; nothing else. */
@@ -314,6 +450,10 @@ export interface GateFacts {
   manualSteps: ManualStep[];
   overrides: Override[];
   rollbackPoint?: RollbackPoint;
+  /** What the crossing destroys, as the infra driver declared it. Absent: unknown, and coverage.complete refuses. */
+  scope?: ScopeOfDestruction;
+  /** The newest coverage map. Absent: coverage unknown, and coverage.complete refuses. */
+  coverage?: CoverageMap;
 }
 
 export type ChecklistStatus =

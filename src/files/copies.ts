@@ -1,6 +1,6 @@
+import { runBounded } from '../core/bounded.ts';
 import type { CopyStatus, Manifest } from '../core/types.ts';
 import type { VaultReader } from '../vaults/vault.ts';
-import { runBounded } from './bounded.ts';
 import { manifestHashOf } from './manifest.ts';
 
 /**

@@ -7,6 +7,10 @@ export interface CopyTarget {
   objectsDir: string;
   tmpDir: string;
   fsyncEach: boolean;
+  /** Vault clock when the vault was opened: an existing object with a later ctime was written or checked since, and is not checked again. */
+  fenceMs: number;
+  /** A damaged existing object may be replaced. */
+  replaceable: boolean;
 }
 
 /** A batch of files, copied in order; one reply per file, in one message. */
@@ -26,12 +30,16 @@ export type CopyReply =
       kind: 'done';
       sha256: string;
       size: number;
-      mtimeMs: number;
+      /** Of the fstat before the kept read: exact mtime (nanoseconds, decimal), mode & 0o7777, owner, inode (NaN when not a safe integer). */
+      mtimeNs: string;
       mode: number;
+      uid: number;
+      gid: number;
+      ino: number;
       stable: boolean;
       bytesRead: number;
-      /** Per target: the object was renamed into place (false: it already existed with this size). */
-      placed: boolean[];
+      /** Per target, what the commit found (ObjectPut). */
+      puts: ('written' | 'present' | 'verified' | 'repaired' | 'unrepairable')[];
       /** Per target: the shard folder objects/<2 hex> was created by this job. */
       shardCreated: boolean[];
     }
@@ -68,39 +76,41 @@ export const copyPoolTestHooks: { onStart?: (pool: CopyPool) => void } = {};
  * - `close()` terminates the workers; idempotent. Memory: one buffer of
  *   `chunk` bytes per worker.
  */
-export class CopyPool {
+export class WorkerPool<F, R> {
   readonly size: number;
-  private readonly workers: { worker: Worker; pending: Map<number, { job: CopyJob; resolve: (r: CopyReply[]) => void; reject: (e: unknown) => void }> }[] = [];
+  private readonly workers: { worker: Worker; load: number; pending: Map<number, { job: { id: number; files: F[] }; weight: number; resolve: (r: R[]) => void; reject: (e: unknown) => void }> }[] = [];
   private readonly abortFlag = new Int32Array(new SharedArrayBuffer(4));
   private nextId = 1;
   private broken: RubiconError | undefined;
   private closed = false;
 
-  /** `targets`: the vault folders every file goes to (FilesystemVault.workerTarget()); `maxReads`: reads of a file that keeps changing. */
-  constructor(size: number, options: { chunk: number; targets: CopyTarget[]; maxReads: number }) {
+  /** `script`: the worker (plain JS); `data`: its workerData (the shared abort flag is added as `abortFlag`); `what`: the error wording ('copy', 'restore'). */
+  constructor(size: number, script: URL, data: Record<string, unknown>, what: { code: 'CAPTURE_FAILED' | 'LANDING_FAILED'; noun: string; describe: (files: F[]) => string }) {
     this.size = Math.max(1, Math.floor(size));
-    const data: CopyWorkerData & { role: string } = { role: 'rubicon-copy-worker', chunk: options.chunk, targets: options.targets, maxReads: options.maxReads, abortFlag: this.abortFlag };
+    const workerData = { ...data, abortFlag: this.abortFlag };
+    const describeFiles = what.describe;
     for (let i = 0; i < this.size; i++) {
-      const worker = new Worker(new URL('./copy-worker.js', import.meta.url), { workerData: data });
-      const slot = { worker, pending: new Map() };
+      const worker = new Worker(script, { workerData });
+      const slot = { worker, load: 0, pending: new Map() };
       this.workers.push(slot);
-      worker.on('message', (reply: CopyBatchReply) => {
+      worker.on('message', (reply: { id: number; results: R[] }) => {
         const p = slot.pending.get(reply.id);
         if (!p) return;
         slot.pending.delete(reply.id);
+        slot.load -= p.weight;
         p.resolve(reply.results);
       });
       const die = (why: string, cause?: unknown): void => {
         if (this.closed && slot.pending.size === 0) return;
         const err = new RubiconError(
-          'CAPTURE_FAILED',
-          `copy worker ${i + 1} of ${this.size} stopped (${why}); the capture did not complete and nothing was recorded as captured: run it again`,
+          what.code,
+          `${what.noun} worker ${i + 1} of ${this.size} stopped (${why}); the ${what.noun === 'copy' ? 'capture did not complete and nothing was recorded as captured' : 'restore did not complete'}: run it again`,
           cause === undefined ? undefined : { cause },
         );
         this.broken ??= err;
         for (const [, p] of slot.pending) {
           p.reject(
-            new RubiconError('CAPTURE_FAILED', `copy worker ${i + 1} stopped (${why}) while copying ${describeFiles(p.job.files)}; run the capture again`, cause === undefined ? undefined : { cause }),
+            new RubiconError(what.code, `${what.noun} worker ${i + 1} stopped (${why}) while ${what.noun === 'copy' ? 'copying' : 'restoring'} ${describeFiles(p.job.files)}; run it again`, cause === undefined ? undefined : { cause }),
           );
         }
         slot.pending.clear();
@@ -109,7 +119,6 @@ export class CopyPool {
       worker.on('messageerror', (e) => die(`message error: ${e.message}`, e));
       worker.on('exit', (code) => die(`exit code ${code}`));
     }
-    copyPoolTestHooks.onStart?.(this);
   }
 
   /** @internal For tests: the worker threads (to kill one). */
@@ -117,15 +126,20 @@ export class CopyPool {
     return this.workers.map((w) => w.worker);
   }
 
-  /** Copies `files` (absolute paths) in order on one worker; one reply per file. */
-  run(files: string[]): Promise<CopyReply[]> {
+  /**
+   * Runs `files` in order on one worker; one reply per file. The job goes to
+   * the worker with the least work queued (`weight`: e.g. bytes plus a cost
+   * per file; default one per job).
+   */
+  run(files: F[], weight = 1): Promise<R[]> {
     if (this.broken) return Promise.reject(this.broken);
-    if (this.closed) return Promise.reject(new RubiconError('INTERNAL', `copy pool used after close (${describeFiles(files)})`));
+    if (this.closed) return Promise.reject(new RubiconError('INTERNAL', `worker pool used after close (${files.length} files)`));
     let slot = this.workers[0] as (typeof this.workers)[number];
-    for (const w of this.workers) if (w.pending.size < slot.pending.size) slot = w;
-    const full: CopyJob = { files, id: this.nextId++ };
-    return new Promise<CopyReply[]>((resolve, reject) => {
-      slot.pending.set(full.id, { job: full, resolve, reject });
+    for (const w of this.workers) if (w.load < slot.load) slot = w;
+    const full = { files, id: this.nextId++ };
+    slot.load += weight;
+    return new Promise<R[]>((resolve, reject) => {
+      slot.pending.set(full.id, { job: full, weight, resolve, reject });
       slot.worker.postMessage(full);
     });
   }
@@ -138,6 +152,19 @@ export class CopyPool {
     if (this.closed) return;
     this.closed = true;
     await Promise.all(this.workers.map((w) => w.worker.terminate().catch(() => undefined)));
+  }
+}
+
+/** The capture's pool: copy-worker.js, files given as absolute source paths. */
+export class CopyPool extends WorkerPool<string, CopyReply> {
+  /** `targets`: the vault folders every file goes to (FilesystemVault.workerTarget()); `maxReads`: reads of a file that keeps changing. */
+  constructor(size: number, options: { chunk: number; targets: CopyTarget[]; maxReads: number }) {
+    super(size, new URL('./copy-worker.js', import.meta.url), { role: 'rubicon-copy-worker', chunk: options.chunk, targets: options.targets, maxReads: options.maxReads }, {
+      code: 'CAPTURE_FAILED',
+      noun: 'copy',
+      describe: describeFiles,
+    });
+    copyPoolTestHooks.onStart?.(this);
   }
 }
 

@@ -19,17 +19,26 @@
  *   `stable: false` and the mtime from before that read.
  * - Small files (up to one buffer) take one read and, only when the vault
  *   does not already have the object with this size, one write.
- * - Temp file in tmp/, then rename into objects/<2 hex>/<sha>; an existing
- *   object of the same size is kept and the temp file dropped; one of the
- *   wrong size is replaced. With `fsyncEach` the temp file is fsync'd before
- *   the rename ('commit' durability).
+ * - Temp file in tmp/, then rename into objects/<2 hex>/<sha>. An object
+ *   already stored under the name is kept when its ctime is later than the
+ *   target's fence (written or checked after the vault was opened; strictly
+ *   later, because ctimes come from a coarse clock and a change in the
+ *   fence's own tick must not pass for a check:
+ *   'present'), or when it holds the same bytes ('verified': compared with
+ *   the buffer for a small file, hashed for a large one; then its ctime is
+ *   renewed with a chmod to its own mode). Otherwise it is damaged: replaced
+ *   ('repaired', the temp file fsync'd before the rename so a good durable
+ *   copy is never swapped for one that is not yet durable) where the target
+ *   is replaceable, else left and reported ('unrepairable'). With
+ *   `fsyncEach` every temp file is fsync'd before its rename ('commit'
+ *   durability).
  * - Memory: one buffer of `chunk` bytes per worker, whatever the file size.
  * - Read-only on the source. Never throws out of the message handler: every
  *   failure is a reply naming where it happened (source, or vault index).
  * - Checks the shared abort flag before each file and between chunks.
  */
 import { createHash } from 'node:crypto';
-import { closeSync, constants, fstatSync, fsyncSync, mkdirSync, openSync, readSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { chmodSync, closeSync, constants, fstatSync, fsyncSync, mkdirSync, openSync, readSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { parentPort, threadId, workerData } from 'node:worker_threads';
 
@@ -60,9 +69,9 @@ function writeAll(fd, data) {
   while (off < data.byteLength) off += writeSync(fd, data, off, data.byteLength - off);
 }
 
-/** @param {import('node:fs').Stats} before @param {import('node:fs').Stats} after @param {number} size */
+/** @param {import('node:fs').BigIntStats} before @param {import('node:fs').BigIntStats} after @param {number} size */
 function isStable(before, after, size) {
-  return after.size === before.size && after.mtimeMs === before.mtimeMs && size === before.size;
+  return after.size === before.size && after.mtimeNs === before.mtimeNs && after.ino === before.ino && size === Number(before.size);
 }
 
 /** @typedef {{ fd: number; path: string }} Temp */
@@ -72,11 +81,13 @@ export class Copier {
    * `afterRead` is for tests in the same thread only (a function cannot reach
    * a worker): called after each read of a source chunk, so a test can change
    * the file while it is being read.
-   * @param {{ chunk: number; targets: { objectsDir: string; tmpDir: string; fsyncEach: boolean }[]; maxReads: number; abortFlag: Int32Array; afterRead?: (abs: string, chunkIndex: number) => void }} data
+   * @param {{ chunk: number; targets: { objectsDir: string; tmpDir: string; fsyncEach: boolean; fenceMs: number; replaceable: boolean }[]; maxReads: number; abortFlag: Int32Array; afterRead?: (abs: string, chunkIndex: number) => void }} data
    */
   constructor(data) {
     this.afterRead = data.afterRead;
     this.buf = Buffer.allocUnsafeSlow(data.chunk);
+    /** @type {Buffer | undefined} second buffer, to compare a small file with an object already stored */
+    this.cmp = undefined;
     this.abortFlag = data.abortFlag;
     this.targets = data.targets;
     this.maxReads = data.maxReads;
@@ -136,12 +147,13 @@ export class Copier {
     const temps = [];
     let fdOpen = true;
     try {
-      const before = attempt('source', 'fstat', () => fstatSync(fd));
-      const small = before.size <= this.buf.length;
+      const before = attempt('source', 'fstat', () => fstatSync(fd, { bigint: true }));
+      const want = Number(before.size);
+      const small = want <= this.buf.length;
       const hash = createHash('sha256');
       let size = 0;
       if (small) {
-        while (size < before.size) {
+        while (size < want) {
           const n = attempt('source', 'read', () => readSync(fd, this.buf, size, this.buf.length - size, null));
           if (n === 0) break;
           size += n;
@@ -152,7 +164,7 @@ export class Copier {
         for (let t = 0; t < targets.length; t++) temps.push(this.createTemp(t));
         let chunkIndex = 0;
         // A file read up to its size needs no extra read to see EOF: growth shows in the fstat after.
-        while (size < before.size) {
+        while (size < want) {
           if (Atomics.load(this.abortFlag, 0) !== 0) throw new Aborted();
           const n = attempt('source', 'read', () => readSync(fd, this.buf, 0, this.buf.length, null));
           if (n === 0) break;
@@ -167,15 +179,15 @@ export class Copier {
           onRead(n);
         }
       }
-      const after = attempt('source', 'fstat', () => fstatSync(fd));
+      const after = attempt('source', 'fstat', () => fstatSync(fd, { bigint: true }));
       fdOpen = false;
       closeSync(fd);
       if (small) onRead(size);
       const stable = isStable(before, after, size);
       if (!stable && mayRetry) return 'retry';
       const sha256 = hash.digest('hex');
-      /** @type {boolean[]} */
-      const placed = [];
+      /** @type {string[]} */
+      const puts = [];
       /** @type {boolean[]} */
       const shardCreated = [];
       for (let t = 0; t < targets.length; t++) {
@@ -184,10 +196,18 @@ export class Copier {
         const shard = join(target.objectsDir, sha256.slice(0, 2));
         const finalPath = join(shard, sha256);
         const existing = attempt(t, `stat ${finalPath}`, () => statSync(finalPath, { throwIfNoEntry: false }));
-        if (existing?.isFile() && existing.size === size) {
-          placed.push(false);
-          shardCreated[t] = false;
-          continue; // a large file's temp is dropped in finally
+        let put = 'written';
+        if (existing?.isFile()) {
+          if (existing.size === size && existing.ctimeMs > target.fenceMs) put = 'present';
+          else if (existing.size === size && this.sameAsStored(t, finalPath, size, small, sha256)) {
+            attempt(t, `chmod ${finalPath}`, () => chmodSync(finalPath, existing.mode & 0o7777)); // renews its ctime: checked now
+            put = 'verified';
+          } else put = target.replaceable ? 'repaired' : 'unrepairable';
+          if (put !== 'repaired') {
+            puts.push(put);
+            shardCreated[t] = false;
+            continue; // a large file's temp is dropped in finally
+          }
         }
         let temp = temps[t];
         if (!temp) {
@@ -199,20 +219,64 @@ export class Copier {
           attempt(t, `write ${tf.path}`, () => writeAll(tf.fd, data));
         }
         const tf = temp;
-        if (target.fsyncEach) attempt(t, `fsync ${tf.path}`, () => fsyncSync(tf.fd));
+        if (target.fsyncEach || put === 'repaired') attempt(t, `fsync ${tf.path}`, () => fsyncSync(tf.fd));
         const fdToClose = tf.fd;
         tf.fd = -1;
         closeSync(fdToClose);
         this.ensureShard(t, shard, shardCreated);
         attempt(t, `rename into ${finalPath}`, () => renameSync(tf.path, finalPath));
         temps[t] = undefined;
-        placed.push(true);
+        puts.push(put);
       }
       for (let t = 0; t < targets.length; t++) shardCreated[t] = shardCreated[t] === true;
-      return { sha256, size, mtimeMs: before.mtimeMs, mode: before.mode & 0o7777, stable, placed, shardCreated };
+      const ino = Number(before.ino);
+      return {
+        sha256,
+        size,
+        mtimeNs: before.mtimeNs.toString(),
+        mode: Number(before.mode) & 0o7777,
+        uid: Number(before.uid),
+        gid: Number(before.gid),
+        ino: Number.isSafeInteger(ino) ? ino : Number.NaN,
+        stable,
+        puts,
+        shardCreated,
+      };
     } finally {
       if (fdOpen) closeSync(fd);
       dropTemps(temps);
+    }
+  }
+
+  /**
+   * Whether the object stored at `path` holds the bytes just read: a small
+   * file is compared with the buffer, a large one is hashed (its data went to
+   * temp files; the read buffer is free again).
+   * @param {number} t @param {string} path @param {number} size @param {boolean} small @param {string} sha256
+   */
+  sameAsStored(t, path, size, small, sha256) {
+    const fd = attempt(t, `open ${path}`, () => openSync(path, 'r'));
+    try {
+      if (small) {
+        this.cmp ??= Buffer.allocUnsafeSlow(this.buf.length);
+        const cmp = this.cmp;
+        let n = 0;
+        while (n < size) {
+          const r = attempt(t, `read ${path}`, () => readSync(fd, cmp, n, size - n, null));
+          if (r === 0) return false;
+          n += r;
+        }
+        return cmp.subarray(0, size).equals(this.buf.subarray(0, size));
+      }
+      const hash = createHash('sha256');
+      for (;;) {
+        const r = attempt(t, `read ${path}`, () => readSync(fd, this.buf, 0, this.buf.length, null));
+        if (r === 0) break;
+        hash.update(this.buf.subarray(0, r));
+      }
+      return hash.digest('hex') === sha256;
+    } finally {
+      closeSync(fd);
     }
   }
 

@@ -1,27 +1,32 @@
-import { lstatSync, readdirSync, statSync } from 'node:fs';
-import type { Dirent, Stats } from 'node:fs';
+import { lstatSync, readdirSync, readlinkSync, statSync } from 'node:fs';
+import type { BigIntStats, Dirent, Stats } from 'node:fs';
 import { join } from 'node:path';
 import { RubiconError } from '../core/errors.ts';
-import { comparePaths, isExcluded, normalizeExclude } from './paths.ts';
+import { comparePaths, isExcluded, normalizeExclude } from '../core/paths.ts';
 
 /**
- * Walks a folder tree and yields its regular files, read-only.
+ * Walks a folder tree, read-only, and yields what it holds: regular files,
+ * folders, symlinks (never followed) and FIFOs, with their metadata.
  *
  * Guarantees:
- * - Order is deterministic: globally sorted by relative path (comparePaths),
- *   produced depth-first by sorting each folder's names with folders keyed as
- *   `name/`, so no full-tree sort is needed.
- * - Regular files only. Symlinks are never followed; they, sockets, FIFOs and
- *   devices are reported through `onSkip` (and by walkAll) instead.
- * - A file or folder that disappears during the walk is reported as
- *   'vanished', not an error. A folder that cannot be read is an error
- *   (CAPTURE_FAILED naming it): silently leaving data out is never acceptable.
- * - `mode` is the permission bits only (mode & 0o7777).
+ * - Order is deterministic: depth-first, each folder's names sorted with
+ *   folders keyed as `name/` (`nodeKey`), so the files come out in global
+ *   path order (comparePaths) and a folder comes right before its content.
+ *   No full-tree sort, nothing held but the current path of folders.
+ * - Sockets and devices are not captured: they are reported through
+ *   `onSkip`. So are names that are not valid UTF-8 ('bad-name', the path
+ *   given with the bad bytes escaped as `\xNN`), symlinks whose target is not
+ *   valid UTF-8 ('bad-link-target'), and entries that vanished during the walk.
+ *   A folder that cannot be read is an error (CAPTURE_FAILED naming it):
+ *   silently leaving data out is never acceptable.
+ * - `exact: true` takes bigint stats, so mtimes come with their nanoseconds
+ *   (`mtimeNs`); `mtimeMs` is always the same number Node's plain stat gives.
  *
  * Metadata calls are synchronous on purpose: on a local disk a stat from the
- * page cache costs a few microseconds, while a promise round-trip through the
- * thread pool costs ten times that, and the drift scan is all stats. The walk
- * yields to the event loop between folders and every WALK_YIELD_EVERY files.
+ * page cache costs a few microseconds, while a promise round trip through the
+ * thread pool costs ten times that, and the drift scan is all stats. Nodes
+ * come in batches (one await per batch, not per file); the walk gives the
+ * event loop a turn every few milliseconds.
  */
 export interface FileStat {
   /** Relative to the walk root, POSIX separators. */
@@ -32,9 +37,42 @@ export interface FileStat {
   mode: number;
 }
 
-export type SkippedKind = 'symlink' | 'socket' | 'fifo' | 'block-device' | 'char-device' | 'unknown' | 'vanished' | 'bad-name';
+interface NodeMeta {
+  path: string;
+  /** mode & 0o7777: permission bits with setuid, setgid and sticky. */
+  mode: number;
+  mtimeMs: number;
+  /** With `exact`: nanoseconds since the epoch, as a decimal integer string. */
+  mtimeNs?: string;
+  /** Undefined on Windows. */
+  uid?: number;
+  gid?: number;
+}
+
+export interface FileNode extends NodeMeta {
+  type: 'file';
+  size: number;
+  /** Undefined when the filesystem's inode number is not a safe integer. */
+  ino?: number;
+  /** `${dev}:${ino}` when the file has more than one hard link, else undefined. */
+  linkKey?: string;
+}
+export interface DirNode extends NodeMeta {
+  type: 'dir';
+}
+export interface SymlinkNode extends NodeMeta {
+  type: 'symlink';
+  target: string;
+}
+export interface FifoNode extends NodeMeta {
+  type: 'fifo';
+}
+export type TreeNode = FileNode | DirNode | SymlinkNode | FifoNode;
+
+export type SkippedKind = 'symlink' | 'socket' | 'fifo' | 'block-device' | 'char-device' | 'unknown' | 'vanished' | 'bad-name' | 'bad-link-target';
 
 export interface SkippedEntry {
+  /** For 'bad-name': the path with every byte that is not valid UTF-8 written as `\xNN`. */
   path: string;
   kind: SkippedKind;
 }
@@ -42,37 +80,65 @@ export interface SkippedEntry {
 export interface WalkOptions {
   /** Relative paths (files or folders) to leave out; a folder excludes everything under it. */
   exclude?: string[];
-  /** Called for every entry that is not a regular file or folder, or that vanished. */
+  /** Called for every entry that is not captured (see SkippedKind). */
   onSkip?: (entry: SkippedEntry) => void;
 }
 
-const WALK_YIELD_EVERY = 2000;
+export interface WalkTreeOptions extends WalkOptions {
+  /**
+   * Exact nanosecond mtimes (bigint stats): `true` for every node; `'nodes'`
+   * for folders, symlinks and FIFOs only (a file's exact mtime then comes
+   * from the reader's own fstat: bigint stats allocate ~15 BigInts each,
+   * which showed as GC and peak memory on big trees). Default false.
+   */
+  exact?: boolean | 'nodes';
+}
+
+/** The sort key of a node: a folder sorts as `path/`, so it comes right before its content. */
+export function nodeKey(path: string, type: string): string {
+  return type === 'dir' ? `${path}/` : path;
+}
+
+const BATCH = 1024;
+const YIELD_EVERY_MS = 8;
 
 interface Listed {
   name: string;
   rel: string;
-  dir: boolean;
+  kind: 'dir' | 'file' | 'symlink' | 'fifo' | 'other';
   /** Sort key: folders as `name/` so the depth-first order is the global path order. */
   key: string;
 }
 
-export async function* walk(root: string, options: WalkOptions = {}): AsyncGenerator<FileStat> {
-  const excludes = normalizeExcludes(options.exclude ?? []);
-  const onSkip = options.onSkip ?? (() => undefined);
-  let rootStat: Stats;
+/** Metadata of the root folder itself (it must be a folder). */
+export function statRoot(root: string, exact = false): Omit<NodeMeta, 'path'> {
+  let st: Stats | BigIntStats;
   try {
-    rootStat = statSync(root);
+    st = exact ? statSync(root, { bigint: true }) : statSync(root);
   } catch (e) {
     throw new RubiconError('CAPTURE_FAILED', `folder ${root} cannot be read (${codeOf(e)}); check that it exists and is readable`, { cause: e });
   }
-  if (!rootStat.isDirectory()) {
+  if (!st.isDirectory()) {
     throw new RubiconError('CAPTURE_FAILED', `${root} is not a folder; a file-tree capture needs a folder`);
   }
+  const { path: _p, ...meta } = metaOf('', st);
+  return meta;
+}
+
+/** Every node under `root` (not the root itself), in batches, in nodeKey order. */
+export async function* walkTree(root: string, options: WalkTreeOptions = {}): AsyncGenerator<TreeNode[]> {
+  const excludes = normalizeExcludes(options.exclude ?? []);
+  const onSkip = options.onSkip ?? (() => undefined);
+  const exact = options.exact === true;
+  const exactNodes = options.exact === 'nodes';
+  statRoot(root);
+  const rootSlash = root.endsWith('/') ? root : `${root}/`;
 
   const stack: { items: Listed[]; i: number }[] = [];
   const first = listDir(root, '', excludes, onSkip);
   if (first) stack.push({ items: first, i: 0 });
-  let sinceYield = 0;
+  let batch: TreeNode[] = [];
+  let lastYield = performance.now();
   while (stack.length > 0) {
     const frame = stack[stack.length - 1] as { items: Listed[]; i: number };
     if (frame.i >= frame.items.length) {
@@ -80,30 +146,64 @@ export async function* walk(root: string, options: WalkOptions = {}): AsyncGener
       continue;
     }
     const item = frame.items[frame.i++] as Listed;
-    if (item.dir) {
+    if (item.kind === 'other') continue; // reported by listDir
+    const abs = `${rootSlash}${item.rel}`; // rel is already normal: no join (it showed in profiles)
+    let st: Stats | BigIntStats | undefined;
+    try {
+      st = exact ? lstatSync(abs, { bigint: true, throwIfNoEntry: false }) : lstatSync(abs, { throwIfNoEntry: false });
+    } catch (e) {
+      throw new RubiconError('CAPTURE_FAILED', `cannot stat ${abs} (${codeOf(e)}); grant read access or exclude '${item.rel}' with a reason`, { cause: e });
+    }
+    if (st === undefined) {
+      onSkip({ path: item.rel, kind: 'vanished' });
+      continue;
+    }
+    // lstat is the truth (the type may have changed since readdir).
+    if (st.isFile()) {
+      // Built in one go (no spreads): this is the hot loop of drift and delta.
+      const n = metaOf(item.rel, st) as FileNode;
+      n.type = 'file';
+      n.size = Number(st.size);
+      const ino = Number(st.ino);
+      if (Number.isSafeInteger(ino)) n.ino = ino;
+      if (Number(st.nlink) > 1) n.linkKey = `${st.dev}:${st.ino}`;
+      batch.push(n);
+    } else if (exactNodes && !st.isFile() && (st = lstatSync(abs, { bigint: true, throwIfNoEntry: false })) === undefined) {
+      onSkip({ path: item.rel, kind: 'vanished' });
+    } else if (st.isDirectory()) {
+      batch.push({ type: 'dir', ...metaOf(item.rel, st) });
       const children = listDir(root, item.rel, excludes, onSkip);
       if (children) stack.push({ items: children, i: 0 });
-      await yieldToLoop();
-      sinceYield = 0;
-      continue;
+    } else if (st.isSymbolicLink()) {
+      const target = readTarget(abs, item.rel, onSkip);
+      if (target !== undefined) batch.push({ type: 'symlink', ...metaOf(item.rel, st), target });
+    } else if (st.isFIFO()) {
+      batch.push({ type: 'fifo', ...metaOf(item.rel, st) });
+    } else {
+      onSkip({ path: item.rel, kind: kindOf(st) });
     }
-    const st = lstatSync(join(root, item.rel), { throwIfNoEntry: false });
-    if (st === undefined) {
-      onSkip({ path: item.rel, kind: item.name.includes('\uFFFD') ? 'bad-name' : 'vanished' });
-      continue;
+    if (batch.length >= BATCH) {
+      yield batch;
+      batch = [];
+      if (performance.now() - lastYield >= YIELD_EVERY_MS) {
+        await yieldToLoop();
+        lastYield = performance.now();
+      }
     }
-    if (!st.isFile()) {
-      // It changed type between readdir and lstat.
-      if (st.isDirectory()) {
-        const children = listDir(root, item.rel, excludes, onSkip);
-        if (children) stack.push({ items: children, i: 0 });
-      } else onSkip({ path: item.rel, kind: kindOf(st) });
-      continue;
-    }
-    yield { path: item.rel, size: st.size, mtimeMs: st.mtimeMs, mode: st.mode & 0o7777 };
-    if (++sinceYield >= WALK_YIELD_EVERY) {
-      await yieldToLoop();
-      sinceYield = 0;
+  }
+  if (batch.length > 0) yield batch;
+}
+
+/**
+ * Regular files only, as before version 2: symlinks and FIFOs are reported
+ * through `onSkip` like sockets and devices (discovery counts files with it).
+ */
+export async function* walk(root: string, options: WalkOptions = {}): AsyncGenerator<FileStat> {
+  const onSkip = options.onSkip ?? (() => undefined);
+  for await (const batch of walkTree(root, { exclude: options.exclude, onSkip })) {
+    for (const n of batch) {
+      if (n.type === 'file') yield { path: n.path, size: n.size, mtimeMs: n.mtimeMs, mode: n.mode };
+      else if (n.type === 'symlink' || n.type === 'fifo') onSkip({ path: n.path, kind: n.type });
     }
   }
 }
@@ -131,61 +231,146 @@ export function normalizeExcludes(exclude: readonly string[]): Set<string> {
   return out;
 }
 
+/** Milliseconds as Node's plain stat gives them (sec * 1e3 + nsec / 1e6), from nanoseconds since the epoch. */
+export function msFromNs(ns: bigint | string): number {
+  // The common case without BigInt arithmetic: a positive decimal string of more than 9 digits.
+  if (typeof ns === 'string' && ns.length > 9 && ns.charCodeAt(0) !== 45) return Number(ns.slice(0, -9)) * 1e3 + Number(ns.slice(-9)) / 1e6;
+  const n = typeof ns === 'bigint' ? ns : BigInt(ns);
+  let sec = n / 1_000_000_000n;
+  let nsec = n % 1_000_000_000n;
+  if (nsec < 0n) {
+    nsec += 1_000_000_000n;
+    sec -= 1n;
+  }
+  return Number(sec) * 1e3 + Number(nsec) / 1e6;
+}
+
+const onWindows = process.platform === 'win32';
+
+function metaOf(path: string, st: Stats | BigIntStats): NodeMeta {
+  const m: NodeMeta = { path, mode: Number(st.mode) & 0o7777, mtimeMs: 0 };
+  if (typeof st.mtimeMs === 'bigint') {
+    const ns = (st as BigIntStats).mtimeNs;
+    m.mtimeMs = msFromNs(ns);
+    m.mtimeNs = ns.toString();
+  } else m.mtimeMs = st.mtimeMs;
+  if (!onWindows) {
+    m.uid = Number(st.uid);
+    m.gid = Number(st.gid);
+  }
+  return m;
+}
+
+function readTarget(abs: string, rel: string, onSkip: (e: SkippedEntry) => void): string | undefined {
+  try {
+    const target = readlinkSync(abs);
+    if (target.includes('\uFFFD') && !isUtf8(readlinkSync(abs, { encoding: 'buffer' }))) {
+      onSkip({ path: rel, kind: 'bad-link-target' });
+      return undefined;
+    }
+    return target;
+  } catch (e) {
+    if (codeOf(e) === 'ENOENT') {
+      onSkip({ path: rel, kind: 'vanished' });
+      return undefined;
+    }
+    throw new RubiconError('CAPTURE_FAILED', `cannot read the symlink ${abs} (${codeOf(e)}); grant read access or exclude '${rel}' with a reason`, { cause: e });
+  }
+}
+
 function listDir(root: string, rel: string, excludes: ReadonlySet<string>, onSkip: (e: SkippedEntry) => void): Listed[] | undefined {
+  const abs = rel === '' ? root : join(root, rel);
   let dirents: Dirent[];
   try {
-    dirents = readdirSync(rel === '' ? root : join(root, rel), { withFileTypes: true });
+    dirents = readdirSync(abs, { withFileTypes: true });
   } catch (e) {
     const code = codeOf(e);
     if (code === 'ENOENT' && rel !== '') {
       onSkip({ path: rel, kind: 'vanished' });
       return undefined;
     }
-    throw new RubiconError(
-      'CAPTURE_FAILED',
-      `folder ${rel === '' ? root : join(root, rel)} cannot be read (${code}); grant read access or list '${rel}' under exclude with a reason`,
-      { cause: e },
-    );
+    throw new RubiconError('CAPTURE_FAILED', `folder ${abs} cannot be read (${code}); grant read access or list '${rel}' under exclude with a reason`, { cause: e });
   }
+  let badNames: Set<string> | undefined;
   const items: Listed[] = [];
   for (const d of dirents) {
+    if (d.name.includes('\uFFFD')) {
+      // Maybe not valid UTF-8: such a name cannot be opened by its decoded form. Report it with its bytes.
+      badNames ??= reportBadNames(abs, rel, onSkip);
+      if (badNames.has(d.name)) continue;
+    }
     const childRel = rel === '' ? d.name : `${rel}/${d.name}`;
     if (isExcluded(childRel, excludes)) continue;
-    let dir = d.isDirectory();
-    let file = d.isFile();
-    if (!dir && !file && !d.isSymbolicLink() && !d.isFIFO() && !d.isSocket() && !d.isBlockDevice() && !d.isCharacterDevice()) {
-      // DT_UNKNOWN (some filesystems): ask lstat.
-      const st = lstatSync(join(root, childRel), { throwIfNoEntry: false });
-      if (st === undefined) {
-        onSkip({ path: childRel, kind: 'vanished' });
-        continue;
-      }
-      dir = st.isDirectory();
-      file = st.isFile();
-      if (!dir && !file) {
-        onSkip({ path: childRel, kind: kindOf(st) });
-        continue;
-      }
-    } else if (!dir && !file) {
+    let kind: Listed['kind'];
+    if (d.isDirectory()) kind = 'dir';
+    else if (d.isFile()) kind = 'file';
+    else if (d.isSymbolicLink()) kind = 'symlink';
+    else if (d.isFIFO()) kind = 'fifo';
+    else if (d.isSocket() || d.isBlockDevice() || d.isCharacterDevice()) {
       onSkip({ path: childRel, kind: direntKind(d) });
-      continue;
-    }
-    items.push({ name: d.name, rel: childRel, dir, key: dir ? `${d.name}/` : d.name });
+      kind = 'other';
+    } else kind = 'file'; // DT_UNKNOWN (some filesystems): lstat decides
+    if (kind !== 'other') items.push({ name: d.name, rel: childRel, kind, key: kind === 'dir' ? `${d.name}/` : d.name });
   }
   items.sort((a, b) => comparePaths(a.key, b.key));
   return items;
 }
 
+/** Reports the names in `abs` that are not valid UTF-8 (escaped) and returns their lossy decoded forms, to leave out. */
+function reportBadNames(abs: string, rel: string, onSkip: (e: SkippedEntry) => void): Set<string> {
+  const lossy = new Set<string>();
+  let raw: Buffer[];
+  try {
+    raw = readdirSync(abs, { encoding: 'buffer' });
+  } catch {
+    return lossy;
+  }
+  for (const b of raw) {
+    if (isUtf8(b)) continue;
+    lossy.add(b.toString('utf8'));
+    const escaped = escapeBytes(b);
+    onSkip({ path: rel === '' ? escaped : `${rel}/${escaped}`, kind: 'bad-name' });
+  }
+  return lossy;
+}
+
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
+function isUtf8(b: Uint8Array): boolean {
+  try {
+    strictUtf8.decode(b);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Valid UTF-8 runs as text, every other byte as `\xNN` (and a backslash as `\x5c`, so the form is unambiguous). */
+export function escapeBytes(b: Uint8Array): string {
+  let out = '';
+  let i = 0;
+  while (i < b.length) {
+    const c = b[i] as number;
+    const len = c < 0x80 ? 1 : c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+    if (len > 0 && i + len <= b.length && isUtf8(b.subarray(i, i + len))) {
+      out += c === 0x5c ? '\\x5c' : Buffer.from(b.subarray(i, i + len)).toString('utf8');
+      i += len;
+    } else {
+      out += `\\x${c.toString(16).padStart(2, '0')}`;
+      i++;
+    }
+  }
+  return out;
+}
+
 function direntKind(d: Dirent): SkippedKind {
-  if (d.isSymbolicLink()) return 'symlink';
   if (d.isSocket()) return 'socket';
-  if (d.isFIFO()) return 'fifo';
   if (d.isBlockDevice()) return 'block-device';
   if (d.isCharacterDevice()) return 'char-device';
   return 'unknown';
 }
 
-function kindOf(st: Stats): SkippedKind {
+function kindOf(st: Stats | BigIntStats): SkippedKind {
   if (st.isSymbolicLink()) return 'symlink';
   if (st.isSocket()) return 'socket';
   if (st.isFIFO()) return 'fifo';

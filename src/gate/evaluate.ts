@@ -9,6 +9,7 @@ import type {
   RuleResult,
   VaultInfo,
 } from '../core/types.ts';
+import { describeGroups, formatBytes, judgeCoverage, type JudgeView } from '../coverage/judge.ts';
 import { currentArtifacts, isMissing, latestCopies, latestProof, parseIsoTime, proofPassed } from './current.ts';
 import { isRuleId, loosenings, RULE_IDS, type RuleId } from './policy.ts';
 import { describeTally, tally32110 } from './rule-32110.ts';
@@ -30,7 +31,12 @@ import { describeTally, tally32110 } from './rule-32110.ts';
  *   a 'fail' into anything.
  */
 
-/** A result before overrides are applied. `subject` is what an override's itemId matches. */
+/**
+ * A result before overrides are applied. `subject` (default: `itemId`) is
+ * what an override's itemId must equal; results about the whole gate have
+ * the subject `gate`. Every fail has a subject, so one override covers one
+ * rule for one thing, never every result of a rule at once.
+ */
 interface Draft {
   rule: RuleId;
   itemId?: string;
@@ -39,6 +45,9 @@ interface Draft {
   reason: string;
   evidence: string[];
 }
+
+/** The subject of results about the whole gate (facts.now-valid, inventory.empty, rollback.exists). */
+export const GATE = 'gate';
 
 interface Usable {
   /** Vaults (declared in facts.vaults) where the artifact — and every base it depends on — has an 'ok' copy. */
@@ -185,6 +194,7 @@ function ruleNowValid(ctx: Context): Draft[] {
     return [
       {
         rule: 'facts.now-valid',
+        subject: GATE,
         status: 'fail',
         reason: `the gate's time "${String(ctx.facts.now)}" is not an ISO-8601 time with a zone, so no age can be checked`,
         evidence: [],
@@ -196,7 +206,7 @@ function ruleNowValid(ctx: Context): Draft[] {
 
 function ruleInventoryEmpty(ctx: Context): Draft[] {
   if (ctx.items.length === 0) {
-    return [{ rule: 'inventory.empty', status: 'fail', reason: 'nothing was discovered; refusing to cross blind', evidence: [] }];
+    return [{ rule: 'inventory.empty', subject: GATE, status: 'fail', reason: 'nothing was discovered; refusing to cross blind', evidence: [] }];
   }
   const declared = ctx.items.filter((i) => i.declared).length;
   const found = ctx.items.filter((i) => i.discovered).length;
@@ -700,9 +710,23 @@ function ruleManualSteps(ctx: Context): Draft[] {
   if (steps.length === 0) {
     return [{ rule: 'manual-steps.confirmed', status: 'pass', reason: 'no manual steps are declared', evidence: [] }];
   }
+  const maxAge = ctx.facts.policy.maxConfirmationAgeHours;
+  const maxAgeMs = typeof maxAge === 'number' && Number.isFinite(maxAge) && maxAge > 0 ? maxAge * 3_600_000 : Number.NaN;
   return steps.map((s) => {
     const at = parseIsoTime(s.confirmedAt);
-    const ok = nonEmpty(s.confirmedBy) && !Number.isNaN(at) && at <= ctx.now;
+    const fresh = !Number.isNaN(maxAgeMs) && ctx.now - at <= maxAgeMs;
+    const ok = nonEmpty(s.confirmedBy) && !Number.isNaN(at) && at <= ctx.now && fresh;
+    if (!ok && nonEmpty(s.confirmedBy) && !Number.isNaN(at) && at <= ctx.now) {
+      return {
+        rule: 'manual-steps.confirmed' as const,
+        subject: s.id,
+        status: 'fail' as const,
+        reason: Number.isNaN(maxAgeMs)
+          ? `manual step ${s.id}: policy.maxConfirmationAgeHours is ${JSON.stringify(maxAge) ?? 'undefined'}, not a number of hours, so no confirmation can be shown fresh`
+          : `manual step ${s.id} ("${s.description}") was confirmed at ${s.confirmedAt}, more than ${maxAge} h (policy.maxConfirmationAgeHours) before the gate: confirm it again in the runbook (confirmedBy, confirmedAt)`,
+        evidence: [s.id],
+      };
+    }
     return ok
       ? {
           rule: 'manual-steps.confirmed' as const,
@@ -731,6 +755,7 @@ function ruleRollback(ctx: Context): Draft[] {
     return [
       {
         rule: 'rollback.exists',
+        subject: GATE,
         status: 'fail',
         reason: rb
           ? `rollback point ${String(rb.id)} has no valid creation time no later than the gate's ("${String(rb.createdAt)}")`
@@ -749,10 +774,110 @@ function ruleRollback(ctx: Context): Draft[] {
   ];
 }
 
+// ---------------------------------------------------------------- coverage (docs/coverage.md)
+
+/** The volumes whose files must be covered. */
+function coverageVolumes(ctx: Context) {
+  return list(ctx.facts.scope?.volumes).filter((v) => v.capture === true && typeof v.path === 'string' && v.path !== '');
+}
+
+const volumeItemId = (p: string) => `volume:${p}`;
+
+/** The everything capture is the default for every volume in scope: off only by an override with a reason. */
+function ruleCoverageEverything(ctx: Context): Draft[] {
+  const scope = ctx.facts.scope;
+  if (!scope) return [{ rule: 'coverage.everything', status: 'pass', reason: 'no scope of destruction recorded (coverage.complete refuses)', evidence: [] }];
+  const vols = coverageVolumes(ctx);
+  if (vols.length === 0) return [{ rule: 'coverage.everything', status: 'pass', reason: 'the crossing destroys no volume whose files must be covered', evidence: [] }];
+  return vols.map((v) => {
+    const id = volumeItemId(v.path);
+    const it = ctx.items.find((i) => i.id === id && i.discovered && !isMissing(i));
+    if (it) return { rule: 'coverage.everything' as const, itemId: id, status: 'pass' as const, reason: `the everything capture of ${v.label} is on (${id})`, evidence: [id] };
+    const onMap = list(ctx.facts.coverage?.classes).filter((c) => c.volume === v.path);
+    if (ctx.facts.coverage && list(ctx.facts.coverage.volumes).includes(v.path) && onMap.every((c) => c.files === 0)) {
+      return { rule: 'coverage.everything' as const, itemId: id, status: 'pass' as const, reason: `${v.label} holds no file: there is nothing for an everything capture to hold`, evidence: [] };
+    }
+    return {
+      rule: 'coverage.everything' as const,
+      itemId: id,
+      status: 'fail' as const,
+      reason: `the everything capture of ${v.label} is off: it is the default for every volume the crossing destroys; remove what turned it off, or record an override {rule: coverage.everything, item: ${id}, reason, by}`,
+      evidence: [],
+    };
+  });
+}
+
+/** Every file in the scope of destruction is held by a proven artifact, owned by a captured item, or excluded with a reason. */
+function ruleCoverageComplete(ctx: Context): Draft[] {
+  const scope = ctx.facts.scope;
+  // A fail about no volume in particular (no scope, no map) is about the whole gate: an override names "gate".
+  const fail = (reason: string, subject?: string): Draft => ({ rule: 'coverage.complete', ...(subject ? { itemId: subject } : { subject: GATE }), status: 'fail', reason, evidence: [] });
+  if (!scope) return [fail('the scope of destruction is unknown: the infra driver did not record what the crossing destroys, so no file can be shown to be covered')];
+  const vols = coverageVolumes(ctx);
+  if (vols.length === 0) return [{ rule: 'coverage.complete', status: 'pass', reason: 'the crossing destroys no volume whose files must be covered', evidence: [] }];
+  const map = ctx.facts.coverage;
+  if (!map) return [fail(`coverage unknown: no coverage map was recorded for ${vols.map((v) => v.label).join(', ')}; map it after the final capture`)];
+  const mapId = `coverage:${map.stage}@${String(map.mappedAt)}`;
+  const mapped = parseIsoTime(map.mappedAt);
+  const stale: string[] = [];
+  if (Number.isNaN(mapped)) stale.push(`the map's time "${String(map.mappedAt)}" is not a valid time`);
+  else if (!(mapped <= ctx.now)) stale.push(`the map is dated after the gate's time (${map.mappedAt})`);
+  else {
+    for (const arts of ctx.currentByItem.values()) {
+      for (const a of arts) {
+        if (!(mapped > parseIsoTime(a.provenance?.finishedAt))) stale.push(`the map (${map.mappedAt}) is not after the capture of ${a.id} finished (${String(a.provenance?.finishedAt)})`);
+      }
+    }
+  }
+  if (stale.length) return vols.map((v) => fail(`coverage unknown for ${v.label}: ${stale.slice(0, 3).join('; ')}${stale.length > 3 ? ` and ${stale.length - 3} more` : ''}; map it again after the final capture`, volumeItemId(v.path)));
+  const current = new Map<string, Artifact>();
+  for (const arts of ctx.currentByItem.values()) for (const a of arts) current.set(a.id, a);
+  const view: JudgeView = {
+    holderProblem: (id) => {
+      const a = current.get(id);
+      if (!a) return `${id} is not a current artifact (superseded, or not recorded)`;
+      const p = proofProblem(ctx, a);
+      if (p) return p;
+      if (ctx.usable(a).vaults.length === 0) return `${a.method} artifact ${a.id} has no verified copy in any declared vault`;
+      return undefined;
+    },
+    ownerProblem: (id) => {
+      const it = ctx.items.find((i) => i.id === id);
+      if (!it) return `their owner ${id} is not on the checklist`;
+      if (isMissing(it)) return `their owner ${itemLabel(it)} was not found on the target`;
+      if ((ctx.currentByItem.get(id) ?? []).length === 0) return `their owner ${itemLabel(it)} was captured by nothing`;
+      return undefined;
+    },
+    isEverything: (id) => current.get(id)?.itemId.startsWith('volume:') === true,
+  };
+  const verdicts = judgeCoverage(map, view);
+  return vols.map((v) => {
+    const subject = volumeItemId(v.path);
+    const verdict = verdicts.find((x) => x.volume === v.path);
+    if (!verdict) return fail(`coverage unknown: the coverage map does not include ${v.label} (${v.path})`, subject);
+    const ex = verdict.excluded;
+    const counts =
+      `${plural(verdict.files, 'file')} (${formatBytes(verdict.bytes)}) on ${v.label}: ` +
+      `${verdict.covered.files} held by proven artifacts, ${verdict.owned.files} owned by captured databases, ` +
+      `${ex.files} excluded (${ex.bySource['built-in'].files} by the built-in ${scope.os} list, ${ex.bySource.runbook.files} by the runbook, ${ex.bySource.rubicon.files} Rubicon's own)`;
+    const u = verdict.uncovered;
+    if (u.files > 0) {
+      return {
+        rule: 'coverage.complete' as const,
+        itemId: subject,
+        status: 'fail' as const,
+        reason: `${counts}; ${plural(u.files, 'file')} (${formatBytes(u.bytes)}) NOT covered, the crossing would destroy them: ${describeGroups(u.groups)}; why: ${u.reasons.slice(0, 4).join('; ')}; capture them (the everything capture is the default), or exclude them in the runbook (coverage.exclude with reason and by)`,
+        evidence: [mapId, ...verdict.evidence],
+      };
+    }
+    return { rule: 'coverage.complete' as const, itemId: subject, status: 'pass' as const, reason: `${counts}; uncovered: 0`, evidence: [mapId, ...verdict.evidence] };
+  });
+}
+
 // ---------------------------------------------------------------- overrides
 
 function validOverride(o: Override): boolean {
-  return nonEmpty(o.reason) && nonEmpty(o.by) && nonEmpty(o.rule);
+  return nonEmpty(o.reason) && nonEmpty(o.by) && nonEmpty(o.rule) && nonEmpty(o.itemId);
 }
 
 /** Rules whose fails an override can never turn: overriding them would be circular. */
@@ -764,11 +889,12 @@ function applyOverrides(drafts: Draft[], overrides: Override[]): RuleResult[] {
   const results: RuleResult[] = drafts.map((d) => {
     const base: RuleResult = { rule: d.rule, status: d.status, reason: d.reason, evidence: d.evidence };
     if (d.itemId !== undefined) base.itemId = d.itemId;
-    if (d.status !== 'fail' || NOT_OVERRIDABLE.has(d.rule)) return base;
+    if (d.status !== 'fail') return base;
     const subject = d.subject ?? d.itemId;
-    const match =
-      valid.find((o) => o.rule === d.rule && o.itemId !== undefined && o.itemId === subject) ??
-      valid.find((o) => o.rule === d.rule && o.itemId === undefined);
+    if (subject !== undefined) base.subject = subject;
+    if (NOT_OVERRIDABLE.has(d.rule)) return base;
+    // Exactly this rule for exactly this subject: an override never matches by rule alone.
+    const match = subject === undefined ? undefined : valid.find((o) => o.rule === d.rule && o.itemId === subject);
     if (!match) return base;
     used.add(match);
     return {
@@ -782,6 +908,7 @@ function applyOverrides(drafts: Draft[], overrides: Override[]): RuleResult[] {
     if (!validOverride(o)) {
       const lacking = [
         ...(nonEmpty(o.rule) ? [] : ['which rule']),
+        ...(nonEmpty(o.itemId) ? [] : [`which one item it covers (an item id, a step id, the policy field for policy.not-looser, or "${GATE}")`]),
         ...(nonEmpty(o.by) ? [] : ['who made it']),
         ...(nonEmpty(o.reason) ? [] : ['why']),
       ];
@@ -829,6 +956,8 @@ export function evaluateGate(facts: GateFacts): GateResult {
     ...rule32110(ctx),
     ...ruleFresh(ctx),
     ...ruleDrift(ctx),
+    ...ruleCoverageEverything(ctx),
+    ...ruleCoverageComplete(ctx),
     ...ruleManualSteps(ctx),
     ...ruleRollback(ctx),
   ];

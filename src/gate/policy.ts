@@ -16,6 +16,10 @@ export const DEFAULT_POLICY: Policy = Object.freeze({
   requireRollbackPoint: true,
   requireManualSteps: true,
   requireImmutableCopy: false,
+  // A confirmation ("the vendor stopped the application") is about this
+  // maintenance window, not last month's: three days covers a Friday
+  // confirmation for a Monday upgrade.
+  maxConfirmationAgeHours: 72,
 });
 
 /**
@@ -45,9 +49,13 @@ export const RULES = {
   'proofs.fresh': 'Every proof the verdict relies on is younger than maxProofAgeHours.',
   'drift.none':
     'Every captured item was scanned for drift after its current capture, against that capture, and nothing changed.',
-  'manual-steps.confirmed': 'Every declared manual step was confirmed, with who and when.',
+  'manual-steps.confirmed': 'Every declared manual step was confirmed, with who and when (no later than the gate, and younger than maxConfirmationAgeHours).',
+  'coverage.everything':
+    'Every volume the crossing destroys has its everything capture (the default); it is off only by an override with a reason.',
+  'coverage.complete':
+    'Every file the crossing destroys is held by a proven artifact (by path and SHA-256), owned by a captured database, or excluded with a reason (built-in OS list or a runbook entry naming who).',
   'rollback.exists': 'A rollback point exists before the crossing.',
-  'override.reason-required': 'Every recorded override names who made it and why; one without is ignored and refuses.',
+  'override.reason-required': 'Every recorded override names its rule, the one item (or policy field, or gate) it covers, who made it and why; one without is ignored and refuses.',
   'override.unused': 'An override that matched no failing rule is reported (a typo in a rule id shows up here).',
 } as const;
 
@@ -68,6 +76,7 @@ const STRICTER: { [K in keyof Policy]: 'higher' | 'lower' | 'true' } = {
   requireRollbackPoint: 'true',
   requireManualSteps: 'true',
   requireImmutableCopy: 'true',
+  maxConfirmationAgeHours: 'lower',
 };
 
 export interface Loosening {

@@ -1,4 +1,4 @@
-import type { Permit, RollbackPoint } from '../core/types.ts';
+import type { Permit, RollbackPoint, ScopeOfDestruction, Volume } from '../core/types.ts';
 import type { Host } from '../hosts/host.ts';
 import type { Machine } from '../machines/machine.ts';
 
@@ -31,6 +31,12 @@ export interface CrossingResult {
   completedAt: string;
 }
 
+/** What a driver's crossing destroys (and keeps), as data; exclusions are added by src/coverage. */
+export interface DriverScope {
+  os: ScopeOfDestruction['os'];
+  volumes: Volume[];
+}
+
 export interface InfraDriver {
   readonly kind: 'sandbox' | 'pulumi-azure' | 'manual';
   /** The image the target runs now (before the crossing). */
@@ -52,4 +58,10 @@ export interface InfraDriver {
    */
   cross(permit: Permit, now: Date, facts?: CrossingFacts): Promise<CrossingResult>;
   releaseRollbackPoint(point: RollbackPoint): Promise<void>;
+  /**
+   * What the crossing destroys, as data (docs/coverage.md). Read-only.
+   * Optional: without it the scope is unknown, and the gate refuses under
+   * coverage.complete.
+   */
+  scopeOfDestruction?(): Promise<DriverScope>;
 }

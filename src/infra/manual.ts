@@ -3,7 +3,8 @@ import { RubiconError } from '../core/errors.ts';
 import type { Permit, RollbackPoint } from '../core/types.ts';
 import type { Machine } from '../machines/machine.ts';
 import type { Runbook } from '../runbook/load.ts';
-import type { CrossingResult, InfraDriver, ProvingGroundHandle } from './driver.ts';
+import type { Volume } from '../core/types.ts';
+import type { CrossingResult, DriverScope, InfraDriver, ProvingGroundHandle } from './driver.ts';
 
 /**
  * The manual crossing, for the many servers that are not in a cloud: the
@@ -100,4 +101,54 @@ export class ManualDriver implements InfraDriver {
   }
 
   async releaseRollbackPoint(): Promise<void> {}
+
+  /**
+   * The volumes the engineer's reinstall wipes: the runbook's
+   * infra.destroys, or else every local filesystem mounted under the target
+   * root (from /proc/self/mounts on the target) and the target root itself.
+   * Read-only.
+   */
+  async scopeOfDestruction(): Promise<DriverScope> {
+    const root = this.o.runbook.target.root;
+    const named = this.infra.destroys;
+    const points = named ?? [root, ...(await localMounts(this.o.target)).filter((m) => insidePosix(m, root))];
+    const volumes: Volume[] = [];
+    for (const p of points) {
+      const rel = path.posix.relative(path.posix.resolve(root), path.posix.resolve(p)) || '.';
+      if (volumes.some((v) => v.path === rel)) continue;
+      volumes.push({ path: rel, label: rel === '.' ? `the volume of ${root} on ${this.o.target.name}` : `the volume ${p} on ${this.o.target.name}`, fate: 'destroyed', capture: true });
+    }
+    return { os: 'linux', volumes };
+  }
+}
+
+const insidePosix = (child: string, parent: string) => {
+  const rel = path.posix.relative(path.posix.resolve(parent), path.posix.resolve(child));
+  return rel === '' || (!rel.startsWith('..') && !path.posix.isAbsolute(rel));
+};
+
+/** Filesystems that hold data (not proc, tmpfs, overlays of containers, network shares). */
+const DATA_FS = new Set(['ext2', 'ext3', 'ext4', 'xfs', 'btrfs', 'zfs', 'f2fs', 'jfs', 'reiserfs', 'vfat', 'exfat', 'ntfs', 'ntfs3', 'fuseblk']);
+
+/** Mount points of local data filesystems on a Linux machine, from /proc/self/mounts (octal escapes decoded). */
+export async function localMounts(machine: Machine): Promise<string[]> {
+  let text: string;
+  try {
+    text = Buffer.from(await machine.readSmall('/proc/self/mounts', 4 << 20)).toString('utf8');
+  } catch {
+    return [];
+  }
+  return parseMounts(text);
+}
+
+/** Pure: the mount points of data filesystems in /proc/self/mounts text. */
+export function parseMounts(text: string): string[] {
+  const out: string[] = [];
+  for (const line of text.split('\n')) {
+    const [, mountPoint, fsType] = line.split(' ');
+    if (!mountPoint || !fsType || !DATA_FS.has(fsType)) continue;
+    const mp = mountPoint.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
+    if (!out.includes(mp)) out.push(mp);
+  }
+  return out;
 }

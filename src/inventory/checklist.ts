@@ -38,7 +38,7 @@ export interface ChecklistInput {
   captureFailures: CaptureFailure[];
 }
 
-const REST_ORDER = ['secret', 'certificate', 'instance-object', 'service', 'task', 'share'];
+const REST_ORDER = ['secret', 'certificate', 'instance-object', 'service', 'task', 'share', 'volume'];
 
 function copyWord(status: Copy['status']): string {
   if (status === 'missing') return 'missing';
@@ -69,7 +69,8 @@ export function buildChecklist(input: ChecklistInput): ChecklistRow[] {
 
   const rows = input.items.map((item): ChecklistRow => {
     const notes: string[] = [];
-    if (item.discovered && !item.declared) notes.push('found, not declared');
+    // A volume item is Rubicon's own everything capture (docs/coverage.md): never "found, not declared".
+    if (item.discovered && !item.declared && item.kind !== 'volume') notes.push('found, not declared');
     const missing = isMissing(item);
     if (missing) notes.push('declared, not found');
 

@@ -5,7 +5,7 @@ import { execa } from 'execa';
 import { RubiconError } from '../core/errors.ts';
 import { LocalHost } from '../hosts/local.ts';
 import type { LocalFiles, TransportKind } from './machine.ts';
-import { DEFAULT_MAX_OUTPUT, PosixMachine, type InvokeOptions, type RawResult } from './posix-machine.ts';
+import { DEFAULT_MAX_OUTPUT, PosixMachine, type InvokeOptions, type RawResult, type SmallFile } from './posix-machine.ts';
 
 export interface LocalMachineOptions {
   name: string;
@@ -92,6 +92,11 @@ export class LocalMachine extends PosixMachine {
         hint: code === 'ENOSPC' ? `free space where ${file} lives, then resume the run` : undefined,
       });
     }
+  }
+
+  /** Local files are cheap to write one by one (node:fs). */
+  override async writeSmallFiles(files: readonly SmallFile[]): Promise<void> {
+    for (const f of files) await this.writeSmall(f.path, f.data, { mode: f.mode ?? 0o600 });
   }
 
   async close(): Promise<void> {}

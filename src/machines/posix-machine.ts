@@ -4,12 +4,12 @@ import type { Command, ExecOptions, ExecResult, LocalFiles, Machine, MachineOs, 
 import {
   READ_SMALL_SCRIPT,
   STEP_CANCEL_SCRIPT,
-  STEP_OUTPUT_SCRIPT,
   STEP_SCRIPT,
+  WRITE_FILES_SCRIPT,
   WRITE_SMALL_SCRIPT,
   commandArgv,
-  parseStepStatus,
   splitStepOutput,
+  splitStepReply,
   stepFolderName,
   stepLost,
 } from './posix.ts';
@@ -30,6 +30,14 @@ export interface InvokeOptions {
 }
 
 export const DEFAULT_MAX_OUTPUT = 8 * 1024 * 1024;
+
+/** One file for writeSmallFiles. */
+export interface SmallFile {
+  path: string;
+  data: string | Uint8Array;
+  /** Default 0o600. */
+  mode?: number;
+}
 
 /**
  * A POSIX machine (Linux): the step protocol, small files and exec on top
@@ -66,35 +74,43 @@ export abstract class PosixMachine implements Machine {
     return path.posix.join(this.stepsRoot, stepFolderName(stepId));
   }
 
+  /**
+   * One call to the machine per step (STEP_SCRIPT): input, start or
+   * re-attach, wait, and the bounded output, in one round trip.
+   */
   async run(step: StepKey, cmd: Command, o: ExecOptions = {}): Promise<StepResult> {
     const t0 = performance.now();
     const dir = this.stepFolder(step.id);
-    if (cmd.input !== undefined) {
-      // Written before the start; a re-attach finds it already there.
-      await this.writeSmall(path.posix.join(dir, 'in'), cmd.input, { mode: 0o600 });
-    }
     const deadline = o.timeoutMs ? Math.ceil(o.timeoutMs / 1000) : 0;
     const argv = commandArgv({ argv: cmd.argv, env: cmd.env });
+    const max = o.maxOutputBytes ?? DEFAULT_MAX_OUTPUT;
     const onAbort = () => {
       void this.invoke(['sh', '-c', STEP_CANCEL_SCRIPT, 'rubicon', dir], { timeoutMs: 30_000 }).catch(() => undefined);
     };
     o.signal?.addEventListener('abort', onAbort, { once: true });
-    let status;
+    let reply;
+    let r;
     try {
       // The wrapper waits on the machine; our own deadline only guards a hung transport.
-      const r = await this.invoke(['sh', '-c', STEP_SCRIPT, 'rubicon', dir, step.idempotent ? '1' : '0', String(deadline), cmd.cwd ?? '', ...argv], {
-        timeoutMs: o.timeoutMs ? o.timeoutMs + 60_000 : undefined,
-        signal: o.signal,
-      });
+      r = await this.invoke(
+        ['sh', '-c', STEP_SCRIPT, 'rubicon', dir, step.idempotent ? '1' : '0', String(deadline), cmd.cwd ?? '', cmd.input !== undefined ? '1' : '0', String(max), ...argv],
+        {
+          ...(cmd.input !== undefined ? { input: cmd.input } : {}),
+          timeoutMs: o.timeoutMs ? o.timeoutMs + 60_000 : undefined,
+          signal: o.signal,
+          maxOutputBytes: 2 * max + 4096,
+        },
+      );
       o.signal?.throwIfAborted();
-      status = parseStepStatus(Buffer.from(r.stdout).toString('utf8'));
-      if (!status) {
-        throw new RubiconError('MACHINE_FAILED', `step ${step.id} on ${this.name} (${this.address}): the step wrapper did not report (exit ${r.exitCode}: ${r.stderr.trim().split('\n').slice(-2).join(' ')})`, {
-          hint: `check that ${this.name} has a POSIX sh, setsid and coreutils, and free space in ${this.stepsRoot}`,
-        });
-      }
+      reply = splitStepReply(r.stdout);
     } finally {
       o.signal?.removeEventListener('abort', onAbort);
+    }
+    const status = reply.status;
+    if (!status) {
+      throw new RubiconError('MACHINE_FAILED', `step ${step.id} on ${this.name} (${this.address}): the step wrapper did not report (exit ${r.exitCode}: ${r.stderr.trim().split('\n').slice(-2).join(' ')})`, {
+        hint: `check that ${this.name} has a POSIX sh, setsid and coreutils, and free space in ${this.stepsRoot}`,
+      });
     }
     if (status.state === 'lost') throw stepLost(`${this.name} (${this.address})`, step.id);
     if (status.state === 'error') {
@@ -103,9 +119,7 @@ export abstract class PosixMachine implements Machine {
     if (status.state === 'killed') {
       throw new RubiconError('MACHINE_FAILED', `step ${step.id} on ${this.name} was killed before it finished`, { hint: 'resume the run to start it again' });
     }
-    const max = o.maxOutputBytes ?? DEFAULT_MAX_OUTPUT;
-    const out = await this.invoke(['sh', '-c', STEP_OUTPUT_SCRIPT, 'rubicon', dir, String(max)], { timeoutMs: 120_000, maxOutputBytes: 2 * max + 16 });
-    const { stdout, stderr } = splitStepOutput(out.stdout);
+    const { stdout, stderr } = splitStepOutput(reply.rest);
     return { exitCode: status.exitCode, stdout, stderr, durationMs: Math.round(performance.now() - t0), reattached: status.reattached };
   }
 
@@ -124,6 +138,26 @@ export abstract class PosixMachine implements Machine {
     return r.stdout;
   }
 
+  /**
+   * Several small files in one call (WRITE_FILES_SCRIPT), each with
+   * writeSmall's guarantees (temp file + rename, full length checked, mode
+   * set before the rename). Not part of the Machine interface: use
+   * writeSmallFiles() in machine-files.ts, which falls back to writeSmall.
+   */
+  async writeSmallFiles(files: readonly SmallFile[]): Promise<void> {
+    if (files.length === 0) return;
+    const datas = files.map((f) => (typeof f.data === 'string' ? Buffer.from(f.data) : Buffer.from(f.data)));
+    const args = files.flatMap((f, i) => [f.path, (f.mode ?? 0o600).toString(8), String(datas[i]!.byteLength)]);
+    const r = await this.invoke(['sh', '-c', WRITE_FILES_SCRIPT, 'rubicon', ...args], { input: Buffer.concat(datas), timeoutMs: this.execTimeoutMs });
+    if (r.exitCode !== 0) {
+      const full = /No space left/i.test(r.stderr);
+      const names = files.map((f) => f.path).join(', ');
+      throw new RubiconError(full ? 'NO_SPACE' : 'MACHINE_FAILED', `cannot write ${names} on ${this.name} (${this.address}): ${r.stderr.trim() || `exit ${r.exitCode}`}`, {
+        hint: full ? `free space on ${this.name} where ${files[0]!.path} lives, then resume the run` : `check that the folders of ${names} on ${this.name} are writable`,
+      });
+    }
+  }
+
   async writeSmall(file: string, data: string | Uint8Array, o: { mode?: number } = {}): Promise<void> {
     const mode = (o.mode ?? 0o600).toString(8);
     const r = await this.invoke(['sh', '-c', WRITE_SMALL_SCRIPT, 'rubicon', file, mode], { input: data, timeoutMs: this.execTimeoutMs });
@@ -134,4 +168,15 @@ export abstract class PosixMachine implements Machine {
       });
     }
   }
+}
+
+/**
+ * Writes several small files on a machine: in one call where the machine
+ * can (PosixMachine.writeSmallFiles, asked for, not assumed), else one
+ * writeSmall per file. Same guarantees as writeSmall for each file.
+ */
+export async function writeSmallFiles(m: Machine, files: readonly SmallFile[]): Promise<void> {
+  const many = (m as Partial<Pick<PosixMachine, 'writeSmallFiles'>>).writeSmallFiles;
+  if (typeof many === 'function') return many.call(m, files);
+  for (const f of files) await m.writeSmall(f.path, f.data, { mode: f.mode ?? 0o600 });
 }

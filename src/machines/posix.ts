@@ -60,25 +60,53 @@ export function stepFolderName(stepId: string): string {
 }
 
 /**
- * $1 step folder, $2 idempotent (1/0), $3 deadline in seconds (0 = none),
- * $4 cwd ('' = stay), then the argv.
+ * The whole step in ONE call to the machine (one ssh round trip): the
+ * step's stdin arrives on this script's stdin and is written to `in`
+ * before the program starts, and the output is printed after the status
+ * line. $1 step folder, $2 idempotent (1/0), $3 deadline in seconds (0 =
+ * none), $4 cwd ('' = stay), $5 stdin given (1/0), $6 max bytes kept per
+ * output stream, then the argv.
+ *
+ * Prints exactly one status line `RUBICON-STEP <state> [<rc> <how>]`
+ * first; for `done` it is followed by STEP_OUTPUT's format: "<n>\n", the
+ * last n bytes of stdout, then the last bytes of stderr.
+ *
+ * Guarantees kept from the three-call protocol it replaces (input write,
+ * wrapper, output read): `in` is complete (temp + rename) before the
+ * program starts; a re-attach never rewrites a running step's `in`; the
+ * program still runs under setsid, so a dropped connection while it runs
+ * (or while its output is printed) does not reach it, and a second call
+ * re-attaches to the recorded result.
  */
 export const STEP_SCRIPT = String.raw`
-d=$1; idem=$2; deadline=$3; wd=$4; shift 4
-mkdir -p "$d" || { echo "RUBICON-STEP error mkdir"; exit 0; }
+d=$1; idem=$2; deadline=$3; wd=$4; hasin=$5; max=$6; shift 6
+mkdir -p "$d" || { [ "$hasin" = 1 ] && cat > /dev/null; echo "RUBICON-STEP error mkdir"; exit 0; }
+if [ "$hasin" = 1 ]; then
+  ( umask 077; cat > "$d/in.next" ) || { rm -f "$d/in.next"; echo "RUBICON-STEP error input"; exit 0; }
+fi
 starttime() { [ -r "/proc/$1/stat" ] && sed 's/^.*) //' "/proc/$1/stat" | cut -d' ' -f20; }
 alive() { [ -n "$1" ] && kill -0 "$1" 2>/dev/null && [ "$(starttime "$1")" = "$2" ]; }
-if [ -f "$d/rc" ]; then echo "RUBICON-STEP done $(cat "$d/rc") reattached"; exit 0; fi
+report() {
+  rm -f "$d/in.next"
+  echo "RUBICON-STEP done $(cat "$d/rc") $1"
+  s=0; [ -f "$d/out" ] && s=$(wc -c < "$d/out")
+  [ "$s" -gt "$max" ] && s=$max
+  echo "$s"
+  [ -f "$d/out" ] && tail -c "$max" "$d/out"
+  [ -f "$d/err" ] && tail -c "$max" "$d/err"
+  exit 0
+}
+if [ -f "$d/rc" ]; then report reattached; fi
 if [ -f "$d/pid" ]; then
   read -r pid st < "$d/pid" || true
   if alive "$pid" "$st"; then
     while [ ! -f "$d/rc" ] && alive "$pid" "$st"; do sleep 0.1; done
-    if [ -f "$d/rc" ]; then echo "RUBICON-STEP done $(cat "$d/rc") reattached"; exit 0; fi
   fi
-  if [ -f "$d/rc" ]; then echo "RUBICON-STEP done $(cat "$d/rc") reattached"; exit 0; fi
-  if [ "$idem" != 1 ]; then echo "RUBICON-STEP lost"; exit 0; fi
+  if [ -f "$d/rc" ]; then report reattached; fi
+  if [ "$idem" != 1 ]; then rm -f "$d/in.next"; echo "RUBICON-STEP lost"; exit 0; fi
   rm -f "$d/pid" "$d/out" "$d/err"
 fi
+if [ "$hasin" = 1 ]; then mv -f "$d/in.next" "$d/in" || { echo "RUBICON-STEP error input"; exit 0; }; fi
 if [ "$deadline" != 0 ]; then set -- timeout --kill-after=10 "$deadline" "$@"; fi
 setsid sh -c '
   d=$1; wd=$2; shift 2
@@ -90,7 +118,8 @@ setsid sh -c '
 pid=$!
 echo "$pid $(starttime "$pid")" > "$d/pid.tmp" && mv "$d/pid.tmp" "$d/pid"
 wait "$pid"
-if [ -f "$d/rc" ]; then echo "RUBICON-STEP done $(cat "$d/rc") fresh"; else echo "RUBICON-STEP killed"; fi
+if [ -f "$d/rc" ]; then report fresh; fi
+echo "RUBICON-STEP killed"
 `;
 
 /** Kills a step's process group. $1 step folder. Idempotent. */
@@ -102,8 +131,9 @@ kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
 `;
 
 /**
- * Reads the step's output files, bounded: $1 folder, $2 max bytes per
- * stream. Prints "<n>\n", then the last n bytes of stdout (which may hold
+ * Reads the step's output files, bounded (STEP_SCRIPT prints the same
+ * after its status line; kept for reading a step's output on its own): $1
+ * folder, $2 max bytes per stream. Prints "<n>\n", then the last n bytes of stdout (which may hold
  * NULs: sha256sum -z), then stderr's last bytes.
  */
 export const STEP_OUTPUT_SCRIPT = String.raw`
@@ -130,6 +160,27 @@ t="$1.rubicon-tmp.$$"
 cat > "$t" && chmod "$2" "$t" && mv -f -- "$t" "$1" || { rm -f -- "$t"; exit 46; }
 `;
 
+/**
+ * Several small files in one call: stdin is their bytes, one after the
+ * other; the arguments are triples (path, octal mode, byte count). Each
+ * file is written like WRITE_SMALL_SCRIPT (temp file, chmod, rename) and
+ * checked to have its full length before the rename. Exit 46 on a failure
+ * (files before it are written; none is ever left half-written).
+ * `head -c N` reads exactly N bytes from a pipe (coreutils bounds each read
+ * by what is left), so the next file starts where it should.
+ */
+export const WRITE_FILES_SCRIPT = String.raw`
+umask 077
+while [ $# -ge 3 ]; do
+  f=$1; m=$2; n=$3; shift 3
+  mkdir -p -- "$(dirname -- "$f")" || exit 46
+  t="$f.rubicon-tmp.$$"
+  head -c "$n" > "$t" || { rm -f -- "$t"; exit 46; }
+  [ "$(stat -c %s -- "$t")" = "$n" ] || { rm -f -- "$t"; echo "rubicon: short input for $f" >&2; exit 46; }
+  chmod "$m" "$t" && mv -f -- "$t" "$f" || { rm -f -- "$t"; exit 46; }
+done
+`;
+
 export type StepStatus =
   | { state: 'done'; exitCode: number; reattached: boolean }
   | { state: 'lost' }
@@ -149,6 +200,22 @@ export function parseStepStatus(stdout: string): StepStatus | undefined {
   if (state === 'lost') return { state: 'lost' };
   if (state === 'killed') return { state: 'killed' };
   return { state: 'error', detail: line };
+}
+
+/**
+ * Splits STEP_SCRIPT's combined output: the FIRST line starting with
+ * `RUBICON-STEP ` is the status (anything before it is login noise of the
+ * machine's shell); what follows it is the output block. Pure.
+ */
+export function splitStepReply(bytes: Uint8Array): { status: StepStatus | undefined; rest: Uint8Array } {
+  const buf = Buffer.from(bytes);
+  const tag = Buffer.from('RUBICON-STEP ');
+  let at = buf.indexOf(tag);
+  while (at > 0 && buf[at - 1] !== 10) at = buf.indexOf(tag, at + 1);
+  if (at < 0) return { status: undefined, rest: new Uint8Array() };
+  const nl = buf.indexOf(10, at);
+  const line = buf.subarray(at, nl < 0 ? buf.length : nl).toString('utf8');
+  return { status: parseStepStatus(line), rest: nl < 0 ? new Uint8Array() : buf.subarray(nl + 1) };
 }
 
 /** Splits STEP_OUTPUT_SCRIPT's output. */

@@ -1,6 +1,6 @@
 import { RubiconError } from '../core/errors.ts';
 import type { DriftChange, ManifestEntry } from '../core/types.ts';
-import { comparePaths, isExcluded } from '../files/paths.ts';
+import { comparePaths, isExcluded } from '../core/paths.ts';
 import { normalizeExcludes } from '../files/walk.ts';
 import type { Machine, StepKey } from './machine.ts';
 
@@ -34,7 +34,16 @@ export interface TreeListing {
 }
 
 /** Runs a step when a step runner is given (long work, journaled), else a plain exec. */
-export type RunOnMachine = (machine: Machine, key: StepKey, argv: string[], input?: string) => Promise<{ exitCode: number; stdout: string; stderr: string }>;
+export type RunOnMachine = (
+  machine: Machine,
+  key: StepKey,
+  argv: string[],
+  input?: string,
+  options?: { maxOutputBytes?: number },
+) => Promise<{ exitCode: number; stdout: string; stderr: string }>;
+
+/** Output kept of a listing-and-hashing step: a tree of 1M files lists in about 100 MB. */
+const LIST_OUTPUT_MAX = 256 * 1024 * 1024;
 
 const FIND_FORMAT = '%y\\0%P\\0%s\\0%T@\\0%m\\0';
 
@@ -43,13 +52,88 @@ function findPattern(p: string): string {
   return p.replace(/[\\*?[\]]/g, '\\$&');
 }
 
+/** find's expression that leaves `exclude` out (empty for none). */
+function pruneArgs(exclude: readonly string[]): string[] {
+  const prune = exclude.flatMap((x, i) => [...(i > 0 ? ['-o'] : []), '-path', `./${findPattern(x.replace(/\/+$/, ''))}`]);
+  return prune.length > 0 ? ['(', ...prune, ')', '-prune', '-o'] : [];
+}
+
+/**
+ * Lists a folder and hashes files in ONE step on the machine (one round
+ * trip, journaled like any step): GNU find's listing (FIND_FORMAT), a
+ * marker record, then sha256sum -z of either every regular file the same
+ * expression finds (`all`) or the relative paths given on stdin. $1 dir, $2
+ * all|given, then the prune expression. Exit 70 when the listing failed.
+ */
+const LIST_HASH_SCRIPT = String.raw`
+cd "$1" 2>/dev/null || { cat > /dev/null; echo missing; exit 0; }
+mode=$2; shift 2
+printf 'ok
+'
+find -P . -xdev -mindepth 1 "$@" -printf '${FIND_FORMAT}'; frc=$?
+printf 'RUBICON-HASHES\0'
+if [ "$mode" = all ]; then cat > /dev/null; find -P . -xdev -mindepth 1 "$@" -type f -printf './%P\0'; else cat; fi | xargs -0 -r sha256sum -z --
+hrc=$?
+[ "$frc" -eq 0 ] || exit 70
+exit "$hrc"
+`;
+
+/** Parses LIST_HASH_SCRIPT's output. Undefined when it is not that output (cut, or another program's). Pure. */
+export function parseListHash(out: string): { missing: true } | { missing: false; listing: TreeListing; hashes: Map<string, string> } | undefined {
+  if (out.startsWith('missing\n')) return { missing: true };
+  if (!out.startsWith('ok\n')) return undefined;
+  const parts = out.slice(3).split('\0');
+  let i = 0;
+  while (i < parts.length && parts[i] !== 'RUBICON-HASHES') i += 5;
+  if (i >= parts.length) return undefined;
+  const listing = parseFind(parts.slice(0, i).join('\0') + (i > 0 ? '\0' : ''));
+  return { missing: false, listing, hashes: parseSha256z(parts.slice(i + 1).join('\0')) };
+}
+
+/** sha256sum -z records ("<hex>  ./<path>\0") → path → hash. Pure. */
+function parseSha256z(out: string): Map<string, string> {
+  const map = new Map<string, string>();
+  for (const rec of out.split('\0')) {
+    if (rec.length < 67) continue;
+    const sha = rec.slice(0, 64);
+    const name = rec.slice(66).replace(/^\.\//, '');
+    if (/^[0-9a-f]{64}$/.test(sha)) map.set(name, sha);
+  }
+  return map;
+}
+
+/** Runs LIST_HASH_SCRIPT as a step and parses it; MACHINE_FAILED when the listing failed or was cut. */
+async function listAndHash(
+  run: RunOnMachine,
+  machine: Machine,
+  key: StepKey,
+  dir: string,
+  o: { exclude?: readonly string[]; paths?: readonly string[] },
+): Promise<{ missing: true } | { missing: false; listing: TreeListing; hashes: Map<string, string>; exitCode: number; stderr: string }> {
+  const input = o.paths ? (o.paths.length ? o.paths.map((p) => `./${p}`).join('\0') + '\0' : '') : '';
+  const r = await run(machine, key, ['sh', '-c', LIST_HASH_SCRIPT, 'rubicon', dir, o.paths ? 'given' : 'all', ...pruneArgs(o.exclude ?? [])], input, { maxOutputBytes: LIST_OUTPUT_MAX });
+  const parsed = parseListHash(r.stdout);
+  if (!parsed) {
+    throw new RubiconError('MACHINE_FAILED', `cannot list ${dir} on ${machine.name}: ${r.stderr.trim().split('\n').slice(0, 2).join('; ') || `exit ${r.exitCode}, or the listing was longer than Rubicon reads`}`, {
+      hint: `check that GNU find and sha256sum are installed on ${machine.name}`,
+    });
+  }
+  if (parsed.missing) return parsed;
+  if (r.exitCode === 70) {
+    throw new RubiconError('MACHINE_FAILED', `listing ${dir} on ${machine.name} failed: ${r.stderr.trim().split('\n').slice(0, 3).join('; ')}`, {
+      hint: `check that Rubicon's account can read every file under ${dir} on ${machine.name}`,
+    });
+  }
+  return { ...parsed, exitCode: r.exitCode, stderr: r.stderr };
+}
+
 /**
  * Lists a folder on the machine. `exclude`: relative paths (files or
  * folders) left out, as the local walk's `exclude`. A missing folder lists
  * as empty with `missing: true`.
  */
 export async function listTree(machine: Machine, dir: string, o: { exclude?: string[]; maxDepth?: number; timeoutMs?: number } = {}): Promise<TreeListing & { missing: boolean }> {
-  const prune = (o.exclude ?? []).flatMap((x, i) => [...(i > 0 ? ['-o'] : []), '-path', `./${findPattern(x.replace(/\/+$/, ''))}`]);
+  const prune = pruneArgs(o.exclude ?? []);
   const script = [
     'cd "$1" 2>/dev/null || { echo missing; exit 0; }',
     'shift',
@@ -58,7 +142,7 @@ export async function listTree(machine: Machine, dir: string, o: { exclude?: str
   ].join('\n');
   const args = [
     ...(o.maxDepth !== undefined ? ['-maxdepth', String(o.maxDepth)] : []),
-    ...(prune.length > 0 ? ['(', ...prune, ')', '-prune', '-o'] : []),
+    ...prune,
     '-printf',
     FIND_FORMAT,
   ];
@@ -115,26 +199,19 @@ export async function hashFiles(run: RunOnMachine, machine: Machine, key: StepKe
   const out = new Map<string, string>();
   if (paths.length === 0) return out;
   const script = 'cd "$1" || exit 125; xargs -0 -r sha256sum -z --';
-  const r = await run(machine, key, ['sh', '-c', script, 'rubicon', dir], paths.map((p) => `./${p}`).join('\0') + '\0');
-  for (const rec of r.stdout.split('\0')) {
-    if (rec.length < 67) continue;
-    const sha = rec.slice(0, 64);
-    const name = rec.slice(66).replace(/^\.\//, '');
-    if (/^[0-9a-f]{64}$/.test(sha)) out.set(name, sha);
-  }
+  const r = await run(machine, key, ['sh', '-c', script, 'rubicon', dir], paths.map((p) => `./${p}`).join('\0') + '\0', { maxOutputBytes: LIST_OUTPUT_MAX });
+  for (const [k, v] of parseSha256z(r.stdout)) out.set(k, v);
   const missing = paths.filter((p) => !out.has(p));
-  if (r.exitCode !== 0 || missing.length > 0) {
-    throw new RubiconError('MACHINE_FAILED', `cannot hash ${missing.length} file(s) under ${dir} on ${machine.name}${missing.length ? ` (first: ${missing.slice(0, 3).join(', ')})` : ''}: ${r.stderr.trim().split('\n').slice(0, 2).join('; ')}`, {
-      hint: `check that every file under ${dir} is readable by Rubicon's account on ${machine.name}; a locked or vanished file is named above`,
-    });
-  }
+  if (r.exitCode !== 0 || missing.length > 0) throw cannotHash(machine, dir, missing, r.stderr);
   return out;
 }
 
 /**
  * Manifest entries of a folder on the machine. With `base`, a file whose
  * size, mtime and mode equal the base entry keeps the base's hash without
- * being read (the delta rule of src/files/capture.ts).
+ * being read (the delta rule of src/files/capture.ts): a listing, then one
+ * step hashing only what changed. Without a base, listing and hashing are
+ * one step (one round trip).
  */
 export async function buildTreeManifest(
   run: RunOnMachine,
@@ -143,6 +220,14 @@ export async function buildTreeManifest(
   dir: string,
   o: { exclude?: string[]; base?: readonly ManifestEntry[] } = {},
 ): Promise<{ entries: ManifestEntry[]; skipped: { path: string; kind: string }[]; missing: boolean; hashed: number }> {
+  if (!o.base || o.base.length === 0) {
+    const r = await listAndHash(run, machine, key, dir, { exclude: o.exclude ?? [] });
+    if (r.missing) return { entries: [], skipped: [], missing: true, hashed: 0 };
+    const unhashed = r.listing.files.filter((f) => !r.hashes.has(f.path)).map((f) => f.path);
+    if (unhashed.length > 0) throw cannotHash(machine, dir, unhashed, r.stderr);
+    const entries = r.listing.files.map((f) => ({ path: f.path, size: f.size, mtimeMs: f.mtimeMs, mode: f.mode, sha256: r.hashes.get(f.path)! }));
+    return { entries, skipped: r.listing.skipped, missing: false, hashed: entries.length };
+  }
   const listing = await listTree(machine, dir, { exclude: o.exclude });
   const base = new Map((o.base ?? []).map((e) => [e.path, e] as const));
   const toHash = listing.files.filter((f) => {
@@ -152,6 +237,12 @@ export async function buildTreeManifest(
   const hashes = await hashFiles(run, machine, key, dir, toHash.map((f) => f.path));
   const entries = listing.files.map((f) => ({ path: f.path, size: f.size, mtimeMs: f.mtimeMs, mode: f.mode, sha256: hashes.get(f.path) ?? base.get(f.path)!.sha256 }));
   return { entries, skipped: listing.skipped, missing: listing.missing, hashed: toHash.length };
+}
+
+function cannotHash(machine: Machine, dir: string, missing: readonly string[], stderr: string): RubiconError {
+  return new RubiconError('MACHINE_FAILED', `cannot hash ${missing.length} file(s) under ${dir} on ${machine.name} (first: ${missing.slice(0, 3).join(', ')}): ${stderr.trim().split('\n').slice(0, 2).join('; ')}`, {
+    hint: `check that every file under ${dir} is readable by Rubicon's account on ${machine.name}; a locked or vanished file is named above`,
+  });
 }
 
 /**
@@ -193,9 +284,13 @@ export async function scanTreeDrift(
 }
 
 /**
- * Checks a restored tree on the machine against manifest entries: every
- * entry present with its size and SHA-256 (one sha256sum pass on the
- * machine). Extra files are reported separately. Read-only.
+ * Checks a tree on the machine against manifest entries: every entry
+ * present with its size and SHA-256. The listing and the hashing are ONE
+ * step on the machine (one round trip); only the manifest's paths are
+ * hashed. Extra files are reported separately. A missing folder is every
+ * entry missing (and `dirMissing`). `alsoHash`: more files (relative to
+ * dir, may lead out of it: a vault's manifest document) hashed in the same
+ * step, returned in `also` (absent when unreadable). Read-only.
  */
 export async function verifyTreeOn(
   run: RunOnMachine,
@@ -203,21 +298,28 @@ export async function verifyTreeOn(
   key: StepKey,
   dir: string,
   entries: readonly ManifestEntry[],
-): Promise<{ ok: boolean; mismatches: { path: string; problem: 'missing' | 'size' | 'hash' | 'extra' }[] }> {
-  const listing = await listTree(machine, dir);
-  const have = new Map(listing.files.map((f) => [f.path, f] as const));
+  o: { alsoHash?: readonly string[] } = {},
+): Promise<{ ok: boolean; dirMissing?: boolean; mismatches: { path: string; problem: 'missing' | 'size' | 'hash' | 'extra' }[]; also?: Map<string, string> }> {
+  const also = o.alsoHash ?? [];
+  const r = await listAndHash(run, machine, key, dir, { paths: [...entries.map((e) => e.path), ...also] });
+  if (r.missing) return { ok: entries.length === 0, dirMissing: true, mismatches: entries.map((e) => ({ path: e.path, problem: 'missing' as const })) };
+  const have = new Map(r.listing.files.map((f) => [f.path, f] as const));
   const mismatches: { path: string; problem: 'missing' | 'size' | 'hash' | 'extra' }[] = [];
-  const toHash: string[] = [];
+  const unhashed: string[] = [];
   for (const e of entries) {
     const f = have.get(e.path);
     if (!f) mismatches.push({ path: e.path, problem: 'missing' });
     else if (f.size !== e.size) mismatches.push({ path: e.path, problem: 'size' });
-    else toHash.push(e.path);
+    else {
+      const h = r.hashes.get(e.path);
+      if (h === undefined) unhashed.push(e.path);
+      else if (h !== e.sha256) mismatches.push({ path: e.path, problem: 'hash' });
+    }
   }
-  const hashes = await hashFiles(run, machine, key, dir, toHash);
-  const want = new Map(entries.map((e) => [e.path, e.sha256] as const));
-  for (const p of toHash) if (hashes.get(p) !== want.get(p)) mismatches.push({ path: p, problem: 'hash' });
+  // Listed with the right size, yet sha256sum could not read it: not a verdict on the copy, a failure to check it.
+  if (unhashed.length > 0) throw cannotHash(machine, dir, unhashed, r.stderr);
   const listed = new Set(entries.map((e) => e.path));
-  for (const f of listing.files) if (!listed.has(f.path)) mismatches.push({ path: f.path, problem: 'extra' });
-  return { ok: mismatches.every((m) => m.problem === 'extra'), mismatches };
+  for (const f of r.listing.files) if (!listed.has(f.path)) mismatches.push({ path: f.path, problem: 'extra' });
+  const alsoHashes = new Map(also.flatMap((p) => (r.hashes.has(p) ? [[p, r.hashes.get(p)!] as const] : [])));
+  return { ok: mismatches.every((m) => m.problem === 'extra'), mismatches, ...(also.length ? { also: alsoHashes } : {}) };
 }

@@ -209,6 +209,7 @@ export function renderHtml(m: ReportModel): string {
       ['summary', 'Summary'],
       ['timeline', 'Timeline'],
       ['checklist', 'Checklist'],
+      ['coverage', 'Coverage'],
       ['proofs', 'Proofs'],
       ['drift', 'Drift'],
       ['gate', 'Gate'],
@@ -285,6 +286,8 @@ export function renderHtml(m: ReportModel): string {
       'checklist',
     )}<h3>Evidence per item</h3>${m.items.map(itemDetails).join('')}</section>`,
   );
+
+  s.push(coverageHtml(m));
 
   // Vaults and proofs.
   s.push(
@@ -369,6 +372,7 @@ export function renderHtml(m: ReportModel): string {
         ['where', `<code>${esc(m.rollbackPoint.location)}</code>`],
         ['created', esc(formatTime(m.rollbackPoint.createdAt))],
         ['state', m.rollbackPoint.released ? 'released after landing validation' : 'kept'],
+        ...(m.rollbackPoint.notKept?.length ? [['could not hold', esc(m.rollbackPoint.notKept.join(', '))] as [string, string]] : []),
       ])}</div>`,
     );
   if (m.crossing)
@@ -452,4 +456,20 @@ ${s.join('\n')}
 </body>
 </html>
 `;
+}
+
+/** The coverage section (docs/coverage.md): what the crossing destroys, covered, excluded, uncovered by folder. */
+function coverageHtml(m: ReportModel): string {
+  const c = m.coverage;
+  if (!c) return '<section id="coverage"><h2>Coverage</h2><p class="muted">No scope of destruction was recorded in this run: coverage is unknown.</p></section>';
+  const t = (x: { files: number; bytes: number }) => `${esc(x.files)} files, ${esc(formatBytes(x.bytes))}`;
+  const vols = (c.map?.verdicts ?? []).map((v) => {
+    const un = v.uncovered.groups.map((g) => `<li class="bad">${esc(g.folder)} ${esc(g.files)} file(s), ${esc(formatBytes(g.bytes))}, not captured: ${esc(g.first.join(', '))}</li>`).join('');
+    const only = v.onlyEverything.groups.map((g) => `<li>${esc(g.folder)} ${esc(g.files)} file(s), ${esc(formatBytes(g.bytes))}: ${esc(g.first.join(', '))}</li>`).join('');
+    return `<h3>${esc(v.volume)}: ${v.uncovered.files === 0 ? tag('complete', 'ok') : tag(`${v.uncovered.files} files uncovered`, 'bad')}</h3><dl class="meta"><dt>in scope</dt><dd>${t(v)}</dd><dt>covered by proven artifacts</dt><dd>${t(v.covered)}</dd><dt>owned by databases</dt><dd>${t(v.owned)}</dd><dt>excluded</dt><dd>${t(v.excluded)}</dd><dt>uncovered</dt><dd>${t(v.uncovered)}</dd></dl>${un ? `<ul>${un}</ul>` : ''}${only ? `<p>Held by the everything capture alone (outside every folder item): ${t(v.onlyEverything)}</p><ul>${only}</ul>` : ''}`;
+  });
+  const ex = c.exclusions.map((e) => `<li>${esc(e.path)}${e.except?.length ? ` (except ${esc(e.except.join(', '))})` : ''}: ${esc(e.source)}${e.by ? `, decided by ${esc(e.by)}` : ''}: ${esc(e.reason)}</li>`).join('');
+  return `<section id="coverage"><h2>Coverage: what the crossing destroys</h2><p>Scope (${esc(c.infra)}, ${esc(c.os)}): ${esc(c.volumes.map((v) => `${v.label} (${v.fate})`).join(', '))}.</p>${
+    c.map ? vols.join('') : '<p class="muted">The coverage map was not recorded yet (it is made after the capture and after the final capture).</p>'
+  }<h3>Exclusions in force</h3><ul>${ex || '<li>none</li>'}</ul></section>`;
 }

@@ -82,6 +82,8 @@ export function renderMarkdown(m: ReportModel): string {
   }
 
   // Vaults and proofs.
+  renderCoverage(m, push);
+
   push('## Vaults', '');
   push(
     table(
@@ -161,7 +163,7 @@ export function renderMarkdown(m: ReportModel): string {
     );
   if (m.rollbackPoint)
     push(
-      `Rollback point ${md(m.rollbackPoint.id)} (${md(m.rollbackPoint.kind)}) at ${md(m.rollbackPoint.location)}, created ${md(formatTime(m.rollbackPoint.createdAt))}${m.rollbackPoint.released ? ', released after landing validation' : ', kept'}.`,
+      `Rollback point ${md(m.rollbackPoint.id)} (${md(m.rollbackPoint.kind)}) at ${md(m.rollbackPoint.location)}, created ${md(formatTime(m.rollbackPoint.createdAt))}${m.rollbackPoint.released ? ', released after landing validation' : ', kept'}.${m.rollbackPoint.notKept?.length ? ` It could not hold: ${m.rollbackPoint.notKept.map(md).join(', ')}.` : ''}`,
       '',
     );
   if (m.crossing)
@@ -227,4 +229,37 @@ export function renderMarkdown(m: ReportModel): string {
 
 function agree(v: boolean | null): string {
   return v === null ? '—' : v ? 'agrees' : '**DISAGREES**';
+}
+
+/** The coverage section (docs/coverage.md): counts, exclusions, and every uncovered folder. */
+function renderCoverage(m: ReportModel, push: (...lines: string[]) => void): void {
+  const c = m.coverage;
+  push('## Coverage: what the crossing destroys', '');
+  if (!c) {
+    push('No scope of destruction was recorded in this run: coverage is unknown.', '');
+    return;
+  }
+  push(`Scope (${md(c.infra)}, ${md(c.os)}): ${c.volumes.map((v) => `${md(v.label)} (${md(v.fate)})`).join(', ')}.`, '');
+  if (!c.map) push('The coverage map was not recorded yet (it is made after the capture and after the final capture).', '');
+  for (const v of c.map?.verdicts ?? []) {
+    const t = (x: { files: number; bytes: number }) => `${x.files} files, ${md(formatBytes(x.bytes))}`;
+    push(
+      table(
+        ['volume', 'in scope', 'covered by proven artifacts', 'owned by databases', 'excluded', 'uncovered'],
+        [[md(v.volume), t(v), t(v.covered), t(v.owned), t(v.excluded), `${v.uncovered.files === 0 ? '✔' : '✘'} **${v.uncovered.files}** files, ${md(formatBytes(v.uncovered.bytes))}`]],
+      ),
+      '',
+    );
+    for (const g of v.uncovered.groups) push(`- ✘ **${md(g.folder)}** ${g.files} file(s), ${md(formatBytes(g.bytes))}, not captured: ${g.first.map(md).join(', ')}`);
+    if (v.uncovered.groups.length) push('');
+    if (v.onlyEverything.files) {
+      push(`Held by the everything capture alone (outside every folder item): ${t(v.onlyEverything)}`, '');
+      for (const g of v.onlyEverything.groups) push(`- ${md(g.folder)} ${g.files} file(s), ${md(formatBytes(g.bytes))}: ${g.first.map(md).join(', ')}`);
+      push('');
+    }
+  }
+  push(`Exclusions in force (${md(c.os)} built-in list, Rubicon's own, the runbook's):`, '');
+  for (const e of c.exclusions) push(`- ${md(e.path)}${e.except?.length ? ` (except ${e.except.map(md).join(', ')})` : ''}: ${md(e.source)}${e.by ? `, decided by ${md(e.by)}` : ''}: ${md(e.reason)}`);
+  if (!c.exclusions.length) push('- none');
+  push('');
 }

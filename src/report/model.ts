@@ -25,6 +25,8 @@ import type {
   RuleStatus,
   VaultInfo,
 } from '../core/types.ts';
+import { judgeCoverage, type VolumeVerdict } from '../coverage/judge.ts';
+import { currentArtifacts, latestProof, proofPassed } from '../gate/current.ts';
 import { redactDeep } from './redact.ts';
 
 export const REPORT_SCHEMA = 'rubicon.report/v1';
@@ -258,7 +260,7 @@ export interface WindowEstimate {
 }
 
 /** The sections every rendering has, by id (HTML anchors). */
-export const REPORT_SECTIONS = ['summary', 'timeline', 'checklist', 'proofs', 'drift', 'gate', 'crossing', 'estimate', 'hipaa'] as const;
+export const REPORT_SECTIONS = ['summary', 'timeline', 'checklist', 'coverage', 'proofs', 'drift', 'gate', 'crossing', 'estimate', 'hipaa'] as const;
 export type ReportSection = (typeof REPORT_SECTIONS)[number];
 
 export type HipaaStatus = 'evidence' | 'partial' | 'gap';
@@ -274,6 +276,25 @@ export interface HipaaSection {
   evidence: string[];
   /** Where in the report to look: ids of the report's sections. */
   see: ReportSection[];
+}
+
+/**
+ * Coverage of what the crossing destroys (docs/coverage.md): the scope as
+ * the infra driver declared it, every exclusion in force (the built-in list
+ * shown), and per volume the newest map judged from this run's proofs and
+ * copies: files and bytes in scope, covered, owned by databases, excluded,
+ * uncovered (with the first paths by folder), and what only the everything
+ * capture holds.
+ */
+export interface CoverageReport {
+  infra: string;
+  os: string;
+  volumes: { path: string; label: string; fate: 'destroyed' | 'kept'; capture: boolean }[];
+  exclusions: { path: string; source: string; reason: string; by?: string; except?: string[] }[];
+  /** The newest map, or undefined when none was recorded. */
+  map?: { stage: string; mappedAt: string; skipped: number; hashed: number; verdicts: VolumeVerdict[] };
+  /** Every file in scope covered, owned or excluded (per the newest map). */
+  complete: boolean;
 }
 
 export interface ReportModel {
@@ -315,6 +336,7 @@ export interface ReportModel {
     beforeGate: (DriftChange & { itemId: string; itemName: string })[];
     finalDelta: ArtifactReport[];
   };
+  coverage?: CoverageReport;
   gate?: GateReport;
   permit?: PermitReport;
   rollbackPoint?: RunState['rollbackPoint'] & { released: boolean };
@@ -592,7 +614,7 @@ export function buildReportModel(state: RunState, checklist: ChecklistRow[]): Re
     const status: ChecklistStatus = row?.status ?? 'pending';
     const facts = row?.facts ?? item?.facts ?? {};
     const notes = [...(row?.notes ?? [])];
-    const foundNotDeclared = discovered && !declared;
+    const foundNotDeclared = discovered && !declared && (row?.kind ?? item?.kind) !== 'volume';
     if (foundNotDeclared && !notes.some((n) => /found, not declared/i.test(n))) notes.unshift('found, not declared');
     const r: ItemReport = {
       id,
@@ -750,6 +772,7 @@ export function buildReportModel(state: RunState, checklist: ChecklistRow[]): Re
       beforeGate: newestByItem('pre-gate'),
       finalDelta: artifactReports.filter((a) => a.phase === 'final-capture'),
     },
+    ...(state.scope ? { coverage: buildCoverage(state) } : {}),
     ...(gate ? { gate } : {}),
     ...(permit ? { permit } : {}),
     ...(state.rollbackPoint ? { rollbackPoint: { ...state.rollbackPoint, released: state.rollbackReleased } } : {}),
@@ -761,7 +784,7 @@ export function buildReportModel(state: RunState, checklist: ChecklistRow[]): Re
       validated: landingItems.length > 0 && landingItems.every((l) => l.outcome === 'passed'),
     },
     timeline: { phases: phaseReports, totalMs: totalPhaseMs },
-    estimate: buildEstimate(state, items, proofReports, crossing?.durationMs ?? null),
+    estimate: buildEstimate(state, items, proofReports, crossing?.durationMs ?? null, state.scope ? buildCoverage(state) : undefined),
     hipaa: [],
     manualSteps: state.manualSteps,
     overrides: state.overrides,
@@ -769,6 +792,33 @@ export function buildReportModel(state: RunState, checklist: ChecklistRow[]): Re
   };
   model.hipaa = buildHipaa(model);
   return redactDeep(model);
+}
+
+function buildCoverage(state: RunState): CoverageReport {
+  const scope = state.scope!;
+  const map = state.coverageMaps?.at(-1);
+  const current = new Map(currentArtifacts(state.artifacts).map((a) => [a.id, a] as const));
+  const verdicts = map
+    ? judgeCoverage(map, {
+        holderProblem: (id) => {
+          const a = current.get(id);
+          if (!a) return `${id} is not a current artifact`;
+          if (!proofPassed(latestProof(state.proofs, id))) return `${a.method} artifact ${id} is not proven`;
+          if (!state.copies.some((c) => c.artifactId === id && c.status === 'ok')) return `${id} has no verified copy`;
+          return undefined;
+        },
+        ownerProblem: (id) => (state.artifacts.some((a) => a.itemId === id) ? undefined : `${id} was captured by nothing`),
+        isEverything: (id) => current.get(id)?.itemId.startsWith('volume:') === true,
+      })
+    : [];
+  return {
+    infra: scope.infra,
+    os: scope.os,
+    volumes: scope.volumes.map((v) => ({ path: v.path, label: v.label, fate: v.fate, capture: v.capture })),
+    exclusions: scope.exclusions.map((e) => ({ path: e.path, source: e.source, reason: e.reason, ...(e.by ? { by: e.by } : {}), ...(e.except ? { except: e.except } : {}) })),
+    ...(map ? { map: { stage: map.stage, mappedAt: map.mappedAt, skipped: map.skipped, hashed: map.hashed, verdicts } } : {}),
+    complete: map !== undefined && verdicts.every((v) => v.uncovered.files === 0),
+  };
 }
 
 function buildHeadline(
@@ -865,8 +915,15 @@ function buildEstimate(
   items: ItemReport[],
   proofs: ProofReport[],
   crossingMs: number | null,
+  coverage?: CoverageReport,
 ): WindowEstimate {
   const MARGIN = 1.5;
+  // An everything capture lands only what no item restores: its share of the volume's bytes (docs/coverage.md).
+  const share = (item: ItemReport): number => {
+    if (item.kind !== 'volume') return 1;
+    const v = coverage?.map?.verdicts.find((x) => x.volume === item.location);
+    return v && v.bytes > 0 ? v.onlyEverything.bytes / v.bytes : 1;
+  };
   const lines: EstimateLine[] = [];
   const unknownItems: string[] = [];
   for (const item of items) {
@@ -882,15 +939,16 @@ function buildEstimate(
       if (item.discovered) unknownItems.push(item.name);
       continue;
     }
-    const restoreMs = counted.reduce((n, p) => n + restoreOf(p), 0);
-    const total = counted.reduce((n, p) => n + p.durationMs, 0);
+    const f = share(item);
+    const restoreMs = Math.round(counted.reduce((n, p) => n + restoreOf(p), 0) * f);
+    const total = Math.round(counted.reduce((n, p) => n + p.durationMs, 0) * f);
     lines.push({
       itemId: item.id,
       itemName: item.name,
       proofIds: counted.map((p) => p.id),
       restoreMs,
       checkMs: Math.max(0, total - restoreMs),
-      bytes: counted.reduce((n, p) => n + p.bytes, 0),
+      bytes: Math.round(counted.reduce((n, p) => n + p.bytes, 0) * f),
     });
   }
   const restoreMs = lines.reduce((n, l) => n + l.restoreMs, 0);
@@ -902,6 +960,7 @@ function buildEstimate(
   const assumptions = [
     'Items are restored one after another, each as long as its slowest passing proof on the proving ground.',
     'A folder that drifted is restored twice: its capture, then its final delta.',
+    'An everything capture counts only for the share of its bytes that no item restores (what it lands).',
     `A margin of ×${MARGIN} covers a slower target than the proving ground; rounded up to the minute.`,
   ];
   if (crossingMs === null) assumptions.push('The rebuild itself (crossing) was not measured in this run: add the image deployment time.');

@@ -17,10 +17,13 @@ export const REDACTED = '[redacted]';
 
 // key=value and `key: value` (a space after the colon, so ids like `secret:tde-cert` survive),
 // as in connection strings, command lines, URLs, INI and YAML files.
+// A value already redacted is matched first, as a whole, so a second pass never
+// swallows what follows it into a "new" value (`password=""(` → `password=[redacted](`,
+// which must stay as it is: idempotence).
 const KEY_VALUE =
-  /\b(password|passwd|pwd|secret|client[_-]?secret|token|access[_-]?token|api[_-]?key|apikey|account[_-]?key|shared[_-]?access[_-]?key|sharedaccesssignature|sig|sas)(\s*=\s*|\s*:\s+)("[^"]*"|'[^']*'|[^\s;&,'"]+)/gi;
+  /\b(password|passwd|pwd|secret|client[_-]?secret|token|access[_-]?token|api[_-]?key|apikey|account[_-]?key|shared[_-]?access[_-]?key|sharedaccesssignature|sig|sas)(\s*=\s*|\s*:\s+)(\[redacted\]|"[^"]*"|'[^']*'|[^\s;&,'"]+)/gi;
 // -Password foo / --password foo / -p:foo style command-line flags.
-const FLAG_VALUE = /(\s--?(?:password|passwd|pwd|secret|token|api-key|account-key)\s+)("[^"]*"|'[^']*'|[^\s;&]+)/gi;
+const FLAG_VALUE = /(\s--?(?:password|passwd|pwd|secret|token|api-key|account-key)\s+)(\[redacted\]|"[^"]*"|'[^']*'|[^\s;&]+)/gi;
 // scheme://user:password@host
 const URL_USERINFO = /\b([a-z][a-z0-9+.-]*:\/\/[^\s:/@]+:)([^\s@/]+)@/gi;
 const BEARER = /\b(bearer\s+)([a-z0-9._~+/-]+=*)/gi;
@@ -30,8 +33,24 @@ function isRedacted(value: string): boolean {
   return value === REDACTED || value === `"${REDACTED}"` || value === `'${REDACTED}'`;
 }
 
-/** Returns `text` with anything that looks like a secret or an SSN replaced by `[redacted]`. */
+/**
+ * Returns `text` with anything that looks like a secret or an SSN replaced
+ * by `[redacted]`. One pass is meant to be idempotent; the passes are
+ * repeated until nothing changes anyway (each pass only ever replaces a
+ * value that is not `[redacted]` by `[redacted]`, so this ends quickly), so
+ * that a combination of rules nobody thought of cannot make it otherwise.
+ */
 export function redact(text: string): string {
+  let out = text;
+  for (let i = 0; i < 8; i++) {
+    const next = redactOnce(out);
+    if (next === out) return out;
+    out = next;
+  }
+  return out;
+}
+
+function redactOnce(text: string): string {
   return text
     .replace(URL_USERINFO, (_m, head: string, pw: string) => (isRedacted(pw) ? _m : `${head}${REDACTED}@`))
     .replace(KEY_VALUE, (m, key: string, sep: string, value: string) =>

@@ -12,6 +12,9 @@ import type { Vault } from '../vaults/vault.ts';
 import { checkpoint } from './faults.ts';
 import type { Journal, RunPaths } from './journal.ts';
 import { createStepRunner, type StepRunner } from './steps.ts';
+import type { Signer } from '../trust/keys.ts';
+import { GrantPool } from './grant-pool.ts';
+import { isToolVault, type ToolVault } from '../vaults/vault.ts';
 
 export { createEngines };
 
@@ -49,6 +52,8 @@ export interface RunContext {
     rebuiltTarget: Machine;
     engines: Record<string, RemoteDatabaseEngine>;
     folderMethods: Adapters['folderMethods'];
+    /** Grants per phase (src/run/grant-pool.ts): revoked at every phase's end and when the run ends, whichever way. */
+    grants: GrantPool;
   };
   vaults: Vault[];
   engines: Record<string, DatabaseEngine>;
@@ -64,6 +69,8 @@ export interface RunContext {
   signal?: AbortSignal;
   /** Ends machine connections (ssh masters). */
   close: () => Promise<void>;
+  /** The run's signing key (permits and journal records); it never lives in the state directory. */
+  signer?: Signer;
 }
 
 export interface ContextInput {
@@ -76,15 +83,20 @@ export interface ContextInput {
   hooks?: RunHooks;
   signal?: AbortSignal;
   now?: () => Date;
+  signer?: Signer;
 }
 
 export async function createContext(input: ContextInput): Promise<RunContext> {
   const { runbook, journal, onEvent } = input;
   let state: RunState | undefined;
   for (const r of journal.all()) state = reduce(state, r);
+  let pool: GrantPool | undefined;
   journal.onAppend((r) => {
     state = reduce(state, r);
     onEvent({ ...r, kind: 'journal' });
+    // A phase's grants end with it; a failure or an interrupt goes to the report phase (and close() waits for them).
+    const e = r.event;
+    if (pool && (e.type === 'phase.completed' || e.type === 'run.interrupted' || (e.type === 'phase.started' && e.phase === 'report'))) pool.release();
     checkpoint(r.event.type);
   });
   const now = input.now ?? (() => new Date());
@@ -109,6 +121,25 @@ export async function createContext(input: ContextInput): Promise<RunContext> {
     input.runId,
   );
   const isLocal = adapters.target instanceof LocalMachine;
+  if (!isLocal) {
+    pool = new GrantPool({
+      record,
+      state: () => {
+        if (!state) throw new Error('run state read before run.started');
+        return state;
+      },
+      now,
+      vaults: () => adapters.vaults.filter((v): v is ToolVault => isToolVault(v)),
+      // A grant for the target before the crossing was on the old server; after it, the target is the rebuilt one.
+      machineNamed: (name) => {
+        const crossed = Boolean(state?.crossing?.startedAt);
+        if (name === adapters.provingGround.name) return adapters.provingGround;
+        if (name === adapters.target.name) return crossed ? adapters.rebuiltTarget : adapters.target;
+        return undefined;
+      },
+    });
+  }
+  const grants = pool;
   const ctx: RunContext = {
     runId: input.runId,
     paths: input.paths,
@@ -117,7 +148,7 @@ export async function createContext(input: ContextInput): Promise<RunContext> {
     target: adapters.target,
     ...(adapters.target instanceof LocalMachine ? { localTarget: adapters.target.host } : {}),
     ...(!isLocal
-      ? { remote: { provingGround: adapters.provingGround, rebuiltTarget: adapters.rebuiltTarget, engines: adapters.remoteEngines, folderMethods: adapters.folderMethods } }
+      ? { remote: { provingGround: adapters.provingGround, rebuiltTarget: adapters.rebuiltTarget, engines: adapters.remoteEngines, folderMethods: adapters.folderMethods, grants: grants! } }
       : {}),
     vaults: adapters.vaults,
     engines: adapters.engines,
@@ -133,7 +164,10 @@ export async function createContext(input: ContextInput): Promise<RunContext> {
     hooks: input.hooks ?? {},
     now,
     ...(input.signal ? { signal: input.signal } : {}),
+    ...(input.signer ? { signer: input.signer } : {}),
     close: async () => {
+      // Every way out of a run ends here: no grant outlives the process that holds it (a kill -9 leaves it to the next process, or its expiry).
+      await grants?.close().catch(() => undefined);
       for (const m of new Set([adapters.target, adapters.rebuiltTarget, adapters.provingGround])) await m.close().catch(() => undefined);
     },
   };

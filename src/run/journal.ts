@@ -3,6 +3,7 @@ import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, re
 import path from 'node:path';
 import { RubiconError } from '../core/errors.ts';
 import type { JournalEvent, JournalRecord } from '../core/events.ts';
+import { assertAlive } from './faults.ts';
 
 /**
  * The run journal: append-only JSONL, one record per line, each record
@@ -29,6 +30,7 @@ export class Journal {
   private seq: number;
   private readonly records: JournalRecord[];
   private readonly listeners: ((r: JournalRecord) => void)[] = [];
+  private signer: ((seq: number, hash: string) => string) | undefined;
 
   private constructor(file: string, fd: number, records: JournalRecord[]) {
     this.file = file;
@@ -54,6 +56,11 @@ export class Journal {
     return new Journal(file, fd, records);
   }
 
+  /** Every record appended from now on carries `sig` = signer(seq, hash) (src/run/audit.ts). */
+  signWith(signer: (seq: number, hash: string) => string): void {
+    this.signer = signer;
+  }
+
   onAppend(listener: (r: JournalRecord) => void): void {
     this.listeners.push(listener);
   }
@@ -63,10 +70,11 @@ export class Journal {
   }
 
   append(event: JournalEvent, now: Date = new Date()): JournalRecord {
+    assertAlive(); // a (simulated) dead process writes nothing more: src/run/faults.ts
     const seq = this.seq + 1;
     const at = now.toISOString();
     const hash = recordHash(this.last, seq, at, event);
-    const record: JournalRecord = { seq, at, event, prev: this.last, hash };
+    const record: JournalRecord = { seq, at, event, prev: this.last, hash, ...(this.signer ? { sig: this.signer(seq, hash) } : {}) };
     const line = Buffer.from(JSON.stringify(record) + '\n');
     let off = 0;
     while (off < line.length) off += writeSync(this.fd, line, off, line.length - off);
@@ -131,8 +139,8 @@ export function readJournal(file: string, options: { repairTornTail?: boolean } 
         hint: 'the journal was edited or damaged; start a new run (the vaults keep every artifact)',
       });
     }
-    if (rec.seq !== records.length + 1 || rec.prev !== prev || recordHash(prev, rec.seq, rec.at, rec.event) !== rec.hash) {
-      throw new RubiconError('JOURNAL_CORRUPT', `journal ${file} line ${i + 1} breaks the hash chain (seq ${rec.seq})`, {
+    if (typeof rec !== 'object' || rec === null || rec.seq !== records.length + 1 || rec.prev !== prev || recordHash(prev, rec.seq, rec.at, rec.event) !== rec.hash) {
+      throw new RubiconError('JOURNAL_CORRUPT', `journal ${file} line ${i + 1} breaks the hash chain (seq ${String((rec as { seq?: unknown } | null)?.seq)})`, {
         hint: 'the journal was edited or damaged; start a new run (the vaults keep every artifact)',
       });
     }
@@ -140,6 +148,18 @@ export function readJournal(file: string, options: { repairTornTail?: boolean } 
     prev = rec.hash;
     goodBytes += Buffer.byteLength(line, 'utf8') + 1;
   });
+  // A run records run.started before it touches anything: a journal without it is no run's history.
+  if (records.length === 0) {
+    throw new RubiconError('JOURNAL_CORRUPT', `journal ${file} is empty: the run recorded nothing (it died before it started, or the file was truncated)`, {
+      hint: `nothing of this run can be resumed; start a new run (if it was truncated, restore the journal from a backup first); remove ${path.dirname(file)} to drop it from \`rubicon status\``,
+    });
+  }
+  const first = (records[0]!.event as { type?: unknown } | null)?.type;
+  if (first !== 'run.started') {
+    throw new RubiconError('JOURNAL_CORRUPT', `journal ${file} does not begin with run.started (line 1 is ${JSON.stringify(first) ?? 'no event'})`, {
+      hint: 'the journal was edited or damaged; start a new run (the vaults keep every artifact)',
+    });
+  }
   if (options.repairTornTail && goodBytes < buf.length) {
     const fd = openSync(file, 'r+');
     try {

@@ -7,11 +7,16 @@ import type { Artifact, ChecklistRow, Item, Phase } from '../core/types.ts';
 import { buildChecklist } from '../inventory/checklist.ts';
 import { describeTally, tally32110 } from '../gate/rule-32110.ts';
 import { buildReportModel } from '../report/model.ts';
-import { loadRunbook, type Runbook } from '../runbook/load.ts';
+import { checkBeforeStart, loadRunbook, type Runbook } from '../runbook/load.ts';
 import { createContext, type Confirmation, type RunContext, type RunHooks } from './context.ts';
+import { rethrowIfCrashed } from './faults.ts';
 import { newRunId, type Journal } from './journal.ts';
 import { LocalStateStore, type StateStore } from '../state/store.ts';
+import { acquireRemoteTargetLock, acquireTargetLock, holderFor } from './target-lock.ts';
 import * as phases from './phases.ts';
+import { auditRecords, recordSigner } from './audit.ts';
+import { runSigner } from '../trust/keyring.ts';
+import { verifierFrom, type KeySource } from '../trust/keys.ts';
 import { proveVaultArtifacts } from './verify.ts';
 
 export const RUBICON_VERSION = '0.1.0';
@@ -103,15 +108,19 @@ export function summarize(state: RunState, stateDir: string, error?: RubiconErro
 /** Starts a new run. Input errors (runbook) throw before anything is written. */
 export async function startRun(command: RunCommand, runbookFile: string, o: CommonOptions): Promise<RunSummary> {
   const runbook = await loadRunbook(runbookFile);
+  if (COMMAND_PHASES[command].includes('discover')) await checkBeforeStart(runbook);
+  // The key first: a missing or misplaced key is invalid input, and nothing has been touched yet.
+  const { signer } = runSigner({ ...(signingKeyOf(runbook) ? { source: signingKeyOf(runbook)! } : {}), stateDir: o.stateDir });
   const runId = newRunId();
   const store = o.state ?? new LocalStateStore(o.stateDir);
   const paths = store.paths(runId);
-  const release = await store.lock(runbook.target.name, runId, phases.hostName());
+  const release = await lockTarget(store, runbook, runId);
   let journal: Journal | undefined;
   try {
     journal = await store.createJournal(runId);
+    journal.signWith(recordSigner(signer));
     await copyFile(runbook.file, paths.runbookCopy);
-    const ctx = await createContext({ runId, paths, runbook, journal, onEvent: o.onEvent, confirm: o.confirm, hooks: o.hooks, signal: o.signal });
+    const ctx = await createContext({ runId, paths, runbook, journal, onEvent: o.onEvent, confirm: o.confirm, hooks: o.hooks, signal: o.signal, signer });
     ctx.record({
       type: 'run.started',
       runId,
@@ -125,6 +134,7 @@ export async function startRun(command: RunCommand, runbookFile: string, o: Comm
       overrides: runbook.overrides,
       rubiconVersion: RUBICON_VERSION,
       host: phases.hostName(),
+      signingKeyId: signer.keyId,
     });
     for (const w of runbook.warnings) ctx.record({ type: 'note', level: 'warn', message: w });
     // A shared store has the run's start and its runbook copy before any phase runs (another agent can resume it).
@@ -169,17 +179,57 @@ export async function resumeRun(runId: string, o: CommonOptions): Promise<RunSum
       hint: `put back the runbook the run started with (a copy is at ${paths.runbookCopy}), or start a new run`,
     });
   }
-  const release = await store.lock(runbook.target.name, runId, phases.hostName());
+  const { signer } = runSigner({ ...(signingKeyOf(runbook) ? { source: signingKeyOf(runbook)! } : {}), stateDir: o.stateDir });
+  // Never resume from a history this run's key did not sign: an edited journal stops here.
+  const audit = auditRecords(records, verifierFrom(signer.publicKeyPem));
+  if (!audit.ok) {
+    throw new RubiconError('EVIDENCE_INVALID', `the journal of run ${runId} cannot be trusted: record ${audit.firstBad.seq} (${audit.firstBad.type}) ${audit.firstBad.reason}`, {
+      hint: `see \`rubicon audit ${runId}${store instanceof LocalStateStore ? '' : ` --state ${store.location}`}\`; start a new run (the vaults' objects are reused)`,
+    });
+  }
+  const release = await lockTarget(store, runbook, runId);
   let journal: Journal | undefined;
   try {
+    // The store's journal (verified again: a shared one may have grown since it was read above).
     journal = await store.openJournal(runId);
-    const ctx = await createContext({ runId, paths, runbook, journal, onEvent: o.onEvent, confirm: o.confirm, hooks: o.hooks, signal: o.signal });
+    journal.signWith(recordSigner(signer));
+    const ctx = await createContext({ runId, paths, runbook, journal, onEvent: o.onEvent, confirm: o.confirm, hooks: o.hooks, signal: o.signal, signer });
     ctx.record({ type: 'run.resumed', pid: process.pid });
     return await drive(ctx, o.stateDir, store);
   } finally {
     journal?.close();
     await release();
   }
+}
+
+/**
+ * One run per target: the machine-wide lock on the target's identity
+ * (src/run/target-lock.ts), then the store's own lock (a shared store: its
+ * lease, which excludes the other agents). Returns the release of both.
+ */
+async function lockTarget(store: StateStore, runbook: Runbook, runId: string): Promise<() => Promise<void>> {
+  const releaseHere = acquireTargetLock(runbook, runId, phases.hostName());
+  let releaseStore: () => Promise<void>;
+  try {
+    releaseStore = await store.lock(runbook.target.name, runId, phases.hostName());
+  } catch (e) {
+    releaseHere();
+    throw e;
+  }
+  return async () => {
+    try {
+      await releaseStore();
+    } finally {
+      releaseHere();
+    }
+  };
+}
+
+/** The key source the runbook names for signing: its trust section, or the Azure section's key. */
+export function signingKeyOf(rb: Runbook): KeySource | undefined {
+  if (rb.trust) return rb.trust.signingKey;
+  if (rb.infra.kind === 'pulumi-azure') return rb.infra.azure.signingKey;
+  return undefined;
 }
 
 /** Outcomes a resume continues from. */
@@ -205,7 +255,30 @@ async function drive(ctx: RunContext, stateDir: string, store: StateStore): Prom
   let outcome: RunOutcome = ({ plan: 'planned', rehearse: 'rehearsed', verify: 'verified', upgrade: 'landed' } as const)[command];
   let exitCode: number = EXIT.ok;
   let failure: RubiconError | undefined;
+  let releaseRemote: (() => Promise<void>) | undefined;
   try {
+    // The lock on the remote target itself, so orchestrators on other machines are excluded too
+    // (after a manual crossing: on the rebuilt server, reached with its new host key).
+    if (ctx.remote && ctx.runbook.target.transport.kind === 'ssh') {
+      const s = ctx.state();
+      const m = s.crossing?.startedAt ? ctx.remote.rebuiltTarget : ctx.target;
+      // Not while a manual crossing is under way: the server is being reinstalled (the local lock holds).
+      if (!(s.crossing?.startedAt && !s.crossing.completedAt && ctx.runbook.infra.kind === 'manual')) {
+        releaseRemote = await acquireRemoteTargetLock(m, `${ctx.runbook.target.workDir}/rubicon.lock`, holderFor(ctx.runbook, ctx.runId, phases.hostName()));
+      }
+    }
+    // A run that failed after its freeze was thawed: freeze again, scan drift, capture it, gate again, before any crossing.
+    const s0 = ctx.state();
+    // A run stopped after its gate (killed, interrupted): scan drift again before crossing, and capture what changed.
+    if (phaseList.includes('freeze') && isPhaseDone(s0, 'freeze') && !s0.crossing?.startedAt && s0.outcome !== 'refused' && (!s0.frozen || s0.phases.some((p) => p.phase === 'gate'))) {
+      ctx.record({
+        type: 'phases.reopened',
+        phases: ['freeze', 'final-capture', 'gate'],
+        reason: s0.frozen
+          ? 'the run stopped after its gate: the drift is scanned again and what changed captured before any crossing'
+          : 'the target was thawed after its freeze (the run stopped): it is frozen again and its drift scanned before the gate',
+      });
+    }
     for (const phase of phaseList) {
       if (isPhaseDone(ctx.state(), phase)) continue;
       const t0 = performance.now();
@@ -266,6 +339,7 @@ async function drive(ctx: RunContext, stateDir: string, store: StateStore): Prom
       for (const b of bad) ctx.record({ type: 'note', level: b.fatal ? 'error' : 'warn', message: b.message });
     }
   } catch (e) {
+    rethrowIfCrashed(e); // a simulated death is never turned into an outcome (src/run/faults.ts)
     const interrupted = ctx.signal?.aborted === true;
     failure = interrupted
       ? new RubiconError('INTERRUPTED', `interrupted by ${String(ctx.signal?.reason ?? 'a signal')}: the run stopped where it was`, { hint: `rubicon resume ${ctx.runId} continues it` })
@@ -295,6 +369,7 @@ async function drive(ctx: RunContext, stateDir: string, store: StateStore): Prom
     await phases.report(ctx, { outcome, exitCode, ...(failure ? { error: { code: failure.code, message: failure.message } } : {}) });
     ctx.record({ type: 'phase.completed', phase: 'report', durationMs: Math.round(performance.now() - t0) });
   } catch (e) {
+    rethrowIfCrashed(e);
     ctx.record({ type: 'note', level: 'error', message: `report could not be written: ${e instanceof Error ? e.message : String(e)}` });
   }
   ctx.record({
@@ -303,6 +378,7 @@ async function drive(ctx: RunContext, stateDir: string, store: StateStore): Prom
     exitCode,
     ...(failure ? { error: { code: failure.code, message: failure.message } } : {}),
   });
+  await releaseRemote?.().catch(() => undefined);
   await ctx.close().catch(() => undefined);
   // A shared store: the last records, the runbook copy and the reports reach it before the run returns.
   await store.flush(ctx.runId);
@@ -322,6 +398,8 @@ function verifyFailures(s: RunState): { fatal: boolean; message: string }[] {
     });
   }
   for (const f of s.captureFailures) out.push({ fatal: false, message: `capture of ${f.itemId} by ${f.method} failed: ${f.message}` });
+  // verify's own findings about the vaults' indexes (a forged, unreadable or disagreeing entry) fail it.
+  for (const n of s.notes) if (n.level === 'error' && n.message.startsWith('verify: ')) out.push({ fatal: true, message: n.message.slice('verify: '.length) });
   // A damaged copy breaks the "copies in N vaults" promise even when another copy still restores.
   for (const c of s.copies) {
     if (c.status !== 'ok') out.push({ fatal: true, message: `the copy of ${c.artifactId} in vault ${c.vault} is ${c.status}${c.detail ? `: ${c.detail}` : ''}` });

@@ -45,8 +45,8 @@ export function createStepRunner(journal: StepJournal, runDir: string, runId: st
       journal.record({ type: 'step.completed', stepId: id, exitCode: r.exitCode, durationMs: r.durationMs, reattached: r.reattached, log });
       return r;
     },
-    onMachine: async (machine, key, argv, input) => {
-      const r = await runner.run(machine, key, { argv, ...(input !== undefined ? { input } : {}) }, `${argv[0] === 'sh' ? 'script' : argv[0]} on ${machine.name}`);
+    onMachine: async (machine, key, argv, input, options) => {
+      const r = await runner.run(machine, key, { argv, ...(input !== undefined ? { input } : {}) }, `${argv[0] === 'sh' ? 'script' : argv[0]} on ${machine.name}`, options);
       return r;
     },
   };

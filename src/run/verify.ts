@@ -2,6 +2,8 @@ import type { Artifact, Item } from '../core/types.ts';
 import type { ArtifactIndexEntry } from '../vaults/vault.ts';
 import type { RunContext } from './context.ts';
 import { proveArtifacts } from './phases.ts';
+import { indexEntrySigned } from '../trust/index-entry.ts';
+import { verifierFrom } from '../trust/keys.ts';
 
 /**
  * `rubicon verify`: the scheduled, monitored form. Reads the vaults' own
@@ -10,14 +12,41 @@ import { proveArtifacts } from './phases.ts';
  * proving ground. Read-only towards the target: it is never touched.
  */
 export async function proveVaultArtifacts(ctx: RunContext): Promise<void> {
-  const newest = new Map<string, ArtifactIndexEntry>();
+  // An index is evidence too: every entry must be signed by this Rubicon's key
+  // and agree with the other vaults; a bad one is named (vault and file) and
+  // left out, and verify goes on with the rest.
+  const verifier = ctx.signer ? verifierFrom(ctx.signer.publicKeyPem) : undefined;
+  const problems: string[] = [];
+  const byArtifact = new Map<string, { entry: ArtifactIndexEntry; vault: string }[]>();
   for (const v of ctx.vaults) {
-    for (const e of await v.listArtifacts()) {
-      const key = `${e.itemId}\u0000${e.method}`;
-      const have = newest.get(key);
-      if (!have || have.capturedAt < e.capturedAt) newest.set(key, e);
+    let entries: ArtifactIndexEntry[];
+    try {
+      entries = await v.listArtifacts({ onBad: (file, reason) => problems.push(`vault ${v.info.name}: index file ${file} cannot be read (${reason})`) });
+    } catch (e) {
+      problems.push(`vault ${v.info.name}: its index cannot be listed (${e instanceof Error ? e.message : String(e)})`);
+      continue;
+    }
+    for (const e of entries) {
+      if (verifier && !indexEntrySigned(e, verifier)) {
+        problems.push(`vault ${v.info.name}: the index entry of ${e.artifactId} is not signed by this Rubicon's key (${e.sig ? 'its signature does not match its content' : 'it carries no signature'}): not trusted`);
+        continue;
+      }
+      byArtifact.set(e.artifactId, [...(byArtifact.get(e.artifactId) ?? []), { entry: e, vault: v.info.name }]);
     }
   }
+  const newest = new Map<string, ArtifactIndexEntry>();
+  for (const [id, list] of byArtifact) {
+    const hashes = new Set(list.map((x) => x.entry.manifestHash));
+    if (hashes.size > 1) {
+      problems.push(`the vaults disagree about ${id}: ${list.map((x) => `${x.vault} names manifest ${x.entry.manifestHash.slice(0, 12)}`).join(', ')}`);
+      continue;
+    }
+    const e = list[0]!.entry;
+    const key = `${e.itemId}\u0000${e.method}`;
+    const have = newest.get(key);
+    if (!have || have.capturedAt < e.capturedAt) newest.set(key, e);
+  }
+  for (const p of problems) ctx.record({ type: 'note', level: 'error', message: `verify: ${p}` });
   const known = new Set(ctx.state().items.map((i) => i.id));
   const artifacts: Artifact[] = [];
   for (const e of [...newest.values()].sort((a, b) => a.itemId.localeCompare(b.itemId) || a.method.localeCompare(b.method))) {

@@ -1,14 +1,16 @@
 import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { existsSync, realpathSync } from 'node:fs';
+import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { parseDocument } from 'yaml';
+import { Lexer, parseDocument } from 'yaml';
 import type { z } from 'zod';
-import { RubiconError } from '../core/errors.ts';
+import { RubiconError, isRubiconError } from '../core/errors.ts';
 import type { ManualStep, Override, Policy } from '../core/types.ts';
 import type { VendorJobSpec } from '../engines/engine.ts';
+import { parseIsoTime } from '../gate/current.ts';
 import { DEFAULT_POLICY, loosenings } from '../gate/policy.ts';
 import { mssqlRules, normalizeMssql, type MssqlSettings } from './mssql.ts';
-import { RunbookSchema, type ParsedRunbook } from './schema.ts';
+import { RUNBOOK_LIMITS, RunbookSchema, type ParsedRunbook } from './schema.ts';
 import { azureSectionRules, normalizeAzureSection, type PulumiAzureSettings } from './azure.ts';
 
 /**
@@ -29,9 +31,38 @@ export type TransportSettings =
       connectTimeoutSeconds: number;
       commandTimeoutSeconds: number;
       proxyJump?: string;
+    }
+  | {
+      kind: 'openssh-windows';
+      host: string;
+      port: number;
+      user: string;
+      identityFile: string;
+      knownHosts: string;
+      connectTimeoutSeconds: number;
+      commandTimeoutSeconds: number;
+      proxyJump?: string;
+      /** The PowerShell each command starts. */
+      powershell: 'powershell' | 'pwsh';
+    }
+  | {
+      kind: 'azure-run-command';
+      subscriptionIdEnv: string;
+      resourceGroup: string;
+      vmName: string;
+      outputContainer?: string;
+      outputIdentityClientId?: string;
+      credential: 'default' | 'azure-pipelines';
+      powershell: 'powershell' | 'pwsh';
+      commandTimeoutSeconds: number;
     };
 
 export type SshSettings = Extract<TransportSettings, { kind: 'ssh' }>;
+
+/** The transports that reach a Windows machine (PowerShell, Windows paths). */
+export function windowsTransport(t: TransportSettings): boolean {
+  return t.kind === 'openssh-windows' || t.kind === 'azure-run-command';
+}
 
 /** A vault as the runbook describes it; what it can do (immutable, off the target, ...) is read from the vault itself. */
 export type VaultSettings =
@@ -48,6 +79,8 @@ export type InfraSettings =
       instructions?: string;
       rebuilt: { osRelease: string; newMachineId: boolean; knownHosts: string };
       rollback?: { description: string };
+      /** Mount points on the target the reinstall wipes; absent: every local volume under target.root (docs/coverage.md). */
+      destroys?: string[];
     }
   | { kind: 'pulumi-azure'; currentImage: string; azure: PulumiAzureSettings };
 
@@ -81,6 +114,10 @@ export interface Runbook {
   overrides: Override[];
   manualSteps: ManualStep[];
   permit: { validForMinutes: number };
+  /** Where the run's signing key is (absent: this user's own key, src/trust/keyring.ts). */
+  trust?: { signingKey: { env: string } | { file: string } };
+  /** What need not be captured although the crossing destroys it (with why and who), and kept volumes to capture all the same. */
+  coverage: { exclude: { path: string; reason: string; by: string }[]; alsoCapture: string[] };
   /** Engines beyond the built-in sqlite, present only when the runbook has their section. */
   engines?: { mssql?: MssqlSettings };
   warnings: string[];
@@ -131,22 +168,72 @@ function invalid(file: string, problems: RunbookProblem[]): RubiconError {
 }
 
 /**
+ * The deepest nesting of YAML flow collections in `text`, from the `yaml`
+ * package's own lexer (linear; it does not recurse), so quotes, comments and
+ * block scalars are read the way the parser reads them. Skipped when the
+ * text has too few brackets to nest that deep.
+ */
+function flowDepth(text: string): number {
+  let brackets = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x5b || c === 0x7b) brackets++;
+  }
+  if (brackets <= RUNBOOK_LIMITS.yamlFlowDepth) return brackets;
+  let depth = 0;
+  let max = 0;
+  for (const token of new Lexer().lex(text)) {
+    if (token === '[' || token === '{') max = Math.max(max, ++depth);
+    else if (token === ']' || token === '}') depth = Math.max(0, depth - 1);
+    if (max > RUNBOOK_LIMITS.yamlFlowDepth) break; // deep enough to refuse: stop reading
+  }
+  return max;
+}
+
+function tooBig(file: string, bytes: number): RubiconError {
+  return invalid(file, [
+    {
+      path: '(file)',
+      message: `is ${bytes.toLocaleString('en-US')} bytes, over the ${RUNBOOK_LIMITS.fileBytes.toLocaleString('en-US')} a runbook may have: a runbook describes one server's upgrade; list fewer items (see docs/inputs.md)`,
+    },
+  ]);
+}
+
+/**
  * Parses and validates runbook text. Pure apart from path resolution against
  * `file`'s folder and, when the runbook has an engines.mssql section, the
  * presence (never the value) of the environment variables it names in `env`.
  */
 export function parseRunbook(text: string, file: string, env: NodeJS.ProcessEnv = process.env): Runbook {
-  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
-  if (doc.errors.length > 0) {
-    throw invalid(
-      file,
-      doc.errors.map((e) => ({
+  const bytes = Buffer.byteLength(text, 'utf8');
+  if (bytes > RUNBOOK_LIMITS.fileBytes) throw tooBig(file, bytes);
+  const depth = flowDepth(text);
+  if (depth > RUNBOOK_LIMITS.yamlFlowDepth) {
+    throw invalid(file, [{ path: '(yaml)', message: `nests [ ] or { } more than ${RUNBOOK_LIMITS.yamlFlowDepth} deep, the most a runbook may: write nested lists and maps in block style, or check for unbalanced brackets` }]);
+  }
+  let raw: unknown;
+  try {
+    const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
+    if (doc.errors.length > 0) {
+      const shown = doc.errors.slice(0, 10).map((e) => ({
         path: e.linePos?.[0] ? `line ${e.linePos[0].line}, column ${e.linePos[0].col}` : '(yaml)',
         message: `${e.message.split('\n')[0]} (YAML syntax)`,
-      })),
-    );
+      }));
+      if (doc.errors.length > shown.length) shown.push({ path: '(yaml)', message: `and ${doc.errors.length - shown.length} more YAML errors: fix the first ones, then read again` });
+      throw invalid(file, shown);
+    }
+    // maxAliasCount stops "billion laughs": aliases that expand into an exponentially large document.
+    raw = doc.toJS({ maxAliasCount: RUNBOOK_LIMITS.yamlAliases });
+  } catch (e) {
+    if (isRubiconError(e)) throw e;
+    const message = e instanceof Error ? e.message : String(e);
+    throw invalid(file, [
+      /alias/i.test(message)
+        ? { path: '(yaml)', message: `expands YAML aliases (*name) more than ${RUNBOOK_LIMITS.yamlAliases} times, which is how a "billion laughs" document exhausts memory: write the values out instead of aliasing them` }
+        : { path: '(yaml)', message: `cannot be read as YAML (${message.split('\n')[0]}): check the file's structure (nesting, quotes)` },
+    ]);
   }
-  const parsed = RunbookSchema.safeParse(doc.toJS());
+  const parsed = RunbookSchema.safeParse(raw);
   if (!parsed.success) {
     throw invalid(
       file,
@@ -163,8 +250,15 @@ export async function loadRunbook(file: string, env: NodeJS.ProcessEnv = process
   const abs = path.resolve(file);
   let text: string;
   try {
+    // Refused before reading: a huge file is not read into memory to be refused afterwards.
+    const st = await stat(abs);
+    if (!st.isFile()) {
+      throw new RubiconError('RUNBOOK_NOT_FOUND', `runbook ${abs} is not a regular file`, { hint: 'pass the runbook file itself with --runbook FILE' });
+    }
+    if (st.size > RUNBOOK_LIMITS.fileBytes) throw tooBig(abs, st.size);
     text = await readFile(abs, 'utf8');
   } catch (e) {
+    if (isRubiconError(e)) throw e;
     throw new RubiconError('RUNBOOK_NOT_FOUND', `cannot read runbook ${abs}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`, {
       hint: 'pass an existing file with --runbook FILE (rubicon sandbox DIR writes an example)',
       cause: e,
@@ -179,20 +273,21 @@ export function normalize(raw: ParsedRunbook, file: string, hash: string): Runbo
   const abs = (p: string) => path.resolve(base, p);
   const policy: Policy = { ...DEFAULT_POLICY, ...Object.fromEntries(Object.entries(raw.policy).filter(([, v]) => v !== undefined)) };
   const posix = (p: string) => p.replace(/\\/g, '/').replace(/\/+$/, '');
-  const transport = (t: ParsedRunbook['target']['transport']): TransportSettings =>
-    t.kind === 'local'
-      ? { kind: 'local' }
-      : {
-          kind: 'ssh',
-          host: t.host,
-          port: t.port,
-          user: t.user,
-          identityFile: abs(t.identityFile),
-          knownHosts: abs(t.knownHosts),
-          connectTimeoutSeconds: t.connectTimeoutSeconds,
-          commandTimeoutSeconds: t.commandTimeoutSeconds,
-          ...(t.proxyJump ? { proxyJump: t.proxyJump } : {}),
-        };
+  const transport = (t: ParsedRunbook['target']['transport']): TransportSettings => {
+    if (t.kind === 'local') return { kind: 'local' };
+    if (t.kind === 'azure-run-command') return { ...t, ...(t.outputContainer ? { outputContainer: t.outputContainer.replace(/\/+$/, '') } : {}) };
+    const ssh = {
+      host: t.host,
+      port: t.port,
+      user: t.user,
+      identityFile: abs(t.identityFile),
+      knownHosts: abs(t.knownHosts),
+      connectTimeoutSeconds: t.connectTimeoutSeconds,
+      commandTimeoutSeconds: t.commandTimeoutSeconds,
+      ...(t.proxyJump ? { proxyJump: t.proxyJump } : {}),
+    };
+    return t.kind === 'ssh' ? { kind: 'ssh', ...ssh } : { kind: 'openssh-windows', ...ssh, powershell: t.powershell };
+  };
   const targetTransport = transport(raw.target.transport);
   const remote = targetTransport.kind !== 'local';
   const infra: InfraSettings =
@@ -206,6 +301,7 @@ export function normalize(raw: ParsedRunbook, file: string, hash: string): Runbo
           ...(raw.infra.instructions ? { instructions: raw.infra.instructions } : {}),
           rebuilt: { osRelease: raw.infra.rebuilt.osRelease, newMachineId: raw.infra.rebuilt.newMachineId, knownHosts: abs(raw.infra.rebuilt.knownHosts) },
           ...(raw.infra.rollback ? { rollback: raw.infra.rollback } : {}),
+          ...(raw.infra.destroys ? { destroys: raw.infra.destroys.map((d) => path.posix.resolve(d)) } : {}),
         };
   const provingGround = raw.provingGround
     ? { transport: transport(raw.provingGround.transport), root: raw.provingGround.root, workDir: raw.provingGround.workDir }
@@ -224,7 +320,8 @@ export function normalize(raw: ParsedRunbook, file: string, hash: string): Runbo
       image: raw.target.image,
       stage: raw.target.stage,
       transport: targetTransport,
-      workDir: raw.target.workDir,
+      // A Windows target left at the schema's POSIX default works in ProgramData.
+      workDir: windowsTransport(targetTransport) && raw.target.workDir === '/var/tmp/rubicon' ? 'C:\\ProgramData\\Rubicon' : raw.target.workDir,
       services: raw.target.services,
     },
     provingGround,
@@ -282,14 +379,201 @@ export function normalize(raw: ParsedRunbook, file: string, hash: string): Runbo
     overrides: raw.overrides.map((o) => ({ rule: o.rule, itemId: o.item, reason: o.reason, by: o.by })),
     manualSteps: raw.manualSteps,
     permit: raw.permit,
+    ...(raw.trust ? { trust: { signingKey: 'env' in raw.trust.signingKey ? { env: raw.trust.signingKey.env } : { file: abs(raw.trust.signingKey.file) } } } : {}),
+    coverage: {
+      exclude: raw.coverage.exclude.map((e) => ({ path: posix(e.path).replace(/^(\.\/)+/, ''), reason: e.reason, by: e.by })),
+      alsoCapture: raw.coverage.alsoCapture.map(posix),
+    },
     ...(raw.engines.mssql ? { engines: { mssql: normalizeMssql(raw.engines.mssql) } } : {}),
     warnings: [],
   };
 }
 
+/**
+ * What can only be checked when a run starts, not whenever the runbook is
+ * read (a resume reads it again hours later, after the crossing wiped the
+ * target): the local target's root and discovery roots exist, and every
+ * manual step's confirmation is neither in the future nor older than
+ * policy.maxConfirmationAgeHours. A target reached over ssh is not looked
+ * at here: its folders are on the server, and discovery reports them.
+ * Throws RUNBOOK_INVALID (exit 3) naming each field; touches nothing.
+ */
+export async function checkBeforeStart(rb: Runbook, now: Date = new Date()): Promise<void> {
+  const problems: RunbookProblem[] = [];
+  if (rb.target.transport.kind === 'local') {
+    const kindOf = async (p: string): Promise<'folder' | 'missing' | 'other'> => {
+      try {
+        return (await stat(p)).isDirectory() ? 'folder' : 'other';
+      } catch {
+        return 'missing';
+      }
+    };
+    const root = await kindOf(rb.target.root);
+    if (root !== 'folder') {
+      problems.push({
+        path: 'target.root',
+        message: `${rb.target.root} ${root === 'missing' ? 'does not exist' : 'is not a folder'}: point target.root at the folder that stands in for the server`,
+      });
+    } else {
+      for (const [i, r] of rb.discovery.roots.entries()) {
+        const abs = path.resolve(rb.target.root, r);
+        const k = await kindOf(abs);
+        if (k !== 'folder') {
+          problems.push({
+            path: `discovery.roots[${i}]`,
+            message: `"${r}" (${abs}) ${k === 'missing' ? 'does not exist on the target' : 'is not a folder'}: fix the spelling, or remove it from discovery.roots (discovery searches folders that exist)`,
+          });
+        }
+      }
+    }
+  }
+  const hours = rb.policy.maxConfirmationAgeHours;
+  rb.manualSteps.forEach((s, i) => {
+    if (s.confirmedAt === undefined) return;
+    const at = parseIsoTime(s.confirmedAt);
+    if (at > now.getTime()) {
+      problems.push({
+        path: `manualSteps[${i}].confirmedAt`,
+        message: `${s.confirmedAt} is in the future (it is ${now.toISOString()} now): a step is confirmed once it was done; fix the time and its zone`,
+      });
+    } else if (now.getTime() - at > hours * 3_600_000) {
+      problems.push({
+        path: `manualSteps[${i}].confirmedAt`,
+        message: `${s.confirmedAt} is more than ${hours} h ago (policy.maxConfirmationAgeHours): confirm step ${s.id} again for this maintenance window and write the new time`,
+      });
+    }
+  });
+  if (problems.length > 0) throw invalid(rb.file, problems);
+}
+
 function inside(child: string, parent: string): boolean {
   const rel = path.relative(parent, child);
   return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel));
+}
+
+/**
+ * The path as the filesystem will resolve it: symlinks in its longest
+ * existing prefix followed (realpath), the rest appended. Paths reach here
+ * already absolute and normalized (relative vs absolute, trailing slashes,
+ * `..` resolved by normalize, exactly as Rubicon will use them).
+ */
+export function realPath(p: string): string {
+  let head = path.resolve(p);
+  const tail: string[] = [];
+  for (;;) {
+    // Throws ERR_ACCESS_DENIED in a process confined by Node's permission model (the prover): see placementRules.
+    const exists = existsSync(head);
+    if (exists) {
+      try {
+        return path.join(realpathSync.native(head), ...tail);
+      } catch {
+        return path.join(head, ...tail);
+      }
+    }
+    const parent = path.dirname(head);
+    if (parent === head) return path.join(head, ...tail);
+    tail.unshift(path.basename(head));
+    head = parent;
+  }
+}
+
+const posixInside = (child: string, parent: string) => {
+  const rel = path.posix.relative(path.posix.resolve(parent), path.posix.resolve(child));
+  return rel === '' || (!rel.startsWith('..') && !path.posix.isAbsolute(rel));
+};
+
+/**
+ * Nothing Rubicon needs lives in what the crossing destroys, and two vault
+ * entries in one place are never two copies (docs/coverage.md). Local paths
+ * are compared as real paths (symlinks resolved); paths on other machines
+ * as normalized POSIX paths on the same host and port. Reads the filesystem
+ * (realpath) and nothing else.
+ */
+function placementRules(rb: Runbook): RunbookProblem[] {
+  try {
+    return placementRulesWith(rb, realPath);
+  } catch (e) {
+    // The confined prover may not look at the target: it compares the paths as written (its parent checked the real ones).
+    if ((e as { code?: string }).code === 'ERR_ACCESS_DENIED') return placementRulesWith(rb, (p) => path.resolve(p));
+    throw e;
+  }
+}
+
+function placementRulesWith(rb: Runbook, realPath: (p: string) => string): RunbookProblem[] {
+  const problems: RunbookProblem[] = [];
+  const local = rb.target.transport.kind === 'local';
+  const where = (t: TransportSettings) => (t.kind === 'ssh' ? `${t.host.toLowerCase()}:${t.port}` : 'this machine');
+  const targetAt = where(rb.target.transport);
+  const root = local ? realPath(rb.target.root) : rb.target.root;
+  const via = (p: string, real: string) => (real === path.resolve(p) ? '' : ` (really ${real}, through a symlink)`);
+  const places = rb.vaults.map((v) =>
+    v.kind === 'filesystem'
+      ? { at: 'this machine', path: realPath(v.path), shown: v.path, inside, via: via(v.path, realPath(v.path)) }
+      : v.kind === 'azure-blob'
+        ? // Never on the target; two vaults in one container overlap like two folders do.
+          { at: `azure-blob ${v.accountUrl.replace(/\/+$/, '').toLowerCase()}/${v.container}`, path: `/${v.prefix}`, shown: `${v.accountUrl}/${v.container}${v.prefix ? `/${v.prefix}` : ''}`, inside: posixInside, via: '' }
+        : { at: where({ ...v.host, kind: 'ssh' }), path: v.path, shown: `${v.host.host}:${v.path}`, inside: posixInside, via: '' },
+  );
+  rb.vaults.forEach((v, i) => {
+    const p = places[i]!;
+    if (p.at === targetAt) {
+      if (p.inside(p.path, root)) {
+        problems.push({
+          path: `vaults[${i}].path`,
+          message: `${p.shown}${p.via} is inside the target root ${rb.target.root}, so the rebuild would wipe it: move the vault off the target`,
+        });
+      } else if (p.inside(root, p.path)) {
+        problems.push({ path: `vaults[${i}].path`, message: `the target root lies inside this vault${p.via}: pick a vault folder outside ${rb.target.root}` });
+      }
+    }
+    for (let j = 0; j < i; j++) {
+      const q = places[j]!;
+      if (q.at !== p.at || !(p.inside(p.path, q.path) || p.inside(q.path, p.path))) continue;
+      const same = p.path === q.path ? 'is the same place as' : p.inside(p.path, q.path) ? 'lies inside' : 'contains';
+      problems.push({
+        path: `vaults[${i}].path`,
+        message: `${p.shown}${p.via} ${same} vaults[${j}] ("${rb.vaults[j]!.name}", ${q.shown}): one place holds one copy, not two; give each vault its own folder (another disk or host for the second copy)`,
+      });
+    }
+  });
+  const pg = rb.provingGround;
+  if (local && pg.transport.kind === 'local') {
+    const pgReal = realPath(pg.root);
+    if (inside(pgReal, root) || inside(root, pgReal)) {
+      problems.push({ path: rb.infra.kind === 'sandbox' ? 'infra.provingGround' : 'provingGround.root', message: `the proving ground must not overlap the target${via(pg.root, pgReal)}: it sees the vaults and nothing else, and the crossing would wipe it` });
+    }
+  } else if (where(pg.transport) === targetAt && (posixInside(pg.root, root) || posixInside(root, pg.root))) {
+    problems.push({ path: 'provingGround.root', message: `${pg.root} on ${targetAt} overlaps the target root ${rb.target.root}: the proving ground must not see the target, and the crossing would wipe it` });
+  }
+  if (rb.infra.kind === 'sandbox' && local) {
+    const rollback = realPath(rb.infra.rollback);
+    if (inside(rollback, root)) {
+      problems.push({ path: 'infra.rollback', message: `the rollback point must live outside the target root${via(rb.infra.rollback, rollback)}, or the crossing would wipe it` });
+    }
+  }
+  if (rb.infra.kind === 'manual') {
+    (rb.infra.destroys ?? []).forEach((d, i) => {
+      if (!posixInside(d, rb.target.root)) problems.push({ path: `infra.destroys[${i}]`, message: `${d} is not under the target root ${rb.target.root}: name the mount points of the volumes the reinstall wipes` });
+    });
+  }
+  return problems;
+}
+
+/**
+ * `--state-dir` holds the journal and the evidence: it must not lie in what
+ * the crossing destroys. Checked by the CLI before a run starts (exit 3,
+ * nothing touched). Only a local target shares this machine's filesystem.
+ */
+export function checkStateDir(rb: Runbook, stateDir: string): void {
+  if (rb.target.transport.kind !== 'local') return;
+  const real = realPath(stateDir);
+  const root = realPath(rb.target.root);
+  if (inside(real, root) || inside(root, real)) {
+    throw new RubiconError('ARGUMENTS_INVALID', `--state-dir ${stateDir}${real === path.resolve(stateDir) ? '' : ` (really ${real})`} ${inside(real, root) ? 'is inside' : 'contains'} the target root ${rb.target.root} of ${rb.file}: the crossing would wipe the journal and the evidence`, {
+      hint: 'pass --state-dir (or RUBICON_STATE_DIR) a folder outside the target; nothing was touched',
+      details: { field: '--state-dir', stateDir, targetRoot: rb.target.root },
+    });
+  }
 }
 
 /**
@@ -303,17 +587,6 @@ export function rules(rb: Runbook, env: NodeJS.ProcessEnv = process.env): Runboo
   rb.vaults.forEach((v, i) => {
     if (seen.has(v.name)) problems.push({ path: `vaults[${i}].name`, message: `"${v.name}" is used twice: give each vault its own name` });
     seen.add(v.name);
-    if (v.kind === 'filesystem' && local) {
-      if (inside(v.path, rb.target.root)) {
-        problems.push({
-          path: `vaults[${i}].path`,
-          message: `${v.path} is inside the target root ${rb.target.root}, so the rebuild would wipe it: move the vault off the target`,
-        });
-      }
-      if (inside(rb.target.root, v.path)) {
-        problems.push({ path: `vaults[${i}].path`, message: `the target root lies inside this vault: pick a vault folder outside ${rb.target.root}` });
-      }
-    }
     if (v.kind === 'filesystem' && rb.provingGround.transport.kind !== 'local') {
       problems.push({
         path: `vaults[${i}].kind`,
@@ -324,14 +597,7 @@ export function rules(rb: Runbook, env: NodeJS.ProcessEnv = process.env): Runboo
       problems.push({ path: `vaults[${i}].kind`, message: `a ${v.kind} vault needs a target reached over ssh (the sandbox's methods write filesystem vaults): use kind: filesystem` });
     }
   });
-  if (local && rb.provingGround.transport.kind === 'local') {
-    if (inside(rb.provingGround.root, rb.target.root) || inside(rb.target.root, rb.provingGround.root)) {
-      problems.push({ path: 'infra.provingGround', message: 'the proving ground must not overlap the target: it sees the vaults and nothing else' });
-    }
-  }
-  if (rb.infra.kind === 'sandbox' && local && inside(rb.infra.rollback, rb.target.root)) {
-    problems.push({ path: 'infra.rollback', message: 'the rollback point must live outside the target root, or the crossing would wipe it' });
-  }
+  problems.push(...placementRules(rb));
   if (rb.infra.kind === 'sandbox' && !local) {
     problems.push({ path: 'infra.kind', message: 'the sandbox driver rebuilds a local folder: a target reached over ssh needs infra.kind: manual (or pulumi-azure)' });
   }
@@ -341,7 +607,9 @@ export function rules(rb: Runbook, env: NodeJS.ProcessEnv = process.env): Runboo
   if (rb.infra.kind === 'manual' && rb.provingGround.transport.kind === 'local' && local) {
     problems.push({ path: 'provingGround', message: 'a manual crossing rebuilds a real server: describe the proving ground machine (provingGround.transport, provingGround.root)' });
   }
-  if (!local && !rb.target.root.startsWith('/')) {
+  if (windowsTransport(rb.target.transport)) {
+    if (!/^([A-Za-z]:[\\/]|\\\\)/.test(rb.target.root)) problems.push({ path: 'target.root', message: 'must be an absolute path on the Windows server, e.g. "D:\\" or "C:\\"' });
+  } else if (!local && !rb.target.root.startsWith('/')) {
     problems.push({ path: 'target.root', message: 'must be an absolute path on the server (usually "/") when the target is reached over ssh' });
   }
   const folderMethodsLocal = new Set(['file-mirror']);
@@ -387,10 +655,18 @@ export function rules(rb: Runbook, env: NodeJS.ProcessEnv = process.env): Runboo
     }
   });
   if (rb.engines?.mssql) problems.push(...mssqlRules(rb.engines.mssql, env, rb.warnings));
+  rb.overrides.forEach((o, i) => {
+    if (o.rule === 'policy.not-looser' && o.itemId !== undefined && !Object.hasOwn(DEFAULT_POLICY, o.itemId)) {
+      problems.push({
+        path: `overrides[${i}].item`,
+        message: `"${o.itemId}" is not a policy field: an override of policy.not-looser names the field it loosens, one of ${Object.keys(DEFAULT_POLICY).join(', ')}`,
+      });
+    }
+  });
   // The policy can only be made stricter, unless an override with a reason is recorded.
   for (const l of loosenings(rb.policy)) {
     // The gate re-checks this under rule `policy.not-looser` (item = the field name).
-    const overridden = rb.overrides.some((o) => o.rule === 'policy.not-looser' && (o.itemId === undefined || o.itemId === String(l.field)));
+    const overridden = rb.overrides.some((o) => o.rule === 'policy.not-looser' && o.itemId === String(l.field));
     if (!overridden) {
       problems.push({
         path: `policy.${String(l.field)}`,

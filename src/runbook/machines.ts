@@ -33,13 +33,47 @@ export const SshSettingsSchema = z
   })
   .strict();
 
+const powershellProgram = z.enum(['powershell', 'pwsh'], { error: 'must be "powershell" (Windows PowerShell 5.1, on every Windows Server) or "pwsh" (PowerShell 7)' });
+
+/** A Windows Server over OpenSSH whose DefaultShell is PowerShell (src/machines/windows/openssh.ts). */
+const OpenSshWindowsSchema = SshSettingsSchema.extend({
+  kind: z.literal('openssh-windows'),
+  /** The PowerShell each command starts. Default powershell. */
+  powershell: powershellProgram.default('powershell'),
+}).strict();
+
+/** An Azure VM through managed Run Command (src/machines/windows/run-command.ts). */
+const AzureRunCommandSchema = z
+  .object({
+    kind: z.literal('azure-run-command'),
+    /** NAME of the environment variable holding the subscription id. */
+    subscriptionIdEnv: envName.default('AZURE_SUBSCRIPTION_ID'),
+    resourceGroup: z.string().min(1, 'must name the resource group of the VM'),
+    vmName: z.string().min(1, 'must name the VM'),
+    /** Blob container for output append blobs (the instance view keeps only 4 KB): https://<account>.blob.core.windows.net/<container>, no SAS. */
+    outputContainer: z
+      .string()
+      .regex(/^https:\/\/[^/?#\s]+\/[^/?#\s]+\/?$/, 'must be a blob container URL, https://<account>.blob.core.windows.net/<container>, without a SAS token (the VM writes with its managed identity)')
+      .optional(),
+    /** Client id of the VM's user-assigned identity that writes the blobs. Default: its system-assigned identity. */
+    outputIdentityClientId: z.string().min(1).optional(),
+    /** default: DefaultAzureCredential; azure-pipelines: AzurePipelinesCredential from the pipeline's service connection. */
+    credential: z.enum(['default', 'azure-pipelines']).default('default'),
+    powershell: powershellProgram.default('powershell'),
+    /** Deadline of a short command (a Run Command takes 20 s or more to start). */
+    commandTimeoutSeconds: z.number().positive('must be more than 0').default(1800),
+  })
+  .strict();
+
 export const TransportSchema = z.discriminatedUnion(
   'kind',
   [
     z.object({ kind: z.literal('local') }).strict(),
     SshSettingsSchema.extend({ kind: z.literal('ssh') }).strict(),
+    OpenSshWindowsSchema,
+    AzureRunCommandSchema,
   ],
-  { error: 'must have kind "local" (this machine) or "ssh" (a Linux server over OpenSSH)' },
+  { error: 'must have kind "local" (this machine), "ssh" (a Linux server over OpenSSH), "openssh-windows" (a Windows Server over OpenSSH and PowerShell) or "azure-run-command" (an Azure VM through Run Command)' },
 );
 
 /** The proving ground as its own machine. */
@@ -202,6 +236,12 @@ export const ManualInfraSchema = z
       .strict(),
     /** A rollback point the engineer made (a hypervisor snapshot, a disk image), described for the report; confirm it with a manual step. */
     rollback: z.object({ description: z.string().min(1) }).strict().optional(),
+    /**
+     * The volumes the reinstall wipes, as mount points on the target (e.g.
+     * ["/", "/srv"]). Default: every local filesystem mounted under
+     * target.root, found at discovery (docs/coverage.md).
+     */
+    destroys: z.array(posixAbsolute).min(1, 'must name at least one volume, e.g. ["/"]; leave it out to mean every local volume').optional(),
   })
   .strict();
 

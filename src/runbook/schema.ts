@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { parseIsoTime } from '../gate/current.ts';
 import { ManualInfraSchema, ProvingGroundSchema, SandboxInfraSchema, TransportSchema, VaultSchema } from './machines.ts';
 import { envName, relPath } from './schema-common.ts';
 import { PulumiAzureSectionSchema } from './azure.ts';
@@ -21,7 +22,45 @@ const name = z
   .max(64, 'must be at most 64 characters')
   .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'may hold letters, digits, ".", "_" and "-" only, starting with a letter or digit');
 
-const isoDate = z.string().refine((s) => !Number.isNaN(Date.parse(s)), { message: 'must be an ISO 8601 date, e.g. 2026-11-28T09:00:00Z' });
+/**
+ * An instant: ISO 8601 date AND time WITH a zone, by the gate's own rules
+ * (parseIsoTime in src/gate/current.ts), so the runbook accepts exactly what
+ * the gate will believe. "1", "Dec 1 2026", "2026-12-01" (no time),
+ * "2026-12-01T09:00" (no zone) and "2026-02-30T09:00:00Z" (no such day) are
+ * refused. Whether it is in the future or too old is checked when a run
+ * starts (checkBeforeStart in load.ts), against the policy.
+ */
+const ISO_INSTANT =
+  'must be an ISO 8601 date and time with a zone, e.g. 2026-11-28T09:00:00Z or 2026-11-28T10:00:00+01:00 (a date alone, a time without Z or ±hh:mm, or a day that does not exist is refused)';
+const isoInstant = z.string({ error: ISO_INSTANT }).refine((s) => !Number.isNaN(parseIsoTime(s)), { message: ISO_INSTANT });
+
+/**
+ * Upper bounds on what a runbook may list. A runbook describes one server's
+ * upgrade; these are far above any real one (a vendor names a handful of
+ * folders) and low enough that a mistaken or hostile runbook is refused in
+ * milliseconds instead of making discovery and the checklist quadratic
+ * (100,000 declared folders took minutes and gigabytes). Documented in
+ * docs/inputs.md; raising one is a code change with a reason.
+ */
+export const RUNBOOK_LIMITS = {
+  /** The runbook file itself, in bytes (a real one is a few KiB; 1,000 declared folders with long paths fit; YAML parsing takes seconds past a few hundred KiB). */
+  fileBytes: 128 * 1024,
+  /** YAML alias expansions (`*name`): the `yaml` package's maxAliasCount; stops "billion laughs". */
+  yamlAliases: 100,
+  /** Nesting of YAML flow collections (`[ ]`, `{ }`): deeper is refused before parsing, which recurses. */
+  yamlFlowDepth: 32,
+  declaredFolders: 1000,
+  declaredDatabases: 200,
+  vendorJobs: 50,
+  discoveryRoots: 100,
+  discoveryExcludes: 1000,
+  vaults: 16,
+  overrides: 200,
+  manualSteps: 200,
+  services: 100,
+} as const;
+
+const atMost = (n: number, what: string) => `lists more than ${n.toLocaleString('en-US')} ${what}, the most a runbook may hold: list fewer (a runbook describes one server; see docs/inputs.md)`;
 
 /** Folder methods: file-mirror on a local target; restic and rsync run on a Linux target and write straight into their vaults. */
 export const FOLDER_METHODS = ['file-mirror', 'restic', 'rsync'] as const;
@@ -67,14 +106,26 @@ export const ManualStepSchema = z
     id: name,
     description: z.string().min(1),
     confirmedBy: z.string().min(1).optional(),
-    confirmedAt: isoDate.optional(),
+    confirmedAt: isoInstant.optional(),
   })
   .strict();
+
+const OVERRIDE_ITEM =
+  'is required: an override names exactly one item: an item id from the checklist (e.g. folder:ehr/X), a manual step id, for rule policy.not-looser the policy field (e.g. minVaults), or "gate" for a rule about the whole gate (e.g. rollback.exists); add one override per item';
 
 export const OverrideSchema = z
   .object({
     rule: z.string().min(1),
-    item: z.string().min(1).optional(),
+    /**
+     * Exactly one thing the override applies to: an item id from the
+     * checklist (e.g. folder:ehr/X), a manual step id, for policy.not-looser
+     * the policy field (e.g. minVaults), or `gate` for a rule about the whole
+     * gate (rollback.exists). Required: an override never covers every item of
+     * a rule at once.
+     */
+    item: z
+      .string({ error: OVERRIDE_ITEM })
+      .min(1, OVERRIDE_ITEM),
     reason: z.string().trim().min(10, 'must explain why, in at least 10 characters'),
     by: z.string().min(1, 'must name who takes responsibility'),
   })
@@ -89,6 +140,7 @@ export const PolicySchema = z
     requireRollbackPoint: z.boolean().optional(),
     requireManualSteps: z.boolean().optional(),
     requireImmutableCopy: z.boolean().optional(),
+    maxConfirmationAgeHours: z.number().positive().optional(),
   })
   .strict();
 
@@ -228,6 +280,30 @@ export const MssqlSectionSchema = z
   })
   .strict();
 
+/**
+ * `coverage` (docs/coverage.md): what need not be captured although the
+ * crossing destroys it, each entry with why and who decided it, and which
+ * kept volumes must be captured all the same.
+ */
+export const CoverageSectionSchema = z
+  .object({
+    exclude: z
+      .array(
+        z
+          .object({
+            /** Relative to the target root: a file or a folder (everything under it). */
+            path: relPath,
+            reason: z.string().trim().min(10, 'must explain why these files need not survive the crossing, in at least 10 characters'),
+            by: z.string().trim().min(1, 'must name who decided it'),
+          })
+          .strict(),
+      )
+      .default([]),
+    /** Volumes the crossing keeps (data disks) whose contents must be captured all the same, relative to the target root. */
+    alsoCapture: z.array(relPath).default([]),
+  })
+  .strict();
+
 export const RunbookSchema = z
   .object({
     version: z.literal(1, { message: 'must be 1 (the only runbook version so far)' }),
@@ -252,7 +328,10 @@ export const RunbookSchema = z
         /** Where Rubicon keeps step folders and grant files on a remote target. */
         workDir: z.string().min(1).default('/var/tmp/rubicon'),
         /** systemd units the freeze stops (and the thaw restores exactly as found), e.g. [ehr-app.service]. */
-        services: z.array(z.string().regex(/^[A-Za-z0-9@._:-]+$/, 'must be a systemd unit name, e.g. ehr-app.service')).default([]),
+        services: z
+          .array(z.string().regex(/^[A-Za-z0-9@._:-]+$/, 'must be a systemd unit name, e.g. ehr-app.service'))
+          .max(RUNBOOK_LIMITS.services, atMost(RUNBOOK_LIMITS.services, 'services'))
+          .default([]),
       })
       .strict(),
     /** The proving ground as its own machine; absent: the sandbox's local folder (infra.provingGround). */
@@ -262,19 +341,23 @@ export const RunbookSchema = z
     }),
     declared: z
       .object({
-        folders: z.array(relPath).default([]),
+        folders: z.array(relPath).max(RUNBOOK_LIMITS.declaredFolders, atMost(RUNBOOK_LIMITS.declaredFolders, 'folders')).default([]),
         databases: z
           .array(z.object({ name: z.string().min(1), engine: z.enum(['sqlite', 'mssql']), location: relPath.optional() }).strict())
+          .max(RUNBOOK_LIMITS.declaredDatabases, atMost(RUNBOOK_LIMITS.declaredDatabases, 'databases'))
           .default([]),
       })
       .strict()
       .default({ folders: [], databases: [] }),
-    vendorJobs: z.array(VendorJobSchema).default([]),
+    vendorJobs: z.array(VendorJobSchema).max(RUNBOOK_LIMITS.vendorJobs, atMost(RUNBOOK_LIMITS.vendorJobs, 'vendor jobs')).default([]),
     discovery: z
       .object({
-        roots: z.array(relPath).min(1, 'must list at least one folder to search, e.g. ["."]'),
+        roots: z
+          .array(relPath)
+          .min(1, 'must list at least one folder to search, e.g. ["."]')
+          .max(RUNBOOK_LIMITS.discoveryRoots, atMost(RUNBOOK_LIMITS.discoveryRoots, 'roots')),
         depth: z.number().int().min(1).max(4).default(1),
-        exclude: z.array(relPath).default([]),
+        exclude: z.array(relPath).max(RUNBOOK_LIMITS.discoveryExcludes, atMost(RUNBOOK_LIMITS.discoveryExcludes, 'excludes')).default([]),
       })
       .strict(),
     /** Absent lists take the defaults of the target's transport (local: file-mirror and node:sqlite; ssh: restic, rsync and the sqlite3 CLI). */
@@ -294,11 +377,29 @@ export const RunbookSchema = z
       .default({ databases: { mssql: [...MSSQL_DATABASE_METHODS] } }),
     /** Database engines beyond the built-in sqlite; each section is optional. */
     engines: z.object({ mssql: MssqlSectionSchema.optional() }).strict().default({}),
-    vaults: z.array(VaultSchema).min(1, 'must list at least one vault (the default policy needs two)'),
+    vaults: z
+      .array(VaultSchema)
+      .min(1, 'must list at least one vault (the default policy needs two)')
+      .max(RUNBOOK_LIMITS.vaults, atMost(RUNBOOK_LIMITS.vaults, 'vaults')),
     policy: PolicySchema.default({}),
-    overrides: z.array(OverrideSchema).default([]),
-    manualSteps: z.array(ManualStepSchema).default([]),
+    overrides: z.array(OverrideSchema).max(RUNBOOK_LIMITS.overrides, atMost(RUNBOOK_LIMITS.overrides, 'overrides')).default([]),
+    manualSteps: z.array(ManualStepSchema).max(RUNBOOK_LIMITS.manualSteps, atMost(RUNBOOK_LIMITS.manualSteps, 'manual steps')).default([]),
+    coverage: CoverageSectionSchema.default({ exclude: [], alsoCapture: [] }),
     permit: z.object({ validForMinutes: z.number().int().positive().max(24 * 60).default(120) }).strict().default({ validForMinutes: 120 }),
+    /**
+     * The key that signs this run's permit and journal (docs/trust.md): an
+     * environment variable or a file holding an Ed25519 PKCS#8 PEM key, never
+     * the key itself. Absent: this user's own key (~/.config/rubicon/keys).
+     */
+    trust: z
+      .object({
+        signingKey: z.union([
+          z.object({ env: envName }).strict(),
+          z.object({ file: z.string().min(1).refine((s) => !/-----BEGIN/.test(s), { message: 'holds a key: name the FILE that holds it' }) }).strict(),
+        ], { error: 'must be { env: VARIABLE } or { file: PATH } naming where the Ed25519 private key is' }),
+      })
+      .strict()
+      .optional(),
   })
   .strict();
 

@@ -3,6 +3,7 @@ import { copyFile, mkdir, readdir, readFile, utimes, writeFile } from 'node:fs/p
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { RubiconError } from '../core/errors.ts';
+import type { RunHooks } from '../run/context.ts';
 import { createSyntheticEhr } from './synthetic-ehr.ts';
 
 /**
@@ -54,7 +55,22 @@ function rng(seed: number): () => number {
   };
 }
 
-export async function buildSandbox(dir: string, options: { patients?: number; vendorMode?: 'truncate' | 'damage-page' | 'good' } = {}): Promise<SandboxLayout> {
+export interface SandboxOptions {
+  /** Patients in the EHR database. Default 2,000 (≈ 25,000 rows). */
+  patients?: number;
+  /** Scanned documents in ehr/X. Default 240 (≈ 4 MiB). */
+  documents?: number;
+  /** Outbound HL7 messages in ehr/Y. Default 60. */
+  messages?: number;
+  vendorMode?: 'truncate' | 'damage-page' | 'good';
+}
+
+/**
+ * Builds the estate. The same folders, files and story at every size; the
+ * options only say how many patients, documents and messages (the crash
+ * tests play the story many times on a small estate).
+ */
+export async function buildSandbox(dir: string, options: SandboxOptions = {}): Promise<SandboxLayout> {
   const L = sandboxLayout(dir);
   if (existsSync(L.dir) && (await readdir(L.dir)).length > 0) {
     throw new RubiconError('ARGUMENTS_INVALID', `${L.dir} exists and is not empty`, {
@@ -87,14 +103,14 @@ export async function buildSandbox(dir: string, options: { patients?: number; ve
   for (let i = 0; i < 12; i++) await put(T(`ehr/A/forms/form-${String(i).padStart(2, '0')}.xml`), `<form id="${i}"><field name="vitals"/></form>\n`, 200);
 
   // ehr/X — scanned documents the vendor never mentioned.
-  for (let i = 0; i < 240; i++) {
+  for (let i = 0; i < (options.documents ?? 240); i++) {
     const size = 2048 + Math.floor(rand() * 30_000);
     const body = Buffer.alloc(size);
     for (let j = 0; j < size; j++) body[j] = Math.floor(rand() * 256);
     await put(T(`ehr/X/scans/${2023 + (i % 3)}/doc-${String(i).padStart(6, '0')}.pdf`), Buffer.concat([Buffer.from('%PDF-1.4 synthetic\n'), body]), 1 + (i % 90));
   }
   // ehr/Y — the outbound interface queue (synthetic HL7, no real people).
-  for (let i = 0; i < 60; i++) {
+  for (let i = 0; i < (options.messages ?? 60); i++) {
     await put(T(`ehr/Y/outbound/msg-${String(i).padStart(5, '0')}.hl7`), `MSH|^~\\&|EHR|CLINIC|LAB|LABCO|2026112${i % 10}||ORM^O01|${i}|P|2.3\rPID|1||SYN${String(i).padStart(6, '0')}||Synthetic^Patient${i}\r`, i % 3);
   }
   // ehr/Z — report templates and the licence file.
@@ -182,4 +198,20 @@ export async function technicianChanges(targetRoot: string): Promise<string[]> {
   await writeFile(path.join(targetRoot, 'ehr/A/interfaces/lab-map.xml'), '<map><code from="GLU" to="2345-7"/></map>\n');
   await writeFile(path.join(targetRoot, 'ehr/A/forms/form-12.xml'), '<form id="12"><field name="consent"/></form>\n');
   return ['ehr/A/app.ini', 'ehr/A/interfaces/lab-map.xml', 'ehr/A/forms/form-12.xml'];
+}
+
+/**
+ * The demo's run hooks: after the proofs, the vendor technician changes
+ * files (once per run; a resumed run that already recorded it does not
+ * change them again), and the run records a note saying so.
+ */
+export function technicianHooks(targetRoot: string): RunHooks {
+  return {
+    afterPhase: async (phase, ctx) => {
+      if (phase !== 'prove') return;
+      if (ctx.state().notes.some((n) => n.message.startsWith('demo: the vendor technician'))) return;
+      const touched = await technicianChanges(targetRoot);
+      ctx.record({ type: 'note', level: 'warn', message: `demo: the vendor technician changed files after the backup: ${touched.join(', ')}` });
+    },
+  };
 }

@@ -1,5 +1,5 @@
 import type { JournalRecord } from '../core/events.ts';
-import { acquireLock, Journal, listRuns, readJournal, runPaths, type RunPaths } from '../run/journal.ts';
+import { Journal, listRuns, readJournal, runPaths, type RunPaths } from '../run/journal.ts';
 
 /**
  * Where runs are kept: journals, the one-run-per-target lock, the runbook
@@ -13,10 +13,12 @@ import { acquireLock, Journal, listRuns, readJournal, runPaths, type RunPaths } 
  *   report/, the runbook copy, and the local journal file the Journal class
  *   writes with fsync). A shared store mirrors the journal and the run's
  *   files from there.
- * - lock() gives one run at a time per target, across every process and
- *   every machine that uses the same store; a lock whose holder is gone is
- *   taken over (local: the pid is dead on this host; azblob: its lease
- *   expired). LOCK_HELD otherwise, naming the holder.
+ * - lock() gives one run at a time per target across every machine that
+ *   uses the same store; a lock whose holder is gone is taken over (azblob:
+ *   its lease expired). LOCK_HELD otherwise, naming the holder. On this
+ *   machine, run.ts always takes the machine-wide lock on the target's
+ *   identity first (src/run/target-lock.ts), whatever the store: that is
+ *   the whole lock of the local store.
  * - createJournal/openJournal return a Journal whose append() is durable
  *   locally on return; flush() resolves once every appended record is in
  *   the store too. A shared store refuses (JOURNAL_CONFLICT) a record that
@@ -42,7 +44,7 @@ export interface StateStore {
   flush(runId: string): Promise<void>;
 }
 
-/** The state directory on this machine: exactly what src/run/journal.ts did before this seam. */
+/** The state directory on this machine: exactly what src/run/journal.ts does (the lock is the machine-wide one of src/run/target-lock.ts). */
 export class LocalStateStore implements StateStore {
   readonly location: string;
   readonly dir: string;
@@ -65,9 +67,9 @@ export class LocalStateStore implements StateStore {
   async openJournal(runId: string): Promise<Journal> {
     return Journal.open(this.paths(runId).journal);
   }
-  async lock(target: string, runId: string, host: string): Promise<() => Promise<void>> {
-    const release = acquireLock(this.dir, target, runId, host);
-    return async () => release();
+  /** Nothing more to take: the machine-wide target lock run.ts holds already excludes every run on this machine. */
+  async lock(): Promise<() => Promise<void>> {
+    return async () => undefined;
   }
   async runbookCopy(): Promise<string | undefined> {
     return undefined;

@@ -16,7 +16,7 @@ import {
 } from '@azure/storage-blob';
 import { RubiconError } from '../core/errors.ts';
 import type { VaultInfo } from '../core/types.ts';
-import { isSha256Hex } from '../files/paths.ts';
+import { isSha256Hex } from '../core/paths.ts';
 import type { Machine } from '../machines/machine.ts';
 import { encryptionFacts, immutabilityFacts, type EncryptionFacts, type ImmutabilityFacts } from './azure-facts.ts';
 import { indexFileName } from './filesystem.ts';

@@ -1,16 +1,16 @@
 import { execFile } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
-import { closeSync, constants as fsConstants, fsync as fsyncCb, mkdirSync, openSync, renameSync, statSync, unlinkSync, write as writeCb, writeSync } from 'node:fs';
+import { chmodSync, closeSync, fstatSync, constants as fsConstants, fsync as fsyncCb, mkdirSync, openSync, readSync, renameSync, statSync, unlinkSync, write as writeCb, writeSync } from 'node:fs';
 import { lstat, mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { dirname, isAbsolute, join } from 'node:path';
-import { z } from 'zod';
+import { runBounded } from '../core/bounded.ts';
 import { RubiconError } from '../core/errors.ts';
+import { isSha256Hex } from '../core/paths.ts';
 import type { VaultInfo } from '../core/types.ts';
-import { runBounded } from '../files/bounded.ts';
-import { isSha256Hex } from '../files/paths.ts';
-import { deriveKeys, Sealer, sealedName, sealedSize, unseal, UnsealError, type VaultKeys } from './sealed.ts';
-import type { ArtifactIndexEntry, ObjectCheck, ObjectWriter, Vault } from './vault.ts';
+import { indexEntrySchema } from './index-entry.ts';
+import { deriveKeys, plainSize, Sealer, sealedName, sealedSize, unseal, UnsealError, type VaultKeys } from './sealed.ts';
+import type { ArtifactIndexEntry, ObjectCheck, ObjectPut, ObjectState, ObjectWriter, Vault, VaultCaps } from './vault.ts';
 
 /**
  * A vault in a local (or mounted) folder.
@@ -78,25 +78,8 @@ const LAZY_MAX = 1024 * 1024;
 const READ_CHUNK = 1024 * 1024;
 const SYNC_PARALLELISM = 8;
 
-/** The artifact index document's schema (shared by every vault kind that stores index entries). */
-export const indexEntrySchema = z.object({
-  artifactId: z.string().min(1),
-  runId: z.string(),
-  itemId: z.string(),
-  method: z.string(),
-  manifestHash: z.string().regex(/^[0-9a-f]{64}$/),
-  capturedAt: z.string(),
-  origin: z.enum(['rubicon', 'vendor']).optional(),
-  independenceGroup: z.string().optional(),
-  /** Kept as recorded (engine-neutral Fingerprint); `rubicon verify` compares restored copies with it. */
-  sourceFingerprint: z
-    .object({
-      engine: z.string(),
-      digest: z.string(),
-      tables: z.array(z.object({ table: z.string(), rows: z.number(), hash: z.string(), unhashedColumns: z.array(z.string()).optional() })),
-    })
-    .optional(),
-});
+/** In 'syncfs' mode sync() fsyncs files one by one when no more than this many were written since the last sync (cheaper than running `sync -f`), else flushes the filesystem. */
+const FSYNC_EACH_MAX = 32;
 
 /**
  * File name for an artifact id: characters outside [A-Za-z0-9._-] and a
@@ -123,15 +106,28 @@ function errnoCode(e: unknown): string | undefined {
 
 export class FilesystemVault implements Vault {
   readonly info: VaultInfo;
+  /** From the info: replaceable unless declared immutable (WORM); no server-side hash; not encrypted. */
+  readonly caps: VaultCaps;
   readonly root: string;
   readonly durability: 'commit' | 'batch' | 'syncfs';
   private readonly objectsDir: string;
   private readonly indexDir: string;
   private readonly tmpDir: string;
   private ready: Promise<void> | undefined;
+  /**
+   * Vault clock (ctime of a probe file) when this instance was first used:
+   * an object whose ctime is at least this was written or checked since,
+   * so commits do not check it again (docs/files.md, "Damaged objects").
+   */
+  private fenceMs = Number.POSITIVE_INFINITY;
   private readonly knownShards = new Set<string>();
-  /** Files whose data sync() must fsync ('batch' mode). */
+  /**
+   * Files whose data sync() must fsync ('batch' mode). In 'syncfs' mode only
+   * the first FSYNC_EACH_MAX are kept (then `dirtyOverflow`): memory does not
+   * grow with the number of objects written.
+   */
   private readonly dirtyFiles = new Set<string>();
+  private dirtyOverflow = false;
   /** Directories whose entries sync() must fsync. */
   private readonly dirtyDirs = new Set<string>();
   /** @internal Present when the vault encrypts at rest. */
@@ -147,6 +143,7 @@ export class FilesystemVault implements Vault {
     }
     this.keys = options.encryption ? deriveKeys(options.encryption.key) : undefined;
     this.info = this.keys ? { ...info, encrypted: true } : info;
+    this.caps = { immutable: info.immutable, serverHash: null, replaceable: !info.immutable, offTarget: info.offTarget, encrypted: this.keys !== undefined };
     this.root = info.location;
     this.durability = options.durability ?? 'syncfs';
     this.objectsDir = join(this.root, 'objects');
@@ -161,13 +158,63 @@ export class FilesystemVault implements Vault {
     return join(this.objectsDir, name.slice(0, 2), name);
   }
 
-  /** Bytes on disk for an object of `n` plaintext bytes. */
-  private storedSize(n: number): number {
-    return this.keys ? sealedSize(n) : n;
-  }
-
   async has(sha256: string): Promise<boolean> {
     return (await this.existingSize(sha256)) !== undefined;
+  }
+
+  /**
+   * Size of the content (for an encrypting vault: the plaintext size its
+   * sealed size stands for, -1 when no plaintext size gives it) and last
+   * verification (ctime: set by the write and by markVerified) of a stored
+   * object; undefined when absent.
+   */
+  async objectState(sha256: string): Promise<ObjectState | undefined> {
+    const path = this.objectPath(sha256);
+    try {
+      const st = statSync(path, { throwIfNoEntry: false });
+      if (!st?.isFile()) return undefined;
+      return { size: this.keys ? (plainSize(st.size) ?? -1) : st.size, verifiedAtMs: st.ctimeMs };
+    } catch (e) {
+      throw this.ioError(`cannot look up object ${sha256}`, e);
+    }
+  }
+
+  /** The vault's clock now: the ctime of a probe file written in tmp/ (the clock object ctimes come from). */
+  async clockMs(): Promise<number> {
+    await this.init();
+    return this.probeClock();
+  }
+
+  /** The vault clock when this instance was first used (see `fenceMs`). */
+  async openedAtMs(): Promise<number> {
+    await this.init();
+    return this.fenceMs;
+  }
+
+  /**
+   * Records that the object was just read back and found good: a chmod to
+   * its own mode, which sets its ctime to the vault clock's now. Changes no
+   * content and no visible metadata.
+   */
+  async markVerified(sha256: string): Promise<void> {
+    const path = this.objectPath(sha256);
+    try {
+      const st = statSync(path);
+      chmodSync(path, st.mode & 0o7777);
+    } catch (e) {
+      throw this.ioError(`cannot mark object ${sha256} as checked`, e);
+    }
+  }
+
+  /** One index entry, or undefined when this vault has none for the artifact (or it is unreadable: listArtifacts names that). */
+  async getArtifactIndex(artifactId: string): Promise<ArtifactIndexEntry | undefined> {
+    const schema = indexEntrySchema;
+    try {
+      const parsed = schema.parse(JSON.parse(await readFile(join(this.indexDir, indexFileName(artifactId)), 'utf8')));
+      return parsed.artifactId === artifactId ? parsed : undefined;
+    } catch {
+      return undefined;
+    }
   }
 
   /** Streams the object; the last iteration throws VAULT_CORRUPT if the content does not hash to `sha256`. */
@@ -186,15 +233,19 @@ export class FilesystemVault implements Vault {
     }
     try {
       const hash = createHash('sha256');
+      // Buffers sized to the object (the consumer may keep each chunk, so they are not reused): a small object costs one small allocation, not 1 MiB.
+      let left = (await fh.stat()).size;
       for (;;) {
-        const buf = Buffer.allocUnsafe(READ_CHUNK);
+        const len = Math.max(1, Math.min(READ_CHUNK, left));
+        const buf = Buffer.allocUnsafe(len);
         let n: number;
         try {
-          ({ bytesRead: n } = await fh.read(buf, 0, READ_CHUNK, null));
+          ({ bytesRead: n } = await fh.read(buf, 0, len, null));
         } catch (e) {
           throw this.ioError(`cannot read object ${sha256}`, e);
         }
         if (n === 0) break;
+        left -= n;
         const chunk = buf.subarray(0, n);
         hash.update(chunk);
         yield chunk;
@@ -327,11 +378,6 @@ export class FilesystemVault implements Vault {
 
   async putBytes(data: Uint8Array): Promise<string> {
     const sha256 = createHash('sha256').update(data).digest('hex');
-    const existing = await this.existingSize(sha256);
-    if (existing === this.storedSize(data.byteLength)) {
-      this.markDirtyFile(this.objectPath(sha256));
-      return sha256;
-    }
     const writer = await this.createWriter();
     try {
       await writer.write(data);
@@ -349,7 +395,8 @@ export class FilesystemVault implements Vault {
    * (a redo after a crash that saw newer files) replaces it.
    */
   async putArtifactIndex(entry: ArtifactIndexEntry): Promise<void> {
-    const parsed = indexEntrySchema.safeParse(entry);
+    const schema = indexEntrySchema;
+    const parsed = schema.safeParse(entry);
     if (!parsed.success) {
       throw new RubiconError(
         'INTERNAL',
@@ -358,8 +405,11 @@ export class FilesystemVault implements Vault {
     }
     await this.init();
     const path = join(this.indexDir, indexFileName(entry.artifactId));
+    // Kept from the current entry when the manifest is the same (the orchestrator's re-put does not know it).
+    let verifiedSince = parsed.data.objectsVerifiedSince;
     try {
-      const current = indexEntrySchema.parse(JSON.parse(await readFile(path, 'utf8')));
+      const current = schema.parse(JSON.parse(await readFile(path, 'utf8')));
+      if (current.manifestHash === entry.manifestHash && verifiedSince === undefined) verifiedSince = current.objectsVerifiedSince;
       // Same artifact, same manifest, and nothing new to add (the orchestrator
       // re-puts the entry with origin and source fingerprint after capture).
       const extra = (e: Partial<ArtifactIndexEntry>) => JSON.stringify([e.origin, e.independenceGroup, e.sourceFingerprint]);
@@ -369,7 +419,9 @@ export class FilesystemVault implements Vault {
         current.runId === entry.runId &&
         current.itemId === entry.itemId &&
         current.method === entry.method &&
-        (entry.origin === undefined || extra(current) === extra(parsed.data))
+        (entry.origin === undefined || extra(current) === extra(parsed.data)) &&
+        (entry.objectsVerifiedSince === undefined || entry.objectsVerifiedSince === current.objectsVerifiedSince) &&
+        (entry.sig === undefined || entry.sig === current.sig)
       ) {
         this.markDirtyFile(path);
         return;
@@ -387,6 +439,8 @@ export class FilesystemVault implements Vault {
       ...(parsed.data.origin ? { origin: parsed.data.origin } : {}),
       ...(parsed.data.independenceGroup ? { independenceGroup: parsed.data.independenceGroup } : {}),
       ...(parsed.data.sourceFingerprint ? { sourceFingerprint: parsed.data.sourceFingerprint } : {}),
+      ...(verifiedSince !== undefined ? { objectsVerifiedSince: verifiedSince } : {}),
+      ...(parsed.data.sig !== undefined ? { sig: parsed.data.sig, ...(parsed.data.keyId !== undefined ? { keyId: parsed.data.keyId } : {}) } : {}),
     };
     const tmpPath = join(this.tmpDir, `${randomUUID()}.index.tmp`);
     try {
@@ -402,12 +456,12 @@ export class FilesystemVault implements Vault {
       await unlink(tmpPath).catch(() => undefined);
       throw this.ioError(`cannot write the index entry for artifact '${entry.artifactId}'`, e);
     }
-    if (this.durability !== 'commit') this.dirtyFiles.add(path);
+    if (this.durability !== 'commit') this.addDirtyFile(path);
     this.dirtyDirs.add(this.indexDir);
   }
 
   /** Newest first by capturedAt, then by artifact id. Throws VAULT_CORRUPT naming an unreadable index file. */
-  async listArtifacts(): Promise<ArtifactIndexEntry[]> {
+  async listArtifacts(options: { onBad?: (file: string, reason: string) => void } = {}): Promise<ArtifactIndexEntry[]> {
     let names: string[];
     try {
       names = await readdir(this.indexDir);
@@ -422,6 +476,10 @@ export class FilesystemVault implements Vault {
       try {
         parsed = indexEntrySchema.parse(JSON.parse(await readFile(path, 'utf8')));
       } catch (e) {
+        if (options.onBad) {
+          options.onBad(path, e instanceof Error ? e.message.split('\n')[0]!.slice(0, 200) : 'unreadable');
+          continue;
+        }
         throw new RubiconError(
           'VAULT_CORRUPT',
           `vault '${this.info.name}': artifact index file ${path} is not a valid index entry; move it aside and re-run the capture of that artifact`,
@@ -439,18 +497,29 @@ export class FilesystemVault implements Vault {
   async sync(): Promise<void> {
     const files = [...this.dirtyFiles];
     const dirs = [...this.dirtyDirs];
-    if (files.length === 0 && dirs.length === 0) return;
-    if (!(this.durability === 'syncfs' && (await syncFilesystem(this.root)))) {
+    const overflow = this.dirtyOverflow;
+    if (files.length === 0 && dirs.length === 0 && !overflow) return;
+    // A few files (a small delta, the index entry after the objects): fsync them; many: one syncfs.
+    const flushAll = this.durability === 'syncfs' && (overflow || files.length + dirs.length > FSYNC_EACH_MAX);
+    this.dirtyOverflow = false;
+    if (!(flushAll && (await syncFilesystem(this.root)))) {
+      if (overflow) {
+        // The file list was dropped (syncfs mode on Linux) and `sync -f` is not there: never claim durability.
+        this.dirtyOverflow = true;
+        throw new RubiconError('VAULT_IO', `vault '${this.info.name}': cannot flush ${this.root}: coreutils 'sync -f' is missing; install coreutils >= 8.24 or use durability 'batch'`);
+      }
       await runBounded(files, SYNC_PARALLELISM, async (path) => {
         await fsyncPath(path).catch((e: unknown) => {
           throw this.ioError(`cannot fsync ${path}`, e);
         });
       });
-      // Deepest folders first: an entry is durable only when its folder is.
-      for (const dir of dirs.sort((a, b) => b.length - a.length)) {
-        if (process.platform === 'win32') break; // folders cannot be fsync'd there; NTFS journals renames
-        await fsyncPath(dir).catch((e: unknown) => {
-          throw this.ioError(`cannot fsync folder ${dir}`, e);
+      // Folders too: an entry is durable only when its folder is (all done before sync() resolves, so their order does not matter).
+      if (process.platform !== 'win32') {
+        // folders cannot be fsync'd on Windows; NTFS journals renames
+        await runBounded(dirs, SYNC_PARALLELISM, async (dir) => {
+          await fsyncPath(dir).catch((e: unknown) => {
+            throw this.ioError(`cannot fsync folder ${dir}`, e);
+          });
         });
       }
     }
@@ -511,9 +580,9 @@ export class FilesystemVault implements Vault {
    * worker must report every object it placed or found through notePlaced,
    * so that sync() covers it.
    */
-  async workerTarget(): Promise<{ objectsDir: string; tmpDir: string; fsyncEach: boolean }> {
+  async workerTarget(): Promise<{ objectsDir: string; tmpDir: string; fsyncEach: boolean; fenceMs: number; replaceable: boolean }> {
     await this.init();
-    return { objectsDir: this.objectsDir, tmpDir: this.tmpDir, fsyncEach: this.durability === 'commit' };
+    return { objectsDir: this.objectsDir, tmpDir: this.tmpDir, fsyncEach: this.durability === 'commit', fenceMs: this.fenceMs, replaceable: this.caps.replaceable };
   }
 
   /**
@@ -530,35 +599,65 @@ export class FilesystemVault implements Vault {
       return;
     }
     this.knownShards.add(shard);
-    if (this.durability !== 'commit') this.dirtyFiles.add(finalPath);
+    if (this.durability !== 'commit') this.addDirtyFile(finalPath);
     this.dirtyDirs.add(shard);
   }
 
   // ---- internal, used by FsObjectWriter ----
 
   /**
-   * @internal Moves a finished temp file into place (or drops it when the
-   * object already exists with the same size). Closes `fd` in every case.
+   * @internal Moves a finished temp file into place. An object already stored
+   * under the name is kept when it was verified since this vault was opened
+   * ('present') or when it hashes right ('verified'); otherwise the temp file
+   * replaces it ('repaired', fsync'd first: a good copy must not be swapped
+   * for one that is not yet durable), unless the vault cannot replace
+   * ('unrepairable'). Closes `fd` in every case.
    */
-  async place(fd: number, tmpPath: string, sha256: string, size: number): Promise<void> {
+  async place(fd: number, tmpPath: string, sha256: string, size: number): Promise<ObjectPut> {
+    let synced = this.durability === 'commit';
     try {
-      if (this.durability === 'commit') await fsyncFd(fd);
+      if (synced) await fsyncFd(fd);
+      const found = this.existing(sha256);
+      if (found !== undefined) {
+        const outcome = found.size === size && (found.ctimeMs > this.fenceMs || (await this.hashesTo(sha256, size))) ? (found.ctimeMs > this.fenceMs ? 'present' : 'verified') : undefined;
+        if (outcome !== undefined || !this.caps.replaceable) {
+          closeSync(fd);
+          fd = -1;
+          unlinkSync(tmpPath);
+          if (outcome === 'verified') await this.markVerified(sha256);
+          this.markDirtyFile(this.objectPath(sha256));
+          return outcome ?? 'unrepairable';
+        }
+        if (!synced) {
+          await fsyncFd(fd);
+          synced = true;
+        }
+        closeSync(fd);
+        fd = -1;
+        this.moveIntoPlace(tmpPath, sha256);
+        return 'repaired';
+      }
     } finally {
-      closeSync(fd);
-    }
-    if ((await this.existingSize(sha256)) === size) {
-      unlinkSync(tmpPath);
-      this.markDirtyFile(this.objectPath(sha256));
-      return;
+      if (fd >= 0) closeSync(fd);
     }
     this.moveIntoPlace(tmpPath, sha256);
+    return 'written';
   }
 
-  /** @internal Stores a held (small) object unless it already exists with this size. */
-  async placeHeld(held: readonly Buffer[], sha256: string, size: number): Promise<void> {
-    if ((await this.existingSize(sha256)) === size) {
-      this.markDirtyFile(this.objectPath(sha256));
-      return;
+  /** @internal Stores a held (small) object; an existing one is kept, checked against the held bytes, or replaced, as in place(). */
+  async placeHeld(held: readonly Buffer[], sha256: string, size: number): Promise<ObjectPut> {
+    const found = this.existing(sha256);
+    let outcome: ObjectPut = 'written';
+    if (found !== undefined) {
+      if (found.size === size && found.ctimeMs > this.fenceMs) outcome = 'present';
+      // Sealed bytes differ on every write (a random nonce prefix): an encrypting vault decrypts and re-hashes the stored copy instead.
+      else if (found.size === size && (this.keys ? await this.hashesTo(sha256, size) : this.equalsHeld(sha256, held, size))) outcome = 'verified';
+      else outcome = this.caps.replaceable ? 'repaired' : 'unrepairable';
+      if (outcome !== 'repaired') {
+        if (outcome === 'verified') await this.markVerified(sha256);
+        this.markDirtyFile(this.objectPath(sha256));
+        return outcome;
+      }
     }
     const { fd, path } = this.createTemp();
     try {
@@ -567,7 +666,7 @@ export class FilesystemVault implements Vault {
           let off = 0;
           while (off < b.byteLength) off += writeSync(fd, b, off, b.byteLength - off);
         }
-        if (this.durability === 'commit') await fsyncFd(fd);
+        if (this.durability === 'commit' || outcome === 'repaired') await fsyncFd(fd);
       } finally {
         closeSync(fd);
       }
@@ -580,6 +679,36 @@ export class FilesystemVault implements Vault {
       }
       throw e;
     }
+    return outcome;
+  }
+
+  /** Whether the stored object holds exactly `held` (read with synchronous calls: small objects only). */
+  private equalsHeld(sha256: string, held: readonly Buffer[], size: number): boolean {
+    const want = held.length === 1 ? (held[0] as Buffer) : Buffer.concat(held, size);
+    const got = Buffer.allocUnsafe(size);
+    let fd: number;
+    try {
+      fd = openSync(this.objectPath(sha256), 'r');
+    } catch (e) {
+      throw this.ioError(`cannot open object ${sha256}`, e);
+    }
+    try {
+      let n = 0;
+      while (n < size) {
+        const r = readSync(fd, got, n, size - n, null);
+        if (r === 0) return false;
+        n += r;
+      }
+      return got.equals(want);
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  /** Whether the stored object is `size` bytes (as stored: sealed for an encrypting vault) whose content hashes to its name (a full read). */
+  private async hashesTo(sha256: string, size: number): Promise<boolean> {
+    if (this.keys) return this.existing(sha256)?.size === size && (await this.check(sha256)).status === 'ok';
+    return (await this.check(sha256, size)).status === 'ok';
   }
 
   private moveIntoPlace(tmpPath: string, sha256: string): void {
@@ -591,7 +720,7 @@ export class FilesystemVault implements Vault {
       this.knownShards.add(shard);
     }
     renameSync(tmpPath, finalPath);
-    if (this.durability !== 'commit') this.dirtyFiles.add(finalPath);
+    if (this.durability !== 'commit') this.addDirtyFile(finalPath);
     this.dirtyDirs.add(shard);
   }
 
@@ -599,15 +728,45 @@ export class FilesystemVault implements Vault {
     // In 'commit' mode a file was fsync'd before it got its name; one found in
     // place may still sit in the page cache (written by a process that then
     // crashed), so sync() flushes it either way.
+    this.addDirtyFile(path);
+  }
+
+  private addDirtyFile(path: string): void {
+    if (this.dirtyOverflow) return;
+    if (this.durability === 'syncfs' && process.platform === 'linux' && this.dirtyFiles.size >= FSYNC_EACH_MAX) {
+      // sync() will flush the whole filesystem: no need to remember which files.
+      this.dirtyOverflow = true;
+      this.dirtyFiles.clear();
+      return;
+    }
     this.dirtyFiles.add(path);
   }
 
   private async existingSize(sha256: string): Promise<number | undefined> {
+    return this.existing(sha256)?.size;
+  }
+
+  private existing(sha256: string): { size: number; ctimeMs: number } | undefined {
     try {
       const st = statSync(this.objectPath(sha256), { throwIfNoEntry: false });
-      return st?.isFile() ? st.size : undefined;
+      return st?.isFile() ? { size: st.size, ctimeMs: st.ctimeMs } : undefined;
     } catch (e) {
       throw this.ioError(`cannot look up object ${sha256}`, e);
+    }
+  }
+
+  /** ctime of a fresh probe file in tmp/ (created and removed). */
+  private probeClock(): number {
+    const { fd, path } = this.createTemp();
+    try {
+      return fstatSync(fd).ctimeMs;
+    } finally {
+      closeSync(fd);
+      try {
+        unlinkSync(path);
+      } catch {
+        // gone already
+      }
     }
   }
 
@@ -618,6 +777,7 @@ export class FilesystemVault implements Vault {
         await mkdir(this.objectsDir, { recursive: true });
         await mkdir(this.indexDir, { recursive: true });
         await mkdir(this.tmpDir, { recursive: true });
+        this.fenceMs = this.probeClock();
         this.dirtyDirs.add(this.root);
         if (created !== undefined) this.dirtyDirs.add(join(this.root, '..'));
       } catch (e) {
@@ -703,15 +863,15 @@ class FsObjectWriter implements ObjectWriter {
     this.size += chunk.byteLength;
   }
 
-  async commit(sha256: string): Promise<void> {
+  async commit(sha256: string): Promise<ObjectPut> {
     if (this.state !== 'open') throw new RubiconError('INTERNAL', `commit after ${this.state} on a writer of vault '${this.vault.info.name}'`);
     this.vault.objectPath(sha256); // validates the hash before anything moves
     if (this.sealer) for (const piece of this.sealer.final()) await this.writeStored(piece);
     this.state = 'committed';
     const temp = this.temp;
     try {
-      if (temp === undefined) await this.vault.placeHeld(this.held, sha256, this.size);
-      else await this.vault.place(temp.fd, temp.path, sha256, this.size);
+      if (temp === undefined) return await this.vault.placeHeld(this.held, sha256, this.size);
+      return await this.vault.place(temp.fd, temp.path, sha256, this.size);
     } catch (e) {
       if (temp) {
         try {

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { RubiconError, isRubiconError } from '../core/errors.ts';
 import type { Machine } from '../machines/machine.ts';
+import { writeSmallFiles } from '../machines/posix-machine.ts';
 import type { SshSettings } from '../runbook/load.ts';
 import type { Grant } from './vault.ts';
 
@@ -30,22 +31,25 @@ import type { Grant } from './vault.ts';
  *   SSH_ORIGINAL_COMMAND. sshd checks the expiry when a connection
  *   authenticates: a connection opened before the expiry may finish its work.
  * - files on the receiving machine in `<workDir>/grants/<id>/` (0700 folder,
- *   0600 files, written with writeSmall): `id_ed25519`, `known_hosts` (the
+ *   0600 files, written with writeSmall's guarantees, all in one call): `id_ed25519`, `known_hosts` (the
  *   vault host's key as the runbook's knownHosts file has it), and for restic
  *   `password`.
  *
  * Contracts:
- * - authorized_keys is rewritten atomically (temp file + rename on the vault
- *   host, through its Machine), keeping every other line byte for byte and
- *   the file's owner; expired rubicon-grant lines are dropped on the way.
- *   Edits from this process are serialized per file; two Rubicon processes
- *   editing the same file at the same instant could lose one edit (a lost
- *   grant line fails that grant's tool loudly; a lost revoke leaves a line
- *   that expires by itself).
+ * - authorized_keys is rewritten atomically (temp file, chown to the file's
+ *   owner, rename on the vault host), keeping every other line byte for byte
+ *   and the file's owner; expired rubicon-grant lines are dropped on the
+ *   way. An edit is two calls to the vault host: one read (content, owner,
+ *   our own uid) and one compare-and-swap write that replaces the file only
+ *   if its SHA-256 is still the one read, else the edit is done again on the
+ *   new content. So edits from this process (serialized per file) and from
+ *   another Rubicon process are not lost, except in the instant between the
+ *   compare and the rename (a lost grant line fails that grant's tool
+ *   loudly; a lost revoke leaves a line that expires by itself).
  * - The files on the machine are written before the key is authorized, and
  *   removed again if authorizing fails: no live key without its owner knowing.
- * - revoke removes the authorized_keys line (matched by its comment) first,
- *   then the grant folder. Idempotent.
+ * - revoke removes the authorized_keys line (matched by its comment, in one
+ *   call to the vault host) first, then the grant folder. Idempotent.
  */
 
 /** How a vault describes its host to the grant code. */
@@ -70,6 +74,8 @@ export interface GrantRequest {
   forcedCommand?: string;
   /** Extra files for the grant folder (name → content), e.g. the restic password. Secret content allowed. */
   files?: Record<string, string>;
+  /** Called after the files are on the machine, before the key is authorized (the journal records the grant). */
+  beforeKey?: (g: { id: string; dir: string; expiresAt: string }) => void;
   /** Builds the tool settings from the grant folder and the base ssh command (argv). */
   settings: (dir: string, sshArgv: string[]) => { sshCommand: string; env: Record<string, string>; location: string };
 }
@@ -79,6 +85,16 @@ const AUTHORIZED_KEYS_MAX = 8 * 1024 * 1024;
 
 /** Serializes edits of one authorized_keys file from this process. */
 const editLocks = new Map<string, Promise<unknown>>();
+
+/**
+ * The lock of one authorized_keys file: by the vault host's address, not the
+ * Machine's name, because two vaults on one host (an sftp folder and a
+ * restic repository) have two Machines for the same file, and the end of a
+ * phase revokes their grants at the same time.
+ */
+function lockKey(h: GrantHost, file: string): string {
+  return `${h.vaultHost.address}\0${file}`;
+}
 
 /** `20261201184500Z`: sshd's expiry-time timespec, UTC. Pure. */
 export function expiryTimespec(at: Date): string {
@@ -182,9 +198,14 @@ async function makeKeyPair(comment: string): Promise<{ privateKey: string; publi
   }
 }
 
+/** Home folders found per vault host Machine (they do not move during a run). */
+const homes = new WeakMap<Machine, string>();
+
 /** The absolute authorized_keys path on the vault host. */
 async function authorizedKeysPath(h: GrantHost): Promise<string> {
   if (h.ssh.authorizedKeysFile) return h.ssh.authorizedKeysFile;
+  const known = homes.get(h.vaultHost);
+  if (known) return `${known}/.ssh/authorized_keys`;
   const r = await h.vaultHost.exec({ argv: ['sh', '-c', 'printf %s "$HOME"'] });
   const home = r.stdout.trim();
   if (r.exitCode !== 0 || !home.startsWith('/')) {
@@ -192,48 +213,102 @@ async function authorizedKeysPath(h: GrantHost): Promise<string> {
       hint: `name the authorized_keys file in the runbook (vaults[].host.authorizedKeysFile)`,
     });
   }
+  homes.set(h.vaultHost, home.replace(/\/+$/, ''));
   return `${home.replace(/\/+$/, '')}/.ssh/authorized_keys`;
 }
+
+/**
+ * Reads authorized_keys with its owner, ours and its SHA-256 (taken before
+ * the content is read: if it changes in between, the compare-and-swap
+ * refuses and the edit is done again): "<owner uid:gid|-> <our uid:gid>
+ * <sha256|->\n" then the content. $1 file, $2 max bytes.
+ */
+const READ_KEYS_SCRIPT = String.raw`
+me="$(id -u):$(id -g)"
+if [ -e "$1" ]; then
+  o=$(stat -c %u:%g -- "$1") && s=$(stat -c %s -- "$1") || exit 1
+  [ "$s" -le "$2" ] || { echo "$s" >&2; exit 45; }
+  h=$(sha256sum < "$1" | cut -c1-64) || exit 1
+  echo "$o $me $h"
+  exec cat -- "$1"
+fi
+echo "- $me -"
+`;
+
+/**
+ * Compare-and-swap write of authorized_keys: $1 file, $2 SHA-256 of the
+ * content it must still have ('-': must still be absent), $3 owner to give
+ * the new file ('-': leave it ours); stdin the new content. Exit 47 when
+ * the file changed since it was read (nothing written), 46 on a write
+ * failure, 48 when chown failed. The new file gets its owner and mode 0600
+ * before the rename, so it is never in place with the wrong ones.
+ */
+const CAS_KEYS_SCRIPT = String.raw`
+f=$1; want=$2; owner=$3
+umask 077
+if [ -e "$f" ]; then cur=$(sha256sum < "$f" | cut -c1-64) || exit 46; else cur=-; fi
+[ "$cur" = "$want" ] || { cat > /dev/null; exit 47; }
+mkdir -p -- "$(dirname -- "$f")" || exit 46
+t="$f.rubicon-tmp.$$"
+cat > "$t" && chmod 600 "$t" || { rm -f -- "$t"; exit 46; }
+if [ "$owner" != - ]; then chown -- "$owner" "$t" || { rm -f -- "$t"; exit 48; }; fi
+mv -f -- "$t" "$f" || { rm -f -- "$t"; exit 46; }
+`;
 
 /**
  * Rewrites authorized_keys on the vault host with `edit` (lines without
  * their newline), atomically, keeping the owner. Expired rubicon-grant lines
  * are dropped. Returns whether the file changed.
  */
-async function editAuthorizedKeys(h: GrantHost, edit: (lines: string[]) => string[]): Promise<boolean> {
+async function editAuthorizedKeys(h: GrantHost, edit: (lines: string[]) => string[], o: { after?: Promise<unknown> } = {}): Promise<boolean> {
   const file = await authorizedKeysPath(h);
-  const key = `${h.vaultHost.name}\0${file}`;
+  const key = lockKey(h, file);
   const prev = editLocks.get(key) ?? Promise.resolve();
   const next = prev.catch(() => undefined).then(async () => {
-    let text = '';
-    try {
-      text = Buffer.from(await h.vaultHost.readSmall(file, AUTHORIZED_KEYS_MAX)).toString('utf8');
-    } catch (e) {
-      if (!(isRubiconError(e) && e.code === 'MACHINE_FILE_MISSING')) throw e;
-    }
-    const lines = text === '' ? [] : text.replace(/\n$/, '').split('\n');
-    const now = (h.now ?? (() => new Date()))().getTime();
-    const kept = lines.filter((l) => {
-      if (grantIdOf(l) === undefined) return true;
-      const exp = lineExpiry(l);
-      return exp === undefined || exp.getTime() > now - 60_000;
-    });
-    const out = edit(kept);
-    const changed = out.length !== lines.length || out.some((l, i) => l !== lines[i]);
-    if (!changed) return false;
-    const owner = await h.vaultHost.exec({ argv: ['sh', '-c', '[ -e "$1" ] && stat -c %u:%g -- "$1" || true', 'rubicon', file] });
-    const me = await h.vaultHost.exec({ argv: ['sh', '-c', 'printf %s:%s "$(id -u)" "$(id -g)"'] });
-    await h.vaultHost.writeSmall(file, out.length === 0 ? '' : `${out.join('\n')}\n`, { mode: 0o600 });
-    const was = owner.stdout.trim();
-    if (/^\d+:\d+$/.test(was) && was !== me.stdout.trim()) {
-      const c = await h.vaultHost.exec({ argv: ['chown', '--', was, file] });
-      if (c.exitCode !== 0) {
-        throw new RubiconError('GRANT_FAILED', `vault '${h.vault}': rewrote ${file} on ${h.vaultHost.name} but cannot give it back to its owner ${was}: ${c.stderr.trim().slice(0, 200)}`, {
-          hint: `run chown ${was} ${file} on ${h.vaultHost.name}, or let Rubicon log in to the vault host as the owner of that file`,
+    for (let attempt = 1; ; attempt++) {
+      const reading = h.vaultHost.exec({ argv: ['sh', '-c', READ_KEYS_SCRIPT, 'rubicon', file, String(AUTHORIZED_KEYS_MAX)] }, { maxOutputBytes: AUTHORIZED_KEYS_MAX + 4096 });
+      // `after` (the grant's files on the machine) runs while the file is read; nothing is written before it succeeded.
+      if (attempt === 1 && o.after) {
+        const [, gate] = await Promise.allSettled([reading, o.after]);
+        if (gate.status === 'rejected') throw gate.reason;
+      }
+      const r = await reading;
+      if (r.exitCode === 45) throw new RubiconError('GRANT_FAILED', `vault '${h.vault}': ${file} on ${h.vaultHost.name} is ${r.stderr.trim()} bytes, more than Rubicon edits`, { hint: `clean up ${file} on ${h.vaultHost.name}` });
+      const nl = r.stdout.indexOf('\n');
+      const head = /^(-|\d+:\d+) (\d+:\d+) (-|[0-9a-f]{64})$/.exec(nl < 0 ? '' : r.stdout.slice(0, nl));
+      if (r.exitCode !== 0 || !head) {
+        throw new RubiconError('GRANT_FAILED', `vault '${h.vault}': cannot read ${file} on ${h.vaultHost.name} (${h.vaultHost.address}): ${r.stderr.trim().slice(0, 200) || `exit ${r.exitCode}`}`, {
+          hint: `check that ${h.ssh.user} can read and write ${file} on ${h.vaultHost.name}`,
         });
       }
+      const [, owner, me, want] = head as unknown as [string, string, string, string];
+      const text = r.stdout.slice(nl + 1);
+      const lines = text === '' ? [] : text.replace(/\n$/, '').split('\n');
+      const now = (h.now ?? (() => new Date()))().getTime();
+      const kept = lines.filter((l) => {
+        if (grantIdOf(l) === undefined) return true;
+        const exp = lineExpiry(l);
+        return exp === undefined || exp.getTime() > now - 60_000;
+      });
+      const out = edit(kept);
+      const changed = out.length !== lines.length || out.some((l, i) => l !== lines[i]);
+      if (!changed) return false;
+      const w = await h.vaultHost.exec({
+        argv: ['sh', '-c', CAS_KEYS_SCRIPT, 'rubicon', file, want, owner !== '-' && owner !== me ? owner : '-'],
+        input: out.length === 0 ? '' : `${out.join('\n')}\n`,
+      });
+      if (w.exitCode === 0) return true;
+      if (w.exitCode === 47 && attempt < 10) continue; // changed by someone else since the read: edit the new content
+      if (w.exitCode === 48) {
+        throw new RubiconError('GRANT_FAILED', `vault '${h.vault}': cannot give the rewritten ${file} on ${h.vaultHost.name} back to its owner ${owner}: ${w.stderr.trim().slice(0, 200)}`, {
+          hint: `let Rubicon log in to the vault host as the owner of that file, or run chown ${owner} ${file} on ${h.vaultHost.name}`,
+        });
+      }
+      const full = /No space left/i.test(w.stderr);
+      throw new RubiconError(full ? 'NO_SPACE' : 'GRANT_FAILED', `vault '${h.vault}': cannot write ${file} on ${h.vaultHost.name} (${h.vaultHost.address}): ${w.exitCode === 47 ? 'it keeps changing under Rubicon' : w.stderr.trim().slice(0, 200) || `exit ${w.exitCode}`}`, {
+        hint: full ? `free space on ${h.vaultHost.name} where ${file} lives, then resume the run` : `check that ${h.ssh.user} can write ${file} on ${h.vaultHost.name}`,
+      });
     }
-    return true;
   });
   editLocks.set(key, next);
   try {
@@ -271,17 +346,17 @@ export async function issueGrant(h: GrantHost, to: Machine, req: GrantRequest): 
   sshArgv.forEach(toolArg); // refuse a folder the tools cannot be told about, before anything is written
   const keys = await makeKeyPair(`${COMMENT_PREFIX}${id}`);
   const line = authorizedKeyLine({ publicKey: keys.publicKey, id, expiresAt, forcedCommand: req.forcedCommand });
+  // The grant's files go to the machine (one call) while authorized_keys is read; the key line is
+  // written only after the files are there and the journal knows the grant (beforeKey).
+  const files = writeSmallFiles(to, [
+    { path: `${dir}/id_ed25519`, data: keys.privateKey, mode: 0o600 },
+    { path: `${dir}/known_hosts`, data: knownHosts, mode: 0o600 },
+    ...Object.entries(req.files ?? {}).map(([name, content]) => ({ path: `${dir}/${name}`, data: content, mode: 0o600 })),
+  ]).then(() => req.beforeKey?.({ id, dir, expiresAt: expiresAt.toISOString() }));
   try {
-    await to.writeSmall(`${dir}/id_ed25519`, keys.privateKey, { mode: 0o600 });
-    await to.writeSmall(`${dir}/known_hosts`, knownHosts, { mode: 0o600 });
-    for (const [name, content] of Object.entries(req.files ?? {})) await to.writeSmall(`${dir}/${name}`, content, { mode: 0o600 });
+    await editAuthorizedKeys(h, (lines) => [...lines, line], { after: files });
   } catch (e) {
-    await removeGrantFolder(to, dir).catch(() => undefined);
-    throw e;
-  }
-  try {
-    await editAuthorizedKeys(h, (lines) => [...lines, line]);
-  } catch (e) {
+    await files.catch(() => undefined);
     await removeGrantFolder(to, dir).catch(() => undefined);
     throw e;
   }
@@ -303,13 +378,52 @@ async function removeGrantFolder(on: Machine, dir: string): Promise<void> {
  * `on` only the key is removed and GRANT_FAILED says the folder is left.
  */
 export async function revokeGrant(h: GrantHost, grant: Grant, on: Machine | undefined): Promise<void> {
-  await editAuthorizedKeys(h, (lines) => lines.filter((l) => grantIdOf(l) !== grant.id));
+  await removeKeyLine(h, grant.id);
   if (!on) {
     throw new RubiconError('GRANT_FAILED', `vault '${h.vault}': the key of grant ${grant.id} is revoked, but its folder ${grant.dir} on ${grant.machine} was not removed (machine not known to this process)`, {
       hint: `remove ${grant.dir} on ${grant.machine}; it holds a key that no longer opens anything${grant.env.RESTIC_PASSWORD_FILE ? ' and the repository password' : ''}`,
     });
   }
   await removeGrantFolder(on, grant.dir);
+}
+
+/**
+ * Removes the line of one grant from authorized_keys in ONE call to the
+ * vault host: awk keeps every line whose last field is not the grant's
+ * comment, byte for byte; the new file gets the old one's owner and mode
+ * 0600 before it is renamed into place. Nothing is written when the line
+ * is not there (idempotent). Exit 48: the owner could not be kept.
+ */
+const REMOVE_KEY_SCRIPT = String.raw`
+f=$1; c="rubicon-grant:$2"
+[ -e "$f" ] || exit 0
+awk -v c="$c" '$NF == c { found = 1 } END { exit found ? 0 : 1 }' "$f" || exit 0
+umask 077
+t="$f.rubicon-tmp.$$"
+awk -v c="$c" '$NF != c' "$f" > "$t" || { rm -f -- "$t"; exit 46; }
+o=$(stat -c %u:%g -- "$f") && chown -- "$o" "$t" || { rm -f -- "$t"; exit 48; }
+chmod 600 "$t" && mv -f -- "$t" "$f" || { rm -f -- "$t"; exit 46; }
+`;
+
+async function removeKeyLine(h: GrantHost, id: string): Promise<void> {
+  if (!/^[A-Za-z0-9._-]+$/.test(id)) throw new RubiconError('INTERNAL', `"${id}" is not a grant id`);
+  const file = await authorizedKeysPath(h);
+  const key = lockKey(h, file);
+  const prev = editLocks.get(key) ?? Promise.resolve();
+  const next = prev.catch(() => undefined).then(async () => {
+    const r = await h.vaultHost.exec({ argv: ['sh', '-c', REMOVE_KEY_SCRIPT, 'rubicon', file, id] });
+    if (r.exitCode !== 0) {
+      throw new RubiconError('GRANT_FAILED', `vault '${h.vault}': cannot remove the key of grant ${id} from ${file} on ${h.vaultHost.name} (${h.vaultHost.address}): ${r.stderr.trim().slice(0, 200) || `exit ${r.exitCode}`}`, {
+        hint: `remove the line ending in rubicon-grant:${id} from ${file} on ${h.vaultHost.name}; it expires by itself otherwise`,
+      });
+    }
+  });
+  editLocks.set(key, next);
+  try {
+    await next;
+  } finally {
+    if (editLocks.get(key) === next) editLocks.delete(key);
+  }
 }
 
 /** Removes every authorized_keys line of this run's grants (end of a run, or after a crash). Returns how many. Idempotent. */

@@ -1,10 +1,11 @@
 import { RubiconError } from '../core/errors.ts';
 import type { ManifestEntry } from '../core/types.ts';
-import { relativePathProblem } from '../files/paths.ts';
+import { relativePathProblem } from '../core/paths.ts';
 import type { Command, ExecOptions, Machine, StepResult } from '../machines/machine.ts';
 import type { RunOnMachine } from '../machines/tree.ts';
 import { safeToolLines } from '../run/steps.ts';
-import { indexEntrySchema, indexFileName } from './filesystem.ts';
+import { indexFileName } from './filesystem.ts';
+import { indexEntrySchema } from './index-entry.ts';
 import type { ArtifactIndexEntry, VaultStepRun } from './vault.ts';
 
 /**
@@ -44,7 +45,7 @@ export async function runAttempt(
 
 /** src/machines/tree.ts's step shape on top of runAttempt. */
 export function treeRunner(run: VaultStepRun, what: string, accept: (r: StepResult) => boolean): RunOnMachine {
-  return (machine, key, argv, input) => runAttempt(run, machine, key.id, { argv, ...(input !== undefined ? { input } : {}) }, what, { accept });
+  return (machine, key, argv, input, options) => runAttempt(run, machine, key.id, { argv, ...(input !== undefined ? { input } : {}) }, what, { accept, ...options });
 }
 
 /** Refuses manifest entries that are not safe relative paths, or a file list that is not exactly their paths. */
@@ -191,7 +192,9 @@ export function sameIndexEntry(current: ArtifactIndexEntry, entry: ArtifactIndex
     current.runId === entry.runId &&
     current.itemId === entry.itemId &&
     current.method === entry.method &&
-    (entry.origin === undefined || extra(current) === extra(entry))
+    (entry.origin === undefined || extra(current) === extra(entry)) &&
+    // A newly signed entry replaces an unsigned or differently signed one.
+    (entry.sig === undefined || entry.sig === current.sig)
   );
 }
 
@@ -215,6 +218,8 @@ export function indexDocument(vault: string, entry: ArtifactIndexEntry): { doc: 
     ...(p.origin ? { origin: p.origin } : {}),
     ...(p.independenceGroup ? { independenceGroup: p.independenceGroup } : {}),
     ...(p.sourceFingerprint ? { sourceFingerprint: p.sourceFingerprint } : {}),
+    ...(p.sig !== undefined ? { sig: p.sig } : {}),
+    ...(p.keyId !== undefined ? { keyId: p.keyId } : {}),
   };
   return { doc, bytes: Buffer.from(`${JSON.stringify(doc, null, 2)}\n`) };
 }

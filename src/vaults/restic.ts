@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { RubiconError, isRubiconError } from '../core/errors.ts';
 import type { CopyStatus, ManifestEntry, VaultInfo } from '../core/types.ts';
-import { isSha256Hex } from '../files/paths.ts';
+import { isSha256Hex } from '../core/paths.ts';
 import type { ExecResult, Machine, StepResult } from '../machines/machine.ts';
 import type { VaultSettings } from '../runbook/load.ts';
 import { assertGrant, issueGrant, revokeGrant, toolArg, type GrantHost } from './grants.ts';
@@ -23,7 +23,7 @@ import {
   type FailureContext,
 } from './remote-tools.ts';
 import type { ToolVaultDeps } from './sftp.ts';
-import type { ArtifactIndexEntry, Grant, ObjectCheck, ObjectWriter, ToolVault, VaultCaps, VaultStepRun } from './vault.ts';
+import type { ArtifactIndexEntry, Grant, GrantOptions, ObjectCheck, ObjectWriter, ToolVault, VaultCaps, VaultStepRun } from './vault.ts';
 
 /**
  * The `restic` vault: a restic repository in a folder on an SSH vault host.
@@ -46,25 +46,19 @@ import type { ArtifactIndexEntry, Grant, ObjectCheck, ObjectWriter, ToolVault, V
  *   ssh session's stdin; a small sh script keeps it in a shell variable and
  *   pipes it into each restic with the printf builtin, so it is never on
  *   the vault host's disk, in argv or in an environment;
- * - documents are stored with `backup --stdin`, where stdin carries the
- *   document: restic 0.14 refuses to read the password from stdin then.
- *   The options were: a password file on the vault host (on its disk: no),
- *   RESTIC_PASSWORD (an environment, readable in /proc/<pid>/environ: no),
- *   --password-command (restic runs it with no way to hand it the secret
- *   but argv or a file: no), staging the document in a temp file and backing
- *   the file up (works; writes the document, not a secret, to disk, and the
- *   snapshot names the temp path), or a FIFO. Rubicon uses the FIFO: the
- *   script reads the password line, writes it with the printf builtin into
- *   a named pipe in a private mktemp folder (0700), and gives restic
- *   `--password-file <fifo>`: the password crosses only kernel pipe buffers.
- *   If restic fails before opening the FIFO, the writer is killed.
+ * - documents (an artifact's manifest and index entry) are staged as files
+ *   in a private folder on the vault host's RAM disk and backed up in ONE
+ *   restic run, which reads the password from stdin like every other
+ *   command here (PUT_DOCS_SCRIPT). They were once `backup --stdin` runs,
+ *   one per document, with the password through a FIFO because restic 0.14
+ *   refuses the password on stdin when stdin is the data.
  *
  * Documents (manifests, index entries) are stored in the repository itself,
  * so the repository alone is enough to prove from (`rubicon verify`, the
- * proving ground): each is one snapshot made with `backup --stdin` on the
- * vault host, host `rubicon`, tagged `rubicon-doc:<sha256>` (file
- * /docs/<sha256>) or `rubicon-index:<name>` (file /index/<name>.json; the
- * newest snapshot per name is the entry).
+ * proving ground): snapshots made on the vault host, host `rubicon`, tagged `rubicon-doc:<sha256>` (file
+ * /docs/<sha256>) and/or `rubicon-index:<name>` (file /index/<name>.json;
+ * the newest snapshot per name is the entry); an artifact's two documents
+ * are one snapshot with both tags. A document's path comes from its tag.
  *
  * Artifacts: `restic backup --json --files-from-raw -` on the source
  * machine, tagged `rubicon`, `artifact:<name>`, `rubicon-run:<runId>` and
@@ -75,8 +69,9 @@ import type { ArtifactIndexEntry, Grant, ObjectCheck, ObjectWriter, ToolVault, V
  *   bytes with the manifest (a file that vanished is "skipped" by restic
  *   with exit 0: the count catches it).
  * - checkCopy = `restic check --read-data` of the whole repository (run once
- *   per vault object and remembered: a prove phase with many artifacts
- *   reads the repository once; a new vault object checks again) + `restic ls
+ *   per vault object and remembered for the snapshots that existed when it
+ *   ran: a prove phase with many artifacts reads the repository once; a
+ *   snapshot made later, or a new vault object, checks again) + `restic ls
  *   --json <snapshot>` compared with the manifest entries (path under the
  *   snapshot's source folder, size, mtime, mode). restic ls has no content
  *   hashes: content is verified by check --read-data (every blob against its
@@ -114,31 +109,54 @@ r() { printf '%s\n' "$RUBICON_PW" | restic --no-cache -q -r "$RUBICON_REPO" "$@"
 rv() { printf '%s\n' "$RUBICON_PW" | restic --no-cache -r "$RUBICON_REPO" "$@"; }
 `;
 
+/**
+ * Opens (or creates) the repository and lists its snapshots in one call:
+ * `restic snapshots --json` both proves that the password opens the
+ * repository (as `cat config` did) and fills the vault object's snapshot
+ * cache, so a run pays restic's key derivation once here instead of once per
+ * lookup. Prints the version line, then the snapshots' JSON.
+ */
 const INIT_SCRIPT = PRELUDE + String.raw`
 restic version | head -n 1
-if [ -f "$RUBICON_REPO/config" ]; then r cat config > /dev/null; exit $?; fi
-r init > /dev/null; rc=$?
-if [ $rc -ne 0 ] && [ -f "$RUBICON_REPO/config" ]; then r cat config > /dev/null; exit $?; fi
-exit $rc
+if [ ! -f "$RUBICON_REPO/config" ]; then
+  r init > /dev/null; rc=$?
+  if [ $rc -ne 0 ] && [ ! -f "$RUBICON_REPO/config" ]; then exit $rc; fi
+fi
+r snapshots --json
 `;
 
-/** Stores stdin (after the password line) as a snapshot: $1 repo, $2 file name, then backup arguments. The password goes through a FIFO. */
-const PUT_DOC_SCRIPT = String.raw`
-IFS= read -r RUBICON_PW || { echo "rubicon: no repository password on stdin" >&2; exit 121; }
-repo=$1; name=$2; shift 2
-command -v restic >/dev/null 2>&1 || { echo "rubicon: restic: not found" >&2; exit 127; }
+/**
+ * Stores documents as ONE snapshot (an artifact's manifest and its index
+ * entry together: one restic run, one key derivation). $1 repo, then
+ * triples (relative file name, byte count, '-'), then '--', then backup
+ * arguments; stdin is the password line, then the documents' bytes one
+ * after the other. The documents are staged in a private folder (0700) on
+ * the vault host's RAM disk (/dev/shm) where it has one, else its temp
+ * folder, removed on exit; they are backed up with relative names, so the
+ * snapshot holds /docs/<sha256> and /index/<name>.json exactly as the
+ * single-document snapshots made with --stdin do. The password goes on
+ * restic's stdin (no --stdin here), never to the disk. After the backup the
+ * script lists the repository's snapshot files (plain ls, no restic) so the
+ * caller finds the full id of the new snapshot.
+ */
+const PUT_DOCS_SCRIPT = PRELUDE + String.raw`
 umask 077
-d=$(mktemp -d) || exit 120
+if [ -d /dev/shm ] && [ -w /dev/shm ]; then d=$(mktemp -d -p /dev/shm) || exit 120; else d=$(mktemp -d) || exit 120; fi
 trap 'rm -rf -- "$d"' EXIT
-mkfifo -m 600 "$d/pw" || exit 120
-( printf '%s\n' "$RUBICON_PW" > "$d/pw" ) &
-w=$!
-RUBICON_PW=
-restic --no-cache -r "$repo" --password-file "$d/pw" backup --stdin --stdin-filename "$name" --json "$@"
-rc=$?
-kill "$w" 2>/dev/null
-wait "$w" 2>/dev/null
-exit $rc
+names=
+while [ $# -ge 3 ] && [ "$1" != -- ]; do
+  f=$1; n=$2; shift 3
+  mkdir -p -- "$d/$(dirname -- "$f")" || exit 120
+  head -c "$n" > "$d/$f" || exit 120
+  [ "$(stat -c %s -- "$d/$f")" = "$n" ] || { echo "rubicon: short document $f" >&2; exit 120; }
+  names="$names $f"
+done
+[ "$1" = -- ] && shift
+cd "$d" || exit 120
+# shellcheck disable=SC2086 -- names are docs/<hex> and index/<encoded name>.json: no spaces, no globs
+rv backup --json "$@" $names || exit $?
+echo RUBICON-SNAPSHOTS
+ls -- "$RUBICON_REPO/snapshots"
 `;
 
 /** Dumps documents: $1 repo, then pairs (snapshot id, path). Prints "<id> <base64>" per line. */
@@ -163,7 +181,23 @@ stat -c %s -- "$d/doc" && sha256sum < "$d/doc"
 `;
 
 const RESTIC_CMD_SCRIPT = PRELUDE + 'r "$@"\n';
-const CHECK_SCRIPT = PRELUDE + 'rv check --read-data\n';
+/**
+ * check --read-data, then the ids of the snapshots that were there when it
+ * ran (the snapshot files' names: a plain ls, no second restic start). The
+ * check holds restic's exclusive lock, so no snapshot is removed while it
+ * reads; a snapshot added during the check may be listed without having
+ * been read, which is why the listing comes from BEFORE the check.
+ */
+const CHECK_SCRIPT = PRELUDE + String.raw`
+before=$(ls -- "$RUBICON_REPO/snapshots" 2>/dev/null)
+rv check --read-data; rc=$?
+echo RUBICON-SNAPSHOTS
+printf '%s\n' "$before"
+exit $rc
+`;
+
+/** Full ids of snapshot files starting with $2 in repository $1 (plain ls on the vault host: no password, no restic). */
+const SNAPSHOT_FILES_SCRIPT = 'cd "$1/snapshots" 2>/dev/null || exit 0; for f in "$2"*; do [ -f "$f" ] && printf "%s\\n" "$f"; done; exit 0';
 
 /**
  * On the restoring machine: $1 snapshot, $2 source folder (absolute, as
@@ -369,6 +403,39 @@ interface DocRef {
   time: string;
 }
 
+/** A snapshot as `restic snapshots --json` lists it (the fields Rubicon reads). */
+interface SnapshotInfo {
+  id: string;
+  time: string;
+  tags: string[];
+  paths: string[];
+}
+
+/** `restic snapshots --json`'s array (the first line that is one). Throws on anything else. Pure. */
+export function parseSnapshotsJson(out: string): SnapshotInfo[] {
+  const line = out.split('\n').find((l) => l.startsWith('['));
+  if (line === undefined) throw new Error('no JSON array');
+  const arr = JSON.parse(line) as { id: string; time: string; tags?: string[]; paths?: string[] }[];
+  return arr.map((x) => ({ id: x.id, time: x.time, tags: x.tags ?? [], paths: x.paths ?? [] }));
+}
+
+/** The newest snapshot per value of a `<prefix><value>` tag, with the document path it holds. Pure. */
+function newestByTag(snaps: Iterable<SnapshotInfo>, prefix: string, pathOf: (value: string) => string | undefined): Map<string, DocRef> {
+  const map = new Map<string, DocRef>();
+  for (const x of snaps) {
+    for (const t of x.tags) {
+      if (!t.startsWith(prefix)) continue;
+      const value = t.slice(prefix.length);
+      const p = pathOf(value);
+      if (p && (!map.has(value) || map.get(value)!.time < x.time)) map.set(value, { id: x.id, path: p, time: x.time });
+    }
+  }
+  return map;
+}
+
+/** The tool's version per machine object, for every vault object of the process (it does not change during a run; a missing tool is asked again). */
+const resticVersions = new WeakMap<Machine, Promise<string>>();
+
 export class ResticVault implements ToolVault {
   readonly tool = 'restic' as const;
   readonly info: VaultInfo;
@@ -381,8 +448,16 @@ export class ResticVault implements ToolVault {
   private readonly machines = new Map<string, Machine>();
   private initialized: Promise<string> | undefined;
   private passwordValue: Promise<string> | undefined;
-  private repoCheck: Promise<RepoCheck> | undefined;
-  private docs: Map<string, DocRef> | undefined;
+  private repoCheck: Promise<RepoCheck & { covered?: string[] }> | undefined;
+  /**
+   * The repository's snapshots as this object knows them: read once (with
+   * the repository's opening), refreshed by the repository check, and
+   * updated with every snapshot this object or its ingests add. Only an
+   * optimization: a lookup that misses reads the list again, and a cached
+   * "absent" is only ever used to decide to WRITE (a duplicate document
+   * snapshot at worst), never to skip a write or to grade a copy.
+   */
+  private snaps: Map<string, SnapshotInfo> | undefined;
 
   constructor(settings: ResticVaultSettings, deps: ResticVaultDeps) {
     if (!settings.path.startsWith('/') || /[\0\r\n]/.test(settings.path)) {
@@ -472,14 +547,16 @@ export class ResticVault implements ToolVault {
   /**
    * Makes sure the repository exists and the password opens it: `restic
    * init` when it has no config (idempotent: a concurrent init is fine),
-   * else `restic cat config`. Once per vault object. VAULT_PASSWORD for a
+   * then `restic snapshots --json` (which needs the password too, and fills
+   * the snapshot cache). Once per vault object, one call. VAULT_PASSWORD for a
    * wrong password (restic 0.14: exit 1 "wrong password or no key found";
    * 0.17+: exit 12), TOOL_MISSING, NO_SPACE. Returns restic's version line.
    */
   ensureInitialized(): Promise<string> {
     this.initialized ??= (async () => {
-      const r = await this.onHost(INIT_SCRIPT, []);
+      const r = await this.onHost(INIT_SCRIPT, [], { maxOutputBytes: DOC_MAX });
       if (r.exitCode !== 0) throw await this.resticFailure(this.vaultHost, r, 'opening the repository');
+      this.snaps = new Map(this.parseSnapshots(r.stdout).map((x) => [x.id, x] as const));
       const v = /restic (\d+\.\d+\.\d+\S*)/.exec(r.stdout)?.[1];
       return v ? `restic ${v}` : 'restic';
     })();
@@ -491,14 +568,22 @@ export class ResticVault implements ToolVault {
 
   // ---- grants ----
 
-  async grant(to: Machine, mode: 'read' | 'write', ttlMs: number): Promise<Grant> {
-    await this.ensureInitialized();
+  /**
+   * A write grant first makes sure the repository exists and the password
+   * opens it (VAULT_PASSWORD before anything is handed to the machine); a
+   * read grant does not (one restic start fewer on the vault host): a
+   * missing repository or a wrong password then fails the restore on the
+   * machine, with the same typed errors.
+   */
+  async grant(to: Machine, mode: 'read' | 'write', ttlMs: number, go: GrantOptions = {}): Promise<Grant> {
+    if (mode === 'write') await this.ensureInitialized();
     const pw = await this.password();
     const h = this.settings.host;
     const location = `sftp:${userAtHost(h.user, h.host)}:${this.settings.path}`;
     const g = await issueGrant(this.grantHost, to, {
       mode,
       ttlMs,
+      ...(go.beforeKey ? { beforeKey: go.beforeKey } : {}),
       // sshd serves its built-in sftp server for this key whatever the client asks; -R: read-only (restic needs --no-lock then).
       forcedCommand: mode === 'write' ? 'internal-sftp' : 'internal-sftp -R',
       files: { password: `${pw}\n` },
@@ -521,7 +606,18 @@ export class ResticVault implements ToolVault {
     return ['restic', '-o', `sftp.command=${g.sshCommand}`, ...rest];
   }
 
-  private async toolVersion(on: Machine): Promise<string> {
+  /** restic's version on `on`, asked once per machine object (TOOL_MISSING is asked again). */
+  private toolVersion(on: Machine): Promise<string> {
+    let p = resticVersions.get(on);
+    if (!p) {
+      p = this.askToolVersion(on);
+      resticVersions.set(on, p);
+      p.catch(() => resticVersions.delete(on));
+    }
+    return p;
+  }
+
+  private async askToolVersion(on: Machine): Promise<string> {
     const r = await on.exec({ argv: ['restic', 'version'] });
     if (r.exitCode === 127) {
       throw new RubiconError('TOOL_MISSING', `restic is not installed on ${on.name} (${on.address}), which needs it for vault '${this.info.name}'`, {
@@ -589,57 +685,128 @@ export class ResticVault implements ToolVault {
         hint: 'files changed or vanished while they were copied: capture the item again (resume the run), freezing the service that writes them if it keeps happening',
       });
     }
-    const locator = await this.fullSnapshotId(summary.snapshotId, name);
+    const locator = await this.fullSnapshotId(summary.snapshotId, name, {
+      time: new Date().toISOString(),
+      tags: ['rubicon', `artifact:${name}`, `rubicon-run:${encodeTag(this.deps.runId)}`, `source:${encodeTag(o.srcDir)}`],
+      paths: [o.srcDir],
+    });
     return { locator, tool: version, report: { files: summary.files, bytes: summary.bytes } };
   }
 
-  /** restic 0.14's summary gives the short id; the locator is the full one, read back from the repository on the vault host. */
-  private async fullSnapshotId(short: string, name: string): Promise<string> {
+  /**
+   * restic 0.14's summary gives the short id; the locator is the full one.
+   * Found by the snapshot file's name in the repository on the vault host
+   * (a plain listing: restic names a snapshot file by its id), and only when
+   * that is not exactly one file, by `restic snapshots` as before. The
+   * snapshot itself is read back by checkCopy (`restic ls`), so nothing here
+   * is trusted that is not checked later.
+   */
+  private async fullSnapshotId(short: string, name: string, info: Omit<SnapshotInfo, 'id'>): Promise<string> {
     if (/^[0-9a-f]{64}$/.test(short)) return short;
-    const snaps = await this.snapshots(`artifact:${name}`);
-    const ids = snaps.map((s) => s.id).filter((id) => id.startsWith(short));
+    if (!/^[0-9a-f]{8,64}$/.test(short)) throw new RubiconError('CAPTURE_FAILED', `vault '${this.info.name}': restic reported snapshot "${short}", which is not a snapshot id`);
+    const r = await this.vaultHost.exec({ argv: ['sh', '-c', SNAPSHOT_FILES_SCRIPT, 'rubicon', this.settings.path, short] });
+    let ids = r.exitCode === 0 ? r.stdout.split('\n').filter((l) => /^[0-9a-f]{64}$/.test(l)) : [];
+    if (ids.length !== 1) {
+      const snaps = await this.refreshSnapshots();
+      ids = snaps.filter((x) => x.tags.includes(`artifact:${name}`) && x.id.startsWith(short)).map((x) => x.id);
+    }
     if (ids.length !== 1) {
       throw new RubiconError('CAPTURE_FAILED', `vault '${this.info.name}': restic reported snapshot ${short}, but the repository on ${this.where()} has ${ids.length} snapshot(s) with that id for ${name}`, {
         hint: 'capture the item again (resume the run)',
       });
     }
+    this.snaps?.set(ids[0]!, { id: ids[0]!, ...info });
     return ids[0]!;
   }
 
-  private async snapshots(tag: string): Promise<{ id: string; time: string; tags: string[]; paths: string[] }[]> {
-    const r = await this.onHost(RESTIC_CMD_SCRIPT, ['snapshots', '--json', '--tag', tag], { maxOutputBytes: DOC_MAX });
-    if (r.exitCode !== 0) throw await this.resticFailure(this.vaultHost, r, 'listing snapshots');
+  private parseSnapshots(out: string): SnapshotInfo[] {
     try {
-      const arr = JSON.parse(r.stdout.split('\n').find((l) => l.startsWith('[')) ?? '[]') as { id: string; time: string; tags?: string[]; paths?: string[] }[];
-      return arr.map((s) => ({ id: s.id, time: s.time, tags: s.tags ?? [], paths: s.paths ?? [] }));
+      return parseSnapshotsJson(out);
     } catch (e) {
       throw new RubiconError('VAULT_IO', `vault '${this.info.name}': restic snapshots on ${this.where()} printed something that is not JSON`, { cause: e });
     }
   }
 
-  /** `restic check --read-data` of the whole repository on the vault host, once per vault object (see the contract above). */
-  private checkRepository(): Promise<RepoCheck> {
-    this.repoCheck ??= (async (): Promise<RepoCheck> => {
+  /** Reads the repository's snapshot list again (a cache miss, or a reader that must see other writers). */
+  private async refreshSnapshots(): Promise<SnapshotInfo[]> {
+    await this.ensureInitialized();
+    const r = await this.onHost(RESTIC_CMD_SCRIPT, ['snapshots', '--json'], { maxOutputBytes: DOC_MAX });
+    if (r.exitCode !== 0) throw await this.resticFailure(this.vaultHost, r, 'listing snapshots');
+    const list = this.parseSnapshots(r.stdout);
+    this.snaps = new Map(list.map((x) => [x.id, x] as const));
+    return list;
+  }
+
+  /** The cached snapshot list (read when there is none yet). */
+  private async knownSnapshots(): Promise<SnapshotInfo[]> {
+    await this.ensureInitialized();
+    return this.snaps ? [...this.snaps.values()] : this.refreshSnapshots();
+  }
+
+  /**
+   * `restic check --read-data` of the whole repository on the vault host,
+   * once per vault object for the snapshots that existed when it ran (see
+   * the contract above): a copy whose snapshot (or manifest snapshot) came
+   * later than the check, e.g. a final capture's delta proven by the same
+   * object, makes it read the repository again, so no snapshot is graded by
+   * a check that never read it.
+   */
+  private async checkRepository(need: readonly string[]): Promise<RepoCheck & { covered?: string[] }> {
+    if (this.repoCheck) {
+      const c = await this.repoCheck;
+      if (!c.covered || need.every((id) => c.covered!.some((x) => x.startsWith(id)))) return c;
+      if (this.repoCheck) this.repoCheck = undefined;
+    }
+    this.repoCheck ??= (async (): Promise<RepoCheck & { covered?: string[] }> => {
       try {
-        await this.ensureInitialized();
-        const r = await this.onHost(CHECK_SCRIPT, [], { timeoutMs: CHECK_TIMEOUT_MS });
-        return parseCheck(this.info.name, r.exitCode, `${r.stdout}\n${r.stderr}`);
+        // No separate opening: check itself needs the password (a wrong one is graded, not remembered).
+        const r = await this.onHost(CHECK_SCRIPT, [], { timeoutMs: CHECK_TIMEOUT_MS, maxOutputBytes: DOC_MAX });
+        const at = r.stdout.lastIndexOf('RUBICON-SNAPSHOTS\n');
+        const checkOut = at < 0 ? r.stdout : r.stdout.slice(0, at);
+        const covered = at < 0 ? undefined : r.stdout.slice(at).split('\n').filter((l) => /^[0-9a-f]{64}$/.test(l));
+        return { ...parseCheck(this.info.name, r.exitCode, `${checkOut}\n${r.stderr}`), ...(covered ? { covered } : {}) };
       } catch (e) {
         return { status: 'error', detail: `vault '${this.info.name}': cannot run restic check on ${this.where()}: ${isRubiconError(e) ? e.message : String(e)}`, final: false };
       }
     })();
-    void this.repoCheck.then((c) => {
-      if (!c.final) this.repoCheck = undefined;
+    const mine = this.repoCheck;
+    void mine.then((c) => {
+      if (!c.final && this.repoCheck === mine) this.repoCheck = undefined;
     });
-    return this.repoCheck;
+    return mine;
   }
 
-  async checkCopy(_run: VaultStepRun, o: { artifactId: string; locator: string; entries: readonly ManifestEntry[]; stepId: string; srcDir?: string }): Promise<ObjectCheck> {
+  /**
+   * With `manifestHash`, the artifact's manifest document is checked too:
+   * its snapshot must be among those listed right before the repository
+   * check, whose --read-data then verified every blob they hold (so present
+   * means intact, as a dump and hash would show, without one more restic
+   * run).
+   */
+  async checkCopy(_run: VaultStepRun, o: { artifactId: string; locator: string; entries: readonly ManifestEntry[]; stepId: string; srcDir?: string; manifestHash?: string }): Promise<ObjectCheck> {
     if (!/^[0-9a-f]{64}$/.test(o.locator)) return { status: 'error', detail: `vault '${this.info.name}': "${o.locator}" is not a restic snapshot id` };
-    const repo = await this.checkRepository();
+    let docRef: DocRef | undefined;
+    let doc: ObjectCheck = { status: 'ok' };
+    if (o.manifestHash) {
+      try {
+        docRef = await this.findDoc(o.manifestHash);
+        if (!docRef) doc = { status: 'missing', detail: `vault '${this.info.name}' has no manifest document ${o.manifestHash.slice(0, 12)}… for ${o.artifactId} (no snapshot tagged rubicon-doc:${o.manifestHash.slice(0, 12)}…)` };
+      } catch (e) {
+        doc = { status: 'error', detail: `vault '${this.info.name}': cannot look for the manifest of ${o.artifactId}: ${isRubiconError(e) ? e.message : String(e)}` };
+      }
+    }
+    // The snapshot's listing is read while the repository check runs (both take restic's shared lock): the
+    // listing's own restic start (key derivation, index) overlaps the check instead of following it.
+    const lsRun = this.onHost(RESTIC_CMD_SCRIPT, ['ls', '--json', o.locator], { maxOutputBytes: LS_MAX, timeoutMs: 3600_000 });
+    lsRun.catch(() => undefined);
+    const repo = await this.checkRepository([o.locator, ...(docRef ? [docRef.id] : [])]);
+    // Present when the check ran: its snapshot file was listed right before the check read every blob.
+    if (docRef && repo.covered && !repo.covered.some((x) => x.startsWith(docRef.id))) {
+      doc = { status: 'missing', detail: `vault '${this.info.name}': the manifest document of ${o.artifactId} is no longer in the repository` };
+    }
     let listing: ObjectCheck;
     try {
-      const r = await this.onHost(RESTIC_CMD_SCRIPT, ['ls', '--json', o.locator], { maxOutputBytes: LS_MAX, timeoutMs: 3600_000 });
+      const r = await lsRun;
       if (r.exitCode !== 0) {
         if (/no matching ID found|invalid id/i.test(r.stderr)) {
           listing = { status: 'missing', detail: `vault '${this.info.name}' has no snapshot ${o.locator.slice(0, 8)} for ${o.artifactId}` };
@@ -660,7 +827,7 @@ export class ResticVault implements ToolVault {
     } catch (e) {
       listing = { status: 'error', detail: `vault '${this.info.name}': cannot list snapshot ${o.locator.slice(0, 8)} on ${this.where()}: ${isRubiconError(e) ? e.message : String(e)}` };
     }
-    return worst({ status: repo.status, ...(repo.detail ? { detail: repo.detail } : {}) }, listing);
+    return worst(worst({ status: repo.status, ...(repo.detail ? { detail: repo.detail } : {}) }, listing), doc);
   }
 
   async restoreTo(run: VaultStepRun, on: Machine, grant: Grant, o: { artifactId: string; locator: string; dest: string; stepId: string; srcDir: string; signal?: AbortSignal }): Promise<void> {
@@ -685,19 +852,13 @@ export class ResticVault implements ToolVault {
 
   // ---- documents, stored as snapshots in the repository ----
 
+  /** Document snapshots by SHA-256 (the path is /docs/<sha256> whichever way the snapshot was made). */
   private async docIndex(refresh: boolean): Promise<Map<string, DocRef>> {
-    if (this.docs && !refresh) return this.docs;
-    await this.ensureInitialized();
-    const map = new Map<string, DocRef>();
-    for (const s of await this.snapshots('rubicon-doc')) {
-      const tag = s.tags.find((t) => t.startsWith('rubicon-doc:'));
-      const sha = tag?.slice('rubicon-doc:'.length);
-      if (sha && isSha256Hex(sha) && s.paths[0] && (!map.has(sha) || map.get(sha)!.time < s.time)) map.set(sha, { id: s.id, path: s.paths[0], time: s.time });
-    }
-    this.docs = map;
-    return map;
+    const snaps = refresh ? await this.refreshSnapshots() : await this.knownSnapshots();
+    return newestByTag(snaps, 'rubicon-doc:', (sha) => (isSha256Hex(sha) ? `/docs/${sha}` : undefined));
   }
 
+  /** A cache miss reads the repository's list again: a document is never "absent" on the cache's word. */
   private async findDoc(sha256: string): Promise<DocRef | undefined> {
     if (!isSha256Hex(sha256)) throw new RubiconError('ARGUMENTS_INVALID', `vault '${this.info.name}': '${sha256}' is not a lower-case hex SHA-256 digest`);
     return (await this.docIndex(false)).get(sha256) ?? (await this.docIndex(true)).get(sha256);
@@ -766,58 +927,89 @@ export class ResticVault implements ToolVault {
     );
   }
 
-  /** Stores a document as a snapshot (`backup --stdin` on the vault host). Idempotent. */
-  private async putDoc(data: Uint8Array, file: string, tags: string[]): Promise<ResticSummary> {
+  /**
+   * Stores documents as ONE snapshot (PUT_DOCS_SCRIPT: one restic run on the
+   * vault host), tagged with every document's tag, and adds it to the
+   * snapshot cache. restic's own summary must count exactly these files and
+   * bytes. Idempotent in effect: storing a document again makes a duplicate
+   * snapshot, and lookups take the newest.
+   */
+  private async putDocs(docs: { file: string; data: Uint8Array; tags: string[] }[]): Promise<void> {
+    if (docs.length === 0) return;
     await this.ensureInitialized();
-    const r = await this.onHost(PUT_DOC_SCRIPT, [file, '--host', 'rubicon', ...tags.flatMap((t) => ['--tag', t])], { rest: data });
-    if (r.exitCode !== 0) throw await this.resticFailure(this.vaultHost, r, `storing ${file}`);
-    const s = parseBackupJson(r.stdout).summary;
-    if (!s || s.bytes !== data.byteLength) {
-      throw new RubiconError('VAULT_IO', `vault '${this.info.name}': restic did not report storing ${file} (${data.byteLength} bytes) on ${this.where()}`);
+    const tags = docs.flatMap((d) => d.tags);
+    const args = [...docs.flatMap((d) => [d.file, String(d.data.byteLength), '-']), '--', '--host', 'rubicon', ...tags.flatMap((t) => ['--tag', t])];
+    const what = docs.map((d) => d.file).join(' and ');
+    const r = await this.onHost(PUT_DOCS_SCRIPT, args, { rest: Buffer.concat(docs.map((d) => Buffer.from(d.data))) });
+    if (r.exitCode !== 0) throw await this.resticFailure(this.vaultHost, r, `storing ${what}`);
+    const at = r.stdout.lastIndexOf('RUBICON-SNAPSHOTS\n');
+    const s = parseBackupJson(at < 0 ? r.stdout : r.stdout.slice(0, at)).summary;
+    const bytes = docs.reduce((n, d) => n + d.data.byteLength, 0);
+    if (!s || s.files !== docs.length || s.bytes !== bytes) {
+      throw new RubiconError('VAULT_IO', `vault '${this.info.name}': restic did not report storing ${what} (${docs.length} file(s), ${bytes} bytes) on ${this.where()}`);
     }
-    return s;
+    const files = at < 0 ? [] : r.stdout.slice(at).split('\n').filter((l) => /^[0-9a-f]{64}$/.test(l) && l.startsWith(s.snapshotId));
+    const now = new Date().toISOString();
+    // The full id when the listing names exactly one; else the summary's short id (restic accepts a unique prefix).
+    const id = files.length === 1 ? files[0]! : s.snapshotId;
+    this.snaps?.set(id, { id, time: now, tags, paths: docs.map((d) => `/${d.file}`) });
   }
 
-  /** Idempotent (the document index read once per object is trusted here: a concurrent writer can at worst add a duplicate snapshot). */
+  /** Idempotent: a document the cache knows is present is not stored again (a cached absence only ever leads to writing). */
   async putBytes(data: Uint8Array): Promise<string> {
     const sha256 = createHash('sha256').update(data).digest('hex');
     if ((await this.docIndex(false)).has(sha256)) return sha256;
-    const s = await this.putDoc(data, `docs/${sha256}`, ['rubicon-doc', `rubicon-doc:${sha256}`]);
-    // restic accepts a unique id prefix, which the summary's (short) id is.
-    this.docs?.set(sha256, { id: s.snapshotId, path: `/docs/${sha256}`, time: new Date().toISOString() });
+    await this.putDocs([{ file: `docs/${sha256}`, data, tags: ['rubicon-doc', `rubicon-doc:${sha256}`] }]);
     return sha256;
   }
 
-  async putArtifactIndex(entry: ArtifactIndexEntry): Promise<void> {
+  /** The index entry to write for `entry`, or undefined when the newest stored one is the same entry (FilesystemVault's rule). */
+  private async indexToWrite(entry: ArtifactIndexEntry): Promise<{ file: string; data: Uint8Array; tags: string[] } | undefined> {
     const { doc, bytes } = indexDocument(this.info.name, entry);
     const name = artifactName(entry.artifactId);
-    const current = (await this.indexSnapshots()).get(name);
+    const current = (await this.indexSnapshots(false)).get(name);
     if (current) {
-      const stored = (await this.dump([current])).get(current.id);
+      const stored = (await this.dump([current]).catch(() => new Map<string, Uint8Array>())).get(current.id);
       if (stored) {
         try {
-          if (sameIndexEntry(parseIndexDocument(this.info.name, current.path, stored), doc)) return;
+          if (sameIndexEntry(parseIndexDocument(this.info.name, current.path, stored), doc)) return undefined;
         } catch {
-          // unreadable: write a new one below (the newest snapshot wins)
+          // unreadable: write a new one (the newest snapshot wins)
         }
       }
     }
-    await this.putDoc(bytes, `index/${name}.json`, ['rubicon-index', `rubicon-index:${name}`]);
+    return { file: `index/${name}.json`, data: bytes, tags: ['rubicon-index', `rubicon-index:${name}`] };
   }
 
-  /** The newest index snapshot per artifact name. */
-  private async indexSnapshots(): Promise<Map<string, DocRef>> {
-    await this.ensureInitialized();
-    const map = new Map<string, DocRef>();
-    for (const s of await this.snapshots('rubicon-index')) {
-      const name = s.tags.find((t) => t.startsWith('rubicon-index:'))?.slice('rubicon-index:'.length);
-      if (name && s.paths[0] && (!map.has(name) || map.get(name)!.time < s.time)) map.set(name, { id: s.id, path: s.paths[0], time: s.time });
-    }
-    return map;
+  async putArtifactIndex(entry: ArtifactIndexEntry): Promise<void> {
+    const w = await this.indexToWrite(entry);
+    if (w) await this.putDocs([w]);
   }
 
+  /**
+   * An artifact's manifest and its index entry in ONE restic run (one
+   * snapshot holding /docs/<sha256> and /index/<name>.json). Same rules as
+   * putBytes then putArtifactIndex: what is already there is not written.
+   */
+  async putArtifactDocuments(manifest: Uint8Array, entry: ArtifactIndexEntry): Promise<string> {
+    const sha256 = createHash('sha256').update(manifest).digest('hex');
+    const docs: { file: string; data: Uint8Array; tags: string[] }[] = [];
+    if (!(await this.docIndex(false)).has(sha256)) docs.push({ file: `docs/${sha256}`, data: manifest, tags: ['rubicon-doc', `rubicon-doc:${sha256}`] });
+    const w = await this.indexToWrite(entry);
+    if (w) docs.push(w);
+    await this.putDocs(docs);
+    return sha256;
+  }
+
+  /** The newest index snapshot per artifact name (from the cache unless `refresh`). */
+  private async indexSnapshots(refresh: boolean): Promise<Map<string, DocRef>> {
+    const snaps = refresh ? await this.refreshSnapshots() : await this.knownSnapshots();
+    return newestByTag(snaps, 'rubicon-index:', (name) => (/^[A-Za-z0-9._%~-]+$/.test(name) ? `/index/${name}.json` : undefined));
+  }
+
+  /** Read fresh from the repository: a reader of the vault alone (verify, the proving ground) must see every writer's entries. */
   async listArtifacts(): Promise<ArtifactIndexEntry[]> {
-    const refs = [...(await this.indexSnapshots()).values()];
+    const refs = [...(await this.indexSnapshots(true)).values()];
     const docs = await this.dump(refs);
     return sortIndex(refs.map((ref) => parseIndexDocument(this.info.name, `${ref.path} in snapshot ${ref.id.slice(0, 8)}`, docs.get(ref.id) ?? new Uint8Array())));
   }

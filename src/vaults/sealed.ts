@@ -60,6 +60,14 @@ export function sealedSize(n: number): number {
   return HEADER + n + TAG * (Math.floor(n / SEAL_CHUNK) + 1);
 }
 
+/** The plaintext size whose sealed size is `stored`, or undefined when none is. Pure; the inverse of sealedSize. */
+export function plainSize(stored: number): number | undefined {
+  const x = stored - HEADER;
+  if (!Number.isSafeInteger(x) || x < TAG) return undefined;
+  const n = x - TAG * (Math.floor((x - TAG) / (SEAL_CHUNK + TAG)) + 1);
+  return sealedSize(n) === stored ? n : undefined;
+}
+
 function aad(header: Buffer, counter: number, final: boolean): Buffer {
   const b = Buffer.alloc(HEADER + 5);
   header.copy(b, 0);

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { RubiconError, isRubiconError } from '../core/errors.ts';
 import type { ManifestEntry, VaultInfo } from '../core/types.ts';
-import { isSha256Hex } from '../files/paths.ts';
+import { isSha256Hex } from '../core/paths.ts';
 import type { Machine, StepResult } from '../machines/machine.ts';
 import { shQuote } from '../machines/posix.ts';
 import { verifyTreeOn } from '../machines/tree.ts';
@@ -24,7 +24,7 @@ import {
   treeRunner,
   userAtHost,
 } from './remote-tools.ts';
-import type { ArtifactIndexEntry, Grant, ObjectCheck, ObjectWriter, ToolVault, VaultCaps, VaultStepRun } from './vault.ts';
+import type { ArtifactIndexEntry, Grant, GrantOptions, ObjectCheck, ObjectWriter, ToolVault, VaultCaps, VaultStepRun } from './vault.ts';
 
 /**
  * The `sftp` vault: a folder on an SSH vault host. File trees are mirrored
@@ -137,6 +137,9 @@ export function gradeTree(vault: string, where: string, mismatches: readonly { p
   return { status, detail: `vault '${vault}', ${where}: ${parts.join('; ')}` };
 }
 
+/** The tool's version per machine object, for every vault object of the process (it does not change during a run; a missing tool is asked again). */
+const rsyncVersions = new WeakMap<Machine, Promise<string>>();
+
 export class SftpVault implements ToolVault {
   readonly tool = 'rsync' as const;
   readonly info: VaultInfo;
@@ -220,7 +223,7 @@ export class SftpVault implements ToolVault {
 
   // ---- grants ----
 
-  async grant(to: Machine, mode: 'read' | 'write', ttlMs: number): Promise<Grant> {
+  async grant(to: Machine, mode: 'read' | 'write', ttlMs: number, go: GrantOptions = {}): Promise<Grant> {
     const { rrsync } = await this.ensureLayout();
     const h = this.settings.host;
     // rrsync maps a leading "/" to its restricted folder; without it the client names real paths.
@@ -229,6 +232,7 @@ export class SftpVault implements ToolVault {
     const g = await issueGrant(this.grantHost, to, {
       mode,
       ttlMs,
+      ...(go.beforeKey ? { beforeKey: go.beforeKey } : {}),
       forcedCommand,
       settings: (_dir, sshArgv) => ({ sshCommand: sshArgv.map(toolArg).join(' '), env: {}, location: `${userAtHost(h.user, h.host)}:${treesRoot}` }),
     });
@@ -311,7 +315,17 @@ export class SftpVault implements ToolVault {
     return { locator: `trees/${name}`, tool: version, report: { files: stats.regularFiles, bytes: stats.totalSize } };
   }
 
-  private async toolVersion(on: Machine): Promise<string> {
+  private toolVersion(on: Machine): Promise<string> {
+    let p = rsyncVersions.get(on);
+    if (!p) {
+      p = this.askToolVersion(on);
+      rsyncVersions.set(on, p);
+      p.catch(() => rsyncVersions.delete(on));
+    }
+    return p;
+  }
+
+  private async askToolVersion(on: Machine): Promise<string> {
     const r = await on.exec({ argv: ['rsync', '--version'] });
     if (r.exitCode === 127) {
       throw new RubiconError('TOOL_MISSING', `rsync is not installed on ${on.name} (${on.address}), which needs it for vault '${this.info.name}'`, {
@@ -339,7 +353,12 @@ export class SftpVault implements ToolVault {
     });
   }
 
-  async checkCopy(run: VaultStepRun, o: { artifactId: string; locator: string; entries: readonly ManifestEntry[]; stepId: string; srcDir?: string }): Promise<ObjectCheck> {
+  /**
+   * Every file of the copy hashed on the vault host against the manifest,
+   * and with `manifestHash` the manifest document too, in ONE step there
+   * (a missing tree folder is `missing`).
+   */
+  async checkCopy(run: VaultStepRun, o: { artifactId: string; locator: string; entries: readonly ManifestEntry[]; stepId: string; srcDir?: string; manifestHash?: string }): Promise<ObjectCheck> {
     let tree: string;
     try {
       tree = this.treeOf(o.locator);
@@ -348,10 +367,21 @@ export class SftpVault implements ToolVault {
     }
     const dir = `${this.treesDir}/${tree}`;
     try {
-      const exists = await this.vaultHost.exec({ argv: ['test', '-d', dir] });
-      if (exists.exitCode !== 0) return { status: 'missing', detail: `vault '${this.info.name}' has no copy of ${o.artifactId} (expected ${dir} on ${this.where()})` };
-      const v = await verifyTreeOn(treeRunner(run, `check of ${o.artifactId} in vault ${this.info.name}`, () => false), this.vaultHost, { id: `${o.stepId}/check`, idempotent: true }, dir, o.entries);
-      return gradeTree(this.info.name, `copy of ${o.artifactId} (${dir})`, v.mismatches);
+      const docRel = o.manifestHash ? `../../docs/${this.docPath(o.manifestHash).slice(this.root.length + '/docs/'.length)}` : undefined;
+      const v = await verifyTreeOn(treeRunner(run, `check of ${o.artifactId} in vault ${this.info.name}`, () => false), this.vaultHost, { id: `${o.stepId}/check`, idempotent: true }, dir, o.entries, {
+        ...(docRel ? { alsoHash: [docRel] } : {}),
+      });
+      if (v.dirMissing) return { status: 'missing', detail: `vault '${this.info.name}' has no copy of ${o.artifactId} (expected ${dir} on ${this.where()})` };
+      const g = gradeTree(this.info.name, `copy of ${o.artifactId} (${dir})`, v.mismatches);
+      if (!docRel) return g;
+      const got = v.also?.get(docRel);
+      const doc: ObjectCheck =
+        got === o.manifestHash
+          ? { status: 'ok' }
+          : got === undefined
+            ? { status: 'missing', detail: `vault '${this.info.name}': the manifest document of ${o.artifactId} (${this.docPath(o.manifestHash!)}) is missing on ${this.where()}` }
+            : { status: 'checksum-mismatch', detail: `vault '${this.info.name}': the manifest document of ${o.artifactId} hashes to ${got} on ${this.vaultHost.name}` };
+      return worstOf(g, doc);
     } catch (e) {
       return { status: 'error', detail: `vault '${this.info.name}': cannot check the copy of ${o.artifactId} on ${this.where()}: ${isRubiconError(e) ? e.message : String(e)}` };
     }
@@ -455,6 +485,38 @@ export class SftpVault implements ToolVault {
     await this.vaultHost.writeSmall(file, bytes, { mode: 0o600 });
   }
 
+  /**
+   * The manifest and the index entry in ONE call to the vault host
+   * (PUT_DOCS_SCRIPT), with the rules of putBytes (a document stored with
+   * the same size is kept) and putArtifactIndex: an index entry already
+   * there is sent back instead of replaced, and only when it is not the
+   * same entry is it replaced (a second call, on a redo only).
+   */
+  async putArtifactDocuments(manifest: Uint8Array, entry: ArtifactIndexEntry): Promise<string> {
+    const sha256 = createHash('sha256').update(manifest).digest('hex');
+    const { doc, bytes } = indexDocument(this.info.name, entry);
+    await this.ensureLayout();
+    const file = `${this.root}/index/${artifactName(entry.artifactId)}.json`;
+    const r = await this.vaultHost.exec(
+      { argv: ['sh', '-c', PUT_DOCS_SCRIPT, 'rubicon', this.docPath(sha256), String(manifest.byteLength), file, String(bytes.byteLength)], input: Buffer.concat([Buffer.from(manifest), Buffer.from(bytes)]) },
+      { maxOutputBytes: DOC_MAX },
+    );
+    if (r.exitCode !== 0) {
+      if (/No space left/i.test(r.stderr)) throw noSpace({ vault: this.info.name, vaultHost: this.vaultHost, vaultPath: this.settings.path, what: `storing the manifest of ${entry.artifactId}` });
+      throw new RubiconError('VAULT_IO', `vault '${this.info.name}': cannot store the documents of ${entry.artifactId} on ${this.where()}: ${r.stderr.trim().slice(0, 200) || `exit ${r.exitCode}`}`);
+    }
+    if (r.stdout.startsWith('INDEX-EXISTS\n')) {
+      let same = false;
+      try {
+        same = sameIndexEntry(parseIndexDocument(this.info.name, file, Buffer.from(r.stdout.slice('INDEX-EXISTS\n'.length))), doc);
+      } catch (e) {
+        if (!(isRubiconError(e) && e.code === 'VAULT_CORRUPT')) throw e;
+      }
+      if (!same) await this.vaultHost.writeSmall(file, bytes, { mode: 0o600 });
+    }
+    return sha256;
+  }
+
   async listArtifacts(): Promise<ArtifactIndexEntry[]> {
     const script = 'cd "$1" 2>/dev/null || exit 0; for f in *.json; do [ -f "$f" ] || continue; printf "%s\\0" "$f"; cat -- "$f" || exit 1; printf "\\0"; done';
     const r = await this.vaultHost.exec({ argv: ['sh', '-c', script, 'rubicon', `${this.root}/index`] }, { maxOutputBytes: DOC_MAX });
@@ -497,6 +559,29 @@ cat > /dev/null
 echo "neither $p nor $t exists" >&2
 exit 3
 `;
+
+/**
+ * On the vault host: $1 document path, $2 its size, $3 index file, $4 its
+ * size; stdin the document's bytes then the index entry's. The document is
+ * written (temp + rename, 0600) unless a file of that size is there (it is
+ * content-addressed); the index entry is written when absent, else
+ * "INDEX-EXISTS" and the stored entry are printed (the caller decides).
+ */
+const PUT_DOCS_SCRIPT = String.raw`
+umask 077
+put() { mkdir -p -- "$(dirname -- "$1")" || exit 46; t="$1.rubicon-tmp.$$"; head -c "$2" > "$t" && [ "$(stat -c %s -- "$t")" = "$2" ] && chmod 600 "$t" && mv -f -- "$t" "$1" || { rm -f -- "$t"; exit 46; }; }
+if [ -f "$1" ] && [ "$(stat -c %s -- "$1")" = "$2" ]; then head -c "$2" > /dev/null; else put "$1" "$2"; fi
+if [ -f "$3" ]; then cat > /dev/null; echo INDEX-EXISTS; exec cat -- "$3"; fi
+put "$3" "$4"
+`;
+
+/** The worse of two grades (as restic.ts worst), details joined. Pure. */
+function worstOf(a: ObjectCheck, b: ObjectCheck): ObjectCheck {
+  const order = ['missing', 'size-invalid', 'checksum-mismatch', 'error', 'ok'];
+  const status = order.indexOf(a.status) <= order.indexOf(b.status) ? a.status : b.status;
+  const detail = [a.detail, b.detail].filter(Boolean).join('; ');
+  return detail ? { status, detail } : { status };
+}
 
 /** The sftp vault for a runbook entry. Registered by the composition root under `kind: sftp`. */
 export function createSftpVault(settings: SftpVaultSettings, deps: ToolVaultDeps): SftpVault {

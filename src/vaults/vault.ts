@@ -12,10 +12,48 @@ import type { CopyStatus, VaultInfo } from '../core/types.ts';
  *   VAULT_CORRUPT naming the vault and the object, never returned as data.
  * - nothing is durable until sync() resolved.
  */
+/**
+ * What the vault capabilities are (the gate and the capture read them; a
+ * vault kind states them, nobody probes for them):
+ * - `immutable`: stored copies cannot be altered or deleted during retention (WORM).
+ * - `serverHash`: the hash the vault computes itself on upload, if any.
+ * - `replaceable`: a damaged object can be replaced under its name (false for WORM).
+ * - `offTarget`: the vault does not live on the target.
+ * - `encrypted`: stored at rest encrypted by the vault.
+ */
+export interface VaultCaps {
+  immutable: boolean;
+  serverHash: 'sha256' | 'md5' | 'crc64' | null;
+  replaceable: boolean;
+  offTarget: boolean;
+  encrypted: boolean;
+}
+
+/**
+ * What a commit found: `written` (new object), `present` (already there and
+ * verified since this vault was opened), `verified` (already there, read back
+ * and found equal), `repaired` (already there but damaged: replaced),
+ * `unrepairable` (already there, damaged, and the vault cannot replace it).
+ */
+export type ObjectPut = 'written' | 'present' | 'verified' | 'repaired' | 'unrepairable';
+
+/** What a vault knows of a stored object without reading it. */
+export interface ObjectState {
+  size: number;
+  /** Vault clock (ms) of the last write or read-back check of the object. */
+  verifiedAtMs: number;
+}
+
 export interface ObjectWriter {
   write(chunk: Uint8Array): Promise<void>;
-  /** Make the object visible under `sha256` (the hash the caller computed while writing). */
-  commit(sha256: string): Promise<void>;
+  /**
+   * Make the object visible under `sha256` (the hash the caller computed
+   * while writing). An object already stored under that name is checked
+   * against the bytes written unless it was verified since the vault was
+   * opened; a damaged one is replaced where the vault allows it. Vaults that
+   * cannot tell return nothing.
+   */
+  commit(sha256: string): Promise<ObjectPut | void>;
   /** Drop what was written. Safe to call after a failed write. */
   abort(): Promise<void>;
 }
@@ -37,6 +75,16 @@ export interface ArtifactIndexEntry {
   origin?: 'rubicon' | 'vendor';
   independenceGroup?: string;
   sourceFingerprint?: import('../core/types.ts').Fingerprint;
+  /** Ed25519 signature by the run's key over the fields that name the artifact (src/trust/index-entry.ts), and the key's id. */
+  sig?: string;
+  keyId?: string;
+  /**
+   * Vault clock (ISO) from which every object the manifest lists was written
+   * or read back and checked in this vault. Set per vault by the capture; a
+   * delta based on this artifact trusts objects verified since then without
+   * reading them, and checks the older ones (docs/files.md).
+   */
+  objectsVerifiedSince?: string;
 }
 
 export interface VaultReader {
@@ -47,10 +95,16 @@ export interface VaultReader {
   /** Reads the whole object and grades it; never throws for a bad copy. */
   check(sha256: string, expectedSize?: number): Promise<ObjectCheck>;
   /** Artifact index entries, newest first. */
-  listArtifacts(): Promise<ArtifactIndexEntry[]>;
+  /**
+   * Artifact index entries, newest first. With `onBad`, an index file that
+   * cannot be read or parsed is reported there (naming the file) and
+   * skipped, instead of failing the whole listing.
+   */
+  listArtifacts(options?: { onBad?: (file: string, reason: string) => void }): Promise<ArtifactIndexEntry[]>;
 }
 
 export interface Vault extends VaultReader {
+  readonly caps: VaultCaps;
   createWriter(): Promise<ObjectWriter>;
   /** Convenience: store a small buffer (manifests). Returns its sha256. */
   putBytes(data: Uint8Array): Promise<string>;
@@ -58,6 +112,18 @@ export interface Vault extends VaultReader {
   putArtifactIndex(entry: ArtifactIndexEntry): Promise<void>;
   /** Durability barrier: everything written before resolves is on stable storage. */
   sync(): Promise<void>;
+  /**
+   * Optional (a vault that has them lets a delta skip reading what it can
+   * trust): the object's size and last verification time, undefined when
+   * absent; the vault's clock now; mark an object as just checked good; and
+   * read one index entry.
+   */
+  objectState?(sha256: string): Promise<ObjectState | undefined>;
+  clockMs?(): Promise<number>;
+  /** The vault clock when this instance started: everything it wrote or checked since has a later verification time. */
+  openedAtMs?(): Promise<number>;
+  markVerified?(sha256: string): Promise<void>;
+  getArtifactIndex?(artifactId: string): Promise<ArtifactIndexEntry | undefined>;
 }
 
 /**
@@ -108,6 +174,10 @@ export interface Grant {
   location: string;
 }
 
+export interface GrantOptions {
+  beforeKey?: (g: { id: string; dir: string; expiresAt: string }) => void;
+}
+
 /** A step runner as vaults see it (src/run/steps.ts). */
 export type VaultStepRun = (
   machine: import('../machines/machine.ts').Machine,
@@ -140,8 +210,14 @@ export type VaultStepRun = (
 export interface ToolVault extends Vault {
   readonly tool: 'rsync' | 'restic';
   readonly caps: VaultCaps;
-  grant(to: import('../machines/machine.ts').Machine, mode: 'read' | 'write', ttlMs: number): Promise<Grant>;
-  revoke(grant: Grant): Promise<void>;
+  /**
+   * `beforeKey` is called once the grant's files are on the machine and
+   * before its key is authorized on the vault host (the journal records it
+   * there, so no live key exists that the journal does not know of).
+   */
+  grant(to: import('../machines/machine.ts').Machine, mode: 'read' | 'write', ttlMs: number, o?: GrantOptions): Promise<Grant>;
+  /** Removes the grant's key from the vault host, then its folder on `on` (default: the machine this object granted to). Idempotent. */
+  revoke(grant: Grant, on?: import('../machines/machine.ts').Machine): Promise<void>;
   ingest(
     run: VaultStepRun,
     from: import('../machines/machine.ts').Machine,
@@ -173,8 +249,17 @@ export interface ToolVault extends Vault {
       stepId: string;
       /** The artifact's source folder (Artifact.sourceDir); restic copies are compared under it. Optional: the vault records it too. */
       srcDir?: string;
+      /** Also check the artifact's manifest document where it is stored (a copy is provable from the vault alone only with it). */
+      manifestHash?: string;
     },
   ): Promise<ObjectCheck>;
+  /**
+   * Optional: an artifact's manifest and its index entry stored together,
+   * in one call to the vault host where the vault can (restic: one
+   * snapshot; sftp: one write of both files). The same contracts as
+   * putBytes followed by putArtifactIndex. Returns the manifest's SHA-256.
+   */
+  putArtifactDocuments?(manifest: Uint8Array, entry: ArtifactIndexEntry): Promise<string>;
   restoreTo(
     run: VaultStepRun,
     on: import('../machines/machine.ts').Machine,

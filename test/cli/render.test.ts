@@ -57,12 +57,18 @@ describe('renderers', () => {
 
   it('json: one parseable event per line, journal events never dropped, summary last', () => {
     const out = sink(false);
-    const r = jsonRenderer(out);
-    for (let i = 0; i < 50; i++) r.onEvent(progress);
+    let t = 1_000_000;
+    const r = jsonRenderer(out, () => t);
+    for (let i = 0; i < 50; i++) r.onEvent(progress); // at one instant: the first is printed, the rest are throttled
+    t += 499;
+    r.onEvent(progress);
+    t += 1;
+    r.onEvent(progress); // 500 ms after the first: printed
+    r.onEvent({ ...progress, done: 1024 } as RunEvent); // the last step is always printed
     r.onEvent(refused);
     r.done({ runId: 'r-1', outcome: 'refused' }, '');
-    const lines = out.text().trim().split('\n').map((l) => JSON.parse(l) as { kind: string });
-    expect(lines.filter((l) => l.kind === 'progress').length).toBeLessThan(5); // throttled
+    const lines = out.text().trim().split('\n').map((l) => JSON.parse(l) as { kind: string; done?: number });
+    expect(lines.filter((l) => l.kind === 'progress').map((l) => l.done)).toEqual([512, 512, 1024]);
     expect(lines.filter((l) => l.kind === 'journal')).toHaveLength(1);
     expect(lines.at(-1)).toMatchObject({ kind: 'summary', runId: 'r-1', outcome: 'refused' });
   });

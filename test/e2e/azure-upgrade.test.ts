@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { EngineEvent } from '@pulumi/pulumi/automation/index.js';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import type { RunEvent } from '../../src/core/events.ts';
 import type { Host } from '../../src/hosts/host.ts';
 import { LocalHost } from '../../src/hosts/local.ts';
@@ -12,7 +12,9 @@ import { parseAzureSection } from '../../src/runbook/azure.ts';
 import { buildSandbox } from '../../src/sandbox/estate.ts';
 import { generateKeyPair } from '../../src/trust/keys.ts';
 import { FakeArm, FakeMachines, FakeStack, fixture } from '../infra/fake-ports.ts';
-import { ROOT, tempDir, treeHashes } from './helpers.ts';
+import { ROOT, removeTempDirs, tempDir, treeHashes } from './helpers.ts';
+
+afterAll(removeTempDirs); // the estates are tens of MiB each
 
 /**
  * A whole `rubicon upgrade` whose infrastructure is the Azure driver

@@ -1,8 +1,10 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { buildSandbox } from '../../src/sandbox/estate.ts';
-import { BIN, cli, tempDir } from './helpers.ts';
+import { BIN, cli, removeTempDirs, tempDir } from './helpers.ts';
+
+afterEach(removeTempDirs); // the estates are tens of MiB each
 
 describe('cli', () => {
   it('--help lists every command and the exit codes; no command is invalid input', async () => {
@@ -72,15 +74,19 @@ describe('cli', () => {
     expect((await cli(['reap'])).exitCode).toBe(3);
   });
 
-  it('two runs against the same target: the second is refused while the first holds the lock', async () => {
+  it('two runs against the same target: the second is refused while the first holds the lock, whatever its state directory', async () => {
     const dir = path.join(await tempDir(), 'estate');
     const L = await buildSandbox(dir, { patients: 200 });
-    const { mkdirSync, writeFileSync } = await import('node:fs');
-    mkdirSync(path.join(L.stateDir, 'locks'), { recursive: true });
-    // A live holder: this test process.
-    writeFileSync(path.join(L.stateDir, 'locks', 'ehr-server.lock'), JSON.stringify({ pid: process.pid, runId: 'r-20261128-000000-abcd', host: (await import('node:os')).hostname(), at: 'now' }));
-    const r = await cli(['rehearse', '--runbook', L.runbook, '--state-dir', L.stateDir]);
-    expect(r.exitCode).toBe(1);
-    expect(r.stderr).toMatch(/locked by run r-20261128-000000-abcd/);
+    const { acquireTargetLock } = await import('../../src/run/target-lock.ts');
+    const { loadRunbook } = await import('../../src/runbook/load.ts');
+    // A live holder: this test process, as a run with another state directory would.
+    const release = acquireTargetLock(await loadRunbook(L.runbook), 'r-20261128-000000-abcd', (await import('node:os')).hostname());
+    try {
+      const r = await cli(['rehearse', '--runbook', L.runbook, '--state-dir', path.join(dir, 'another-state-dir')]);
+      expect(r.exitCode).toBe(1);
+      expect(r.stderr).toMatch(/locked by run r-20261128-000000-abcd/);
+    } finally {
+      release();
+    }
   });
 });

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdtemp, readFile, readdir, stat } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -9,8 +9,21 @@ import type { JournalRecord } from '../../src/core/events.ts';
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const BIN = path.join(ROOT, 'bin', 'rubicon.js');
 
+const made: string[] = [];
+
+/**
+ * A new temporary folder. Every one is removed by removeTempDirs(), which
+ * each e2e file calls in afterEach/afterAll: estates are tens of MiB each.
+ */
 export async function tempDir(prefix = 'rubicon-test-'): Promise<string> {
-  return mkdtemp(path.join(os.tmpdir(), prefix));
+  const d = await mkdtemp(path.join(os.tmpdir(), prefix));
+  made.push(d);
+  return d;
+}
+
+/** Removes every folder tempDir() made in this test file (so far). */
+export async function removeTempDirs(): Promise<void> {
+  for (const d of made.splice(0)) await rm(d, { recursive: true, force: true, maxRetries: 3 });
 }
 
 export interface CliResult {

@@ -27,7 +27,7 @@ import { FilesystemVault } from '../../src/vaults/filesystem.ts';
 import type { TdsReply, TdsRequest, TdsServer } from '../tds/server.ts';
 import { PROOF_MARK } from '../../src/engines/mssql/instance-proof.ts';
 import { checkDbClock, columnsReply, DB_FEATURES, databaseFeaturesReply, databasesReply, fileListOnly, headerOnly, one, ok, ORPHANS, orphansReply, restoreOk, rs, scripted, serverInfoReply, tableHashOf, tableHashReply, targetServerReply, VERSION_READ, type Scripted } from '../engines/mssql/fixtures.ts';
-import { journalOf, tempDir } from './helpers.ts';
+import { journalOf, removeTempDirs, tempDir } from './helpers.ts';
 
 const SERVER_BACKUP_DIR = '/var/opt/mssql/backup';
 const HOST_BACKUP_DIR = 'sqlserver/backup';
@@ -86,6 +86,7 @@ afterEach(async () => {
   delete process.env[PG_PASSWORD_ENV];
   await target.stop();
   await pg.stop();
+  await removeTempDirs();
 });
 
 /** The EHR database's tables, the same on the source and on the restored copy. */

@@ -1,12 +1,14 @@
 import { copyFile, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { sqliteEngine } from '../../src/engines/sqlite/index.ts';
 import { LocalHost } from '../../src/hosts/local.ts';
 import { buildSandbox, technicianChanges } from '../../src/sandbox/estate.ts';
 import { createTestNet, requireTestNet, storyNet } from '../hosts/index.ts';
-import { BIN, tempDir, treeHashes } from './helpers.ts';
+import { BIN, removeTempDirs, tempDir, treeHashes } from './helpers.ts';
 import { buildRemoteEstate, ctlCli, engineerRebuilds, journalEvents, parseCli, runIdOf, technician, type StoryNet } from './remote-estate.ts';
+
+afterAll(removeTempDirs); // the estates are tens of MiB each
 
 /**
  * SCENARIO.md over ssh: the target, a vault host and the proving ground are
@@ -17,7 +19,7 @@ import { buildRemoteEstate, ctlCli, engineerRebuilds, journalEvents, parseCli, r
 const noNet = requireTestNet();
 
 async function waitStopped(pid: number): Promise<void> {
-  for (let i = 0; i < 2400; i++) {
+  for (let i = 0; i < 12_000; i++) {
     const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
     if (/\) T /.test(stat)) return;
     if (stat === '') throw new Error('the run ended before it reached the checkpoint');
@@ -33,7 +35,7 @@ const dbItem = {
 const localFingerprint = (root: string) => sqliteEngine.fingerprint({ host: new LocalHost('t', root), workDir: root }, dbItem);
 
 describe.skipIf(noNet)(`the story over ssh on three namespaced hosts${noNet ? ` (skipped: ${noNet})` : ''}`, () => {
-  it('captures with restic, rsync and sqlite3 where the data is, proves on the isolated proving ground, waits at the manual crossing, refuses the old server, lands on the rebuilt one', async () => {
+  it('captures with restic, rsync and sqlite3 where the data is, proves on the isolated proving ground, waits at the manual crossing, refuses the old server, lands on the rebuilt one', { timeout: 600_000 }, async () => {
     const net: StoryNet = await createTestNet(storyNet());
     try {
       const e = await buildRemoteEstate(net);
@@ -66,8 +68,19 @@ describe.skipIf(noNet)(`the story over ssh on three namespaced hosts${noNet ? ` 
       const freezeDrift = ev.filter((x) => x.type === 'drift.scanned' && (x as unknown as { drift: { stage: string } }).drift.stage === 'freeze').flatMap((x) => (x as unknown as { drift: { changes: { path: string }[] } }).drift.changes.map((c) => c.path));
       for (const t of touched) expect(freezeDrift, t).toContain(t.slice('ehr/A/'.length));
       expect(artifacts.filter((a) => a.phase === 'final-capture' && a.itemId === 'folder:ehr/A').map((a) => a.method).sort()).toEqual(['restic', 'rsync']);
-      const gate = ev.filter((x) => x.type === 'gate.evaluated').at(-1) as { result: { passed: boolean } } | undefined;
+      const gate = ev.filter((x) => x.type === 'gate.evaluated').at(-1) as { result: { passed: boolean; results: { rule: string; status: string; reason: string }[] } } | undefined;
       expect(gate?.result.passed).toBe(true);
+      // Coverage (issue 8): what the manual crossing destroys is the target's volume; every file on it is held by a
+      // proven artifact (restic and rsync, the everything capture too), owned by the database, or excluded.
+      expect(ev.find((x) => x.type === 'scope.declared')).toMatchObject({ scope: { infra: 'manual', os: 'linux', volumes: [{ path: '.', fate: 'destroyed', capture: true }] } });
+      expect(artifacts.filter((a) => a.itemId === 'volume:.').map((a) => `${a.phase} ${a.method}`).sort()).toEqual(['capture restic', 'capture rsync', 'final-capture restic', 'final-capture rsync']);
+      const maps = ev.filter((x) => x.type === 'coverage.mapped').map((x) => (x as unknown as { map: { stage: string; files: number; classes: { holders: string[]; owner?: string; exclusion?: unknown; files: number }[] } }).map);
+      expect(maps.map((m) => m.stage)).toEqual(['capture', 'final-capture']);
+      expect(maps[1]!.files).toBeGreaterThan(300);
+      expect(maps[1]!.classes.filter((c) => c.holders.length === 0 && !c.owner && !c.exclusion)).toEqual([]);
+      const complete = gate!.result.results.filter((r) => r.rule === 'coverage.complete');
+      expect(complete.map((r) => r.status)).toEqual(['pass']);
+      expect(complete[0]!.reason).toMatch(/uncovered: 0/);
 
       // The engineer confirms too early: the server still answers with its old key, machine id and OS.
       await copyFile(path.join(path.dirname(e.runbook), 'known_hosts'), e.rebuiltKnownHosts);
@@ -92,6 +105,14 @@ describe.skipIf(noNet)(`the story over ssh on three namespaced hosts${noNet ? ` 
       const got = await treeHashes(e.targetRoot);
       for (const [f, h] of want) if (f !== 'mssql/data/ehr.db' && !f.startsWith('mssql/backup/')) expect(got.get(f), f).toBe(h);
       expect((await localFingerprint(e.targetRoot)).digest).toBe((await localFingerprint(expected.target)).digest);
+
+      // Grants are per phase, journaled, and every one is revoked: no key of the run is left on the vault host.
+      const issued = after.filter((x) => x.type === 'grant.issued').map((x) => (x as unknown as { grant: { id: string; machine: string } }).grant);
+      const revoked = new Set(after.filter((x) => x.type === 'grant.revoked').flatMap((x) => (x as unknown as { grantIds: string[] }).grantIds));
+      expect(issued.length).toBeGreaterThanOrEqual(4);
+      expect(issued.length).toBeLessThanOrEqual(8);
+      expect(issued.filter((g) => !revoked.has(g.id))).toEqual([]);
+      expect((await readFile(net.hosts.vault.authorizedKeysPath, 'utf8')).split('\n').filter((l) => l.includes('rubicon-grant:'))).toEqual([]);
     } finally {
       await net.destroy();
     }

@@ -1,11 +1,13 @@
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { sqliteEngine } from '../../src/engines/sqlite/index.ts';
 import { LocalHost } from '../../src/hosts/local.ts';
 import { buildSandbox, technicianChanges } from '../../src/sandbox/estate.ts';
-import { cli, journalOf, tempDir, treeHashes } from './helpers.ts';
+import { cli, journalOf, removeTempDirs, tempDir, treeHashes } from './helpers.ts';
+
+afterAll(removeTempDirs); // the estates are tens of MiB each
 
 /**
  * SCENARIO.md, end to end, through the real CLI in a child process:
@@ -63,12 +65,19 @@ describe('rubicon demo: the story of SCENARIO.md', () => {
       'added interfaces/lab-map.xml',
       'modified app.ini',
     ]);
-    expect(freezeDrift.filter((d) => d.itemId !== 'folder:ehr/A').every((d) => d.changes.length === 0)).toBe(true);
+    // The everything capture of the target root sees the same three files (it holds everything).
+    expect(freezeDrift.find((d) => d.itemId === 'volume:.')?.changes.map((c) => `${c.kind} ${c.path}`).sort()).toEqual([
+      'added ehr/A/forms/form-12.xml',
+      'added ehr/A/interfaces/lab-map.xml',
+      'modified ehr/A/app.ini',
+    ]);
+    expect(freezeDrift.filter((d) => d.itemId !== 'folder:ehr/A' && d.itemId !== 'volume:.').every((d) => d.changes.length === 0)).toBe(true);
     const delta = records.flatMap((r) => (r.event.type === 'artifact.captured' && r.event.artifact.phase === 'final-capture' ? [r.event.artifact] : []));
-    expect(delta).toHaveLength(1);
-    expect(delta[0]!.changed).toHaveLength(3);
-    const deltaProof = summary.proofs.find((p) => p.artifactId === delta[0]!.id);
-    expect(deltaProof?.outcome).toBe('passed');
+    expect(delta.map((a) => a.itemId).sort()).toEqual(['folder:ehr/A', 'volume:.']);
+    for (const d of delta) {
+      expect(d.changed, d.itemId).toHaveLength(3);
+      expect(summary.proofs.find((p) => p.artifactId === d.id)?.outcome, d.itemId).toBe('passed');
+    }
     // The pre-gate scan is clean.
     const preGate = records.flatMap((r) => (r.event.type === 'drift.scanned' && r.event.drift.stage === 'pre-gate' ? [r.event.drift] : []));
     expect(preGate.length).toBeGreaterThanOrEqual(6);
@@ -123,6 +132,22 @@ describe('rubicon demo: the story of SCENARIO.md', () => {
     expect(head).not.toBeNull();
     expect(records[Number(head![2]) - 1]!.hash).toBe(head![1]);
     expect(md).toMatch(/found, not declared/);
+    // Coverage (issue 8): every file the crossing destroyed was held by a proven artifact, owned by the database, or excluded.
+    const rep = JSON.parse(await readFile(summary.reports.find((x) => x.kind === 'json')!.path, 'utf8')) as {
+      coverage: { complete: boolean; exclusions: { path: string; source: string }[]; map: { stage: string; verdicts: { files: number; bytes: number; covered: { files: number }; owned: { files: number }; excluded: { files: number }; uncovered: { files: number; bytes: number } }[] } };
+    };
+    expect(rep.coverage.complete).toBe(true);
+    expect(rep.coverage.map.stage).toBe('final-capture');
+    const cov = rep.coverage.map.verdicts[0]!;
+    expect(cov.files).toBeGreaterThan(300);
+    expect(cov.bytes).toBeGreaterThan(1 << 20);
+    expect(cov.uncovered).toEqual(expect.objectContaining({ files: 0, bytes: 0 }));
+    expect(cov.owned.files).toBe(1); // the live database file: held by its engine's proven backups
+    expect(cov.covered.files + cov.owned.files + cov.excluded.files).toBe(cov.files);
+    expect(rep.coverage.exclusions).toContainEqual(expect.objectContaining({ path: 'os-release', source: 'built-in' }));
+    expect(md).toMatch(/## Coverage: what the crossing destroys/);
+    expect(md).toMatch(/\| \. \| \d+ files, [\d.]+ MiB \| \d+ files, [\d.]+ MiB \| 1 files, [\d.]+ MiB \| 0 files, 0 B \| ✔ \*\*0\*\* files, 0 B \|/);
+    expect(gateEvent.result.results.find((x) => x.rule === 'coverage.complete')).toMatchObject({ status: 'pass' });
     // No patient data in the journal, the event stream or the reports: values from the database never appear.
     const { DatabaseSync } = await import('node:sqlite');
     const db = new DatabaseSync(path.join(target, 'mssql/data/ehr.db'), { readOnly: true });

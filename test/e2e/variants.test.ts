@@ -1,12 +1,14 @@
 import { readdir, readFile, writeFile, appendFile, open } from 'node:fs/promises';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import type { RunEvent } from '../../src/core/events.ts';
 import type { Phase } from '../../src/core/types.ts';
 import type { RunContext } from '../../src/run/context.ts';
 import { startRun } from '../../src/run/run.ts';
 import { buildSandbox, type SandboxLayout } from '../../src/sandbox/estate.ts';
-import { cli, diffTrees, journalOf, tempDir, treeState } from './helpers.ts';
+import { cli, diffTrees, journalOf, removeTempDirs, tempDir, treeState } from './helpers.ts';
+
+afterEach(removeTempDirs); // the estates are tens of MiB each
 
 /**
  * SCENARIO.md's variants. Each must end with nothing destroyed: exit 2 (or
@@ -50,6 +52,13 @@ async function flipBit(file: string): Promise<void> {
   }
 }
 
+/** The manifest of an artifact as the vault holds it (v1 JSON or v2 JSON Lines), read and hash-checked by Rubicon's own reader. */
+async function manifestIn(vaultRoot: string, manifestHash: string) {
+  const { readManifest } = await import('../../src/files/manifest.ts');
+  const { FilesystemVault } = await import('../../src/vaults/filesystem.ts');
+  return readManifest(new FilesystemVault({ name: 'v', kind: 'filesystem', location: vaultRoot, offTarget: true, immutable: false }), manifestHash);
+}
+
 async function objectFile(vaultRoot: string, sha256: string): Promise<string> {
   const p = path.join(vaultRoot, 'objects', sha256.slice(0, 2), sha256);
   await readFile(p); // must exist
@@ -64,7 +73,7 @@ describe('variants: each ends with nothing destroyed', () => {
       if (phase !== 'capture') return;
       // Damage every copy of every database artifact in both vaults, after capture and before prove.
       for (const a of ctx.state().artifacts.filter((x) => x.itemId.startsWith('database:'))) {
-        const manifest = JSON.parse(await readFile(await objectFile(L.vaults[0]!, a.manifestHash), 'utf8')) as { entries: { sha256: string }[] };
+        const manifest = await manifestIn(L.vaults[0]!, a.manifestHash);
         for (const v of L.vaults) for (const e of manifest.entries) await flipBit(await objectFile(v, e.sha256));
       }
     });
@@ -79,8 +88,8 @@ describe('variants: each ends with nothing destroyed', () => {
     const bad = journal.flatMap((e) => (e.type === 'copy.checked' && e.copy.status !== 'ok' ? [e.copy] : []));
     expect(bad.length).toBeGreaterThanOrEqual(4);
     // Objects are content-addressed: the vendor's .bak is also a file of the mssql/backup folder
-    // artifact, so that copy is named damaged too. Nothing else is.
-    expect(bad.every((c) => c.artifactId.includes('database:sqlite:ehr') || c.artifactId.includes('folder:mssql/backup'))).toBe(true);
+    // artifact and of the everything capture (volume:.), so those copies are named damaged too. Nothing else is.
+    expect(bad.every((c) => c.artifactId.includes('database:sqlite:ehr') || c.artifactId.includes('folder:mssql/backup') || c.artifactId.includes('volume:.'))).toBe(true);
     expect(bad.filter((c) => c.artifactId.includes('database:sqlite:ehr')).length).toBe(6);
   });
 
@@ -92,13 +101,16 @@ describe('variants: each ends with nothing destroyed', () => {
       if (phase !== 'capture') return;
       const a = ctx.state().artifacts.find((x) => x.itemId === 'folder:ehr/X')!;
       victim = a.id;
-      const manifest = JSON.parse(await readFile(await objectFile(L.vaults[1]!, a.manifestHash), 'utf8')) as { entries: { sha256: string }[] };
+      const manifest = await manifestIn(L.vaults[1]!, a.manifestHash);
       await flipBit(await objectFile(L.vaults[1]!, manifest.entries[7]!.sha256));
     });
     const bad = journal.flatMap((e) => (e.type === 'copy.checked' && e.copy.status !== 'ok' ? [e.copy] : []));
-    expect(bad).toHaveLength(1);
-    expect(bad[0]).toMatchObject({ artifactId: victim, vault: 'offsite', status: 'checksum-mismatch' });
-    expect(bad[0]!.detail).toMatch(/scans\//); // names the file, not its content
+    // One damaged object: the copy of every artifact holding it in that vault (ehr/X and the everything capture), named.
+    expect(bad.map((c) => c.artifactId).sort()).toEqual([victim, victim.replace('folder:ehr/X', 'volume:.')].sort());
+    for (const c of bad) {
+      expect(c).toMatchObject({ vault: 'offsite', status: 'checksum-mismatch' });
+      expect(c.detail).toMatch(/scans\//); // names the file, not its content
+    }
     // With two vaults required, one damaged copy leaves ehr/X short: refused, nothing destroyed.
     expect(summary.exitCode).toBe(2);
     expect(summary.gate?.reasons.join(' ')).toMatch(/offsite/);
@@ -130,7 +142,7 @@ describe('variants: each ends with nothing destroyed', () => {
     });
     expect(summary.exitCode).toBe(0);
     const drift = journal.flatMap((e) => (e.type === 'drift.scanned' && e.drift.stage === 'freeze' && e.drift.changes.length ? [e.drift] : []));
-    expect(drift.map((d) => d.changes.map((c) => `${c.kind} ${d.itemId}/${c.path}`)).flat()).toEqual(['added folder:ehr/A/moved-in.txt']);
+    expect(drift.map((d) => d.changes.map((c) => `${c.kind} ${d.itemId}/${c.path}`)).flat()).toEqual(['added folder:ehr/A/moved-in.txt', 'added volume:./ehr/A/moved-in.txt']);
     expect(await readFile(path.join(L.target, 'ehr/A/moved-in.txt'), 'utf8')).toBe('moved here the morning after\n');
   });
 
@@ -155,7 +167,7 @@ describe('variants: each ends with nothing destroyed', () => {
       if (phase !== 'crossing') return;
       // After the crossing: every copy of one file of ehr/Y is damaged, so landing cannot restore it.
       const a = ctx.state().artifacts.find((x) => x.itemId === 'folder:ehr/Y')!;
-      const manifest = JSON.parse(await readFile(await objectFile(L.vaults[0]!, a.manifestHash), 'utf8')) as { entries: { sha256: string }[] };
+      const manifest = await manifestIn(L.vaults[0]!, a.manifestHash);
       damaged = await Promise.all(L.vaults.map((v) => objectFile(v, manifest.entries[3]!.sha256)));
       for (const f of damaged) await flipBit(f);
     });
@@ -164,7 +176,8 @@ describe('variants: each ends with nothing destroyed', () => {
     expect(summary.error?.code).toBe('LANDING_FAILED');
     expect(summary.error?.hint).toMatch(/rollback point is kept/);
     const failed = journal.flatMap((e) => (e.type === 'landing.validated' && e.outcome === 'failed' ? [e.itemId] : []));
-    expect(failed).toEqual(['folder:ehr/Y']);
+    // The everything capture holds the same object: it cannot put that file back either, and says so.
+    expect(failed).toEqual(['folder:ehr/Y', 'volume:.']);
     expect(journal.some((e) => e.type === 'rollback.released')).toBe(false);
     const rollback = journal.find((e) => e.type === 'rollback.created');
     expect(rollback && (await readdir((rollback as { rollbackPoint: { location: string } }).rollbackPoint.location))).toContain('ehr');
@@ -233,7 +246,7 @@ describe('variants: each ends with nothing destroyed', () => {
     const runId = (r1.summary as { runId: string }).runId;
     const records = await journalOf(L.stateDir, runId);
     const a = records.flatMap((x) => (x.event.type === 'artifact.captured' && x.event.artifact.method === 'sqlite-backup-api' ? [x.event.artifact] : []))[0]!;
-    const manifest = JSON.parse(await readFile(await objectFile(L.vaults[0]!, a.manifestHash), 'utf8')) as { entries: { sha256: string }[] };
+    const manifest = await manifestIn(L.vaults[0]!, a.manifestHash);
     await flipBit(await objectFile(L.vaults[0]!, manifest.entries[0]!.sha256));
     const r2 = await cli(['verify', '--runbook', L.runbook, '--state-dir', L.stateDir, '--json']);
     const copies = r2.events.flatMap((e) => {

@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { compareFingerprints, Float64, makeFingerprint, rowHash, TableHasher } from '../../src/engines/fingerprint.ts';
+import { assertProperty } from '../support/seed.ts';
 
 const value = fc.oneof(
   fc.constant(null),
@@ -38,7 +39,7 @@ describe('rowHash', () => {
   });
 
   it('a single changed cell changes the hash', () => {
-    fc.assert(
+    assertProperty(
       fc.property(row.filter((r) => r.length > 0), fc.nat(), fc.string(), (r, i, s) => {
         const idx = i % r.length;
         const changed = [...r];
@@ -55,7 +56,7 @@ describe('rowHash', () => {
 
 describe('TableHasher', () => {
   it('is independent of row order', () => {
-    fc.assert(
+    assertProperty(
       fc.property(fc.array(row, { maxLength: 20 }), fc.integer(), (rows, seed) => {
         const shuffled = [...rows];
         // Deterministic Fisher-Yates from the seed.

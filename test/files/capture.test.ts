@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { appendFile, chmod, mkdir, open, readdir, readFile, rm, symlink, unlink, utimes, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { RubiconError } from '../../src/core/errors.ts';
@@ -8,7 +9,10 @@ import { encodeManifest, readManifest } from '../../src/files/manifest.ts';
 import { restoreTree, verifyTree } from '../../src/files/restore.ts';
 import type { FilesystemVault } from '../../src/vaults/filesystem.ts';
 import type { ObjectWriter, Vault } from '../../src/vaults/vault.ts';
-import { listObjects, makeVault, pseudoRandomBytes, readTree, sha256, tempDir, writeTree } from './helpers.ts';
+import { ageObjects, listObjects, makeVault, pseudoRandomBytes, readTree, sha256, tempDir, writeTree, withManifest } from './helpers.ts';
+
+const capT = (o: Parameters<typeof captureTree>[0]) => withManifest(captureTree(o), o.vaults);
+const capF = (o: Parameters<typeof captureFiles>[0]) => withManifest(captureFiles(o), o.vaults);
 
 let dir: string;
 let cleanup: () => Promise<void>;
@@ -53,7 +57,7 @@ async function expectCode(p: Promise<unknown>, code: string): Promise<RubiconErr
 
 describe('captureTree → restoreTree', () => {
   it('round trip is exact: content, mtime and mode, from either vault', async () => {
-    const r = await captureTree({ ...common(), sourceRoot: src });
+    const r = await capT({ ...common(), sourceRoot: src });
     const source = await readTree(src);
     expect(r.fileCount).toBe(source.size);
     expect(r.bytes).toBe([...source.values()].reduce((n, f) => n + f.content.length, 0));
@@ -87,7 +91,7 @@ describe('captureTree → restoreTree', () => {
   });
 
   it('the manifest hash matches sha256sum of the manifest object, and entries match sha256sum of the files', async () => {
-    const r = await captureTree({ ...common(), sourceRoot: src });
+    const r = await capT({ ...common(), sourceRoot: src });
     const out = execFileSync('sha256sum', [nas.objectPath(r.manifestHash)], { encoding: 'utf8' });
     expect(out.split(' ')[0]).toBe(r.manifestHash);
     const sums = execFileSync('sha256sum', ['docs/scan-002.pdf', 'app.ini'], { cwd: src, encoding: 'utf8' });
@@ -97,25 +101,36 @@ describe('captureTree → restoreTree', () => {
     }
   });
 
-  it('skips symlinks and FIFOs, listing them, and honours exclude', async () => {
+  it('records symlinks (not followed) and FIFOs (not read) as nodes, honours exclude, and lists a socket as skipped', async () => {
     await symlink('/etc/passwd', join(src, 'link-out'));
     execFileSync('mkfifo', [join(src, 'docs', 'pipe')]);
-    const r = await captureTree({ ...common(), sourceRoot: src, exclude: ['docs', 'a/x'] });
+    const r = await capT({ ...common(), sourceRoot: src, exclude: ['docs', 'a/x'] });
+    expect(r.manifest.version).toBe(2);
     expect(r.manifest.entries.map((e) => e.path)).toEqual(['a-b', 'app.ini', 'bin/run.sh', 'empty.txt', 'ünïcödé/名前.txt']);
-    expect(r.skipped).toEqual([{ path: 'link-out', kind: 'symlink' }]);
-    const all = await captureTree({ ...common('other'), sourceRoot: src });
-    expect(all.skipped).toEqual([
-      { path: 'docs/pipe', kind: 'fifo' },
-      { path: 'link-out', kind: 'symlink' },
+    expect(r.manifest.nodes?.map((n) => [n.path, n.type, n.target])).toEqual([
+      ['a', 'dir', undefined],
+      ['bin', 'dir', undefined],
+      ['link-out', 'symlink', '/etc/passwd'],
+      ['ünïcödé', 'dir', undefined],
     ]);
+    expect(r.skipped).toEqual([]);
+    const server = createServer();
+    await new Promise<void>((resolve) => server.listen(join(src, 'docs', 'sock'), resolve));
+    try {
+      const all = await capT({ ...common('other'), sourceRoot: src });
+      expect(all.manifest.nodes?.find((n) => n.path === 'docs/pipe')?.type).toBe('fifo');
+      expect(all.skipped).toEqual([{ path: 'docs/sock', kind: 'socket' }]);
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 
   it('re-capture with the same artifactId gives the same manifest hash and writes nothing new', async () => {
-    const first = await captureTree({ ...common(), sourceRoot: src, now: () => new Date('2025-01-01T00:00:00Z') });
+    const first = await capT({ ...common(), sourceRoot: src, now: () => new Date('2025-01-01T00:00:00Z') });
+    for (const v of [nas, offsite]) await ageObjects(v.root);
     const before = { nas: await listObjects(nas.root), offsite: await listObjects(offsite.root) };
-    await new Promise((r) => setTimeout(r, 20));
     const temps = vi.spyOn(nas, 'createTemp');
-    const second = await captureTree({ ...common(), sourceRoot: src, now: () => new Date('2025-01-02T00:00:00Z') });
+    const second = await capT({ ...common(), sourceRoot: src, now: () => new Date('2025-01-02T00:00:00Z') });
     // small objects already stored are not even written to tmp/; only the one file over 1 MiB streams through it
     expect(temps).toHaveBeenCalledTimes(1);
     expect(second.manifestHash).toBe(first.manifestHash);
@@ -145,8 +160,8 @@ describe('captureTree → restoreTree', () => {
     const partial = (await listObjects(nas.root)).size;
     expect(partial).toBeGreaterThan(0);
     expect(await readdir(join(nas.root, 'tmp'))).toEqual([]); // in-flight writes were dropped
-    const redo = await captureTree({ ...common(), sourceRoot: src });
-    const clean = await captureTree({ ...common('fresh'), sourceRoot: src, vaults: [makeVault('fresh', join(dir, 'fresh'))] });
+    const redo = await capT({ ...common(), sourceRoot: src });
+    const clean = await capT({ ...common('fresh'), sourceRoot: src, vaults: [makeVault('fresh', join(dir, 'fresh'))] });
     expect(redo.manifest.entries).toEqual(clean.manifest.entries);
     expect(await nas.listArtifacts()).toHaveLength(1);
   });
@@ -154,7 +169,7 @@ describe('captureTree → restoreTree', () => {
 
 describe('delta capture', () => {
   it('reads only changed files, re-uses the rest, and lists the changes', async () => {
-    const full = await captureTree({ ...common(), sourceRoot: src });
+    const full = await capT({ ...common(), sourceRoot: src });
     await writeFile(join(src, 'app.ini'), 'db=EHR\n'); // same size, new content, new mtime
     await writeFile(join(src, 'new.txt'), 'technician was here\n');
     await unlink(join(src, 'a/x'));
@@ -162,12 +177,12 @@ describe('delta capture', () => {
     await utimes(touched, 1_800_000_000, 1_800_000_000);
     await chmod(join(src, 'bin/run.sh'), 0o700); // permission change, same content and mtime
 
-    const delta = await captureTree({ ...common('run1.final-capture.folder:ehr/A.file-mirror'), sourceRoot: src, base: full.manifest });
+    const delta = await capT({ ...common('run1.final-capture.folder:ehr/A.file-mirror'), sourceRoot: src, base: full.manifest });
     expect(delta.bytesRead).toBe(7 + 20 + 2_500_000);
     expect(delta.changed).toEqual([
       { path: 'a/x', kind: 'deleted', size: 8, mtimeMs: expect.any(Number) },
-      { path: 'app.ini', kind: 'modified', size: 7, mtimeMs: expect.any(Number) },
-      { path: 'bin/run.sh', kind: 'modified', size: 18, mtimeMs: 1_700_000_100_000 },
+      { path: 'app.ini', kind: 'modified', size: 7, mtimeMs: expect.any(Number), aspects: ['content'] },
+      { path: 'bin/run.sh', kind: 'modified', size: 18, mtimeMs: 1_700_000_100_000, aspects: ['mode'] },
       { path: 'new.txt', kind: 'added', size: 20, mtimeMs: expect.any(Number) },
     ]);
     const dest = join(dir, 'dest');
@@ -176,10 +191,10 @@ describe('delta capture', () => {
   });
 
   it('reads an unchanged file again when a vault lacks its object, and stores it there', async () => {
-    const full = await captureTree({ ...common(), sourceRoot: src });
+    const full = await capT({ ...common(), sourceRoot: src });
     const entry = full.manifest.entries.find((e) => e.path === 'docs/scan-002.pdf');
     await rm(offsite.objectPath(entry?.sha256 as string));
-    const delta = await captureTree({ ...common('delta'), sourceRoot: src, base: full.manifest });
+    const delta = await capT({ ...common('delta'), sourceRoot: src, base: full.manifest });
     expect(delta.bytesRead).toBe(2_500_000);
     expect(delta.changed).toEqual([]);
     expect(await offsite.check(entry?.sha256 as string, 2_500_000)).toEqual({ status: 'ok' });
@@ -188,7 +203,7 @@ describe('delta capture', () => {
 
 describe('captureFiles', () => {
   it('captures an explicit file list under manifest names, with a format', async () => {
-    const r = await captureFiles({
+    const r = await capF({
       ...common('run1.capture.database:sqlite:ehr.sqlite-backup-api'),
       files: [
         { path: join(src, 'docs', 'scan-002.pdf'), name: 'ehr.db' },
@@ -225,6 +240,7 @@ describe('captureFiles', () => {
 function hooked(vault: FilesystemVault, onWrite: (chunk: Uint8Array, index: number) => Promise<void>): Vault {
   return {
     info: vault.info,
+    caps: vault.caps,
     has: (h) => vault.has(h),
     read: (h) => vault.read(h),
     check: (h, s) => vault.check(h, s),
@@ -257,7 +273,7 @@ describe('files that change while they are read', () => {
         await appendFile(target, 'appended during the read');
       }
     });
-    const r = await captureTree({ ...common(), vaults: [vault], sourceRoot: join(src, 'docs'), parallel: 1 });
+    const r = await capT({ ...common(), vaults: [vault], sourceRoot: join(src, 'docs'), parallel: 1 });
     expect(r.unstable).toEqual([]);
     const e = r.manifest.entries.find((x) => x.path === 'scan-002.pdf');
     expect(e?.sha256).toBe(sha256(await readFile(target)));
@@ -274,7 +290,7 @@ describe('files that change while they are read', () => {
         await utimes(target, 1_750_000_000 + n, 1_750_000_000 + n);
       }
     });
-    const r = await captureTree({ ...common(), vaults: [vault], sourceRoot: join(src, 'docs'), parallel: 1 });
+    const r = await capT({ ...common(), vaults: [vault], sourceRoot: join(src, 'docs'), parallel: 1 });
     expect(r.unstable).toEqual(['scan-002.pdf']);
     const e = r.manifest.entries.find((x) => x.path === 'scan-002.pdf');
     expect(e?.mtimeMs).toBe((1_750_000_000 + n - 1) * 1000); // before the last change: drift will flag it
@@ -300,7 +316,7 @@ describe('streaming', () => {
       writes++;
       peak = Math.max(peak, process.memoryUsage().arrayBuffers);
     });
-    const r = await captureTree({ ...common(), vaults: [vault, offsite], sourceRoot: big });
+    const r = await capT({ ...common(), vaults: [vault, offsite], sourceRoot: big });
     expect(r.manifest.entries[0]?.sha256).toBe(expected);
     expect(maxChunk).toBeLessThanOrEqual(1024 * 1024);
     expect(writes).toBeGreaterThanOrEqual(64);

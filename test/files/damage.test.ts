@@ -15,7 +15,9 @@ import { checkCopy } from '../../src/files/copies.ts';
 import { readManifest } from '../../src/files/manifest.ts';
 import { restoreTree, verifyTree } from '../../src/files/restore.ts';
 import type { FilesystemVault } from '../../src/vaults/filesystem.ts';
-import { makeVault, pseudoRandomBytes, readTree, tempDir, writeTree } from './helpers.ts';
+import { makeVault, pseudoRandomBytes, readTree, tempDir, writeTree, withManifest } from './helpers.ts';
+
+const capT = (o: Parameters<typeof captureTree>[0]) => withManifest(captureTree(o), o.vaults);
 
 let dir: string;
 let cleanup: () => Promise<void>;
@@ -33,7 +35,7 @@ beforeEach(async () => {
   const files: Record<string, { content: Uint8Array; mtime: number }> = {};
   for (let i = 0; i < 12; i++) files[`docs/${String(i).padStart(2, '0')}.pdf`] = { content: pseudoRandomBytes(1000 + i * 5000, i + 7), mtime: 1_700_000_000 + i };
   await writeTree(src, files);
-  const r = await captureTree({ vaults: [nas, offsite], sourceRoot: src, artifactId: 'a1', itemId: 'folder:ehr/Y', method: 'file-mirror', runId: 'run1' });
+  const r = await capT({ vaults: [nas, offsite], sourceRoot: src, artifactId: 'a1', itemId: 'folder:ehr/Y', method: 'file-mirror', runId: 'run1' });
   manifest = r.manifest;
   manifestHash = r.manifestHash;
 });
@@ -155,6 +157,7 @@ describe('restore into an existing folder', () => {
     expect(v.ok).toBe(false);
     expect(v.mismatches).toEqual([
       { path: 'link', problem: 'extra' },
+      { path: 'old', problem: 'extra' },
       { path: 'old/leftover.txt', problem: 'extra' },
     ]);
     const exact = await restoreTree({ vaults: [nas], manifest, destRoot: dest, exact: true });

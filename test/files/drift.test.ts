@@ -8,7 +8,9 @@ import { diffManifests, scanDrift } from '../../src/files/drift.ts';
 import { encodeManifest, manifestHashOf, parseManifest, readManifest } from '../../src/files/manifest.ts';
 import { walk, walkAll } from '../../src/files/walk.ts';
 import { RubiconError } from '../../src/core/errors.ts';
-import { makeVault, sha256, tempDir, writeTree } from './helpers.ts';
+import { makeVault, sha256, tempDir, writeTree, withManifest } from './helpers.ts';
+
+const capT = (o: Parameters<typeof captureTree>[0]) => withManifest(captureTree(o), o.vaults);
 
 let dir: string;
 let cleanup: () => Promise<void>;
@@ -25,7 +27,7 @@ beforeEach(async () => {
     'A/readme.txt': { content: 'hello', mtime: 1_700_000_003 },
   });
   const vault = makeVault('nas', join(dir, 'v'));
-  manifest = (await captureTree({ vaults: [vault], sourceRoot: src, artifactId: 'a', itemId: 'folder:A', method: 'file-mirror', runId: 'r' })).manifest;
+  manifest = (await capT({ vaults: [vault], sourceRoot: src, artifactId: 'a', itemId: 'folder:A', method: 'file-mirror', runId: 'r' })).manifest;
 });
 afterEach(async () => {
   await cleanup();
@@ -60,7 +62,7 @@ describe('scanDrift', () => {
 
   it('reports a permission change', async () => {
     await chmod(join(src, 'A/app.exe'), 0o700);
-    expect(await scanDrift(src, manifest)).toEqual([{ path: 'A/app.exe', kind: 'modified', size: 9, mtimeMs: 1_700_000_000_000 }]);
+    expect(await scanDrift(src, manifest)).toEqual([{ path: 'A/app.exe', kind: 'modified', size: 9, mtimeMs: 1_700_000_000_000, aspects: ['mode'] }]);
   });
 
   it('a same-size rewrite that keeps the mtime is seen only with verifyContent', async () => {
@@ -70,13 +72,13 @@ describe('scanDrift', () => {
     expect((await scanDrift(src, manifest, { verifyContent: true })).map((c) => c.path)).toEqual(['A/app.exe']);
   });
 
-  it('honours exclude on both sides, and a file replaced by a symlink is deleted', async () => {
+  it('honours exclude on both sides, and a file replaced by a symlink is a type change', async () => {
     await writeFile(join(src, 'A/logs/today.log'), 'many more lines\n');
     await writeFile(join(src, 'A/logs/tomorrow.log'), 'x');
     expect(await scanDrift(src, manifest, { exclude: ['A/logs/'] })).toEqual([]);
     await rm(join(src, 'A/readme.txt'));
     await symlink('/etc/hostname', join(src, 'A/readme.txt'));
-    expect((await scanDrift(src, manifest, { exclude: ['A/logs'] })).map((c) => [c.path, c.kind])).toEqual([['A/readme.txt', 'deleted']]);
+    expect((await scanDrift(src, manifest, { exclude: ['A/logs'] })).map((c) => [c.path, c.kind, c.aspects])).toEqual([['A/readme.txt', 'modified', ['type']]]);
   });
 });
 
@@ -131,28 +133,64 @@ describe('walk', () => {
 });
 
 describe('manifest encoding', () => {
-  it('is deterministic: entry order and key order do not change the bytes', () => {
-    const entries = manifest.entries;
+  const v1: Manifest = {
+    version: 1,
+    artifactId: 'run1.capture.database:sqlite:ehr.sqlite-backup-api',
+    itemId: 'database:sqlite:ehr',
+    method: 'sqlite-backup-api',
+    format: 'sqlite-db',
+    entries: [
+      { path: 'ehr.db', size: 3, mtimeMs: 1_700_000_000_123.456, mode: 0o640, sha256: sha256('abc') },
+      { path: 'meta/app.ini', size: 0, mtimeMs: 1_700_000_001_000, mode: 0o600, sha256: sha256('') },
+    ],
+  };
+  // The bytes a version-1 manifest always had (written by the code before version 2): they must not move.
+  const v1Bytes = `{"version":1,"artifactId":"run1.capture.database:sqlite:ehr.sqlite-backup-api","itemId":"database:sqlite:ehr","method":"sqlite-backup-api","format":"sqlite-db","entries":[{"path":"ehr.db","size":3,"mtimeMs":1700000000123.456,"mode":416,"sha256":"${sha256('abc')}"},{"path":"meta/app.ini","size":0,"mtimeMs":1700000001000,"mode":384,"sha256":"${sha256('')}"}]}\n`;
+
+  it('version 1 keeps its exact bytes and hash, whatever the entry or key order', () => {
+    expect(Buffer.from(encodeManifest(v1)).toString('utf8')).toBe(v1Bytes);
     const shuffled: Manifest = {
-      method: manifest.method,
-      entries: [...entries].reverse().map((e) => ({ sha256: e.sha256, mode: e.mode, mtimeMs: e.mtimeMs, size: e.size, path: e.path })),
-      itemId: manifest.itemId,
-      artifactId: manifest.artifactId,
+      method: v1.method,
+      entries: [...v1.entries].reverse().map((e) => ({ sha256: e.sha256, mode: e.mode, mtimeMs: e.mtimeMs, size: e.size, path: e.path })),
+      format: 'sqlite-db',
+      itemId: v1.itemId,
+      artifactId: v1.artifactId,
       version: 1,
     };
-    expect(Buffer.from(encodeManifest(shuffled)).equals(Buffer.from(encodeManifest(manifest)))).toBe(true);
+    expect(manifestHashOf(shuffled)).toBe(sha256(v1Bytes));
+    expect(parseManifest(new TextEncoder().encode(v1Bytes), 'test')).toEqual(v1);
+  });
+
+  it('version 2 is deterministic JSON Lines and round-trips files, folders, links and the root', () => {
+    expect(manifest.version).toBe(2);
+    const bytes = encodeManifest(manifest);
+    const lines = Buffer.from(bytes).toString('utf8').split('\n');
+    expect(lines.at(-1)).toBe('');
+    expect(JSON.parse(lines[0] as string)).toMatchObject({ version: 2, artifactId: 'a', root: { mode: expect.any(Number), mtimeNs: expect.stringMatching(/^[0-9]+$/) } });
+    expect(parseManifest(bytes, 'test')).toEqual(manifest);
+    const shuffled: Manifest = { ...manifest, entries: [...manifest.entries].reverse(), nodes: [...(manifest.nodes ?? [])].reverse() };
     expect(manifestHashOf(shuffled)).toBe(manifestHashOf(manifest));
-    expect(parseManifest(encodeManifest(manifest), 'test')).toEqual(manifest);
+    // folders sort as 'path/': 'A' comes right before its content, after nothing that sorts before 'A/'
+    expect(lines.slice(1, -1).map((l) => JSON.parse(l).path)).toEqual(['A', 'A/app.exe', 'A/config', 'A/config/app.ini', 'A/logs', 'A/logs/today.log', 'A/readme.txt']);
+    const withLink: Manifest = { ...manifest, entries: [...manifest.entries, { ...(manifest.entries[0] as Manifest['entries'][number]), path: 'A/zz-link', link: 'A/app.exe' }] };
+    expect(parseManifest(encodeManifest(withLink), 'test')).toEqual(withLink);
   });
 
   it('rejects unsafe, unsorted or malformed manifests, naming the field', async () => {
     const bad = (m: unknown) => new TextEncoder().encode(JSON.stringify(m));
-    const entry = manifest.entries[0];
-    expect(() => parseManifest(bad({ ...manifest, entries: [{ ...entry, path: '../../etc/passwd' }] }), 'x')).toThrow(/entries\.0\.path.*".." segment/);
-    expect(() => parseManifest(bad({ ...manifest, entries: [...manifest.entries].reverse() }), 'x')).toThrow(/out of order/);
-    expect(() => parseManifest(bad({ ...manifest, entries: [{ ...entry, sha256: 'abc' }] }), 'x')).toThrow(/sha256/);
-    expect(() => parseManifest(bad({ ...manifest, version: 2 }), 'x')).toThrow(/version/);
+    const entry = v1.entries[0];
+    expect(() => parseManifest(bad({ ...v1, entries: [{ ...entry, path: '../../etc/passwd' }] }), 'x')).toThrow(/entries\.0\.path.*".." segment/);
+    expect(() => parseManifest(bad({ ...v1, entries: [...v1.entries].reverse() }), 'x')).toThrow(/out of order/);
+    expect(() => parseManifest(bad({ ...v1, entries: [{ ...entry, sha256: 'abc' }] }), 'x')).toThrow(/sha256/);
+    expect(() => parseManifest(bad({ ...v1, version: 3 }), 'x')).toThrow(/version/);
     expect(() => parseManifest(new TextEncoder().encode('{not json'), 'manifest X in vault Y')).toThrow(/manifest X in vault Y is not a JSON manifest/);
+    const v2 = Buffer.from(encodeManifest(manifest)).toString('utf8').split('\n');
+    const line = (i: number, patch: Record<string, unknown>) => [...v2.slice(0, i), JSON.stringify({ ...JSON.parse(v2[i] as string), ...patch }), ...v2.slice(i + 1)].join('\n');
+    expect(() => parseManifest(new TextEncoder().encode(line(2, { path: '/etc/shadow' })), 'x')).toThrow(/line 3\.path.*absolute/);
+    expect(() => parseManifest(new TextEncoder().encode(line(2, { mtimeNs: '1.5' })), 'x')).toThrow(/line 3\.mtimeNs/);
+    expect(() => parseManifest(new TextEncoder().encode(line(1, { type: 'socket' })), 'x')).toThrow(/line 2\.type/);
+    expect(() => parseManifest(new TextEncoder().encode(line(2, { link: 'zzz' })), 'x')).toThrow(/line 3\.link.*earlier/);
+    expect(() => parseManifest(new TextEncoder().encode(v2.slice(0, -1).join('\n')), 'x')).toThrow(/newline/);
     const vault = makeVault('nas', join(dir, 'v2'));
     const hash = await vault.putBytes(bad({ hello: 'world' }));
     await expect(readManifest(vault, hash)).rejects.toMatchObject({ code: 'VAULT_CORRUPT', message: expect.stringContaining(`manifest ${hash} in vault 'nas'`) });

@@ -2,7 +2,9 @@ import { createHash } from 'node:crypto';
 import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import type { VaultInfo } from '../../src/core/types.ts';
+import type { Manifest, VaultInfo } from '../../src/core/types.ts';
+import { readManifest } from '../../src/files/manifest.ts';
+import type { VaultReader } from '../../src/vaults/vault.ts';
 import { FilesystemVault } from '../../src/vaults/filesystem.ts';
 import type { FilesystemVaultOptions } from '../../src/vaults/filesystem.ts';
 
@@ -56,6 +58,19 @@ export async function listObjects(vaultRoot: string): Promise<Map<string, { size
   return out;
 }
 
+/**
+ * Sets every stored object's mtime to a fixed day long past, so a test can
+ * see that a later write did not touch them (a rewrite stamps the present)
+ * without sleeping to make clocks tick apart.
+ */
+export const AGED = new Date('2001-01-01T00:00:00Z');
+export async function ageObjects(vaultRoot: string): Promise<void> {
+  const objects = join(vaultRoot, 'objects');
+  for (const shard of await readdir(objects).catch(() => [] as string[])) {
+    for (const name of await readdir(join(objects, shard))) await utimes(join(objects, shard, name), AGED, AGED);
+  }
+}
+
 export async function readTree(root: string): Promise<Map<string, { content: Buffer; mode: number; mtimeMs: number }>> {
   const out = new Map<string, { content: Buffer; mode: number; mtimeMs: number }>();
   const visit = async (rel: string): Promise<void> => {
@@ -87,4 +102,13 @@ export function pseudoRandomBytes(length: number, seed: number): Buffer {
     else for (let j = i; j < length; j++) buf[j] = (x >>> ((j - i) * 8)) & 0xff;
   }
   return buf;
+}
+
+/**
+ * A capture result with its manifest read back from the first vault (the
+ * capture streams the manifest and does not hold it; tests want to look).
+ */
+export async function withManifest<T extends { manifestHash: string }>(p: Promise<T>, vaults: readonly VaultReader[]): Promise<T & { manifest: Manifest }> {
+  const r = await p;
+  return { ...r, manifest: await readManifest(vaults[0] as VaultReader, r.manifestHash) };
 }

@@ -9,9 +9,12 @@ import { CopyPool, copyPoolTestHooks } from '../../src/files/copy-pool.ts';
 import { Copier } from '../../src/files/copy-worker.js';
 import { restoreTree } from '../../src/files/restore.ts';
 import type { FilesystemVault } from '../../src/vaults/filesystem.ts';
-import { listObjects, makeVault, pseudoRandomBytes, readTree, sha256, tempDir, writeTree } from './helpers.ts';
+import { ageObjects, listObjects, makeVault, pseudoRandomBytes, readTree, sha256, tempDir, writeTree, withManifest } from './helpers.ts';
 
 /** The capture's copy workers (src/files/copy-pool.ts, copy-worker.js): same results as the main thread, and failures surface. */
+
+const capT = (o: Parameters<typeof captureTree>[0]) => withManifest(captureTree(o), o.vaults);
+const capF = (o: Parameters<typeof captureFiles>[0]) => withManifest(captureFiles(o), o.vaults);
 
 let dir: string;
 let cleanup: () => Promise<void>;
@@ -65,8 +68,8 @@ async function tempLeftovers(vaultRoot: string): Promise<string[]> {
 
 describe('capture with copy workers', () => {
   it('gives the same manifest as the main thread, exact objects in every vault (all three durabilities), and no temp files left', async () => {
-    const plain = await captureTree({ ...common([makeVault('plain', join(dir, 'vault-plain'))]), sourceRoot: src, workers: 0 });
-    const r = await captureTree({ ...common([nas, offsite, strict]), sourceRoot: src, workers: 2 });
+    const plain = await capT({ ...common([makeVault('plain', join(dir, 'vault-plain'))]), sourceRoot: src, workers: 0 });
+    const r = await capT({ ...common([nas, offsite, strict]), sourceRoot: src, workers: 2 });
     expect(r.manifestHash).toBe(plain.manifestHash);
     expect(r.bytesRead).toBe(r.bytes);
     expect(r.unstable).toEqual([]);
@@ -93,15 +96,15 @@ describe('capture with copy workers', () => {
   });
 
   it('a re-capture rewrites nothing, and a delta reads only the changed files', async () => {
-    const first = await captureTree({ ...common([nas]), sourceRoot: src, workers: 2 });
+    const first = await capT({ ...common([nas]), sourceRoot: src, workers: 2 });
+    await ageObjects(nas.root);
     const before = await listObjects(nas.root);
-    await new Promise((r) => setTimeout(r, 20));
-    const again = await captureTree({ ...common([nas]), sourceRoot: src, workers: 2 });
+    const again = await capT({ ...common([nas]), sourceRoot: src, workers: 2 });
     expect(again.manifestHash).toBe(first.manifestHash);
     expect(await listObjects(nas.root)).toEqual(before); // same objects, same mtimes: nothing rewritten
 
     await writeFile(join(src, 'many', 'f005.bin'), 'changed');
-    const d = await captureTree({ ...common([nas], 'run1.delta'), sourceRoot: src, base: first.manifest, workers: 2 });
+    const d = await capT({ ...common([nas], 'run1.delta'), sourceRoot: src, base: first.manifest, workers: 2 });
     expect(d.bytesRead).toBe('changed'.length);
     expect(d.changed?.map((c) => `${c.kind} ${c.path}`)).toEqual(['modified many/f005.bin']);
     const e = d.manifest.entries.find((x) => x.path === 'many/f005.bin');
@@ -113,15 +116,15 @@ describe('capture with copy workers', () => {
     copyPoolTestHooks.onStart = () => {
       started++;
     };
-    const r = await captureFiles({ ...common([nas]), files: [{ path: join(src, 'docs', 'scan-big.pdf'), name: 'backup.bak' }], format: 'sql-backup', workers: 1 });
+    const r = await capF({ ...common([nas]), files: [{ path: join(src, 'docs', 'scan-big.pdf'), name: 'backup.bak' }], format: 'sql-backup', workers: 1 });
     expect(started).toBe(1);
     expect(r.manifest.entries[0]?.sha256).toBe(sha256(await readFile(join(src, 'docs', 'scan-big.pdf'))));
     // auto: 72 small files and 4 MiB are below both thresholds, so no threads
-    await captureTree({ ...common([offsite]), sourceRoot: src });
+    await capT({ ...common([offsite]), sourceRoot: src });
     expect(started).toBe(1);
     // auto: a 9 MiB file is above the bytes threshold
     await writeFile(join(src, 'docs', 'nine.bin'), pseudoRandomBytes(9 * 1024 * 1024, 5));
-    const auto = await captureTree({ ...common([offsite], 'run1.auto'), sourceRoot: src });
+    const auto = await capT({ ...common([offsite], 'run1.auto'), sourceRoot: src });
     expect(started).toBe(2);
     expect(auto.manifest.entries.find((x) => x.path === 'docs/nine.bin')?.sha256).toBe(sha256(await readFile(join(src, 'docs', 'nine.bin'))));
   });
@@ -190,15 +193,15 @@ describe('a copy worker that dies', () => {
 
   it('an abort stops the capture with the abort reason, and the workers are closed', async () => {
     const controller = new AbortController();
-    const exits: number[] = [];
+    let exited: Promise<unknown[]> = Promise.resolve([]);
     copyPoolTestHooks.onStart = (pool) => {
-      for (const t of pool.threads) t.on('exit', (code) => exits.push(code));
+      exited = Promise.all(pool.threads.map((t) => new Promise((resolve) => t.once('exit', resolve))));
       controller.abort(new Error('operator pressed stop'));
     };
     const e = await rejection(captureTree({ ...common([nas]), sourceRoot: src, workers: 2, signal: controller.signal }));
     expect((e as Error).message).toBe('operator pressed stop');
-    await new Promise((r) => setTimeout(r, 50));
-    expect(exits).toHaveLength(2);
+    // Both workers end (observed as their 'exit' events; the test's timeout bounds the wait).
+    expect(await exited).toHaveLength(2);
     expect(await nas.listArtifacts()).toEqual([]);
   });
 });
@@ -208,7 +211,7 @@ describe('Copier (the worker body, run in this thread)', () => {
     kind: string;
     sha256?: string;
     size?: number;
-    mtimeMs?: number;
+    mtimeNs?: string;
     stable?: boolean;
     bytesRead?: number;
     placed?: boolean[];
@@ -253,7 +256,7 @@ describe('Copier (the worker body, run in this thread)', () => {
     expect(n).toBe(3);
     expect(r.kind).toBe('done');
     expect(r.stable).toBe(false);
-    expect(r.mtimeMs).toBe((1_750_000_000 + 2) * 1000); // set by the second change, seen before the third read
+    expect(r.mtimeNs).toBe(String((1_750_000_000 + 2) * 1e9)); // set by the second change, seen before the third read
     // the object holds exactly the bytes read (and hashed) in the last attempt
     expect(await nas.check(r.sha256 as string, r.size)).toEqual({ status: 'ok' });
   });

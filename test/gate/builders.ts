@@ -1,5 +1,7 @@
 import type {
   Artifact,
+  CoverageClass,
+  CoverageMap,
   Copy,
   Drift,
   DriftChange,
@@ -8,6 +10,7 @@ import type {
   Item,
   Proof,
   ProofCheck,
+  ScopeOfDestruction,
 } from '../../src/core/types.ts';
 import { DEFAULT_POLICY } from '../../src/gate/policy.ts';
 import type { RuleId } from '../../src/gate/policy.ts';
@@ -19,7 +22,12 @@ import type { RuleId } from '../../src/gate/policy.ts';
  * mssql/backup declared, X, Y, Z found by discovery), ehr/A re-captured as a
  * final delta after the technician's changes, two off-target vaults, a
  * pre-gate drift scan per item with no changes, a confirmed manual step and
- * a rollback point. The baseline passes with exactly one warning (vendor).
+ * a rollback point; the everything capture of the target root (volume:.),
+ * re-captured as a final delta too, and the coverage map after the final
+ * capture: every folder's files held by their folder artifact and the
+ * everything capture, the database's file owned by the database, one stray
+ * file held by the everything capture alone. The baseline passes with
+ * exactly one warning (vendor).
  */
 
 export const RUN = 'run-1';
@@ -42,6 +50,45 @@ export const DB_DUMP = artifactId('capture', DB, 'sql-text-dump');
 export const A_BASE = artifactId('capture', folderId('ehr/A'), 'file-mirror');
 export const A_DELTA = artifactId('final-capture', folderId('ehr/A'), 'file-mirror');
 export const folderArtifact = (p: string): string => (p === 'ehr/A' ? A_DELTA : artifactId('capture', folderId(p), 'file-mirror'));
+export const VOLUME = 'volume:.';
+export const VOLUME_BASE = artifactId('capture', VOLUME, 'file-mirror');
+export const VOLUME_DELTA = artifactId('final-capture', VOLUME, 'file-mirror');
+export const STRAY = 'notes/todo.txt';
+
+export function scope(): ScopeOfDestruction {
+  return {
+    infra: 'sandbox',
+    os: 'sandbox',
+    volumes: [{ path: '.', label: 'the whole target folder', fate: 'destroyed', capture: true }],
+    exclusions: [{ path: 'os-release', source: 'built-in', reason: 'the sandbox crossing writes it: it names the new OS' }],
+  };
+}
+
+/** A class of `files` files under `folder`, for coverage maps. */
+export function coverageClass(over: Partial<CoverageClass> & { folder: string }, files = 3, bytes = 4096): CoverageClass {
+  const { folder, ...rest } = over;
+  return {
+    volume: '.',
+    holders: [],
+    files,
+    bytes,
+    groups: [{ folder: `${folder}/`, files, bytes, first: Array.from({ length: Math.min(files, 5) }, (_, i) => `${folder}/file-${i}.txt`) }],
+    ...rest,
+  };
+}
+
+export function coverageMap(classes: CoverageClass[], mappedHoursAgo = 0.4): CoverageMap {
+  return {
+    stage: 'final-capture',
+    mappedAt: ago(mappedHoursAgo),
+    volumes: ['.'],
+    files: classes.reduce((n, c) => n + c.files, 0),
+    bytes: classes.reduce((n, c) => n + c.bytes, 0),
+    classes,
+    skipped: 0,
+    hashed: 0,
+  };
+}
 
 const HEX_A = 'a'.repeat(64);
 
@@ -142,6 +189,7 @@ export function baselineFacts(): GateFacts {
         why: p === 'ehr/A' || p === 'mssql/backup' ? [] : [`referenced by ehr/A/app.ini`],
       }),
     ),
+    item({ id: VOLUME, kind: 'volume', name: 'everything under the target root', location: '.', methods: ['file-mirror'], facts: { files: 17, bytes: 20_000 } }),
   ];
   const dbArtifacts = [
     artifact({ id: DB_VENDOR, itemId: DB, method: 'vendor-job', origin: 'vendor', sourceFingerprint: fingerprint() }, 5),
@@ -160,14 +208,18 @@ export function baselineFacts(): GateFacts {
     },
     1,
   );
-  const artifacts = [...dbArtifacts, ...folderBase, aDelta];
+  const volumeBase = artifact({ id: VOLUME_BASE, itemId: VOLUME, method: 'file-mirror', fileCount: 17 }, 4.4);
+  const volumeDelta = artifact({ id: VOLUME_DELTA, itemId: VOLUME, method: 'file-mirror', phase: 'final-capture', baseArtifactId: VOLUME_BASE, changed: TECHNICIAN_CHANGES, fileCount: 17 }, 0.9);
+  const artifacts = [...dbArtifacts, ...folderBase, volumeBase, aDelta, volumeDelta];
   const [vendor, api, dump] = dbArtifacts as [Artifact, Artifact, Artifact];
   const proofs: Proof[] = [
     proof(vendor, 3.5, 'failed'),
     proof(api, 3.4, 'passed', fingerprint()),
     proof(dump, 3.3, 'passed', fingerprint()),
     ...folderBase.map((a) => proof(a, 3)),
+    proof(volumeBase, 2.9),
     proof(aDelta, 0.5),
+    proof(volumeDelta, 0.45),
   ];
   return {
     now: NOW,
@@ -179,6 +231,7 @@ export function baselineFacts(): GateFacts {
     drift: [
       drift(DB, DB_BACKUP_API),
       ...FOLDERS.map((p) => drift(folderId(p), folderArtifact(p))),
+      drift(VOLUME, VOLUME_DELTA),
     ],
     vaults: [
       { name: 'nas', kind: 'filesystem', location: '/srv/nas/rubicon', offTarget: true, immutable: false },
@@ -189,6 +242,12 @@ export function baselineFacts(): GateFacts {
     ],
     overrides: [],
     rollbackPoint: { id: 'rollback-1', kind: 'sandbox-copy', location: '/srv/rollback/target', createdAt: ago(0.3) },
+    scope: scope(),
+    coverage: coverageMap([
+      ...FOLDERS.map((p) => coverageClass({ folder: p, holders: [folderArtifact(p), VOLUME_DELTA].sort() })),
+      coverageClass({ folder: '.', owner: DB }, 1, 2 << 20),
+      coverageClass({ folder: 'notes', holders: [VOLUME_DELTA] }, 1, 700),
+    ]),
   };
 }
 
@@ -369,6 +428,56 @@ export const MUTATIONS: Mutation[] = [
       f.copies = [];
       f.proofs = [];
       f.drift = [];
+      // An empty target: its coverage map finds no file either.
+      f.coverage = coverageMap([]);
+    },
+  },
+  {
+    name: 'a stray file neither held by an artifact nor excluded',
+    rule: 'coverage.complete',
+    apply: (f) => {
+      f.coverage?.classes.push(coverageClass({ folder: 'practice-docs', holders: [] }, 1, 14_000));
+    },
+  },
+  {
+    name: 'an exclusion without a reason',
+    rule: 'coverage.complete',
+    apply: (f) => {
+      f.coverage?.classes.push(coverageClass({ folder: 'cache', exclusion: { path: 'cache', source: 'runbook', reason: ' ', by: 'ops' } }, 40, 1 << 20));
+    },
+  },
+  {
+    name: 'the coverage map missing',
+    rule: 'coverage.complete',
+    apply: (f) => {
+      delete f.coverage;
+    },
+  },
+  {
+    name: 'the coverage map older than a capture',
+    rule: 'coverage.complete',
+    apply: (f) => {
+      if (f.coverage) f.coverage.mappedAt = ago(2);
+    },
+  },
+  {
+    name: 'the scope of destruction unknown',
+    rule: 'coverage.complete',
+    apply: (f) => {
+      delete f.scope;
+    },
+  },
+  {
+    name: 'the everything capture off (and nothing outside the folders)',
+    rule: 'coverage.everything',
+    apply: (f) => {
+      dropItemArtifacts(f, VOLUME);
+      f.items = f.items.filter((i) => i.id !== VOLUME);
+      if (f.coverage) {
+        f.coverage.classes = f.coverage.classes
+          .filter((c) => !(c.holders.length === 1 && c.holders[0] === VOLUME_DELTA))
+          .map((c) => ({ ...c, holders: c.holders.filter((h) => h !== VOLUME_DELTA) }));
+      }
     },
   },
   {

@@ -23,6 +23,7 @@ import {
   item,
   proof,
 } from './builders.ts';
+import { assertProperty } from '../support/seed.ts';
 
 function failingRules(r: GateResult): string[] {
   return [...new Set(r.results.filter((x) => x.status === 'fail').map((x) => x.rule))].sort();
@@ -78,15 +79,19 @@ describe('evaluateGate: the baseline scenario', () => {
       'copies.immutable',
       'proofs.fresh',
       'drift.none',
+      'coverage.everything',
+      'coverage.complete',
       'manual-steps.confirmed',
       'rollback.exists',
     ]) {
       expect(seen, rule).toContain(rule);
     }
-    // 6 items captured; 2 counted db artifacts + 5 folders bear copies.
-    expect(results(r, 'item.captured')).toHaveLength(6);
-    expect(results(r, 'copies.vaults')).toHaveLength(7);
-    expect(results(r, 'drift.none')).toHaveLength(6);
+    // 7 items captured (the everything capture too); 2 counted db artifacts + 5 folders + the volume bear copies.
+    expect(results(r, 'item.captured')).toHaveLength(7);
+    expect(results(r, 'copies.vaults')).toHaveLength(8);
+    expect(results(r, 'drift.none')).toHaveLength(7);
+    expect(results(r, 'coverage.complete')).toMatchObject([{ status: 'pass', itemId: 'volume:.' }]);
+    expect(results(r, 'coverage.everything')).toMatchObject([{ status: 'pass', itemId: 'volume:.' }]);
   });
 
   it('counts two independent proven methods for the database and names them as evidence', () => {
@@ -116,19 +121,33 @@ describe('evaluateGate: each rule fails alone', () => {
   });
 });
 
+/** Every policy field with a looser value than the default (requireImmutableCopy defaults to false: nothing looser). */
+function loosenAll(f: GateFacts): void {
+  f.policy = { ...f.policy, minIndependentMethods: 1, minVaults: 1, minOffTargetVaults: 0, maxProofAgeHours: 48, requireRollbackPoint: false, requireManualSteps: false };
+}
+
 describe('evaluateGate: overrides', () => {
-  it.each(MUTATIONS.map((m) => [m.name, m] as const))('%s: a recorded override with a reason passes, visibly', (_name, m) => {
+  /** One override per failing result, each naming the result's subject as its item. */
+  function overridesFor(r: GateResult, reason: string, by: string): Override[] {
+    const seen = new Map<string, Override>();
+    for (const x of r.results.filter((y) => y.status === 'fail')) {
+      expect(x.subject, `${x.rule}: every fail names the subject an override must name`).toBeDefined();
+      seen.set(`${x.rule}\u0000${x.subject}`, { rule: x.rule, itemId: x.subject, reason, by });
+    }
+    return [...seen.values()];
+  }
+
+  it.each(MUTATIONS.map((m) => [m.name, m] as const))('%s: a recorded override with a reason, naming the item, passes, visibly', (_name, m) => {
     const f = baselineFacts();
     m.apply(f);
-    const o: Override = { rule: m.rule, reason: 'accepted by the practice owner for this window', by: 'j.smith' };
-    f.overrides = [o];
+    f.overrides = overridesFor(evaluateGate(f), 'accepted by the practice owner for this window', 'j.smith');
     const r = evaluateGate(f);
     expect(r.passed).toBe(true);
     const over = r.results.filter((x) => x.status === 'overridden');
     expect(over.length).toBeGreaterThan(0);
     for (const x of over) {
       expect(x.rule).toBe(m.rule);
-      expect(x.override).toEqual(o);
+      expect(x.override).toEqual({ rule: m.rule, itemId: x.subject, reason: 'accepted by the practice owner for this window', by: 'j.smith' });
       expect(x.reason).toContain('accepted by the practice owner for this window');
       expect(x.reason).toContain('j.smith');
       expect(r.reasons).toContain(x.reason);
@@ -138,7 +157,7 @@ describe('evaluateGate: overrides', () => {
   it.each(MUTATIONS.map((m) => [m.name, m] as const))('%s: an override with an empty reason is ignored and refuses', (_name, m) => {
     const f = baselineFacts();
     m.apply(f);
-    f.overrides = [{ rule: m.rule, reason: '   ', by: 'j.smith' }];
+    f.overrides = overridesFor(evaluateGate(f), '   ', 'j.smith');
     const r = evaluateGate(f);
     expect(r.passed).toBe(false);
     expect(failingRules(r)).toEqual([m.rule, 'override.reason-required'].sort());
@@ -147,7 +166,7 @@ describe('evaluateGate: overrides', () => {
 
   it('an override without who made it is ignored', () => {
     const f = mutated('no rollback point');
-    f.overrides = [{ rule: 'rollback.exists', reason: 'snapshot taken by hand', by: '' }];
+    f.overrides = [{ rule: 'rollback.exists', itemId: 'gate', reason: 'snapshot taken by hand', by: '' }];
     const r = evaluateGate(f);
     expect(failingRules(r)).toEqual(['override.reason-required', 'rollback.exists']);
     expect(results(r, 'override.reason-required')[0]?.reason).toContain('who made it');
@@ -162,14 +181,45 @@ describe('evaluateGate: overrides', () => {
     expect(results(r, 'drift.none', folderId('ehr/A'))[0]?.status).toBe('fail');
   });
 
-  it('an item-specific override wins over a general one', () => {
-    const f = mutated('drift scan missing');
-    const specific = { rule: 'drift.none', itemId: folderId('ehr/X'), reason: 'specific', by: 'a' };
-    f.overrides = [{ rule: 'drift.none', reason: 'general', by: 'b' }, specific];
+  // An override names one rule and one item (or policy field, or "gate"): without an item it covers nothing,
+  // so it can never loosen several things at once, and it refuses, saying what is missing.
+  it.each([
+    { name: 'six policy fields loosened', apply: loosenAll, rule: 'policy.not-looser', stillFailing: 6 },
+    { name: 'drift on two folders', apply: (f: GateFacts) => MUTATIONS.filter((m) => m.name === 'drift scan missing' || m.name === 'drift present').forEach((m) => m.apply(f)), rule: 'drift.none', stillFailing: 2 },
+    { name: 'no rollback point (a rule about the whole gate)', apply: (f: GateFacts) => void delete f.rollbackPoint, rule: 'rollback.exists', stillFailing: 1 },
+  ])('an override without an item covers nothing and refuses: $name', ({ apply, rule, stillFailing }) => {
+    const f = baselineFacts();
+    apply(f);
+    for (const itemId of [undefined, '', '  ']) {
+      f.overrides = [{ rule, ...(itemId === undefined ? {} : { itemId }), reason: 'accepted for this window by the owner', by: 'ops' }];
+      const r = evaluateGate(f);
+      expect(r.passed).toBe(false);
+      expect(r.results.filter((x) => x.status === 'overridden')).toEqual([]);
+      expect(results(r, rule).filter((x) => x.status === 'fail')).toHaveLength(stillFailing);
+      const [refused] = results(r, 'override.reason-required');
+      expect(refused?.status).toBe('fail');
+      expect(refused?.reason).toMatch(/which one item it covers/);
+    }
+  });
+
+  it('an override names exactly one item: each loosened policy field needs its own', () => {
+    const f = baselineFacts();
+    loosenAll(f);
+    const fields = results(evaluateGate(f), 'policy.not-looser').map((x) => x.subject!);
+    expect(fields).toEqual(['minIndependentMethods', 'minVaults', 'minOffTargetVaults', 'maxProofAgeHours', 'requireRollbackPoint', 'requireManualSteps']);
+    f.overrides = fields.slice(1).map((itemId) => ({ rule: 'policy.not-looser', itemId, reason: 'accepted for this window', by: 'ops' }));
     const r = evaluateGate(f);
-    expect(results(r, 'drift.none', folderId('ehr/X'))[0]?.override).toEqual(specific);
-    // the general one matched nothing else: reported, never silently dropped
-    expect(results(r, 'override.unused')).toHaveLength(1);
+    expect(results(r, 'policy.not-looser').filter((x) => x.status === 'fail').map((x) => x.subject)).toEqual(['minIndependentMethods']);
+    f.overrides.push({ rule: 'policy.not-looser', itemId: 'minIndependentMethods', reason: 'accepted for this window', by: 'ops' });
+    expect(results(evaluateGate(f), 'policy.not-looser').every((x) => x.status === 'overridden')).toBe(true);
+  });
+
+  it('a rule about the whole gate is overridden with item "gate"', () => {
+    const f = mutated('no rollback point');
+    f.overrides = [{ rule: 'rollback.exists', itemId: 'gate', reason: 'the hypervisor snapshot is taken by hand', by: 'ops' }];
+    expect(results(evaluateGate(f), 'rollback.exists')[0]).toMatchObject({ status: 'overridden', subject: 'gate' });
+    f.overrides = [{ rule: 'rollback.exists', itemId: folderId('ehr/A'), reason: 'the hypervisor snapshot is taken by hand', by: 'ops' }];
+    expect(evaluateGate(f).passed).toBe(false);
   });
 
   it('a manual step override matches the step id', () => {
@@ -190,7 +240,7 @@ describe('evaluateGate: overrides', () => {
 
   it('an override naming an unknown rule is reported and covers nothing', () => {
     const f = mutated('a database proof failed');
-    f.overrides = [{ rule: 'database.independant-methods', reason: 'typo', by: 'ops' }];
+    f.overrides = [{ rule: 'database.independant-methods', itemId: DB, reason: 'typo', by: 'ops' }];
     const r = evaluateGate(f);
     expect(r.passed).toBe(false);
     const [unused] = results(r, 'override.unused');
@@ -200,7 +250,7 @@ describe('evaluateGate: overrides', () => {
 
   it('an unused override on a passing gate is a warning, not a refusal', () => {
     const f = baselineFacts();
-    f.overrides = [{ rule: 'rollback.exists', reason: 'just in case', by: 'ops' }];
+    f.overrides = [{ rule: 'rollback.exists', itemId: 'gate', reason: 'just in case', by: 'ops' }];
     const r = evaluateGate(f);
     expect(r.passed).toBe(true);
     expect(r.reasons.some((x) => x.includes('matched no failing rule'))).toBe(true);
@@ -226,6 +276,27 @@ describe('evaluateGate: details and edge cases', () => {
     f.rollbackPoint = { ...f.rollbackPoint!, createdAt: ago(-1) };
     const r = evaluateGate(f);
     expect(failingRules(r)).toEqual(['drift.none', 'manual-steps.confirmed', 'proofs.fresh', 'rollback.exists']);
+  });
+
+  // confirmedAt against the gate's time and policy.maxConfirmationAgeHours (default 72 h).
+  it.each([
+    { confirmedAt: ago(6), maxAge: 72, passes: true, why: /confirmed by/ },
+    { confirmedAt: ago(71.9), maxAge: 72, passes: true, why: /confirmed by/ },
+    { confirmedAt: ago(72.1), maxAge: 72, passes: false, why: /more than 72 h \(policy\.maxConfirmationAgeHours\)/ },
+    { confirmedAt: ago(7), maxAge: 6, passes: false, why: /more than 6 h/ },
+    { confirmedAt: '1970-01-01T00:00:00Z', maxAge: 72, passes: false, why: /more than 72 h/ },
+    { confirmedAt: ago(-0.01), maxAge: 72, passes: false, why: /not confirmed with who and a valid time/ },
+    { confirmedAt: '2025-02-30T09:00:00Z', maxAge: 72, passes: false, why: /not confirmed with who and a valid time/ },
+    { confirmedAt: 'Dec 1 2026', maxAge: 72, passes: false, why: /not confirmed with who and a valid time/ },
+    { confirmedAt: '1', maxAge: 72, passes: false, why: /not confirmed with who and a valid time/ },
+    { confirmedAt: ago(1), maxAge: Number.NaN, passes: false, why: /not a number of hours/ },
+  ])('a manual step confirmed at $confirmedAt with maxConfirmationAgeHours $maxAge: passes=$passes', ({ confirmedAt, maxAge, passes, why }) => {
+    const f = baselineFacts();
+    f.policy.maxConfirmationAgeHours = maxAge;
+    f.manualSteps = f.manualSteps.map((m) => ({ ...m, confirmedAt }));
+    const [res] = results(evaluateGate(f), 'manual-steps.confirmed');
+    expect(res?.status).toBe(passes ? 'pass' : 'fail');
+    expect(res?.reason).toMatch(why);
   });
 
   it('names the drifted files, at most 10, and the count', () => {
@@ -449,7 +520,7 @@ describe('evaluateGate: properties', () => {
   const subsets = fc.shuffledSubarray(MUTATIONS);
 
   it('passes iff no mutation was applied', () => {
-    fc.assert(
+    assertProperty(
       fc.property(subsets, (ms) => {
         const f = baselineFacts();
         for (const m of ms) m.apply(f);
@@ -462,13 +533,13 @@ describe('evaluateGate: properties', () => {
   });
 
   it('overriding every failing rule passes, and every fail turns into a recorded override', () => {
-    fc.assert(
+    assertProperty(
       fc.property(subsets, (ms) => {
         const f = baselineFacts();
         for (const m of ms) m.apply(f);
         const before = evaluateGate(f);
-        const failing = [...new Set(before.results.filter((x) => x.status === 'fail').map((x) => x.rule))];
-        f.overrides = failing.map((rule) => ({ rule, reason: `accepted: ${rule}`, by: 'owner' }));
+        const failing = new Map(before.results.filter((x) => x.status === 'fail').map((x) => [`${x.rule} ${x.subject}`, x] as const));
+        f.overrides = [...failing.values()].map((x) => ({ rule: x.rule, itemId: x.subject, reason: `accepted: ${x.rule}`, by: 'owner' }));
         const after = evaluateGate(f);
         expect(after.passed).toBe(true);
         const overridden = after.results.filter((x) => x.status === 'overridden');

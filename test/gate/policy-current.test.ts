@@ -4,6 +4,7 @@ import type { Policy, Proof } from '../../src/core/types.ts';
 import { currentArtifacts, isMissing, latestProof, okVaults, parseIsoTime, proofPassed } from '../../src/gate/current.ts';
 import { DEFAULT_POLICY, loosenings, RULES } from '../../src/gate/policy.ts';
 import { artifact, checks, item, proof } from './builders.ts';
+import { assertProperty } from '../support/seed.ts';
 
 describe('DEFAULT_POLICY and RULES', () => {
   it('holds the documented defaults and cannot be changed by accident', () => {
@@ -15,6 +16,7 @@ describe('DEFAULT_POLICY and RULES', () => {
       requireRollbackPoint: true,
       requireManualSteps: true,
       requireImmutableCopy: false,
+      maxConfirmationAgeHours: 72,
     });
     expect(() => {
       (DEFAULT_POLICY as { minVaults: number }).minVaults = 1;
@@ -47,6 +49,7 @@ describe('loosenings', () => {
       requireRollbackPoint: false,
       requireManualSteps: false,
       requireImmutableCopy: false,
+      maxConfirmationAgeHours: 24 * 30,
     };
     expect(loosenings(p)).toEqual([
       { field: 'minIndependentMethods', default: 2, value: 1 },
@@ -55,6 +58,7 @@ describe('loosenings', () => {
       { field: 'maxProofAgeHours', default: 24, value: 48 },
       { field: 'requireRollbackPoint', default: true, value: false },
       { field: 'requireManualSteps', default: true, value: false },
+      { field: 'maxConfirmationAgeHours', default: 72, value: 720 },
     ]);
   });
 
@@ -67,7 +71,7 @@ describe('loosenings', () => {
   });
 
   it('property: a field is reported iff it is looser than the default', () => {
-    fc.assert(
+    assertProperty(
       fc.property(fc.integer({ min: 0, max: 5 }), fc.integer({ min: 1, max: 72 }), fc.boolean(), (minVaults, maxAge, rollback) => {
         const fields = loosenings({ ...DEFAULT_POLICY, minVaults, maxProofAgeHours: maxAge, requireRollbackPoint: rollback }).map((l) => l.field);
         expect(fields.includes('minVaults')).toBe(minVaults < 2);
@@ -135,7 +139,7 @@ describe('current facts', () => {
   });
 
   it('parseIsoTime round-trips every valid instant', () => {
-    fc.assert(
+    assertProperty(
       fc.property(fc.date({ min: new Date('1990-01-01T00:00:00Z'), max: new Date('2200-01-01T00:00:00Z'), noInvalidDate: true }), (d) => {
         expect(parseIsoTime(d.toISOString())).toBe(d.getTime());
       }),

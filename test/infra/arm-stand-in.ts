@@ -27,6 +27,8 @@ export interface Reply {
   status: number;
   headers?: Record<string, string>;
   body?: unknown;
+  /** Bytes sent as they are (a blob), instead of a JSON body. */
+  raw?: Buffer;
 }
 
 type Handler = (req: RecordedRequest, arm: ArmStandIn) => Reply;
@@ -66,8 +68,8 @@ export class ArmStandIn {
         } else {
           reply = route.handler(rec, this);
         }
-        const payload = reply.body === undefined ? '' : JSON.stringify(reply.body);
-        res.writeHead(reply.status, { ...(payload ? { 'content-type': 'application/json; charset=utf-8' } : {}), 'x-ms-request-id': 'stand-in', ...reply.headers });
+        const payload = reply.raw ?? (reply.body === undefined ? '' : JSON.stringify(reply.body));
+        res.writeHead(reply.status, { ...(payload && !reply.raw ? { 'content-type': 'application/json; charset=utf-8' } : {}), 'x-ms-request-id': 'stand-in', ...reply.headers });
         res.end(payload);
       });
     });

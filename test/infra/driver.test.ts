@@ -524,6 +524,19 @@ describe('reap over driver stacks', () => {
   });
 });
 
+describe('PulumiAzureDriver.scopeOfDestruction (docs/coverage.md)', () => {
+  it('the OS disk is destroyed; the data disks from the stack outputs are kept, not mapped', async () => {
+    const { driver } = setup();
+    const scope = await driver.scopeOfDestruction();
+    expect(scope.os).toBe('windows');
+    expect(scope.volumes).toEqual([
+      { path: '.', label: 'the OS disk', fate: 'destroyed', capture: true },
+      { path: '', label: 'data disk ehr-prd-01-sqldata (detached and kept)', fate: 'kept', capture: false },
+      { path: '', label: 'data disk ehr-prd-01-ehrfiles (detached and kept)', fate: 'kept', capture: false },
+    ]);
+  });
+});
+
 describe('helpers', () => {
   it('parseImageUrn, psQuote, crossingOsDiskName', () => {
     expect(parseImageUrn(NEW_IMAGE)).toEqual({ publisher: 'MicrosoftWindowsServer', offer: 'WindowsServer', sku: '2025-datacenter-azure-edition', version: 'latest' });

@@ -15,6 +15,7 @@ import {
   type AzureMachinePortOptions,
 } from '../../src/infra/azure/machines.ts';
 import { ArmStandIn, notFound, type Reply } from './arm-stand-in.ts';
+import { assertProperty } from '../support/seed.ts';
 
 const SUB = '0f1e2d3c-0000-4000-8000-000000000001';
 const RG = 'rg-ehr';
@@ -335,9 +336,8 @@ describe('AzureMachinePort.hostFor: managed Run Command (HTTP)', () => {
 
   it('stops waiting at its own deadline (timeout + grace) when ARM never finishes', async () => {
     runCommandArm({ opPending: Number.POSITIVE_INFINITY });
-    const started = Date.now();
     const e = await rejection(port({ runCommandGraceMs: 300, pollIntervalMs: 50 }).hostFor(VM_ID, 'pg').exec('powershell.exe', ['-Command', 'Start-Sleep 9999'], { timeoutMs: 700 }));
-    expect(Date.now() - started).toBeLessThan(10_000);
+    // The message says the port's own deadline ended the wait (a wait that never ended would hit the test's timeout).
     expect(e.code).toBe('INFRA_FAILED');
     expect(e.message).toMatch(/did not finish within 1 s/);
     expect(arm.made('DELETE', RC)).toHaveLength(1);
@@ -419,7 +419,7 @@ describe('pure helpers', () => {
 
   it('quoteWindowsArg round-trips any arguments through the Windows parsing rules', () => {
     const arg = fc.string({ unit: fc.constantFrom('a', 'Z', ' ', '\t', '"', '\\', "'", 'é', '/', '&') });
-    fc.assert(fc.property(fc.array(arg, { maxLength: 6 }), (args) => {
+    assertProperty(fc.property(fc.array(arg, { maxLength: 6 }), (args) => {
       expect(parseWindowsArgs(windowsCommandLine(args))).toEqual(args);
     }), { numRuns: 500 });
   });

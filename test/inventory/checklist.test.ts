@@ -53,7 +53,14 @@ describe('buildChecklist: the scenario at the gate', () => {
       folderId('ehr/Y'),
       folderId('ehr/Z'),
       folderId('mssql/backup'),
+      'volume:.',
     ]);
+  });
+
+  it('the everything capture is last, proven, and never "found, not declared"', () => {
+    const v = row(rows, 'volume:.');
+    expect(v.status).toBe('proven');
+    expect(v.notes.join(' ')).not.toMatch(/found, not declared/);
   });
 
   it('the database is proven, and the vendor backup is named as unrestorable', () => {
@@ -210,6 +217,7 @@ describe('buildChecklist: statuses', () => {
       'secret:vault-key',
       cert,
       'task:nightly',
+      'volume:.',
     ]);
     expect(row(rows, cert).status).toBe('proven');
   });

@@ -16,7 +16,7 @@ import { readFile } from 'node:fs/promises';
  */
 let dir: string;
 let m: LocalMachine;
-const run: RunOnMachine = async (machine, key, argv, input) => machine.run(key, { argv, ...(input !== undefined ? { input } : {}) });
+const run: RunOnMachine = async (machine, key, argv, input, o) => machine.run(key, { argv, ...(input !== undefined ? { input } : {}) }, o);
 
 beforeAll(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'rubicon-tree-'));
@@ -81,5 +81,29 @@ describe('trees on a machine (find + sha256sum)', () => {
     const v = await verifyTreeOn(run, m, { id: 'r/v1', idempotent: true }, t, base.entries);
     expect(v.ok).toBe(false);
     expect(v.mismatches).toEqual(expect.arrayContaining([{ path: 'a/b c/ünï cødé.txt', problem: 'size' }, { path: 'a/added', problem: 'extra' }]));
+  });
+
+  it('lists and hashes in one step: a file named like the marker, a missing folder, and a file outside the tree hashed alongside', async () => {
+    const t = path.join(dir, 'marker');
+    await mkdir(path.join(t, 'sub'), { recursive: true });
+    await writeFile(path.join(t, 'RUBICON-HASHES'), 'not the marker\n');
+    await writeFile(path.join(t, 'sub/RUBICON-HASHES'), 'nor this\n');
+    await writeFile(path.join(dir, 'outside.txt'), 'a document beside the tree\n');
+    const sha = async (f: string) => createHash('sha256').update(await readFile(f)).digest('hex');
+    const steps: string[] = [];
+    const counting: RunOnMachine = async (machine, key, argv, input, o) => {
+      steps.push(key.id);
+      return run(machine, key, argv, input, o);
+    };
+    const built = await buildTreeManifest(counting, m, { id: 'r/mk1', idempotent: true }, t);
+    expect(built.entries.map((e) => e.path)).toEqual(['RUBICON-HASHES', 'sub/RUBICON-HASHES']);
+    for (const e of built.entries) expect(e.sha256).toBe(await sha(path.join(t, e.path)));
+    const v = await verifyTreeOn(counting, m, { id: 'r/mk2', idempotent: true }, t, built.entries, { alsoHash: ['../outside.txt', '../absent.txt'] });
+    expect(v).toMatchObject({ ok: true, mismatches: [] });
+    expect(v.also).toEqual(new Map([['../outside.txt', await sha(path.join(dir, 'outside.txt'))]]));
+    expect(steps).toEqual(['r/mk1', 'r/mk2']);
+    const gone = await verifyTreeOn(counting, m, { id: 'r/mk3', idempotent: true }, path.join(dir, 'no-such-tree'), built.entries);
+    expect(gone).toMatchObject({ ok: false, dirMissing: true });
+    expect(gone.mismatches.map((x) => x.problem)).toEqual(['missing', 'missing']);
   });
 });

@@ -32,6 +32,7 @@ const POLICY: Policy = {
   minVaults: 2,
   minOffTargetVaults: 1,
   maxProofAgeHours: 24,
+  maxConfirmationAgeHours: 72,
   requireRollbackPoint: true,
   requireManualSteps: true,
   requireImmutableCopy: false,

@@ -118,7 +118,7 @@ describe.skipIf(!run)(`shared state on Azurite${run ? '' : ` (skipped: ${azurite
       await s.flush(winnerId);
       j.close();
       const records = await store(container).readJournal(winnerId);
-      expect(records.map((r) => r.event.type)).toEqual(['note', 'note', 'run.resumed']);
+      expect(records.map((r) => r.event.type)).toEqual(['run.started', 'note', 'run.resumed']);
       await release();
     } finally {
       a.proc.kill('SIGKILL');

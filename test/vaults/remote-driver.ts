@@ -154,6 +154,11 @@ const ops: Record<string, (a: any) => Promise<unknown>> = {
     await vault(a.vault).putArtifactIndex(a.entry);
     return null;
   },
+  async putArtifactDocuments(a: { vault: string; base64: string; entry: Parameters<ToolVault['putArtifactIndex']>[0] }) {
+    const v = vault(a.vault);
+    if (!v.putArtifactDocuments) throw new Error(`vault ${a.vault} has no putArtifactDocuments`);
+    return v.putArtifactDocuments(Buffer.from(a.base64, 'base64'), a.entry);
+  },
   async listArtifacts(a: { vault: string }) {
     return vault(a.vault).listArtifacts();
   },

@@ -502,6 +502,38 @@ describe.skipIf(noNet)(`sftp and restic vaults on test hosts${noNet ? ` (skipped
     }
   });
 
+  it('an artifact\'s manifest and index entry go in together (restic: one snapshot); checkCopy checks the manifest where it is stored', async () => {
+    const manifest = Buffer.from(JSON.stringify({ version: 1, artifactId: 'r2.capture.folder:ehr/X', entries }));
+    const msha = sha(manifest);
+    for (const vault of ['sftp', 'restic']) {
+      const entry = { artifactId: `r2.capture.folder:ehr/X.${vault}`, runId: 'r2', itemId: 'folder:ehr/X', method: vault, manifestHash: msha, capturedAt: '2026-12-02T10:00:00.000Z', origin: 'rubicon', independenceGroup: vault };
+      expect(await d.call('putArtifactDocuments', { vault, base64: manifest.toString('base64'), entry })).toBe(msha);
+      // Again (a redo): nothing new is stored.
+      expect(await d.call('putArtifactDocuments', { vault, base64: manifest.toString('base64'), entry })).toBe(msha);
+      // Another process finds both from the vault alone.
+      await d.call('newVault', { key: `${vault}-docs`, kind: vault, name: vault === 'sftp' ? 'nas' : 'offsite', host: 'vault', path: vault === 'sftp' ? sftpRoot : resticRoot, passwordFile: pwFile });
+      expect(Buffer.from(await d.call<string>('read', { vault: `${vault}-docs`, sha256: msha }), 'base64').equals(manifest)).toBe(true);
+      expect(await d.call<unknown[]>('listArtifacts', { vault: `${vault}-docs` })).toContainEqual(entry);
+    }
+    const restic = (...args: string[]) => execa('restic', ['-r', resticRoot, '--no-cache', '--password-file', pwFile, ...args]);
+    const snaps = JSON.parse((await restic('snapshots', '--json', '--tag', `rubicon-doc:${msha}`)).stdout) as { id: string; tags: string[] }[];
+    expect(snaps).toHaveLength(1);
+    expect(snaps[0]!.tags).toContain('rubicon-index:r2.capture.folder%3Aehr%2FX.restic');
+    const ls = (await restic('ls', snaps[0]!.id)).stdout;
+    expect(ls).toContain(`/docs/${msha}`);
+    expect(ls).toContain('/index/r2.capture.folder%3Aehr%2FX.restic.json');
+
+    const sftpCheck = () => d.call<{ status: string; detail?: string }>('checkCopy', { vault: 'sftp', artifactId: 'full', locator: sftpFull.locator, entries, stepId: 'prove/X/check-doc', manifestHash: msha });
+    expect(await sftpCheck()).toEqual({ status: 'ok' });
+    flipByte(path.join(sftpRoot, 'docs', msha));
+    expect(await sftpCheck()).toMatchObject({ status: 'checksum-mismatch', detail: expect.stringContaining('manifest document') });
+    unlinkSync(path.join(sftpRoot, 'docs', msha));
+    expect(await sftpCheck()).toMatchObject({ status: 'missing', detail: expect.stringContaining('manifest document') });
+    const resticCheck = (hash: string) => d.call<{ status: string; detail?: string }>('checkCopy', { vault: 'restic-docs', artifactId: 'full', locator: resticFull.locator, entries, stepId: 'prove/X/restic-doc', manifestHash: hash });
+    expect(await resticCheck(msha)).toEqual({ status: 'ok' });
+    expect(await resticCheck(sha('no such manifest'))).toMatchObject({ status: 'missing', detail: expect.stringContaining('manifest document') });
+  });
+
   it('restic: checkCopy finds a damaged pack (check --read-data on the vault host) and names its file', async () => {
     const packs: { file: string; size: number }[] = [];
     for (const sub of readdirSync(path.join(resticRoot, 'data'))) {
@@ -517,5 +549,16 @@ describe.skipIf(noNet)(`sftp and restic vaults on test hosts${noNet ? ` (skipped
     expect(c.detail).toContain(`data/${path.basename(path.dirname(biggest.file))}/${path.basename(biggest.file)}`);
     // The object that checked before the damage keeps its (memoized) repository verdict until a new object is made.
     expect((await d.call<{ status: string }>('checkCopy', { vault: 'restic', artifactId: 'full', locator: resticFull.locator, entries, stepId: 'prove/X/restic-memo' })).status).toBe('ok');
+    // ... but not for a snapshot that came after its check (a final capture proven by the same object): that reads the repository again.
+    const later = path.join(net.hosts.target.dataDir, 'ehr', 'later');
+    mkdirSync(later, { recursive: true });
+    writeFileSync(path.join(later, 'late.txt'), 'moved in after the proofs\n');
+    const m = await d.call<{ entries: ManifestEntry[] }>('manifest', { machine: 'target', dir: later, stepId: 'final/later/manifest' });
+    const g = await d.call<Grant>('grant', { vault: 'restic', machine: 'target', mode: 'write', ttlMs: 60_000 });
+    const r = await d.call<{ locator: string }>('ingest', { vault: 'restic', machine: 'target', grant: g, artifactId: 'r1.final-capture.later.restic', stepId: 'final/later/restic', srcDir: later, entries: m.entries });
+    await d.call('revoke', { vault: 'restic', grant: g });
+    const again = await d.call<{ status: string; detail: string }>('checkCopy', { vault: 'restic', artifactId: 'later', locator: r.locator, entries: m.entries, stepId: 'prove/later/restic' });
+    expect(again.status).toBe('checksum-mismatch');
+    expect(again.detail).toContain(path.basename(biggest.file));
   });
 });

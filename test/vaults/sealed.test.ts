@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { FilesystemVault } from '../../src/vaults/filesystem.ts';
-import { deriveKeys, readVaultKey, Sealer, SEAL_CHUNK, sealedName, sealedSize, unseal, UnsealError } from '../../src/vaults/sealed.ts';
+import { deriveKeys, plainSize, readVaultKey, Sealer, SEAL_CHUNK, sealedName, sealedSize, unseal, UnsealError } from '../../src/vaults/sealed.ts';
 import { createHash } from 'node:crypto';
 
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
@@ -85,6 +85,51 @@ describe('filesystem vault with encryption at rest', () => {
     // The same folder opened without the key cannot find or read the objects.
     const plainView = new FilesystemVault({ name: 'nas', kind: 'filesystem', location: dir, offTarget: true, immutable: false });
     expect(await plainView.has(sha(patient))).toBe(false);
+  });
+});
+
+describe('encrypting filesystem vault: damaged-object repair (place, placeHeld)', () => {
+  it.each([0, 1, SEAL_CHUNK - 1, SEAL_CHUNK, SEAL_CHUNK + 1, 3 * SEAL_CHUNK])('plainSize inverts sealedSize for %i bytes', (n) => {
+    expect(plainSize(sealedSize(n))).toBe(n);
+  });
+  it('plainSize refuses sizes no plaintext seals to', () => {
+    expect([0, 31, sealedSize(SEAL_CHUNK - 1) + 1].map(plainSize)).toEqual([undefined, undefined, undefined]);
+  });
+
+  it('reports caps.encrypted, plaintext sizes in objectState, and keeps, re-verifies or repairs an object whose sealed bytes differ on every write', async () => {
+    const info = { name: 'nas', kind: 'filesystem' as const, location: dir, offTarget: true, immutable: false };
+    const put = async (v: FilesystemVault, data: Buffer) => {
+      const w = await v.createWriter();
+      await w.write(data);
+      return w.commit(sha(data));
+    };
+    const small = Buffer.from('a small object, held in memory until commit');
+    const large = randomBytes(2 * SEAL_CHUNK + 7); // spills to tmp/: place()
+    const v1 = new FilesystemVault(info, { encryption: { key: KEY } });
+    expect(v1.caps.encrypted).toBe(true);
+    expect(new FilesystemVault(info).caps.encrypted).toBe(false);
+    expect([await put(v1, small), await put(v1, large)]).toEqual(['written', 'written']);
+    expect(await v1.objectState(sha(large))).toMatchObject({ size: large.length });
+    expect(await v1.objectState(sha(small))).toMatchObject({ size: small.length });
+    // Written since this instance opened: present.
+    expect([await put(v1, small), await put(v1, large)]).toEqual(['present', 'present']);
+    // A later instance (its fence after the writes) decrypts and re-hashes the stored copies: verified, not repaired.
+    // (Only a ctime strictly after an instance's fence counts as present: a later instance's fence is at or after the writes.)
+    const v2 = new FilesystemVault(info, { encryption: { key: KEY } });
+    await v2.openedAtMs();
+    expect([await put(v2, small), await put(v2, large)]).toEqual(['verified', 'verified']);
+    // Damaged on disk (same size): a third instance replaces them, and they read back right.
+    for (const h of [sha(small), sha(large)]) {
+      const p = v2.objectPath(h);
+      const b = readFileSync(p);
+      b[b.length - 3] = b[b.length - 3]! ^ 1;
+      writeFileSync(p, b);
+    }
+    const v3 = new FilesystemVault(info, { encryption: { key: KEY } });
+    await v3.openedAtMs();
+    expect([await put(v3, small), await put(v3, large)]).toEqual(['repaired', 'repaired']);
+    expect((await collect(v3.read(sha(small)))).equals(small)).toBe(true);
+    expect((await collect(v3.read(sha(large)))).equals(large)).toBe(true);
   });
 });
 

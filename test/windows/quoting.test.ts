@@ -3,7 +3,7 @@
  * against a real pwsh through -EncodedCommand: any NUL-free, well-formed
  * string (quotes of every kind, $, backticks, newlines, unicode, very long)
  * must arrive byte for byte. Many strings share one pwsh process (start-up
- * costs seconds); the property is seeded from RUBICON_FC_SEED, and the seed
+ * costs seconds); the property is seeded from RUBICON_SEED (test/support/seed.ts), and the seed
  * is printed when it fails.
  */
 import { readFileSync } from 'node:fs';
@@ -12,6 +12,7 @@ import { describe, expect, it } from 'vitest';
 import { encodePowerShellCommand, psLiteral } from '../../src/machines/windows/quote.ts';
 import { encodeArgs } from '../../src/machines/windows/scripts.ts';
 import { checkPwsh, mustRun, pwsh } from './pwsh.ts';
+import { assertProperty } from '../support/seed.ts';
 
 const prelude = readFileSync(new URL('../../src/machines/windows/scripts/prelude.ps1', import.meta.url), 'utf8');
 
@@ -78,16 +79,11 @@ describe.skipIf(!mustRun(check))(`PowerShell quoting through -EncodedCommand${ch
 
   it('carries any NUL-free well-formed string byte for byte (property, batched)', async () => {
     if (!check.ok) throw new Error(check.reason);
-    const seed = Number(process.env.RUBICON_FC_SEED ?? Math.floor(Math.random() * 2 ** 31));
-    try {
-      await fc.assert(
-        fc.asyncProperty(fc.array(tricky, { minLength: 1, maxLength: 40 }), async (strings) => {
-          await expectSurvives(strings);
-        }),
-        { seed, numRuns: 4 },
-      );
-    } catch (e) {
-      throw new Error(`quoting property failed; replay with RUBICON_FC_SEED=${seed}\n${(e as Error).message}`);
-    }
+    await assertProperty(
+      fc.asyncProperty(fc.array(tricky, { minLength: 1, maxLength: 40 }), async (strings) => {
+        await expectSurvives(strings);
+      }),
+      { numRuns: 4 },
+    );
   });
 });

@@ -35,7 +35,7 @@ import { closeSync, copyFileSync, fsyncSync, mkdirSync, openSync, readdirSync, r
 import { basename, dirname, extname, join, posix, relative } from 'node:path';
 import { backup } from 'node:sqlite';
 import type { DatabaseSync } from 'node:sqlite';
-import { isRubiconError, RubiconError } from '../../core/errors.ts';
+import { errorCodesIn, isRubiconError, RubiconError, ToolFailure } from '../../core/errors.ts';
 import type { Artifact, Fingerprint, Item, Manifest, ProofCheck } from '../../core/types.ts';
 import type { CapturedFiles, DatabaseEngine, DiscoverOptions, EngineContext, MethodInfo, ProveResult, VendorJobSpec } from '../engine.ts';
 import { makeFingerprint } from '../fingerprint.ts';
@@ -388,8 +388,9 @@ async function captureVendorJob(ctx: EngineContext, item: Item, spec: VendorJobS
     throw new RubiconError('CAPTURE_FAILED', `the vendor job ${spec.name} could not be started (${shown}): ${messageOf(e)}`, { cause: e });
   }
   if (result.exitCode !== 0) {
-    const tail = lastLines(result.stderr, 10) || lastLines(result.stdout, 10) || '(no output)';
-    throw new RubiconError('CAPTURE_FAILED', `the vendor job ${spec.name} exited with code ${result.exitCode}: ${tail}`, {
+    // Its output may hold rows of patient data: only error codes reach the message; the output goes to the run's log.
+    const codes = errorCodesIn(`${result.stderr}\n${result.stdout}`);
+    throw new ToolFailure('CAPTURE_FAILED', `the vendor job ${spec.name} exited with code ${result.exitCode}${codes.length ? ` (${codes.join(', ')})` : ''}`, { stdout: result.stdout, stderr: result.stderr }, {
       details: { command: shown, exitCode: result.exitCode },
     });
   }

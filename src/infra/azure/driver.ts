@@ -7,7 +7,7 @@ import { proofSetHash } from '../../gate/permit.ts';
 import type { CommandResult, ExecOptions, Host } from '../../hosts/host.ts';
 import { verifierFrom, type Signer } from '../../trust/keys.ts';
 import { signPermit, verifySignedPermit, type SignedPermit } from '../../trust/permit.ts';
-import type { CrossingFacts, CrossingResult, InfraDriver, ProvingGroundHandle } from '../driver.ts';
+import type { CrossingFacts, CrossingResult, DriverScope, InfraDriver, ProvingGroundHandle } from '../driver.ts';
 import { classifyPlan, compareWithPreview, describePlanRefusal, urnsUnder, type PlanExpectation } from './classify.ts';
 import { ArmedSchema, diskImageUrn, type ArmedRecord } from './config.ts';
 import { PROVING_GROUND_TYPE, VM_TYPE, targetVmLogicalName } from './names.ts';
@@ -528,6 +528,24 @@ export class PulumiAzureDriver implements InfraDriver {
   // ------------------------------------------------------------ the crossing
 
   /** Signs the permit; refuses (KEY_MISMATCH, nothing touched) when the stack does not trust this signer. */
+  /**
+   * The crossing replaces the VM and its OS disk; data disks are detached
+   * and re-attached (kept). Their contents are captured only when the
+   * runbook lists their mount points in coverage.alsoCapture (the Windows
+   * inventory supplies drive letters; docs/coverage.md). Read-only.
+   */
+  async scopeOfDestruction(): Promise<DriverScope> {
+    const outputs = await this.#outputs().catch(() => ({}) as Record<string, unknown>);
+    const data = Array.isArray(outputs['dataDiskIds']) ? (outputs['dataDiskIds'] as unknown[]).filter((x): x is string => typeof x === 'string' && x !== '') : [];
+    return {
+      os: 'windows',
+      volumes: [
+        { path: '.', label: 'the OS disk', fate: 'destroyed', capture: true },
+        ...data.map((id) => ({ path: '', label: `data disk ${id.split('/').at(-1) ?? id} (detached and kept)`, fate: 'kept' as const, capture: false })),
+      ],
+    };
+  }
+
   async #signFor(permit: Permit): Promise<SignedPermit> {
     const trusted = await this.#stack.getConfig('rubicon:permitPublicKey');
     if (!samePublicKey(trusted, this.#signer.publicKeyPem)) {

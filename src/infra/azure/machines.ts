@@ -1,11 +1,9 @@
-import { randomBytes } from 'node:crypto';
 import { ComputeManagementClient, type ComputeManagementClientOptionalParams } from '@azure/arm-compute';
-import type { VirtualMachineRunCommand } from '@azure/arm-compute';
 import { DefaultAzureCredential } from '@azure/identity';
 import { RubiconError } from '../../core/errors.ts';
-import type { CommandResult, ExecOptions, Host } from '../../hosts/host.ts';
+import type { Host } from '../../hosts/host.ts';
+import { AzureRunCommandHost, describeArmError, statusOf } from '../../machines/windows/run-command.ts';
 import type { DiskRef, MachinePort } from './ports.ts';
-import { psLiteral } from './powershell.ts';
 
 /**
  * MachinePort over the Azure Resource Manager (Compute) API, through
@@ -19,12 +17,9 @@ import { psLiteral } from './powershell.ts';
  *   that name and source is returned as is (an unfinished one is PUT again,
  *   which ARM treats as the same request); a same-named snapshot of another
  *   disk is refused, never overwritten.
- * - Run Command (managed, v2) hosts: one run-command resource per `exec`,
- *   synchronous (`asyncExecution: false`), read back with its instance view
- *   and always deleted afterwards (a VM holds at most 25). A non-zero exit is
- *   a result, never an error; anything else (the platform failed, timed out,
- *   or our own deadline passed) is INFRA_FAILED and says the command's
- *   outcome is unknown, because the script may have run.
+ * - Run Command (managed, v2) hosts: AzureRunCommandHost, which lives with
+ *   the azure-run-command transport in src/machines/windows/run-command.ts
+ *   (re-exported here with its helpers, so imports keep working).
  * - Secrets: environment values travel as `protectedParameters` (base64),
  *   never in the script text; no error message contains an argument or an
  *   environment value.
@@ -101,89 +96,8 @@ export function sameArmId(a: string, b: string): boolean {
 }
 
 export { psLiteral } from './powershell.ts';
-
-/**
- * Pure: one argument quoted for a Windows command line as the Microsoft C
- * runtime / CommandLineToArgvW parse it (what powershell.exe and most
- * programs use; cmd.exe has its own rules and is not supported).
- */
-export function quoteWindowsArg(arg: string): string {
-  if (arg !== '' && !/[ \t\n\v"]/.test(arg)) return arg;
-  let out = '"';
-  let backslashes = 0;
-  for (const ch of arg) {
-    if (ch === '\\') {
-      backslashes++;
-    } else if (ch === '"') {
-      out += '\\'.repeat(backslashes * 2 + 1) + '"';
-      backslashes = 0;
-    } else {
-      out += '\\'.repeat(backslashes) + ch;
-      backslashes = 0;
-    }
-  }
-  return out + '\\'.repeat(backslashes * 2) + '"';
-}
-
-/** Pure: the Windows command-line tail (without the program) for `args`. */
-export function windowsCommandLine(args: string[]): string {
-  return args.map(quoteWindowsArg).join(' ');
-}
-
-function b64(s: string): string {
-  return Buffer.from(s, 'utf8').toString('base64');
-}
-
-/** Name of the protected parameter carrying environment variable number `i`. */
-export function envParameterName(i: number): string {
-  return `RubiconEnv${i}`;
-}
-
-/**
- * Pure: the PowerShell 5.1 script a Run Command executes for
- * `exec(file, args, {cwd, env})`. The program is started without a shell
- * through System.Diagnostics.Process with the exact Windows command line;
- * its stdout and stderr are copied to the script's, its exit code becomes
- * the script's. Every value (program, arguments, directory, variable names)
- * is embedded as base64 inside a PowerShell single-quoted literal, so no
- * value can change the script and the script stays ASCII; variable VALUES
- * are not in the script at all: they arrive as protected parameters
- * (`envParameterName(i)`, base64 of UTF-8).
- */
-export function runCommandScript(file: string, args: string[], options: { cwd?: string; envNames?: string[] } = {}): string {
-  const names = options.envNames ?? [];
-  const dec = (s: string) => `[Text.Encoding]::UTF8.GetString([Convert]::FromBase64String(${psLiteral(b64(s))}))`;
-  const lines: string[] = [];
-  if (names.length > 0) lines.push(`param(${names.map((_, i) => `[string]$${envParameterName(i)}`).join(', ')})`);
-  lines.push(
-    "$ErrorActionPreference = 'Stop'",
-    "$ProgressPreference = 'SilentlyContinue'",
-    '[Console]::OutputEncoding = [Text.Encoding]::UTF8',
-    '$psi = New-Object System.Diagnostics.ProcessStartInfo',
-    `$psi.FileName = ${dec(file)}`,
-    `$psi.Arguments = ${dec(windowsCommandLine(args))}`,
-    '$psi.UseShellExecute = $false',
-    '$psi.RedirectStandardOutput = $true',
-    '$psi.RedirectStandardError = $true',
-    '$psi.StandardOutputEncoding = [Text.Encoding]::UTF8',
-    '$psi.StandardErrorEncoding = [Text.Encoding]::UTF8',
-  );
-  if (options.cwd !== undefined) lines.push(`$psi.WorkingDirectory = ${dec(options.cwd)}`);
-  names.forEach((name, i) => {
-    lines.push(`$psi.EnvironmentVariables[${dec(name)}] = [Text.Encoding]::UTF8.GetString([Convert]::FromBase64String($${envParameterName(i)}))`);
-  });
-  lines.push(
-    'try { $p = [System.Diagnostics.Process]::Start($psi) }',
-    "catch { [Console]::Error.WriteLine('rubicon: cannot start ' + $psi.FileName + ': ' + $_.Exception.Message); exit 1 }",
-    '$out = $p.StandardOutput.ReadToEndAsync()',
-    '$err = $p.StandardError.ReadToEndAsync()',
-    '$p.WaitForExit()',
-    '[Console]::Out.Write($out.Result)',
-    '[Console]::Error.Write($err.Result)',
-    'exit $p.ExitCode',
-  );
-  return lines.join('\r\n') + '\r\n';
-}
+export { quoteWindowsArg, windowsCommandLine } from '../../machines/windows/quote.ts';
+export { AzureRunCommandHost, envParameterName, runCommandScript } from '../../machines/windows/run-command.ts';
 
 /** The vmAgent status that means Ready. */
 function agentReady(statuses: { code?: string; displayStatus?: string }[] | undefined): boolean {
@@ -193,19 +107,6 @@ function agentReady(statuses: { code?: string; displayStatus?: string }[] | unde
 function describeStatuses(statuses: { code?: string; displayStatus?: string; message?: string }[] | undefined): string {
   if (!statuses || statuses.length === 0) return 'no vmAgent status reported';
   return statuses.map((s) => `${s.code ?? '?'} (${s.displayStatus ?? '?'})${s.message ? `: ${s.message}` : ''}`).join('; ').slice(0, 400);
-}
-
-function statusOf(e: unknown): number | undefined {
-  const s = (e as { statusCode?: unknown } | null)?.statusCode;
-  return typeof s === 'number' ? s : undefined;
-}
-
-/** A short, secret-free description of an ARM/SDK failure. */
-function describeArmError(e: unknown): string {
-  const status = statusOf(e);
-  const code = (e as { code?: unknown } | null)?.code;
-  const message = e instanceof Error ? e.message : String(e);
-  return `${status !== undefined ? `HTTP ${status}` : 'error'}${typeof code === 'string' ? ` ${code}` : ''}: ${message.replace(/\s+/g, ' ').slice(0, 300)}`;
 }
 
 function infraError(message: string, hint: string, cause?: unknown, details?: Record<string, unknown>): RubiconError {
@@ -398,143 +299,6 @@ export class AzureMachinePort implements MachinePort {
       graceMs: this.#graceMs,
       log: this.#log,
     });
-  }
-}
-
-interface HostSettings {
-  pollMs: number;
-  defaultTimeoutMs: number;
-  graceMs: number;
-  log: (level: 'info' | 'warn', message: string) => void;
-}
-
-/**
- * Host over managed Run Command. `exec` is NOT idempotent (it runs the
- * program each call). Output is what Run Command keeps: the last 4 KB of
- * stdout and of stderr. `cwd` is a path on the VM (there is no host root).
- * Pass secrets in `env`, never in `args` (arguments are in the script text,
- * readable by anyone who may read the VM's run commands while it exists).
- */
-export class AzureRunCommandHost implements Host {
-  readonly name: string;
-  readonly kind = 'azure-run-command' as const;
-  readonly #client: ComputeManagementClient;
-  readonly #vm: ArmId;
-  readonly #s: HostSettings;
-  #location: string | undefined;
-
-  constructor(client: ComputeManagementClient, vm: ArmId, name: string, settings: HostSettings) {
-    this.#client = client;
-    this.#vm = vm;
-    this.name = name;
-    this.#s = settings;
-  }
-
-  resolve(relative: string): string {
-    throw new RubiconError('ARGUMENTS_INVALID', `Host ${this.name} (Azure Run Command) has no local files: cannot resolve "${relative}"`, {
-      hint: 'Use exec on this host; files of an Azure VM are reached through commands or a vault, not local paths.',
-    });
-  }
-
-  async #vmLocation(): Promise<string> {
-    if (this.#location) return this.#location;
-    try {
-      this.#location = (await this.#client.virtualMachines.get(this.#vm.resourceGroup, this.#vm.name)).location;
-    } catch (e) {
-      throw infraError(`Reading VM ${this.#vm.name} for Run Command failed: ${describeArmError(e)}`, 'Check that the VM exists and the credential may read it.', e);
-    }
-    return this.#location;
-  }
-
-  /**
-   * Runs `file args` on the VM. Never throws for a non-zero exit. Throws
-   * INFRA_FAILED when the platform fails or times out: the outcome is then
-   * unknown (the program may have run, fully or partly).
-   */
-  async exec(file: string, args: string[], options: ExecOptions = {}): Promise<CommandResult> {
-    const started = Date.now();
-    const timeoutMs = options.timeoutMs ?? this.#s.defaultTimeoutMs;
-    const envEntries = Object.entries(options.env ?? {});
-    const script = runCommandScript(file, args, { ...(options.cwd !== undefined ? { cwd: options.cwd } : {}), envNames: envEntries.map(([k]) => k) });
-    const runName = `rubicon-${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`;
-    const { resourceGroup: rg, name: vmName } = this.#vm;
-    const what = `Run Command ${runName} on VM ${vmName} (host ${this.name}, program ${file})`;
-    const unknown = 'The outcome is unknown: the program may have run. Check the VM before retrying; the run command was deleted (or will be by the next cleanup).';
-    const location = await this.#vmLocation();
-
-    const body: VirtualMachineRunCommand = {
-      location,
-      source: { script },
-      timeoutInSeconds: Math.max(1, Math.ceil(timeoutMs / 1000)),
-      asyncExecution: false,
-      treatFailureAsDeploymentFailure: false,
-      ...(envEntries.length > 0 ? { protectedParameters: envEntries.map(([, v], i) => ({ name: envParameterName(i), value: b64(v) })) } : {}),
-    };
-
-    const deadline = new AbortController();
-    const timer = setTimeout(() => deadline.abort(), timeoutMs + this.#s.graceMs);
-    const onAbort = () => deadline.abort();
-    options.signal?.addEventListener('abort', onAbort, { once: true });
-    try {
-      try {
-        await this.#client.virtualMachineRunCommands
-          .createOrUpdate(rg, vmName, runName, body, { updateIntervalInMs: this.#s.pollMs, abortSignal: deadline.signal })
-          .pollUntilDone({ abortSignal: deadline.signal });
-      } catch (e) {
-        const why = deadline.signal.aborted
-          ? options.signal?.aborted
-            ? 'was cancelled by the caller'
-            : `did not finish within ${Math.round((timeoutMs + this.#s.graceMs) / 1000)} s`
-          : `failed: ${describeArmError(e)}`;
-        throw infraError(`${what} ${why}.`, unknown, e, { runCommand: runName, vm: vmName });
-      }
-      let rc;
-      try {
-        rc = await this.#client.virtualMachineRunCommands.getByVirtualMachine(rg, vmName, runName, { expand: 'instanceView', abortSignal: deadline.signal });
-      } catch (e) {
-        throw infraError(`${what}: reading its result failed: ${describeArmError(e)}.`, unknown, e, { runCommand: runName, vm: vmName });
-      }
-      const iv = rc.instanceView;
-      const state = iv?.executionState ?? 'Unknown';
-      const result = (exitCode: number): CommandResult => ({
-        command: file,
-        args,
-        exitCode,
-        stdout: iv?.output ?? '',
-        stderr: iv?.error ?? '',
-        durationMs: Date.now() - started,
-      });
-      if (state === 'Succeeded' && (iv?.exitCode ?? 0) === 0) return result(0);
-      if (state === 'Failed' && typeof iv?.exitCode === 'number' && iv.exitCode !== 0) return result(iv.exitCode);
-      const message = iv?.executionMessage ? `; platform message: ${iv.executionMessage.replace(/\s+/g, ' ').slice(0, 300)}` : '';
-      throw infraError(
-        `${what} ended in execution state ${state}${typeof iv?.exitCode === 'number' ? ` (exit code ${iv.exitCode})` : ''}${message}.`,
-        state === 'TimedOut' ? `${unknown} Raise the timeout (now ${Math.round(timeoutMs / 1000)} s) if the program needs longer.` : unknown,
-        undefined,
-        { runCommand: runName, vm: vmName, executionState: state },
-      );
-    } finally {
-      clearTimeout(timer);
-      options.signal?.removeEventListener('abort', onAbort);
-      await this.#deleteRun(runName);
-    }
-  }
-
-  /** Deletes the run command (cancels it if still running). Best effort: a failure is logged, not thrown. */
-  async #deleteRun(runName: string): Promise<void> {
-    const abort = new AbortController();
-    const timer = setTimeout(() => abort.abort(), this.#s.graceMs);
-    try {
-      await this.#client.virtualMachineRunCommands
-        .delete(this.#vm.resourceGroup, this.#vm.name, runName, { updateIntervalInMs: this.#s.pollMs, abortSignal: abort.signal })
-        .pollUntilDone({ abortSignal: abort.signal });
-    } catch (e) {
-      if (statusOf(e) !== 404) {
-        this.#s.log('warn', `Could not delete run command ${runName} on VM ${this.#vm.name} (${describeArmError(e)}); delete it by hand: a VM holds at most 25.`);
-      }
-    } finally {
-      clearTimeout(timer);
-    }
   }
 }
 

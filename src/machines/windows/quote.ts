@@ -1,7 +1,9 @@
 /**
- * PowerShell text from TypeScript values: the one quoting function and the
- * -EncodedCommand encoding. Pure; no imports, so every transport and the
- * Azure driver share it without loading each other.
+ * PowerShell text from TypeScript values: the one quoting function for
+ * PowerShell text (psLiteral), the -EncodedCommand encoding, and the
+ * Windows command-line quoting a started process receives (quoteWindowsArg).
+ * Pure; no imports, so every transport and the Azure driver share it without
+ * loading each other.
  */
 
 /**
@@ -26,3 +28,38 @@ export function encodePowerShellCommand(text: string): string {
 
 /** The longest -EncodedCommand value that fits a Windows command line with room for `powershell -NoProfile -NonInteractive -EncodedCommand `. */
 export const ENCODED_COMMAND_LIMIT = 32_767 - 100;
+
+/**
+ * One argument quoted for a Windows command line as the Microsoft C runtime
+ * and CommandLineToArgvW split it ("Parsing C++ command-line arguments":
+ * 2n backslashes before a quote are n backslashes and the quote delimits;
+ * 2n+1 are n backslashes and a literal quote; other backslashes are
+ * literal). This is the other layer below PowerShell: .NET Framework's
+ * Process (Windows PowerShell 5.1) takes one command-line string, not an
+ * argument list, and powershell.exe, robocopy, icacls and restic all split
+ * it this way (cmd.exe has its own rules and is not supported). .NET on
+ * Linux splits ProcessStartInfo.Arguments by the same rules, which is how
+ * the tests check the round trip through a real pwsh.
+ */
+export function quoteWindowsArg(arg: string): string {
+  if (arg !== '' && !/[ \t\n\v"]/.test(arg)) return arg;
+  let out = '"';
+  let backslashes = 0;
+  for (const ch of arg) {
+    if (ch === '\\') {
+      backslashes++;
+    } else if (ch === '"') {
+      out += '\\'.repeat(backslashes * 2 + 1) + '"';
+      backslashes = 0;
+    } else {
+      out += '\\'.repeat(backslashes) + ch;
+      backslashes = 0;
+    }
+  }
+  return out + '\\'.repeat(backslashes * 2) + '"';
+}
+
+/** The Windows command-line tail (without the program) for `args`. */
+export function windowsCommandLine(args: readonly string[]): string {
+  return args.map(quoteWindowsArg).join(' ');
+}

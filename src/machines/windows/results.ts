@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { RubiconError } from '../../core/errors.ts';
 import type { ManifestEntry } from '../../core/types.ts';
-import { relativePathProblem } from '../../files/paths.ts';
+import { relativePathProblem } from '../../core/paths.ts';
 import type { ScriptOutput } from './scripts.ts';
 
 /**

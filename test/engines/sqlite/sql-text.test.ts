@@ -2,6 +2,7 @@ import { DatabaseSync } from 'node:sqlite';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { quoteIdent, splitStatements, sqlLiteral } from '../../../src/engines/sqlite/sql-text.ts';
+import { assertProperty } from '../../support/seed.ts';
 
 describe('sqlLiteral', () => {
   const db = new DatabaseSync(':memory:', { readBigInts: true, returnArrays: true });
@@ -11,7 +12,7 @@ describe('sqlLiteral', () => {
   };
 
   it('round-trips text exactly, including quotes, newlines, NUL and any Unicode', () => {
-    fc.assert(
+    assertProperty(
       fc.property(fc.string({ unit: 'binary' }), (s) => {
         // Lone surrogates cannot be stored as UTF-8; node:sqlite would replace them on the way in.
         fc.pre(Buffer.from(s, 'utf8').toString('utf8') === s);
@@ -27,7 +28,7 @@ describe('sqlLiteral', () => {
       expect(roundTrip(v)).toEqual({ value: v, type: 'real' });
     }
     expect(Object.is(roundTrip(-0).value, -0)).toBe(true);
-    fc.assert(
+    assertProperty(
       fc.property(fc.double({ noNaN: true }), (d) => {
         expect(roundTrip(d)).toEqual({ value: d, type: 'real' });
       }),
@@ -78,7 +79,7 @@ describe('splitStatements', () => {
       "CREATE TRIGGER tr AFTER INSERT ON t BEGIN SELECT 1; END;\n/* c;c */INSERT INTO t VALUES('z');\n";
     const whole = splitStatements(text, true).statements;
     expect(whole).toHaveLength(4);
-    fc.assert(
+    assertProperty(
       fc.property(fc.array(fc.nat(text.length), { maxLength: 6 }), (cuts) => {
         const points = [...new Set(cuts)].sort((a, b) => a - b);
         const out: string[] = [];

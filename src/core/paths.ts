@@ -1,7 +1,9 @@
 /**
  * Relative paths inside a captured item: POSIX separators, no `.`/`..`
  * segments, never absolute. Pure functions; shared by walk, manifests,
- * drift and restore so all of them agree on order and on what is safe.
+ * drift, restore and the vaults so all of them agree on order and on what
+ * is safe. Lives in core/ because files/ and vaults/ both need it and
+ * vaults/ must not import files/.
  */
 
 /**
@@ -18,8 +20,12 @@ export function comparePaths(a: string, b: string): number {
  * non-empty, not absolute, POSIX separators, no empty / `.` / `..` segment,
  * no NUL. Restore relies on this to never write outside its destination.
  */
+/** Anything that could make a path unsafe; paths without any of it are safe (the fast path of relativePathProblem). */
+const MAYBE_UNSAFE = /\0|^\/|^[A-Za-z]:|\/\/|\/$|(^|\/)\.\.?(\/|$)/;
+
 export function relativePathProblem(p: string): string | undefined {
   if (p.length === 0) return 'is empty';
+  if (!MAYBE_UNSAFE.test(p)) return undefined;
   if (p.includes('\0')) return 'contains a NUL character';
   if (p.startsWith('/')) return 'is absolute (starts with "/")';
   if (/^[A-Za-z]:/.test(p)) return 'is absolute (has a drive letter)';
@@ -58,9 +64,12 @@ export function isExcluded(rel: string, excludes: ReadonlySet<string>): boolean 
   return false;
 }
 
-const SHA256_HEX = /^[0-9a-f]{64}$/;
-
 /** A lower-case hex SHA-256 digest, the key of every vault object. */
 export function isSha256Hex(s: string): boolean {
-  return SHA256_HEX.test(s);
+  if (s.length !== 64) return false;
+  for (let i = 0; i < 64; i++) {
+    const c = s.charCodeAt(i);
+    if (!((c >= 48 && c <= 57) || (c >= 97 && c <= 102))) return false;
+  }
+  return true;
 }

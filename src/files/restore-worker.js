@@ -1,0 +1,194 @@
+// @ts-check
+/**
+ * Worker thread of the restore pool (restore.ts holds the message types):
+ * lands files from FilesystemVault objects, hashing them on the way.
+ *
+ * Plain JavaScript for the same reason as copy-worker.js (a .ts worker
+ * costs ~50 ms more to start).
+ *
+ * Contract, per file (one reply per file, in order):
+ * - Vaults are tried in the given order. An object that is missing, has the
+ *   wrong size or does not hash to its name is never left at the
+ *   destination: the attempt is thrown away and the next vault tried; each
+ *   failure is reported (vault index, code, message).
+ * - The bytes hashed are exactly the bytes written (same buffer, same pass):
+ *   a reply `done` means the destination holds the manifest's content. That
+ *   is the landing's validation; nothing reads the files back.
+ * - A destination that does not exist is created in place (O_EXCL); one that
+ *   exists is replaced through a temp file in its folder and a rename, so it
+ *   is either the old file or the complete new one.
+ * - Owner (when asked), then mode (after chown, which clears setuid bits),
+ *   then mtime, all through the open file. A chown that is not permitted is
+ *   reported (`ownerDenied`), not an error.
+ * - No fsync: the caller makes the landing durable with one barrier.
+ * - Never throws out of the message handler: every failure is a reply.
+ */
+import { createHash } from 'node:crypto';
+import { closeSync, constants, fchmodSync, fchownSync, fstatSync, futimesSync, lstatSync, openSync, readSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { parentPort, threadId, workerData } from 'node:worker_threads';
+
+/** @param {unknown} e */
+function codeOf(e) {
+  return typeof e === 'object' && e !== null && 'code' in e && typeof e.code === 'string' ? e.code : String(e);
+}
+
+/** @param {number} fd @param {Uint8Array} data */
+function writeAll(fd, data) {
+  let off = 0;
+  while (off < data.byteLength) off += writeSync(fd, data, off, data.byteLength - off);
+}
+
+class DestError extends Error {
+  /** @param {string} op @param {unknown} e */
+  constructor(op, e) {
+    super(op);
+    this.op = op;
+    this.errno = codeOf(e);
+  }
+}
+
+export class Lander {
+  /** @param {{ chunk: number; abortFlag: Int32Array }} data */
+  constructor(data) {
+    this.buf = Buffer.allocUnsafeSlow(data.chunk);
+    this.abortFlag = data.abortFlag;
+    this.seq = 0;
+  }
+
+  /** @param {{ id: number; files: { dest: string; size: number; sha256: string; mode: number; uid?: number; gid?: number; mtime: number; objects: string[] }[] }} job */
+  runBatch(job) {
+    /** @type {object[]} */
+    const results = [];
+    let stop = false;
+    for (const f of job.files) {
+      if (stop || Atomics.load(this.abortFlag, 0) !== 0) {
+        results.push({ kind: 'aborted' });
+        continue;
+      }
+      const r = this.land(f);
+      if (r.kind === 'dest-failed') stop = true;
+      results.push(r);
+    }
+    return { id: job.id, results };
+  }
+
+  /** @param {{ dest: string; size: number; sha256: string; mode: number; uid?: number; gid?: number; mtime: number; objects: string[] }} f */
+  land(f) {
+    /** @type {{ vault: number; code: string; message: string }[]} */
+    const failed = [];
+    let existing;
+    try {
+      existing = lstatSync(f.dest, { throwIfNoEntry: false });
+    } catch (e) {
+      return { kind: 'dest-failed', op: `lstat ${f.dest}`, code: codeOf(e) };
+    }
+    if (existing?.isDirectory()) return { kind: 'dir-in-way' };
+    for (let k = 0; k < f.objects.length; k++) {
+      const obj = /** @type {string} */ (f.objects[k]);
+      let src;
+      try {
+        src = openSync(obj, 'r');
+      } catch (e) {
+        failed.push({ vault: k, code: codeOf(e) === 'ENOENT' ? 'VAULT_MISSING_OBJECT' : 'VAULT_IO', message: `object ${f.sha256}: ${codeOf(e)}` });
+        continue;
+      }
+      let out = -1;
+      let outPath = '';
+      let placed = false;
+      try {
+        const size = fstatSync(src).size;
+        if (size !== f.size) {
+          failed.push({ vault: k, code: 'VAULT_CORRUPT', message: `object ${f.sha256} has ${size} bytes, the manifest records ${f.size}` });
+          continue;
+        }
+        outPath = existing ? join(dirname(f.dest), `.rubicon-${process.pid}-${threadId}-${++this.seq}.tmp`) : f.dest;
+        try {
+          out = openSync(outPath, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
+        } catch (e) {
+          if (!existing && codeOf(e) === 'EEXIST') {
+            // Appeared meanwhile: go through a temp file after all.
+            existing = lstatSync(f.dest, { throwIfNoEntry: false }) ?? undefined;
+            outPath = join(dirname(f.dest), `.rubicon-${process.pid}-${threadId}-${++this.seq}.tmp`);
+            out = openSync(outPath, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
+          } else throw new DestError(`create ${outPath}`, e);
+        }
+        const hash = createHash('sha256');
+        let n = 0;
+        while (n < f.size) {
+          if (Atomics.load(this.abortFlag, 0) !== 0) return { kind: 'aborted' };
+          let r;
+          try {
+            r = readSync(src, this.buf, 0, Math.min(this.buf.length, f.size - n), null);
+          } catch (e) {
+            failed.push({ vault: k, code: 'VAULT_IO', message: `object ${f.sha256}: read: ${codeOf(e)}` });
+            break;
+          }
+          if (r === 0) break;
+          const chunk = this.buf.subarray(0, r);
+          hash.update(chunk);
+          try {
+            writeAll(out, chunk);
+          } catch (e) {
+            throw new DestError(`write ${outPath}`, e);
+          }
+          n += r;
+        }
+        if (failed.length > 0 && failed[failed.length - 1]?.vault === k) continue;
+        const actual = hash.digest('hex');
+        if (n !== f.size || actual !== f.sha256) {
+          failed.push({ vault: k, code: 'VAULT_CORRUPT', message: `object ${f.sha256} is corrupt (its content hashes to ${actual})` });
+          continue;
+        }
+        let ownerDenied = false;
+        if (f.uid !== undefined && f.gid !== undefined) {
+          try {
+            fchownSync(out, f.uid, f.gid);
+          } catch (e) {
+            if (codeOf(e) !== 'EPERM') throw new DestError(`chown ${outPath}`, e);
+            ownerDenied = true;
+          }
+        }
+        try {
+          fchmodSync(out, f.mode);
+          futimesSync(out, f.mtime, f.mtime);
+        } catch (e) {
+          throw new DestError(`chmod/utimes ${outPath}`, e);
+        }
+        closeSync(out);
+        out = -1;
+        if (outPath !== f.dest) {
+          try {
+            renameSync(outPath, f.dest);
+          } catch (e) {
+            throw new DestError(`rename to ${f.dest}`, e);
+          }
+        }
+        placed = true;
+        return { kind: 'done', vault: k, failed, ownerDenied };
+      } catch (e) {
+        if (e instanceof DestError) return { kind: 'dest-failed', op: e.op, code: e.errno };
+        return { kind: 'dest-failed', op: 'restore', code: codeOf(e) };
+      } finally {
+        closeSync(src);
+        if (out >= 0) closeSync(out);
+        if (!placed && outPath !== '') {
+          try {
+            unlinkSync(outPath);
+          } catch {
+            // not created
+          }
+        }
+      }
+    }
+    return { kind: 'no-good-copy', failed };
+  }
+}
+
+if (parentPort && workerData?.role === 'rubicon-restore-worker') {
+  const port = parentPort;
+  const lander = new Lander(workerData);
+  port.on('message', (job) => {
+    port.postMessage(lander.runBatch(job));
+  });
+}
