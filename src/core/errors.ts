@@ -161,7 +161,8 @@ export function exitCodeOf(e: unknown): ExitCode {
 export function outOfSpace(e: unknown): RubiconError | undefined {
   if (isRubiconError(e) && e.code === 'NO_SPACE') return e;
   const text = e instanceof Error ? `${e.message} ${(e.cause as { code?: string } | undefined)?.code ?? ''} ${(e as { code?: string }).code ?? ''}` : String(e);
-  if (!/ENOSPC|No space left on device|Disk quota exceeded|EDQUOT/.test(text)) return undefined;
+  // SQLITE_FULL reads "database or disk is full" (node:sqlite and the sqlite3 shell).
+  if (!/ENOSPC|No space left on device|Disk quota exceeded|EDQUOT|database or disk is full|SQLITE_FULL/.test(text)) return undefined;
   return new RubiconError('NO_SPACE', `out of space: ${e instanceof Error ? e.message : String(e)}`, {
     hint: 'free space where the message says, then resume the run (`rubicon resume RUN_ID`): nothing already captured is lost',
     cause: e,

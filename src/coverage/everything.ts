@@ -35,7 +35,6 @@ import { expandExcept, listRemote, planVolume, reroot, type VolumePlan } from '.
  * Design note: docs/coverage.md.
  */
 
-const GRANT_TTL_MS = 6 * 3600_000;
 const errText = (e: unknown) => (e instanceof Error ? e.message : String(e));
 const errCode = (e: unknown) => (isRubiconError(e) ? e.code : 'INTERNAL');
 const short = (id: string) => createHash('sha256').update(id).digest('hex').slice(0, 16);
@@ -327,12 +326,9 @@ async function landVolumeRemote(ctx: RunContext, item: Item, pick: Artifact, t0:
   if (missing.length > 0) {
     const staging = path.posix.join(ctx.runbook.target.workDir, 'landing', ctx.runId, short(pick.id));
     await sh(target, 'rm -rf -- "$1" && mkdir -p -- "$1"', staging);
-    const grant = await vault.grant(target, 'read', GRANT_TTL_MS);
-    try {
-      await vault.restoreTo((mm, k, c, w, o) => ctx.steps.run(mm, k, c, w, o), target, grant, { artifactId: pick.id, locator: pick.locators?.[vault.info.name] ?? '', dest: staging, stepId: `${pick.id}/land/${vault.info.name}`, srcDir: pick.sourceDir ?? dest });
-    } finally {
-      await vault.revoke(grant).catch(() => undefined);
-    }
+    // The phase's read grant from the pool: journaled, revoked at the end of the phase whatever happens.
+    const grant = await ctx.remote!.grants.acquire(vault, target, 'read');
+    await vault.restoreTo((mm, k, c, w, o) => ctx.steps.run(mm, k, c, w, o), target, grant, { artifactId: pick.id, locator: pick.locators?.[vault.info.name] ?? '', dest: staging, stepId: `${pick.id}/land/${vault.info.name}`, srcDir: pick.sourceDir ?? dest });
     // Only what is missing, never over what is there.
     const r = await target.exec({ argv: ['sh', '-c', 'mkdir -p -- "$2" && cd "$1" && xargs -0 -r cp -a --parents -t "$2" --', 'rubicon', staging, dest], input: `${missing.map((e) => e.path).join('\0')}\0` });
     await sh(target, 'rm -rf -- "$1"', staging).catch(() => undefined);

@@ -91,6 +91,11 @@ export async function proveIsolated(
     env: process.env,
     signal: ctx.signal,
   });
+  // An abort (the run's signal) kills the prover and emits 'error': handled here, rethrown below as the abort.
+  let spawnError: Error | undefined;
+  child.on('error', (e) => {
+    spawnError = e;
+  });
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => {
     stderr = (stderr + d.toString()).slice(-4000);
@@ -109,6 +114,8 @@ export async function proveIsolated(
     else if (msg.kind === 'error') error = msg.message;
   }
   const code = await exited;
+  ctx.signal?.throwIfAborted();
+  if (spawnError && !done) throw proverFailed(`the prover could not run: ${spawnError.message}`);
   if (!done || code !== 0) {
     throw proverFailed(error ?? (stderr.trim().split('\n').slice(-3).join(' ') || `exit code ${code}`));
   }

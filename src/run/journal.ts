@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, ftruncateSync, writeSync, statSync, unlinkSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, ftruncateSync, writeSync, statSync, unlinkSync } from 'node:fs';
 import path from 'node:path';
-import { RubiconError } from '../core/errors.ts';
+import { RubiconError, outOfSpace } from '../core/errors.ts';
 import type { JournalEvent, JournalRecord } from '../core/events.ts';
 import { assertAlive } from './faults.ts';
 
@@ -31,6 +31,8 @@ export class Journal {
   private readonly records: JournalRecord[];
   private readonly listeners: ((r: JournalRecord) => void)[] = [];
   private signer: ((seq: number, hash: string) => string) | undefined;
+  /** Set once a write failed: the journal takes no more records in this process. */
+  private broken: RubiconError | undefined;
 
   private constructor(file: string, fd: number, records: JournalRecord[]) {
     this.file = file;
@@ -76,14 +78,47 @@ export class Journal {
     const hash = recordHash(this.last, seq, at, event);
     const record: JournalRecord = { seq, at, event, prev: this.last, hash, ...(this.signer ? { sig: this.signer(seq, hash) } : {}) };
     const line = Buffer.from(JSON.stringify(record) + '\n');
-    let off = 0;
-    while (off < line.length) off += writeSync(this.fd, line, off, line.length - off);
-    fsyncSync(this.fd);
+    if (this.broken) throw this.broken;
+    const size = this.size();
+    try {
+      let off = 0;
+      while (off < line.length) off += writeSync(this.fd, line, off, line.length - off);
+      fsyncSync(this.fd);
+    } catch (e) {
+      // Never leave a torn line behind: cut back to the last whole record, so
+      // that `resume` reads a whole journal once the space is freed. The
+      // journal takes no more records in this process.
+      if (size !== undefined) {
+        try {
+          ftruncateSync(this.fd, size);
+          fsyncSync(this.fd);
+        } catch {
+          // the torn tail is repaired by Journal.open on resume
+        }
+      }
+      const full = outOfSpace(e);
+      this.broken = full
+        ? new RubiconError('NO_SPACE', `out of space in the state directory (run folder ${path.dirname(this.file)}): journal record ${seq} (${event.type}) could not be written`, {
+            hint: `free space there, then \`rubicon resume\` the run: the journal ends at its last whole record and nothing already captured is lost`,
+            cause: e,
+          })
+        : new RubiconError('JOURNAL_CORRUPT', `cannot write the journal ${this.file}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+      throw this.broken;
+    }
     this.seq = seq;
     this.last = hash;
     this.records.push(record);
     for (const l of this.listeners) l(record);
     return record;
+  }
+
+  /** The journal file's size now (undefined when it cannot be read). */
+  private size(): number | undefined {
+    try {
+      return fstatSync(this.fd).size;
+    } catch {
+      return undefined;
+    }
   }
 
   close(): void {

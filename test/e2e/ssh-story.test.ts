@@ -110,7 +110,8 @@ describe.skipIf(noNet)(`the story over ssh on three namespaced hosts${noNet ? ` 
       const issued = after.filter((x) => x.type === 'grant.issued').map((x) => (x as unknown as { grant: { id: string; machine: string } }).grant);
       const revoked = new Set(after.filter((x) => x.type === 'grant.revoked').flatMap((x) => (x as unknown as { grantIds: string[] }).grantIds));
       expect(issued.length).toBeGreaterThanOrEqual(4);
-      expect(issued.length).toBeLessThanOrEqual(8);
+      // At most one per vault and machine in each phase that moves bytes (capture, prove, final capture and its proofs, landing).
+      expect(issued.length).toBeLessThanOrEqual(10);
       expect(issued.filter((g) => !revoked.has(g.id))).toEqual([]);
       expect((await readFile(net.hosts.vault.authorizedKeysPath, 'utf8')).split('\n').filter((l) => l.includes('rubicon-grant:'))).toEqual([]);
     } finally {

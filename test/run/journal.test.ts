@@ -89,3 +89,27 @@ describe('lock', () => {
     expect(() => acquireLock(dir, 'ehr-server', 'r-20261128-000000-0006', 'h')).toThrow(/LOCK|locked/);
   });
 });
+
+describe.skipIf(process.getuid?.() !== 0 && !process.env.CI)(`a journal on a full filesystem${process.getuid?.() === 0 ? '' : ' (skipped: needs root for a tmpfs)'}`, () => {
+  it('a record that does not fit is cut back to the last whole record, NO_SPACE names the state directory, and no later record is taken', async () => {
+    const dir = await tempDir();
+    const mnt = path.join(dir, 'full');
+    await execa('mkdir', ['-p', mnt]);
+    await execa('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', mnt]);
+    try {
+      const j = Journal.create(path.join(mnt, 'runs', 'r1', 'journal.jsonl'));
+      j.append(started('r1'));
+      // Fill the filesystem but for a few hundred bytes.
+      await execa('sh', ['-c', 'dd if=/dev/zero of="$1" bs=1k count=1000 2>/dev/null; true', 'sh', path.join(mnt, 'filler')]);
+      await execa('sh', ['-c', 'rm -f "$1"; dd if=/dev/zero of="$1" bs=1 count=$(( $(df -B1 --output=avail "$2" | tail -1) - 300 )) 2>/dev/null; true', 'sh', path.join(mnt, 'filler'), mnt]);
+      const big: JournalEvent = { type: 'note', level: 'info', message: 'x'.repeat(20_000) };
+      expect(() => j.append(big)).toThrow(expect.objectContaining({ code: 'NO_SPACE', message: expect.stringMatching(/state directory/) }));
+      expect(() => j.append({ type: 'note', level: 'info', message: 'small' })).toThrow(expect.objectContaining({ code: 'NO_SPACE' }));
+      j.close();
+      const records = readJournal(path.join(mnt, 'runs', 'r1', 'journal.jsonl'), { repairTornTail: false });
+      expect(records.map((r) => r.event.type)).toEqual(['run.started']);
+    } finally {
+      await execa('umount', ['-l', mnt]);
+    }
+  });
+});
