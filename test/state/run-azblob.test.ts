@@ -5,7 +5,7 @@
  * `rubicon resume RUN_ID --state azblob://…` and finishes; the journal,
  * runbook copy and reports are in the container.
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -88,5 +88,10 @@ describe.skipIf(!run)(`a run on shared state${run ? '' : ` (skipped: ${azuriteMi
     for await (const b of store.container.listBlobsFlat({ prefix: `clinic-a/runs/${runId}/` })) names.push(b.name.slice(`clinic-a/runs/${runId}/`.length));
     expect(names).toContain('runbook.yaml');
     expect(names.some((n) => n.startsWith('report/'))).toBe(true);
+    // Both agents signed what they appended to the shared journal, and an auditor checks it from the store.
+    expect((await store.readJournal(runId)).filter((x) => typeof x.sig !== 'string').map((x) => x.seq)).toEqual([]);
+    const audit = spawnSync(process.execPath, [BIN, 'audit', runId, '--state', state], { env: agent(path.join(tmp, 'agent-c')), encoding: 'utf8' });
+    expect(audit.stdout).toMatch(/intact: \d+ records, hash chain and every signature verified/);
+    expect(audit.status).toBe(0);
   }, 300_000);
 });
