@@ -44,7 +44,8 @@ Usage:
                                              a person confirms the manual crossing was done; Rubicon checks
                                              the server really was rebuilt, then lands
   rubicon check-runbook --runbook FILE       validate a runbook and print its warnings; runs nothing
-  rubicon audit RUN_ID [--public-key FILE]   verify a run's journal: hash chain and every record's signature;
+  rubicon audit RUN_ID [--public-key FILE]   verify a run's journal: hash chain, every record's signature,
+                [--journal-only]             and the journal heads the run left in its vaults;
                                              names the first record that fails
   rubicon status [RUN_ID] [--json]           list runs, or show one
   rubicon report RUN_ID [--html FILE]        write the reports again from the journal
@@ -83,6 +84,8 @@ interface Flags {
   crossed: boolean;
   by?: string;
   publicKey?: string;
+  /** audit: check the journal alone, not the heads in the vaults. */
+  journalOnly?: boolean;
 }
 
 function parse(argv: string[]): { command: string | undefined; positionals: string[]; flags: Flags } {
@@ -105,6 +108,7 @@ function parse(argv: string[]): { command: string | undefined; positionals: stri
         crossed: { type: 'boolean', default: false },
         by: { type: 'string' },
         'public-key': { type: 'string' },
+        'journal-only': { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
     });
@@ -116,7 +120,7 @@ function parse(argv: string[]): { command: string | undefined; positionals: stri
   return {
     command,
     positionals,
-    flags: { runbook: v.runbook, json: v.json ?? false, yes: v.yes ?? false, dir: v.dir, html: v.html, stateDir: v['state-dir'], ...(v.state ? { state: v.state } : {}), stack: v.stack ?? [], dryRun: v['dry-run'] ?? false, help: v.help ?? false, crossed: v.crossed ?? false, ...(v.by ? { by: v.by } : {}), ...(v['public-key'] ? { publicKey: v['public-key'] } : {}) },
+    flags: { runbook: v.runbook, json: v.json ?? false, yes: v.yes ?? false, dir: v.dir, html: v.html, stateDir: v['state-dir'], ...(v.state ? { state: v.state } : {}), stack: v.stack ?? [], dryRun: v['dry-run'] ?? false, help: v.help ?? false, crossed: v.crossed ?? false, ...(v.by ? { by: v.by } : {}), ...(v['public-key'] ? { publicKey: v['public-key'] } : {}), ...(v['journal-only'] ? { journalOnly: true } : {}) },
   };
 }
 
@@ -386,21 +390,39 @@ async function audit(positionals: string[], flags: Flags): Promise<number> {
     throw e;
   }
   const st = deriveState(records);
+  // The runbook as resume finds it: the file the run started with where it still is (its relative paths resolve there), else the run's copy.
+  const startedWith = st.runbookPath && (await import('node:fs')).existsSync(st.runbookPath) ? st.runbookPath : undefined;
+  const rb = await loadRunbook(startedWith ?? (shared ? await shared.runbookCopy(runId) : undefined) ?? paths.runbookCopy).catch(() => undefined);
   let verifier;
   if (flags.publicKey) {
     const { readFileSync } = await import('node:fs');
     verifier = verifierFrom(readFileSync(path.resolve(flags.publicKey), 'utf8'));
   } else {
-    const rb = await loadRunbook((shared ? await shared.runbookCopy(runId) : undefined) ?? paths.runbookCopy).catch(() => undefined);
     const src = rb ? signingKeyOf(rb) : undefined;
     verifier = verifierFrom(runSigner({ ...(src ? { source: src } : {}), stateDir }).signer.publicKeyPem);
   }
   const r = auditRecords(records, verifier);
   const recorded = st.signingKeyId ? ` (the run names key ${st.signingKeyId})` : '';
-  if (flags.json) process.stdout.write(JSON.stringify({ runId, ...r }) + '\n');
-  else if (r.ok) process.stdout.write(`${runId}: intact: ${r.records} records, hash chain and every signature verified with key ${r.keyId}${recorded}; head ${r.head}\n`);
-  else process.stdout.write(`${runId}: NOT INTACT: record ${r.firstBad.seq} (${r.firstBad.type}) ${r.firstBad.reason}${recorded}; nothing from it on can be trusted\n`);
-  return r.ok ? EXIT.ok : EXIT.failure;
+  // The journal heads the run left in its vaults (src/run/heads.ts): a journal rewritten even with the key disagrees with them.
+  let vaults: import('../run/audit-vaults.ts').VaultAudit | undefined;
+  if (!flags.journalOnly) {
+    if (!rb) vaults = { agreed: [], findings: [], unreachable: [{ vault: '(all)', reason: `the run's runbook copy ${paths.runbookCopy} cannot be read, so its vaults are unknown` }] };
+    else vaults = await (await import('../run/audit-vaults.ts')).auditVaultHeads({ runId, records, runbook: rb, verifier, workDir: paths.work });
+  }
+  const vaultsOk = !vaults || (vaults.findings.length === 0 && vaults.unreachable.length === 0);
+  if (flags.json) process.stdout.write(JSON.stringify({ runId, ...r, ...(vaults ? { vaults } : {}) }) + '\n');
+  else {
+    if (r.ok) process.stdout.write(`${runId}: ${vaultsOk ? 'intact' : 'journal signed'}: ${r.records} records, hash chain and every signature verified with key ${r.keyId}${recorded}; head ${r.head}\n`);
+    else process.stdout.write(`${runId}: NOT INTACT: record ${r.firstBad.seq} (${r.firstBad.type}) ${r.firstBad.reason}${recorded}; nothing from it on can be trusted\n`);
+    if (vaults) {
+      const agreed = [...new Set(vaults.agreed.map((a) => `${a.vault} (${a.stage} at record ${a.seq})`))];
+      if (agreed.length > 0) process.stdout.write(`  journal heads in the vaults agree: ${agreed.join(', ')}\n`);
+      else if (vaultsOk) process.stdout.write('  no journal head in the vaults (the run did not reach the gate, or its vaults keep no run documents)\n');
+      for (const f of vaults.findings) process.stdout.write(`  NOT INTACT: ${f.message}\n`);
+      for (const u of vaults.unreachable) process.stdout.write(`  NOT CHECKED: vault ${u.vault}: ${u.reason} (use --journal-only to check the journal alone)\n`);
+    }
+  }
+  return r.ok && vaultsOk ? EXIT.ok : EXIT.failure;
 }
 
 export async function main(argv: string[]): Promise<number> {

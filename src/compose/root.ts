@@ -176,18 +176,17 @@ export interface AdapterInput {
   log?: (level: 'info' | 'warn', message: string) => void;
 }
 
-export async function createAdapters(rb: Runbook, input: AdapterInput): Promise<Adapters> {
+function machineMaker(input: AdapterInput) {
   const stepsOn = (transport: TransportSettings, remoteWorkDir: string) =>
     transport.kind === 'local' ? path.join(input.workDir, 'steps') : path.posix.join(remoteWorkDir, 'steps', input.runId);
-  const machine = (name: string, transport: TransportSettings, localRoot: string, remoteWorkDir: string): Machine =>
+  return (name: string, transport: TransportSettings, localRoot: string, remoteWorkDir: string): Machine =>
     transports.get(transport.kind, `${name}.transport.kind`)({ name, transport, localRoot, stepsRoot: stepsOn(transport, remoteWorkDir) });
-  const target = machine(rb.target.name, rb.target.transport, rb.target.root, rb.target.workDir);
-  const rebuiltTarget =
-    rb.infra.kind === 'manual' && rb.target.transport.kind === 'ssh'
-      ? machine(rb.target.name, { ...rb.target.transport, knownHosts: rb.infra.rebuilt.knownHosts }, rb.target.root, rb.target.workDir)
-      : target;
-  const provingGround = machine('proving-ground', rb.provingGround.transport, rb.provingGround.root, rb.provingGround.workDir || '/var/tmp/rubicon');
-  const vaults = await Promise.all(rb.vaults.map((v, i) =>
+}
+
+/** The runbook's vaults alone (for `rubicon audit`, which reads them and touches nothing else). */
+export async function createVaults(rb: Runbook, input: AdapterInput): Promise<Vault[]> {
+  const machine = machineMaker(input);
+  return Promise.all(rb.vaults.map((v, i) =>
     vaultKinds.get(v.kind, `vaults[${i}].kind`)(v, {
       runId: input.runId,
       machine: (name, transport) => machine(name, transport, '/', '/var/tmp/rubicon'),
@@ -196,6 +195,17 @@ export async function createAdapters(rb: Runbook, input: AdapterInput): Promise<
       workDirOf: (m) => (m.name === 'proving-ground' ? rb.provingGround.workDir || '/var/tmp/rubicon' : rb.target.workDir),
     }),
   ));
+}
+
+export async function createAdapters(rb: Runbook, input: AdapterInput): Promise<Adapters> {
+  const machine = machineMaker(input);
+  const target = machine(rb.target.name, rb.target.transport, rb.target.root, rb.target.workDir);
+  const rebuiltTarget =
+    rb.infra.kind === 'manual' && rb.target.transport.kind === 'ssh'
+      ? machine(rb.target.name, { ...rb.target.transport, knownHosts: rb.infra.rebuilt.knownHosts }, rb.target.root, rb.target.workDir)
+      : target;
+  const provingGround = machine('proving-ground', rb.provingGround.transport, rb.provingGround.root, rb.provingGround.workDir || '/var/tmp/rubicon');
+  const vaults = await createVaults(rb, input);
   const infra = await infraKinds.get(rb.infra.kind, 'infra.kind')(rb, { runId: input.runId, target, provingGround, ...(input.log ? { log: input.log } : {}) });
   for (const [i, m] of rb.methods.folders.entries()) folderMethods.get(m, `methods.folders[${i}]`);
   return {
