@@ -49,6 +49,7 @@ Usage:
   rubicon status [RUN_ID] [--json]           list runs, or show one
   rubicon report RUN_ID [--html FILE]        write the reports again from the journal
   rubicon reap --stack NAME... [--dry-run]   destroy Azure proving grounds past their TTL (needs the Pulumi CLI)
+  rubicon rollback RUN_ID [--yes] [--json]   rebuild an Azure target from a run's rollback point (needs the Pulumi CLI)
 
 Options:
   --state-dir DIR   where runs are kept (default $RUBICON_STATE_DIR or ~/.local/state/rubicon)
@@ -431,6 +432,11 @@ export async function main(argv: string[]): Promise<number> {
       // Loaded on demand: the Pulumi SDK is large and only reap needs it.
       const { reapCommand } = await import('./reap.ts');
       return reapCommand(flags.stack, { dryRun: flags.dryRun, json: flags.json, workDir: process.cwd() });
+    }
+    case 'rollback': {
+      // Loaded on demand, like reap: the Pulumi SDK is large.
+      const { rollbackCommand } = await import('./rollback.ts');
+      return rollbackCommand(positionals[0], { stateDir: defaultStateDir(flags), yes: flags.yes, json: flags.json });
     }
     case 'audit':
       return audit(positionals, flags);
