@@ -96,4 +96,21 @@ describe('rollbackRun', () => {
     expect(notAzure.exitCode).toBe(3);
     expect((await cli(['--help'])).stdout).toContain('rubicon rollback RUN_ID');
   });
+
+  it('`rubicon status` lists a run\'s rollback assets until the run releases them', async () => {
+    const { stateDir, runId } = run(AZURE);
+    const journal = Journal.open(runPaths(stateDir, runId).journal);
+    const snap = `${RG}/snapshots/rubicon-${runId}-os`;
+    journal.append({ type: 'rollback.created', rollbackPoint: { id: `rollback.${runId}`, kind: 'azure-disk-snapshot', location: `${snap},${RG}/snapshots/rubicon-${runId}-sqldata`, createdAt: '2026-12-01T10:00:00.000Z' } });
+    const kept = await cli(['status', '--state-dir', stateDir]);
+    expect(kept.exitCode).toBe(0);
+    expect(kept.stdout).toContain('rollback points kept');
+    expect(kept.stdout).toContain(`${runId}  Azure snapshots rubicon-${runId}-os, rubicon-${runId}-sqldata and the OS disk the crossing retired`);
+    const one = await cli(['status', runId, '--state-dir', stateDir, '--json']);
+    expect(JSON.parse(one.stdout.trim().split('\n').at(-1)!)).toMatchObject({ rollbackKept: { kind: 'azure-disk-snapshot' } });
+    journal.append({ type: 'rollback.released', rollbackPointId: `rollback.${runId}` });
+    const released = await cli(['status', '--state-dir', stateDir]);
+    expect(released.stdout).toContain(runId);
+    expect(released.stdout).not.toContain('rollback points kept');
+  });
 });
