@@ -5,6 +5,7 @@ import { createInterface } from 'node:readline/promises';
 import { parseArgs } from 'node:util';
 import { EXIT, RubiconError, exitCodeOf, isRubiconError } from '../core/errors.ts';
 import type { RunCommand } from '../core/events.ts';
+import type { RollbackPoint } from '../core/types.ts';
 import { deriveState } from '../core/state.ts';
 import { RULES } from '../gate/policy.ts';
 import { buildChecklist } from '../inventory/checklist.ts';
@@ -50,6 +51,7 @@ Usage:
   rubicon status [RUN_ID] [--json]           list runs, or show one
   rubicon report RUN_ID [--html FILE]        write the reports again from the journal
   rubicon reap --stack NAME... [--dry-run]   destroy Azure proving grounds past their TTL (needs the Pulumi CLI)
+  rubicon rollback RUN_ID [--yes] [--json]   rebuild an Azure target from a run's rollback point (needs the Pulumi CLI)
 
 Options:
   --state-dir DIR   where runs are kept (default $RUBICON_STATE_DIR or ~/.local/state/rubicon)
@@ -319,7 +321,16 @@ async function status(positionals: string[], flags: Flags): Promise<number> {
     for (const id of ids) {
       try {
         const st = deriveState(shared ? await shared.readJournal(id) : readJournal(runPaths(stateDir, id).journal, { repairTornTail: false }).slice());
-        runs.push({ runId: id, command: st.command, target: st.target, outcome: st.outcome ?? 'in progress (or killed: resume it)', startedAt: st.startedAt, host: st.host, damaged: undefined });
+        runs.push({
+          runId: id,
+          command: st.command,
+          target: st.target,
+          outcome: st.outcome ?? 'in progress (or killed: resume it)',
+          startedAt: st.startedAt,
+          host: st.host,
+          rollbackKept: st.rollbackPoint && !st.rollbackReleased ? st.rollbackPoint : undefined,
+          damaged: undefined,
+        });
       } catch (e) {
         const code = isRubiconError(e) ? e.code : 'JOURNAL_CORRUPT';
         runs.push({ runId: id, command: '?', target: '?', outcome: 'damaged', damaged: { code, message: e instanceof Error ? e.message : String(e) } });
@@ -327,7 +338,12 @@ async function status(positionals: string[], flags: Flags): Promise<number> {
     }
     if (flags.json) process.stdout.write(JSON.stringify(runs) + '\n');
     else if (runs.length === 0) process.stdout.write(`no runs in ${where}\n`);
-    else for (const r of runs) process.stdout.write(`${r.runId}  ${r.command.padEnd(8)} ${r.target.padEnd(16)} ${r.damaged ? `DAMAGED ${r.damaged.code}: ${r.damaged.message}` : r.outcome}\n`);
+    else {
+      for (const r of runs) process.stdout.write(`${r.runId}  ${r.command.padEnd(8)} ${r.target.padEnd(16)} ${r.damaged ? `DAMAGED ${r.damaged.code}: ${r.damaged.message}` : r.outcome}\n`);
+      // Rollback assets cost money and hold patient data: listed until the run releases them (landing passed).
+      const kept = runs.filter((r) => r.rollbackKept);
+      if (kept.length > 0) process.stdout.write(`rollback points kept (released when landing passes; \`rubicon rollback RUN_ID\` on Azure):\n${kept.map((r) => `  ${r.runId}  ${rollbackKeptLine(r.rollbackKept!)}\n`).join('')}`);
+    }
     const damaged = runs.filter((r) => r.damaged);
     if (damaged.length > 0) {
       const statusHint = shared ? `\`rubicon status RUN_ID --state ${shared.location}\`` : '`rubicon status RUN_ID`';
@@ -339,14 +355,24 @@ async function status(positionals: string[], flags: Flags): Promise<number> {
   const st = deriveState(shared ? await shared.readJournal(runId) : readJournal(runPaths(stateDir, runId).journal));
   const checklist = buildChecklist({ items: st.items, artifacts: st.artifacts, copies: st.copies, proofs: st.proofs, driftScans: st.driftScans, captureFailures: st.captureFailures });
   if (flags.json) {
-    process.stdout.write(JSON.stringify({ runId, outcome: st.outcome ?? null, phases: st.phases, checklist, gate: st.gate ?? null }) + '\n');
+    process.stdout.write(JSON.stringify({ runId, outcome: st.outcome ?? null, phases: st.phases, checklist, gate: st.gate ?? null, rollbackKept: st.rollbackPoint && !st.rollbackReleased ? st.rollbackPoint : null }) + '\n');
   } else {
     process.stdout.write(`${runId}: ${st.command} on ${st.target}, ${st.outcome ?? 'not finished'}\n`);
     process.stdout.write(`  journal verified: ${st.journalRecords} records, hash chain intact, head ${st.journalHead}\n`);
     for (const p of st.phases) process.stdout.write(`  ${p.phase.padEnd(14)} ${p.completedAt ? `${p.durationMs} ms` : 'started, not finished'}\n`);
     for (const row of checklist) process.stdout.write(`  ${row.status.padEnd(18)} ${row.name}  ${row.notes.join('; ')}\n`);
+    if (st.rollbackPoint && !st.rollbackReleased) process.stdout.write(`  rollback point kept: ${rollbackKeptLine(st.rollbackPoint)}\n`);
   }
   return EXIT.ok;
+}
+
+/** Pure: one line naming a rollback point that is still kept, and for Azure the retired OS disk beside its snapshots. */
+export function rollbackKeptLine(p: RollbackPoint): string {
+  if (p.kind === 'azure-disk-snapshot') {
+    const names = p.location.split(',').filter((x) => x !== '').map((id) => id.split('/').at(-1) ?? id);
+    return `Azure snapshots ${names.join(', ')} and the OS disk the crossing retired (tag rubicon-role=rollback-os-disk), since ${p.createdAt}`;
+  }
+  return `${p.kind} at ${p.location}, since ${p.createdAt}`;
 }
 
 async function report(positionals: string[], flags: Flags): Promise<number> {
@@ -453,6 +479,11 @@ export async function main(argv: string[]): Promise<number> {
       // Loaded on demand: the Pulumi SDK is large and only reap needs it.
       const { reapCommand } = await import('./reap.ts');
       return reapCommand(flags.stack, { dryRun: flags.dryRun, json: flags.json, workDir: process.cwd() });
+    }
+    case 'rollback': {
+      // Loaded on demand, like reap: the Pulumi SDK is large.
+      const { rollbackCommand } = await import('./rollback.ts');
+      return rollbackCommand(positionals[0], { stateDir: defaultStateDir(flags), yes: flags.yes, json: flags.json });
     }
     case 'audit':
       return audit(positionals, flags);

@@ -118,12 +118,23 @@ export const infraKinds = new Registry<InfraFactory>('infra kind')
     });
   })
   .register('manual', (rb, deps) => new ManualDriver({ runbook: rb, runId: deps.runId, target: deps.target, provingGround: deps.provingGround }))
-  .register('pulumi-azure', async (rb, deps) => {
+  .register('pulumi-azure', pulumiAzureInfraKind());
+
+/**
+ * The `pulumi-azure` infra factory. `ports` replaces the real Pulumi stack,
+ * ARM and machine ports (tests: `infraKinds.override('pulumi-azure',
+ * pulumiAzureInfraKind({ stack, arm, machines }))`); the wiring is the same.
+ * The driver's notes (every ARM lock lifted and restored, disarming) go to
+ * `deps.log`, i.e. the journal, with their level.
+ */
+export function pulumiAzureInfraKind(ports: import('../infra/azure/factory.ts').PulumiAzureInfraDeps = {}): InfraFactory {
+  return async (rb, deps) => {
     const infra = rb.infra as Extract<Runbook['infra'], { kind: 'pulumi-azure' }>;
     // Loaded on demand: the Pulumi SDK is large and only this kind needs it.
     const { createPulumiAzureInfra } = await import('../infra/azure/factory.ts');
-    return createPulumiAzureInfra(infra.azure, deps.log ? { log: (m: string) => deps.log!('info', m) } : {});
-  });
+    return createPulumiAzureInfra(infra.azure, { ...ports, ...(deps.log ? { log: deps.log } : {}) });
+  };
+}
 
 export const folderMethods = new Registry<FolderMethod>('folder method');
 for (const m of FOLDER_METHODS) folderMethods.register(m.name, m);
@@ -207,10 +218,13 @@ export async function createAdapters(rb: Runbook, input: AdapterInput): Promise<
   const provingGround = machine('proving-ground', rb.provingGround.transport, rb.provingGround.root, rb.provingGround.workDir || '/var/tmp/rubicon');
   const vaults = await createVaults(rb, input);
   const infra = await infraKinds.get(rb.infra.kind, 'infra.kind')(rb, { runId: input.runId, target, provingGround, ...(input.log ? { log: input.log } : {}) });
+  // The driver may adapt the machine it rebuilds (pulumi-azure: Run Command under the VM's lock); the phases and the landing use what it returns.
+  const targetMachine = infra.targetMachine ? infra.targetMachine(target) : target;
+  const rebuiltMachine = rebuiltTarget === target ? targetMachine : infra.targetMachine ? infra.targetMachine(rebuiltTarget) : rebuiltTarget;
   for (const [i, m] of rb.methods.folders.entries()) folderMethods.get(m, `methods.folders[${i}]`);
   return {
-    target,
-    rebuiltTarget,
+    target: targetMachine,
+    rebuiltTarget: rebuiltMachine,
     provingGround,
     vaults,
     engines: createEngines(rb, input.log ? { log: input.log } : {}),
