@@ -195,10 +195,10 @@ function closing(summary: RunSummary, stateDir: string, shared?: StateStore): st
     if (summary.error.hint) lines.push(`  next: ${summary.error.hint}`);
   }
   if (summary.window && (summary.outcome === 'rehearsed' || summary.outcome === 'landed')) {
-    const mins = Math.max(1, Math.ceil(summary.window.withMarginMs / 60_000));
+    // The report's own sentence (src/report/model.ts describeWindow): the terminal and the report say the same.
     lines.push(
-      `  maintenance window: book ${mins} min (measured restores ${(summary.window.totalMs / 1000).toFixed(1)} s, with margin)` +
-        (summary.window.unknownItems.length ? `; unknown for ${summary.window.unknownItems.length} unproven item(s)` : ''),
+      `  maintenance window: ${summary.window.text}` +
+        (summary.window.unknownItems.length ? ` Unknown for ${summary.window.unknownItems.length} unproven item(s).` : ''),
     );
   }
   const html = summary.reports.find((r) => r.kind === 'html');
