@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { copyFile, mkdtemp } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -8,7 +9,7 @@ import type { RunCommand } from '../core/events.ts';
 import { deriveState } from '../core/state.ts';
 import { RULES } from '../gate/policy.ts';
 import { buildChecklist } from '../inventory/checklist.ts';
-import { writeReports } from '../report/index.ts';
+import { expectedCrossing, writeReports } from '../report/index.ts';
 import { checkBeforeStart, checkStateDir, loadRunbook } from '../runbook/load.ts';
 import type { Confirmation, RunContext, RunHooks } from '../run/context.ts';
 import { listRuns, readJournal, runPaths } from '../run/journal.ts';
@@ -352,7 +353,13 @@ async function report(positionals: string[], flags: Flags): Promise<number> {
   const paths = runPaths(stateDir, runId);
   const st = deriveState(readJournal(paths.journal));
   const checklist = buildChecklist({ items: st.items, artifacts: st.artifacts, copies: st.copies, proofs: st.proofs, driftScans: st.driftScans, captureFailures: st.captureFailures });
-  const files = await writeReports(st, checklist, paths.reports);
+  // The same window estimate as the run's own report: an earlier run's crossing of this target, else the runbook's figure.
+  const rb = await loadRunbook(existsSync(st.runbookPath) ? st.runbookPath : paths.runbookCopy).catch(() => undefined);
+  const crossing = await expectedCrossing(
+    { listRuns: async () => listRuns(stateDir), readJournal: async (id) => readJournal(runPaths(stateDir, id).journal) },
+    { target: st.target, runId, runbookMinutes: rb?.target.expectedCrossingMinutes },
+  );
+  const files = await writeReports(st, checklist, paths.reports, crossing ? { expectedCrossing: crossing } : {});
   if (flags.html) {
     const html = files.find((f) => f.kind === 'html');
     if (html) await copyFile(html.path, path.resolve(flags.html));
