@@ -1132,7 +1132,7 @@ export function maintenanceWindow(input: WindowInput): WindowEstimate {
  */
 export function describeWindow(e: WindowEstimate): string {
   const rebuild = e.crossing.ms === null ? 'rebuild not included (not known)' : `rebuild ${formatDuration(e.crossing.ms)} (${e.crossing.text})`;
-  return `Book ${formatDuration(e.withMarginMs)}: measured ${formatDuration(e.totalMs)} × ${e.margin}, of which restores ${formatDuration(e.restoreMs)} and checks ${formatDuration(e.checkMs)} on the proving ground (${e.lines.length} item(s)), final capture ${
+  return `Book ${formatDuration(e.withMarginMs)}: measured ${formatDuration(e.totalMs)} × ${e.margin}, of which restores ${formatDuration(e.restoreMs)} and checks ${formatDuration(e.checkMs)} on the proving ground for ${e.lines.length} item(s), final capture ${
     e.finalCaptureMs === null ? 'not measured' : formatDuration(e.finalCaptureMs)
   }, ${rebuild}.${e.landingActualMs === null ? '' : ` This run's landing actually took ${formatDuration(e.landingActualMs)}.`}`;
 }
