@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { copyFile, mkdtemp } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -9,7 +10,7 @@ import type { RollbackPoint } from '../core/types.ts';
 import { deriveState } from '../core/state.ts';
 import { RULES } from '../gate/policy.ts';
 import { buildChecklist } from '../inventory/checklist.ts';
-import { writeReports } from '../report/index.ts';
+import { expectedCrossing, writeReports } from '../report/index.ts';
 import { checkBeforeStart, checkStateDir, loadRunbook } from '../runbook/load.ts';
 import type { Confirmation, RunContext, RunHooks } from '../run/context.ts';
 import { listRuns, readJournal, runPaths } from '../run/journal.ts';
@@ -201,10 +202,10 @@ function closing(summary: RunSummary, stateDir: string, shared?: StateStore): st
     if (summary.error.hint) lines.push(`  next: ${summary.error.hint}`);
   }
   if (summary.window && (summary.outcome === 'rehearsed' || summary.outcome === 'landed')) {
-    const mins = Math.max(1, Math.ceil(summary.window.withMarginMs / 60_000));
+    // The report's own sentence (src/report/model.ts describeWindow): the terminal and the report say the same.
     lines.push(
-      `  maintenance window: book ${mins} min (measured restores ${(summary.window.totalMs / 1000).toFixed(1)} s, with margin)` +
-        (summary.window.unknownItems.length ? `; unknown for ${summary.window.unknownItems.length} unproven item(s)` : ''),
+      `  maintenance window: ${summary.window.text}` +
+        (summary.window.unknownItems.length ? ` Unknown for ${summary.window.unknownItems.length} unproven item(s).` : ''),
     );
   }
   const html = summary.reports.find((r) => r.kind === 'html');
@@ -382,7 +383,13 @@ async function report(positionals: string[], flags: Flags): Promise<number> {
   const paths = runPaths(stateDir, runId);
   const st = deriveState(readJournal(paths.journal));
   const checklist = buildChecklist({ items: st.items, artifacts: st.artifacts, copies: st.copies, proofs: st.proofs, driftScans: st.driftScans, captureFailures: st.captureFailures });
-  const files = await writeReports(st, checklist, paths.reports);
+  // The same window estimate as the run's own report: an earlier run's crossing of this target, else the runbook's figure.
+  const rb = await loadRunbook(existsSync(st.runbookPath) ? st.runbookPath : paths.runbookCopy).catch(() => undefined);
+  const crossing = await expectedCrossing(
+    { listRuns: async () => listRuns(stateDir), readJournal: async (id) => readJournal(runPaths(stateDir, id).journal) },
+    { target: st.target, runId, runbookMinutes: rb?.target.expectedCrossingMinutes },
+  );
+  const files = await writeReports(st, checklist, paths.reports, crossing ? { expectedCrossing: crossing } : {});
   if (flags.html) {
     const html = files.find((f) => f.kind === 'html');
     if (html) await copyFile(html.path, path.resolve(flags.html));

@@ -16,8 +16,10 @@
  */
 import { createHash } from 'node:crypto';
 import {
+  describeWindow,
   formatBytes,
   formatDuration,
+  formatItemSize,
   formatTime,
   NOTHING_DESTROYED,
   type ArtifactReport,
@@ -25,6 +27,7 @@ import {
   type Mark,
   type ProofReport,
   type ReportModel,
+  type RuleReport,
 } from './model.ts';
 
 /** Escapes text for HTML element content and double- or single-quoted attribute values. */
@@ -73,7 +76,7 @@ nav{margin:0 0 16px;font-size:13px}nav a{color:var(--accent);text-decoration:non
 section{background:var(--card);border:1px solid var(--line);border-radius:10px;padding:16px 20px;margin:0 0 16px;break-inside:auto}
 .meta{display:grid;grid-template-columns:repeat(auto-fill,minmax(250px,1fr));gap:4px 20px;margin:0}
 .meta div{display:flex;gap:8px;min-width:0}.meta div.wide{grid-column:1/-1}.meta dt{color:var(--muted);flex:none}.meta dd{margin:0;min-width:0;overflow-wrap:anywhere}
-.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(150px,1fr));gap:10px;margin-top:14px}
+.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(150px,1fr));gap:10px;margin:0 0 14px}
 .card{border:1px solid var(--line);border-radius:8px;padding:8px 12px;background:#fbfcfd}
 .card b{display:block;font-size:22px}.card span{color:var(--muted);font-size:12px}
 .card.bad b{color:var(--red)}.card.warn b{color:var(--amber)}.card.good b{color:var(--green)}
@@ -106,6 +109,12 @@ details.bad{border-color:#f0a39c}
 .plain{color:var(--red);font-weight:600}
 .muted{color:var(--muted)}.nw{white-space:nowrap}
 .estimate{font-size:28px;font-weight:700;margin:2px 0}
+a.card{display:block;color:inherit;text-decoration:none}a.card:hover{border-color:var(--accent)}
+tr.rule-fail td{background:var(--red-bg)}tr.rule-fail td:first-child{box-shadow:inset 4px 0 0 var(--red)}
+tr.rule-warn td,tr.rule-overridden td{background:var(--amber-bg)}tr.rule-warn td:first-child,tr.rule-overridden td:first-child{box-shadow:inset 4px 0 0 #d4a72c}
+tr.rule-warn td,tr.rule-overridden td{font-weight:600}.override{color:var(--amber);font-weight:600}
+a.ev{text-decoration:none}a.ev code{color:var(--accent)}a.ev:hover code{text-decoration:underline}
+:target{outline:3px solid var(--accent);outline-offset:2px;scroll-margin-top:12px}
 footer{color:var(--muted);font-size:12px;text-align:center;margin-top:18px}
 @media print{body{background:#fff;font-size:11.5px}main{max-width:none;padding:0}nav{display:none}section,details,.banner{break-inside:avoid-page;border-radius:0}section{border:0;border-top:1px solid var(--line);padding:10px 0}details>summary{list-style:none}a{color:inherit;text-decoration:none}}
 `;
@@ -123,7 +132,36 @@ function table(head: string[], rows: string[], cls = ''): string {
   return `<table${cls ? ` class="${cls}"` : ''}><thead><tr>${head.map((h) => `<th>${esc(h)}</th>`).join('')}</tr></thead><tbody>${rows.join('')}</tbody></table>`;
 }
 
-function proofBlock(p: ProofReport): string {
+/**
+ * Generated element ids for the evidence the gate names: artifacts, proofs
+ * and copies (`artifactId@vault`). Ids are counters (`ev-3`), never text
+ * from the run; an evidence string with no element here stays plain text.
+ */
+class Anchors {
+  private readonly ids = new Map<string, string>();
+  idFor(evidence: string): string {
+    let id = this.ids.get(evidence);
+    if (!id) {
+      id = `ev-${this.ids.size + 1}`;
+      this.ids.set(evidence, id);
+    }
+    return id;
+  }
+  has(evidence: string): boolean {
+    return this.ids.has(evidence);
+  }
+  get(evidence: string): string | undefined {
+    return this.ids.get(evidence);
+  }
+}
+
+/** An evidence id as a link to the element that shows it, or as plain code when the report shows none. */
+function evidenceLink(e: string, anchors: Anchors): string {
+  const id = anchors.get(e);
+  return id ? `<a class="ev" href="#${id}"><code>${esc(e)}</code></a>` : `<code>${esc(e)}</code>`;
+}
+
+function proofBlock(p: ProofReport, anchors: Anchors): string {
   const checks = table(
     ['', 'check', 'result', 'duration'],
     p.checks.map((c) => `<tr>${markCell(c.mark)}<td>${esc(c.name)}</td><td>${esc(c.detail)}</td><td>${dur(c.durationMs)}</td></tr>`),
@@ -139,13 +177,18 @@ function proofBlock(p: ProofReport): string {
           : []),
       ])
     : '';
-  return `<div class="proof"><h4>${p.mark === '✔' ? tag('proof passed', 'ok') : tag('proof failed', 'bad')} restored from vault <b>${esc(p.vault)}</b> on ${esc(p.provingGround)} in ${dur(p.durationMs)} <span class="muted mono">${esc(p.id)}</span></h4>${p.plain ? `<p class="plain">${esc(p.plain)}</p>` : ''}${checks}${fp}</div>`;
+  return `<div class="proof" id="${anchors.idFor(p.id)}"><h4>${p.mark === '✔' ? tag('proof passed', 'ok') : tag('proof failed', 'bad')} restored from vault <b>${esc(p.vault)}</b> on ${esc(p.provingGround)} in ${dur(p.durationMs)} <span class="muted mono">${esc(p.id)}</span></h4>${p.plain ? `<p class="plain">${esc(p.plain)}</p>` : ''}${checks}${fp}</div>`;
 }
 
-function artifactBlock(a: ArtifactReport): string {
+function artifactBlock(a: ArtifactReport, anchors: Anchors): string {
   const state = a.proven === true ? tag('proven', 'ok') : a.proven === false ? tag('proof failed', 'bad') : tag('not proven', 'warn');
   const copies = a.copies.length
-    ? a.copies.map((c) => `${c.mark === '✔' ? tag(`${c.vault}: ok`, 'ok') : tag(`${c.vault}: ${c.status}`, 'bad')}${c.detail ? ` <span class="muted">${esc(c.detail)}</span>` : ''}`).join(' ')
+    ? a.copies
+        .map(
+          (c) =>
+            `<span id="${anchors.idFor(`${a.id}@${c.vault}`)}">${c.mark === '✔' ? tag(`${c.vault}: ok`, 'ok') : tag(`${c.vault}: ${c.status}`, 'bad')}${c.detail ? ` <span class="muted">${esc(c.detail)}</span>` : ''}</span>`,
+        )
+        .join(' ')
     : '<span class="muted">no copy checked</span>';
   const changed = a.changed?.length
     ? `<p>Changed files taken by this delta:</p>${table(
@@ -153,7 +196,7 @@ function artifactBlock(a: ArtifactReport): string {
         a.changed.map((c) => `<tr><td><code>${esc(c.path)}</code></td><td>${esc(c.kind)}</td><td>${c.size === undefined ? '—' : size(c.size)}</td></tr>`),
       )}`
     : '';
-  return `<div class="artifact ${a.proven === true ? 'ok' : a.proven === false ? 'bad' : ''}"><h3>${esc(a.method)} ${a.phase === 'final-capture' ? tag('final delta', 'warn') : ''} ${a.origin === 'vendor' ? tag('vendor', 'plain') : tag('rubicon', 'plain')} ${state}</h3>${kv([
+  return `<div class="artifact ${a.proven === true ? 'ok' : a.proven === false ? 'bad' : ''}" id="${anchors.idFor(a.id)}"><h3>${esc(a.method)} ${a.phase === 'final-capture' ? tag('final delta', 'warn') : ''} ${a.origin === 'vendor' ? tag('vendor', 'plain') : tag('rubicon', 'plain')} ${state}</h3>${kv([
     ['artifact', `<code>${esc(a.id)}</code>`],
     ['captured', `${esc(formatTime(a.capturedAt))} in ${dur(a.captureMs)} by ${esc(a.tool)} on ${esc(a.host)}`],
     ['size', `${size(a.bytes)}, ${esc(a.fileCount)} file(s)`],
@@ -161,10 +204,10 @@ function artifactBlock(a: ArtifactReport): string {
     ...(a.position ? ([['position', esc(a.position)]] as [string, string][]) : []),
     ...(a.command ? ([['command', `<code>${esc(a.command)}</code>`]] as [string, string][]) : []),
     ['copies', copies],
-  ])}${changed}${a.proofs.map(proofBlock).join('')}</div>`;
+  ])}${changed}${a.proofs.map((p) => proofBlock(p, anchors)).join('')}</div>`;
 }
 
-function itemDetails(i: ItemReport, n: number): string {
+function itemDetails(i: ItemReport, n: number, anchors: Anchors): string {
   const bad = i.mark === '✘' || i.artifacts.some((a) => a.proofs.some((p) => p.outcome === 'failed'));
   const why = i.why.length ? `<p><b>Why it matters:</b></p><ul>${i.why.map((w) => `<li>${esc(w)}</li>`).join('')}</ul>` : '';
   const failures = i.captureFailures.map((f) => `<p class="plain">${esc(f.plain)}</p>`).join('');
@@ -190,14 +233,28 @@ function itemDetails(i: ItemReport, n: number): string {
     ['declared', i.declared ? 'yes' : 'no'],
     ['found on the target', i.discovered ? 'yes' : 'no'],
     ['methods', esc(i.methods.join(', ') || '—')],
+    [
+      'size',
+      `<span class="nw">${esc(formatItemSize(i.size).size)}</span>, ${esc(formatItemSize(i.size).files)} file(s) <span class="muted">(${esc(i.size.source === 'capture' ? 'as captured' : i.size.source === 'discovery' ? 'as discovered' : 'unknown')})</span>${
+        i.size.atDiscovery ? `<div class="muted">${esc(i.size.atDiscovery)}</div>` : ''
+      }`,
+    ],
     ...i.facts.map((f): [string, string] => [f.label, esc(f.value)]),
-  ])}${why}${failures}${i.artifacts.map(artifactBlock).join('')}${drift}${landing}</div></details>`;
+  ])}${why}${failures}${i.artifacts.map((a) => artifactBlock(a, anchors)).join('')}${drift}${landing}</div></details>`;
 }
 
 export function renderHtml(m: ReportModel): string {
   const h = m.headline;
   const c = m.counts;
   const s: string[] = [];
+  // Every element the gate's evidence can name gets its id up front, so a link never depends on section order.
+  const anchors = new Anchors();
+  for (const i of m.items)
+    for (const a of i.artifacts) {
+      anchors.idFor(a.id);
+      for (const cp of a.copies) anchors.idFor(`${a.id}@${cp.vault}`);
+      for (const p of a.proofs) anchors.idFor(p.id);
+    }
 
   s.push(
     `<header class="banner tone-${h.tone}" id="headline"><div class="big" aria-hidden="true">${h.tone === 'green' ? '✔' : h.tone === 'red' ? '✘' : '⚠'}</div><div><p class="eyebrow">Rubicon evidence report · ${esc(m.run.command)} · run ${esc(m.run.id)}</p><h1>${esc(h.title)}</h1><p>${esc(h.sentence)}</p>${
@@ -221,10 +278,34 @@ export function renderHtml(m: ReportModel): string {
       .join('')}</nav>`,
   );
 
+  // What went wrong first: at 2 a.m. it is the first thing to read, in the first screen.
+  if (m.plainFailures.length)
+    s.push(`<section id="failures" class="failures"><h2>What went wrong, in plain words</h2><ul>${m.plainFailures.map((f) => `<li>${esc(f)}</li>`).join('')}</ul></section>`);
+
   // Summary.
-  const card = (n: number | string, label: string, cls = '') => `<div class="card ${cls}"><b>${esc(n)}</b><span>${esc(label)}</span></div>`;
+  const card = (n: number | string, label: string, cls = '', href?: string) =>
+    href
+      ? `<a class="card ${cls}" href="#${href}"><b>${esc(n)}</b><span>${esc(label)}</span></a>`
+      : `<div class="card ${cls}"><b>${esc(n)}</b><span>${esc(label)}</span></div>`;
+  const uncovered = m.coverage?.map?.verdicts.reduce((n, v) => n + v.uncovered.files, 0);
   s.push(
-    `<section id="summary"><h2>Summary</h2><dl class="meta">${[
+    `<section id="summary"><h2>Summary</h2><div class="cards">${[
+      card(c.items, 'items on the checklist', '', 'checklist'),
+      card(c.foundNotDeclared, 'found, not declared', c.foundNotDeclared ? 'warn' : '', 'checklist'),
+      card(c.artifacts, 'artifacts captured', '', 'proofs'),
+      card(c.proofsPassed, 'proofs passed', 'good', 'proofs'),
+      card(c.proofsFailed, 'proofs failed', c.proofsFailed ? 'bad' : '', 'proofs'),
+      card(c.copiesBad, 'damaged copies', c.copiesBad ? 'bad' : '', 'proofs'),
+      card(c.driftChanges, 'files changed after freeze', c.driftChanges ? 'warn' : '', 'drift'),
+      card(
+        m.coverage?.map ? (m.coverage.complete ? 'complete' : `${uncovered ?? 0} files`) : 'unknown',
+        m.coverage?.map ? (m.coverage.complete ? 'coverage of what is destroyed' : 'not covered by any capture') : 'coverage',
+        m.coverage?.map ? (m.coverage.complete ? 'good' : 'bad') : 'warn',
+        'coverage',
+      ),
+      card(m.gate ? `${c.rulesPass}/${c.rulesWarn}/${c.rulesFail}` : '—', 'gate rules pass/warn/fail', c.rulesFail ? 'bad' : c.rulesWarn ? 'warn' : '', 'gate'),
+      card(m.landing.items.length ? `${c.landingPassed}/${m.landing.items.length}` : '—', 'landed & validated', c.landingFailed ? 'bad' : '', 'crossing'),
+    ].join('')}</div><dl class="meta">${[
       ['target', m.run.target],
       ['outcome', m.outcome],
       ['started', formatTime(m.run.startedAt)],
@@ -239,21 +320,9 @@ export function renderHtml(m: ReportModel): string {
       ['journal head', `${m.run.journalHead} (record ${m.run.journalRecords}, hash-chained)`, 'wide'],
     ]
       .map(([k, v, cls]) => `<div${cls ? ` class="${cls}"` : ''}><dt>${esc(k)}</dt><dd>${esc(v)}</dd></div>`)
-      .join('')}</dl><div class="cards">${[
-      card(c.items, 'items on the checklist'),
-      card(c.foundNotDeclared, 'found, not declared', c.foundNotDeclared ? 'warn' : ''),
-      card(c.artifacts, 'artifacts captured'),
-      card(c.proofsPassed, 'proofs passed', 'good'),
-      card(c.proofsFailed, 'proofs failed', c.proofsFailed ? 'bad' : ''),
-      card(c.copiesBad, 'damaged copies', c.copiesBad ? 'bad' : ''),
-      card(c.driftChanges, 'files changed after freeze', c.driftChanges ? 'warn' : ''),
-      card(m.gate ? `${c.rulesPass}/${c.rulesWarn}/${c.rulesFail}` : '—', 'gate rules pass/warn/fail', c.rulesFail ? 'bad' : c.rulesWarn ? 'warn' : ''),
-      card(m.landing.items.length ? `${c.landingPassed}/${m.landing.items.length}` : '—', 'landed & validated', c.landingFailed ? 'bad' : ''),
-    ].join('')}</div></section>`,
+      .join('')}</dl></section>`,
   );
 
-  if (m.plainFailures.length)
-    s.push(`<section id="failures" class="failures"><h2>What went wrong, in plain words</h2><ul>${m.plainFailures.map((f) => `<li>${esc(f)}</li>`).join('')}</ul></section>`);
 
   // Timeline.
   s.push(
@@ -266,7 +335,7 @@ export function renderHtml(m: ReportModel): string {
       ['phase', 'started', 'duration', 'share'],
       m.timeline.phases.map(
         (p) =>
-          `<tr><td><span class="sw ph-${esc(p.phase)}"></span>${esc(p.phase)}${p.completed ? '' : ' <span class="muted">(not finished)</span>'}</td><td>${esc(formatTime(p.startedAt))}</td><td>${dur(p.durationMs)}</td><td>${Math.round(p.fraction * 100)}%</td></tr>`,
+          `<tr><td><span class="sw ph-${esc(p.phase)}"></span>${esc(p.phase)}${p.completed ? '' : ` <span class="muted">(${p.stopped ? 'stopped here' : 'running'})</span>`}</td><td>${esc(formatTime(p.startedAt))}</td><td>${dur(p.durationMs)}</td><td>${Math.round(p.fraction * 100)}%</td></tr>`,
       ),
     )}</section>`,
   );
@@ -277,14 +346,16 @@ export function renderHtml(m: ReportModel): string {
       ['', 'item', 'kind', 'declared?', 'status', 'size', 'files', 'last change', 'notes'],
       m.items.map((i, n) => {
         const fact = (...keys: string[]) => `<span class="nw">${esc(i.facts.find((f) => keys.includes(f.key))?.value ?? '—')}</span>`;
+        const sz = formatItemSize(i.size);
+        const sizeTitle = i.size.atDiscovery ? ` title="${esc(i.size.atDiscovery)}"` : '';
         return `<tr class="${i.foundNotDeclared ? 'fnd' : ''}" data-item="${n}">${markCell(i.mark)}<td><a href="#item-${n}"><b>${esc(i.name)}</b></a></td><td>${esc(i.kind)}</td><td>${
           i.foundNotDeclared ? tag('found, not declared', 'fnd') : i.declared && !i.discovered ? tag('declared, not found', 'bad') : i.declared ? 'declared' : '—'
-        }</td><td>${esc(i.statusLabel)}</td><td>${fact('bytes')}</td><td>${fact('files', 'fileCount')}</td><td>${fact('lastChange')}</td><td>${esc(
+        }</td><td>${esc(i.statusLabel)}</td><td class="size"${sizeTitle}><span class="nw">${esc(sz.size)}</span></td><td class="files">${esc(sz.files)}</td><td>${fact('lastChange')}</td><td>${esc(
           i.notes.filter((x) => !/^found, not declared$/i.test(x)).join('; ') || '',
         )}${i.foundNotDeclared && i.why.length ? `<div class="muted">${esc(i.why.join('; '))}</div>` : ''}</td></tr>`;
       }),
       'checklist',
-    )}<h3>Evidence per item</h3>${m.items.map(itemDetails).join('')}</section>`,
+    )}<h3>Evidence per item</h3>${m.items.map((i, n) => itemDetails(i, n, anchors)).join('')}</section>`,
   );
 
   s.push(coverageHtml(m));
@@ -336,20 +407,8 @@ export function renderHtml(m: ReportModel): string {
     }</p></section>`,
   );
 
-  // Gate.
-  s.push(
-    m.gate
-      ? `<section id="gate"><h2>Gate: ${m.gate.passed ? tag('passed', 'ok') : tag('refused', 'bad')}</h2><p>Evaluated at ${esc(formatTime(m.gate.evaluatedAt))}. Every rule with its evidence:</p>${table(
-          ['', 'rule', 'item', 'status', 'reason', 'evidence'],
-          m.gate.rules.map(
-            (r) =>
-              `<tr>${markCell(r.mark)}<td><code class="rule">${esc(r.rule)}</code></td><td>${esc(r.itemName ?? 'all')}</td><td>${esc(r.status)}</td><td>${esc(r.reason)}${
-                r.override ? `<div class="muted">override by ${esc(r.override.by)}: ${esc(r.override.reason)}</div>` : ''
-              }</td><td class="ev">${r.evidence.map((e) => `<code>${esc(e)}</code>`).join('<br>') || '—'}</td></tr>`,
-          ),
-        )}</section>`
-      : '<section id="gate"><h2>Gate</h2><p class="muted">The gate was not evaluated in this run.</p></section>',
-  );
+  // Gate: what stops or needs a look first, the passed rules folded.
+  s.push(gateHtml(m, anchors));
 
   // Permit, rollback point, crossing, landing.
   const cr: string[] = [];
@@ -403,9 +462,16 @@ export function renderHtml(m: ReportModel): string {
   // Estimate.
   const e = m.estimate;
   s.push(
-    `<section id="estimate"><h2>Maintenance window estimate</h2><p class="estimate">${dur(e.withMarginMs)}</p><p>measured ${dur(e.totalMs)} × ${esc(e.margin)}: restores ${dur(e.restoreMs)}, checks ${dur(e.checkMs)}, final capture ${
-      e.finalCaptureMs === null ? 'not measured' : dur(e.finalCaptureMs)
-    }, rebuild ${e.crossingMs === null ? 'not measured' : dur(e.crossingMs)}${e.landingActualMs === null ? '' : `; this run's landing actually took ${dur(e.landingActualMs)}`}.</p>${table(
+    `<section id="estimate"><h2>Maintenance window estimate</h2><p class="estimate">${dur(e.withMarginMs)}</p><p>${esc(describeWindow(e))}</p>${table(
+      ['part', 'duration', 'from'],
+      [
+        `<tr><td>restores on the proving ground</td><td>${dur(e.restoreMs)}</td><td>measured: ${esc(e.lines.length)} item(s), the slowest passing proof of each</td></tr>`,
+        `<tr><td>checks</td><td>${dur(e.checkMs)}</td><td>measured with the restores</td></tr>`,
+        `<tr><td>final capture</td><td>${e.finalCaptureMs === null ? 'not measured' : dur(e.finalCaptureMs)}</td><td>${e.finalCaptureMs === null ? '—' : 'measured in this run'}</td></tr>`,
+        `<tr class="${e.crossing.source === 'unknown' ? 'rule-warn' : ''}"><td>rebuild (crossing)</td><td>${e.crossing.ms === null ? 'not included' : dur(e.crossing.ms)}</td><td>${esc(e.crossing.text)}</td></tr>`,
+        `<tr><td><b>total × ${esc(e.margin)}</b></td><td><b>${dur(e.withMarginMs)}</b></td><td>${dur(e.totalMs)} measured and expected, rounded up to the minute</td></tr>`,
+      ],
+    )}<h3>Restores per item</h3>${table(
       ['item', 'restore', 'checks', 'size', 'from proofs'],
       e.lines.map(
         (l) =>
@@ -456,6 +522,33 @@ ${s.join('\n')}
 </body>
 </html>
 `;
+}
+
+/**
+ * The gate section: refusals, then warnings and overrides, each a row that
+ * stands out; the passed rules folded in one <details>; every evidence id a
+ * link to the artifact, proof or copy it names.
+ */
+function gateHtml(m: ReportModel, anchors: Anchors): string {
+  if (!m.gate) return '<section id="gate"><h2>Gate</h2><p class="muted">The gate was not evaluated in this run.</p></section>';
+  const g = m.gate;
+  const row = (r: RuleReport) =>
+    `<tr class="rule-${esc(r.status)}">${markCell(r.mark)}<td><code class="rule">${esc(r.rule)}</code></td><td>${esc(r.itemName ?? 'all')}</td><td>${esc(r.reason)}${
+      r.override ? `<div class="override">override by ${esc(r.override.by)}: ${esc(r.override.reason)}</div>` : ''
+    }</td><td class="ev">${r.evidence.map((e) => evidenceLink(e, anchors)).join('<br>') || '—'}</td></tr>`;
+  const head = ['', 'rule', 'item', 'reason', 'evidence'];
+  const refused = g.rules.filter((r) => r.status === 'fail');
+  const warned = g.rules.filter((r) => r.status === 'warn' || r.status === 'overridden');
+  const passed = g.rules.filter((r) => r.status === 'pass');
+  const parts: string[] = [];
+  parts.push(
+    `<p>Evaluated at ${esc(formatTime(g.evaluatedAt))}: ${tag(`${refused.length} refused`, refused.length ? 'bad' : 'plain')} ${tag(`${warned.length} warning(s)`, warned.length ? 'warn' : 'plain')} ${tag(`${passed.length} passed`, 'ok')}</p>`,
+  );
+  if (refused.length) parts.push(`<h3 id="gate-refusals">Refusals: why the gate stopped the crossing</h3>${table(head, refused.map(row), 'gate refusals')}`);
+  if (warned.length) parts.push(`<h3 id="gate-warnings">Warnings${warned.some((r) => r.status === 'overridden') ? ' and overrides' : ''}</h3>${table(head, warned.map(row), 'gate warnings')}`);
+  if (passed.length)
+    parts.push(`<details id="gate-passed"><summary><b>${esc(passed.length)} rule(s) passed</b> <span class="muted">(each with its evidence)</span></summary><div class="body">${table(head, passed.map(row), 'gate passed')}</div></details>`);
+  return `<section id="gate"><h2>Gate: ${g.passed ? tag('passed', 'ok') : tag('refused', 'bad')}</h2>${parts.join('')}</section>`;
 }
 
 /** The coverage section (docs/coverage.md): what the crossing destroys, covered, excluded, uncovered by folder. */

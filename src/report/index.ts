@@ -18,7 +18,7 @@ import { renderHtml } from './html.ts';
 import { renderJson } from './json.ts';
 import { renderJunit } from './junit.ts';
 import { renderMarkdown } from './markdown.ts';
-import { buildReportModel, type ReportModel } from './model.ts';
+import { buildReportModel, type ReportModel, type ReportOptions } from './model.ts';
 
 export type ReportKind = 'json' | 'markdown' | 'html' | 'junit';
 
@@ -50,8 +50,9 @@ export async function writeReports(
   state: RunState,
   checklist: ChecklistRow[],
   dir: string,
+  opts: ReportOptions = {},
 ): Promise<{ kind: ReportKind; path: string }[]> {
-  const model = buildReportModel(state, checklist);
+  const model = buildReportModel(state, checklist, opts);
   const written: { kind: ReportKind; path: string }[] = [];
   try {
     await mkdir(dir, { recursive: true });
@@ -71,8 +72,9 @@ export async function writeReports(
   return written;
 }
 
-export { buildReportModel } from './model.ts';
-export type { ReportModel } from './model.ts';
+export { buildReportModel, describeWindow, maintenanceWindow } from './model.ts';
+export type { CrossingExpectation, ReportModel, ReportOptions, WindowEstimate } from './model.ts';
+export { expectedCrossing } from './previous.ts';
 export { renderHtml } from './html.ts';
 export { renderJson } from './json.ts';
 export { renderJunit } from './junit.ts';

@@ -8,7 +8,7 @@
  * syntax such as `#` or `-` needs no escape), so a hostile file name cannot break the
  * table or inject markup into a rendered page.
  */
-import { formatBytes, formatDuration, formatTime, NOTHING_DESTROYED, type ReportModel } from './model.ts';
+import { describeWindow, formatBytes, formatDuration, formatItemSize, formatTime, NOTHING_DESTROYED, type ReportModel } from './model.ts';
 
 /** Escapes text for an inline Markdown context (paragraph, list item or table cell). */
 export function md(text: string | number | boolean | null | undefined): string {
@@ -64,8 +64,8 @@ export function renderMarkdown(m: ReportModel): string {
           md(i.kind),
           i.foundNotDeclared ? '**found, not declared**' : i.declared ? (i.discovered ? 'declared' : 'declared, **not found**') : '—',
           md(i.statusLabel),
-          md(fact('bytes')),
-          md(i.facts.find((f) => f.key === 'files' || f.key === 'fileCount')?.value ?? '—'),
+          md(formatItemSize(i.size).size),
+          md(formatItemSize(i.size).files),
           md(fact('lastChange')),
           arts || '—',
           i.notes.filter((n) => !(i.foundNotDeclared && /^found, not declared$/i.test(n))).map(md).join('; ') || '—',
@@ -196,7 +196,7 @@ export function renderMarkdown(m: ReportModel): string {
     table(
       ['phase', 'started', 'duration', 'share'],
       m.timeline.phases.map((p) => [
-        md(p.phase) + (p.completed ? '' : ' (not finished)'),
+        md(p.phase) + (p.completed ? '' : p.stopped ? ' (stopped here)' : ' (running)'),
         md(formatTime(p.startedAt)),
         md(formatDuration(p.durationMs)),
         `${Math.round(p.fraction * 100)}%`,
@@ -206,11 +206,7 @@ export function renderMarkdown(m: ReportModel): string {
   );
   const e = m.estimate;
   push('## Maintenance window estimate', '');
-  push(
-    `Book **${md(formatDuration(e.withMarginMs))}** (measured ${md(formatDuration(e.totalMs))} × ${e.margin}): restores ${md(formatDuration(e.restoreMs))}, checks ${md(formatDuration(e.checkMs))}, final capture ${md(e.finalCaptureMs === null ? 'not measured' : formatDuration(e.finalCaptureMs))}, rebuild ${md(e.crossingMs === null ? 'not measured' : formatDuration(e.crossingMs))}.`,
-    '',
-  );
-  if (e.landingActualMs !== null) push(`The landing of this run actually took ${md(formatDuration(e.landingActualMs))}.`, '');
+  push(`**${md(describeWindow(e))}**`, '');
   if (e.unknownItems.length) push(`Not included (no passing proof): ${e.unknownItems.map(md).join(', ')}.`, '');
   for (const a of e.assumptions) push(`- ${md(a)}`);
   push('');

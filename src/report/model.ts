@@ -178,7 +178,18 @@ export interface ItemReport {
   statusLabel: string;
   mark: Mark;
   notes: string[];
+  /**
+   * Discovery's facts, formatted. `bytes` and `files` here are what
+   * discovery measured; the checklist shows `size` instead.
+   */
   facts: { key: string; label: string; value: string }[];
+  /**
+   * The item's size and file count as the checklist shows them (itemSize()):
+   * what Rubicon's own whole copy of it held when there is one, else what
+   * discovery measured. A folder the vendor's job writes into is empty at
+   * discovery and holds the backup at capture: the capture is the truth.
+   */
+  size: ItemSize;
   why: string[];
   methods: string[];
   artifacts: ArtifactReport[];
@@ -187,6 +198,16 @@ export interface ItemReport {
   landing?: LandingReport;
   /** 3-2-1-1-0 over this item's verified copies in this run (src/gate/rule-32110.ts); the gate's rule row is the verdict. */
   rule32110: { holds: boolean; text: string };
+}
+
+export interface ItemSize {
+  bytes: number | null;
+  files: number | null;
+  /** 'capture': Rubicon's newest whole copy of a folder or volume (artifactId); 'discovery': the discovered facts; 'unknown': neither. */
+  source: 'capture' | 'discovery' | 'unknown';
+  artifactId?: string;
+  /** When the capture differs from discovery: what discovery measured, said plainly. */
+  atDiscovery?: string;
 }
 
 export interface RuleReport {
@@ -224,6 +245,8 @@ export interface PhaseReport {
   /** Measured duration; for a phase still running, the time until the last journal entry. */
   durationMs: number;
   completed: boolean;
+  /** Not completed and the run has ended: the run stopped in this phase (a failure, an interruption). */
+  stopped: boolean;
   /** Share of the run's total phase time, 0..1, for the timeline bar. */
   fraction: number;
 }
@@ -247,6 +270,8 @@ export interface WindowEstimate {
   finalCaptureMs: number | null;
   /** Measured crossing (rebuild) duration, when this run crossed (upgrade, or rehearsal on staging). */
   crossingMs: number | null;
+  /** The rebuild counted in the total: this run's, else the expected one (a previous run's, the runbook's), else unknown (not counted). */
+  crossing: { ms: number | null; source: 'this-run' | CrossingExpectation['source'] | 'unknown'; runId?: string; text: string };
   /** Sum of the known parts, items restored one after another. */
   totalMs: number;
   /** totalMs × margin, rounded up to the minute: what to book. */
@@ -257,6 +282,34 @@ export interface WindowEstimate {
   /** Items with no passing proof: their restore time is unknown and not included. */
   unknownItems: string[];
   assumptions: string[];
+}
+
+/** How long the crossing (the rebuild) is expected to take, when this run did not measure it. */
+export interface CrossingExpectation {
+  ms: number;
+  /** 'previous-run': a previous run of the same target measured it (runId, at); 'runbook': target.expectedCrossingMinutes. */
+  source: 'previous-run' | 'runbook';
+  runId?: string;
+  /** When that run's crossing completed. */
+  at?: string;
+}
+
+/** What `maintenanceWindow` needs: the model's items and proofs, and the measured phases. */
+export interface WindowInput {
+  items: readonly Pick<ItemReport, 'id' | 'name' | 'kind' | 'location' | 'discovered' | 'artifacts'>[];
+  proofs: readonly ProofReport[];
+  coverage?: CoverageReport;
+  finalCaptureMs: number | null;
+  /** This run's measured crossing, or null. */
+  crossingMs: number | null;
+  expectedCrossing?: CrossingExpectation;
+  landingActualMs: number | null;
+}
+
+/** Inputs of a report beyond the run's own journal (found by the caller, at the edge). */
+export interface ReportOptions {
+  /** The crossing's expected duration, for the window estimate of a run that did not cross. */
+  expectedCrossing?: CrossingExpectation;
 }
 
 /** The sections every rendering has, by id (HTML anchors). */
@@ -407,6 +460,8 @@ function checkMark(s: 'passed' | 'failed' | 'skipped'): Mark {
   return s === 'passed' ? '✔' : s === 'failed' ? '✘' : '⚠';
 }
 
+const SIZE_FACTS = new Set(['bytes', 'size', 'files', 'fileCount']);
+
 const FACT_LABELS: Record<string, string> = {
   bytes: 'size',
   files: 'files',
@@ -449,6 +504,51 @@ export function formatTime(iso: string | undefined): string {
   return m ? `${m[1]} ${m[2]} UTC` : iso;
 }
 
+/**
+ * The size and file count the checklist shows for an item. Pure.
+ *
+ * Discovery measures an item before anything runs; the vendor's job writes
+ * its backup into its output folder during the capture, so that folder is
+ * empty at discovery ("0 B, 0 files") and holds the backup by the time it is
+ * copied. For a folder or volume, Rubicon's newest whole copy of it (a
+ * first-phase artifact of Rubicon's own; a final delta holds only the
+ * changed files) is what the item really held and what the vaults keep; for
+ * anything else (a database: its dump is not its size) discovery's facts
+ * stay the truth.
+ */
+export function itemSize(kind: ItemKind, facts: Record<string, FactValue>, artifacts: readonly Pick<ArtifactReport, 'id' | 'origin' | 'phase' | 'bytes' | 'fileCount' | 'capturedAt'>[]): ItemSize {
+  const num = (v: FactValue | undefined): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
+  const discovered = { bytes: num(facts.bytes ?? facts.size), files: num(facts.files ?? facts.fileCount) };
+  const whole =
+    kind === 'folder' || kind === 'volume'
+      ? artifacts
+          .filter((a) => a.origin === 'rubicon' && a.phase === 'capture')
+          .reduce<(typeof artifacts)[number] | undefined>((newest, a) => (!newest || a.capturedAt >= newest.capturedAt ? a : newest), undefined)
+      : undefined;
+  if (whole) {
+    const same = discovered.bytes === whole.bytes && discovered.files === whole.fileCount;
+    const known = discovered.bytes !== null || discovered.files !== null;
+    return {
+      bytes: whole.bytes,
+      files: whole.fileCount,
+      source: 'capture',
+      artifactId: whole.id,
+      ...(known && !same
+        ? {
+            atDiscovery: `discovery, before the capture, measured ${discovered.bytes === null ? '—' : formatBytes(discovered.bytes)} in ${discovered.files ?? '—'} file(s); the capture took ${formatBytes(whole.bytes)} in ${whole.fileCount} file(s)`,
+          }
+        : {}),
+    };
+  }
+  if (discovered.bytes !== null || discovered.files !== null) return { ...discovered, source: 'discovery' };
+  return { bytes: null, files: null, source: 'unknown' };
+}
+
+/** An item's size and file count as the checklist columns show them: "1.5 MiB", "1"; "—" when unknown. */
+export function formatItemSize(size: ItemSize): { size: string; files: string } {
+  return { size: size.bytes === null ? '—' : formatBytes(size.bytes), files: size.files === null ? '—' : String(size.files) };
+}
+
 function formatFact(key: string, v: FactValue): string {
   if (v === null) return '—';
   if (typeof v === 'string') return formatTime(v);
@@ -477,7 +577,7 @@ function plainProofFailure(p: Proof, origin: ProofReport['origin'], itemName: st
  * `checklist` is the checklist of this run (src/inventory/checklist.ts);
  * items in the state but not in the checklist are still reported, after it.
  */
-export function buildReportModel(state: RunState, checklist: ChecklistRow[]): ReportModel {
+export function buildReportModel(state: RunState, checklist: ChecklistRow[], opts: ReportOptions = {}): ReportModel {
   const generatedAt = state.finishedAt ?? state.updatedAt;
   const itemById = new Map(state.items.map((i) => [i.id, i]));
   const rowById = new Map(checklist.map((r) => [r.itemId, r]));
@@ -615,6 +715,7 @@ export function buildReportModel(state: RunState, checklist: ChecklistRow[]): Re
     const facts = row?.facts ?? item?.facts ?? {};
     const notes = [...(row?.notes ?? [])];
     const foundNotDeclared = discovered && !declared && (row?.kind ?? item?.kind) !== 'volume';
+    const size = itemSize(row?.kind ?? item?.kind ?? 'folder', facts, artifactReports.filter((a) => a.itemId === id));
     if (foundNotDeclared && !notes.some((n) => /found, not declared/i.test(n))) notes.unshift('found, not declared');
     const r: ItemReport = {
       id,
@@ -628,7 +729,13 @@ export function buildReportModel(state: RunState, checklist: ChecklistRow[]): Re
       statusLabel: STATUS_LABEL[status],
       mark: statusMark(status),
       notes,
-      facts: Object.entries(facts).map(([key, v]) => ({ key, label: FACT_LABELS[key] ?? key, value: formatFact(key, v) })),
+      facts: Object.entries(facts).map(([key, v]) => ({
+        key,
+        // When the capture found another size, discovery's own numbers are labelled as what they are.
+        label: `${FACT_LABELS[key] ?? key}${size.atDiscovery && SIZE_FACTS.has(key) ? ' at discovery' : ''}`,
+        value: formatFact(key, v),
+      })),
+      size,
       why: row?.why ?? item?.why ?? [],
       methods: item?.methods ?? [],
       artifacts: artifactReports.filter((a) => a.itemId === id),
@@ -677,14 +784,19 @@ export function buildReportModel(state: RunState, checklist: ChecklistRow[]): Re
   };
 
   // Timeline.
-  const phaseReports: PhaseReport[] = state.phases.map((p) => ({
-    phase: p.phase,
-    startedAt: p.startedAt,
-    ...(p.completedAt ? { completedAt: p.completedAt } : {}),
-    durationMs: p.durationMs ?? ms(p.startedAt, generatedAt),
-    completed: p.completedAt !== undefined,
-    fraction: 0,
-  }));
+  // The report phase is the writing of this very report: it is never finished while the report is
+  // written, and it is not part of the run's story, so the timeline leaves it out.
+  const phaseReports: PhaseReport[] = state.phases
+    .filter((p) => p.phase !== 'report')
+    .map((p) => ({
+      phase: p.phase,
+      startedAt: p.startedAt,
+      ...(p.completedAt ? { completedAt: p.completedAt } : {}),
+      durationMs: p.durationMs ?? ms(p.startedAt, generatedAt),
+      completed: p.completedAt !== undefined,
+      stopped: p.completedAt === undefined && state.outcome !== undefined,
+      fraction: 0,
+    }));
   const totalPhaseMs = phaseReports.reduce((n, p) => n + p.durationMs, 0);
   for (const p of phaseReports) p.fraction = totalPhaseMs > 0 ? p.durationMs / totalPhaseMs : 1 / phaseReports.length;
 
@@ -784,7 +896,15 @@ export function buildReportModel(state: RunState, checklist: ChecklistRow[]): Re
       validated: landingItems.length > 0 && landingItems.every((l) => l.outcome === 'passed'),
     },
     timeline: { phases: phaseReports, totalMs: totalPhaseMs },
-    estimate: buildEstimate(state, items, proofReports, crossing?.durationMs ?? null, state.scope ? buildCoverage(state) : undefined),
+    estimate: maintenanceWindow({
+      items,
+      proofs: proofReports,
+      ...(state.scope ? { coverage: buildCoverage(state) } : {}),
+      finalCaptureMs: state.phases.find((p) => p.phase === 'final-capture')?.durationMs ?? null,
+      crossingMs: crossing?.durationMs ?? null,
+      ...(opts.expectedCrossing ? { expectedCrossing: opts.expectedCrossing } : {}),
+      landingActualMs: state.phases.find((p) => p.phase === 'landing')?.durationMs ?? null,
+    }),
     hipaa: [],
     manualSteps: state.manualSteps,
     overrides: state.overrides,
@@ -910,16 +1030,27 @@ function restoreOf(p: ProofReport): number {
   return p.checks.find((c) => c.name === 'restore')?.durationMs ?? p.durationMs;
 }
 
-function buildEstimate(
-  state: RunState,
-  items: ItemReport[],
-  proofs: ProofReport[],
-  crossingMs: number | null,
-  coverage?: CoverageReport,
-): WindowEstimate {
+/**
+ * The maintenance window to book, from measurements only. Pure and
+ * deterministic; exported so the terminal shows the same numbers as the
+ * report (`describeWindow` gives the same sentence).
+ *
+ * - Restores and checks: per item, its slowest passing proof on the proving
+ *   ground (of its capture and, if it drifted, of its final delta), the items
+ *   restored one after another; an everything capture counts only for the
+ *   share of its bytes no item restores.
+ * - Final capture: this run's measured final-capture phase, when it had one.
+ * - Crossing (the rebuild): this run's measured crossing; else the expected
+ *   one the caller hands in (a previous run's measured crossing of the same
+ *   target, or the runbook's `target.expectedCrossingMinutes`); else unknown,
+ *   said in the assumptions.
+ * - Total × margin, rounded up to the minute.
+ */
+export function maintenanceWindow(input: WindowInput): WindowEstimate {
   const MARGIN = 1.5;
+  const { items, proofs, coverage } = input;
   // An everything capture lands only what no item restores: its share of the volume's bytes (docs/coverage.md).
-  const share = (item: ItemReport): number => {
+  const share = (item: WindowInput['items'][number]): number => {
     if (item.kind !== 'volume') return 1;
     const v = coverage?.map?.verdicts.find((x) => x.volume === item.location);
     return v && v.bytes > 0 ? v.onlyEverything.bytes / v.bytes : 1;
@@ -932,7 +1063,7 @@ function buildEstimate(
       const candidates = proofs.filter(
         (p) => p.itemId === item.id && p.outcome === 'passed' && item.artifacts.some((a) => a.id === p.artifactId && a.phase === phase),
       );
-      const slowest = candidates.sort((a, b) => b.durationMs - a.durationMs)[0];
+      const slowest = [...candidates].sort((a, b) => b.durationMs - a.durationMs)[0];
       if (slowest) counted.push(slowest);
     }
     if (!counted.length) {
@@ -953,31 +1084,57 @@ function buildEstimate(
   }
   const restoreMs = lines.reduce((n, l) => n + l.restoreMs, 0);
   const checkMs = lines.reduce((n, l) => n + l.checkMs, 0);
-  const fc = state.phases.find((p) => p.phase === 'final-capture');
-  const finalCaptureMs = fc?.durationMs ?? null;
-  const landing = state.phases.find((p) => p.phase === 'landing');
-  const totalMs = restoreMs + checkMs + (finalCaptureMs ?? 0) + (crossingMs ?? 0);
+  const { finalCaptureMs } = input;
+  const crossing: WindowEstimate['crossing'] =
+    input.crossingMs !== null
+      ? { ms: input.crossingMs, source: 'this-run', text: `measured in this run` }
+      : input.expectedCrossing?.source === 'previous-run'
+        ? {
+            ms: input.expectedCrossing.ms,
+            source: 'previous-run',
+            ...(input.expectedCrossing.runId ? { runId: input.expectedCrossing.runId } : {}),
+            text: `expected: measured in run ${input.expectedCrossing.runId ?? '(unnamed)'}${input.expectedCrossing.at ? ` of ${formatTime(input.expectedCrossing.at)}` : ''}`,
+          }
+        : input.expectedCrossing?.source === 'runbook'
+          ? { ms: input.expectedCrossing.ms, source: 'runbook', text: 'expected: as the runbook states (target.expectedCrossingMinutes)' }
+          : { ms: null, source: 'unknown', text: 'not known: no run measured it and the runbook does not state it' };
+  const totalMs = restoreMs + checkMs + (finalCaptureMs ?? 0) + (crossing.ms ?? 0);
   const assumptions = [
     'Items are restored one after another, each as long as its slowest passing proof on the proving ground.',
     'A folder that drifted is restored twice: its capture, then its final delta.',
     'An everything capture counts only for the share of its bytes that no item restores (what it lands).',
     `A margin of ×${MARGIN} covers a slower target than the proving ground; rounded up to the minute.`,
   ];
-  if (crossingMs === null) assumptions.push('The rebuild itself (crossing) was not measured in this run: add the image deployment time.');
+  if (crossing.source === 'unknown')
+    assumptions.push('The rebuild itself (crossing) is not included: no run of this target measured it; state it in the runbook as target.expectedCrossingMinutes, or rehearse on a staging target.');
+  else if (crossing.source !== 'this-run') assumptions.push(`The rebuild (crossing) was not measured in this run; its duration is ${crossing.text}.`);
   if (finalCaptureMs === null) assumptions.push('The final capture after freeze was not measured in this run: add it.');
   return {
     lines,
     restoreMs,
     checkMs,
     finalCaptureMs,
-    crossingMs,
+    crossingMs: input.crossingMs,
+    crossing,
     totalMs,
     withMarginMs: Math.ceil((totalMs * MARGIN) / 60_000) * 60_000,
     margin: MARGIN,
-    landingActualMs: landing?.durationMs ?? null,
+    landingActualMs: input.landingActualMs,
     unknownItems,
     assumptions,
   };
+}
+
+/**
+ * The window in one sentence, the same for the terminal, the Markdown and
+ * the HTML report: "Book 8 min: measured 5 min 2 s × 1.5 = restores …,
+ * checks …, final capture …, rebuild … (expected: …)."
+ */
+export function describeWindow(e: WindowEstimate): string {
+  const rebuild = e.crossing.ms === null ? 'rebuild not included (not known)' : `rebuild ${formatDuration(e.crossing.ms)} (${e.crossing.text})`;
+  return `Book ${formatDuration(e.withMarginMs)}: measured ${formatDuration(e.totalMs)} × ${e.margin}, of which restores ${formatDuration(e.restoreMs)} and checks ${formatDuration(e.checkMs)} on the proving ground for ${e.lines.length} item(s), final capture ${
+    e.finalCaptureMs === null ? 'not measured' : formatDuration(e.finalCaptureMs)
+  }, ${rebuild}.${e.landingActualMs === null ? '' : ` This run's landing actually took ${formatDuration(e.landingActualMs)}.`}`;
 }
 
 function hipaaMark(s: HipaaStatus): Mark {

@@ -6,7 +6,8 @@ import { deriveState, isPhaseDone, latestDrift, type RunState } from '../core/st
 import type { Artifact, ChecklistRow, Item, Phase } from '../core/types.ts';
 import { buildChecklist } from '../inventory/checklist.ts';
 import { describeTally, tally32110 } from '../gate/rule-32110.ts';
-import { buildReportModel } from '../report/model.ts';
+import { buildReportModel, describeWindow, type CrossingExpectation } from '../report/model.ts';
+import { expectedCrossing } from '../report/previous.ts';
 import { checkBeforeStart, loadRunbook, type Runbook } from '../runbook/load.ts';
 import { createContext, type Confirmation, type RunContext, type RunHooks } from './context.ts';
 import { rethrowIfCrashed } from './faults.ts';
@@ -45,7 +46,7 @@ export interface RunSummary {
   /** True when this run rebuilt its target (upgrade, or a rehearsal on a staging target). */
   crossed: boolean;
   /** The maintenance window predicted from measured restore durations (see the report's estimate). */
-  window: { totalMs: number; withMarginMs: number; unknownItems: string[] } | null;
+  window: { totalMs: number; withMarginMs: number; unknownItems: string[]; /** The report's own sentence (describeWindow). */ text: string } | null;
   /** At a manual crossing: what the engineer must do. */
   crossingInstructions?: string;
   /** What the run would do: methods per item, the vaults, the policy in force. */
@@ -63,7 +64,7 @@ export interface CommonOptions {
   signal?: AbortSignal;
 }
 
-export function summarize(state: RunState, stateDir: string, error?: RubiconError): RunSummary {
+export function summarize(state: RunState, stateDir: string, error?: RubiconError, crossingExpected?: CrossingExpectation): RunSummary {
   const checklist = buildChecklist({
     items: state.items,
     artifacts: state.artifacts,
@@ -72,7 +73,7 @@ export function summarize(state: RunState, stateDir: string, error?: RubiconErro
     driftScans: state.driftScans,
     captureFailures: state.captureFailures,
   });
-  const estimate = state.proofs.length > 0 ? buildReportModel(state, checklist).estimate : undefined;
+  const estimate = state.proofs.length > 0 ? buildReportModel(state, checklist, crossingExpected ? { expectedCrossing: crossingExpected } : {}).estimate : undefined;
   return {
     runId: state.runId,
     outcome: state.outcome ?? 'failed',
@@ -80,7 +81,7 @@ export function summarize(state: RunState, stateDir: string, error?: RubiconErro
     gate: state.gate ? { passed: state.gate.passed, reasons: state.gate.reasons } : null,
     checklist,
     crossed: Boolean(state.crossing?.completedAt),
-    window: estimate ? { totalMs: estimate.totalMs, withMarginMs: estimate.withMarginMs, unknownItems: estimate.unknownItems } : null,
+    window: estimate ? { totalMs: estimate.totalMs, withMarginMs: estimate.withMarginMs, unknownItems: estimate.unknownItems, text: describeWindow(estimate) } : null,
     artifacts: state.artifacts.map((a) => ({ id: a.id, itemId: a.itemId, method: a.method, origin: a.origin, bytes: a.bytes, files: a.fileCount })),
     proofs: state.proofs.map((p) => ({
       id: p.id,
@@ -363,10 +364,12 @@ async function drive(ctx: RunContext, stateDir: string, store: StateStore): Prom
       }
     }
   }
+  // The window estimate of a run that did not cross counts the crossing a previous run measured, or the runbook's figure.
+  const crossingExpected = await expectedCrossing(store, { target: ctx.runbook.target.name, runId: ctx.runId, runbookMinutes: ctx.runbook.target.expectedCrossingMinutes });
   try {
     const t0 = performance.now();
     ctx.record({ type: 'phase.started', phase: 'report' });
-    await phases.report(ctx, { outcome, exitCode, ...(failure ? { error: { code: failure.code, message: failure.message } } : {}) });
+    await phases.report(ctx, { outcome, exitCode, ...(failure ? { error: { code: failure.code, message: failure.message } } : {}) }, crossingExpected);
     ctx.record({ type: 'phase.completed', phase: 'report', durationMs: Math.round(performance.now() - t0) });
   } catch (e) {
     rethrowIfCrashed(e);
@@ -382,7 +385,7 @@ async function drive(ctx: RunContext, stateDir: string, store: StateStore): Prom
   await ctx.close().catch(() => undefined);
   // A shared store: the last records, the runbook copy and the reports reach it before the run returns.
   await store.flush(ctx.runId);
-  return summarize(ctx.state(), stateDir, failure);
+  return summarize(ctx.state(), stateDir, failure, crossingExpected);
 }
 
 /** For rehearse and verify: Rubicon's own artifacts that failed their proof. Vendor failures are reported, not fatal. */

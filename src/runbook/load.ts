@@ -100,6 +100,8 @@ export interface Runbook {
     workDir: string;
     /** systemd units the freeze stops. */
     services: string[];
+    /** The crossing's expected duration, for the window estimate (target.expectedCrossingMinutes). */
+    expectedCrossingMinutes?: number;
   };
   /** The proving ground machine: local (the sandbox folder) or ssh. `root` is its scratch folder. */
   provingGround: { transport: TransportSettings; root: string; workDir: string };
@@ -323,6 +325,7 @@ export function normalize(raw: ParsedRunbook, file: string, hash: string): Runbo
       // A Windows target left at the schema's POSIX default works in ProgramData.
       workDir: windowsTransport(targetTransport) && raw.target.workDir === '/var/tmp/rubicon' ? 'C:\\ProgramData\\Rubicon' : raw.target.workDir,
       services: raw.target.services,
+      ...(raw.target.expectedCrossingMinutes !== undefined ? { expectedCrossingMinutes: raw.target.expectedCrossingMinutes } : {}),
     },
     provingGround,
     infra,

@@ -332,6 +332,13 @@ export const RunbookSchema = z
           .array(z.string().regex(/^[A-Za-z0-9@._:-]+$/, 'must be a systemd unit name, e.g. ehr-app.service'))
           .max(RUNBOOK_LIMITS.services, atMost(RUNBOOK_LIMITS.services, 'services'))
           .default([]),
+        /**
+         * How long the rebuild (the crossing) is expected to take, in minutes,
+         * for the maintenance-window estimate of a run that does not cross
+         * (a rehearsal of production). A previous run of this target that
+         * measured its crossing wins over this figure. Absent: not counted.
+         */
+        expectedCrossingMinutes: z.number().positive().max(7 * 24 * 60, 'must be at most 10080 (a week), in minutes').optional(),
       })
       .strict(),
     /** The proving ground as its own machine; absent: the sandbox's local folder (infra.provingGround). */

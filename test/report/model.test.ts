@@ -1,7 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { deriveState } from '../../src/core/state.ts';
-import { buildReportModel, formatDuration, formatTime, REPORT_SECTIONS } from '../../src/report/model.ts';
-import { DB_ID, DRIFT_CHANGES, landedStory, refusedStory, rehearsalStory, VENDOR_ENGINE_MESSAGE } from './builders.ts';
+import type { JournalRecord } from '../../src/core/events.ts';
+import { buildReportModel, describeWindow, formatDuration, formatItemSize, formatTime, itemSize, maintenanceWindow, REPORT_SECTIONS } from '../../src/report/model.ts';
+import { expectedCrossing } from '../../src/report/previous.ts';
+import { checklistFor, DB_ID, DRIFT_CHANGES, landedStory, refusedStory, rehearsalStory, VENDOR_ENGINE_MESSAGE } from './builders.ts';
 
 const VENDOR = "The vendor's backup job produces backups that cannot be restored.";
 
@@ -88,8 +90,9 @@ describe('buildReportModel: the landed story (SCENARIO.md)', () => {
 
   it('builds a timeline whose shares follow the measured durations', () => {
     const phases = m.timeline.phases;
-    expect(phases.map((p) => p.phase)).toEqual(['discover', 'capture', 'prove', 'freeze', 'final-capture', 'gate', 'crossing', 'landing', 'report']);
-    expect(phases.every((p) => p.completed)).toBe(true);
+    expect(phases.map((p) => p.phase)).toEqual(['discover', 'capture', 'prove', 'freeze', 'final-capture', 'gate', 'crossing', 'landing']);
+    // The report phase is the writing of this report: never in its own timeline, never "not finished".
+    expect(phases.every((p) => p.completed && !p.stopped)).toBe(true);
     const sum = phases.reduce((n, p) => n + p.fraction, 0);
     expect(sum).toBeCloseTo(1, 9);
     const crossing = phases.find((p) => p.phase === 'crossing')!;
@@ -177,10 +180,12 @@ describe('buildReportModel: rehearsal', () => {
     expect(m.headline.title).toMatch(/^Rehearsal/);
     expect(m.headline.nothingDestroyed).toBe(true);
     expect(m.gate).toBeUndefined();
-    expect(m.timeline.phases.map((p) => p.phase)).toEqual(['discover', 'capture', 'prove', 'report']);
+    expect(m.timeline.phases.map((p) => p.phase)).toEqual(['discover', 'capture', 'prove']);
     expect(m.estimate.crossingMs).toBeNull();
+    expect(m.estimate.crossing).toMatchObject({ ms: null, source: 'unknown' });
     expect(m.estimate.finalCaptureMs).toBeNull();
-    expect(m.estimate.assumptions.join(' ')).toContain('crossing) was not measured');
+    expect(m.estimate.assumptions.join(' ')).toContain('The rebuild itself (crossing) is not included');
+    expect(m.estimate.assumptions.join(' ')).toContain('target.expectedCrossingMinutes');
     expect(m.estimate.lines).toHaveLength(7);
     expect(m.estimate.totalMs).toBe(m.estimate.restoreMs + m.estimate.checkMs);
   });
@@ -245,5 +250,115 @@ describe('buildReportModel: 3-2-1-1-0 and encryption per vault', () => {
     const backup = m.hipaa.find((h) => h.section === '§164.308(a)(7)(ii)(A)')!;
     expect(backup.evidence[0]).toContain(`${second} (azure-blob, off the target, immutable, encrypted at rest)`);
     expect(backup.evidence[0]).toContain('not encrypted at rest');
+  });
+});
+
+describe('issue 14: the real size of an item, a timeline without the report, the window with the expected crossing', () => {
+  const art = (over: Partial<Parameters<typeof itemSize>[2][number]>) => ({
+    id: 'a1',
+    origin: 'rubicon' as const,
+    phase: 'capture' as const,
+    bytes: 1_607_270,
+    fileCount: 1,
+    capturedAt: '2025-03-08T01:00:10.000Z',
+    ...over,
+  });
+
+  it("itemSize: the vendor's output folder, empty at discovery, shows what its capture held", () => {
+    const s = itemSize('folder', { bytes: 0, files: 0, lastChange: null }, [art({})]);
+    expect(s).toMatchObject({ bytes: 1_607_270, files: 1, source: 'capture', artifactId: 'a1' });
+    expect(s.atDiscovery).toBe('discovery, before the capture, measured 0 B in 0 file(s); the capture took 1.5 MiB in 1 file(s)');
+    expect(formatItemSize(s)).toEqual({ size: '1.5 MiB', files: '1' });
+  });
+
+  it('itemSize: the newest whole copy counts; a final delta and a vendor artifact do not; a database keeps its discovered size', () => {
+    const arts = [
+      art({ id: 'old', bytes: 10, fileCount: 1, capturedAt: '2025-03-08T01:00:00.000Z' }),
+      art({ id: 'new', bytes: 20, fileCount: 2, capturedAt: '2025-03-08T02:00:00.000Z' }),
+      art({ id: 'delta', phase: 'final-capture', bytes: 5, fileCount: 1, capturedAt: '2025-03-08T03:00:00.000Z' }),
+      art({ id: 'vendor', origin: 'vendor', bytes: 99, fileCount: 9, capturedAt: '2025-03-08T04:00:00.000Z' }),
+    ];
+    expect(itemSize('folder', { bytes: 20, files: 2 }, arts)).toEqual({ bytes: 20, files: 2, source: 'capture', artifactId: 'new' });
+    expect(itemSize('database', { bytes: 2_678_784 }, [art({ bytes: 4_551_220 })])).toEqual({ bytes: 2_678_784, files: null, source: 'discovery' });
+    expect(itemSize('folder', {}, [])).toEqual({ bytes: null, files: null, source: 'unknown' });
+    expect(formatItemSize(itemSize('folder', {}, []))).toEqual({ size: '—', files: '—' });
+  });
+
+  it('the model: the checklist size comes from the capture, and discovery\'s differing numbers are labelled as such', () => {
+    const { state } = landedStory();
+    const id = 'folder:mssql/backup';
+    const item = state.items.find((i) => i.id === id)!;
+    item.facts = { ...item.facts, bytes: 0, files: 0 }; // as discovery saw it before the vendor's job wrote its backup
+    const m = buildReportModel(state, checklistFor(state));
+    const r = m.items.find((i) => i.id === id)!;
+    const a = r.artifacts.find((x) => x.phase === 'capture' && x.origin === 'rubicon')!;
+    expect(r.size).toMatchObject({ bytes: a.bytes, files: a.fileCount, source: 'capture' });
+    expect(a.bytes).toBeGreaterThan(0);
+    expect(r.facts.find((f) => f.key === 'bytes')).toEqual({ key: 'bytes', label: 'size at discovery', value: '0 B' });
+  });
+
+  it('the timeline: a phase the run stopped in is "stopped", the report phase is never there', () => {
+    const { records } = landedStory();
+    // Cut right after prove started, then end the run there (as a failure does).
+    const cut = records.findIndex((r) => r.event.type === 'phase.started' && r.event.phase === 'prove');
+    const state = { ...deriveState(records.slice(0, cut + 1)), outcome: 'failed' as const };
+    state.phases = [...state.phases, { phase: 'report', startedAt: state.updatedAt }];
+    const m = buildReportModel(state, []);
+    expect(m.timeline.phases.map((p) => [p.phase, p.completed, p.stopped])).toEqual([
+      ['discover', true, false],
+      ['capture', true, false],
+      ['prove', false, true],
+    ]);
+  });
+
+  it('maintenanceWindow: a rehearsal counts the crossing a previous run measured, or the runbook\'s figure; this run\'s own wins', () => {
+    const { state, checklist } = rehearsalStory();
+    const bare = buildReportModel(state, checklist).estimate;
+    const prev = buildReportModel(state, checklist, { expectedCrossing: { ms: 300_000, source: 'previous-run', runId: 'r-1', at: '2025-03-01T02:00:00.000Z' } }).estimate;
+    expect(prev.crossing).toEqual({ ms: 300_000, source: 'previous-run', runId: 'r-1', text: 'expected: measured in run r-1 of 2025-03-01 02:00:00 UTC' });
+    expect(prev.totalMs).toBe(bare.totalMs + 300_000);
+    expect(prev.withMarginMs).toBe(Math.ceil((prev.totalMs * 1.5) / 60_000) * 60_000);
+    expect(describeWindow(prev)).toContain('rebuild 5 min (expected: measured in run r-1 of 2025-03-01 02:00:00 UTC)');
+    const rb = buildReportModel(state, checklist, { expectedCrossing: { ms: 20 * 60_000, source: 'runbook' } }).estimate;
+    expect(rb.crossing).toMatchObject({ ms: 1_200_000, source: 'runbook' });
+    expect(describeWindow(rb)).toContain('rebuild 20 min (expected: as the runbook states (target.expectedCrossingMinutes))');
+    // The same pure function the model uses, called directly, gives the same window.
+    const direct = maintenanceWindow({
+      items: buildReportModel(state, checklist).items,
+      proofs: buildReportModel(state, checklist).proofs,
+      finalCaptureMs: null,
+      crossingMs: null,
+      expectedCrossing: { ms: 20 * 60_000, source: 'runbook' },
+      landingActualMs: null,
+    });
+    expect(direct).toEqual(rb);
+    // A run that crossed counts its own measured crossing, whatever it is handed.
+    const landed = landedStory();
+    const own = buildReportModel(landed.state, landed.checklist, { expectedCrossing: { ms: 1, source: 'runbook' } }).estimate;
+    expect(own.crossing).toMatchObject({ ms: 95_000, source: 'this-run' });
+  });
+
+  it('expectedCrossing: the newest earlier run of the same target that crossed; else the runbook; broken journals skipped', async () => {
+    const landed = landedStory().records; // target ehr-srv01, crossed for 95 s or more
+    const rehearsal = rehearsalStory().records;
+    const journals: Record<string, JournalRecord[] | Error> = {
+      'r-20250301-0100': landed,
+      'r-20250302-0100': rehearsal,
+      'r-20250303-0100': new Error('JOURNAL_CORRUPT'),
+      'r-20250309-0100': landed, // later than the run asking: not a previous run
+    };
+    const store = {
+      listRuns: async () => Object.keys(journals),
+      readJournal: async (id: string) => {
+        const j = journals[id]!;
+        if (j instanceof Error) throw j;
+        return j;
+      },
+    };
+    const got = await expectedCrossing(store, { target: 'ehr-srv01', runId: 'r-20250308-0100', runbookMinutes: 45 });
+    const s = deriveState(landed);
+    expect(got).toEqual({ ms: Date.parse(s.crossing!.completedAt!) - Date.parse(s.crossing!.startedAt!), source: 'previous-run', runId: 'r-20250301-0100', at: s.crossing!.completedAt });
+    expect(await expectedCrossing(store, { target: 'another-server', runId: 'r-20250308-0100', runbookMinutes: 45 })).toEqual({ ms: 2_700_000, source: 'runbook' });
+    expect(await expectedCrossing(store, { target: 'another-server', runId: 'r-20250308-0100' })).toBeUndefined();
   });
 });

@@ -52,7 +52,7 @@ describe('renderMarkdown', () => {
     for (const r of landed.gate!.rules) expect(text).toContain(`| ${r.mark} | ${md(r.rule)} |`);
     expect(text).toContain('## Gate: passed');
     expect(text).toMatch(/\| crossing \| 2025-03-08 01:01:\d\d UTC \| 1 min 35 s \| \d+% \|/);
-    expect(text).toMatch(/Book \*\*\d+ min\*\*/);
+    expect(text).toMatch(/\*\*Book \d+ min: measured .* rebuild 1 min 35 s \(measured in this run\)\. This run's landing actually took \d+ s\.\*\*/);
   });
 
   it('says refused, why, and nothing destroyed at the top', () => {
@@ -118,6 +118,38 @@ describe('renderHtml (static checks; the browser checks are in chromium.test.ts)
     const ids = new Set([...html.matchAll(/\sid="([^"]+)"/g)].map((m) => m[1]));
     for (const s of REPORT_SECTIONS) expect(ids, s).toContain(s);
     for (const [, target] of html.matchAll(/href="#([^"]*)"/g)) expect(ids, target).toContain(target);
+  });
+
+  it('the gate: refusals, then warnings, then the passed rules folded; every evidence id the report shows is a link to it', () => {
+    for (const [m, name] of [[landed, 'landed'], [refused, 'refused']] as const) {
+      const h = renderHtml(m);
+      const gate = /<section id="gate">[\s\S]*?<\/section>/.exec(h)![0];
+      const at = (re: RegExp) => gate.search(re);
+      const fails = m.gate!.rules.filter((r) => r.status === 'fail').length;
+      const warns = m.gate!.rules.filter((r) => r.status === 'warn' || r.status === 'overridden').length;
+      expect(gate.match(/<tr class="rule-fail">/g)?.length ?? 0, name).toBe(fails);
+      expect(gate.match(/<tr class="rule-(warn|overridden)">/g)?.length ?? 0, name).toBe(warns);
+      if (fails) expect(at(/id="gate-refusals"/), name).toBeLessThan(at(/<details id="gate-passed">/));
+      if (warns) expect(at(/id="gate-warnings"/), name).toBeLessThan(at(/<details id="gate-passed">/));
+      if (fails && warns) expect(at(/id="gate-refusals"/)).toBeLessThan(at(/id="gate-warnings"/));
+      // The passed rules are folded: the only <details> of the section, closed.
+      expect(gate.match(/<details[^>]*>/g), name).toEqual(['<details id="gate-passed">']);
+      expect(gate.match(/<tr class="rule-pass">/g)?.length, name).toBe(m.gate!.rules.filter((r) => r.status === 'pass').length);
+      // Evidence: artifact, proof and copy ids the report shows are links to the element that shows them.
+      const shown = new Set(m.items.flatMap((i) => i.artifacts.flatMap((a) => [a.id, ...a.proofs.map((p) => p.id), ...a.copies.map((c) => `${a.id}@${c.vault}`)])));
+      const ids = new Set([...h.matchAll(/\sid="([^"]+)"/g)].map((x) => x[1]));
+      let linked = 0;
+      for (const r of m.gate!.rules)
+        for (const e of r.evidence) {
+          const link = new RegExp(`<a class="ev" href="#(ev-\\d+)"><code>${esc(e).replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}</code></a>`).exec(gate);
+          if (shown.has(e)) {
+            expect(link, `${name}: ${e}`).not.toBeNull();
+            expect(ids).toContain(link![1]);
+            linked += 1;
+          } else expect(link, `${name}: ${e} is shown nowhere, so it is not a link`).toBeNull();
+        }
+      expect(linked, name).toBeGreaterThan(0);
+    }
   });
 
   it('draws the timeline with segment sizes proportional to the phase durations', () => {
