@@ -180,7 +180,8 @@ export function createMssqlEngine(options: MssqlEngineOptions): DatabaseEngine {
     },
 
     async fingerprint(ctx: EngineContext, item: Item): Promise<Fingerprint> {
-      return withSession(o.connection, o, (s) => fingerprintDatabase(s, item.name, ctx.signal));
+      // After landing (ctx.landing): the rebuilt server, which is `landing` when the runbook names one.
+      return withSession(ctx.landing ? (o.landing ?? o.connection) : o.connection, o, (s) => fingerprintDatabase(s, item.name, ctx.signal));
     },
 
     async capture(ctx: EngineContext, item: Item, method: string, opts: { vendorJob?: VendorJobSpec }): Promise<CapturedFiles> {

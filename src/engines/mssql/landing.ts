@@ -41,9 +41,17 @@ export function landingRank(item: Item): number {
   return 12;
 }
 
-/** Items in landing order (stable within a rank). Pure. */
+/**
+ * Items in landing order (stable within a rank). Pure. Only SQL Server's
+ * items move, among the positions they held: items of other engines (a
+ * folder, a SQLite database) stay exactly where they were, as the
+ * DatabaseEngine.landingOrder contract says.
+ */
 export function landingOrder(items: Item[]): Item[] {
-  return items.map((item, i) => ({ item, i })).sort((a, b) => landingRank(a.item) - landingRank(b.item) || a.i - b.i).map((x) => x.item);
+  const mine = (item: Item) => item.engine === 'mssql';
+  const sorted = items.map((item, i) => ({ item, i })).filter((x) => mine(x.item)).sort((a, b) => landingRank(a.item) - landingRank(b.item) || a.i - b.i).map((x) => x.item);
+  let next = 0;
+  return items.map((item) => (mine(item) ? sorted[next++]! : item));
 }
 
 export interface SourceServerFacts {

@@ -103,6 +103,22 @@ describe('landing order', () => {
     ]);
     expect(lazyMssqlEngine({ connection: source.config, backupDirectory: '/b' }).landingOrder!(items)).toEqual(landingOrder(items));
   });
+
+  it("moves only SQL Server's items, among the positions they held: a folder and a SQLite database stay exactly where they were", () => {
+    const other = (id: string, kind: Item['kind'], engine?: string): Item => ({ id, kind, name: id, declared: false, discovered: true, ...(engine ? { engine } : {}), location: id, facts: {}, why: [], methods: [] });
+    const folder = other('folder:ehr/A', 'folder');
+    const sqlite = other('database:sqlite:ehr', 'database', 'sqlite');
+    const job = item('instance-object:mssql:job:Nightly', 'instance-object', 'Nightly');
+    const db = item('database:mssql:EHR', 'database', 'EHR');
+    const login = item('instance-object:mssql:login:ehr_app', 'instance-object', 'ehr_app');
+    expect(landingOrder([folder, job, sqlite, db, login]).map((i) => i.id)).toEqual([
+      'folder:ehr/A',
+      'instance-object:mssql:login:ehr_app',
+      'database:sqlite:ehr',
+      'database:mssql:EHR',
+      'instance-object:mssql:job:Nightly',
+    ]);
+  });
 });
 
 describe('landing end to end on the rebuilt server (protocol level)', () => {
