@@ -40,9 +40,12 @@ let target: Scripted;
 let pg: Scripted;
 let L: SandboxLayout;
 let staged: { name: string; content: string }[];
+/** What the runbook declares the rebuilt target's SQL Server will be (engines.mssql.landingServer). */
+let LANDING_VERSION = '16.0.4135.4';
 
 beforeEach(async () => {
   staged = [];
+  LANDING_VERSION = '16.0.4135.4';
   target = await scripted();
   pg = await scripted();
   L = await buildSandbox(path.join(await tempDir('rubicon-e2e-mssql-'), 'estate'), { patients: 200 });
@@ -74,6 +77,10 @@ engines:
     provingGroundStaging:
       directory: ${STAGE_DIR}
       directoryOnHost: stage
+    landingServer:
+      productVersion: ${LANDING_VERSION}
+      edition: Standard Edition (64-bit)
+      engineEdition: 2
 `;
   const text = (await readFile(L.runbook, 'utf8'))
     .replace('declared:\n  folders:', 'declared:\n  databases:\n    - {name: EHR, engine: mssql}\n  folders:')
@@ -166,6 +173,12 @@ function scriptProvingGround(server: TdsServer): void {
   server.on(DB_FEATURES, databaseFeaturesReply());
   server.on(ORPHANS, orphansReply());
   server.on(/user_access_desc/, one(rs([['state_desc', 'nvarchar'], ['user_access_desc', 'nvarchar'], ['is_read_only', 'int'], ['user_objects', 'int']], [{ state_desc: 'ONLINE', user_access_desc: 'MULTI_USER', is_read_only: 0, user_objects: 42 }])));
+}
+
+/** Sets the declared landing server's version in the runbook beforeEach wrote. */
+async function declareLandingVersion(version: string): Promise<void> {
+  const text = await readFile(L.runbook, 'utf8');
+  await writeFile(L.runbook, text.replace(/productVersion: \S+/, `productVersion: ${version}`));
 }
 
 async function rehearse() {
@@ -277,6 +290,29 @@ describe('rehearse with an engines.mssql section (two scripted SQL Servers)', ()
     expect(JSON.parse(staged.find((f) => f.name === SIDECAR_NAME)!.content)).toMatchObject({ database: 'EHR', steps: [{ kind: 'full', files: [bakName] }] });
     // The mssql engine proved inside the confined proving process (which read its password from the inherited environment).
     expect(records.some((r) => r.event.type === 'note' && r.event.message.startsWith('proving ground isolation checked'))).toBe(true);
+    // Before capture, the engine's landing preflight ran (through the Engine interface) against the declared landing server, and passed.
+    const preflights = records.flatMap((r) => (r.event.type === 'preflight.checked' ? [r.event.preflight] : []));
+    expect(preflights.map((p) => `${p.engine}:${p.stage}:${p.checks.map((c) => `${c.name}:${c.status}`).join(',')}`)).toEqual(['mssql:capture:landing-server:passed']);
+    const firstBackup = records.findIndex((r) => r.event.type === 'capture.started');
+    expect(records.findIndex((r) => r.event.type === 'preflight.checked')).toBeLessThan(firstBackup);
+  }, 60_000);
+
+  it('an upgrade whose declared landing server is older than the source is refused before anything is captured (exit 2)', async () => {
+    scriptTarget(target.server);
+    scriptProvingGround(pg.server);
+    await declareLandingVersion('13.0.6300.2'); // SQL Server 2016 under a 2019 source: its backups cannot restore there
+    const summary = await startRun('upgrade', L.runbook, { stateDir: L.stateDir, onEvent: () => {}, confirm: async () => ({ confirmed: true, by: 'flag', who: 'test' }) });
+    expect(summary.outcome).toBe('refused');
+    expect(summary.exitCode).toBe(2);
+    expect(summary.error?.code).toBe('PREFLIGHT_REFUSED');
+    expect(summary.error?.message).toContain('SQL Server 2016');
+    expect(summary.error?.message).toContain('older than the source');
+    const records: JournalRecord[] = await journalOf(L.stateDir, summary.runId);
+    expect(records.some((r) => r.event.type === 'capture.started' || r.event.type === 'artifact.captured')).toBe(false);
+    expect(target.server.find(/^BACKUP/)).toEqual([]);
+    expect(pg.server.statements()).toEqual([]);
+    expect(records.flatMap((r) => (r.event.type === 'preflight.checked' ? [r.event.preflight.checks[0]?.status] : []))).toEqual(['failed']);
+    expect(summary.crossed).toBe(false);
   }, 60_000);
 
   it('a RESTORE that fails with Msg 3013 fails the proof and keeps the server\'s words', async () => {
