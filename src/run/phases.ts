@@ -64,7 +64,8 @@ function engineCtx(ctx: RunContext, host?: Host, sub = 'engine'): EngineContext 
 /** Files owned by database items, relative to the target root: never part of a folder capture. */
 function ownedFiles(items: Item[]): string[] {
   return items
-    .filter((i) => i.kind === 'database' && i.discovered)
+    // A database that lives in a server (SQL Server: `mssql://SERVER/db`) owns no file under the target root.
+    .filter((i) => i.kind === 'database' && i.discovered && !/^[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(i.location))
     .flatMap((i) => [i.location, `${i.location}-wal`, `${i.location}-shm`, `${i.location}-journal`]);
 }
 
@@ -832,11 +833,19 @@ export async function landing(ctx: RunContext): Promise<boolean> {
     if (s.landing.some((l) => l.itemId === item.id && l.outcome === 'passed')) continue;
     const candidates = current.filter((a) => a.itemId === item.id && passed(a));
     // Prefer our own methods, in the item's method order: the vendor's backup is never preferred.
-    const pick =
+    let pick =
       item.kind === 'database'
         ? candidates.filter((a) => a.origin === 'rubicon').sort((a, b) => item.methods.indexOf(a.method) - item.methods.indexOf(b.method))[0] ??
           candidates[0]
         : candidates.at(-1);
+    // An instance-level item whose proof cannot pass by design (SQL Server's configuration, service master key, …: applied
+    // at landing only) lands from its newest artifact only when the gate that allowed the crossing recorded an override of
+    // exactly that (item.proven or secrets.captured for this item, with who and why). Never a database.
+    const consent = item.kind === 'database' || item.kind === 'folder' ? undefined : s.gate?.results.find((r) => r.status === 'overridden' && r.itemId === item.id && (r.rule === 'item.proven' || r.rule === 'secrets.captured'));
+    if (!pick && consent) {
+      pick = current.filter((a) => a.itemId === item.id).at(-1);
+      if (pick) ctx.record({ type: 'note', level: 'warn', itemId: item.id, message: `${item.id} lands from ${pick.id}, which has no passed proof: the gate's ${consent.rule} for it was overridden by ${consent.override?.by ?? 'an override'} ("${consent.override?.reason ?? ''}")` });
+    }
     if (!pick) {
       ctx.record({
         type: 'landing.validated',

@@ -88,6 +88,7 @@ describe('landing order', () => {
       item('instance-object:mssql:configuration:S', 'instance-object', 'cfg'),
       item('instance-object:mssql:operator:DBA', 'instance-object', 'DBA'),
       item('instance-object:mssql:system-database:msdb', 'instance-object', 'msdb'),
+      item('instance-object:mssql:instance:S', 'instance-object', 'S'),
     ];
     expect(landingOrder(items).map((i) => i.id.split(':').slice(0, 3).join(':'))).toEqual([
       'instance-object:mssql:service-master-key',
@@ -99,6 +100,8 @@ describe('landing order', () => {
       'database:mssql:EHR',
       'instance-object:mssql:job',
       'instance-object:mssql:alert',
+      // the whole-instance artifact (every script, jobs.sql naming databases) after the databases and Agent items
+      'instance-object:mssql:instance',
       'instance-object:mssql:system-database',
     ]);
     expect(lazyMssqlEngine({ connection: source.config, backupDirectory: '/b' }).landingOrder!(items)).toEqual(landingOrder(items));
