@@ -502,3 +502,34 @@ describe('issue 11: editions, backup identity, incarnations, job run window', ()
     expect(t.server.find(/ORDER BY bs\.last_lsn DESC/)[0]?.sql).toContain('AND bmf.mirror = 0');
   });
 });
+
+describe('issue 11: master key and service master key', () => {
+  const KEY_PASSWORD = 'Key-Backup-Do-Not-Log-3!';
+  const keyItem = (kind: 'master-key' | 'service-master-key'): Item => ({ id: `instance-object:mssql:${kind}:EHR-SQL01`, kind: 'instance-object', name: kind, declared: false, discovered: true, engine: 'mssql', location: '', facts: {}, why: [], methods: ['instance-objects'] });
+
+  it.each(['master-key', 'service-master-key'] as const)('%s: BACKUP … TO FILE in the backup directory, ENCRYPTION BY PASSWORD from the secrets source, never in a statement text or log', async (kind) => {
+    instance(t.server);
+    const stmt = kind === 'master-key' ? /N'BACKUP MASTER KEY TO FILE/ : /N'BACKUP SERVICE MASTER KEY TO FILE/;
+    t.server.on(stmt, writes('file'));
+    const c = await engine({ secrets: { certificatePassword: async () => undefined, keyBackupPassword: async () => KEY_PASSWORD } }).capture(ctx, keyItem(kind), 'instance-objects', {});
+    const [req] = t.server.find(stmt);
+    expect(req?.params.password).toBe(KEY_PASSWORD);
+    expect(String(req?.params.file)).toMatch(new RegExp(`^${BACKUP_DIR}/rubicon-${kind}-.*\\.key$`));
+    expect(req?.sql).toContain('EXEC master.sys.sp_executesql @stmt;');
+    expect(c.format).toBe('mssql-key');
+    expect(c.files.map((f) => f.name).sort()).toEqual([basename(String(req?.params.file)), 'key.json'].sort());
+    const meta = JSON.parse(await readFile(c.files.find((f) => f.name === 'key.json')!.path, 'utf8'));
+    expect(meta).toMatchObject({ format: 'mssql-key', kind, file: basename(String(req?.params.file)) });
+    expect(t.server.statements().join('\n')).not.toContain(KEY_PASSWORD);
+    expect(JSON.stringify(t.log)).not.toContain(KEY_PASSWORD);
+    expect(JSON.stringify(c) + JSON.stringify(meta) + events.join('\n')).not.toContain(KEY_PASSWORD);
+  });
+
+  it('without a key backup password the key is not captured, and the failure names the runbook field', async () => {
+    instance(t.server);
+    const e = await engine({ secrets: { certificatePassword: async () => undefined } }).capture(ctx, keyItem('master-key'), 'instance-objects', {}).catch((x: unknown) => x);
+    expect(e).toMatchObject({ code: 'CAPTURE_FAILED', hint: expect.stringContaining('engines.mssql.keyBackupPasswordEnv') });
+    expect(String((e as Error).message)).toContain('must be backed up with a password');
+    expect(t.server.find(/MASTER KEY/)).toEqual([]);
+  });
+});
