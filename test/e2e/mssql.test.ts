@@ -232,6 +232,8 @@ function scriptKeyBackups(server: TdsServer): void {
     await writeFile(path.join(L.target, HOST_BACKUP_DIR, path.posix.basename(serverPath)), 'fake encrypted key backup\n');
     return ok;
   });
+  // The keys' identity in master (read at backup, and again by the drift scans): unchanged on the source.
+  server.on(/FROM master\.sys\.symmetric_keys AS k WHERE k\.name = @key;$/, one(rs([['key_guid', 'nvarchar'], ['modify_date', 'nvarchar']], [{ key_guid: '8f2c1a7e-3b4d-4e5f-9a0b-1c2d3e4f5a6b', modify_date: '2024-03-01T10:00:00.123' }])));
 }
 
 /**
@@ -427,9 +429,6 @@ describe('rehearse with an engines.mssql section (two scripted SQL Servers)', ()
       why('item.proven', 'instance-object:mssql:trace-flags:EHR-SQL01'),
       why('item.proven', 'instance-object:mssql:instance:EHR-SQL01'),
       why('item.proven', 'instance-object:mssql:service-master-key:EHR-SQL01'),
-      // Key backups cannot be compared with the live key without writing a new backup on the target: drift unknown (docs/mssql.md).
-      why('drift.none', 'instance-object:mssql:master-key:EHR-SQL01'),
-      why('drift.none', 'instance-object:mssql:service-master-key:EHR-SQL01'),
     ].join('\n')}\n`);
     let landingStarts = -1;
     const summary = await startRun('upgrade', L.runbook, {
@@ -481,6 +480,10 @@ describe('rehearse with an engines.mssql section (two scripted SQL Servers)', ()
     expect(at(/^-- Rubicon instance-objects: logins/)).toBeLessThan(at(/^RESTORE DATABASE \[EHR\]/));
     expect(at(/^RESTORE DATABASE \[EHR\]/)).toBeLessThan(at(/^DBCC CHECKDB \(\[EHR\]\)/));
     expect(at(/^DBCC CHECKDB \(\[EHR\]\)/)).toBeLessThan(at(/^-- Rubicon instance-objects: SQL Agent jobs/));
+    // The keys' drift was scanned (their GUID and last change in master), not left unknown.
+    for (const k of ['master-key', 'service-master-key']) {
+      expect(records.some((r) => r.event.type === 'drift.scanned' && r.event.drift.itemId === `instance-object:mssql:${k}:EHR-SQL01` && r.event.drift.stage === 'pre-gate' && r.event.drift.changes.length === 0), k).toBe(true);
+    }
     // What cannot pass a proof by design landed only under the gate's override, and the journal says so.
     expect(records.some((r) => r.event.type === 'note' && r.event.level === 'warn' && r.event.itemId === 'instance-object:mssql:service-master-key:EHR-SQL01' && r.event.message.includes('has no passed proof'))).toBe(true);
     // The key passwords never reach the journal.
