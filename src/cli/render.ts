@@ -130,6 +130,11 @@ export function textRenderer(out: NodeJS.WriteStream = process.stdout): Renderer
               .map((c) => `      ${c.kind.padEnd(8)} ${c.path}`)
               .join('\n')}`,
           );
+        case 'preflight.checked': {
+          const bad = ev.preflight.checks.filter((c) => c.status === 'failed');
+          const mark = bad.length ? s.red('✘') : s.green('✔');
+          return line(`  ${mark} ${ev.preflight.engine}: the server the target lands on (${ev.preflight.stage}): ${(bad.length ? bad : ev.preflight.checks).map((c) => c.detail).join('; ')}`);
+        }
         case 'rollback.created':
           return line(`  rollback point ${ev.rollbackPoint.id} at ${ev.rollbackPoint.location}`);
         case 'gate.evaluated': {

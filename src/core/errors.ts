@@ -83,6 +83,8 @@ export const ERROR_CODES = {
   JOURNAL_CONFLICT: EXIT.failure,
   /** This run lost its target lock (its lease expired or was broken while it ran): it stops before doing more. */
   LOCK_LOST: EXIT.failure,
+  /** Before capture of an upgrade: an engine's landing preflight says the server the target lands on cannot take what it runs now; nothing was captured or changed. */
+  PREFLIGHT_REFUSED: EXIT.gateRefused,
 } as const;
 export type ErrorCode = keyof typeof ERROR_CODES;
 

@@ -4,6 +4,7 @@ import type {
   Drift,
   GateResult,
   Item,
+  LandingPreflight,
   ManualStep,
   Override,
   Permit,
@@ -67,6 +68,8 @@ export type JournalEvent =
   | { type: 'target.frozen' }
   | { type: 'target.thawed' }
   | { type: 'drift.scanned'; drift: Drift }
+  /** An engine checked the server the target lands on (version, edition, limits): before capture and right before the gate. */
+  | { type: 'preflight.checked'; preflight: LandingPreflight }
   | { type: 'rollback.created'; rollbackPoint: RollbackPoint }
   | { type: 'rollback.released'; rollbackPointId: string }
   | { type: 'gate.evaluated'; result: GateResult }

@@ -5,6 +5,7 @@ import type {
   Drift,
   GateResult,
   Item,
+  LandingPreflight,
   ManualStep,
   Override,
   Permit,
@@ -64,6 +65,8 @@ export interface RunState {
   proofs: Proof[];
   /** Every drift scan in order. */
   driftScans: Drift[];
+  /** Every landing preflight in order (absent in states derived before it existed). */
+  preflights?: LandingPreflight[];
   frozen: boolean;
   /** How many times the target was frozen in this run (a resume after a thaw freezes again), and when last. */
   freezeRound: number;
@@ -212,6 +215,9 @@ export function reduce(state: RunState | undefined, record: JournalRecord): RunS
     case 'target.thawed':
       s.frozen = false;
       break;
+    case 'preflight.checked':
+      s.preflights = [...(s.preflights ?? []), e.preflight];
+      break;
     case 'drift.scanned':
       s.driftScans = [...s.driftScans, e.drift];
       break;
@@ -334,6 +340,13 @@ export function latestDrift(state: RunState, stage?: Drift['stage']): Drift[] {
   const since = stage === 'freeze' && state.frozenAt ? Date.parse(state.frozenAt) : -Infinity;
   for (const d of state.driftScans) if ((!stage || d.stage === stage) && !(Date.parse(d.scannedAt) < since)) byItem.set(d.itemId, d);
   return [...byItem.values()];
+}
+
+/** The newest landing preflight per engine, of any stage (the gate refuses one not taken right before it). */
+export function latestPreflight(state: RunState): LandingPreflight[] {
+  const byEngine = new Map<string, LandingPreflight>();
+  for (const p of state.preflights ?? []) byEngine.set(p.engine, p);
+  return [...byEngine.values()];
 }
 
 export function isPhaseDone(state: RunState, phase: Phase): boolean {

@@ -454,6 +454,23 @@ export interface GateFacts {
   scope?: ScopeOfDestruction;
   /** The newest coverage map. Absent: coverage unknown, and coverage.complete refuses. */
   coverage?: CoverageMap;
+  /**
+   * The newest landing preflight per engine (DatabaseEngine.preflight): can
+   * the server the target lands on take what was proven? Absent or empty: no
+   * engine of this run has such a check. A failed check, or a newest record
+   * not taken right before the gate, refuses (`landing.preflight`).
+   */
+  preflight?: LandingPreflight[];
+}
+
+/** One engine's landing preflight, as journaled (`preflight.checked`). No secrets. */
+export interface LandingPreflight {
+  /** The engine's kind (`mssql`). */
+  engine: string;
+  /** `capture`: before anything was captured; `pre-gate`: right before the gate (the one the gate may rely on). */
+  stage: 'capture' | 'pre-gate';
+  checks: ProofCheck[];
+  checkedAt: string;
 }
 
 export type ChecklistStatus =

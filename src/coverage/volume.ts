@@ -18,7 +18,8 @@ import { inVolume, nestedVolumes } from './scope.ts';
 export function ownedPaths(items: readonly Item[]): Map<string, string> {
   const out = new Map<string, string>();
   for (const i of items) {
-    if (i.kind !== 'database' || !i.discovered || !i.location) continue;
+    // A database that lives in a server, not in files under the target root (SQL Server: `mssql://SERVER/db`), owns no path here.
+    if (i.kind !== 'database' || !i.discovered || !i.location || /^[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(i.location)) continue;
     for (const suffix of ['', '-wal', '-shm', '-journal']) out.set(`${i.location}${suffix}`, i.id);
   }
   return out;

@@ -34,6 +34,13 @@ export interface EngineContext {
   workDir: string;
   signal?: AbortSignal;
   onProgress?: (done: number, total: number) => void;
+  /**
+   * Set by the orchestrator on calls about the rebuilt target at landing
+   * (restore, validateLanding, the fingerprint after it). An engine with a
+   * landing server of its own (SQL Server's `landing` connection) connects
+   * there; others ignore it.
+   */
+  landing?: boolean;
 }
 
 export interface DiscoverOptions {
@@ -92,22 +99,30 @@ export interface DatabaseEngine {
   /** Landing: restore onto the rebuilt target at item.location. Destructive at that location only. */
   restore(ctx: EngineContext, item: Item, manifest: Manifest, files: string[]): Promise<void>;
   /**
-   * Optional. Before the gate: can the server that will run after the
-   * crossing (the landing server) take what the proofs restored (version,
-   * edition, engine-specific limits)? Read-only. A failed check must refuse
-   * the gate.
+   * Optional. Can the server that will run after the crossing (the landing
+   * server) take what this engine's items need (version, edition,
+   * engine-specific limits)? Read-only. `items` are this engine's discovered
+   * items. The orchestrator asks before capture (a run that will cross stops
+   * there, PREFLIGHT_REFUSED, exit 2) and again right before the gate, whose
+   * rule `landing.preflight` refuses on any check that did not pass. A throw
+   * is recorded as a failed check. Engines without it (SQLite: the landing
+   * target is the same machine with the same library) are not asked.
    */
   preflight?(ctx: EngineContext, items: Item[]): Promise<ProofCheck[]>;
   /**
    * Optional, pure. The order this engine's items must land in (keys before
    * what they decrypt, logins before databases, databases before the jobs
-   * that name them). Items of other engines are returned where they were.
+   * that name them). Returns the same items: this engine's are reordered
+   * among the positions they held, items of other engines stay where they
+   * were. Without it, items land in discovery order.
    */
   landingOrder?(items: Item[]): Item[];
   /**
-   * Optional. After restore() of an item on the rebuilt target: the
-   * engine's own validation (settings against the source, orphaned users,
-   * smoke queries), as checks for landing.validated. Read-only.
+   * Optional. After restore() of an item on the rebuilt target (ctx.landing
+   * set): the engine's own validation (settings against the source,
+   * orphaned users, smoke queries), as checks for landing.validated, beside
+   * the orchestrator's fingerprint comparison for databases. Every check
+   * must pass for the item to count as landed. Read-only.
    */
   validateLanding?(ctx: EngineContext, item: Item, manifest: Manifest, files: string[]): Promise<ProofCheck[]>;
 }

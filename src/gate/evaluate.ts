@@ -874,6 +874,35 @@ function ruleCoverageComplete(ctx: Context): Draft[] {
   });
 }
 
+// ---------------------------------------------------------------- landing preflight
+
+/**
+ * `landing.preflight`, per engine (subject `engine:<kind>`): the newest
+ * preflight must be the one taken right before the gate (`pre-gate`), dated
+ * validly and not after now, with no failed check. No record: no engine of
+ * this run has a landing preflight, nothing to judge.
+ */
+function rulePreflight(ctx: Context): Draft[] {
+  return list(ctx.facts.preflight).map((p): Draft => {
+    const subject = `engine:${String(p.engine)}`;
+    const fail = (reason: string): Draft => ({ rule: 'landing.preflight', subject, status: 'fail', reason, evidence: [] });
+    const at = parseIsoTime(p.checkedAt);
+    if (Number.isNaN(at)) return fail(`${p.engine}: the landing preflight has no valid time ("${String(p.checkedAt)}"); run it again before the gate`);
+    if (!(at <= ctx.now)) return fail(`${p.engine}: the landing preflight is dated after the gate's time (${p.checkedAt})`);
+    if (p.stage !== 'pre-gate') return fail(`${p.engine}: the server the target lands on was not checked right before the gate (the newest check is from ${String(p.stage)}); run the gate again`);
+    const checks = list(p.checks);
+    // Fail closed: a check that did not pass (failed, skipped) refuses.
+    const bad = checks.filter((c) => c.status !== 'passed');
+    if (bad.length) {
+      return fail(
+        `${p.engine}: the server the target lands on cannot take what was proven: ${bad.map((c) => `${c.name}: ${c.detail}`).join('; ')}; ` +
+          `fix the landing server (or its declaration in the runbook), or record an override {rule: landing.preflight, item: ${subject}, reason, by}`,
+      );
+    }
+    return { rule: 'landing.preflight', subject, status: 'pass', reason: `${p.engine}: ${checks.length ? checks.map((c) => `${c.name}: ${c.detail}`).join('; ') : 'nothing to check'}`, evidence: [] };
+  });
+}
+
 // ---------------------------------------------------------------- overrides
 
 function validOverride(o: Override): boolean {
@@ -959,6 +988,7 @@ export function evaluateGate(facts: GateFacts): GateResult {
     ...ruleCoverageEverything(ctx),
     ...ruleCoverageComplete(ctx),
     ...ruleManualSteps(ctx),
+    ...rulePreflight(ctx),
     ...ruleRollback(ctx),
   ];
   const results = applyOverrides(drafts, list(facts.overrides));

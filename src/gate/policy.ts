@@ -54,6 +54,8 @@ export const RULES = {
     'Every volume the crossing destroys has its everything capture (the default); it is off only by an override with a reason.',
   'coverage.complete':
     'Every file the crossing destroys is held by a proven artifact (by path and SHA-256), owned by a captured database, or excluded with a reason (built-in OS list or a runbook entry naming who).',
+  'landing.preflight':
+    'Every engine that can check the server the target lands on (version, edition, limits such as Express\'s 10 GB) did so right before the gate, and no check failed.',
   'rollback.exists': 'A rollback point exists before the crossing.',
   'override.reason-required': 'Every recorded override names its rule, the one item (or policy field, or gate) it covers, who made it and why; one without is ignored and refuses.',
   'override.unused': 'An override that matched no failing rule is reported (a typo in a rule id shows up here).',

@@ -3,8 +3,8 @@ import path from 'node:path';
 import { RubiconError, ToolFailure, isRubiconError, outOfSpace } from '../core/errors.ts';
 import { createHash } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { latestDrift, type RunState } from '../core/state.ts';
-import type { Artifact, DriftChange, GateFacts, Item } from '../core/types.ts';
+import { latestDrift, latestPreflight, type RunState } from '../core/state.ts';
+import type { Artifact, DriftChange, GateFacts, Item, LandingPreflight, ProofCheck } from '../core/types.ts';
 import type { DatabaseEngine, EngineContext } from '../engines/engine.ts';
 import { compareFingerprints } from '../engines/fingerprint.ts';
 import { captureFiles, captureTree } from '../files/capture.ts';
@@ -65,7 +65,8 @@ function engineCtx(ctx: RunContext, host?: Host, sub = 'engine'): EngineContext 
 /** Files owned by database items, relative to the target root: never part of a folder capture. */
 function ownedFiles(items: Item[]): string[] {
   return items
-    .filter((i) => i.kind === 'database' && i.discovered)
+    // A database that lives in a server (SQL Server: `mssql://SERVER/db`) owns no file under the target root.
+    .filter((i) => i.kind === 'database' && i.discovered && !/^[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(i.location))
     .flatMap((i) => [i.location, `${i.location}-wal`, `${i.location}-shm`, `${i.location}-journal`]);
 }
 
@@ -345,6 +346,7 @@ async function captureFolder(ctx: RunContext, item: Item, phase: Artifact['phase
 }
 
 export async function capture(ctx: RunContext): Promise<void> {
+  await preflightBeforeCapture(ctx);
   const items = ctx.state().items;
   // Databases first: the vendor's job writes into a folder we capture next.
   for (const item of items.filter((i) => i.kind === 'database' && i.discovered)) {
@@ -359,6 +361,71 @@ export async function capture(ctx: RunContext): Promise<void> {
   }
   await captureEverything(ctx); // coverage hook: the everything capture of each volume, after the folders (their objects are reused)
   await mapCoverage(ctx, 'capture'); // coverage hook: every file in scope → artifacts / owner / exclusion
+}
+
+// ------------------------------------------------------------- landing preflight
+
+/** Whether this run goes on to a crossing (an upgrade, or a rehearsal on a staging target). */
+function willCross(ctx: RunContext): boolean {
+  const command = ctx.state().command;
+  return command === 'upgrade' || (command === 'rehearse' && ctx.runbook.target.stage === 'staging');
+}
+
+/**
+ * Asks every engine with a landing preflight (DatabaseEngine.preflight,
+ * optional) whether the server the target lands on can take that engine's
+ * items, and journals each answer (`preflight.checked`). Read-only. An
+ * engine whose preflight throws gets one failed check naming why (fail
+ * closed: "could not check" is never "fine"). Engines without the hook and
+ * engines with no discovered item are not asked. Local engines only: remote
+ * engines (src/run/remote.ts) have no preflight.
+ */
+async function landingPreflight(ctx: RunContext, stage: LandingPreflight['stage']): Promise<LandingPreflight[]> {
+  if (ctx.remote || !ctx.localTarget) return [];
+  const items = ctx.state().items.filter((i) => i.discovered);
+  const out: LandingPreflight[] = [];
+  for (const [kind, engine] of Object.entries(ctx.engines)) {
+    if (!engine.preflight) continue;
+    const mine = items.filter((i) => i.engine === kind);
+    if (mine.length === 0) continue;
+    const t0 = performance.now();
+    let checks: ProofCheck[];
+    try {
+      const ectx = engineCtx(ctx, lt(ctx), 'preflight');
+      await mkdir(ectx.workDir, { recursive: true });
+      checks = await engine.preflight(ectx, mine);
+    } catch (e) {
+      if (ctx.signal?.aborted) throw e;
+      checks = [{ name: 'preflight', status: 'failed', detail: `the ${kind} engine could not check the server the target lands on: ${errText(e)}`, durationMs: Math.round(performance.now() - t0) }];
+    }
+    const preflight: LandingPreflight = { engine: kind, stage, checks, checkedAt: ctx.now().toISOString() };
+    ctx.record({ type: 'preflight.checked', preflight });
+    out.push(preflight);
+  }
+  return out;
+}
+
+/**
+ * Before anything is captured: a run that will cross stops here, refused
+ * (exit 2, nothing captured, nothing touched), when an engine says the
+ * server the target lands on cannot take what it would capture (a SQL
+ * Server older than the source's, a lower edition while features of the
+ * higher one are in use, Express's 10 GB). Hours of capture and proof for
+ * a crossing the gate must refuse are not spent. A rehearsal records the
+ * same answer as an error note and goes on (it proves backups; the gate is
+ * not its business). The gate asks again right before it decides.
+ */
+async function preflightBeforeCapture(ctx: RunContext): Promise<void> {
+  const failed = (await landingPreflight(ctx, 'capture')).filter((p) => p.checks.some((c) => c.status !== 'passed'));
+  if (failed.length === 0) return;
+  const why = failed.map((p) => `${p.engine}: ${p.checks.filter((c) => c.status !== 'passed').map((c) => `${c.name}: ${c.detail}`).join('; ')}`).join('; ');
+  if (!willCross(ctx)) {
+    ctx.record({ type: 'note', level: 'error', message: `an upgrade of this target would be refused before capture: the server it lands on cannot take what it runs now (${why})` });
+    return;
+  }
+  throw new RubiconError('PREFLIGHT_REFUSED', `refusing to capture for this upgrade: the server the target lands on cannot take what it runs now (${why}). Nothing was captured or changed`, {
+    hint: 'fix the landing server (version, edition, collation), or the runbook\'s declaration of it (engines.mssql.landingServer), then start the upgrade again',
+  });
 }
 
 // ------------------------------------------------------------- prove
@@ -532,6 +599,8 @@ export function gateFacts(s: RunState, now: Date): GateFacts {
     // coverage (docs/coverage.md): what the crossing destroys and the newest map
     ...(s.scope ? { scope: s.scope } : {}),
     ...(s.coverageMaps?.length ? { coverage: s.coverageMaps.at(-1)! } : {}),
+    // landing preflight: the newest per engine (the gate refuses one not taken right before it)
+    ...(s.preflights?.length ? { preflight: latestPreflight(s) } : {}),
   };
 }
 
@@ -552,6 +621,8 @@ export async function gate(ctx: RunContext): Promise<GateOutcome> {
   // that reaches it (after a crash, after a thaw and a new freeze) must see
   // the drift and proofs as they are now, never a recorded verdict.
   await driftScan(ctx, 'pre-gate');
+  // The server the target lands on, asked again right before the verdict (landing.preflight).
+  await landingPreflight(ctx, 'pre-gate');
   let s = ctx.state();
   const facts = gateFacts(s, ctx.now());
   const result = evaluateGate(facts);
@@ -608,7 +679,10 @@ const gatedHere = new WeakSet<RunContext>();
  * Returns false when the gate now refuses (the caller ends the run refused).
  */
 export async function recheckBeforeCrossing(ctx: RunContext): Promise<boolean> {
-  if (!gatedHere.has(ctx)) await driftScan(ctx, 'pre-gate');
+  if (!gatedHere.has(ctx)) {
+    await driftScan(ctx, 'pre-gate');
+    await landingPreflight(ctx, 'pre-gate');
+  }
   const s = ctx.state();
   const facts = gateFacts(s, ctx.now());
   const result = evaluateGate(facts);
@@ -747,22 +821,49 @@ export async function verifyRebuilt(ctx: RunContext): Promise<void> {
 
 // ------------------------------------------------------------- landing
 
+/**
+ * The order items land in: discovery order, then each engine's own
+ * landingOrder (optional, pure) over it, which moves only that engine's
+ * items (SQL Server: keys, then logins, then databases, then Agent jobs).
+ */
+export function landingSequence(engines: Record<string, DatabaseEngine>, items: Item[]): Item[] {
+  let order = items;
+  for (const engine of Object.values(engines)) {
+    if (!engine.landingOrder) continue;
+    const next = engine.landingOrder(order);
+    // The hook must return the same items (a reordering), never drop or add one.
+    if (next.length !== order.length || new Set(next).size !== next.length || next.some((i) => !order.includes(i))) {
+      throw new RubiconError('INTERNAL', `the ${engine.kind} engine's landingOrder did not return a reordering of the items`);
+    }
+    order = next;
+  }
+  return order;
+}
+
 /** Restores every item onto the rebuilt target from the vaults and validates it against the proofs. */
 export async function landing(ctx: RunContext): Promise<boolean> {
   if (ctx.infra.kind === 'manual' && !ctx.state().rebuildVerified) await verifyRebuilt(ctx);
   const s = ctx.state();
   const current = currentArtifacts(s.artifacts);
   const passed = (a: Artifact) => s.proofs.some((p) => p.artifactId === a.id && p.outcome === 'passed');
-  for (const item of s.items.filter((i) => i.discovered)) {
+  for (const item of landingSequence(ctx.engines, s.items.filter((i) => i.discovered))) {
     // Landed and validated items are done; a failed one is tried again on resume.
     if (s.landing.some((l) => l.itemId === item.id && l.outcome === 'passed')) continue;
     const candidates = current.filter((a) => a.itemId === item.id && passed(a));
     // Prefer our own methods, in the item's method order: the vendor's backup is never preferred.
-    const pick =
+    let pick =
       item.kind === 'database'
         ? candidates.filter((a) => a.origin === 'rubicon').sort((a, b) => item.methods.indexOf(a.method) - item.methods.indexOf(b.method))[0] ??
           candidates[0]
         : candidates.at(-1);
+    // An instance-level item whose proof cannot pass by design (SQL Server's configuration, service master key, …: applied
+    // at landing only) lands from its newest artifact only when the gate that allowed the crossing recorded an override of
+    // exactly that (item.proven or secrets.captured for this item, with who and why). Never a database.
+    const consent = item.kind === 'database' || item.kind === 'folder' ? undefined : s.gate?.results.find((r) => r.status === 'overridden' && r.itemId === item.id && (r.rule === 'item.proven' || r.rule === 'secrets.captured'));
+    if (!pick && consent) {
+      pick = current.filter((a) => a.itemId === item.id).at(-1);
+      if (pick) ctx.record({ type: 'note', level: 'warn', itemId: item.id, message: `${item.id} lands from ${pick.id}, which has no passed proof: the gate's ${consent.rule} for it was overridden by ${consent.override?.by ?? 'an override'} ("${consent.override?.reason ?? ''}")` });
+    }
     if (!pick) {
       ctx.record({
         type: 'landing.validated',
@@ -806,32 +907,10 @@ export async function landing(ctx: RunContext): Promise<boolean> {
         });
         // What the filesystem here could not take (owners when not root, FIFOs where mkfifo is refused): named, never dropped silently.
         for (const n of kept) ctx.record({ type: 'note', level: 'warn', itemId: item.id, message: `landing ${item.name}: ${n.what} of ${n.count} entries not kept (${n.reason}; e.g. ${n.examples.slice(0, 2).join(', ')})` });
-      } else if (item.kind === 'database') {
-        const engine = engineFor(ctx, item);
-        const staging = path.join(ctx.paths.work, 'landing', encodeURIComponent(pick.id));
-        await rm(staging, { recursive: true, force: true });
-        const r = await restoreTree({ vaults, manifest, destRoot: staging, exact: true });
-        const files = manifest.entries.map((e) => path.join(staging, e.path));
-        await mkdir(path.dirname(lt(ctx).resolve(item.location)), { recursive: true });
-        await engine.restore({ host: lt(ctx), workDir: staging }, item, manifest, files);
-        ctx.record({ type: 'landing.restored', itemId: item.id, artifactId: pick.id, vault: Object.keys(r.vaultUsed)[0] ?? vaults[0]!.info.name, bytes: r.bytes, durationMs: Math.round(performance.now() - t0) });
-        const proof = s.proofs.find((p) => p.artifactId === pick.id && p.outcome === 'passed');
-        const fp = await engine.fingerprint(engineCtx(ctx), item);
-        const cmp = proof?.fingerprint ? compareFingerprints(proof.fingerprint, fp) : { equal: false, differences: ['no proof fingerprint'] };
-        ctx.record({
-          type: 'landing.validated',
-          itemId: item.id,
-          artifactId: pick.id,
-          outcome: cmp.equal ? 'passed' : 'failed',
-          checks: [
-            {
-              name: 'fingerprint-proof',
-              status: cmp.equal ? 'passed' : 'failed',
-              detail: cmp.equal ? `fingerprint on the rebuilt target equals the proof (${fp.tables.length} tables)` : cmp.differences.slice(0, 10).join('; '),
-            },
-          ],
-        });
-        await rm(staging, { recursive: true, force: true });
+      } else if (item.engine) {
+        await landEngineItem(ctx, item, pick, vaults, manifest, t0);
+      } else {
+        throw new RubiconError('LANDING_FAILED', `${item.id}: no way to land a ${item.kind} item that belongs to no engine`);
       }
     } catch (e) {
       ctx.record({
@@ -851,6 +930,51 @@ export async function landing(ctx: RunContext): Promise<boolean> {
   }
   await storeJournalHead(ctx, 'landed');
   return ok;
+}
+
+/**
+ * One engine item (a database, or an instance-level item such as a login,
+ * a key, a certificate or an Agent job): the artifact's files fetched from
+ * the vault into a staging folder (hash-checked), `engine.restore` on the
+ * rebuilt target, then the engine's own validation (`validateLanding`,
+ * optional: settings against the source, orphaned users, smoke queries) and,
+ * for a database, its fingerprint against the proof's. Every check must
+ * pass. The engine calls carry `landing: true` (an engine with its own
+ * landing server connects there). The target root gets no folder for an
+ * item's location: the engine writes where its items live.
+ */
+async function landEngineItem(ctx: RunContext, item: Item, pick: Artifact, vaults: RunContext['vaults'], manifest: Awaited<ReturnType<typeof readManifest>>, t0: number): Promise<void> {
+  const engine = engineFor(ctx, item);
+  const staging = path.join(ctx.paths.work, 'landing', encodeURIComponent(pick.id));
+  await rm(staging, { recursive: true, force: true });
+  try {
+    const r = await restoreTree({ vaults, manifest, destRoot: staging, exact: true });
+    const files = manifest.entries.map((e) => path.join(staging, e.path));
+    const ectx: EngineContext = { host: lt(ctx), workDir: staging, signal: ctx.signal, landing: true };
+    await engine.restore(ectx, item, manifest, files);
+    ctx.record({ type: 'landing.restored', itemId: item.id, artifactId: pick.id, vault: Object.keys(r.vaultUsed)[0] ?? vaults[0]!.info.name, bytes: r.bytes, durationMs: Math.round(performance.now() - t0) });
+    const checks: { name: string; status: ProofCheck['status']; detail: string }[] = [];
+    if (engine.validateLanding) {
+      for (const c of await engine.validateLanding(ectx, item, manifest, files)) checks.push({ name: c.name, status: c.status, detail: c.detail });
+    }
+    if (item.kind === 'database') {
+      const proof = ctx.state().proofs.find((p) => p.artifactId === pick.id && p.outcome === 'passed');
+      const fp = await engine.fingerprint({ ...engineCtx(ctx), landing: true }, item);
+      const cmp = proof?.fingerprint ? compareFingerprints(proof.fingerprint, fp) : { equal: false, differences: ['no proof fingerprint'] };
+      checks.push({
+        name: 'fingerprint-proof',
+        status: cmp.equal ? 'passed' : 'failed',
+        detail: cmp.equal ? `fingerprint on the rebuilt target equals the proof (${fp.tables.length} tables)` : cmp.differences.slice(0, 10).join('; '),
+      });
+    } else if (checks.length === 0) {
+      checks.push({ name: 'restore', status: 'passed', detail: `restored onto the rebuilt target by the ${engine.kind} engine (it has no further check for a ${item.kind} item)` });
+    }
+    // Fail closed: a skipped validation is not a landed item.
+    const ok = checks.every((c) => c.status === 'passed');
+    ctx.record({ type: 'landing.validated', itemId: item.id, artifactId: pick.id, outcome: ok ? 'passed' : 'failed', checks });
+  } finally {
+    await rm(staging, { recursive: true, force: true });
+  }
 }
 
 // ------------------------------------------------------------- report

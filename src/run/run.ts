@@ -352,7 +352,8 @@ async function drive(ctx: RunContext, stateDir: string, store: StateStore): Prom
     if (failure.exitCode === EXIT.invalidInput) {
       failure = new RubiconError('PRECONDITION_FAILED', failure.message, { ...(failure.hint ? { hint: failure.hint } : {}), cause: failure });
     }
-    outcome = interrupted ? 'interrupted' : 'failed';
+    // A landing preflight that refused before capture is a refusal like the gate's (exit 2, nothing captured or touched).
+    outcome = interrupted ? 'interrupted' : failure.code === 'PREFLIGHT_REFUSED' ? 'refused' : 'failed';
     exitCode = exitCodeOf(failure);
     if (interrupted) ctx.record({ type: 'run.interrupted', signal: String(ctx.signal?.reason ?? 'signal') });
     const s = ctx.state();

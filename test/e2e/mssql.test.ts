@@ -25,7 +25,7 @@ import { startRun } from '../../src/run/run.ts';
 import { buildSandbox, type SandboxLayout } from '../../src/sandbox/estate.ts';
 import { FilesystemVault } from '../../src/vaults/filesystem.ts';
 import type { TdsReply, TdsRequest, TdsServer } from '../tds/server.ts';
-import { PROOF_MARK } from '../../src/engines/mssql/instance-proof.ts';
+import { PROOF_MARK, scriptedObjects } from '../../src/engines/mssql/instance-proof.ts';
 import { checkDbClock, columnsReply, DB_FEATURES, databaseFeaturesReply, databasesReply, fileListOnly, headerOnly, one, ok, ORPHANS, orphansReply, restoreOk, rs, scripted, serverInfoReply, tableHashOf, tableHashReply, targetServerReply, VERSION_READ, type Scripted } from '../engines/mssql/fixtures.ts';
 import { journalOf, removeTempDirs, tempDir } from './helpers.ts';
 
@@ -34,15 +34,20 @@ const HOST_BACKUP_DIR = 'sqlserver/backup';
 const STAGE_DIR = '/var/opt/mssql/stage';
 const PASSWORD_ENV = 'RUBICON_E2E_MSSQL_PASSWORD';
 const PG_PASSWORD_ENV = 'RUBICON_E2E_MSSQL_PG_PASSWORD';
+const KEY_ENV = 'RUBICON_E2E_MSSQL_KEY_PASSWORD';
+const DMK_ENV = 'RUBICON_E2E_MSSQL_DMK_PASSWORD';
 const FAKE_BAK = 'fake backup bytes: no real SQL Server wrote this file\n';
 
 let target: Scripted;
 let pg: Scripted;
 let L: SandboxLayout;
 let staged: { name: string; content: string }[];
+/** What the runbook declares the rebuilt target's SQL Server will be (engines.mssql.landingServer). */
+let LANDING_VERSION = '16.0.4135.4';
 
 beforeEach(async () => {
   staged = [];
+  LANDING_VERSION = '16.0.4135.4';
   target = await scripted();
   pg = await scripted();
   L = await buildSandbox(path.join(await tempDir('rubicon-e2e-mssql-'), 'estate'), { patients: 200 });
@@ -74,6 +79,10 @@ engines:
     provingGroundStaging:
       directory: ${STAGE_DIR}
       directoryOnHost: stage
+    landingServer:
+      productVersion: ${LANDING_VERSION}
+      edition: Standard Edition (64-bit)
+      engineEdition: 2
 `;
   const text = (await readFile(L.runbook, 'utf8'))
     .replace('declared:\n  folders:', 'declared:\n  databases:\n    - {name: EHR, engine: mssql}\n  folders:')
@@ -84,6 +93,8 @@ engines:
 afterEach(async () => {
   delete process.env[PASSWORD_ENV];
   delete process.env[PG_PASSWORD_ENV];
+  delete process.env[KEY_ENV];
+  delete process.env[DMK_ENV];
   await target.stop();
   await pg.stop();
   await removeTempDirs();
@@ -101,6 +112,9 @@ function scriptTables(server: TdsServer): void {
   server.on(tableHashOf('Visits'), tableHashReply(5400, ['600', '700', '800', '900', '1000']));
 }
 
+const E2E_JOB_COLS: [string, 'nvarchar' | 'int' | 'uniqueidentifier'][] = [['job_id', 'uniqueidentifier'], ['name', 'nvarchar'], ['enabled', 'int'], ['description', 'nvarchar'], ['owner_name', 'nvarchar'], ['category_name', 'nvarchar'], ['step_count', 'int']];
+const E2E_JOB_ROW = { job_id: '2B5D3C1A-0F4E-4A8B-9C7D-6E5F4A3B2C1D', name: 'EHR Nightly Backup', enabled: 1, owner_name: 'sa', category_name: 'Database Maintenance', step_count: 3 };
+
 const empty = (cols: [string, 'nvarchar' | 'int' | 'bigint'][]): TdsReply => one(rs(cols, []));
 
 /** The target's SQL Server: discovery catalog queries, fingerprints, BACKUP (writes the fake file), HEADERONLY. */
@@ -110,9 +124,7 @@ function scriptTarget(server: TdsServer): void {
   server.on(/FROM sys\.server_principals AS sp/, one(rs([['name', 'nvarchar'], ['type_desc', 'nvarchar'], ['sid', 'varbinary'], ['password_hash', 'varbinary'], ['default_database_name', 'nvarchar'], ['is_disabled', 'int'], ['server_roles', 'nvarchar']], [
     { name: 'ehr_app', type_desc: 'SQL_LOGIN', sid: Buffer.from([2]), default_database_name: 'EHR', is_disabled: 0, server_roles: null },
   ])));
-  server.on(/FROM msdb\.dbo\.sysjobs AS j\n/, one(rs([['job_id', 'uniqueidentifier'], ['name', 'nvarchar'], ['enabled', 'int'], ['description', 'nvarchar'], ['owner_name', 'nvarchar'], ['category_name', 'nvarchar'], ['step_count', 'int']], [
-    { job_id: '2B5D3C1A-0F4E-4A8B-9C7D-6E5F4A3B2C1D', name: 'EHR Nightly Backup', enabled: 1, owner_name: 'sa', category_name: 'Database Maintenance', step_count: 3 },
-  ])));
+  server.on(/FROM msdb\.dbo\.sysjobs AS j\n/, one(rs(E2E_JOB_COLS, [E2E_JOB_ROW])));
   server.on(/FROM msdb\.dbo\.sysoperators/, empty([['name', 'nvarchar'], ['enabled', 'int'], ['email_address', 'nvarchar']]));
   server.on(/FROM sys\.servers AS s WHERE s\.is_linked = 1/, empty([['name', 'nvarchar'], ['product', 'nvarchar'], ['provider', 'nvarchar'], ['data_source', 'nvarchar'], ['catalog', 'nvarchar']]));
   server.on(/FROM sys\.credentials/, empty([['name', 'nvarchar'], ['credential_identity', 'nvarchar']]));
@@ -168,6 +180,12 @@ function scriptProvingGround(server: TdsServer): void {
   server.on(/user_access_desc/, one(rs([['state_desc', 'nvarchar'], ['user_access_desc', 'nvarchar'], ['is_read_only', 'int'], ['user_objects', 'int']], [{ state_desc: 'ONLINE', user_access_desc: 'MULTI_USER', is_read_only: 0, user_objects: 42 }])));
 }
 
+/** Sets the declared landing server's version in the runbook beforeEach wrote. */
+async function declareLandingVersion(version: string): Promise<void> {
+  const text = await readFile(L.runbook, 'utf8');
+  await writeFile(L.runbook, text.replace(/productVersion: \S+/, `productVersion: ${version}`));
+}
+
 async function rehearse() {
   const summary = await startRun('rehearse', L.runbook, {
     stateDir: L.stateDir,
@@ -180,6 +198,66 @@ async function rehearse() {
     return undefined;
   };
   return { summary, records, proofOf, artifactId: `${summary.runId}.capture.database:mssql:EHR.mssql-native-full` };
+}
+
+/**
+ * The rebuilt target's SQL Server, played by the target endpoint once the
+ * crossing is done (`crossed()`): an empty instance (no EHR database until
+ * RESTORE made it), the same 2022 build the runbook declares. Rules go in
+ * before scriptTarget's, and answer only after the crossing.
+ */
+function scriptRebuilt(server: TdsServer, crossed: () => boolean): void {
+  const after = (re: RegExp) => (r: TdsRequest) => crossed() && re.test(r.sql);
+  let restored = false;
+  server.on(after(/^-- Rubicon instance-objects/), ok);
+  server.on(after(/SERVERPROPERTY\('ProductLevel'\)/), serverInfoReply(LANDING_VERSION, 'Standard Edition (64-bit)', { masterKey: 0 }));
+  server.on(after(/^DECLARE @stmt nvarchar\(max\) = N'RESTORE (SERVICE )?MASTER KEY FROM FILE/), ok);
+  server.on(after(/FROM sys\.databases AS d WHERE d\.name = @database;$/), () => one(rs([['name', 'nvarchar'], ['state_desc', 'nvarchar']], restored ? [{ name: 'EHR', state_desc: 'ONLINE' }] : [])));
+  server.on(after(/InstanceDefaultDataPath/), targetServerReply(LANDING_VERSION, 'Standard Edition (64-bit)', { dataPath: 'D:\\Data\\', logPath: 'L:\\Log\\' }));
+  server.on(after(/^RESTORE FILELISTONLY/), fileListOnly([
+    { logical: 'EHR', physical: 'E:\\SQLData\\EHR.mdf', type: 'D', fileId: 1 },
+    { logical: 'EHR_log', physical: 'F:\\SQLLog\\EHR_log.ldf', type: 'L', fileId: 2 },
+  ]));
+  server.on(after(/^RESTORE DATABASE/), () => ((restored = true), restoreOk('EHR')));
+  server.on(after(/^DBCC CHECKDB/), ok);
+  server.on(after(/^ALTER AUTHORIZATION/), ok);
+  server.on(after(ORPHANS), orphansReply());
+}
+
+/** The target writes master's DMK and the service master key into its backup folder, as BACKUP (SERVICE) MASTER KEY would. */
+function scriptKeyBackups(server: TdsServer): void {
+  server.on(/^DECLARE @stmt nvarchar\(max\) = N'BACKUP (SERVICE )?MASTER KEY TO FILE/, async (req: TdsRequest) => {
+    const serverPath = String(req.params.file);
+    expect(path.posix.dirname(serverPath)).toBe(SERVER_BACKUP_DIR);
+    await writeFile(path.join(L.target, HOST_BACKUP_DIR, path.posix.basename(serverPath)), 'fake encrypted key backup\n');
+    return ok;
+  });
+  // The keys' identity in master (read at backup, and again by the drift scans): unchanged on the source.
+  server.on(/FROM master\.sys\.symmetric_keys AS k WHERE k\.name = @key;$/, one(rs([['key_guid', 'nvarchar'], ['modify_date', 'nvarchar']], [{ key_guid: '8f2c1a7e-3b4d-4e5f-9a0b-1c2d3e4f5a6b', modify_date: '2024-03-01T10:00:00.123' }])));
+}
+
+/**
+ * The proving ground for instance-object proofs (instance-proof.ts): the
+ * batch inside BEGIN TRANSACTION … ROLLBACK "creates" what its guard lines
+ * name, and the job read back inside it is the target's row; master's DMK
+ * backup restores into a scratch database.
+ */
+function scriptInstanceProofs(server: TdsServer): void {
+  const names = (req: TdsRequest, have: Set<string>) =>
+    one(rs([['kind', 'nvarchar'], ['name', 'nvarchar']], Object.entries(req.params).flatMap(([param, name]) => {
+      const kind = /^(login|job|operator|alert|profile|role)\d+$/.exec(param)?.[1];
+      return kind && have.has(`${kind}:${String(name)}`) ? [{ kind, name: String(name) }] : [];
+    })));
+  server.on((r) => r.sql.startsWith(`${PROOF_MARK}\nSET XACT_ABORT ON;`), (req) => {
+    const inTx = new Set(scriptedObjects(req.sql).map((x) => `${x.kind}:${x.name}`));
+    const p = /UNION ALL|WHERE name IN/.test(req.sql) ? names(req, inTx) : ok;
+    if (!req.sql.includes('FROM msdb.dbo.sysjobschedules')) return p;
+    return { resultSets: [...(p.resultSets ?? []), rs(E2E_JOB_COLS, [E2E_JOB_ROW]), rs([['job_name', 'nvarchar']], []), rs([['job_name', 'nvarchar']], [])] };
+  });
+  server.on((r) => r.sql.startsWith(`${PROOF_MARK}\nIF @@TRANCOUNT > 0`), one(rs([['open_transactions', 'int']], [{ open_transactions: 0 }])));
+  server.on((r) => r.sql.startsWith(`${PROOF_MARK}\nSELECT N'`), (req) => names(req, new Set()));
+  server.on(/^CREATE DATABASE \[rubicon-/, ok);
+  server.on(/^DECLARE @stmt nvarchar\(max\) = N'RESTORE MASTER KEY FROM FILE[\s\S]*master_keys/, one(rs([['master_keys', 'int']], [{ master_keys: 1 }])));
 }
 
 const statuses = (p: Proof | undefined) => p?.checks.map((c) => `${c.name}:${c.status}`);
@@ -277,6 +355,29 @@ describe('rehearse with an engines.mssql section (two scripted SQL Servers)', ()
     expect(JSON.parse(staged.find((f) => f.name === SIDECAR_NAME)!.content)).toMatchObject({ database: 'EHR', steps: [{ kind: 'full', files: [bakName] }] });
     // The mssql engine proved inside the confined proving process (which read its password from the inherited environment).
     expect(records.some((r) => r.event.type === 'note' && r.event.message.startsWith('proving ground isolation checked'))).toBe(true);
+    // Before capture, the engine's landing preflight ran (through the Engine interface) against the declared landing server, and passed.
+    const preflights = records.flatMap((r) => (r.event.type === 'preflight.checked' ? [r.event.preflight] : []));
+    expect(preflights.map((p) => `${p.engine}:${p.stage}:${p.checks.map((c) => `${c.name}:${c.status}`).join(',')}`)).toEqual(['mssql:capture:landing-server:passed']);
+    const firstBackup = records.findIndex((r) => r.event.type === 'capture.started');
+    expect(records.findIndex((r) => r.event.type === 'preflight.checked')).toBeLessThan(firstBackup);
+  }, 60_000);
+
+  it('an upgrade whose declared landing server is older than the source is refused before anything is captured (exit 2)', async () => {
+    scriptTarget(target.server);
+    scriptProvingGround(pg.server);
+    await declareLandingVersion('13.0.6300.2'); // SQL Server 2016 under a 2019 source: its backups cannot restore there
+    const summary = await startRun('upgrade', L.runbook, { stateDir: L.stateDir, onEvent: () => {}, confirm: async () => ({ confirmed: true, by: 'flag', who: 'test' }) });
+    expect(summary.outcome).toBe('refused');
+    expect(summary.exitCode).toBe(2);
+    expect(summary.error?.code).toBe('PREFLIGHT_REFUSED');
+    expect(summary.error?.message).toContain('SQL Server 2016');
+    expect(summary.error?.message).toContain('older than the source');
+    const records: JournalRecord[] = await journalOf(L.stateDir, summary.runId);
+    expect(records.some((r) => r.event.type === 'capture.started' || r.event.type === 'artifact.captured')).toBe(false);
+    expect(target.server.find(/^BACKUP/)).toEqual([]);
+    expect(pg.server.statements()).toEqual([]);
+    expect(records.flatMap((r) => (r.event.type === 'preflight.checked' ? [r.event.preflight.checks[0]?.status] : []))).toEqual(['failed']);
+    expect(summary.crossed).toBe(false);
   }, 60_000);
 
   it('a RESTORE that fails with Msg 3013 fails the proof and keeps the server\'s words', async () => {
@@ -307,4 +408,88 @@ describe('rehearse with an engines.mssql section (two scripted SQL Servers)', ()
     expect(summary.proofs.find((p) => p.artifactId === artifactId)?.failed.join(' ')).toContain('RESTORE DATABASE is terminating abnormally.');
     expect(records.some((r) => r.event.type === 'note' && r.event.level === 'error' && r.event.message.includes(`artifact ${artifactId} failed its proof`))).toBe(true);
   }, 60_000);
+
+  it('an upgrade lands SQL Server through the phases: preflight again before the gate, logins before the database, the job after it, each validated (validateLanding, the fingerprint against the proof)', async () => {
+    let crossed = false;
+    scriptRebuilt(target.server, () => crossed);
+    scriptKeyBackups(target.server);
+    scriptTarget(target.server);
+    checkDbClock(target.server);
+    scriptInstanceProofs(pg.server);
+    scriptProvingGround(pg.server);
+    process.env[KEY_ENV] = 'Key-Backup-Secret-9!';
+    process.env[DMK_ENV] = 'Dmk-Secret-9!';
+    // What cannot pass a proof by design (docs/mssql.md: applied at landing), and one method for EHR: overrides with who and why.
+    const rb = (await readFile(L.runbook, 'utf8')).replace('    landingServer:\n', `    keyBackupPasswordEnv: ${KEY_ENV}\n    masterKeyPasswordEnv: ${DMK_ENV}\n    landingServer:\n`);
+    const why = (rule: string, item: string) => `  - {rule: ${rule}, item: '${item}', by: test, reason: applied at landing only (docs/mssql.md)}`;
+    // Rubicon's own backup folder on the target: its files are in the vaults as the artifacts they belong to.
+    await writeFile(L.runbook, `${rb}\ncoverage:\n  exclude:\n    - {path: ${HOST_BACKUP_DIR}, reason: Rubicon's own SQL Server backup folder (the files are artifacts), by: test}\noverrides:\n${[
+      why('database.independent-methods', 'database:mssql:EHR'),
+      why('item.proven', 'instance-object:mssql:configuration:EHR-SQL01'),
+      why('item.proven', 'instance-object:mssql:trace-flags:EHR-SQL01'),
+      why('item.proven', 'instance-object:mssql:instance:EHR-SQL01'),
+      why('item.proven', 'instance-object:mssql:service-master-key:EHR-SQL01'),
+    ].join('\n')}\n`);
+    let landingStarts = -1;
+    const summary = await startRun('upgrade', L.runbook, {
+      stateDir: L.stateDir,
+      onEvent: () => {},
+      confirm: async () => ({ confirmed: true, by: 'flag', who: 'test' }),
+      hooks: { afterPhase: async (phase) => { if (phase === 'crossing') { crossed = true; landingStarts = target.server.statements().length; } } },
+    });
+    const records: JournalRecord[] = await journalOf(L.stateDir, summary.runId);
+    const gate = records.flatMap((r) => (r.event.type === 'gate.evaluated' ? [r.event.result] : [])).at(-1);
+    const captureFailures = records.flatMap((r) => (r.event.type === 'capture.failed' ? [`${r.event.itemId}: ${r.event.message}`] : []));
+    expect(captureFailures).toEqual([]);
+    expect(gate?.passed, gate?.reasons.join('\n')).toBe(true);
+    const landedNow = records.flatMap((r) => (r.event.type === 'landing.validated' && r.event.outcome !== 'passed' ? [`${r.event.itemId}: ${r.event.checks.filter((c) => c.status !== 'passed').map((c) => `${c.name} ${c.detail}`).join('; ')}`] : []));
+    expect(landedNow).toEqual([]);
+    expect(summary.error, JSON.stringify(summary.error)).toBeUndefined();
+    expect(summary.outcome).toBe('landed');
+
+    // The preflight ran before capture and again right before the gate, which judged it (landing.preflight).
+    const preflights = records.flatMap((r) => (r.event.type === 'preflight.checked' ? [`${r.event.preflight.engine}:${r.event.preflight.stage}:${r.event.preflight.checks.map((c) => c.status).join(',')}`] : []));
+    expect(preflights[0]).toBe('mssql:capture:passed');
+    expect(preflights.at(-1)).toBe('mssql:pre-gate:passed');
+    const seqOf = (pred: (r: JournalRecord) => boolean) => records.findIndex(pred);
+    expect(seqOf((r) => r.event.type === 'preflight.checked' && r.event.preflight.stage === 'pre-gate')).toBeLessThan(seqOf((r) => r.event.type === 'gate.evaluated'));
+    expect(gate?.results.filter((r) => r.rule === 'landing.preflight').map((r) => `${r.subject ?? ''}${r.status}`)).toEqual(['pass']);
+
+    // Landing, in the engine's order: the instance's scripts and logins before the database, the Agent job after it.
+    const landed = records.flatMap((r) => (r.event.type === 'landing.validated' ? [r.event] : []));
+    const mssqlOrder = landed.map((l) => l.itemId).filter((id) => id.includes(':mssql:'));
+    const pos = (id: string) => mssqlOrder.indexOf(id);
+    expect(pos('instance-object:mssql:login:ehr_app')).toBeGreaterThanOrEqual(0);
+    expect(pos('instance-object:mssql:login:ehr_app')).toBeLessThan(pos('database:mssql:EHR'));
+    expect(pos('database:mssql:EHR')).toBeLessThan(pos('instance-object:mssql:job:EHR Nightly Backup'));
+    for (const l of landed) expect(l.outcome, `${l.itemId}: ${JSON.stringify(l.checks)}`).toBe('passed');
+    // The database: validateLanding's checks and the fingerprint against the proof, all passed.
+    expect(landed.find((l) => l.itemId === 'database:mssql:EHR')?.checks.map((c) => `${c.name}:${c.status}`)).toEqual(['database-settings:passed', 'smoke:passed', 'fingerprint-proof:passed']);
+
+    // What the rebuilt server received, in order: the login script, then RESTORE under the real name, CHECKDB, then the job script.
+    const sent = target.server.statements().slice(landingStarts);
+    const at = (re: RegExp) => sent.findIndex((x) => re.test(x));
+    // Keys first: the service master key, then master's DMK (the rebuilt master has none), before any login or database.
+    expect(at(/RESTORE SERVICE MASTER KEY FROM FILE/)).toBeGreaterThanOrEqual(0);
+    expect(at(/RESTORE SERVICE MASTER KEY FROM FILE/)).toBeLessThan(at(/N'RESTORE MASTER KEY FROM FILE/));
+    expect(at(/N'RESTORE MASTER KEY FROM FILE/)).toBeLessThan(at(/^-- Rubicon instance-objects: logins/));
+    const keyRestores = target.server.find(/RESTORE (SERVICE )?MASTER KEY FROM FILE/).filter((r) => sent.includes(r.sql));
+    expect(keyRestores.map((r) => path.posix.dirname(String(r.params.file)))).toEqual([SERVER_BACKUP_DIR, SERVER_BACKUP_DIR]);
+    expect(keyRestores.every((r) => r.params.password === 'Key-Backup-Secret-9!')).toBe(true);
+    expect(at(/^-- Rubicon instance-objects: logins/)).toBeGreaterThanOrEqual(0);
+    expect(at(/^-- Rubicon instance-objects: logins/)).toBeLessThan(at(/^RESTORE DATABASE \[EHR\]/));
+    expect(at(/^RESTORE DATABASE \[EHR\]/)).toBeLessThan(at(/^DBCC CHECKDB \(\[EHR\]\)/));
+    expect(at(/^DBCC CHECKDB \(\[EHR\]\)/)).toBeLessThan(at(/^-- Rubicon instance-objects: SQL Agent jobs/));
+    // The keys' drift was scanned (their GUID and last change in master), not left unknown.
+    for (const k of ['master-key', 'service-master-key']) {
+      expect(records.some((r) => r.event.type === 'drift.scanned' && r.event.drift.itemId === `instance-object:mssql:${k}:EHR-SQL01` && r.event.drift.stage === 'pre-gate' && r.event.drift.changes.length === 0), k).toBe(true);
+    }
+    // What cannot pass a proof by design landed only under the gate's override, and the journal says so.
+    expect(records.some((r) => r.event.type === 'note' && r.event.level === 'warn' && r.event.itemId === 'instance-object:mssql:service-master-key:EHR-SQL01' && r.event.message.includes('has no passed proof'))).toBe(true);
+    // The key passwords never reach the journal.
+    expect(JSON.stringify(records)).not.toContain('Key-Backup-Secret-9!');
+    expect(JSON.stringify(records)).not.toContain('Dmk-Secret-9!');
+    // No stray folder named after the mssql:// location on the rebuilt target.
+    expect(existsSync(path.join(L.target, 'mssql:'))).toBe(false);
+  }, 180_000);
 });

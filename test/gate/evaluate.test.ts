@@ -550,3 +550,53 @@ describe('evaluateGate: properties', () => {
     );
   });
 });
+
+describe('evaluateGate: landing.preflight (the server the target lands on)', () => {
+  const pf = (f: GateFacts, o: Partial<NonNullable<GateFacts['preflight']>[number]> = {}) => ({
+    engine: 'mssql',
+    stage: 'pre-gate' as const,
+    checks: [{ name: 'landing-server', status: 'passed' as const, detail: 'landing 16.0.4135 >= source 15.0.4355', durationMs: 0 }],
+    checkedAt: ago(0.1),
+    ...o,
+  });
+
+  it('no engine with a preflight: no result, the baseline passes as before', () => {
+    const r = evaluateGate(baselineFacts());
+    expect(results(r, 'landing.preflight')).toEqual([]);
+    expect(r.passed).toBe(true);
+  });
+
+  it('a passed pre-gate check passes, naming the engine as its subject', () => {
+    const f = baselineFacts();
+    f.preflight = [pf(f)];
+    const r = evaluateGate(deepFreeze(f));
+    expect(r.passed).toBe(true);
+    expect(results(r, 'landing.preflight')).toMatchObject([{ status: 'pass' }]);
+    expect(results(r, 'landing.preflight')[0]?.reason).toContain('landing 16.0.4135 >= source 15.0.4355');
+  });
+
+  it.each([
+    ['a failed check', (f: GateFacts) => pf(f, { checks: [{ name: 'landing-server', status: 'failed', detail: 'the landing server runs SQL Server 2016, older than the source', durationMs: 0 }] }), 'older than the source'],
+    ['a skipped check (fail closed)', (f: GateFacts) => pf(f, { checks: [{ name: 'landing-server', status: 'skipped', detail: 'not checked', durationMs: 0 }] }), 'not checked'],
+    ['a newest check taken before capture, not right before the gate', (f: GateFacts) => pf(f, { stage: 'capture' }), 'not checked right before the gate'],
+    ['a check with no valid time', (f: GateFacts) => pf(f, { checkedAt: 'yesterday' }), 'no valid time'],
+    ['a check dated after the gate', (f: GateFacts) => pf(f, { checkedAt: ago(-1) }), 'dated after'],
+  ])('%s refuses, alone, with subject engine:mssql', (_name, make, words) => {
+    const f = baselineFacts();
+    f.preflight = [make(f)];
+    const r = evaluateGate(deepFreeze(f));
+    expect(r.passed).toBe(false);
+    expect(failingRules(r)).toEqual(['landing.preflight']);
+    expect(results(r, 'landing.preflight')).toMatchObject([{ status: 'fail', subject: 'engine:mssql' }]);
+    expect(r.reasons.join(' ')).toContain(words);
+  });
+
+  it('an override names the engine, with who and why, and turns only that fail', () => {
+    const f = baselineFacts();
+    f.preflight = [pf(f, { checks: [{ name: 'landing-server', status: 'failed', detail: 'collation differs', durationMs: 0 }] }), pf(f, { engine: 'other', checks: [{ name: 'x', status: 'failed', detail: 'no', durationMs: 0 }] })];
+    f.overrides = [{ rule: 'landing.preflight', itemId: 'engine:mssql', reason: 'the vendor accepts the new collation in writing', by: 'dba' }];
+    const r = evaluateGate(deepFreeze(f));
+    expect(results(r, 'landing.preflight').map((x) => `${x.subject}:${x.status}`)).toEqual(['engine:mssql:overridden', 'engine:other:fail']);
+    expect(r.passed).toBe(false);
+  });
+});

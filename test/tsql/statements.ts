@@ -185,6 +185,8 @@ export function catalog(): Entry[] {
     ['ensureMasterKey', b('ensureMasterKeyStatement')(password)],
     ['backupMasterKey', b('backupMasterKeyStatement')(path, password)],
     ['backupServiceMasterKey', b('backupServiceMasterKeyStatement')(path, password)],
+    ['keyIdentity master-key', b('keyIdentityStatement')('master-key')],
+    ['keyIdentity service-master-key', b('keyIdentityStatement')('service-master-key')],
     ['restoreMasterKey', b('restoreMasterKeyStatement')(path, password, password)],
     ['restoreServiceMasterKey', b('restoreServiceMasterKeyStatement')(path, password)],
     ['headerOnly', b('headerOnlyStatement')([path, path])],

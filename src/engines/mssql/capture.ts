@@ -483,6 +483,8 @@ export interface KeyArtifact {
   kind: 'master-key' | 'service-master-key';
   file: string;
   source: Sidecar['source'];
+  /** The key's GUID and last change in master.sys.symmetric_keys when it was backed up (drift compares them; absent: drift unknown). */
+  identity?: { keyGuid: string; modifyDate: string };
 }
 
 /** BACKUP MASTER KEY / BACKUP SERVICE MASTER KEY into the backup directory, password from the secrets source (never logged). */
@@ -501,7 +503,9 @@ async function captureKey(env: CaptureEnv, item: Item, kind: KeyArtifact['kind']
   const dir = join(env.ctx.workDir, `mssql-${kind}`);
   await mkdir(dir, { recursive: true });
   const meta = join(dir, 'key.json');
-  const k: KeyArtifact = { version: 1, format: 'mssql-key', kind, file, source: sourceOf(info) };
+  const id = (await env.session.query(q.keyIdentityStatement(kind), `reading the ${kind === 'master-key' ? 'database master key of master' : 'service master key'}`, env.ctx.signal))[0];
+  const identity = typeof id?.key_guid === 'string' && typeof id.modify_date === 'string' ? { keyGuid: id.key_guid.toUpperCase(), modifyDate: id.modify_date } : undefined;
+  const k: KeyArtifact = { version: 1, format: 'mssql-key', kind, file, source: sourceOf(info), ...(identity ? { identity } : {}) };
   await writeFile(meta, `${JSON.stringify(k, null, 2)}\n`);
   return {
     files: [{ path: await hostFile(env, item, method, env.backupDirectoryOnHost, file, serverPath), name: file }, { path: meta, name: 'key.json' }],

@@ -53,6 +53,7 @@ import {
   databaseFeaturesStatement,
   databasesStatement,
   dropDatabaseStatement,
+  keyIdentityStatement,
   remapUserStatement,
   restoreMasterKeyStatement,
   restoreMasterKeyToScratchStatement,
@@ -180,7 +181,8 @@ export function createMssqlEngine(options: MssqlEngineOptions): DatabaseEngine {
     },
 
     async fingerprint(ctx: EngineContext, item: Item): Promise<Fingerprint> {
-      return withSession(o.connection, o, (s) => fingerprintDatabase(s, item.name, ctx.signal));
+      // After landing (ctx.landing): the rebuilt server, which is `landing` when the runbook names one.
+      return withSession(ctx.landing ? (o.landing ?? o.connection) : o.connection, o, (s) => fingerprintDatabase(s, item.name, ctx.signal));
     },
 
     async capture(ctx: EngineContext, item: Item, method: string, opts: { vendorJob?: VendorJobSpec }): Promise<CapturedFiles> {
@@ -249,7 +251,9 @@ export function createMssqlEngine(options: MssqlEngineOptions): DatabaseEngine {
      * scripts (sql-text) are scripted again into a fresh folder under
      * ctx.workDir (removed afterwards) and compared by SHA-256 with the
      * manifest; a certificate's thumbprint in master is compared with the
-     * captured one. undefined for anything else (databases have fingerprints).
+     * captured one; a key (DMK, service master key) by its GUID and last
+     * change in master.sys.symmetric_keys (unknown for an artifact that did
+     * not record them). undefined for anything else (databases have fingerprints).
      */
     async drift(ctx: EngineContext, item: Item, manifest: Manifest, files: string[]): Promise<DriftChange[] | undefined> {
       if (manifest.format === 'mssql-certificate') {
@@ -261,6 +265,18 @@ export function createMssqlEngine(options: MssqlEngineOptions): DatabaseEngine {
         const now = rows[0]?.thumbprint;
         if (typeof now !== 'string') return [{ path: item.location, kind: 'deleted' }];
         return thumbprint(now) === thumbprint(c.thumbprint) ? [] : [{ path: item.location, kind: 'modified' }];
+      }
+      if (manifest.format === 'mssql-key') {
+        // The key's GUID and last change in master (read-only), against the ones recorded at its backup.
+        const i = manifest.entries.findIndex((e) => basename(e.path) === 'key.json');
+        const path = i >= 0 ? files[i] : undefined;
+        if (!path) return undefined;
+        const k = capturedKey(await readFile(path, 'utf8'));
+        if (!k.identity) return undefined;
+        const rows = await withSession(o.connection, o, (s) => s.query(keyIdentityStatement(k.kind), `reading the ${k.kind}`, ctx.signal));
+        const now = rows[0];
+        if (typeof now?.key_guid !== 'string') return [{ path: item.location, kind: 'deleted' }];
+        return now.key_guid.toUpperCase() === k.identity.keyGuid && String(now.modify_date) === k.identity.modifyDate ? [] : [{ path: item.location, kind: 'modified' }];
       }
       if (manifest.format !== 'sql-text' || !parseInstanceObjectId(item.id)) return undefined;
       const workDir = join(ctx.workDir, 'mssql-drift');

@@ -29,21 +29,32 @@ export function landingRank(item: Item): number {
   if (kind === 'service-master-key') return 0;
   if (kind === 'master-key') return 1;
   if (item.kind === 'certificate') return 2;
-  if (kind === 'configuration' || kind === 'instance') return 3;
+  if (kind === 'configuration') return 3;
   if (kind === 'login') return 4;
   if (kind === 'credential' || kind === 'linked-server' || kind === 'endpoint' || kind === 'operator' || kind === 'mail-profile') return 5;
   if (item.kind === 'database') return 6;
   if (kind === 'proxy') return 7;
   if (kind === 'job') return 8;
   if (kind === 'alert') return 9;
+  // The whole-instance artifact holds every script (jobs.sql names databases: sp_add_jobstep @database_name),
+  // so it lands after the databases and Agent items; its logins and jobs are guarded (IF … IS NULL / IF NOT EXISTS), a no-op by then.
+  if (kind === 'instance') return 9.5;
   if (kind === 'startup-procedure' || kind === 'trace-flags') return 10;
   if (kind === 'system-database') return 11;
   return 12;
 }
 
-/** Items in landing order (stable within a rank). Pure. */
+/**
+ * Items in landing order (stable within a rank). Pure. Only SQL Server's
+ * items move, among the positions they held: items of other engines (a
+ * folder, a SQLite database) stay exactly where they were, as the
+ * DatabaseEngine.landingOrder contract says.
+ */
 export function landingOrder(items: Item[]): Item[] {
-  return items.map((item, i) => ({ item, i })).sort((a, b) => landingRank(a.item) - landingRank(b.item) || a.i - b.i).map((x) => x.item);
+  const mine = (item: Item) => item.engine === 'mssql';
+  const sorted = items.map((item, i) => ({ item, i })).filter((x) => mine(x.item)).sort((a, b) => landingRank(a.item) - landingRank(b.item) || a.i - b.i).map((x) => x.item);
+  let next = 0;
+  return items.map((item) => (mine(item) ? sorted[next++]! : item));
 }
 
 export interface SourceServerFacts {

@@ -526,6 +526,19 @@ export function certificateByThumbprintStatement(thumbprint: string): SqlStateme
   };
 }
 
+/**
+ * The identity of master's database master key or of the service master
+ * key (`##MS_DatabaseMasterKey##` / `##MS_ServiceMasterKey##` in
+ * master.sys.symmetric_keys): its GUID and last change, as text. Read-only:
+ * drift of a key item without writing a new key backup on the target.
+ */
+export function keyIdentityStatement(kind: 'master-key' | 'service-master-key'): SqlStatement {
+  return {
+    text: `SELECT CONVERT(nvarchar(36), k.key_guid) AS key_guid, CONVERT(nvarchar(30), k.modify_date, 126) AS modify_date FROM master.sys.symmetric_keys AS k WHERE k.name = @key;`,
+    params: [nv('key', kind === 'master-key' ? '##MS_DatabaseMasterKey##' : '##MS_ServiceMasterKey##')],
+  };
+}
+
 export function certificateThumbprintStatement(certificate: string): SqlStatement {
   return {
     text: `SELECT CONVERT(nvarchar(130), c.thumbprint, 1) AS thumbprint FROM master.sys.certificates AS c WHERE c.name = @certificate;`,

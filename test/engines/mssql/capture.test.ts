@@ -7,7 +7,7 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { Item } from '../../../src/core/types.ts';
+import type { Item, Manifest } from '../../../src/core/types.ts';
 import { parseSidecar, SIDECAR_NAME } from '../../../src/engines/mssql/artifact.ts';
 import { createMssqlEngine, type MssqlEngineOptions } from '../../../src/engines/mssql/engine.ts';
 import type { CapturedFiles, EngineContext, VendorJobSpec } from '../../../src/engines/engine.ts';
@@ -500,5 +500,66 @@ describe('issue 11: editions, backup identity, incarnations, job run window', ()
     expect((await sidecarOf(c)).steps.map((s) => s.files.join())).toEqual(['EHR_full.bak']);
     expect(events.some((e) => e.includes('2 backup set(s) of another incarnation'))).toBe(true);
     expect(t.server.find(/ORDER BY bs\.last_lsn DESC/)[0]?.sql).toContain('AND bmf.mirror = 0');
+  });
+});
+
+describe('issue 11: master key and service master key', () => {
+  const KEY_PASSWORD = 'Key-Backup-Do-Not-Log-3!';
+  const KEY_GUID = '8F2C1A7E-3B4D-4E5F-9A0B-1C2D3E4F5A6B';
+  const keyIdentity = (o: { guid?: string; modified?: string; gone?: boolean } = {}): TdsReply =>
+    one(rs([['key_guid', 'nvarchar'], ['modify_date', 'nvarchar']], o.gone ? [] : [{ key_guid: (o.guid ?? KEY_GUID).toLowerCase(), modify_date: o.modified ?? '2024-03-01T10:00:00.123' }]));
+  const keyItem = (kind: 'master-key' | 'service-master-key'): Item => ({ id: `instance-object:mssql:${kind}:EHR-SQL01`, kind: 'instance-object', name: kind, declared: false, discovered: true, engine: 'mssql', location: '', facts: {}, why: [], methods: ['instance-objects'] });
+
+  it.each(['master-key', 'service-master-key'] as const)('%s: BACKUP … TO FILE in the backup directory, ENCRYPTION BY PASSWORD from the secrets source, never in a statement text or log', async (kind) => {
+    instance(t.server);
+    const stmt = kind === 'master-key' ? /N'BACKUP MASTER KEY TO FILE/ : /N'BACKUP SERVICE MASTER KEY TO FILE/;
+    t.server.on(stmt, writes('file'));
+    t.server.on(/FROM master\.sys\.symmetric_keys AS k WHERE k\.name = @key;$/, keyIdentity());
+    const c = await engine({ secrets: { certificatePassword: async () => undefined, keyBackupPassword: async () => KEY_PASSWORD } }).capture(ctx, keyItem(kind), 'instance-objects', {});
+    const [req] = t.server.find(stmt);
+    expect(req?.params.password).toBe(KEY_PASSWORD);
+    expect(String(req?.params.file)).toMatch(new RegExp(`^${BACKUP_DIR}/rubicon-${kind}-.*\\.key$`));
+    expect(req?.sql).toContain('EXEC master.sys.sp_executesql @stmt;');
+    expect(c.format).toBe('mssql-key');
+    expect(c.files.map((f) => f.name).sort()).toEqual([basename(String(req?.params.file)), 'key.json'].sort());
+    const meta = JSON.parse(await readFile(c.files.find((f) => f.name === 'key.json')!.path, 'utf8'));
+    expect(meta).toMatchObject({ format: 'mssql-key', kind, file: basename(String(req?.params.file)), identity: { keyGuid: KEY_GUID, modifyDate: '2024-03-01T10:00:00.123' } });
+    expect(t.server.find(/WHERE k\.name = @key;$/)[0]?.params.key).toBe(kind === 'master-key' ? '##MS_DatabaseMasterKey##' : '##MS_ServiceMasterKey##');
+    expect(t.server.statements().join('\n')).not.toContain(KEY_PASSWORD);
+    expect(JSON.stringify(t.log)).not.toContain(KEY_PASSWORD);
+    expect(JSON.stringify(c) + JSON.stringify(meta) + events.join('\n')).not.toContain(KEY_PASSWORD);
+  });
+
+  it('without a key backup password the key is not captured, and the failure names the runbook field', async () => {
+    instance(t.server);
+    const e = await engine({ secrets: { certificatePassword: async () => undefined } }).capture(ctx, keyItem('master-key'), 'instance-objects', {}).catch((x: unknown) => x);
+    expect(e).toMatchObject({ code: 'CAPTURE_FAILED', hint: expect.stringContaining('engines.mssql.keyBackupPasswordEnv') });
+    expect(String((e as Error).message)).toContain('must be backed up with a password');
+    expect(t.server.find(/MASTER KEY/)).toEqual([]);
+  });
+
+  it("drift of a key, read-only: the same GUID and last change → [], a regenerated key → modified, gone → deleted, an artifact without the identity → unknown", async () => {
+    instance(t.server);
+    t.server.on(/N'BACKUP MASTER KEY TO FILE/, writes('file'));
+    t.server.on(/FROM master\.sys\.symmetric_keys AS k WHERE k\.name = @key;$/, keyIdentity(), { times: 1 });
+    const e = engine({ secrets: { certificatePassword: async () => undefined, keyBackupPassword: async () => KEY_PASSWORD } });
+    const item = keyItem('master-key');
+    const c = await e.capture(ctx, item, 'instance-objects', {});
+    const manifest: Manifest = { version: 1, artifactId: 'a', itemId: item.id, method: 'instance-objects', format: c.format, entries: c.files.map((f) => ({ path: f.name, size: 1, mtimeMs: 0, mode: 0o644, sha256: '0'.repeat(64) })) };
+    const files = c.files.map((f) => f.path);
+    const drift = async (reply: TdsReply) => {
+      t.server.on(/FROM master\.sys\.symmetric_keys AS k WHERE k\.name = @key;$/, reply, { times: 1 });
+      return e.drift!(ctx, item, manifest, files);
+    };
+    expect(await drift(keyIdentity())).toEqual([]);
+    expect(await drift(keyIdentity({ modified: '2026-11-30T08:00:00.000' }))).toEqual([{ path: item.location, kind: 'modified' }]);
+    expect(await drift(keyIdentity({ guid: '00000000-0000-0000-0000-000000000001' }))).toEqual([{ path: item.location, kind: 'modified' }]);
+    expect(await drift(keyIdentity({ gone: true }))).toEqual([{ path: item.location, kind: 'deleted' }]);
+    // read-only: no BACKUP after the capture's own
+    expect(t.server.find(/BACKUP/).length).toBe(1);
+    const meta = c.files.find((f) => f.name === 'key.json')!.path;
+    const { identity: _dropped, ...old } = JSON.parse(await readFile(meta, 'utf8'));
+    await writeFile(meta, JSON.stringify(old));
+    expect(await e.drift!(ctx, item, manifest, files)).toBeUndefined();
   });
 });

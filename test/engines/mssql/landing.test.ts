@@ -88,6 +88,7 @@ describe('landing order', () => {
       item('instance-object:mssql:configuration:S', 'instance-object', 'cfg'),
       item('instance-object:mssql:operator:DBA', 'instance-object', 'DBA'),
       item('instance-object:mssql:system-database:msdb', 'instance-object', 'msdb'),
+      item('instance-object:mssql:instance:S', 'instance-object', 'S'),
     ];
     expect(landingOrder(items).map((i) => i.id.split(':').slice(0, 3).join(':'))).toEqual([
       'instance-object:mssql:service-master-key',
@@ -99,9 +100,27 @@ describe('landing order', () => {
       'database:mssql:EHR',
       'instance-object:mssql:job',
       'instance-object:mssql:alert',
+      // the whole-instance artifact (every script, jobs.sql naming databases) after the databases and Agent items
+      'instance-object:mssql:instance',
       'instance-object:mssql:system-database',
     ]);
     expect(lazyMssqlEngine({ connection: source.config, backupDirectory: '/b' }).landingOrder!(items)).toEqual(landingOrder(items));
+  });
+
+  it("moves only SQL Server's items, among the positions they held: a folder and a SQLite database stay exactly where they were", () => {
+    const other = (id: string, kind: Item['kind'], engine?: string): Item => ({ id, kind, name: id, declared: false, discovered: true, ...(engine ? { engine } : {}), location: id, facts: {}, why: [], methods: [] });
+    const folder = other('folder:ehr/A', 'folder');
+    const sqlite = other('database:sqlite:ehr', 'database', 'sqlite');
+    const job = item('instance-object:mssql:job:Nightly', 'instance-object', 'Nightly');
+    const db = item('database:mssql:EHR', 'database', 'EHR');
+    const login = item('instance-object:mssql:login:ehr_app', 'instance-object', 'ehr_app');
+    expect(landingOrder([folder, job, sqlite, db, login]).map((i) => i.id)).toEqual([
+      'folder:ehr/A',
+      'instance-object:mssql:login:ehr_app',
+      'database:sqlite:ehr',
+      'database:mssql:EHR',
+      'instance-object:mssql:job:Nightly',
+    ]);
   });
 });
 

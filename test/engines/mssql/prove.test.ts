@@ -516,3 +516,53 @@ describe('mssql prove', () => {
     expect(settings?.detail).toContain("the rebuilt instance's collation is Latin1_General_CI_AS");
   });
 });
+
+describe('issue 11: key artifacts on the proving ground', () => {
+  const KEY_PASSWORD = 'Key-Backup-Do-Not-Log-3!';
+  async function keyArtifact(kind: 'master-key' | 'service-master-key'): Promise<{ manifest: Manifest; files: string[] }> {
+    const dir = join(h.root, 'fetched-key');
+    await mkdir(dir, { recursive: true });
+    const names = ['k.key', 'key.json'];
+    const files = names.map((n) => join(dir, n));
+    await writeFile(files[0]!, 'encrypted key backup');
+    await writeFile(files[1]!, JSON.stringify({ version: 1, format: 'mssql-key', kind, file: 'k.key' }));
+    return { manifest: { version: 1, artifactId: `run1.capture.instance-object:mssql:${kind}:S.instance-objects`, itemId: `instance-object:mssql:${kind}:S`, method: 'instance-objects', format: 'mssql-key', entries: names.map((n) => ({ path: n, size: 1, mtimeMs: 0, mode: 0o644, sha256: '0'.repeat(64) })) }, files };
+  }
+
+  it("a master key artifact: RESTORE MASTER KEY into a scratch database with the runbook's password (master untouched), the scratch database dropped; the password only as a secret parameter", async () => {
+    pg.server.on(/^CREATE DATABASE \[rubicon-keycheck-/, ok);
+    pg.server.on(/N'RESTORE MASTER KEY FROM FILE[\s\S]*master_keys/, one(rs([['master_keys', 'int']], [{ master_keys: 1 }])));
+    pg.server.on(/^IF DB_ID\(@database\) IS NOT NULL/, ok);
+    const { manifest, files } = await keyArtifact('master-key');
+    const r = await engine({ secrets: { certificatePassword: async () => undefined, keyBackupPassword: async () => KEY_PASSWORD } }).prove(ctx, artifact(), manifest, files);
+    expect(statuses(r.checks)).toEqual(['restore:passed']);
+    const [restore] = pg.server.find(/RESTORE MASTER KEY FROM FILE/);
+    const scratch = String(/EXEC \[([^\]]+)\]\.sys\.sp_executesql/.exec(restore!.sql)?.[1]);
+    expect(scratch).toMatch(/^rubicon-keycheck-[0-9a-f]{12}$/);
+    expect(restore!.sql).not.toContain('EXEC master.');
+    expect(restore!.params.password).toBe(KEY_PASSWORD);
+    expect(pg.server.statements().join('\n')).not.toContain(KEY_PASSWORD);
+    expect(JSON.stringify(pg.log)).not.toContain(KEY_PASSWORD);
+    expect(JSON.stringify(r)).not.toContain(KEY_PASSWORD);
+    expect(pg.server.find(/^IF DB_ID\(@database\) IS NOT NULL/).at(-1)?.params.database).toBe(scratch);
+  });
+
+  it('a master key backup that does not decrypt with the password fails the proof with the server\'s words; still dropped', async () => {
+    pg.server.on(/^CREATE DATABASE \[rubicon-keycheck-/, ok);
+    pg.server.on(/N'RESTORE MASTER KEY FROM FILE/, { errors: [{ number: 15317, class: 16, message: 'The master key file does not exist or has invalid format.' }] });
+    pg.server.on(/^IF DB_ID\(@database\) IS NOT NULL/, ok);
+    const { manifest, files } = await keyArtifact('master-key');
+    const r = await engine({ secrets: { certificatePassword: async () => undefined, keyBackupPassword: async () => KEY_PASSWORD } }).prove(ctx, artifact(), manifest, files);
+    expect(statuses(r.checks)).toEqual(['restore:failed']);
+    expect(r.checks[0]?.detail).toContain('Msg 15317');
+    expect(pg.server.find(/^IF DB_ID\(@database\) IS NOT NULL/).length).toBe(1);
+  });
+
+  it('a service master key is not restored on the proving ground: skipped with the reason, nothing sent', async () => {
+    const { manifest, files } = await keyArtifact('service-master-key');
+    const r = await engine({ secrets: { certificatePassword: async () => undefined, keyBackupPassword: async () => KEY_PASSWORD } }).prove(ctx, artifact(), manifest, files);
+    expect(statuses(r.checks)).toEqual(['restore:skipped']);
+    expect(r.checks[0]?.detail).toContain('restored at landing');
+    expect(pg.server.find(/SERVICE MASTER KEY/)).toEqual([]);
+  });
+});
