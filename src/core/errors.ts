@@ -83,6 +83,12 @@ export const ERROR_CODES = {
   JOURNAL_CONFLICT: EXIT.failure,
   /** This run lost its target lock (its lease expired or was broken while it ran): it stops before doing more. */
   LOCK_LOST: EXIT.failure,
+  /**
+   * A command that would reach the crossing cannot ask for its confirmation
+   * (no terminal, or --json) and was not given --yes: refused before anything
+   * runs, so an application is never stopped for nothing.
+   */
+  CONFIRMATION_UNAVAILABLE: EXIT.invalidInput,
 } as const;
 export type ErrorCode = keyof typeof ERROR_CODES;
 

@@ -7,6 +7,7 @@ import type { Artifact, ChecklistRow, Item, Phase } from '../core/types.ts';
 import { buildChecklist } from '../inventory/checklist.ts';
 import { describeTally, tally32110 } from '../gate/rule-32110.ts';
 import { buildReportModel } from '../report/model.ts';
+import type { ReportOptions } from '../report/index.ts';
 import { checkBeforeStart, loadRunbook, type Runbook } from '../runbook/load.ts';
 import { createContext, type Confirmation, type RunContext, type RunHooks } from './context.ts';
 import { rethrowIfCrashed } from './faults.ts';
@@ -34,7 +35,13 @@ export interface RunSummary {
   runId: string;
   outcome: RunOutcome;
   exitCode: number;
-  gate: { passed: boolean; reasons: string[] } | null;
+  /**
+   * The gate's verdict. `refusals`: the failed rules (why it refused; empty
+   * on a pass); `warnings`: rules that passed with a warning or an override
+   * (a pass can have them); `reasons`: refusals on a refusal, else warnings
+   * (kept for older pipelines: prefer the two fields).
+   */
+  gate: { passed: boolean; reasons: string[]; refusals: string[]; warnings: string[] } | null;
   checklist: ChecklistRow[];
   artifacts: { id: string; itemId: string; method: string; origin: string; bytes: number; files: number }[];
   proofs: { id: string; artifactId: string; outcome: string; vault: string; durationMs: number; failed: string[] }[];
@@ -61,6 +68,8 @@ export interface CommonOptions {
   confirm: (ctx: RunContext) => Promise<Confirmation>;
   hooks?: RunHooks;
   signal?: AbortSignal;
+  /** How the reports are written (e.g. `--junit-vendor-failures`). */
+  report?: ReportOptions;
 }
 
 export function summarize(state: RunState, stateDir: string, error?: RubiconError): RunSummary {
@@ -77,7 +86,14 @@ export function summarize(state: RunState, stateDir: string, error?: RubiconErro
     runId: state.runId,
     outcome: state.outcome ?? 'failed',
     exitCode: state.exitCode ?? EXIT.failure,
-    gate: state.gate ? { passed: state.gate.passed, reasons: state.gate.reasons } : null,
+    gate: state.gate
+      ? {
+          passed: state.gate.passed,
+          reasons: state.gate.reasons,
+          refusals: state.gate.results.filter((r) => r.status === 'fail').map((r) => r.reason),
+          warnings: state.gate.results.filter((r) => r.status === 'warn' || r.status === 'overridden').map((r) => r.reason),
+        }
+      : null,
     checklist,
     crossed: Boolean(state.crossing?.completedAt),
     window: estimate ? { totalMs: estimate.totalMs, withMarginMs: estimate.withMarginMs, unknownItems: estimate.unknownItems } : null,
@@ -90,7 +106,7 @@ export function summarize(state: RunState, stateDir: string, error?: RubiconErro
       durationMs: p.durationMs,
       failed: p.checks.filter((c) => c.status !== 'passed').map((c) => `${c.name}: ${c.status}${c.detail ? ` (${c.detail})` : ''}`),
     })),
-    drift: latestDrift(state).map((d) => ({ itemId: d.itemId, stage: d.stage, changes: d.changes.length, paths: d.changes.slice(0, 20).map((c) => `${c.kind} ${c.path}`) })),
+    drift: everyDrift(state).map((d) => ({ itemId: d.itemId, stage: d.stage, changes: d.changes.length, paths: d.changes.slice(0, 20).map((c) => `${c.kind} ${c.path}`) })),
     reports: state.reports,
     ...(state.outcome === 'waiting' && state.crossingInstructions ? { crossingInstructions: state.crossingInstructions } : {}),
     plan: {
@@ -104,6 +120,36 @@ export function summarize(state: RunState, stateDir: string, error?: RubiconErro
     stateDir,
   };
 }
+
+/**
+ * Every drift found in the run, across its stages (freeze, final capture,
+ * before the gate): the newest scan per item and stage, those with changes
+ * first in the order they were found; an item whose every scan was clean
+ * appears once, with its newest scan (0 changes). The freeze's 3 changes stay
+ * visible after the final capture's scan found none.
+ */
+export function everyDrift(state: RunState): RunState['driftScans'] {
+  const byKey = new Map<string, RunState['driftScans'][number]>();
+  for (const d of state.driftScans) if (d.changes.length > 0) byKey.set(`${d.itemId}\u0000${d.stage}`, d);
+  const withChanges = [...byKey.values()];
+  const clean = latestDrift(state).filter((d) => !withChanges.some((w) => w.itemId === d.itemId));
+  return [...withChanges, ...clean];
+}
+
+/**
+ * The last line of `--json` when a command stopped before any run began
+ * (invalid input: a runbook, an argument, no way to confirm): nothing was
+ * touched, no run id exists. Printed by the CLI (src/cli/main.ts).
+ */
+export interface StoppedSummary {
+  runId: null;
+  outcome: 'invalid-input' | 'failed';
+  exitCode: number;
+  error: { code: string; message: string; hint?: string };
+}
+
+/** One `--json` summary line: a run's summary, or a command that stopped before a run began. */
+export type SummaryLine = { kind: 'summary' } & (RunSummary | StoppedSummary);
 
 /** Starts a new run. Input errors (runbook) throw before anything is written. */
 export async function startRun(command: RunCommand, runbookFile: string, o: CommonOptions): Promise<RunSummary> {
@@ -139,7 +185,7 @@ export async function startRun(command: RunCommand, runbookFile: string, o: Comm
     for (const w of runbook.warnings) ctx.record({ type: 'note', level: 'warn', message: w });
     // A shared store has the run's start and its runbook copy before any phase runs (another agent can resume it).
     await store.flush(runId);
-    return await drive(ctx, o.stateDir, store);
+    return await drive(ctx, o.stateDir, store, o.report);
   } finally {
     journal?.close();
     await release();
@@ -168,7 +214,7 @@ export async function resumeRun(runId: string, o: CommonOptions): Promise<RunSum
   const paths = store.paths(runId);
   const records = await store.readJournal(runId);
   const before = deriveState(records);
-  // Terminal outcomes are final; a failed, interrupted or waiting run goes on.
+  // Terminal outcomes are final; a failed, interrupted, waiting or not-confirmed run goes on.
   if (before.outcome && !RESUMABLE.has(before.outcome)) {
     return summarize(before, o.stateDir);
   }
@@ -195,7 +241,16 @@ export async function resumeRun(runId: string, o: CommonOptions): Promise<RunSum
     journal.signWith(recordSigner(signer));
     const ctx = await createContext({ runId, paths, runbook, journal, onEvent: o.onEvent, confirm: o.confirm, hooks: o.hooks, signal: o.signal, signer });
     ctx.record({ type: 'run.resumed', pid: process.pid });
-    return await drive(ctx, o.stateDir, store);
+    if (before.outcome === 'not-confirmed') {
+      // Nobody confirmed the crossing and the target was thawed: what was proven still stands, but the
+      // target has run since. Freeze again, scan the drift and capture it, evaluate the gate again, then cross.
+      ctx.record({
+        type: 'phases.reopened',
+        phases: ['freeze', 'final-capture', 'gate', 'crossing'],
+        reason: 'the crossing was not confirmed and the target was thawed: it is frozen again, its drift scanned and captured, and the gate evaluated again before the crossing',
+      });
+    }
+    return await drive(ctx, o.stateDir, store, o.report);
   } finally {
     journal?.close();
     await release();
@@ -233,7 +288,7 @@ export function signingKeyOf(rb: Runbook): KeySource | undefined {
 }
 
 /** Outcomes a resume continues from. */
-export const RESUMABLE: ReadonlySet<RunOutcome> = new Set(['failed', 'interrupted', 'waiting']);
+export const RESUMABLE: ReadonlySet<RunOutcome> = new Set(['failed', 'interrupted', 'waiting', 'not-confirmed']);
 
 const PHASE_FNS: Record<Exclude<Phase, 'gate' | 'crossing' | 'landing' | 'report'>, (ctx: RunContext) => Promise<void>> = {
   discover: phases.discover,
@@ -248,7 +303,7 @@ const PHASE_FNS: Record<Exclude<Phase, 'gate' | 'crossing' | 'landing' | 'report
  * refusal (gate, confirmation) ends the run before the crossing with exit
  * 2 and the target thawed and untouched.
  */
-async function drive(ctx: RunContext, stateDir: string, store: StateStore): Promise<RunSummary> {
+async function drive(ctx: RunContext, stateDir: string, store: StateStore, reportOptions: ReportOptions = {}): Promise<RunSummary> {
   const command = ctx.state().command;
   // A rehearsal on a staging target goes all the way: that is what rehearsing an upgrade means there.
   const phaseList = command === 'rehearse' && ctx.runbook.target.stage === 'staging' ? COMMAND_PHASES.upgrade : COMMAND_PHASES[command];
@@ -281,6 +336,8 @@ async function drive(ctx: RunContext, stateDir: string, store: StateStore): Prom
     }
     for (const phase of phaseList) {
       if (isPhaseDone(ctx.state(), phase)) continue;
+      // A signal stops the run between phases too (not only inside a machine's step): above all, no crossing begins after it.
+      if (ctx.signal?.aborted) throw new Error('interrupted');
       const t0 = performance.now();
       ctx.record({ type: 'phase.started', phase });
       let stop = false;
@@ -366,7 +423,7 @@ async function drive(ctx: RunContext, stateDir: string, store: StateStore): Prom
   try {
     const t0 = performance.now();
     ctx.record({ type: 'phase.started', phase: 'report' });
-    await phases.report(ctx, { outcome, exitCode, ...(failure ? { error: { code: failure.code, message: failure.message } } : {}) });
+    await phases.report(ctx, { outcome, exitCode, ...(failure ? { error: { code: failure.code, message: failure.message } } : {}) }, reportOptions);
     ctx.record({ type: 'phase.completed', phase: 'report', durationMs: Math.round(performance.now() - t0) });
   } catch (e) {
     rethrowIfCrashed(e);
