@@ -7,6 +7,7 @@ import type { Artifact, ChecklistRow, Item, Phase } from '../core/types.ts';
 import { buildChecklist } from '../inventory/checklist.ts';
 import { describeTally, tally32110 } from '../gate/rule-32110.ts';
 import { buildReportModel } from '../report/model.ts';
+import type { RunSummary } from '../core/summary.ts';
 import type { ReportOptions } from '../report/index.ts';
 import { checkBeforeStart, loadRunbook, type Runbook } from '../runbook/load.ts';
 import { createContext, type Confirmation, type RunContext, type RunHooks } from './context.ts';
@@ -22,6 +23,8 @@ import { proveVaultArtifacts } from './verify.ts';
 
 export const RUBICON_VERSION = '0.1.0';
 
+export type { RunSummary, StoppedSummary, SummaryLine } from '../core/summary.ts';
+
 /** Which phases each command runs, in order. `report` always ends a run. */
 export const COMMAND_PHASES: Record<RunCommand, Phase[]> = {
   plan: ['discover'],
@@ -30,34 +33,6 @@ export const COMMAND_PHASES: Record<RunCommand, Phase[]> = {
   verify: ['prove'],
   upgrade: ['discover', 'capture', 'prove', 'freeze', 'final-capture', 'gate', 'crossing', 'landing'],
 };
-
-export interface RunSummary {
-  runId: string;
-  outcome: RunOutcome;
-  exitCode: number;
-  /**
-   * The gate's verdict. `refusals`: the failed rules (why it refused; empty
-   * on a pass); `warnings`: rules that passed with a warning or an override
-   * (a pass can have them); `reasons`: refusals on a refusal, else warnings
-   * (kept for older pipelines: prefer the two fields).
-   */
-  gate: { passed: boolean; reasons: string[]; refusals: string[]; warnings: string[] } | null;
-  checklist: ChecklistRow[];
-  artifacts: { id: string; itemId: string; method: string; origin: string; bytes: number; files: number }[];
-  proofs: { id: string; artifactId: string; outcome: string; vault: string; durationMs: number; failed: string[] }[];
-  drift: { itemId: string; stage: string; changes: number; paths: string[] }[];
-  reports: { kind: string; path: string }[];
-  error?: { code: string; message: string; hint?: string };
-  stateDir: string;
-  /** True when this run rebuilt its target (upgrade, or a rehearsal on a staging target). */
-  crossed: boolean;
-  /** The maintenance window predicted from measured restore durations (see the report's estimate). */
-  window: { totalMs: number; withMarginMs: number; unknownItems: string[] } | null;
-  /** At a manual crossing: what the engineer must do. */
-  crossingInstructions?: string;
-  /** What the run would do: methods per item, the vaults, the policy in force. */
-  plan: { methods: { itemId: string; methods: string[] }[]; vaults: string[]; policy: RunState['policy']; rule32110: { holds: boolean; text: string } };
-}
 
 export interface CommonOptions {
   stateDir: string;
@@ -135,21 +110,6 @@ export function everyDrift(state: RunState): RunState['driftScans'] {
   const clean = latestDrift(state).filter((d) => !withChanges.some((w) => w.itemId === d.itemId));
   return [...withChanges, ...clean];
 }
-
-/**
- * The last line of `--json` when a command stopped before any run began
- * (invalid input: a runbook, an argument, no way to confirm): nothing was
- * touched, no run id exists. Printed by the CLI (src/cli/main.ts).
- */
-export interface StoppedSummary {
-  runId: null;
-  outcome: 'invalid-input' | 'failed';
-  exitCode: number;
-  error: { code: string; message: string; hint?: string };
-}
-
-/** One `--json` summary line: a run's summary, or a command that stopped before a run began. */
-export type SummaryLine = { kind: 'summary' } & (RunSummary | StoppedSummary);
 
 /** Starts a new run. Input errors (runbook) throw before anything is written. */
 export async function startRun(command: RunCommand, runbookFile: string, o: CommonOptions): Promise<RunSummary> {
