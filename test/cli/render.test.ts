@@ -36,7 +36,7 @@ describe('renderers', () => {
     const r = textRenderer(out);
     r.onEvent(progress);
     r.onEvent(refused);
-    expect(out.text()).toMatch(/\[#{14}\.{14}\] capture ehr\/X 512 B \/ 1.0 KiB/);
+    expect(out.text()).toMatch(/\[#{8}\.{8}\] capture ehr\/X 512 B \/ 1.0 KiB/); // 80 columns: a 16-wide bar
     expect(out.text()).toContain('\x1b[31m');
     expect(out.text()).toMatch(/GATE REFUSED: nothing was destroyed/);
   });
