@@ -141,11 +141,15 @@ export function textRenderer(out: NodeJS.WriteStream = process.stdout, now: () =
           return line(`\n${s.bold(PHASE_TITLES[ev.phase])}`);
         case 'item.discovered': {
           const it = ev.item;
-          const tag = it.kind === 'volume' ? 'everything capture' : it.declared ? (it.discovered ? 'declared' : s.red('declared, NOT FOUND')) : s.yellow('found, not declared');
+          // `rubicon verify` knows items from the vaults' index, not from the target: say so, not "found, not declared".
+          const fromVaults = it.facts?.source === 'vault index';
+          const tag = fromVaults ? 'in the vaults' : it.kind === 'volume' ? 'everything capture' : it.declared ? (it.discovered ? 'declared' : s.red('declared, NOT FOUND')) : s.yellow('found, not declared');
           return line(`  ${it.kind.padEnd(8)} ${it.name.padEnd(22)} ${tag}  ${s.dim(it.why.join('; '))}`);
         }
         case 'artifact.captured': {
           const a = ev.artifact;
+          // An artifact read back from a vault index has no file counts here (the proof below says what it holds).
+          if (a.provenance.tool === 'from vault index') return line(`      ${s.dim(`by ${a.method}`)}`);
           const delta = a.changed ? ` (delta: ${a.changed.length} changed)` : '';
           return line(`  ${s.green('✔')} ${a.itemId} by ${a.method}: ${a.fileCount} files, ${fmtBytes(a.bytes)}${delta}`);
         }
