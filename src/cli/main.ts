@@ -17,6 +17,7 @@ import type { RunCommand as Cmd } from '../core/events.ts';
 import type { Runbook } from '../runbook/load.ts';
 import { COMMANDS, OPTIONS, commandHelp } from './commands.ts';
 import { closest } from './suggest.ts';
+import { asSentence } from '../run/findings.ts';
 import { auditRecords } from '../run/audit.ts';
 import { runSigner } from '../trust/keyring.ts';
 import { verifierFrom } from '../trust/keys.ts';
@@ -248,7 +249,9 @@ function closing(summary: RunSummary, stateDir: string, shared?: StateStore): st
     for (const [k, v] of Object.entries(summary.plan.policy)) lines.push(`  ${k.padEnd(24)} ${JSON.stringify(v)}`);
     for (const [id, text] of Object.entries(RULES)) lines.push(`  ${s.dim(`${id}: ${text}`)}`);
   }
-  if (summary.gate && !summary.gate.passed) for (const r of summary.gate.reasons) lines.push(`  - ${r}`);
+  for (const f of summary.findings) lines.push(`  ${s.red(f)}`);
+  // Each refusal a sentence of its own.
+  if (summary.gate && !summary.gate.passed) for (const r of summary.gate.refusals) lines.push(`  - ${asSentence(r)}`);
   if (summary.error) {
     lines.push(`  ${summary.error.code}: ${summary.error.message}`);
     if (summary.error.hint) lines.push(`  next: ${summary.error.hint}`);

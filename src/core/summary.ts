@@ -32,6 +32,8 @@ export interface RunSummary {
   crossed: boolean;
   /** The maintenance window predicted from measured restore durations (see the report's estimate). */
   window: { totalMs: number; withMarginMs: number; unknownItems: string[] } | null;
+  /** Plain findings for people, e.g. a production database that is itself damaged (src/run/findings.ts). */
+  findings: string[];
   /** At a manual crossing: what the engineer must do. */
   crossingInstructions?: string;
   /** What the run would do: methods per item, the vaults, the policy in force. */

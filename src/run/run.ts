@@ -20,6 +20,7 @@ import { auditRecords, recordSigner } from './audit.ts';
 import { runSigner } from '../trust/keyring.ts';
 import { verifierFrom, type KeySource } from '../trust/keys.ts';
 import { proveVaultArtifacts } from './verify.ts';
+import { damagedSources } from './findings.ts';
 
 export const RUBICON_VERSION = '0.1.0';
 
@@ -83,6 +84,7 @@ export function summarize(state: RunState, stateDir: string, error?: RubiconErro
     })),
     drift: everyDrift(state).map((d) => ({ itemId: d.itemId, stage: d.stage, changes: d.changes.length, paths: d.changes.slice(0, 20).map((c) => `${c.kind} ${c.path}`) })),
     reports: state.reports,
+    findings: damagedSources(state),
     ...(state.outcome === 'waiting' && state.crossingInstructions ? { crossingInstructions: state.crossingInstructions } : {}),
     plan: {
       methods: state.items.map((i) => ({ itemId: i.id, methods: i.methods })),
