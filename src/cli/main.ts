@@ -256,13 +256,7 @@ function closing(summary: RunSummary, stateDir: string, shared?: StateStore): st
     lines.push(`  ${summary.error.code}: ${summary.error.message}`);
     if (summary.error.hint) lines.push(`  next: ${summary.error.hint}`);
   }
-  if (summary.window && (summary.outcome === 'rehearsed' || summary.outcome === 'landed')) {
-    const mins = Math.max(1, Math.ceil(summary.window.withMarginMs / 60_000));
-    lines.push(
-      `  maintenance window: book ${mins} min (measured restores ${(summary.window.totalMs / 1000).toFixed(1)} s, with margin)` +
-        (summary.window.unknownItems.length ? `; unknown for ${summary.window.unknownItems.length} unproven item(s)` : ''),
-    );
-  }
+  if (summary.window && (summary.outcome === 'rehearsed' || summary.outcome === 'landed')) lines.push(`  ${summary.window.text}`);
   const html = summary.reports.find((r) => r.kind === 'html');
   if (html) lines.push(`  report: ${html.path}`);
   if (summary.outcome === 'waiting' && summary.crossingInstructions) lines.push('', ...summary.crossingInstructions.split('\n').map((l) => `  ${l}`));

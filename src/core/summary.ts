@@ -31,7 +31,15 @@ export interface RunSummary {
   /** True when this run rebuilt its target (upgrade, or a rehearsal on a staging target). */
   crossed: boolean;
   /** The maintenance window predicted from measured restore durations (see the report's estimate). */
-  window: { totalMs: number; withMarginMs: number; unknownItems: string[] } | null;
+  window: {
+    totalMs: number;
+    withMarginMs: number;
+    unknownItems: string[];
+    /** The crossing counted in: this run's, or the newest earlier run's of the same target (null: not measured yet). */
+    crossing: { ms: number; source: string } | null;
+    /** The line people see (src/run/window.ts windowLine). */
+    text: string;
+  } | null;
   /** Plain findings for people, e.g. a production database that is itself damaged (src/run/findings.ts). */
   findings: string[];
   /** At a manual crossing: what the engineer must do. */

@@ -12,7 +12,7 @@ import type { ReportOptions } from '../report/index.ts';
 import { checkBeforeStart, loadRunbook, type Runbook } from '../runbook/load.ts';
 import { createContext, type Confirmation, type RunContext, type RunHooks } from './context.ts';
 import { rethrowIfCrashed } from './faults.ts';
-import { newRunId, type Journal } from './journal.ts';
+import { listRuns, newRunId, readJournal, runPaths, type Journal } from './journal.ts';
 import { LocalStateStore, type StateStore } from '../state/store.ts';
 import { acquireRemoteTargetLock, acquireTargetLock, holderFor } from './target-lock.ts';
 import * as phases from './phases.ts';
@@ -21,6 +21,7 @@ import { runSigner } from '../trust/keyring.ts';
 import { verifierFrom, type KeySource } from '../trust/keys.ts';
 import { proveVaultArtifacts } from './verify.ts';
 import { damagedSources } from './findings.ts';
+import { expectedCrossing, maintenanceWindow, windowLine, type CrossingExpectation, type EarlierCrossing } from './window.ts';
 
 export const RUBICON_VERSION = '0.1.0';
 
@@ -72,7 +73,7 @@ export function summarize(state: RunState, stateDir: string, error?: RubiconErro
       : null,
     checklist,
     crossed: Boolean(state.crossing?.completedAt),
-    window: estimate ? { totalMs: estimate.totalMs, withMarginMs: estimate.withMarginMs, unknownItems: estimate.unknownItems } : null,
+    window: estimate ? windowOf(estimate, expectedCrossing(estimate.crossingMs, state.target, earlierCrossings(stateDir, state.runId))) : null,
     artifacts: state.artifacts.map((a) => ({ id: a.id, itemId: a.itemId, method: a.method, origin: a.origin, bytes: a.bytes, files: a.fileCount })),
     proofs: state.proofs.map((p) => ({
       id: p.id,
@@ -111,6 +112,36 @@ export function everyDrift(state: RunState): RunState['driftScans'] {
   const withChanges = [...byKey.values()];
   const clean = latestDrift(state).filter((d) => !withChanges.some((w) => w.itemId === d.itemId));
   return [...withChanges, ...clean];
+}
+
+function windowOf(e: { restoreMs: number; checkMs: number; finalCaptureMs: number | null; unknownItems: string[] }, crossing: CrossingExpectation | null): RunSummary['window'] {
+  const w = maintenanceWindow(e, crossing);
+  return { totalMs: w.totalMs, withMarginMs: w.withMarginMs, unknownItems: w.unknownItems, crossing: w.crossing, text: windowLine(w) };
+}
+
+/**
+ * Earlier runs in the same local state directory that measured a crossing
+ * (the newest 50 run ids; a damaged or unreadable journal is passed over:
+ * this is an estimate, never evidence).
+ */
+function earlierCrossings(stateDir: string, runId: string): EarlierCrossing[] {
+  const out: EarlierCrossing[] = [];
+  let ids: string[] = [];
+  try {
+    ids = listRuns(stateDir).filter((id) => id < runId).slice(-50);
+  } catch {
+    return out;
+  }
+  for (const id of ids) {
+    try {
+      const s = deriveState(readJournal(runPaths(stateDir, id).journal, { repairTornTail: false }));
+      const c = s.phases.find((p) => p.phase === 'crossing');
+      if (s.crossing?.completedAt && c?.durationMs !== undefined) out.push({ runId: id, target: s.target, crossingMs: c.durationMs });
+    } catch {
+      /* not evidence: skip */
+    }
+  }
+  return out;
 }
 
 /** Starts a new run. Input errors (runbook) throw before anything is written. */
