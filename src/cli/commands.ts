@@ -86,8 +86,8 @@ export const COMMANDS: Record<string, CommandSpec> = {
     options: ['json', 'yes', 'state-dir', 'state', 'junit-vendor-failures'],
   },
   confirm: {
-    usage: 'rubicon confirm RUN_ID --crossed [--by NAME]',
-    text: 'A person confirms the manual crossing was done. Rubicon checks the server really was rebuilt (a new OS, a new machine id or host key), then lands.',
+    usage: 'rubicon confirm RUN_ID --crossed|STEP [--by NAME]',
+    text: 'With --crossed: a person confirms the manual crossing was done; Rubicon checks the server really was rebuilt (a new OS, a new machine id or host key), then lands. With a STEP: a person confirms a manual step of the runbook; who and when are recorded in the journal, and the gate reads them (a run it refused for want of it goes on with `rubicon resume RUN_ID --yes`).',
     options: ['crossed', 'by', 'json', 'state-dir', 'state'],
   },
   'check-runbook': {

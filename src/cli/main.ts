@@ -12,7 +12,7 @@ import { writeReports } from '../report/index.ts';
 import { checkBeforeStart, checkStateDir, loadRunbook } from '../runbook/load.ts';
 import type { Confirmation, RunContext, RunHooks } from '../run/context.ts';
 import { listRuns, readJournal, runPaths } from '../run/journal.ts';
-import { RESUMABLE, RUBICON_VERSION, confirmCrossed, resumeRun, signingKeyOf, startRun, type RunSummary, type SummaryLine } from '../run/run.ts';
+import { RESUMABLE, RUBICON_VERSION, confirmCrossed, confirmManualStep, resumeRun, signingKeyOf, startRun, type RunSummary, type SummaryLine } from '../run/run.ts';
 import type { RunCommand as Cmd } from '../core/events.ts';
 import type { Runbook } from '../runbook/load.ts';
 import { COMMANDS, OPTIONS, commandHelp } from './commands.ts';
@@ -48,6 +48,7 @@ Usage:
   rubicon confirm RUN_ID --crossed [--by NAME]
                                              a person confirms the manual crossing was done; Rubicon checks
                                              the server really was rebuilt, then lands
+  rubicon confirm RUN_ID STEP --by NAME      a person confirms a manual step (journaled with the time)
   rubicon check-runbook --runbook FILE       validate a runbook and print its warnings; runs nothing
   rubicon audit RUN_ID [--public-key FILE]   verify a run's journal: hash chain and every record's signature;
                                              names the first record that fails
@@ -252,6 +253,9 @@ function closing(summary: RunSummary, stateDir: string, shared?: StateStore): st
   for (const f of summary.findings) lines.push(`  ${s.red(f)}`);
   // Each refusal a sentence of its own.
   if (summary.gate && !summary.gate.passed) for (const r of summary.gate.refusals) lines.push(`  - ${asSentence(r)}`);
+  if (summary.gate && !summary.gate.passed && summary.gate.refusals.some((r) => r.startsWith('manual step '))) {
+    lines.push(`  to confirm a manual step: rubicon confirm ${summary.runId} STEP --by "NAME", then rubicon resume ${summary.runId} --yes ${shared ? `--state ${shared.location}` : `--state-dir ${stateDir}`}`);
+  }
   if (summary.error) {
     lines.push(`  ${summary.error.code}: ${summary.error.message}`);
     if (summary.error.hint) lines.push(`  next: ${summary.error.hint}`);
@@ -378,8 +382,25 @@ async function requireConfirmationToResume(runId: string, flags: Flags, stateDir
 
 async function confirm(positionals: string[], flags: Flags): Promise<number> {
   const runId = positionals[0];
+  const stepId = positionals[1];
+  if (runId && stepId && !flags.crossed) {
+    // A manual step of the runbook, confirmed by a named person (journaled with the time).
+    if (!flags.by?.trim()) throw new RubiconError('ARGUMENTS_INVALID', `rubicon confirm ${runId} ${stepId} needs --by NAME: who confirms the step`, { hint: `e.g. rubicon confirm ${runId} ${stepId} --by "Jane Doe"` });
+    const stateDir = defaultStateDir(flags);
+    const state = await sharedState(flags);
+    const r = await confirmManualStep(runId, stepId, flags.by.trim(), { stateDir, ...(state ? { state } : {}) }).catch((e: unknown) => explainMissingRun(e, runId, flags, state));
+    const where = state ? `--state ${state.location}` : `--state-dir ${stateDir}`;
+    if (flags.json) process.stdout.write(JSON.stringify({ kind: 'manual-step.confirmed', runId, ...r }) + '\n');
+    else {
+      process.stdout.write(`manual step ${stepId} of run ${runId} confirmed by ${r.by} at ${r.at} (recorded in the journal)\n`);
+      if (r.outcome === 'refused') process.stdout.write(`  the gate refused this run: \`rubicon resume ${runId} --yes ${where}\` evaluates it again (after a new freeze and drift scan)\n`);
+    }
+    return EXIT.ok;
+  }
   if (!runId || !flags.crossed) {
-    throw new RubiconError('ARGUMENTS_INVALID', 'rubicon confirm needs a run id and --crossed', { hint: 'e.g. rubicon confirm r-20261201-101500-ab12 --crossed --by "Jane Doe"' });
+    throw new RubiconError('ARGUMENTS_INVALID', 'rubicon confirm needs a run id and --crossed (the manual crossing), or a run id and a manual step id (with --by NAME)', {
+      hint: 'e.g. rubicon confirm r-20261201-101500-ab12 --crossed --by "Jane Doe", or rubicon confirm r-20261201-101500-ab12 rollback-snapshot --by "Jane Doe"',
+    });
   }
   const who = flags.by ?? process.env.RUBICON_OPERATOR ?? process.env.USER ?? os.userInfo().username;
   const stateDir = defaultStateDir(flags);

@@ -201,14 +201,53 @@ export async function confirmCrossed(runId: string, who: string, o: CommonOption
   return resumeRun(runId, { ...o, confirm: async () => ({ confirmed: true, by: 'command', who }) });
 }
 
+/**
+ * `rubicon confirm RUN_ID STEP --by NAME`: a person confirms a manual step
+ * of the run's runbook. Journals who and when (the record's time), signed
+ * like every record; the gate reads it as the step's confirmation. A run the
+ * gate refused for want of it goes on with `rubicon resume RUN_ID`. Not
+ * destructive; confirming a step twice records it twice (the newest counts).
+ */
+export async function confirmManualStep(runId: string, stepId: string, by: string, o: Pick<CommonOptions, 'stateDir' | 'state'>): Promise<{ stepId: string; by: string; at: string; outcome: RunOutcome | undefined }> {
+  const store = o.state ?? new LocalStateStore(o.stateDir);
+  const records = await store.readJournal(runId);
+  const before = deriveState(records);
+  const step = before.manualSteps.find((m) => m.id === stepId);
+  if (!step) {
+    throw new RubiconError('ARGUMENTS_INVALID', `run ${runId} has no manual step "${stepId}" (its runbook declares ${before.manualSteps.map((m) => m.id).join(', ') || 'none'})`, {
+      hint: `e.g. rubicon confirm ${runId} ${before.manualSteps[0]?.id ?? 'STEP'} --by "Jane Doe"`,
+    });
+  }
+  const runbook = await loadRunbook(existsSync(before.runbookPath) ? before.runbookPath : ((await store.runbookCopy(runId)) ?? before.runbookPath));
+  const { signer } = runSigner({ ...(signingKeyOf(runbook) ? { source: signingKeyOf(runbook)! } : {}), stateDir: o.stateDir });
+  const audit = auditRecords(records, verifierFrom(signer.publicKeyPem));
+  if (!audit.ok) throw new RubiconError('EVIDENCE_INVALID', `the journal of run ${runId} cannot be trusted: record ${audit.firstBad.seq} (${audit.firstBad.type}) ${audit.firstBad.reason}`, { hint: `see \`rubicon audit ${runId}\`` });
+  const release = await lockTarget(store, runbook, runId);
+  let journal: Journal | undefined;
+  try {
+    journal = await store.openJournal(runId);
+    journal.signWith(recordSigner(signer));
+    const at = new Date();
+    journal.append({ type: 'manual-step.confirmed', stepId, by }, at);
+    await store.flush(runId);
+    return { stepId, by, at: at.toISOString(), outcome: before.outcome };
+  } finally {
+    journal?.close();
+    await release();
+  }
+}
+
 /** Continues a run from its journal: the normal path after a crash. */
 export async function resumeRun(runId: string, o: CommonOptions): Promise<RunSummary> {
   const store = o.state ?? new LocalStateStore(o.stateDir);
   const paths = store.paths(runId);
   const records = await store.readJournal(runId);
   const before = deriveState(records);
-  // Terminal outcomes are final; a failed, interrupted, waiting or not-confirmed run goes on.
-  if (before.outcome && !RESUMABLE.has(before.outcome)) {
+  // Terminal outcomes are final; a failed, interrupted, waiting or not-confirmed run goes on, and so does a
+  // refused one in which a person confirmed a manual step after the refusal (the gate is evaluated again).
+  const lastEnd = records.findLastIndex((r) => r.event.type === 'run.completed');
+  const confirmedSince = before.outcome === 'refused' && records.slice(lastEnd + 1).some((r) => r.event.type === 'manual-step.confirmed');
+  if (before.outcome && !RESUMABLE.has(before.outcome) && !confirmedSince) {
     return summarize(before, o.stateDir);
   }
   // Another agent (shared state): its runbook path may not exist here; the run's own copy does.
@@ -234,13 +273,15 @@ export async function resumeRun(runId: string, o: CommonOptions): Promise<RunSum
     journal.signWith(recordSigner(signer));
     const ctx = await createContext({ runId, paths, runbook, journal, onEvent: o.onEvent, confirm: o.confirm, hooks: o.hooks, signal: o.signal, signer });
     ctx.record({ type: 'run.resumed', pid: process.pid });
-    if (before.outcome === 'not-confirmed') {
+    if (before.outcome === 'not-confirmed' || confirmedSince) {
       // Nobody confirmed the crossing and the target was thawed: what was proven still stands, but the
       // target has run since. Freeze again, scan the drift and capture it, evaluate the gate again, then cross.
       ctx.record({
         type: 'phases.reopened',
         phases: ['freeze', 'final-capture', 'gate', 'crossing'],
-        reason: 'the crossing was not confirmed and the target was thawed: it is frozen again, its drift scanned and captured, and the gate evaluated again before the crossing',
+        reason: confirmedSince
+          ? 'a manual step was confirmed after the gate refused: the target is frozen again, its drift scanned and captured, and the gate evaluated again before any crossing'
+          : 'the crossing was not confirmed and the target was thawed: it is frozen again, its drift scanned and captured, and the gate evaluated again before the crossing',
       });
     }
     return await drive(ctx, o.stateDir, store, o.report);

@@ -170,3 +170,32 @@ describe('the command line a new user meets', () => {
     expect(env.stderr).toMatch(/from \$RUBICON_STATE_DIR/);
   });
 });
+
+describe('manual steps confirmed by a person', () => {
+  it('the gate refuses an unconfirmed step; `rubicon confirm RUN STEP --by NAME` records who and when; `resume --yes` evaluates the gate again and lands', async () => {
+    const L = await estate();
+    const text = await readFile(L.runbook, 'utf8');
+    await writeFile(L.runbook, text.replace(/    confirmedBy: .*\n    confirmedAt: .*\n/, ''));
+    const first = await cli(['upgrade', '--runbook', L.runbook, '--state-dir', L.stateDir, '--yes']);
+    expect(first.exitCode, first.stderr).toBe(2);
+    expect(first.stdout).toMatch(/- Manual step vendor-window .* is not confirmed/);
+    const runId = /run (r-\d{8}-\d{6}-[0-9a-f]{4})/.exec(first.stdout)![1]!;
+    expect(first.stdout).toContain(`rubicon confirm ${runId} STEP --by "NAME"`);
+
+    expect((await cli(['confirm', runId, 'vendor-window', '--state-dir', L.stateDir])).exitCode).toBe(3); // --by is required
+    const wrong = await cli(['confirm', runId, 'no-such-step', '--by', 'Jane Doe', '--state-dir', L.stateDir]);
+    expect([wrong.exitCode, /declares vendor-window/.test(wrong.stderr)]).toEqual([3, true]);
+    const c = await cli(['confirm', runId, 'vendor-window', '--by', 'Jane Doe', '--state-dir', L.stateDir]);
+    expect(c.exitCode, c.stderr).toBe(0);
+    expect(c.stdout).toMatch(/manual step vendor-window of run .* confirmed by Jane Doe at 20\d\d-/);
+    const rec = (await journalOf(L.stateDir, runId)).find((r) => r.event.type === 'manual-step.confirmed')!;
+    expect(rec.event).toEqual({ type: 'manual-step.confirmed', stepId: 'vendor-window', by: 'Jane Doe' });
+    expect(typeof rec.sig).toBe('string'); // signed like every record
+
+    const r = await cli(['resume', runId, '--state-dir', L.stateDir, '--yes', '--json']);
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.summary).toMatchObject({ outcome: 'landed', gate: { passed: true } });
+    const audit = await cli(['audit', runId, '--state-dir', L.stateDir]);
+    expect(audit.exitCode, audit.stdout).toBe(0);
+  });
+});
