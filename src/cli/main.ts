@@ -14,13 +14,18 @@ import { expectedCrossing, writeReports } from '../report/index.ts';
 import { checkBeforeStart, checkStateDir, loadRunbook } from '../runbook/load.ts';
 import type { Confirmation, RunContext, RunHooks } from '../run/context.ts';
 import { listRuns, readJournal, runPaths } from '../run/journal.ts';
-import { confirmCrossed, resumeRun, signingKeyOf, startRun, type RunSummary } from '../run/run.ts';
+import { RESUMABLE, RUBICON_VERSION, confirmCrossed, confirmManualStep, resumeRun, signingKeyOf, startRun, type RunSummary, type SummaryLine } from '../run/run.ts';
+import type { RunCommand as Cmd } from '../core/events.ts';
+import type { Runbook } from '../runbook/load.ts';
+import { COMMANDS, OPTIONS, commandHelp } from './commands.ts';
+import { closest } from './suggest.ts';
+import { asSentence } from '../run/findings.ts';
 import { auditRecords } from '../run/audit.ts';
 import { runSigner } from '../trust/keyring.ts';
 import { verifierFrom } from '../trust/keys.ts';
 import { buildSandbox, technicianHooks } from '../sandbox/estate.ts';
 import { azblobStateStore, defaultCacheRoot } from '../state/azblob.ts';
-import type { StateStore } from '../state/store.ts';
+import { LocalStateStore, type StateStore } from '../state/store.ts';
 import { jsonRenderer, style, textRenderer, type Renderer } from './render.ts';
 
 /**
@@ -45,6 +50,7 @@ Usage:
   rubicon confirm RUN_ID --crossed [--by NAME]
                                              a person confirms the manual crossing was done; Rubicon checks
                                              the server really was rebuilt, then lands
+  rubicon confirm RUN_ID STEP --by NAME      a person confirms a manual step (journaled with the time)
   rubicon check-runbook --runbook FILE       validate a runbook and print its warnings; runs nothing
   rubicon audit RUN_ID [--public-key FILE]   verify a run's journal: hash chain, every record's signature,
                 [--journal-only]             and the journal heads the run left in its vaults;
@@ -60,8 +66,12 @@ Options:
                     keep runs, locks and reports in Azure Blob, shared by every pipeline agent
                     (key from AZURE_STORAGE_KEY, else Entra ID; docs/state.md)
   --json            one JSON event per line on stdout, then a summary line
-  --yes             confirm the crossing without a prompt (pipelines)
-  -h, --help        this text
+  --yes             confirm the crossing without a prompt (pipelines); without a terminal and
+                    without --yes, upgrade refuses before anything runs (exit 3)
+  --junit-vendor-failures
+                    count a failed proof of the vendor's backup as a JUnit failure (default: a warning)
+  --version         print the version
+  -h, --help        this text; \`rubicon COMMAND --help\` for one command
 
 Exit codes:
   0  success
@@ -89,6 +99,8 @@ interface Flags {
   publicKey?: string;
   /** audit: check the journal alone, not the heads in the vaults. */
   journalOnly?: boolean;
+  junitVendorFailures: boolean;
+  version: boolean;
 }
 
 function parse(argv: string[]): { command: string | undefined; positionals: string[]; flags: Flags } {
@@ -112,18 +124,26 @@ function parse(argv: string[]): { command: string | undefined; positionals: stri
         by: { type: 'string' },
         'public-key': { type: 'string' },
         'journal-only': { type: 'boolean', default: false },
+        'junit-vendor-failures': { type: 'boolean', default: false },
+        version: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
     });
   } catch (e) {
-    throw new RubiconError('ARGUMENTS_INVALID', (e as Error).message, { hint: 'see `rubicon --help`' });
+    const msg = (e as Error).message;
+    const unknown = /Unknown option '(-{1,2})([^']+)'/.exec(msg);
+    if (unknown) {
+      const guess = closest(unknown[2]!, OPTIONS);
+      throw new RubiconError('ARGUMENTS_INVALID', `unknown option ${unknown[1]}${unknown[2]}${guess ? `: did you mean --${guess}?` : ''}`, { hint: `see \`rubicon ${argv.find((a) => COMMANDS[a]) ?? ''}${argv.some((a) => COMMANDS[a]) ? ' ' : ''}--help\`` });
+    }
+    throw new RubiconError('ARGUMENTS_INVALID', msg.split('. To specify')[0]!, { hint: 'see `rubicon --help`' });
   }
   const v = parsed.values;
   const [command, ...positionals] = parsed.positionals;
   return {
     command,
     positionals,
-    flags: { runbook: v.runbook, json: v.json ?? false, yes: v.yes ?? false, dir: v.dir, html: v.html, stateDir: v['state-dir'], ...(v.state ? { state: v.state } : {}), stack: v.stack ?? [], dryRun: v['dry-run'] ?? false, help: v.help ?? false, crossed: v.crossed ?? false, ...(v.by ? { by: v.by } : {}), ...(v['public-key'] ? { publicKey: v['public-key'] } : {}), ...(v['journal-only'] ? { journalOnly: true } : {}) },
+    flags: { runbook: v.runbook, json: v.json ?? false, yes: v.yes ?? false, dir: v.dir, html: v.html, stateDir: v['state-dir'], ...(v.state ? { state: v.state } : {}), stack: v.stack ?? [], dryRun: v['dry-run'] ?? false, help: v.help ?? false, crossed: v.crossed ?? false, ...(v.by ? { by: v.by } : {}), ...(v['public-key'] ? { publicKey: v['public-key'] } : {}), junitVendorFailures: v['junit-vendor-failures'] ?? false, version: v.version ?? false, ...(v['journal-only'] ? { journalOnly: true } : {}) },
   };
 }
 
@@ -165,6 +185,47 @@ function confirmer(flags: Flags): (ctx: RunContext) => Promise<Confirmation> {
   };
 }
 
+/** True when the crossing's confirmation can be had: --yes, or a terminal to ask on (and no --json on stdout). */
+function canConfirm(flags: Flags): boolean {
+  return flags.yes || (Boolean(process.stdin.isTTY) && !flags.json);
+}
+
+/** Would this command, on this runbook, reach a crossing that must be confirmed here (not a manual one)? */
+function crossesHere(command: Cmd, rb: Runbook): boolean {
+  if (rb.infra.kind === 'manual') return false; // a person confirms with `rubicon confirm`, and the run waits (exit 4)
+  return command === 'upgrade' || (command === 'rehearse' && rb.target.stage === 'staging');
+}
+
+/**
+ * Refuses, before anything runs, a command that would reach the crossing
+ * with no way to confirm it: otherwise it would do all the work, freeze the
+ * server, and only then stop at the crossing, having stopped the application
+ * for nothing.
+ */
+function requireConfirmation(command: Cmd, rb: Runbook, flags: Flags, what = `rubicon ${command}`): void {
+  if (!crossesHere(command, rb) || canConfirm(flags)) return;
+  const why = flags.json && process.stdin.isTTY ? 'with --json it does not prompt' : 'there is no terminal to ask on';
+  throw new RubiconError('CONFIRMATION_UNAVAILABLE', `${what} would reach the crossing of ${rb.target.name} with no way to confirm it: ${why}, and --yes was not given. Nothing was run.`, {
+    hint: 'in a pipeline pass --yes, and let the pipeline\'s own approval (an environment with required reviewers) be the confirmation; examples/pipelines/ shows how. In a terminal, run it without --json to be asked.',
+  });
+}
+
+/**
+ * A run id that names no run: say where runs were looked for and how to look
+ * elsewhere. Other errors pass unchanged.
+ */
+function explainMissingRun(e: unknown, runId: string, flags: Flags, shared?: StateStore): never {
+  if (isRubiconError(e) && e.code === 'RUN_NOT_FOUND') {
+    const where = shared ? shared.location : defaultStateDir(flags);
+    const from = shared ? '--state' : flags.stateDir ? '--state-dir' : process.env.RUBICON_STATE_DIR ? '$RUBICON_STATE_DIR' : 'the default';
+    throw new RubiconError('RUN_NOT_FOUND', `no run ${runId} in ${where} (runs are kept there, from ${from})`, {
+      hint: `\`rubicon status${shared ? ` --state ${shared.location}` : flags.stateDir ? ` --state-dir ${where}` : ''}\` lists the runs kept there; a run kept elsewhere needs --state-dir DIR (the demo keeps its runs in DIR/state and prints the --state-dir at its end)`,
+      cause: e,
+    });
+  }
+  throw e;
+}
+
 function renderer(flags: Flags): Renderer {
   return flags.json ? jsonRenderer() : textRenderer();
 }
@@ -196,7 +257,12 @@ function closing(summary: RunSummary, stateDir: string, shared?: StateStore): st
     for (const [k, v] of Object.entries(summary.plan.policy)) lines.push(`  ${k.padEnd(24)} ${JSON.stringify(v)}`);
     for (const [id, text] of Object.entries(RULES)) lines.push(`  ${s.dim(`${id}: ${text}`)}`);
   }
-  if (summary.gate && !summary.gate.passed) for (const r of summary.gate.reasons) lines.push(`  - ${r}`);
+  for (const f of summary.findings) lines.push(`  ${s.red(f)}`);
+  // Each refusal a sentence of its own.
+  if (summary.gate && !summary.gate.passed) for (const r of summary.gate.refusals) lines.push(`  - ${asSentence(r)}`);
+  if (summary.gate && !summary.gate.passed && summary.gate.refusals.some((r) => r.startsWith('manual step '))) {
+    lines.push(`  to confirm a manual step: rubicon confirm ${summary.runId} STEP --by "NAME", then rubicon resume ${summary.runId} --yes ${shared ? `--state ${shared.location}` : `--state-dir ${stateDir}`}`);
+  }
   if (summary.error) {
     lines.push(`  ${summary.error.code}: ${summary.error.message}`);
     if (summary.error.hint) lines.push(`  next: ${summary.error.hint}`);
@@ -213,8 +279,9 @@ function closing(summary: RunSummary, stateDir: string, shared?: StateStore): st
   if (summary.outcome === 'waiting' && summary.crossingInstructions) lines.push('', ...summary.crossingInstructions.split('\n').map((l) => `  ${l}`));
   if (summary.outcome === 'failed' || summary.outcome === 'interrupted') lines.push(`  resume: rubicon resume ${summary.runId} ${shared ? `--state ${shared.location}` : `--state-dir ${stateDir}`}`);
   if (summary.outcome === 'not-confirmed') {
-    // The target was thawed: crossing later needs a fresh freeze, drift scan and gate, i.e. a new run.
-    lines.push('  to cross: run `rubicon upgrade` again in a terminal, or with --yes in a pipeline (already-stored objects are not copied again)');
+    // The target was thawed: resume freezes it again, scans and captures the drift and evaluates the gate again before it crosses.
+    lines.push(`  to cross: rubicon resume ${summary.runId} --yes ${shared ? `--state ${shared.location}` : `--state-dir ${stateDir}`}`);
+    lines.push('    (it freezes the target again, captures what drifted and evaluates the gate again; nothing proven is redone)');
   }
   return lines.join('\n');
 }
@@ -242,16 +309,22 @@ function interruptSignal(): { signal: AbortSignal; dispose: () => void } {
   };
 }
 
-async function runCommand(command: RunCommand, flags: Flags, hooks?: RunHooks): Promise<number> {
+async function runCommand(command: RunCommand, flags: Flags, hooks?: RunHooks, after?: (s: RunSummary) => string[]): Promise<number> {
   if (!flags.runbook) throw new RubiconError('ARGUMENTS_INVALID', `rubicon ${command} needs --runbook FILE`, { hint: `e.g. rubicon ${command} --runbook runbook.yaml` });
   const stateDir = defaultStateDir(flags);
-  checkStateDir(await loadRunbook(flags.runbook), stateDir); // the journal must not live in what the crossing destroys (docs/coverage.md)
+  const rb = await loadRunbook(flags.runbook);
+  checkStateDir(rb, stateDir); // the journal must not live in what the crossing destroys (docs/coverage.md)
+  requireConfirmation(command, rb, flags);
   const r = renderer(flags);
   const sig = interruptSignal();
   const state = await sharedState(flags);
-  const summary = await startRun(command, flags.runbook, { stateDir, ...(state ? { state } : {}), onEvent: r.onEvent, confirm: confirmer(flags), hooks, signal: sig.signal }).finally(sig.dispose);
-  r.done(summary, closing(summary, stateDir, state));
+  const summary = await startRun(command, flags.runbook, { stateDir, ...(state ? { state } : {}), onEvent: r.onEvent, confirm: confirmer(flags), hooks, signal: sig.signal, report: reportOptions(flags) }).finally(sig.dispose);
+  r.done(summary, [closing(summary, stateDir, state), ...(after?.(summary) ?? [])].join('\n'));
   return summary.exitCode;
+}
+
+function reportOptions(flags: Flags): { junit: { vendorFailures: boolean } } {
+  return { junit: { vendorFailures: flags.junitVendorFailures } };
 }
 
 async function demo(flags: Flags): Promise<number> {
@@ -259,7 +332,13 @@ async function demo(flags: Flags): Promise<number> {
   const layout = await buildSandbox(dir);
   const out = flags.json ? process.stderr : process.stdout;
   out.write(`Sandbox estate in ${layout.dir}\n  target ${layout.target}\n  runbook ${layout.runbook}\n`);
-  return runCommand('upgrade', { ...flags, runbook: layout.runbook, yes: true, stateDir: flags.stateDir ?? layout.stateDir }, technicianHooks(layout.target));
+  const stateDir = path.resolve(flags.stateDir ?? layout.stateDir);
+  return runCommand('upgrade', { ...flags, runbook: layout.runbook, yes: true, stateDir }, technicianHooks(layout.target), (s) => [
+    '',
+    `  This demo's runs are kept in ${stateDir}: pass --state-dir ${stateDir} to look at them, e.g.`,
+    `    rubicon status ${s.runId} --state-dir ${stateDir}`,
+    `    rubicon audit  ${s.runId} --state-dir ${stateDir}`,
+  ]);
 }
 
 async function sandbox(positionals: string[]): Promise<number> {
@@ -287,25 +366,63 @@ async function resume(positionals: string[], flags: Flags): Promise<number> {
   const runId = positionals[0];
   if (!runId) throw new RubiconError('ARGUMENTS_INVALID', 'rubicon resume needs a run id', { hint: 'list runs with `rubicon status`' });
   const stateDir = defaultStateDir(flags);
+  const state = await sharedState(flags);
+  await requireConfirmationToResume(runId, flags, stateDir, state);
   const r = renderer(flags);
   const sig = interruptSignal();
-  const state = await sharedState(flags);
-  const summary = await resumeRun(runId, { stateDir, ...(state ? { state } : {}), onEvent: r.onEvent, confirm: confirmer(flags), signal: sig.signal }).finally(sig.dispose);
+  const summary = await resumeRun(runId, { stateDir, ...(state ? { state } : {}), onEvent: r.onEvent, confirm: confirmer(flags), signal: sig.signal, report: reportOptions(flags) })
+    .catch((e: unknown) => explainMissingRun(e, runId, flags, state))
+    .finally(sig.dispose);
   r.done(summary, closing(summary, stateDir, state));
   return summary.exitCode;
 }
 
+/**
+ * `resume` of a run that would still reach an unconfirmed crossing (one
+ * nobody confirmed, or one stopped before it) with no way to confirm it:
+ * refused before anything runs, as `upgrade` is.
+ */
+async function requireConfirmationToResume(runId: string, flags: Flags, stateDir: string, shared?: StateStore): Promise<void> {
+  if (canConfirm(flags)) return;
+  const store = shared ?? new LocalStateStore(stateDir);
+  const st = deriveState(await store.readJournal(runId).catch((e: unknown) => explainMissingRun(e, runId, flags, shared)));
+  if (st.outcome && !RESUMABLE.has(st.outcome)) return; // nothing to continue: resume prints its summary
+  if (st.crossing?.confirmedBy || st.crossing?.startedAt) return;
+  const copy = (shared ? await shared.runbookCopy(runId) : undefined) ?? store.paths(runId).runbookCopy;
+  const rb = await loadRunbook(copy).catch(() => undefined);
+  if (rb) requireConfirmation(st.command, rb, flags, `rubicon resume ${runId}`);
+}
+
 async function confirm(positionals: string[], flags: Flags): Promise<number> {
   const runId = positionals[0];
+  const stepId = positionals[1];
+  if (runId && stepId && !flags.crossed) {
+    // A manual step of the runbook, confirmed by a named person (journaled with the time).
+    if (!flags.by?.trim()) throw new RubiconError('ARGUMENTS_INVALID', `rubicon confirm ${runId} ${stepId} needs --by NAME: who confirms the step`, { hint: `e.g. rubicon confirm ${runId} ${stepId} --by "Jane Doe"` });
+    const stateDir = defaultStateDir(flags);
+    const state = await sharedState(flags);
+    const r = await confirmManualStep(runId, stepId, flags.by.trim(), { stateDir, ...(state ? { state } : {}) }).catch((e: unknown) => explainMissingRun(e, runId, flags, state));
+    const where = state ? `--state ${state.location}` : `--state-dir ${stateDir}`;
+    if (flags.json) process.stdout.write(JSON.stringify({ kind: 'manual-step.confirmed', runId, ...r }) + '\n');
+    else {
+      process.stdout.write(`manual step ${stepId} of run ${runId} confirmed by ${r.by} at ${r.at} (recorded in the journal)\n`);
+      if (r.outcome === 'refused') process.stdout.write(`  the gate refused this run: \`rubicon resume ${runId} --yes ${where}\` evaluates it again (after a new freeze and drift scan)\n`);
+    }
+    return EXIT.ok;
+  }
   if (!runId || !flags.crossed) {
-    throw new RubiconError('ARGUMENTS_INVALID', 'rubicon confirm needs a run id and --crossed', { hint: 'e.g. rubicon confirm r-20261201-101500-ab12 --crossed --by "Jane Doe"' });
+    throw new RubiconError('ARGUMENTS_INVALID', 'rubicon confirm needs a run id and --crossed (the manual crossing), or a run id and a manual step id (with --by NAME)', {
+      hint: 'e.g. rubicon confirm r-20261201-101500-ab12 --crossed --by "Jane Doe", or rubicon confirm r-20261201-101500-ab12 rollback-snapshot --by "Jane Doe"',
+    });
   }
   const who = flags.by ?? process.env.RUBICON_OPERATOR ?? process.env.USER ?? os.userInfo().username;
   const stateDir = defaultStateDir(flags);
   const r = renderer(flags);
   const sig = interruptSignal();
   const state = await sharedState(flags);
-  const summary = await confirmCrossed(runId, who, { stateDir, ...(state ? { state } : {}), onEvent: r.onEvent, confirm: confirmer(flags), signal: sig.signal }).finally(sig.dispose);
+  const summary = await confirmCrossed(runId, who, { stateDir, ...(state ? { state } : {}), onEvent: r.onEvent, confirm: confirmer(flags), signal: sig.signal, report: reportOptions(flags) })
+    .catch((e: unknown) => explainMissingRun(e, runId, flags, state))
+    .finally(sig.dispose);
   r.done(summary, closing(summary, stateDir, state));
   return summary.exitCode;
 }
@@ -353,7 +470,13 @@ async function status(positionals: string[], flags: Flags): Promise<number> {
     }
     return EXIT.ok;
   }
-  const st = deriveState(shared ? await shared.readJournal(runId) : readJournal(runPaths(stateDir, runId).journal));
+  let records;
+  try {
+    records = shared ? await shared.readJournal(runId) : readJournal(runPaths(stateDir, runId).journal);
+  } catch (e) {
+    explainMissingRun(e, runId, flags, shared);
+  }
+  const st = deriveState(records);
   const checklist = buildChecklist({ items: st.items, artifacts: st.artifacts, copies: st.copies, proofs: st.proofs, driftScans: st.driftScans, captureFailures: st.captureFailures });
   if (flags.json) {
     process.stdout.write(JSON.stringify({ runId, outcome: st.outcome ?? null, phases: st.phases, checklist, gate: st.gate ?? null, rollbackKept: st.rollbackPoint && !st.rollbackReleased ? st.rollbackPoint : null }) + '\n');
@@ -381,7 +504,13 @@ async function report(positionals: string[], flags: Flags): Promise<number> {
   if (!runId) throw new RubiconError('ARGUMENTS_INVALID', 'rubicon report needs a run id', { hint: 'list runs with `rubicon status`' });
   const stateDir = defaultStateDir(flags);
   const paths = runPaths(stateDir, runId);
-  const st = deriveState(readJournal(paths.journal));
+  let records;
+  try {
+    records = readJournal(paths.journal);
+  } catch (e) {
+    explainMissingRun(e, runId, flags);
+  }
+  const st = deriveState(records);
   const checklist = buildChecklist({ items: st.items, artifacts: st.artifacts, copies: st.copies, proofs: st.proofs, driftScans: st.driftScans, captureFailures: st.captureFailures });
   // The same window estimate as the run's own report: an earlier run's crossing of this target, else the runbook's figure.
   const rb = await loadRunbook(existsSync(st.runbookPath) ? st.runbookPath : paths.runbookCopy).catch(() => undefined);
@@ -389,7 +518,7 @@ async function report(positionals: string[], flags: Flags): Promise<number> {
     { listRuns: async () => listRuns(stateDir), readJournal: async (id) => readJournal(runPaths(stateDir, id).journal) },
     { target: st.target, runId, runbookMinutes: rb?.target.expectedCrossingMinutes },
   );
-  const files = await writeReports(st, checklist, paths.reports, crossing ? { expectedCrossing: crossing } : {});
+  const files = await writeReports(st, checklist, paths.reports, { ...reportOptions(flags), ...(crossing ? { expectedCrossing: crossing } : {}) });
   if (flags.html) {
     const html = files.find((f) => f.kind === 'html');
     if (html) await copyFile(html.path, path.resolve(flags.html));
@@ -420,7 +549,7 @@ async function audit(positionals: string[], flags: Flags): Promise<number> {
       process.stdout.write(flags.json ? JSON.stringify({ runId, ok: false, reason: e.message }) + '\n' : `${runId}: NOT INTACT: ${e.message}\n`);
       return EXIT.failure;
     }
-    throw e;
+    explainMissingRun(e, runId, flags, shared);
   }
   const st = deriveState(records);
   // The runbook as resume finds it: the file the run started with where it still is (its relative paths resolve there), else the run's copy.
@@ -460,6 +589,22 @@ async function audit(positionals: string[], flags: Flags): Promise<number> {
 
 export async function main(argv: string[]): Promise<number> {
   const { command, positionals, flags } = parse(argv);
+  if (flags.version || command === 'version') {
+    process.stdout.write(`rubicon ${RUBICON_VERSION}\n`);
+    return EXIT.ok;
+  }
+  if (command === 'help' && positionals[0] && COMMANDS[positionals[0]]) {
+    process.stdout.write(commandHelp(positionals[0]));
+    return EXIT.ok;
+  }
+  if (flags.help && command && COMMANDS[command]) {
+    process.stdout.write(commandHelp(command));
+    return EXIT.ok;
+  }
+  if (command && !COMMANDS[command] && command !== 'help') {
+    const guess = closest(command, Object.keys(COMMANDS));
+    throw new RubiconError('ARGUMENTS_INVALID', `unknown command "${command}"${guess ? `: did you mean \`rubicon ${guess}\`?` : ''}`, { hint: 'see `rubicon --help`' });
+  }
   if (flags.help || !command || command === 'help') {
     process.stdout.write(HELP);
     return command || flags.help ? EXIT.ok : EXIT.invalidInput;
@@ -523,10 +668,25 @@ if (isMain) {
     (e: unknown) => {
       const json = process.argv.includes('--json');
       if (isRubiconError(e)) {
-        if (json) process.stdout.write(JSON.stringify({ kind: 'error', code: e.code, message: e.message, hint: e.hint, details: e.details }) + '\n');
+        if (json) {
+          process.stdout.write(JSON.stringify({ kind: 'error', code: e.code, message: e.message, hint: e.hint, details: e.details }) + '\n');
+          // Every --json run ends with a summary line, a run that never began included (docs/events.md).
+          const line: SummaryLine = {
+            kind: 'summary',
+            runId: null,
+            outcome: e.exitCode === EXIT.invalidInput ? 'invalid-input' : 'failed',
+            exitCode: e.exitCode,
+            error: { code: e.code, message: e.message, ...(e.hint ? { hint: e.hint } : {}) },
+          };
+          process.stdout.write(JSON.stringify(line) + '\n');
+        }
         process.stderr.write(`rubicon: ${e.message}\n${e.hint ? `  fix: ${e.hint}\n` : ''}`);
       } else {
         process.stderr.write(`rubicon: internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+        if (json) {
+          const line: SummaryLine = { kind: 'summary', runId: null, outcome: 'failed', exitCode: EXIT.failure, error: { code: 'INTERNAL', message: e instanceof Error ? e.message : String(e) } };
+          process.stdout.write(JSON.stringify(line) + '\n');
+        }
       }
       process.exitCode = exitCodeOf(e);
     },

@@ -66,10 +66,46 @@ function fmtBytes(n: number): string {
   return `${i ? n.toFixed(1) : n} ${u[i]}`;
 }
 
-export function textRenderer(out: NodeJS.WriteStream = process.stdout): Renderer {
+/** m:ss or h:mm:ss. */
+function fmtClock(seconds: number): string {
+  const t = Math.max(0, Math.round(seconds));
+  const h = Math.floor(t / 3600);
+  const m = Math.floor((t % 3600) / 60);
+  const sec = String(t % 60).padStart(2, '0');
+  return h ? `${h}:${String(m).padStart(2, '0')}:${sec}` : `${m}:${sec}`;
+}
+
+/**
+ * One progress line, at most `columns - 1` characters (a line that fills
+ * the last column makes some terminals wrap): the bar, the step (shortened
+ * with "…" when it must be), done / total, and once the step has run for a
+ * second the rate and the time left. Pure.
+ */
+export function progressLine(p: { step: string; done: number; total: number; unit: 'bytes' | 'files' | 'items' }, elapsedMs: number, doneSinceStart: number, columns: number): string {
+  const width = columns >= 100 ? 28 : 16;
+  const frac = p.total > 0 ? Math.min(1, p.done / p.total) : 1;
+  const filled = Math.round(frac * width);
+  const amount = p.unit === 'bytes' ? `${fmtBytes(p.done)} / ${fmtBytes(p.total)}` : `${p.done} / ${p.total} ${p.unit}`;
+  let tail = amount;
+  if (elapsedMs >= 1000 && doneSinceStart > 0 && p.done < p.total) {
+    const perSecond = doneSinceStart / (elapsedMs / 1000);
+    const rate = p.unit === 'bytes' ? `${fmtBytes(perSecond)}/s` : `${perSecond.toFixed(perSecond < 10 ? 1 : 0)} ${p.unit}/s`;
+    tail += `  ${rate}  ${fmtClock((p.total - p.done) / perSecond)} left`;
+  }
+  const head = `  [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] `;
+  const room = Math.max(0, columns - 1 - head.length - tail.length - 1);
+  const step = p.step.length <= room ? p.step : room > 1 ? `${p.step.slice(0, room - 1)}…` : '';
+  return `${head}${step}${step ? ' ' : ''}${tail}`.slice(0, Math.max(0, columns - 1));
+}
+
+/** `now`: the clock of the progress throttle and rate (tests pass their own). */
+export function textRenderer(out: NodeJS.WriteStream = process.stdout, now: () => number = Date.now): Renderer {
   const tty = Boolean(out.isTTY);
   const s = style(tty);
   let barShown = false;
+  // Per step: when it started and how far it was, for the rate; when the bar was last drawn, for the throttle.
+  const started = new Map<string, { t: number; done: number }>();
+  let lastDraw = Number.NEGATIVE_INFINITY;
   const clearBar = () => {
     if (barShown) {
       out.write('\r\x1b[2K');
@@ -85,11 +121,13 @@ export function textRenderer(out: NodeJS.WriteStream = process.stdout): Renderer
       if (e.kind === 'progress') {
         if (e.type === 'log') return line(`  ${e.level === 'warn' ? s.yellow('!') : e.level === 'error' ? s.red('✘') : '·'} ${e.message}`);
         if (!tty) return;
-        const width = 28;
-        const frac = e.total > 0 ? Math.min(1, e.done / e.total) : 1;
-        const filled = Math.round(frac * width);
-        const amount = e.unit === 'bytes' ? `${fmtBytes(e.done)} / ${fmtBytes(e.total)}` : `${e.done} / ${e.total}`;
-        out.write(`\r\x1b[2K  [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${e.step} ${amount}`);
+        const t = now();
+        const first = started.get(e.step) ?? { t, done: e.done };
+        if (!started.has(e.step)) started.set(e.step, first);
+        // At most ten redraws a second (and always the last): a fast copy must not flood the terminal.
+        if (t - lastDraw < 100 && e.done < e.total) return;
+        lastDraw = t;
+        out.write(`\r\x1b[2K${progressLine(e, t - first.t, e.done - first.done, out.columns || 80)}`);
         barShown = true;
         return;
       }
@@ -103,11 +141,15 @@ export function textRenderer(out: NodeJS.WriteStream = process.stdout): Renderer
           return line(`\n${s.bold(PHASE_TITLES[ev.phase])}`);
         case 'item.discovered': {
           const it = ev.item;
-          const tag = it.kind === 'volume' ? 'everything capture' : it.declared ? (it.discovered ? 'declared' : s.red('declared, NOT FOUND')) : s.yellow('found, not declared');
+          // `rubicon verify` knows items from the vaults' index, not from the target: say so, not "found, not declared".
+          const fromVaults = it.facts?.source === 'vault index';
+          const tag = fromVaults ? 'in the vaults' : it.kind === 'volume' ? 'everything capture' : it.declared ? (it.discovered ? 'declared' : s.red('declared, NOT FOUND')) : s.yellow('found, not declared');
           return line(`  ${it.kind.padEnd(8)} ${it.name.padEnd(22)} ${tag}  ${s.dim(it.why.join('; '))}`);
         }
         case 'artifact.captured': {
           const a = ev.artifact;
+          // An artifact read back from a vault index has no file counts here (the proof below says what it holds).
+          if (a.provenance.tool === 'from vault index') return line(`      ${s.dim(`by ${a.method}`)}`);
           const delta = a.changed ? ` (delta: ${a.changed.length} changed)` : '';
           return line(`  ${s.green('✔')} ${a.itemId} by ${a.method}: ${a.fileCount} files, ${fmtBytes(a.bytes)}${delta}`);
         }

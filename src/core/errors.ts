@@ -85,6 +85,12 @@ export const ERROR_CODES = {
   LOCK_LOST: EXIT.failure,
   /** Before capture of an upgrade: an engine's landing preflight says the server the target lands on cannot take what it runs now; nothing was captured or changed. */
   PREFLIGHT_REFUSED: EXIT.gateRefused,
+  /**
+   * A command that would reach the crossing cannot ask for its confirmation
+   * (no terminal, or --json) and was not given --yes: refused before anything
+   * runs, so an application is never stopped for nothing.
+   */
+  CONFIRMATION_UNAVAILABLE: EXIT.invalidInput,
 } as const;
 export type ErrorCode = keyof typeof ERROR_CODES;
 

@@ -140,6 +140,12 @@ export type JournalEvent =
   | { type: 'grant.issued'; grant: { id: string; vault: string; machine: string; mode: 'read' | 'write'; expiresAt: string; dir: string } }
   /** Grants whose key was removed from the vault host (and whose folder on the machine was removed, unless `folderLeft`). */
   | { type: 'grant.revoked'; grantIds: string[]; folderLeft?: boolean }
+  /**
+   * A person confirmed a manual step of the runbook (`rubicon confirm RUN_ID
+   * STEP --by NAME`); the record's time is the confirmation's time. The gate
+   * reads it as the step's confirmedBy / confirmedAt.
+   */
+  | { type: 'manual-step.confirmed'; stepId: string; by: string }
   /** A signal stopped the run; it was thawed and `rubicon resume` continues it. */
   | { type: 'run.interrupted'; signal: string }
   | { type: 'run.completed'; outcome: RunOutcome; exitCode: number; error?: { code: string; message: string } };

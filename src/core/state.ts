@@ -297,6 +297,9 @@ export function reduce(state: RunState | undefined, record: JournalRecord): RunS
     case 'run.interrupted':
       s.outcome = 'interrupted';
       break;
+    case 'manual-step.confirmed':
+      s.manualSteps = s.manualSteps.map((m) => (m.id === e.stepId ? { ...m, confirmedBy: e.by, confirmedAt: at } : m));
+      break;
     case 'scope.declared':
       s.scope = e.scope;
       break;

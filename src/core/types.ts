@@ -8,7 +8,7 @@
  * otherwise.
  */
 
-/** Phases in the order a run goes through them (DESIGN.md). */
+/** Phases in the order a run goes through them (README.md, "What the demo shows"). */
 export const PHASES = [
   'discover',
   'capture',

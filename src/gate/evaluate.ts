@@ -723,7 +723,7 @@ function ruleManualSteps(ctx: Context): Draft[] {
         status: 'fail' as const,
         reason: Number.isNaN(maxAgeMs)
           ? `manual step ${s.id}: policy.maxConfirmationAgeHours is ${JSON.stringify(maxAge) ?? 'undefined'}, not a number of hours, so no confirmation can be shown fresh`
-          : `manual step ${s.id} ("${s.description}") was confirmed at ${s.confirmedAt}, more than ${maxAge} h (policy.maxConfirmationAgeHours) before the gate: confirm it again in the runbook (confirmedBy, confirmedAt)`,
+          : `manual step ${s.id} ("${s.description}") was confirmed at ${s.confirmedAt}, more than ${maxAge} h (policy.maxConfirmationAgeHours) before the gate: confirm it again (rubicon confirm RUN_ID ${s.id} --by NAME, then rubicon resume RUN_ID)`,
         evidence: [s.id],
       };
     }
@@ -739,7 +739,7 @@ function ruleManualSteps(ctx: Context): Draft[] {
           rule: 'manual-steps.confirmed' as const,
           subject: s.id,
           status: 'fail' as const,
-          reason: `manual step ${s.id} ("${s.description}") is not confirmed with who and a valid time no later than the gate's; confirm it in the runbook (confirmedBy, confirmedAt)`,
+          reason: `manual step ${s.id} ("${s.description}") is not confirmed with who and a valid time no later than the gate's; a person confirms it with rubicon confirm RUN_ID ${s.id} --by NAME, then rubicon resume RUN_ID, or in the runbook (confirmedBy, confirmedAt)`,
           evidence: [s.id],
         };
   });

@@ -1,7 +1,7 @@
 import type { Policy } from '../core/types.ts';
 
 /**
- * The default policy (DESIGN.md "Default policy") and the table of gate rules.
+ * The default policy (docs/gate.md) and the table of gate rules.
  *
  * Contract: pure data and pure functions. A runbook may only make the policy
  * stricter; anything looser (see `loosenings`) needs an override with a

@@ -16,17 +16,22 @@ import type { RunState } from '../core/state.ts';
 import type { ChecklistRow } from '../core/types.ts';
 import { renderHtml } from './html.ts';
 import { renderJson } from './json.ts';
-import { renderJunit } from './junit.ts';
+import { renderJunit, type JunitOptions } from './junit.ts';
 import { renderMarkdown } from './markdown.ts';
-import { buildReportModel, type ReportModel, type ReportOptions } from './model.ts';
+import { buildReportModel, type ReportModel, type ReportOptions as ModelOptions } from './model.ts';
 
 export type ReportKind = 'json' | 'markdown' | 'html' | 'junit';
 
-export const REPORT_FILES: Record<ReportKind, { file: string; render: (m: ReportModel) => string }> = {
+/** How the reports are written: the model's options (the crossing's expected duration) and the JUnit file's treatment of the vendor's failed proof. */
+export interface ReportOptions extends ModelOptions {
+  junit?: JunitOptions;
+}
+
+export const REPORT_FILES: Record<ReportKind, { file: string; render: (m: ReportModel, o: ReportOptions) => string }> = {
   json: { file: 'report.json', render: renderJson },
   markdown: { file: 'checklist.md', render: renderMarkdown },
   html: { file: 'report.html', render: renderHtml },
-  junit: { file: 'junit.xml', render: renderJunit },
+  junit: { file: 'junit.xml', render: (m, o) => renderJunit(m, o.junit) },
 };
 
 async function writeAtomic(path: string, text: string): Promise<void> {
@@ -50,16 +55,16 @@ export async function writeReports(
   state: RunState,
   checklist: ChecklistRow[],
   dir: string,
-  opts: ReportOptions = {},
+  options: ReportOptions = {},
 ): Promise<{ kind: ReportKind; path: string }[]> {
-  const model = buildReportModel(state, checklist, opts);
+  const model = buildReportModel(state, checklist, options);
   const written: { kind: ReportKind; path: string }[] = [];
   try {
     await mkdir(dir, { recursive: true });
     for (const kind of Object.keys(REPORT_FILES) as ReportKind[]) {
       const { file, render } = REPORT_FILES[kind];
       const path = join(dir, file);
-      await writeAtomic(path, render(model));
+      await writeAtomic(path, render(model, options));
       written.push({ kind, path });
     }
   } catch (e) {
@@ -73,10 +78,10 @@ export async function writeReports(
 }
 
 export { buildReportModel, describeWindow, maintenanceWindow } from './model.ts';
-export type { CrossingExpectation, ReportModel, ReportOptions, WindowEstimate } from './model.ts';
+export type { CrossingExpectation, ReportModel, WindowEstimate } from './model.ts';
 export { expectedCrossing } from './previous.ts';
 export { renderHtml } from './html.ts';
 export { renderJson } from './json.ts';
-export { renderJunit } from './junit.ts';
+export { renderJunit, type JunitOptions } from './junit.ts';
 export { renderMarkdown } from './markdown.ts';
 export { redact } from './redact.ts';

@@ -6,8 +6,13 @@
  * every string is escaped and characters XML 1.0 forbids (most control
  * characters, lone surrogates) are replaced by U+FFFD. A `warn` or
  * `overridden` rule passes (it is printed in <system-out>), exactly as the
- * gate treats it; a `fail` rule, a failed proof and a failed landing
- * validation are failures.
+ * gate treats it; a `fail` rule, a failed proof of Rubicon's own artifact
+ * and a failed landing validation are failures. A failed proof of the
+ * vendor's artifact is a finding, not a failure, by default (a successful
+ * rebuild must not fail the pipeline over the vendor's job, which the gate
+ * itself only warns about): it is written as <system-out> with a
+ * "WARNING" line and counted nowhere; `vendorFailures: true`
+ * (`--junit-vendor-failures`) makes it a <failure> again.
  */
 import { formatDuration, type ReportModel } from './model.ts';
 
@@ -49,7 +54,12 @@ function suite(name: string, timestamp: string, cases: Case[]): string {
   return `  <testsuite name="${xml(name)}" tests="${cases.length}" failures="${failures}" errors="0" skipped="0" time="${seconds(time)}" timestamp="${xml(timestamp)}">\n${body}${body ? '\n' : ''}  </testsuite>`;
 }
 
-export function renderJunit(m: ReportModel): string {
+export interface JunitOptions {
+  /** Count a failed proof of the vendor's artifact as a failure (default: a warning). */
+  vendorFailures?: boolean;
+}
+
+export function renderJunit(m: ReportModel, o: JunitOptions = {}): string {
   const gateCases: Case[] = (m.gate?.rules ?? []).map((r) => {
     const c: Case = { classname: `rubicon.gate.${r.rule}`, name: `${r.rule}${r.itemName ? ` [${r.itemName}]` : ''}`, timeMs: 0 };
     const lines = [`${r.status}: ${r.reason}`, ...(r.override ? [`override by ${r.override.by}: ${r.override.reason}`] : []), ...r.evidence.map((e) => `evidence: ${e}`)];
@@ -65,7 +75,10 @@ export function renderJunit(m: ReportModel): string {
       timeMs: p.durationMs,
     };
     const lines = p.checks.map((ch) => `${ch.status} ${ch.name} (${formatDuration(ch.durationMs)}): ${ch.detail}`);
-    if (p.outcome === 'failed') {
+    if (p.outcome === 'failed' && p.origin === 'vendor' && !o.vendorFailures) {
+      const first = p.checks.find((ch) => ch.status !== 'passed');
+      c.out = [`WARNING vendor-backup-not-restorable: ${p.plain ?? (first ? `${first.name}: ${first.detail}` : 'proof failed')} (a finding, not a failure: --junit-vendor-failures counts it)`, ...lines].join('\n');
+    } else if (p.outcome === 'failed') {
       const first = p.checks.find((ch) => ch.status !== 'passed');
       c.failure = {
         type: p.origin === 'vendor' ? 'vendor-backup-not-restorable' : 'proof-failed',

@@ -28,7 +28,7 @@ import type { Host } from '../hosts/host.ts';
 import { knownHostKeys, osReleaseMatches, readIdentity } from '../machines/identity.ts';
 import { restoreServices, serviceState, stopServices } from '../machines/services.ts';
 import { captureDatabaseRemote, captureFolderRemote, discoverRemote, driftRemote, landItemRemote, proveRemote } from './remote.ts';
-import { writeReports, type CrossingExpectation } from '../report/index.ts';
+import { writeReports, type ReportOptions } from '../report/index.ts';
 import type { RunContext } from './context.ts';
 import { signIndexEntry } from '../trust/index-entry.ts';
 import type { ArtifactIndexEntry } from '../vaults/vault.ts';
@@ -984,7 +984,7 @@ async function landEngineItem(ctx: RunContext, item: Item, pick: Artifact, vault
  * the reports are written before run.completed (so a crash in between
  * leaves a resumable run) and must already show how it ended.
  */
-export async function report(ctx: RunContext, ending: Pick<RunState, 'outcome' | 'exitCode' | 'error'>, expectedCrossing?: CrossingExpectation): Promise<void> {
+export async function report(ctx: RunContext, ending: Pick<RunState, 'outcome' | 'exitCode' | 'error'>, options: ReportOptions = {}): Promise<void> {
   const s = { ...ctx.state(), ...ending, finishedAt: ctx.now().toISOString() };
   const checklist = buildChecklist({
     items: s.items,
@@ -994,7 +994,7 @@ export async function report(ctx: RunContext, ending: Pick<RunState, 'outcome' |
     driftScans: s.driftScans,
     captureFailures: s.captureFailures,
   });
-  const files = await writeReports(s, checklist, ctx.paths.reports, expectedCrossing ? { expectedCrossing } : {});
+  const files = await writeReports(s, checklist, ctx.paths.reports, options);
   ctx.record({ type: 'report.written', files });
 }
 

@@ -8,10 +8,12 @@ import { buildChecklist } from '../inventory/checklist.ts';
 import { describeTally, tally32110 } from '../gate/rule-32110.ts';
 import { buildReportModel, describeWindow, type CrossingExpectation } from '../report/model.ts';
 import { expectedCrossing } from '../report/previous.ts';
+import type { RunSummary } from '../core/summary.ts';
+import type { ReportOptions } from '../report/index.ts';
 import { checkBeforeStart, loadRunbook, type Runbook } from '../runbook/load.ts';
 import { createContext, type Confirmation, type RunContext, type RunHooks } from './context.ts';
 import { rethrowIfCrashed } from './faults.ts';
-import { newRunId, type Journal } from './journal.ts';
+import { listRuns, newRunId, readJournal, runPaths, type Journal } from './journal.ts';
 import { LocalStateStore, type StateStore } from '../state/store.ts';
 import { acquireRemoteTargetLock, acquireTargetLock, holderFor } from './target-lock.ts';
 import * as phases from './phases.ts';
@@ -19,8 +21,11 @@ import { auditRecords, recordSigner } from './audit.ts';
 import { runSigner } from '../trust/keyring.ts';
 import { verifierFrom, type KeySource } from '../trust/keys.ts';
 import { proveVaultArtifacts } from './verify.ts';
+import { damagedSources } from './findings.ts';
 
 export const RUBICON_VERSION = '0.1.0';
+
+export type { RunSummary, StoppedSummary, SummaryLine } from '../core/summary.ts';
 
 /** Which phases each command runs, in order. `report` always ends a run. */
 export const COMMAND_PHASES: Record<RunCommand, Phase[]> = {
@@ -31,28 +36,6 @@ export const COMMAND_PHASES: Record<RunCommand, Phase[]> = {
   upgrade: ['discover', 'capture', 'prove', 'freeze', 'final-capture', 'gate', 'crossing', 'landing'],
 };
 
-export interface RunSummary {
-  runId: string;
-  outcome: RunOutcome;
-  exitCode: number;
-  gate: { passed: boolean; reasons: string[] } | null;
-  checklist: ChecklistRow[];
-  artifacts: { id: string; itemId: string; method: string; origin: string; bytes: number; files: number }[];
-  proofs: { id: string; artifactId: string; outcome: string; vault: string; durationMs: number; failed: string[] }[];
-  drift: { itemId: string; stage: string; changes: number; paths: string[] }[];
-  reports: { kind: string; path: string }[];
-  error?: { code: string; message: string; hint?: string };
-  stateDir: string;
-  /** True when this run rebuilt its target (upgrade, or a rehearsal on a staging target). */
-  crossed: boolean;
-  /** The maintenance window predicted from measured restore durations (see the report's estimate). */
-  window: { totalMs: number; withMarginMs: number; unknownItems: string[]; /** The report's own sentence (describeWindow). */ text: string } | null;
-  /** At a manual crossing: what the engineer must do. */
-  crossingInstructions?: string;
-  /** What the run would do: methods per item, the vaults, the policy in force. */
-  plan: { methods: { itemId: string; methods: string[] }[]; vaults: string[]; policy: RunState['policy']; rule32110: { holds: boolean; text: string } };
-}
-
 export interface CommonOptions {
   stateDir: string;
   /** Where runs are kept; default: the local state directory `stateDir` (src/state/store.ts). */
@@ -62,6 +45,8 @@ export interface CommonOptions {
   confirm: (ctx: RunContext) => Promise<Confirmation>;
   hooks?: RunHooks;
   signal?: AbortSignal;
+  /** How the reports are written (e.g. `--junit-vendor-failures`). */
+  report?: ReportOptions;
 }
 
 export function summarize(state: RunState, stateDir: string, error?: RubiconError, crossingExpected?: CrossingExpectation): RunSummary {
@@ -78,10 +63,19 @@ export function summarize(state: RunState, stateDir: string, error?: RubiconErro
     runId: state.runId,
     outcome: state.outcome ?? 'failed',
     exitCode: state.exitCode ?? EXIT.failure,
-    gate: state.gate ? { passed: state.gate.passed, reasons: state.gate.reasons } : null,
+    gate: state.gate
+      ? {
+          passed: state.gate.passed,
+          reasons: state.gate.reasons,
+          refusals: state.gate.results.filter((r) => r.status === 'fail').map((r) => r.reason),
+          warnings: state.gate.results.filter((r) => r.status === 'warn' || r.status === 'overridden').map((r) => r.reason),
+        }
+      : null,
     checklist,
     crossed: Boolean(state.crossing?.completedAt),
-    window: estimate ? { totalMs: estimate.totalMs, withMarginMs: estimate.withMarginMs, unknownItems: estimate.unknownItems, text: describeWindow(estimate) } : null,
+    window: estimate
+      ? { totalMs: estimate.totalMs, withMarginMs: estimate.withMarginMs, unknownItems: estimate.unknownItems, crossing: estimate.crossing.ms === null ? null : { ms: estimate.crossing.ms, source: estimate.crossing.text }, text: describeWindow(estimate) }
+      : null,
     artifacts: state.artifacts.map((a) => ({ id: a.id, itemId: a.itemId, method: a.method, origin: a.origin, bytes: a.bytes, files: a.fileCount })),
     proofs: state.proofs.map((p) => ({
       id: p.id,
@@ -91,8 +85,9 @@ export function summarize(state: RunState, stateDir: string, error?: RubiconErro
       durationMs: p.durationMs,
       failed: p.checks.filter((c) => c.status !== 'passed').map((c) => `${c.name}: ${c.status}${c.detail ? ` (${c.detail})` : ''}`),
     })),
-    drift: latestDrift(state).map((d) => ({ itemId: d.itemId, stage: d.stage, changes: d.changes.length, paths: d.changes.slice(0, 20).map((c) => `${c.kind} ${c.path}`) })),
+    drift: everyDrift(state).map((d) => ({ itemId: d.itemId, stage: d.stage, changes: d.changes.length, paths: d.changes.slice(0, 20).map((c) => `${c.kind} ${c.path}`) })),
     reports: state.reports,
+    findings: damagedSources(state),
     ...(state.outcome === 'waiting' && state.crossingInstructions ? { crossingInstructions: state.crossingInstructions } : {}),
     plan: {
       methods: state.items.map((i) => ({ itemId: i.id, methods: i.methods })),
@@ -104,6 +99,21 @@ export function summarize(state: RunState, stateDir: string, error?: RubiconErro
     ...(state.error || error ? { error: { code: error?.code ?? state.error!.code, message: error?.message ?? state.error!.message, hint: error?.hint } } : {}),
     stateDir,
   };
+}
+
+/**
+ * Every drift found in the run, across its stages (freeze, final capture,
+ * before the gate): the newest scan per item and stage, those with changes
+ * first in the order they were found; an item whose every scan was clean
+ * appears once, with its newest scan (0 changes). The freeze's 3 changes stay
+ * visible after the final capture's scan found none.
+ */
+export function everyDrift(state: RunState): RunState['driftScans'] {
+  const byKey = new Map<string, RunState['driftScans'][number]>();
+  for (const d of state.driftScans) if (d.changes.length > 0) byKey.set(`${d.itemId}\u0000${d.stage}`, d);
+  const withChanges = [...byKey.values()];
+  const clean = latestDrift(state).filter((d) => !withChanges.some((w) => w.itemId === d.itemId));
+  return [...withChanges, ...clean];
 }
 
 /** Starts a new run. Input errors (runbook) throw before anything is written. */
@@ -140,7 +150,7 @@ export async function startRun(command: RunCommand, runbookFile: string, o: Comm
     for (const w of runbook.warnings) ctx.record({ type: 'note', level: 'warn', message: w });
     // A shared store has the run's start and its runbook copy before any phase runs (another agent can resume it).
     await store.flush(runId);
-    return await drive(ctx, o.stateDir, store);
+    return await drive(ctx, o.stateDir, store, o.report);
   } finally {
     journal?.close();
     await release();
@@ -163,14 +173,53 @@ export async function confirmCrossed(runId: string, who: string, o: CommonOption
   return resumeRun(runId, { ...o, confirm: async () => ({ confirmed: true, by: 'command', who }) });
 }
 
+/**
+ * `rubicon confirm RUN_ID STEP --by NAME`: a person confirms a manual step
+ * of the run's runbook. Journals who and when (the record's time), signed
+ * like every record; the gate reads it as the step's confirmation. A run the
+ * gate refused for want of it goes on with `rubicon resume RUN_ID`. Not
+ * destructive; confirming a step twice records it twice (the newest counts).
+ */
+export async function confirmManualStep(runId: string, stepId: string, by: string, o: Pick<CommonOptions, 'stateDir' | 'state'>): Promise<{ stepId: string; by: string; at: string; outcome: RunOutcome | undefined }> {
+  const store = o.state ?? new LocalStateStore(o.stateDir);
+  const records = await store.readJournal(runId);
+  const before = deriveState(records);
+  const step = before.manualSteps.find((m) => m.id === stepId);
+  if (!step) {
+    throw new RubiconError('ARGUMENTS_INVALID', `run ${runId} has no manual step "${stepId}" (its runbook declares ${before.manualSteps.map((m) => m.id).join(', ') || 'none'})`, {
+      hint: `e.g. rubicon confirm ${runId} ${before.manualSteps[0]?.id ?? 'STEP'} --by "Jane Doe"`,
+    });
+  }
+  const runbook = await loadRunbook(existsSync(before.runbookPath) ? before.runbookPath : ((await store.runbookCopy(runId)) ?? before.runbookPath));
+  const { signer } = runSigner({ ...(signingKeyOf(runbook) ? { source: signingKeyOf(runbook)! } : {}), stateDir: o.stateDir });
+  const audit = auditRecords(records, verifierFrom(signer.publicKeyPem));
+  if (!audit.ok) throw new RubiconError('EVIDENCE_INVALID', `the journal of run ${runId} cannot be trusted: record ${audit.firstBad.seq} (${audit.firstBad.type}) ${audit.firstBad.reason}`, { hint: `see \`rubicon audit ${runId}\`` });
+  const release = await lockTarget(store, runbook, runId);
+  let journal: Journal | undefined;
+  try {
+    journal = await store.openJournal(runId);
+    journal.signWith(recordSigner(signer));
+    const at = new Date();
+    journal.append({ type: 'manual-step.confirmed', stepId, by }, at);
+    await store.flush(runId);
+    return { stepId, by, at: at.toISOString(), outcome: before.outcome };
+  } finally {
+    journal?.close();
+    await release();
+  }
+}
+
 /** Continues a run from its journal: the normal path after a crash. */
 export async function resumeRun(runId: string, o: CommonOptions): Promise<RunSummary> {
   const store = o.state ?? new LocalStateStore(o.stateDir);
   const paths = store.paths(runId);
   const records = await store.readJournal(runId);
   const before = deriveState(records);
-  // Terminal outcomes are final; a failed, interrupted or waiting run goes on.
-  if (before.outcome && !RESUMABLE.has(before.outcome)) {
+  // Terminal outcomes are final; a failed, interrupted, waiting or not-confirmed run goes on, and so does a
+  // refused one in which a person confirmed a manual step after the refusal (the gate is evaluated again).
+  const lastEnd = records.findLastIndex((r) => r.event.type === 'run.completed');
+  const confirmedSince = before.outcome === 'refused' && records.slice(lastEnd + 1).some((r) => r.event.type === 'manual-step.confirmed');
+  if (before.outcome && !RESUMABLE.has(before.outcome) && !confirmedSince) {
     return summarize(before, o.stateDir);
   }
   // Another agent (shared state): its runbook path may not exist here; the run's own copy does.
@@ -196,7 +245,18 @@ export async function resumeRun(runId: string, o: CommonOptions): Promise<RunSum
     journal.signWith(recordSigner(signer));
     const ctx = await createContext({ runId, paths, runbook, journal, onEvent: o.onEvent, confirm: o.confirm, hooks: o.hooks, signal: o.signal, signer });
     ctx.record({ type: 'run.resumed', pid: process.pid });
-    return await drive(ctx, o.stateDir, store);
+    if (before.outcome === 'not-confirmed' || confirmedSince) {
+      // Nobody confirmed the crossing and the target was thawed: what was proven still stands, but the
+      // target has run since. Freeze again, scan the drift and capture it, evaluate the gate again, then cross.
+      ctx.record({
+        type: 'phases.reopened',
+        phases: ['freeze', 'final-capture', 'gate', 'crossing'],
+        reason: confirmedSince
+          ? 'a manual step was confirmed after the gate refused: the target is frozen again, its drift scanned and captured, and the gate evaluated again before any crossing'
+          : 'the crossing was not confirmed and the target was thawed: it is frozen again, its drift scanned and captured, and the gate evaluated again before the crossing',
+      });
+    }
+    return await drive(ctx, o.stateDir, store, o.report);
   } finally {
     journal?.close();
     await release();
@@ -234,7 +294,7 @@ export function signingKeyOf(rb: Runbook): KeySource | undefined {
 }
 
 /** Outcomes a resume continues from. */
-export const RESUMABLE: ReadonlySet<RunOutcome> = new Set(['failed', 'interrupted', 'waiting']);
+export const RESUMABLE: ReadonlySet<RunOutcome> = new Set(['failed', 'interrupted', 'waiting', 'not-confirmed']);
 
 const PHASE_FNS: Record<Exclude<Phase, 'gate' | 'crossing' | 'landing' | 'report'>, (ctx: RunContext) => Promise<void>> = {
   discover: phases.discover,
@@ -249,7 +309,7 @@ const PHASE_FNS: Record<Exclude<Phase, 'gate' | 'crossing' | 'landing' | 'report
  * refusal (gate, confirmation) ends the run before the crossing with exit
  * 2 and the target thawed and untouched.
  */
-async function drive(ctx: RunContext, stateDir: string, store: StateStore): Promise<RunSummary> {
+async function drive(ctx: RunContext, stateDir: string, store: StateStore, reportOptions: ReportOptions = {}): Promise<RunSummary> {
   const command = ctx.state().command;
   // A rehearsal on a staging target goes all the way: that is what rehearsing an upgrade means there.
   const phaseList = command === 'rehearse' && ctx.runbook.target.stage === 'staging' ? COMMAND_PHASES.upgrade : COMMAND_PHASES[command];
@@ -282,6 +342,8 @@ async function drive(ctx: RunContext, stateDir: string, store: StateStore): Prom
     }
     for (const phase of phaseList) {
       if (isPhaseDone(ctx.state(), phase)) continue;
+      // A signal stops the run between phases too (not only inside a machine's step): above all, no crossing begins after it.
+      if (ctx.signal?.aborted) throw new Error('interrupted');
       const t0 = performance.now();
       ctx.record({ type: 'phase.started', phase });
       let stop = false;
@@ -370,7 +432,7 @@ async function drive(ctx: RunContext, stateDir: string, store: StateStore): Prom
   try {
     const t0 = performance.now();
     ctx.record({ type: 'phase.started', phase: 'report' });
-    await phases.report(ctx, { outcome, exitCode, ...(failure ? { error: { code: failure.code, message: failure.message } } : {}) }, crossingExpected);
+    await phases.report(ctx, { outcome, exitCode, ...(failure ? { error: { code: failure.code, message: failure.message } } : {}) }, { ...reportOptions, ...(crossingExpected ? { expectedCrossing: crossingExpected } : {}) });
     ctx.record({ type: 'phase.completed', phase: 'report', durationMs: Math.round(performance.now() - t0) });
   } catch (e) {
     rethrowIfCrashed(e);

@@ -55,14 +55,15 @@ export async function proveVaultArtifacts(ctx: RunContext): Promise<void> {
     if (!known.has(e.itemId)) {
       const item: Item = {
         id: e.itemId,
-        kind: kind === 'database' ? 'database' : 'folder',
+        // The item as the vault index names it (`volume:.` is the everything capture, not a folder).
+        kind: kind === 'database' ? 'database' : kind === 'volume' ? 'volume' : 'folder',
         name: kind === 'database' ? rest.slice(1).join(':') : rest.join(':'),
         declared: false,
         discovered: true,
         engine,
         location: kind === 'database' ? '' : rest.join(':'),
         facts: { source: 'vault index' },
-        why: ['found in the vaults by `rubicon verify`'],
+        why: [`last captured ${e.capturedAt} by run ${e.runId}`],
         methods: [],
       };
       ctx.record({ type: 'item.discovered', item });

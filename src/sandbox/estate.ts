@@ -128,8 +128,12 @@ export async function buildSandbox(dir: string, options: SandboxOptions = {}): P
   return L;
 }
 
-export function sandboxRunbook(vendorMode: string, confirmedAt: Date): string {
-  return `# Rubicon runbook for the sandbox estate (written by \`rubicon sandbox\`).
+/** The runbook's JSON Schema in this installation (docs/runbook.md): editors read it through the first line. */
+export const RUNBOOK_SCHEMA_FILE = fileURLToPath(new URL('../../docs/schema/runbook.schema.json', import.meta.url));
+
+export function sandboxRunbook(vendorMode: string, confirmedAt: Date, schema: string = RUNBOOK_SCHEMA_FILE): string {
+  return `# yaml-language-server: $schema=${schema}
+# Rubicon runbook for the sandbox estate (written by \`rubicon sandbox\`).
 # Paths are relative to this file. Edit anything, then:
 #   rubicon plan --runbook runbook.yaml
 #   rubicon upgrade --runbook runbook.yaml --yes

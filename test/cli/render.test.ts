@@ -36,7 +36,7 @@ describe('renderers', () => {
     const r = textRenderer(out);
     r.onEvent(progress);
     r.onEvent(refused);
-    expect(out.text()).toMatch(/\[#{14}\.{14}\] capture ehr\/X 512 B \/ 1.0 KiB/);
+    expect(out.text()).toMatch(/\[#{8}\.{8}\] capture ehr\/X 512 B \/ 1.0 KiB/); // 80 columns: a 16-wide bar
     expect(out.text()).toContain('\x1b[31m');
     expect(out.text()).toMatch(/GATE REFUSED: nothing was destroyed/);
   });
@@ -71,5 +71,22 @@ describe('renderers', () => {
     expect(lines.filter((l) => l.kind === 'progress').map((l) => l.done)).toEqual([512, 512, 1024]);
     expect(lines.filter((l) => l.kind === 'journal')).toHaveLength(1);
     expect(lines.at(-1)).toMatchObject({ kind: 'summary', runId: 'r-1', outcome: 'refused' });
+  });
+});
+
+describe('verify: items as the vaults know them', () => {
+  it('says "in the vaults" (not "found, not declared") and prints no "0 files, 0 B" for artifacts read from a vault index', () => {
+    process.env.NO_COLOR = '1';
+    const out = sink(false);
+    const r = textRenderer(out);
+    const item = { id: 'volume:.', kind: 'volume' as const, name: '.', declared: false, discovered: true, location: '.', facts: { source: 'vault index' }, why: ['last captured 2026-12-01T10:00:00Z by run r-20261201-100000-ab12'], methods: [] };
+    r.onEvent(rec(1, { type: 'item.discovered', item }));
+    r.onEvent(rec(2, {
+      type: 'artifact.captured',
+      artifact: { id: 'a1', runId: 'r', itemId: 'volume:.', method: 'file-mirror', independenceGroup: 'file-mirror', phase: 'capture', origin: 'rubicon', manifestHash: 'h', fileCount: 0, bytes: 0, provenance: { method: 'file-mirror', tool: 'from vault index', host: '', startedAt: '', finishedAt: '' } },
+    }));
+    expect(out.text()).toMatch(/volume +\. +in the vaults +last captured 2026-12-01T10:00:00Z/);
+    expect(out.text()).not.toMatch(/found, not declared|0 files, 0 B/);
+    expect(out.text()).toMatch(/by file-mirror/);
   });
 });

@@ -207,20 +207,19 @@ describe('variants: each ends with nothing destroyed', () => {
     expect(s.exitCode, s.stderr).toBe(0);
     expect(s.summary).toMatchObject({ outcome: 'rehearsed', crossed: true, gate: { passed: true } });
     expect(await readFile(path.join(staging.target, 'os-release'), 'utf8')).toMatch(/2025/);
-    // Without --yes and without a terminal, even a staging rehearsal does not cross.
-    const again = await estate();
-    await writeFile(again.runbook, (await readFile(again.runbook, 'utf8')).replace('  image: Windows Server 2025 Datacenter', '  image: Windows Server 2025 Datacenter\n  stage: staging'));
-    const n = await cli(['rehearse', '--runbook', again.runbook, '--state-dir', again.stateDir, '--json']);
-    expect(n.exitCode).toBe(2);
-    expect(n.summary).toMatchObject({ outcome: 'not-confirmed', crossed: false });
+    // Without --yes and without a terminal, even a staging rehearsal does not cross: it refuses before anything runs
+    // (test/e2e/pipelines.test.ts).
   });
 
-  it('an unconfirmed crossing in a pipeline (no terminal, no --yes) → exit 2, nothing destroyed', async () => {
+  it('a crossing declined at the prompt → exit 2 `not-confirmed`, nothing destroyed', async () => {
     const L = await estate();
     const before = await treeState(L.target);
-    const r = await cli(['upgrade', '--runbook', L.runbook, '--state-dir', L.stateDir, '--json']);
-    expect(r.exitCode).toBe(2);
-    expect((r.summary as { outcome: string }).outcome).toBe('not-confirmed');
+    const summary = await startRun('upgrade', L.runbook, {
+      stateDir: L.stateDir,
+      onEvent: () => undefined,
+      confirm: async () => ({ confirmed: false, by: 'prompt', who: 'test', reason: 'the typed name did not match' }),
+    });
+    expect([summary.exitCode, summary.outcome]).toEqual([2, 'not-confirmed']);
     expect(onlyVendorOutput(diffTrees(before, await treeState(L.target)))).toEqual([]);
     expect(await readdir(L.target)).not.toContain('os-release');
   });

@@ -1,6 +1,6 @@
 /**
  * Test hosts: real servers on a real network of Linux network namespaces,
- * made by the tests (DESIGN.md "Test hosts"; design note docs/test-hosts.md).
+ * made by the tests (design note: docs/test-hosts.md).
  * Usable from vitest tests and from plain Node child processes. Needs root.
  *
  * ## Making a net

@@ -43,7 +43,7 @@ export interface TestNetSpec {
 export type HostNameOf<S extends TestNetSpec> = Extract<keyof S['hosts'], string> | typeof CTL;
 
 /**
- * The story's topology (DESIGN.md "Test hosts"): segment `a` {ctl, target,
+ * The story's topology (docs/test-hosts.md): segment `a` {ctl, target,
  * vault}, segment `b` {ctl, pg, vault}. `pg`, the proving ground, has no
  * route to `target`; `ctl` and `vault` have an address on both segments.
  */
