@@ -317,19 +317,21 @@ async function capture(
   const hash = createHash('sha256');
   const enc = new ManifestEncoder(how.version);
   let text = '';
-  const emit = async (s: string, force = false): Promise<void> => {
+  /** A promise only when a piece is written (not one per record). */
+  const emit = (s: string, force = false): Promise<unknown> | undefined => {
     text += s;
-    if (text.length < MANIFEST_PIECE && !force) return;
+    if (text.length < MANIFEST_PIECE && !force) return undefined;
     const piece = Buffer.from(text, 'utf8');
     text = '';
     hash.update(piece);
-    await Promise.all(writers.map((w) => w.write(piece)));
+    return Promise.all(writers.map((w) => w.write(piece)));
   };
 
   const queue: Slot[] = [];
   let head = 0;
   const links = new Map<string, Slot>();
-  const stateCache = new Map<string, Promise<boolean>>();
+  const stateCache = new Map<string, boolean | Promise<boolean>>();
+  const syncStates = fsVaultsOf(vaults);
 
   const noteChange = (base: ManifestRecord | undefined, rec: ManifestRecord | undefined): void => {
     if (!changed) return;
@@ -342,7 +344,8 @@ async function capture(
       const slot = queue[head] as Slot;
       queue[head++] = undefined as unknown as Slot;
       if (slot.rec) {
-        await emit(enc.push(slot.rec));
+        const written = emit(enc.push(slot.rec));
+        if (written) await written;
         if (isNode(slot.rec)) nodeCount++;
         else {
           fileCount++;
@@ -395,10 +398,15 @@ async function capture(
     return recordOf(f, got);
   };
   /** Whether every vault holds `sha256` in a state a delta may trust without reading the source (checks an untrusted one). */
-  const reusableObject = (sha256: string, size: number): Promise<boolean> => {
+  const reusableObject = (sha256: string, size: number): boolean | Promise<boolean> => {
     let p = stateCache.get(sha256);
-    if (p) return p;
+    if (p !== undefined) return p;
     if (stateCache.size >= STATE_CACHE) stateCache.clear();
+    const quick = trustedNow(sha256, size);
+    if (quick !== undefined) {
+      stateCache.set(sha256, quick);
+      return quick;
+    }
     p = (async () => {
       let all = true;
       for (let k = 0; k < vaults.length; k++) {
@@ -427,6 +435,31 @@ async function capture(
     stateCache.set(sha256, p);
     return p;
   };
+  /**
+   * The same decision as reusableObject without a promise, when every vault
+   * answers with a synchronous stat (FilesystemVault): true when each holds the
+   * object at the right size, verified since its fence; false when one lacks it
+   * or holds the wrong size (the copy stores or repairs it); undefined when
+   * one must be read back first (the slow path does that).
+   */
+  const trustedNow = (sha256: string, size: number): boolean | undefined => {
+    if (!syncStates) return undefined;
+    let all = true;
+    const trusted: number[] = [];
+    for (let k = 0; k < syncStates.length; k++) {
+      const st = (syncStates[k] as FilesystemVault).objectStateSync(sha256);
+      if (!st || st.size !== size) {
+        all = false;
+        continue;
+      }
+      const fence = fences[k];
+      if (fence === undefined || st.verifiedAtMs < fence) return undefined;
+      trusted.push(k);
+    }
+    // As the slow path does: each vault that was trusted lowers its promise to its fence.
+    for (const k of trusted) trustedFrom[k] = Math.min(trustedFrom[k] ?? (fences[k] as number), fences[k] as number);
+    return all;
+  };
   // The walk's plain stat has no nanoseconds: an unchanged file keeps its base's (same mtime to the double, about 0.24 µs).
   const reuse = (f: FileItem, b: ManifestEntry): ManifestEntry =>
     recordOf(f, { sha256: b.sha256, size: f.size, mtimeMs: f.mtimeMs, mtimeNs: f.mtimeNs ?? b.mtimeNs, mode: f.mode, uid: f.uid, gid: f.gid, ino: f.ino, stable: true, puts: [] });
@@ -449,7 +482,10 @@ async function capture(
         const isFile = 'abs' in item;
         const key = isFile ? item.name : recordKey(item);
         const slot: Slot = { done: false, size: isFile ? item.size : 0 };
-        if (cursor) slot.base = await cursor.seek(key, gone);
+        if (cursor) {
+          const sought = cursor.seek(key, gone);
+          slot.base = sought instanceof Promise ? await sought : sought;
+        }
         queue.push(slot);
         if (!isFile) {
           slot.rec = item;
@@ -477,14 +513,23 @@ async function capture(
         if (item.linkKey !== undefined) links.set(item.linkKey, slot);
         const b = slot.base;
         if (sameFile(item, b)) {
-          settle(
-            slot,
-            reusableObject(b.sha256, b.size).then((ok) => {
-              if (!ok) return copyFile(item);
-              progress(item.size);
-              return reuse(item, b);
-            }),
-          );
+          const ok = reusableObject(b.sha256, b.size);
+          if (ok === true) {
+            // Cleared by size, mtime and inode, the object trusted: done now, no promise (most of a delta).
+            slot.rec = reuse(item, b);
+            slot.done = true;
+            progress(item.size);
+          } else if (ok === false) settle(slot, copyFile(item));
+          else {
+            settle(
+              slot,
+              ok.then((yes) => {
+                if (!yes) return copyFile(item);
+                progress(item.size);
+                return reuse(item, b);
+              }),
+            );
+          }
         } else settle(slot, copyFile(item));
         if (queue.length - head > MAX_PENDING) {
           engine.finish(); // copies still held (too few for threads) must not block the window
@@ -570,6 +615,11 @@ function minDefined(a: number | undefined, b: number | undefined): number | unde
   if (a === undefined) return b;
   if (b === undefined) return a;
   return Math.min(a, b);
+}
+
+/** Every vault a FilesystemVault (encrypting or not): their object state is one synchronous stat. */
+function fsVaultsOf(vaults: Vault[]): FilesystemVault[] | undefined {
+  return vaults.every((v) => v instanceof FilesystemVault) ? (vaults as FilesystemVault[]) : undefined;
 }
 
 function filesystemVaults(vaults: Vault[]): FilesystemVault[] | undefined {

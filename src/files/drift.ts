@@ -53,7 +53,8 @@ export async function scanDrift(sourceRoot: string, manifest: Manifest | { vault
   for await (const batch of walkTree(sourceRoot, { exclude: options.exclude })) {
     for (const n of batch) {
       const key = n.type === 'dir' ? `${n.path}/` : n.path;
-      const b = await base.seek(key, gone);
+      const sought = base.seek(key, gone);
+      const b = sought instanceof Promise ? await sought : sought;
       if (v1 && n.type !== 'file') {
         if (b) gone(b);
         continue;
@@ -64,7 +65,9 @@ export async function scanDrift(sourceRoot: string, manifest: Manifest | { vault
         continue;
       }
       const abs = join(sourceRoot, n.path);
-      const aspects = await compare(n, b, v1, firstOfInode, async () => (n.type === 'file' && n.size <= HASH_CHUNK ? hashFileSync(abs) : await hashFile(abs)).sha256, options.verifyContent === true);
+      // Synchronous unless the file must be hashed: no promise per unchanged file (a fresh-process scan is mostly this loop).
+      const compared = compare(n, b, v1, firstOfInode, async () => (n.type === 'file' && n.size <= HASH_CHUNK ? hashFileSync(abs) : await hashFile(abs)).sha256, options.verifyContent === true);
+      const aspects = compared instanceof Promise ? await compared : compared;
       if (aspects.length > 0) changes.push({ ...changeOf(b, asCurrent(n)), aspects });
     }
   }
@@ -94,15 +97,15 @@ export function pruneImpliedFolders(changes: DriftChange[]): DriftChange[] {
   return changes.filter((c) => !implied.has(c)).sort((a, b) => comparePaths(a.path, b.path));
 }
 
-/** What differs between a walked node and its manifest record. */
-async function compare(
+/** What differs between a walked node and its manifest record; a promise only when the file has to be hashed. */
+function compare(
   n: TreeNode,
   b: ManifestRecord,
   v1: boolean,
   firstOfInode: Map<string, string>,
   hashNow: () => Promise<string>,
   verifyContent: boolean,
-): Promise<NonNullable<DriftChange['aspects']>> {
+): NonNullable<DriftChange['aspects']> | Promise<NonNullable<DriftChange['aspects']>> {
   const aspects: NonNullable<DriftChange['aspects']> = [];
   const bType = isNode(b) ? b.type : 'file';
   if (bType !== n.type) return ['type'];
@@ -110,15 +113,16 @@ async function compare(
   if (!v1 && ((b.uid !== undefined && n.uid !== undefined && b.uid !== n.uid) || (b.gid !== undefined && n.gid !== undefined && b.gid !== n.gid))) aspects.push('owner');
   if (n.type === 'symlink' && isNode(b) && b.target !== n.target) aspects.push('target');
   if (n.type === 'file' && !isNode(b)) {
+    let hashIt = false;
     if (n.size !== b.size) aspects.unshift('content');
-    else if (verifyContent || n.mtimeMs !== b.mtimeMs || (b.ino !== undefined && n.ino !== undefined && b.ino !== n.ino)) {
-      if ((await hashNow()) !== b.sha256) aspects.unshift('content');
-    }
+    else if (verifyContent || n.mtimeMs !== b.mtimeMs || (b.ino !== undefined && n.ino !== undefined && b.ino !== n.ino)) hashIt = true;
     if (!v1) {
       const first = n.linkKey !== undefined ? firstOfInode.get(n.linkKey) : undefined;
       const nowLink = first !== undefined && first !== n.path ? first : undefined;
       if (nowLink !== b.link) aspects.push('link');
     }
+    // 'content' goes first, as when it is known from the size.
+    if (hashIt) return hashNow().then((h) => (h !== b.sha256 ? ['content', ...aspects] : aspects));
   }
   return aspects;
 }
@@ -239,7 +243,24 @@ class Records {
     }
     return true;
   }
-  async seek(key: string, gone: (r: ManifestRecord) => void): Promise<ManifestRecord | undefined> {
+  /**
+   * The record with `key`, or undefined (records before it go to `gone`).
+   * Synchronous while the records read so far reach `key` (the common case:
+   * one await per piece of the manifest, not one per file); a promise only
+   * when the next piece has to be read. Callers check `instanceof Promise`.
+   */
+  seek(key: string, gone: (r: ManifestRecord) => void): ManifestRecord | undefined | Promise<ManifestRecord | undefined> {
+    for (;;) {
+      if (this.i >= this.buf.length) return this.ended ? undefined : this.seekAsync(key, gone);
+      const r = this.buf[this.i] as ManifestRecord;
+      const c = comparePaths(recordKey(r), key);
+      if (c > 0) return undefined;
+      this.i++;
+      if (c === 0) return r;
+      gone(r);
+    }
+  }
+  private async seekAsync(key: string, gone: (r: ManifestRecord) => void): Promise<ManifestRecord | undefined> {
     for (;;) {
       if (this.i >= this.buf.length && !(await this.fill())) return undefined;
       const r = this.buf[this.i] as ManifestRecord;

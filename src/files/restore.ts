@@ -104,6 +104,7 @@ const BATCH_FILES = 32;
 const BATCH_BYTES = 4 * 1024 * 1024;
 const CHUNK = 1024 * 1024;
 const EXAMPLES = 5;
+const FILE_COST = 64 * 1024;
 
 interface LandJob {
   dest: string;
@@ -130,6 +131,37 @@ export async function restoreTree(options: RestoreTreeOptions): Promise<RestoreT
     const problem = relativePathProblem(e.path);
     if (problem) throw new RubiconError('LANDING_FAILED', `manifest of '${manifest.artifactId}' has an unsafe path '${e.path}' (${problem}); nothing was restored`);
   }
+  const files = manifest.entries.filter((e) => e.link === undefined);
+  const links = manifest.entries.filter((e) => e.link !== undefined);
+  // Restore workers read plain objects from disk: an encrypting vault is read (decrypted and re-hashed) through read() on the main thread.
+  const fsVaults = vaults.every((v) => v instanceof FilesystemVault && v.keys === undefined) ? (vaults as FilesystemVault[]) : undefined;
+  const workers = fsVaults ? workerCount(options, files) : 0;
+  // Started first: a thread's start (tens of ms) then overlaps the folders being made below.
+  const pool =
+    fsVaults && workers > 0
+      ? new WorkerPool<LandJob, LandReply>(workers, new URL('./restore-worker.js', import.meta.url), { role: 'rubicon-restore-worker', chunk: CHUNK }, {
+          code: 'LANDING_FAILED',
+          noun: 'restore',
+          describe: (fs) => (fs.length <= 3 ? fs.map((f) => f.dest).join(', ') : `${fs.slice(0, 3).map((f) => f.dest).join(', ')} and ${fs.length - 3} more files`),
+        })
+      : undefined;
+  try {
+    return await restoreWith(options, files, links, fsVaults, pool, workers);
+  } finally {
+    await pool?.close();
+  }
+}
+
+async function restoreWith(
+  options: RestoreTreeOptions,
+  files: ManifestEntry[],
+  links: ManifestEntry[],
+  fsVaults: FilesystemVault[] | undefined,
+  pool: WorkerPool<LandJob, LandReply> | undefined,
+  workers: number,
+): Promise<RestoreTreeResult> {
+  const { manifest, destRoot, vaults } = options;
+  const nodes = manifest.nodes ?? [];
   mkdirSync(destRoot, { recursive: true });
   const exact = options.exact === true;
   const notKept = new NotKeptList();
@@ -163,11 +195,6 @@ export async function restoreTree(options: RestoreTreeOptions): Promise<RestoreT
       { details: { path: e.path, failed } },
     );
 
-  const files = manifest.entries.filter((e) => e.link === undefined);
-  const links = manifest.entries.filter((e) => e.link !== undefined);
-  // Restore workers read plain objects from disk: an encrypting vault is read (decrypted and re-hashed) through read() on the main thread.
-  const fsVaults = vaults.every((v) => v instanceof FilesystemVault && v.keys === undefined) ? (vaults as FilesystemVault[]) : undefined;
-  const workers = fsVaults ? workerCount(options, files) : 0;
   const onMain = async (e: ManifestEntry): Promise<void> => {
     const dest = join(destRoot, e.path);
     await clearDirectoryAt(dest, exact, e.path, manifest.artifactId);
@@ -183,18 +210,17 @@ export async function restoreTree(options: RestoreTreeOptions): Promise<RestoreT
     throw noGoodCopy(e, failed);
   };
 
-  if (fsVaults && workers > 0) {
-    const pool = new WorkerPool<LandJob, LandReply>(workers, new URL('./restore-worker.js', import.meta.url), { role: 'rubicon-restore-worker', chunk: CHUNK }, {
-      code: 'LANDING_FAILED',
-      noun: 'restore',
-      describe: (fs) => (fs.length <= 3 ? fs.map((f) => f.dest).join(', ') : `${fs.slice(0, 3).map((f) => f.dest).join(', ')} and ${fs.length - 3} more files`),
-    });
+  if (fsVaults && pool) {
     const onAbort = (): void => pool.abort();
     options.signal?.addEventListener('abort', onAbort);
     try {
       await runBounded(batches(files), workers * 2, async (batch) => {
         options.signal?.throwIfAborted();
-        const replies = await pool.run(batch.map((e) => landJob(e, destRoot, fsVaults)));
+        // Balanced by bytes plus a fixed cost per file (create, chmod, utimes: about a 64 KiB copy), not by jobs.
+        const replies = await pool.run(
+          batch.map((e) => landJob(e, destRoot, fsVaults)),
+          batch.reduce((n, e) => n + e.size + FILE_COST, 0),
+        );
         for (let k = 0; k < batch.length; k++) {
           const e = batch[k] as ManifestEntry;
           const r = replies[k];
@@ -214,7 +240,6 @@ export async function restoreTree(options: RestoreTreeOptions): Promise<RestoreT
       });
     } finally {
       options.signal?.removeEventListener('abort', onAbort);
-      await pool.close();
     }
   } else {
     await runBounded(files, Math.max(1, options.parallel ?? 4), async (e) => {

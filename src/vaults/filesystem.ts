@@ -170,6 +170,11 @@ export class FilesystemVault implements Vault {
    * object; undefined when absent.
    */
   async objectState(sha256: string): Promise<ObjectState | undefined> {
+    return this.objectStateSync(sha256);
+  }
+
+  /** `objectState` without a promise (one stat): a delta asks it once per unchanged file. */
+  objectStateSync(sha256: string): ObjectState | undefined {
     const path = this.objectPath(sha256);
     try {
       const st = statSync(path, { throwIfNoEntry: false });
