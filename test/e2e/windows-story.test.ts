@@ -109,6 +109,9 @@ infra:
   rollback: { description: "hypervisor checkpoint ehr-server-pre-upgrade" }
 declared:
   folders: [ehr/A, ehr/X]
+# On a Windows target folders come from the declared ones and the inventory's references; the roots are not listed.
+discovery:
+  roots: [ehr]
 methods:
   folders: [restic]
 vaults:
@@ -128,13 +131,17 @@ manualSteps:
 
       // The technician changes files in ehr/A after the proofs: the run stops there (SIGSTOP), the test changes them, SIGCONT.
       const p = net.node('ctl', [BIN, 'upgrade', '--runbook', runbook, '--state-dir', stateDir, '--yes', '--json'], { env: { ...env, RUBICON_FAULT: 'stop@phase.completed#3' } });
-      await waitStopped(p.pid!);
+      await waitStopped(p.pid!).catch(async (e: Error) => {
+        const r = parseCli(await p, p.pid);
+        throw new Error(`${e.message}: exit ${r.exitCode}, ${JSON.stringify((r.summary as { error?: unknown })?.error)} ${r.stderr.slice(-3000)}`);
+      });
       const touched = await technicianChanges(targetRoot);
       process.kill(p.pid!, 'SIGCONT');
       const up = parseCli(await p, p.pid);
       expect(up.stderr).not.toMatch(/internal error/);
       const runId = runIdOf(up);
-      expect(up.exitCode, JSON.stringify((up.summary as { error?: unknown })?.error) + up.stderr.slice(-3000) + JSON.stringify((up.summary as { gate?: unknown })?.gate)).toBe(4);
+      const failures = journalEvents(stateDir, runId).filter((x) => x.type === 'capture.failed' || (x.type === 'note' && x.level !== 'info'));
+      expect(up.exitCode, JSON.stringify(failures).slice(0, 4000) + JSON.stringify((up.summary as { error?: unknown })?.error) + up.stderr.slice(-3000) + JSON.stringify((up.summary as { gate?: unknown })?.gate)).toBe(4);
       expect(up.summary).toMatchObject({ outcome: 'waiting' });
 
       const ev = journalEvents(stateDir, runId);
