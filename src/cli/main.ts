@@ -5,6 +5,7 @@ import { createInterface } from 'node:readline/promises';
 import { parseArgs } from 'node:util';
 import { EXIT, RubiconError, exitCodeOf, isRubiconError } from '../core/errors.ts';
 import type { RunCommand } from '../core/events.ts';
+import type { RollbackPoint } from '../core/types.ts';
 import { deriveState } from '../core/state.ts';
 import { RULES } from '../gate/policy.ts';
 import { buildChecklist } from '../inventory/checklist.ts';
@@ -44,11 +45,13 @@ Usage:
                                              a person confirms the manual crossing was done; Rubicon checks
                                              the server really was rebuilt, then lands
   rubicon check-runbook --runbook FILE       validate a runbook and print its warnings; runs nothing
-  rubicon audit RUN_ID [--public-key FILE]   verify a run's journal: hash chain and every record's signature;
+  rubicon audit RUN_ID [--public-key FILE]   verify a run's journal: hash chain, every record's signature,
+                [--journal-only]             and the journal heads the run left in its vaults;
                                              names the first record that fails
   rubicon status [RUN_ID] [--json]           list runs, or show one
   rubicon report RUN_ID [--html FILE]        write the reports again from the journal
   rubicon reap --stack NAME... [--dry-run]   destroy Azure proving grounds past their TTL (needs the Pulumi CLI)
+  rubicon rollback RUN_ID [--yes] [--json]   rebuild an Azure target from a run's rollback point (needs the Pulumi CLI)
 
 Options:
   --state-dir DIR   where runs are kept (default $RUBICON_STATE_DIR or ~/.local/state/rubicon)
@@ -83,6 +86,8 @@ interface Flags {
   crossed: boolean;
   by?: string;
   publicKey?: string;
+  /** audit: check the journal alone, not the heads in the vaults. */
+  journalOnly?: boolean;
 }
 
 function parse(argv: string[]): { command: string | undefined; positionals: string[]; flags: Flags } {
@@ -105,6 +110,7 @@ function parse(argv: string[]): { command: string | undefined; positionals: stri
         crossed: { type: 'boolean', default: false },
         by: { type: 'string' },
         'public-key': { type: 'string' },
+        'journal-only': { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
     });
@@ -116,7 +122,7 @@ function parse(argv: string[]): { command: string | undefined; positionals: stri
   return {
     command,
     positionals,
-    flags: { runbook: v.runbook, json: v.json ?? false, yes: v.yes ?? false, dir: v.dir, html: v.html, stateDir: v['state-dir'], ...(v.state ? { state: v.state } : {}), stack: v.stack ?? [], dryRun: v['dry-run'] ?? false, help: v.help ?? false, crossed: v.crossed ?? false, ...(v.by ? { by: v.by } : {}), ...(v['public-key'] ? { publicKey: v['public-key'] } : {}) },
+    flags: { runbook: v.runbook, json: v.json ?? false, yes: v.yes ?? false, dir: v.dir, html: v.html, stateDir: v['state-dir'], ...(v.state ? { state: v.state } : {}), stack: v.stack ?? [], dryRun: v['dry-run'] ?? false, help: v.help ?? false, crossed: v.crossed ?? false, ...(v.by ? { by: v.by } : {}), ...(v['public-key'] ? { publicKey: v['public-key'] } : {}), ...(v['journal-only'] ? { journalOnly: true } : {}) },
   };
 }
 
@@ -315,7 +321,16 @@ async function status(positionals: string[], flags: Flags): Promise<number> {
     for (const id of ids) {
       try {
         const st = deriveState(shared ? await shared.readJournal(id) : readJournal(runPaths(stateDir, id).journal, { repairTornTail: false }).slice());
-        runs.push({ runId: id, command: st.command, target: st.target, outcome: st.outcome ?? 'in progress (or killed: resume it)', startedAt: st.startedAt, host: st.host, damaged: undefined });
+        runs.push({
+          runId: id,
+          command: st.command,
+          target: st.target,
+          outcome: st.outcome ?? 'in progress (or killed: resume it)',
+          startedAt: st.startedAt,
+          host: st.host,
+          rollbackKept: st.rollbackPoint && !st.rollbackReleased ? st.rollbackPoint : undefined,
+          damaged: undefined,
+        });
       } catch (e) {
         const code = isRubiconError(e) ? e.code : 'JOURNAL_CORRUPT';
         runs.push({ runId: id, command: '?', target: '?', outcome: 'damaged', damaged: { code, message: e instanceof Error ? e.message : String(e) } });
@@ -323,7 +338,12 @@ async function status(positionals: string[], flags: Flags): Promise<number> {
     }
     if (flags.json) process.stdout.write(JSON.stringify(runs) + '\n');
     else if (runs.length === 0) process.stdout.write(`no runs in ${where}\n`);
-    else for (const r of runs) process.stdout.write(`${r.runId}  ${r.command.padEnd(8)} ${r.target.padEnd(16)} ${r.damaged ? `DAMAGED ${r.damaged.code}: ${r.damaged.message}` : r.outcome}\n`);
+    else {
+      for (const r of runs) process.stdout.write(`${r.runId}  ${r.command.padEnd(8)} ${r.target.padEnd(16)} ${r.damaged ? `DAMAGED ${r.damaged.code}: ${r.damaged.message}` : r.outcome}\n`);
+      // Rollback assets cost money and hold patient data: listed until the run releases them (landing passed).
+      const kept = runs.filter((r) => r.rollbackKept);
+      if (kept.length > 0) process.stdout.write(`rollback points kept (released when landing passes; \`rubicon rollback RUN_ID\` on Azure):\n${kept.map((r) => `  ${r.runId}  ${rollbackKeptLine(r.rollbackKept!)}\n`).join('')}`);
+    }
     const damaged = runs.filter((r) => r.damaged);
     if (damaged.length > 0) {
       const statusHint = shared ? `\`rubicon status RUN_ID --state ${shared.location}\`` : '`rubicon status RUN_ID`';
@@ -335,14 +355,24 @@ async function status(positionals: string[], flags: Flags): Promise<number> {
   const st = deriveState(shared ? await shared.readJournal(runId) : readJournal(runPaths(stateDir, runId).journal));
   const checklist = buildChecklist({ items: st.items, artifacts: st.artifacts, copies: st.copies, proofs: st.proofs, driftScans: st.driftScans, captureFailures: st.captureFailures });
   if (flags.json) {
-    process.stdout.write(JSON.stringify({ runId, outcome: st.outcome ?? null, phases: st.phases, checklist, gate: st.gate ?? null }) + '\n');
+    process.stdout.write(JSON.stringify({ runId, outcome: st.outcome ?? null, phases: st.phases, checklist, gate: st.gate ?? null, rollbackKept: st.rollbackPoint && !st.rollbackReleased ? st.rollbackPoint : null }) + '\n');
   } else {
     process.stdout.write(`${runId}: ${st.command} on ${st.target}, ${st.outcome ?? 'not finished'}\n`);
     process.stdout.write(`  journal verified: ${st.journalRecords} records, hash chain intact, head ${st.journalHead}\n`);
     for (const p of st.phases) process.stdout.write(`  ${p.phase.padEnd(14)} ${p.completedAt ? `${p.durationMs} ms` : 'started, not finished'}\n`);
     for (const row of checklist) process.stdout.write(`  ${row.status.padEnd(18)} ${row.name}  ${row.notes.join('; ')}\n`);
+    if (st.rollbackPoint && !st.rollbackReleased) process.stdout.write(`  rollback point kept: ${rollbackKeptLine(st.rollbackPoint)}\n`);
   }
   return EXIT.ok;
+}
+
+/** Pure: one line naming a rollback point that is still kept, and for Azure the retired OS disk beside its snapshots. */
+export function rollbackKeptLine(p: RollbackPoint): string {
+  if (p.kind === 'azure-disk-snapshot') {
+    const names = p.location.split(',').filter((x) => x !== '').map((id) => id.split('/').at(-1) ?? id);
+    return `Azure snapshots ${names.join(', ')} and the OS disk the crossing retired (tag rubicon-role=rollback-os-disk), since ${p.createdAt}`;
+  }
+  return `${p.kind} at ${p.location}, since ${p.createdAt}`;
 }
 
 async function report(positionals: string[], flags: Flags): Promise<number> {
@@ -386,21 +416,39 @@ async function audit(positionals: string[], flags: Flags): Promise<number> {
     throw e;
   }
   const st = deriveState(records);
+  // The runbook as resume finds it: the file the run started with where it still is (its relative paths resolve there), else the run's copy.
+  const startedWith = st.runbookPath && (await import('node:fs')).existsSync(st.runbookPath) ? st.runbookPath : undefined;
+  const rb = await loadRunbook(startedWith ?? (shared ? await shared.runbookCopy(runId) : undefined) ?? paths.runbookCopy).catch(() => undefined);
   let verifier;
   if (flags.publicKey) {
     const { readFileSync } = await import('node:fs');
     verifier = verifierFrom(readFileSync(path.resolve(flags.publicKey), 'utf8'));
   } else {
-    const rb = await loadRunbook((shared ? await shared.runbookCopy(runId) : undefined) ?? paths.runbookCopy).catch(() => undefined);
     const src = rb ? signingKeyOf(rb) : undefined;
     verifier = verifierFrom(runSigner({ ...(src ? { source: src } : {}), stateDir }).signer.publicKeyPem);
   }
   const r = auditRecords(records, verifier);
   const recorded = st.signingKeyId ? ` (the run names key ${st.signingKeyId})` : '';
-  if (flags.json) process.stdout.write(JSON.stringify({ runId, ...r }) + '\n');
-  else if (r.ok) process.stdout.write(`${runId}: intact: ${r.records} records, hash chain and every signature verified with key ${r.keyId}${recorded}; head ${r.head}\n`);
-  else process.stdout.write(`${runId}: NOT INTACT: record ${r.firstBad.seq} (${r.firstBad.type}) ${r.firstBad.reason}${recorded}; nothing from it on can be trusted\n`);
-  return r.ok ? EXIT.ok : EXIT.failure;
+  // The journal heads the run left in its vaults (src/run/heads.ts): a journal rewritten even with the key disagrees with them.
+  let vaults: import('../run/audit-vaults.ts').VaultAudit | undefined;
+  if (!flags.journalOnly) {
+    if (!rb) vaults = { agreed: [], findings: [], unreachable: [{ vault: '(all)', reason: `the run's runbook copy ${paths.runbookCopy} cannot be read, so its vaults are unknown` }] };
+    else vaults = await (await import('../run/audit-vaults.ts')).auditVaultHeads({ runId, records, runbook: rb, verifier, workDir: paths.work });
+  }
+  const vaultsOk = !vaults || (vaults.findings.length === 0 && vaults.unreachable.length === 0);
+  if (flags.json) process.stdout.write(JSON.stringify({ runId, ...r, ...(vaults ? { vaults } : {}) }) + '\n');
+  else {
+    if (r.ok) process.stdout.write(`${runId}: ${vaultsOk ? 'intact' : 'journal signed'}: ${r.records} records, hash chain and every signature verified with key ${r.keyId}${recorded}; head ${r.head}\n`);
+    else process.stdout.write(`${runId}: NOT INTACT: record ${r.firstBad.seq} (${r.firstBad.type}) ${r.firstBad.reason}${recorded}; nothing from it on can be trusted\n`);
+    if (vaults) {
+      const agreed = [...new Set(vaults.agreed.map((a) => `${a.vault} (${a.stage} at record ${a.seq})`))];
+      if (agreed.length > 0) process.stdout.write(`  journal heads in the vaults agree: ${agreed.join(', ')}\n`);
+      else if (vaultsOk) process.stdout.write('  no journal head in the vaults (the run did not reach the gate, or its vaults keep no run documents)\n');
+      for (const f of vaults.findings) process.stdout.write(`  NOT INTACT: ${f.message}\n`);
+      for (const u of vaults.unreachable) process.stdout.write(`  NOT CHECKED: vault ${u.vault}: ${u.reason} (use --journal-only to check the journal alone)\n`);
+    }
+  }
+  return r.ok && vaultsOk ? EXIT.ok : EXIT.failure;
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -431,6 +479,11 @@ export async function main(argv: string[]): Promise<number> {
       // Loaded on demand: the Pulumi SDK is large and only reap needs it.
       const { reapCommand } = await import('./reap.ts');
       return reapCommand(flags.stack, { dryRun: flags.dryRun, json: flags.json, workDir: process.cwd() });
+    }
+    case 'rollback': {
+      // Loaded on demand, like reap: the Pulumi SDK is large.
+      const { rollbackCommand } = await import('./rollback.ts');
+      return rollbackCommand(positionals[0], { stateDir: defaultStateDir(flags), yes: flags.yes, json: flags.json });
     }
     case 'audit':
       return audit(positionals, flags);

@@ -6,9 +6,7 @@ import { rollbackRun } from '../infra/azure/rollback.ts';
  * run from its rollback point (the OS disk its crossing retired, or that
  * disk's snapshot) through Pulumi. Thin: the logic is
  * src/infra/azure/rollback.ts. Without --yes it changes nothing and exits 2.
- *
- * To register (src/cli/main.ts): `case 'rollback': return rollbackCommand(positionals[1], { stateDir, yes: flags.yes, json: flags.json });`
- * and a HELP line `rubicon rollback RUN_ID [--yes] [--json]  rebuild an Azure target from a run's rollback point`.
+ * Registered in src/cli/main.ts (loaded on demand, like reap).
  */
 export async function rollbackCommand(runId: string | undefined, options: { stateDir: string; yes: boolean; json: boolean }): Promise<number> {
   if (!runId) {

@@ -21,6 +21,20 @@ export class Registry<F> {
     return this;
   }
 
+  /**
+   * Tests only: puts `factory` in place of the registered `kind` (stand-in
+   * ports behind a real adapter's wiring) and returns the undo. Throws for a
+   * kind that is not registered.
+   */
+  override(kind: string, factory: F): () => void {
+    const before = this.factories.get(kind);
+    if (before === undefined) throw new RubiconError('INTERNAL', `${this.seam} "${kind}" is not registered`);
+    this.factories.set(kind, factory);
+    return () => {
+      this.factories.set(kind, before);
+    };
+  }
+
   has(kind: string): boolean {
     return this.factories.has(kind);
   }

@@ -121,12 +121,23 @@ export const infraKinds = new Registry<InfraFactory>('infra kind')
     });
   })
   .register('manual', (rb, deps) => new ManualDriver({ runbook: rb, runId: deps.runId, target: deps.target, provingGround: deps.provingGround }))
-  .register('pulumi-azure', async (rb, deps) => {
+  .register('pulumi-azure', pulumiAzureInfraKind());
+
+/**
+ * The `pulumi-azure` infra factory. `ports` replaces the real Pulumi stack,
+ * ARM and machine ports (tests: `infraKinds.override('pulumi-azure',
+ * pulumiAzureInfraKind({ stack, arm, machines }))`); the wiring is the same.
+ * The driver's notes (every ARM lock lifted and restored, disarming) go to
+ * `deps.log`, i.e. the journal, with their level.
+ */
+export function pulumiAzureInfraKind(ports: import('../infra/azure/factory.ts').PulumiAzureInfraDeps = {}): InfraFactory {
+  return async (rb, deps) => {
     const infra = rb.infra as Extract<Runbook['infra'], { kind: 'pulumi-azure' }>;
     // Loaded on demand: the Pulumi SDK is large and only this kind needs it.
     const { createPulumiAzureInfra } = await import('../infra/azure/factory.ts');
-    return createPulumiAzureInfra(infra.azure, deps.log ? { log: (m: string) => deps.log!('info', m) } : {});
-  });
+    return createPulumiAzureInfra(infra.azure, { ...ports, ...(deps.log ? { log: deps.log } : {}) });
+  };
+}
 
 /** The OS-specific part of the remote phases (src/run/plane.ts), by the target machine's `os`. */
 export const targetPlanes = new Registry<TargetPlane>('target plane').register('linux', posixPlane).register('windows', windowsPlane);
@@ -184,18 +195,17 @@ export interface AdapterInput {
   log?: (level: 'info' | 'warn', message: string) => void;
 }
 
-export async function createAdapters(rb: Runbook, input: AdapterInput): Promise<Adapters> {
+function machineMaker(input: AdapterInput) {
   const stepsOn = (transport: TransportSettings, remoteWorkDir: string) =>
     transport.kind === 'local' ? path.join(input.workDir, 'steps') : path.posix.join(remoteWorkDir, 'steps', input.runId);
-  const machine = (name: string, transport: TransportSettings, localRoot: string, remoteWorkDir: string): Machine =>
+  return (name: string, transport: TransportSettings, localRoot: string, remoteWorkDir: string): Machine =>
     transports.get(transport.kind, `${name}.transport.kind`)({ name, transport, localRoot, stepsRoot: stepsOn(transport, remoteWorkDir) });
-  const target = machine(rb.target.name, rb.target.transport, rb.target.root, rb.target.workDir);
-  const rebuiltTarget =
-    rb.infra.kind === 'manual' && (rb.target.transport.kind === 'ssh' || rb.target.transport.kind === 'openssh-windows')
-      ? machine(rb.target.name, { ...rb.target.transport, knownHosts: rb.infra.rebuilt.knownHosts }, rb.target.root, rb.target.workDir)
-      : target;
-  const provingGround = machine('proving-ground', rb.provingGround.transport, rb.provingGround.root, rb.provingGround.workDir || '/var/tmp/rubicon');
-  const vaults = await Promise.all(rb.vaults.map((v, i) =>
+}
+
+/** The runbook's vaults alone (for `rubicon audit`, which reads them and touches nothing else). */
+export async function createVaults(rb: Runbook, input: AdapterInput): Promise<Vault[]> {
+  const machine = machineMaker(input);
+  return Promise.all(rb.vaults.map((v, i) =>
     vaultKinds.get(v.kind, `vaults[${i}].kind`)(v, {
       runId: input.runId,
       machine: (name, transport) => machine(name, transport, '/', '/var/tmp/rubicon'),
@@ -204,11 +214,25 @@ export async function createAdapters(rb: Runbook, input: AdapterInput): Promise<
       workDirOf: (m) => (m.name === 'proving-ground' ? rb.provingGround.workDir || '/var/tmp/rubicon' : rb.target.workDir),
     }),
   ));
+}
+
+export async function createAdapters(rb: Runbook, input: AdapterInput): Promise<Adapters> {
+  const machine = machineMaker(input);
+  const target = machine(rb.target.name, rb.target.transport, rb.target.root, rb.target.workDir);
+  const rebuiltTarget =
+    rb.infra.kind === 'manual' && (rb.target.transport.kind === 'ssh' || rb.target.transport.kind === 'openssh-windows')
+      ? machine(rb.target.name, { ...rb.target.transport, knownHosts: rb.infra.rebuilt.knownHosts }, rb.target.root, rb.target.workDir)
+      : target;
+  const provingGround = machine('proving-ground', rb.provingGround.transport, rb.provingGround.root, rb.provingGround.workDir || '/var/tmp/rubicon');
+  const vaults = await createVaults(rb, input);
   const infra = await infraKinds.get(rb.infra.kind, 'infra.kind')(rb, { runId: input.runId, target, provingGround, ...(input.log ? { log: input.log } : {}) });
+  // The driver may adapt the machine it rebuilds (pulumi-azure: Run Command under the VM's lock); the phases and the landing use what it returns.
+  const targetMachine = infra.targetMachine ? infra.targetMachine(target) : target;
+  const rebuiltMachine = rebuiltTarget === target ? targetMachine : infra.targetMachine ? infra.targetMachine(rebuiltTarget) : rebuiltTarget;
   for (const [i, m] of rb.methods.folders.entries()) folderMethods.get(m, `methods.folders[${i}]`);
   return {
-    target,
-    rebuiltTarget,
+    target: targetMachine,
+    rebuiltTarget: rebuiltMachine,
     provingGround,
     vaults,
     engines: createEngines(rb, input.log ? { log: input.log } : {}),

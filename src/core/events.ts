@@ -70,6 +70,12 @@ export type JournalEvent =
   | { type: 'rollback.created'; rollbackPoint: RollbackPoint }
   | { type: 'rollback.released'; rollbackPointId: string }
   | { type: 'gate.evaluated'; result: GateResult }
+  /**
+   * The journal head (record `seq`, its `hash`) was written into these vaults
+   * (src/run/heads.ts) after the gate passed or the landing finished, so a
+   * journal rewritten afterwards disagrees with them (`rubicon audit`).
+   */
+  | { type: 'journal.head.stored'; stage: 'gate' | 'landed'; seq: number; hash: string; vaults: string[]; failed: { vault: string; reason: string }[] }
   /** The permit, with its Ed25519 signature (src/trust/permit.ts) by the run's signing key. */
   | { type: 'permit.issued'; permit: Permit; keyId?: string; signature?: string }
   | { type: 'crossing.confirmed'; by: 'flag' | 'prompt' | 'command'; who: string }

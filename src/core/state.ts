@@ -256,6 +256,9 @@ export function reduce(state: RunState | undefined, record: JournalRecord): RunS
     case 'report.written':
       s.reports = e.files;
       break;
+    case 'journal.head.stored':
+      // Evidence for `rubicon audit` (src/run/heads.ts); the run state does not depend on it.
+      break;
     case 'note':
       s.notes = [...s.notes, { level: e.level, message: e.message, itemId: e.itemId, at }];
       break;

@@ -64,4 +64,12 @@ export interface InfraDriver {
    * coverage.complete.
    */
   scopeOfDestruction?(): Promise<DriverScope>;
+  /**
+   * The target machine the composition root selected, adapted for this
+   * driver (pulumi-azure: a Run Command machine lifts the VM's ARM lock
+   * while it works, src/infra/azure/target-machine.ts). The phases and the
+   * landing use what it returns. Optional: without it the machine is used
+   * as it is. Pure wrapper; no effect until the machine is used.
+   */
+  targetMachine?<M extends Machine>(machine: M): M;
 }

@@ -1,4 +1,6 @@
 import { spawn } from 'node:child_process';
+import { realpathSync } from 'node:fs';
+import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { Artifact, Copy, Item, VaultInfo } from '../core/types.ts';
@@ -40,11 +42,39 @@ export interface ProverJob {
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const WORKER = fileURLToPath(new URL('./prove-worker.ts', import.meta.url));
 
+/**
+ * The lines of a crashed prover's stderr that say what happened (the
+ * error's first line, its code and the resource Node's permission model
+ * denied), not the stack trace or Node's version banner. Pure.
+ */
+export function proverStderrSummary(stderr: string): string {
+  const lines = stderr.split('\n').map((l) => l.trim()).filter(Boolean);
+  const telling = lines.filter((l) => /^(?:[A-Z]\w*Error\b|Error\b|code:|resource:|permission:)/.test(l));
+  return (telling.length > 0 ? telling : lines.slice(-3)).join(' ').slice(0, 500);
+}
+
+/**
+ * Where the prover's code and dependencies really are: the repository, and
+ * node_modules through its real path when it is a link (a worktree sharing
+ * another checkout's node_modules, a pnpm store); the permission model
+ * checks real paths.
+ */
+function codeRoots(): string[] {
+  const roots = [ROOT];
+  try {
+    const real = realpathSync(path.join(ROOT, 'node_modules'));
+    if (!real.startsWith(ROOT)) roots.push(real);
+  } catch {
+    // no node_modules beside the sources: nothing else to allow
+  }
+  return roots;
+}
+
 /** The Node flags that confine the prover. Exported for the isolation test. */
 export function permissionFlags(job: Pick<ProverJob, 'runbookFile' | 'pgRoot' | 'vaults'> & { keyFiles?: string[] }): string[] {
   return [
     '--permission',
-    `--allow-fs-read=${ROOT}`,
+    ...codeRoots().map((r) => `--allow-fs-read=${r}`),
     `--allow-fs-read=${job.runbookFile}`,
     ...job.vaults.map((v) => `--allow-fs-read=${v.location}`),
     ...(job.keyFiles ?? []).map((f) => `--allow-fs-read=${f}`),
@@ -117,6 +147,6 @@ export async function proveIsolated(
   ctx.signal?.throwIfAborted();
   if (spawnError && !done) throw proverFailed(`the prover could not run: ${spawnError.message}`);
   if (!done || code !== 0) {
-    throw proverFailed(error ?? (stderr.trim().split('\n').slice(-3).join(' ') || `exit code ${code}`));
+    throw proverFailed(error ?? (proverStderrSummary(stderr) || `exit code ${code}`));
   }
 }

@@ -17,6 +17,7 @@ import { checkPermit, issuePermit, proofSetHash } from '../gate/permit.ts';
 import { signPermit, verifySignedPermit } from '../trust/permit.ts';
 import { verifierFrom } from '../trust/keys.ts';
 import { auditRecords } from './audit.ts';
+import { headOf, storeHead, type HeadStage } from './heads.ts';
 import type { ManualDriver } from '../infra/manual.ts';
 import { buildChecklist } from '../inventory/checklist.ts';
 import { captureEverything, captureEverythingDelta, discoverCoverage, landVolume, mapCoverage, scanVolume } from '../coverage/index.ts';
@@ -572,7 +573,24 @@ export async function gate(ctx: RunContext): Promise<GateOutcome> {
     const signed = ctx.signer ? signPermit(permit, ctx.signer) : undefined;
     ctx.record({ type: 'permit.issued', permit, ...(signed ? { keyId: signed.keyId, signature: signed.signature } : {}) });
   }
+  await storeJournalHead(ctx, 'gate');
   return { passed: true };
+}
+
+/**
+ * Writes the journal's head into every vault that keeps run documents
+ * (src/run/heads.ts) and records where. A vault that cannot take it is
+ * named in a warning, never fatal: the head is evidence for `rubicon
+ * audit`, and the copies the landing needs were checked by the gate.
+ */
+async function storeJournalHead(ctx: RunContext, stage: HeadStage): Promise<void> {
+  const last = ctx.journal.all().at(-1);
+  if (!last) return;
+  const head = headOf(ctx.runId, stage, last);
+  const r = await storeHead(ctx.vaults, head);
+  if (r.stored.length === 0 && r.failed.length === 0) return;
+  ctx.record({ type: 'journal.head.stored', stage, seq: head.seq, hash: head.hash, vaults: r.stored, failed: r.failed });
+  for (const f of r.failed) ctx.record({ type: 'note', level: 'warn', message: `the journal head after the ${stage === 'gate' ? 'gate' : 'landing'} could not be written to vault '${f.vault}' (${f.reason}); \`rubicon audit\` cannot compare the journal with that vault` });
 }
 
 // ------------------------------------------------------------- crossing
@@ -830,6 +848,7 @@ export async function landing(ctx: RunContext): Promise<boolean> {
     await ctx.infra.releaseRollbackPoint(after.rollbackPoint);
     ctx.record({ type: 'rollback.released', rollbackPointId: after.rollbackPoint.id });
   }
+  await storeJournalHead(ctx, 'landed');
   return ok;
 }
 

@@ -21,7 +21,8 @@ import type { Machine } from '../machines/machine.ts';
 import { encryptionFacts, immutabilityFacts, type EncryptionFacts, type ImmutabilityFacts } from './azure-facts.ts';
 import { indexFileName } from './filesystem.ts';
 import { indexDocument, parseIndexDocument, sameIndexEntry, sortIndex } from './remote-tools.ts';
-import type { ArtifactIndexEntry, Grant, ObjectCheck, ObjectWriter, Vault, VaultCaps } from './vault.ts';
+import { runDocKey, runDocName, runDocsFolder } from './run-docs.ts';
+import type { ArtifactIndexEntry, Grant, ObjectCheck, ObjectWriter, RunDocument, Vault, VaultCaps } from './vault.ts';
 
 /**
  * A vault in an Azure Blob Storage container (`kind: azure-blob`).
@@ -29,6 +30,7 @@ import type { ArtifactIndexEntry, Grant, ObjectCheck, ObjectWriter, Vault, Vault
  * Layout under the runbook's `prefix` in the container:
  *   <prefix>/objects/<2 hex>/<sha256>   content-addressed block blobs, metadata rubicon_sha256
  *   <prefix>/index/<name>/<doc sha256>.json  ArtifactIndexEntry documents (write-once)
+ *   <prefix>/runs/<runId>/<name>.json   a run's documents (journal heads), write-once
  *   <prefix>/vault.json                 the marker blob: written once, its properties
  *                                       tell which immutability policy a new blob gets
  *   <prefix>/grants/                    (nothing stored: grants are SAS tokens)
@@ -419,6 +421,34 @@ export class AzureBlobVault implements Vault {
     } catch (e) {
       if (!this.exists(e)) throw this.ioError(`cannot write the index entry for artifact '${entry.artifactId}'`, e);
     }
+  }
+
+  /** Write-once (If-None-Match: *): a name already stored is kept. */
+  async putRunDocument(runId: string, name: string, data: Uint8Array): Promise<void> {
+    const blob = this.blobName(runDocKey(runId, name));
+    try {
+      await this.container.getBlockBlobClient(blob).upload(data, data.byteLength, {
+        conditions: { ifNoneMatch: '*' },
+        blobHTTPHeaders: { blobContentType: 'application/json', blobContentMD5: createHash('md5').update(data).digest() },
+      });
+    } catch (e) {
+      if (!this.exists(e)) throw this.ioError(`cannot write ${runDocKey(runId, name)}`, e);
+    }
+  }
+
+  async listRunDocuments(runId: string): Promise<RunDocument[]> {
+    const prefix = `${this.blobName(runDocsFolder(runId))}/`;
+    const out: RunDocument[] = [];
+    try {
+      for await (const b of this.container.listBlobsFlat({ prefix })) {
+        const name = runDocName(b.name.slice(prefix.length));
+        if (!name) continue;
+        out.push({ name, where: `${this.settings.container}/${b.name}`, data: await this.container.getBlobClient(b.name).downloadToBuffer() });
+      }
+    } catch (e) {
+      throw this.ioError(`cannot list ${runDocsFolder(runId)}`, e);
+    }
+    return out.sort((a, b) => (a.name < b.name ? -1 : 1));
   }
 
   /** Newest first; for an artifact with several documents, the newest (a redo, or the entry with origin and fingerprint added). */

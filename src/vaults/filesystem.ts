@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
 import { chmodSync, closeSync, fstatSync, constants as fsConstants, fsync as fsyncCb, mkdirSync, openSync, readSync, renameSync, statSync, unlinkSync, write as writeCb, writeSync } from 'node:fs';
-import { lstat, mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises';
+import { link, lstat, mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { dirname, isAbsolute, join } from 'node:path';
 import { runBounded } from '../core/bounded.ts';
@@ -9,8 +9,9 @@ import { RubiconError } from '../core/errors.ts';
 import { isSha256Hex } from '../core/paths.ts';
 import type { VaultInfo } from '../core/types.ts';
 import { indexEntrySchema } from './index-entry.ts';
+import { runDocKey, runDocName, runDocsFolder } from './run-docs.ts';
 import { deriveKeys, plainSize, Sealer, sealedName, sealedSize, unseal, UnsealError, type VaultKeys } from './sealed.ts';
-import type { ArtifactIndexEntry, ObjectCheck, ObjectPut, ObjectState, ObjectWriter, Vault, VaultCaps } from './vault.ts';
+import type { ArtifactIndexEntry, ObjectCheck, ObjectPut, ObjectState, ObjectWriter, RunDocument, Vault, VaultCaps } from './vault.ts';
 
 /**
  * A vault in a local (or mounted) folder.
@@ -458,6 +459,66 @@ export class FilesystemVault implements Vault {
     }
     if (this.durability !== 'commit') this.addDirtyFile(path);
     this.dirtyDirs.add(this.indexDir);
+  }
+
+  /**
+   * Write-once (Vault.putRunDocument): the document is written to a temp
+   * file, made durable as the vault's durability says, and linked under its
+   * name; a name already there is kept. Plain, not sealed: run documents
+   * hold hashes and signatures, never data.
+   */
+  async putRunDocument(runId: string, name: string, data: Uint8Array): Promise<void> {
+    const rel = runDocKey(runId, name);
+    await this.init();
+    const file = join(this.root, rel);
+    const dir = dirname(file);
+    const tmpPath = join(this.tmpDir, `${randomUUID()}.run.tmp`);
+    try {
+      await mkdir(dir, { recursive: true });
+      const fh = await open(tmpPath, 'wx', 0o600);
+      try {
+        await fh.writeFile(data);
+        if (this.durability === 'commit') await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      try {
+        await link(tmpPath, file);
+      } catch (e) {
+        if (errnoCode(e) !== 'EEXIST') throw e;
+      }
+    } catch (e) {
+      throw this.ioError(`cannot write ${rel}`, e);
+    } finally {
+      await unlink(tmpPath).catch(() => undefined);
+    }
+    if (this.durability !== 'commit') this.addDirtyFile(file);
+    this.dirtyDirs.add(dir);
+    this.dirtyDirs.add(dirname(dir));
+    this.dirtyDirs.add(this.root);
+  }
+
+  async listRunDocuments(runId: string): Promise<RunDocument[]> {
+    const dir = join(this.root, runDocsFolder(runId));
+    let names: string[];
+    try {
+      names = await readdir(dir);
+    } catch (e) {
+      if (errnoCode(e) === 'ENOENT') return [];
+      throw this.ioError(`cannot list ${dir}`, e);
+    }
+    const out: RunDocument[] = [];
+    for (const f of names.sort()) {
+      const name = runDocName(f);
+      if (!name) continue;
+      const where = join(dir, f);
+      try {
+        out.push({ name, where, data: await readFile(where) });
+      } catch (e) {
+        throw this.ioError(`cannot read ${where}`, e);
+      }
+    }
+    return out;
   }
 
   /** Newest first by capturedAt, then by artifact id. Throws VAULT_CORRUPT naming an unreadable index file. */

@@ -23,7 +23,8 @@ import {
   type FailureContext,
 } from './remote-tools.ts';
 import type { ToolVaultDeps } from './sftp.ts';
-import type { ArtifactIndexEntry, Grant, GrantOptions, ObjectCheck, ObjectWriter, ToolVault, VaultCaps, VaultStepRun } from './vault.ts';
+import { runDocKey } from './run-docs.ts';
+import type { ArtifactIndexEntry, Grant, GrantOptions, ObjectCheck, ObjectWriter, RunDocument, ToolVault, VaultCaps, VaultStepRun } from './vault.ts';
 
 /**
  * The `restic` vault: a restic repository in a folder on an SSH vault host.
@@ -1012,6 +1013,37 @@ export class ResticVault implements ToolVault {
     const refs = [...(await this.indexSnapshots(true)).values()];
     const docs = await this.dump(refs);
     return sortIndex(refs.map((ref) => parseIndexDocument(this.info.name, `${ref.path} in snapshot ${ref.id.slice(0, 8)}`, docs.get(ref.id) ?? new Uint8Array())));
+  }
+
+  /**
+   * A run document as one snapshot holding /runs/<runId>/<name>.json, tagged
+   * `rubicon-run:<runId>:<name>`. Write-once: a name the repository already
+   * holds (read fresh) is not stored again.
+   */
+  async putRunDocument(runId: string, name: string, data: Uint8Array): Promise<void> {
+    const file = runDocKey(runId, name);
+    const tag = `rubicon-run:${runId}:${name}`;
+    if ((await this.refreshSnapshots()).some((x) => x.tags.includes(tag))) return;
+    await this.putDocs([{ file, data, tags: ['rubicon-run', tag] }]);
+  }
+
+  /** Read fresh from the repository; the oldest snapshot per name (write-once: a later duplicate does not replace it). */
+  async listRunDocuments(runId: string): Promise<RunDocument[]> {
+    const prefix = `rubicon-run:${runId}:`;
+    const refs = new Map<string, { id: string; path: string; time: string }>();
+    for (const x of await this.refreshSnapshots()) {
+      for (const t of x.tags) {
+        if (!t.startsWith(prefix)) continue;
+        const name = t.slice(prefix.length);
+        if (!/^[a-z0-9][a-z0-9-]{0,127}$/.test(name)) continue;
+        const cur = refs.get(name);
+        if (!cur || x.time < cur.time) refs.set(name, { id: x.id, path: `/${runDocKey(runId, name)}`, time: x.time });
+      }
+    }
+    const docs = await this.dump([...refs.values()]);
+    return [...refs.entries()]
+      .sort(([a], [b]) => (a < b ? -1 : 1))
+      .map(([name, ref]) => ({ name, where: `${ref.path} in snapshot ${ref.id.slice(0, 8)}`, data: docs.get(ref.id) ?? new Uint8Array() }));
   }
 
   /** Flushes the vault host's filesystem that holds the repository. */

@@ -24,7 +24,8 @@ import {
   treeRunner,
   userAtHost,
 } from './remote-tools.ts';
-import type { ArtifactIndexEntry, Grant, GrantOptions, ObjectCheck, ObjectWriter, ToolVault, VaultCaps, VaultStepRun } from './vault.ts';
+import { runDocKey, runDocName, runDocsFolder } from './run-docs.ts';
+import type { ArtifactIndexEntry, Grant, GrantOptions, ObjectCheck, ObjectWriter, RunDocument, ToolVault, VaultCaps, VaultStepRun } from './vault.ts';
 
 /**
  * The `sftp` vault: a folder on an SSH vault host. File trees are mirrored
@@ -525,6 +526,31 @@ export class SftpVault implements ToolVault {
     const entries: ArtifactIndexEntry[] = [];
     for (let i = 0; i + 1 < parts.length; i += 2) entries.push(parseIndexDocument(this.info.name, `${this.root}/index/${parts[i]}`, Buffer.from(parts[i + 1] ?? '')));
     return sortIndex(entries);
+  }
+
+  /** Write-once on the vault host (a name already there is kept), in one call: `ln` of a temp file fails when the name exists. */
+  async putRunDocument(runId: string, name: string, data: Uint8Array): Promise<void> {
+    const file = `${this.root}/${runDocKey(runId, name)}`;
+    const script = 'umask 077; d=$(dirname -- "$1"); mkdir -p -- "$d" || exit 46; t="$d/.tmp.$$"; cat > "$t" || { rm -f -- "$t"; exit 46; }; ln -- "$t" "$1" 2>/dev/null; rm -f -- "$t"; [ -f "$1" ] || exit 47';
+    const r = await this.vaultHost.exec({ argv: ['sh', '-c', script, 'rubicon', file], input: Buffer.from(data) });
+    if (r.exitCode !== 0) {
+      if (/No space left/i.test(r.stderr)) throw noSpace({ vault: this.info.name, vaultHost: this.vaultHost, vaultPath: this.settings.path, what: `storing ${runDocKey(runId, name)}` });
+      throw new RubiconError('VAULT_IO', `vault '${this.info.name}': cannot store ${runDocKey(runId, name)} on ${this.where()}: ${r.stderr.trim().slice(0, 200) || `exit ${r.exitCode}`}`);
+    }
+  }
+
+  async listRunDocuments(runId: string): Promise<RunDocument[]> {
+    const dir = `${this.root}/${runDocsFolder(runId)}`;
+    const script = 'cd "$1" 2>/dev/null || exit 0; for f in *.json; do [ -f "$f" ] || continue; printf "%s\\0" "$f"; cat -- "$f" || exit 1; printf "\\0"; done';
+    const r = await this.vaultHost.exec({ argv: ['sh', '-c', script, 'rubicon', dir] }, { maxOutputBytes: DOC_MAX });
+    if (r.exitCode !== 0) throw new RubiconError('VAULT_IO', `vault '${this.info.name}': cannot read ${dir} on ${this.where()}: ${r.stderr.trim().slice(0, 200)}`);
+    const parts = r.stdout.split('\0');
+    const out: RunDocument[] = [];
+    for (let i = 0; i + 1 < parts.length; i += 2) {
+      const name = runDocName(parts[i]!);
+      if (name) out.push({ name, where: `${this.vaultHost.name}:${dir}/${parts[i]}`, data: Buffer.from(parts[i + 1] ?? '') });
+    }
+    return out;
   }
 
   /** Flushes the vault host's filesystem that holds the vault (syncfs through `sync -f`; plain `sync` where that is missing). */

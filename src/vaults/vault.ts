@@ -124,6 +124,22 @@ export interface Vault extends VaultReader {
   openedAtMs?(): Promise<number>;
   markVerified?(sha256: string): Promise<void>;
   getArtifactIndex?(artifactId: string): Promise<ArtifactIndexEntry | undefined>;
+  /**
+   * Optional: small documents a run leaves beside its artifacts (the journal
+   * heads, src/run/heads.ts), kept apart from the artifact index so nothing
+   * reads them as artifacts. `name` is [a-z0-9-]+. Write-once: a name
+   * already stored is kept as it is (WORM-friendly; the same head written
+   * twice is the same bytes). Durable after sync().
+   */
+  putRunDocument?(runId: string, name: string, data: Uint8Array): Promise<void>;
+  /** Every document stored for the run, with where it is (file, blob, snapshot) for messages. Empty when none. */
+  listRunDocuments?(runId: string): Promise<RunDocument[]>;
+}
+
+export interface RunDocument {
+  name: string;
+  where: string;
+  data: Uint8Array;
 }
 
 /**

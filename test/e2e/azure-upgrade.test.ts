@@ -6,9 +6,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import type { RunEvent } from '../../src/core/events.ts';
 import type { Host } from '../../src/hosts/host.ts';
 import { LocalHost } from '../../src/hosts/local.ts';
-import { createPulumiAzureInfra } from '../../src/infra/azure/factory.ts';
+import { infraKinds, pulumiAzureInfraKind } from '../../src/compose/root.ts';
 import { startRun } from '../../src/run/run.ts';
-import { parseAzureSection } from '../../src/runbook/azure.ts';
 import { buildSandbox } from '../../src/sandbox/estate.ts';
 import { generateKeyPair } from '../../src/trust/keys.ts';
 import { FakeArm, FakeMachines, FakeStack, fixture } from '../infra/fake-ports.ts';
@@ -17,17 +16,18 @@ import { ROOT, removeTempDirs, tempDir, treeHashes } from './helpers.ts';
 afterAll(removeTempDirs); // the estates are tens of MiB each
 
 /**
- * A whole `rubicon upgrade` whose infrastructure is the Azure driver
- * (createPulumiAzureInfra, from an `infra: {kind: pulumi-azure}` section),
- * over stand-in ports: an in-memory Pulumi stack answering with
+ * A whole `rubicon upgrade` of a runbook with `infra: {kind: pulumi-azure}`:
+ * the composition root selects the Azure driver (src/compose/root.ts
+ * `pulumiAzureInfraKind`) and only its ports are stand-ins (the registry
+ * entry is overridden with the same factory over them): an in-memory Pulumi
+ * stack answering with
  * engine-event fixtures, an in-memory ARM with locks, and machines whose
  * proving ground is a local folder (so the real prover runs). The sandbox
  * target folder stands for the server: the crossing's `up` wipes it, and
  * landing must restore it from the vaults.
  *
- * The composition root that selects the driver from the runbook's
- * `infra.kind` is being built in another session; until it lands, the test
- * installs the driver in the run's context after discovery (RunHooks).
+ * The driver's notes (locks lifted and restored, disarming) must reach the
+ * journal as `note` events, with their level.
  */
 
 const IMAGE = 'MicrosoftWindowsServer:WindowsServer:2025-datacenter-azure-edition:latest';
@@ -45,15 +45,26 @@ function allSame(): EngineEvent[] {
 describe('rubicon upgrade with the pulumi-azure driver (stand-in ports)', () => {
   it('provisions and tears down the proving ground, snapshots, signs the permit, crosses under the locks, lands, releases', async () => {
     const L = await buildSandbox(path.join(await tempDir('rubicon-azure-e2e-'), 'estate'), { patients: 150, vendorMode: 'good' });
-    const text = (await readFile(L.runbook, 'utf8')).replace('name: ehr-server', 'name: ehr-prd-01').replace('image: Windows Server 2025 Datacenter', `image: ${IMAGE}`);
+    const sandboxInfra = /^infra:\n(?: {2}.*\n)+/m;
+    const original = await readFile(L.runbook, 'utf8');
+    expect(original).toMatch(sandboxInfra);
+    const azureInfra = [
+      'infra:',
+      '  kind: pulumi-azure',
+      '  stack: prod',
+      `  workDir: ${JSON.stringify(path.relative(path.dirname(L.runbook), ROOT))}`,
+      '  signingKey: { env: RUBICON_SIGNING_KEY }',
+      '  planDir: ./plans',
+      '  freezeServices: [EHRApp]',
+      '',
+    ].join('\n');
+    const text = original.replace('name: ehr-server', 'name: ehr-prd-01').replace('image: Windows Server 2025 Datacenter', `image: ${IMAGE}`).replace(sandboxInfra, azureInfra);
     await writeFile(L.runbook, text);
     const keys = generateKeyPair();
     const env = { RUBICON_SIGNING_KEY: keys.privateKeyPem, AZURE_SUBSCRIPTION_ID: '00000000-0000-0000-0000-000000000001' };
-    const section = parseAzureSection(
-      { kind: 'pulumi-azure', stack: 'prod', workDir: path.relative(path.dirname(L.runbook), ROOT), signingKey: { env: 'RUBICON_SIGNING_KEY' }, planDir: './plans', freezeServices: ['EHRApp'] },
-      L.runbook,
-      env,
-    );
+    // The runbook's rules and the journal's signing key read the process environment.
+    const savedEnv = { ...process.env };
+    Object.assign(process.env, env);
 
     const stack = new FakeStack(
       'prod',
@@ -104,8 +115,7 @@ describe('rubicon upgrade with the pulumi-azure driver (stand-in ports)', () => 
       if (pgOn(s)) return { ...s.outputsValue, provingGround: { vmId: '/pg/vm', tags: { 'rubicon-ttl': '8h', 'rubicon-created-at': new Date().toISOString() } } };
       return { ...s.outputsValue, provingGround: null };
     };
-    const notes: string[] = [];
-    const driver = await createPulumiAzureInfra(section, { env, stack, machines, arm, log: (level, m) => notes.push(`${level}: ${m}`) });
+    const restoreKind = infraKinds.override('pulumi-azure', pulumiAzureInfraKind({ env, stack, machines, arm }));
 
     let beforeCrossing = new Map<string, string>();
     const events: RunEvent[] = [];
@@ -115,10 +125,13 @@ describe('rubicon upgrade with the pulumi-azure driver (stand-in ports)', () => 
       confirm: async () => ({ confirmed: true, by: 'flag', who: 'test' }),
       hooks: {
         afterPhase: async (phase, ctx) => {
-          if (phase === 'discover') ctx.infra = driver;
+          if (phase === 'discover') expect(ctx.infra.kind).toBe('pulumi-azure');
           if (phase === 'gate') beforeCrossing = await treeHashes(L.target);
         },
       },
+    }).finally(() => {
+      restoreKind();
+      process.env = savedEnv;
     });
     const journal = events.flatMap((e) => (e.kind === 'journal' ? [e.event] : []));
     expect(summary.error).toBeUndefined();
@@ -143,8 +156,10 @@ describe('rubicon upgrade with the pulumi-azure driver (stand-in ports)', () => 
     expect(machines.hosts.get(VM)?.runs[0]?.args.at(-1)).toContain("Stop-Service -Name 'EHRApp'");
     // Plans were saved where the section says; the folder was created.
     expect(existsSync(path.join(path.dirname(L.runbook), 'plans'))).toBe(true);
-    // The journal names every lock lifted and restored (notes from the driver, through the log).
-    expect(notes.some((n) => n.includes('deletion lock on VM') && n.includes('removed for the crossing'))).toBe(true);
+    // The journal names every lock lifted and restored (the driver's notes, through the composition root's log, with their level).
+    const notes = journal.flatMap((e) => (e.type === 'note' ? [`${e.level}: ${e.message}`] : []));
+    expect(notes.some((n) => n.startsWith('warn: ') && n.includes(`deletion lock on VM ${VM} removed for the crossing`))).toBe(true);
+    expect(notes.some((n) => n.startsWith('info: ') && n.includes('deletion lock on') && n.includes('after the crossing of run'))).toBe(true);
     // The wiped target was landed from the vaults: every file of the application folders is back, byte for byte.
     const after = await treeHashes(L.target);
     const ehr = [...beforeCrossing.entries()].filter(([p]) => p.startsWith('ehr/'));

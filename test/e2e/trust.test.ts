@@ -1,10 +1,10 @@
-import { appendFile, open, readFile } from 'node:fs/promises';
+import { appendFile, mkdir, open, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { JournalEvent, JournalRecord } from '../../src/core/events.ts';
 import { recordSigner } from '../../src/run/audit.ts';
 import { recordHash } from '../../src/run/journal.ts';
-import { buildSandbox } from '../../src/sandbox/estate.ts';
+import { buildSandbox, sandboxLayout } from '../../src/sandbox/estate.ts';
 import { defaultKeyDir } from '../../src/trust/keyring.ts';
 import { loadSigner } from '../../src/trust/keys.ts';
 import { cli, diffTrees, journalOf, tempDir, treeState } from './helpers.ts';
@@ -128,4 +128,64 @@ describe('evidence that can be trusted', () => {
     expect(bad.exitCode).toBe(1);
     expect(bad.stdout).toContain(`record ${records[i]!.seq} (note) its signature is not one by key`);
   });
+
+  it('the journal heads in the vaults: audit finds a journal rewritten and re-signed with the stolen key, a journal cut short, and a planted head', async () => {
+    const L = sandboxLayout(path.join(await tempDir(), 'estate'));
+    const r = await cli(['demo', '--dir', L.dir, '--json']);
+    expect(r.exitCode, r.stderr).toBe(0);
+    const runId = (r.events[0] as { event: { runId: string } }).event.runId;
+    const journalFile = path.join(L.stateDir, 'runs', runId, 'journal.jsonl');
+    const original = await readFile(journalFile, 'utf8');
+    const records = original.split('\n').filter(Boolean).map((l) => JSON.parse(l) as JournalRecord);
+    const stored = records.filter((x) => x.event.type === 'journal.head.stored').map((x) => x.event as Extract<JournalEvent, { type: 'journal.head.stored' }>);
+    expect(stored.map((e) => [e.stage, e.vaults])).toEqual([['gate', ['nas', 'offsite']], ['landed', ['nas', 'offsite']]]);
+    const [gateHead, landedHead] = stored as [(typeof stored)[0], (typeof stored)[0]];
+    // The gate's head is the record right after the permit; the landing's is after the last landing record.
+    expect(records.find((x) => x.seq === gateHead.seq)!.event.type).toBe('permit.issued');
+
+    const ok = await cli(['audit', runId, '--state-dir', L.stateDir]);
+    expect(ok.exitCode, ok.stdout + ok.stderr).toBe(0);
+    expect(ok.stdout).toContain(`journal heads in the vaults agree: nas (gate at record ${gateHead.seq}), nas (landed at record ${landedHead.seq}), offsite (gate at record ${gateHead.seq}), offsite (landed at record ${landedHead.seq})`);
+
+    // 1. Rewritten before the gate and signed again with the run's own key (stolen): every signature verifies, the vaults disagree.
+    const signer = loadSigner({ file: path.join(defaultKeyDir(), 'signing.pem') });
+    const sign = recordSigner(signer);
+    const i = records.findIndex((x) => x.event.type === 'proof.recorded');
+    const rewritten: JournalRecord[] = records.slice(0, i);
+    let prev = rewritten.at(-1)!.hash;
+    for (const x of records.slice(i)) {
+      const event = x.seq === records[i]!.seq ? ({ type: 'note', level: 'info', message: 'a proof that never was' } as JournalEvent) : x.event;
+      const hash = recordHash(prev, x.seq, x.at, event);
+      rewritten.push({ ...x, event, prev, hash, sig: sign(x.seq, hash) });
+      prev = hash;
+    }
+    await writeFile(journalFile, rewritten.map((x) => JSON.stringify(x)).join('\n') + '\n');
+    const bad = await cli(['audit', runId, '--state-dir', L.stateDir]);
+    expect(bad.exitCode, bad.stdout).toBe(1);
+    expect(bad.stdout).toMatch(/journal signed: \d+ records, hash chain and every signature verified/);
+    expect(bad.stdout).toContain(`NOT INTACT: record ${gateHead.seq} (permit.issued) differs from the journal head vault 'nas' kept after the gate`);
+    expect(bad.stdout).toContain("vault 'offsite' kept after the landing");
+    expect(bad.stdout).toMatch(/the journal was rewritten/);
+    // The journal alone cannot tell.
+    const alone = await cli(['audit', runId, '--state-dir', L.stateDir, '--journal-only']);
+    expect(alone.exitCode, alone.stdout).toBe(0);
+
+    // 2. Cut short after the gate (the landing's records removed): no signature is wrong, the vaults know there was more.
+    const cut = records.filter((x) => x.seq <= gateHead.seq + 5);
+    await writeFile(journalFile, cut.map((x) => JSON.stringify(x)).join('\n') + '\n');
+    const short = await cli(['audit', runId, '--state-dir', L.stateDir, '--json']);
+    expect(short.exitCode).toBe(1);
+    const j = JSON.parse(short.stdout) as { ok: boolean; vaults: { findings: { vault: string; problem: string }[] } };
+    expect(j.ok).toBe(true);
+    expect(j.vaults.findings.map((f) => `${f.vault}:${f.problem}`).sort()).toEqual(['nas:truncated', 'offsite:truncated']);
+
+    // 3. The journal as it was, and a head planted in one vault by someone without the key.
+    await writeFile(journalFile, original);
+    const planted = path.join(L.vaults[0]!, 'runs', runId, 'head-gate-3.json');
+    await mkdir(path.dirname(planted), { recursive: true });
+    await writeFile(planted, JSON.stringify({ kind: 'rubicon-journal-head', v: 1, runId, stage: 'gate', seq: 3, hash: 'a'.repeat(64), sig: Buffer.alloc(64).toString('base64'), at: new Date().toISOString() }));
+    const forged = await cli(['audit', runId, '--state-dir', L.stateDir]);
+    expect(forged.exitCode).toBe(1);
+    expect(forged.stdout).toContain(`vault 'nas': the head at ${planted} (record 3) is not signed by key`);
+  }, 300_000);
 });

@@ -8,6 +8,7 @@ import { rollbackRun } from '../../src/infra/azure/rollback.ts';
 import { Journal, newRunId, runPaths } from '../../src/run/journal.ts';
 import { FakeArm, FakeMachines, FakeStack, fixture } from './fake-ports.ts';
 import { KEYS, NEW_IMAGE } from './builders.ts';
+import { cli } from '../e2e/helpers.ts';
 
 /** `rubicon rollback RUN_ID` as a function: the run's runbook copy names the stack and key; confirmation required. */
 
@@ -79,5 +80,37 @@ describe('rollbackRun', () => {
     expect(r).toMatchObject({ runId, from: 'retired-os-disk', diskId: RETIRED });
     expect(stack.config.get('rubicon:target.restoreFromDisk')).toBe(RETIRED);
     expect(arm.locks.has(VM)).toBe(true);
+  });
+
+  it('is a command: `rubicon rollback RUN_ID` reaches rollbackRun (exit 2 unconfirmed, 3 without a run id or for a run not on Azure)', async () => {
+    const { stateDir, runId } = run(AZURE);
+    const unconfirmed = await cli(['rollback', runId, '--state-dir', stateDir], env);
+    expect(unconfirmed.stderr).toMatch(new RegExp(`rollback of run ${runId} replaces the target VM of stack prod: not confirmed`));
+    expect(unconfirmed.exitCode).toBe(2);
+    const noId = await cli(['rollback', '--state-dir', stateDir], env);
+    expect(noId.stderr).toMatch(/rubicon rollback needs a run id/);
+    expect(noId.exitCode).toBe(3);
+    const sandbox = run('infra:\n  kind: sandbox\n  provingGround: ./pg\n');
+    const notAzure = await cli(['rollback', sandbox.runId, '--state-dir', sandbox.stateDir, '--yes'], env);
+    expect(notAzure.stderr).toMatch(/did not run on Azure/);
+    expect(notAzure.exitCode).toBe(3);
+    expect((await cli(['--help'])).stdout).toContain('rubicon rollback RUN_ID');
+  });
+
+  it('`rubicon status` lists a run\'s rollback assets until the run releases them', async () => {
+    const { stateDir, runId } = run(AZURE);
+    const journal = Journal.open(runPaths(stateDir, runId).journal);
+    const snap = `${RG}/snapshots/rubicon-${runId}-os`;
+    journal.append({ type: 'rollback.created', rollbackPoint: { id: `rollback.${runId}`, kind: 'azure-disk-snapshot', location: `${snap},${RG}/snapshots/rubicon-${runId}-sqldata`, createdAt: '2026-12-01T10:00:00.000Z' } });
+    const kept = await cli(['status', '--state-dir', stateDir]);
+    expect(kept.exitCode).toBe(0);
+    expect(kept.stdout).toContain('rollback points kept');
+    expect(kept.stdout).toContain(`${runId}  Azure snapshots rubicon-${runId}-os, rubicon-${runId}-sqldata and the OS disk the crossing retired`);
+    const one = await cli(['status', runId, '--state-dir', stateDir, '--json']);
+    expect(JSON.parse(one.stdout.trim().split('\n').at(-1)!)).toMatchObject({ rollbackKept: { kind: 'azure-disk-snapshot' } });
+    journal.append({ type: 'rollback.released', rollbackPointId: `rollback.${runId}` });
+    const released = await cli(['status', '--state-dir', stateDir]);
+    expect(released.stdout).toContain(runId);
+    expect(released.stdout).not.toContain('rollback points kept');
   });
 });

@@ -97,6 +97,22 @@ describe.skipIf(!run)(`azure-blob vault on Azurite${run ? '' : ` (skipped: ${azu
     expect(list[0]!.origin).toBe('rubicon');
   }, 60_000);
 
+  it('run documents (journal heads) are write-once blobs under runs/<run>/, never listed as artifacts', async () => {
+    const s = settings();
+    const v = await new AzureBlobVault(s, { env }).open();
+    const run = 'r-20261202-010000-abcd';
+    const before = await v.listArtifacts();
+    await v.putRunDocument(run, 'head-gate-41', Buffer.from('first\n'));
+    await v.putRunDocument(run, 'head-gate-41', Buffer.from('second\n'));
+    await v.putRunDocument(run, 'head-landed-80', Buffer.from('landed\n'));
+    const again = await new AzureBlobVault(s, { env }).open();
+    const docs = await again.listRunDocuments(run);
+    expect(docs.map((d) => [d.name, Buffer.from(d.data).toString()])).toEqual([['head-gate-41', 'first\n'], ['head-landed-80', 'landed\n']]);
+    expect(docs[0]!.where).toMatch(/runs\/r-20261202-010000-abcd\/head-gate-41\.json$/);
+    expect(await again.listRunDocuments('r-20261202-020000-ffff')).toEqual([]);
+    expect(await again.listArtifacts()).toEqual(before);
+  }, 60_000);
+
   it('a file that changed since it was hashed is never stored under that name', async () => {
     const v = await new AzureBlobVault(settings(), { env }).open();
     const f = path.join(tmp, 'moving.bin');

@@ -55,6 +55,25 @@ describe('FilesystemVault', () => {
     expect(await readdir(join(dir, 'v', 'tmp'))).toEqual([]);
   });
 
+  it('run documents (journal heads) are write-once under runs/<run>/, never listed as artifacts, and read back by a new vault object', async () => {
+    const vault = makeVault('nas', join(dir, 'v'));
+    const run = 'r-20261202-010000-abcd';
+    await vault.putRunDocument(run, 'head-gate-41', Buffer.from('first\n'));
+    await vault.putRunDocument(run, 'head-gate-41', Buffer.from('second\n'));
+    await vault.putRunDocument(run, 'head-landed-80', Buffer.from('landed\n'));
+    await vault.sync();
+    expect(await readFile(join(dir, 'v', 'runs', run, 'head-gate-41.json'), 'utf8')).toBe('first\n');
+    const again = makeVault('nas', join(dir, 'v'));
+    const docs = await again.listRunDocuments(run);
+    expect(docs.map((d) => [d.name, Buffer.from(d.data).toString()])).toEqual([['head-gate-41', 'first\n'], ['head-landed-80', 'landed\n']]);
+    expect(docs[0]!.where).toBe(join(dir, 'v', 'runs', run, 'head-gate-41.json'));
+    expect(await again.listRunDocuments('r-20261202-020000-ffff')).toEqual([]);
+    expect(await again.listArtifacts()).toEqual([]);
+    expect(await readdir(join(dir, 'v', 'tmp'))).toEqual([]);
+    await expect(vault.putRunDocument('../escape', 'x', Buffer.from(''))).rejects.toThrow(/cannot name a vault folder/);
+    await expect(vault.putRunDocument(run, '../x', Buffer.from(''))).rejects.toThrow(/is not \[a-z0-9-\]\+/);
+  });
+
   it('put of an existing object is a no-op: the stored file is not rewritten', async () => {
     const vault = makeVault('nas', join(dir, 'v'));
     const hash = await vault.putBytes(Buffer.from('hello'));

@@ -159,6 +159,13 @@ const ops: Record<string, (a: any) => Promise<unknown>> = {
     if (!v.putArtifactDocuments) throw new Error(`vault ${a.vault} has no putArtifactDocuments`);
     return v.putArtifactDocuments(Buffer.from(a.base64, 'base64'), a.entry);
   },
+  async putRunDocument(a: { vault: string; runId: string; name: string; base64: string }) {
+    await vault(a.vault).putRunDocument!(a.runId, a.name, Buffer.from(a.base64, 'base64'));
+    return null;
+  },
+  async listRunDocuments(a: { vault: string; runId: string }) {
+    return (await vault(a.vault).listRunDocuments!(a.runId)).map((d) => ({ name: d.name, where: d.where, text: Buffer.from(d.data).toString('utf8') }));
+  },
   async listArtifacts(a: { vault: string }) {
     return vault(a.vault).listArtifacts();
   },

@@ -450,6 +450,24 @@ describe.skipIf(noNet)(`sftp and restic vaults on test hosts${noNet ? ` (skipped
     expect(docSnaps).toHaveLength(1);
   });
 
+  it('run documents (journal heads) are write-once, apart from the artifact index, and read back by a fresh vault object, in both vaults', async () => {
+    for (const [key, fresh] of [['sftp', { key: 'sftp-docs', kind: 'sftp', name: 'nas', host: 'vault', path: sftpRoot }], ['restic', { key: 'restic-docs', kind: 'restic', name: 'offsite', host: 'vault', path: resticRoot, passwordFile: pwFile }]] as const) {
+      const before = await d.call<unknown[]>('listArtifacts', { vault: key });
+      const one = Buffer.from('{"head":1}\n');
+      await d.call('putRunDocument', { vault: key, runId: 'r-20261202-010000-abcd', name: 'head-gate-41', base64: one.toString('base64') });
+      // Write-once: a second write under the same name keeps the first.
+      await d.call('putRunDocument', { vault: key, runId: 'r-20261202-010000-abcd', name: 'head-gate-41', base64: Buffer.from('{"head":2}\n').toString('base64') });
+      await d.call('putRunDocument', { vault: key, runId: 'r-20261202-010000-abcd', name: 'head-landed-80', base64: Buffer.from('{"head":3}\n').toString('base64') });
+      await d.call('newVault', fresh);
+      const docs = await d.call<{ name: string; where: string; text: string }[]>('listRunDocuments', { vault: fresh.key, runId: 'r-20261202-010000-abcd' });
+      expect(docs.map((x) => [x.name, x.text])).toEqual([['head-gate-41', '{"head":1}\n'], ['head-landed-80', '{"head":3}\n']]);
+      expect(docs[0]!.where).toMatch(key === 'sftp' ? /vault:.*runs\/r-20261202-010000-abcd\/head-gate-41\.json$/ : /\/runs\/r-20261202-010000-abcd\/head-gate-41\.json in snapshot [0-9a-f]{8}$/);
+      expect(await d.call('listRunDocuments', { vault: fresh.key, runId: 'r-20261202-020000-ffff' })).toEqual([]);
+      // Never read as artifacts.
+      expect(await d.call('listArtifacts', { vault: fresh.key })).toEqual(before);
+    }
+  });
+
   it('an empty folder is an artifact too, in both vaults', async () => {
     const emptySrc = path.join(net.hosts.target.dataDir, 'ehr', 'empty');
     mkdirSync(emptySrc, { recursive: true });

@@ -5,6 +5,7 @@ import { RubiconError } from '../../core/errors.ts';
 import type { Permit, RollbackPoint } from '../../core/types.ts';
 import { proofSetHash } from '../../gate/permit.ts';
 import type { CommandResult, ExecOptions, Host } from '../../hosts/host.ts';
+import type { Machine } from '../../machines/machine.ts';
 import { verifierFrom, type Signer } from '../../trust/keys.ts';
 import { signPermit, verifySignedPermit, type SignedPermit } from '../../trust/permit.ts';
 import type { CrossingFacts, CrossingResult, DriverScope, InfraDriver, ProvingGroundHandle } from '../driver.ts';
@@ -13,6 +14,7 @@ import { ArmedSchema, diskImageUrn, type ArmedRecord } from './config.ts';
 import { PROVING_GROUND_TYPE, VM_TYPE, targetVmLogicalName } from './names.ts';
 import type { ArmPort, MachinePort, OperationOptions, PreviewOutcome, StackPort, UpOutcome, VmState } from './ports.ts';
 import { psLiteral } from './powershell.ts';
+import { lockLiftingMachine } from './target-machine.ts';
 import { CREATED_AT_TAG, RUN_TAG, TTL_TAG, type ProvingGroundRecord, type ReapPort } from './reap.ts';
 
 /**
@@ -481,6 +483,32 @@ export class PulumiAzureDriver implements InfraDriver {
   async targetHost(): Promise<Host> {
     await this.#recover();
     return this.#targetHost(await this.#targetVmId(), await this.#targetName());
+  }
+
+  /**
+   * The composition root's target machine (the runbook's
+   * `target.transport`), for the phases and the landing: an
+   * azure-run-command machine is wrapped so its run commands (children of
+   * the VM, which inherit the VM's lock) can be deleted; the VM's lock is
+   * lifted only while one of its operations runs, and each lift and restore
+   * is logged (the journal). Any other machine is returned as it is
+   * (./target-machine.ts).
+   */
+  targetMachine<M extends Machine>(machine: M): M {
+    let vmId: string | undefined;
+    return lockLiftingMachine(machine, {
+      lift: async () => {
+        await this.#recover();
+        vmId = await this.#targetVmId();
+        await this.#arm.unlock(vmId);
+        this.#log('warn', `Target ${machine.name}: deletion lock on VM ${vmId} removed while Run Command runs on it.`);
+      },
+      restore: async () => {
+        const id = vmId ?? (await this.#targetVmId());
+        await this.#arm.lock(id, `Rubicon: ${machine.name} may not be deleted; only Rubicon lifts this, for a permitted crossing.`);
+        this.#log('info', `Target ${machine.name}: deletion lock on VM ${id} restored after Run Command.`);
+      },
+    });
   }
 
   // ------------------------------------------------------------ rollback point
