@@ -53,7 +53,7 @@ interface Services {
 }
 
 describe.skipIf(skip)(`the story on a Windows target over openssh-windows (PowerShell 7 stand-in)${skip ? ` (skipped: ${skip})` : ''}`, () => {
-  it('discovers with the inventory script, captures by the manifest script + restic, freezes with the freeze script, waits at the manual crossing, refuses the old server, lands and validates on the rebuilt one', { timeout: 1_800_000 }, async () => {
+  it('discovers with the inventory script, captures by the manifest script + restic, freezes with the freeze script, waits at the manual crossing, refuses the old server (host key, MachineGuid), lands and validates on the rebuilt one', { timeout: 1_800_000 }, async () => {
     // The stand-in's login shell and its state, before the net (sshd checks the shell exists).
     const standIn = await tempDir('rubicon-win-standin-');
     const servicesFile = path.join(standIn, 'services.json');
@@ -177,9 +177,11 @@ manualSteps:
       expect(gate?.result.passed, JSON.stringify(gate?.result.results.filter((r) => r.status === 'fail'))).toBe(true);
       expect(gate!.result.results.find((r) => r.rule === 'coverage.complete')?.status).toBe('overridden');
 
-      // (The early confirm that NOT_REBUILT refuses is left out here: every script call costs a minute on a loaded
-      // machine. The refusal is the phases' own check, tested over ssh in ssh-story.test.ts; here the positive side:
-      // rebuild.verified with a changed MachineGuid and host key.)
+      // The engineer confirms too early: the server still answers with its old host key and MachineGuid.
+      await copyFile(knownHosts, rebuiltKnownHosts);
+      const early = await ctlCli(net, ['confirm', runId, '--crossed', '--by', 'Jane Engineer', '--state-dir', stateDir, '--json'], env);
+      expect(early.exitCode, early.stderr.slice(-2000)).toBe(1);
+      expect((early.summary as { error?: { code: string; message: string } }).error).toMatchObject({ code: 'NOT_REBUILT', message: expect.stringMatching(/MachineGuid/) });
       expect(existsSync(path.join(targetRoot, 'ehr/A/app.ini'))).toBe(true);
 
       // The engineer really reinstalls it: the data and Rubicon's work folder are gone, a new MachineGuid and host key.
