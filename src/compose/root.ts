@@ -20,6 +20,9 @@ import { createSftpVault } from '../vaults/sftp.ts';
 import { remoteSqliteEngine } from '../engines/sqlite/remote.ts';
 import type { Vault } from '../vaults/vault.ts';
 import { Registry } from './registry.ts';
+import type { TargetPlane } from '../run/plane.ts';
+import { posixPlane } from '../run/plane-posix.ts';
+import { windowsPlane } from '../run/windows.ts';
 
 /**
  * The composition root: the only module that names concrete adapters. The
@@ -136,6 +139,9 @@ export function pulumiAzureInfraKind(ports: import('../infra/azure/factory.ts').
   };
 }
 
+/** The OS-specific part of the remote phases (src/run/plane.ts), by the target machine's `os`. */
+export const targetPlanes = new Registry<TargetPlane>('target plane').register('linux', posixPlane).register('windows', windowsPlane);
+
 export const folderMethods = new Registry<FolderMethod>('folder method');
 for (const m of FOLDER_METHODS) folderMethods.register(m.name, m);
 
@@ -178,6 +184,8 @@ export interface Adapters {
   remoteEngines: Record<string, RemoteDatabaseEngine>;
   infra: InfraDriver;
   folderMethods: Registry<FolderMethod>;
+  /** How the remote phases act on the target's OS. */
+  plane: TargetPlane;
 }
 
 export interface AdapterInput {
@@ -212,7 +220,7 @@ export async function createAdapters(rb: Runbook, input: AdapterInput): Promise<
   const machine = machineMaker(input);
   const target = machine(rb.target.name, rb.target.transport, rb.target.root, rb.target.workDir);
   const rebuiltTarget =
-    rb.infra.kind === 'manual' && rb.target.transport.kind === 'ssh'
+    rb.infra.kind === 'manual' && (rb.target.transport.kind === 'ssh' || rb.target.transport.kind === 'openssh-windows')
       ? machine(rb.target.name, { ...rb.target.transport, knownHosts: rb.infra.rebuilt.knownHosts }, rb.target.root, rb.target.workDir)
       : target;
   const provingGround = machine('proving-ground', rb.provingGround.transport, rb.provingGround.root, rb.provingGround.workDir || '/var/tmp/rubicon');
@@ -228,8 +236,10 @@ export async function createAdapters(rb: Runbook, input: AdapterInput): Promise<
     provingGround,
     vaults,
     engines: createEngines(rb, input.log ? { log: input.log } : {}),
-    remoteEngines,
+    // The remote engines run Linux CLIs (sqlite3, find) on the target: none on a Windows target yet (SQL Server there: docs/mssql.md).
+    remoteEngines: target.os === 'windows' ? {} : remoteEngines,
     infra,
     folderMethods,
+    plane: targetPlanes.get(target.os, 'target.transport.kind'),
   };
 }

@@ -7,6 +7,7 @@ import type { LocalHost } from '../hosts/local.ts';
 import type { InfraDriver } from '../infra/driver.ts';
 import { LocalMachine } from '../machines/local.ts';
 import type { Machine } from '../machines/machine.ts';
+import type { TargetPlane } from './plane.ts';
 import type { Runbook } from '../runbook/load.ts';
 import type { Vault } from '../vaults/vault.ts';
 import { checkpoint } from './faults.ts';
@@ -50,6 +51,8 @@ export interface RunContext {
   remote?: {
     provingGround: Machine;
     rebuiltTarget: Machine;
+    /** The OS-specific part of the remote phases (src/run/plane.ts), chosen by the composition root. */
+    plane: TargetPlane;
     engines: Record<string, RemoteDatabaseEngine>;
     folderMethods: Adapters['folderMethods'];
     /** Grants per phase (src/run/grant-pool.ts): revoked at every phase's end and when the run ends, whichever way. */
@@ -148,7 +151,7 @@ export async function createContext(input: ContextInput): Promise<RunContext> {
     target: adapters.target,
     ...(adapters.target instanceof LocalMachine ? { localTarget: adapters.target.host } : {}),
     ...(!isLocal
-      ? { remote: { provingGround: adapters.provingGround, rebuiltTarget: adapters.rebuiltTarget, engines: adapters.remoteEngines, folderMethods: adapters.folderMethods, grants: grants! } }
+      ? { remote: { provingGround: adapters.provingGround, rebuiltTarget: adapters.rebuiltTarget, plane: adapters.plane, engines: adapters.remoteEngines, folderMethods: adapters.folderMethods, grants: grants! } }
       : {}),
     vaults: adapters.vaults,
     engines: adapters.engines,

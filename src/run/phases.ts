@@ -25,9 +25,9 @@ import { vendorBackups } from '../inventory/vendor-output.ts';
 import { discoverFolders, folderExcludes } from '../inventory/folders.ts';
 import { thisHostName, type LocalHost } from '../hosts/local.ts';
 import type { Host } from '../hosts/host.ts';
-import { knownHostKeys, osReleaseMatches, readIdentity } from '../machines/identity.ts';
-import { restoreServices, serviceState, stopServices } from '../machines/services.ts';
-import { captureDatabaseRemote, captureFolderRemote, discoverRemote, driftRemote, landItemRemote, proveRemote } from './remote.ts';
+import { knownHostKeys, osReleaseMatches } from '../machines/identity.ts';
+import type { TransportSettings } from '../runbook/load.ts';
+import { captureDatabaseRemote, proveRemote } from './remote.ts';
 import { writeReports, type ReportOptions } from '../report/index.ts';
 import type { RunContext } from './context.ts';
 import { signIndexEntry } from '../trust/index-entry.ts';
@@ -173,7 +173,7 @@ function recordDiscovered(ctx: RunContext, databases: Item[], instanceItems: Ite
 async function discoverOnRemote(ctx: RunContext): Promise<void> {
   const rb = ctx.runbook;
   const live = (dbs: Item[]) => dbs.filter((d) => !vendorBackups(dbs, rb.vendorJobs).has(d.id));
-  const found = await discoverRemote(ctx, (dbs) => ownedFiles(live(dbs)));
+  const found = await ctx.remote!.plane.discover(ctx, (dbs) => ownedFiles(live(dbs)));
   const databases = live(found.databases);
   methodsFor(ctx, databases, found.folders, (db) => rb.methods.databases[db.engine ?? ''] ?? Object.keys(ctx.remote?.engines[db.engine ?? '']?.methods ?? {}));
   recordDiscovered(ctx, databases, [], found.folders);
@@ -182,10 +182,15 @@ async function discoverOnRemote(ctx: RunContext): Promise<void> {
 /** Who the target is before the crossing (machine id, OS), so landing can refuse the old server. Once per run. */
 async function identifyTarget(ctx: RunContext): Promise<void> {
   if (ctx.state().targetIdentity) return;
-  const id = await readIdentity(ctx.target);
+  const id = await ctx.remote!.plane.identify(ctx, ctx.target);
   const t = ctx.runbook.target.transport;
-  const hostKeys = t.kind === 'ssh' ? await knownHostKeys(t.knownHosts, t.host, t.port) : [];
+  const hostKeys = sshTransport(t) ? await knownHostKeys(t.knownHosts, t.host, t.port) : [];
   ctx.record({ type: 'target.identified', machine: ctx.target.name, machineId: id.machineId, osRelease: id.osRelease, hostKeys });
+}
+
+/** The transports reached over OpenSSH, whose host key says which server answered. */
+function sshTransport(t: TransportSettings): t is Extract<TransportSettings, { kind: 'ssh' | 'openssh-windows' }> {
+  return t.kind === 'ssh' || t.kind === 'openssh-windows';
 }
 
 // ------------------------------------------------------------- capture
@@ -285,7 +290,7 @@ async function indexArtifact(ctx: RunContext, a: Artifact): Promise<void> {
 async function captureFolder(ctx: RunContext, item: Item, phase: Artifact['phase'], base?: Artifact): Promise<void> {
   if (ctx.remote) {
     const current = currentArtifacts(ctx.state().artifacts).filter((a) => a.itemId === item.id && a.phase !== phase);
-    return captureFolderRemote(
+    return ctx.remote.plane.captureFolder(
       ctx,
       item,
       phase,
@@ -484,7 +489,7 @@ export async function prove(ctx: RunContext): Promise<void> {
  */
 async function scanItem(ctx: RunContext, item: Item, artifact: Artifact, stage: string): Promise<DriftChange[] | undefined> {
   if (item.kind === 'volume') return scanVolume(ctx, item, artifact, stage); // coverage hook
-  if (ctx.remote) return driftRemote(ctx, item, artifact, folderExcludeFor(ctx, item), stage);
+  if (ctx.remote) return ctx.remote.plane.drift(ctx, item, artifact, folderExcludeFor(ctx, item), stage);
   if (item.kind === 'folder') {
     return scanDrift(lt(ctx).resolve(item.location), { vault: ctx.vaults[0]!, manifestHash: artifact.manifestHash }, { exclude: folderExcludeFor(ctx, item) });
   }
@@ -540,12 +545,7 @@ export async function freeze(ctx: RunContext): Promise<void> {
   } else if (!s0.frozen) {
     await ctx.infra.freeze(ctx.runId);
     const units = ctx.runbook.target.services;
-    if (units.length > 0 && ctx.remote) {
-      // Recorded before they are touched, so a thaw after a crash restores exactly what was found.
-      const before = ctx.state().stoppedServices ?? (await Promise.all(units.map((u) => serviceState(ctx.target, u))));
-      if (!ctx.state().stoppedServices) ctx.record({ type: 'services.stopped', services: before });
-      await stopServices(ctx.target, units);
-    }
+    if (units.length > 0 && ctx.remote) await ctx.remote.plane.freeze(ctx, units);
     ctx.record({ type: 'target.frozen' });
   }
   await driftScan(ctx, 'freeze');
@@ -554,8 +554,7 @@ export async function freeze(ctx: RunContext): Promise<void> {
 /** Undoes freeze: the infra's own, then the services exactly as they were found. Idempotent. */
 export async function thaw(ctx: RunContext): Promise<void> {
   await ctx.infra.thaw(ctx.runId);
-  const stopped = ctx.state().stoppedServices;
-  if (stopped && stopped.length > 0 && ctx.remote) await restoreServices(ctx.target, stopped);
+  if (ctx.remote && ctx.runbook.target.services.length > 0) await ctx.remote.plane.thaw(ctx, ctx.runbook.target.services);
   ctx.record({ type: 'target.thawed' });
 }
 
@@ -796,17 +795,17 @@ export async function verifyRebuilt(ctx: RunContext): Promise<void> {
   if (rb.infra.kind !== 'manual') return;
   const tgt = ctx.remote?.rebuiltTarget ?? ctx.target;
   const before = ctx.state().targetIdentity;
-  const id = await readIdentity(tgt);
+  const id = ctx.remote ? await ctx.remote.plane.identify(ctx, tgt) : { machineId: null, osRelease: null };
   const problems: string[] = [];
   if (!osReleaseMatches(id.osRelease, rb.infra.rebuilt.osRelease)) {
     problems.push(`its os-release says "${id.osRelease ?? 'nothing'}", the runbook expects "${rb.infra.rebuilt.osRelease}"`);
   }
   let machineIdChanged: boolean | null = null;
   if (before?.machineId && id.machineId) machineIdChanged = before.machineId !== id.machineId;
-  if (rb.infra.rebuilt.newMachineId && machineIdChanged === false) problems.push('its machine id (/etc/machine-id) is the old server\'s');
+  if (rb.infra.rebuilt.newMachineId && machineIdChanged === false) problems.push(`its machine id (${ctx.remote?.plane.os === 'windows' ? 'MachineGuid' : '/etc/machine-id'}) is the old server's`);
   let hostKeyChanged: boolean | null = null;
   const t = rb.target.transport;
-  if (t.kind === 'ssh') {
+  if (sshTransport(t)) {
     const now = await knownHostKeys(rb.infra.rebuilt.knownHosts, t.host, t.port);
     hostKeyChanged = now.length > 0 && !now.some((k) => (before?.hostKeys ?? []).includes(k));
     if (!hostKeyChanged) problems.push(`${rb.infra.rebuilt.knownHosts} holds the old server's host key (or none for ${t.host})`);
@@ -882,7 +881,7 @@ export async function landing(ctx: RunContext): Promise<boolean> {
       if (item.kind === 'volume') {
         await landVolume(ctx, item, pick, vaults); // coverage hook: only what no item restored and the new OS did not lay down
       } else if (ctx.remote) {
-        await landItemRemote(ctx, item, pick);
+        await ctx.remote.plane.landItem(ctx, item, pick);
       } else if (item.kind === 'folder') {
         const dest = lt(ctx).resolve(item.location);
         // One pass: every byte written is hashed as it is written against the proven manifest (no second read).

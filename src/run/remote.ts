@@ -265,7 +265,7 @@ export async function captureFolderRemote(
   }
 }
 
-function diffEntries(before: Manifest['entries'], after: Manifest['entries']): DriftChange[] {
+export function diffEntries(before: Manifest['entries'], after: Manifest['entries']): DriftChange[] {
   const b = new Map(before.map((e) => [e.path, e] as const));
   const out: DriftChange[] = [];
   for (const e of after) {
@@ -380,7 +380,7 @@ async function runVendorJobRemote(ctx: RunContext, item: Item, id: string, stagi
  */
 export async function checkIsolation(ctx: RunContext): Promise<string> {
   const t = ctx.runbook.target.transport;
-  if (t.kind !== 'ssh') return 'the target is not a network host';
+  if (t.kind !== 'ssh' && t.kind !== 'openssh-windows') return 'the target is not a network host';
   const pg = remote(ctx).provingGround;
   // Wrapped so the probe's own exit code (ssh's 255) never looks like a failure of our connection to the proving ground.
   const probe = ['ssh', '-F', '/dev/null', '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=3', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-p', String(t.port), `rubicon-isolation-probe@${t.host}`, 'true'];

@@ -4,6 +4,9 @@ import path from 'node:path';
 import type { Command, ExecOptions, Machine, StepKey, StepResult } from '../machines/machine.ts';
 import { stepFolderName } from '../machines/posix.ts';
 import type { RunOnMachine } from '../machines/tree.ts';
+import { encodeArgs, type WindowsScriptName } from '../machines/windows/scripts.ts';
+import { checkWindowsScript, isWindowsMachine, type WindowsScriptRun } from '../machines/windows/windows-machine.ts';
+import { RubiconError } from '../core/errors.ts';
 
 /**
  * Steps keyed by the journal: a long action on a machine is recorded
@@ -31,6 +34,23 @@ export interface StepRunner {
   run(machine: Machine, key: StepKey, cmd: Command, what: string, options?: ExecOptions): Promise<StepResult>;
   /** The same, in the shape src/machines/tree.ts takes. */
   readonly onMachine: RunOnMachine;
+  /**
+   * One of Rubicon's Windows scripts (src/machines/windows/scripts/) as a
+   * journaled step on a Windows machine: `step.started` before, the
+   * script's protocol output into the step's log file (never the journal),
+   * `step.completed` after, then the output checked (sentinel, SHA-256,
+   * length, script, argument digest, exit code: SCRIPT_OUTPUT_INVALID) and
+   * an error result turned into SCRIPT_FAILED (details.scriptCode) unless
+   * `allowError`. Same re-attach / STEP_LOST contract as run().
+   */
+  runScript<T = unknown>(
+    machine: Machine,
+    key: StepKey,
+    name: WindowsScriptName,
+    args: Record<string, unknown>,
+    what: string,
+    options?: ExecOptions & { allowError?: boolean },
+  ): Promise<WindowsScriptRun<T> & { data: T | undefined }>;
 }
 
 export function createStepRunner(journal: StepJournal, runDir: string, runId: string): StepRunner {
@@ -44,6 +64,19 @@ export function createStepRunner(journal: StepJournal, runDir: string, runId: st
       const log = writeLog(logs, runDir, id, machine.name, what, r);
       journal.record({ type: 'step.completed', stepId: id, exitCode: r.exitCode, durationMs: r.durationMs, reattached: r.reattached, log });
       return r;
+    },
+    async runScript<T>(machine: Machine, key: StepKey, name: WindowsScriptName, args: Record<string, unknown>, what: string, options: ExecOptions & { allowError?: boolean } = {}) {
+      if (!isWindowsMachine(machine)) {
+        throw new RubiconError('INTERNAL', `${machine.name} (${machine.address}) is not a Windows machine: the ${name} script runs only over openssh-windows or azure-run-command`);
+      }
+      const id = key.id.startsWith(`${runId}/`) ? key.id : `${runId}/${key.id}`;
+      const encodedArgs = encodeArgs(args);
+      const { allowError, ...exec } = options;
+      if (!journal.started(id)) journal.record({ type: 'step.started', stepId: id, machine: machine.name, what, idempotent: key.idempotent });
+      const r = await machine.runScript({ ...key, id }, name, encodedArgs, exec);
+      const log = writeLog(logs, runDir, id, machine.name, what, r);
+      journal.record({ type: 'step.completed', stepId: id, exitCode: r.exitCode, durationMs: r.durationMs, reattached: r.reattached, log });
+      return checkWindowsScript<T>(r, name, encodedArgs, allowError === true);
     },
     onMachine: async (machine, key, argv, input, options) => {
       const r = await runner.run(machine, key, { argv, ...(input !== undefined ? { input } : {}) }, `${argv[0] === 'sh' ? 'script' : argv[0]} on ${machine.name}`, options);

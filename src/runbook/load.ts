@@ -59,6 +59,13 @@ export type TransportSettings =
 
 export type SshSettings = Extract<TransportSettings, { kind: 'ssh' }>;
 
+/**
+ * Set to 1, a Windows transport's target.root may be a POSIX path: the
+ * target is PowerShell 7 on Linux standing in for a Windows Server (the
+ * end-to-end test, test/e2e/windows-story.test.ts). Never for a real server.
+ */
+export const WINDOWS_STAND_IN_ENV = 'RUBICON_WINDOWS_STAND_IN';
+
 /** The transports that reach a Windows machine (PowerShell, Windows paths). */
 export function windowsTransport(t: TransportSettings): boolean {
   return t.kind === 'openssh-windows' || t.kind === 'azure-run-command';
@@ -611,7 +618,10 @@ export function rules(rb: Runbook, env: NodeJS.ProcessEnv = process.env): Runboo
     problems.push({ path: 'provingGround', message: 'a manual crossing rebuilds a real server: describe the proving ground machine (provingGround.transport, provingGround.root)' });
   }
   if (windowsTransport(rb.target.transport)) {
-    if (!/^([A-Za-z]:[\\/]|\\\\)/.test(rb.target.root)) problems.push({ path: 'target.root', message: 'must be an absolute path on the Windows server, e.g. "D:\\" or "C:\\"' });
+    if (rb.target.root.startsWith('/') && env[WINDOWS_STAND_IN_ENV] === '1') {
+      // Only PowerShell on Linux has such paths: the stand-in Rubicon's own end-to-end tests use for a Windows Server (docs/windows.md).
+      rb.warnings.push(`target.root ${rb.target.root} is a POSIX path on a ${rb.target.transport.kind} target: only a PowerShell host on Linux (a test stand-in) has those; a Windows Server needs a path like "D:\\"`);
+    } else if (!/^([A-Za-z]:[\\/]|\\\\)/.test(rb.target.root)) problems.push({ path: 'target.root', message: 'must be an absolute path on the Windows server, e.g. "D:\\" or "C:\\"' });
   } else if (!local && !rb.target.root.startsWith('/')) {
     problems.push({ path: 'target.root', message: 'must be an absolute path on the server (usually "/") when the target is reached over ssh' });
   }

@@ -6,7 +6,7 @@ import { execa } from 'execa';
 import { RubiconError, isRubiconError } from '../core/errors.ts';
 import type { Machine } from '../machines/machine.ts';
 import { writeSmallFiles } from '../machines/posix-machine.ts';
-import type { SshSettings } from '../runbook/load.ts';
+import { WINDOWS_STAND_IN_ENV, type SshSettings } from '../runbook/load.ts';
 import type { Grant } from './vault.ts';
 
 /**
@@ -325,7 +325,9 @@ async function editAuthorizedKeys(h: GrantHost, edit: (lines: string[]) => strin
  */
 export async function issueGrant(h: GrantHost, to: Machine, req: GrantRequest): Promise<Grant> {
   if (!(req.ttlMs > 0) || !Number.isFinite(req.ttlMs)) throw new RubiconError('INTERNAL', `grant for vault '${h.vault}': ttlMs must be a positive number of milliseconds`);
-  if (to.os !== 'linux') {
+  // The grant's files, ssh command and revoke are POSIX: a Windows machine only when it is the PowerShell-on-Linux stand-in (docs/windows.md).
+  const standIn = process.env[WINDOWS_STAND_IN_ENV] === '1' && h.workDirOf(to).startsWith('/');
+  if (to.os !== 'linux' && !standIn) {
     throw new RubiconError('GRANT_FAILED', `vault '${h.vault}' can give grants to Linux machines only; ${to.name} runs ${to.os}`, { hint: 'use a vault kind the Windows transports support' });
   }
   const workDir = h.workDirOf(to);

@@ -93,6 +93,14 @@ describe('runbook: Windows transports', () => {
     });
   }
 
+  it('a POSIX root on a Windows transport is taken only for the PowerShell-on-Linux stand-in (RUBICON_WINDOWS_STAND_IN=1), with a warning', () => {
+    const text = runbook('{ kind: openssh-windows, host: h, user: u, identityFile: ./k, knownHosts: ./kh }', '/srv/estate');
+    const rb = parseRunbook(text, FILE, { RESTIC_PW: 'x', RUBICON_WINDOWS_STAND_IN: '1' });
+    expect(rb.target.root).toBe('/srv/estate');
+    expect(rb.warnings.join('\n')).toMatch(/target.root \/srv\/estate is a POSIX path on a openssh-windows target: only a PowerShell host on Linux/);
+    expect(() => parseRunbook(text, FILE, { RESTIC_PW: 'x', RUBICON_WINDOWS_STAND_IN: 'yes' })).toThrow(/absolute path on the Windows server/);
+  });
+
   it('the composition root builds both as Windows machines; azure-run-command names a missing subscription variable and loads the Azure SDK only when used', () => {
     const ssh = transports.get('openssh-windows', 'target.transport.kind')({
       name: 'ehr-server',

@@ -51,6 +51,16 @@ export async function runWindowsScript<T = unknown>(
   const encodedArgs = encodeArgs(args);
   const { allowError, ...exec } = options;
   const r = await machine.runScript(step, name, encodedArgs, exec);
+  return checkWindowsScript<T>(r, name, encodedArgs, allowError === true);
+}
+
+/**
+ * The check runWindowsScript makes on a step's result, for a caller that
+ * ran `runScript` itself (src/run/steps.ts journals the step first): the
+ * sentinel, script name, argument digest and exit code (SCRIPT_OUTPUT_INVALID),
+ * then SCRIPT_FAILED for an error result unless `allowError`. Pure.
+ */
+export function checkWindowsScript<T = unknown>(r: StepResult, name: WindowsScriptName, encodedArgs: string, allowError = false): WindowsScriptRun<T> & { data: T | undefined } {
   const output = parseScriptOutput<T>(r.stdout, { script: name, encodedArgs, exitCode: r.exitCode });
   if (!output.result.ok && allowError) return { output, step: r, data: undefined };
   return { output, step: r, data: scriptData(output) };

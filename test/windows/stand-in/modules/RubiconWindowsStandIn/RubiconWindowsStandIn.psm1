@@ -1,0 +1,107 @@
+# Stand-in for the Windows-only service commands Rubicon's freeze, thaw and
+# inventory scripts call, so the REAL scripts run under PowerShell 7 on
+# Linux in the end-to-end test. The services live in a JSON file
+# ($env:RUBICON_STANDIN_SERVICES): [{ Name, DisplayName, State, StartMode,
+# PathName, StartName, DependentServices: [names] }].
+#
+# Shapes (the properties the scripts read), from Microsoft's pages:
+# - Get-CimInstance Win32_Service: Name, DisplayName, State (Running,
+#   Stopped, ...), StartMode (Auto, Manual, Disabled), DelayedAutoStart,
+#   PathName, StartName, ProcessId
+#   (learn.microsoft.com/windows/win32/cimwin32prov/win32-service);
+# - Get-Service: ServiceController Name, Status, DependentServices,
+#   ServicesDependedOn
+#   (learn.microsoft.com/dotnet/api/system.serviceprocess.servicecontroller);
+# - Invoke-CimMethod ... StartService: ReturnValue 0 accepted, 10 already
+#   running (learn.microsoft.com/windows/win32/cimwin32prov/startservice-method-in-class-win32-service);
+# - Set-Service -StartupType Automatic|Manual|Disabled; Stop-Service -NoWait.
+# Any other class, or a call this stand-in does not know, throws: the
+# scripts then report that section or step as failed, as Windows would for a
+# missing feature.
+
+Set-StrictMode -Version Latest
+
+function Read-StandInServices {
+  $path = $env:RUBICON_STANDIN_SERVICES
+  if (-not $path -or -not (Test-Path -LiteralPath $path)) { return @() }
+  return @(Get-Content -Raw -LiteralPath $path | ConvertFrom-Json)
+}
+
+function Write-StandInServices {
+  param($Services)
+  $path = $env:RUBICON_STANDIN_SERVICES
+  $tmp = $path + '.tmp'
+  Set-Content -LiteralPath $tmp -Value (ConvertTo-Json -InputObject @($Services) -Depth 5) -Encoding utf8
+  Move-Item -LiteralPath $tmp -Destination $path -Force
+}
+
+function Find-StandInService {
+  param([string]$Name)
+  $s = @(Read-StandInServices | Where-Object { $_.Name -eq $Name })
+  if ($s.Count -eq 0) {
+    $e = New-Object System.InvalidOperationException ("Cannot find any service with service name '" + $Name + "'.")
+    throw $e
+  }
+  return $s[0]
+}
+
+function ConvertTo-StandInCim {
+  param($S)
+  return [pscustomobject]@{ Name = $S.Name; DisplayName = $S.DisplayName; State = $S.State; StartMode = $S.StartMode; DelayedAutoStart = $false; PathName = $S.PathName; StartName = $S.StartName; ProcessId = 0 }
+}
+
+function ConvertTo-StandInController {
+  param($S, $All)
+  $dependents = @($All | Where-Object { @($S.DependentServices) -contains $_.Name } | ForEach-Object { [pscustomobject]@{ Name = $_.Name } })
+  $dependedOn = @($All | Where-Object { @($_.DependentServices) -contains $S.Name } | ForEach-Object { [pscustomobject]@{ Name = $_.Name } })
+  return [pscustomobject]@{ Name = $S.Name; Status = $S.State; DependentServices = $dependents; ServicesDependedOn = $dependedOn }
+}
+
+function Get-CimInstance {
+  param([string]$ClassName, [string]$Filter)
+  if ($ClassName -ne 'Win32_Service') { throw (New-Object System.NotSupportedException ('the stand-in has no CIM class ' + $ClassName)) }
+  $all = @(Read-StandInServices)
+  if ($Filter) {
+    if ($Filter -notmatch "^Name='([^']*)'$") { throw (New-Object System.NotSupportedException ('the stand-in cannot filter by ' + $Filter)) }
+    $n = $Matches[1]
+    $all = @($all | Where-Object { $_.Name -eq $n })
+  }
+  foreach ($s in $all) { ConvertTo-StandInCim $s }
+}
+
+function Invoke-CimMethod {
+  param($InputObject, [string]$MethodName, [string]$ClassName, $Arguments)
+  if ($null -eq $InputObject -or $MethodName -ne 'StartService') { throw (New-Object System.NotSupportedException ('the stand-in cannot invoke ' + $MethodName)) }
+  $all = @(Read-StandInServices)
+  $s = @($all | Where-Object { $_.Name -eq $InputObject.Name })[0]
+  if ($s.StartMode -eq 'Disabled') { return [pscustomobject]@{ ReturnValue = 14 } }
+  if ($s.State -eq 'Running') { return [pscustomobject]@{ ReturnValue = 10 } }
+  $s.State = 'Running'
+  Write-StandInServices $all
+  return [pscustomobject]@{ ReturnValue = 0 }
+}
+
+function Get-Service {
+  param([string]$Name)
+  $all = @(Read-StandInServices)
+  if ($Name) { $null = Find-StandInService $Name; $all | Where-Object { $_.Name -eq $Name } | ForEach-Object { ConvertTo-StandInController $_ $all } }
+  else { foreach ($s in $all) { ConvertTo-StandInController $s $all } }
+}
+
+function Stop-Service {
+  param([string]$Name, [switch]$NoWait)
+  $null = Find-StandInService $Name
+  $all = @(Read-StandInServices)
+  foreach ($s in $all) { if ($s.Name -eq $Name) { $s.State = 'Stopped' } }
+  Write-StandInServices $all
+}
+
+function Set-Service {
+  param([string]$Name, [string]$StartupType)
+  $null = Find-StandInService $Name
+  $mode = @{ Automatic = 'Auto'; Manual = 'Manual'; Disabled = 'Disabled' }[$StartupType]
+  if (-not $mode) { throw (New-Object System.NotSupportedException ('the stand-in cannot set StartupType ' + $StartupType)) }
+  $all = @(Read-StandInServices)
+  foreach ($s in $all) { if ($s.Name -eq $Name) { $s.StartMode = $mode } }
+  Write-StandInServices $all
+}
