@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import path from 'node:path';
-import { RubiconError, isRubiconError, outOfSpace } from '../core/errors.ts';
+import { RubiconError, isRubiconError, stopsTheRun } from '../core/errors.ts';
 import type { Artifact, Copy, DriftChange, Item, Manifest, Proof, ProofCheck } from '../core/types.ts';
 import type { RemoteDatabaseEngine, RemoteEngineContext } from '../engines/engine.ts';
 import { compareFingerprints } from '../engines/fingerprint.ts';
@@ -258,8 +258,8 @@ export async function captureFolderRemote(
       ctx.record({ type: 'artifact.captured', artifact });
     } catch (e) {
       if (ctx.signal?.aborted) throw e;
-      const full = outOfSpace(e);
-      if (full) throw full;
+      const stop = stopsTheRun(e);
+      if (stop) throw stop;
       ctx.record({ type: 'capture.failed', itemId: item.id, method, artifactId: id, code: errCode(e), message: errText(e) });
     }
   }
@@ -342,8 +342,8 @@ export async function captureDatabaseRemote(ctx: RunContext, item: Item, method:
     ctx.record({ type: 'artifact.captured', artifact });
   } catch (e) {
     if (ctx.signal?.aborted) throw e;
-    const full = outOfSpace(e);
-    if (full) throw full;
+    const stop = stopsTheRun(e);
+    if (stop) throw stop;
     ctx.record({ type: 'capture.failed', itemId: item.id, method, artifactId: id, code: errCode(e), message: errText(e) });
   } finally {
     await sh(ctx.target, 'rm -rf -- "$1"', staging).catch(() => undefined);
@@ -443,6 +443,8 @@ async function proveOne(ctx: RunContext, a: Artifact, pgRoot: string, leftover: 
   try {
     manifest = await manifestOf(ctx, a);
   } catch (e) {
+    const stop = stopsTheRun(e);
+    if (stop) throw stop;
     checks.push({ name: 'copy-read', status: 'failed', detail: errText(e), durationMs: 0 });
   }
   const good: ToolVault[] = [];
@@ -456,7 +458,12 @@ async function proveOne(ctx: RunContext, a: Artifact, pgRoot: string, leftover: 
       const g = await v
         // The manifest document is checked in every vault that holds the copy (the proof may use a remembered manifest).
         .checkCopy((m, k, c, w, o) => ctx.steps.run(m, k, c, w, o), { artifactId: a.id, locator: a.locators?.[v.info.name] ?? '', entries: manifest.entries, stepId: `${a.id}/check/${v.info.name}`, manifestHash: a.manifestHash })
-        .catch((e: unknown) => ({ status: 'error' as const, detail: errText(e) }));
+        .catch((e: unknown) => {
+          // An unreachable vault host or a wrong password says nothing about the copy: stop, fix, resume.
+          const stop = stopsTheRun(e);
+          if (stop) throw stop;
+          return { status: 'error' as const, detail: errText(e) };
+        });
       copies.push({ artifactId: a.id, vault: v.info.name, status: g.status, ...(g.detail ? { detail: g.detail } : {}), checkedAt: ctx.now().toISOString() });
       if (g.status === 'ok') good.push(v);
     }
@@ -508,9 +515,9 @@ async function proveOne(ctx: RunContext, a: Artifact, pgRoot: string, leftover: 
       }
     } catch (e) {
       if (ctx.signal?.aborted) throw e;
-      // A full proving ground says nothing about the artifact: stop, free space, resume.
-      const full = outOfSpace(e);
-      if (full) throw full;
+      // A full or unreachable proving ground, or a missing tool there, says nothing about the artifact: stop, fix, resume.
+      const stop = stopsTheRun(e);
+      if (stop) throw stop;
       checks.push({ name: 'restore-files', status: 'failed', detail: errText(e), durationMs: Math.round(performance.now() - t) });
     } finally {
       leftover = scratch;
