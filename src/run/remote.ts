@@ -135,7 +135,10 @@ export async function ship(
     const baseLocator = o.base?.locators?.[v.info.name];
     const r = await v.ingest((m, k, c, w, opt) => ctx.steps.run(m, k, c, w, opt), ctx.target, grant, {
       artifactId: o.artifactId,
-      stepId: `${o.artifactId}/ingest/${v.info.name}`,
+      // Keyed by the manifest too: a step may only be re-attached for the very files it was given. A redone
+      // database capture writes its backup again (same size, new mtime); re-attaching the earlier attempt's
+      // restic backup would record a snapshot of the earlier file, which the copy check then refuses.
+      stepId: `${o.artifactId}/ingest/${v.info.name}/${manifestHash.slice(0, 16)}`,
       srcDir: o.srcDir,
       files: o.manifest.entries.map((e) => e.path),
       entries: o.manifest.entries,
@@ -308,7 +311,9 @@ export async function captureDatabaseRemote(ctx: RunContext, item: Item, method:
       const want = path.posix.join(staging, f.name);
       if (f.path !== want) await sh(ctx.target, 'mkdir -p -- "$(dirname -- "$2")" && cp -p -- "$1" "$2"', f.path, want);
     }
-    const built = await buildTreeManifest(ctx.steps.onMachine, ctx.target, { id: `${id}/manifest`, idempotent: true }, staging);
+    // Keyed by this attempt: the staging folder is made anew by each attempt (its files get new mtimes), so a
+    // manifest step recorded by an earlier, cut-off attempt describes files that are gone and is never re-attached.
+    const built = await buildTreeManifest(ctx.steps.onMachine, ctx.target, { id: `${id}/manifest/${Date.parse(startedAt)}`, idempotent: true }, staging);
     const names = new Set(captured.files.map((f) => f.name));
     const manifest: Manifest = { version: 1, artifactId: id, itemId: item.id, method, format: captured.format, entries: built.entries.filter((e) => names.has(e.path)) };
     if (manifest.entries.length !== names.size) throw new RubiconError('CAPTURE_FAILED', `${method} did not produce every file it named on ${ctx.target.name}`);

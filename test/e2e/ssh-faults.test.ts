@@ -75,7 +75,7 @@ function expectNothingCounted(): void {
 const captured = () => journalEvents(e.stateDir, runId).filter((x) => x.type === 'artifact.captured').length;
 
 describe.skipIf(noNet)(`faults over ssh, one after another in one run, each resumed${noNet ? ` (skipped: ${noNet})` : ''}`, () => {
-  it('sqlite3 missing on the target: TOOL_MISSING naming the target and the package, no capture counted', async () => {
+  it('sqlite3 missing on the target: TOOL_MISSING naming the target and the package, no capture counted', { timeout: 600_000 }, async () => {
     tools!.without(['sqlite3']);
     const r = await ctlCli(net, ['upgrade', '--runbook', e.runbook, '--state-dir', e.stateDir, '--yes', '--json']);
     runId = runIdOf(r);
@@ -84,7 +84,7 @@ describe.skipIf(noNet)(`faults over ssh, one after another in one run, each resu
     expect(journalEvents(e.stateDir, runId).filter((x) => x.type === 'artifact.captured' && String((x as unknown as { artifact: { method: string } }).artifact.method).startsWith('sqlite3'))).toEqual([]);
   });
 
-  it('restic missing on the target: TOOL_MISSING naming the target and restic; the resume after sqlite3 is back gets that far', async () => {
+  it('restic missing on the target: TOOL_MISSING naming the target and restic; the resume after sqlite3 is back gets that far', { timeout: 600_000 }, async () => {
     tools!.without(['restic']);
     const r = await resume();
     expectStopped(r, 'TOOL_MISSING', /restic.*target|target.*restic/, /restic/);
@@ -92,7 +92,7 @@ describe.skipIf(noNet)(`faults over ssh, one after another in one run, each resu
     expect(journalEvents(e.stateDir, runId).filter((x) => x.type === 'run.resumed')).toHaveLength(1);
   });
 
-  it("the target's sshd killed in the middle of the capture: MACHINE_UNREACHABLE naming the target; nothing half-done is counted", async () => {
+  it("the target's sshd killed in the middle of the capture: MACHINE_UNREACHABLE naming the target; nothing half-done is counted", { timeout: 600_000 }, async () => {
     tools!.all();
     const before = captured();
     // The resume stops (SIGSTOP) after its second capture; the target's sshd dies, with the run's open connection to it.
@@ -110,7 +110,7 @@ describe.skipIf(noNet)(`faults over ssh, one after another in one run, each resu
     }
   });
 
-  it('a wrong restic password: VAULT_PASSWORD naming the vault and the password file; the repository is left as it was', async () => {
+  it('a wrong restic password: VAULT_PASSWORD naming the vault and the password file; the repository is left as it was', { timeout: 600_000 }, async () => {
     const good = await readFile(path.join(path.dirname(e.runbook), 'restic.pass'));
     await writeFile(path.join(path.dirname(e.runbook), 'restic.pass'), 'not-the-password\n', { mode: 0o600 });
     try {
@@ -126,7 +126,7 @@ describe.skipIf(noNet)(`faults over ssh, one after another in one run, each resu
     }
   });
 
-  it("the vault host's key is not in the runbook's known_hosts: MACHINE_HOST_KEY naming the vault host and how to get its key", async () => {
+  it("the vault host's key is not in the runbook's known_hosts: MACHINE_HOST_KEY naming the vault host and how to get its key", { timeout: 600_000 }, async () => {
     const full = await readFile(knownHosts, 'utf8');
     await writeFile(knownHosts, net.knownHostsText(['target', 'pg']));
     try {
@@ -138,7 +138,7 @@ describe.skipIf(noNet)(`faults over ssh, one after another in one run, each resu
     }
   });
 
-  it('a key the target refuses: MACHINE_AUTH naming the target and the key file', async () => {
+  it('a key the target refuses: MACHINE_AUTH naming the target and the key file', { timeout: 600_000 }, async () => {
     const keyFile = net.clientKey.privateKeyPath;
     const saved = await readFile(keyFile);
     const other = await net.makeClientKey('not-authorized');
@@ -152,7 +152,7 @@ describe.skipIf(noNet)(`faults over ssh, one after another in one run, each resu
     }
   });
 
-  it('the vault host unreachable (its links down): MACHINE_UNREACHABLE naming the vault host, quickly', async () => {
+  it('the vault host unreachable (its links down): MACHINE_UNREACHABLE naming the vault host, quickly', { timeout: 600_000 }, async () => {
     await net.exec('vault', ['sh', '-c', 'ip link set eth0 down && ip link set eth1 down']);
     try {
       const t = Date.now();
@@ -165,7 +165,7 @@ describe.skipIf(noNet)(`faults over ssh, one after another in one run, each resu
     }
   });
 
-  it("the proving ground's host key changed: MACHINE_HOST_KEY (changed) naming it, before any proof is counted", async () => {
+  it("the proving ground's host key changed: MACHINE_HOST_KEY (changed) naming it, before any proof is counted", { timeout: 600_000 }, async () => {
     await net.hosts.pg.sshd.regenerateHostKey();
     try {
       const r = await resume();
@@ -178,7 +178,7 @@ describe.skipIf(noNet)(`faults over ssh, one after another in one run, each resu
     }
   });
 
-  it('the last resume reaches the manual crossing: every artifact captured once and proven, the gate passes', async () => {
+  it('the last resume reaches the manual crossing: every artifact captured once and proven, the gate passes', { timeout: 600_000 }, async () => {
     const r = await resume();
     expect(r.exitCode, why(r)).toBe(4);
     expect(r.summary).toMatchObject({ outcome: 'waiting' });
