@@ -89,19 +89,22 @@ describe.skipIf(noNet)(`kill -9 over ssh in each phase, then resume${noNet ? ` (
     expectCapturedOnce();
   });
 
-  it('killed right after the freeze, then right after the manual crossing started; the resume waits at the crossing, still frozen', { timeout: 600_000 }, async () => {
+  it('killed right after the freeze, then right after the manual crossing started; a resume before the rebuild refuses the old server (NOT_REBUILT), nothing written', { timeout: 600_000 }, async () => {
     const r1 = await resume({ RUBICON_FAULT: 'kill@target.frozen' });
     expectKilled(r1, 2);
     expect(events().filter((x) => x.type === 'target.frozen').length).toBeGreaterThanOrEqual(1);
     const r2 = await resume({ RUBICON_FAULT: 'kill@crossing.started' });
     expectKilled(r2, 3);
+    // The crossing had started (its instructions printed): a pipeline's `resume --yes` means "crossed", but the
+    // server was not rebuilt, so nothing lands on the old one.
+    const before = await treeHashes(e.targetRoot);
     const r3 = await resume();
-    expect(r3.exitCode, why(r3)).toBe(4);
-    expect(r3.summary).toMatchObject({ outcome: 'waiting' });
+    expect(r3.exitCode, why(r3)).toBe(1);
+    expect((r3.summary as { error?: { code: string } }).error?.code).toBe('NOT_REBUILT');
+    expect(await treeHashes(e.targetRoot)).toEqual(before);
     expectCapturedOnce();
     const ev = events();
     expect(ev.filter((x) => x.type === 'capture.failed')).toEqual([]);
-    expect(ev.filter((x) => x.type === 'target.thawed')).toEqual([]);
     const gate = ev.filter((x) => x.type === 'gate.evaluated').at(-1) as { result: { passed: boolean } } | undefined;
     expect(gate?.result.passed).toBe(true);
   });

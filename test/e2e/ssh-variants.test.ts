@@ -95,7 +95,7 @@ describe.skipIf(noNet)(`variants over ssh: each ends with nothing destroyed${noN
     const r = await upgradeActingAfterPhase(e, 2, async () => {
       // After the capture, before the proofs: one file of ehr/X's mirror on the vault host.
       const trees = path.join(e.vaultPaths.nas, 'trees');
-      const name = readdirSync(trees).find((n) => n.includes('folder') && /ehr.X/.test(n) && !n.endsWith('.partial'))!;
+      const name = readdirSync(trees).find((n) => decodeURIComponent(n).includes('.capture.folder:ehr/X.rsync') && !n.endsWith('.partial'))!;
       expect(name, readdirSync(trees).join(', ')).toBeTruthy();
       const scans = path.join(trees, name, 'scans');
       const file = readdirSync(scans).sort()[3]!;
