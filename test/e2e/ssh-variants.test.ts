@@ -1,4 +1,4 @@
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { appendFile, open, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -52,9 +52,12 @@ async function upgradeActingAfterPhase(e: RemoteEstate, nth: number, act: () => 
   await waitStopped(p.pid!);
   try {
     await act();
-  } finally {
-    process.kill(p.pid!, 'SIGCONT');
+  } catch (err) {
+    p.kill('SIGKILL'); // never leave the run (and its target lock) behind for the next case
+    await p;
+    throw err;
   }
+  process.kill(p.pid!, 'SIGCONT');
   return parseCli(await p, p.pid);
 }
 
@@ -97,10 +100,11 @@ describe.skipIf(noNet)(`variants over ssh: each ends with nothing destroyed${noN
       const trees = path.join(e.vaultPaths.nas, 'trees');
       const name = readdirSync(trees).find((n) => decodeURIComponent(n).includes('.capture.folder:ehr/X.rsync') && !n.endsWith('.partial'))!;
       expect(name, readdirSync(trees).join(', ')).toBeTruthy();
-      const scans = path.join(trees, name, 'scans');
-      const file = readdirSync(scans).sort()[3]!;
-      victim = `scans/${file}`;
-      await flipBit(path.join(scans, file));
+      const tree = path.join(trees, name);
+      const files = readdirSync(tree, { recursive: true }).map(String).filter((f) => f.includes('scans/') && statSync(path.join(tree, f)).isFile()).sort();
+      expect(files.length, readdirSync(tree, { recursive: true }).join(', ')).toBeGreaterThan(3);
+      victim = path.basename(files[3]!);
+      await flipBit(path.join(tree, files[3]!));
     });
     const runId = runIdOf(r);
     const ev = journalEvents(e.stateDir, runId);
