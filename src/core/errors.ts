@@ -176,3 +176,24 @@ export function outOfSpace(e: unknown): RubiconError | undefined {
     cause: e,
   });
 }
+
+/**
+ * Failures of the environment, not of a method: a machine that cannot be
+ * reached or will not let Rubicon in, a tool missing where it must run, a
+ * vault password that does not open the repository, or no space. They say
+ * nothing about whether a method can capture or prove an item, so a phase
+ * must stop the run with them (exit 1, naming the machine and the fix) and
+ * never record them as a capture failure or a failed proof the gate would
+ * count, which would also make the run final instead of resumable. Once
+ * the fault is fixed, `rubicon resume` redoes exactly what was cut off.
+ * Looks through `cause` chains (a wrapped ssh failure is still one).
+ */
+const ENVIRONMENT_CODES: ReadonlySet<ErrorCode> = new Set(['MACHINE_UNREACHABLE', 'MACHINE_HOST_KEY', 'MACHINE_AUTH', 'TOOL_MISSING', 'VAULT_PASSWORD']);
+export function stopsTheRun(e: unknown): RubiconError | undefined {
+  const full = outOfSpace(e);
+  if (full) return full;
+  for (let x: unknown = e, depth = 0; x !== undefined && x !== null && depth < 8; x = (x as { cause?: unknown }).cause, depth++) {
+    if (isRubiconError(x) && ENVIRONMENT_CODES.has(x.code)) return x;
+  }
+  return undefined;
+}

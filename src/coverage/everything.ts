@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { lstatSync } from 'node:fs';
 import path from 'node:path';
-import { RubiconError, isRubiconError, outOfSpace } from '../core/errors.ts';
+import { RubiconError, isRubiconError, stopsTheRun } from '../core/errors.ts';
 import { signIndexEntry } from '../trust/index-entry.ts';
 import type { Artifact, DriftChange, Item, Manifest, ManifestEntry, ScopeOfDestruction } from '../core/types.ts';
 import { captureTree } from '../files/capture.ts';
@@ -183,8 +183,8 @@ export async function captureVolume(ctx: RunContext, item: Item, phase: Artifact
     ctx.record({ type: 'artifact.captured', artifact });
   } catch (e) {
     if (ctx.signal?.aborted) throw e;
-    const full = outOfSpace(e);
-    if (full) throw full;
+    const stop = stopsTheRun(e);
+    if (stop) throw stop;
     ctx.record({ type: 'capture.failed', itemId: item.id, method, artifactId: id, code: errCode(e), message: errText(e) });
   }
 }
@@ -250,8 +250,8 @@ async function captureVolumeRemote(ctx: RunContext, item: Item, phase: Artifact[
       ctx.record({ type: 'artifact.captured', artifact });
     } catch (e) {
       if (ctx.signal?.aborted) throw e;
-      const full = outOfSpace(e);
-      if (full) throw full;
+      const stop = stopsTheRun(e);
+      if (stop) throw stop;
       ctx.record({ type: 'capture.failed', itemId: item.id, method, artifactId: id, code: errCode(e), message: errText(e) });
     }
   }

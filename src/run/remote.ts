@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import path from 'node:path';
-import { RubiconError, isRubiconError, outOfSpace } from '../core/errors.ts';
+import { RubiconError, isRubiconError, stopsTheRun } from '../core/errors.ts';
 import type { Artifact, Copy, DriftChange, Item, Manifest, Proof, ProofCheck } from '../core/types.ts';
 import type { RemoteDatabaseEngine, RemoteEngineContext } from '../engines/engine.ts';
 import { compareFingerprints } from '../engines/fingerprint.ts';
@@ -135,7 +135,10 @@ export async function ship(
     const baseLocator = o.base?.locators?.[v.info.name];
     const r = await v.ingest((m, k, c, w, opt) => ctx.steps.run(m, k, c, w, opt), ctx.target, grant, {
       artifactId: o.artifactId,
-      stepId: `${o.artifactId}/ingest/${v.info.name}`,
+      // Keyed by the manifest too: a step may only be re-attached for the very files it was given. A redone
+      // database capture writes its backup again (same size, new mtime); re-attaching the earlier attempt's
+      // restic backup would record a snapshot of the earlier file, which the copy check then refuses.
+      stepId: `${o.artifactId}/ingest/${v.info.name}/${manifestHash.slice(0, 16)}`,
       srcDir: o.srcDir,
       files: o.manifest.entries.map((e) => e.path),
       entries: o.manifest.entries,
@@ -258,8 +261,8 @@ export async function captureFolderRemote(
       ctx.record({ type: 'artifact.captured', artifact });
     } catch (e) {
       if (ctx.signal?.aborted) throw e;
-      const full = outOfSpace(e);
-      if (full) throw full;
+      const stop = stopsTheRun(e);
+      if (stop) throw stop;
       ctx.record({ type: 'capture.failed', itemId: item.id, method, artifactId: id, code: errCode(e), message: errText(e) });
     }
   }
@@ -308,7 +311,9 @@ export async function captureDatabaseRemote(ctx: RunContext, item: Item, method:
       const want = path.posix.join(staging, f.name);
       if (f.path !== want) await sh(ctx.target, 'mkdir -p -- "$(dirname -- "$2")" && cp -p -- "$1" "$2"', f.path, want);
     }
-    const built = await buildTreeManifest(ctx.steps.onMachine, ctx.target, { id: `${id}/manifest`, idempotent: true }, staging);
+    // Keyed by this attempt: the staging folder is made anew by each attempt (its files get new mtimes), so a
+    // manifest step recorded by an earlier, cut-off attempt describes files that are gone and is never re-attached.
+    const built = await buildTreeManifest(ctx.steps.onMachine, ctx.target, { id: `${id}/manifest/${Date.parse(startedAt)}`, idempotent: true }, staging);
     const names = new Set(captured.files.map((f) => f.name));
     const manifest: Manifest = { version: 1, artifactId: id, itemId: item.id, method, format: captured.format, entries: built.entries.filter((e) => names.has(e.path)) };
     if (manifest.entries.length !== names.size) throw new RubiconError('CAPTURE_FAILED', `${method} did not produce every file it named on ${ctx.target.name}`);
@@ -342,8 +347,8 @@ export async function captureDatabaseRemote(ctx: RunContext, item: Item, method:
     ctx.record({ type: 'artifact.captured', artifact });
   } catch (e) {
     if (ctx.signal?.aborted) throw e;
-    const full = outOfSpace(e);
-    if (full) throw full;
+    const stop = stopsTheRun(e);
+    if (stop) throw stop;
     ctx.record({ type: 'capture.failed', itemId: item.id, method, artifactId: id, code: errCode(e), message: errText(e) });
   } finally {
     await sh(ctx.target, 'rm -rf -- "$1"', staging).catch(() => undefined);
@@ -443,6 +448,8 @@ async function proveOne(ctx: RunContext, a: Artifact, pgRoot: string, leftover: 
   try {
     manifest = await manifestOf(ctx, a);
   } catch (e) {
+    const stop = stopsTheRun(e);
+    if (stop) throw stop;
     checks.push({ name: 'copy-read', status: 'failed', detail: errText(e), durationMs: 0 });
   }
   const good: ToolVault[] = [];
@@ -456,7 +463,12 @@ async function proveOne(ctx: RunContext, a: Artifact, pgRoot: string, leftover: 
       const g = await v
         // The manifest document is checked in every vault that holds the copy (the proof may use a remembered manifest).
         .checkCopy((m, k, c, w, o) => ctx.steps.run(m, k, c, w, o), { artifactId: a.id, locator: a.locators?.[v.info.name] ?? '', entries: manifest.entries, stepId: `${a.id}/check/${v.info.name}`, manifestHash: a.manifestHash })
-        .catch((e: unknown) => ({ status: 'error' as const, detail: errText(e) }));
+        .catch((e: unknown) => {
+          // An unreachable vault host or a wrong password says nothing about the copy: stop, fix, resume.
+          const stop = stopsTheRun(e);
+          if (stop) throw stop;
+          return { status: 'error' as const, detail: errText(e) };
+        });
       copies.push({ artifactId: a.id, vault: v.info.name, status: g.status, ...(g.detail ? { detail: g.detail } : {}), checkedAt: ctx.now().toISOString() });
       if (g.status === 'ok') good.push(v);
     }
@@ -508,9 +520,9 @@ async function proveOne(ctx: RunContext, a: Artifact, pgRoot: string, leftover: 
       }
     } catch (e) {
       if (ctx.signal?.aborted) throw e;
-      // A full proving ground says nothing about the artifact: stop, free space, resume.
-      const full = outOfSpace(e);
-      if (full) throw full;
+      // A full or unreachable proving ground, or a missing tool there, says nothing about the artifact: stop, fix, resume.
+      const stop = stopsTheRun(e);
+      if (stop) throw stop;
       checks.push({ name: 'restore-files', status: 'failed', detail: errText(e), durationMs: Math.round(performance.now() - t) });
     } finally {
       leftover = scratch;

@@ -1,4 +1,6 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import os from 'node:os';
 import { copyFile, mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -145,4 +147,56 @@ export function journalEvents(stateDir: string, runId: string): { type: string; 
     .split('\n')
     .filter(Boolean)
     .map((l) => (JSON.parse(l) as { event: { type: string } }).event);
+}
+
+/** Waits until process `pid` is stopped (a `stop@<checkpoint>` fault reached), by its /proc state; throws if it ended first. */
+export async function waitStopped(pid: number): Promise<void> {
+  for (let i = 0; i < 12_000; i++) {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+    if (/\) T /.test(stat)) return;
+    if (stat === '') throw new Error('the run ended before it reached the checkpoint');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error('the run never stopped at the checkpoint');
+}
+
+const SYSTEM_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+/**
+ * A login shell for a test host whose PATH the test switches between cases:
+ * `without(['restic'])` makes restic missing on that host (every host shares
+ * this machine's filesystem, so a missing tool has to be missing from PATH:
+ * a folder of links to every program but those), `all()` puts it back.
+ * Commands that sshd runs read the PATH at their start, so a switch takes
+ * effect with the next ssh command. Make it before the net (the shell is in
+ * the host's /etc/passwd); `remove()` after the net is destroyed.
+ */
+export function switchableToolShell(): { shell: string; without(tools: string[]): void; all(): void; remove(): void } {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'rubicon-tools-'));
+  chmodSync(dir, 0o755);
+  const env = path.join(dir, 'path.env');
+  const shell = path.join(dir, 'shell');
+  writeFileSync(env, `PATH=${SYSTEM_PATH}\n`);
+  writeFileSync(shell, `#!/bin/sh\n. ${env}\nexport PATH\nexec /bin/sh "$@"\n`);
+  chmodSync(shell, 0o755);
+  return {
+    shell,
+    without(tools: string[]) {
+      const bin = path.join(dir, `bin-${tools.join('-')}`);
+      if (!existsSync(bin)) {
+        mkdirSync(bin);
+        for (const src of SYSTEM_PATH.split(':')) {
+          if (!existsSync(src)) continue;
+          for (const name of readdirSync(src)) if (!tools.includes(name) && !existsSync(path.join(bin, name))) symlinkSync(path.join(src, name), path.join(bin, name));
+        }
+      }
+      writeFileSync(env, `PATH=${bin}\n`);
+    },
+    all() {
+      writeFileSync(env, `PATH=${SYSTEM_PATH}\n`);
+    },
+    remove() {
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }
