@@ -1,4 +1,3 @@
-import { existsSync } from 'node:fs';
 import { copyFile, mkdtemp } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -14,7 +13,7 @@ import { expectedCrossing, writeReports } from '../report/index.ts';
 import { checkBeforeStart, checkStateDir, loadRunbook } from '../runbook/load.ts';
 import type { Confirmation, RunContext, RunHooks } from '../run/context.ts';
 import { listRuns, readJournal, runPaths } from '../run/journal.ts';
-import { RESUMABLE, RUBICON_VERSION, confirmCrossed, confirmManualStep, resumeRun, signingKeyOf, startRun, type RunSummary, type SummaryLine } from '../run/run.ts';
+import { RESUMABLE, RUBICON_VERSION, confirmCrossed, confirmManualStep, loadRunRunbook, resumeRun, signingKeyOf, startRun, type RunSummary, type SummaryLine } from '../run/run.ts';
 import type { RunCommand as Cmd } from '../core/events.ts';
 import type { Runbook } from '../runbook/load.ts';
 import { COMMANDS, OPTIONS, commandHelp } from './commands.ts';
@@ -389,7 +388,7 @@ async function requireConfirmationToResume(runId: string, flags: Flags, stateDir
   if (st.outcome && !RESUMABLE.has(st.outcome)) return; // nothing to continue: resume prints its summary
   if (st.crossing?.confirmedBy || st.crossing?.startedAt) return;
   const copy = (shared ? await shared.runbookCopy(runId) : undefined) ?? store.paths(runId).runbookCopy;
-  const rb = await loadRunbook(copy).catch(() => undefined);
+  const rb = await loadRunRunbook(st.runbookPath, copy).catch(() => undefined);
   if (rb) requireConfirmation(st.command, rb, flags, `rubicon resume ${runId}`);
 }
 
@@ -513,7 +512,7 @@ async function report(positionals: string[], flags: Flags): Promise<number> {
   const st = deriveState(records);
   const checklist = buildChecklist({ items: st.items, artifacts: st.artifacts, copies: st.copies, proofs: st.proofs, driftScans: st.driftScans, captureFailures: st.captureFailures });
   // The same window estimate as the run's own report: an earlier run's crossing of this target, else the runbook's figure.
-  const rb = await loadRunbook(existsSync(st.runbookPath) ? st.runbookPath : paths.runbookCopy).catch(() => undefined);
+  const rb = await loadRunRunbook(st.runbookPath, paths.runbookCopy).catch(() => undefined);
   const crossing = await expectedCrossing(
     { listRuns: async () => listRuns(stateDir), readJournal: async (id) => readJournal(runPaths(stateDir, id).journal) },
     { target: st.target, runId, runbookMinutes: rb?.target.expectedCrossingMinutes },
@@ -552,9 +551,8 @@ async function audit(positionals: string[], flags: Flags): Promise<number> {
     explainMissingRun(e, runId, flags, shared);
   }
   const st = deriveState(records);
-  // The runbook as resume finds it: the file the run started with where it still is (its relative paths resolve there), else the run's copy.
-  const startedWith = st.runbookPath && (await import('node:fs')).existsSync(st.runbookPath) ? st.runbookPath : undefined;
-  const rb = await loadRunbook(startedWith ?? (shared ? await shared.runbookCopy(runId) : undefined) ?? paths.runbookCopy).catch(() => undefined);
+  // The runbook as resume finds it: the file the run started with where it still is, else the run's copy read as if it were there.
+  const rb = await loadRunRunbook(st.runbookPath, (shared ? await shared.runbookCopy(runId) : undefined) ?? paths.runbookCopy).catch(() => undefined);
   let verifier;
   if (flags.publicKey) {
     const { readFileSync } = await import('node:fs');

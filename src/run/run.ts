@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import path from 'node:path';
 import { copyFile } from 'node:fs/promises';
 import { RubiconError, exitCodeOf, isRubiconError, EXIT } from '../core/errors.ts';
 import type { OnEvent, RunCommand, RunOutcome } from '../core/events.ts';
@@ -116,6 +117,16 @@ export function everyDrift(state: RunState): RunState['driftScans'] {
   return [...withChanges, ...clean];
 }
 
+/**
+ * The runbook a run started with: the file itself where it still is, else
+ * the run's copy read as if it were there (its relative paths resolve
+ * against the original's folder, never the state directory).
+ */
+export async function loadRunRunbook(startedWith: string, copy: string | undefined): Promise<Runbook> {
+  if (existsSync(startedWith) || !copy) return loadRunbook(startedWith);
+  return loadRunbook(copy, process.env, { resolveFrom: path.dirname(startedWith) });
+}
+
 /** Starts a new run. Input errors (runbook) throw before anything is written. */
 export async function startRun(command: RunCommand, runbookFile: string, o: CommonOptions): Promise<RunSummary> {
   const runbook = await loadRunbook(runbookFile);
@@ -190,7 +201,7 @@ export async function confirmManualStep(runId: string, stepId: string, by: strin
       hint: `e.g. rubicon confirm ${runId} ${before.manualSteps[0]?.id ?? 'STEP'} --by "Jane Doe"`,
     });
   }
-  const runbook = await loadRunbook(existsSync(before.runbookPath) ? before.runbookPath : ((await store.runbookCopy(runId)) ?? before.runbookPath));
+  const runbook = await loadRunRunbook(before.runbookPath, await store.runbookCopy(runId));
   const { signer } = runSigner({ ...(signingKeyOf(runbook) ? { source: signingKeyOf(runbook)! } : {}), stateDir: o.stateDir });
   const audit = auditRecords(records, verifierFrom(signer.publicKeyPem));
   if (!audit.ok) throw new RubiconError('EVIDENCE_INVALID', `the journal of run ${runId} cannot be trusted: record ${audit.firstBad.seq} (${audit.firstBad.type}) ${audit.firstBad.reason}`, { hint: `see \`rubicon audit ${runId}\`` });
@@ -223,7 +234,7 @@ export async function resumeRun(runId: string, o: CommonOptions): Promise<RunSum
     return summarize(before, o.stateDir);
   }
   // Another agent (shared state): its runbook path may not exist here; the run's own copy does.
-  const runbook = await loadRunbook(existsSync(before.runbookPath) ? before.runbookPath : ((await store.runbookCopy(runId)) ?? before.runbookPath));
+  const runbook = await loadRunRunbook(before.runbookPath, await store.runbookCopy(runId));
   if (runbook.hash !== before.runbookHash) {
     throw new RubiconError('RUNBOOK_INVALID', `runbook ${runbook.file} changed since run ${runId} started`, {
       hint: `put back the runbook the run started with (a copy is at ${paths.runbookCopy}), or start a new run`,

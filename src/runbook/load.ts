@@ -213,7 +213,7 @@ function tooBig(file: string, bytes: number): RubiconError {
  * `file`'s folder and, when the runbook has an engines.mssql section, the
  * presence (never the value) of the environment variables it names in `env`.
  */
-export function parseRunbook(text: string, file: string, env: NodeJS.ProcessEnv = process.env): Runbook {
+export function parseRunbook(text: string, file: string, env: NodeJS.ProcessEnv = process.env, options: LoadOptions = {}): Runbook {
   const bytes = Buffer.byteLength(text, 'utf8');
   if (bytes > RUNBOOK_LIMITS.fileBytes) throw tooBig(file, bytes);
   const depth = flowDepth(text);
@@ -249,13 +249,23 @@ export function parseRunbook(text: string, file: string, env: NodeJS.ProcessEnv 
       parsed.error.issues.map((i) => ({ path: formatPath(i.path), message: issueMessage(i) })),
     );
   }
-  const runbook = normalize(parsed.data, file, createHash('sha256').update(text).digest('hex'));
+  const runbook = normalize(parsed.data, file, createHash('sha256').update(text).digest('hex'), options.resolveFrom);
   const problems = rules(runbook, env);
   if (problems.length > 0) throw invalid(file, problems);
   return runbook;
 }
 
-export async function loadRunbook(file: string, env: NodeJS.ProcessEnv = process.env): Promise<Runbook> {
+export interface LoadOptions {
+  /**
+   * The folder the runbook's relative paths resolve against (default: the
+   * file's own folder). A run's copy of its runbook (state/runs/RUN/runbook.yaml)
+   * is loaded with the original's folder, so `./vaults/nas` still means what
+   * it meant when the run started.
+   */
+  resolveFrom?: string;
+}
+
+export async function loadRunbook(file: string, env: NodeJS.ProcessEnv = process.env, options: LoadOptions = {}): Promise<Runbook> {
   const abs = path.resolve(file);
   let text: string;
   try {
@@ -273,12 +283,12 @@ export async function loadRunbook(file: string, env: NodeJS.ProcessEnv = process
       cause: e,
     });
   }
-  return parseRunbook(text, abs, env);
+  return parseRunbook(text, abs, env, options);
 }
 
 /** Fills every default and resolves paths. Pure. */
-export function normalize(raw: ParsedRunbook, file: string, hash: string): Runbook {
-  const base = path.dirname(path.resolve(file));
+export function normalize(raw: ParsedRunbook, file: string, hash: string, resolveFrom?: string): Runbook {
+  const base = resolveFrom ? path.resolve(resolveFrom) : path.dirname(path.resolve(file));
   const abs = (p: string) => path.resolve(base, p);
   const policy: Policy = { ...DEFAULT_POLICY, ...Object.fromEntries(Object.entries(raw.policy).filter(([, v]) => v !== undefined)) };
   const posix = (p: string) => p.replace(/\\/g, '/').replace(/\/+$/, '');

@@ -1,4 +1,4 @@
-import { appendFile, mkdir, open, readFile, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, open, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { JournalEvent, JournalRecord } from '../../src/core/events.ts';
@@ -187,5 +187,12 @@ describe('evidence that can be trusted', () => {
     const forged = await cli(['audit', runId, '--state-dir', L.stateDir]);
     expect(forged.exitCode).toBe(1);
     expect(forged.stdout).toContain(`vault 'nas': the head at ${planted} (record 3) is not signed by key`);
+
+    // 4. The runbook moved away: audit reads the run's copy as if it were where it was (its ./vaults paths resolve there, not in the state directory).
+    await rm(planted);
+    await rename(L.runbook, `${L.runbook}.moved`);
+    const fromCopy = await cli(['audit', runId, '--state-dir', L.stateDir]);
+    expect(fromCopy.exitCode, fromCopy.stdout).toBe(0);
+    expect(fromCopy.stdout).toContain(`journal heads in the vaults agree: nas (gate at record ${gateHead.seq})`);
   }, 300_000);
 });

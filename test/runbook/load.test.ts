@@ -86,4 +86,14 @@ describe('runbook: parse → normalize → rules', () => {
     await writeFile(path.join(dir, 'ok.yaml'), GOOD);
     await expect(loadRunbook(path.join(dir, 'ok.yaml'))).resolves.toMatchObject({ name: 'ehr-upgrade' });
   });
+
+  it('a run\'s copy of its runbook resolves relative paths against the folder given (the original\'s), not its own', () => {
+    const relative = GOOD.replace(/\/estate\/vaults\//g, './vaults/');
+    expect(relative).toContain('./vaults/nas');
+    const own = parseRunbook(relative, '/state/runs/r-1/runbook.yaml');
+    expect(own.vaults.map((v) => ('path' in v ? v.path : undefined))).toEqual(['/state/runs/r-1/vaults/nas', '/state/runs/r-1/vaults/offsite']);
+    const asThere = parseRunbook(relative, '/state/runs/r-1/runbook.yaml', {}, { resolveFrom: '/estate' });
+    expect(asThere.vaults.map((v) => ('path' in v ? v.path : undefined))).toEqual(['/estate/vaults/nas', '/estate/vaults/offsite']);
+    expect(asThere.file).toBe('/state/runs/r-1/runbook.yaml');
+  });
 });
