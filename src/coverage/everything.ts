@@ -14,7 +14,7 @@ import type { Machine } from '../machines/machine.ts';
 import { hashFiles, listTree, scanTreeDrift, verifyTreeOn } from '../machines/tree.ts';
 import type { RunContext } from '../run/context.ts';
 import { checkpoint } from '../run/faults.ts';
-import { manifestOf, ship } from '../run/remote.ts';
+import { manifestOf, shipTree } from '../run/remote.ts';
 import { isToolVault, type ArtifactIndexEntry, type ToolVault, type Vault } from '../vaults/vault.ts';
 import { formatBytes } from './judge.ts';
 import { expandExcept, listRemote, planVolume, reroot, type VolumePlan } from './volume.ts';
@@ -224,30 +224,20 @@ async function captureVolumeRemote(ctx: RunContext, item: Item, phase: Artifact[
         built = r.entries;
         ctx.record({ type: 'note', level: 'info', itemId: item.id, message: `everything capture of ${item.name}: ${r.entries.length} files; ${r.hashed} hashed on ${ctx.target.name}, the rest vouched for by the folder artifacts' manifests (size, mtime, mode)${r.skipped ? `; ${r.skipped} entries are not regular files and were not captured` : ''}` });
       }
-      const mf: Manifest = { version: 1, artifactId: id, itemId: item.id, method, entries: built };
-      const shipped = await ship(ctx, { artifactId: id, itemId: item.id, method, srcDir: onTarget(ctx, item.location), manifest: mf, vaults, ...(prior ? { base: prior } : {}),
-        index: { artifactId: id, runId: ctx.runId, itemId: item.id, method, origin: 'rubicon', independenceGroup: m.independenceGroup },
-      });
-      checkpoint(`capture.stored.${phase}`);
-      const changed = prior ? diffManifests(await manifestOf(ctx, prior), mf) : undefined;
-      const artifact: Artifact = {
-        id,
-        runId: ctx.runId,
+      await shipTree(ctx, {
+        artifactId: id,
         itemId: item.id,
         method,
         independenceGroup: m.independenceGroup,
         phase,
-        origin: 'rubicon',
-        manifestHash: shipped.manifestHash,
-        fileCount: mf.entries.length,
-        bytes: shipped.bytes,
-        ...(prior ? { baseArtifactId: prior.id, changed: changed ?? [] } : {}),
-        provenance: { method, tool: `${method} of the whole volume on ${ctx.target.name} (SHA-256 manifest built there)`, host: ctx.target.name, startedAt, finishedAt: ctx.now().toISOString() },
-        vaults: shipped.vaults,
-        locators: shipped.locators,
-        sourceDir: onTarget(ctx, item.location),
-      };
-      ctx.record({ type: 'artifact.captured', artifact });
+        srcDir: onTarget(ctx, item.location),
+        entries: built,
+        vaults,
+        ...(prior ? { base: prior } : {}),
+        startedAt,
+        tool: `${method} of the whole volume on ${ctx.target.name} (SHA-256 manifest built there)`,
+        diff: diffManifests,
+      });
     } catch (e) {
       if (ctx.signal?.aborted) throw e;
       const stop = stopsTheRun(e);

@@ -168,6 +168,67 @@ export async function ship(
   return { manifest: o.manifest, manifestHash, vaults: o.vaults.map((v) => v.info.name), locators, bytes: o.manifest.entries.reduce((n, e) => n + e.size, 0), finishedAt };
 }
 
+/**
+ * A tree captured where the data is, stored and recorded in one place (the
+ * remote folder capture, the Windows plane, the whole-volume capture): the
+ * copies and the manifest go into `vaults` (ship), the crash checkpoint
+ * `capture.stored.<phase>` fires, what changed since `base` is computed
+ * (`diff`, default by path, hash and mode), and `artifact.captured` is
+ * journaled. Returns the artifact. Idempotent as ship is.
+ */
+export async function shipTree(
+  ctx: RunContext,
+  o: {
+    artifactId: string;
+    itemId: string;
+    method: string;
+    independenceGroup: string;
+    phase: Artifact['phase'];
+    srcDir: string;
+    entries: Manifest['entries'];
+    vaults: ToolVault[];
+    base?: Artifact;
+    startedAt: string;
+    /** The provenance's tool text: what ran where. */
+    tool: string;
+    diff?: (base: Manifest, now: Manifest) => DriftChange[];
+  },
+): Promise<Artifact> {
+  const manifest: Manifest = { version: 1, artifactId: o.artifactId, itemId: o.itemId, method: o.method, entries: o.entries };
+  const shipped = await ship(ctx, {
+    artifactId: o.artifactId,
+    itemId: o.itemId,
+    method: o.method,
+    srcDir: o.srcDir,
+    manifest,
+    vaults: o.vaults,
+    ...(o.base ? { base: o.base } : {}),
+    index: { artifactId: o.artifactId, runId: ctx.runId, itemId: o.itemId, method: o.method, origin: 'rubicon', independenceGroup: o.independenceGroup },
+  });
+  checkpoint(`capture.stored.${o.phase}`);
+  const diff = o.diff ?? ((b: Manifest, n: Manifest) => diffEntries(b.entries, n.entries));
+  const changed = o.base ? diff(await manifestOf(ctx, o.base), manifest) : undefined;
+  const artifact: Artifact = {
+    id: o.artifactId,
+    runId: ctx.runId,
+    itemId: o.itemId,
+    method: o.method,
+    independenceGroup: o.independenceGroup,
+    phase: o.phase,
+    origin: 'rubicon',
+    manifestHash: shipped.manifestHash,
+    fileCount: manifest.entries.length,
+    bytes: shipped.bytes,
+    ...(o.base ? { baseArtifactId: o.base.id, changed: changed ?? [] } : {}),
+    provenance: { method: o.method, tool: o.tool, host: ctx.target.name, startedAt: o.startedAt, finishedAt: shipped.finishedAt },
+    vaults: shipped.vaults,
+    locators: shipped.locators,
+    sourceDir: o.srcDir,
+  };
+  ctx.record({ type: 'artifact.captured', artifact });
+  return artifact;
+}
+
 /** The artifact's manifest: remembered by its hash, else from a readable vault holding it (the first that reads it; read() verifies the hash). */
 export async function manifestOf(ctx: RunContext, a: Artifact): Promise<Manifest> {
   const known = manifests.get(ctx)?.get(a.manifestHash);
@@ -228,37 +289,19 @@ export async function captureFolderRemote(
         }
         built = { entries: r.entries };
       }
-      const manifest: Manifest = { version: 1, artifactId: id, itemId: item.id, method, entries: built.entries };
-      const shipped = await ship(ctx, {
+      await shipTree(ctx, {
         artifactId: id,
-        itemId: item.id,
-        method,
-        srcDir: dir,
-        manifest,
-        vaults,
-        ...(base ? { base } : {}),
-        index: { artifactId: id, runId: ctx.runId, itemId: item.id, method, origin: 'rubicon', independenceGroup: m.independenceGroup },
-      });
-      checkpoint(`capture.stored.${phase}`);
-      const changed = base ? diffEntries((await manifestOf(ctx, base)).entries, built.entries) : undefined;
-      const artifact: Artifact = {
-        id,
-        runId: ctx.runId,
         itemId: item.id,
         method,
         independenceGroup: m.independenceGroup,
         phase,
-        origin: 'rubicon',
-        manifestHash: shipped.manifestHash,
-        fileCount: manifest.entries.length,
-        bytes: shipped.bytes,
-        ...(base ? { baseArtifactId: base.id, changed: changed ?? [] } : {}),
-        provenance: { method, tool: `${method} on ${ctx.target.name} (SHA-256 manifest built there)`, host: ctx.target.name, startedAt, finishedAt: shipped.finishedAt },
-        vaults: shipped.vaults,
-        locators: shipped.locators,
-        sourceDir: dir,
-      };
-      ctx.record({ type: 'artifact.captured', artifact });
+        srcDir: dir,
+        entries: built.entries,
+        vaults,
+        ...(base ? { base } : {}),
+        startedAt,
+        tool: `${method} on ${ctx.target.name} (SHA-256 manifest built there)`,
+      });
     } catch (e) {
       if (ctx.signal?.aborted) throw e;
       const stop = stopsTheRun(e);

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { RubiconError, isRubiconError, outOfSpace } from '../core/errors.ts';
-import type { Artifact, DriftChange, Item, Manifest, ManifestEntry } from '../core/types.ts';
+import type { DriftChange, Item, ManifestEntry } from '../core/types.ts';
 import type { MachineIdentity } from '../machines/identity.ts';
 import type { Machine, StepKey } from '../machines/machine.ts';
 import { manifestEntriesFromOutput, type FreezeData, type InventoryData, type ManifestData, type ThawData } from '../machines/windows/results.ts';
@@ -8,9 +8,8 @@ import { scriptData } from '../machines/windows/scripts.ts';
 import { windowsPath } from '../machines/windows/windows-machine.ts';
 import { isToolVault, type ToolVault } from '../vaults/vault.ts';
 import type { RunContext } from './context.ts';
-import { checkpoint } from './faults.ts';
 import type { TargetPlane } from './plane.ts';
-import { diffEntries, manifestOf, ship } from './remote.ts';
+import { diffEntries, manifestOf, shipTree } from './remote.ts';
 
 /**
  * The target plane of a Windows Server (openssh-windows, azure-run-command):
@@ -200,37 +199,19 @@ export const windowsPlane: TargetPlane = {
         if (vaults.length === 0) throw new RubiconError('CAPTURE_FAILED', `${method} writes into ${m.vaultKind} vaults and the runbook lists none`);
         const base = baseOf(method);
         built ??= await windowsManifest(ctx, ctx.target, { id: `${id}/manifest`, idempotent: true }, dir, exclude, item);
-        const manifest: Manifest = { version: 1, artifactId: id, itemId: item.id, method, entries: built };
-        const shipped = await ship(ctx, {
+        await shipTree(ctx, {
           artifactId: id,
-          itemId: item.id,
-          method,
-          srcDir: dir,
-          manifest,
-          vaults,
-          ...(base ? { base } : {}),
-          index: { artifactId: id, runId: ctx.runId, itemId: item.id, method, origin: 'rubicon', independenceGroup: m.independenceGroup },
-        });
-        checkpoint(`capture.stored.${phase}`);
-        const changed = base ? diffEntries((await manifestOf(ctx, base)).entries, built) : undefined;
-        const artifact: Artifact = {
-          id,
-          runId: ctx.runId,
           itemId: item.id,
           method,
           independenceGroup: m.independenceGroup,
           phase,
-          origin: 'rubicon',
-          manifestHash: shipped.manifestHash,
-          fileCount: manifest.entries.length,
-          bytes: shipped.bytes,
-          ...(base ? { baseArtifactId: base.id, changed: changed ?? [] } : {}),
-          provenance: { method, tool: `${method} on ${ctx.target.name} (SHA-256 manifest by Rubicon's manifest script there)`, host: ctx.target.name, startedAt, finishedAt: shipped.finishedAt },
-          vaults: shipped.vaults,
-          locators: shipped.locators,
-          sourceDir: dir,
-        };
-        ctx.record({ type: 'artifact.captured', artifact });
+          srcDir: dir,
+          entries: built,
+          vaults,
+          ...(base ? { base } : {}),
+          startedAt,
+          tool: `${method} on ${ctx.target.name} (SHA-256 manifest by Rubicon's manifest script there)`,
+        });
       } catch (e) {
         if (ctx.signal?.aborted) throw e;
         const full = outOfSpace(e);
