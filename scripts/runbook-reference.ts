@@ -94,16 +94,32 @@ function describeField(docs: { chain: string[]; text: string; file: string }[], 
   return best?.text;
 }
 
-/** Example runbooks' values by JSON path (arrays flattened as `[]`). */
+/**
+ * Example runbooks' values by JSON path (arrays flattened as `[]`). Each value
+ * is keyed twice: with every object that has a string `kind` labelled the
+ * way rows() labels a variant (`transport (kind: ssh)`), and bare. rows()
+ * looks a field of a variant up by its labelled path only, so an ssh
+ * transport's `kind` is never shown as the example of the local variant's.
+ */
 function exampleValues(): Map<string, { value: unknown; file: string }> {
   const out = new Map<string, { value: unknown; file: string }>();
   const dir = path.join(ROOT, 'examples/runbooks');
-  const walk = (v: unknown, p: string, file: string) => {
-    if (p && !out.has(p) && v !== null && (typeof v !== 'object' || Array.isArray(v))) out.set(p, { value: v, file });
-    if (Array.isArray(v)) for (const x of v) walk(x, `${p}[]`, file);
-    else if (v && typeof v === 'object') for (const [k, x] of Object.entries(v)) walk(x, p ? `${p}.${k}` : k, file);
+  const put = (key: string, value: unknown, file: string) => {
+    if (!out.has(key)) out.set(key, { value, file });
   };
-  for (const f of readdirSync(dir).filter((n) => n.endsWith('.yaml')).sort()) walk(parse(readFileSync(path.join(dir, f), 'utf8')), '', f);
+  const walk = (v: unknown, p: string, bare: string, file: string) => {
+    if (p && v !== null && (typeof v !== 'object' || Array.isArray(v))) {
+      put(p, v, file);
+      put(`bare:${bare}`, v, file);
+    }
+    if (Array.isArray(v)) for (const x of v) walk(x, `${p}[]`, `${bare}[]`, file);
+    else if (v && typeof v === 'object') {
+      const kind = (v as Record<string, unknown>).kind;
+      const here = typeof kind === 'string' && p ? `${p} (kind: ${kind})` : p;
+      for (const [k, x] of Object.entries(v)) walk(x, here ? `${here}.${k}` : k, bare ? `${bare}.${k}` : k, file);
+    }
+  };
+  for (const f of readdirSync(dir).filter((n) => n.endsWith('.yaml')).sort()) walk(parse(readFileSync(path.join(dir, f), 'utf8')), '', '', f);
   return out;
 }
 
@@ -154,7 +170,10 @@ function rows(root: Node): Row[] {
   const field = (name: string, n: Node, parent: Node, p0: string[]) => {
     const p = [...p0, name];
     const flat = p.join('.').replace(/\.\[\]/g, '[]');
-    const ex = examples.get(p.map(bare).join('.').replace(/\.\[\]/g, '[]'));
+    const labelled = p.some((seg) => seg !== bare(seg));
+    const ex = labelled
+      ? examples.get(p.join('.').replace(/\.\[\]/g, '[]'))
+      : examples.get(`bare:${p.join('.').replace(/\.\[\]/g, '[]')}`);
     const presence = n.default !== undefined ? `default ${code(short(n.default))}` : parent.required?.includes(name) ? '**required**' : 'optional';
     const desc = n.description ?? describeField(docs, p.map(bare).filter((x) => x !== '[]'));
     const extra = constraints(n);

@@ -21,6 +21,21 @@ describe('generated docs are not stale', () => {
     expect(stale({ 'docs/runbook.md': files['docs/runbook.md']! + ' ' })).toEqual(['docs/runbook.md']);
   });
 
+  it("a variant's example value comes from an example of that variant", () => {
+    // `target.transport (kind: local).kind` once showed e.g. "ssh": examples were matched by bare path.
+    const md = runbookFiles()['docs/runbook.md']!;
+    const kindRows = [...md.matchAll(/^\| `[^`]* \(kind: ([^)]+)\)\.kind` \|[^\n]*$/gm)];
+    expect(kindRows.length).toBeGreaterThan(10);
+    let withExample = 0;
+    for (const [row, kind] of kindRows) {
+      const ex = /e\.g\. `"([^"]*)"`/.exec(row);
+      if (!ex) continue;
+      withExample++;
+      expect(ex[1], row).toBe(kind);
+    }
+    expect(withExample).toBeGreaterThan(3);
+  });
+
   it('docs/schema/events.schema.json and summary.schema.json match the TypeScript types', async () => {
     const files = await typeSchemas();
     expect(stale(files), 'run `node scripts/schemas.ts`').toEqual([]);
