@@ -50,24 +50,40 @@ export function runbookJsonSchema(): Record<string, unknown> {
   return { $id: RUNBOOK_SCHEMA_ID, title: 'Rubicon runbook (version 1)', description: 'Generated from src/runbook/schema.ts by scripts/schemas.ts; reference: docs/runbook.md', ...s };
 }
 
+/**
+ * A field's doc comment: the chain of enclosing field names, and the `kind`
+ * of the nearest enclosing object literal that declares `kind: z.literal(K)`
+ * (a variant's own field), if any.
+ */
+type FieldDoc = { chain: string[]; text: string; file: string; kind?: string };
+
 /** Field doc comments in the schema sources: chain of enclosing field names → text. */
-function fieldDocs(): { chain: string[]; text: string; file: string }[] {
-  const out: { chain: string[]; text: string; file: string }[] = [];
+function fieldDocs(): FieldDoc[] {
+  const out: FieldDoc[] = [];
   for (const f of ['schema.ts', 'machines.ts', 'azure.ts', 'mssql.ts', 'schema-common.ts']) {
     const file = path.join(ROOT, 'src/runbook', f);
     const src = ts.createSourceFile(file, readFileSync(file, 'utf8'), ts.ScriptTarget.Latest, true);
-    const visit = (n: ts.Node, chain: string[]) => {
+    const literalKind = (o: ts.ObjectLiteralExpression): string | undefined => {
+      for (const m of o.properties) {
+        if (!ts.isPropertyAssignment(m) || !ts.isIdentifier(m.name) || m.name.text !== 'kind') continue;
+        const init = m.initializer;
+        if (ts.isCallExpression(init) && init.expression.getText(src).endsWith('.literal') && init.arguments[0] && ts.isStringLiteral(init.arguments[0])) return init.arguments[0].text;
+      }
+      return undefined;
+    };
+    const visit = (n: ts.Node, chain: string[], kind: string | undefined) => {
+      if (ts.isObjectLiteralExpression(n)) kind = literalKind(n) ?? kind;
       if (ts.isPropertyAssignment(n) && (ts.isIdentifier(n.name) || ts.isStringLiteral(n.name))) {
         const here = [...chain, n.name.text];
         const docs = ts.getJSDocCommentsAndTags(n).filter(ts.isJSDoc);
         const text = docs.map((d) => (typeof d.comment === 'string' ? d.comment : (d.comment ?? []).map((c) => c.text).join(''))).join(' ').replace(/\s+/g, ' ').trim();
-        if (text) out.push({ chain: here, text, file: f });
-        ts.forEachChild(n, (c) => visit(c, here));
+        if (text) out.push({ chain: here, text, file: f, ...(kind !== undefined ? { kind } : {}) });
+        ts.forEachChild(n, (c) => visit(c, here, kind));
         return;
       }
-      ts.forEachChild(n, (c) => visit(c, chain));
+      ts.forEachChild(n, (c) => visit(c, chain, kind));
     };
-    visit(src, []);
+    visit(src, [], undefined);
   }
   return out;
 }
@@ -81,15 +97,22 @@ function sourceOf(p: string[]): string[] {
   return ['schema.ts', 'schema-common.ts'];
 }
 
-function describeField(docs: { chain: string[]; text: string; file: string }[], p: string[]): string | undefined {
+/**
+ * The doc comment for a field: the longest matching chain of field names; a
+ * comment written inside a variant (`kind: z.literal(K)`) only describes a
+ * field whose nearest labelled variant is K, and beats an unlabelled one.
+ */
+function describeField(docs: FieldDoc[], p: string[], kind: string | undefined): string | undefined {
   let best: { n: number; text: string } | undefined;
   const files = sourceOf(p);
   for (const d of docs) {
     if (!files.includes(d.file)) continue;
     if (d.chain.length > p.length) continue;
+    if (d.kind !== undefined && d.kind !== kind) continue;
     let n = 0;
     while (n < d.chain.length && d.chain[d.chain.length - 1 - n] === p[p.length - 1 - n]) n++;
-    if (n === d.chain.length && (!best || n > best.n)) best = { n, text: d.text };
+    const score = n + (d.kind !== undefined ? 0.5 : 0);
+    if (n === d.chain.length && (!best || score > best.n)) best = { n: score, text: d.text };
   }
   return best?.text;
 }
@@ -175,7 +198,8 @@ function rows(root: Node): Row[] {
       ? examples.get(p.join('.').replace(/\.\[\]/g, '[]'))
       : examples.get(`bare:${p.join('.').replace(/\.\[\]/g, '[]')}`);
     const presence = n.default !== undefined ? `default ${code(short(n.default))}` : parent.required?.includes(name) ? '**required**' : 'optional';
-    const desc = n.description ?? describeField(docs, p.map(bare).filter((x) => x !== '[]'));
+    const innermost = [...p].reverse().map((seg) => / \(kind: ([^)]*)\)$/.exec(seg)?.[1]).find((k) => k !== undefined);
+    const desc = n.description ?? describeField(docs, p.map(bare).filter((x) => x !== '[]'), innermost);
     const extra = constraints(n);
     out.push({
       path: flat,

@@ -59,6 +59,7 @@ const AzureRunCommandSchema = z
     outputIdentityClientId: z.string().min(1).optional(),
     /** default: DefaultAzureCredential; azure-pipelines: AzurePipelinesCredential from the pipeline's service connection. */
     credential: z.enum(['default', 'azure-pipelines']).default('default'),
+    /** The PowerShell the Run Command script runs in. Default powershell (5.1, on every Windows Server). */
     powershell: powershellProgram.default('powershell'),
     /** Deadline of a short command (a Run Command takes 20 s or more to start). */
     commandTimeoutSeconds: z.number().positive('must be more than 0').default(1800),
@@ -103,7 +104,10 @@ const vaultHost = SshSettingsSchema.extend({
 }).strict();
 
 const removedFlag = (what: string) =>
-  z.undefined({ error: `is not a runbook setting any more: Rubicon reads whether a vault is ${what} from the vault itself; remove the field` }).optional();
+  z
+    .undefined({ error: `is not a runbook setting any more: Rubicon reads whether a vault is ${what} from the vault itself; remove the field` })
+    .optional()
+    .describe(`Not a setting (refused if present): Rubicon reads whether the vault is ${what} from the vault itself.`);
 
 export const VaultSchema = z.discriminatedUnion(
   'kind',
@@ -248,8 +252,11 @@ export const ManualInfraSchema = z
 export const SandboxInfraSchema = z
   .object({
     kind: z.literal('sandbox'),
+    /** The proving ground's folder, relative to the runbook's folder. */
     provingGround: z.string().min(1),
+    /** Folder the sandbox keeps its rollback copy of the target in, relative to the runbook's folder. */
     rollback: z.string().min(1).default('./rollback'),
+    /** The image the sandbox target "runs" now, for the report. */
     currentImage: z.string().min(1).default('Windows Server 2016 Standard'),
   })
   .strict();
