@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { appendFileSync, mkdirSync } from 'node:fs';
+import { appendFileSync, mkdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
@@ -55,11 +55,22 @@ export interface SshCallOptions {
 
 export const DEFAULT_SSH_MAX_OUTPUT = 8 * 1024 * 1024;
 
-/** The control socket of one (user, host, port, key, known_hosts, jump): a changed known_hosts file never reuses an old master. */
+/**
+ * The control socket of one (user, host, port, key, known_hosts file and its
+ * content, jump). Keyed by the known_hosts content too: after a rebuild the
+ * same file holds the new host key, and a master still open to the old
+ * server (ControlPersist) must never carry a command meant for the new one.
+ */
 export function sshControlPath(o: SshClientOptions): string {
   const dir = path.join(os.tmpdir(), `rubicon-ssh-${process.getuid?.() ?? 'u'}`);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const key = createHash('sha256').update(JSON.stringify([o.user, o.host, o.port, o.identityFile, o.knownHostsFile, o.proxyJump ?? ''])).digest('hex').slice(0, 20);
+  let knownHosts = '';
+  try {
+    knownHosts = createHash('sha256').update(readFileSync(o.knownHostsFile)).digest('hex');
+  } catch {
+    // No file yet: ssh itself refuses the connection and says so (HOST_KEY_UNKNOWN).
+  }
+  const key = createHash('sha256').update(JSON.stringify([o.user, o.host, o.port, o.identityFile, o.knownHostsFile, knownHosts, o.proxyJump ?? ''])).digest('hex').slice(0, 20);
   return path.join(dir, key);
 }
 
