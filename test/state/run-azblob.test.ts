@@ -24,9 +24,21 @@ let az: Azurite;
 let tmp: string;
 let L: SandboxLayout;
 
-function agent(cache: string) {
-  return { ...process.env, RUBICON_AZBLOB_ENDPOINT: az.accountUrl, AZURE_STORAGE_KEY: AZURITE_KEY, RUBICON_LEASE_SECONDS: '15', XDG_CACHE_HOME: cache };
+function agent(cache: string, over: NodeJS.ProcessEnv = {}) {
+  return { ...process.env, RUBICON_AZBLOB_ENDPOINT: az.accountUrl, AZURE_STORAGE_KEY: AZURITE_KEY, RUBICON_LEASE_SECONDS: '15', XDG_CACHE_HOME: cache, ...over };
 }
+
+/** Runs the CLI to its end: exit code and everything it printed. */
+function cli(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number | null; out: string }> {
+  return new Promise((resolve) => {
+    const p = spawn(process.execPath, [BIN, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    p.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    p.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    p.on('exit', (code) => resolve({ code, out }));
+  });
+}
+const lastSummary = (out: string) => JSON.parse(out.trim().split('\n').filter((l) => l.startsWith('{')).at(-1)!) as { kind: string; outcome: string; runId: string | null; error?: { code: string; message: string } };
 
 describe.skipIf(!run)(`a run on shared state${run ? '' : ` (skipped: ${azuriteMissing()})`}`, () => {
   beforeAll(async () => {
@@ -93,5 +105,54 @@ describe.skipIf(!run)(`a run on shared state${run ? '' : ` (skipped: ${azuriteMi
     const audit = spawnSync(process.execPath, [BIN, 'audit', runId, '--state', state], { env: agent(path.join(tmp, 'agent-c')), encoding: 'utf8' });
     expect(audit.stdout).toMatch(/intact: \d+ records, hash chain and every signature verified/);
     expect(audit.status).toBe(0);
+  }, 300_000);
+
+  it('two pipelines on one target through the same --state: the second, a new run of its own, is refused LOCK_HELD by the lease while the first runs, and starts once it has ended', async () => {
+    const container = `pair-${randomBytes(3).toString('hex')}`;
+    const state = `azblob://${AZURITE_ACCOUNT}/${container}/clinic-a`;
+    // Two agents: their own cache folders and their own machine-wide lock folders (as on two machines),
+    // so only the shared lease can keep them apart. A 60 s lease: agent A is paused below.
+    const envA = agent(path.join(tmp, 'pair-a'), { RUBICON_LEASE_SECONDS: '60', RUBICON_LOCK_DIR: path.join(tmp, 'locks-a') });
+    const envB = agent(path.join(tmp, 'pair-b'), { RUBICON_LEASE_SECONDS: '60', RUBICON_LOCK_DIR: path.join(tmp, 'locks-b') });
+    const a = spawn(process.execPath, [BIN, 'rehearse', '--runbook', L.runbook, '--state', state, '--json'], { env: envA, stdio: ['ignore', 'pipe', 'inherit'] });
+    const exitedA = new Promise<number | null>((r) => a.once('exit', r));
+    let runA = '';
+    let linesA = '';
+    const reader = createInterface({ input: a.stdout! });
+    const capturing = new Promise<void>((resolve) => {
+      reader.on('line', (line) => {
+        linesA += `${line}\n`;
+        const e = JSON.parse(line) as { event?: { type: string; runId?: string; phase?: string } };
+        if (e.event?.type === 'run.started') runA = e.event.runId!;
+        if (e.event?.type === 'phase.started' && e.event.phase === 'capture') resolve();
+      });
+    });
+    try {
+      await capturing;
+      // A holds the lease; it is paused so that it cannot end before B tries (its lease outlives the pause).
+      a.kill('SIGSTOP');
+      const b = await cli(['rehearse', '--runbook', L.runbook, '--state', state, '--json'], envB);
+      a.kill('SIGCONT');
+      expect(b.code).toBe(1);
+      const refused = lastSummary(b.out);
+      expect(refused).toMatchObject({ kind: 'summary', runId: null, outcome: 'failed', error: { code: 'LOCK_HELD' } });
+      // Refused by the shared lease (naming the holder's run), not by a lock on this machine.
+      expect(refused.error!.message).toContain(`locked in ${state} by run ${runA}`);
+
+      expect(await exitedA).toBe(0);
+      expect(lastSummary(linesA)).toMatchObject({ runId: runA, outcome: 'rehearsed' });
+      // A released its lease on the way out: B's new run takes it at once.
+      const again = await cli(['rehearse', '--runbook', L.runbook, '--state', state, '--json'], envB);
+      const done = lastSummary(again.out);
+      expect(done).toMatchObject({ kind: 'summary', outcome: 'rehearsed' });
+      expect(done.runId).not.toBe(runA);
+      expect(again.code).toBe(0);
+      // Only the two runs that held the lease are in the store; the refused attempt left nothing.
+      const store = new AzureStateStore({ accountUrl: az.accountUrl, container, prefix: 'clinic-a', credential: new StorageSharedKeyCredential(AZURITE_ACCOUNT, AZURITE_KEY), cacheDir: path.join(tmp, 'pair-auditor') });
+      expect(await store.listRuns()).toEqual([runA, done.runId].sort());
+    } finally {
+      a.kill('SIGCONT');
+      a.kill('SIGKILL');
+    }
   }, 300_000);
 });
