@@ -570,6 +570,13 @@ async function audit(positionals: string[], flags: Flags): Promise<number> {
   } else {
     const src = rb ? signingKeyOf(rb) : undefined;
     verifier = verifierFrom(runSigner({ ...(src ? { source: src } : {}), stateDir }).signer.publicKeyPem);
+    if (st.signingKeyId && st.signingKeyId !== verifier.keyId) {
+      // Another agent's key (shared state): not a bad signature, a key this machine does not have. Said so, not "NOT INTACT".
+      const why = `the run (started on ${st.host}) names signing key ${st.signingKeyId}, and this machine's key is ${verifier.keyId}`;
+      const fix = `audit it with --public-key FILE (the public key of ${st.signingKeyId}), or on an agent that has the run's key (the runbook's trust.signingKey)`;
+      process.stdout.write(flags.json ? JSON.stringify({ runId, ok: false, reason: `not verified: ${why}`, hint: fix }) + '\n' : `${runId}: NOT VERIFIED: ${why}; ${fix}\n`);
+      return EXIT.failure;
+    }
   }
   const r = auditRecords(records, verifier);
   const recorded = st.signingKeyId ? ` (the run names key ${st.signingKeyId})` : '';

@@ -68,6 +68,20 @@ describe.skipIf(!run)(`a run on shared state${run ? '' : ` (skipped: ${azuriteMi
     await new Promise((r) => a.once('exit', r));
     expect(runId).toMatch(/^r-/);
 
+    // An agent without the run's signing key (its own default key): told so plainly, before anything is touched.
+    const stranger = agent(path.join(tmp, 'agent-k'), { RUBICON_KEY_DIR: path.join(tmp, 'keys-of-k') });
+    const k = await cli(['resume', runId, '--state', state, '--json'], stranger);
+    expect(k.code).toBe(3);
+    const refusedKey = lastSummary(k.out);
+    expect(refusedKey.error).toMatchObject({ code: 'KEY_MISMATCH' });
+    expect(refusedKey.error!.message).toMatch(new RegExp(`run ${runId} was started on .+ and its journal names key [0-9a-f]{16} as its signing key; this agent signs with key [0-9a-f]{16} \\(file .+signing\\.pem, this user's own key: the runbook names none\\)`));
+    expect(k.out).toContain('trust.signingKey');
+    expect(k.out).not.toMatch(/EVIDENCE_INVALID|signature is not one by/);
+    const kAudit = await cli(['audit', runId, '--state', state], stranger);
+    expect(kAudit.code).toBe(1);
+    expect(kAudit.out).toMatch(/NOT VERIFIED: the run \(started on .+\) names signing key [0-9a-f]{16}, and this machine's key is [0-9a-f]{16}; audit it with --public-key FILE/);
+    expect(kAudit.out).not.toContain('NOT INTACT');
+
     // Agent B: refused while A's lease lives (LOCK_HELD, exit 1), then takes over.
     const resume = () =>
       new Promise<{ code: number | null; out: string }>((resolve) => {
