@@ -142,7 +142,7 @@ export async function startRun(command: RunCommand, runbookFile: string, o: Comm
     journal = await store.createJournal(runId);
     journal.signWith(recordSigner(signer));
     await copyFile(runbook.file, paths.runbookCopy);
-    const ctx = await createContext({ runId, paths, runbook, journal, onEvent: o.onEvent, confirm: o.confirm, hooks: o.hooks, signal: o.signal, signer });
+    const ctx = await createContext({ runId, paths, runbook, journal, onEvent: o.onEvent, confirm: o.confirm, hooks: o.hooks, signal: o.signal, signer, ...stateFlagOf(store) });
     ctx.record({
       type: 'run.started',
       runId,
@@ -259,7 +259,7 @@ export async function resumeRun(runId: string, o: CommonOptions): Promise<RunSum
     // The store's journal (verified again: a shared one may have grown since it was read above).
     journal = await store.openJournal(runId);
     journal.signWith(recordSigner(signer));
-    const ctx = await createContext({ runId, paths, runbook, journal, onEvent: o.onEvent, confirm: o.confirm, hooks: o.hooks, signal: o.signal, signer });
+    const ctx = await createContext({ runId, paths, runbook, journal, onEvent: o.onEvent, confirm: o.confirm, hooks: o.hooks, signal: o.signal, signer, ...stateFlagOf(store) });
     ctx.record({ type: 'run.resumed', pid: process.pid });
     if (before.outcome === 'not-confirmed' || confirmedSince) {
       // Nobody confirmed the crossing and the target was thawed: what was proven still stands, but the
@@ -300,6 +300,11 @@ async function lockTarget(store: StateStore, runbook: Runbook, runId: string): P
       releaseHere();
     }
   };
+}
+
+/** The option that names a shared store to the commands continuing a run; nothing for the local state directory. */
+function stateFlagOf(store: StateStore): { stateFlag?: string } {
+  return store instanceof LocalStateStore ? {} : { stateFlag: `--state ${store.location}` };
 }
 
 /** The key source the runbook names for signing: its trust section, or the Azure section's key. */
