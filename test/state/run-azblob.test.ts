@@ -69,18 +69,22 @@ describe.skipIf(!run)(`a run on shared state${run ? '' : ` (skipped: ${azuriteMi
     expect(runId).toMatch(/^r-/);
 
     // An agent without the run's signing key (its own default key): told so plainly, before anything is touched.
-    const stranger = agent(path.join(tmp, 'agent-k'), { RUBICON_KEY_DIR: path.join(tmp, 'keys-of-k') });
-    const k = await cli(['resume', runId, '--state', state, '--json'], stranger);
-    expect(k.code).toBe(3);
-    const refusedKey = lastSummary(k.out);
-    expect(refusedKey.error).toMatchObject({ code: 'KEY_MISMATCH' });
-    expect(refusedKey.error!.message).toMatch(new RegExp(`run ${runId} was started on .+ and its journal names key [0-9a-f]{16} as its signing key; this agent signs with key [0-9a-f]{16} \\(file .+signing\\.pem, this user's own key: the runbook names none\\)`));
-    expect(k.out).toContain('trust.signingKey');
-    expect(k.out).not.toMatch(/EVIDENCE_INVALID|signature is not one by/);
-    const kAudit = await cli(['audit', runId, '--state', state], stranger);
-    expect(kAudit.code).toBe(1);
-    expect(kAudit.out).toMatch(/NOT VERIFIED: the run \(started on .+\) names signing key [0-9a-f]{16}, and this machine's key is [0-9a-f]{16}; audit it with --public-key FILE/);
-    expect(kAudit.out).not.toContain('NOT INTACT');
+    // (Checked once B was refused: run first, it could outlast A's 15 s lease on a loaded machine.)
+    let strangerChecked = false;
+    const strangerChecks = async () => {
+      const stranger = agent(path.join(tmp, 'agent-k'), { RUBICON_KEY_DIR: path.join(tmp, 'keys-of-k') });
+      const [k, kAudit] = await Promise.all([cli(['resume', runId, '--state', state, '--json'], stranger), cli(['audit', runId, '--state', state], stranger)]);
+      expect(k.code).toBe(3);
+      const refusedKey = lastSummary(k.out);
+      expect(refusedKey.error).toMatchObject({ code: 'KEY_MISMATCH' });
+      expect(refusedKey.error!.message).toMatch(new RegExp(`run ${runId} was started on .+ and its journal names key [0-9a-f]{16} as its signing key; this agent signs with key [0-9a-f]{16} \\(file .+signing\\.pem, this user's own key: the runbook names none\\)`));
+      expect(k.out).toContain('trust.signingKey');
+      expect(k.out).not.toMatch(/EVIDENCE_INVALID|signature is not one by/);
+      expect(kAudit.code).toBe(1);
+      expect(kAudit.out).toMatch(/NOT VERIFIED: the run \(started on .+\) names signing key [0-9a-f]{16}, and this machine's key is [0-9a-f]{16}; audit it with --public-key FILE/);
+      expect(kAudit.out).not.toContain('NOT INTACT');
+      strangerChecked = true;
+    };
 
     // Agent B: refused while A's lease lives (LOCK_HELD, exit 1), then takes over.
     const resume = () =>
@@ -96,11 +100,13 @@ describe.skipIf(!run)(`a run on shared state${run ? '' : ` (skipped: ${azuriteMi
     let refusals = 0;
     while (r.out.includes('LOCK_HELD')) {
       refusals++;
+      if (refusals === 1) await strangerChecks();
       if (Date.now() - t0 > 60_000) break;
       await new Promise((res) => setTimeout(res, 1000)); // polling for the dead agent's lease to end
       r = await resume();
     }
     expect(refusals).toBeGreaterThan(0);
+    expect(strangerChecked).toBe(true);
     const summary = JSON.parse(r.out.trim().split('\n').filter((l) => l.startsWith('{')).at(-1)!) as { kind: string; outcome: string; runId: string };
     expect(summary).toMatchObject({ kind: 'summary', runId, outcome: 'rehearsed' });
     expect(r.code).toBe(0);
