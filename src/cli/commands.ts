@@ -109,8 +109,8 @@ export const COMMANDS: Record<string, CommandSpec> = {
   },
   report: {
     usage: 'rubicon report RUN_ID [--html FILE]',
-    text: 'Writes the reports of a run again from its journal (report.json, checklist.md, report.html, junit.xml).',
-    options: ['html', 'state-dir', 'junit-vendor-failures'],
+    text: 'Writes the reports of a run again from its journal (report.json, checklist.md, report.html, junit.xml). With --state, from the shared store, and uploaded beside the run there.',
+    options: ['html', 'state-dir', 'state', 'junit-vendor-failures'],
   },
   reap: {
     usage: 'rubicon reap --stack NAME... [--dry-run]',
@@ -120,7 +120,7 @@ export const COMMANDS: Record<string, CommandSpec> = {
   rollback: {
     usage: 'rubicon rollback RUN_ID [--yes] [--json]',
     text: 'Rebuilds an Azure target from a run\'s rollback point (the retained old OS disk or the snapshots) through Pulumi (needs the Pulumi CLI; docs/infra.md, "Rollback").',
-    options: ['yes', 'json', 'state-dir'],
+    options: ['yes', 'json', 'state-dir', 'state'],
   },
 };
 

@@ -55,7 +55,7 @@ Usage:
                 [--journal-only]             and the journal heads the run left in its vaults;
                                              names the first record that fails
   rubicon status [RUN_ID] [--json]           list runs, or show one
-  rubicon report RUN_ID [--html FILE]        write the reports again from the journal
+  rubicon report RUN_ID [--html FILE]        write the reports again from the journal (--state: uploaded beside the run)
   rubicon reap --stack NAME... [--dry-run]   destroy Azure proving grounds past their TTL (needs the Pulumi CLI)
   rubicon rollback RUN_ID [--yes] [--json]   rebuild an Azure target from a run's rollback point (needs the Pulumi CLI)
 
@@ -498,32 +498,42 @@ export function rollbackKeptLine(p: RollbackPoint): string {
   return `${p.kind} at ${p.location}, since ${p.createdAt}`;
 }
 
+/**
+ * `rubicon report RUN_ID`: the reports written again from the journal. With
+ * --state the journal and the runbook copy come from the shared store, the
+ * files are written in this agent's cache folder for the store and
+ * uploaded beside the run (`runs/<id>/report/`), replacing the earlier ones.
+ */
 async function report(positionals: string[], flags: Flags): Promise<number> {
   const runId = positionals[0];
   if (!runId) throw new RubiconError('ARGUMENTS_INVALID', 'rubicon report needs a run id', { hint: 'list runs with `rubicon status`' });
   const stateDir = defaultStateDir(flags);
-  const paths = runPaths(stateDir, runId);
+  const shared = await sharedState(flags);
+  const store = shared ?? new LocalStateStore(stateDir);
+  const paths = store.paths(runId);
   let records;
   try {
-    records = readJournal(paths.journal);
+    records = shared ? await shared.readJournal(runId) : readJournal(paths.journal);
   } catch (e) {
-    explainMissingRun(e, runId, flags);
+    explainMissingRun(e, runId, flags, shared);
   }
   const st = deriveState(records);
   const checklist = buildChecklist({ items: st.items, artifacts: st.artifacts, copies: st.copies, proofs: st.proofs, driftScans: st.driftScans, captureFailures: st.captureFailures });
   // The same window estimate as the run's own report: an earlier run's crossing of this target, else the runbook's figure.
-  const rb = await loadRunRunbook(st.runbookPath, paths.runbookCopy).catch(() => undefined);
+  const rb = await loadRunRunbook(st.runbookPath, (shared ? await shared.runbookCopy(runId) : undefined) ?? paths.runbookCopy).catch(() => undefined);
   const crossing = await expectedCrossing(
-    { listRuns: async () => listRuns(stateDir), readJournal: async (id) => readJournal(runPaths(stateDir, id).journal) },
+    shared ?? { listRuns: async () => listRuns(stateDir), readJournal: async (id) => readJournal(runPaths(stateDir, id).journal) },
     { target: st.target, runId, runbookMinutes: rb?.target.expectedCrossingMinutes },
   );
   const files = await writeReports(st, checklist, paths.reports, { ...reportOptions(flags), ...(crossing ? { expectedCrossing: crossing } : {}) });
+  if (shared) await shared.flush(runId);
   if (flags.html) {
     const html = files.find((f) => f.kind === 'html');
     if (html) await copyFile(html.path, path.resolve(flags.html));
   }
   for (const f of files) process.stdout.write(`${f.kind.padEnd(8)} ${f.path}\n`);
   if (flags.html) process.stdout.write(`html     ${path.resolve(flags.html)}\n`);
+  if (shared) process.stdout.write(`uploaded to ${shared.location}, run ${runId}, report/\n`);
   return EXIT.ok;
 }
 
@@ -560,6 +570,13 @@ async function audit(positionals: string[], flags: Flags): Promise<number> {
   } else {
     const src = rb ? signingKeyOf(rb) : undefined;
     verifier = verifierFrom(runSigner({ ...(src ? { source: src } : {}), stateDir }).signer.publicKeyPem);
+    if (st.signingKeyId && st.signingKeyId !== verifier.keyId) {
+      // Another agent's key (shared state): not a bad signature, a key this machine does not have. Said so, not "NOT INTACT".
+      const why = `the run (started on ${st.host}) names signing key ${st.signingKeyId}, and this machine's key is ${verifier.keyId}`;
+      const fix = `audit it with --public-key FILE (the public key of ${st.signingKeyId}), or on an agent that has the run's key (the runbook's trust.signingKey)`;
+      process.stdout.write(flags.json ? JSON.stringify({ runId, ok: false, reason: `not verified: ${why}`, hint: fix }) + '\n' : `${runId}: NOT VERIFIED: ${why}; ${fix}\n`);
+      return EXIT.failure;
+    }
   }
   const r = auditRecords(records, verifier);
   const recorded = st.signingKeyId ? ` (the run names key ${st.signingKeyId})` : '';
@@ -607,6 +624,12 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(HELP);
     return command || flags.help ? EXIT.ok : EXIT.invalidInput;
   }
+  if (flags.state !== undefined && !COMMANDS[command]!.options.includes('state')) {
+    // Ignoring it would read or write the local state directory while the user means the fleet's.
+    throw new RubiconError('ARGUMENTS_INVALID', `rubicon ${command} does not take --state (it keeps nothing in a shared store)`, {
+      hint: `drop --state; the commands that read or write runs in a shared store are: ${Object.entries(COMMANDS).filter(([, c]) => c.options.includes('state')).map(([n]) => n).join(', ')}`,
+    });
+  }
   switch (command) {
     case 'demo':
       return demo(flags);
@@ -633,7 +656,16 @@ export async function main(argv: string[]): Promise<number> {
     case 'rollback': {
       // Loaded on demand, like reap: the Pulumi SDK is large.
       const { rollbackCommand } = await import('./rollback.ts');
-      return rollbackCommand(positionals[0], { stateDir: defaultStateDir(flags), yes: flags.yes, json: flags.json });
+      const shared = await sharedState(flags);
+      let stateDir = defaultStateDir(flags);
+      if (shared && positionals[0]) {
+        // The run's journal and runbook copy, fetched from the store into this agent's cache for it; rollback reads them there.
+        const runId = positionals[0];
+        await shared.readJournal(runId).catch((e: unknown) => explainMissingRun(e, runId, flags, shared));
+        await shared.runbookCopy(runId);
+        stateDir = path.dirname(path.dirname(shared.paths(runId).dir));
+      }
+      return rollbackCommand(positionals[0], { stateDir, yes: flags.yes, json: flags.json });
     }
     case 'audit':
       return audit(positionals, flags);

@@ -72,8 +72,8 @@ export class ManualDriver implements InfraDriver {
     return { id: `rollback-${runId}`, kind: 'manual', location: rb.description, createdAt: new Date().toISOString() };
   }
 
-  /** What the engineer must do, in plain words. */
-  instructions(permit: Permit, runId: string, stateDir: string): string {
+  /** What the engineer must do, in plain words. `where`: the option that names where the run is kept (`--state-dir DIR` or `--state azblob://…`). */
+  instructions(permit: Permit, runId: string, where: string): string {
     const rb = this.o.runbook;
     const t = rb.target.transport;
     const lines = [
@@ -89,8 +89,8 @@ export class ManualDriver implements InfraDriver {
         ? `  4. Put its NEW host key into ${this.infra.rebuilt.knownHosts}, checked against the console (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub there).`
         : '  4. -',
       ...(this.infra.instructions ? [`  5. ${this.infra.instructions}`] : []),
-      `Then: rubicon confirm ${runId} --crossed --state-dir ${stateDir}   (a person; the journal records who)`,
-      `   or: rubicon resume ${runId} --yes --state-dir ${stateDir}       (a pipeline, after its own reinstall step)`,
+      `Then: rubicon confirm ${runId} --crossed ${where}   (a person; the journal records who)`,
+      `   or: rubicon resume ${runId} --yes ${where}       (a pipeline, after its own reinstall step)`,
       `Rubicon then checks that the server really was rebuilt before it restores anything.`,
     ];
     return lines.join('\n');

@@ -74,6 +74,8 @@ export interface RunContext {
   close: () => Promise<void>;
   /** The run's signing key (permits and journal records); it never lives in the state directory. */
   signer?: Signer;
+  /** Where the run is kept, as the commands that continue it must be told: `--state azblob://…` for a shared store; absent: the local state directory. */
+  stateFlag?: string;
 }
 
 export interface ContextInput {
@@ -87,6 +89,7 @@ export interface ContextInput {
   signal?: AbortSignal;
   now?: () => Date;
   signer?: Signer;
+  stateFlag?: string;
 }
 
 export async function createContext(input: ContextInput): Promise<RunContext> {
@@ -146,6 +149,7 @@ export async function createContext(input: ContextInput): Promise<RunContext> {
   const ctx: RunContext = {
     runId: input.runId,
     paths: input.paths,
+    ...(input.stateFlag ? { stateFlag: input.stateFlag } : {}),
     runbook,
     journal,
     target: adapters.target,

@@ -768,8 +768,8 @@ async function manualCrossing(ctx: RunContext): Promise<'crossed' | 'not-confirm
   if (!s.crossing?.startedAt) {
     const check = checkPermit(permit, { image: ctx.runbook.target.image, now: ctx.now(), target: ctx.runbook.target.name });
     if (!check.valid) throw new RubiconError('PERMIT_INVALID', `refusing to cross: ${check.reason}`, { hint: check.fix });
-    const stateDir = path.dirname(path.dirname(ctx.paths.dir));
-    const text = (ctx.infra as ManualDriver).instructions(permit, ctx.runId, stateDir);
+    const where = ctx.stateFlag ?? `--state-dir ${path.dirname(path.dirname(ctx.paths.dir))}`;
+    const text = (ctx.infra as ManualDriver).instructions(permit, ctx.runId, where);
     ctx.record({ type: 'crossing.instructions', text });
     ctx.record({ type: 'crossing.started', permitId: permit.id, image: permit.image });
     return 'waiting';

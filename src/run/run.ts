@@ -20,7 +20,7 @@ import { acquireRemoteTargetLock, acquireTargetLock, holderFor } from './target-
 import * as phases from './phases.ts';
 import { auditRecords, recordSigner } from './audit.ts';
 import { runSigner } from '../trust/keyring.ts';
-import { verifierFrom, type KeySource } from '../trust/keys.ts';
+import { describeKeySource, verifierFrom, type KeySource, type Signer } from '../trust/keys.ts';
 import { proveVaultArtifacts } from './verify.ts';
 import { damagedSources } from './findings.ts';
 
@@ -142,7 +142,7 @@ export async function startRun(command: RunCommand, runbookFile: string, o: Comm
     journal = await store.createJournal(runId);
     journal.signWith(recordSigner(signer));
     await copyFile(runbook.file, paths.runbookCopy);
-    const ctx = await createContext({ runId, paths, runbook, journal, onEvent: o.onEvent, confirm: o.confirm, hooks: o.hooks, signal: o.signal, signer });
+    const ctx = await createContext({ runId, paths, runbook, journal, onEvent: o.onEvent, confirm: o.confirm, hooks: o.hooks, signal: o.signal, signer, ...stateFlagOf(store) });
     ctx.record({
       type: 'run.started',
       runId,
@@ -202,7 +202,9 @@ export async function confirmManualStep(runId: string, stepId: string, by: strin
     });
   }
   const runbook = await loadRunRunbook(before.runbookPath, await store.runbookCopy(runId));
-  const { signer } = runSigner({ ...(signingKeyOf(runbook) ? { source: signingKeyOf(runbook)! } : {}), stateDir: o.stateDir });
+  const { signer, source } = runSigner({ ...(signingKeyOf(runbook) ? { source: signingKeyOf(runbook)! } : {}), stateDir: o.stateDir });
+  const mismatch = runKeyMismatch(before, runId, signer, source, signingKeyOf(runbook) !== undefined, store instanceof LocalStateStore ? '' : ` (--state ${store.location})`);
+  if (mismatch) throw mismatch;
   const audit = auditRecords(records, verifierFrom(signer.publicKeyPem));
   if (!audit.ok) throw new RubiconError('EVIDENCE_INVALID', `the journal of run ${runId} cannot be trusted: record ${audit.firstBad.seq} (${audit.firstBad.type}) ${audit.firstBad.reason}`, { hint: `see \`rubicon audit ${runId}\`` });
   const release = await lockTarget(store, runbook, runId);
@@ -240,7 +242,10 @@ export async function resumeRun(runId: string, o: CommonOptions): Promise<RunSum
       hint: `put back the runbook the run started with (a copy is at ${paths.runbookCopy}), or start a new run`,
     });
   }
-  const { signer } = runSigner({ ...(signingKeyOf(runbook) ? { source: signingKeyOf(runbook)! } : {}), stateDir: o.stateDir });
+  const { signer, source } = runSigner({ ...(signingKeyOf(runbook) ? { source: signingKeyOf(runbook)! } : {}), stateDir: o.stateDir });
+  // Another agent's run signed with another key: said plainly, before the audit would call it a bad signature.
+  const mismatch = runKeyMismatch(before, runId, signer, source, signingKeyOf(runbook) !== undefined, store instanceof LocalStateStore ? '' : ` (--state ${store.location})`);
+  if (mismatch) throw mismatch;
   // Never resume from a history this run's key did not sign: an edited journal stops here.
   const audit = auditRecords(records, verifierFrom(signer.publicKeyPem));
   if (!audit.ok) {
@@ -254,7 +259,7 @@ export async function resumeRun(runId: string, o: CommonOptions): Promise<RunSum
     // The store's journal (verified again: a shared one may have grown since it was read above).
     journal = await store.openJournal(runId);
     journal.signWith(recordSigner(signer));
-    const ctx = await createContext({ runId, paths, runbook, journal, onEvent: o.onEvent, confirm: o.confirm, hooks: o.hooks, signal: o.signal, signer });
+    const ctx = await createContext({ runId, paths, runbook, journal, onEvent: o.onEvent, confirm: o.confirm, hooks: o.hooks, signal: o.signal, signer, ...stateFlagOf(store) });
     ctx.record({ type: 'run.resumed', pid: process.pid });
     if (before.outcome === 'not-confirmed' || confirmedSince) {
       // Nobody confirmed the crossing and the target was thawed: what was proven still stands, but the
@@ -297,11 +302,38 @@ async function lockTarget(store: StateStore, runbook: Runbook, runId: string): P
   };
 }
 
+/** The option that names a shared store to the commands continuing a run; nothing for the local state directory. */
+function stateFlagOf(store: StateStore): { stateFlag?: string } {
+  return store instanceof LocalStateStore ? {} : { stateFlag: `--state ${store.location}` };
+}
+
 /** The key source the runbook names for signing: its trust section, or the Azure section's key. */
 export function signingKeyOf(rb: Runbook): KeySource | undefined {
   if (rb.trust) return rb.trust.signingKey;
   if (rb.infra.kind === 'pulumi-azure') return rb.infra.azure.signingKey;
   return undefined;
+}
+
+/**
+ * A run whose journal names a signing key other than the one this agent
+ * signs with (another agent started it with its own key, shared state):
+ * KEY_MISMATCH saying which keys and how to give this agent the run's key,
+ * before anything is touched, instead of the signature failure the audit
+ * would report. Undefined when the keys agree (or the run names none: the
+ * audit then decides). Pure.
+ */
+export function runKeyMismatch(st: Pick<RunState, 'signingKeyId' | 'host'>, runId: string, signer: Signer, source: KeySource, keyFromRunbook: boolean, where: string): RubiconError | undefined {
+  if (!st.signingKeyId || st.signingKeyId === signer.keyId) return undefined;
+  return new RubiconError(
+    'KEY_MISMATCH',
+    `run ${runId} was started on ${st.host} and its journal names key ${st.signingKeyId} as its signing key; this agent signs with key ${signer.keyId} (${describeKeySource(source)}${keyFromRunbook ? ', as the runbook says' : ', this user\'s own key: the runbook names none'}), so it can neither verify that journal nor continue it. Nothing was touched.`,
+    {
+      hint: keyFromRunbook
+        ? `give this agent the key the run was started with (key id ${st.signingKeyId}) in the place the runbook's trust.signingKey names, then run the command again${where}`
+        : `every agent that may continue a run needs the same key: set trust.signingKey in the runbook (e.g. { env: RUBICON_SIGNING_KEY }, the PEM in a pipeline secret every agent gets), or copy the signing key of ${st.host} (key id ${st.signingKeyId}) into this agent's $RUBICON_KEY_DIR/signing.pem (0600); or continue the run on ${st.host}${where}`,
+      details: { runId, runKeyId: st.signingKeyId, agentKeyId: signer.keyId },
+    },
+  );
 }
 
 /** Outcomes a resume continues from. */

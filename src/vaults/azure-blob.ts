@@ -613,7 +613,23 @@ export class AzureBlobVault implements Vault {
   private async delegationKey(startsOn: Date, expiresOn: Date): Promise<UserDelegationKey> {
     if (this.delegation && this.delegation.until >= expiresOn.getTime()) return this.delegation.key;
     // The key lives at most 7 days (service limit); one covers this grant.
-    const r = await this.service.getUserDelegationKey(startsOn, expiresOn);
+    if (expiresOn.getTime() - this.now().getTime() > 7 * 24 * 3600_000) {
+      throw new RubiconError('GRANT_FAILED', `vault '${this.info.name}': a user-delegation SAS cannot outlive 7 days (the service's limit for its key)`, { hint: 'give the grant a shorter TTL' });
+    }
+    let r: UserDelegationKey;
+    try {
+      r = await this.service.getUserDelegationKey(startsOn, expiresOn);
+    } catch (e) {
+      const s = statusOf(e);
+      if (s === 403 || s === 401) {
+        throw new RubiconError('GRANT_FAILED', `vault '${this.info.name}' (${this.info.location}): the service refused a user-delegation key (${this.describe(e)}) for the identity Rubicon runs as`, {
+          cause: e,
+          hint: 'give that identity a role with Microsoft.Storage/storageAccounts/blobServices/generateUserDelegationKey on the account (e.g. "Storage Blob Delegator", beside "Storage Blob Data Contributor" on the container), or use credential: shared-key',
+          details: { vault: this.info.name },
+        });
+      }
+      throw this.ioError('cannot get a user-delegation key for a grant', e);
+    }
     this.delegation = { key: r, until: expiresOn.getTime() };
     return r;
   }

@@ -42,6 +42,20 @@ async function next(lines: AsyncIterator<string>): Promise<Record<string, unknow
   if (r.done) throw new Error('the child ended without a line');
   return JSON.parse(r.value) as Record<string, unknown>;
 }
+/** The CLI as an agent of the fleet runs it (the emulator's endpoint, the account key, its own cache folder). */
+function rubicon(args: string[]): Promise<{ code: number | null; out: string; err: string }> {
+  return new Promise((resolve) => {
+    const p = spawn(process.execPath, [BIN, ...args], {
+      env: { ...process.env, RUBICON_AZBLOB_ENDPOINT: az.accountUrl, AZURE_STORAGE_KEY: AZURITE_KEY, XDG_CACHE_HOME: mkdtempSync(path.join(tmp, 'agent-')) },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    let err = '';
+    p.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    p.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    p.on('exit', (code) => resolve({ code, out, err }));
+  });
+}
 const started = (id: string) => ({
   type: 'run.started' as const,
   runId: id,
@@ -163,19 +177,43 @@ describe.skipIf(!run)(`shared state on Azurite${run ? '' : ` (skipped: ${azurite
       await s.flush(id);
       j.close();
     }
-    const out = await new Promise<string>((resolve, reject) => {
-      const p = spawn(process.execPath, [BIN, 'status', '--json', '--state', `azblob://${AZURITE_ACCOUNT}/${container}/clinic-a`], {
-        env: { ...process.env, RUBICON_AZBLOB_ENDPOINT: az.accountUrl, AZURE_STORAGE_KEY: AZURITE_KEY, XDG_CACHE_HOME: tmp },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      let o = '';
-      let e = '';
-      p.stdout.on('data', (d: Buffer) => (o += d.toString()));
-      p.stderr.on('data', (d: Buffer) => (e += d.toString()));
-      p.on('exit', (code) => (code === 0 ? resolve(o) : reject(new Error(`exit ${code}: ${e}`))));
-    });
+    const r = await rubicon(['status', '--json', '--state', `azblob://${AZURITE_ACCOUNT}/${container}/clinic-a`]);
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
+    const out = r.out;
     const runs = JSON.parse(out) as { runId: string; target: string; host: string }[];
     expect(runs.map((r) => r.runId)).toEqual(ids);
     expect(runs[0]).toMatchObject({ target: 'ehr-01', host: 'agent-a' });
+  }, 60_000);
+
+  it('rubicon report RUN_ID --state azblob://… writes the reports from the shared journal and uploads them beside the run', async () => {
+    const container = `report-${randomBytes(3).toString('hex')}`;
+    const state = `azblob://${AZURITE_ACCOUNT}/${container}/clinic-a`;
+    const id = runId();
+    const s = store(container, 'clinic-a');
+    const j = await s.createJournal(id);
+    j.append(started(id));
+    j.append({ type: 'note', level: 'info', message: 'written by another agent' });
+    await s.flush(id);
+    j.close();
+
+    const r = await rubicon(['report', id, '--state', state]);
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.out).toContain(`uploaded to ${state}, run ${id}, report/`);
+    const names: string[] = [];
+    for await (const b of s.container.listBlobsFlat({ prefix: `clinic-a/runs/${id}/report/` })) names.push(b.name.slice(`clinic-a/runs/${id}/report/`.length));
+    expect(names).toEqual(expect.arrayContaining(['report.json', 'report.html', 'checklist.md', 'junit.xml']));
+    const json = JSON.parse((await s.container.getBlobClient(`clinic-a/runs/${id}/report/report.json`).downloadToBuffer()).toString()) as { runId?: string };
+    expect(JSON.stringify(json)).toContain(id);
+
+    // A run that is not in the store: named with where it was looked for.
+    const missing = await rubicon(['report', 'r-20260101-000000-ffff', '--state', state]);
+    expect(missing.code).toBe(3);
+    expect(missing.err).toContain(`no run r-20260101-000000-ffff in ${state}`);
+    // A command that keeps nothing in a shared store refuses --state instead of silently using the local folder.
+    const wrong = await rubicon(['check-runbook', '--runbook', 'x.yaml', '--state', state]);
+    expect(wrong.code).toBe(3);
+    expect(wrong.err).toContain('rubicon check-runbook does not take --state');
   }, 60_000);
 });
