@@ -17,7 +17,7 @@
  * into a fresh folder that is deleted only after the shape is done (ext4
  * without a journal skips inodes deleted in the last 60 s when it allocates:
  * whoever runs right after an `rm -rf` pays). Page cache warm for everyone.
- * Rubicon's side runs in a fresh child process each time (its peak RSS is its
+ * Rubicon's side runs in a fresh child process each time (bench/child.ts; its peak RSS is its
  * own), with Node's compile cache (what `module.enableCompileCache()` in
  * bin/rubicon.js gives); its times are measured inside the child around the
  * work ("in process") and, for the drift scan, also as the child's whole life
@@ -31,76 +31,15 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { ChildJob, ChildResult } from './child.ts';
 
 const args = process.argv.slice(2);
-const here = new URL(import.meta.url).pathname;
 const repo = new URL('..', import.meta.url).pathname;
 
-if (args[0] === '--child') {
-  await child(JSON.parse(args[1] as string) as ChildJob);
-  process.exit(0);
-}
+// ---------------------------------------------------------------- child side: bench/child.ts (its own file, so a
+// child loads only what its step needs, not this script's imports)
 
-// ---------------------------------------------------------------- child side
-
-type ChildJob =
-  | { mode: 'capture'; src: string; vault: string; artifactId: string; baseHash?: string; sync: boolean }
-  | { mode: 'land'; vault: string; manifestHash: string; dest: string; sync: boolean }
-  | { mode: 'drift'; src: string; vault: string; manifestHash: string };
-
-interface ChildResult {
-  /** The work alone, in process. */
-  ms: number;
-  /** From process start to the end of the work (module loading included). */
-  sinceStartMs: number;
-  maxRssKiB: number;
-  manifestHash?: string;
-  fileCount?: number;
-  bytes?: number;
-  bytesRead?: number;
-  changes?: number;
-  validated?: number;
-}
-
-/** Peak resident memory of this process (VmHWM; getrusage's maxRSS carries over execve). */
-function peakRssKiB(): number {
-  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
-  return m ? Number(m[1]) : process.resourceUsage().maxRSS;
-}
-
-async function child(job: ChildJob): Promise<void> {
-  const { FilesystemVault } = await import('../src/vaults/filesystem.ts');
-  const vault = new FilesystemVault({ name: 'bench', kind: 'filesystem', location: job.vault, offTarget: true, immutable: false });
-  let out: Omit<ChildResult, 'sinceStartMs' | 'maxRssKiB'>;
-  if (job.mode === 'capture') {
-    const { captureTree } = await import('../src/files/capture.ts');
-    if (!job.sync) vault.sync = async () => undefined; // bench only: to compare with plain cp -a
-    const t = performance.now();
-    const r = await captureTree({
-      sourceRoot: job.src,
-      vaults: [vault],
-      artifactId: job.artifactId,
-      itemId: 'folder:bench',
-      method: 'file-mirror',
-      runId: 'bench',
-      ...(job.baseHash ? { base: { vault, manifestHash: job.baseHash } } : {}),
-    });
-    out = { ms: performance.now() - t, manifestHash: r.manifestHash, fileCount: r.fileCount, bytes: r.bytes, bytesRead: r.bytesRead, changes: r.changed?.length };
-  } else if (job.mode === 'land') {
-    const { readManifest } = await import('../src/files/manifest.ts');
-    const { restoreTree } = await import('../src/files/restore.ts');
-    const t = performance.now();
-    const manifest = await readManifest(vault, job.manifestHash);
-    const r = await restoreTree({ vaults: [vault], manifest, destRoot: job.dest, fsync: job.sync });
-    out = { ms: performance.now() - t, fileCount: r.fileCount, bytes: r.bytes, validated: r.validated.files };
-  } else {
-    const { scanDrift } = await import('../src/files/drift.ts');
-    const t = performance.now();
-    const changes = await scanDrift(job.src, { vault, manifestHash: job.manifestHash });
-    out = { ms: performance.now() - t, changes: changes.length };
-  }
-  process.stdout.write(`${JSON.stringify({ ...out, sinceStartMs: performance.now(), maxRssKiB: peakRssKiB() })}\n`);
-}
+const childScript = new URL('./child.ts', import.meta.url).pathname;
 
 // ---------------------------------------------------------------- parent side
 
@@ -132,7 +71,7 @@ function flush(): void {
 
 function runChild(job: ChildJob, cache = true): ChildResult & { wallMs: number } {
   const t = performance.now();
-  const r = spawnSync(process.execPath, [here, '--child', JSON.stringify(job)], {
+  const r = spawnSync(process.execPath, [childScript, JSON.stringify(job)], {
     encoding: 'utf8',
     stdio: ['ignore', 'pipe', 'inherit'],
     maxBuffer: 64 * 1024 * 1024,

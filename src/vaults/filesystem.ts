@@ -1,4 +1,3 @@
-import { execFile } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
 import { chmodSync, closeSync, fstatSync, constants as fsConstants, fsync as fsyncCb, mkdirSync, openSync, readSync, renameSync, statSync, unlinkSync, write as writeCb, writeSync } from 'node:fs';
 import { link, lstat, mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises';
@@ -1003,6 +1002,8 @@ async function fsyncPath(path: string): Promise<void> {
 let syncfsAvailable: boolean | undefined = process.platform === 'linux' ? undefined : false;
 async function syncFilesystem(path: string): Promise<boolean> {
   if (syncfsAvailable === false) return false;
+  // Loaded here, not with the module: a reader (drift scan, landing, proof) never flushes, and child_process costs a fresh process 4-8 ms.
+  const { execFile } = await import('node:child_process');
   return new Promise((resolve, reject) => {
     execFile('sync', ['-f', path], { timeout: 10 * 60 * 1000 }, (e, _stdout, stderr) => {
       if (!e) {
