@@ -6,7 +6,7 @@
  * Its own file with no imports of its own but node:fs, so a child loads only
  * the modules its step needs (what a command of its own would load), not the
  * bench script's. Prints one JSON line: the work's time in process, the time
- * since the process started, and the peak RSS (VmHWM).
+ * since the process started, the peak RSS (VmHWM) and the process's CPU time.
  */
 import { readFileSync } from 'node:fs';
 
@@ -21,6 +21,8 @@ export interface ChildResult {
   /** From process start to the end of the work (module loading included). */
   sinceStartMs: number;
   maxRssKiB: number;
+  /** CPU time (user + system, every thread) of the whole process, start included. */
+  cpuMs: number;
   manifestHash?: string;
   fileCount?: number;
   bytes?: number;
@@ -38,7 +40,7 @@ function peakRssKiB(): number {
 async function child(job: ChildJob): Promise<void> {
   const { FilesystemVault } = await import('../src/vaults/filesystem.ts');
   const vault = new FilesystemVault({ name: 'bench', kind: 'filesystem', location: job.vault, offTarget: true, immutable: false });
-  let out: Omit<ChildResult, 'sinceStartMs' | 'maxRssKiB'>;
+  let out: Omit<ChildResult, 'sinceStartMs' | 'maxRssKiB' | 'cpuMs'>;
   if (job.mode === 'capture') {
     const { captureTree } = await import('../src/files/capture.ts');
     if (!job.sync) vault.sync = async () => undefined; // bench only: to compare with plain cp -a
@@ -66,7 +68,8 @@ async function child(job: ChildJob): Promise<void> {
     const changes = await scanDrift(job.src, { vault, manifestHash: job.manifestHash });
     out = { ms: performance.now() - t, changes: changes.length };
   }
-  process.stdout.write(`${JSON.stringify({ ...out, sinceStartMs: performance.now(), maxRssKiB: peakRssKiB() })}\n`);
+  const cpu = process.cpuUsage();
+  process.stdout.write(`${JSON.stringify({ ...out, sinceStartMs: performance.now(), maxRssKiB: peakRssKiB(), cpuMs: (cpu.user + cpu.system) / 1000 })}\n`);
 }
 
 if (process.argv[2] === undefined) {
