@@ -329,6 +329,11 @@ export async function* parseManifestStream(chunks: AsyncIterable<Uint8Array> | I
   let lastKey: string | undefined;
   let line = 0;
   const take = (text: string, final: boolean): ManifestRecord[] => {
+    if (!final && !text.includes('\n')) {
+      // Inside one long line (a version-1 manifest is one line): held, not scanned again slice after slice.
+      pending += text;
+      return [];
+    }
     pending += text;
     const out: ManifestRecord[] = [];
     let start = 0;
