@@ -17,7 +17,7 @@
  * into a fresh folder that is deleted only after the shape is done (ext4
  * without a journal skips inodes deleted in the last 60 s when it allocates:
  * whoever runs right after an `rm -rf` pays). Page cache warm for everyone.
- * Rubicon's side runs in a fresh child process each time (its peak RSS is its
+ * Rubicon's side runs in a fresh child process each time (bench/child.ts; its peak RSS is its
  * own), with Node's compile cache (what `module.enableCompileCache()` in
  * bin/rubicon.js gives); its times are measured inside the child around the
  * work ("in process") and, for the drift scan, also as the child's whole life
@@ -31,76 +31,15 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { ChildJob, ChildResult } from './child.ts';
 
 const args = process.argv.slice(2);
-const here = new URL(import.meta.url).pathname;
 const repo = new URL('..', import.meta.url).pathname;
 
-if (args[0] === '--child') {
-  await child(JSON.parse(args[1] as string) as ChildJob);
-  process.exit(0);
-}
+// ---------------------------------------------------------------- child side: bench/child.ts (its own file, so a
+// child loads only what its step needs, not this script's imports)
 
-// ---------------------------------------------------------------- child side
-
-type ChildJob =
-  | { mode: 'capture'; src: string; vault: string; artifactId: string; baseHash?: string; sync: boolean }
-  | { mode: 'land'; vault: string; manifestHash: string; dest: string; sync: boolean }
-  | { mode: 'drift'; src: string; vault: string; manifestHash: string };
-
-interface ChildResult {
-  /** The work alone, in process. */
-  ms: number;
-  /** From process start to the end of the work (module loading included). */
-  sinceStartMs: number;
-  maxRssKiB: number;
-  manifestHash?: string;
-  fileCount?: number;
-  bytes?: number;
-  bytesRead?: number;
-  changes?: number;
-  validated?: number;
-}
-
-/** Peak resident memory of this process (VmHWM; getrusage's maxRSS carries over execve). */
-function peakRssKiB(): number {
-  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
-  return m ? Number(m[1]) : process.resourceUsage().maxRSS;
-}
-
-async function child(job: ChildJob): Promise<void> {
-  const { FilesystemVault } = await import('../src/vaults/filesystem.ts');
-  const vault = new FilesystemVault({ name: 'bench', kind: 'filesystem', location: job.vault, offTarget: true, immutable: false });
-  let out: Omit<ChildResult, 'sinceStartMs' | 'maxRssKiB'>;
-  if (job.mode === 'capture') {
-    const { captureTree } = await import('../src/files/capture.ts');
-    if (!job.sync) vault.sync = async () => undefined; // bench only: to compare with plain cp -a
-    const t = performance.now();
-    const r = await captureTree({
-      sourceRoot: job.src,
-      vaults: [vault],
-      artifactId: job.artifactId,
-      itemId: 'folder:bench',
-      method: 'file-mirror',
-      runId: 'bench',
-      ...(job.baseHash ? { base: { vault, manifestHash: job.baseHash } } : {}),
-    });
-    out = { ms: performance.now() - t, manifestHash: r.manifestHash, fileCount: r.fileCount, bytes: r.bytes, bytesRead: r.bytesRead, changes: r.changed?.length };
-  } else if (job.mode === 'land') {
-    const { readManifest } = await import('../src/files/manifest.ts');
-    const { restoreTree } = await import('../src/files/restore.ts');
-    const t = performance.now();
-    const manifest = await readManifest(vault, job.manifestHash);
-    const r = await restoreTree({ vaults: [vault], manifest, destRoot: job.dest, fsync: job.sync });
-    out = { ms: performance.now() - t, fileCount: r.fileCount, bytes: r.bytes, validated: r.validated.files };
-  } else {
-    const { scanDrift } = await import('../src/files/drift.ts');
-    const t = performance.now();
-    const changes = await scanDrift(job.src, { vault, manifestHash: job.manifestHash });
-    out = { ms: performance.now() - t, changes: changes.length };
-  }
-  process.stdout.write(`${JSON.stringify({ ...out, sinceStartMs: performance.now(), maxRssKiB: peakRssKiB() })}\n`);
-}
+const childScript = new URL('./child.ts', import.meta.url).pathname;
 
 // ---------------------------------------------------------------- parent side
 
@@ -120,10 +59,23 @@ function sh(cmd: string, argv: string[], cwd?: string): void {
   if (r.status !== 0) throw new Error(`${cmd} ${argv.join(' ')} exited ${r.status}`);
 }
 
-function timed(fn: () => void): number {
+const shq = (s: string): string => `'${s.replaceAll("'", "'\\''")}'`;
+
+/**
+ * Runs the commands in order (each must succeed) under sh and returns their wall time and CPU time
+ * (user + system of the children, from the shell's `times`): CPU time does not grow with the load
+ * of a shared machine the way wall time does.
+ */
+function timedTool(...cmds: string[][]): { ms: number; cpuMs: number } {
+  const script = `${cmds.map((c) => c.map(shq).join(' ')).join(' && ')} && times`;
   const t = performance.now();
-  fn();
-  return performance.now() - t;
+  const r = spawnSync('sh', ['-c', script], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  const ms = performance.now() - t;
+  if (r.status !== 0) throw new Error(`${script} exited ${r.status}`);
+  // `times`: the shell's user and system time, then its children's ("0m0.010000s 0m0.300000s").
+  const children = r.stdout.trim().split('\n').pop() as string;
+  const secs = [...children.matchAll(/(\d+)m([\d.]+)s/g)].map((m) => Number(m[1]) * 60 + Number(m[2]));
+  return { ms, cpuMs: 1000 * ((secs[0] ?? 0) + (secs[1] ?? 0)) };
 }
 
 function flush(): void {
@@ -132,7 +84,7 @@ function flush(): void {
 
 function runChild(job: ChildJob, cache = true): ChildResult & { wallMs: number } {
   const t = performance.now();
-  const r = spawnSync(process.execPath, [here, '--child', JSON.stringify(job)], {
+  const r = spawnSync(process.execPath, [childScript, JSON.stringify(job)], {
     encoding: 'utf8',
     stdio: ['ignore', 'pipe', 'inherit'],
     maxBuffer: 64 * 1024 * 1024,
@@ -245,8 +197,9 @@ interface TargetLine {
 }
 const targets: TargetLine[] = [];
 const rows: string[][] = [];
-function target(what: string, a: Stat, b: Stat, limit: number, how = 'median/median'): void {
-  targets.push({ what, ratio: a.median / b.median, limit, how: `${how}; best/best ${(a.min / b.min).toFixed(2)}x` });
+function target(what: string, a: Stat, b: Stat, limit: number, cpu?: [Stat, Stat]): void {
+  const cpuRatio = cpu ? `; CPU time ${(cpu[0].median / cpu[1].median).toFixed(2)}x` : '';
+  targets.push({ what, ratio: a.median / b.median, limit, how: `median/median; best/best ${(a.min / b.min).toFixed(2)}x${cpuRatio}` });
 }
 
 // ---------------------------------------------------------------- one shape, one variant
@@ -276,27 +229,31 @@ function benchShape(shape: Shape, variant: Variant): void {
   flush();
 
   const t = { cp: [] as number[], cpSync: [] as number[], cap: [] as number[], capNoSync: [] as number[], land: [] as number[], landNoSync: [] as number[] };
+  /** CPU time of each contender's process(es), same rounds. */
+  const cpu = { cp: [] as number[], cpSync: [] as number[], cap: [] as number[], capNoSync: [] as number[], land: [] as number[], landNoSync: [] as number[] };
+  const tool = (k: 'cp' | 'cpSync', r: { ms: number; cpuMs: number }): void => {
+    t[k].push(r.ms);
+    cpu[k].push(r.cpuMs);
+  };
+  const mine = (k: 'cap' | 'capNoSync' | 'land' | 'landNoSync', r: ChildResult): void => {
+    t[k].push(r.ms);
+    cpu[k].push(r.cpuMs);
+  };
   for (let r = 1; r <= rounds; r++) {
     log(`[${label}] round ${r}/${rounds}`);
     const out = join(dir, `round-${r}`);
     mkdirSync(out);
     const contenders: (() => void)[] = [
-      () => t.cp.push(timed(() => sh('cp', ['-a', src, join(out, 'cp')]))),
-      () =>
-        t.cpSync.push(
-          timed(() => {
-            sh('cp', ['-a', src, join(out, 'cp-sync')]);
-            sh('sync', []);
-          }),
-        ),
-      () => t.cap.push(runChild({ mode: 'capture', src, vault: join(out, 'vault'), artifactId: 'bench.round', sync: true }).ms),
-      () => t.capNoSync.push(runChild({ mode: 'capture', src, vault: join(out, 'vault-nosync'), artifactId: 'bench.round', sync: false }).ms),
+      () => tool('cp', timedTool(['cp', '-a', src, join(out, 'cp')])),
+      () => tool('cpSync', timedTool(['cp', '-a', src, join(out, 'cp-sync')], ['sync'])),
+      () => mine('cap', runChild({ mode: 'capture', src, vault: join(out, 'vault'), artifactId: 'bench.round', sync: true })),
+      () => mine('capNoSync', runChild({ mode: 'capture', src, vault: join(out, 'vault-nosync'), artifactId: 'bench.round', sync: false })),
       () => {
         const res = runChild({ mode: 'land', vault: vault0, manifestHash: first.manifestHash as string, dest: join(out, 'land'), sync: true });
         if (res.validated !== tree.files) throw new Error(`landing validated ${res.validated} of ${tree.files} files`);
-        t.land.push(res.ms);
+        mine('land', res);
       },
-      () => t.landNoSync.push(runChild({ mode: 'land', vault: vault0, manifestHash: first.manifestHash as string, dest: join(out, 'land-nosync'), sync: false }).ms),
+      () => mine('landNoSync', runChild({ mode: 'land', vault: vault0, manifestHash: first.manifestHash as string, dest: join(out, 'land-nosync'), sync: false })),
     ];
     for (let k = 0; k < contenders.length; k++) {
       flush();
@@ -307,7 +264,9 @@ function benchShape(shape: Shape, variant: Variant): void {
   log(`[${label}] drift scan vs rsync -an ...`);
   const drift: number[] = [];
   const driftIn: number[] = [];
+  const driftCpu: number[] = [];
   const rsync: number[] = [];
+  const rsyncCpu: number[] = [];
   let driftNoCache = 0;
   for (let r = 0; r < Math.max(3, rounds); r++) {
     const d = () => {
@@ -315,8 +274,13 @@ function benchShape(shape: Shape, variant: Variant): void {
       if (res.changes !== 0) throw new Error(`drift on an unchanged tree: ${res.changes} changes`);
       drift.push(res.wallMs);
       driftIn.push(res.ms);
+      driftCpu.push(res.cpuMs);
     };
-    const y = () => rsync.push(timed(() => sh('rsync', ['-an', `${src}/`, `${copy0}/`])));
+    const y = () => {
+      const res = timedTool(['rsync', '-an', `${src}/`, `${copy0}/`]);
+      rsync.push(res.ms);
+      rsyncCpu.push(res.cpuMs);
+    };
     if (r % 2) {
       d();
       y();
@@ -348,29 +312,34 @@ function benchShape(shape: Shape, variant: Variant): void {
   }
 
   const S = Object.fromEntries(Object.entries(t).map(([k, v]) => [k, stat(v)])) as Record<keyof typeof t, Stat>;
+  const C = Object.fromEntries(Object.entries(cpu).map(([k, v]) => [k, stat(v)])) as Record<keyof typeof cpu, Stat>;
+  const driftC = stat(driftCpu);
+  const rsyncC = stat(rsyncCpu);
+  /** CPU time, median, and its ratio to a yardstick's. */
+  const cpuOf = (a: Stat, b?: Stat): string => `; CPU ${sec(a.median)} s${b ? ` (${(a.median / b.median).toFixed(2)}x)` : ''}`;
   const driftS = stat(drift);
   const rsyncS = stat(rsync);
   const deltaS = stat(deltas);
   rows.push(
     [`${label}: ${tree.files} files, ${mb(tree.bytes)}`, '', ''],
-    ['  cp -a', fmt(S.cp), ''],
-    ['  cp -a && sync', fmt(S.cpSync), ''],
-    ['  capture (durable, syncfs)', fmt(S.cap), `${(S.cap.median / S.cpSync.median).toFixed(2)}x cp -a && sync`],
-    ['  capture without the barrier', fmt(S.capNoSync), `${(S.capNoSync.median / S.cp.median).toFixed(2)}x cp -a`],
-    ['  landing, validated, durable', fmt(S.land), `${(S.land.median / S.cpSync.median).toFixed(2)}x cp -a && sync, ${(S.land.median / S.cp.median).toFixed(2)}x cp -a`],
-    ['  landing, validated, no barrier', fmt(S.landNoSync), `${(S.landNoSync.median / S.cp.median).toFixed(2)}x cp -a`],
+    ['  cp -a', fmt(S.cp), cpuOf(C.cp).slice(2)],
+    ['  cp -a && sync', fmt(S.cpSync), cpuOf(C.cpSync).slice(2)],
+    ['  capture (durable, syncfs)', fmt(S.cap), `${(S.cap.median / S.cpSync.median).toFixed(2)}x cp -a && sync${cpuOf(C.cap, C.cpSync)}`],
+    ['  capture without the barrier', fmt(S.capNoSync), `${(S.capNoSync.median / S.cp.median).toFixed(2)}x cp -a${cpuOf(C.capNoSync, C.cp)}`],
+    ['  landing, validated, durable', fmt(S.land), `${(S.land.median / S.cpSync.median).toFixed(2)}x cp -a && sync, ${(S.land.median / S.cp.median).toFixed(2)}x cp -a${cpuOf(C.land, C.cpSync)}`],
+    ['  landing, validated, no barrier', fmt(S.landNoSync), `${(S.landNoSync.median / S.cp.median).toFixed(2)}x cp -a${cpuOf(C.landNoSync, C.cp)}`],
     [`  delta, ${changeCount} files changed (in process)`, fmt(deltaS), `${(deltaS.median / S.cap.median).toFixed(3)}x capture; read ${mb(deltaRead)}; fresh process ${fmt(stat(deltaWall))}`],
-    ['  drift scan, fresh process', fmt(driftS), `${(driftS.median / rsyncS.median).toFixed(2)}x rsync -an; in process ${fmt(stat(driftIn))}; without compile cache ${sec(driftNoCache)} s`],
-    ['  rsync -an', fmt(rsyncS), ''],
+    ['  drift scan, fresh process', fmt(driftS), `${(driftS.median / rsyncS.median).toFixed(2)}x rsync -an; in process ${fmt(stat(driftIn))}; without compile cache ${sec(driftNoCache)} s${cpuOf(driftC, rsyncC)}`],
+    ['  rsync -an', fmt(rsyncS), cpuOf(rsyncC).slice(2)],
   );
   if (shape.name === 'large') {
-    target(`landing <= 1.2x cp -a && sync (${label}; both durable)`, S.land, S.cpSync, 1.2);
-    target(`landing <= 1.2x cp -a (${label}; no barrier either side)`, S.landNoSync, S.cp, 1.2);
+    target(`landing <= 1.2x cp -a && sync (${label}; both durable)`, S.land, S.cpSync, 1.2, [C.land, C.cpSync]);
+    target(`landing <= 1.2x cp -a (${label}; no barrier either side)`, S.landNoSync, S.cp, 1.2, [C.landNoSync, C.cp]);
   } else {
-    target(`small-file capture <= 1.15x cp -a && sync (${label})`, S.cap, S.cpSync, 1.15);
+    target(`small-file capture <= 1.15x cp -a && sync (${label})`, S.cap, S.cpSync, 1.15, [C.cap, C.cpSync]);
   }
   target(`delta <= 0.1x full capture (${label}, in process)`, deltaS, S.cap, 0.1);
-  target(`drift scan <= 1.0x rsync -an (${label}, fresh process)`, driftS, rsyncS, 1.0);
+  target(`drift scan <= 1.0x rsync -an (${label}, fresh process)`, driftS, rsyncS, 1.0, [driftC, rsyncC]);
   // The rows so far, at once (a run that is stopped later still leaves these).
   log(rows.slice(-10).map((r) => r.join('  ')).join('\n'));
   for (const x of targets.slice(-4)) log(`  ${x.ratio <= x.limit ? 'MET' : 'MISSED'} ${x.ratio.toFixed(3)}x (limit ${x.limit}x) ${x.what}`);

@@ -54,6 +54,9 @@ class Failure extends Error {
 
 class Aborted extends Error {}
 
+/** Large files are read in pieces of this size: 256 KiB stays in a core's L2 cache between the read, the hash and the write (1 MiB pieces cost 1.45x the CPU time per byte here, docs/files.md). */
+const STRIDE = 256 * 1024;
+
 /** @template T @param {'source' | number} where @param {string} op @param {() => T} fn @returns {T} */
 function attempt(where, op, fn) {
   try {
@@ -166,7 +169,7 @@ export class Copier {
         // A file read up to its size needs no extra read to see EOF: growth shows in the fstat after.
         while (size < want) {
           if (Atomics.load(this.abortFlag, 0) !== 0) throw new Aborted();
-          const n = attempt('source', 'read', () => readSync(fd, this.buf, 0, this.buf.length, null));
+          const n = attempt('source', 'read', () => readSync(fd, this.buf, 0, Math.min(STRIDE, this.buf.length), null));
           if (n === 0) break;
           this.afterRead?.(abs, chunkIndex++);
           const chunk = this.buf.subarray(0, n);
@@ -270,7 +273,7 @@ export class Copier {
       }
       const hash = createHash('sha256');
       for (;;) {
-        const r = attempt(t, `read ${path}`, () => readSync(fd, this.buf, 0, this.buf.length, null));
+        const r = attempt(t, `read ${path}`, () => readSync(fd, this.buf, 0, Math.min(STRIDE, this.buf.length), null));
         if (r === 0) break;
         hash.update(this.buf.subarray(0, r));
       }

@@ -64,9 +64,13 @@ export async function scanDrift(sourceRoot: string, manifest: Manifest | { vault
         changes.push(added(n));
         continue;
       }
-      const abs = join(sourceRoot, n.path);
       // Synchronous unless the file must be hashed: no promise per unchanged file (a fresh-process scan is mostly this loop).
-      const compared = compare(n, b, v1, firstOfInode, async () => (n.type === 'file' && n.size <= HASH_CHUNK ? hashFileSync(abs) : await hashFile(abs)).sha256, options.verifyContent === true);
+      // The path is joined only when the file is hashed (path.join showed in profiles of this loop).
+      const hashNow = async (): Promise<string> => {
+        const abs = join(sourceRoot, n.path);
+        return (n.type === 'file' && n.size <= HASH_CHUNK ? hashFileSync(abs) : await hashFile(abs)).sha256;
+      };
+      const compared = compare(n, b, v1, firstOfInode, hashNow, options.verifyContent === true);
       const aspects = compared instanceof Promise ? await compared : compared;
       if (aspects.length > 0) changes.push({ ...changeOf(b, asCurrent(n)), aspects });
     }

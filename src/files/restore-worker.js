@@ -73,17 +73,18 @@ export class Lander {
     return { id: job.id, results };
   }
 
+  /** A temp name in the folder of `dest` (renamed over it when complete). @param {string} dest */
+  tempBeside(dest) {
+    return join(dirname(dest), `.rubicon-${process.pid}-${threadId}-${++this.seq}.tmp`);
+  }
+
   /** @param {{ dest: string; size: number; sha256: string; mode: number; uid?: number; gid?: number; mtime: number; objects: string[] }} f */
   land(f) {
     /** @type {{ vault: number; code: string; message: string }[]} */
     const failed = [];
+    // Not stat'ed first: the create (O_EXCL) says whether something is there, one syscall fewer per file.
+    /** @type {import('node:fs').Stats | undefined} */
     let existing;
-    try {
-      existing = lstatSync(f.dest, { throwIfNoEntry: false });
-    } catch (e) {
-      return { kind: 'dest-failed', op: `lstat ${f.dest}`, code: codeOf(e) };
-    }
-    if (existing?.isDirectory()) return { kind: 'dir-in-way' };
     for (let k = 0; k < f.objects.length; k++) {
       const obj = /** @type {string} */ (f.objects[k]);
       let src;
@@ -95,6 +96,8 @@ export class Lander {
       }
       let out = -1;
       let outPath = '';
+      /** outPath was created by this attempt (only then is it removed when the attempt fails). */
+      let created = false;
       let placed = false;
       try {
         const size = fstatSync(src).size;
@@ -102,17 +105,26 @@ export class Lander {
           failed.push({ vault: k, code: 'VAULT_CORRUPT', message: `object ${f.sha256} has ${size} bytes, the manifest records ${f.size}` });
           continue;
         }
-        outPath = existing ? join(dirname(f.dest), `.rubicon-${process.pid}-${threadId}-${++this.seq}.tmp`) : f.dest;
+        outPath = existing ? this.tempBeside(f.dest) : f.dest;
         try {
           out = openSync(outPath, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
         } catch (e) {
-          if (!existing && codeOf(e) === 'EEXIST') {
-            // Appeared meanwhile: go through a temp file after all.
-            existing = lstatSync(f.dest, { throwIfNoEntry: false }) ?? undefined;
-            outPath = join(dirname(f.dest), `.rubicon-${process.pid}-${threadId}-${++this.seq}.tmp`);
+          if (existing || codeOf(e) !== 'EEXIST') throw new DestError(`create ${outPath}`, e);
+          // Something is there: a folder is the caller's to handle; anything else is replaced through a temp file and a rename.
+          try {
+            existing = lstatSync(f.dest, { throwIfNoEntry: false });
+          } catch (e2) {
+            throw new DestError(`lstat ${f.dest}`, e2);
+          }
+          if (existing?.isDirectory()) return { kind: 'dir-in-way' };
+          outPath = this.tempBeside(f.dest);
+          try {
             out = openSync(outPath, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
-          } else throw new DestError(`create ${outPath}`, e);
+          } catch (e2) {
+            throw new DestError(`create ${outPath}`, e2);
+          }
         }
+        created = true;
         const hash = createHash('sha256');
         let n = 0;
         while (n < f.size) {
@@ -172,7 +184,7 @@ export class Lander {
       } finally {
         closeSync(src);
         if (out >= 0) closeSync(out);
-        if (!placed && outPath !== '') {
+        if (created && !placed) {
           try {
             unlinkSync(outPath);
           } catch {

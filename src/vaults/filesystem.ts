@@ -1,4 +1,3 @@
-import { execFile } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
 import { chmodSync, closeSync, fstatSync, constants as fsConstants, fsync as fsyncCb, mkdirSync, openSync, readSync, renameSync, statSync, unlinkSync, write as writeCb, writeSync } from 'node:fs';
 import { link, lstat, mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises';
@@ -224,7 +223,16 @@ export class FilesystemVault implements Vault {
   }
 
   /** Streams the object; the last iteration throws VAULT_CORRUPT if the content does not hash to `sha256`. */
-  async *read(sha256: string): AsyncIterable<Uint8Array> {
+  read(sha256: string): AsyncIterable<Uint8Array> {
+    return this.readChunks(sha256, false);
+  }
+
+  /** As `read`, through one buffer that each chunk reuses (VaultReader.readTransient: valid until the next chunk). */
+  readTransient(sha256: string): AsyncIterable<Uint8Array> {
+    return this.readChunks(sha256, true);
+  }
+
+  private async *readChunks(sha256: string, reuse: boolean): AsyncIterable<Uint8Array> {
     const path = this.objectPath(sha256);
     let fh: FileHandle;
     try {
@@ -241,9 +249,10 @@ export class FilesystemVault implements Vault {
       const hash = createHash('sha256');
       // Buffers sized to the object (the consumer may keep each chunk, so they are not reused): a small object costs one small allocation, not 1 MiB.
       let left = (await fh.stat()).size;
+      let shared: Buffer | undefined;
       for (;;) {
         const len = Math.max(1, Math.min(READ_CHUNK, left));
-        const buf = Buffer.allocUnsafe(len);
+        const buf = reuse ? (shared ??= Buffer.allocUnsafe(len)) : Buffer.allocUnsafe(len);
         let n: number;
         try {
           ({ bytesRead: n } = await fh.read(buf, 0, len, null));
@@ -1003,6 +1012,8 @@ async function fsyncPath(path: string): Promise<void> {
 let syncfsAvailable: boolean | undefined = process.platform === 'linux' ? undefined : false;
 async function syncFilesystem(path: string): Promise<boolean> {
   if (syncfsAvailable === false) return false;
+  // Loaded here, not with the module: a reader (drift scan, landing, proof) never flushes, and child_process costs a fresh process 4-8 ms.
+  const { execFile } = await import('node:child_process');
   return new Promise((resolve, reject) => {
     execFile('sync', ['-f', path], { timeout: 10 * 60 * 1000 }, (e, _stdout, stderr) => {
       if (!e) {

@@ -92,6 +92,13 @@ export interface VaultReader {
   has(sha256: string): Promise<boolean>;
   /** Streams the object; throws VAULT_CORRUPT at the end if the content does not hash to sha256, VAULT_MISSING_OBJECT if absent. */
   read(sha256: string): AsyncIterable<Uint8Array>;
+  /**
+   * Optional: like `read` (same checks, same errors), but each chunk is only
+   * valid until the next one is asked for (one buffer, reused), for a
+   * consumer that uses every chunk at once (manifest parsing): a long object
+   * then leaves no trail of buffers for the garbage collector.
+   */
+  readTransient?(sha256: string): AsyncIterable<Uint8Array>;
   /** Reads the whole object and grades it; never throws for a bad copy. */
   check(sha256: string, expectedSize?: number): Promise<ObjectCheck>;
   /** Artifact index entries, newest first. */

@@ -181,6 +181,25 @@ describe('restore into an existing folder', () => {
     expect(await verifyTree(dest, manifest)).toEqual({ ok: true, mismatches: [] });
   });
 
+  it('the restore workers replace what is in the way: a stale file, a symlink to outside (never written through), a folder only with exact; a bad object falls back', async () => {
+    const dest = join(dir, 'dest');
+    const outside = join(dir, 'outside.txt');
+    await writeFile(outside, 'outside, must stay');
+    await writeTree(dest, { 'docs/00.pdf': 'stale content', 'docs/03.pdf/inner.txt': 'a folder where a file goes' });
+    await symlink(outside, join(dest, 'docs/01.pdf'));
+    const bad = manifest.entries.find((e) => e.path === 'docs/05.pdf') as ManifestEntry;
+    await damages['flip a random bit'](join(dir, 'vault-nas', 'objects', bad.sha256.slice(0, 2), bad.sha256));
+    const err = await restoreTree({ vaults: [nas, offsite], manifest, destRoot: dest, workers: 2 }).catch((e: unknown) => e);
+    expect((err as RubiconError).code).toBe('LANDING_FAILED');
+    expect((err as RubiconError).message).toContain("'docs/03.pdf'");
+    expect(await readFile(join(dest, 'docs/03.pdf/inner.txt'), 'utf8')).toBe('a folder where a file goes');
+    const r = await restoreTree({ vaults: [nas, offsite], manifest, destRoot: dest, workers: 2, exact: true });
+    expect(r.fallbacks.map((f) => [f.path, f.usedVault, f.failed.map((x) => x.code)])).toEqual([['docs/05.pdf', 'offsite', ['VAULT_CORRUPT']]]);
+    expect(await readFile(outside, 'utf8')).toBe('outside, must stay');
+    expect(await verifyTree(dest, manifest)).toEqual({ ok: true, mismatches: [] });
+    expect(await readTree(dest)).toEqual(await readTree(src));
+  });
+
   it('verifyTree reports missing, size and hash mismatches', async () => {
     const dest = join(dir, 'dest');
     await restoreTree({ vaults: [offsite], manifest, destRoot: dest });

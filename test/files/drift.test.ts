@@ -176,6 +176,31 @@ describe('manifest encoding', () => {
     expect(parseManifest(encodeManifest(withLink), 'test')).toEqual(withLink);
   });
 
+  it('a manifest of several read chunks streams from a vault (in slices, through one buffer) to the same records, multi-byte names across slices included', async () => {
+    const entries = Array.from({ length: 12000 }, (_, i) => ({
+      path: `données/${String(i).padStart(5, '0')}-${i % 3 === 0 ? 'é' : i % 3 === 1 ? '日本' : '🗂'}.txt`,
+      size: i,
+      mode: 0o640,
+      mtimeMs: 1_700_000_000_000,
+      mtimeNs: '1700000000000000000',
+      uid: 1000,
+      gid: 1000,
+      ino: 100 + i,
+      sha256: sha256(String(i)),
+    }));
+    const big: Manifest = { version: 2, artifactId: 'big', itemId: 'folder:big', method: 'file-mirror', entries, nodes: [{ path: 'données', type: 'dir', mode: 0o755, mtimeMs: 1_700_000_000_000, mtimeNs: '1700000000000000000' }] };
+    const bytes = encodeManifest(big);
+    expect(bytes.byteLength).toBeGreaterThan(2 * 1024 * 1024); // more than one 1 MiB read, many 32 KiB slices
+    const vault = makeVault('nas', join(dir, 'v-big'));
+    const hash = await vault.putBytes(bytes);
+    expect(await readManifest(vault, hash)).toEqual(parseManifest(bytes, 'test'));
+    expect((await readManifest(vault, hash)).entries).toEqual(entries);
+    const text = Buffer.from(bytes).toString('utf8').split('\n');
+    text[7001] = text[7001]!.replace('"mode":416', '"mode":-1');
+    const broken = await vault.putBytes(new TextEncoder().encode(text.join('\n')));
+    await expect(readManifest(vault, broken)).rejects.toMatchObject({ code: 'VAULT_CORRUPT', message: expect.stringContaining('line 7002.mode') });
+  });
+
   it('rejects unsafe, unsorted or malformed manifests, naming the field', async () => {
     const bad = (m: unknown) => new TextEncoder().encode(JSON.stringify(m));
     const entry = v1.entries[0];

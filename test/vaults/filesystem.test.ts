@@ -55,6 +55,26 @@ describe('FilesystemVault', () => {
     expect(await readdir(join(dir, 'v', 'tmp'))).toEqual([]);
   });
 
+  it('readTransient gives the same bytes through one reused buffer, and the same damage errors as read', async () => {
+    const vault = makeVault('nas', join(dir, 'v'));
+    const data = randomBytes(3 * 1024 * 1024 + 17); // several read chunks
+    const hash = await vault.putBytes(data);
+    const copies: Buffer[] = [];
+    const views = new Set<ArrayBufferLike>();
+    for await (const c of vault.readTransient(hash)) {
+      copies.push(Buffer.from(c)); // used at once, as the contract says
+      views.add(c.buffer);
+    }
+    expect(Buffer.concat(copies).equals(data)).toBe(true);
+    expect(views.size).toBe(1);
+    await flipRandomBit(vault.objectPath(hash));
+    const drain = async (): Promise<void> => {
+      for await (const _ of vault.readTransient(hash)) void _;
+    };
+    await expectCode(drain(), 'VAULT_CORRUPT');
+    await expectCode((async () => { for await (const _ of vault.readTransient(sha256('absent'))) void _; })(), 'VAULT_MISSING_OBJECT');
+  });
+
   it('run documents (journal heads) are write-once under runs/<run>/, never listed as artifacts, and read back by a new vault object', async () => {
     const vault = makeVault('nas', join(dir, 'v'));
     const run = 'r-20261202-010000-abcd';
