@@ -465,6 +465,9 @@ describe('rehearse with an engines.mssql section (two scripted SQL Servers)', ()
     for (const l of landed) expect(l.outcome, `${l.itemId}: ${JSON.stringify(l.checks)}`).toBe('passed');
     // The database: validateLanding's checks and the fingerprint against the proof, all passed.
     expect(landed.find((l) => l.itemId === 'database:mssql:EHR')?.checks.map((c) => `${c.name}:${c.status}`)).toEqual(['database-settings:passed', 'smoke:passed', 'fingerprint-proof:passed']);
+    // The login and the job were read back from the rebuilt server and compared property by property (not only "the script ran").
+    expect(landed.find((l) => l.itemId === 'instance-object:mssql:login:ehr_app')?.checks.map((c) => `${c.name}:${c.status}`)).toEqual(['login-properties:passed']);
+    expect(landed.find((l) => l.itemId === 'instance-object:mssql:job:EHR Nightly Backup')?.checks.map((c) => `${c.name}:${c.status}`)).toEqual(['job-properties:passed']);
 
     // What the rebuilt server received, in order: the login script, then RESTORE under the real name, CHECKDB, then the job script.
     const sent = target.server.statements().slice(landingStarts);

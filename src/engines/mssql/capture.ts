@@ -49,6 +49,8 @@ import {
 import { explain, type MssqlSecrets } from './prove.ts';
 import {
   jobProperties,
+  loginProperties,
+  type LoginPropertiesFile,
   scriptAlerts,
   scriptConfiguration,
   scriptCredentials,
@@ -551,10 +553,16 @@ export async function captureInstanceObjects(env: CaptureEnv, item: Item): Promi
   const server = info.server;
   const read = (stmt: q.Statement, what: string): Promise<SqlRow[]> => env.session.query(stmt, what, sig);
   const serverRow = (await read(q.serverInfoStatement(), 'reading the machine name'))[0] ?? {};
+  // Data files written beside a script (never run): what landing and the proof read back. Script name → file.
+  const data = new Map<string, { name: string; text: string }>();
   if (all || id.kind === 'login') {
     const permissions = await read(q.serverPermissionsStatement(), 'listing server permissions');
     const roles = all ? await read(q.serverRolesStatement(), 'listing server roles') : [];
-    scripts.push({ name: 'logins.sql', text: scriptLogins(only(await read(q.loginsStatement(), 'listing logins')), server, String(serverRow.machine_name ?? ''), { roles, permissions }) });
+    const logins = only(await read(q.loginsStatement(), 'listing logins'));
+    const machineName = String(serverRow.machine_name ?? '');
+    scripts.push({ name: 'logins.sql', text: scriptLogins(logins, server, machineName, { roles, permissions }) });
+    const props: LoginPropertiesFile = { version: 1, format: 'mssql-login-properties', machineName, principals: loginProperties(logins, permissions, roles, machineName) };
+    data.set('logins.sql', { name: 'logins.json', text: `${JSON.stringify(props, null, 2)}\n` });
   }
   if (all || id.kind === 'operator') scripts.push({ name: 'operators.sql', text: scriptOperators(only(await read(q.operatorsStatement(), 'listing operators')), server) });
   if (all || id.kind === 'mail-profile') {
@@ -562,14 +570,13 @@ export async function captureInstanceObjects(env: CaptureEnv, item: Item): Promi
     scripts.push({ name: 'database-mail.sql', text: scriptDatabaseMail(rows, server) });
   }
   if (all || id.kind === 'proxy') scripts.push({ name: 'proxies.sql', text: scriptProxies(only(await read(q.proxiesStatement(), 'listing SQL Agent proxies')), server) });
-  let jobsJson: string | undefined;
   if (all || id.kind === 'job') {
     const jobs = only(await read(q.jobsStatement(), 'listing jobs'));
     const names = jobs.map((j) => String(j.name));
     const steps = await read(q.jobStepsStatement(all ? undefined : names), 'listing job steps');
     const schedules = await read(q.jobSchedulesStatement(all ? undefined : names), 'listing job schedules');
     scripts.push({ name: 'jobs.sql', text: scriptJobs(jobs, steps, server, schedules) });
-    jobsJson = `${JSON.stringify({ version: 1, format: 'mssql-job-properties', jobs: jobProperties(jobs, steps, schedules) }, null, 2)}\n`;
+    data.set('jobs.sql', { name: 'jobs.json', text: `${JSON.stringify({ version: 1, format: 'mssql-job-properties', jobs: jobProperties(jobs, steps, schedules) }, null, 2)}\n` });
   }
   if (all || id.kind === 'alert') scripts.push({ name: 'alerts.sql', text: scriptAlerts(only(await read(q.alertsStatement(), 'listing SQL Agent alerts')), server) });
   if (all || id.kind === 'linked-server') {
@@ -602,10 +609,11 @@ export async function captureInstanceObjects(env: CaptureEnv, item: Item): Promi
     const p = join(dir, sc.name);
     await writeFile(p, sc.text);
     files.push({ path: p, name: sc.name });
-    if (sc.name === 'jobs.sql' && jobsJson !== undefined) {
-      const jp = join(dir, 'jobs.json');
-      await writeFile(jp, jobsJson);
-      files.push({ path: jp, name: 'jobs.json' });
+    const d = data.get(sc.name);
+    if (d) {
+      const dp = join(dir, d.name);
+      await writeFile(dp, d.text);
+      files.push({ path: dp, name: d.name });
     }
   }
   return { files, format: 'sql-text', tool: `SQL Server ${info.productVersion} catalog views`, command: `scripted ${scripts.map((sc) => sc.name).join(', ')}` };

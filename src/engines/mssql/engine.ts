@@ -26,7 +26,7 @@ import { captureHistory, captureInstanceObjects, captureNativeFull, captureVendo
 import { readInstance, toItems } from './discover.ts';
 import { fingerprintDatabase } from './fingerprint.ts';
 import { thumbprint } from './parse.ts';
-import { compareScripts, proveScripts } from './instance-proof.ts';
+import { compareScripts, proveScripts, readBackLanded } from './instance-proof.ts';
 import { judgeLandingServer, landingOrder, type LandingServerFacts, type SourceServerFacts } from './landing.ts';
 import {
   checkIntegrity,
@@ -441,19 +441,29 @@ export function createMssqlEngine(options: MssqlEngineOptions): DatabaseEngine {
       return [{ ...judgeLandingServer(source, landing), durationMs: Date.now() - t0 }];
     },
 
-    /** After restore() of a database at landing: settings against the source, no orphaned user, smoke queries. Read-only. */
+    /**
+     * After restore() at landing, read-only. A database: settings against the
+     * source, no orphaned user, smoke queries. Instance scripts: the landed
+     * logins and jobs read back and compared property by property
+     * (readBackLanded), the authentication mode.
+     */
     async validateLanding(ctx: EngineContext, item: Item, manifest: Manifest, files: string[]): Promise<ProofCheck[]> {
       if (manifest.format === 'sql-text') {
+        const texts = await Promise.all(manifest.entries.map(async (e, i) => ({ name: basename(e.path), text: files[i] ? await readFile(files[i]!, 'utf8') : '' })));
         // The authentication mode is a registry value read at service start: configuration.sql sets it, a restart applies it.
-        const i = manifest.entries.findIndex((e) => basename(e.path) === 'configuration.sql');
-        const text = i >= 0 && files[i] ? await readFile(files[i]!, 'utf8') : '';
-        const mode = /N'LoginMode', N'REG_DWORD', ([12]);/.exec(text)?.[1];
-        if (!mode) return [];
+        const mode = /N'LoginMode', N'REG_DWORD', ([12]);/.exec(texts.find((t) => t.name === 'configuration.sql')?.text ?? '')?.[1];
+        const readBack = texts.some((t) => t.name === 'logins.sql' || t.name === 'jobs.sql');
+        if (!mode && !readBack) return [];
         return withSession(o.landing ?? o.connection, o, async (s) => {
-          const r = parseRestoreServer((await s.query(targetServerStatement(), 'reading the rebuilt server', ctx.signal))[0] ?? {});
-          const want = mode === '1';
-          const okMode = r.integratedSecurityOnly === want;
-          return [{ name: 'authentication-mode', status: okMode ? 'passed' : 'failed', detail: okMode ? `authentication mode is ${want ? 'Windows only' : 'mixed'}, as on the source` : `authentication mode is ${r.integratedSecurityOnly ? 'Windows only' : 'mixed'} on the rebuilt server, ${want ? 'Windows only' : 'mixed'} on the source: restart the SQL Server service (configuration.sql set LoginMode)`, durationMs: 0 }];
+          // Logins and jobs read back property by property: a script that ran is not yet a landed login or job.
+          const checks = await readBackLanded(s, texts, ctx.signal);
+          if (mode) {
+            const r = parseRestoreServer((await s.query(targetServerStatement(), 'reading the rebuilt server', ctx.signal))[0] ?? {});
+            const want = mode === '1';
+            const okMode = r.integratedSecurityOnly === want;
+            checks.push({ name: 'authentication-mode', status: okMode ? 'passed' : 'failed', detail: okMode ? `authentication mode is ${want ? 'Windows only' : 'mixed'}, as on the source` : `authentication mode is ${r.integratedSecurityOnly ? 'Windows only' : 'mixed'} on the rebuilt server, ${want ? 'Windows only' : 'mixed'} on the source: restart the SQL Server service (configuration.sql set LoginMode)`, durationMs: 0 });
+          }
+          return checks;
         });
       }
       if (item.kind !== 'database' || manifest.format !== 'mssql-bak') return [];

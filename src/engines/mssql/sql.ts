@@ -78,8 +78,11 @@ ORDER BY d.name;`,
  * Logins with SID, password hash, defaults, policy flags and server roles.
  * Server roles are aggregated with FOR XML PATH, ordered by name (STRING_AGG
  * needs SQL Server 2017; 2016 must be read too), so the script is deterministic.
+ * `names` limits the rows (landing reads the landed logins back with the
+ * same columns: readBackLanded in instance-proof.ts).
  */
-export function loginsStatement(): SqlStatement {
+export function loginsStatement(names?: string[]): SqlStatement {
+  const f = inNames('sp.name', 'login', names);
   return {
     text: `SELECT
   sp.name,
@@ -94,9 +97,9 @@ export function loginsStatement(): SqlStatement {
   STUFF((SELECT N',' + r.name FROM sys.server_role_members AS rm JOIN sys.server_principals AS r ON r.principal_id = rm.role_principal_id WHERE rm.member_principal_id = sp.principal_id ORDER BY r.name FOR XML PATH(''), TYPE).value('.', 'nvarchar(max)'), 1, 1, N'') AS server_roles
 FROM sys.server_principals AS sp
 LEFT JOIN sys.sql_logins AS sl ON sl.principal_id = sp.principal_id
-WHERE sp.type IN ('S', 'U', 'G') AND sp.name NOT LIKE N'##%'
+WHERE sp.type IN ('S', 'U', 'G') AND sp.name NOT LIKE N'##%'${f.where}
 ORDER BY sp.name;`,
-    params: [],
+    params: f.params,
   };
 }
 

@@ -372,7 +372,7 @@ describe('instance-objects', () => {
     // every other kind of object: none on this instance
     t.server.on(() => true, ok);
     const c = await engine().capture(ctx, { ...dbItem(), id: 'instance-object:mssql:instance:EHR-SQL01', kind: 'instance-object', name: 'EHR-SQL01' }, 'instance-objects', {});
-    expect(c.files.map((f) => f.name)).toEqual(['logins.sql', 'operators.sql', 'database-mail.sql', 'proxies.sql', 'jobs.sql', 'jobs.json', 'alerts.sql', 'linked-servers.sql', 'credentials.sql', 'endpoints.sql', 'configuration.sql', 'startup.sql']);
+    expect(c.files.map((f) => f.name)).toEqual(['logins.sql', 'logins.json', 'operators.sql', 'database-mail.sql', 'proxies.sql', 'jobs.sql', 'jobs.json', 'alerts.sql', 'linked-servers.sql', 'credentials.sql', 'endpoints.sql', 'configuration.sql', 'startup.sql']);
     const logins = await readFile(c.files.find((f) => f.name === 'logins.sql')!.path, 'utf8');
     expect(logins).toContain(
       `CREATE LOGIN [ehr_app'user] WITH PASSWORD = 0x${hash.toString('hex').toUpperCase()} HASHED, SID = 0x5A1F0C2D3E4B5A69788796A5B4C3D2E1, DEFAULT_DATABASE = [EHR], DEFAULT_LANGUAGE = [British], CHECK_POLICY = ON, CHECK_EXPIRATION = OFF;`,
