@@ -156,6 +156,7 @@ export function catalog(): Entry[] {
     add(list, `smokeQuery ${k}`, b('smokeQueryStatement')(n, 'SELECT 1 AS one'));
     add(list, `lastGoodCheckDb ${k}`, b('lastGoodCheckDbStatement')(n));
     add(list, `jobs filtered ${k}`, b('jobsStatement')([n, 'other']));
+    add(list, `logins filtered ${k}`, b('loginsStatement')([n, 'other']));
     add(list, `jobSteps filtered ${k}`, b('jobStepsStatement')([n]));
     add(list, `jobSchedules filtered ${k}`, b('jobSchedulesStatement')([n]));
     add(list, `verifyOnly ${k}`, b('verifyOnlyStatement')([path], 1, i % 2 === 0));
@@ -164,6 +165,8 @@ export function catalog(): Entry[] {
     ['serverInfo', b('serverInfoStatement')()],
     ['databases', b('databasesStatement')()],
     ['logins', b('loginsStatement')()],
+    ['logins none', b('loginsStatement')([])],
+    ['backupHistoryEvidence', b('backupHistoryEvidenceStatement')()],
     ['jobs', b('jobsStatement')()],
     ['jobs none', b('jobsStatement')([])],
     ['jobSteps', b('jobStepsStatement')()],

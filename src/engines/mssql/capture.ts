@@ -46,6 +46,7 @@ import {
   type BackupSet,
   type JobActivity,
 } from './parse.ts';
+import { backupHistoryEvidence, HISTORY_FILE } from './history.ts';
 import { explain, type MssqlSecrets } from './prove.ts';
 import {
   jobProperties,
@@ -517,6 +518,28 @@ async function captureKey(env: CaptureEnv, item: Item, kind: KeyArtifact['kind']
   };
 }
 
+/**
+ * msdb's backup history of the user databases as evidence (history.ts says
+ * why it is never inserted into the rebuilt msdb): backup-history.json in
+ * ctx.workDir. Read-only on the target.
+ */
+async function captureBackupHistory(env: CaptureEnv, item: Item, info: SourceInfo): Promise<CapturedFiles> {
+  const method = 'instance-objects';
+  const out = await env.session.run(q.backupHistoryEvidenceStatement(), env.ctx.signal);
+  if (!out.ok) throw fail(item, method, `reading msdb's backup history: ${formatMessages(out.messages)}`);
+  const evidence = backupHistoryEvidence(out.recordsets, sourceOf(info));
+  const dir = join(env.ctx.workDir, 'mssql-backup-history');
+  await mkdir(dir, { recursive: true });
+  const path = join(dir, HISTORY_FILE);
+  await writeFile(path, `${JSON.stringify(evidence, null, 2)}\n`);
+  return {
+    files: [{ path, name: HISTORY_FILE }],
+    format: 'mssql-backup-history',
+    tool: `SQL Server ${info.productVersion} msdb backup history`,
+    command: `SELECT msdb.dbo.backupmediaset, backupmediafamily, backupset, backupfile of ${evidence.databases.length} user database(s): ${evidence.counts.backupSets} backup set(s)`,
+  };
+}
+
 /** The order scripts are written, proven and landed in: what a later script needs comes first. */
 export const SCRIPT_ORDER = ['logins.sql', 'operators.sql', 'database-mail.sql', 'proxies.sql', 'jobs.sql', 'alerts.sql', 'linked-servers.sql', 'credentials.sql', 'endpoints.sql', 'configuration.sql', 'startup.sql'];
 
@@ -547,6 +570,7 @@ export async function captureInstanceObjects(env: CaptureEnv, item: Item): Promi
   if (!id) throw fail(item, method, `item id ${item.id} is not an mssql instance object`);
   if (id.kind === 'master-key' || id.kind === 'service-master-key') return captureKey(env, item, id.kind, info);
   if (id.kind === 'system-database') return captureNativeFull(env, { ...item, name: id.name });
+  if (id.kind === 'backup-history') return captureBackupHistory(env, item, info);
   const only = (rows: SqlRow[]): SqlRow[] => (id.kind === 'instance' ? rows : rows.filter((r) => r.name === id.name));
   const all = id.kind === 'instance';
   const scripts: { name: string; text: string }[] = [];
