@@ -204,7 +204,16 @@ export async function proveScripts(session: MssqlSession, local: Map<string, str
   const jobsJson = texts.find((t) => t.name === 'jobs.json');
   const expectedJobs = jobsJson ? ((JSON.parse(jobsJson.text) as { jobs?: Record<string, Record<string, string>> }).jobs ?? {}) : undefined;
   const jobNames = [...new Set(objects.filter((o) => o.kind === 'job').map((o) => o.name))];
-  const readBack = expectedJobs && jobNames.length > 0 ? [jobsStatement(jobNames), jobStepsStatement(jobNames), jobSchedulesStatement(jobNames)] : [];
+  const jobReads = expectedJobs && jobNames.length > 0 ? [jobsStatement(jobNames), jobStepsStatement(jobNames), jobSchedulesStatement(jobNames)] : [];
+  // The logins and server roles logins.json names, read back inside the transaction with the queries landing uses (after the job reads).
+  const hasLogins = runnable.some((t) => t.name === 'logins.sql');
+  const loginsJson = texts.find((t) => t.name === 'logins.json');
+  const loginFile = loginsJson ? (JSON.parse(loginsJson.text) as Partial<LoginPropertiesFile>) : undefined;
+  const expectedLogins = loginFile?.format === 'mssql-login-properties' && loginFile.principals ? loginFile.principals : undefined;
+  const loginNames = Object.keys(expectedLogins ?? {}).filter((k) => k.startsWith('login ')).map((k) => k.slice('login '.length));
+  const loginRoles = Object.keys(expectedLogins ?? {}).some((k) => k.startsWith('server role '));
+  const loginReads = hasLogins && expectedLogins && (loginNames.length > 0 || loginRoles) ? [loginsStatement(loginNames, 'readlogin'), serverPermissionsStatement(), ...(loginRoles ? [serverRolesStatement()] : [])] : [];
+  const readBack = [...jobReads, ...loginReads];
   const presence = presenceStatement(objects);
   const present = async (): Promise<Set<string>> => new Set(presence ? (await session.query(presence, 'looking up the scripted objects', signal)).map(key) : []);
 
@@ -246,6 +255,21 @@ export async function proveScripts(session: MssqlSession, local: Map<string, str
         );
       } else if (jobNames.length > 0) {
         checks.push({ name: 'job-properties', status: 'failed', detail: 'the artifact has no jobs.json (captured by an earlier Rubicon): job properties cannot be proven, only names', durationMs: 0 });
+      }
+      if (hasLogins) {
+        if (!expectedLogins) {
+          checks.push({ name: 'login-properties', status: 'failed', detail: 'the artifact has no logins.json (captured by an earlier Rubicon): login properties cannot be proven, only names', durationMs: 0 });
+        } else {
+          const ls = sets.slice(1 + jobReads.length) as SqlRow[][];
+          const guarded = objects.filter((o) => o.kind === 'login' || o.kind === 'server-role').map((o) => `${o.kind === 'login' ? 'login' : 'server role'} ${o.name}`);
+          const unknown = guarded.filter((k) => !expectedLogins[k]).map((k) => `${k}: scripted, but logins.json holds no properties for it`);
+          const diff = loginReads.length ? [...unknown, ...compareProperties(expectedLogins, loginProperties(ls[0] ?? [], ls[1] ?? [], loginRoles ? (ls[2] ?? []) : [], loginFile?.machineName ?? ''), 'expected')] : unknown;
+          checks.push(
+            diff.length
+              ? { name: 'login-properties', status: 'failed', detail: `read back inside the transaction, the logins differ from the captured ones: ${listed(diff)}`, durationMs: 0 }
+              : { name: 'login-properties', status: 'passed', detail: `every captured property (SID, type, default database and language, disabled, policy, password hash, server roles, CONNECT SQL, server permissions) read back equal for ${loginNames.length} login(s)${loginRoles ? ' and the user-defined server roles' : ''}`, durationMs: 0 },
+          );
+        }
       }
     }
   } finally {

@@ -78,11 +78,12 @@ ORDER BY d.name;`,
  * Logins with SID, password hash, defaults, policy flags and server roles.
  * Server roles are aggregated with FOR XML PATH, ordered by name (STRING_AGG
  * needs SQL Server 2017; 2016 must be read too), so the script is deterministic.
- * `names` limits the rows (landing reads the landed logins back with the
- * same columns: readBackLanded in instance-proof.ts).
+ * `names` limits the rows (landing and the proof read the scripted logins
+ * back with the same columns, instance-proof.ts); `prefix` names their
+ * parameters (the proof's batch also holds the presence query's @login1…).
  */
-export function loginsStatement(names?: string[]): SqlStatement {
-  const f = inNames('sp.name', 'login', names);
+export function loginsStatement(names?: string[], prefix = 'login'): SqlStatement {
+  const f = inNames('sp.name', prefix, names);
   return {
     text: `SELECT
   sp.name,

@@ -16,6 +16,7 @@ import { createMssqlEngine } from '../../../src/engines/mssql/engine.ts';
 import { PROOF_MARK, scriptedObjects } from '../../../src/engines/mssql/instance-proof.ts';
 import { lazyMssqlEngine } from '../../../src/engines/mssql/lazy.ts';
 import { scriptLogins } from '../../../src/engines/mssql/scripts.ts';
+import { loginsStatement, serverPermissionsStatement } from '../../../src/engines/mssql/sql.ts';
 import type { TdsReply, TdsRequest } from '../../tds/server.ts';
 import { JOB_COLS, JOB_ROW, one, ok, rs, SCHEDULE_COLS, SCHEDULE_ROW, scripted, serverInfoReply, STEP_COLS, STEP_ROWS, tempHost, type Scripted } from './fixtures.ts';
 
@@ -110,7 +111,7 @@ async function captured(item: Item): Promise<{ artifact: Artifact; manifest: Man
  * (unless `fail` says otherwise) and rolls back; the leftover rollback
  * reports @@TRANCOUNT.
  */
-function scriptProvingGround(o: { existing?: string[]; fail?: TdsReply; leaveOpen?: boolean; notCreated?: string[]; schedules?: Record<string, unknown>[] } = {}): { committed: Set<string> } {
+function scriptProvingGround(o: { existing?: string[]; fail?: TdsReply; leaveOpen?: boolean; notCreated?: string[]; schedules?: Record<string, unknown>[]; login?: Record<string, unknown> } = {}): { committed: Set<string> } {
   const committed = new Set(o.existing ?? []);
   let open = false;
   const presence = (req: TdsRequest, have: Set<string>): TdsReply => {
@@ -126,18 +127,24 @@ function scriptProvingGround(o: { existing?: string[]; fail?: TdsReply; leaveOpe
     for (const x of scriptedObjects(req.sql)) if (!o.notCreated?.includes(`${x.kind}:${x.name}`)) inTx.add(`${x.kind}:${x.name}`);
     open = o.leaveOpen === true;
     const p = /UNION ALL|WHERE name IN/.test(req.sql) ? presence(req, inTx) : ok;
-    if (!req.sql.includes('FROM msdb.dbo.sysjobschedules')) return p;
-    // The job read-back inside the transaction: what the scripted sp_add_job* created (here: the target's rows, unless a test changes them).
-    const jobs = [...inTx].filter((k) => k.startsWith('job:')).map((k) => k.slice(4));
-    const mine = <T extends Record<string, unknown>>(rows: T[], key: string): T[] => rows.filter((r) => jobs.includes(String(r[key])));
-    return {
-      resultSets: [
-        ...(p.resultSets ?? []),
+    const sets = [...(p.resultSets ?? [])];
+    if (req.sql.includes('FROM msdb.dbo.sysjobschedules')) {
+      // The job read-back inside the transaction: what the scripted sp_add_job* created (here: the target's rows, unless a test changes them).
+      const jobs = [...inTx].filter((k) => k.startsWith('job:')).map((k) => k.slice(4));
+      const mine = <T extends Record<string, unknown>>(rows: T[], key: string): T[] => rows.filter((r) => jobs.includes(String(r[key])));
+      sets.push(
         rs(JOB_COLS, mine([{ ...JOB_ROW, owner_name: 'sa', notify_email_operator_name: null, notify_level_email: 0 }], 'name')),
         rs(STEP_COLS, mine(STEP_ROWS, 'job_name')),
         rs(SCHEDULE_COLS, mine(o.schedules ?? [SCHEDULE_ROW], 'job_name')),
-      ],
-    };
+      );
+    }
+    if (req.sql.includes('AND sp.name IN (@readlogin1')) {
+      // The login read-back after the job reads: what CREATE LOGIN made (the target's row, unless a test changes it), its permissions, no roles.
+      const made = inTx.has('login:ehr_app') ? [{ name: 'ehr_app', type_desc: 'SQL_LOGIN', sid: SID, password_hash: HASH, default_database_name: 'EHR', is_disabled: 0, is_policy_checked: 1, is_expiration_checked: 0, server_roles: 'dbcreator', ...o.login }] : [];
+      sets.push(rs(loginCols, made), rs([['grantee', 'nvarchar'], ['class', 'int'], ['permission_name', 'nvarchar'], ['state', 'nvarchar'], ['securable', 'nvarchar']], []));
+      if (req.sql.includes("WHERE r.type = 'R'")) sets.push(rs([['name', 'nvarchar'], ['owner_name', 'nvarchar'], ['members', 'nvarchar']], []));
+    }
+    return sets.length === (p.resultSets ?? []).length ? p : { resultSets: sets };
   });
   pg.server.on((r) => r.sql.startsWith(`${PROOF_MARK}\nIF @@TRANCOUNT > 0`), () => one(rs([['open_transactions', 'int']], [{ open_transactions: open ? 1 : 0 }])));
   pg.server.on((r) => r.sql.startsWith(`${PROOF_MARK}\nSELECT N'`), (req) => presence(req, committed));
@@ -157,14 +164,14 @@ describe('proving instance-object scripts on the proving ground', () => {
     const sent = pg.server.statements();
     expect(sent).toEqual([
       `${PROOF_MARK}\n${lookup}`,
-      `${PROOF_MARK}\nSET XACT_ABORT ON;\nBEGIN TRANSACTION;\n${script};\n${lookup}\nROLLBACK TRANSACTION;`,
+      `${PROOF_MARK}\nSET XACT_ABORT ON;\nBEGIN TRANSACTION;\n${script};\n${lookup}\n${loginsStatement(['ehr_app'], 'readlogin').text}\n${serverPermissionsStatement().text}\nROLLBACK TRANSACTION;`,
       `${PROOF_MARK}\nIF @@TRANCOUNT > 0 ROLLBACK TRANSACTION;\nSELECT @@TRANCOUNT AS open_transactions;`,
       `${PROOF_MARK}\n${lookup}`,
     ]);
-    expect(pg.server.find(/BEGIN TRANSACTION/)[0]?.params).toEqual({ login1: 'ehr_app' });
+    expect(pg.server.find(/BEGIN TRANSACTION/)[0]?.params).toEqual({ login1: 'ehr_app', readlogin1: 'ehr_app' });
     // The script is the captured one: the login keeps its SID and hash.
     expect(script).toContain(`CREATE LOGIN [ehr_app] WITH PASSWORD = 0x${HASH.toString('hex').toUpperCase()} HASHED, SID = 0x5A1F0C2D3E4B5A69788796A5B4C3D2E1`);
-    expect(statuses(r.checks)).toEqual(['copy-read:passed', 'restore:passed', 'objects:passed', 'cleanup:passed']);
+    expect(statuses(r.checks)).toEqual(['copy-read:passed', 'restore:passed', 'objects:passed', 'login-properties:passed', 'cleanup:passed']);
     // Nothing reached the target during the proof beyond the capture's own reads.
     expect(target.server.find(/BEGIN TRANSACTION|CREATE LOGIN/)).toEqual([]);
   });
@@ -177,7 +184,7 @@ describe('proving instance-object scripts on the proving ground', () => {
     const { committed } = scriptProvingGround();
     const lr = await e.prove(ctx, login.artifact, login.manifest, login.files);
     const jr = await e.prove(ctx, job.artifact, job.manifest, job.files);
-    expect(statuses(lr.checks)).toEqual(['copy-read:passed', 'restore:passed', 'objects:passed', 'cleanup:passed']);
+    expect(statuses(lr.checks)).toEqual(['copy-read:passed', 'restore:passed', 'objects:passed', 'login-properties:passed', 'cleanup:passed']);
     expect(statuses(jr.checks)).toEqual(['copy-read:passed', 'restore:passed', 'objects:passed', 'job-properties:passed', 'cleanup:passed']);
     expect(jr.checks.find((c) => c.name === 'job-properties')?.detail).toMatch(/every captured property \(\d+: steps, flow, retries/);
     expect(lr.checks.find((c) => c.name === 'objects')?.detail).toContain('login ehr_app');
@@ -195,7 +202,7 @@ describe('proving instance-object scripts on the proving ground', () => {
     const { artifact, manifest, files } = await captured(objectItem('login', 'ehr_app'));
     scriptProvingGround({ notCreated: ['login:ehr_app'], leaveOpen: true });
     const r = await engine().prove(ctx, artifact, manifest, files);
-    expect(statuses(r.checks)).toEqual(['copy-read:passed', 'restore:passed', 'objects:failed', 'cleanup:failed']);
+    expect(statuses(r.checks)).toEqual(['copy-read:passed', 'restore:passed', 'objects:failed', 'login-properties:failed', 'cleanup:failed']);
     expect(r.checks.find((c) => c.name === 'objects')?.detail).toContain('not there afterwards: login ehr_app');
     expect(r.checks.find((c) => c.name === 'cleanup')?.detail).toContain('@@TRANCOUNT is 1');
   });
@@ -217,7 +224,7 @@ describe('proving instance-object scripts on the proving ground', () => {
     const { artifact, manifest, files } = await captured(objectItem('login', 'ehr_app'));
     scriptProvingGround({ existing: ['login:ehr_app'] });
     const r = await engine().prove(ctx, artifact, manifest, files);
-    expect(statuses(r.checks)).toEqual(['copy-read:passed', 'restore:passed', 'objects:passed', 'cleanup:passed']);
+    expect(statuses(r.checks)).toEqual(['copy-read:passed', 'restore:passed', 'objects:passed', 'login-properties:passed', 'cleanup:passed']);
     expect(r.checks.find((c) => c.name === 'objects')?.detail).toContain('already on the proving ground before the proof, so the script did not re-create them: login ehr_app');
   });
 
@@ -237,13 +244,25 @@ describe('proving instance-object scripts on the proving ground', () => {
     const { artifact, manifest, files } = await captured(objectItem('instance', 'EHR-SQL01'));
     scriptProvingGround();
     const r = await engine().prove(ctx, artifact, manifest, files);
-    expect(statuses(r.checks)).toEqual(['copy-read:passed', ...Array(6).fill('restore:skipped'), 'restore:passed', 'objects:passed', 'job-properties:passed', 'cleanup:passed']);
+    expect(statuses(r.checks)).toEqual(['copy-read:passed', ...Array(6).fill('restore:skipped'), 'restore:passed', 'objects:passed', 'job-properties:passed', 'login-properties:passed', 'cleanup:passed']);
     expect(r.checks.filter((c) => c.status === 'skipped').map((c) => c.detail.split(':')[0])).toEqual(['proxies.sql', 'linked-servers.sql', 'credentials.sql', 'endpoints.sql', 'configuration.sql', 'startup.sql']);
     // operators and Database Mail before the jobs and alerts that notify through them
     expect(manifest.entries.map((e) => e.path)).toEqual(['logins.sql', 'logins.json', 'operators.sql', 'database-mail.sql', 'proxies.sql', 'jobs.sql', 'jobs.json', 'alerts.sql', 'linked-servers.sql', 'credentials.sql', 'endpoints.sql', 'configuration.sql', 'startup.sql']);
     const [tx] = pg.server.find(/BEGIN TRANSACTION/);
     expect(tx?.sql.indexOf('CREATE LOGIN [ehr_app]')).toBeLessThan(tx!.sql.indexOf('sp_add_job'));
-    expect(tx?.params).toEqual({ login1: 'ehr_app', job1: JOB });
+    expect(tx?.params).toEqual({ login1: 'ehr_app', job1: JOB, readlogin1: 'ehr_app' });
+  });
+
+  it('a login that is not the captured one inside the transaction (another SID, default database, disabled) fails login-properties, naming the login and each property', async () => {
+    scriptTarget();
+    const { artifact, manifest, files } = await captured(objectItem('login', 'ehr_app'));
+    scriptProvingGround({ existing: ['login:ehr_app'], login: { sid: Buffer.from('00000000000000000000000000000042', 'hex'), default_database_name: 'master', is_disabled: 1 } });
+    const r = await engine().prove(ctx, artifact, manifest, files);
+    expect(statuses(r.checks)).toEqual(['copy-read:passed', 'restore:passed', 'objects:passed', 'login-properties:failed', 'cleanup:passed']);
+    const detail = r.checks.find((c) => c.name === 'login-properties')?.detail;
+    expect(detail).toContain('login ehr_app: sid is "0x00000000000000000000000000000042"');
+    expect(detail).toContain('login ehr_app: default database is "master", captured "EHR"');
+    expect(detail).toContain('login ehr_app: disabled is "yes", captured "no"');
   });
 
   it('a job whose schedule is not there after the script ran fails job-properties, naming the job and the property', async () => {
