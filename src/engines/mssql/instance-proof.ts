@@ -343,7 +343,9 @@ export async function readBackLanded(session: MssqlSession, files: { name: strin
         checks.push(
           diff.length
             ? { name: 'login-properties', status: 'failed', detail: `read back from the rebuilt server, the logins differ from the captured ones: ${listed(diff)}`, durationMs: Date.now() - t0 }
-            : { name: 'login-properties', status: 'passed', detail: `every captured property (${count}: SID, type, default database and language, disabled, policy, password hash, server roles, CONNECT SQL, server permissions) read back equal for ${names.length} login(s)${roles ? ' and the user-defined server roles' : ''}`, durationMs: Date.now() - t0 },
+            : names.length === 0 && !roles
+              ? { name: 'login-properties', status: 'passed', detail: 'logins.sql creates no login or server role (nothing of the kind was scripted): nothing to read back', durationMs: Date.now() - t0 }
+              : { name: 'login-properties', status: 'passed', detail: `every captured property (${count}: SID, type, default database and language, disabled, policy, password hash, server roles, CONNECT SQL, server permissions) read back equal for ${names.length} login(s)${roles ? ' and the user-defined server roles' : ''}`, durationMs: Date.now() - t0 },
         );
       }
     }
