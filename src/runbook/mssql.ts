@@ -59,6 +59,8 @@ export interface MssqlSettings {
   landingServer?: { productVersion: string; edition: string; engineEdition: number; collation?: string };
   smokeQueries: { name: string; database: string; query: string; columns?: string[]; minRows?: number; maxRows?: number }[];
   landingLayout?: 'source' | 'instance-default' | { dataDirectory: string; logDirectory: string };
+  /** msdb's backup history as an evidence item (never replayed). */
+  carryBackupHistory: boolean;
 }
 
 const posix = (p: string) => p.replace(/\\/g, '/').replace(/\/+$/, '') || '.';
@@ -101,6 +103,7 @@ export function normalizeMssql(raw: z.output<typeof MssqlSectionSchema>): MssqlS
     ...(raw.landingServer ? { landingServer: { ...raw.landingServer } } : {}),
     smokeQueries: (raw.smokeQueries ?? []).map((q) => ({ ...q })),
     ...(raw.landingLayout ? { landingLayout: typeof raw.landingLayout === 'string' ? raw.landingLayout : { ...raw.landingLayout } } : {}),
+    carryBackupHistory: raw.carryBackupHistory,
   };
 }
 
@@ -207,6 +210,7 @@ export function mssqlEngineOptions(s: MssqlSettings, env: NodeJS.ProcessEnv, ext
     ...(s.landingServer ? { landingServer: { ...s.landingServer } } : {}),
     ...(s.smokeQueries.length ? { smokeQueries: s.smokeQueries.map((q) => ({ ...q })) } : {}),
     ...(s.landingLayout ? { landingLayout: s.landingLayout } : {}),
+    ...(s.carryBackupHistory ? { carryBackupHistory: true } : {}),
     secrets: {
       certificatePassword: async (name: string) => {
         const variable = s.certificatePasswordEnv[name];

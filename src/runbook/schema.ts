@@ -277,6 +277,11 @@ export const MssqlSectionSchema = z
       .optional(),
     /** Vendor-declared smoke queries: run in the restored copy on every proof and at landing; only the result's shape is checked. */
     smokeQueries: z.array(MssqlSmokeQuerySchema).default([]),
+    /**
+     * Carry msdb's backup history (backupset, backupmediaset, backupmediafamily, backupfile of the user databases) as its own item:
+     * captured as evidence, proven readable, reported at landing; never inserted into the rebuilt msdb (docs/mssql.md). Default false.
+     */
+    carryBackupHistory: z.boolean().default(false),
   })
   .strict();
 

@@ -116,14 +116,15 @@ const E2E_JOB_COLS: [string, 'nvarchar' | 'int' | 'uniqueidentifier'][] = [['job
 const E2E_JOB_ROW = { job_id: '2B5D3C1A-0F4E-4A8B-9C7D-6E5F4A3B2C1D', name: 'EHR Nightly Backup', enabled: 1, owner_name: 'sa', category_name: 'Database Maintenance', step_count: 3 };
 
 const empty = (cols: [string, 'nvarchar' | 'int' | 'bigint'][]): TdsReply => one(rs(cols, []));
+const E2E_LOGINS = rs([['name', 'nvarchar'], ['type_desc', 'nvarchar'], ['sid', 'varbinary'], ['password_hash', 'varbinary'], ['default_database_name', 'nvarchar'], ['is_disabled', 'int'], ['server_roles', 'nvarchar']], [
+  { name: 'ehr_app', type_desc: 'SQL_LOGIN', sid: Buffer.from([2]), password_hash: Buffer.from('0200A1B2C3D4E5F6', 'hex'), default_database_name: 'EHR', is_disabled: 0, server_roles: null },
+]);
 
 /** The target's SQL Server: discovery catalog queries, fingerprints, BACKUP (writes the fake file), HEADERONLY. */
 function scriptTarget(server: TdsServer): void {
   server.on(/SERVERPROPERTY\('ProductLevel'\)/, serverInfoReply('15.0.4355.3', 'Standard Edition (64-bit)'));
   server.on(/FROM sys\.databases AS d\nLEFT JOIN/, databasesReply([{ name: 'EHR', id: 5 }]));
-  server.on(/FROM sys\.server_principals AS sp/, one(rs([['name', 'nvarchar'], ['type_desc', 'nvarchar'], ['sid', 'varbinary'], ['password_hash', 'varbinary'], ['default_database_name', 'nvarchar'], ['is_disabled', 'int'], ['server_roles', 'nvarchar']], [
-    { name: 'ehr_app', type_desc: 'SQL_LOGIN', sid: Buffer.from([2]), default_database_name: 'EHR', is_disabled: 0, server_roles: null },
-  ])));
+  server.on(/FROM sys\.server_principals AS sp/, one(E2E_LOGINS));
   server.on(/FROM msdb\.dbo\.sysjobs AS j\n/, one(rs(E2E_JOB_COLS, [E2E_JOB_ROW])));
   server.on(/FROM msdb\.dbo\.sysoperators/, empty([['name', 'nvarchar'], ['enabled', 'int'], ['email_address', 'nvarchar']]));
   server.on(/FROM sys\.servers AS s WHERE s\.is_linked = 1/, empty([['name', 'nvarchar'], ['product', 'nvarchar'], ['provider', 'nvarchar'], ['data_source', 'nvarchar'], ['catalog', 'nvarchar']]));
@@ -251,8 +252,14 @@ function scriptInstanceProofs(server: TdsServer): void {
   server.on((r) => r.sql.startsWith(`${PROOF_MARK}\nSET XACT_ABORT ON;`), (req) => {
     const inTx = new Set(scriptedObjects(req.sql).map((x) => `${x.kind}:${x.name}`));
     const p = /UNION ALL|WHERE name IN/.test(req.sql) ? names(req, inTx) : ok;
-    if (!req.sql.includes('FROM msdb.dbo.sysjobschedules')) return p;
-    return { resultSets: [...(p.resultSets ?? []), rs(E2E_JOB_COLS, [E2E_JOB_ROW]), rs([['job_name', 'nvarchar']], []), rs([['job_name', 'nvarchar']], [])] };
+    const sets = [...(p.resultSets ?? [])];
+    if (req.sql.includes('FROM msdb.dbo.sysjobschedules')) sets.push(rs(E2E_JOB_COLS, [E2E_JOB_ROW]), rs([['job_name', 'nvarchar']], []), rs([['job_name', 'nvarchar']], []));
+    // The login read back inside the transaction (after the job reads): the target's row, no permissions, no user-defined roles.
+    if (req.sql.includes('AND sp.name IN (@readlogin1')) {
+      sets.push(E2E_LOGINS, rs([['grantee', 'nvarchar']], []));
+      if (req.sql.includes("WHERE r.type = 'R'")) sets.push(rs([['name', 'nvarchar']], []));
+    }
+    return { ...p, resultSets: sets };
   });
   server.on((r) => r.sql.startsWith(`${PROOF_MARK}\nIF @@TRANCOUNT > 0`), one(rs([['open_transactions', 'int']], [{ open_transactions: 0 }])));
   server.on((r) => r.sql.startsWith(`${PROOF_MARK}\nSELECT N'`), (req) => names(req, new Set()));
@@ -465,6 +472,11 @@ describe('rehearse with an engines.mssql section (two scripted SQL Servers)', ()
     for (const l of landed) expect(l.outcome, `${l.itemId}: ${JSON.stringify(l.checks)}`).toBe('passed');
     // The database: validateLanding's checks and the fingerprint against the proof, all passed.
     expect(landed.find((l) => l.itemId === 'database:mssql:EHR')?.checks.map((c) => `${c.name}:${c.status}`)).toEqual(['database-settings:passed', 'smoke:passed', 'fingerprint-proof:passed']);
+    // The login and the job were read back from the rebuilt server and compared property by property (not only "the script ran").
+    expect(landed.find((l) => l.itemId === 'instance-object:mssql:login:ehr_app')?.checks.map((c) => `${c.name}:${c.status}`)).toEqual(['login-properties:passed']);
+    expect(landed.find((l) => l.itemId === 'instance-object:mssql:login:ehr_app')?.checks[0]?.detail).toContain('for 1 login(s)');
+    expect(target.server.find(/AND sp\.name IN \(@login1\)/).map((r) => r.params)).toContainEqual({ login1: 'ehr_app' });
+    expect(landed.find((l) => l.itemId === 'instance-object:mssql:job:EHR Nightly Backup')?.checks.map((c) => `${c.name}:${c.status}`)).toEqual(['job-properties:passed']);
 
     // What the rebuilt server received, in order: the login script, then RESTORE under the real name, CHECKDB, then the job script.
     const sent = target.server.statements().slice(landingStarts);

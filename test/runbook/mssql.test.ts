@@ -172,6 +172,9 @@ describe('mssqlEngineOptions', () => {
       pollIntervalMs: 5000,
     });
     expect(o.pathMap).toBeUndefined();
+    // msdb backup history is carried only when the runbook asks for it
+    expect(o.carryBackupHistory).toBeUndefined();
+    expect(mssqlEngineOptions(parseRunbook(`${GOOD}    carryBackupHistory: true\n`, FILE, ENV).engines!.mssql!, ENV).carryBackupHistory).toBe(true);
     expect(await o.secrets?.certificatePassword('TDE_Cert')).toBe('pvk-secret');
     expect(await o.secrets?.certificatePassword('Other_Cert')).toBeUndefined();
   });

@@ -156,6 +156,8 @@ export function catalog(): Entry[] {
     add(list, `smokeQuery ${k}`, b('smokeQueryStatement')(n, 'SELECT 1 AS one'));
     add(list, `lastGoodCheckDb ${k}`, b('lastGoodCheckDbStatement')(n));
     add(list, `jobs filtered ${k}`, b('jobsStatement')([n, 'other']));
+    add(list, `logins filtered ${k}`, b('loginsStatement')([n, 'other']));
+    add(list, `logins filtered, proof prefix ${k}`, b('loginsStatement')([n], 'readlogin'));
     add(list, `jobSteps filtered ${k}`, b('jobStepsStatement')([n]));
     add(list, `jobSchedules filtered ${k}`, b('jobSchedulesStatement')([n]));
     add(list, `verifyOnly ${k}`, b('verifyOnlyStatement')([path], 1, i % 2 === 0));
@@ -164,6 +166,8 @@ export function catalog(): Entry[] {
     ['serverInfo', b('serverInfoStatement')()],
     ['databases', b('databasesStatement')()],
     ['logins', b('loginsStatement')()],
+    ['logins none', b('loginsStatement')([])],
+    ['backupHistoryEvidence', b('backupHistoryEvidenceStatement')()],
     ['jobs', b('jobsStatement')()],
     ['jobs none', b('jobsStatement')([])],
     ['jobSteps', b('jobStepsStatement')()],
@@ -263,7 +267,8 @@ export function catalog(): Entry[] {
     const names = [...new Set(objects.filter((o) => o.kind === 'job').map((o) => o.name))];
     const pres = presenceStatement(objects);
     if (pres) add(list, `presence ${k}`, pres);
-    add(list, `proof transaction ${k}`, transactionStatement([logins, jobsSql], objects, [b('jobsStatement')(names), b('jobStepsStatement')(names), b('jobSchedulesStatement')(names)]));
+    const loginNames = objects.filter((o) => o.kind === 'login').map((o) => o.name);
+    add(list, `proof transaction ${k}`, transactionStatement([logins, jobsSql], objects, [b('jobsStatement')(names), b('jobStepsStatement')(names), b('jobSchedulesStatement')(names), b('loginsStatement')(loginNames, 'readlogin'), b('serverPermissionsStatement')(), b('serverRolesStatement')()]));
     void jobProperties;
     void quoteIdentifier;
   }

@@ -46,9 +46,12 @@ import {
   type BackupSet,
   type JobActivity,
 } from './parse.ts';
+import { backupHistoryEvidence, HISTORY_FILE } from './history.ts';
 import { explain, type MssqlSecrets } from './prove.ts';
 import {
   jobProperties,
+  loginProperties,
+  type LoginPropertiesFile,
   scriptAlerts,
   scriptConfiguration,
   scriptCredentials,
@@ -515,6 +518,28 @@ async function captureKey(env: CaptureEnv, item: Item, kind: KeyArtifact['kind']
   };
 }
 
+/**
+ * msdb's backup history of the user databases as evidence (history.ts says
+ * why it is never inserted into the rebuilt msdb): backup-history.json in
+ * ctx.workDir. Read-only on the target.
+ */
+async function captureBackupHistory(env: CaptureEnv, item: Item, info: SourceInfo): Promise<CapturedFiles> {
+  const method = 'instance-objects';
+  const out = await env.session.run(q.backupHistoryEvidenceStatement(), env.ctx.signal);
+  if (!out.ok) throw fail(item, method, `reading msdb's backup history: ${formatMessages(out.messages)}`);
+  const evidence = backupHistoryEvidence(out.recordsets, sourceOf(info));
+  const dir = join(env.ctx.workDir, 'mssql-backup-history');
+  await mkdir(dir, { recursive: true });
+  const path = join(dir, HISTORY_FILE);
+  await writeFile(path, `${JSON.stringify(evidence, null, 2)}\n`);
+  return {
+    files: [{ path, name: HISTORY_FILE }],
+    format: 'mssql-backup-history',
+    tool: `SQL Server ${info.productVersion} msdb backup history`,
+    command: `SELECT msdb.dbo.backupmediaset, backupmediafamily, backupset, backupfile of ${evidence.databases.length} user database(s): ${evidence.counts.backupSets} backup set(s)`,
+  };
+}
+
 /** The order scripts are written, proven and landed in: what a later script needs comes first. */
 export const SCRIPT_ORDER = ['logins.sql', 'operators.sql', 'database-mail.sql', 'proxies.sql', 'jobs.sql', 'alerts.sql', 'linked-servers.sql', 'credentials.sql', 'endpoints.sql', 'configuration.sql', 'startup.sql'];
 
@@ -545,16 +570,23 @@ export async function captureInstanceObjects(env: CaptureEnv, item: Item): Promi
   if (!id) throw fail(item, method, `item id ${item.id} is not an mssql instance object`);
   if (id.kind === 'master-key' || id.kind === 'service-master-key') return captureKey(env, item, id.kind, info);
   if (id.kind === 'system-database') return captureNativeFull(env, { ...item, name: id.name });
+  if (id.kind === 'backup-history') return captureBackupHistory(env, item, info);
   const only = (rows: SqlRow[]): SqlRow[] => (id.kind === 'instance' ? rows : rows.filter((r) => r.name === id.name));
   const all = id.kind === 'instance';
   const scripts: { name: string; text: string }[] = [];
   const server = info.server;
   const read = (stmt: q.Statement, what: string): Promise<SqlRow[]> => env.session.query(stmt, what, sig);
   const serverRow = (await read(q.serverInfoStatement(), 'reading the machine name'))[0] ?? {};
+  // Data files written beside a script (never run): what landing and the proof read back. Script name → file.
+  const data = new Map<string, { name: string; text: string }>();
   if (all || id.kind === 'login') {
     const permissions = await read(q.serverPermissionsStatement(), 'listing server permissions');
     const roles = all ? await read(q.serverRolesStatement(), 'listing server roles') : [];
-    scripts.push({ name: 'logins.sql', text: scriptLogins(only(await read(q.loginsStatement(), 'listing logins')), server, String(serverRow.machine_name ?? ''), { roles, permissions }) });
+    const logins = only(await read(q.loginsStatement(), 'listing logins'));
+    const machineName = String(serverRow.machine_name ?? '');
+    scripts.push({ name: 'logins.sql', text: scriptLogins(logins, server, machineName, { roles, permissions }) });
+    const props: LoginPropertiesFile = { version: 1, format: 'mssql-login-properties', machineName, principals: loginProperties(logins, permissions, roles, machineName) };
+    data.set('logins.sql', { name: 'logins.json', text: `${JSON.stringify(props, null, 2)}\n` });
   }
   if (all || id.kind === 'operator') scripts.push({ name: 'operators.sql', text: scriptOperators(only(await read(q.operatorsStatement(), 'listing operators')), server) });
   if (all || id.kind === 'mail-profile') {
@@ -562,14 +594,13 @@ export async function captureInstanceObjects(env: CaptureEnv, item: Item): Promi
     scripts.push({ name: 'database-mail.sql', text: scriptDatabaseMail(rows, server) });
   }
   if (all || id.kind === 'proxy') scripts.push({ name: 'proxies.sql', text: scriptProxies(only(await read(q.proxiesStatement(), 'listing SQL Agent proxies')), server) });
-  let jobsJson: string | undefined;
   if (all || id.kind === 'job') {
     const jobs = only(await read(q.jobsStatement(), 'listing jobs'));
     const names = jobs.map((j) => String(j.name));
     const steps = await read(q.jobStepsStatement(all ? undefined : names), 'listing job steps');
     const schedules = await read(q.jobSchedulesStatement(all ? undefined : names), 'listing job schedules');
     scripts.push({ name: 'jobs.sql', text: scriptJobs(jobs, steps, server, schedules) });
-    jobsJson = `${JSON.stringify({ version: 1, format: 'mssql-job-properties', jobs: jobProperties(jobs, steps, schedules) }, null, 2)}\n`;
+    data.set('jobs.sql', { name: 'jobs.json', text: `${JSON.stringify({ version: 1, format: 'mssql-job-properties', jobs: jobProperties(jobs, steps, schedules) }, null, 2)}\n` });
   }
   if (all || id.kind === 'alert') scripts.push({ name: 'alerts.sql', text: scriptAlerts(only(await read(q.alertsStatement(), 'listing SQL Agent alerts')), server) });
   if (all || id.kind === 'linked-server') {
@@ -602,10 +633,11 @@ export async function captureInstanceObjects(env: CaptureEnv, item: Item): Promi
     const p = join(dir, sc.name);
     await writeFile(p, sc.text);
     files.push({ path: p, name: sc.name });
-    if (sc.name === 'jobs.sql' && jobsJson !== undefined) {
-      const jp = join(dir, 'jobs.json');
-      await writeFile(jp, jobsJson);
-      files.push({ path: jp, name: 'jobs.json' });
+    const d = data.get(sc.name);
+    if (d) {
+      const dp = join(dir, d.name);
+      await writeFile(dp, d.text);
+      files.push({ path: dp, name: d.name });
     }
   }
   return { files, format: 'sql-text', tool: `SQL Server ${info.productVersion} catalog views`, command: `scripted ${scripts.map((sc) => sc.name).join(', ')}` };

@@ -19,6 +19,7 @@
  *   instance-object:mssql:mail-profile:<name>      Database Mail profile and its accounts
  *   instance-object:mssql:master-key:<server>      master's database master key (BACKUP MASTER KEY)
  *   instance-object:mssql:service-master-key:<server>   BACKUP SERVICE MASTER KEY
+ *   instance-object:mssql:backup-history:<server>  msdb's backup history as evidence (runbook carryBackupHistory)
  *   instance-object:mssql:system-database:<name>   master, model, msdb: backed up, verified, never
  *                                                  restored under a test name (see prove.ts)
  *   certificate:mssql:<name>                      exported WITH PRIVATE KEY
@@ -100,8 +101,8 @@ function item(kind: Item['kind'], id: string, name: string, location: string, fa
   return { id, kind, name, declared: false, discovered: true, engine: 'mssql', location, facts, why, methods };
 }
 
-/** Turns the instance's rows into checklist Items. Pure. */
-export function toItems(rows: InstanceRows, options: DiscoverOptions): Item[] {
+/** Turns the instance's rows into checklist Items. Pure. `carryBackupHistory` (runbook engines.mssql): msdb's backup history as an item of its own. */
+export function toItems(rows: InstanceRows, options: DiscoverOptions, extra: { carryBackupHistory?: boolean } = {}): Item[] {
   const server = str(rows.server.server_name) || str(rows.server.machine_name);
   const loc = (what: string): string => `mssql://${server}/${what}`;
   const items: Item[] = [];
@@ -277,6 +278,23 @@ export function toItems(rows: InstanceRows, options: DiscoverOptions): Item[] {
   }
   if (Number(rows.server.master_key ?? 0) > 0) {
     items.push(item('instance-object', `instance-object:mssql:master-key:${server}`, "master's database master key", loc('master-key'), {}, ["protects the private keys of master's certificates: backed up with BACKUP MASTER KEY (password from the secrets store)"], INSTANCE_METHODS));
+  }
+  if (extra.carryBackupHistory) {
+    const users = rows.databases.filter((d) => !(Number(d.database_id) <= 4 || ['master', 'model', 'msdb'].includes(str(d.name).toLowerCase())));
+    items.push(
+      item(
+        'instance-object',
+        `instance-object:mssql:backup-history:${server}`,
+        'msdb backup history',
+        loc('backup-history'),
+        { databases: users.length },
+        [
+          "msdb's backup history (backupset, backupmediaset, backupmediafamily, backupfile) of the user databases is lost with the instance; the runbook asks to carry it (engines.mssql.carryBackupHistory)",
+          'kept as evidence (backup-history.json), proven readable; never inserted into the rebuilt msdb: SQL Server writes those tables itself and Microsoft says not to INSERT into system tables',
+        ],
+        INSTANCE_METHODS,
+      ),
+    );
   }
   items.push(item('instance-object', `instance-object:mssql:service-master-key:${server}`, 'service master key', loc('service-master-key'), {}, ['encrypts linked-server and credential passwords and master\'s DMK: backed up with BACKUP SERVICE MASTER KEY (password from the secrets store)'], INSTANCE_METHODS));
   for (const c of rows.certificates) {

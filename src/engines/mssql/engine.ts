@@ -24,9 +24,10 @@ import type { CapturedFiles, DatabaseEngine, DiscoverOptions, EngineContext, Pro
 import { parseSidecar, serverJoin, SIDECAR_NAME, testDatabaseName, type SidecarCertificate } from './artifact.ts';
 import { captureHistory, captureInstanceObjects, captureNativeFull, captureVendorJob, parseInstanceObjectId, SCRIPT_ORDER, type CaptureEnv, type KeyArtifact } from './capture.ts';
 import { readInstance, toItems } from './discover.ts';
+import { HISTORY_FILE, judgeBackupHistory } from './history.ts';
 import { fingerprintDatabase } from './fingerprint.ts';
 import { thumbprint } from './parse.ts';
-import { compareScripts, proveScripts } from './instance-proof.ts';
+import { compareScripts, proveScripts, readBackLanded } from './instance-proof.ts';
 import { judgeLandingServer, landingOrder, type LandingServerFacts, type SourceServerFacts } from './landing.ts';
 import {
   checkIntegrity,
@@ -47,6 +48,7 @@ import {
 import { MSSQL_METHODS } from './methods.ts';
 import { MssqlSession, type MssqlConnectionConfig, type StatementLogger } from './session.ts';
 import {
+  backupHistoryEvidenceStatement,
   certificateThumbprintStatement,
   createDatabaseStatement,
   databaseExistsStatement,
@@ -113,6 +115,13 @@ export interface MssqlEngineOptions {
    * under the rebuilt server's default data/log paths, or given folders.
    */
   landingLayout?: 'source' | 'instance-default' | { dataDirectory: string; logDirectory: string };
+  /**
+   * Carry msdb's backup history of the user databases as its own item
+   * (`instance-object:mssql:backup-history:<server>`), as evidence that is
+   * proven readable and reported, never inserted into the rebuilt msdb
+   * (history.ts says why). Default false.
+   */
+  carryBackupHistory?: boolean;
   /** Every statement sent (text and parameter names; secret values as ***). */
   onStatement?: StatementLogger;
   /** Progress and warnings in plain words. */
@@ -177,7 +186,7 @@ export function createMssqlEngine(options: MssqlEngineOptions): DatabaseEngine {
     methods: MSSQL_METHODS,
 
     async discover(ctx: EngineContext, options: DiscoverOptions): Promise<Item[]> {
-      return withSession(o.connection, o, async (s) => toItems(await readInstance(s, ctx.signal), options));
+      return withSession(o.connection, o, async (s) => toItems(await readInstance(s, ctx.signal), options, { carryBackupHistory: o.carryBackupHistory === true }));
     },
 
     async fingerprint(ctx: EngineContext, item: Item): Promise<Fingerprint> {
@@ -209,6 +218,8 @@ export function createMssqlEngine(options: MssqlEngineOptions): DatabaseEngine {
       if (!o.provingGround) {
         throw new RubiconError('ENGINE_FAILED', 'mssql: no proving ground SQL Server is configured', { hint: 'Set provingGround in the mssql engine settings.' });
       }
+      // Backup history is evidence: it is read back here, and the proving ground's SQL Server is not needed for that.
+      if (manifest.format === 'mssql-backup-history') return { checks: [await judgeHistoryFile(manifest, files, 'proof')] };
       const staged = await stage(ctx, o.provingGroundFiles, manifest, files);
       try {
         return await withSession(o.provingGround, o, async (session) => {
@@ -278,6 +289,17 @@ export function createMssqlEngine(options: MssqlEngineOptions): DatabaseEngine {
         if (typeof now?.key_guid !== 'string') return [{ path: item.location, kind: 'deleted' }];
         return now.key_guid.toUpperCase() === k.identity.keyGuid && String(now.modify_date) === k.identity.modifyDate ? [] : [{ path: item.location, kind: 'modified' }];
       }
+      if (manifest.format === 'mssql-backup-history') {
+        // New (or removed) backup sets since the capture: the set GUIDs read again, read-only.
+        const i = manifest.entries.findIndex((e) => basename(e.path) === HISTORY_FILE);
+        if (i < 0 || !files[i]) return undefined;
+        const then = judgeBackupHistory(await readFile(files[i]!, 'utf8'));
+        if (then.setGuids.length === 0 && !then.ok) return undefined;
+        const out = await withSession(o.connection, o, (s) => s.run(backupHistoryEvidenceStatement(), ctx.signal));
+        if (!out.ok) throw new RubiconError('ENGINE_FAILED', `mssql: reading msdb's backup history for drift: ${explain(out.messages)}`);
+        const now = (out.recordsets[2] ?? []).map((r) => String(r.backup_set_uuid ?? '').toUpperCase()).sort();
+        return now.join(',') === then.setGuids.join(',') ? [] : [{ path: HISTORY_FILE, kind: 'modified' }];
+      }
       if (manifest.format !== 'sql-text' || !parseInstanceObjectId(item.id)) return undefined;
       const workDir = join(ctx.workDir, 'mssql-drift');
       await rm(workDir, { recursive: true, force: true });
@@ -305,6 +327,11 @@ export function createMssqlEngine(options: MssqlEngineOptions): DatabaseEngine {
      * Destructive only for what it creates; throws LANDING_FAILED.
      */
     async restore(ctx: EngineContext, item: Item, manifest: Manifest, files: string[]): Promise<void> {
+      if (manifest.format === 'mssql-backup-history') {
+        // Evidence, never replayed: INSERTs into msdb's system tables are not supported (history.ts). Nothing is sent.
+        log('info', `${item.id}: msdb backup history is kept as evidence in the vault (${HISTORY_FILE}); it is not inserted into the rebuilt msdb`);
+        return;
+      }
       const staged = await stage(ctx, o.landingFiles, manifest, files);
       const fail = (m: string, hint?: string): RubiconError => new RubiconError('LANDING_FAILED', `${item.id}: ${m}`, hint ? { hint } : {});
       try {
@@ -441,21 +468,32 @@ export function createMssqlEngine(options: MssqlEngineOptions): DatabaseEngine {
       return [{ ...judgeLandingServer(source, landing), durationMs: Date.now() - t0 }];
     },
 
-    /** After restore() of a database at landing: settings against the source, no orphaned user, smoke queries. Read-only. */
+    /**
+     * After restore() at landing, read-only. A database: settings against the
+     * source, no orphaned user, smoke queries. Instance scripts: the landed
+     * logins and jobs read back and compared property by property
+     * (readBackLanded), the authentication mode.
+     */
     async validateLanding(ctx: EngineContext, item: Item, manifest: Manifest, files: string[]): Promise<ProofCheck[]> {
       if (manifest.format === 'sql-text') {
+        const texts = await Promise.all(manifest.entries.map(async (e, i) => ({ name: basename(e.path), text: files[i] ? await readFile(files[i]!, 'utf8') : '' })));
         // The authentication mode is a registry value read at service start: configuration.sql sets it, a restart applies it.
-        const i = manifest.entries.findIndex((e) => basename(e.path) === 'configuration.sql');
-        const text = i >= 0 && files[i] ? await readFile(files[i]!, 'utf8') : '';
-        const mode = /N'LoginMode', N'REG_DWORD', ([12]);/.exec(text)?.[1];
-        if (!mode) return [];
+        const mode = /N'LoginMode', N'REG_DWORD', ([12]);/.exec(texts.find((t) => t.name === 'configuration.sql')?.text ?? '')?.[1];
+        const readBack = texts.some((t) => t.name === 'logins.sql' || t.name === 'jobs.sql');
+        if (!mode && !readBack) return [];
         return withSession(o.landing ?? o.connection, o, async (s) => {
-          const r = parseRestoreServer((await s.query(targetServerStatement(), 'reading the rebuilt server', ctx.signal))[0] ?? {});
-          const want = mode === '1';
-          const okMode = r.integratedSecurityOnly === want;
-          return [{ name: 'authentication-mode', status: okMode ? 'passed' : 'failed', detail: okMode ? `authentication mode is ${want ? 'Windows only' : 'mixed'}, as on the source` : `authentication mode is ${r.integratedSecurityOnly ? 'Windows only' : 'mixed'} on the rebuilt server, ${want ? 'Windows only' : 'mixed'} on the source: restart the SQL Server service (configuration.sql set LoginMode)`, durationMs: 0 }];
+          // Logins and jobs read back property by property: a script that ran is not yet a landed login or job.
+          const checks = await readBackLanded(s, texts, ctx.signal);
+          if (mode) {
+            const r = parseRestoreServer((await s.query(targetServerStatement(), 'reading the rebuilt server', ctx.signal))[0] ?? {});
+            const want = mode === '1';
+            const okMode = r.integratedSecurityOnly === want;
+            checks.push({ name: 'authentication-mode', status: okMode ? 'passed' : 'failed', detail: okMode ? `authentication mode is ${want ? 'Windows only' : 'mixed'}, as on the source` : `authentication mode is ${r.integratedSecurityOnly ? 'Windows only' : 'mixed'} on the rebuilt server, ${want ? 'Windows only' : 'mixed'} on the source: restart the SQL Server service (configuration.sql set LoginMode)`, durationMs: 0 });
+          }
+          return checks;
         });
       }
+      if (manifest.format === 'mssql-backup-history') return [await judgeHistoryFile(manifest, files, 'landing')];
       if (item.kind !== 'database' || manifest.format !== 'mssql-bak') return [];
       const i = manifest.entries.findIndex((e) => basename(e.path) === SIDECAR_NAME);
       if (i < 0 || !files[i]) return [{ name: 'database-settings', status: 'failed', detail: `the artifact has no ${SIDECAR_NAME}`, durationMs: 0 }];
@@ -481,6 +519,25 @@ export function createMssqlEngine(options: MssqlEngineOptions): DatabaseEngine {
         return checks;
       });
     },
+  };
+}
+
+/**
+ * The backup-history evidence read back from the vault's copy and judged
+ * (history.ts): check `backup-history`, passed when the file is whole; its
+ * detail reports what it holds and that it is evidence, not replayed.
+ */
+async function judgeHistoryFile(manifest: Manifest, files: string[], when: 'proof' | 'landing'): Promise<ProofCheck> {
+  const t0 = Date.now();
+  const i = manifest.entries.findIndex((e) => basename(e.path) === HISTORY_FILE);
+  if (i < 0 || !files[i]) return { name: 'backup-history', status: 'failed', detail: `the artifact has no ${HISTORY_FILE}`, durationMs: 0 };
+  const j = judgeBackupHistory(await readFile(files[i]!, 'utf8'));
+  const what = when === 'proof' ? 'read back from the vault' : 'kept in the vault as evidence; not inserted into the rebuilt msdb (its history starts with this landing)';
+  return {
+    name: 'backup-history',
+    status: j.ok ? 'passed' : 'failed',
+    detail: j.ok ? `${HISTORY_FILE} ${what}: ${j.summary}; every set's media set, media families and files present, set GUIDs unique` : `${HISTORY_FILE} is not whole: ${j.problems.slice(0, 10).join('; ')}`,
+    durationMs: Date.now() - t0,
   };
 }
 

@@ -25,9 +25,9 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import type { DriftChange, Manifest, ProofCheck } from '../../core/types.ts';
-import { jobProperties } from './scripts.ts';
+import { compareProperties, jobProperties, loginProperties, type LoginPropertiesFile } from './scripts.ts';
 import { formatMessages, type MssqlSession, type SqlParam, type SqlRow, type SqlStatement } from './session.ts';
-import { jobSchedulesStatement, jobsStatement, jobStepsStatement } from './sql.ts';
+import { jobSchedulesStatement, jobsStatement, jobStepsStatement, loginsStatement, serverPermissionsStatement, serverRolesStatement } from './sql.ts';
 
 /**
  * Compares the job properties read back on the proving ground with the
@@ -49,6 +49,17 @@ export function compareJobProperties(expected: Record<string, Record<string, str
   return out;
 }
 
+/**
+ * The scripted jobs (guard lines of jobs.sql) against jobs.json and what
+ * was read back: a scripted job jobs.json holds no properties for is a
+ * difference too (it could only be proven by name). Pure.
+ */
+export function jobDifferences(jobNames: string[], expected: Record<string, Record<string, string>>, actual: Record<string, Record<string, string>>, when: string): string[] {
+  const unknown = jobNames.filter((j) => !expected[j]).map((j) => `job ${j}: scripted, but jobs.json holds no properties for it`);
+  const diff = compareJobProperties(Object.fromEntries(Object.entries(expected).filter(([j]) => jobNames.includes(j))), actual).map((d) => d.replace(': not found after the script ran', `: not found ${when}`));
+  return [...unknown, ...diff];
+}
+
 export type ScriptedKind = 'login' | 'server-role' | 'job' | 'operator' | 'alert' | 'mail-profile';
 
 export interface ScriptedObject {
@@ -63,7 +74,7 @@ export const PROOF_MARK = '/* rubicon: instance-objects proof */';
 const TRANSACTIONAL: Record<string, ScriptedKind> = { 'logins.sql': 'login', 'operators.sql': 'operator', 'database-mail.sql': 'mail-profile', 'jobs.sql': 'job', 'alerts.sql': 'alert' };
 
 /** Data files of an artifact that are read by the proof, never run. */
-const DATA_FILES = new Set(['jobs.json']);
+const DATA_FILES = new Set(['jobs.json', 'logins.json']);
 
 /** Why a script is not run on the proving ground. */
 const NOT_RUN: Record<string, string> = {
@@ -193,7 +204,16 @@ export async function proveScripts(session: MssqlSession, local: Map<string, str
   const jobsJson = texts.find((t) => t.name === 'jobs.json');
   const expectedJobs = jobsJson ? ((JSON.parse(jobsJson.text) as { jobs?: Record<string, Record<string, string>> }).jobs ?? {}) : undefined;
   const jobNames = [...new Set(objects.filter((o) => o.kind === 'job').map((o) => o.name))];
-  const readBack = expectedJobs && jobNames.length > 0 ? [jobsStatement(jobNames), jobStepsStatement(jobNames), jobSchedulesStatement(jobNames)] : [];
+  const jobReads = expectedJobs && jobNames.length > 0 ? [jobsStatement(jobNames), jobStepsStatement(jobNames), jobSchedulesStatement(jobNames)] : [];
+  // The logins and server roles logins.json names, read back inside the transaction with the queries landing uses (after the job reads).
+  const hasLogins = runnable.some((t) => t.name === 'logins.sql');
+  const loginsJson = texts.find((t) => t.name === 'logins.json');
+  const loginFile = loginsJson ? (JSON.parse(loginsJson.text) as Partial<LoginPropertiesFile>) : undefined;
+  const expectedLogins = loginFile?.format === 'mssql-login-properties' && loginFile.principals ? loginFile.principals : undefined;
+  const loginNames = Object.keys(expectedLogins ?? {}).filter((k) => k.startsWith('login ')).map((k) => k.slice('login '.length));
+  const loginRoles = Object.keys(expectedLogins ?? {}).some((k) => k.startsWith('server role '));
+  const loginReads = hasLogins && expectedLogins && (loginNames.length > 0 || loginRoles) ? [loginsStatement(loginNames, 'readlogin'), serverPermissionsStatement(), ...(loginRoles ? [serverRolesStatement()] : [])] : [];
+  const readBack = [...jobReads, ...loginReads];
   const presence = presenceStatement(objects);
   const present = async (): Promise<Set<string>> => new Set(presence ? (await session.query(presence, 'looking up the scripted objects', signal)).map(key) : []);
 
@@ -226,7 +246,7 @@ export async function proveScripts(session: MssqlSession, local: Map<string, str
       );
       if (expectedJobs && jobNames.length > 0) {
         const actual = jobProperties((sets[1] ?? []) as SqlRow[], (sets[2] ?? []) as SqlRow[], (sets[3] ?? []) as SqlRow[]);
-        const diff = compareJobProperties(Object.fromEntries(Object.entries(expectedJobs).filter(([j]) => jobNames.includes(j))), actual);
+        const diff = jobDifferences(jobNames, expectedJobs, actual, 'after the script ran');
         const count = Object.values(expectedJobs).reduce((n, p) => n + Object.keys(p).length, 0);
         checks.push(
           diff.length
@@ -235,6 +255,21 @@ export async function proveScripts(session: MssqlSession, local: Map<string, str
         );
       } else if (jobNames.length > 0) {
         checks.push({ name: 'job-properties', status: 'failed', detail: 'the artifact has no jobs.json (captured by an earlier Rubicon): job properties cannot be proven, only names', durationMs: 0 });
+      }
+      if (hasLogins) {
+        if (!expectedLogins) {
+          checks.push({ name: 'login-properties', status: 'failed', detail: 'the artifact has no logins.json (captured by an earlier Rubicon): login properties cannot be proven, only names', durationMs: 0 });
+        } else {
+          const ls = sets.slice(1 + jobReads.length) as SqlRow[][];
+          const guarded = objects.filter((o) => o.kind === 'login' || o.kind === 'server-role').map((o) => `${o.kind === 'login' ? 'login' : 'server role'} ${o.name}`);
+          const unknown = guarded.filter((k) => !expectedLogins[k]).map((k) => `${k}: scripted, but logins.json holds no properties for it`);
+          const diff = loginReads.length ? [...unknown, ...compareProperties(expectedLogins, loginProperties(ls[0] ?? [], ls[1] ?? [], loginRoles ? (ls[2] ?? []) : [], loginFile?.machineName ?? ''), 'expected')] : unknown;
+          checks.push(
+            diff.length
+              ? { name: 'login-properties', status: 'failed', detail: `read back inside the transaction, the logins differ from the captured ones: ${listed(diff)}`, durationMs: 0 }
+              : { name: 'login-properties', status: 'passed', detail: `every captured property (SID, type, default database and language, disabled, policy, password hash, server roles, CONNECT SQL, server permissions) read back equal for ${loginNames.length} login(s)${loginRoles ? ' and the user-defined server roles' : ''}`, durationMs: 0 },
+          );
+        }
       }
     }
   } finally {
@@ -256,6 +291,89 @@ export async function proveScripts(session: MssqlSession, local: Map<string, str
       cleanup = { name: 'cleanup', status: 'failed', detail: `could not confirm the rollback: ${(e as Error).message}`, durationMs: Date.now() - c0 };
     }
     checks.push(cleanup);
+  }
+  return checks;
+}
+
+const MAX_SHOWN = 20;
+const listed = (diff: string[]): string => `${diff.slice(0, MAX_SHOWN).join('; ')}${diff.length > MAX_SHOWN ? `; … and ${diff.length - MAX_SHOWN} more` : ''}`;
+
+/**
+ * After an instance-objects artifact landed (its scripts ran on the rebuilt
+ * server): every login and user-defined server role logins.sql made, and
+ * every job jobs.sql made, read back from the rebuilt server with the
+ * queries capture used, and each property compared with logins.json /
+ * jobs.json. Checks `login-properties` (SID, type, default database and
+ * language, disabled, policy flags, password hash, server roles, CONNECT
+ * SQL, server permissions; roles' members and permissions) and
+ * `job-properties` (steps and their flow, retries, output files, proxies,
+ * schedules, notifications, start step, owner, …). A difference fails the
+ * check naming the principal or job and the property; a script whose data
+ * file is missing (an artifact of an earlier Rubicon) fails it too: a
+ * script that ran is not a landed object. Read-only. `files`: the
+ * artifact's files by name.
+ */
+export async function readBackLanded(session: MssqlSession, files: { name: string; text: string }[], signal?: AbortSignal): Promise<ProofCheck[]> {
+  const checks: ProofCheck[] = [];
+  const text = (n: string): string | undefined => files.find((f) => f.name === n)?.text;
+  const loginsSql = text('logins.sql');
+  if (loginsSql !== undefined) {
+    const t0 = Date.now();
+    const json = text('logins.json');
+    if (json === undefined) {
+      checks.push({ name: 'login-properties', status: 'failed', detail: 'the artifact has no logins.json (captured by an earlier Rubicon): the landed logins cannot be compared with the source; capture the item again', durationMs: 0 });
+    } else {
+      const captured = JSON.parse(json) as Partial<LoginPropertiesFile>;
+      const expected = captured.format === 'mssql-login-properties' && captured.principals ? captured.principals : undefined;
+      if (!expected) {
+        checks.push({ name: 'login-properties', status: 'failed', detail: 'logins.json is not a Rubicon login-properties file', durationMs: 0 });
+      } else {
+        const guarded = scriptedObjects(loginsSql).filter((o) => o.kind === 'login' || o.kind === 'server-role').map((o) => `${o.kind === 'login' ? 'login' : 'server role'} ${o.name}`);
+        const unknown = guarded.filter((k) => !expected[k]).map((k) => `${k}: scripted, but logins.json holds no properties for it`);
+        const names = Object.keys(expected).filter((k) => k.startsWith('login ')).map((k) => k.slice('login '.length));
+        const roles = Object.keys(expected).some((k) => k.startsWith('server role '));
+        let diff = unknown;
+        if (names.length > 0 || roles) {
+          const rows = names.length > 0 ? await session.query(loginsStatement(names), 'reading the landed logins back', signal) : [];
+          const permissions = await session.query(serverPermissionsStatement(), 'reading the landed server permissions back', signal);
+          const roleRows = roles ? await session.query(serverRolesStatement(), 'reading the landed server roles back', signal) : [];
+          diff = [...unknown, ...compareProperties(expected, loginProperties(rows, permissions, roleRows, captured.machineName ?? ''), 'expected')];
+        }
+        const count = Object.values(expected).reduce((n, p) => n + Object.keys(p).length, 0);
+        checks.push(
+          diff.length
+            ? { name: 'login-properties', status: 'failed', detail: `read back from the rebuilt server, the logins differ from the captured ones: ${listed(diff)}`, durationMs: Date.now() - t0 }
+            : names.length === 0 && !roles
+              ? { name: 'login-properties', status: 'passed', detail: 'logins.sql creates no login or server role (nothing of the kind was scripted): nothing to read back', durationMs: Date.now() - t0 }
+              : { name: 'login-properties', status: 'passed', detail: `every captured property (${count}: SID, type, default database and language, disabled, policy, password hash, server roles, CONNECT SQL, server permissions) read back equal for ${names.length} login(s)${roles ? ' and the user-defined server roles' : ''}`, durationMs: Date.now() - t0 },
+        );
+      }
+    }
+  }
+  const jobsSql = text('jobs.sql');
+  if (jobsSql !== undefined) {
+    const t0 = Date.now();
+    const json = text('jobs.json');
+    const jobNames = [...new Set(scriptedObjects(jobsSql).filter((o) => o.kind === 'job').map((o) => o.name))];
+    if (json === undefined) {
+      checks.push({ name: 'job-properties', status: 'failed', detail: 'the artifact has no jobs.json (captured by an earlier Rubicon): the landed jobs cannot be compared with the source; capture the item again', durationMs: 0 });
+    } else {
+      const expected = (JSON.parse(json) as { jobs?: Record<string, Record<string, string>> }).jobs ?? {};
+      const all = [...new Set([...jobNames, ...Object.keys(expected)])];
+      let diff: string[] = [];
+      if (all.length > 0) {
+        const jobs = await session.query(jobsStatement(all), 'reading the landed jobs back', signal);
+        const steps = await session.query(jobStepsStatement(all), 'reading the landed job steps back', signal);
+        const schedules = await session.query(jobSchedulesStatement(all), 'reading the landed job schedules back', signal);
+        diff = jobDifferences(all, expected, jobProperties(jobs, steps, schedules), 'on the rebuilt server');
+      }
+      const count = Object.values(expected).reduce((n, p) => n + Object.keys(p).length, 0);
+      checks.push(
+        diff.length
+          ? { name: 'job-properties', status: 'failed', detail: `read back from the rebuilt server, the jobs differ from the captured ones: ${listed(diff)}`, durationMs: Date.now() - t0 }
+          : { name: 'job-properties', status: 'passed', detail: `every captured property (${count}: steps, flow, retries, output files, proxies, notifications, schedules, start step, owner) read back equal for ${all.length} job(s)`, durationMs: Date.now() - t0 },
+      );
+    }
   }
   return checks;
 }

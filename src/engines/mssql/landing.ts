@@ -14,11 +14,18 @@
  *    that need no database, then databases, then SQL Agent (jobs, alerts,
  *    proxies), which name databases and operators; each through
  *    `engine.restore(ctx, item, manifest, files)` (throws LANDING_FAILED).
+ *    Jobs after databases: sp_add_jobstep's @database_name is "the database
+ *    in which to execute a Transact-SQL step" and SMO's JobStep.DatabaseName
+ *    "specifies the name of an existing database" (learn.microsoft.com);
+ *    dbatools' Copy-DbaAgentJob skips a job whose step databases, owner
+ *    login, proxies or operators the destination lacks (docs/mssql.md).
  * 3. Validation: `engine.validateLanding(ctx, item)` → ProofCheck[] for a
  *    landed database (CHECKDB already ran in restore): settings against the
  *    source (compatibility level, collation, owner, TRUSTWORTHY), no
  *    orphaned user, the runbook's smoke queries; then the orchestrator
- *    compares engine.fingerprint with the proof's fingerprint.
+ *    compares engine.fingerprint with the proof's fingerprint. For landed
+ *    instance scripts: logins and jobs read back property by property
+ *    (readBackLanded, instance-proof.ts).
  */
 import type { Item, ProofCheck } from '../../core/types.ts';
 import { canRestoreOnto, editionRank, EXPRESS_DATA_LIMIT_BYTES, formatVersion, parseVersion, productName, type SqlVersion } from './parse.ts';
@@ -41,6 +48,7 @@ export function landingRank(item: Item): number {
   if (kind === 'instance') return 9.5;
   if (kind === 'startup-procedure' || kind === 'trace-flags') return 10;
   if (kind === 'system-database') return 11;
+  // backup-history (evidence only, nothing is sent) falls through to the end.
   return 12;
 }
 

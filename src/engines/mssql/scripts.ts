@@ -18,6 +18,7 @@
  *   NULL`, `IF NOT EXISTS (SELECT 1 FROM msdb.dbo.sysjobs|sysoperators WHERE
  *   name = N'…')`): the proof reads the object names from these lines.
  */
+import { createHash } from 'node:crypto';
 import { quoteIdentifier, sqlBinaryLiteral, sqlStringLiteral } from './quote.ts';
 import type { SqlRow } from './session.ts';
 
@@ -138,6 +139,120 @@ export function scriptLogins(rows: SqlRow[], server: string, machineName?: strin
   const perms = (extra.permissions ?? []).filter((p) => created.has(s(p.grantee)) && !(s(p.permission_name).trim() === 'CONNECT SQL' && s(p.state).trim() === 'G'));
   const lines = perms.map(permissionLine).filter((l): l is string => l !== null);
   if (lines.length) out += `-- server permissions (CONNECT SQL is granted by CREATE LOGIN; a DENY is kept)\n${lines.join('\n')}\n`;
+  return out;
+}
+
+/** A SID or hash as `0x…` hex; '' when absent. */
+const hex = (v: unknown): string => (v instanceof Uint8Array ? `0x${Buffer.from(v).toString('hex').toUpperCase()}` : '');
+
+/** One server permission as compared at landing: `GRANT VIEW SERVER STATE`, `DENY IMPERSONATE ON LOGIN::[x]`, `… WITH GRANT OPTION`. */
+function permissionText(p: SqlRow): string | null {
+  const verb = GRANT_STATE[s(p.state).trim()];
+  const perm = s(p.permission_name).trim();
+  if (!verb || !/^[A-Z ]+$/.test(perm)) return null;
+  const on = Number(p.class) === 101 ? ` ON LOGIN::${quoteIdentifier(s(p.securable))}` : Number(p.class) === 100 ? '' : null;
+  if (on === null) return null;
+  return `${verb} ${perm}${on}${s(p.state).trim() === 'W' ? ' WITH GRANT OPTION' : ''}`;
+}
+
+/** What logins.json holds: every property of the scripted logins and user-defined server roles, read back at landing. */
+export interface LoginPropertiesFile {
+  version: 1;
+  format: 'mssql-login-properties';
+  /** The source's machine name: its local Windows accounts get a new SID when the OS is rebuilt, so their SID is not compared. */
+  machineName: string;
+  /** `login <name>` / `server role <name>` → property → value as text. */
+  principals: Record<string, Record<string, string>>;
+}
+
+/**
+ * The properties of the logins and user-defined server roles logins.sql
+ * creates, one flat record per principal (`login <name>`, `server role
+ * <name>`), values as text: type, SID (not for a local account of
+ * `machineName`), default database and language, disabled, policy flags,
+ * the password hash as its SHA-256 (never the hash itself), server role
+ * memberships, CONNECT SQL (GRANT / DENY / none) and the other server
+ * permissions; for a role its members among the scripted principals and its
+ * permissions. The same logins scriptLogins skips are left out. Capture
+ * writes them (logins.json); landing computes them again from the rebuilt
+ * server's rows with the same queries and compares. Pure.
+ */
+export function loginProperties(logins: SqlRow[], permissions: SqlRow[], roles: SqlRow[], machineName = ''): Record<string, Record<string, string>> {
+  const out: Record<string, Record<string, string>> = {};
+  const scripted = new Set<string>();
+  const perms = (grantee: string): { connect: string; others: string } => {
+    const mine = permissions.filter((p) => s(p.grantee) === grantee);
+    const connect = mine.find((p) => Number(p.class) === 100 && s(p.permission_name).trim() === 'CONNECT SQL');
+    const others = mine.filter((p) => !(Number(p.class) === 100 && s(p.permission_name).trim() === 'CONNECT SQL')).map(permissionText).filter((t): t is string => t !== null).sort();
+    return { connect: connect ? (GRANT_STATE[s(connect.state).trim()] ?? 'none') : 'none', others: others.join('; ') };
+  };
+  for (const r of logins) {
+    const name = s(r.name);
+    const sid = bytes(r.sid);
+    const sa = isSa(r);
+    if (!sa && skipLogin(name, sid)) continue;
+    const type = s(r.type_desc);
+    if (type === 'SQL_LOGIN' && !sa && (!bytes(r.password_hash) || !sid)) continue; // not scripted ("recreate by hand")
+    const local = machineName !== '' && name.toUpperCase().startsWith(`${machineName.toUpperCase()}\\`);
+    const hash = bytes(r.password_hash);
+    const p: Record<string, string> = { type };
+    if (!local) p.sid = hex(r.sid);
+    if (!sa) {
+      p['default database'] = s(r.default_database_name) || 'master';
+      if (s(r.default_language_name)) p['default language'] = s(r.default_language_name);
+    }
+    p.disabled = r.is_disabled ? 'yes' : 'no';
+    if (type === 'SQL_LOGIN') {
+      if (!sa) {
+        p['check policy'] = r.is_policy_checked ? 'on' : 'off';
+        p['check expiration'] = r.is_expiration_checked ? 'on' : 'off';
+      }
+      p['password hash'] = hash ? createHash('sha256').update(hash).digest('hex') : '';
+    }
+    p['server roles'] = s(r.server_roles).split(',').filter(Boolean).sort().join(', ');
+    const { connect, others } = perms(name);
+    p['CONNECT SQL'] = connect;
+    p['server permissions'] = others;
+    out[`login ${name}`] = p;
+    scripted.add(name);
+  }
+  for (const r of roles) scripted.add(s(r.name));
+  for (const r of roles) {
+    const name = s(r.name);
+    out[`server role ${name}`] = {
+      members: s(r.members).split(',').filter((m) => m && scripted.has(m)).sort().join(', '),
+      'server permissions': perms(name).others,
+    };
+  }
+  return out;
+}
+
+/** Properties whose value is never shown in a message (only "differs"). */
+const HIDDEN = (key: string): boolean => key === 'password hash' || key.endsWith('command');
+
+/**
+ * Captured properties against the ones read back (logins and server roles,
+ * or jobs): one sentence per difference, naming the principal or job and the
+ * property; a hidden property (password hash, a step's command) is only
+ * said to differ. `keys`: `union` also reports a property only the rebuilt
+ * server has; `expected` compares the captured properties only (a login
+ * captured without a default language gets the server's, which is not a
+ * difference). Pure.
+ */
+export function compareProperties(expected: Record<string, Record<string, string>>, actual: Record<string, Record<string, string>>, keys: 'union' | 'expected' = 'union'): string[] {
+  const out: string[] = [];
+  for (const [who, props] of Object.entries(expected)) {
+    const got = actual[who];
+    if (!got) {
+      out.push(`${who}: not found on the rebuilt server`);
+      continue;
+    }
+    for (const k of [...new Set([...Object.keys(props), ...(keys === 'union' ? Object.keys(got) : [])])].sort()) {
+      const want = props[k] ?? '(absent)';
+      const have = got[k] ?? '(absent)';
+      if (want !== have) out.push(HIDDEN(k) ? `${who}: ${k} differs from the captured one` : `${who}: ${k} is ${JSON.stringify(have)}, captured ${JSON.stringify(want)}`);
+    }
+  }
   return out;
 }
 

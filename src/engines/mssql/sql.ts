@@ -78,8 +78,12 @@ ORDER BY d.name;`,
  * Logins with SID, password hash, defaults, policy flags and server roles.
  * Server roles are aggregated with FOR XML PATH, ordered by name (STRING_AGG
  * needs SQL Server 2017; 2016 must be read too), so the script is deterministic.
+ * `names` limits the rows (landing and the proof read the scripted logins
+ * back with the same columns, instance-proof.ts); `prefix` names their
+ * parameters (the proof's batch also holds the presence query's @login1…).
  */
-export function loginsStatement(): SqlStatement {
+export function loginsStatement(names?: string[], prefix = 'login'): SqlStatement {
+  const f = inNames('sp.name', prefix, names);
   return {
     text: `SELECT
   sp.name,
@@ -94,9 +98,9 @@ export function loginsStatement(): SqlStatement {
   STUFF((SELECT N',' + r.name FROM sys.server_role_members AS rm JOIN sys.server_principals AS r ON r.principal_id = rm.role_principal_id WHERE rm.member_principal_id = sp.principal_id ORDER BY r.name FOR XML PATH(''), TYPE).value('.', 'nvarchar(max)'), 1, 1, N'') AS server_roles
 FROM sys.server_principals AS sp
 LEFT JOIN sys.sql_logins AS sl ON sl.principal_id = sp.principal_id
-WHERE sp.type IN ('S', 'U', 'G') AND sp.name NOT LIKE N'##%'
+WHERE sp.type IN ('S', 'U', 'G') AND sp.name NOT LIKE N'##%'${f.where}
 ORDER BY sp.name;`,
-    params: [],
+    params: f.params,
   };
 }
 
@@ -752,6 +756,55 @@ JOIN msdb.dbo.backupmediafamily AS bmf ON bmf.media_set_id = bs.media_set_id
 WHERE bs.database_name = @database AND bmf.mirror = 0
 ORDER BY bs.last_lsn DESC, bmf.family_sequence_number;`,
     params: [nv('database', database)],
+  };
+}
+
+/**
+ * msdb's backup history of the instance's user databases, as evidence
+ * (engines.mssql.carryBackupHistory): four result sets, each in a fixed
+ * order, with the documented columns of backupmediaset, backupmediafamily
+ * (mirror rows included: they are history too), backupset and backupfile
+ * (learn.microsoft.com/sql/relational-databases/system-tables/backupset-transact-sql
+ * and its sibling pages). The rows are those Get-DbaDbBackupHistory reads
+ * (dbatools joins backupmediafamily ⋈ backupmediaset ⋈ backupset on
+ * media_set_id), limited to databases that exist now (database_id > 4).
+ * LSNs and GUIDs as text (numeric(25,0) does not fit a double), dates as
+ * the server wrote them (style 126, the server's local time). Read-only.
+ */
+export function backupHistoryEvidenceStatement(): SqlStatement {
+  const mine = `bs.database_name IN (SELECT d.name FROM sys.databases AS d WHERE d.database_id > 4)`;
+  return {
+    text: `SELECT ms.media_set_id, CAST(ms.media_uuid AS nvarchar(36)) AS media_uuid, ms.media_family_count, ms.name, ms.description, ms.software_name,
+  ms.software_vendor_id, ms.MTF_major_version, ms.mirror_count, CAST(ms.is_password_protected AS int) AS is_password_protected,
+  CAST(ms.is_compressed AS int) AS is_compressed, CAST(ms.is_encrypted AS int) AS is_encrypted
+FROM msdb.dbo.backupmediaset AS ms
+WHERE ms.media_set_id IN (SELECT bs.media_set_id FROM msdb.dbo.backupset AS bs WHERE ${mine})
+ORDER BY ms.media_set_id;
+SELECT mf.media_set_id, mf.family_sequence_number, mf.mirror, CAST(mf.media_family_id AS nvarchar(36)) AS media_family_id, mf.media_count,
+  mf.logical_device_name, mf.physical_device_name, mf.device_type, mf.physical_block_size
+FROM msdb.dbo.backupmediafamily AS mf
+WHERE mf.media_set_id IN (SELECT bs.media_set_id FROM msdb.dbo.backupset AS bs WHERE ${mine})
+ORDER BY mf.media_set_id, mf.family_sequence_number, mf.mirror;
+SELECT bs.backup_set_id, CAST(bs.backup_set_uuid AS nvarchar(36)) AS backup_set_uuid, bs.media_set_id, bs.position, bs.name, bs.description, bs.user_name,
+  bs.software_major_version, bs.software_minor_version, bs.software_build_version,
+  CONVERT(nvarchar(23), bs.backup_start_date, 126) AS backup_start_date, CONVERT(nvarchar(23), bs.backup_finish_date, 126) AS backup_finish_date,
+  bs.type, bs.database_name, bs.server_name, bs.machine_name, bs.recovery_model, bs.compatibility_level, bs.collation_name,
+  CAST(bs.first_lsn AS nvarchar(30)) AS first_lsn, CAST(bs.last_lsn AS nvarchar(30)) AS last_lsn,
+  CAST(bs.checkpoint_lsn AS nvarchar(30)) AS checkpoint_lsn, CAST(bs.database_backup_lsn AS nvarchar(30)) AS database_backup_lsn,
+  CAST(bs.database_guid AS nvarchar(36)) AS database_guid, CAST(bs.family_guid AS nvarchar(36)) AS family_guid,
+  CAST(bs.last_recovery_fork_guid AS nvarchar(36)) AS last_recovery_fork_guid,
+  CAST(bs.is_copy_only AS int) AS is_copy_only, CAST(bs.has_backup_checksums AS int) AS has_backup_checksums, CAST(bs.is_damaged AS int) AS is_damaged,
+  CAST(bs.backup_size AS nvarchar(30)) AS backup_size, CAST(bs.compressed_backup_size AS nvarchar(30)) AS compressed_backup_size,
+  CONVERT(nvarchar(130), bs.encryptor_thumbprint, 1) AS encryptor_thumbprint, bs.encryptor_type, bs.key_algorithm
+FROM msdb.dbo.backupset AS bs
+WHERE ${mine}
+ORDER BY bs.backup_set_id;
+SELECT bf.backup_set_id, bf.file_number, bf.file_type, bf.logical_name, bf.physical_name, bf.filegroup_name, bf.state_desc,
+  CAST(bf.file_size AS nvarchar(30)) AS file_size, CAST(bf.backup_size AS nvarchar(30)) AS backup_size, CAST(bf.is_present AS int) AS is_present
+FROM msdb.dbo.backupfile AS bf
+WHERE bf.backup_set_id IN (SELECT bs.backup_set_id FROM msdb.dbo.backupset AS bs WHERE ${mine})
+ORDER BY bf.backup_set_id, bf.file_number;`,
+    params: [],
   };
 }
 

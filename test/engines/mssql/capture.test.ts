@@ -4,6 +4,7 @@
  * endpoint's BACKUP replies also write the file into the test host's
  * folder, as SQL Server writes it to its disk.
  */
+import { createHash } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -372,7 +373,7 @@ describe('instance-objects', () => {
     // every other kind of object: none on this instance
     t.server.on(() => true, ok);
     const c = await engine().capture(ctx, { ...dbItem(), id: 'instance-object:mssql:instance:EHR-SQL01', kind: 'instance-object', name: 'EHR-SQL01' }, 'instance-objects', {});
-    expect(c.files.map((f) => f.name)).toEqual(['logins.sql', 'operators.sql', 'database-mail.sql', 'proxies.sql', 'jobs.sql', 'jobs.json', 'alerts.sql', 'linked-servers.sql', 'credentials.sql', 'endpoints.sql', 'configuration.sql', 'startup.sql']);
+    expect(c.files.map((f) => f.name)).toEqual(['logins.sql', 'logins.json', 'operators.sql', 'database-mail.sql', 'proxies.sql', 'jobs.sql', 'jobs.json', 'alerts.sql', 'linked-servers.sql', 'credentials.sql', 'endpoints.sql', 'configuration.sql', 'startup.sql']);
     const logins = await readFile(c.files.find((f) => f.name === 'logins.sql')!.path, 'utf8');
     expect(logins).toContain(
       `CREATE LOGIN [ehr_app'user] WITH PASSWORD = 0x${hash.toString('hex').toUpperCase()} HASHED, SID = 0x5A1F0C2D3E4B5A69788796A5B4C3D2E1, DEFAULT_DATABASE = [EHR], DEFAULT_LANGUAGE = [British], CHECK_POLICY = ON, CHECK_EXPIRATION = OFF;`,
@@ -398,6 +399,20 @@ describe('instance-objects', () => {
     expect(logins).toContain('ALTER LOGIN [EHR-SQL01\\svc_interface] DISABLE;');
     expect(logins).toContain(`ELSE IF SUSER_SID(N'EXAMPLE\\ehr-admins') <> 0x0105000007`);
     expect(logins).not.toMatch(/PASSWORD = N'/);
+    // logins.json: every property landing reads back; the hash only as its SHA-256; a local account's SID is not compared
+    const props = JSON.parse(await readFile(c.files.find((f) => f.name === 'logins.json')!.path, 'utf8'));
+    expect(props).toMatchObject({ version: 1, format: 'mssql-login-properties', machineName: expect.any(String) });
+    expect(props.principals["login ehr_app'user"]).toEqual({
+      type: 'SQL_LOGIN', sid: '0x5A1F0C2D3E4B5A69788796A5B4C3D2E1', 'default database': 'EHR', 'default language': 'British', disabled: 'no',
+      'check policy': 'on', 'check expiration': 'off', 'password hash': createHash('sha256').update(hash).digest('hex'),
+      'server roles': 'dbcreator', 'CONNECT SQL': 'GRANT', 'server permissions': 'GRANT VIEW SERVER STATE',
+    });
+    expect(props.principals['login dba_sa']).toMatchObject({ sid: '0x01', disabled: 'yes' });
+    expect(props.principals['login dba_sa']['default database']).toBeUndefined();
+    expect(props.principals['login EHR-SQL01\\svc_interface']).toMatchObject({ type: 'WINDOWS_LOGIN', 'CONNECT SQL': 'DENY', disabled: 'yes' });
+    expect(props.principals['login EHR-SQL01\\svc_interface'].sid).toBeUndefined();
+    expect(props.principals['server role ehr_readers']).toEqual({ members: "EXAMPLE\\ehr-admins, ehr_app'user", 'server permissions': "GRANT IMPERSONATE ON LOGIN::[ehr_app'user] WITH GRANT OPTION" });
+    expect(JSON.stringify(props)).not.toContain(hash.toString('hex').toUpperCase());
     // 2016 has no STRING_AGG: roles are aggregated with FOR XML PATH
     expect(t.server.find(/FROM sys\.server_principals AS sp/)[0]?.sql).toContain("FOR XML PATH(''), TYPE).value('.', 'nvarchar(max)')");
     expect(t.server.statements().join('\n')).not.toContain('STRING_AGG');

@@ -16,6 +16,7 @@ import { createMssqlEngine } from '../../../src/engines/mssql/engine.ts';
 import { PROOF_MARK, scriptedObjects } from '../../../src/engines/mssql/instance-proof.ts';
 import { lazyMssqlEngine } from '../../../src/engines/mssql/lazy.ts';
 import { scriptLogins } from '../../../src/engines/mssql/scripts.ts';
+import { loginsStatement, serverPermissionsStatement } from '../../../src/engines/mssql/sql.ts';
 import type { TdsReply, TdsRequest } from '../../tds/server.ts';
 import { JOB_COLS, JOB_ROW, one, ok, rs, SCHEDULE_COLS, SCHEDULE_ROW, scripted, serverInfoReply, STEP_COLS, STEP_ROWS, tempHost, type Scripted } from './fixtures.ts';
 
@@ -110,7 +111,7 @@ async function captured(item: Item): Promise<{ artifact: Artifact; manifest: Man
  * (unless `fail` says otherwise) and rolls back; the leftover rollback
  * reports @@TRANCOUNT.
  */
-function scriptProvingGround(o: { existing?: string[]; fail?: TdsReply; leaveOpen?: boolean; notCreated?: string[]; schedules?: Record<string, unknown>[] } = {}): { committed: Set<string> } {
+function scriptProvingGround(o: { existing?: string[]; fail?: TdsReply; leaveOpen?: boolean; notCreated?: string[]; schedules?: Record<string, unknown>[]; login?: Record<string, unknown> } = {}): { committed: Set<string> } {
   const committed = new Set(o.existing ?? []);
   let open = false;
   const presence = (req: TdsRequest, have: Set<string>): TdsReply => {
@@ -126,18 +127,24 @@ function scriptProvingGround(o: { existing?: string[]; fail?: TdsReply; leaveOpe
     for (const x of scriptedObjects(req.sql)) if (!o.notCreated?.includes(`${x.kind}:${x.name}`)) inTx.add(`${x.kind}:${x.name}`);
     open = o.leaveOpen === true;
     const p = /UNION ALL|WHERE name IN/.test(req.sql) ? presence(req, inTx) : ok;
-    if (!req.sql.includes('FROM msdb.dbo.sysjobschedules')) return p;
-    // The job read-back inside the transaction: what the scripted sp_add_job* created (here: the target's rows, unless a test changes them).
-    const jobs = [...inTx].filter((k) => k.startsWith('job:')).map((k) => k.slice(4));
-    const mine = <T extends Record<string, unknown>>(rows: T[], key: string): T[] => rows.filter((r) => jobs.includes(String(r[key])));
-    return {
-      resultSets: [
-        ...(p.resultSets ?? []),
+    const sets = [...(p.resultSets ?? [])];
+    if (req.sql.includes('FROM msdb.dbo.sysjobschedules')) {
+      // The job read-back inside the transaction: what the scripted sp_add_job* created (here: the target's rows, unless a test changes them).
+      const jobs = [...inTx].filter((k) => k.startsWith('job:')).map((k) => k.slice(4));
+      const mine = <T extends Record<string, unknown>>(rows: T[], key: string): T[] => rows.filter((r) => jobs.includes(String(r[key])));
+      sets.push(
         rs(JOB_COLS, mine([{ ...JOB_ROW, owner_name: 'sa', notify_email_operator_name: null, notify_level_email: 0 }], 'name')),
         rs(STEP_COLS, mine(STEP_ROWS, 'job_name')),
         rs(SCHEDULE_COLS, mine(o.schedules ?? [SCHEDULE_ROW], 'job_name')),
-      ],
-    };
+      );
+    }
+    if (req.sql.includes('AND sp.name IN (@readlogin1')) {
+      // The login read-back after the job reads: what CREATE LOGIN made (the target's row, unless a test changes it), its permissions, no roles.
+      const made = inTx.has('login:ehr_app') ? [{ name: 'ehr_app', type_desc: 'SQL_LOGIN', sid: SID, password_hash: HASH, default_database_name: 'EHR', is_disabled: 0, is_policy_checked: 1, is_expiration_checked: 0, server_roles: 'dbcreator', ...o.login }] : [];
+      sets.push(rs(loginCols, made), rs([['grantee', 'nvarchar'], ['class', 'int'], ['permission_name', 'nvarchar'], ['state', 'nvarchar'], ['securable', 'nvarchar']], []));
+      if (req.sql.includes("WHERE r.type = 'R'")) sets.push(rs([['name', 'nvarchar'], ['owner_name', 'nvarchar'], ['members', 'nvarchar']], []));
+    }
+    return sets.length === (p.resultSets ?? []).length ? p : { resultSets: sets };
   });
   pg.server.on((r) => r.sql.startsWith(`${PROOF_MARK}\nIF @@TRANCOUNT > 0`), () => one(rs([['open_transactions', 'int']], [{ open_transactions: open ? 1 : 0 }])));
   pg.server.on((r) => r.sql.startsWith(`${PROOF_MARK}\nSELECT N'`), (req) => presence(req, committed));
@@ -157,14 +164,14 @@ describe('proving instance-object scripts on the proving ground', () => {
     const sent = pg.server.statements();
     expect(sent).toEqual([
       `${PROOF_MARK}\n${lookup}`,
-      `${PROOF_MARK}\nSET XACT_ABORT ON;\nBEGIN TRANSACTION;\n${script};\n${lookup}\nROLLBACK TRANSACTION;`,
+      `${PROOF_MARK}\nSET XACT_ABORT ON;\nBEGIN TRANSACTION;\n${script};\n${lookup}\n${loginsStatement(['ehr_app'], 'readlogin').text}\n${serverPermissionsStatement().text}\nROLLBACK TRANSACTION;`,
       `${PROOF_MARK}\nIF @@TRANCOUNT > 0 ROLLBACK TRANSACTION;\nSELECT @@TRANCOUNT AS open_transactions;`,
       `${PROOF_MARK}\n${lookup}`,
     ]);
-    expect(pg.server.find(/BEGIN TRANSACTION/)[0]?.params).toEqual({ login1: 'ehr_app' });
+    expect(pg.server.find(/BEGIN TRANSACTION/)[0]?.params).toEqual({ login1: 'ehr_app', readlogin1: 'ehr_app' });
     // The script is the captured one: the login keeps its SID and hash.
     expect(script).toContain(`CREATE LOGIN [ehr_app] WITH PASSWORD = 0x${HASH.toString('hex').toUpperCase()} HASHED, SID = 0x5A1F0C2D3E4B5A69788796A5B4C3D2E1`);
-    expect(statuses(r.checks)).toEqual(['copy-read:passed', 'restore:passed', 'objects:passed', 'cleanup:passed']);
+    expect(statuses(r.checks)).toEqual(['copy-read:passed', 'restore:passed', 'objects:passed', 'login-properties:passed', 'cleanup:passed']);
     // Nothing reached the target during the proof beyond the capture's own reads.
     expect(target.server.find(/BEGIN TRANSACTION|CREATE LOGIN/)).toEqual([]);
   });
@@ -177,7 +184,7 @@ describe('proving instance-object scripts on the proving ground', () => {
     const { committed } = scriptProvingGround();
     const lr = await e.prove(ctx, login.artifact, login.manifest, login.files);
     const jr = await e.prove(ctx, job.artifact, job.manifest, job.files);
-    expect(statuses(lr.checks)).toEqual(['copy-read:passed', 'restore:passed', 'objects:passed', 'cleanup:passed']);
+    expect(statuses(lr.checks)).toEqual(['copy-read:passed', 'restore:passed', 'objects:passed', 'login-properties:passed', 'cleanup:passed']);
     expect(statuses(jr.checks)).toEqual(['copy-read:passed', 'restore:passed', 'objects:passed', 'job-properties:passed', 'cleanup:passed']);
     expect(jr.checks.find((c) => c.name === 'job-properties')?.detail).toMatch(/every captured property \(\d+: steps, flow, retries/);
     expect(lr.checks.find((c) => c.name === 'objects')?.detail).toContain('login ehr_app');
@@ -195,7 +202,7 @@ describe('proving instance-object scripts on the proving ground', () => {
     const { artifact, manifest, files } = await captured(objectItem('login', 'ehr_app'));
     scriptProvingGround({ notCreated: ['login:ehr_app'], leaveOpen: true });
     const r = await engine().prove(ctx, artifact, manifest, files);
-    expect(statuses(r.checks)).toEqual(['copy-read:passed', 'restore:passed', 'objects:failed', 'cleanup:failed']);
+    expect(statuses(r.checks)).toEqual(['copy-read:passed', 'restore:passed', 'objects:failed', 'login-properties:failed', 'cleanup:failed']);
     expect(r.checks.find((c) => c.name === 'objects')?.detail).toContain('not there afterwards: login ehr_app');
     expect(r.checks.find((c) => c.name === 'cleanup')?.detail).toContain('@@TRANCOUNT is 1');
   });
@@ -217,7 +224,7 @@ describe('proving instance-object scripts on the proving ground', () => {
     const { artifact, manifest, files } = await captured(objectItem('login', 'ehr_app'));
     scriptProvingGround({ existing: ['login:ehr_app'] });
     const r = await engine().prove(ctx, artifact, manifest, files);
-    expect(statuses(r.checks)).toEqual(['copy-read:passed', 'restore:passed', 'objects:passed', 'cleanup:passed']);
+    expect(statuses(r.checks)).toEqual(['copy-read:passed', 'restore:passed', 'objects:passed', 'login-properties:passed', 'cleanup:passed']);
     expect(r.checks.find((c) => c.name === 'objects')?.detail).toContain('already on the proving ground before the proof, so the script did not re-create them: login ehr_app');
   });
 
@@ -237,13 +244,25 @@ describe('proving instance-object scripts on the proving ground', () => {
     const { artifact, manifest, files } = await captured(objectItem('instance', 'EHR-SQL01'));
     scriptProvingGround();
     const r = await engine().prove(ctx, artifact, manifest, files);
-    expect(statuses(r.checks)).toEqual(['copy-read:passed', ...Array(6).fill('restore:skipped'), 'restore:passed', 'objects:passed', 'job-properties:passed', 'cleanup:passed']);
+    expect(statuses(r.checks)).toEqual(['copy-read:passed', ...Array(6).fill('restore:skipped'), 'restore:passed', 'objects:passed', 'job-properties:passed', 'login-properties:passed', 'cleanup:passed']);
     expect(r.checks.filter((c) => c.status === 'skipped').map((c) => c.detail.split(':')[0])).toEqual(['proxies.sql', 'linked-servers.sql', 'credentials.sql', 'endpoints.sql', 'configuration.sql', 'startup.sql']);
     // operators and Database Mail before the jobs and alerts that notify through them
-    expect(manifest.entries.map((e) => e.path)).toEqual(['logins.sql', 'operators.sql', 'database-mail.sql', 'proxies.sql', 'jobs.sql', 'jobs.json', 'alerts.sql', 'linked-servers.sql', 'credentials.sql', 'endpoints.sql', 'configuration.sql', 'startup.sql']);
+    expect(manifest.entries.map((e) => e.path)).toEqual(['logins.sql', 'logins.json', 'operators.sql', 'database-mail.sql', 'proxies.sql', 'jobs.sql', 'jobs.json', 'alerts.sql', 'linked-servers.sql', 'credentials.sql', 'endpoints.sql', 'configuration.sql', 'startup.sql']);
     const [tx] = pg.server.find(/BEGIN TRANSACTION/);
     expect(tx?.sql.indexOf('CREATE LOGIN [ehr_app]')).toBeLessThan(tx!.sql.indexOf('sp_add_job'));
-    expect(tx?.params).toEqual({ login1: 'ehr_app', job1: JOB });
+    expect(tx?.params).toEqual({ login1: 'ehr_app', job1: JOB, readlogin1: 'ehr_app' });
+  });
+
+  it('a login that is not the captured one inside the transaction (another SID, default database, disabled) fails login-properties, naming the login and each property', async () => {
+    scriptTarget();
+    const { artifact, manifest, files } = await captured(objectItem('login', 'ehr_app'));
+    scriptProvingGround({ existing: ['login:ehr_app'], login: { sid: Buffer.from('00000000000000000000000000000042', 'hex'), default_database_name: 'master', is_disabled: 1 } });
+    const r = await engine().prove(ctx, artifact, manifest, files);
+    expect(statuses(r.checks)).toEqual(['copy-read:passed', 'restore:passed', 'objects:passed', 'login-properties:failed', 'cleanup:passed']);
+    const detail = r.checks.find((c) => c.name === 'login-properties')?.detail;
+    expect(detail).toContain('login ehr_app: sid is "0x00000000000000000000000000000042"');
+    expect(detail).toContain('login ehr_app: default database is "master", captured "EHR"');
+    expect(detail).toContain('login ehr_app: disabled is "yes", captured "no"');
   });
 
   it('a job whose schedule is not there after the script ran fails job-properties, naming the job and the property', async () => {
@@ -306,7 +325,7 @@ describe('drift of instance-level objects', () => {
     for (const s of sent) expect(s).toMatch(/^(SELECT|DBCC TRACESTATUS)/);
   });
 
-  it('a login whose password hash changed gives one "modified" change; so does a changed SID', async () => {
+  it('a login whose password hash changed gives "modified" for logins.sql and logins.json (what landing reads back); so does a changed SID', async () => {
     let current: { hash?: Buffer; sid?: Buffer } = {};
     target.server.on(/FROM sys\.server_principals AS sp/, () =>
       one(rs(loginCols, [{ name: 'ehr_app', type_desc: 'SQL_LOGIN', sid: current.sid ?? SID, password_hash: current.hash ?? HASH, default_database_name: 'EHR', is_disabled: 0, is_policy_checked: 1, is_expiration_checked: 0, server_roles: 'dbcreator' }])),
@@ -315,9 +334,9 @@ describe('drift of instance-level objects', () => {
     const item = objectItem('login', 'ehr_app');
     const { manifest, files } = await captured(item);
     current = { hash: Buffer.from(HASH.map((b, i) => (i === HASH.length - 1 ? b ^ 0xff : b))) };
-    expect(await engine().drift!(ctx, item, manifest, files)).toEqual([{ path: 'logins.sql', kind: 'modified', size: expect.any(Number) }]);
+    expect(await engine().drift!(ctx, item, manifest, files)).toEqual([{ path: 'logins.sql', kind: 'modified', size: expect.any(Number) }, { path: 'logins.json', kind: 'modified', size: expect.any(Number) }]);
     current = { sid: Buffer.from('00000000000000000000000000000001', 'hex') };
-    expect(await engine().drift!(ctx, item, manifest, files)).toEqual([{ path: 'logins.sql', kind: 'modified', size: expect.any(Number) }]);
+    expect(await engine().drift!(ctx, item, manifest, files)).toEqual([{ path: 'logins.sql', kind: 'modified', size: expect.any(Number) }, { path: 'logins.json', kind: 'modified', size: expect.any(Number) }]);
     current = {};
     expect(await engine().drift!(ctx, item, manifest, files)).toEqual([]);
   });
@@ -336,5 +355,108 @@ describe('drift of instance-level objects', () => {
     present = false;
     expect(await engine().drift!(ctx, item, manifest, [meta])).toEqual([{ path: 'certificate/TDE_Cert', kind: 'deleted' }]);
     expect(await engine().drift!(ctx, objectItem('login', 'x'), { ...manifest, format: 'mssql-bak' }, [meta])).toBeUndefined();
+  });
+});
+
+/**
+ * Landing validation of instance scripts: after logins.sql / jobs.sql ran on
+ * the rebuilt server, every login and job is read back from it (the same
+ * catalog queries capture used, filtered to the landed names) and each
+ * property compared with logins.json / jobs.json. Before this, a script that
+ * ran counted as landed: these tests fail without the read-back.
+ */
+describe('landed logins and jobs are read back from the rebuilt server', () => {
+  let rebuilt: Scripted;
+  beforeEach(async () => {
+    rebuilt = await scripted();
+  });
+  afterEach(async () => {
+    await rebuilt.stop();
+  });
+  const landingEngine = () => createMssqlEngine({ connection: target.config, landing: rebuilt.config, backupDirectory: '/var/opt/mssql/backup', backupDirectoryOnHost: 'backup' });
+  /** The rebuilt server: the scripts run; the catalog answers with what the scripts made (the target's rows unless a test says otherwise). */
+  function scriptRebuilt(o: { login?: Record<string, unknown> | null; steps?: Record<string, unknown>[]; schedules?: Record<string, unknown>[]; permissions?: Record<string, unknown>[] } = {}): void {
+    rebuilt.server.on(/^-- Rubicon instance-objects/, ok);
+    const login = { name: 'ehr_app', type_desc: 'SQL_LOGIN', sid: SID, password_hash: HASH, default_database_name: 'EHR', is_disabled: 0, is_policy_checked: 1, is_expiration_checked: 0, server_roles: 'dbcreator' };
+    rebuilt.server.on(/FROM sys\.server_principals AS sp/, one(rs(loginCols, o.login === null ? [] : [{ ...login, ...o.login }])));
+    rebuilt.server.on(/FROM sys\.server_permissions AS p/, one(rs([['grantee', 'nvarchar'], ['class', 'int'], ['permission_name', 'nvarchar'], ['state', 'nvarchar'], ['securable', 'nvarchar']], o.permissions ?? [])));
+    rebuilt.server.on(/FROM msdb\.dbo\.sysjobs AS j\n/, one(rs(JOB_COLS, [{ ...JOB_ROW, owner_name: 'sa', notify_email_operator_name: null, notify_level_email: 0 }])));
+    rebuilt.server.on(/FROM msdb\.dbo\.sysjobsteps AS s\nJOIN/, one(rs(STEP_COLS, o.steps ?? STEP_ROWS)));
+    rebuilt.server.on(/FROM msdb\.dbo\.sysjobschedules AS js/, one(rs(SCHEDULE_COLS, o.schedules ?? [SCHEDULE_ROW])));
+  }
+  async function land(item: Item, files: { manifest: Manifest; files: string[] }) {
+    const e = landingEngine();
+    await e.restore(ctx, item, files.manifest, files.files);
+    return e.validateLanding!(ctx, item, files.manifest, files.files);
+  }
+
+  it('a login landed as captured passes; the read-back names only the landed login and sends nothing but SELECTs after the script', async () => {
+    scriptTarget();
+    scriptRebuilt();
+    const item = objectItem('login', 'ehr_app');
+    const a = await captured(item);
+    const checks = await land(item, a);
+    expect(checks).toEqual([expect.objectContaining({ name: 'login-properties', status: 'passed', detail: expect.stringContaining('for 1 login(s)') })]);
+    const [readBack] = rebuilt.server.find(/FROM sys\.server_principals AS sp/);
+    expect(readBack?.sql).toContain('AND sp.name IN (@login1)');
+    expect(readBack?.params).toEqual({ login1: 'ehr_app' });
+    const sent = rebuilt.server.statements();
+    expect(sent[0]).toMatch(/^-- Rubicon instance-objects: logins/);
+    for (const s of sent.slice(1)) expect(s).toMatch(/^SELECT/);
+    expect(target.server.find(/AND sp\.name IN/)).toEqual([]);
+  });
+
+  it('a landed login with another SID fails the landing validation naming the login and the property; so do a lost DENY CONNECT SQL, another hash and a missing login', async () => {
+    // The source denies ehr_app CONNECT SQL (a rule before scriptTarget's: the first matching rule answers).
+    target.server.on(/FROM sys\.server_permissions AS p/, one(rs([['grantee', 'nvarchar'], ['class', 'int'], ['permission_name', 'nvarchar'], ['state', 'nvarchar'], ['securable', 'nvarchar']], [{ grantee: 'ehr_app', class: 100, permission_name: 'CONNECT SQL', state: 'D', securable: null }])));
+    scriptTarget();
+    const item = objectItem('login', 'ehr_app');
+    const a = await captured(item);
+    scriptRebuilt({ login: { sid: Buffer.from('00000000000000000000000000000042', 'hex'), password_hash: Buffer.from(HASH.map((b, i) => (i === 5 ? b ^ 1 : b))) }, permissions: [{ grantee: 'ehr_app', class: 100, permission_name: 'CONNECT SQL', state: 'G', securable: null }] });
+    const [check] = await land(item, a);
+    expect(check).toMatchObject({ name: 'login-properties', status: 'failed' });
+    expect(check?.detail).toContain(`login ehr_app: sid is "0x00000000000000000000000000000042", captured "0x${SID.toString('hex').toUpperCase()}"`);
+    expect(check?.detail).toContain('login ehr_app: CONNECT SQL is "GRANT", captured "DENY"');
+    expect(check?.detail).toContain('login ehr_app: password hash differs from the captured one');
+    // The hash is never shown, neither the captured one nor the landed one.
+    expect(check?.detail).not.toMatch(/0200A1B2|[0-9a-f]{64}/i);
+
+    await rebuilt.stop();
+    rebuilt = await scripted();
+    scriptRebuilt({ login: null });
+    const [missing] = await land(item, a);
+    expect(missing).toMatchObject({ name: 'login-properties', status: 'failed', detail: expect.stringContaining('login ehr_app: not found on the rebuilt server') });
+  });
+
+  it('a landed job missing its schedule fails naming the job and the schedule; another step flow too; as captured it passes', async () => {
+    scriptTarget();
+    const item = objectItem('job', JOB);
+    const a = await captured(item);
+    scriptRebuilt({ schedules: [], steps: [{ ...STEP_ROWS[0]!, on_fail_action: 2, on_fail_step_id: 0, command: 'EXEC dbo.Other;' }, STEP_ROWS[1]!] });
+    const [check] = await land(item, a);
+    expect(check).toMatchObject({ name: 'job-properties', status: 'failed' });
+    expect(check?.detail).toContain(`job ${JOB}: schedule nightly 02:00 freq_type is "(absent)", captured "4"`);
+    expect(check?.detail).toContain(`job ${JOB}: step 1 on_fail_action is "2", captured "4"`);
+    expect(check?.detail).toContain(`job ${JOB}: step 1 on_fail_step_id is "0", captured "2"`);
+    // a command's text is never shown
+    expect(check?.detail).toContain(`job ${JOB}: step 1 command is different`);
+    expect(check?.detail).not.toContain('dbo.Other');
+    const [readBack] = rebuilt.server.find(/FROM msdb\.dbo\.sysjobschedules AS js/);
+    expect(readBack?.params).toEqual({ job1: JOB });
+
+    await rebuilt.stop();
+    rebuilt = await scripted();
+    scriptRebuilt();
+    expect(await land(item, a)).toEqual([expect.objectContaining({ name: 'job-properties', status: 'passed', detail: expect.stringContaining('for 1 job(s)') })]);
+  });
+
+  it('an artifact of an earlier Rubicon (logins.sql without logins.json) cannot pass: its script ran, but nothing shows the login is the source\'s', async () => {
+    scriptTarget();
+    scriptRebuilt();
+    const item = objectItem('login', 'ehr_app');
+    const a = await captured(item);
+    const keep = a.manifest.entries.map((e, i) => ({ e, f: a.files[i]! })).filter((x) => x.e.path !== 'logins.json');
+    const [check] = await land(item, { manifest: { ...a.manifest, entries: keep.map((x) => x.e) }, files: keep.map((x) => x.f) });
+    expect(check).toMatchObject({ name: 'login-properties', status: 'failed', detail: expect.stringContaining('no logins.json') });
   });
 });

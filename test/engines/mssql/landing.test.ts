@@ -15,6 +15,7 @@ import { SIDECAR_NAME, serializeSidecar, type Sidecar } from '../../../src/engin
 import { createMssqlEngine, type MssqlEngineOptions } from '../../../src/engines/mssql/engine.ts';
 import { judgeLandingServer, landingOrder } from '../../../src/engines/mssql/landing.ts';
 import { lazyMssqlEngine } from '../../../src/engines/mssql/lazy.ts';
+import { jobProperties, loginProperties, scriptJobs, scriptLogins } from '../../../src/engines/mssql/scripts.ts';
 import {
   BACKUP_SET_GUID,
   checkDbClock,
@@ -23,20 +24,29 @@ import {
   databasesReply,
   fileListOnly,
   headerOnly,
+  JOB_COLS,
+  JOB_ROW,
   one,
   ok,
   ORPHANS,
   orphansReply,
   restoreOk,
   rs,
+  SCHEDULE_COLS,
+  SCHEDULE_ROW,
   scripted,
   serverInfoReply,
+  STEP_COLS,
+  STEP_ROWS,
   targetServerReply,
   tempHost,
   type Scripted,
 } from './fixtures.ts';
 
 const THUMB = '0x9F8E7D6C5B4A39281706F5E4D3C2B1A098765432';
+const LOGIN_COLS: [string, 'nvarchar' | 'varbinary' | 'int'][] = [['name', 'nvarchar'], ['type_desc', 'nvarchar'], ['sid', 'varbinary'], ['password_hash', 'varbinary'], ['default_database_name', 'nvarchar'], ['default_language_name', 'nvarchar'], ['is_disabled', 'int'], ['is_policy_checked', 'int'], ['is_expiration_checked', 'int'], ['server_roles', 'nvarchar']];
+const CONNECT_SQL = { grantee: 'ehr_app', class: 100, permission_name: 'CONNECT SQL', state: 'G' };
+const LOGIN = { name: 'ehr_app', type_desc: 'SQL_LOGIN', sid: Buffer.from('0105', 'hex'), password_hash: Buffer.from('0200ABCD', 'hex'), default_database_name: 'EHR', default_language_name: 'us_english', is_disabled: 0, is_policy_checked: 1, is_expiration_checked: 0, server_roles: null };
 const secrets = { certificatePassword: async () => 'pvk-pass', masterKeyPassword: async () => 'dmk-pass', keyBackupPassword: async () => 'key-pass' };
 
 let source: Scripted;
@@ -149,6 +159,12 @@ describe('landing end to end on the rebuilt server (protocol level)', () => {
     landing.server.on(ORPHANS, orphansReply());
     landing.server.on(DB_FEATURES, databaseFeaturesReply({ owner: 'ehr_owner' }));
     landing.server.on((r) => r.sql.includes('sp_executesql @query'), one(rs([['n', 'int']], [{ n: 1200 }])));
+    // The read-back after logins.sql and jobs.sql ran: what they made.
+    landing.server.on(/FROM sys\.server_principals AS sp/, one(rs(LOGIN_COLS, [LOGIN])));
+    landing.server.on(/FROM sys\.server_permissions AS p/, one(rs([['grantee', 'nvarchar'], ['class', 'int'], ['permission_name', 'nvarchar'], ['state', 'nvarchar']], [CONNECT_SQL])));
+    landing.server.on(/FROM msdb\.dbo\.sysjobs AS j\n/, one(rs(JOB_COLS, [JOB_ROW])));
+    landing.server.on(/FROM msdb\.dbo\.sysjobsteps AS s\nJOIN/, one(rs(STEP_COLS, STEP_ROWS)));
+    landing.server.on(/FROM msdb\.dbo\.sysjobschedules AS js/, one(rs(SCHEDULE_COLS, [SCHEDULE_ROW])));
 
     const cert = { name: 'TDE_Cert', thumbprint: THUMB, certFile: 'TDE.cer', keyFile: 'TDE.pvk' };
     const sidecar: Sidecar = {
@@ -162,9 +178,9 @@ describe('landing end to end on the rebuilt server (protocol level)', () => {
       ['instance-object:mssql:service-master-key:EHR-SQL01', await artifact('smk', 'mssql-key', { 'smk.key': 'key', 'key.json': JSON.stringify({ version: 1, format: 'mssql-key', kind: 'service-master-key', file: 'smk.key' }) })],
       ['instance-object:mssql:master-key:EHR-SQL01', await artifact('dmk', 'mssql-key', { 'dmk.key': 'key', 'key.json': JSON.stringify({ version: 1, format: 'mssql-key', kind: 'master-key', file: 'dmk.key' }) })],
       ['certificate:mssql:TDE_Cert', await artifact('cert', 'mssql-certificate', { 'TDE.cer': 'c', 'TDE.pvk': 'k', 'certificate.json': JSON.stringify({ version: 1, format: 'mssql-certificate', certificate: cert }) })],
-      ['instance-object:mssql:login:ehr_app', await artifact('logins', 'sql-text', { 'logins.sql': "-- Rubicon instance-objects: logins\nIF SUSER_ID(N'ehr_app') IS NULL\n  CREATE LOGIN [ehr_app] WITH PASSWORD = 0x0200 HASHED, SID = 0x0105;\n" })],
+      ['instance-object:mssql:login:ehr_app', await artifact('logins', 'sql-text', { 'logins.sql': scriptLogins([LOGIN], 'EHR-SQL01'), 'logins.json': JSON.stringify({ version: 1, format: 'mssql-login-properties', machineName: 'EHR-SQL01', principals: loginProperties([LOGIN], [CONNECT_SQL], []) }) })],
       ['database:mssql:EHR', await artifact('ehr', 'mssql-bak', { 'EHR.bak': 'bak', 'TDE.cer': 'c', 'TDE.pvk': 'k', [SIDECAR_NAME]: serializeSidecar(sidecar) })],
-      ['instance-object:mssql:job:Nightly', await artifact('jobs', 'sql-text', { 'jobs.sql': "-- Rubicon instance-objects: SQL Agent jobs\nEXEC msdb.dbo.sp_add_job @job_name = N'Nightly';\n", 'jobs.json': '{"version":1,"jobs":{}}' })],
+      ['instance-object:mssql:job:Nightly', await artifact('jobs', 'sql-text', { 'jobs.sql': scriptJobs([JOB_ROW], STEP_ROWS, 'EHR-SQL01', [SCHEDULE_ROW]), 'jobs.json': JSON.stringify({ version: 1, format: 'mssql-job-properties', jobs: jobProperties([JOB_ROW], STEP_ROWS, [SCHEDULE_ROW]) }) })],
     ]);
     const items = [
       item('instance-object:mssql:job:Nightly', 'instance-object', 'Nightly'),
@@ -189,9 +205,9 @@ describe('landing end to end on the rebuilt server (protocol level)', () => {
     expect(at(/CREATE LOGIN \[ehr_app\]/)).toBeLessThan(at(/^RESTORE DATABASE \[EHR\]/));
     expect(at(/^RESTORE DATABASE \[EHR\]/)).toBeLessThan(at(/^DBCC CHECKDB \(\[EHR\]\)/));
     expect(at(/^DBCC CHECKDB/)).toBeLessThan(at(/^ALTER AUTHORIZATION ON DATABASE::\[EHR\] TO \[ehr_owner\]/));
-    expect(at(/^ALTER AUTHORIZATION/)).toBeLessThan(at(/sp_add_job @job_name = N'Nightly'/));
+    expect(at(/^ALTER AUTHORIZATION/)).toBeLessThan(at(/sp_add_job @job_name = N'EHR Nightly Backup'/));
     expect(sent.some((x) => x.includes('"jobs"'))).toBe(false);
-    expect(validated).toEqual(['EHR database-settings:passed', 'EHR smoke:passed']);
+    expect(validated).toEqual(['ehr_app login-properties:passed', 'EHR database-settings:passed', 'EHR smoke:passed', 'Nightly job-properties:passed']);
     // files where the source had them (its folder structure), unless the runbook says otherwise
     expect(landing.server.find(/^RESTORE DATABASE/)[0]?.params).toMatchObject({ physical1: 'E:\\EHR.mdf', physical2: 'F:\\EHR_log.ldf' });
     // the DMK password and key passwords travelled as parameters only

@@ -17,7 +17,9 @@
  * proof says page checks were limited; the backup's BackupSetGUID is
  * recorded and checked; a certificate's .cer/.pvk are tested in a scratch
  * database (right and wrong password); a login script (SID kept) is proven
- * inside a rolled-back transaction; INFO/ERROR/result sets of one batch keep
+ * inside a rolled-back transaction and its properties read back there;
+ * msdb's backup history is captured as evidence and judged whole;
+ * INFO/ERROR/result sets of one batch keep
  * their order and later result sets are kept; RAISERROR severity 20 WITH
  * LOG ends the session (ENGINE_FAILED).
  *
@@ -30,12 +32,13 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { serverJoin, testDatabaseName, type Sidecar } from '../../../src/engines/mssql/artifact.ts';
 import { createMssqlEngine } from '../../../src/engines/mssql/engine.ts';
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { fingerprintDatabase } from '../../../src/engines/mssql/fingerprint.ts';
 import { proveScripts } from '../../../src/engines/mssql/instance-proof.ts';
 import { parseHeaderOnly } from '../../../src/engines/mssql/parse.ts';
 import { proveArtifact, testCertificateFiles } from '../../../src/engines/mssql/prove.ts';
-import { scriptLogins } from '../../../src/engines/mssql/scripts.ts';
+import { judgeBackupHistory } from '../../../src/engines/mssql/history.ts';
+import { loginProperties, scriptLogins } from '../../../src/engines/mssql/scripts.ts';
 import { quoteIdentifier } from '../../../src/engines/mssql/quote.ts';
 import { MssqlSession, parseMssqlUrl } from '../../../src/engines/mssql/session.ts';
 import { backupToDiskStatement, dropDatabaseStatement, headerOnlyStatement } from '../../../src/engines/mssql/sql.ts';
@@ -173,11 +176,30 @@ EXEC sys.sp_executesql @s;`,
 
   it('a login script (SID and hash kept) is proven inside a rolled-back transaction and leaves nothing behind', async () => {
     const login = `rubicon-live-${suffix}`;
-    const text = scriptLogins([{ name: login, type_desc: 'SQL_LOGIN', sid: Buffer.from('5A1F0C2D3E4B5A69788796A5B4C3D2E1', 'hex'), password_hash: Buffer.from('0200A1B2C3D4E5F60718293A4B5C6D7E8F90A1B2C3D4E5F60718293A4B5C6D7E8F90A1B2C3D4E5F60718293A4B5C6D7E8F90A1B2C3D4E5F6', 'hex'), default_database_name: 'master', default_language_name: 'us_english', is_policy_checked: 0, is_expiration_checked: 0 }], 'live');
+    const row = { name: login, type_desc: 'SQL_LOGIN', sid: Buffer.from('5A1F0C2D3E4B5A69788796A5B4C3D2E1', 'hex'), password_hash: Buffer.from('0200A1B2C3D4E5F60718293A4B5C6D7E8F90A1B2C3D4E5F60718293A4B5C6D7E8F90A1B2C3D4E5F60718293A4B5C6D7E8F90A1B2C3D4E5F6', 'hex'), default_database_name: 'master', default_language_name: 'us_english', is_disabled: 0, is_policy_checked: 0, is_expiration_checked: 0, server_roles: null };
+    const text = scriptLogins([row], 'live');
     const file = join(work, 'logins.sql');
     await writeFile(file, text);
-    const checks = await proveScripts(session, new Map([['logins.sql', file]]));
-    expect(checks.map((c) => `${c.name}:${c.status}`), JSON.stringify(checks, null, 2)).toEqual(['copy-read:passed', 'restore:passed', 'objects:passed', 'cleanup:passed']);
+    // What the read-back inside the transaction must find: the script's login, with CONNECT SQL granted by CREATE LOGIN.
+    const json = join(work, 'logins.json');
+    await writeFile(json, JSON.stringify({ version: 1, format: 'mssql-login-properties', machineName: '', principals: loginProperties([row], [{ grantee: login, class: 100, permission_name: 'CONNECT SQL', state: 'G' }], []) }));
+    const checks = await proveScripts(session, new Map([['logins.sql', file], ['logins.json', json]]));
+    expect(checks.map((c) => `${c.name}:${c.status}`), JSON.stringify(checks, null, 2)).toEqual(['copy-read:passed', 'restore:passed', 'objects:passed', 'login-properties:passed', 'cleanup:passed']);
+  });
+
+  it("msdb's backup history of the user databases is captured as evidence and judged whole (read-only)", async () => {
+    const h = await tempHost();
+    try {
+      const e = createMssqlEngine({ connection: parseMssqlUrl(url!), backupDirectory: '.', carryBackupHistory: true });
+      const item = { id: 'instance-object:mssql:backup-history:live', kind: 'instance-object' as const, name: 'msdb backup history', declared: false, discovered: true, engine: 'mssql', location: '', facts: {}, why: [], methods: ['instance-objects'] };
+      const c = await e.capture({ host: h.host, workDir: h.root }, item, 'instance-objects', {});
+      const j = judgeBackupHistory(await readFile(c.files[0]!.path, 'utf8'));
+      expect(j.problems).toEqual([]);
+      // the COPY_ONLY backup of the scratch database (an earlier case) is in it
+      expect(j.summary).toContain(db);
+    } finally {
+      await h.dispose();
+    }
   });
 
   it('one batch: INFO, ERROR and result sets keep their order and the result set after the error is kept; severity 20 ends the session', async () => {
