@@ -223,7 +223,10 @@ export async function appendToRun<T>(
   const records = await store.readJournal(runId);
   const before = deriveState(records);
   const env = o.env ?? process.env;
-  const runbook = await loadRunRunbook(before.runbookPath, await store.runbookCopy(runId), env);
+  // The runbook the run started with; when it is gone, the run's own copy (a shared store's, or the one beside the journal).
+  const local = store.paths(runId).runbookCopy;
+  const copy = (await store.runbookCopy(runId)) ?? (existsSync(local) ? local : undefined);
+  const runbook = await loadRunRunbook(before.runbookPath, copy, env);
   const { signer } = runSigner({ ...(signingKeyOf(runbook) ? { source: signingKeyOf(runbook)! } : {}), stateDir: o.stateDir, env });
   const audit = auditRecords(records, verifierFrom(signer.publicKeyPem));
   if (!audit.ok) throw new RubiconError('EVIDENCE_INVALID', `the journal of run ${runId} cannot be trusted: record ${audit.firstBad.seq} (${audit.firstBad.type}) ${audit.firstBad.reason}`, { hint: `see \`rubicon audit ${runId}\`` });
