@@ -6,7 +6,7 @@ import { parseArgs } from 'node:util';
 import { EXIT, RubiconError, exitCodeOf, isRubiconError } from '../core/errors.ts';
 import type { RunCommand } from '../core/events.ts';
 import type { RollbackPoint } from '../core/types.ts';
-import { deriveState } from '../core/state.ts';
+import { deriveState, type RunState } from '../core/state.ts';
 import { RULES } from '../gate/policy.ts';
 import { buildChecklist } from '../inventory/checklist.ts';
 import { expectedCrossing, writeReports } from '../report/index.ts';
@@ -446,6 +446,7 @@ async function status(positionals: string[], flags: Flags): Promise<number> {
           startedAt: st.startedAt,
           host: st.host,
           rollbackKept: st.rollbackPoint && !st.rollbackReleased ? st.rollbackPoint : undefined,
+          rollbacks: st.rollbacks,
           damaged: undefined,
         });
       } catch (e) {
@@ -460,6 +461,8 @@ async function status(positionals: string[], flags: Flags): Promise<number> {
       // Rollback assets cost money and hold patient data: listed until the run releases them (landing passed).
       const kept = runs.filter((r) => r.rollbackKept);
       if (kept.length > 0) process.stdout.write(`rollback points kept (released when landing passes; \`rubicon rollback RUN_ID\` on Azure):\n${kept.map((r) => `  ${r.runId}  ${rollbackKeptLine(r.rollbackKept!)}\n`).join('')}`);
+      const rolled = runs.filter((r) => r.rollbacks && r.rollbacks.length > 0);
+      if (rolled.length > 0) process.stdout.write(`rollbacks (\`rubicon rollback\`, from the run's journal):\n${rolled.flatMap((r) => r.rollbacks!.map((x) => `  ${r.runId}  ${rollbackDoneLine(x)}\n`)).join('')}`);
     }
     const damaged = runs.filter((r) => r.damaged);
     if (damaged.length > 0) {
@@ -478,15 +481,24 @@ async function status(positionals: string[], flags: Flags): Promise<number> {
   const st = deriveState(records);
   const checklist = buildChecklist({ items: st.items, artifacts: st.artifacts, copies: st.copies, proofs: st.proofs, driftScans: st.driftScans, captureFailures: st.captureFailures });
   if (flags.json) {
-    process.stdout.write(JSON.stringify({ runId, outcome: st.outcome ?? null, phases: st.phases, checklist, gate: st.gate ?? null, rollbackKept: st.rollbackPoint && !st.rollbackReleased ? st.rollbackPoint : null }) + '\n');
+    process.stdout.write(JSON.stringify({ runId, outcome: st.outcome ?? null, phases: st.phases, checklist, gate: st.gate ?? null, rollbackKept: st.rollbackPoint && !st.rollbackReleased ? st.rollbackPoint : null, rollbacks: st.rollbacks }) + '\n');
   } else {
     process.stdout.write(`${runId}: ${st.command} on ${st.target}, ${st.outcome ?? 'not finished'}\n`);
     process.stdout.write(`  journal verified: ${st.journalRecords} records, hash chain intact, head ${st.journalHead}\n`);
     for (const p of st.phases) process.stdout.write(`  ${p.phase.padEnd(14)} ${p.completedAt ? `${p.durationMs} ms` : 'started, not finished'}\n`);
     for (const row of checklist) process.stdout.write(`  ${row.status.padEnd(18)} ${row.name}  ${row.notes.join('; ')}\n`);
     if (st.rollbackPoint && !st.rollbackReleased) process.stdout.write(`  rollback point kept: ${rollbackKeptLine(st.rollbackPoint)}\n`);
+    for (const x of st.rollbacks) process.stdout.write(`  rollback: ${rollbackDoneLine(x)}\n`);
   }
   return EXIT.ok;
+}
+
+/** Pure: one line for a `rubicon rollback` of a run, as its journal records it. */
+export function rollbackDoneLine(x: RunState['rollbacks'][number]): string {
+  const by = `started ${x.startedAt} by ${x.by}`;
+  if (x.outcome === 'completed') return `${by}, completed ${x.at}: the target boots from ${x.diskId} (${x.from === 'retired-os-disk' ? 'the OS disk the crossing retired' : 'a disk made from its snapshot'})`;
+  if (x.outcome === 'failed') return `${by}, FAILED ${x.at}: ${x.error?.code ?? '?'}: ${x.error?.message ?? ''}`;
+  return `${by}, not finished (interrupted?): run \`rubicon rollback\` again`;
 }
 
 /** Pure: one line naming a rollback point that is still kept, and for Azure the retired OS disk beside its snapshots. */

@@ -1,3 +1,4 @@
+import os from 'node:os';
 import { EXIT, RubiconError } from '../core/errors.ts';
 import { rollbackRun } from '../infra/azure/rollback.ts';
 
@@ -12,7 +13,9 @@ export async function rollbackCommand(runId: string | undefined, options: { stat
   if (!runId) {
     throw new RubiconError('ARGUMENTS_INVALID', 'rubicon rollback needs a run id', { hint: 'list runs with `rubicon status`' });
   }
-  const result = await rollbackRun(runId, { stateDir: options.stateDir, confirmed: options.yes, log: (level, message) => process.stderr.write(`${level}: ${message}\n`) });
+  // The driver's lines go to the run's journal (rollbackRun) and, for the person watching, to stderr.
+  const who = process.env.RUBICON_OPERATOR ?? process.env.USER ?? os.userInfo().username;
+  const result = await rollbackRun(runId, { stateDir: options.stateDir, confirmed: options.yes, who, log: (level, message) => process.stderr.write(`${level}: ${message}\n`) });
   process.stdout.write(
     options.json
       ? `${JSON.stringify({ kind: 'rollback', ...result })}\n`

@@ -72,6 +72,16 @@ export type JournalEvent =
   | { type: 'preflight.checked'; preflight: LandingPreflight }
   | { type: 'rollback.created'; rollbackPoint: RollbackPoint }
   | { type: 'rollback.released'; rollbackPointId: string }
+  /**
+   * `rubicon rollback RUN_ID` (src/infra/azure/rollback.ts), appended to the
+   * run's own journal: started (who confirmed, how), completed (where the OS
+   * disk came from, the disk, what the stack now runs) or failed (the error's
+   * code and message). The driver's lines in between (locks lifted and
+   * restored, disarming) are `note` events. Never a secret.
+   */
+  | { type: 'rollback.started'; by: 'flag' | 'prompt'; who: string }
+  | { type: 'rollback.completed'; from: 'retired-os-disk' | 'os-disk-snapshot'; diskId: string; image: string }
+  | { type: 'rollback.failed'; code: string; message: string }
   | { type: 'gate.evaluated'; result: GateResult }
   /**
    * The journal head (record `seq`, its `hash`) was written into these vaults
@@ -83,7 +93,8 @@ export type JournalEvent =
   | { type: 'permit.issued'; permit: Permit; keyId?: string; signature?: string }
   | { type: 'crossing.confirmed'; by: 'flag' | 'prompt' | 'command'; who: string }
   | { type: 'crossing.started'; permitId: string; image: string }
-  | { type: 'crossing.completed'; image: string }
+  /** `machine`: the machine the crossing made, as its platform names it (pulumi-azure: the new VM's ARM id and `vmId`); landing must reach that one. */
+  | { type: 'crossing.completed'; image: string; machine?: { resourceId: string; uniqueId: string } }
   | { type: 'landing.restored'; itemId: string; artifactId: string; vault: string; bytes: number; durationMs: number }
   | {
       type: 'landing.validated';
@@ -118,9 +129,13 @@ export type JournalEvent =
   /** What the engineer must do at a manual crossing, as printed. */
   | { type: 'crossing.instructions'; text: string }
   /** Who the target was before the crossing, so landing can refuse the old server (remote targets). */
-  | { type: 'target.identified'; machine: string; machineId: string | null; osRelease: string | null; hostKeys: string[] }
-  /** The rebuilt machine was checked before landing (manual crossing). */
-  | { type: 'rebuild.verified'; machine: string; osRelease: string; machineIdChanged: boolean | null; hostKeyChanged: boolean | null }
+  | { type: 'target.identified'; machine: string; machineId: string | null; osRelease: string | null; hostKeys: string[]; platform?: { resourceId: string; uniqueId: string } }
+  /**
+   * The rebuilt machine was checked before landing (a manual crossing; a
+   * pulumi-azure one on a remote target). `platform`: the VM the target's
+   * transport reaches now, and whether it is another one than before.
+   */
+  | { type: 'rebuild.verified'; machine: string; osRelease: string; machineIdChanged: boolean | null; hostKeyChanged: boolean | null; platform?: { resourceId: string; uniqueId: string; changed: boolean | null } }
   /**
    * Phases to run again: a resumed run found the target thawed since its
    * freeze (an earlier failure thawed it), so it freezes again, scans drift,

@@ -81,7 +81,7 @@ export interface RunState {
   permitSignature?: { keyId: string; signature: string } | undefined;
   /** The id of the key that signs this run (run.started). */
   signingKeyId?: string;
-  crossing?: { confirmedBy?: string; startedAt?: string; completedAt?: string; image?: string };
+  crossing?: { confirmedBy?: string; startedAt?: string; completedAt?: string; image?: string; machine?: { resourceId: string; uniqueId: string } };
   landing: LandingState[];
   reports: { kind: string; path: string }[];
   notes: { level: 'info' | 'warn' | 'error'; message: string; itemId?: string; at: string }[];
@@ -96,8 +96,10 @@ export interface RunState {
   /** Services the freeze stopped, as they were before. */
   stoppedServices?: { name: string; active: string; enabled: string }[];
   crossingInstructions?: string;
-  targetIdentity?: { machine: string; machineId: string | null; osRelease: string | null; hostKeys: string[] };
-  rebuildVerified?: { machine: string; osRelease: string; machineIdChanged: boolean | null; hostKeyChanged: boolean | null; at: string };
+  targetIdentity?: { machine: string; machineId: string | null; osRelease: string | null; hostKeys: string[]; platform?: { resourceId: string; uniqueId: string } };
+  rebuildVerified?: { machine: string; osRelease: string; machineIdChanged: boolean | null; hostKeyChanged: boolean | null; platform?: { resourceId: string; uniqueId: string; changed: boolean | null }; at: string };
+  /** `rubicon rollback` runs on this run's rollback point, in order (src/infra/azure/rollback.ts). */
+  rollbacks: { startedAt: string; by: string; outcome?: 'completed' | 'failed'; at?: string; from?: string; diskId?: string; image?: string; error?: { code: string; message: string } }[];
   /** What the crossing destroys, as declared at discover (docs/coverage.md). */
   scope?: ScopeOfDestruction;
   /** Every coverage map, in order (the newest is the one the gate reads). */
@@ -145,6 +147,7 @@ export function reduce(state: RunState | undefined, record: JournalRecord): RunS
       frozen: false,
       freezeRound: 0,
       rollbackReleased: false,
+      rollbacks: [],
       landing: [],
       reports: [],
       notes: [],
@@ -227,6 +230,16 @@ export function reduce(state: RunState | undefined, record: JournalRecord): RunS
     case 'rollback.released':
       s.rollbackReleased = true;
       break;
+    case 'rollback.started':
+      s.rollbacks = [...s.rollbacks, { startedAt: at, by: `${e.who} (${e.by})` }];
+      break;
+    case 'rollback.completed':
+    case 'rollback.failed': {
+      const last = s.rollbacks.at(-1);
+      const done = e.type === 'rollback.completed' ? { outcome: 'completed' as const, from: e.from, diskId: e.diskId, image: e.image } : { outcome: 'failed' as const, error: { code: e.code, message: e.message } };
+      s.rollbacks = [...s.rollbacks.slice(0, -1), { ...(last ?? { startedAt: at, by: '?' }), ...done, at }];
+      break;
+    }
     case 'gate.evaluated':
       s.gate = e.result;
       break;
@@ -241,7 +254,7 @@ export function reduce(state: RunState | undefined, record: JournalRecord): RunS
       s.crossing = { ...s.crossing, startedAt: at, image: e.image };
       break;
     case 'crossing.completed':
-      s.crossing = { ...s.crossing, completedAt: at, image: e.image };
+      s.crossing = { ...s.crossing, completedAt: at, image: e.image, ...(e.machine ? { machine: e.machine } : {}) };
       break;
     case 'landing.restored':
       s.landing = upsert(
@@ -286,13 +299,13 @@ export function reduce(state: RunState | undefined, record: JournalRecord): RunS
       s.stoppedServices = e.services;
       break;
     case 'target.identified':
-      s.targetIdentity = { machine: e.machine, machineId: e.machineId, osRelease: e.osRelease, hostKeys: e.hostKeys };
+      s.targetIdentity = { machine: e.machine, machineId: e.machineId, osRelease: e.osRelease, hostKeys: e.hostKeys, ...(e.platform ? { platform: e.platform } : {}) };
       break;
     case 'crossing.instructions':
       s.crossingInstructions = e.text;
       break;
     case 'rebuild.verified':
-      s.rebuildVerified = { machine: e.machine, osRelease: e.osRelease, machineIdChanged: e.machineIdChanged, hostKeyChanged: e.hostKeyChanged, at };
+      s.rebuildVerified = { machine: e.machine, osRelease: e.osRelease, machineIdChanged: e.machineIdChanged, hostKeyChanged: e.hostKeyChanged, ...(e.platform ? { platform: e.platform } : {}), at };
       break;
     case 'run.interrupted':
       s.outcome = 'interrupted';

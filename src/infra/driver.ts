@@ -29,6 +29,13 @@ export interface CrossingFacts {
 export interface CrossingResult {
   image: string;
   completedAt: string;
+  /**
+   * The machine the crossing made, as its platform names it (pulumi-azure:
+   * the new VM's ARM id and unique `vmId`, confirmed with ARM). Landing
+   * refuses a target transport that reaches another one. Absent when the
+   * driver cannot tell (sandbox, manual).
+   */
+  machine?: { resourceId: string; uniqueId: string };
 }
 
 /** What a driver's crossing destroys (and keeps), as data; exclusions are added by src/coverage. */

@@ -72,23 +72,52 @@ export class ManualDriver implements InfraDriver {
     return { id: `rollback-${runId}`, kind: 'manual', location: rb.description, createdAt: new Date().toISOString() };
   }
 
-  /** What the engineer must do, in plain words. `where`: the option that names where the run is kept (`--state-dir DIR` or `--state azblob://…`). */
+  /**
+   * What the engineer must do, in plain words, for the target's OS: a Linux
+   * server (os-release, OpenSSH, the Linux tools) or a Windows Server (a
+   * clean install and its new MachineGuid, OpenSSH Server with PowerShell as
+   * its DefaultShell or the Azure VM agent for Run Command, the new host key
+   * into the file the runbook names). `where`: the option that names where
+   * the run is kept (`--state-dir DIR` or `--state azblob://…`). Pure.
+   */
   instructions(permit: Permit, runId: string, where: string): string {
     const rb = this.o.runbook;
     const t = rb.target.transport;
+    const rebuilt = this.infra.rebuilt;
+    const windows = this.o.target.os === 'windows';
+    const steps: string[] = [this.infra.rollback ? `Make sure the rollback point exists: ${this.infra.rollback.description}.` : 'Keep the old disks until landing is validated (the runbook names no rollback point).'];
+    if (windows) {
+      steps.push(
+        `Reinstall ${rb.target.name} with ${permit.image}: a clean install, not an in-place upgrade. The runbook expects the OS version "${rebuilt.osRelease}" (PowerShell there: [Environment]::OSVersion.VersionString)` +
+          `, and a new MachineGuid (HKLM\\SOFTWARE\\Microsoft\\Cryptography): ${rebuilt.newMachineId ? 'Rubicon refuses the old one' : 'Rubicon records whether it changed'}. A server cloned from a disk image of the old one keeps the old MachineGuid.`,
+      );
+      if (t.kind === 'openssh-windows') {
+        steps.push(
+          `Install OpenSSH Server (Add-WindowsCapability -Online -Name OpenSSH.Server~~~~0.0.1.0; Start-Service sshd; Set-Service sshd -StartupType Automatic), set its DefaultShell to ${t.powershell === 'pwsh' ? 'PowerShell 7 (pwsh.exe)' : 'C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe'} (HKLM:\\SOFTWARE\\OpenSSH, value DefaultShell), and give ${t.user} the public key of ${t.identityFile} (an administrator's key goes into C:\\ProgramData\\ssh\\administrators_authorized_keys); install restic, which landing runs there.`,
+          `Put its NEW host key into ${rebuilt.knownHosts} (the file the runbook names in infra.rebuilt.knownHosts), checked against the console (PowerShell there: ssh-keygen -lf C:\\ProgramData\\ssh\\ssh_host_ed25519_key.pub).`,
+        );
+      } else if (t.kind === 'azure-run-command') {
+        steps.push(`Keep the Azure VM agent (WindowsAzureGuestAgent) installed and Ready on ${t.vmName}: Rubicon reaches it through Run Command; install restic, which landing runs there.`);
+      } else {
+        steps.push('Install the tools landing needs.');
+      }
+    } else {
+      steps.push(`Reinstall ${rb.target.name} with ${permit.image} (the runbook expects os-release "${rebuilt.osRelease}"${rebuilt.newMachineId ? ', and a new /etc/machine-id' : ''}).`);
+      if (t.kind === 'ssh') {
+        steps.push(
+          `Give it OpenSSH access for ${t.user} with the public key of ${t.identityFile}, and the tools landing needs (restic, rsync, sqlite3, coreutils).`,
+          `Put its NEW host key into ${rebuilt.knownHosts}, checked against the console (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub there).`,
+        );
+      } else {
+        steps.push('Install the tools landing needs.');
+      }
+    }
+    if (this.infra.instructions) steps.push(this.infra.instructions);
     const lines = [
       `The gate passed and permit ${permit.id} allows the rebuild of ${rb.target.name} into "${permit.image}" until ${permit.expiresAt}.`,
       `Every item is captured and proven from the vaults; the application's services are stopped.`,
       `Now, by hand:`,
-      `  1. ${this.infra.rollback ? `Make sure the rollback point exists: ${this.infra.rollback.description}.` : 'Keep the old disks until landing is validated (the runbook names no rollback point).'}`,
-      `  2. Reinstall ${rb.target.name} with ${permit.image} (the runbook expects os-release "${this.infra.rebuilt.osRelease}").`,
-      t.kind === 'ssh'
-        ? `  3. Give it OpenSSH access for ${t.user} with the public key of ${t.identityFile}, and the tools landing needs (restic, rsync, sqlite3, coreutils).`
-        : `  3. Install the tools landing needs.`,
-      t.kind === 'ssh'
-        ? `  4. Put its NEW host key into ${this.infra.rebuilt.knownHosts}, checked against the console (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub there).`
-        : '  4. -',
-      ...(this.infra.instructions ? [`  5. ${this.infra.instructions}`] : []),
+      ...steps.map((x, i) => `  ${i + 1}. ${x}`),
       `Then: rubicon confirm ${runId} --crossed ${where}   (a person; the journal records who)`,
       `   or: rubicon resume ${runId} --yes ${where}       (a pipeline, after its own reinstall step)`,
       `Rubicon then checks that the server really was rebuilt before it restores anything.`,

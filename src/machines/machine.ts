@@ -93,6 +93,22 @@ export interface Machine {
   writeSmall(path: string, data: string | Uint8Array, options?: { mode?: number }): Promise<void>;
   /** Ends connections (ssh ControlMaster). Idempotent; the machine can be used again afterwards. */
   close(): Promise<void>;
+  /**
+   * Optional ability (found by asking): who the cloud platform says this
+   * machine is, for transports that reach a machine through its platform
+   * (azure-run-command: the VM's ARM resource id and its unique `vmId`,
+   * which a recreated VM never keeps). Read-only; creates nothing on the
+   * machine. Used to refuse landing on a VM the crossing did not make.
+   */
+  platformIdentity?(signal?: AbortSignal): Promise<PlatformIdentity>;
+}
+
+/** A machine as its cloud platform names it. `uniqueId` changes whenever the machine is recreated, even under the same name. */
+export interface PlatformIdentity {
+  /** e.g. `/subscriptions/…/virtualMachines/ehr-prd-01` (the name stays across a replace). */
+  resourceId: string;
+  /** e.g. ARM's `properties.vmId` (a GUID per VM instance). */
+  uniqueId: string;
 }
 
 export interface LocalFiles {

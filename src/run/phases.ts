@@ -185,7 +185,9 @@ async function identifyTarget(ctx: RunContext): Promise<void> {
   const id = await ctx.remote!.plane.identify(ctx, ctx.target);
   const t = ctx.runbook.target.transport;
   const hostKeys = sshTransport(t) ? await knownHostKeys(t.knownHosts, t.host, t.port) : [];
-  ctx.record({ type: 'target.identified', machine: ctx.target.name, machineId: id.machineId, osRelease: id.osRelease, hostKeys });
+  // A transport that reaches the machine through its platform (azure-run-command) also says which VM instance it reaches.
+  const platform = ctx.target.platformIdentity ? await ctx.target.platformIdentity(ctx.signal) : undefined;
+  ctx.record({ type: 'target.identified', machine: ctx.target.name, machineId: id.machineId, osRelease: id.osRelease, hostKeys, ...(platform ? { platform } : {}) });
 }
 
 /** The transports reached over OpenSSH, whose host key says which server answered. */
@@ -748,7 +750,7 @@ export async function crossing(ctx: RunContext): Promise<'crossed' | 'not-confir
   if (!s.crossing?.startedAt) ctx.record({ type: 'crossing.started', permitId: permit.id, image: permit.image });
   // The driver checks the permit again against the proof set recomputed from the journal (signed permits on Azure).
   const result = await ctx.infra.cross(permit, at, { proofSetHash: proofSetHash(reliedOnProofs(gateFacts(ctx.state(), at))) });
-  ctx.record({ type: 'crossing.completed', image: result.image });
+  ctx.record({ type: 'crossing.completed', image: result.image, ...(result.machine ? { machine: result.machine } : {}) });
   return 'crossed';
 }
 
@@ -786,13 +788,81 @@ async function manualCrossing(ctx: RunContext): Promise<'crossed' | 'not-confirm
 }
 
 /**
- * Refuses to land on the old server: the rebuilt target must answer with
- * the host key the engineer put into infra.rebuilt.knownHosts (different
- * from the old one), the OS release the runbook names, and a new machine id.
+ * Whether a landing must first check that the machine it lands on is the
+ * rebuilt one: after a manual crossing always; after a driver's crossing
+ * (pulumi-azure) when the target is a remote machine (the sandbox's target
+ * is a folder the driver itself rebuilt).
+ */
+function mustVerifyRebuilt(ctx: RunContext): boolean {
+  return ctx.infra.kind === 'manual' || (ctx.infra.kind !== 'sandbox' && ctx.remote !== undefined);
+}
+
+/**
+ * What says that the machine the target's transport reaches now is NOT the
+ * one a driver's crossing made (pulumi-azure), or still the old one. Pure.
+ *
+ * - `platform` (what the transport's platform says now, e.g. ARM's `vmId`
+ *   of the VM Run Command runs on) must be the crossing's new machine, and
+ *   must not be the one identified before the crossing.
+ * - Without a platform identity (a transport that cannot tell: ssh,
+ *   openssh-windows), the machine id (MachineGuid, /etc/machine-id) must
+ *   not be the old one. With one, an unchanged machine id is only noted:
+ *   Sysprep keeps a Windows image's MachineGuid, so two VMs made from one
+ *   image can share it (the platform id cannot).
+ */
+export function driverRebuildProblems(o: {
+  before: { machineId: string | null; platform?: { resourceId: string; uniqueId: string } } | undefined;
+  made: { resourceId: string; uniqueId: string } | undefined;
+  now: { machineId: string | null; platform?: { resourceId: string; uniqueId: string } };
+}): string[] {
+  const problems: string[] = [];
+  const p = o.now.platform;
+  if (p) {
+    if (o.before?.platform && o.before.platform.uniqueId.toLowerCase() === p.uniqueId.toLowerCase()) {
+      problems.push(`its transport still reaches the old VM (${p.resourceId}, vmId ${p.uniqueId})`);
+    } else if (o.made && o.made.uniqueId.toLowerCase() !== p.uniqueId.toLowerCase()) {
+      problems.push(`its transport reaches ${p.resourceId} (vmId ${p.uniqueId}), not the VM the crossing made (${o.made.resourceId}, vmId ${o.made.uniqueId})`);
+    }
+  } else if (o.before?.machineId && o.now.machineId && o.before.machineId === o.now.machineId) {
+    problems.push('its machine id is the old server\'s');
+  }
+  return problems;
+}
+
+/**
+ * Refuses to land on the old server. After a manual crossing: the rebuilt
+ * target must answer with the host key the engineer put into
+ * infra.rebuilt.knownHosts (different from the old one), the OS release the
+ * runbook names, and a new machine id. After a driver's crossing on a remote
+ * target: driverRebuildProblems.
  */
 export async function verifyRebuilt(ctx: RunContext): Promise<void> {
   const rb = ctx.runbook;
-  if (rb.infra.kind !== 'manual') return;
+  if (rb.infra.kind !== 'manual') {
+    if (!mustVerifyRebuilt(ctx)) return;
+    const tgt = ctx.remote!.rebuiltTarget;
+    const before = ctx.state().targetIdentity;
+    const id = await ctx.remote!.plane.identify(ctx, tgt);
+    const platform = tgt.platformIdentity ? await tgt.platformIdentity(ctx.signal) : undefined;
+    const made = ctx.state().crossing?.machine;
+    const problems = driverRebuildProblems({ before, made, now: { machineId: id.machineId, ...(platform ? { platform } : {}) } });
+    if (problems.length > 0) {
+      throw new RubiconError('NOT_REBUILT', `${rb.target.name} (${tgt.address}) is not the machine the crossing made: ${problems.join('; ')}. Refusing to land on the old server`, {
+        hint: `check that target.transport names the VM of the stack's target and that ARM shows the new VM, then run \`rubicon resume ${ctx.runId}\``,
+      });
+    }
+    const machineIdChanged = before?.machineId && id.machineId ? before.machineId !== id.machineId : null;
+    if (machineIdChanged === false) ctx.record({ type: 'note', level: 'warn', message: `${rb.target.name}: the rebuilt VM has the old server's ${ctx.remote!.plane.os === 'windows' ? 'MachineGuid' : 'machine id'} (an image that keeps it); its platform id is new` });
+    ctx.record({
+      type: 'rebuild.verified',
+      machine: tgt.name,
+      osRelease: id.osRelease ?? '',
+      machineIdChanged,
+      hostKeyChanged: null,
+      ...(platform ? { platform: { ...platform, changed: before?.platform ? before.platform.uniqueId.toLowerCase() !== platform.uniqueId.toLowerCase() : null } } : {}),
+    });
+    return;
+  }
   const tgt = ctx.remote?.rebuiltTarget ?? ctx.target;
   const before = ctx.state().targetIdentity;
   const id = ctx.remote ? await ctx.remote.plane.identify(ctx, tgt) : { machineId: null, osRelease: null };
@@ -841,7 +911,7 @@ export function landingSequence(engines: Record<string, DatabaseEngine>, items: 
 
 /** Restores every item onto the rebuilt target from the vaults and validates it against the proofs. */
 export async function landing(ctx: RunContext): Promise<boolean> {
-  if (ctx.infra.kind === 'manual' && !ctx.state().rebuildVerified) await verifyRebuilt(ctx);
+  if (mustVerifyRebuilt(ctx) && !ctx.state().rebuildVerified) await verifyRebuilt(ctx);
   const s = ctx.state();
   const current = currentArtifacts(s.artifacts);
   const passed = (a: Artifact) => s.proofs.some((p) => p.artifactId === a.id && p.outcome === 'passed');

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { copyFile } from 'node:fs/promises';
 import { RubiconError, exitCodeOf, isRubiconError, EXIT } from '../core/errors.ts';
-import type { OnEvent, RunCommand, RunOutcome } from '../core/events.ts';
+import type { JournalEvent, OnEvent, RunCommand, RunOutcome } from '../core/events.ts';
 import { deriveState, isPhaseDone, latestDrift, type RunState } from '../core/state.ts';
 import type { Artifact, ChecklistRow, Item, Phase } from '../core/types.ts';
 import { buildChecklist } from '../inventory/checklist.ts';
@@ -122,9 +122,9 @@ export function everyDrift(state: RunState): RunState['driftScans'] {
  * the run's copy read as if it were there (its relative paths resolve
  * against the original's folder, never the state directory).
  */
-export async function loadRunRunbook(startedWith: string, copy: string | undefined): Promise<Runbook> {
-  if (existsSync(startedWith) || !copy) return loadRunbook(startedWith);
-  return loadRunbook(copy, process.env, { resolveFrom: path.dirname(startedWith) });
+export async function loadRunRunbook(startedWith: string, copy: string | undefined, env: NodeJS.ProcessEnv = process.env): Promise<Runbook> {
+  if (existsSync(startedWith) || !copy) return loadRunbook(startedWith, env);
+  return loadRunbook(copy, env, { resolveFrom: path.dirname(startedWith) });
 }
 
 /** Starts a new run. Input errors (runbook) throw before anything is written. */
@@ -201,8 +201,33 @@ export async function confirmManualStep(runId: string, stepId: string, by: strin
       hint: `e.g. rubicon confirm ${runId} ${before.manualSteps[0]?.id ?? 'STEP'} --by "Jane Doe"`,
     });
   }
-  const runbook = await loadRunRunbook(before.runbookPath, await store.runbookCopy(runId));
-  const { signer, source } = runSigner({ ...(signingKeyOf(runbook) ? { source: signingKeyOf(runbook)! } : {}), stateDir: o.stateDir });
+  const at = new Date();
+  await appendToRun(runId, o, async (record) => record({ type: 'manual-step.confirmed', stepId, by }, at));
+  return { stepId, by, at: at.toISOString(), outcome: before.outcome };
+}
+
+/**
+ * Appends records to the journal of an existing run from outside its phases
+ * (`rubicon confirm`, `rubicon rollback`): checks the journal's signatures
+ * first (EVIDENCE_INVALID), holds the target's lock while `body` runs (no
+ * run acts on the target meanwhile), signs every record with the run's key;
+ * each record is durable once `record` returned; the store is flushed at
+ * the end, also when `body` throws.
+ */
+export async function appendToRun<T>(
+  runId: string,
+  o: Pick<CommonOptions, 'stateDir' | 'state'> & { env?: NodeJS.ProcessEnv },
+  body: (record: (event: JournalEvent, at?: Date) => void) => Promise<T>,
+): Promise<T> {
+  const store = o.state ?? new LocalStateStore(o.stateDir);
+  const records = await store.readJournal(runId);
+  const before = deriveState(records);
+  const env = o.env ?? process.env;
+  // The runbook the run started with; when it is gone, the run's own copy (a shared store's, or the one beside the journal).
+  const local = store.paths(runId).runbookCopy;
+  const copy = (await store.runbookCopy(runId)) ?? (existsSync(local) ? local : undefined);
+  const runbook = await loadRunRunbook(before.runbookPath, copy, env);
+  const { signer, source } = runSigner({ ...(signingKeyOf(runbook) ? { source: signingKeyOf(runbook)! } : {}), stateDir: o.stateDir, env });
   const mismatch = runKeyMismatch(before, runId, signer, source, signingKeyOf(runbook) !== undefined, store instanceof LocalStateStore ? '' : ` (--state ${store.location})`);
   if (mismatch) throw mismatch;
   const audit = auditRecords(records, verifierFrom(signer.publicKeyPem));
@@ -212,10 +237,12 @@ export async function confirmManualStep(runId: string, stepId: string, by: strin
   try {
     journal = await store.openJournal(runId);
     journal.signWith(recordSigner(signer));
-    const at = new Date();
-    journal.append({ type: 'manual-step.confirmed', stepId, by }, at);
-    await store.flush(runId);
-    return { stepId, by, at: at.toISOString(), outcome: before.outcome };
+    const j = journal;
+    try {
+      return await body((event, at) => void j.append(event, at ?? new Date()));
+    } finally {
+      await store.flush(runId);
+    }
   } finally {
     journal?.close();
     await release();

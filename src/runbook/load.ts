@@ -313,7 +313,7 @@ export function normalize(raw: ParsedRunbook, file: string, hash: string, resolv
     raw.infra.kind === 'sandbox'
       ? { kind: 'sandbox', provingGround: abs(raw.infra.provingGround), rollback: abs(raw.infra.rollback), currentImage: raw.infra.currentImage }
       : raw.infra.kind === 'pulumi-azure'
-        ? { kind: 'pulumi-azure', currentImage: 'read from the stack', azure: normalizeAzureSection(raw.infra, file) }
+        ? { kind: 'pulumi-azure', currentImage: 'read from the stack', azure: normalizeAzureSection(raw.infra, path.join(base, path.basename(file))) }
         : {
           kind: 'manual',
           currentImage: raw.infra.currentImage,

@@ -137,7 +137,7 @@ describe('rubicon upgrade with the pulumi-azure driver (stand-in ports)', () => 
     expect(summary.error).toBeUndefined();
     expect(summary.outcome).toBe('landed');
     expect(summary.exitCode).toBe(0);
-    expect(journal.find((e) => e.type === 'crossing.completed')).toEqual({ type: 'crossing.completed', image: IMAGE });
+    expect(journal.find((e) => e.type === 'crossing.completed')).toEqual({ type: 'crossing.completed', image: IMAGE, machine: { resourceId: VM, uniqueId: 'uid-new' } });
     expect(journal.find((e) => e.type === 'rollback.created')).toMatchObject({ rollbackPoint: { kind: 'azure-disk-snapshot' } });
     expect(journal.some((e) => e.type === 'rollback.released')).toBe(true);
 

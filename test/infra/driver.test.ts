@@ -117,7 +117,8 @@ describe('PulumiAzureDriver.cross', () => {
       return onUp(s);
     };
     const result = await driver.cross(prodPermit(), NOW);
-    expect(result).toEqual({ image: NEW_IMAGE, completedAt: NOW.toISOString() });
+    // The VM ARM confirmed, for the landing to check that the target's transport reaches it.
+    expect(result).toEqual({ image: NEW_IMAGE, completedAt: NOW.toISOString(), machine: { resourceId: VM, uniqueId: 'uid-new' } });
     expect(timeline).toEqual([
       `lock ${VM}`,
       `lock ${OS_OLD}`,

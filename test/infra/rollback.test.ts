@@ -5,7 +5,10 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { RubiconError } from '../../src/core/errors.ts';
 import { DEFAULT_POLICY } from '../../src/gate/policy.ts';
 import { rollbackRun } from '../../src/infra/azure/rollback.ts';
-import { Journal, newRunId, runPaths } from '../../src/run/journal.ts';
+import { Journal, newRunId, readJournal, runPaths } from '../../src/run/journal.ts';
+import { loadSigner, verifierFrom } from '../../src/trust/keys.ts';
+import { auditRecords, recordSigner } from '../../src/run/audit.ts';
+import { deriveState } from '../../src/core/state.ts';
 import { FakeArm, FakeMachines, FakeStack, fixture } from './fake-ports.ts';
 import { KEYS, NEW_IMAGE } from './builders.ts';
 import { cli } from '../e2e/helpers.ts';
@@ -20,11 +23,16 @@ const RG = '/subscriptions/s/resourceGroups/rg-ehr/providers/Microsoft.Compute';
 const VM = `${RG}/virtualMachines/ehr-prd-01`;
 const RETIRED = `${RG}/disks/ehr-prd-01_OsDisk_1_old`;
 
+/**
+ * A run's journal as `rubicon upgrade` leaves it: signed by the runbook's key
+ * (so `rollback` may append to it), with a runbook copy that loads.
+ */
 function run(infra: string): { stateDir: string; runId: string } {
   const stateDir = path.join(root, `state-${Math.random().toString(16).slice(2)}`);
   const runId = newRunId();
   const paths = runPaths(stateDir, runId);
   const journal = Journal.create(paths.journal);
+  journal.signWith(recordSigner(loadSigner({ env: 'RUBICON_SIGNING_KEY' }, env)));
   journal.append({
     type: 'run.started',
     runId,
@@ -39,7 +47,12 @@ function run(infra: string): { stateDir: string; runId: string } {
     rubiconVersion: '0.1.0',
     host: 'test',
   });
-  writeFileSync(paths.runbookCopy, `version: 1\nname: x\n${infra}`);
+  journal.close();
+  const t = (d: string) => path.join(root, d);
+  writeFileSync(
+    paths.runbookCopy,
+    `version: 1\nname: x\ntarget: { name: ehr-prd-01, root: ${t('t')}, image: "${NEW_IMAGE}", transport: { kind: local } }\nprovingGround: { root: ${t('pg')}, transport: { kind: local } }\ndiscovery: { roots: [ehr] }\nvaults:\n  - { name: nas, kind: filesystem, path: ${t('v')} }\n${infra}`,
+  );
   return { stateDir, runId };
 }
 
@@ -76,10 +89,43 @@ describe('rollbackRun', () => {
       arm.vms.set(VM, { id: VM, uniqueId: 'uid-back', image: `disk:${RETIRED.toLowerCase()}`, osDiskId: RETIRED, dataDiskIds: [] });
       return { ...s.outputsValue, targetImage: `disk:${RETIRED.toLowerCase()}`, targetVmUniqueId: 'uid-back' };
     };
-    const r = await rollbackRun(runId, { stateDir, confirmed: true, env, stack, arm, machines: new FakeMachines([]) });
+    const stderr: string[] = [];
+    const r = await rollbackRun(runId, { stateDir, confirmed: true, env, stack, arm, machines: new FakeMachines([]), who: 'Jane Engineer', log: (l, m) => stderr.push(`${l}: ${m}`) });
     expect(r).toMatchObject({ runId, from: 'retired-os-disk', diskId: RETIRED });
     expect(stack.config.get('rubicon:target.restoreFromDisk')).toBe(RETIRED);
     expect(arm.locks.has(VM)).toBe(true);
+    // The rollback is in the run's journal (signed like its records), not only on stderr: started, the driver's lines, completed.
+    const records = readJournal(runPaths(stateDir, runId).journal);
+    expect(auditRecords(records, verifierFrom(KEYS.publicKeyPem)).ok).toBe(true);
+    const events = records.map((x) => x.event).slice(1);
+    expect(events[0]).toEqual({ type: 'rollback.started', by: 'flag', who: 'Jane Engineer' });
+    expect(events.at(-1)).toEqual({ type: 'rollback.completed', from: 'retired-os-disk', diskId: RETIRED, image: `disk:${RETIRED.toLowerCase()}` });
+    const notes = events.flatMap((e) => (e.type === 'note' ? [`${e.level}: ${e.message}`] : []));
+    expect(notes.some((n) => n.startsWith('warn: ') && n.includes(`deletion lock on VM ${VM} removed for the rollback`))).toBe(true);
+    expect(notes).toEqual(stderr);
+    expect(deriveState(records).rollbacks).toMatchObject([{ by: 'Jane Engineer (flag)', outcome: 'completed', diskId: RETIRED }]);
+  });
+
+  it('journals a failed rollback with its code, and `rubicon status` shows each rollback where rollback points are listed', async () => {
+    const { stateDir, runId } = run(AZURE);
+    const stack = new FakeStack('prod', { targetVmId: VM, targetImage: NEW_IMAGE, targetVmUniqueId: 'uid-new', dataDiskIds: [] }, {
+      'rubicon:target.name': 'ehr-prd-01',
+      'rubicon:resourceGroupName': 'rg-ehr',
+      'rubicon:permitPublicKey': KEYS.publicKeyPem,
+    });
+    const arm = new FakeArm();
+    arm.vms.set(VM, { id: VM, uniqueId: 'uid-new', image: NEW_IMAGE, osDiskId: `${RG}/disks/new`, dataDiskIds: [] });
+    // No retired OS disk and no snapshot of this run: nothing to roll back to.
+    const e = (await rollbackRun(runId, { stateDir, confirmed: true, env, stack, arm, machines: new FakeMachines([]), who: 'Jane Engineer' }).then(() => undefined, (x: unknown) => x)) as RubiconError;
+    expect(e.code).toBe('INFRA_FAILED');
+    const events = readJournal(runPaths(stateDir, runId).journal).map((x) => x.event);
+    expect(events.at(-1)).toMatchObject({ type: 'rollback.failed', code: 'INFRA_FAILED', message: expect.stringContaining(`No rollback point of run ${runId}`) });
+    const all = await cli(['status', '--state-dir', stateDir]);
+    expect(all.stdout).toMatch(new RegExp(`rollbacks \\(\`rubicon rollback\`, from the run's journal\\):\\n  ${runId}  started \\S+ by Jane Engineer \\(flag\\), FAILED \\S+: INFRA_FAILED: No rollback point of run ${runId}`));
+    const one = await cli(['status', runId, '--state-dir', stateDir]);
+    expect(one.stdout).toContain('  rollback: started ');
+    const json = await cli(['status', runId, '--state-dir', stateDir, '--json']);
+    expect(JSON.parse(json.stdout.trim().split('\n').at(-1)!)).toMatchObject({ rollbacks: [{ outcome: 'failed', error: { code: 'INFRA_FAILED' } }] });
   });
 
   it('is a command: `rubicon rollback RUN_ID` reaches rollbackRun (exit 2 unconfirmed, 3 without a run id or for a run not on Azure)', async () => {
@@ -100,6 +146,7 @@ describe('rollbackRun', () => {
   it('`rubicon status` lists a run\'s rollback assets until the run releases them', async () => {
     const { stateDir, runId } = run(AZURE);
     const journal = Journal.open(runPaths(stateDir, runId).journal);
+    journal.signWith(recordSigner(loadSigner({ env: 'RUBICON_SIGNING_KEY' }, env)));
     const snap = `${RG}/snapshots/rubicon-${runId}-os`;
     journal.append({ type: 'rollback.created', rollbackPoint: { id: `rollback.${runId}`, kind: 'azure-disk-snapshot', location: `${snap},${RG}/snapshots/rubicon-${runId}-sqldata`, createdAt: '2026-12-01T10:00:00.000Z' } });
     const kept = await cli(['status', '--state-dir', stateDir]);

@@ -65,6 +65,20 @@ export class RunCommandStandIn {
   /** provisioningState stays Succeeded when the script fails (treatFailureAsDeploymentFailure ignored, as before API 2023-03-01). */
   provisioningIgnoresExitCode = false;
   pwsh = '';
+  /** ARM's `properties.vmId` of the VM (Virtual Machines - Get): a replaced VM gets a new one. */
+  vmId = '2f0c7f5e-0000-4000-8000-0000000000a1';
+  /**
+   * While true, DELETE of a run command answers 409 ScopeLocked, as ARM does
+   * under a `CanNotDelete` lock on the VM (a lock is inherited by child
+   * resources; learn.microsoft.com/azure/azure-resource-manager/management/lock-resources).
+   */
+  locked: () => boolean = () => false;
+  /**
+   * How the agent starts pwsh: `[file, args]` from pwsh's own argv (default
+   * as is). The e2e test starts it inside the VM's test host (its network
+   * namespace and /etc files) with the stand-in commands on its paths.
+   */
+  launch: (argv: string[]) => [string, string[]] = (argv) => [argv[0]!, argv.slice(1)];
   readonly #dir = mkdtempSync(path.join(os.tmpdir(), 'rubicon-rc-agent-'));
   readonly #running = new Set<Promise<void>>();
 
@@ -83,7 +97,7 @@ export class RunCommandStandIn {
     const esc = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
     const vm = esc(this.vmPath);
     const one = new RegExp(`^${vm}/runCommands/([^/]+)$`);
-    this.arm.on('GET', new RegExp(`^${vm}$`), () => ({ status: 200, body: { id: this.vmPath, name: this.vmPath.split('/').pop(), type: 'Microsoft.Compute/virtualMachines', location: 'westeurope', properties: { provisioningState: 'Succeeded' } } }));
+    this.arm.on('GET', new RegExp(`^${vm}$`), () => ({ status: 200, body: { id: this.vmPath, name: this.vmPath.split('/').pop(), type: 'Microsoft.Compute/virtualMachines', location: 'westeurope', properties: { vmId: this.vmId, provisioningState: 'Succeeded' } } }));
     this.arm.on('PUT', one, (req) => this.#put(req, one.exec(req.path)![1]!));
     this.arm.on('GET', one, (req) => {
       const rc = this.commands.get(one.exec(req.path)![1]!);
@@ -95,6 +109,9 @@ export class RunCommandStandIn {
     this.arm.on('GET', new RegExp(`^${vm}/runCommands$`), (req) => ({ status: 200, body: { value: this.all().map((rc) => this.resource(rc, req.query.get('$expand') === 'instanceView')) } }));
     this.arm.on('DELETE', one, (req) => {
       const name = one.exec(req.path)![1]!;
+      if (this.locked()) {
+        return { status: 409, body: { error: { code: 'ScopeLocked', message: `The scope '${req.path}' cannot perform delete operation because following scope(s) are locked: '${this.vmPath}'. Please remove the lock and try again.` } } };
+      }
       const had = this.commands.delete(name);
       const i = this.preset.findIndex((p) => p.name === name);
       if (i >= 0) this.preset.splice(i, 1);
@@ -172,7 +189,8 @@ export class RunCommandStandIn {
     rc.runs++;
     rc.provisioningState = 'Succeeded';
     rc.instanceView = { executionState: 'Running', exitCode: 0, output: '', error: '', startTime, statuses: null };
-    const child = spawn(this.pwsh, ['-NoProfile', '-NonInteractive', '-ExecutionPolicy', 'Bypass', '-File', file, ...params], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const [cmd, argv] = this.launch([this.pwsh, '-NoProfile', '-NonInteractive', '-ExecutionPolicy', 'Bypass', '-File', file, ...params]);
+    const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout.on('data', (d: Buffer) => out.push(d));

@@ -57,6 +57,11 @@ class RunCommandMachine implements Machine {
     await this.#runCommand();
   }
   async close(): Promise<void> {}
+  /** Reads a private field, as the real transports do: called on the proxy it would throw. */
+  #vmId = 'uid-old';
+  async platformIdentity(): Promise<{ resourceId: string; uniqueId: string }> {
+    return { resourceId: VM, uniqueId: this.#vmId };
+  }
 }
 
 function setup(): { arm: FakeArm; driver: PulumiAzureDriver; notes: string[] } {
@@ -109,6 +114,14 @@ describe('the target machine under the VM lock (pulumi-azure)', () => {
     await Promise.all([a, b]);
     expect(arm.locks.has(VM)).toBe(true);
     expect(arm.log).toEqual(['unlock ' + VM, 'lock ' + VM]);
+  });
+
+  it('platformIdentity (a GET of the VM) and close neither lift the lock nor lose the machine\'s private state', async () => {
+    const { arm, driver } = setup();
+    const m = driver.targetMachine(new RunCommandMachine(arm));
+    expect(await m.platformIdentity()).toEqual({ resourceId: VM, uniqueId: 'uid-old' });
+    await m.close();
+    expect(arm.log).toEqual([]);
   });
 
   it('a failing operation still puts the lock back and its error reaches the caller', async () => {

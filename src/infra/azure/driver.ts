@@ -114,6 +114,11 @@ export interface RollbackResult {
   completedAt: string;
 }
 
+/** The crossing result's `machine`: the VM ARM confirmed, when it has a unique id. Pure. */
+function machineOf(vm: VmState): Pick<CrossingResult, 'machine'> {
+  return vm.uniqueId ? { machine: { resourceId: vm.id, uniqueId: vm.uniqueId } } : {};
+}
+
 function sameId(a: string, b: string): boolean {
   return a.trim().replace(/\/+$/, '').toLowerCase() === b.trim().replace(/\/+$/, '').toLowerCase();
 }
@@ -633,7 +638,7 @@ export class PulumiAzureDriver implements InfraDriver {
       );
     }
 
-    await this.#replaceVm({
+    const vm = await this.#replaceVm({
       step: 'crossing',
       runId: permit.runId,
       target,
@@ -649,7 +654,7 @@ export class PulumiAzureDriver implements InfraDriver {
         await this.#stack.setConfig('rubicon:target.osDiskName', crossingOsDiskName(target, permit.runId), { path: true });
       },
     });
-    return { image: permit.image, completedAt: this.#now().toISOString() };
+    return { image: permit.image, completedAt: this.#now().toISOString(), ...machineOf(vm) };
   }
 
   /**
@@ -873,7 +878,7 @@ export class PulumiAzureDriver implements InfraDriver {
     await this.#lockTarget(`after the crossing of run ${permit.runId}`);
     await this.#reprotect(permit.runId);
     if (recovered) await this.#retireOsDisk(recovered, target);
-    return { image: permit.image, completedAt: this.#now().toISOString() };
+    return { image: permit.image, completedAt: this.#now().toISOString(), ...machineOf(vm) };
   }
 
   /** Read-only: the rollback assets (snapshots, retired OS disks) kept in the target's resource group, for `rubicon status`. */

@@ -1,8 +1,9 @@
 import { readFile } from 'node:fs/promises';
 import { parse } from 'yaml';
-import { RubiconError } from '../../core/errors.ts';
+import { RubiconError, isRubiconError } from '../../core/errors.ts';
 import { parseAzureSection, type PulumiAzureSettings } from '../../runbook/azure.ts';
 import { readJournal, runPaths } from '../../run/journal.ts';
+import { appendToRun } from '../../run/run.ts';
 import type { RollbackResult } from './driver.ts';
 import { createPulumiAzureInfra, type PulumiAzureInfraDeps } from './factory.ts';
 import type { RollbackAsset } from './ports.ts';
@@ -42,6 +43,8 @@ export interface RollbackOptions extends PulumiAzureInfraDeps {
   stateDir: string;
   /** The caller's confirmation (`--yes`, or the operator typing the target's name). */
   confirmed: boolean;
+  /** Who confirmed (journaled with `rollback.started`). */
+  who?: string;
 }
 
 /** Rebuilds the target of run RUN_ID from its rollback point through Pulumi. Destructive for the current VM (kept as a rollback asset). */
@@ -52,8 +55,24 @@ export async function rollbackRun(runId: string, o: RollbackOptions): Promise<Ro
       hint: `run \`rubicon rollback ${runId} --yes\` to confirm`,
     });
   }
-  const driver = await createPulumiAzureInfra(section, o);
-  return driver.rollback(runId, (o.now ?? (() => new Date()))());
+  // The rollback is part of the run's evidence: its start, the driver's lines (locks lifted and restored, disarming)
+  // and its end are appended to the run's own journal, signed like the run's records (docs/infra.md, "Rollback").
+  return appendToRun(runId, { stateDir: o.stateDir, ...(o.env ? { env: o.env } : {}) }, async (record) => {
+    record({ type: 'rollback.started', by: 'flag', who: o.who ?? 'unknown' });
+    const log = (level: 'info' | 'warn', message: string) => {
+      record({ type: 'note', level, message });
+      o.log?.(level, message);
+    };
+    try {
+      const driver = await createPulumiAzureInfra(section, { ...o, log });
+      const r = await driver.rollback(runId, (o.now ?? (() => new Date()))());
+      record({ type: 'rollback.completed', from: r.from, diskId: r.diskId, image: r.image });
+      return r;
+    } catch (e) {
+      record({ type: 'rollback.failed', code: isRubiconError(e) ? e.code : 'INTERNAL', message: (e instanceof Error ? e.message : String(e)).slice(0, 1000) });
+      throw e;
+    }
+  });
 }
 
 /** Every rollback asset (snapshots, retired OS disks) of the target's resource group that is still kept. Read-only. */

@@ -17,7 +17,8 @@ import type { Machine } from '../../machines/machine.ts';
  * - Only a machine whose transport is `azure-run-command` is wrapped; any
  *   other machine (local, ssh, openssh-windows: no child resources) is
  *   returned as it is, the same object.
- * - Every method but `close` runs inside a "lifted" section: the first
+ * - Every method but `close` and `platformIdentity` (a GET of the VM,
+ *   which creates no child resource) runs inside a "lifted" section: the first
  *   operation to enter lifts the VM's lock, the last to leave restores it
  *   (reference-counted, so parallel steps share one lift); lifts and
  *   restores are serialised. The data and OS disks keep their locks
@@ -68,7 +69,9 @@ export function lockLiftingMachine<M extends Machine>(machine: M, lock: LockSect
   return new Proxy(machine, {
     get(target, prop) {
       const value: unknown = Reflect.get(target, prop);
-      if (typeof value !== 'function' || prop === 'close' || prop === 'constructor') return value;
+      if (typeof value !== 'function' || prop === 'constructor') return value;
+      // Not lifted, but still called on the real object (a Proxy as `this` cannot reach private fields).
+      if (prop === 'close' || prop === 'platformIdentity') return (value as (...a: unknown[]) => unknown).bind(target);
       return (...args: unknown[]) => around(() => Promise.resolve((value as (...a: unknown[]) => unknown).apply(target, args)));
     },
   });

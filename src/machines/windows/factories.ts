@@ -1,6 +1,6 @@
 import { RubiconError } from '../../core/errors.ts';
 import type { TransportSettings } from '../../runbook/load.ts';
-import type { Command, ExecOptions, ExecResult, StepKey, StepResult, TransportKind } from '../machine.ts';
+import type { Command, ExecOptions, ExecResult, PlatformIdentity, StepKey, StepResult, TransportKind } from '../machine.ts';
 import { OpenSshWindowsMachine } from './openssh.ts';
 import type { AzureRunCommandMachine, AzureTokenCredential } from './run-command.ts';
 import type { WindowsScriptName } from './scripts.ts';
@@ -122,6 +122,9 @@ class LazyWindowsMachine implements WindowsMachine {
   }
   async forgetSteps(): Promise<void> {
     return (await this.#m()).forgetSteps();
+  }
+  async platformIdentity(signal?: AbortSignal): Promise<PlatformIdentity> {
+    return (await this.#m()).platformIdentity(signal);
   }
   async close(): Promise<void> {
     if (this.#real) await (await this.#real).close();

@@ -4,7 +4,7 @@ import { ComputeManagementClient, type ComputeManagementClientOptionalParams, ty
 import { bearerTokenAuthenticationPolicy, createDefaultHttpClient, createEmptyPipeline, createHttpHeaders, createPipelineRequest } from '@azure/core-rest-pipeline';
 import { RubiconError } from '../../core/errors.ts';
 import type { CommandResult, ExecOptions as HostExecOptions, Host } from '../../hosts/host.ts';
-import { STEP_TIMEOUT_EXIT, type Command, type ExecOptions, type ExecResult, type StepKey, type StepResult, type TransportKind } from '../machine.ts';
+import { STEP_TIMEOUT_EXIT, type Command, type ExecOptions, type ExecResult, type PlatformIdentity, type StepKey, type StepResult, type TransportKind } from '../machine.ts';
 import { stepFolderName, stepLost } from '../posix.ts';
 import { decodeClixml } from './clixml.ts';
 import { psLiteral, windowsCommandLine } from './quote.ts';
@@ -330,6 +330,8 @@ export interface RunCommandTarget {
   delete(name: string, signal?: AbortSignal): Promise<void>;
   /** Every run command of the machine, with instance views. */
   list(signal?: AbortSignal): Promise<RunCommandResource[]>;
+  /** The machine itself as ARM reports it now (its resource id and unique id). Optional: an adapter that cannot tell leaves it out. */
+  identity?(signal?: AbortSignal): Promise<PlatformIdentity>;
 }
 
 export type AzureTokenCredential = ConstructorParameters<typeof ComputeManagementClient>[0];
@@ -354,6 +356,20 @@ export class ComputeVmRunCommands implements RunCommandTarget {
   async #locationOf(signal?: AbortSignal): Promise<string> {
     if (!this.#location) this.#location = (await this.#client.virtualMachines.get(this.#rg, this.#vm, signal ? { abortSignal: signal } : {})).location;
     return this.#location;
+  }
+
+  /**
+   * GET the VM (Virtual Machines - Get): `id` and `properties.vmId`, the
+   * GUID ARM gives each VM instance (a VM deleted and created again under
+   * the same name gets a new one). Never cached: the answer must describe
+   * the VM as it is now, after a crossing replaced it.
+   */
+  async identity(signal?: AbortSignal): Promise<PlatformIdentity> {
+    const vm = await this.#client.virtualMachines.get(this.#rg, this.#vm, signal ? { abortSignal: signal } : {});
+    if (!vm.id || !vm.vmId) {
+      throw new RubiconError('MACHINE_FAILED', `ARM's answer for ${this.description} has no ${vm.id ? 'properties.vmId' : 'id'}`, { hint: 'check the VM in the portal; Rubicon cannot tell which VM its Run Command reaches' });
+    }
+    return { resourceId: vm.id, uniqueId: vm.vmId };
   }
 
   async get(name: string, signal?: AbortSignal): Promise<RunCommandResource | undefined> {
@@ -622,6 +638,12 @@ export class AzureRunCommandMachine implements WindowsMachine {
   }
 
   async close(): Promise<void> {}
+
+  /** The VM this machine's run commands run on, as ARM says now (no cache). MACHINE_FAILED when the target cannot tell. */
+  async platformIdentity(signal?: AbortSignal): Promise<PlatformIdentity> {
+    if (!this.#t.identity) throw new RubiconError('MACHINE_FAILED', `${this.#t.description} cannot report its platform identity`, { hint: 'this is a gap in the Run Command adapter' });
+    return this.#arm(() => this.#t.identity!(signal), 'reading the VM');
+  }
 
   // ---- internals
 
