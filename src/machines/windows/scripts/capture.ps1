@@ -1,5 +1,5 @@
 # Rubicon script: capture
-# Version: 1
+# Version: 2
 # Include: files
 #
 # Contract
@@ -12,7 +12,10 @@
 #                UNC or absolute), logPath?: string },
 #              restic?: { repository?: string, repositoryFile?: string,
 #                passwordFile: string, tags?: string[], host?: string,
-#                resticPath?: string },
+#                parent?: string (a snapshot id), options?: string[]
+#                (restic -o values, e.g. sftp.command=...), exclude?:
+#                string[] (paths relative to source, '/' separated: the
+#                manifest's exclusions), resticPath?: string },
 #              acl?: { savePath: string } }
 #            At least one of robocopy and restic.
 #   Result   data: { key, source, volume,
@@ -97,6 +100,15 @@ function Invoke-RubiconCapture {
       if ($tags.Count -gt 0) { $p.Tags = [string[]]$tags }
       $hostName = Get-RubiconArg $rs 'host'
       if ($hostName) { $p.HostName = $hostName }
+      $parent = Get-RubiconArg $rs 'parent'
+      if ($parent) {
+        if ($parent -notmatch '^[0-9a-f]{8,64}$') { throw (New-RubiconError 'ARGS_INVALID' ('restic "parent" must be a snapshot id, not "' + $parent + '"')) }
+        $p.Parent = $parent
+      }
+      $options = @(Get-RubiconArg $rs 'options' -Type array)
+      if ($options.Count -gt 0) { $p.Options = [string[]]$options }
+      $exclude = @(Get-RubiconArg $rs 'exclude' -Type array)
+      if ($exclude.Count -gt 0) { $p.Exclude = [string[]]@($exclude | ForEach-Object { [System.IO.Path]::Combine($source, ([string]$_).Replace('/', [System.IO.Path]::DirectorySeparatorChar)) }) }
       $p.ResticPath = Get-RubiconArg $rs 'resticPath' -Default 'restic'
       $data.restic = Invoke-RubiconResticBackup @p
     }
