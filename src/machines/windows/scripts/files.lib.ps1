@@ -145,10 +145,10 @@ function Invoke-RubiconResticBackup {
     [string]$Parent, [string[]]$Options = @(), [string[]]$Exclude = @()
   )
   $argv = New-Object System.Collections.Generic.List[string]
-  # Global options first: -o name=value (e.g. sftp.command, the grant's ssh command: a key file path, no secret).
+  # Global options first: --option name=value (restic -o) (e.g. sftp.command, the grant's ssh command: a key file path, no secret).
   foreach ($o in $Options) {
     if ($o -notmatch '^[a-z0-9.]+=' -or $o.Contains("`n")) { throw (New-RubiconError 'ARGS_INVALID' ('a restic option must be name=value on one line, not "' + $o + '"')) }
-    $argv.Add('-o'); $argv.Add($o)
+    $argv.Add('--option'); $argv.Add($o)
   }
   foreach ($x in @('backup', '--json', '--password-file', $PasswordFile)) { $argv.Add($x) }
   if ($RepositoryFile) { $argv.Add('--repository-file'); $argv.Add($RepositoryFile) } elseif ($Repository) { $argv.Add('--repo'); $argv.Add($Repository) }

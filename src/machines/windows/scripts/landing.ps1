@@ -144,7 +144,7 @@ function Invoke-RubiconLandResticFolder {
     $argv = New-Object System.Collections.Generic.List[string]
     foreach ($o in @(Get-RubiconArg $rs 'options' -Type array)) {
       if ([string]$o -notmatch '^[a-z0-9.]+=' -or ([string]$o).Contains("`n")) { throw (New-RubiconError 'ARGS_INVALID' ('a restic option must be name=value on one line, not "' + $o + '"')) }
-      $argv.Add('-o'); $argv.Add([string]$o)
+      $argv.Add('--option'); $argv.Add([string]$o)
     }
     # --no-lock: a read grant's sftp is read-only; --no-cache: nothing of the repository stays on this server.
     foreach ($x in @('--repository-file', (Get-RubiconArg $rs 'repositoryFile' -Required), '--password-file', (Get-RubiconArg $rs 'passwordFile' -Required), '--no-lock', '--no-cache', 'restore', $snapshot, '--target', $staging)) { $argv.Add($x) }
