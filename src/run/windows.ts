@@ -26,19 +26,25 @@ import { diffEntries, manifestOf, shipTree } from './remote.ts';
  * - discover: `inventory` (step `discover/inventory`); folders are the
  *   runbook's declared ones plus the folders the inventory found referenced
  *   by services, tasks, shares, IIS and ODBC, under target.root;
- * - capture: `manifest` builds the SHA-256 manifest on the server, then each
- *   method's vault tool writes exactly those files (the vault's own
- *   `ingest`, through the phase's write grant, as on Linux);
+ * - capture: `manifest` builds the SHA-256 manifest on the server, then per
+ *   restic vault the `capture` script (a VSS shadow, restic with its own VSS
+ *   snapshot through the phase's write grant, whose repository and password
+ *   are files on the server, and icacls /save); restic's summary is checked
+ *   against the manifest and the ACL file is kept as a vault document whose
+ *   hash the artifact records;
  * - freeze / thaw: `freeze` and `thaw` (the state file on the server keeps
  *   each service's prior state and start mode; thaw restores exactly that);
  * - drift: `manifest` again, compared by path, size, mode and SHA-256;
- * - landing: the vault restores into the item's folder on the rebuilt
- *   server, then `manifest` there is checked against the proven manifest;
+ * - landing: the `landing` script restores the snapshot into the item's
+ *   folder on the rebuilt server (restic through a read grant), its ACLs
+ *   (icacls /restore of the saved file), the old server's shares and tasks
+ *   that belong to the folder, and lists what needs a person (notes); then
+ *   `manifest` there is checked against the proven manifest;
  * - identity: the scripts' host record (os) and the MachineGuid (`reg query`).
  *
- * Not here yet (docs/windows.md): the `capture` script (VSS + robocopy into
- * an SMB share) and the `landing` script (shares, tasks, ACLs), databases
- * on Windows (SQL Server), and the coverage hooks (no volume listing).
+ * Not here yet (docs/windows.md): robocopy into an SMB share (the capture
+ * script's second method), databases on Windows (SQL Server), and the
+ * coverage hooks (no volume listing).
  */
 
 const errText = (e: unknown) => (e instanceof Error ? e.message : String(e));

@@ -210,7 +210,7 @@ manualSteps:
       expect(landed.summary).toMatchObject({ outcome: 'landed' });
       const after = journalEvents(stateDir, runId);
       expect(after.find((x) => x.type === 'rebuild.verified')).toMatchObject({ machineIdChanged: true, hostKeyChanged: true, osRelease: osName });
-      const validated = after.filter((x) => x.type === 'landing.validated') as unknown as { itemId: string; outcome: string; checks: { detail: string }[] }[];
+      const validated = after.filter((x) => x.type === 'landing.validated') as unknown as { itemId: string; outcome: string; checks: { name: string; status: string; detail: string }[] }[];
       expect(validated.map((v) => `${v.itemId} ${v.outcome}`).sort()).toEqual(['folder:ehr/A passed']);
       expect(validated[0]!.checks[0]!.detail).toMatch(/by the manifest script/);
       expect(validated[0]!.checks.find((c) => c.name === 'acls')).toMatchObject({ status: 'passed' });

@@ -201,6 +201,10 @@ Describe 'capture' {
     $a[-1] | Should -Be $script:Source
     $bad = Invoke-TestScript -Arguments (Get-CaptureArgs @{ restic = @{ repository = 'r'; passwordFile = $script:Pw; parent = 'latest' } })
     $bad.Result.error.code | Should -Be 'ARGS_INVALID'
+    $bad = Invoke-TestScript -Arguments (Get-CaptureArgs @{ restic = @{ repository = 'r'; passwordFile = $script:Pw; options = @('--no-lock') } })
+    $bad.Result.error.code | Should -Be 'ARGS_INVALID'
+    # both refused before any shadow was made
+    Should -Invoke Invoke-CimMethod -Times 1 -Exactly -ParameterFilter { $ClassName -eq 'Win32_ShadowCopy' }
   }
   It 'refuses <Why> (<Code>) before creating any shadow' -ForEach @(
     @{ Why = 'a destination inside the source'; Extra = @{ robocopy = @{ destination = '__SOURCE__/mirror' } }; Code = 'ARGS_INVALID' },
@@ -208,11 +212,13 @@ Describe 'capture' {
     @{ Why = 'neither robocopy nor restic'; Extra = @{ robocopy = $null; restic = $null }; Code = 'ARGS_INVALID' },
     @{ Why = 'a key with a path in it'; Extra = @{ key = '..\evil' }; Code = 'ARGS_INVALID' },
     @{ Why = 'a relative source'; Extra = @{ source = 'EHR\X' }; Code = 'ARGS_INVALID' },
-    @{ Why = 'a source that does not exist'; Extra = @{ source = '/nonexistent/rubicon/X' }; Code = 'PATH_NOT_FOUND' }
+    @{ Why = 'a source that does not exist'; Extra = @{ source = '/nonexistent/rubicon/X' }; Code = 'PATH_NOT_FOUND' },
+    @{ Why = 'a restic parent that is not a snapshot id'; Extra = @{ restic = @{ repository = 'r'; passwordFile = 'p'; parent = 'latest' } }; Code = 'ARGS_INVALID' },
+    @{ Why = 'a restic option that is a flag, not name=value'; Extra = @{ restic = @{ repository = 'r'; passwordFile = 'p'; options = @('--no-lock') } }; Code = 'ARGS_INVALID' }
   ) {
     Use-FakeWindows
     $x = @{}
-    foreach ($k in $Extra.Keys) { $v = $Extra[$k]; if ($v -is [hashtable] -and $v.destination -like '__SOURCE__*') { $v = @{ destination = $v.destination.Replace('__SOURCE__', $script:Source) } }; $x[$k] = $v }
+    foreach ($k in $Extra.Keys) { $v = $Extra[$k]; if ($v -is [hashtable] -and $v.ContainsKey('destination') -and $v.destination -like '__SOURCE__*') { $v = @{ destination = $v.destination.Replace('__SOURCE__', $script:Source) } }; $x[$k] = $v }
     $r = Invoke-TestScript -Arguments (Get-CaptureArgs $x)
     $r.ExitCode | Should -Be 1
     $r.Result.error.code | Should -Be $Code

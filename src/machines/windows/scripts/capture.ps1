@@ -65,6 +65,14 @@ function Invoke-RubiconCapture {
     if (Test-RubiconPathInside $destination $source) { throw (New-RubiconError 'ARGS_INVALID' ('robocopy destination ' + $destination + ' lies inside the source ' + $source)) }
     if (Test-RubiconVolumeOrShareRoot $destination) { throw (New-RubiconError 'ARGS_INVALID' ('robocopy destination ' + $destination + ' is a volume or share root; /MIR would delete everything else there')) }
   }
+  if ($null -ne $rs) {
+    # Refused before any shadow is made (Invoke-RubiconResticBackup checks the options again).
+    $parentArg = Get-RubiconArg $rs 'parent'
+    if ($parentArg -and $parentArg -notmatch '^[0-9a-f]{8,64}$') { throw (New-RubiconError 'ARGS_INVALID' ('restic "parent" must be a snapshot id, not "' + $parentArg + '"')) }
+    foreach ($o in @(Get-RubiconArg $rs 'options' -Type array)) {
+      if ([string]$o -notmatch '^[a-z0-9.]+=' -or ([string]$o).Contains("`n")) { throw (New-RubiconError 'ARGS_INVALID' ('a restic option must be name=value on one line, not "' + $o + '"')) }
+    }
+  }
   if (-not (Test-Path -LiteralPath $source -PathType Container)) { throw (New-RubiconError 'PATH_NOT_FOUND' ('source folder ' + $source + ' does not exist') ([ordered]@{ source = $source })) }
   if (-not (Test-Path -LiteralPath $workDir -PathType Container)) { $null = New-Item -ItemType Directory -Path $workDir -Force }
 
@@ -101,10 +109,7 @@ function Invoke-RubiconCapture {
       $hostName = Get-RubiconArg $rs 'host'
       if ($hostName) { $p.HostName = $hostName }
       $parent = Get-RubiconArg $rs 'parent'
-      if ($parent) {
-        if ($parent -notmatch '^[0-9a-f]{8,64}$') { throw (New-RubiconError 'ARGS_INVALID' ('restic "parent" must be a snapshot id, not "' + $parent + '"')) }
-        $p.Parent = $parent
-      }
+      if ($parent) { $p.Parent = $parent }
       $options = @(Get-RubiconArg $rs 'options' -Type array)
       if ($options.Count -gt 0) { $p.Options = [string[]]$options }
       $exclude = @(Get-RubiconArg $rs 'exclude' -Type array)
