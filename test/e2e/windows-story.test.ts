@@ -58,7 +58,7 @@ interface Services {
 }
 
 describe.skipIf(skip)(`the story on a Windows target over openssh-windows (PowerShell 7 stand-in)${skip ? ` (skipped: ${skip})` : ''}`, () => {
-  it('discovers with the inventory script, captures by the manifest script + restic, freezes with the freeze script, waits at the manual crossing, refuses the old server (host key, MachineGuid), lands and validates on the rebuilt one', { timeout: 1_800_000 }, async () => {
+  it('discovers with the inventory script, captures by the manifest and capture scripts (VSS shadow, restic, icacls /save), freezes with the freeze script, waits at the manual crossing, refuses the old server (host key, MachineGuid), lands by the landing script and validates on the rebuilt one', { timeout: 1_800_000 }, async () => {
     // The stand-in's login shell and its state, before the net (sshd checks the shell exists).
     const standIn = await tempDir('rubicon-win-standin-');
     const servicesFile = path.join(standIn, 'services.json');
