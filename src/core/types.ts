@@ -178,6 +178,12 @@ export interface Artifact {
   locators?: Record<string, string>;
   /** The folder the files came from, absolute on the source machine (restic keeps absolute paths). */
   sourceDir?: string;
+  /**
+   * A Windows folder's ACLs as `icacls /save` wrote them at capture: the
+   * file's SHA-256 (a document in the same vaults as the copy), its size
+   * and entry count. Landing restores them with `icacls /restore`.
+   */
+  acl?: { sha256: string; bytes: number; entries: number };
 }
 
 /** Result of checking one artifact's copy in one vault (pgBackRest-style grades). */

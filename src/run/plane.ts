@@ -15,7 +15,7 @@ import type { RunContext } from './context.ts';
  * - posix (src/run/plane-posix.ts): find, sha256sum, systemctl, os-release
  *   over ssh (src/run/remote.ts).
  * - windows (src/run/windows.ts): Rubicon's PowerShell scripts (inventory,
- *   manifest, freeze, thaw) as journaled steps over openssh-windows or
+ *   manifest, capture, freeze, thaw, landing) as journaled steps over openssh-windows or
  *   azure-run-command, every output's sentinel checked.
  *
  * Every method is idempotent against the journal (it skips what the state

@@ -10,7 +10,7 @@ import { discoverFoldersRemote } from '../inventory/folders-remote.ts';
 import type { Machine } from '../machines/machine.ts';
 import { shQuote } from '../machines/posix.ts';
 import { buildTreeManifest, listTree, scanTreeDrift, verifyTreeOn } from '../machines/tree.ts';
-import { isToolVault, type ArtifactIndexEntry, type ToolVault } from '../vaults/vault.ts';
+import { isToolVault, type ArtifactIndexEntry, type Grant, type ToolVault } from '../vaults/vault.ts';
 import type { RunContext } from './context.ts';
 import { checkpoint } from './faults.ts';
 import { signIndexEntry } from '../trust/index-entry.ts';
@@ -125,7 +125,18 @@ function rememberManifest(ctx: RunContext, hash: string, m: Manifest): void {
  */
 export async function ship(
   ctx: RunContext,
-  o: { artifactId: string; itemId: string; method: string; srcDir: string; manifest: Manifest; vaults: ToolVault[]; base?: Artifact; index: IndexFields },
+  o: {
+    artifactId: string;
+    itemId: string;
+    method: string;
+    srcDir: string;
+    manifest: Manifest;
+    vaults: ToolVault[];
+    base?: Artifact;
+    index: IndexFields;
+    /** Writes the copy into one vault through its write grant instead of the vault's own ingest (the Windows capture script); returns the locator. */
+    ingest?: (v: ToolVault, grant: Grant, base: { artifactId: string; locator: string } | undefined) => Promise<{ locator: string }>;
+  },
 ): Promise<Shipped> {
   const bytes = encodeManifest(o.manifest);
   const manifestHash = createHash('sha256').update(bytes).digest('hex');
@@ -133,6 +144,10 @@ export async function ship(
   for (const v of o.vaults) {
     const grant = await remote(ctx).grants.acquire(v, ctx.target, 'write');
     const baseLocator = o.base?.locators?.[v.info.name];
+    if (o.ingest) {
+      locators[v.info.name] = (await o.ingest(v, grant, o.base && baseLocator ? { artifactId: o.base.id, locator: baseLocator } : undefined)).locator;
+      continue;
+    }
     const r = await v.ingest((m, k, c, w, opt) => ctx.steps.run(m, k, c, w, opt), ctx.target, grant, {
       artifactId: o.artifactId,
       // Keyed by the manifest too: a step may only be re-attached for the very files it was given. A redone
@@ -192,6 +207,10 @@ export async function shipTree(
     /** The provenance's tool text: what ran where. */
     tool: string;
     diff?: (base: Manifest, now: Manifest) => DriftChange[];
+    /** See ship. */
+    ingest?: (v: ToolVault, grant: Grant, base: { artifactId: string; locator: string } | undefined) => Promise<{ locator: string }>;
+    /** Recorded with the artifact, asked after the copies are in place: the saved ACLs of a Windows folder (a document in the same vaults). */
+    acl?: () => Artifact['acl'];
   },
 ): Promise<Artifact> {
   const manifest: Manifest = { version: 1, artifactId: o.artifactId, itemId: o.itemId, method: o.method, entries: o.entries };
@@ -203,6 +222,7 @@ export async function shipTree(
     manifest,
     vaults: o.vaults,
     ...(o.base ? { base: o.base } : {}),
+    ...(o.ingest ? { ingest: o.ingest } : {}),
     index: { artifactId: o.artifactId, runId: ctx.runId, itemId: o.itemId, method: o.method, origin: 'rubicon', independenceGroup: o.independenceGroup },
   });
   checkpoint(`capture.stored.${o.phase}`);
@@ -225,6 +245,8 @@ export async function shipTree(
     locators: shipped.locators,
     sourceDir: o.srcDir,
   };
+  const acl = o.acl?.();
+  if (acl) artifact.acl = acl;
   ctx.record({ type: 'artifact.captured', artifact });
   return artifact;
 }

@@ -1,12 +1,15 @@
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { RubiconError, isRubiconError, outOfSpace } from '../core/errors.ts';
-import type { DriftChange, Item, ManifestEntry } from '../core/types.ts';
+import type { Artifact, DriftChange, Item, ManifestEntry } from '../core/types.ts';
 import type { MachineIdentity } from '../machines/identity.ts';
 import type { Machine, StepKey } from '../machines/machine.ts';
-import { manifestEntriesFromOutput, type FreezeData, type InventoryData, type ManifestData, type ThawData } from '../machines/windows/results.ts';
-import { scriptData } from '../machines/windows/scripts.ts';
+import { manifestEntriesFromOutput, type CaptureData, type FreezeData, type InventoryData, type LandingData, type ManifestData, type ThawData } from '../machines/windows/results.ts';
+import { parseScriptOutput, scriptData } from '../machines/windows/scripts.ts';
+import type { ResticVault } from '../vaults/restic.ts';
 import { windowsPath } from '../machines/windows/windows-machine.ts';
-import { isToolVault, type ToolVault } from '../vaults/vault.ts';
+import { isToolVault, type Grant, type ToolVault } from '../vaults/vault.ts';
 import type { RunContext } from './context.ts';
 import type { TargetPlane } from './plane.ts';
 import { diffEntries, manifestOf, shipTree } from './remote.ts';
@@ -23,19 +26,25 @@ import { diffEntries, manifestOf, shipTree } from './remote.ts';
  * - discover: `inventory` (step `discover/inventory`); folders are the
  *   runbook's declared ones plus the folders the inventory found referenced
  *   by services, tasks, shares, IIS and ODBC, under target.root;
- * - capture: `manifest` builds the SHA-256 manifest on the server, then each
- *   method's vault tool writes exactly those files (the vault's own
- *   `ingest`, through the phase's write grant, as on Linux);
+ * - capture: `manifest` builds the SHA-256 manifest on the server, then per
+ *   restic vault the `capture` script (a VSS shadow, restic with its own VSS
+ *   snapshot through the phase's write grant, whose repository and password
+ *   are files on the server, and icacls /save); restic's summary is checked
+ *   against the manifest and the ACL file is kept as a vault document whose
+ *   hash the artifact records;
  * - freeze / thaw: `freeze` and `thaw` (the state file on the server keeps
  *   each service's prior state and start mode; thaw restores exactly that);
  * - drift: `manifest` again, compared by path, size, mode and SHA-256;
- * - landing: the vault restores into the item's folder on the rebuilt
- *   server, then `manifest` there is checked against the proven manifest;
+ * - landing: the `landing` script restores the snapshot into the item's
+ *   folder on the rebuilt server (restic through a read grant), its ACLs
+ *   (icacls /restore of the saved file), the old server's shares and tasks
+ *   that belong to the folder, and lists what needs a person (notes); then
+ *   `manifest` there is checked against the proven manifest;
  * - identity: the scripts' host record (os) and the MachineGuid (`reg query`).
  *
- * Not here yet (docs/windows.md): the `capture` script (VSS + robocopy into
- * an SMB share) and the `landing` script (shares, tasks, ACLs), databases
- * on Windows (SQL Server), and the coverage hooks (no volume listing).
+ * Not here yet (docs/windows.md): robocopy into an SMB share (the capture
+ * script's second method), databases on Windows (SQL Server), and the
+ * coverage hooks (no volume listing).
  */
 
 const errText = (e: unknown) => (e instanceof Error ? e.message : String(e));
@@ -199,18 +208,28 @@ export const windowsPlane: TargetPlane = {
         if (vaults.length === 0) throw new RubiconError('CAPTURE_FAILED', `${method} writes into ${m.vaultKind} vaults and the runbook lists none`);
         const base = baseOf(method);
         built ??= await windowsManifest(ctx, ctx.target, { id: `${id}/manifest`, idempotent: true }, dir, exclude, item);
+        const entries = built;
+        const srcDir = resticPathOf(dir);
+        let acl: Artifact['acl'];
         await shipTree(ctx, {
           artifactId: id,
           itemId: item.id,
           method,
           independenceGroup: m.independenceGroup,
           phase,
-          srcDir: dir,
-          entries: built,
+          srcDir,
+          entries,
           vaults,
           ...(base ? { base } : {}),
           startedAt,
-          tool: `${method} on ${ctx.target.name} (SHA-256 manifest by Rubicon's manifest script there)`,
+          tool: `${method} on ${ctx.target.name} by Rubicon's capture script (VSS shadow, icacls /save; SHA-256 manifest by the manifest script there)`,
+          ingest: async (v, grant, b) => {
+            const r = await captureInto(ctx, v, grant, { artifactId: id, dir, srcDir, entries, exclude, ...(b ? { base: b } : {}) });
+            if (acl && acl.sha256 !== r.acl.sha256) throw new RubiconError('CAPTURE_FAILED', `the ACLs of ${dir} on ${ctx.target.name} changed between two vaults' captures (icacls /save); capture the item again with the application frozen`);
+            acl = r.acl;
+            return { locator: r.locator };
+          },
+          acl: () => acl,
         });
       } catch (e) {
         if (ctx.signal?.aborted) throw e;
@@ -237,33 +256,60 @@ export const windowsPlane: TargetPlane = {
     const vaults = toolVaults(ctx).filter((v) => (pick.vaults ?? []).includes(v.info.name));
     const vault = [...vaults.filter((v) => okVaults.includes(v.info.name)), ...vaults.filter((v) => !okVaults.includes(v.info.name))][0];
     if (!vault) throw new RubiconError('LANDING_FAILED', `no vault holds ${pick.id}`);
+    if (!isScriptRestic(vault)) throw new RubiconError('LANDING_FAILED', `vault '${vault.info.name}' (${vault.info.kind}) cannot land onto a Windows target: only restic vaults restore through the landing script`);
     const manifest = await manifestOf(ctx, pick);
     const dest = onWindowsTarget(ctx.runbook.target.root, item.location);
+    const workDir = ctx.runbook.target.workDir;
+    const key = scriptKey('l', pick.id);
     const t0 = performance.now();
+    // The saved ACLs: a document in the vaults (read() re-hashes it), written to the rebuilt server for icacls /restore.
+    let aclFile: string | undefined;
+    if (pick.acl) {
+      const bytes = await readDocument(ctx, pick, pick.acl.sha256);
+      aclFile = windowsPath(workDir, 'landing', `${key}.acl`);
+      await target.writeSmall(aclFile, bytes);
+    }
     const grant = await remote(ctx).grants.acquire(vault, target, 'read');
-    // Into the item's own folder, which must be new or empty on the rebuilt server (the vault refuses otherwise, naming it).
-    await vault.restoreTo((m, k, c, w, o) => ctx.steps.run(m, k, c, w, o), target, grant, {
-      artifactId: pick.id,
-      locator: pick.locators?.[vault.info.name] ?? '',
-      dest,
-      stepId: `${pick.id}/land/${vault.info.name}`,
-      srcDir: pick.sourceDir ?? dest,
-      ...(ctx.signal ? { signal: ctx.signal } : {}),
-    });
+    const inv = inventoryOf(ctx);
+    const shares = (inv?.sections.shares?.items ?? []).filter((x) => x.path !== null && relativeToRoot(dest, x.path) !== undefined);
+    const tasks = (inv?.sections.scheduledTasks?.items ?? []).filter((t) => t.actions.some((a) => [a.execute, a.workingDirectory].some((p) => p !== null && relativeToRoot(dest, p.replace(/^"|"$/g, '')) !== undefined)));
+    const args = {
+      workDir: windowsPath(workDir, 'landing'),
+      folders: [{ key, destination: dest, restic: vault.scriptRestoreArgs(grant, target, { locator: pick.locators?.[vault.info.name] ?? '', srcDir: pick.sourceDir ?? resticPathOf(dest) }), ...(aclFile ? { aclFile } : {}) }],
+      shares: shares.map((x) => ({ name: x.name, path: x.path, ...(x.description ? { description: x.description } : {}), access: x.access })),
+      scheduledTasks: tasks.map((t) => ({ path: t.path, name: t.name, xml: t.xml })),
+      services: ctx.runbook.target.services.map((name) => ({ name })),
+    };
+    // Into the item's own folder, which must be new or empty on the rebuilt server (the script refuses otherwise, naming it).
+    const r = await ctx.steps.runScript<LandingData>(target, { id: `${pick.id}/land/${vault.info.name}`, idempotent: true }, 'landing', args, `landing script on ${target.name} (restic restore from vault ${vault.info.name}, icacls /restore, shares, tasks)`, { allowError: true });
+    const result = r.output.result;
+    let data: LandingData;
+    if (result.ok) data = result.data as LandingData;
+    else if (result.error.code === 'LANDING_INCOMPLETE') data = result.error.details as unknown as LandingData;
+    else if (result.error.code === 'DESTINATION_NOT_EMPTY') throw new RubiconError('PRECONDITION_FAILED', `cannot land ${pick.id} into ${dest} on ${target.name}: the folder is not empty`, { hint: 'land into a new or empty folder (the rebuilt server must not hold the application\'s data yet)' });
+    else throw new RubiconError('LANDING_FAILED', `the landing script on ${target.name} failed for ${dest}: ${result.error.code}: ${result.error.message}`);
+    const manual = surfaceManualSteps(ctx, item, target.name, data);
+    const f = data.folders[0];
+    if (!f || (f.restic && f.restic.failed)) {
+      throw new RubiconError('LANDING_FAILED', `restic restore of ${pick.id} onto ${target.name} failed (exit ${f?.restic?.exitCode ?? '?'}${f?.restic?.errorLines ? `, ${f.restic.errorLines} file(s) not written` : ''}${f?.restic?.exitCode === 92 ? ': the snapshot has no such folder' : ''})`, { hint: `read the landing step's log on this machine, fix the cause, then resume (rubicon confirm)` });
+    }
     ctx.record({ type: 'landing.restored', itemId: item.id, artifactId: pick.id, vault: vault.info.name, bytes: pick.bytes, durationMs: Math.round(performance.now() - t0) });
     const landed = await windowsManifest(ctx, target, { id: `${pick.id}/land-verify-${ctx.state().resumes}`, idempotent: true }, dest, [], item);
     const problems = compareLanded(manifest.entries, landed);
+    const aclCheck = landedAclCheck(pick, f);
     ctx.record({
       type: 'landing.validated',
       itemId: item.id,
       artifactId: pick.id,
-      outcome: problems.length === 0 ? 'passed' : 'failed',
+      outcome: problems.length === 0 && aclCheck.status !== 'failed' ? 'passed' : 'failed',
       checks: [
         {
           name: 'files-hash',
           status: problems.length === 0 ? 'passed' : 'failed',
           detail: problems.length === 0 ? `${manifest.entries.length} files match the proven manifest (hashed on ${target.name} by the manifest script)` : problems.slice(0, 10).join('; '),
         },
+        aclCheck,
+        { name: 'manual-steps', status: manual === 0 ? 'passed' : 'skipped', detail: manual === 0 ? 'the landing script left nothing for a person' : `${manual} step(s) for a person before the application starts (see the notes)` },
       ],
     });
   },
@@ -291,6 +337,153 @@ export const windowsPlane: TargetPlane = {
     scriptData(r.output);
   },
 };
+
+/** A Windows folder as restic records it in a snapshot: D:\\EHR\\X is /D/EHR/X; a POSIX path (the stand-in) is itself. Pure. */
+export function resticPathOf(dir: string): string {
+  const m = /^([A-Za-z]):[\\/]*(.*)$/.exec(dir);
+  if (!m) return dir.startsWith('\\\\') ? `/${dir.slice(2).replace(/\\/g, '/')}`.replace(/\/+$/, '') : dir;
+  const rest = m[2]!.replace(/\\/g, '/').replace(/\/+$/, '');
+  return rest === '' ? `/${m[1]!.toUpperCase()}` : `/${m[1]!.toUpperCase()}/${rest}`;
+}
+
+/** A script key ([A-Za-z0-9._-], at most 100) for an artifact: names the shadow link, ACL and done files on the server. Pure. */
+export function scriptKey(prefix: string, ...parts: string[]): string {
+  return `${prefix}-${createHash('sha256').update(parts.join('\0')).digest('hex').slice(0, 24)}`;
+}
+
+/** A restic vault that can hand its commands to the Windows scripts. */
+type ScriptRestic = ToolVault & Pick<ResticVault, 'scriptBackupArgs' | 'scriptRestoreArgs' | 'adoptBackup'>;
+function isScriptRestic(v: ToolVault): v is ScriptRestic {
+  const r = v as Partial<ScriptRestic>;
+  return typeof r.scriptBackupArgs === 'function' && typeof r.scriptRestoreArgs === 'function' && typeof r.adoptBackup === 'function';
+}
+
+/**
+ * One vault's copy of a folder by the capture script on the target: a VSS
+ * shadow of the volume (removed afterwards), restic backing up the folder
+ * with its own VSS snapshot (--use-fs-snapshot) through the grant (the
+ * repository and password are the grant's files on the server), and the
+ * folder's ACLs saved with icacls /save. The script's result is checked
+ * (sentinel by runScript), restic's summary against the manifest
+ * (adoptBackup), and the ACL file read back, hashed, compared with the
+ * script's own hash and stored as a document in the same vault.
+ */
+async function captureInto(
+  ctx: RunContext,
+  v: ToolVault,
+  grant: Grant,
+  o: { artifactId: string; dir: string; srcDir: string; entries: readonly ManifestEntry[]; exclude: readonly string[]; base?: { artifactId: string; locator: string } },
+): Promise<{ locator: string; acl: NonNullable<Artifact['acl']> }> {
+  if (!isScriptRestic(v)) throw new RubiconError('CAPTURE_FAILED', `vault '${v.info.name}' (${v.info.kind}) cannot take a copy from the Windows capture script: only restic vaults can`);
+  const workDir = windowsPath(ctx.runbook.target.workDir, 'capture');
+  const key = scriptKey('c', o.artifactId, v.info.name);
+  const manifestKey = createHash('sha256').update(JSON.stringify(o.entries)).digest('hex').slice(0, 16);
+  const args = {
+    key,
+    source: o.dir,
+    workDir,
+    restic: { ...v.scriptBackupArgs(grant, ctx.target, { artifactId: o.artifactId, srcDir: o.srcDir, ...(o.base ? { base: o.base } : {}) }), ...(o.exclude.length ? { exclude: [...o.exclude] } : {}) },
+    acl: { savePath: windowsPath(workDir, `${key}.acl`) },
+  };
+  // Keyed by the manifest too (as the vaults' own ingest): a step is re-attached only for the very files it was given.
+  const r = await ctx.steps.runScript<CaptureData>(ctx.target, { id: `${o.artifactId}/capture/${v.info.name}/${manifestKey}`, idempotent: true }, 'capture', args, `capture script on ${ctx.target.name} (VSS shadow, restic into vault ${v.info.name}, icacls /save)`, {
+    allowError: true,
+    ...(ctx.signal ? { signal: ctx.signal } : {}),
+  });
+  const result = r.output.result;
+  let data: CaptureData;
+  if (result.ok) data = result.data as CaptureData;
+  else if (result.error.code === 'CAPTURE_INCOMPLETE') data = result.error.details as unknown as CaptureData;
+  else {
+    const d = result.error.details as { meaning?: string; retryable?: boolean } | null;
+    throw new RubiconError('CAPTURE_FAILED', `the capture script on ${ctx.target.name} failed for ${o.dir}: ${result.error.code}${d?.meaning ? ` (${d.meaning})` : ''}: ${result.error.message}`, {
+      hint: d?.retryable ? 'another shadow copy was being made: resume the run' : `fix the cause on ${ctx.target.name}, then resume the run`,
+    });
+  }
+  if (data.cleanup && (!data.cleanup.shadowDeleted || !data.cleanup.linkRemoved)) {
+    noteOnce(ctx, 'warn', `the capture script could not remove its shadow copy ${data.shadow.id} of ${data.volume} on ${ctx.target.name}; the next capture with the same key removes it`);
+  }
+  const rs = data.restic;
+  if (!rs) throw new RubiconError('CAPTURE_FAILED', `the capture script on ${ctx.target.name} ran no restic backup for ${o.dir}`);
+  const n = (k: string) => (rs.summary && typeof rs.summary[k] === 'number' ? rs.summary[k]! : null);
+  const adopted = await v.adoptBackup(ctx.target, {
+    artifactId: o.artifactId,
+    srcDir: o.srcDir,
+    entries: o.entries,
+    backup: { exitCode: rs.exitCode, snapshotId: rs.snapshotId, files: n('total_files_processed'), bytes: n('total_bytes_processed'), errors: rs.errors.map((e) => e.item) },
+  });
+  const a = data.acl;
+  if (!a || a.failed || a.sha256 === null) {
+    throw new RubiconError('CAPTURE_FAILED', `icacls /save of ${o.dir} on ${ctx.target.name} failed (exit ${a?.exitCode ?? '?'}, ${a?.failedCount ?? '?'} file(s) not processed): the folder's ACLs would not survive the rebuild`, {
+      hint: `check that Rubicon's account on ${ctx.target.name} can read the folder's permissions (READ_CONTROL), then resume the run`,
+    });
+  }
+  const bytes = await ctx.target.readSmall(a.savePath, ACL_FILE_MAX);
+  const sha256 = createHash('sha256').update(bytes).digest('hex');
+  if (sha256 !== a.sha256) throw new RubiconError('CAPTURE_FAILED', `the ACL file ${a.savePath} on ${ctx.target.name} changed after icacls wrote it (SHA-256 differs from the capture script's); capture again`);
+  await v.putBytes(bytes);
+  return { locator: adopted.locator, acl: { sha256, bytes: bytes.byteLength, entries: a.entries } };
+}
+
+const ACL_FILE_MAX = 256 * 1024 * 1024;
+
+/** A document of the artifact's vaults (read() re-hashes it: VAULT_CORRUPT on a mismatch). */
+async function readDocument(ctx: RunContext, a: Artifact, sha256: string): Promise<Uint8Array> {
+  let last: unknown;
+  for (const v of ctx.vaults.filter((x) => (a.vaults ?? []).includes(x.info.name))) {
+    try {
+      const parts: Uint8Array[] = [];
+      for await (const c of v.read(sha256)) parts.push(c);
+      return Buffer.concat(parts);
+    } catch (e) {
+      last = e;
+    }
+  }
+  throw last ?? new RubiconError('VAULT_MISSING_OBJECT', `no vault of ${a.id} holds its ACL file ${sha256.slice(0, 12)}…`);
+}
+
+/**
+ * The old server's inventory, read back from the discover step's log (the
+ * journal records the log chunk's SHA-256; the script's own sentinel is
+ * checked again by parseScriptOutput), or undefined when there is none.
+ */
+export function inventoryOf(ctx: RunContext): InventoryData | undefined {
+  const id = `${ctx.runId}/discover/inventory`;
+  const step = ctx.state().steps[id];
+  if (!step?.log) return undefined;
+  let text: string;
+  try {
+    text = readFileSync(path.join(ctx.paths.dir, step.log.path), 'utf8');
+  } catch {
+    return undefined;
+  }
+  const at = text.lastIndexOf(`# step ${id} on `);
+  if (at < 0) return undefined;
+  const chunk = text.slice(at);
+  if (createHash('sha256').update(chunk).digest('hex') !== step.log.sha256) return undefined;
+  const out = chunk.indexOf('# --- stdout\n');
+  const err = chunk.lastIndexOf('# --- stderr\n');
+  if (out < 0 || err < out) return undefined;
+  try {
+    return scriptData(parseScriptOutput<InventoryData>(chunk.slice(out + '# --- stdout\n'.length, err), { script: 'inventory' }));
+  } catch {
+    return undefined;
+  }
+}
+
+/** The landing script's manual steps as notes on the item (the report lists them); returns how many. */
+function surfaceManualSteps(ctx: RunContext, item: Item, machine: string, data: LandingData): number {
+  for (const m of data.manualSteps) noteOnce(ctx, 'warn', `after landing on ${machine}, a person must: ${m.detail} (${m.kind} ${m.name}: ${m.reason})`, item.id);
+  return data.manualSteps.length;
+}
+
+/** The ACL check of a landed folder. Pure. */
+export function landedAclCheck(pick: Artifact, f: LandingData['folders'][number]): { name: string; status: 'passed' | 'failed' | 'skipped'; detail: string } {
+  if (!pick.acl) return { name: 'acls', status: 'skipped', detail: 'no ACL file was saved with this artifact' };
+  if (!f.acl) return { name: 'acls', status: 'failed', detail: 'the landing script did not restore the ACL file' };
+  if (f.acl.failed) return { name: 'acls', status: 'failed', detail: `icacls /restore failed (exit ${f.acl.exitCode ?? '?'}, ${f.acl.failedCount ?? '?'} file(s) not processed)` };
+  return { name: 'acls', status: 'passed', detail: `${pick.acl.entries} ACL entries restored by icacls /restore${f.acl.unresolvedSids.length ? `; ${f.acl.unresolvedSids.length} account(s) do not resolve here (see the notes)` : ''}` };
+}
 
 function freezeStatePath(ctx: RunContext): string {
   return windowsPath(ctx.runbook.target.workDir, `freeze-${ctx.runId}.json`);

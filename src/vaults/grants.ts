@@ -6,6 +6,7 @@ import { execa } from 'execa';
 import { RubiconError, isRubiconError } from '../core/errors.ts';
 import type { Machine } from '../machines/machine.ts';
 import { writeSmallFiles } from '../machines/posix-machine.ts';
+import { windowsPath } from '../machines/windows/windows-machine.ts';
 import { WINDOWS_STAND_IN_ENV, type SshSettings } from '../runbook/load.ts';
 import type { Grant } from './vault.ts';
 
@@ -151,17 +152,33 @@ export function toolArg(a: string): string {
   });
 }
 
-/** The base ssh argv of a grant (no host, no remote command). Pure. */
-export function grantSshArgv(dir: string, port: number, connectTimeoutSeconds: number): string[] {
+/** A work folder in Windows form (a drive letter or UNC): a grant for a real Windows machine. Pure. */
+export function isWindowsFolder(p: string): boolean {
+  return /^[A-Za-z]:[\\/]/.test(p) || p.startsWith('\\\\');
+}
+
+/**
+ * The base ssh argv of a grant (no host, no remote command). Pure. With
+ * `windows` (a grant folder like C:\ProgramData\Rubicon\grants\<id>): the
+ * folder in forward slashes (Win32-OpenSSH takes them, and they pass
+ * toolArg, which refuses backslashes), `-F none` and
+ * `GlobalKnownHostsFile=none` (ssh(1) and ssh_config(5): "none" reads no
+ * file; Windows has no /dev/null outside Win32-OpenSSH's own open(),
+ * PowerShell/openssh-portable#105). `ssh` is the Windows OpenSSH client on
+ * the PATH (C:\Windows\System32\OpenSSH, installed with the server).
+ */
+export function grantSshArgv(dir: string, port: number, connectTimeoutSeconds: number, windows = false): string[] {
+  const d = windows ? dir.replace(/\\/g, '/') : dir;
+  const none = windows ? 'none' : '/dev/null';
   return [
     'ssh',
-    '-F', '/dev/null',
+    '-F', none,
     '-o', 'BatchMode=yes',
     '-o', 'StrictHostKeyChecking=yes',
-    '-o', `UserKnownHostsFile=${dir}/known_hosts`,
-    '-o', 'GlobalKnownHostsFile=/dev/null',
+    '-o', `UserKnownHostsFile=${d}/known_hosts`,
+    '-o', `GlobalKnownHostsFile=${none}`,
     '-o', 'IdentitiesOnly=yes',
-    '-o', `IdentityFile=${dir}/id_ed25519`,
+    '-o', `IdentityFile=${d}/id_ed25519`,
     '-o', 'PasswordAuthentication=no',
     '-o', `ConnectTimeout=${connectTimeoutSeconds}`,
     '-o', 'ServerAliveInterval=15',
@@ -325,13 +342,15 @@ async function editAuthorizedKeys(h: GrantHost, edit: (lines: string[]) => strin
  */
 export async function issueGrant(h: GrantHost, to: Machine, req: GrantRequest): Promise<Grant> {
   if (!(req.ttlMs > 0) || !Number.isFinite(req.ttlMs)) throw new RubiconError('INTERNAL', `grant for vault '${h.vault}': ttlMs must be a positive number of milliseconds`);
-  // The grant's files, ssh command and revoke are POSIX: a Windows machine only when it is the PowerShell-on-Linux stand-in (docs/windows.md).
-  const standIn = process.env[WINDOWS_STAND_IN_ENV] === '1' && h.workDirOf(to).startsWith('/');
-  if (to.os !== 'linux' && !standIn) {
-    throw new RubiconError('GRANT_FAILED', `vault '${h.vault}' can give grants to Linux machines only; ${to.name} runs ${to.os}`, { hint: 'use a vault kind the Windows transports support' });
-  }
+  // A Windows machine takes a grant in Windows form (its work folder is C:\...); a POSIX work folder on a
+  // Windows machine is only the PowerShell-on-Linux stand-in (docs/windows.md), whose revoke runs rm.
   const workDir = h.workDirOf(to);
-  if (!workDir.startsWith('/')) throw new RubiconError('INTERNAL', `grant for vault '${h.vault}': the work folder of ${to.name} is not absolute (${workDir})`);
+  const windows = to.os === 'windows' && isWindowsFolder(workDir);
+  const standIn = process.env[WINDOWS_STAND_IN_ENV] === '1' && workDir.startsWith('/');
+  if (to.os !== 'linux' && !windows && !standIn) {
+    throw new RubiconError('GRANT_FAILED', `vault '${h.vault}' can give grants to Linux machines and Windows machines with a Windows work folder; ${to.name} runs ${to.os} with work folder ${workDir}`, { hint: 'give the target a Windows work folder (target.workDir, e.g. C:\\ProgramData\\Rubicon)' });
+  }
+  if (!windows && !workDir.startsWith('/')) throw new RubiconError('INTERNAL', `grant for vault '${h.vault}': the work folder of ${to.name} is not absolute (${workDir})`);
   let knownHosts: string;
   try {
     knownHosts = await readFile(h.ssh.knownHosts, 'utf8');
@@ -343,17 +362,17 @@ export async function issueGrant(h: GrantHost, to: Machine, req: GrantRequest): 
   const now = (h.now ?? (() => new Date()))();
   const expiresAt = new Date(Math.ceil((now.getTime() + req.ttlMs) / 1000) * 1000);
   const id = newGrantId(h.runId);
-  const dir = `${workDir.replace(/\/+$/, '')}/grants/${id}`;
-  const sshArgv = grantSshArgv(dir, h.ssh.port, h.ssh.connectTimeoutSeconds);
+  const dir = windows ? windowsPath(workDir, 'grants', id) : `${workDir.replace(/\/+$/, '')}/grants/${id}`;
+  const sshArgv = grantSshArgv(dir, h.ssh.port, h.ssh.connectTimeoutSeconds, windows);
   sshArgv.forEach(toolArg); // refuse a folder the tools cannot be told about, before anything is written
   const keys = await makeKeyPair(`${COMMENT_PREFIX}${id}`);
   const line = authorizedKeyLine({ publicKey: keys.publicKey, id, expiresAt, forcedCommand: req.forcedCommand });
   // The grant's files go to the machine (one call) while authorized_keys is read; the key line is
   // written only after the files are there and the journal knows the grant (beforeKey).
   const files = writeSmallFiles(to, [
-    { path: `${dir}/id_ed25519`, data: keys.privateKey, mode: 0o600 },
-    { path: `${dir}/known_hosts`, data: knownHosts, mode: 0o600 },
-    ...Object.entries(req.files ?? {}).map(([name, content]) => ({ path: `${dir}/${name}`, data: content, mode: 0o600 })),
+    { path: windowsPath(dir, 'id_ed25519'), data: keys.privateKey, mode: 0o600 },
+    { path: windowsPath(dir, 'known_hosts'), data: knownHosts, mode: 0o600 },
+    ...Object.entries(req.files ?? {}).map(([name, content]) => ({ path: windowsPath(dir, name), data: content, mode: 0o600 })),
   ]).then(() => req.beforeKey?.({ id, dir, expiresAt: expiresAt.toISOString() }));
   try {
     await editAuthorizedKeys(h, (lines) => [...lines, line], { after: files });
@@ -366,9 +385,22 @@ export async function issueGrant(h: GrantHost, to: Machine, req: GrantRequest): 
   return { id, vault: h.vault, machine: to.name, mode: req.mode, expiresAt: expiresAt.toISOString(), dir, ...s };
 }
 
+/**
+ * Removes a grant folder. POSIX: `rm -rf`. Windows form: `cmd.exe /c rmdir
+ * /s /q <dir>` (learn.microsoft.com/windows-server/administration/windows-commands/rmdir:
+ * /s the folder and everything in it, /q no prompt; a folder that is not
+ * there is an error that leaves nothing behind, so it is checked first with
+ * `if exist <dir>\`). The folder name is checked to be a grant folder of
+ * plain characters (no spaces: the words reach cmd.exe unquoted) before
+ * anything runs. Never run on a real Windows Server yet.
+ */
 async function removeGrantFolder(on: Machine, dir: string): Promise<void> {
-  if (!/\/grants\/[^/]+$/.test(dir)) throw new RubiconError('INTERNAL', `refusing to remove ${dir}: not a grant folder`);
-  const r = await on.exec({ argv: ['rm', '-rf', '--', dir] });
+  const win = on.os === 'windows' && isWindowsFolder(dir);
+  // Windows: plain characters only (no spaces, quotes or cmd.exe operators), so cmd.exe's own parsing cannot split it.
+  if (win ? !/^[A-Za-z]:\\[A-Za-z0-9._\\-]*\\grants\\[A-Za-z0-9._-]+$/.test(dir) : !/\/grants\/[^/]+$/.test(dir)) {
+    throw new RubiconError('INTERNAL', `refusing to remove ${dir}: not a grant folder`);
+  }
+  const r = await on.exec({ argv: win ? ['cmd.exe', '/d', '/c', 'if', 'exist', `${dir}\\`, 'rmdir', '/s', '/q', dir] : ['rm', '-rf', '--', dir] });
   if (r.exitCode !== 0) {
     throw new RubiconError('GRANT_FAILED', `cannot remove the grant folder ${dir} on ${on.name}: ${r.stderr.trim().slice(0, 200)}`, { hint: `remove ${dir} on ${on.name} by hand` });
   }

@@ -4,6 +4,7 @@ import { RubiconError, isRubiconError } from '../core/errors.ts';
 import type { CopyStatus, ManifestEntry, VaultInfo } from '../core/types.ts';
 import { isSha256Hex } from '../core/paths.ts';
 import type { ExecResult, Machine, StepResult } from '../machines/machine.ts';
+import { windowsPath } from '../machines/windows/windows-machine.ts';
 import type { VaultSettings } from '../runbook/load.ts';
 import { assertGrant, issueGrant, revokeGrant, toolArg, type GrantHost } from './grants.ts';
 import {
@@ -587,10 +588,11 @@ export class ResticVault implements ToolVault {
       ...(go.beforeKey ? { beforeKey: go.beforeKey } : {}),
       // sshd serves its built-in sftp server for this key whatever the client asks; -R: read-only (restic needs --no-lock then).
       forcedCommand: mode === 'write' ? 'internal-sftp' : 'internal-sftp -R',
-      files: { password: `${pw}\n` },
+      // `repository`: for restic's --repository-file where a program gets no environment of ours (the Windows capture and landing scripts).
+      files: { password: `${pw}\n`, repository: `${location}\n` },
       settings: (dir, sshArgv) => ({
         sshCommand: [...sshArgv, '-l', h.user, '-s', h.host, 'sftp'].map(toolArg).join(' '),
-        env: { RESTIC_REPOSITORY: location, RESTIC_PASSWORD_FILE: `${dir}/password` },
+        env: { RESTIC_REPOSITORY: location, RESTIC_PASSWORD_FILE: windowsPath(dir, 'password') },
         location,
       }),
     });
@@ -692,6 +694,78 @@ export class ResticVault implements ToolVault {
       paths: [o.srcDir],
     });
     return { locator, tool: version, report: { files: summary.files, bytes: summary.bytes } };
+  }
+
+  /**
+   * The `restic` argument of the Windows capture script (capture.ps1) for
+   * one artifact: the same tags, host and parent as ingest, the repository
+   * and password as the grant's files on the machine (never in the
+   * arguments), `-o sftp.command=` with the grant's ssh command. Pure.
+   */
+  scriptBackupArgs(grant: Grant, from: Machine, o: { artifactId: string; srcDir: string; base?: { locator: string } }): {
+    repositoryFile: string;
+    passwordFile: string;
+    options: string[];
+    tags: string[];
+    host: string;
+    parent?: string;
+  } {
+    assertGrant(grant, this.info.name, from, 'write', (this.deps.now ?? (() => new Date()))());
+    if (o.base && !/^[0-9a-f]{64}$/.test(o.base.locator)) throw new RubiconError('INTERNAL', `vault '${this.info.name}': base locator "${o.base.locator}" is not a snapshot id`);
+    const name = artifactName(o.artifactId);
+    return {
+      repositoryFile: windowsPath(grant.dir, 'repository'),
+      passwordFile: windowsPath(grant.dir, 'password'),
+      options: [`sftp.command=${grant.sshCommand}`],
+      tags: ['rubicon', `artifact:${name}`, `rubicon-run:${encodeTag(this.deps.runId)}`, `source:${encodeTag(o.srcDir)}`],
+      host: from.name,
+      ...(o.base ? { parent: o.base.locator } : {}),
+    };
+  }
+
+  /** The restore part of the Windows landing script's folder (landing.ps1) for one snapshot, through a read grant. Pure. */
+  scriptRestoreArgs(grant: Grant, on: Machine, o: { locator: string; srcDir: string }): { snapshot: string; path: string; repositoryFile: string; passwordFile: string; options: string[] } {
+    assertGrant(grant, this.info.name, on, 'read', (this.deps.now ?? (() => new Date()))());
+    if (!/^[0-9a-f]{64}$/.test(o.locator)) throw new RubiconError('INTERNAL', `vault '${this.info.name}': "${o.locator}" is not a restic snapshot id`);
+    return { snapshot: o.locator, path: o.srcDir, repositoryFile: windowsPath(grant.dir, 'repository'), passwordFile: windowsPath(grant.dir, 'password'), options: [`sftp.command=${grant.sshCommand}`] };
+  }
+
+  /**
+   * Takes over a backup that restic made on `from` outside a vault step
+   * (the Windows capture script, with scriptBackupArgs): the same checks as
+   * ingest (exit code, restic's own summary against the manifest's file
+   * count and bytes), then the full snapshot id as the locator. The copy
+   * itself is checked later (checkCopy) like any other.
+   */
+  async adoptBackup(
+    from: Machine,
+    o: { artifactId: string; srcDir: string; entries: readonly ManifestEntry[]; backup: { exitCode: number; snapshotId: string | null; files: number | null; bytes: number | null; errors: string[] } },
+  ): Promise<{ locator: string; tool: string; report: { files: number; bytes: number } }> {
+    await this.ensureInitialized();
+    const version = await this.toolVersion(from);
+    const name = artifactName(o.artifactId);
+    const b = o.backup;
+    if (b.exitCode === 3) {
+      throw new RubiconError('CAPTURE_FAILED', `restic on ${from.name} could not read every file of artifact ${o.artifactId} (exit 3: incomplete snapshot)${b.errors.length ? `: ${firstOf(b.errors)}` : ''} (vault '${this.info.name}')`, {
+        hint: `check that Rubicon's account on ${from.name} can read every file, freeze the service that holds them, then resume the run`,
+      });
+    }
+    if (b.exitCode !== 0) throw new RubiconError('CAPTURE_FAILED', `restic on ${from.name} failed backing up artifact ${o.artifactId} into vault '${this.info.name}' (exit ${b.exitCode})${b.errors.length ? `: ${firstOf(b.errors)}` : ''}`, { hint: `read the capture step's log for restic's own message, fix it, then resume the run` });
+    if (b.snapshotId === null || b.files === null || b.bytes === null) {
+      throw new RubiconError('CAPTURE_FAILED', `restic on ${from.name} ended with exit 0 but printed no JSON summary for artifact ${o.artifactId} (vault '${this.info.name}'); the copy is not trusted`, { hint: `check the restic version on ${from.name} (0.14 or newer)` });
+    }
+    const want = { files: o.entries.length, bytes: totalBytes(o.entries) };
+    if (b.files !== want.files || b.bytes !== want.bytes) {
+      throw new RubiconError('CAPTURE_FAILED', `restic's own summary for artifact ${o.artifactId} on ${from.name} says ${b.files} file(s), ${b.bytes} bytes; the manifest has ${want.files} file(s), ${want.bytes} bytes`, {
+        hint: 'files changed or vanished while they were copied: capture the item again (resume the run), freezing the service that writes them if it keeps happening',
+      });
+    }
+    const locator = await this.fullSnapshotId(b.snapshotId, name, {
+      time: new Date().toISOString(),
+      tags: ['rubicon', `artifact:${name}`, `rubicon-run:${encodeTag(this.deps.runId)}`, `source:${encodeTag(o.srcDir)}`],
+      paths: [o.srcDir],
+    });
+    return { locator, tool: version, report: { files: b.files, bytes: b.bytes } };
   }
 
   /**

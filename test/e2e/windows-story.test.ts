@@ -28,11 +28,16 @@ afterAll(removeTempDirs);
  *   Stop-Service, Set-Service, Invoke-CimMethod StartService): a PowerShell
  *   module backed by a JSON file (RubiconWindowsStandIn);
  * - `reg query ... MachineGuid`: a sh script answering from the host's
- *   /etc/machine-id in reg.exe's shape.
+ *   /etc/machine-id in reg.exe's shape;
+ * - the capture script's VSS shadow (Win32_ShadowCopy Create / Get /
+ *   Remove in the module: a record, the live volume behind it), `cmd.exe
+ *   /c mklink /d` (a symlink), `icacls /save` and `/restore` (the save
+ *   file's documented shape; Linux has no DACLs to apply), and restic
+ *   without `--use-fs-snapshot` (a flag only restic's Windows build has).
  * Paths are POSIX (PowerShell on Linux has no drive letters): the runbook
- * allows that only with RUBICON_WINDOWS_STAND_IN=1. restic, ssh and the
- * vault's restore script are the Linux ones: on a real Windows Server the
- * restic vault's commands are not yet Windows commands (docs/windows.md).
+ * allows that only with RUBICON_WINDOWS_STAND_IN=1, which also lets the
+ * grant's files be POSIX (ssh, rm at revoke). restic and ssh are the Linux
+ * ones, run BY the capture and landing scripts (docs/windows.md).
  *
  * Outside CI, a missing pwsh or test-net support skips with the reason; in
  * CI it fails.
@@ -53,7 +58,7 @@ interface Services {
 }
 
 describe.skipIf(skip)(`the story on a Windows target over openssh-windows (PowerShell 7 stand-in)${skip ? ` (skipped: ${skip})` : ''}`, () => {
-  it('discovers with the inventory script, captures by the manifest script + restic, freezes with the freeze script, waits at the manual crossing, refuses the old server (host key, MachineGuid), lands and validates on the rebuilt one', { timeout: 1_800_000 }, async () => {
+  it('discovers with the inventory script, captures by the manifest and capture scripts (VSS shadow, restic, icacls /save), freezes with the freeze script, waits at the manual crossing, refuses the old server (host key, MachineGuid), lands by the landing script and validates on the rebuilt one', { timeout: 1_800_000 }, async () => {
     // The stand-in's login shell and its state, before the net (sshd checks the shell exists).
     const standIn = await tempDir('rubicon-win-standin-');
     const servicesFile = path.join(standIn, 'services.json');
@@ -148,6 +153,9 @@ manualSteps:
       const ev = journalEvents(stateDir, runId);
       // Every server-side step was a Windows script through the transport, each journaled with its log.
       const steps = ev.filter((x) => x.type === 'step.started').map((x) => ({ id: String(x.stepId), what: String(x.what), machine: String(x.machine) }));
+      // Nothing but Rubicon's scripts ran on the target as steps: the capture script made the restic copies (capture and final capture).
+      expect(steps.filter((s) => s.machine === 'ehr-server').every((s) => / script (on|of)|\(\w+ script\)$|^inventory of /.test(s.what)), JSON.stringify(steps.filter((s) => s.machine === 'ehr-server'))).toBe(true);
+      expect(steps.filter((s) => s.what.startsWith('capture script on ehr-server (VSS shadow, restic into vault offsite, icacls /save)')).length).toBe(2);
       expect(steps.find((s) => s.id.endsWith('/discover/inventory'))?.what).toBe('inventory of ehr-server');
       // capture, drift at freeze, final capture, drift before the gate
       expect(steps.filter((s) => s.what.startsWith('manifest script on ehr-server')).length).toBeGreaterThanOrEqual(4);
@@ -158,8 +166,13 @@ manualSteps:
 
       const items = ev.filter((x) => x.type === 'item.discovered').map((x) => (x as unknown as { item: { id: string } }).item.id);
       expect(items.sort()).toEqual(['folder:ehr/A']);
-      const artifacts = ev.filter((x) => x.type === 'artifact.captured').map((x) => (x as unknown as { artifact: { method: string; itemId: string; phase: string; fileCount: number } }).artifact);
+      const artifacts = ev.filter((x) => x.type === 'artifact.captured').map((x) => (x as unknown as { artifact: { method: string; itemId: string; phase: string; fileCount: number; acl?: { sha256: string; entries: number } } }).artifact);
       expect(artifacts.filter((a) => a.phase === 'capture').map((a) => `${a.itemId} ${a.method}`).sort()).toEqual(['folder:ehr/A restic']);
+      // The ACL file icacls /save wrote is part of each artifact (a document in the vault), one entry per file and folder.
+      for (const a of artifacts) expect(a.acl, a.phase).toMatchObject({ sha256: expect.stringMatching(/^[0-9a-f]{64}$/), entries: expect.any(Number) });
+      expect(artifacts[0]!.acl!.entries).toBeGreaterThan(artifacts[0]!.fileCount);
+      // The shadow was removed again (the stand-in's record of shadow copies is empty).
+      expect(JSON.parse(readFileSync(path.join(standIn, 'shadows.json'), 'utf8'))).toEqual([]);
       expect(ev.filter((x) => x.type === 'capture.failed')).toEqual([]);
       const proofs = ev.filter((x) => x.type === 'proof.recorded').map((x) => (x as unknown as { proof: { artifactId: string; outcome: string } }).proof);
       expect(proofs.length).toBeGreaterThanOrEqual(2);
@@ -197,10 +210,15 @@ manualSteps:
       expect(landed.summary).toMatchObject({ outcome: 'landed' });
       const after = journalEvents(stateDir, runId);
       expect(after.find((x) => x.type === 'rebuild.verified')).toMatchObject({ machineIdChanged: true, hostKeyChanged: true, osRelease: osName });
-      const validated = after.filter((x) => x.type === 'landing.validated') as unknown as { itemId: string; outcome: string; checks: { detail: string }[] }[];
+      const validated = after.filter((x) => x.type === 'landing.validated') as unknown as { itemId: string; outcome: string; checks: { name: string; status: string; detail: string }[] }[];
       expect(validated.map((v) => `${v.itemId} ${v.outcome}`).sort()).toEqual(['folder:ehr/A passed']);
       expect(validated[0]!.checks[0]!.detail).toMatch(/by the manifest script/);
+      expect(validated[0]!.checks.find((c) => c.name === 'acls')).toMatchObject({ status: 'passed' });
       expect(after.filter((x) => x.type === 'step.started').some((x) => String(x.stepId).includes('/land-verify-'))).toBe(true);
+      // The folder came back through the landing script (restic restore there, icacls /restore of the saved ACLs) ...
+      expect(after.filter((x) => x.type === 'step.started').map((x) => String(x.what))).toContain('landing script on ehr-server (restic restore from vault offsite, icacls /restore, shares, tasks)');
+      // ... which named what a person must do: the old server's local account in the ACLs does not exist on the rebuilt one.
+      expect(after.some((x) => x.type === 'note' && x.itemId === 'folder:ehr/A' && /a person must: ACL entries for S-1-5-21-1-2-3-\d+ do not resolve/.test(String(x.message)))).toBe(true);
 
       // Everything is back, the technician's files included.
       expect(await treeHashes(path.join(targetRoot, 'ehr/A'))).toEqual(expectedA);

@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import type { InventoryData } from '../../src/machines/windows/results.ts';
-import { compareLanded, describeInventory, onWindowsTarget, parseMachineGuid, relativeToRoot, windowsFolderItems } from '../../src/run/windows.ts';
+import type { Artifact } from '../../src/core/types.ts';
+import { compareLanded, describeInventory, landedAclCheck, onWindowsTarget, parseMachineGuid, relativeToRoot, resticPathOf, scriptKey, windowsFolderItems } from '../../src/run/windows.ts';
+import { grantSshArgv, isWindowsFolder } from '../../src/vaults/grants.ts';
 import { targetPlanes } from '../../src/compose/root.ts';
 
 /** The pure parts of the Windows target plane (src/run/windows.ts); the plane end to end: test/e2e/windows-story.test.ts. */
@@ -83,5 +85,43 @@ describe('Windows target plane: landing check and the registry', () => {
     expect(targetPlanes.get('windows', 'x').os).toBe('windows');
     expect(targetPlanes.get('windows', 'x').coverage).toBe(false);
     expect(targetPlanes.get('linux', 'x').coverage).toBe(true);
+  });
+});
+
+describe('Windows target plane: the capture and landing scripts\' arguments', () => {
+  it('names a folder as restic records it: a drive letter becomes the first path element, a POSIX stand-in path stays', () => {
+    // restic on Windows keeps D:\EHR\X as /D/EHR/X in a snapshot's tree (what checkCopy and the proving ground's restore read).
+    expect(resticPathOf('D:\\EHR\\X')).toBe('/D/EHR/X');
+    expect(resticPathOf('d:/EHR/X/')).toBe('/D/EHR/X');
+    expect(resticPathOf('D:\\')).toBe('/D');
+    expect(resticPathOf('/srv/estate/ehr/A')).toBe('/srv/estate/ehr/A');
+  });
+
+  it('derives a script key of the characters the scripts accept, stable per artifact and vault, different across them', () => {
+    const k = scriptKey('c', 'r-20261202-033000-abcd.capture.folder:ehr/A.restic', 'offsite');
+    expect(k).toMatch(/^c-[0-9a-f]{24}$/);
+    expect(scriptKey('c', 'r-20261202-033000-abcd.capture.folder:ehr/A.restic', 'offsite')).toBe(k);
+    expect(scriptKey('c', 'r-20261202-033000-abcd.capture.folder:ehr/A.restic', 'second')).not.toBe(k);
+  });
+
+  it('grades the landed ACLs: skipped without a saved file, failed when icacls /restore failed or did not run, passed otherwise', () => {
+    const pick = { acl: { sha256: 'a'.repeat(64), bytes: 10, entries: 4 } } as Artifact;
+    const folder = (acl: unknown) => ({ source: 's', destination: 'd', exact: true, robocopy: null, restic: null, acl }) as never;
+    expect(landedAclCheck({} as Artifact, folder(null)).status).toBe('skipped');
+    expect(landedAclCheck(pick, folder(null)).status).toBe('failed');
+    expect(landedAclCheck(pick, folder({ exitCode: 2, failed: true, processed: 3, failedCount: 1, unresolvedSids: [] })).detail).toMatch(/exit 2, 1 file/);
+    expect(landedAclCheck(pick, folder({ exitCode: 0, failed: false, processed: 4, failedCount: 0, unresolvedSids: ['S-1-5-21-1-2-3-1000'] }))).toMatchObject({ status: 'passed', detail: expect.stringMatching(/4 ACL entries.*1 account/) });
+  });
+
+  it('gives a Windows machine its grant\'s ssh command in Windows form: forward slashes, no /dev/null', () => {
+    expect(isWindowsFolder('C:\\ProgramData\\Rubicon')).toBe(true);
+    expect(isWindowsFolder('/var/lib/rubicon')).toBe(false);
+    const argv = grantSshArgv('C:\\ProgramData\\Rubicon\\grants\\r-1.ab', 22, 10, true);
+    expect(argv).toContain('IdentityFile=C:/ProgramData/Rubicon/grants/r-1.ab/id_ed25519');
+    expect(argv).toContain('UserKnownHostsFile=C:/ProgramData/Rubicon/grants/r-1.ab/known_hosts');
+    expect(argv.slice(1, 3)).toEqual(['-F', 'none']);
+    expect(argv).toContain('GlobalKnownHostsFile=none');
+    expect(argv.join(' ')).not.toMatch(/\\|\/dev\/null/);
+    expect(grantSshArgv('/w/grants/g', 22, 10)).toContain('GlobalKnownHostsFile=/dev/null');
   });
 });

@@ -181,17 +181,44 @@ Describe 'capture' {
     $r.Result.error.message | Should -BeLike '*icacls /save (exit 2)*'
     $r.Result.error.details.acl.failedCount | Should -Be 1
   }
+  It 'hands restic the options, repository file, parent and exclusions it was given, with its own VSS snapshot' {
+    Use-FakeWindows
+    $rs = @{ repositoryFile = (Join-Path $script:Base 'repo.location'); passwordFile = $script:Pw; options = @('sftp.command=ssh -l v -s h sftp'); parent = ('ab' * 32); exclude = @('db/tmp'); host = 'ehr-server'; tags = @('rubicon') }
+    # restic is a real program here (no stub with $Arguments): this mock keeps what it was given.
+    Mock restic {
+      $script:ResticArgs = @($args)
+      '{"message_type":"summary","files_new":1,"files_changed":0,"files_unmodified":0,"dirs_new":2,"dirs_changed":0,"dirs_unmodified":0,"data_blobs":1,"tree_blobs":3,"data_added":1075,"total_files_processed":1,"total_bytes_processed":12,"total_duration":0.21,"snapshot_id":"5cf50295"}'
+      $global:LASTEXITCODE = 0
+    }
+    $r = Invoke-TestScript -Arguments (Get-CaptureArgs @{ restic = $rs })
+    $r.ExitCode | Should -Be 0
+    $a = $script:ResticArgs
+    $a[0..2] | Should -Be @('--option', 'sftp.command=ssh -l v -s h sftp', 'backup')
+    ($a -join ' ') | Should -BeLike ('*--repository-file ' + (Join-Path $script:Base 'repo.location') + '*')
+    ($a -join ' ') | Should -BeLike ('*--parent ' + ('ab' * 32) + '*')
+    ($a -join ' ') | Should -BeLike ('*--exclude ' + [System.IO.Path]::Combine($script:Source, 'db' + [System.IO.Path]::DirectorySeparatorChar + 'tmp') + '*')
+    $a | Should -Contain '--use-fs-snapshot'
+    $a[-1] | Should -Be $script:Source
+    $bad = Invoke-TestScript -Arguments (Get-CaptureArgs @{ restic = @{ repository = 'r'; passwordFile = $script:Pw; parent = 'latest' } })
+    $bad.Result.error.code | Should -Be 'ARGS_INVALID'
+    $bad = Invoke-TestScript -Arguments (Get-CaptureArgs @{ restic = @{ repository = 'r'; passwordFile = $script:Pw; options = @('--no-lock') } })
+    $bad.Result.error.code | Should -Be 'ARGS_INVALID'
+    # both refused before any shadow was made
+    Should -Invoke Invoke-CimMethod -Times 1 -Exactly -ParameterFilter { $ClassName -eq 'Win32_ShadowCopy' }
+  }
   It 'refuses <Why> (<Code>) before creating any shadow' -ForEach @(
     @{ Why = 'a destination inside the source'; Extra = @{ robocopy = @{ destination = '__SOURCE__/mirror' } }; Code = 'ARGS_INVALID' },
     @{ Why = 'a destination that is a share root (/MIR would empty it)'; Extra = @{ robocopy = @{ destination = '\\vault\share' } }; Code = 'ARGS_INVALID' },
     @{ Why = 'neither robocopy nor restic'; Extra = @{ robocopy = $null; restic = $null }; Code = 'ARGS_INVALID' },
     @{ Why = 'a key with a path in it'; Extra = @{ key = '..\evil' }; Code = 'ARGS_INVALID' },
     @{ Why = 'a relative source'; Extra = @{ source = 'EHR\X' }; Code = 'ARGS_INVALID' },
-    @{ Why = 'a source that does not exist'; Extra = @{ source = '/nonexistent/rubicon/X' }; Code = 'PATH_NOT_FOUND' }
+    @{ Why = 'a source that does not exist'; Extra = @{ source = '/nonexistent/rubicon/X' }; Code = 'PATH_NOT_FOUND' },
+    @{ Why = 'a restic parent that is not a snapshot id'; Extra = @{ restic = @{ repository = 'r'; passwordFile = 'p'; parent = 'latest' } }; Code = 'ARGS_INVALID' },
+    @{ Why = 'a restic option that is a flag, not name=value'; Extra = @{ restic = @{ repository = 'r'; passwordFile = 'p'; options = @('--no-lock') } }; Code = 'ARGS_INVALID' }
   ) {
     Use-FakeWindows
     $x = @{}
-    foreach ($k in $Extra.Keys) { $v = $Extra[$k]; if ($v -is [hashtable] -and $v.destination -like '__SOURCE__*') { $v = @{ destination = $v.destination.Replace('__SOURCE__', $script:Source) } }; $x[$k] = $v }
+    foreach ($k in $Extra.Keys) { $v = $Extra[$k]; if ($v -is [hashtable] -and $v.ContainsKey('destination') -and $v.destination -like '__SOURCE__*') { $v = @{ destination = $v.destination.Replace('__SOURCE__', $script:Source) } }; $x[$k] = $v }
     $r = Invoke-TestScript -Arguments (Get-CaptureArgs $x)
     $r.ExitCode | Should -Be 1
     $r.Result.error.code | Should -Be $Code
@@ -233,6 +260,21 @@ Describe 'restic backup (real restic)' {
     $r.snapshotId | Should -Not -BeNullOrEmpty
     @($r.errors | Where-Object { $_.item -like '*sub/secret.db' }).Count | Should -Be 1
     ($r.errors | Where-Object { $_.item -like '*sub/secret.db' }).message | Should -BeLike 'open *'
+  }
+  It 'takes the repository from a file, a parent snapshot and exclusions, and passes -o options before the command (real restic)' {
+    $repoFile = Join-Path $script:Base 'restic-repo.location'
+    [System.IO.File]::WriteAllText($repoFile, $script:Repo + "`n")
+    $first = Invoke-RubiconResticBackup -Source $script:ResticSrc -RepositoryFile $repoFile -PasswordFile $script:Pw -Exclude @((Join-Path $script:ResticSrc 'sub/secret.db'))
+    $first.complete | Should -BeTrue
+    $first.summary.total_files_processed | Should -Be 1
+    # restic accepts -o for a backend it does not use; the parent makes the second backup a delta (nothing new).
+    $second = Invoke-RubiconResticBackup -Source $script:ResticSrc -RepositoryFile $repoFile -PasswordFile $script:Pw -Parent $first.snapshotId -Exclude @((Join-Path $script:ResticSrc 'sub/secret.db')) -Options @('sftp.command=ssh -F /dev/null -l vault -s host sftp')
+    $second.complete | Should -BeTrue
+    $second.summary.files_unmodified | Should -Be 1
+    $second.summary.files_new | Should -Be 0
+  }
+  It 'refuses a restic option that is not name=value on one line (ARGS_INVALID)' {
+    { Invoke-RubiconResticBackup -Source $script:ResticSrc -Repository $script:Repo -PasswordFile $script:Pw -Options @('--no-lock') } | Should -Throw -ExpectedMessage '*name=value*'
   }
   It 'fails without a snapshot when the repository cannot be opened (exit 1)' {
     $r = Invoke-RubiconResticBackup -Source $script:ResticSrc -Repository (Join-Path $script:Base 'no-repo') -PasswordFile $script:Pw

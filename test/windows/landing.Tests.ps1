@@ -155,3 +155,85 @@ Describe 'landing' {
     $r.Result.error.code | Should -Be 'ARGS_INVALID'
   }
 }
+
+Describe 'landing from a restic repository (real restic)' {
+  BeforeAll {
+    $script:Repo = Join-Path $script:Base 'restic-repo'
+    $script:RepoFile = Join-Path $script:Base 'restic-repo.location'
+    $script:Pw = Join-Path $script:Base 'restic.pw'
+    [System.IO.File]::WriteAllText($script:Pw, "test-only-password`n")
+    [System.IO.File]::WriteAllText($script:RepoFile, $script:Repo + "`n")
+    $script:Captured = Join-Path $script:Base 'old/EHR/X'
+    $null = New-Item -ItemType Directory -Path (Join-Path $script:Captured 'forms') -Force
+    [System.IO.File]::WriteAllText((Join-Path $script:Captured 'forms/intake é.pdf'), 'form bytes')
+    [System.IO.File]::WriteAllText((Join-Path $script:Captured 'app.ini'), 'setting=1')
+    $null = Invoke-RubiconNative -FilePath 'restic' -ArgumentList @('init', '--repo', $script:Repo, '--password-file', $script:Pw)
+    $b = Invoke-RubiconResticBackup -Source $script:Captured -RepositoryFile $script:RepoFile -PasswordFile $script:Pw
+    if (-not $b.complete) { throw 'the test backup failed' }
+    $list = Invoke-RubiconNative -FilePath 'restic' -ArgumentList @('snapshots', '--json', '--repo', $script:Repo, '--password-file', $script:Pw)
+    $script:Snapshot = [regex]::Match(($list.output -join ''), '"id":"([0-9a-f]{64})"').Groups[1].Value
+    if ($script:Snapshot.Length -ne 64) { throw 'no snapshot id in restic snapshots --json' }
+    function Get-ResticFolder {
+      param([string]$Destination, [string]$InSnapshot = $script:Captured, [string]$Key = 'l-test')
+      return @{ key = $Key; destination = $Destination; aclFile = $script:Acl; restic = @{ snapshot = $script:Snapshot; path = $InSnapshot; repositoryFile = $script:RepoFile; passwordFile = $script:Pw; options = @() } }
+    }
+  }
+  It 'restores the captured folder into an absent destination in one move, restores its ACLs, and a re-run changes nothing' {
+    Use-FakeWindows
+    $dest = Join-Path $script:Base 'new1/EHR/X'
+    $r = Invoke-TestScript -Arguments @{ workDir = $script:Work; folders = @(Get-ResticFolder $dest) }
+    $r.ExitCode | Should -Be 0
+    $f = $r.Result.data.folders[0]
+    $f.restic.restored | Should -BeTrue
+    $f.restic.exitCode | Should -Be 0
+    $f.robocopy | Should -BeNullOrEmpty
+    [System.IO.File]::ReadAllText((Join-Path $dest 'forms/intake é.pdf')) | Should -Be 'form bytes'
+    [System.IO.File]::ReadAllText((Join-Path $dest 'app.ini')) | Should -Be 'setting=1'
+    Test-Path -LiteralPath ($dest + '.rubicon-staging') | Should -BeFalse
+    Should -Invoke icacls -Times 1 -Exactly -ParameterFilter { $Arguments[0] -eq (Split-Path -Parent $dest) -and $Arguments[1] -eq '/restore' }
+    $again = Invoke-TestScript -Arguments @{ workDir = $script:Work; folders = @(Get-ResticFolder $dest) }
+    $again.ExitCode | Should -Be 0
+    $again.Result.data.folders[0].restic.alreadyLanded | Should -BeTrue
+    $again.Result.data.folders[0].restic.restored | Should -BeFalse
+  }
+  It 'refuses a destination that holds files it did not put there (DESTINATION_NOT_EMPTY), touching nothing' {
+    Use-FakeWindows
+    $dest = Join-Path $script:Base 'new2/EHR/X'
+    $null = New-Item -ItemType Directory -Path $dest -Force
+    [System.IO.File]::WriteAllText((Join-Path $dest 'someone-elses.txt'), 'keep')
+    $r = Invoke-TestScript -Arguments @{ workDir = $script:Work; folders = @(Get-ResticFolder $dest -Key 'l-other') }
+    $r.ExitCode | Should -Be 1
+    $r.Result.error.code | Should -Be 'DESTINATION_NOT_EMPTY'
+    [System.IO.File]::ReadAllText((Join-Path $dest 'someone-elses.txt')) | Should -Be 'keep'
+  }
+  It 'fails with LANDING_INCOMPLETE (92) when the snapshot lacks the folder, leaving no staging and no ACLs restored' {
+    Use-FakeWindows
+    $dest = Join-Path $script:Base 'new3/EHR/X'
+    $r = Invoke-TestScript -Arguments @{ workDir = $script:Work; folders = @(Get-ResticFolder $dest -InSnapshot '/D/EHR/NotThere' -Key 'l-missing') }
+    $r.ExitCode | Should -Be 1
+    $r.Result.error.code | Should -Be 'LANDING_INCOMPLETE'
+    $r.Result.error.details.folders[0].restic.exitCode | Should -Be 92
+    Test-Path -LiteralPath ($dest + '.rubicon-staging') | Should -BeFalse
+    Test-Path -LiteralPath $dest | Should -BeFalse
+    Should -Invoke icacls -Times 0 -Exactly
+  }
+  It 'fails with LANDING_INCOMPLETE when restic cannot open the repository (wrong password)' {
+    Use-FakeWindows
+    $bad = Join-Path $script:Base 'wrong.pw'
+    [System.IO.File]::WriteAllText($bad, "not-it`n")
+    $f = Get-ResticFolder (Join-Path $script:Base 'new4/EHR/X') -Key 'l-badpw'
+    $f.restic.passwordFile = $bad
+    $r = Invoke-TestScript -Arguments @{ workDir = $script:Work; folders = @($f) }
+    $r.Result.error.code | Should -Be 'LANDING_INCOMPLETE'
+    $r.Result.error.details.folders[0].restic.exitCode | Should -Not -Be 0
+  }
+  It 'refuses a restic option that is not name=value on one line, and a short snapshot id (ARGS_INVALID)' {
+    Use-FakeWindows
+    $f = Get-ResticFolder (Join-Path $script:Base 'new5/EHR/X') -Key 'l-args'
+    $f.restic.options = @('--no-lock')
+    (Invoke-TestScript -Arguments @{ workDir = $script:Work; folders = @($f) }).Result.error.code | Should -Be 'ARGS_INVALID'
+    $f = Get-ResticFolder (Join-Path $script:Base 'new5/EHR/X') -Key 'l-args'
+    $f.restic.snapshot = $script:Snapshot.Substring(0, 8)
+    (Invoke-TestScript -Arguments @{ workDir = $script:Work; folders = @($f) }).Result.error.code | Should -Be 'ARGS_INVALID'
+  }
+}

@@ -67,10 +67,12 @@ describe('assembly', () => {
     for (const name of WINDOWS_SCRIPTS) {
       const t = scriptText(name);
       const lines = t.split('\n');
-      expect(lines[0]).toMatch(new RegExp(`^# Rubicon ${name} v1 \\(prelude v1\\)`));
+      // capture and landing v2: restic through a grant's files (options, parent, exclusions; landing from a repository).
+      const v = name === 'capture' || name === 'landing' ? 2 : 1;
+      expect(lines[0]).toMatch(new RegExp(`^# Rubicon ${name} v${v} \\(prelude v1\\)`));
       expect(lines[1]).toBe("param([string]$RubiconArgs = '')");
       expect(t).toContain('function Invoke-RubiconEntry');
-      expect(lines.at(-2)).toBe(`exit (Invoke-RubiconEntry -Script '${name}' -Version 1 -EncodedArgs $RubiconArgs -Body 'Invoke-Rubicon${name[0]!.toUpperCase()}${name.slice(1)}')`);
+      expect(lines.at(-2)).toBe(`exit (Invoke-RubiconEntry -Script '${name}' -Version ${v} -EncodedArgs $RubiconArgs -Body 'Invoke-Rubicon${name[0]!.toUpperCase()}${name.slice(1)}')`);
       expect(t).toMatch(/^[\x00-\x7F]*$/);
       expect(windowsScript(name).sha256).toBe(sha(t));
     }

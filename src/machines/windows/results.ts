@@ -318,7 +318,10 @@ export interface LandingData {
     source: string;
     destination: string;
     exact: boolean;
-    robocopy: RobocopyResult;
+    /** Null for a folder restored from a restic repository. */
+    robocopy: RobocopyResult | null;
+    /** A folder restored from a restic repository (`restic` in the folder's input), else null. */
+    restic: { snapshot: string; exitCode: number | null; failed: boolean; restored: boolean; alreadyLanded: boolean; errorLines: number } | null;
     acl: { exitCode: number | null; failed: boolean; processed: number | null; failedCount: number | null; unresolvedSids: string[] } | null;
   }[];
   shares: { name: string; path: string; action: 'created' | 'updated' | 'unchanged' | 'manual'; granted: ShareAccess[]; extraAccess: ShareAccess[] }[];

@@ -1,5 +1,5 @@
 # Rubicon script: capture
-# Version: 1
+# Version: 2
 # Include: files
 #
 # Contract
@@ -12,7 +12,10 @@
 #                UNC or absolute), logPath?: string },
 #              restic?: { repository?: string, repositoryFile?: string,
 #                passwordFile: string, tags?: string[], host?: string,
-#                resticPath?: string },
+#                parent?: string (a snapshot id), options?: string[]
+#                (restic -o values, e.g. sftp.command=...), exclude?:
+#                string[] (paths relative to source, '/' separated: the
+#                manifest's exclusions), resticPath?: string },
 #              acl?: { savePath: string } }
 #            At least one of robocopy and restic.
 #   Result   data: { key, source, volume,
@@ -62,6 +65,14 @@ function Invoke-RubiconCapture {
     if (Test-RubiconPathInside $destination $source) { throw (New-RubiconError 'ARGS_INVALID' ('robocopy destination ' + $destination + ' lies inside the source ' + $source)) }
     if (Test-RubiconVolumeOrShareRoot $destination) { throw (New-RubiconError 'ARGS_INVALID' ('robocopy destination ' + $destination + ' is a volume or share root; /MIR would delete everything else there')) }
   }
+  if ($null -ne $rs) {
+    # Refused before any shadow is made (Invoke-RubiconResticBackup checks the options again).
+    $parentArg = Get-RubiconArg $rs 'parent'
+    if ($parentArg -and $parentArg -notmatch '^[0-9a-f]{8,64}$') { throw (New-RubiconError 'ARGS_INVALID' ('restic "parent" must be a snapshot id, not "' + $parentArg + '"')) }
+    foreach ($o in @(Get-RubiconArg $rs 'options' -Type array)) {
+      if ([string]$o -notmatch '^[a-z0-9.]+=' -or ([string]$o).Contains("`n")) { throw (New-RubiconError 'ARGS_INVALID' ('a restic option must be name=value on one line, not "' + $o + '"')) }
+    }
+  }
   if (-not (Test-Path -LiteralPath $source -PathType Container)) { throw (New-RubiconError 'PATH_NOT_FOUND' ('source folder ' + $source + ' does not exist') ([ordered]@{ source = $source })) }
   if (-not (Test-Path -LiteralPath $workDir -PathType Container)) { $null = New-Item -ItemType Directory -Path $workDir -Force }
 
@@ -97,6 +108,12 @@ function Invoke-RubiconCapture {
       if ($tags.Count -gt 0) { $p.Tags = [string[]]$tags }
       $hostName = Get-RubiconArg $rs 'host'
       if ($hostName) { $p.HostName = $hostName }
+      $parent = Get-RubiconArg $rs 'parent'
+      if ($parent) { $p.Parent = $parent }
+      $options = @(Get-RubiconArg $rs 'options' -Type array)
+      if ($options.Count -gt 0) { $p.Options = [string[]]$options }
+      $exclude = @(Get-RubiconArg $rs 'exclude' -Type array)
+      if ($exclude.Count -gt 0) { $p.Exclude = [string[]]@($exclude | ForEach-Object { [System.IO.Path]::Combine($source, ([string]$_).Replace('/', [System.IO.Path]::DirectorySeparatorChar)) }) }
       $p.ResticPath = Get-RubiconArg $rs 'resticPath' -Default 'restic'
       $data.restic = Invoke-RubiconResticBackup @p
     }

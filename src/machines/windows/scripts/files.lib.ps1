@@ -141,15 +141,23 @@ function Invoke-RubiconResticBackup {
   param(
     [Parameter(Mandatory = $true)][string]$Source,
     [string]$Repository, [string]$RepositoryFile, [Parameter(Mandatory = $true)][string]$PasswordFile,
-    [string[]]$Tags = @(), [string]$HostName, [string]$ResticPath = 'restic', [switch]$UseFsSnapshot
+    [string[]]$Tags = @(), [string]$HostName, [string]$ResticPath = 'restic', [switch]$UseFsSnapshot,
+    [string]$Parent, [string[]]$Options = @(), [string[]]$Exclude = @()
   )
   $argv = New-Object System.Collections.Generic.List[string]
+  # Global options first: --option name=value (restic -o) (e.g. sftp.command, the grant's ssh command: a key file path, no secret).
+  foreach ($o in $Options) {
+    if ($o -notmatch '^[a-z0-9.]+=' -or $o.Contains("`n")) { throw (New-RubiconError 'ARGS_INVALID' ('a restic option must be name=value on one line, not "' + $o + '"')) }
+    $argv.Add('--option'); $argv.Add($o)
+  }
   foreach ($x in @('backup', '--json', '--password-file', $PasswordFile)) { $argv.Add($x) }
   if ($RepositoryFile) { $argv.Add('--repository-file'); $argv.Add($RepositoryFile) } elseif ($Repository) { $argv.Add('--repo'); $argv.Add($Repository) }
   else { throw (New-RubiconError 'ARGS_INVALID' 'restic needs "repository" or "repositoryFile"') }
   if ($UseFsSnapshot) { $argv.Add('--use-fs-snapshot') }
   foreach ($t in $Tags) { $argv.Add('--tag'); $argv.Add($t) }
   if ($HostName) { $argv.Add('--host'); $argv.Add($HostName) }
+  if ($Parent) { $argv.Add('--parent'); $argv.Add($Parent) }
+  foreach ($x in $Exclude) { $argv.Add('--exclude'); $argv.Add($x) }
   $argv.Add($Source.TrimEnd('\'))
   $r = Invoke-RubiconNative -FilePath $ResticPath -ArgumentList $argv.ToArray()
   $parsed = Read-ResticBackupOutput $r.output

@@ -1,5 +1,5 @@
 # Rubicon script: landing
-# Version: 1
+# Version: 2
 # Include: files
 #
 # Contract
@@ -8,7 +8,13 @@
 #                (absolute folder on this server), exact?: bool (default
 #                false: robocopy /E adds and overwrites; true: /MIR, which
 #                also deletes what the mirror lacks), aclFile?: string (the
-#                icacls /save file of capture), logPath?: string }],
+#                icacls /save file of capture), logPath?: string }
+#                or, from a restic repository instead of a mirror,
+#                { key ([A-Za-z0-9._-], names the staging and done files),
+#                destination (must be absent or empty), aclFile?,
+#                restic: { snapshot, path (the folder as restic recorded it:
+#                /D/EHR/X for D:\EHR\X), repositoryFile, passwordFile,
+#                options?: string[] (restic -o values), resticPath? } }],
 #              shares?: [{ name, path, description?, access: [{ accountName,
 #                accessControlType: Allow|Deny, accessRight: Full|Change|Read }] }],
 #              scheduledTasks?: [{ path (e.g. \Vendor\), name, xml (the
@@ -16,7 +22,9 @@
 #              services?: [{ name, displayName?, pathName? }]  the services
 #                the application needs; this script never installs one }
 #   Result   data: { folders: [{ source, destination, exact, robocopy:
-#              {exitCode, bits[], failed, errors[], logPath}, acl: null |
+#              null | {exitCode, bits[], failed, errors[], logPath},
+#              restic: null | {snapshot, exitCode, failed, restored,
+#              alreadyLanded, errorLines}, acl: null |
 #              {exitCode, failed, processed, failedCount, unresolvedSids[]} }],
 #              shares: [{ name, path, action: created|updated|unchanged|manual,
 #              granted: [ace], extraAccess: [ace] }],
@@ -28,8 +36,11 @@
 #            needs-password, register-failed, service-missing, sid-unresolved,
 #            acl-root-mismatch.
 #   Errors   ARGS_INVALID, LANDING_INCOMPLETE (a folder copy failed:
-#            robocopy exit >= 8, or icacls /restore failed; details: the
-#            data above, failed files named).
+#            robocopy exit >= 8, restic restore exit != 0 or the snapshot
+#            lacks the folder, or icacls /restore failed; details: the data
+#            above, failed files named), DESTINATION_NOT_EMPTY (a restic
+#            folder's destination holds files and no done file says this
+#            script put them there).
 #   Destructive: writes the destination folders (overwrites files with the
 #   mirror's; with exact, deletes files the mirror lacks), replaces their
 #   DACLs from the ACL file, creates shares and grants share access (never
@@ -70,7 +81,7 @@ function Invoke-RubiconLanding {
     $serviceResults.Add([ordered]@{ name = $name; present = $present })
   }
   $data = [ordered]@{ folders = $folderResults.ToArray(); shares = $shareResults.ToArray(); scheduledTasks = $taskResults.ToArray(); services = $serviceResults.ToArray(); manualSteps = $manual.ToArray() }
-  $failed = @($data.folders | Where-Object { $_.robocopy.failed -or ($null -ne $_.acl -and $_.acl.failed) })
+  $failed = @($data.folders | Where-Object { ($null -ne $_.robocopy -and $_.robocopy.failed) -or ($null -ne $_.restic -and $_.restic.failed) -or ($null -ne $_.acl -and $_.acl.failed) })
   if ($failed.Count -gt 0) {
     throw (New-RubiconError 'LANDING_INCOMPLETE' ('landing is incomplete: ' + (($failed | ForEach-Object { $_.destination }) -join ', ') + ' could not be restored completely') $data)
   }
@@ -79,6 +90,7 @@ function Invoke-RubiconLanding {
 
 function Invoke-RubiconLandFolder {
   param($F, [string]$WorkDir, [int]$Index, $Manual)
+  if ($null -ne (Get-RubiconArg $F 'restic' -Type object)) { return (Invoke-RubiconLandResticFolder $F $WorkDir $Manual) }
   $source = Get-RubiconArg $F 'source' -Required
   $destination = Get-RubiconArg $F 'destination' -Required
   $exact = Get-RubiconArg $F 'exact' -Type bool -Default $false
@@ -91,7 +103,80 @@ function Invoke-RubiconLandFolder {
   $r = Invoke-RubiconRobocopy -Source $source -Destination $destination -LogPath $log -Options @($mode, '/B', '/COPY:DATSO', '/DCOPY:DAT', '/XJ')
   $aclResult = $null
   if ($aclFile -and -not $r.failed) { $aclResult = Restore-RubiconAcl $destination $aclFile $Manual }
-  return [ordered]@{ source = $source; destination = $destination; exact = $exact; robocopy = [ordered]@{ exitCode = $r.exitCode; bits = $r.bits; failed = $r.failed; errors = $r.errors; logPath = $r.logPath }; acl = $aclResult }
+  return [ordered]@{ source = $source; destination = $destination; exact = $exact; robocopy = [ordered]@{ exitCode = $r.exitCode; bits = $r.bits; failed = $r.failed; errors = $r.errors; logPath = $r.logPath }; restic = $null; acl = $aclResult }
+}
+
+function Test-RubiconFolderEmpty {
+  param([string]$Path)
+  return (@([System.IO.Directory]::EnumerateFileSystemEntries($Path)).Count -eq 0)
+}
+
+function Invoke-RubiconLandResticFolder {
+  # restic restore <snapshot> --target <destination>.rubicon-staging, then
+  # the captured folder inside the staging (restic keeps absolute paths:
+  # D:\EHR\X is /D/EHR/X in the snapshot, <staging>\D\EHR\X here) is
+  # moved to the destination in one rename (same parent, same volume), the
+  # staging removed, a done file <workDir>\<key>.landed written. A re-run
+  # finding the done file and the destination skips the restore (the ACLs
+  # are restored again: idempotent). restic restore does not restore
+  # Windows ACLs (0.14): icacls /restore does, from the capture's file.
+  param($F, [string]$WorkDir, $Manual)
+  $key = Get-RubiconArg $F 'key' -Required
+  if ($key -notmatch '^[A-Za-z0-9._-]{1,100}$') { throw (New-RubiconError 'ARGS_INVALID' ('argument "key" must be 1-100 of A-Z a-z 0-9 . _ -, not "' + $key + '"')) }
+  $destination = Get-RubiconArg $F 'destination' -Required
+  if ($destination.Length -gt 3) { $destination = $destination.TrimEnd('\', '/') }
+  if (-not [System.IO.Path]::IsPathRooted($destination) -or (Test-RubiconVolumeRoot $destination)) { throw (New-RubiconError 'ARGS_INVALID' ('folder destination "' + $destination + '" must be an absolute folder other than a volume root')) }
+  $aclFile = Get-RubiconArg $F 'aclFile'
+  $rs = Get-RubiconArg $F 'restic' -Type object
+  $snapshot = Get-RubiconArg $rs 'snapshot' -Required
+  if ($snapshot -notmatch '^[0-9a-f]{64}$') { throw (New-RubiconError 'ARGS_INVALID' ('restic "snapshot" must be a full snapshot id, not "' + $snapshot + '"')) }
+  $inSnapshot = Get-RubiconArg $rs 'path' -Required
+  $done = Join-Path $WorkDir ($key + '.landed')
+  $staging = $destination + '.rubicon-staging'
+  $result = [ordered]@{ snapshot = $snapshot; exitCode = $null; failed = $false; restored = $false; alreadyLanded = $false; errorLines = 0 }
+  if ((Test-Path -LiteralPath $done -PathType Leaf) -and (Test-Path -LiteralPath $destination -PathType Container)) {
+    $result.alreadyLanded = $true
+  } else {
+    if ((Test-Path -LiteralPath $destination -PathType Container) -and -not (Test-RubiconFolderEmpty $destination)) {
+      throw (New-RubiconError 'DESTINATION_NOT_EMPTY' ('cannot land into ' + $destination + ': the folder is not empty') ([ordered]@{ destination = $destination }))
+    }
+    if (Test-Path -LiteralPath $staging) { Remove-Item -LiteralPath $staging -Recurse -Force }
+    $argv = New-Object System.Collections.Generic.List[string]
+    foreach ($o in @(Get-RubiconArg $rs 'options' -Type array)) {
+      if ([string]$o -notmatch '^[a-z0-9.]+=' -or ([string]$o).Contains("`n")) { throw (New-RubiconError 'ARGS_INVALID' ('a restic option must be name=value on one line, not "' + $o + '"')) }
+      $argv.Add('--option'); $argv.Add([string]$o)
+    }
+    # --no-lock: a read grant's sftp is read-only; --no-cache: nothing of the repository stays on this server.
+    foreach ($x in @('--repository-file', (Get-RubiconArg $rs 'repositoryFile' -Required), '--password-file', (Get-RubiconArg $rs 'passwordFile' -Required), '--no-lock', '--no-cache', 'restore', $snapshot, '--target', $staging)) { $argv.Add($x) }
+    $r = Invoke-RubiconNative -FilePath (Get-RubiconArg $rs 'resticPath' -Default 'restic') -ArgumentList $argv.ToArray()
+    $result.exitCode = $r.exitCode
+    # restic restore prints "ignoring error for <path>: ..." per file it could not write; counted, never copied.
+    $result.errorLines = @($r.output | Where-Object { $_ -match '^ignoring error for ' }).Count
+    $inner = $staging
+    foreach ($part in ($inSnapshot -split '/')) { if ($part.Length -gt 0) { $inner = Join-Path $inner $part } }
+    if ($r.exitCode -ne 0 -or $result.errorLines -gt 0 -or -not (Test-Path -LiteralPath $inner -PathType Container)) {
+      $result.failed = $true
+      if ($r.exitCode -eq 0 -and $result.errorLines -eq 0) { $result.exitCode = 92 }
+    } else {
+      if (Test-Path -LiteralPath $destination -PathType Container) { [System.IO.Directory]::Delete($destination, $false) }
+      $parent = [System.IO.Path]::GetDirectoryName($destination)
+      if ($parent -and -not [System.IO.Directory]::Exists($parent)) { $null = [System.IO.Directory]::CreateDirectory($parent) }
+      [System.IO.Directory]::Move($inner, $destination)
+      [System.IO.File]::WriteAllText($done, $destination, (New-Object System.Text.UTF8Encoding $false))
+      $result.restored = $true
+    }
+    if (Test-Path -LiteralPath $staging) { Remove-Item -LiteralPath $staging -Recurse -Force }
+  }
+  $aclResult = $null
+  if ($aclFile -and -not $result.failed) { $aclResult = Restore-RubiconAcl $destination $aclFile $Manual }
+  return [ordered]@{ source = ('restic:' + $snapshot.Substring(0, 8)); destination = $destination; exact = $true; robocopy = $null; restic = $result; acl = $aclResult }
+}
+
+function Test-RubiconVolumeRoot {
+  # Pure: D:\, D: or /.
+  param([string]$Path)
+  $p = $Path.TrimEnd('\', '/')
+  return ($p.Length -eq 0 -or $p -match '^[A-Za-z]:$')
 }
 
 function Restore-RubiconAcl {

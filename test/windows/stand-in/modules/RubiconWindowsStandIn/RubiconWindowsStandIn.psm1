@@ -15,6 +15,22 @@
 # - Invoke-CimMethod ... StartService: ReturnValue 0 accepted, 10 already
 #   running (learn.microsoft.com/windows/win32/cimwin32prov/startservice-method-in-class-win32-service);
 # - Set-Service -StartupType Automatic|Manual|Disabled; Stop-Service -NoWait.
+# - Win32_ShadowCopy (the capture script's VSS shadow), kept in
+#   shadows.json beside the services file: Invoke-CimMethod -ClassName
+#   Win32_ShadowCopy -MethodName Create -Arguments @{Volume; Context}
+#   returns ReturnValue (0 success, 3 volume not found, 5 unsupported
+#   context) and ShadowID, a GUID in braces
+#   (learn.microsoft.com/previous-versions/windows/desktop/vsswmi/create-method-in-class-win32-shadowcopy);
+#   Get-CimInstance Win32_ShadowCopy -Filter "ID='{...}'" gives ID,
+#   DeviceObject (\\?\GLOBALROOT\Device\HarddiskVolumeShadowCopyN),
+#   VolumeName, InstallDate, ClientAccessible
+#   (learn.microsoft.com/previous-versions/windows/desktop/legacy/aa394428(v=vs.85),
+#   Win32_ShadowCopy class); Remove-CimInstance -InputObject deletes it.
+#   Linux has no shadow copies: the stand-in's shadow is a record only, and
+#   its DeviceObject stands for the LIVE volume (bin/cmd.exe links it to /),
+#   so nothing read through it is point-in-time. restic, which the capture
+#   script runs with its own VSS snapshot, reads the live folder here
+#   (bin/restic drops --use-fs-snapshot).
 # Any other class, or a call this stand-in does not know, throws: the
 # scripts then report that section or step as failed, as Windows would for a
 # missing feature.
@@ -57,8 +73,35 @@ function ConvertTo-StandInController {
   return [pscustomobject]@{ Name = $S.Name; Status = $S.State; DependentServices = $dependents; ServicesDependedOn = $dependedOn }
 }
 
+function Get-StandInShadowsPath {
+  return (Join-Path (Split-Path -Parent $env:RUBICON_STANDIN_SERVICES) 'shadows.json')
+}
+
+function Read-StandInShadows {
+  $path = Get-StandInShadowsPath
+  if (-not (Test-Path -LiteralPath $path)) { return @() }
+  return @(Get-Content -Raw -LiteralPath $path | ConvertFrom-Json)
+}
+
+function Write-StandInShadows {
+  param($Shadows)
+  $path = Get-StandInShadowsPath
+  Set-Content -LiteralPath ($path + '.tmp') -Value (ConvertTo-Json -InputObject @($Shadows) -Depth 5) -Encoding utf8
+  Move-Item -LiteralPath ($path + '.tmp') -Destination $path -Force
+}
+
 function Get-CimInstance {
   param([string]$ClassName, [string]$Filter)
+  if ($ClassName -eq 'Win32_ShadowCopy') {
+    $all = @(Read-StandInShadows)
+    if ($Filter) {
+      if ($Filter -notmatch "^ID='([^']*)'$") { throw (New-Object System.NotSupportedException ('the stand-in cannot filter shadow copies by ' + $Filter)) }
+      $id = $Matches[1]
+      $all = @($all | Where-Object { $_.ID -eq $id })
+    }
+    foreach ($x in $all) { [pscustomobject]@{ ID = $x.ID; DeviceObject = $x.DeviceObject; VolumeName = $x.VolumeName; InstallDate = $x.InstallDate; ClientAccessible = $true; CimClass = 'Win32_ShadowCopy' } }
+    return
+  }
   if ($ClassName -ne 'Win32_Service') { throw (New-Object System.NotSupportedException ('the stand-in has no CIM class ' + $ClassName)) }
   $all = @(Read-StandInServices)
   if ($Filter) {
@@ -71,6 +114,17 @@ function Get-CimInstance {
 
 function Invoke-CimMethod {
   param($InputObject, [string]$MethodName, [string]$ClassName, $Arguments)
+  if ($ClassName -eq 'Win32_ShadowCopy' -and $MethodName -eq 'Create') {
+    if ($Arguments.Context -ne 'ClientAccessible') { return [pscustomobject]@{ ReturnValue = 5; ShadowID = $null } }
+    if (-not (Test-Path -LiteralPath $Arguments.Volume -PathType Container)) { return [pscustomobject]@{ ReturnValue = 3; ShadowID = $null } }
+    $all = @(Read-StandInShadows)
+    $n = 1
+    foreach ($x in $all) { if ($x.N -ge $n) { $n = $x.N + 1 } }
+    $id = '{' + [guid]::NewGuid().ToString().ToUpperInvariant() + '}'
+    $all += [pscustomobject]@{ N = $n; ID = $id; DeviceObject = ('\\?\GLOBALROOT\Device\HarddiskVolumeShadowCopy' + $n); VolumeName = $Arguments.Volume; InstallDate = [DateTime]::UtcNow.ToString('o') }
+    Write-StandInShadows $all
+    return [pscustomobject]@{ ReturnValue = 0; ShadowID = $id }
+  }
   if ($null -eq $InputObject -or $MethodName -ne 'StartService') { throw (New-Object System.NotSupportedException ('the stand-in cannot invoke ' + $MethodName)) }
   $all = @(Read-StandInServices)
   $s = @($all | Where-Object { $_.Name -eq $InputObject.Name })[0]
@@ -104,4 +158,10 @@ function Set-Service {
   $all = @(Read-StandInServices)
   foreach ($s in $all) { if ($s.Name -eq $Name) { $s.StartMode = $mode } }
   Write-StandInServices $all
+}
+
+function Remove-CimInstance {
+  param($InputObject)
+  if ($null -eq $InputObject -or -not ($InputObject.PSObject.Properties.Name -contains 'CimClass') -or $InputObject.CimClass -ne 'Win32_ShadowCopy') { throw (New-Object System.NotSupportedException 'the stand-in removes Win32_ShadowCopy instances only') }
+  Write-StandInShadows @(Read-StandInShadows | Where-Object { $_.ID -ne $InputObject.ID })
 }
