@@ -345,6 +345,8 @@ export const VAULT_PASSWORD_METHOD = 'vault-password';
 
 /** A tool vault whose own secret is captured as an item (restic). Asked by ability, not by class. */
 interface KeyedVault extends ToolVault {
+  /** Opens the repository with the password (VAULT_PASSWORD when it does not). */
+  ensureInitialized(): Promise<string>;
   passwordFile(): Promise<Uint8Array>;
   readonly passwordOrigin: string;
   opens(on: Machine, grant: Grant): Promise<{ ok: true } | { ok: false; detail: string }>;
@@ -400,6 +402,8 @@ export async function captureVaultSecretRemote(ctx: RunContext, item: Item, phas
         hint: 'add a second vault (sftp, or another restic repository) to the runbook, then resume the run',
       });
     }
+    // Only a password that opens the repository is captured (a wrong one stops the run: VAULT_PASSWORD).
+    await opened.ensureInitialized();
     await sh(ctx.target, 'umask 077 && rm -rf -- "$1" && mkdir -p -- "$1"', staging);
     await ctx.target.writeSmall(path.posix.join(staging, 'password'), await opened.passwordFile(), { mode: 0o600 });
     const built = await buildTreeManifest(ctx.steps.onMachine, ctx.target, { id: `${id}/manifest/${Date.parse(startedAt)}`, idempotent: true }, staging);
