@@ -506,12 +506,17 @@ function ruleVaults(ctx: Context): Draft[] {
       });
       continue;
     }
+    // A vault's own secret (a restic password) is needed only to read that vault: held intact in at least one
+    // other vault, it is as safe as the vault it opens, which therefore counts among its vaults. Never in it alone.
+    const opens = i.kind === 'secret' && typeof i.facts['vault'] === 'string' ? list(ctx.facts.vaults).find((v) => v.name === i.facts['vault']) : undefined;
     for (const a of bearing) {
       const u = ctx.usable(a);
-      const off = u.vaults.filter((v) => v.offTarget === true);
-      const holds = u.vaults.length >= minVaults && off.length >= minOffTargetVaults;
-      const where = u.vaults.length ? u.vaults.map((v) => v.name).join(', ') : 'none';
-      const counts = `${a.id} (${itemLabel(i)}) has verified copies in ${plural(u.vaults.length, 'vault')} (${where}; ${off.length} off the target)`;
+      const others = opens ? u.vaults.filter((v) => v.name !== opens.name) : u.vaults;
+      const counted = opens && others.length > 0 ? [...others, opens] : others;
+      const off = counted.filter((v) => v.offTarget === true);
+      const holds = counted.length >= minVaults && off.length >= minOffTargetVaults;
+      const where = counted.length ? counted.map((v) => (v === opens ? `${v.name}, the vault it opens` : v.name)).join(', ') : 'none';
+      const counts = `${a.id} (${itemLabel(i)}) has verified copies in ${plural(counted.length, 'vault')} (${where}; ${off.length} off the target)`;
       const problems = u.problems.length ? `; ${u.problems.join('; ')}` : '';
       out.push({
         rule: 'copies.vaults',

@@ -72,14 +72,18 @@ export class GrantPool {
     return n;
   }
 
-  private key(vault: ToolVault, machine: Machine, mode: 'read' | 'write'): string {
-    return `${this.idOf(vault)}/${this.idOf(machine)}/${mode}`;
+  private key(vault: ToolVault, machine: Machine, mode: 'read' | 'write', withoutSecret: boolean): string {
+    return `${this.idOf(vault)}/${this.idOf(machine)}/${mode}${withoutSecret ? '/no-secret' : ''}`;
   }
 
-  /** A live grant of `vault` for `machine` in `mode`: the phase's own, or a new one. */
-  async acquire(vault: ToolVault, machine: Machine, mode: 'read' | 'write'): Promise<Grant> {
+  /**
+   * A live grant of `vault` for `machine` in `mode`: the phase's own, or a
+   * new one. `withoutSecret`: a grant that does not carry the vault's own
+   * secret (GrantOptions.withoutSecret), pooled apart from one that does.
+   */
+  async acquire(vault: ToolVault, machine: Machine, mode: 'read' | 'write', o: { withoutSecret?: boolean } = {}): Promise<Grant> {
     await this.cleanupLeftovers();
-    const k = this.key(vault, machine, mode);
+    const k = this.key(vault, machine, mode, o.withoutSecret === true);
     const h = this.held.get(k);
     const now = this.d.now().getTime();
     if (h && Date.parse(h.grant.expiresAt) - now >= (this.d.minLeftMs ?? MIN_LEFT_MS)) return h.grant;
@@ -90,6 +94,7 @@ export class GrantPool {
     let journaled: string | undefined;
     try {
       const grant = await vault.grant(machine, mode, this.d.ttlMs ?? GRANT_TTL_MS, {
+        ...(o.withoutSecret ? { withoutSecret: true } : {}),
         beforeKey: (g) => {
           journaled = g.id;
           this.issuedHere.add(g.id);

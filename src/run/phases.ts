@@ -27,7 +27,7 @@ import { thisHostName, type LocalHost } from '../hosts/local.ts';
 import type { Host } from '../hosts/host.ts';
 import { knownHostKeys, osReleaseMatches } from '../machines/identity.ts';
 import type { TransportSettings } from '../runbook/load.ts';
-import { captureDatabaseRemote, proveRemote } from './remote.ts';
+import { VAULT_PASSWORD_METHOD, captureDatabaseRemote, captureVaultSecretRemote, proveRemote, vaultSecretItems } from './remote.ts';
 import { writeReports, type ReportOptions } from '../report/index.ts';
 import type { RunContext } from './context.ts';
 import { signIndexEntry } from '../trust/index-entry.ts';
@@ -176,7 +176,8 @@ async function discoverOnRemote(ctx: RunContext): Promise<void> {
   const found = await ctx.remote!.plane.discover(ctx, (dbs) => ownedFiles(live(dbs)));
   const databases = live(found.databases);
   methodsFor(ctx, databases, found.folders, (db) => rb.methods.databases[db.engine ?? ''] ?? Object.keys(ctx.remote?.engines[db.engine ?? '']?.methods ?? {}));
-  recordDiscovered(ctx, databases, [], found.folders);
+  // The password of each restic vault, as an item to capture (Linux targets: the same phases that prove from those vaults).
+  recordDiscovered(ctx, databases, ctx.remote!.plane.os === 'linux' ? vaultSecretItems(ctx) : [], found.folders);
 }
 
 /** Who the target is before the crossing (machine id, OS), so landing can refuse the old server. Once per run. */
@@ -352,6 +353,11 @@ async function captureFolder(ctx: RunContext, item: Item, phase: Artifact['phase
   }
 }
 
+/** The secret items of vaults whose password Rubicon captures (src/run/remote.ts, VAULT_PASSWORD_METHOD). */
+function vaultSecrets(ctx: RunContext, items: readonly Item[]): Item[] {
+  return ctx.remote ? items.filter((i) => i.kind === 'secret' && i.discovered && i.methods.includes(VAULT_PASSWORD_METHOD)) : [];
+}
+
 export async function capture(ctx: RunContext): Promise<void> {
   await preflightBeforeCapture(ctx);
   const items = ctx.state().items;
@@ -366,6 +372,7 @@ export async function capture(ctx: RunContext): Promise<void> {
   for (const item of items.filter((i) => i.kind === 'folder' && i.discovered)) {
     await captureFolder(ctx, item, 'capture');
   }
+  for (const item of vaultSecrets(ctx, items)) await captureVaultSecretRemote(ctx, item, 'capture', artifactId(ctx, 'capture', item, VAULT_PASSWORD_METHOD));
   await captureEverything(ctx); // coverage hook: the everything capture of each volume, after the folders (their objects are reused)
   await mapCoverage(ctx, 'capture'); // coverage hook: every file in scope → artifacts / owner / exclusion
 }
@@ -573,6 +580,9 @@ export async function finalCapture(ctx: RunContext): Promise<void> {
       await captureFolder(ctx, item, 'final-capture', base);
     } else if (item.kind === 'database') {
       for (const method of item.methods.filter((m) => m !== 'vendor-job')) await captureDatabase(ctx, item, method, 'final-capture');
+    } else if (vaultSecrets(ctx, [item]).length > 0) {
+      // The vault's password changed since it was captured: the new one is captured (and proven) again.
+      await captureVaultSecretRemote(ctx, item, 'final-capture', artifactId(ctx, 'final-capture', item, VAULT_PASSWORD_METHOD));
     }
   }
   await captureEverythingDelta(ctx); // coverage hook: a delta of each everything capture that drifted

@@ -346,6 +346,177 @@ export function diffEntries(before: Manifest['entries'], after: Manifest['entrie
   return out;
 }
 
+// ------------------------------------------------------------- vault secrets
+
+/**
+ * The secret a vault needs to be read at all (restic: the repository
+ * password), as a captured item (docs/vaults.md, "The restic password"): a
+ * restore from the vaults alone must not depend on Rubicon's environment.
+ * The method `vault-password` writes the password (read from the runbook's
+ * passwordEnv / passwordFile, as the vault itself does) into a 0600 file in
+ * a staging folder on the target, builds the manifest there and ships it
+ * into every OTHER tool vault (a password kept only inside the repository
+ * it opens could not open it). The proving ground gets it back through its
+ * read grant of such a vault, restored and hash-checked there, and opens
+ * the repository with it; its restic read grants carry no password of
+ * their own. The password never goes into argv, an environment, the
+ * journal, an event or a report; the journal records only the artifact
+ * (one file named `password`, its size, the manifest's hash).
+ */
+export const VAULT_PASSWORD_METHOD = 'vault-password';
+
+/** A tool vault whose own secret is captured as an item (restic). Asked by ability, not by class. */
+interface KeyedVault extends ToolVault {
+  /** Opens the repository with the password (VAULT_PASSWORD when it does not). */
+  ensureInitialized(): Promise<string>;
+  passwordFile(): Promise<Uint8Array>;
+  readonly passwordOrigin: string;
+  opens(on: Machine, grant: Grant): Promise<{ ok: true } | { ok: false; detail: string }>;
+}
+
+function keyed(v: ToolVault | undefined): v is KeyedVault {
+  const k = v as Partial<KeyedVault> | undefined;
+  return typeof k?.passwordFile === 'function' && typeof k.opens === 'function';
+}
+
+/** The secret items of this run's keyed vaults (one per restic vault). Pure over the context's vaults. */
+export function vaultSecretItems(ctx: RunContext): Item[] {
+  return toolVaults(ctx)
+    .filter(keyed)
+    .map((v) => ({
+      id: `secret:restic-password:${v.info.name}`,
+      kind: 'secret' as const,
+      name: `password of restic vault ${v.info.name}`,
+      declared: true,
+      discovered: true,
+      location: `vault:${v.info.name}`,
+      facts: { vault: v.info.name, source: v.passwordOrigin },
+      why: [`restic vault ${v.info.name} cannot be read without it: the proving ground and a restore from the vaults alone need it captured in another vault`],
+      methods: [VAULT_PASSWORD_METHOD],
+    }));
+}
+
+/** The keyed vault a secret item opens. */
+function openedBy(ctx: RunContext, item: Item): KeyedVault | undefined {
+  const v = toolVaults(ctx).find((x) => x.info.name === item.facts['vault']);
+  return keyed(v) ? v : undefined;
+}
+
+/** The run's secret item for vault `name`, when its password is captured (then the proving ground's grants carry none). */
+function secretItemOf(ctx: RunContext, name: string): Item | undefined {
+  return ctx.state().items.find((i) => i.kind === 'secret' && i.facts['vault'] === name && i.methods.includes(VAULT_PASSWORD_METHOD));
+}
+
+/** Captures a vault's secret item (see VAULT_PASSWORD_METHOD). Records artifact.captured or capture.failed; idempotent against the journal. */
+export async function captureVaultSecretRemote(ctx: RunContext, item: Item, phase: Artifact['phase'], id: string): Promise<void> {
+  const s = ctx.state();
+  if (s.artifacts.some((a) => a.id === id) || s.captureFailures.some((f) => f.artifactId === id)) return;
+  const method = VAULT_PASSWORD_METHOD;
+  ctx.record({ type: 'capture.started', itemId: item.id, method, artifactId: id });
+  const startedAt = ctx.now().toISOString();
+  const staging = path.posix.join(ctx.runbook.target.workDir, 'staging', ctx.runId, enc(id));
+  try {
+    const opened = openedBy(ctx, item);
+    if (!opened) throw new RubiconError('CAPTURE_FAILED', `${item.id}: the runbook has no restic vault named ${String(item.facts['vault'])}`);
+    const holders = toolVaults(ctx).filter((v) => v !== opened);
+    if (holders.length === 0) {
+      throw new RubiconError('CAPTURE_FAILED', `the password of restic vault '${opened.info.name}' has no other vault to go into: kept only inside the repository it opens, it could not open it`, {
+        hint: 'add a second vault (sftp, or another restic repository) to the runbook, then resume the run',
+      });
+    }
+    // Only a password that opens the repository is captured (a wrong one stops the run: VAULT_PASSWORD).
+    await opened.ensureInitialized();
+    await sh(ctx.target, 'umask 077 && rm -rf -- "$1" && mkdir -p -- "$1"', staging);
+    await ctx.target.writeSmall(path.posix.join(staging, 'password'), await opened.passwordFile(), { mode: 0o600 });
+    const built = await buildTreeManifest(ctx.steps.onMachine, ctx.target, { id: `${id}/manifest/${Date.parse(startedAt)}`, idempotent: true }, staging);
+    const entries = built.entries.filter((e) => e.path === 'password');
+    if (entries.length !== 1) throw new RubiconError('CAPTURE_FAILED', `the password file of vault '${opened.info.name}' is not in ${staging} on ${ctx.target.name}`);
+    await shipTree(ctx, {
+      artifactId: id,
+      itemId: item.id,
+      method,
+      independenceGroup: method,
+      phase,
+      srcDir: staging,
+      entries,
+      vaults: holders,
+      startedAt,
+      tool: `the password of vault ${opened.info.name} (from ${opened.passwordOrigin}), a 0600 file on ${ctx.target.name} copied by each vault's tool`,
+    });
+  } catch (e) {
+    if (ctx.signal?.aborted) throw e;
+    const stop = stopsTheRun(e);
+    if (stop) throw stop;
+    ctx.record({ type: 'capture.failed', itemId: item.id, method, artifactId: id, code: errCode(e), message: errText(e) });
+  } finally {
+    await sh(ctx.target, 'rm -rf -- "$1"', staging).catch(() => undefined);
+  }
+}
+
+/** Puts a password file restored on `pg` where `grant` names it (RESTIC_PASSWORD_FILE), 0600, by rename. */
+async function installPassword(pg: Machine, from: string, grant: Grant): Promise<void> {
+  const to = grant.env['RESTIC_PASSWORD_FILE'] ?? path.posix.join(grant.dir, 'password');
+  await sh(pg, 'umask 077 && cp -- "$1" "$2.tmp" && mv -f -- "$2.tmp" "$2"', from, to);
+}
+
+/** Grants of this process whose password file holds the captured password already (by grant id). */
+const unlocked = new WeakMap<RunContext, Map<string, Promise<void>>>();
+
+function unlockedOf(ctx: RunContext): Map<string, Promise<void>> {
+  let m = unlocked.get(ctx);
+  if (!m) unlocked.set(ctx, (m = new Map()));
+  return m;
+}
+
+/**
+ * Gives a proving-ground read grant of a keyed vault (which carries no
+ * password) the password captured as `secret`: its newest current artifact
+ * with a passed proof is restored onto the proving ground from a vault
+ * holding an intact copy, hash-checked there against its manifest, and
+ * installed in the grant folder. Once per grant in this process.
+ * VAULT_MISSING_OBJECT (a failed proof, not a stop) when there is none:
+ * the proving ground never falls back to Rubicon's own password.
+ */
+function unlock(ctx: RunContext, vault: ToolVault, grant: Grant, secret: Item, pgRoot: string): Promise<void> {
+  const memo = unlockedOf(ctx);
+  const have = memo.get(grant.id);
+  if (have) return have;
+  const pg = remote(ctx).provingGround;
+  const p = (async () => {
+    const s = ctx.state();
+    const passed = (a: Artifact) => s.proofs.some((x) => x.artifactId === a.id && x.outcome === 'passed');
+    const proven = currentArtifacts(s.artifacts).filter((a) => a.itemId === secret.id && passed(a)).at(-1);
+    const holder = proven ? toolVaults(ctx).find((v) => (proven.vaults ?? []).includes(v.info.name) && s.copies.some((c) => c.artifactId === proven.id && c.vault === v.info.name && c.status === 'ok')) : undefined;
+    if (!proven || !holder) {
+      throw new RubiconError('VAULT_MISSING_OBJECT', `the proving ground has no password for restic vault '${vault.info.name}': its captured secret item ${secret.id} has ${proven ? 'no intact copy' : 'no passed proof'}, and the proving ground never gets the password from Rubicon's own environment (a restore from the vaults alone needs it)`, {
+        hint: `read the proof of ${secret.id}; capture it again into a vault that keeps it intact (resume the run)`,
+        details: { vault: vault.info.name, item: secret.id },
+      });
+    }
+    const manifest = await manifestOf(ctx, proven);
+    const dir = path.posix.join(pgRoot, 'secrets', enc(`${proven.id}/${grant.id}`));
+    await sh(pg, 'umask 077 && rm -rf -- "$1" && mkdir -p -- "$1/files"', dir);
+    try {
+      const g = await remote(ctx).grants.acquire(holder, pg, 'read');
+      await holder.restoreTo((m, k, c, w, o) => ctx.steps.run(m, k, c, w, o), pg, g, {
+        artifactId: proven.id,
+        locator: proven.locators?.[holder.info.name] ?? '',
+        dest: `${dir}/files`,
+        stepId: `${proven.id}/unlock/${holder.info.name}/${grant.id}`,
+        srcDir: proven.sourceDir ?? '',
+      });
+      const v = await verifyTreeOn(ctx.steps.onMachine, pg, { id: `${proven.id}/unlock-verify/${grant.id}`, idempotent: true }, `${dir}/files`, manifest.entries);
+      if (!v.ok) throw new RubiconError('VAULT_CORRUPT', `the captured password of vault '${vault.info.name}' restored from vault ${holder.info.name} onto ${pg.name} does not match its manifest`, { details: { vault: holder.info.name } });
+      await installPassword(pg, `${dir}/files/password`, grant);
+    } finally {
+      await sh(pg, 'rm -rf -- "$1"', dir).catch(() => undefined);
+    }
+  })();
+  memo.set(grant.id, p);
+  p.catch(() => memo.delete(grant.id));
+  return p;
+}
+
 /**
  * Captures a database on the target with one method: the engine's CLI (or
  * the vendor's job) writes the backup into a staging folder on the target,
@@ -492,7 +663,9 @@ export async function proveRemote(ctx: RunContext, artifacts: Artifact[], onResu
   // The previous proof's scratch folder, removed together with the next one's setup (one call, not two) and at the end.
   let leftover: string | undefined;
   try {
-    for (const a of artifacts) {
+    // A vault's captured secret first: the proofs of that vault's copies open the repository with it.
+    const secret = (a: Artifact) => a.method === VAULT_PASSWORD_METHOD;
+    for (const a of [...artifacts.filter(secret), ...artifacts.filter((x) => !secret(x))]) {
       leftover = await proveOne(ctx, a, pgRoot, leftover, onResult);
     }
   } finally {
@@ -549,7 +722,10 @@ async function proveOne(ctx: RunContext, a: Artifact, pgRoot: string, leftover: 
       await sh(pg, 'rm -rf -- "$1" "$2" && mkdir -p -- "$2"', leftover ?? files, files);
       leftover = undefined;
       // The phase's read grant for the proving ground (revoked by the pool at the end of the phase or the run).
-      const grant = await remote(ctx).grants.acquire(vault, pg, 'read');
+      // A vault whose secret is a captured item gives it no password: the captured one is put there (unlock).
+      const secretItem = secretItemOf(ctx, vault.info.name);
+      const grant = await remote(ctx).grants.acquire(vault, pg, 'read', secretItem ? { withoutSecret: true } : {});
+      if (secretItem) await unlock(ctx, vault, grant, secretItem, pgRoot);
       await vault.restoreTo((m, k, c, w, o) => ctx.steps.run(m, k, c, w, o), pg, grant, { artifactId: a.id, locator: a.locators?.[vault.info.name] ?? '', dest: files, stepId: `${a.id}/restore/${vault.info.name}`, srcDir: a.sourceDir ?? '', ...(ctx.signal ? { signal: ctx.signal } : {}) });
       bytes = manifest.entries.reduce((n, e) => n + e.size, 0);
       checks.push({ name: 'restore-files', status: 'passed', detail: `${manifest.entries.length} files, ${bytes} bytes from vault ${vault.info.name} onto ${pg.name}`, durationMs: Math.round(performance.now() - t) });
@@ -561,6 +737,21 @@ async function proveOne(ctx: RunContext, a: Artifact, pgRoot: string, leftover: 
         detail: v.ok ? `every file matches its SHA-256 in the manifest (hashed on ${pg.name})` : v.mismatches.filter((m) => m.problem !== 'extra').slice(0, 10).map((m) => `${m.path}: ${m.problem}`).join('; '),
         durationMs: Math.round(performance.now() - tv),
       });
+      const opened = v.ok && item?.kind === 'secret' && a.method === VAULT_PASSWORD_METHOD ? openedBy(ctx, item) : undefined;
+      if (opened) {
+        // The captured password, as restored here, must open its repository from the proving ground.
+        const to = performance.now();
+        const tg = await remote(ctx).grants.acquire(opened, pg, 'read', { withoutSecret: true });
+        await installPassword(pg, path.posix.join(files, 'password'), tg);
+        const r = await opened.opens(pg, tg);
+        if (r.ok) unlockedOf(ctx).set(tg.id, Promise.resolve());
+        checks.push({
+          name: 'opens-repository',
+          status: r.ok ? 'passed' : 'failed',
+          detail: r.ok ? `the captured password opens restic vault '${opened.info.name}' on ${pg.name} (restic cat config through a read grant that carried no password of its own)` : r.detail,
+          durationMs: Math.round(performance.now() - to),
+        });
+      }
       if (v.ok && item && item.kind === 'database' && item.engine) {
         const engine = remoteEngine(ctx, item);
         const r = await engine.prove(
@@ -616,6 +807,14 @@ async function proveOne(ctx: RunContext, a: Artifact, pgRoot: string, leftover: 
 // ------------------------------------------------------------- drift
 
 export async function driftRemote(ctx: RunContext, item: Item, artifact: Artifact, exclude: string[], stage: string): Promise<DriftChange[] | undefined> {
+  if (item.kind === 'secret' && item.methods.includes(VAULT_PASSWORD_METHOD)) {
+    // The password Rubicon reads now against the captured one (by their SHA-256, on this machine): a changed password is drift.
+    const opened = openedBy(ctx, item);
+    if (!opened) return undefined;
+    const manifest = await manifestOf(ctx, artifact);
+    const now = createHash('sha256').update(await opened.passwordFile()).digest('hex');
+    return manifest.entries.some((e) => e.path === 'password' && e.sha256 === now) ? [] : [{ path: 'password', kind: 'modified' }];
+  }
   if (item.kind === 'folder') {
     const manifest = await manifestOf(ctx, artifact);
     return scanTreeDrift(ctx.steps.onMachine, ctx.target, { id: `${artifact.id}/drift-${stage}-${ctx.state().resumes}`, idempotent: true }, onTarget(ctx, item.location), manifest.entries, { exclude });
@@ -640,6 +839,17 @@ export async function driftRemote(ctx: RunContext, item: Item, artifact: Artifac
  * proof's fingerprint (databases). Destructive at the item's location only.
  */
 export async function landItemRemote(ctx: RunContext, item: Item, pick: Artifact): Promise<void> {
+  if (item.kind === 'secret' && pick.method === VAULT_PASSWORD_METHOD) {
+    // Not a file of the server: nothing goes onto the rebuilt target; the proven copy stays where it is.
+    ctx.record({
+      type: 'landing.validated',
+      itemId: item.id,
+      artifactId: pick.id,
+      outcome: 'passed',
+      checks: [{ name: 'not-on-target', status: 'passed', detail: `the password of vault ${String(item.facts['vault'])} is not restored onto the server; its proven copy stays in vault(s) ${(pick.vaults ?? []).join(', ')}` }],
+    });
+    return;
+  }
   const target = remote(ctx).rebuiltTarget;
   const s = ctx.state();
   const okVaults = s.copies.filter((c) => c.artifactId === pick.id && c.status === 'ok').map((c) => c.vault);

@@ -515,6 +515,36 @@ export class ResticVault implements ToolVault {
     return this.passwordValue;
   }
 
+  /**
+   * The repository password as the bytes of a password file (one line), for
+   * the capture of the vault's secret item (`vault-password`,
+   * src/run/remote.ts). The caller writes it only to a 0600 file on a
+   * machine; it never goes to a log, the journal or an event.
+   */
+  async passwordFile(): Promise<Uint8Array> {
+    return Buffer.from(`${await this.password()}\n`);
+  }
+
+  /** Where the password comes from, for messages (never the password). */
+  get passwordOrigin(): string {
+    return this.passwordSource();
+  }
+
+  /**
+   * Whether `grant` opens the repository from `on`, with whatever password
+   * file its env names there (`restic cat config`, read-only, --no-lock).
+   * ok, or wrong (the password does not open it), or the tool's failure as a
+   * typed error (TOOL_MISSING, unreachable vault host, …). Never logs the password.
+   */
+  async opens(on: Machine, grant: Grant): Promise<{ ok: true } | { ok: false; detail: string }> {
+    await this.toolVersion(on);
+    const r = await on.exec({ argv: this.resticArgv(grant, '--no-cache', '--no-lock', 'cat', 'config'), env: grant.env }, { timeoutMs: 600_000 });
+    if (r.exitCode === 0) return { ok: true };
+    if (r.exitCode === 12 || /wrong password or no key found/.test(r.stderr)) return { ok: false, detail: `the password does not open restic repository ${this.settings.path} (vault '${this.info.name}')` };
+    if (/Fatal: .*password file|Resolving password failed|no such file/i.test(r.stderr)) return { ok: false, detail: `${on.name} has no password file for vault '${this.info.name}'` };
+    throw await this.resticFailure(on, r, `opening the repository of vault '${this.info.name}'`);
+  }
+
   /** Runs a script on the vault host with the password as the first stdin line, then `rest` of stdin. */
   private async onHost(script: string, args: string[], o: { rest?: Uint8Array; timeoutMs?: number; maxOutputBytes?: number } = {}): Promise<ExecResult> {
     const pw = await this.password();
@@ -578,8 +608,10 @@ export class ResticVault implements ToolVault {
    * machine, with the same typed errors.
    */
   async grant(to: Machine, mode: 'read' | 'write', ttlMs: number, go: GrantOptions = {}): Promise<Grant> {
+    if (mode === 'write' && go.withoutSecret) throw new RubiconError('INTERNAL', `vault '${this.info.name}': a write grant always carries the repository password`);
     if (mode === 'write') await this.ensureInitialized();
-    const pw = await this.password();
+    // Without the secret the orchestrator's password is not even read: the machine gets it from elsewhere (a captured secret item).
+    const pw = go.withoutSecret ? undefined : await this.password();
     const h = this.settings.host;
     const location = `sftp:${userAtHost(h.user, h.host)}:${this.settings.path}`;
     const g = await issueGrant(this.grantHost, to, {
@@ -589,7 +621,8 @@ export class ResticVault implements ToolVault {
       // sshd serves its built-in sftp server for this key whatever the client asks; -R: read-only (restic needs --no-lock then).
       forcedCommand: mode === 'write' ? 'internal-sftp' : 'internal-sftp -R',
       // `repository`: for restic's --repository-file where a program gets no environment of ours (the Windows capture and landing scripts).
-      files: { password: `${pw}\n`, repository: `${location}\n` },
+      // No password file for a grant made withoutSecret: the proving ground puts the captured password there itself.
+      files: pw === undefined ? { repository: `${location}\n` } : { password: `${pw}\n`, repository: `${location}\n` },
       settings: (dir, sshArgv) => ({
         sshCommand: [...sshArgv, '-l', h.user, '-s', h.host, 'sftp'].map(toolArg).join(' '),
         env: { RESTIC_REPOSITORY: location, RESTIC_PASSWORD_FILE: windowsPath(dir, 'password') },

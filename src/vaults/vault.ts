@@ -199,6 +199,13 @@ export interface Grant {
 
 export interface GrantOptions {
   beforeKey?: (g: { id: string; dir: string; expiresAt: string }) => void;
+  /**
+   * The grant gives access but not the vault's own secret (restic: no
+   * `password` file in the grant folder). The caller puts a secret it got
+   * elsewhere at the path the grant's env names (the proving ground: the
+   * password restored from its captured secret item, docs/vaults.md).
+   */
+  withoutSecret?: boolean;
 }
 
 /** A step runner as vaults see it (src/run/steps.ts). */

@@ -200,3 +200,17 @@ export function switchableToolShell(): { shell: string; without(tools: string[])
     },
   };
 }
+
+/** Every file under `dir` (recursively) whose bytes contain `needle`: where a secret would have leaked. */
+export async function filesHolding(dir: string, needle: string): Promise<string[]> {
+  if (!existsSync(dir)) return [];
+  const want = Buffer.from(needle);
+  const out: string[] = [];
+  for (const f of readdirSync(dir, { recursive: true }).map(String)) {
+    const p = path.join(dir, f);
+    const { statSync } = await import('node:fs');
+    if (!statSync(p).isFile()) continue;
+    if ((await readFile(p)).includes(want)) out.push(f);
+  }
+  return out;
+}

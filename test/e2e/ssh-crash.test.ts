@@ -4,19 +4,22 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sqliteEngine } from '../../src/engines/sqlite/index.ts';
 import { LocalHost } from '../../src/hosts/local.ts';
-import { buildSandbox } from '../../src/sandbox/estate.ts';
+import { buildSandbox, technicianChanges } from '../../src/sandbox/estate.ts';
 import { createTestNet, requireTestNet, storyNet } from '../hosts/index.ts';
 import { BIN, removeTempDirs, tempDir, treeHashes } from './helpers.ts';
-import { buildRemoteEstate, ctlCli, engineerRebuilds, journalEvents, parseCli, runIdOf, waitStopped, type RemoteEstate, type StoryNet } from './remote-estate.ts';
+import { buildRemoteEstate, ctlCli, engineerRebuilds, journalEvents, parseCli, runIdOf, technician, waitStopped, type RemoteEstate, type StoryNet } from './remote-estate.ts';
 
 /**
  * kill -9 over ssh (issue 7): one run of SCENARIO.md's upgrade on the
  * story's three namespaced hosts, its orchestrator SIGKILLed (a real death:
  * RUBICON_FAULT=kill@…, or the test's own SIGKILL) in each phase that
  * touches the machines — while a step runs on the target in the capture,
- * with a capture stored in both vaults but not yet journaled, right after
- * the freeze, right after the manual crossing started, in the middle of the
- * landing — each followed by `rubicon resume`. The run must end landed,
+ * with a capture stored in both vaults but not yet journaled, in the middle
+ * of the proofs, right after the freeze, in the final capture of the
+ * technician's change, right after the gate, right after the manual
+ * crossing started, in the middle of the landing — each followed by
+ * `rubicon resume`. Discover is not killed here: it only reads the target,
+ * and its journal records are the sandbox crash tests' business. The run must end landed,
  * with nothing captured twice, nothing lost, every grant revoked. The other
  * checkpoints die in-process on the sandbox (crash-early/-middle/-late):
  * the phases and the journal are the same code on both transports.
@@ -89,12 +92,25 @@ describe.skipIf(noNet)(`kill -9 over ssh in each phase, then resume${noNet ? ` (
     expectCapturedOnce();
   });
 
-  it('killed right after the freeze, then right after the manual crossing started; a resume before the rebuild refuses the old server (NOT_REBUILT), nothing written', { timeout: 600_000 }, async () => {
+  it('killed in the middle of the proofs on the proving ground: the resume proves only what has no proof yet', { timeout: 600_000 }, async () => {
+    const r = await resume({ RUBICON_FAULT: 'kill@proof.recorded#2' });
+    expectKilled(r, 2);
+    expect(events().filter((x) => x.type === 'proof.recorded').length).toBeGreaterThanOrEqual(2);
+  });
+
+  it('killed right after the freeze (the technician then changes files), in the final capture of that change, right after the gate, right after the manual crossing started; a resume before the rebuild refuses the old server (NOT_REBUILT), nothing written', { timeout: 600_000 }, async () => {
     const r1 = await resume({ RUBICON_FAULT: 'kill@target.frozen' });
-    expectKilled(r1, 2);
+    expectKilled(r1, 3);
     expect(events().filter((x) => x.type === 'target.frozen').length).toBeGreaterThanOrEqual(1);
+    // The freeze's drift scan comes after target.frozen: the resume finds the technician's change and captures it as a delta.
+    await technician(e);
+    const rf = await resume({ RUBICON_FAULT: 'kill@capture.stored.final-capture' });
+    expectKilled(rf, 4);
+    const rg = await resume({ RUBICON_FAULT: 'kill@gate.evaluated' });
+    expectKilled(rg, 5);
+    expect(events().filter((x) => x.type === 'artifact.captured' && (x as unknown as { artifact: { phase: string } }).artifact.phase === 'final-capture').length).toBeGreaterThanOrEqual(2);
     const r2 = await resume({ RUBICON_FAULT: 'kill@crossing.started' });
-    expectKilled(r2, 3);
+    expectKilled(r2, 6);
     // The crossing had started (its instructions printed): a pipeline's `resume --yes` means "crossed", but the
     // server was not rebuilt, so nothing lands on the old one.
     const before = await treeHashes(e.targetRoot);
@@ -112,7 +128,7 @@ describe.skipIf(noNet)(`kill -9 over ssh in each phase, then resume${noNet ? ` (
   it('killed in the middle of the landing on the rebuilt server; the resume lands everything, validated, every grant revoked', { timeout: 600_000 }, async () => {
     await engineerRebuilds(net, e);
     const k = await ctlCli(net, ['confirm', runId, '--crossed', '--by', 'Jane Engineer', '--state-dir', e.stateDir, '--json'], { RUBICON_FAULT: 'kill@landing.validated#2' });
-    expectKilled(k, 5);
+    expectKilled(k, 8);
     const r = await resume();
     expect(r.exitCode, why(r)).toBe(0);
     expect(r.summary).toMatchObject({ outcome: 'landed' });
@@ -124,6 +140,7 @@ describe.skipIf(noNet)(`kill -9 over ssh in each phase, then resume${noNet ? ` (
     for (const id of items) expect(validated.get(id), id).toBe('passed');
     // The files and the database really are back.
     const expected = await buildSandbox(path.join(await tempDir(), 'expected'), { patients: 300 });
+    await technicianChanges(expected.target);
     const want = await treeHashes(expected.target);
     const got = await treeHashes(e.targetRoot);
     for (const [f, h] of want) if (f !== 'mssql/data/ehr.db' && !f.startsWith('mssql/backup/')) expect(got.get(f), f).toBe(h);

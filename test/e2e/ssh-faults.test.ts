@@ -1,4 +1,5 @@
-import { copyFile, readFile, writeFile } from 'node:fs/promises';
+import { statfsSync } from 'node:fs';
+import { copyFile, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestNet, requireTestNet, storyNet } from '../hosts/index.ts';
@@ -11,7 +12,8 @@ import { buildRemoteEstate, ctlCli, journalEvents, parseCli, runIdOf, switchable
  * on the target, restic missing there, the target's sshd killed in the
  * middle of the capture, a wrong restic password, the vault host's key
  * unknown, a key the target refuses, the vault host unreachable, the proving
- * ground's host key changed. Each stops the run with exit 1 and a message
+ * ground's host key changed, the vault host's disk full (a tmpfs) in the
+ * middle of the capture. Each stops the run with exit 1 and a message
  * naming the machine and the fix; none is counted as a capture failure, a
  * damaged copy or a failed proof (so the gate never reads an environment
  * fault as "this method cannot capture it"); after each is fixed,
@@ -32,7 +34,8 @@ let knownHosts = '';
 
 beforeAll(async () => {
   if (noNet) return;
-  net = await createTestNet(storyNet({ target: { shell: tools!.shell } }));
+  // The vault host's disk is a small tmpfs (a full run over ssh stores well under 64 MB there), filled on purpose by one case.
+  net = await createTestNet(storyNet({ target: { shell: tools!.shell }, vault: { diskMb: 128 } }));
   e = await buildRemoteEstate(net);
   knownHosts = path.join(path.dirname(e.runbook), 'known_hosts');
 }, 120_000);
@@ -165,6 +168,28 @@ describe.skipIf(noNet)(`faults over ssh, one after another in one run, each resu
     }
   });
 
+  it("the vault host's disk fills during the capture: NO_SPACE naming the vault host and the fix, nothing counted; the resume after space is freed carries on", { timeout: 600_000 }, async () => {
+    const before = captured();
+    // Ballast on the vault host's tmpfs (the hosts share this machine's filesystem) leaves it less than 1 MB.
+    const ballast = path.join(net.hosts.vault.dataDir, 'ballast');
+    const { bavail, bsize } = statfsSync(net.hosts.vault.dataDir);
+    const free = bavail * bsize;
+    expect(free).toBeGreaterThan(32 * 1024 * 1024);
+    await writeFile(ballast, Buffer.alloc(free - 768 * 1024));
+    try {
+      const r = await resume();
+      const err = expectStopped(r, 'NO_SPACE', /vault/, /free|space/);
+      // Here the copy cut off is restic's over sftp (the repository's host, after restic's own retries: about a minute).
+      expect(err.message).toMatch(/vault '(nas|offsite)'.*\(ssh root@vault:22\), has no space left in \S+\/srv\/(nas|restic)/);
+      expect(err.hint).toMatch(/then resume the run/);
+      expectNothingCounted();
+    } finally {
+      await rm(ballast, { force: true });
+    }
+    // Freed: the next resume (the wrong password's, then the others) goes on; this one captured nothing new that is not there.
+    expect(captured()).toBeGreaterThanOrEqual(before);
+  });
+
   it("the proving ground's host key changed: MACHINE_HOST_KEY (changed) naming it, before any proof is counted", { timeout: 600_000 }, async () => {
     await net.hosts.pg.sshd.regenerateHostKey();
     try {
@@ -183,7 +208,7 @@ describe.skipIf(noNet)(`faults over ssh, one after another in one run, each resu
     expect(r.exitCode, why(r)).toBe(4);
     expect(r.summary).toMatchObject({ outcome: 'waiting' });
     const ev = journalEvents(e.stateDir, runId);
-    expect(ev.filter((x) => x.type === 'run.resumed')).toHaveLength(8);
+    expect(ev.filter((x) => x.type === 'run.resumed')).toHaveLength(9);
     expect(ev.filter((x) => x.type === 'capture.failed')).toEqual([]);
     const artifacts = ev.filter((x) => x.type === 'artifact.captured').map((x) => (x as unknown as { artifact: { id: string; phase: string; itemId: string; method: string } }).artifact);
     const keys = artifacts.map((a) => `${a.phase}|${a.itemId}|${a.method}`);

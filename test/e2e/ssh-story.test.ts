@@ -6,7 +6,7 @@ import { LocalHost } from '../../src/hosts/local.ts';
 import { buildSandbox, technicianChanges } from '../../src/sandbox/estate.ts';
 import { createTestNet, requireTestNet, storyNet } from '../hosts/index.ts';
 import { BIN, removeTempDirs, tempDir, treeHashes } from './helpers.ts';
-import { buildRemoteEstate, ctlCli, engineerRebuilds, journalEvents, parseCli, runIdOf, technician, type StoryNet } from './remote-estate.ts';
+import { buildRemoteEstate, ctlCli, engineerRebuilds, filesHolding, journalEvents, parseCli, runIdOf, technician, type StoryNet } from './remote-estate.ts';
 
 afterAll(removeTempDirs); // the estates are tens of MiB each
 
@@ -64,6 +64,17 @@ describe.skipIf(noNet)(`the story over ssh on three namespaced hosts${noNet ? ` 
       expect(vendor?.outcome).toBe('failed');
       for (const pr of proofs.filter((x) => !x.artifactId.includes('vendor-job'))) expect(pr.outcome, pr.artifactId).toBe('passed');
       expect(proofs[0]?.provingGround).toContain('ssh root@pg');
+      // The restic password is a captured secret item (into the sftp vault, not the repository it opens); its proof
+      // opens the repository on the proving ground with the copy restored there, before any restic copy is proven.
+      const secret = items.find((i) => i.id === 'secret:restic-password:offsite');
+      expect(secret, items.map((i) => i.id).join(', ')).toBeTruthy();
+      const secretArtifact = ev.filter((x) => x.type === 'artifact.captured').map((x) => (x as unknown as { artifact: { id: string; itemId: string; vaults: string[]; method: string } }).artifact).find((a) => a.itemId === secret!.id);
+      expect(secretArtifact).toMatchObject({ method: 'vault-password', vaults: ['nas'] });
+      const secretProof = ev.filter((x) => x.type === 'proof.recorded').map((x) => (x as unknown as { proof: { itemId: string; outcome: string; checks: { name: string; status: string }[] } }).proof).find((pr) => pr.itemId === secret!.id);
+      expect(secretProof?.outcome).toBe('passed');
+      expect(secretProof?.checks.find((c) => c.name === 'opens-repository')?.status).toBe('passed');
+      const order = proofs.map((pr) => pr.artifactId);
+      expect(order.findIndex((x) => x.includes('secret:restic-password'))).toBeLessThan(order.findIndex((x) => x.endsWith('.restic')));
       expect(ev.some((x) => x.type === 'note' && String(x.message).startsWith('proving ground isolation checked: a connection from the proving ground to the target'))).toBe(true);
       const freezeDrift = ev.filter((x) => x.type === 'drift.scanned' && (x as unknown as { drift: { stage: string } }).drift.stage === 'freeze').flatMap((x) => (x as unknown as { drift: { changes: { path: string }[] } }).drift.changes.map((c) => c.path));
       for (const t of touched) expect(freezeDrift, t).toContain(t.slice('ehr/A/'.length));
@@ -81,6 +92,7 @@ describe.skipIf(noNet)(`the story over ssh on three namespaced hosts${noNet ? ` 
       const complete = gate!.result.results.filter((r) => r.rule === 'coverage.complete');
       expect(complete.map((r) => r.status)).toEqual(['pass']);
       expect(complete[0]!.reason).toMatch(/uncovered: 0/);
+      expect(gate!.result.results.find((r) => r.rule === 'secrets.captured' && r.reason.includes('offsite'))?.status).toBe('pass');
 
       // The engineer confirms too early: the server still answers with its old key, machine id and OS.
       await copyFile(path.join(path.dirname(e.runbook), 'known_hosts'), e.rebuiltKnownHosts);
@@ -114,6 +126,11 @@ describe.skipIf(noNet)(`the story over ssh on three namespaced hosts${noNet ? ` 
       expect(issued.length).toBeLessThanOrEqual(10);
       expect(issued.filter((g) => !revoked.has(g.id))).toEqual([]);
       expect((await readFile(net.hosts.vault.authorizedKeysPath, 'utf8')).split('\n').filter((l) => l.includes('rubicon-grant:'))).toEqual([]);
+
+      // The password never shows: not in the terminal, the event stream, the journal, the logs or the reports.
+      const password = (await readFile(path.join(path.dirname(e.runbook), 'restic.pass'), 'utf8')).trim();
+      expect(await filesHolding(e.stateDir, password)).toEqual([]);
+      for (const out of [up, early, landed]) expect(out.stdout + out.stderr).not.toContain(password);
     } finally {
       await net.destroy();
     }

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestNet, requireTestNet, storyNet } from '../hosts/index.ts';
 import { BIN, diffTrees, removeTempDirs, treeState } from './helpers.ts';
-import { buildRemoteEstate, ctlCli, journalEvents, parseCli, runIdOf, waitStopped, type RemoteEstate, type StoryNet } from './remote-estate.ts';
+import { buildRemoteEstate, ctlCli, filesHolding, journalEvents, parseCli, runIdOf, waitStopped, type RemoteEstate, type StoryNet } from './remote-estate.ts';
 
 /**
  * SCENARIO.md's variants over ssh, on one set of the story's three hosts
@@ -120,6 +120,79 @@ describe.skipIf(noNet)(`variants over ssh: each ends with nothing destroyed${noN
     expect((r.summary as { gate?: { reasons: string[] } }).gate?.reasons.join(' ')).toMatch(/ehr\/X/);
     expect(ev.some((x) => x.type === 'crossing.started')).toBe(false);
     expect(onlyVendorOutput(diffTrees(before, await treeState(e.targetRoot)))).toEqual([]);
+  });
+
+  it('every database artifact damaged (in the sftp vault and in the restic repository) → no database proof passes, the damage is named, the gate refuses (exit 2), nothing crossed', { timeout: 600_000 }, async () => {
+    const e = await freshEstate();
+    const before = await treeState(e.targetRoot);
+    // The databases are captured first (the vendor's job, .backup, .dump): stopped after the third artifact, every
+    // data file of the restic repository and every file of the databases' trees in the sftp vault holds only them.
+    const p = net.node('ctl', [BIN, 'upgrade', '--runbook', e.runbook, '--state-dir', e.stateDir, '--yes', '--json'], { env: { NO_COLOR: '1', RUBICON_FAULT: 'stop@artifact.captured#3' } });
+    await waitStopped(p.pid!);
+    let damagedTrees = 0;
+    try {
+      const runs = readdirSync(path.join(e.stateDir, 'runs'));
+      const sofar = journalEvents(e.stateDir, runs[0]!).filter((x) => x.type === 'artifact.captured').map((x) => (x as unknown as { artifact: { itemId: string } }).artifact.itemId);
+      expect(sofar).toEqual(['database:sqlite:ehr', 'database:sqlite:ehr', 'database:sqlite:ehr']);
+      const trees = path.join(e.vaultPaths.nas, 'trees');
+      for (const name of readdirSync(trees).filter((n) => decodeURIComponent(n).includes('database:sqlite:ehr') && !n.endsWith('.partial'))) {
+        const tree = path.join(trees, name);
+        for (const f of readdirSync(tree, { recursive: true }).map(String).filter((x) => statSync(path.join(tree, x)).isFile())) await flipBit(path.join(tree, f));
+        damagedTrees++;
+      }
+      const data = path.join(e.vaultPaths.restic, 'data');
+      const packs = readdirSync(data, { recursive: true }).map(String).filter((x) => statSync(path.join(data, x)).isFile());
+      expect(packs.length).toBeGreaterThan(0);
+      for (const f of packs) await flipBit(path.join(data, f));
+    } catch (err) {
+      p.kill('SIGKILL');
+      await p;
+      throw err;
+    }
+    expect(damagedTrees).toBe(3);
+    process.kill(p.pid!, 'SIGCONT');
+    const r = parseCli(await p, p.pid);
+    expect(r.exitCode, why(r)).toBe(2);
+    expect(r.summary).toMatchObject({ outcome: 'refused' });
+    expect((r.summary as { gate?: { reasons: string[] } }).gate?.reasons.join(' ')).toMatch(/database:sqlite:ehr/);
+    const ev = journalEvents(e.stateDir, runIdOf(r));
+    const copies = ev.filter((x) => x.type === 'copy.checked').map((x) => (x as unknown as { copy: { artifactId: string; vault: string; status: string; detail?: string } }).copy);
+    const dbCopies = copies.filter((c) => c.artifactId.includes('database:sqlite:ehr'));
+    expect(dbCopies.map((c) => `${c.vault} ${c.status === 'ok' ? 'ok' : 'damaged'}`).sort()).toEqual(['nas damaged', 'nas damaged', 'nas damaged', 'offsite damaged', 'offsite damaged', 'offsite damaged']);
+    expect(dbCopies.find((c) => c.vault === 'offsite')?.detail).toMatch(/damaged pack file/);
+    const proofs = ev.filter((x) => x.type === 'proof.recorded').map((x) => (x as unknown as { proof: { itemId: string; outcome: string } }).proof);
+    expect(proofs.filter((pr) => pr.itemId === 'database:sqlite:ehr').map((pr) => pr.outcome)).toEqual(['failed', 'failed', 'failed']);
+    expect(ev.some((x) => x.type === 'permit.issued')).toBe(false);
+    expect(ev.some((x) => x.type === 'crossing.started')).toBe(false);
+    expect(onlyVendorOutput(diffTrees(before, await treeState(e.targetRoot)))).toEqual([]);
+  });
+
+  it("the restic password's captured copy gone from the sftp vault → the proving ground cannot open the repository (it never gets Rubicon's own password), the restic proofs fail saying so, the gate refuses (exit 2); the password shows nowhere", { timeout: 600_000 }, async () => {
+    const e = await freshEstate();
+    const password = (await readFile(path.join(path.dirname(e.runbook), 'restic.pass'), 'utf8')).trim();
+    const r = await upgradeActingAfterPhase(e, 2, async () => {
+      const trees = path.join(e.vaultPaths.nas, 'trees');
+      const names = readdirSync(trees).filter((n) => decodeURIComponent(n).includes('secret:restic-password:offsite'));
+      expect(names, readdirSync(trees).join(', ')).toHaveLength(1);
+      await rm(path.join(trees, names[0]!), { recursive: true });
+    });
+    expect(r.exitCode, why(r)).toBe(2);
+    const ev = journalEvents(e.stateDir, runIdOf(r));
+    const proofs = ev.filter((x) => x.type === 'proof.recorded').map((x) => (x as unknown as { proof: { artifactId: string; itemId: string; outcome: string; checks: { name: string; status: string; detail: string }[] } }).proof);
+    expect(proofs.find((pr) => pr.itemId === 'secret:restic-password:offsite')?.outcome).toBe('failed');
+    // The repository itself is intact (Rubicon's own check opens it with the runbook's password): only the proving ground lacks the key.
+    expect(ev.filter((x) => x.type === 'copy.checked').map((x) => (x as unknown as { copy: { vault: string; status: string } }).copy).filter((c) => c.vault === 'offsite' && c.status !== 'ok')).toEqual([]);
+    const restic = proofs.filter((pr) => pr.artifactId.endsWith('.restic'));
+    expect(restic.length).toBeGreaterThan(3);
+    for (const pr of restic) {
+      expect(pr.outcome, pr.artifactId).toBe('failed');
+      expect(pr.checks.map((c) => c.detail).join(' ')).toMatch(/no password for restic vault 'offsite'.*secret:restic-password:offsite/);
+    }
+    const gate = ev.filter((x) => x.type === 'gate.evaluated').at(-1) as { result: { results: { rule: string; status: string; itemId?: string }[] } } | undefined;
+    expect(gate?.result.results.find((x) => x.rule === 'secrets.captured' && x.itemId === 'secret:restic-password:offsite')?.status).toBe('fail');
+    expect(ev.some((x) => x.type === 'crossing.started')).toBe(false);
+    expect(await filesHolding(e.stateDir, password)).toEqual([]);
+    expect(r.stdout + r.stderr).not.toContain(password);
   });
 
   it('a file changes after the final capture → the gate refuses (exit 2), the target keeps the change, the freeze is undone', { timeout: 600_000 }, async () => {

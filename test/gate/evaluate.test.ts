@@ -480,6 +480,35 @@ describe('evaluateGate: details and edge cases', () => {
     expect(failingRules(evaluateGate(f))).toEqual(['drift.none']);
   });
 
+  it("a vault's own password counts the vault it opens once another vault holds it intact, never that vault alone", () => {
+    const f = baselineFacts();
+    const sid = 'secret:restic-password:offsite';
+    const s = artifact({ id: artifactId('capture', sid, 'vault-password'), itemId: sid, method: 'vault-password' }, 4);
+    f.items.push(item({ id: sid, kind: 'secret', name: 'password of restic vault offsite', facts: { vault: 'offsite' } }));
+    f.artifacts.push(s);
+    f.proofs.push(proof(s, 3));
+    f.drift.push(drift(sid, s.id));
+    // Held in nas only (it is never put into the repository it opens): nas and offsite, the two the policy requires.
+    f.copies.push(...copies(s.id, ['nas']));
+    let r = evaluateGate(f);
+    expect(r.passed).toBe(true);
+    const [res] = results(r, 'copies.vaults', sid);
+    expect(res?.status).toBe('pass');
+    expect(res?.reason).toMatch(/nas, offsite, the vault it opens/);
+    // The copy in nas damaged: no vault holds it intact, and offsite alone does not count.
+    f.copies = f.copies.map((c) => (c.artifactId === s.id ? { ...c, status: 'checksum-mismatch' as const } : c));
+    r = evaluateGate(f);
+    expect(results(r, 'copies.vaults', sid)[0]?.status).toBe('fail');
+    // The same single copy for a secret that opens no vault does not reach two vaults.
+    const f2 = baselineFacts();
+    f2.items.push(item({ id: sid, kind: 'secret', name: 'an application key' }));
+    f2.artifacts.push(s);
+    f2.proofs.push(proof(s, 3));
+    f2.drift.push(drift(sid, s.id));
+    f2.copies.push(...copies(s.id, ['nas']));
+    expect(results(evaluateGate(f2), 'copies.vaults', sid)[0]?.status).toBe('fail');
+  });
+
   it('a policy value that is not a number is treated as looser and refuses', () => {
     const f = baselineFacts();
     (f.policy as unknown as Record<string, unknown>)['maxProofAgeHours'] = Number.NaN;

@@ -119,8 +119,11 @@ const ops: Record<string, (a: any) => Promise<unknown>> = {
     const v = vault(a.vault) as ToolVault & { ensureInitialized?: () => Promise<string> };
     return v.ensureInitialized?.();
   },
-  async grant(a: { vault: string; machine: string; mode: 'read' | 'write'; ttlMs: number }) {
-    return vault(a.vault).grant(machine(a.machine), a.mode, a.ttlMs);
+  async grant(a: { vault: string; machine: string; mode: 'read' | 'write'; ttlMs: number; withoutSecret?: boolean }) {
+    return vault(a.vault).grant(machine(a.machine), a.mode, a.ttlMs, a.withoutSecret ? { withoutSecret: true } : {});
+  },
+  async opens(a: { machine: string; grant: Grant }) {
+    return (vault('restic') as unknown as { opens(m: unknown, g: Grant): Promise<unknown> }).opens(machine(a.machine), a.grant);
   },
   async revoke(a: { vault: string; grant: Grant }) {
     await vault(a.vault).revoke(a.grant);

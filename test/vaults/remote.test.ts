@@ -430,6 +430,20 @@ describe.skipIf(noNet)(`sftp and restic vaults on test hosts${noNet ? ` (skipped
     await d.call('revoke', { vault: 'restic', grant: g });
   });
 
+  it('restic: a read grant without its secret gives the machine no password; it opens the repository only with a password file put where the grant names it', async () => {
+    const g = await d.call<Grant>('grant', { vault: 'restic', machine: 'pg', mode: 'read', ttlMs: 10 * 60_000, withoutSecret: true });
+    expect(grantLine(g)).toContain('command="internal-sftp -R"');
+    expect(readdirSync(g.dir).sort()).toEqual(['id_ed25519', 'known_hosts']);
+    expect(g.env['RESTIC_PASSWORD_FILE']).toBe(`${g.dir}/password`);
+    expect(await d.call('opens', { machine: 'pg', grant: g })).toEqual({ ok: false, detail: expect.stringMatching(/pg has no password file for vault 'offsite'/) });
+    writeFileSync(`${g.dir}/password`, 'not-the-password\n', { mode: 0o600 });
+    expect(await d.call('opens', { machine: 'pg', grant: g })).toEqual({ ok: false, detail: expect.stringMatching(/does not open/) });
+    writeFileSync(`${g.dir}/password`, `${password}\n`, { mode: 0o600 });
+    expect(await d.call('opens', { machine: 'pg', grant: g })).toEqual({ ok: true });
+    await d.call('revoke', { vault: 'restic', grant: g });
+    expect(existsSync(g.dir)).toBe(false);
+  });
+
   it('restic: documents and index entries live in the repository itself', async () => {
     const doc = Buffer.from(JSON.stringify({ version: 1, entries, note: 'ü' }));
     const id = await d.call<string>('putBytes', { vault: 'restic', base64: doc.toString('base64') });
