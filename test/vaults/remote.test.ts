@@ -433,7 +433,8 @@ describe.skipIf(noNet)(`sftp and restic vaults on test hosts${noNet ? ` (skipped
   it('restic: a read grant without its secret gives the machine no password; it opens the repository only with a password file put where the grant names it', async () => {
     const g = await d.call<Grant>('grant', { vault: 'restic', machine: 'pg', mode: 'read', ttlMs: 10 * 60_000, withoutSecret: true });
     expect(grantLine(g)).toContain('command="internal-sftp -R"');
-    expect(readdirSync(g.dir).sort()).toEqual(['id_ed25519', 'known_hosts']);
+    // The key files and the repository's location (for --repository-file, not a secret); no password.
+    expect(readdirSync(g.dir).sort()).toEqual(['id_ed25519', 'known_hosts', 'repository']);
     expect(g.env['RESTIC_PASSWORD_FILE']).toBe(`${g.dir}/password`);
     expect(await d.call('opens', { machine: 'pg', grant: g })).toEqual({ ok: false, detail: expect.stringMatching(/pg has no password file for vault 'offsite'/) });
     writeFileSync(`${g.dir}/password`, 'not-the-password\n', { mode: 0o600 });
