@@ -361,6 +361,8 @@ export async function captureNativeUrl(env: CaptureEnv, item: Item): Promise<Cap
     tool: `SQL Server ${info.productVersion} (${info.edition}) BACKUP DATABASE TO URL`,
     position: `LastLSN ${lastLsn}, BackupSetGUID ${h.backupSetGuid}, ${stripes.length} stripe(s) of ${bytes} bytes in vault '${vault.info.name}'`,
     command: `${plan.backup.text} -- ${plan.urls.map((u, i) => `@url${i + 1} = ${u}`).join(', ')}`,
+    // The stripes are in this vault only: the sidecar is stored (and the copy counted) there alone.
+    vaults: [vault.info.name],
   };
 }
 
