@@ -249,6 +249,7 @@ async function captureDatabase(ctx: RunContext, item: Item, method: string, phas
       fileCount: stored.fileCount,
       bytes: stored.bytes,
       ...(sourceFingerprint ? { sourceFingerprint } : {}),
+      ...(captured.vaults ? { vaults: vaults.map((v) => v.info.name) } : {}),
       provenance: {
         method,
         tool: captured.tool,
