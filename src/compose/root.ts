@@ -165,7 +165,12 @@ export function createEngines(
 ): Record<string, DatabaseEngine> {
   const engines: Record<string, DatabaseEngine> = { sqlite: sqliteEngine };
   const mssql = runbook.engines?.mssql;
-  if (mssql) engines.mssql = lazyMssqlEngine(mssqlEngineOptions(mssql, options.env ?? process.env, options.log ? { log: options.log } : {}));
+  if (mssql) {
+    // mssql-native-url: the azure-blob vault the runbook names, opened on first use (the load checked it is one).
+    const urlVault = mssql.backupToUrl ? runbook.vaults.find((v) => v.name === mssql.backupToUrl) : undefined;
+    const backupToUrl = urlVault?.kind === 'azure-blob' ? { backupToUrl: { vault: () => new AzureBlobVault(urlVault, { env: options.env ?? process.env }).open() } } : {};
+    engines.mssql = lazyMssqlEngine(mssqlEngineOptions(mssql, options.env ?? process.env, { ...(options.log ? { log: options.log } : {}), ...backupToUrl }));
+  }
   return engines;
 }
 

@@ -58,6 +58,15 @@ export interface CapturedFiles {
   position?: string;
   /** The command that ran, redacted. */
   command?: string;
+  /**
+   * Optional: the only vaults (by name) that hold this artifact, when the
+   * data went straight into one vault and the files here are only its
+   * description (SQL Server's BACKUP TO URL: the stripes are blobs of the
+   * azure-blob vault, `files` is the sidecar). The orchestrator stores the
+   * files and the index entry in these vaults only, so no other vault is
+   * graded as holding a copy it does not have. Absent: every vault.
+   */
+  vaults?: string[];
 }
 
 export interface ProveResult {

@@ -225,9 +225,14 @@ async function captureDatabase(ctx: RunContext, item: Item, method: string, phas
     const sourceFingerprint = item.kind === 'database' ? await engine.fingerprint(ectx, item) : undefined;
     const vendorJob = ctx.runbook.vendorJobs.find((j) => j.database === item.name && j.engine === item.engine);
     const captured = await engine.capture(ectx, item, method, { vendorJob });
+    // An artifact the engine wrote straight into one vault (BACKUP TO URL) is stored, indexed and counted there only.
+    const vaults = captured.vaults ? ctx.vaults.filter((v) => captured.vaults!.includes(v.info.name)) : ctx.vaults;
+    if (captured.vaults && vaults.length !== captured.vaults.length) {
+      throw new RubiconError('CAPTURE_FAILED', `${item.id} (${method}): the capture is in vault(s) ${captured.vaults.join(', ')}, which this run does not have`, { hint: 'name a vault of the runbook' });
+    }
     const stored = await captureFiles({
       files: captured.files,
-      vaults: ctx.vaults,
+      vaults,
       artifactId: id,
       itemId: item.id,
       method,
@@ -247,6 +252,7 @@ async function captureDatabase(ctx: RunContext, item: Item, method: string, phas
       fileCount: stored.fileCount,
       bytes: stored.bytes,
       ...(sourceFingerprint ? { sourceFingerprint } : {}),
+      ...(captured.vaults ? { vaults: vaults.map((v) => v.info.name) } : {}),
       provenance: {
         method,
         tool: captured.tool,
@@ -257,7 +263,7 @@ async function captureDatabase(ctx: RunContext, item: Item, method: string, phas
         command: captured.command,
       },
     };
-    await indexArtifact(ctx, artifact);
+    await indexArtifact(ctx, artifact, vaults);
     ctx.record({ type: 'artifact.captured', artifact });
   } catch (e) {
     const full = outOfSpace(e);
@@ -274,8 +280,8 @@ function signedEntry(ctx: RunContext, e: ArtifactIndexEntry): ArtifactIndexEntry
   return ctx.signer ? signIndexEntry(e, ctx.signer) : e;
 }
 
-async function indexArtifact(ctx: RunContext, a: Artifact): Promise<void> {
-  for (const v of ctx.vaults) {
+async function indexArtifact(ctx: RunContext, a: Artifact, vaults = ctx.vaults): Promise<void> {
+  for (const v of vaults) {
     await v.putArtifactIndex(signedEntry(ctx, {
       artifactId: a.id,
       runId: a.runId,

@@ -46,7 +46,8 @@ const errText = (e: unknown) => (e instanceof Error ? e.message : String(e));
 async function gradeCopies(env: ProverEnv, artifact: Artifact): Promise<{ good: VaultReader[]; graded: Copy[] }> {
   const good: VaultReader[] = [];
   const graded: Copy[] = [];
-  for (const v of env.vaults) {
+  // An artifact recorded in some vaults only (Artifact.vaults: BACKUP TO URL into one azure-blob vault) is graded there only.
+  for (const v of env.vaults.filter((x) => !artifact.vaults || artifact.vaults.includes(x.info.name))) {
     const known = env.knownCopies.find((c) => c.artifactId === artifact.id && c.vault === v.info.name);
     if (known) {
       if (known.status === 'ok') good.push(v);

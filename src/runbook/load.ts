@@ -678,6 +678,16 @@ export function rules(rb: Runbook, env: NodeJS.ProcessEnv = process.env): Runboo
     }
   });
   if (rb.engines?.mssql) problems.push(...mssqlRules(rb.engines.mssql, env, rb.warnings));
+  const toUrl = rb.engines?.mssql?.backupToUrl;
+  if (toUrl !== undefined) {
+    const v = rb.vaults.find((x) => x.name === toUrl);
+    if (!v || v.kind !== 'azure-blob') {
+      problems.push({ path: 'engines.mssql.backupToUrl', message: `names ${v ? `vault '${toUrl}', which is ${v.kind}` : `no vault of the runbook ('${toUrl}')`}: SQL Server backs up to URL only into an azure-blob vault; name one of ${rb.vaults.filter((x) => x.kind === 'azure-blob').map((x) => `'${x.name}'`).join(', ') || 'the runbook\'s vaults after adding one of kind azure-blob'}` });
+    }
+  }
+  if ((rb.methods.databases.mssql ?? []).includes('mssql-native-url') && toUrl === undefined) {
+    problems.push({ path: 'methods.databases.mssql', message: 'lists mssql-native-url, which needs engines.mssql.backupToUrl: the name of the azure-blob vault SQL Server backs up into' });
+  }
   rb.overrides.forEach((o, i) => {
     if (o.rule === 'policy.not-looser' && o.itemId !== undefined && !Object.hasOwn(DEFAULT_POLICY, o.itemId)) {
       problems.push({

@@ -61,6 +61,8 @@ export interface MssqlSettings {
   landingLayout?: 'source' | 'instance-default' | { dataDirectory: string; logDirectory: string };
   /** msdb's backup history as an evidence item (never replayed). */
   carryBackupHistory: boolean;
+  /** The azure-blob vault of mssql-native-url (BACKUP … TO URL / RESTORE … FROM URL). */
+  backupToUrl?: string;
 }
 
 const posix = (p: string) => p.replace(/\\/g, '/').replace(/\/+$/, '') || '.';
@@ -104,6 +106,7 @@ export function normalizeMssql(raw: z.output<typeof MssqlSectionSchema>): MssqlS
     smokeQueries: (raw.smokeQueries ?? []).map((q) => ({ ...q })),
     ...(raw.landingLayout ? { landingLayout: typeof raw.landingLayout === 'string' ? raw.landingLayout : { ...raw.landingLayout } } : {}),
     carryBackupHistory: raw.carryBackupHistory,
+    ...(raw.backupToUrl ? { backupToUrl: raw.backupToUrl } : {}),
   };
 }
 
@@ -195,7 +198,7 @@ function connectionConfig(c: MssqlConnectionSettings, env: NodeJS.ProcessEnv, pa
  * Landing restores stage files through the backup directory: the rebuilt
  * target's SQL Server reads them where it wrote its backups.
  */
-export function mssqlEngineOptions(s: MssqlSettings, env: NodeJS.ProcessEnv, extra: Pick<MssqlEngineOptions, 'log' | 'onStatement'> = {}): MssqlEngineOptions {
+export function mssqlEngineOptions(s: MssqlSettings, env: NodeJS.ProcessEnv, extra: Pick<MssqlEngineOptions, 'log' | 'onStatement' | 'backupToUrl'> = {}): MssqlEngineOptions {
   return {
     connection: connectionConfig(s.connection, env, 'engines.mssql.connection.passwordEnv'),
     provingGround: connectionConfig(s.provingGround, env, 'engines.mssql.provingGround.passwordEnv'),

@@ -236,7 +236,9 @@ export const MssqlSmokeQuerySchema = z
   .strict();
 
 /** The database methods of the mssql engine a runbook may choose (instance-level items always use instance-objects). */
-export const MSSQL_DATABASE_METHODS = ['mssql-native-full', 'mssql-history'] as const;
+export const MSSQL_DATABASE_METHODS = ['mssql-native-full', 'mssql-history', 'mssql-native-url'] as const;
+/** The methods a runbook gets without naming any (mssql-native-url needs engines.mssql.backupToUrl, so it is chosen, never a default). */
+export const MSSQL_DEFAULT_METHODS = ['mssql-native-full', 'mssql-history'] as const;
 
 /** `engines.mssql`: the target's SQL Server, the proving ground's, and how backup files travel. */
 export const MssqlSectionSchema = z
@@ -282,6 +284,11 @@ export const MssqlSectionSchema = z
      * captured as evidence, proven readable, reported at landing; never inserted into the rebuilt msdb (docs/mssql.md). Default false.
      */
     carryBackupHistory: z.boolean().default(false),
+    /**
+     * The name of an azure-blob vault of the runbook: method mssql-native-url backs up with BACKUP … TO URL straight into its
+     * container (a write grant held by SQL Server as a SAS credential), and proofs and landing restore FROM URL (docs/mssql.md).
+     */
+    backupToUrl: z.string().min(1, 'must name an azure-blob vault of the runbook').optional(),
   })
   .strict();
 
@@ -380,13 +387,13 @@ export const RunbookSchema = z
           .object({
             sqlite: z.array(z.enum(SQLITE_METHODS)).min(1).optional(),
             /** Used only with an engines.mssql section; default both of the engine's database methods. */
-            mssql: z.array(z.enum(MSSQL_DATABASE_METHODS)).min(1).default([...MSSQL_DATABASE_METHODS]),
+            mssql: z.array(z.enum(MSSQL_DATABASE_METHODS)).min(1).default([...MSSQL_DEFAULT_METHODS]),
           })
           .strict()
-          .default({ mssql: [...MSSQL_DATABASE_METHODS] }),
+          .default({ mssql: [...MSSQL_DEFAULT_METHODS] }),
       })
       .strict()
-      .default({ databases: { mssql: [...MSSQL_DATABASE_METHODS] } }),
+      .default({ databases: { mssql: [...MSSQL_DEFAULT_METHODS] } }),
     /** Database engines beyond the built-in sqlite; each section is optional. */
     engines: z.object({ mssql: MssqlSectionSchema.optional() }).strict().default({}),
     vaults: z

@@ -16,7 +16,7 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { JournalRecord } from '../../src/core/events.ts';
 import type { Proof } from '../../src/core/types.ts';
 import { SIDECAR_NAME } from '../../src/engines/mssql/artifact.ts';
@@ -28,6 +28,8 @@ import type { TdsReply, TdsRequest, TdsServer } from '../tds/server.ts';
 import { PROOF_MARK, scriptedObjects } from '../../src/engines/mssql/instance-proof.ts';
 import { checkDbClock, columnsReply, DB_FEATURES, databaseFeaturesReply, databasesReply, fileListOnly, headerOnly, one, ok, ORPHANS, orphansReply, restoreOk, rs, scripted, serverInfoReply, tableHashOf, tableHashReply, targetServerReply, VERSION_READ, type Scripted } from '../engines/mssql/fixtures.ts';
 import { journalOf, removeTempDirs, tempDir } from './helpers.ts';
+import { AZURITE_ACCOUNT, AZURITE_KEY, azuriteMissing, requireAzurite, selfSignedCert, startAzurite, type Azurite } from '../azure/azurite.ts';
+import { ContainerClient, StorageSharedKeyCredential } from '@azure/storage-blob';
 
 const SERVER_BACKUP_DIR = '/var/opt/mssql/backup';
 const HOST_BACKUP_DIR = 'sqlserver/backup';
@@ -504,4 +506,85 @@ describe('rehearse with an engines.mssql section (two scripted SQL Servers)', ()
     // No stray folder named after the mssql:// location on the rebuilt target.
     expect(existsSync(path.join(L.target, 'mssql:'))).toBe(false);
   }, 180_000);
+});
+
+/**
+ * mssql-native-url through the orchestrator: the runbook names an
+ * azure-blob vault (Azurite over HTTPS) in engines.mssql.backupToUrl and
+ * the method in methods.databases.mssql. The target endpoint "runs" BACKUP
+ * … TO URL by putting each stripe into Azurite, as SQL Server does through
+ * its credential; the confined proving process restores FROM URL through
+ * a read grant. The artifact is a copy in that vault only.
+ */
+const azurite = requireAzurite();
+describe.skipIf(!azurite)(`mssql-native-url: BACKUP TO URL into an azure-blob vault${azurite ? '' : ` (skipped: ${azuriteMissing()})`}`, () => {
+  let az: Azurite;
+  let certDir: string;
+  const AZ_KEY_ENV = 'RUBICON_E2E_MSSQL_AZ_KEY';
+  beforeAll(async () => {
+    certDir = await tempDir('rubicon-e2e-mssqlurl-cert-');
+    const tls = selfSignedCert(certDir);
+    // The confined proving process is a child: it trusts Azurite's certificate through the environment it inherits.
+    process.env.NODE_EXTRA_CA_CERTS = tls.cert;
+    az = await startAzurite({ tls });
+  }, 60_000);
+  afterAll(async () => {
+    delete process.env.NODE_EXTRA_CA_CERTS;
+    await az?.dispose();
+  });
+
+  it('the stripes go straight into the container through a write grant, the proof restores FROM URL through a read grant, and the copy is counted in that vault only; no SAS anywhere in the journal', async () => {
+    process.env[AZ_KEY_ENV] = AZURITE_KEY;
+    try {
+      const container = `sql-${Math.random().toString(16).slice(2, 10)}`;
+      const text = (await readFile(L.runbook, 'utf8'))
+        .replace('    mssql: [mssql-native-full]\n', '    mssql: [mssql-native-url]\n')
+        .replace('\nvaults:\n', `\nvaults:\n  - name: sqlbak\n    kind: azure-blob\n    accountUrl: ${az.accountUrl}\n    container: ${container}\n    credential: { kind: shared-key, accountName: ${AZURITE_ACCOUNT}, keyEnv: ${AZ_KEY_ENV} }\n`)
+        .replace('    backupDirectory: ', '    backupToUrl: sqlbak\n    backupDirectory: ');
+      await writeFile(L.runbook, text);
+      // What SQL Server's credential lets it do, played with the account key (the vault itself creates the container).
+      const blobs = new ContainerClient(`${az.accountUrl}/${container}`, new StorageSharedKeyCredential(AZURITE_ACCOUNT, AZURITE_KEY));
+      const secrets: string[] = [];
+      for (const s of [target.server, pg.server]) {
+        s.on('CREATE CREDENTIAL', (req: TdsRequest) => {
+          secrets.push(String(req.params.secret));
+          return ok;
+        });
+        s.on('DROP CREDENTIAL', ok);
+      }
+      target.server.on(/^BACKUP DATABASE \[EHR\] TO URL/, async (req: TdsRequest): Promise<TdsReply> => {
+        for (const [k, u] of Object.entries(req.params)) {
+          if (!/^url\d+$/.test(k)) continue;
+          const blob = decodeURIComponent(new URL(String(u)).pathname.split('/').slice(3).join('/'));
+          await blobs.getBlockBlobClient(blob).upload(FAKE_BAK, FAKE_BAK.length);
+        }
+        return { infos: [{ number: 3014, message: 'BACKUP DATABASE successfully processed 370 pages in 0.100 seconds (28.906 MB/sec).' }] };
+      });
+      scriptTarget(target.server);
+      scriptProvingGround(pg.server);
+      const { summary, records, proofOf } = await rehearse();
+      expect(summary.error).toBeUndefined();
+      const artifactId = `${summary.runId}.capture.database:mssql:EHR.mssql-native-url`;
+      const artifact = records.flatMap((r) => (r.event.type === 'artifact.captured' && r.event.artifact.id === artifactId ? [r.event.artifact] : []))[0];
+      expect(artifact, JSON.stringify(records.filter((r) => r.event.type === 'capture.failed').map((r) => r.event))).toMatchObject({ method: 'mssql-native-url', fileCount: 1 });
+      // The copy: in the azure-blob vault, and nowhere else (the NAS folders hold no stripe: the artifact is not theirs to grade).
+      expect(artifact?.vaults).toEqual(['sqlbak']);
+      const copies = records.flatMap((r) => (r.event.type === 'copy.checked' && r.event.copy.artifactId === artifactId ? [`${r.event.copy.vault}:${r.event.copy.status}`] : []));
+      expect(copies).toEqual(['sqlbak:ok']);
+      const proof = proofOf(artifactId);
+      expect(proof?.outcome, JSON.stringify(proof?.checks)).toBe('passed');
+      expect(proof?.checks.map((c) => c.name)).toEqual(expect.arrayContaining(['url-stripes', 'restore', 'integrity', 'fingerprint-source']));
+      const [restore] = pg.server.find(/^RESTORE DATABASE/);
+      expect(restore?.sql).toMatch(/ FROM URL = @file1 WITH FILE = @position, MOVE/);
+      expect(String(restore?.params.file1)).toMatch(new RegExp(`^${az.accountUrl}/${container}/(.+/)?mssql/.*/stripe-01-of-01\\.bak$`));
+      // Grants: issued and revoked on the record, in plain words; the SAS itself nowhere in the journal.
+      const notes = records.flatMap((r) => (r.event.type === 'note' ? [r.event.message] : []));
+      expect(notes.filter((m) => /write grant of vault 'sqlbak' (issued|revoked)/.test(m)).map((m) => /issued|revoked/.exec(m)![0])).toEqual(['issued', 'revoked']);
+      expect(secrets.length).toBe(2);
+      const journal = JSON.stringify(records);
+      for (const sas of secrets) expect(journal).not.toContain(new URLSearchParams(sas).get('sig')!);
+    } finally {
+      delete process.env[AZ_KEY_ENV];
+    }
+  }, 120_000);
 });

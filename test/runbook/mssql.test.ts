@@ -10,7 +10,7 @@ import { MSSQL_METHODS } from '../../src/engines/mssql/engine.ts';
 import { createEngines } from '../../src/run/context.ts';
 import { parseRunbook } from '../../src/runbook/load.ts';
 import { mssqlEngineOptions } from '../../src/runbook/mssql.ts';
-import { MSSQL_DATABASE_METHODS } from '../../src/runbook/schema.ts';
+import { MSSQL_DATABASE_METHODS, MSSQL_DEFAULT_METHODS } from '../../src/runbook/schema.ts';
 import { sandboxRunbook } from '../../src/sandbox/estate.ts';
 
 const FILE = '/estate/runbook.yaml';
@@ -87,8 +87,23 @@ describe('runbook engines.mssql', () => {
   });
 
   it('the default database methods are the engine\'s own database methods', () => {
-    expect([...MSSQL_DATABASE_METHODS]).toEqual(DATABASE_METHODS);
+    expect([...MSSQL_DEFAULT_METHODS]).toEqual(DATABASE_METHODS);
     for (const m of MSSQL_DATABASE_METHODS) expect(MSSQL_METHODS[m]?.origin).toBe('rubicon');
+    expect(MSSQL_DATABASE_METHODS).toContain('mssql-native-url');
+  });
+
+  it('mssql-native-url: backupToUrl must name an azure-blob vault, and the method needs it', () => {
+    const withUrl = (vault: string, method = true) =>
+      (method ? GOOD.replace('\nvaults:\n', '\nmethods:\n  databases:\n    mssql: [mssql-native-url]\n\nvaults:\n') : GOOD)
+        .replace('\nvaults:\n', '\nvaults:\n  - name: sqlbak\n    kind: azure-blob\n    accountUrl: https://ehrbackups.blob.core.windows.net\n    container: sql\n    credential: { kind: shared-key, accountName: ehrbackups, keyEnv: RUBICON_AZ_KEY }\n')
+        .replace("    backupDirectory: 'D:", `    backupToUrl: ${vault}\n    backupDirectory: 'D:`);
+    const env = { ...ENV, RUBICON_AZ_KEY: 'k' };
+    const rb = parseRunbook(withUrl('sqlbak'), FILE, env);
+    expect(rb.engines?.mssql?.backupToUrl).toBe('sqlbak');
+    expect(rb.methods.databases.mssql).toEqual(['mssql-native-url']);
+    expect(refused(withUrl('nas'), env).problems).toContainEqual({ path: 'engines.mssql.backupToUrl', message: expect.stringContaining("names vault 'nas', which is filesystem") });
+    expect(refused(withUrl('nowhere'), env).problems).toContainEqual({ path: 'engines.mssql.backupToUrl', message: expect.stringContaining("no vault of the runbook ('nowhere')") });
+    expect(refused(GOOD.replace('\nvaults:\n', '\nmethods:\n  databases:\n    mssql: [mssql-native-url]\n\nvaults:\n')).problems).toContainEqual({ path: 'methods.databases.mssql', message: expect.stringContaining('needs engines.mssql.backupToUrl') });
   });
 
   it('without the section nothing is read from the environment and nothing changes for sqlite', () => {

@@ -129,6 +129,9 @@ export function catalog(): Entry[] {
     add(list, `certificateThumbprint ${k}`, b('certificateThumbprintStatement')(n));
     add(list, `restoreDatabase ${k}`, b('restoreDatabaseStatement')(n, [path, path], 2, [{ logicalName: n, physicalPath: path }, { logicalName: 'log', physicalPath: path }], false));
     add(list, `restoreDatabase no checksum ${k}`, b('restoreDatabaseStatement')(n, [path], 1, [], true, false));
+    // mssql-native-url: the same builders with stripe URLs as devices (URL = @fileN).
+    const urls = ['https://a.blob.core.windows.net/c/rubicon/mssql/x/stripe-01-of-02.bak', 'https://a.blob.core.windows.net/c/rubicon/mssql/x/stripe-02-of-02.bak'];
+    add(list, `restoreDatabase from URL ${k}`, b('restoreDatabaseStatement')(n, urls, 1, [{ logicalName: n, physicalPath: path }, { logicalName: 'log', physicalPath: path }], true));
     add(list, `restoreLog ${k}`, b('restoreLogStatement')(n, [path], 3, true));
     add(list, `restoreLog no checksum ${k}`, b('restoreLogStatement')(n, [path], 3, false, false));
     add(list, `checkDb ${k}`, b('checkDbStatement')(n));
@@ -195,6 +198,9 @@ export function catalog(): Entry[] {
     ['restoreServiceMasterKey', b('restoreServiceMasterKeyStatement')(path, password)],
     ['headerOnly', b('headerOnlyStatement')([path, path])],
     ['fileListOnly', b('fileListOnlyStatement')([path], 2)],
+    ['headerOnly from URL', b('headerOnlyStatement')(['https://a.blob.core.windows.net/c/rubicon/mssql/x/stripe-01-of-02.bak', 'https://a.blob.core.windows.net/c/rubicon/mssql/x/stripe-02-of-02.bak'])],
+    ['fileListOnly from URL', b('fileListOnlyStatement')(['https://a.blob.core.windows.net/c/rubicon/mssql/x/stripe-01-of-01.bak'], 1)],
+    ['verifyOnly from URL', b('verifyOnlyStatement')(['https://a.blob.core.windows.net/c/rubicon/mssql/x/stripe-01-of-01.bak'], 1, true)],
     ['backupSetByGuid', b('backupSetByGuidStatement')('3F2504E0-4F89-41D3-9A0C-0305E82C3301')],
     ['jobActivity', b('jobActivityStatement')('3F2504E0-4F89-41D3-9A0C-0305E82C3301')],
     ['jobRunHistory', b('jobRunHistoryStatement')('3F2504E0-4F89-41D3-9A0C-0305E82C3301', 900)],

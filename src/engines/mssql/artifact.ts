@@ -86,6 +86,34 @@ export interface Sidecar {
   certificates: SidecarCertificate[];
   /** Thumbprints the restore will ask for (TDE, backup encryption). */
   requiredThumbprints: string[];
+  /**
+   * A backup to URL (method mssql-native-url): the stripes are blobs in an
+   * azure-blob vault's container, not files of the artifact. The steps'
+   * `files` are the stripe blob names; prove and landing restore FROM URL
+   * through a read grant of `vault`.
+   */
+  url?: SidecarUrl;
+}
+
+export interface SidecarUrlStripe {
+  /** Blob name in the container (the vault's prefix included). */
+  blob: string;
+  /** The device URL SQL Server wrote (no query string). */
+  url: string;
+  /** Size read back from the vault after the backup. */
+  bytes: number;
+  /** The service's Content-MD5 (base64) when it has one (SQL Server's Put Block List sets none; absent then). */
+  contentMd5?: string;
+  /** The service's ETag at read-back. */
+  etag?: string;
+}
+
+export interface SidecarUrl {
+  /** The runbook's name of the azure-blob vault holding the stripes. */
+  vault: string;
+  /** The container URL (= the SAS credential's name). */
+  container: string;
+  stripes: SidecarUrlStripe[];
 }
 
 export function serializeSidecar(s: Sidecar): string {

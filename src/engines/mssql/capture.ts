@@ -23,7 +23,7 @@
  * - Idempotent: a redo overwrites its own output files.
  */
 import { mkdir, rm, stat, writeFile } from 'node:fs/promises';
-import { join, posix } from 'node:path';
+import { basename, join, posix } from 'node:path';
 import { RubiconError } from '../../core/errors.ts';
 import type { Item } from '../../core/types.ts';
 import type { CapturedFiles, EngineContext, VendorJobSpec } from '../engine.ts';
@@ -66,6 +66,9 @@ import {
 } from './scripts.ts';
 import { describeServer, formatMessages, type MssqlSession, type SqlRow } from './session.ts';
 import * as q from './sql.ts';
+import type { AzureBlobVault } from '../../vaults/azure-blob.ts';
+import { issueSqlServerUrlGrant, urlBackupPlan } from './url-grant.ts';
+import type { SidecarUrlStripe } from './artifact.ts';
 
 export interface CaptureEnv {
   session: MssqlSession;
@@ -81,6 +84,8 @@ export interface CaptureEnv {
   /** Polling interval while waiting for an Agent job. */
   pollIntervalMs: number;
   log: (level: 'info' | 'warn', message: string) => void;
+  /** mssql-native-url: the azure-blob vault SQL Server backs up into, and the write grant's lifetime. */
+  url?: { vault: () => Promise<AzureBlobVault>; ttlMs: number };
 }
 
 function fail(item: Item, method: string, message: string, hint?: string): RubiconError {
@@ -233,18 +238,7 @@ export async function captureNativeFull(env: CaptureEnv, item: Item): Promise<Ca
   }
   if (!out.ok) throw fail(item, method, `BACKUP DATABASE failed: ${explain(out.messages)}`);
   const headers = await headerOf(env, item, method, [serverPath]);
-  const h = headers.find((x) => x.position === 1);
-  const problems: string[] = [];
-  if (!h) problems.push('RESTORE HEADERONLY shows no backup set at position 1');
-  else {
-    if (h.backupType !== 1) problems.push(`backup type ${h.backupType}, not a full database backup`);
-    if (h.databaseName !== item.name) problems.push(`it is a backup of ${h.databaseName}`);
-    if (!h.isCopyOnly) problems.push('it is not COPY_ONLY');
-    if (!h.hasBackupChecksums) problems.push('it has no backup checksums');
-    if (h.isDamaged) problems.push('it is marked damaged');
-    if (!h.backupSetGuid) problems.push('it reports no BackupSetGUID');
-  }
-  if (problems.length > 0) throw fail(item, method, `the backup written to ${serverPath} is not what was asked for: ${problems.join('; ')}`);
+  const h = ownFullHeader(item, method, headers, serverPath);
   // msdb has the exact LSN of the set HEADERONLY names by GUID (HEADERONLY's numeric(25,0) arrives as a double).
   const msdb = groupBackupSets(parseHistory(await env.session.query(q.backupSetByGuidStatement(h!.backupSetGuid), 'reading the backup set from msdb', env.ctx.signal)))[0];
   if (msdb && !sameLsn(h!.lastLsn, msdb.row.lastLsn)) throw fail(item, method, `HEADERONLY's LastLSN ${h!.lastLsn} is not msdb's ${msdb.row.lastLsn} for backup set ${h!.backupSetGuid}`);
@@ -270,6 +264,121 @@ export async function captureNativeFull(env: CaptureEnv, item: Item): Promise<Ca
     position: `LastLSN ${lastLsn}, BackupSetGUID ${h!.backupSetGuid}`,
     command: `${stmt.text} -- @path = ${serverPath}`,
   };
+}
+
+/** HEADERONLY of Rubicon's own full backup: position 1, full, this database, COPY_ONLY, checksums, not damaged, a BackupSetGUID. Throws CAPTURE_FAILED naming what is wrong. */
+function ownFullHeader(item: Item, method: string, headers: BackupHeader[], where: string): BackupHeader {
+  const h = headers.find((x) => x.position === 1);
+  const problems: string[] = [];
+  if (!h) problems.push('RESTORE HEADERONLY shows no backup set at position 1');
+  else {
+    if (h.backupType !== 1) problems.push(`backup type ${h.backupType}, not a full database backup`);
+    if (h.databaseName !== item.name) problems.push(`it is a backup of ${h.databaseName}`);
+    if (!h.isCopyOnly) problems.push('it is not COPY_ONLY');
+    if (!h.hasBackupChecksums) problems.push('it has no backup checksums');
+    if (h.isDamaged) problems.push('it is marked damaged');
+    if (!h.backupSetGuid) problems.push('it reports no BackupSetGUID');
+  }
+  if (problems.length > 0) throw fail(item, method, `the backup written to ${where} is not what was asked for: ${problems.join('; ')}`);
+  return h!;
+}
+
+// ---------------------------------------------------------------- mssql-native-url
+
+/**
+ * mssql-native-url: BACKUP DATABASE … TO URL straight into the azure-blob
+ * vault's container (nothing passes through this machine or the target's
+ * disk), through a write grant (url-grant.ts): a container SAS held in
+ * memory, sent only as the secret parameter of CREATE CREDENTIAL, the
+ * credential dropped right after the backup (also when it failed). The grant's
+ * issue and its revocation (the credential dropped; the SAS itself lapses
+ * at its expiry) are logged in plain words, without the SAS.
+ *
+ * Then RESTORE HEADERONLY FROM URL (the same checks as the disk backup: full,
+ * COPY_ONLY, checksums, BackupSetGUID) and every stripe read back from the
+ * vault (exists, size > 0; the service's ETag and Content-MD5 when it has
+ * one). The artifact's files are the sidecar (stripes listed in `url`) and
+ * the certificates; the stripes stay in the container. Idempotent: a redo
+ * writes the same blob names (WITH FORMAT overwrites them).
+ */
+export async function captureNativeUrl(env: CaptureEnv, item: Item): Promise<CapturedFiles> {
+  const method = 'mssql-native-url';
+  if (!env.url) throw fail(item, method, 'no azure-blob vault is named for SQL Server\'s backups to URL', 'Set engines.mssql.backupToUrl to the name of an azure-blob vault of the runbook.');
+  if (isSystemName(item.name)) throw fail(item, method, 'system databases are backed up to disk (mssql-system-full), not to URL');
+  const info = await serverInfo(env);
+  const db = await databaseRow(env, item, method);
+  const vault = await env.url.vault();
+  const sig = env.ctx.signal;
+  // The workDir's last segment is the artifact id (encoded): the same stripe names on a redo.
+  const artifactId = decodeURIComponent(basename(env.ctx.workDir));
+  let compression = env.compression && canCompress(info.engineEdition, info.edition);
+  const grant = await issueSqlServerUrlGrant(vault, 'write', env.url.ttlMs);
+  env.log('info', `${item.name}: write grant of vault '${grant.vault}' issued to SQL Server ${info.server} (${grant.sasKind} SAS on ${grant.credential}, expires ${grant.expiresAt})`);
+  let plan = urlBackupPlan(vault, grant, item.name, artifactId, Number(db.size_bytes ?? 0), { compression });
+  let headers: BackupHeader[];
+  try {
+    const made = await env.session.run(plan.credential, sig);
+    if (!made.ok) throw fail(item, method, `creating the SAS credential ${grant.credential}: ${explain(made.messages)}`);
+    let out = await env.session.run(plan.backup, sig);
+    if (!out.ok && compression && out.messages.some((m) => m.number === 1844)) {
+      env.log('warn', `${info.edition} refused WITH COMPRESSION (Msg 1844): backing ${item.name} up without compression`);
+      compression = false;
+      plan = urlBackupPlan(vault, grant, item.name, artifactId, Number(db.size_bytes ?? 0), { compression });
+      out = await env.session.run(plan.backup, sig);
+    }
+    if (!out.ok) throw fail(item, method, `BACKUP DATABASE … TO URL failed: ${explain(out.messages)}`);
+    headers = await headerOf(env, item, method, plan.urls);
+  } finally {
+    const dropped = await env.session.run(plan.drop).catch(() => ({ ok: false as const }));
+    env.log(dropped.ok ? 'info' : 'warn', dropped.ok
+      ? `${item.name}: write grant of vault '${grant.vault}' revoked from SQL Server ${info.server} (credential ${grant.credential} dropped; the SAS lapses at ${grant.expiresAt})`
+      : `${item.name}: credential ${grant.credential} could not be dropped on SQL Server ${info.server}: drop it by hand (its SAS lapses at ${grant.expiresAt})`);
+  }
+  const h = ownFullHeader(item, method, headers, plan.urls.join(', '));
+  const stripes = await readBackStripes(vault, item, method, plan.blobs, plan.urls);
+  const msdb = groupBackupSets(parseHistory(await env.session.query(q.backupSetByGuidStatement(h.backupSetGuid), 'reading the backup set from msdb', sig)))[0];
+  if (msdb && !sameLsn(h.lastLsn, msdb.row.lastLsn)) throw fail(item, method, `HEADERONLY's LastLSN ${h.lastLsn} is not msdb's ${msdb.row.lastLsn} for backup set ${h.backupSetGuid}`);
+  const lastLsn = msdb?.row.lastLsn ?? String(h.lastLsn);
+  const thumbprints = [db.tde_thumbprint, h.encryptorThumbprint].filter((t): t is string => typeof t === 'string' && t.length > 0);
+  const certs = await exportCertificates(env, item, method, thumbprints);
+  const sidecar: Sidecar = {
+    version: 1,
+    format: 'mssql-bak',
+    database: item.name,
+    method,
+    source: sourceOf(info),
+    steps: [{ kind: 'full', files: plan.blobs, position: 1, lastLsn, backupFinishDate: h.backupFinishDate, backupSetGuid: h.backupSetGuid, hasBackupChecksums: h.hasBackupChecksums }],
+    certificates: certs.certs,
+    requiredThumbprints: thumbprints,
+    url: { vault: vault.info.name, container: grant.credential, stripes },
+    databaseFacts: await databaseFacts(env, item, db),
+    fingerprintBasis: basisOf(db),
+  };
+  const bytes = stripes.reduce((n, x) => n + x.bytes, 0);
+  return {
+    files: [...certs.files, await writeSidecar(env, sidecar)],
+    format: 'mssql-bak',
+    tool: `SQL Server ${info.productVersion} (${info.edition}) BACKUP DATABASE TO URL`,
+    position: `LastLSN ${lastLsn}, BackupSetGUID ${h.backupSetGuid}, ${stripes.length} stripe(s) of ${bytes} bytes in vault '${vault.info.name}'`,
+    command: `${plan.backup.text} -- ${plan.urls.map((u, i) => `@url${i + 1} = ${u}`).join(', ')}`,
+    // The stripes are in this vault only: the sidecar is stored (and the copy counted) there alone.
+    vaults: [vault.info.name],
+  };
+}
+
+/** Each stripe read back from the vault (HEAD): exists, not empty; size, ETag, Content-MD5. Throws CAPTURE_FAILED naming the blob. Read-only. */
+async function readBackStripes(vault: AzureBlobVault, item: Item, method: string, blobs: string[], urls: string[]): Promise<SidecarUrlStripe[]> {
+  const out: SidecarUrlStripe[] = [];
+  for (const [i, blob] of blobs.entries()) {
+    const p = await vault.container.getBlobClient(blob).getProperties().catch((e: unknown) => {
+      const status = (e as { statusCode?: number }).statusCode;
+      throw fail(item, method, `SQL Server reported the backup done, but stripe ${blob} is ${status === 404 ? 'not in' : `unreadable in (HTTP ${status ?? '?'})`} vault '${vault.info.name}'`, 'Check the container and the SAS the credential carried; run the capture again.');
+    });
+    const bytes = Number(p.contentLength ?? 0);
+    if (!(bytes > 0)) throw fail(item, method, `stripe ${blob} in vault '${vault.info.name}' is empty`);
+    out.push({ blob, url: urls[i]!, bytes, ...(p.contentMD5 ? { contentMd5: Buffer.from(p.contentMD5).toString('base64') } : {}), ...(p.etag ? { etag: p.etag } : {}) });
+  }
+  return out;
 }
 
 /** master, model, msdb: database_id 1, 3, 4 (tempdb, 2, is never captured). */

@@ -22,7 +22,7 @@ import { RubiconError } from '../../core/errors.ts';
 import type { Artifact, DriftChange, Fingerprint, Item, Manifest, ProofCheck } from '../../core/types.ts';
 import type { CapturedFiles, DatabaseEngine, DiscoverOptions, EngineContext, ProveResult, VendorJobSpec } from '../engine.ts';
 import { parseSidecar, serverJoin, SIDECAR_NAME, testDatabaseName, type SidecarCertificate } from './artifact.ts';
-import { captureHistory, captureInstanceObjects, captureNativeFull, captureVendorJob, parseInstanceObjectId, SCRIPT_ORDER, type CaptureEnv, type KeyArtifact } from './capture.ts';
+import { captureHistory, captureInstanceObjects, captureNativeFull, captureNativeUrl, captureVendorJob, parseInstanceObjectId, SCRIPT_ORDER, type CaptureEnv, type KeyArtifact } from './capture.ts';
 import { readInstance, toItems } from './discover.ts';
 import { HISTORY_FILE, judgeBackupHistory } from './history.ts';
 import { fingerprintDatabase } from './fingerprint.ts';
@@ -66,6 +66,9 @@ import {
   targetServerStatement,
 } from './sql.ts';
 import { randomBytes } from 'node:crypto';
+import type { AzureBlobVault } from '../../vaults/azure-blob.ts';
+import type { Sidecar } from './artifact.ts';
+import { checkDeviceUrls, createSasCredentialStatement, dropSasCredentialStatement, issueSqlServerUrlGrant } from './url-grant.ts';
 
 export interface ServerFolder {
   /** The folder as the SQL Server machine names it (`D:\Rubicon\stage`, `/var/opt/mssql/stage`). */
@@ -122,6 +125,13 @@ export interface MssqlEngineOptions {
    * (history.ts says why). Default false.
    */
   carryBackupHistory?: boolean;
+  /**
+   * mssql-native-url (runbook engines.mssql.backupToUrl: an azure-blob
+   * vault's name): the vault SQL Server backs up into and restores from,
+   * opened on first use (also in the proving process, from the runbook
+   * alone), and the lifetime of its grants (default 6 h).
+   */
+  backupToUrl?: { vault: () => Promise<AzureBlobVault>; ttlMs?: number };
   /** Every statement sent (text and parameter names; secret values as ***). */
   onStatement?: StatementLogger;
   /** Progress and warnings in plain words. */
@@ -169,6 +179,8 @@ function capturedCertificate(text: string): SidecarCertificate {
 export function createMssqlEngine(options: MssqlEngineOptions): DatabaseEngine {
   const o = options;
   const log = o.log ?? (() => undefined);
+  let opened: Promise<AzureBlobVault> | undefined;
+  const urlVault = o.backupToUrl ? (): Promise<AzureBlobVault> => (opened ??= o.backupToUrl!.vault()) : undefined;
   const env = (ctx: EngineContext, session: MssqlSession): CaptureEnv => ({
     session,
     ctx,
@@ -179,6 +191,24 @@ export function createMssqlEngine(options: MssqlEngineOptions): DatabaseEngine {
     compression: o.compression ?? true,
     pollIntervalMs: o.pollIntervalMs ?? 5000,
     log,
+    ...(urlVault ? { url: { vault: urlVault, ttlMs: o.backupToUrl?.ttlMs ?? URL_GRANT_TTL_MS } } : {}),
+  });
+
+  const proveDeps = (ctx: EngineContext, session: MssqlSession): Parameters<typeof proveArtifact>[0] => ({
+    session,
+    ...(o.secrets ? { secrets: o.secrets } : {}),
+    ...(o.provingGroundDataDirectory ? { dataDirectory: o.provingGroundDataDirectory } : {}),
+    ...(o.provingGroundLogDirectory ? { logDirectory: o.provingGroundLogDirectory } : {}),
+    ...(ctx.signal ? { signal: ctx.signal } : {}),
+    ...(ctx.onProgress ? { onProgress: ctx.onProgress } : {}),
+  });
+  const proveInput = (artifact: Artifact, sidecar: Sidecar, serverPaths: Map<string, string>): Parameters<typeof proveArtifact>[1] => ({
+    artifactId: artifact.id,
+    sidecar,
+    serverPaths,
+    testDatabase: testDatabaseName(sidecar.database, artifact.id),
+    ...(artifact.sourceFingerprint ? { sourceFingerprint: artifact.sourceFingerprint } : {}),
+    ...(o.smokeQueries ? { smokeQueries: o.smokeQueries } : {}),
   });
 
   return {
@@ -201,6 +231,8 @@ export function createMssqlEngine(options: MssqlEngineOptions): DatabaseEngine {
           case 'mssql-native-full':
           case 'mssql-system-full':
             return captureNativeFull(e, item);
+          case 'mssql-native-url':
+            return captureNativeUrl(e, item);
           case 'mssql-history':
             return captureHistory(e, item);
           case 'vendor-job':
@@ -233,24 +265,25 @@ export function createMssqlEngine(options: MssqlEngineOptions): DatabaseEngine {
             return { checks: [{ name: 'restore', status: 'failed', detail: `the artifact has no ${SIDECAR_NAME}: it does not say what to restore`, durationMs: 0 }] };
           }
           const sidecar = parseSidecar(await readFile(sidecarPath, 'utf8'), `${artifact.id}/${SIDECAR_NAME}`);
-          return proveArtifact(
-            {
-              session,
-              ...(o.secrets ? { secrets: o.secrets } : {}),
-              ...(o.provingGroundDataDirectory ? { dataDirectory: o.provingGroundDataDirectory } : {}),
-              ...(o.provingGroundLogDirectory ? { logDirectory: o.provingGroundLogDirectory } : {}),
-              ...(ctx.signal ? { signal: ctx.signal } : {}),
-              ...(ctx.onProgress ? { onProgress: ctx.onProgress } : {}),
-            },
-            {
-              artifactId: artifact.id,
-              sidecar,
-              serverPaths: staged.paths,
-              testDatabase: testDatabaseName(sidecar.database, artifact.id),
-              ...(artifact.sourceFingerprint ? { sourceFingerprint: artifact.sourceFingerprint } : {}),
-              ...(o.smokeQueries ? { smokeQueries: o.smokeQueries } : {}),
-            },
-          );
+          if (sidecar.url) {
+            // The stripes are in the azure-blob vault: read back there, restored FROM URL through a read grant.
+            const t0 = Date.now();
+            let url: Awaited<ReturnType<typeof openUrlRead>>;
+            try {
+              url = await openUrlRead(session, urlVault, o.backupToUrl?.ttlMs ?? URL_GRANT_TTL_MS, sidecar, staged.paths, ctx.signal);
+            } catch (e) {
+              return { checks: [{ name: 'url-stripes', status: 'failed', detail: e instanceof Error ? e.message : String(e), durationMs: Date.now() - t0 }] };
+            }
+            let r: ProveResult;
+            let closed: string;
+            try {
+              r = await proveArtifact(proveDeps(ctx, session), proveInput(artifact, sidecar, staged.paths));
+            } finally {
+              closed = await url.close();
+            }
+            return { ...r, checks: [{ name: 'url-stripes', status: 'passed', detail: `${url.detail}; ${closed}`, durationMs: url.durationMs }, ...r.checks] };
+          }
+          return proveArtifact(proveDeps(ctx, session), proveInput(artifact, sidecar, staged.paths));
         });
       } finally {
         await staged.cleanup();
@@ -393,30 +426,36 @@ export function createMssqlEngine(options: MssqlEngineOptions): DatabaseEngine {
             const r = await installCertificate(session, c, staged.paths.get(c.certFile) ?? '', staged.paths.get(c.keyFile) ?? '', password, o.secrets, 'landing', ctx.signal);
             if (!r.ok) throw fail(r.detail);
           }
-          const server = parseRestoreServer((await session.query(targetServerStatement(), 'reading the rebuilt server', ctx.signal))[0] ?? {});
-          const layout = o.landingLayout ?? 'source';
-          const dirs =
-            typeof layout === 'object'
-              ? { data: layout.dataDirectory, log: layout.logDirectory }
-              : { data: server.dataDirectory, log: server.logDirectory, sourceLayout: layout === 'source' };
-          const r = await restoreSteps(session, item.name, sidecar, staged.paths, dirs, ctx.signal, server, ctx.onProgress);
-          if (!r.ok) throw fail(r.detail);
-          const check = await checkIntegrity(session, item.name, `the landed ${item.name}`, ctx.signal);
-          if (!check.ok) throw fail(check.detail);
-          const facts = sidecar.databaseFacts;
-          if (facts?.owner) {
-            const out = await session.run(setOwnerStatement(item.name, facts.owner), ctx.signal);
-            if (!out.ok) throw fail(`ALTER AUTHORIZATION to ${facts.owner}: ${explain(out.messages)}`, 'Land the logins item first (landingOrder), or create the owner login.');
-          }
-          if (facts?.trustworthy) {
-            const out = await session.run(setTrustworthyStatement(item.name), ctx.signal);
-            if (!out.ok) throw fail(`SET TRUSTWORTHY ON: ${explain(out.messages)}`);
-          }
-          for (const orphan of await readOrphans(session, item.name, ctx.signal)) {
-            if (!orphan.loginByName) continue;
-            const out = await session.run(remapUserStatement(item.name, orphan.user, orphan.loginByName), ctx.signal);
-            if (!out.ok) throw fail(`ALTER USER ${orphan.user} WITH LOGIN = ${orphan.loginByName}: ${explain(out.messages)}`);
-            log('warn', `${item.id}: user ${orphan.user} had no login with its SID; remapped to login ${orphan.loginByName} by name`);
+          const url = sidecar.url ? await openUrlRead(session, urlVault, o.backupToUrl?.ttlMs ?? URL_GRANT_TTL_MS, sidecar, staged.paths, ctx.signal).catch((e: unknown) => { throw fail(e instanceof Error ? e.message : String(e)); }) : undefined;
+          if (url) log('info', `${item.id}: ${url.detail}`);
+          try {
+            const server = parseRestoreServer((await session.query(targetServerStatement(), 'reading the rebuilt server', ctx.signal))[0] ?? {});
+            const layout = o.landingLayout ?? 'source';
+            const dirs =
+              typeof layout === 'object'
+                ? { data: layout.dataDirectory, log: layout.logDirectory }
+                : { data: server.dataDirectory, log: server.logDirectory, sourceLayout: layout === 'source' };
+            const r = await restoreSteps(session, item.name, sidecar, staged.paths, dirs, ctx.signal, server, ctx.onProgress);
+            if (!r.ok) throw fail(r.detail);
+            const check = await checkIntegrity(session, item.name, `the landed ${item.name}`, ctx.signal);
+            if (!check.ok) throw fail(check.detail);
+            const facts = sidecar.databaseFacts;
+            if (facts?.owner) {
+              const out = await session.run(setOwnerStatement(item.name, facts.owner), ctx.signal);
+              if (!out.ok) throw fail(`ALTER AUTHORIZATION to ${facts.owner}: ${explain(out.messages)}`, 'Land the logins item first (landingOrder), or create the owner login.');
+            }
+            if (facts?.trustworthy) {
+              const out = await session.run(setTrustworthyStatement(item.name), ctx.signal);
+              if (!out.ok) throw fail(`SET TRUSTWORTHY ON: ${explain(out.messages)}`);
+            }
+            for (const orphan of await readOrphans(session, item.name, ctx.signal)) {
+              if (!orphan.loginByName) continue;
+              const out = await session.run(remapUserStatement(item.name, orphan.user, orphan.loginByName), ctx.signal);
+              if (!out.ok) throw fail(`ALTER USER ${orphan.user} WITH LOGIN = ${orphan.loginByName}: ${explain(out.messages)}`);
+              log('warn', `${item.id}: user ${orphan.user} had no login with its SID; remapped to login ${orphan.loginByName} by name`);
+            }
+          } finally {
+            if (url) log('info', `${item.id}: ${await url.close()}`);
           }
         });
       } finally {
@@ -538,6 +577,57 @@ async function judgeHistoryFile(manifest: Manifest, files: string[], when: 'proo
     status: j.ok ? 'passed' : 'failed',
     detail: j.ok ? `${HISTORY_FILE} ${what}: ${j.summary}; every set's media set, media families and files present, set GUIDs unique` : `${HISTORY_FILE} is not whole: ${j.problems.slice(0, 10).join('; ')}`,
     durationMs: Date.now() - t0,
+  };
+}
+
+/** Lifetime of the SAS behind a SQL Server credential (the credential itself is dropped as soon as the statement is done). */
+export const URL_GRANT_TTL_MS = 6 * 3600_000;
+
+/**
+ * Before a restore FROM URL (prove, landing): every stripe the sidecar
+ * names read back from its vault (exists, the recorded size and ETag), a
+ * read grant issued (a container SAS `r l`) and held by SQL Server only as
+ * the credential named by the container URL; `paths` gets each stripe's
+ * URL under its blob name (the restore statements then say URL = …).
+ * close() drops the credential (idempotent) and says so in plain words.
+ * The SAS never leaves the credential statement's secret parameter.
+ * Throws plain-words errors naming the vault and the blob.
+ */
+async function openUrlRead(
+  session: MssqlSession,
+  vaultOf: (() => Promise<AzureBlobVault>) | undefined,
+  ttlMs: number,
+  sidecar: Sidecar,
+  paths: Map<string, string>,
+  signal?: AbortSignal,
+): Promise<{ detail: string; durationMs: number; close: () => Promise<string> }> {
+  const t0 = Date.now();
+  const u = sidecar.url!;
+  if (!vaultOf) throw new Error(`the backup of ${sidecar.database} is in azure-blob vault '${u.vault}', and engines.mssql.backupToUrl names no vault: set it to '${u.vault}'`);
+  const vault = await vaultOf();
+  if (vault.info.name !== u.vault) throw new Error(`the backup of ${sidecar.database} is in vault '${u.vault}', engines.mssql.backupToUrl names '${vault.info.name}'`);
+  const problems: string[] = [];
+  for (const x of u.stripes) {
+    const p = await vault.container.getBlobClient(x.blob).getProperties().catch((e: unknown) => ({ missing: (e as { statusCode?: number }).statusCode ?? 0 }));
+    if ('missing' in p) problems.push(`${x.blob}: ${p.missing === 404 ? 'not there' : `unreadable (HTTP ${p.missing || '?'})`}`);
+    else if (Number(p.contentLength) !== x.bytes) problems.push(`${x.blob}: ${String(p.contentLength)} bytes, ${x.bytes} at capture`);
+    else if (x.etag && p.etag !== x.etag) problems.push(`${x.blob}: rewritten after capture (ETag ${String(p.etag)}, ${x.etag} at capture)`);
+  }
+  if (problems.length > 0) throw new Error(`the stripes of ${sidecar.database} in vault '${u.vault}' are not as captured: ${problems.join('; ')}`);
+  const grant = await issueSqlServerUrlGrant(vault, 'read', ttlMs);
+  if (grant.credential !== u.container) throw new Error(`vault '${u.vault}' is now container ${grant.credential}; the backup was written to ${u.container}`);
+  checkDeviceUrls(grant.credential, u.stripes.map((x) => x.url));
+  const made = await session.run(createSasCredentialStatement(grant), signal);
+  if (!made.ok) throw new Error(`creating the SAS credential ${grant.credential}: ${explain(made.messages)}`);
+  for (const x of u.stripes) paths.set(x.blob, x.url);
+  const bytes = u.stripes.reduce((n, x) => n + x.bytes, 0);
+  return {
+    detail: `${u.stripes.length} stripe(s), ${bytes} bytes, read back from vault '${u.vault}' with the captured sizes and ETags; read grant (${grant.sasKind} SAS, r l, expires ${grant.expiresAt}) held by SQL Server as credential ${grant.credential} for the restore FROM URL`,
+    durationMs: Date.now() - t0,
+    close: async () => {
+      const out = await session.run(dropSasCredentialStatement(grant.credential)).catch(() => ({ ok: false }));
+      return out.ok ? `read grant of vault '${u.vault}' revoked (credential ${grant.credential} dropped; the SAS lapses at ${grant.expiresAt})` : `credential ${grant.credential} could not be dropped: drop it by hand (its SAS lapses at ${grant.expiresAt})`;
+    },
   };
 }
 

@@ -12,6 +12,12 @@ export const MSSQL_METHODS: Record<string, MethodInfo> = {
     independenceGroup: 'mssql-native-full',
     description: 'BACKUP DATABASE … WITH COPY_ONLY, CHECKSUM, COMPRESSION, FORMAT, INIT (the customer\'s backup chain is untouched), confirmed with RESTORE HEADERONLY',
   },
+  'mssql-native-url': {
+    name: 'mssql-native-url',
+    origin: 'rubicon',
+    independenceGroup: 'mssql-native-full',
+    description: 'BACKUP DATABASE … TO URL (COPY_ONLY, CHECKSUM, striped by size) straight into the azure-blob vault through a write grant (SAS credential, dropped after), confirmed with RESTORE HEADERONLY FROM URL and each stripe read back from the vault; proven and landed FROM URL through a read grant',
+  },
   'mssql-system-full': {
     name: 'mssql-system-full',
     origin: 'rubicon',

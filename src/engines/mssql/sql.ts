@@ -552,13 +552,24 @@ export function certificateThumbprintStatement(certificate: string): SqlStatemen
 
 // ---------------------------------------------------------------- restore
 
-/** `FROM DISK = @file1, DISK = @file2`: one device per stripe. */
+/**
+ * `FROM DISK = @file1, DISK = @file2`: one device per stripe. A device that
+ * is an https URL (a stripe blob of a backup to URL: the artifact's sidecar
+ * names it, url-grant.ts makes the credential) is `URL = @fileN` instead; a
+ * disk path never starts with `https://`. The URLs never carry a query
+ * string (the SAS is the credential's secret).
+ */
 function fromDisks(files: string[]): { text: string; params: SqlParam[] } {
   if (files.length === 0) throw new RangeError('a restore needs at least one backup file');
   return {
-    text: files.map((_, i) => `DISK = @file${i + 1}`).join(', '),
+    text: files.map((f, i) => `${isUrlDevice(f) ? 'URL' : 'DISK'} = @file${i + 1}`).join(', '),
     params: files.map((f, i) => nv(`file${i + 1}`, f)),
   };
+}
+
+/** A backup device that is a blob URL (BACKUP … TO URL), not a path on the server's disk. Pure. */
+export function isUrlDevice(device: string): boolean {
+  return /^https:\/\//i.test(device);
 }
 
 export function headerOnlyStatement(files: string[]): SqlStatement {

@@ -1,9 +1,9 @@
 /**
  * SQL Server `BACKUP … TO URL` and `RESTORE … FROM URL` through a grant of
  * an azure-blob vault: the statements and the grant, as plain data. Pure
- * except issueSqlServerUrlGrant (which asks the vault for a SAS). A new
- * file beside sql.ts so the engine's own files stay as they are; wiring it
- * into capture and prove is not done (docs/azure-blob.md says what remains).
+ * except issueSqlServerUrlGrant (which asks the vault for a SAS). Used by
+ * method mssql-native-url (capture.ts captureNativeUrl; engine.ts
+ * openUrlRead for prove and landing).
  *
  * How SQL Server takes a SAS (learn.microsoft.com, "Create a SQL Server
  * credential using a shared access signature"; Microsoft's DataCAT "SQL
