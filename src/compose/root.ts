@@ -13,7 +13,6 @@ import { FOLDER_METHODS, type FolderMethod } from '../methods/folders.ts';
 import type { Runbook, TransportSettings, VaultSettings } from '../runbook/load.ts';
 import { mssqlEngineOptions } from '../runbook/mssql.ts';
 import { FilesystemVault } from '../vaults/filesystem.ts';
-import { AzureBlobVault } from '../vaults/azure-blob.ts';
 import { readVaultKey } from '../vaults/sealed.ts';
 import { createResticVault } from '../vaults/restic.ts';
 import { createSftpVault } from '../vaults/sftp.ts';
@@ -106,7 +105,11 @@ vaultKinds
     return createResticVault(s, { vaultHost: deps.machine(s.name, s.host), runId: deps.runId, workDirOf: deps.workDirOf });
   })
   // Capabilities (immutability, encryption) are read from the container before the run records the vault.
-  .register('azure-blob', (v) => new AzureBlobVault(v as Extract<VaultSettings, { kind: 'azure-blob' }>).open());
+  // Loaded on demand: the Azure SDK is about half a second of CPU at start-up, in every run that has no such vault.
+  .register('azure-blob', async (v) => {
+    const { AzureBlobVault } = await import('../vaults/azure-blob.ts');
+    return new AzureBlobVault(v as Extract<VaultSettings, { kind: 'azure-blob' }>).open();
+  });
 
 export const infraKinds = new Registry<InfraFactory>('infra kind')
   .register('sandbox', (rb) => {

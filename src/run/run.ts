@@ -24,7 +24,8 @@ import { describeKeySource, verifierFrom, type KeySource, type Signer } from '..
 import { proveVaultArtifacts } from './verify.ts';
 import { damagedSources } from './findings.ts';
 
-export const RUBICON_VERSION = '0.1.0';
+import { RUBICON_VERSION } from '../core/version.ts';
+export { RUBICON_VERSION };
 
 export type { RunSummary, StoppedSummary, SummaryLine } from '../core/summary.ts';
 
