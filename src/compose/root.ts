@@ -171,7 +171,7 @@ export function createEngines(
   if (mssql) {
     // mssql-native-url: the azure-blob vault the runbook names, opened on first use (the load checked it is one).
     const urlVault = mssql.backupToUrl ? runbook.vaults.find((v) => v.name === mssql.backupToUrl) : undefined;
-    const backupToUrl = urlVault?.kind === 'azure-blob' ? { backupToUrl: { vault: () => new AzureBlobVault(urlVault, { env: options.env ?? process.env }).open() } } : {};
+    const backupToUrl = urlVault?.kind === 'azure-blob' ? { backupToUrl: { vault: async () => new (await import('../vaults/azure-blob.ts')).AzureBlobVault(urlVault, { env: options.env ?? process.env }).open() } } : {};
     engines.mssql = lazyMssqlEngine(mssqlEngineOptions(mssql, options.env ?? process.env, { ...(options.log ? { log: options.log } : {}), ...backupToUrl }));
   }
   return engines;
