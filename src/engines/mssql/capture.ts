@@ -67,7 +67,7 @@ import {
 import { describeServer, formatMessages, type MssqlSession, type SqlRow } from './session.ts';
 import * as q from './sql.ts';
 import type { AzureBlobVault } from '../../vaults/azure-blob.ts';
-import { issueSqlServerUrlGrant, urlBackupPlan } from './url-grant.ts';
+import { issueSqlServerUrlGrant, urlBackupPlan, urlGrantIssued, urlGrantRevoked, type UrlGrantEvent } from './url-grant.ts';
 import type { SidecarUrlStripe } from './artifact.ts';
 
 export interface CaptureEnv {
@@ -84,6 +84,8 @@ export interface CaptureEnv {
   /** Polling interval while waiting for an Agent job. */
   pollIntervalMs: number;
   log: (level: 'info' | 'warn', message: string) => void;
+  /** The journal's grant.issued / grant.revoked of a URL grant (never the SAS). */
+  onGrant?: (e: UrlGrantEvent) => void;
   /** mssql-native-url: the azure-blob vault SQL Server backs up into, and the write grant's lifetime. */
   url?: { vault: () => Promise<AzureBlobVault>; ttlMs: number };
 }
@@ -313,6 +315,7 @@ export async function captureNativeUrl(env: CaptureEnv, item: Item): Promise<Cap
   const artifactId = decodeURIComponent(basename(env.ctx.workDir));
   let compression = env.compression && canCompress(info.engineEdition, info.edition);
   const grant = await issueSqlServerUrlGrant(vault, 'write', env.url.ttlMs);
+  env.onGrant?.(urlGrantIssued(grant, `SQL Server ${info.server}`));
   env.log('info', `${item.name}: write grant of vault '${grant.vault}' issued to SQL Server ${info.server} (${grant.sasKind} SAS on ${grant.credential}, expires ${grant.expiresAt})`);
   let plan = urlBackupPlan(vault, grant, item.name, artifactId, Number(db.size_bytes ?? 0), { compression });
   let headers: BackupHeader[];
@@ -330,6 +333,7 @@ export async function captureNativeUrl(env: CaptureEnv, item: Item): Promise<Cap
     headers = await headerOf(env, item, method, plan.urls);
   } finally {
     const dropped = await env.session.run(plan.drop).catch(() => ({ ok: false as const }));
+    if (dropped.ok) env.onGrant?.(urlGrantRevoked(grant));
     env.log(dropped.ok ? 'info' : 'warn', dropped.ok
       ? `${item.name}: write grant of vault '${grant.vault}' revoked from SQL Server ${info.server} (credential ${grant.credential} dropped; the SAS lapses at ${grant.expiresAt})`
       : `${item.name}: credential ${grant.credential} could not be dropped on SQL Server ${info.server}: drop it by hand (its SAS lapses at ${grant.expiresAt})`);

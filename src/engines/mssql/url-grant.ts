@@ -29,7 +29,9 @@
  * statement log shows `***`); no URL Rubicon sends carries a query string;
  * the grant object keeps its token out of JSON and out of enumeration.
  */
+import { randomBytes } from 'node:crypto';
 import { RubiconError } from '../../core/errors.ts';
+import type { JournalEvent } from '../../core/events.ts';
 import type { AzureBlobVault } from '../../vaults/azure-blob.ts';
 import { quoteIdentifier } from './quote.ts';
 import type { SqlParam, SqlStatement } from './session.ts';
@@ -71,6 +73,8 @@ export function sasCredentialName(containerUrl: string): string {
 
 /** A time-limited SAS for SQL Server, held in memory only: it reaches the server as the credential's secret parameter and nowhere else. */
 export interface SqlServerUrlGrant {
+  /** Journaled (grant.issued / grant.revoked): `mssql-url-<16 hex>`. */
+  id: string;
   vault: string;
   mode: 'read' | 'write';
   /** The credential's name: the container URL. */
@@ -91,9 +95,27 @@ export interface SqlServerUrlGrant {
 export async function issueSqlServerUrlGrant(vault: AzureBlobVault, mode: 'read' | 'write', ttlMs: number): Promise<SqlServerUrlGrant> {
   const credential = sasCredentialName(vault.container.url);
   const s = await vault.sas(mode, ttlMs, undefined, { delete: mode === 'write' });
-  const g = { vault: vault.info.name, mode, credential, expiresAt: s.expiresOn.toISOString(), sasKind: s.kind } as SqlServerUrlGrant;
+  const g = { id: `mssql-url-${randomBytes(8).toString('hex')}`, vault: vault.info.name, mode, credential, expiresAt: s.expiresOn.toISOString(), sasKind: s.kind } as SqlServerUrlGrant;
   Object.defineProperty(g, 'token', { value: s.token.replace(/^\?/, ''), enumerable: false });
   return g;
+}
+
+/** The journal's record of a SQL Server grant, as every other grant is journaled (docs/events.md): never the SAS. */
+export type UrlGrantEvent = Extract<JournalEvent, { type: 'grant.issued' | 'grant.revoked' }>;
+
+/**
+ * grant.issued for a SQL Server grant, recorded before the credential is
+ * created: `machine` names the SQL Server that holds it, `dir` the
+ * credential (the container URL). Pure; carries no secret (the token is not
+ * enumerable and not read here).
+ */
+export function urlGrantIssued(g: SqlServerUrlGrant, machine: string): UrlGrantEvent {
+  return { type: 'grant.issued', grant: { id: g.id, vault: g.vault, machine, mode: g.mode, expiresAt: g.expiresAt, dir: g.credential, holder: 'sql-server-credential' } };
+}
+
+/** grant.revoked, recorded once the credential is dropped (the SAS itself lapses at its expiry). Pure. */
+export function urlGrantRevoked(g: SqlServerUrlGrant): UrlGrantEvent {
+  return { type: 'grant.revoked', grantIds: [g.id] };
 }
 
 /**

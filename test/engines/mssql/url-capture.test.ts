@@ -23,6 +23,7 @@ import type { Artifact, Item, Manifest } from '../../../src/core/types.ts';
 import { parseSidecar, SIDECAR_NAME, testDatabaseName, type Sidecar } from '../../../src/engines/mssql/artifact.ts';
 import { createMssqlEngine, type MssqlEngineOptions } from '../../../src/engines/mssql/engine.ts';
 import type { CapturedFiles, EngineContext } from '../../../src/engines/engine.ts';
+import type { UrlGrantEvent } from '../../../src/engines/mssql/url-grant.ts';
 import { AzureBlobVault } from '../../../src/vaults/azure-blob.ts';
 import { AZURITE_ACCOUNT, AZURITE_KEY, azuriteMissing, requireAzurite, selfSignedCert, startAzurite, type Azurite } from '../../azure/azurite.ts';
 import type { TdsReply, TdsRequest, TdsServer } from '../../tds/server.ts';
@@ -66,6 +67,8 @@ describe.skipIf(!azurite)(`mssql-native-url against Azurite over HTTPS${azurite 
   let pg: Scripted;
   let h: Awaited<ReturnType<typeof tempHost>>;
   let events: string[];
+  /** What the engine handed to the journal: grant.issued / grant.revoked. */
+  let grants: UrlGrantEvent[];
   /** Every SAS the scripted servers received as @secret: must appear nowhere else. */
   let secrets: string[];
 
@@ -87,6 +90,7 @@ describe.skipIf(!azurite)(`mssql-native-url against Azurite over HTTPS${azurite 
     pg = await scripted();
     h = await tempHost();
     events = [];
+    grants = [];
     secrets = [];
     for (const s of [target, pg]) {
       s.server.on('CREATE CREDENTIAL', (req: TdsRequest) => {
@@ -112,6 +116,10 @@ describe.skipIf(!azurite)(`mssql-native-url against Azurite over HTTPS${azurite 
       backupDirectoryOnHost: 'backup',
       onStatement: (e) => events.push(`statement: ${JSON.stringify(e)}`),
       log: (lvl, m) => events.push(`${lvl}: ${m}`),
+      onGrant: (e) => {
+        grants.push(e);
+        events.push(`journal: ${JSON.stringify(e)}`);
+      },
       backupToUrl: { vault: async () => vault, ttlMs: 30 * 60_000 },
       ...over,
     });
@@ -187,6 +195,13 @@ describe.skipIf(!azurite)(`mssql-native-url against Azurite over HTTPS${azurite 
       expect.stringMatching(/^info: EHR: write grant of vault 'sqlbak' issued to SQL Server .* expires /),
       expect.stringMatching(/^info: EHR: write grant of vault 'sqlbak' revoked .*credential .* dropped/),
     ]);
+    // Journaled like every grant: issued before the credential exists, revoked once it is dropped; the same id.
+    expect(grants).toEqual([
+      { type: 'grant.issued', grant: { id: expect.stringMatching(/^mssql-url-[0-9a-f]{16}$/), vault: 'sqlbak', machine: expect.stringMatching(/^SQL Server /), mode: 'write', expiresAt: expect.any(String), dir: vault.container.url, holder: 'sql-server-credential' } },
+      { type: 'grant.revoked', grantIds: [(grants[0] as Extract<UrlGrantEvent, { type: 'grant.issued' }>).grant.id] },
+    ]);
+    const order = events.filter((e) => e.startsWith('journal: ') || e.includes('CREATE CREDENTIAL') || (e.includes('DECLARE @drop') && !e.includes('CREATE CREDENTIAL')));
+    expect(order.map((e) => (e.startsWith('journal: ') ? JSON.parse(e.slice(9)).type : e.includes('CREATE CREDENTIAL') ? 'create' : 'drop'))).toEqual(['grant.issued', 'create', 'drop', 'grant.revoked']);
     noSecretLeft(JSON.stringify(c), JSON.stringify(sidecar));
   }, 60_000);
 
@@ -256,6 +271,12 @@ describe.skipIf(!azurite)(`mssql-native-url against Azurite over HTTPS${azurite 
     expect(sent.findIndex((s) => s.includes('CREATE CREDENTIAL'))).toBeLessThan(sent.findIndex((s) => s.startsWith('RESTORE HEADERONLY')));
     expect(sent.findLastIndex(isDrop)).toBeGreaterThan(sent.findIndex((s) => s.startsWith('RESTORE DATABASE')));
     expect(target.server.find(/^RESTORE DATABASE|DBCC/)).toEqual([]);
+    // the read grant journaled as held by the proving ground's SQL Server, and revoked
+    const read = grants.slice(2);
+    expect(read).toEqual([
+      { type: 'grant.issued', grant: { id: expect.stringMatching(/^mssql-url-/), vault: 'sqlbak', machine: expect.stringMatching(/^proving ground SQL Server /), mode: 'read', expiresAt: expect.any(String), dir: vault.container.url, holder: 'sql-server-credential' } },
+      { type: 'grant.revoked', grantIds: [(read[0] as Extract<UrlGrantEvent, { type: 'grant.issued' }>).grant.id] },
+    ]);
     noSecretLeft(JSON.stringify(r));
   }, 60_000);
 
@@ -297,6 +318,7 @@ describe.skipIf(!azurite)(`mssql-native-url against Azurite over HTTPS${azurite 
       expect(sent.findIndex((s) => s.includes('CREATE CREDENTIAL'))).toBeLessThan(sent.findIndex((s) => s.startsWith('RESTORE DATABASE')));
       expect(sent.findLastIndex(isDrop)).toBeGreaterThan(sent.findIndex((s) => s.startsWith('DBCC CHECKDB')));
       expect(events.some((e) => /database:mssql:EHR: read grant of vault 'sqlbak' revoked/.test(e))).toBe(true);
+      expect(grants.slice(2).map((e) => (e.type === 'grant.issued' ? `issued ${e.grant.mode} to ${e.grant.machine}` : 'revoked'))).toEqual([expect.stringMatching(/^issued read to landing SQL Server /), 'revoked']);
       noSecretLeft(...landing.server.requests.map((r) => JSON.stringify({ sql: r.sql, params: { ...r.params, secret: undefined } })));
     } finally {
       await landing.stop();
