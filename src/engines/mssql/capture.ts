@@ -370,17 +370,23 @@ export async function captureNativeUrl(env: CaptureEnv, item: Item): Promise<Cap
   };
 }
 
-/** Each stripe read back from the vault (HEAD): exists, not empty; size, ETag, Content-MD5. Throws CAPTURE_FAILED naming the blob. Read-only. */
+/**
+ * Each stripe read back from the vault: exists, not empty; its size, ETag
+ * and the service's Content-MD5 recorded. SQL Server's Put Block List
+ * leaves a stripe without Content-MD5: the vault then reads it once and
+ * sets it (AzureBlobVault.recordBlob), so every later check (the proof, the
+ * copy grading, verify) compares the service's MD5 with the recorded one
+ * without reading the stripe again. Throws CAPTURE_FAILED naming the blob.
+ */
 async function readBackStripes(vault: AzureBlobVault, item: Item, method: string, blobs: string[], urls: string[]): Promise<SidecarUrlStripe[]> {
   const out: SidecarUrlStripe[] = [];
   for (const [i, blob] of blobs.entries()) {
-    const p = await vault.container.getBlobClient(blob).getProperties().catch((e: unknown) => {
+    const r = await vault.recordBlob(blob).catch((e: unknown) => {
       const status = (e as { statusCode?: number }).statusCode;
       throw fail(item, method, `SQL Server reported the backup done, but stripe ${blob} is ${status === 404 ? 'not in' : `unreadable in (HTTP ${status ?? '?'})`} vault '${vault.info.name}'`, 'Check the container and the SAS the credential carried; run the capture again.');
     });
-    const bytes = Number(p.contentLength ?? 0);
-    if (!(bytes > 0)) throw fail(item, method, `stripe ${blob} in vault '${vault.info.name}' is empty`);
-    out.push({ blob, url: urls[i]!, bytes, ...(p.contentMD5 ? { contentMd5: Buffer.from(p.contentMD5).toString('base64') } : {}), ...(p.etag ? { etag: p.etag } : {}) });
+    if (!(r.bytes > 0)) throw fail(item, method, `stripe ${blob} in vault '${vault.info.name}' is empty`);
+    out.push({ blob, url: urls[i]!, bytes: r.bytes, ...(r.contentMd5 ? { contentMd5: r.contentMd5 } : {}), ...(r.etag ? { etag: r.etag } : {}) });
   }
   return out;
 }

@@ -67,6 +67,7 @@ import {
 } from './sql.ts';
 import { randomBytes } from 'node:crypto';
 import type { AzureBlobVault } from '../../vaults/azure-blob.ts';
+import { gradeRecordedBlob } from '../../vaults/recorded-blob.ts';
 import type { Sidecar } from './artifact.ts';
 import { checkDeviceUrls, createSasCredentialStatement, dropSasCredentialStatement, issueSqlServerUrlGrant, urlGrantIssued, urlGrantRevoked, type UrlGrantEvent } from './url-grant.ts';
 
@@ -619,9 +620,13 @@ async function openUrlRead(
   const problems: string[] = [];
   for (const x of u.stripes) {
     const p = await vault.container.getBlobClient(x.blob).getProperties().catch((e: unknown) => ({ missing: (e as { statusCode?: number }).statusCode ?? 0 }));
-    if ('missing' in p) problems.push(`${x.blob}: ${p.missing === 404 ? 'not there' : `unreadable (HTTP ${p.missing || '?'})`}`);
-    else if (Number(p.contentLength) !== x.bytes) problems.push(`${x.blob}: ${String(p.contentLength)} bytes, ${x.bytes} at capture`);
-    else if (x.etag && p.etag !== x.etag) problems.push(`${x.blob}: rewritten after capture (ETag ${String(p.etag)}, ${x.etag} at capture)`);
+    if ('missing' in p) {
+      problems.push(`${x.blob}: ${p.missing === 404 ? 'not there' : `unreadable (HTTP ${p.missing || '?'})`}`);
+      continue;
+    }
+    // Size, then the service's Content-MD5 against the capture's, then the ETag (gradeRecordedBlob, the copy grading's rule too).
+    const g = gradeRecordedBlob(x, { bytes: Number(p.contentLength ?? -1), ...(p.etag ? { etag: p.etag } : {}), ...(p.contentMD5 ? { contentMd5: Buffer.from(p.contentMD5).toString('base64') } : {}) });
+    if (g) problems.push(`${x.blob}: ${g.detail}`);
   }
   if (problems.length > 0) throw new Error(`the stripes of ${sidecar.database} in vault '${u.vault}' are not as captured: ${problems.join('; ')}`);
   const grant = await issueSqlServerUrlGrant(vault, 'read', ttlMs);
@@ -638,7 +643,7 @@ async function openUrlRead(
   for (const x of u.stripes) paths.set(x.blob, x.url);
   const bytes = u.stripes.reduce((n, x) => n + x.bytes, 0);
   return {
-    detail: `${u.stripes.length} stripe(s), ${bytes} bytes, read back from vault '${u.vault}' with the captured sizes and ETags; read grant (${grant.sasKind} SAS, r l, expires ${grant.expiresAt}) held by SQL Server as credential ${grant.credential} for the restore FROM URL`,
+    detail: `${u.stripes.length} stripe(s), ${bytes} bytes, read back from vault '${u.vault}' with the captured sizes, Content-MD5s and ETags; read grant (${grant.sasKind} SAS, r l, expires ${grant.expiresAt}) held by SQL Server as credential ${grant.credential} for the restore FROM URL`,
     durationMs: Date.now() - t0,
     close: async () => {
       const out = await session.run(dropSasCredentialStatement(grant.credential)).catch(() => ({ ok: false }));

@@ -13,7 +13,7 @@
  * "headerOnly from URL"); the SAS is asserted absent from every log line,
  * event, statement text and the sidecar.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -25,6 +25,8 @@ import { createMssqlEngine, type MssqlEngineOptions } from '../../../src/engines
 import type { CapturedFiles, EngineContext } from '../../../src/engines/engine.ts';
 import type { UrlGrantEvent } from '../../../src/engines/mssql/url-grant.ts';
 import { AzureBlobVault } from '../../../src/vaults/azure-blob.ts';
+import { encodeManifest, manifestHashOf } from '../../../src/files/manifest.ts';
+import { gradeCopies } from '../../../src/run/prover.ts';
 import { AZURITE_ACCOUNT, AZURITE_KEY, azuriteMissing, requireAzurite, selfSignedCert, startAzurite, type Azurite } from '../../azure/azurite.ts';
 import type { TdsReply, TdsRequest, TdsServer } from '../../tds/server.ts';
 import {
@@ -126,7 +128,7 @@ describe.skipIf(!azurite)(`mssql-native-url against Azurite over HTTPS${azurite 
   }
 
   /** The target's SQL Server: BACKUP … TO URL writes each stripe into Azurite (unless `skip` says which not to). */
-  function target_(server: TdsServer, o: { skip?: number } = {}): void {
+  function target_(server: TdsServer, o: { skip?: number; blocks?: boolean } = {}): void {
     server.on(/SERVERPROPERTY\('ProductLevel'\)/, serverInfoReply('15.0.4355.3'));
     server.on(/FROM sys\.databases AS d\nLEFT JOIN/, databasesReply([{ name: 'EHR' }]));
     server.on(DB_FEATURES, databaseFeaturesReply({ owner: 'ehr_owner', trustworthy: true }));
@@ -136,11 +138,21 @@ describe.skipIf(!azurite)(`mssql-native-url against Azurite over HTTPS${azurite 
       for (const [i, u] of urls.entries()) {
         if (i === o.skip) continue;
         const blob = decodeURIComponent(new URL(u).pathname.split('/').slice(3).join('/'));
-        await vault.container.getBlockBlobClient(blob).upload(Buffer.alloc(STRIPE_BYTES, i + 1), STRIPE_BYTES);
+        const data = Buffer.alloc(STRIPE_BYTES, i + 1);
+        if (o.blocks) await putLikeSqlServer(blob, data);
+        else await vault.container.getBlockBlobClient(blob).upload(data, STRIPE_BYTES);
       }
       return { infos: [{ number: 3014, class: 0, message: 'BACKUP DATABASE successfully processed 370 pages in 0.120 seconds (24.055 MB/sec).' }] };
     });
     server.on(/^RESTORE HEADERONLY/, headerOnly([{ databaseName: 'EHR' }]));
+  }
+
+  /** As SQL Server writes a stripe: Put Block, then Put Block List without x-ms-blob-content-md5, so the service keeps no Content-MD5. */
+  async function putLikeSqlServer(blob: string, data: Buffer): Promise<void> {
+    const b = vault.container.getBlockBlobClient(blob);
+    const id = Buffer.from('block-000001').toString('base64');
+    await b.stageBlock(id, data, data.length);
+    await b.commitBlockList([id]);
   }
 
   async function capture(e = engine()): Promise<{ c: CapturedFiles; sidecar: Sidecar }> {
@@ -328,5 +340,44 @@ describe.skipIf(!azurite)(`mssql-native-url against Azurite over HTTPS${azurite 
   it('without backupToUrl the method is refused in plain words', async () => {
     target_(target.server);
     await expect(capture(engine({ backupToUrl: undefined } as Partial<MssqlEngineOptions>))).rejects.toMatchObject({ code: 'CAPTURE_FAILED', message: expect.stringContaining('no azure-blob vault is named'), hint: expect.stringContaining('engines.mssql.backupToUrl') });
+  }, 60_000);
+
+  it('a stripe SQL Server left without Content-MD5 gets one at capture (read once, set If-Match); the proof and the copy grading then catch a same-size rewrite by the service\'s MD5, naming artifact, vault and blob', async () => {
+    target_(target.server, { blocks: true });
+    const { c, sidecar } = await capture();
+    const stripe = sidecar.url!.stripes[0]!;
+    const data = Buffer.alloc(STRIPE_BYTES, 1);
+    expect(stripe.contentMd5).toBe(createHash('md5').update(data).digest('base64'));
+    const props = await vault.container.getBlobClient(stripe.blob).getProperties();
+    expect(Buffer.from(props.contentMD5!).toString('base64')).toBe(stripe.contentMd5);
+    expect(props.etag).toBe(stripe.etag);
+
+    // The artifact's copy in the vault: the sidecar as its object, the manifest naming it (as the capture stores it).
+    const sidecarBytes = await readFile(c.files.find((f) => f.name === SIDECAR_NAME)!.path);
+    const sha = await vault.putBytes(sidecarBytes);
+    const manifest: Manifest = { version: 1, artifactId: ARTIFACT_ID, itemId: item.id, method: 'mssql-native-url', format: 'mssql-bak', entries: [{ path: SIDECAR_NAME, size: sidecarBytes.length, mtimeMs: 0, mode: 0o644, sha256: sha }] };
+    const manifestHash = await vault.putBytes(encodeManifest(manifest));
+    expect(manifestHash).toBe(manifestHashOf(manifest));
+    const artifact = { ...handOver(c).artifact, manifestHash, vaults: ['sqlbak'] };
+    const grade = async () => (await gradeCopies({ vaults: [vault], knownCopies: [], now: () => new Date() } as unknown as Parameters<typeof gradeCopies>[0], artifact)).graded.map((x) => ({ status: x.status, detail: x.detail }));
+    expect(await grade()).toEqual([{ status: 'ok', detail: undefined }]);
+
+    // Rewritten after capture, same size, the way SQL Server writes (no MD5 of its own): the service's MD5 is gone.
+    await putLikeSqlServer(stripe.blob, Buffer.alloc(STRIPE_BYTES, 7));
+    const where = `blob ${vault.container.containerName}/${stripe.blob} in vault 'sqlbak'`;
+    expect(await grade()).toEqual([{ status: 'checksum-mismatch', detail: `'${ARTIFACT_ID}': ${where}: was altered after upload: the service reports Content-MD5 (none), ${stripe.contentMd5} at capture` }]);
+    // Rewritten by a Put Blob, same size: the service computes a new MD5, not the recorded one.
+    await vault.container.getBlockBlobClient(stripe.blob).upload(Buffer.alloc(STRIPE_BYTES, 8), STRIPE_BYTES);
+    const other = createHash('md5').update(Buffer.alloc(STRIPE_BYTES, 8)).digest('base64');
+    expect(await grade()).toEqual([{ status: 'checksum-mismatch', detail: `'${ARTIFACT_ID}': ${where}: was altered after upload: the service reports Content-MD5 ${other}, ${stripe.contentMd5} at capture` }]);
+    // And the proof refuses it before any RESTORE, naming the blob.
+    restoringServer(pg.server, TEST_DB);
+    const h2 = handOver(c);
+    const r = await engine().prove({ host: h.host, workDir: join(h.root, 'prove') }, h2.artifact, h2.manifest, h2.files);
+    expect(r.checks).toEqual([expect.objectContaining({ name: 'url-stripes', status: 'failed', detail: expect.stringContaining(`${stripe.blob}: was altered after upload: the service reports Content-MD5 ${other}`) })]);
+    expect(pg.server.find(/^RESTORE|CREATE CREDENTIAL/)).toEqual([]);
+    // Gone: missing, named.
+    await vault.container.getBlobClient(stripe.blob).delete();
+    expect(await grade()).toEqual([{ status: 'missing', detail: `'${ARTIFACT_ID}': ${where} is missing` }]);
   }, 60_000);
 });
