@@ -629,6 +629,7 @@ async function openUrlRead(
     if (g) problems.push(`${x.blob}: ${g.detail}`);
   }
   if (problems.length > 0) throw new Error(`the stripes of ${sidecar.database} in vault '${u.vault}' are not as captured: ${problems.join('; ')}`);
+  // Read + list only (checkSasPermissions): a grant that could write or delete is refused before SQL Server sees it.
   const grant = await issueSqlServerUrlGrant(vault, 'read', ttlMs);
   if (grant.credential !== u.container) throw new Error(`vault '${u.vault}' is now container ${grant.credential}; the backup was written to ${u.container}`);
   checkDeviceUrls(grant.credential, u.stripes.map((x) => x.url));

@@ -380,4 +380,28 @@ describe.skipIf(!azurite)(`mssql-native-url against Azurite over HTTPS${azurite 
     await vault.container.getBlobClient(stripe.blob).delete();
     expect(await grade()).toEqual([{ status: 'missing', detail: `'${ARTIFACT_ID}': ${where} is missing` }]);
   }, 60_000);
+
+  it('a read grant that could write or delete is refused before SQL Server sees it, for the proof and for the landing', async () => {
+    target_(target.server);
+    const { c } = await capture();
+    // The vault hands out a container SAS with r c w d a l where r l was asked (a misconfigured or altered vault).
+    const real = vault.sas.bind(vault);
+    vault.sas = (mode, ttl, blob, o) => real(mode === 'read' ? 'write' : mode, ttl, blob, mode === 'read' ? { delete: true } : o);
+    restoringServer(pg.server, TEST_DB);
+    const { manifest, files, artifact } = handOver(c);
+    const r = await engine().prove({ host: h.host, workDir: join(h.root, 'prove') }, artifact, manifest, files);
+    expect(r.checks).toEqual([expect.objectContaining({ name: 'url-stripes', status: 'failed', detail: expect.stringMatching(/vault 'sqlbak' gave a read grant for SQL Server with permissions '[a-z]*d[a-z]*'.*exactly 'rl'/) })]);
+    expect(pg.server.find(/CREATE CREDENTIAL|^RESTORE/)).toEqual([]);
+    const landing = await scripted();
+    try {
+      landing.server.on(/FROM sys\.databases AS d WHERE d\.name = @database;$/, one(rs([['name', 'nvarchar'], ['state_desc', 'nvarchar']], [])));
+      restoringServer(landing.server, 'EHR');
+      await expect(engine({ landing: landing.config, landingFiles: { serverDirectory: '/var/opt/mssql/backup', hostDirectory: 'backup' } }).restore({ host: h.host, workDir: join(h.root, 'land'), landing: true }, item, manifest, files)).rejects.toMatchObject({ message: expect.stringContaining("exactly 'rl'") });
+      expect(landing.server.find(/CREATE CREDENTIAL|^RESTORE DATABASE/)).toEqual([]);
+    } finally {
+      await landing.stop();
+    }
+    // No grant was journaled as issued for the refused ones (only the capture's write grant and its revocation).
+    expect(grants.map((g) => (g.type === 'grant.issued' ? g.grant.mode : 'revoked'))).toEqual(['write', 'revoked']);
+  }, 60_000);
 });
