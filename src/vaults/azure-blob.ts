@@ -309,16 +309,19 @@ export class AzureBlobVault implements Vault {
    * the service's answer with this one without reading the data again.
    * Needs write access (the vault's own credential). Throws the service's
    * error (404: not there) to the caller; a concurrent rewrite makes the
-   * If-Match fail (412), which is thrown too.
+   * If-Match fail (412), which is thrown too. When the service refuses to
+   * set the property (403 no permission, 409 e.g. an immutable blob), the
+   * record has no MD5 (graded by size and ETag only) and `md5NotSet` says
+   * why, for the caller to report.
    */
-  async recordBlob(blob: string): Promise<RecordedBlob> {
+  async recordBlob(blob: string): Promise<RecordedBlob & { md5NotSet?: string }> {
     const client = this.container.getBlobClient(blob);
     let p = await client.getProperties();
     if (!p.contentMD5 && Number(p.contentLength ?? 0) > 0) {
       const r = await client.download(0, undefined, { conditions: { ifMatch: p.etag } });
       const md5 = createHash('md5');
       for await (const chunk of r.readableStreamBody as AsyncIterable<Buffer>) md5.update(chunk);
-      await client.setHTTPHeaders(
+      const set = await client.setHTTPHeaders(
         {
           blobContentMD5: md5.digest(),
           ...(p.contentType ? { blobContentType: p.contentType } : {}),
@@ -328,7 +331,15 @@ export class AzureBlobVault implements Vault {
           ...(p.cacheControl ? { blobCacheControl: p.cacheControl } : {}),
         },
         { conditions: { ifMatch: p.etag } },
+      ).then(
+        () => undefined,
+        (e: unknown) => {
+          const st = statusOf(e);
+          if (st === 403 || st === 409) return `the service refused to set its Content-MD5 (${this.describe(e)})`;
+          throw e;
+        },
       );
+      if (set) return { blob, bytes: Number(p.contentLength ?? 0), ...(p.etag ? { etag: p.etag } : {}), md5NotSet: set };
       p = await client.getProperties();
     }
     return { blob, bytes: Number(p.contentLength ?? 0), ...(p.etag ? { etag: p.etag } : {}), ...(p.contentMD5 ? { contentMd5: Buffer.from(p.contentMD5).toString('base64') } : {}) };

@@ -339,7 +339,7 @@ export async function captureNativeUrl(env: CaptureEnv, item: Item): Promise<Cap
       : `${item.name}: credential ${grant.credential} could not be dropped on SQL Server ${info.server}: drop it by hand (its SAS lapses at ${grant.expiresAt})`);
   }
   const h = ownFullHeader(item, method, headers, plan.urls.join(', '));
-  const stripes = await readBackStripes(vault, item, method, plan.blobs, plan.urls);
+  const stripes = await readBackStripes(vault, item, method, plan.blobs, plan.urls, (m) => env.log('warn', m));
   const msdb = groupBackupSets(parseHistory(await env.session.query(q.backupSetByGuidStatement(h.backupSetGuid), 'reading the backup set from msdb', sig)))[0];
   if (msdb && !sameLsn(h.lastLsn, msdb.row.lastLsn)) throw fail(item, method, `HEADERONLY's LastLSN ${h.lastLsn} is not msdb's ${msdb.row.lastLsn} for backup set ${h.backupSetGuid}`);
   const lastLsn = msdb?.row.lastLsn ?? String(h.lastLsn);
@@ -378,7 +378,7 @@ export async function captureNativeUrl(env: CaptureEnv, item: Item): Promise<Cap
  * copy grading, verify) compares the service's MD5 with the recorded one
  * without reading the stripe again. Throws CAPTURE_FAILED naming the blob.
  */
-async function readBackStripes(vault: AzureBlobVault, item: Item, method: string, blobs: string[], urls: string[]): Promise<SidecarUrlStripe[]> {
+async function readBackStripes(vault: AzureBlobVault, item: Item, method: string, blobs: string[], urls: string[], warn: (m: string) => void): Promise<SidecarUrlStripe[]> {
   const out: SidecarUrlStripe[] = [];
   for (const [i, blob] of blobs.entries()) {
     const r = await vault.recordBlob(blob).catch((e: unknown) => {
@@ -386,6 +386,7 @@ async function readBackStripes(vault: AzureBlobVault, item: Item, method: string
       throw fail(item, method, `SQL Server reported the backup done, but stripe ${blob} is ${status === 404 ? 'not in' : `unreadable in (HTTP ${status ?? '?'})`} vault '${vault.info.name}'`, 'Check the container and the SAS the credential carried; run the capture again.');
     });
     if (!(r.bytes > 0)) throw fail(item, method, `stripe ${blob} in vault '${vault.info.name}' is empty`);
+    if (r.md5NotSet) warn(`${item.name}: stripe ${blob} in vault '${vault.info.name}' has no Content-MD5 and ${r.md5NotSet}: it is checked by size and ETag only`);
     out.push({ blob, url: urls[i]!, bytes: r.bytes, ...(r.contentMd5 ? { contentMd5: r.contentMd5 } : {}), ...(r.etag ? { etag: r.etag } : {}) });
   }
   return out;

@@ -404,4 +404,21 @@ describe.skipIf(!azurite)(`mssql-native-url against Azurite over HTTPS${azurite 
     // No grant was journaled as issued for the refused ones (only the capture's write grant and its revocation).
     expect(grants.map((g) => (g.type === 'grant.issued' ? g.grant.mode : 'revoked'))).toEqual(['write', 'revoked']);
   }, 60_000);
+
+  it('a stripe whose Content-MD5 the service will not set (409, an immutable blob) is recorded without one, said in a warning, and graded by size and ETag', async () => {
+    target_(target.server, { blocks: true });
+    const getBlobClient = vault.container.getBlobClient.bind(vault.container);
+    vault.container.getBlobClient = (name: string) => {
+      const c = getBlobClient(name);
+      c.setHTTPHeaders = async () => {
+        throw Object.assign(new Error('This operation is not permitted as the blob is immutable due to a policy.'), { statusCode: 409, details: { errorCode: 'BlobImmutableDueToPolicy' } });
+      };
+      return c;
+    };
+    const { sidecar } = await capture();
+    const stripe = sidecar.url!.stripes[0]!;
+    expect(stripe.contentMd5).toBeUndefined();
+    expect(stripe.etag).toEqual(expect.any(String));
+    expect(events.filter((e) => e.startsWith('warn: '))).toEqual([expect.stringMatching(/stripe .*stripe-01-of-01\.bak in vault 'sqlbak' has no Content-MD5 and the service refused to set its Content-MD5 \(HTTP 409 BlobImmutableDueToPolicy\): it is checked by size and ETag only/)]);
+  }, 60_000);
 });
