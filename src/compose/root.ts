@@ -12,6 +12,7 @@ import { azureRunCommandFromSettings, openSshWindowsFromSettings } from '../mach
 import { FOLDER_METHODS, type FolderMethod } from '../methods/folders.ts';
 import type { Runbook, TransportSettings, VaultSettings } from '../runbook/load.ts';
 import { mssqlEngineOptions } from '../runbook/mssql.ts';
+import type { UrlGrantEvent } from '../engines/mssql/url-grant.ts';
 import { FilesystemVault } from '../vaults/filesystem.ts';
 import { readVaultKey } from '../vaults/sealed.ts';
 import { createResticVault } from '../vaults/restic.ts';
@@ -160,11 +161,13 @@ export const remoteEngines: Record<string, RemoteDatabaseEngine> = { sqlite: rem
  * sqlite is always there; mssql when the runbook has an engines.mssql
  * section (loaded on first use). Throws RUNBOOK_INVALID naming the
  * variable when a password variable is no longer set (e.g. resume from
- * another shell). `log` receives the engines' plain-words messages.
+ * another shell). `log` receives the engines' plain-words messages,
+ * `onGrant` the grants an engine issues itself (SQL Server's URL grants:
+ * grant.issued / grant.revoked for the journal, never a secret).
  */
 export function createEngines(
   runbook: Runbook,
-  options: { env?: NodeJS.ProcessEnv; log?: (level: 'info' | 'warn', message: string) => void } = {},
+  options: { env?: NodeJS.ProcessEnv; log?: (level: 'info' | 'warn', message: string) => void; onGrant?: (e: UrlGrantEvent) => void } = {},
 ): Record<string, DatabaseEngine> {
   const engines: Record<string, DatabaseEngine> = { sqlite: sqliteEngine };
   const mssql = runbook.engines?.mssql;
@@ -172,7 +175,7 @@ export function createEngines(
     // mssql-native-url: the azure-blob vault the runbook names, opened on first use (the load checked it is one).
     const urlVault = mssql.backupToUrl ? runbook.vaults.find((v) => v.name === mssql.backupToUrl) : undefined;
     const backupToUrl = urlVault?.kind === 'azure-blob' ? { backupToUrl: { vault: async () => new (await import('../vaults/azure-blob.ts')).AzureBlobVault(urlVault, { env: options.env ?? process.env }).open() } } : {};
-    engines.mssql = lazyMssqlEngine(mssqlEngineOptions(mssql, options.env ?? process.env, { ...(options.log ? { log: options.log } : {}), ...backupToUrl }));
+    engines.mssql = lazyMssqlEngine(mssqlEngineOptions(mssql, options.env ?? process.env, { ...(options.log ? { log: options.log } : {}), ...(options.onGrant ? { onGrant: options.onGrant } : {}), ...backupToUrl }));
   }
   return engines;
 }
@@ -201,6 +204,8 @@ export interface AdapterInput {
   /** This run's work folder on this computer. */
   workDir: string;
   log?: (level: 'info' | 'warn', message: string) => void;
+  /** The journal's grant.issued / grant.revoked for grants an engine issues (SQL Server's URL grants). */
+  onGrant?: (e: UrlGrantEvent) => void;
 }
 
 function machineMaker(input: AdapterInput) {
@@ -243,7 +248,7 @@ export async function createAdapters(rb: Runbook, input: AdapterInput): Promise<
     rebuiltTarget: rebuiltMachine,
     provingGround,
     vaults,
-    engines: createEngines(rb, input.log ? { log: input.log } : {}),
+    engines: createEngines(rb, { ...(input.log ? { log: input.log } : {}), ...(input.onGrant ? { onGrant: input.onGrant } : {}) }),
     // The remote engines run Linux CLIs (sqlite3, find) on the target: none on a Windows target yet (SQL Server there: docs/mssql.md).
     remoteEngines: target.os === 'windows' ? {} : remoteEngines,
     infra,

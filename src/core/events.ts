@@ -151,8 +151,12 @@ export type JournalEvent =
    * journaled before the machine uses it, so that a resumed run can revoke a
    * grant a killed process left behind, or say when it expires by itself.
    * Where things are, never a secret: the grant's folder on the machine.
+   * `holder: 'sql-server-credential'`: a SAS held by SQL Server (BACKUP TO
+   * URL, RESTORE FROM URL) as the credential named `dir` (the container
+   * URL); revoked by dropping that credential, the SAS itself lapses at
+   * `expiresAt`.
    */
-  | { type: 'grant.issued'; grant: { id: string; vault: string; machine: string; mode: 'read' | 'write'; expiresAt: string; dir: string } }
+  | { type: 'grant.issued'; grant: { id: string; vault: string; machine: string; mode: 'read' | 'write'; expiresAt: string; dir: string; holder?: 'sql-server-credential' } }
   /** Grants whose key was removed from the vault host (and whose folder on the machine was removed, unless `folderLeft`). */
   | { type: 'grant.revoked'; grantIds: string[]; folderLeft?: boolean }
   /**

@@ -92,7 +92,7 @@ export interface RunState {
   /** Steps started and not (yet) completed, and completed ones, by id. */
   steps: Record<string, { machine: string; what: string; idempotent: boolean; startedAt: string; completedAt?: string; exitCode?: number; log?: { path: string; sha256: string; lines: number; bytes: number } }>;
   /** Grants issued in this run, by id; `revoked` once their key is gone from the vault host. Absent before the first grant. */
-  grants?: Record<string, { vault: string; machine: string; mode: 'read' | 'write'; expiresAt: string; dir: string; issuedAt: string; revoked?: boolean }>;
+  grants?: Record<string, { vault: string; machine: string; mode: 'read' | 'write'; expiresAt: string; dir: string; holder?: 'sql-server-credential'; issuedAt: string; revoked?: boolean }>;
   /** Services the freeze stopped, as they were before. */
   stoppedServices?: { name: string; active: string; enabled: string }[];
   crossingInstructions?: string;

@@ -113,6 +113,7 @@ export async function createContext(input: ContextInput): Promise<RunContext> {
     runId: input.runId,
     workDir: input.paths.work,
     log: (level, message) => record({ type: 'note', level, message }),
+    onGrant: record,
   });
   const steps = createStepRunner(
     {

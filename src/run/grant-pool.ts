@@ -143,6 +143,11 @@ export class GrantPool {
       for (const [id, g] of left) {
         const vault = this.d.vaults().find((v) => v.info.name === g.vault);
         const expired = Date.parse(g.expiresAt) <= this.d.now().getTime();
+        if (g.holder === 'sql-server-credential') {
+          // A SAS SQL Server held as a credential (mssql-native-url): this process has no session to that server; say what to drop.
+          this.d.record({ type: 'note', level: 'warn', message: `grant ${id} of vault ${g.vault} (a SAS held by ${g.machine} as credential ${g.dir}), left by an earlier process of this run: drop that credential by hand if it is still there (DROP CREDENTIAL); its SAS ${expired ? 'has expired' : `lapses by itself at ${g.expiresAt}`}` });
+          continue;
+        }
         if (!vault) {
           this.d.record({ type: 'note', level: 'warn', message: `grant ${id} of vault ${g.vault} for ${g.machine}, left by an earlier process of this run, cannot be revoked (the vault is no longer in the runbook); its key ${expired ? 'has expired' : `expires by itself at ${g.expiresAt}`}` });
           continue;

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { Artifact, Copy, Item, VaultInfo } from '../core/types.ts';
+import type { JournalEvent } from '../core/events.ts';
 import type { ProvingGroundHandle } from '../infra/driver.ts';
 import type { RunContext } from './context.ts';
 import { proveOne, proverFailed, type ProveOutput } from './prover.ts';
@@ -140,7 +141,11 @@ export async function proveIsolated(
     const msg = JSON.parse(line) as { kind: string } & Partial<ProveOutput> & { message?: string; denied?: string[] };
     if (msg.kind === 'isolation') onIsolation(msg.denied ?? []);
     else if (msg.kind === 'result' && msg.proof) onResult({ copies: msg.copies ?? [], proof: msg.proof });
-    else if (msg.kind === 'done') done = true;
+    else if (msg.kind === 'grant') {
+      // Only the two grant events cross from the confined process into the journal, and only in their own shape.
+      const g = grantEventFrom((msg as { event?: unknown }).event);
+      if (g) ctx.record(g);
+    } else if (msg.kind === 'done') done = true;
     else if (msg.kind === 'error') error = msg.message;
   }
   const code = await exited;
@@ -149,4 +154,17 @@ export async function proveIsolated(
   if (!done || code !== 0) {
     throw proverFailed(error ?? (proverStderrSummary(stderr) || `exit code ${code}`));
   }
+}
+
+/** A grant event from the prover's stdout, re-built field by field (nothing else it sent reaches the journal); undefined when it is not one. */
+export function grantEventFrom(v: unknown): Extract<JournalEvent, { type: 'grant.issued' | 'grant.revoked' }> | undefined {
+  const o = v as Record<string, unknown> | null;
+  if (!o || typeof o !== 'object') return undefined;
+  if (o.type === 'grant.revoked' && Array.isArray(o.grantIds) && o.grantIds.every((x) => typeof x === 'string')) return { type: 'grant.revoked', grantIds: [...(o.grantIds as string[])] };
+  const g = o.grant as Record<string, unknown> | undefined;
+  if (o.type !== 'grant.issued' || !g || typeof g !== 'object') return undefined;
+  const str = (k: string): string | undefined => (typeof g[k] === 'string' ? (g[k] as string) : undefined);
+  const [id, vault, machine, expiresAt, dir] = ['id', 'vault', 'machine', 'expiresAt', 'dir'].map(str);
+  if (!id || !vault || !machine || !expiresAt || dir === undefined || (g.mode !== 'read' && g.mode !== 'write')) return undefined;
+  return { type: 'grant.issued', grant: { id, vault, machine, mode: g.mode, expiresAt, dir, ...(g.holder === 'sql-server-credential' ? { holder: 'sql-server-credential' as const } : {}) } };
 }

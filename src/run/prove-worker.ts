@@ -11,7 +11,9 @@
  *
  * Protocol: one JSON job on stdin; JSON lines on stdout, one
  * `{kind:"result", copies, proof}` per artifact as soon as it is proven,
- * then `{kind:"done"}`; `{kind:"error", message}` and exit 1 on failure.
+ * `{kind:"grant", event}` for a grant an engine issued or revoked here
+ * (grant.issued / grant.revoked, journaled by the parent), then
+ * `{kind:"done"}`; `{kind:"error", message}` and exit 1 on failure.
  * It exits by itself when its parent dies (its parent pid changes).
  */
 import { readdirSync } from 'node:fs';
@@ -69,7 +71,8 @@ async function main(): Promise<void> {
       }),
     ),
     pg: { name: job.pgName, host: new LocalHost(job.pgName, job.pgRoot) },
-    engines: createEngines(runbook),
+    // SQL Server's URL read grants go to the parent's journal (grant.issued / grant.revoked, never the SAS).
+    engines: createEngines(runbook, { onGrant: (e) => void send({ kind: 'grant', event: e }).catch(() => undefined) }),
     knownCopies: job.knownCopies,
     scratchPrefix: `p${process.pid}`,
     now: () => new Date(),

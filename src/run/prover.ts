@@ -8,6 +8,7 @@ import { checkCopy } from '../files/copies.ts';
 import { readManifest } from '../files/manifest.ts';
 import { restoreTree, verifyTree } from '../files/restore.ts';
 import type { ProvingGroundHandle } from '../infra/driver.ts';
+import { attachedBlobsOf } from '../vaults/attached.ts';
 import type { VaultReader } from '../vaults/vault.ts';
 
 /**
@@ -43,7 +44,8 @@ export interface ProveOutput {
 
 const errText = (e: unknown) => (e instanceof Error ? e.message : String(e));
 
-async function gradeCopies(env: ProverEnv, artifact: Artifact): Promise<{ good: VaultReader[]; graded: Copy[] }> {
+/** Exported for the tests (the copy grading of one artifact in each of its vaults). */
+export async function gradeCopies(env: ProverEnv, artifact: Artifact): Promise<{ good: VaultReader[]; graded: Copy[] }> {
   const good: VaultReader[] = [];
   const graded: Copy[] = [];
   // An artifact recorded in some vaults only (Artifact.vaults: BACKUP TO URL into one azure-blob vault) is graded there only.
@@ -55,7 +57,14 @@ async function gradeCopies(env: ProverEnv, artifact: Artifact): Promise<{ good: 
     }
     let status: { status: Copy['status']; detail?: string };
     try {
-      status = await checkCopy(v, await readManifest(v, artifact.manifestHash), artifact.manifestHash);
+      const manifest = await readManifest(v, artifact.manifestHash);
+      status = await checkCopy(v, manifest, artifact.manifestHash);
+      // Blobs the artifact keeps in this vault beside its objects (SQL Server's URL stripes): graded too, each named.
+      if (status.status === 'ok' && v.checkBlobs) {
+        const blobs = await attachedBlobsOf(v, manifest);
+        const b = blobs.length > 0 ? await v.checkBlobs(blobs) : { status: 'ok' as const };
+        if (b.status !== 'ok') status = { status: b.status, detail: `'${artifact.id}': ${b.detail ?? b.status}` };
+      }
     } catch (e) {
       const code = isRubiconError(e) ? e.code : '';
       status = { status: code === 'VAULT_MISSING_OBJECT' ? 'missing' : code === 'VAULT_CORRUPT' ? 'checksum-mismatch' : 'error', detail: errText(e) };

@@ -35,6 +35,14 @@ export async function proveVaultArtifacts(ctx: RunContext): Promise<void> {
     }
   }
   const newest = new Map<string, ArtifactIndexEntry>();
+  // Where each artifact is recorded: the vaults whose index holds a trusted
+  // entry for it. Its copy is graded there only (Artifact.vaults): a copy
+  // never meant for a vault (a BACKUP TO URL artifact lives in its
+  // azure-blob vault alone) is not "missing" elsewhere, while a copy an
+  // index records and whose objects are gone still is. (A vault that lost
+  // the index entry too is not seen from the vaults alone; the run's
+  // journal and report name where each copy was made.)
+  const recordedIn = new Map<string, string[]>();
   for (const [id, list] of byArtifact) {
     const hashes = new Set(list.map((x) => x.entry.manifestHash));
     if (hashes.size > 1) {
@@ -42,6 +50,7 @@ export async function proveVaultArtifacts(ctx: RunContext): Promise<void> {
       continue;
     }
     const e = list[0]!.entry;
+    recordedIn.set(id, [...new Set(list.map((x) => x.vault))]);
     const key = `${e.itemId}\u0000${e.method}`;
     const have = newest.get(key);
     if (!have || have.capturedAt < e.capturedAt) newest.set(key, e);
@@ -81,6 +90,7 @@ export async function proveVaultArtifacts(ctx: RunContext): Promise<void> {
       fileCount: 0,
       bytes: 0,
       ...(e.sourceFingerprint ? { sourceFingerprint: e.sourceFingerprint } : {}),
+      vaults: recordedIn.get(e.artifactId) ?? [],
       provenance: { method: e.method, tool: 'from vault index', host: '', startedAt: e.capturedAt, finishedAt: e.capturedAt },
     };
     if (!ctx.state().artifacts.some((a) => a.id === artifact.id)) ctx.record({ type: 'artifact.captured', artifact });

@@ -198,7 +198,7 @@ function connectionConfig(c: MssqlConnectionSettings, env: NodeJS.ProcessEnv, pa
  * Landing restores stage files through the backup directory: the rebuilt
  * target's SQL Server reads them where it wrote its backups.
  */
-export function mssqlEngineOptions(s: MssqlSettings, env: NodeJS.ProcessEnv, extra: Pick<MssqlEngineOptions, 'log' | 'onStatement' | 'backupToUrl'> = {}): MssqlEngineOptions {
+export function mssqlEngineOptions(s: MssqlSettings, env: NodeJS.ProcessEnv, extra: Pick<MssqlEngineOptions, 'log' | 'onStatement' | 'backupToUrl' | 'onGrant'> = {}): MssqlEngineOptions {
   return {
     connection: connectionConfig(s.connection, env, 'engines.mssql.connection.passwordEnv'),
     provingGround: connectionConfig(s.provingGround, env, 'engines.mssql.provingGround.passwordEnv'),

@@ -18,6 +18,7 @@ import { RubiconError } from '../core/errors.ts';
 import type { VaultInfo } from '../core/types.ts';
 import { isSha256Hex } from '../core/paths.ts';
 import type { Machine } from '../machines/machine.ts';
+import { gradeRecordedBlob, type RecordedBlob } from './recorded-blob.ts';
 import { encryptionFacts, immutabilityFacts, type EncryptionFacts, type ImmutabilityFacts } from './azure-facts.ts';
 import { indexFileName } from './filesystem.ts';
 import { indexDocument, parseIndexDocument, sameIndexEntry, sortIndex } from './remote-tools.ts';
@@ -271,6 +272,77 @@ export class AzureBlobVault implements Vault {
       if (statusOf(e) === 404) return { status: 'missing', detail: `${where} is missing` };
       return { status: 'error', detail: `${where}: ${this.describe(e)}` };
     }
+  }
+
+  /**
+   * Grades blobs an artifact keeps in this container outside the object
+   * store (SQL Server's URL stripes) against what was recorded at capture,
+   * from the service's own facts (Get Blob Properties: no data read):
+   * missing, size-invalid, or checksum-mismatch when the Content-MD5 the
+   * service reports is not the recorded one (or gone: a Put Block List
+   * without one rewrote the blob) or the ETag changed (rewritten). The
+   * first bad blob is named with the vault ("vault 'sqlbak': blob c/…").
+   * Read-only; never throws for a bad blob.
+   */
+  async checkBlobs(blobs: readonly RecordedBlob[]): Promise<ObjectCheck> {
+    for (const b of blobs) {
+      const where = `blob ${this.settings.container}/${b.blob} in vault '${this.info.name}'`;
+      let p: BlobGetPropertiesResponse;
+      try {
+        p = await this.container.getBlobClient(b.blob).getProperties();
+      } catch (e) {
+        if (statusOf(e) === 404) return { status: 'missing', detail: `${where} is missing` };
+        return { status: 'error', detail: `${where}: ${this.describe(e)}` };
+      }
+      const g = gradeRecordedBlob(b, { bytes: Number(p.contentLength ?? -1), ...(p.etag ? { etag: p.etag } : {}), ...(p.contentMD5 ? { contentMd5: Buffer.from(p.contentMD5).toString('base64') } : {}) });
+      if (g) return { status: g.status, detail: `${where}: ${g.detail}` };
+    }
+    return { status: 'ok' };
+  }
+
+  /**
+   * The service's facts of a blob someone else wrote (SQL Server's stripe),
+   * with a Content-MD5 the service reports from now on: when the blob has
+   * none (SQL Server's Put Block List sets none), it is read once, its MD5
+   * computed and set as the blob's Content-MD5 (Set Blob Properties,
+   * If-Match its ETag, the other headers kept), so a later check compares
+   * the service's answer with this one without reading the data again.
+   * Needs write access (the vault's own credential). Throws the service's
+   * error (404: not there) to the caller; a concurrent rewrite makes the
+   * If-Match fail (412), which is thrown too. When the service refuses to
+   * set the property (403 no permission, 409 e.g. an immutable blob), the
+   * record has no MD5 (graded by size and ETag only) and `md5NotSet` says
+   * why, for the caller to report.
+   */
+  async recordBlob(blob: string): Promise<RecordedBlob & { md5NotSet?: string }> {
+    const client = this.container.getBlobClient(blob);
+    let p = await client.getProperties();
+    if (!p.contentMD5 && Number(p.contentLength ?? 0) > 0) {
+      const r = await client.download(0, undefined, { conditions: { ifMatch: p.etag } });
+      const md5 = createHash('md5');
+      for await (const chunk of r.readableStreamBody as AsyncIterable<Buffer>) md5.update(chunk);
+      const set = await client.setHTTPHeaders(
+        {
+          blobContentMD5: md5.digest(),
+          ...(p.contentType ? { blobContentType: p.contentType } : {}),
+          ...(p.contentEncoding ? { blobContentEncoding: p.contentEncoding } : {}),
+          ...(p.contentLanguage ? { blobContentLanguage: p.contentLanguage } : {}),
+          ...(p.contentDisposition ? { blobContentDisposition: p.contentDisposition } : {}),
+          ...(p.cacheControl ? { blobCacheControl: p.cacheControl } : {}),
+        },
+        { conditions: { ifMatch: p.etag } },
+      ).then(
+        () => undefined,
+        (e: unknown) => {
+          const st = statusOf(e);
+          if (st === 403 || st === 409) return `the service refused to set its Content-MD5 (${this.describe(e)})`;
+          throw e;
+        },
+      );
+      if (set) return { blob, bytes: Number(p.contentLength ?? 0), ...(p.etag ? { etag: p.etag } : {}), md5NotSet: set };
+      p = await client.getProperties();
+    }
+    return { blob, bytes: Number(p.contentLength ?? 0), ...(p.etag ? { etag: p.etag } : {}), ...(p.contentMD5 ? { contentMd5: Buffer.from(p.contentMD5).toString('base64') } : {}) };
   }
 
   async createWriter(): Promise<ObjectWriter> {

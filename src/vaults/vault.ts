@@ -101,6 +101,13 @@ export interface VaultReader {
   readTransient?(sha256: string): AsyncIterable<Uint8Array>;
   /** Reads the whole object and grades it; never throws for a bad copy. */
   check(sha256: string, expectedSize?: number): Promise<ObjectCheck>;
+  /**
+   * Optional (azure-blob): grades blobs an artifact keeps in this vault
+   * outside the object store (SQL Server's URL stripes, src/vaults/attached.ts)
+   * from the service's facts against the recorded size, ETag and Content-MD5;
+   * names the first bad blob. Never throws for a bad blob.
+   */
+  checkBlobs?(blobs: readonly import('./recorded-blob.ts').RecordedBlob[]): Promise<ObjectCheck>;
   /** Artifact index entries, newest first. */
   /**
    * Artifact index entries, newest first. With `onBad`, an index file that

@@ -14,7 +14,7 @@
  * every statement, every path mapping and every record around them.
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { JournalRecord } from '../../src/core/events.ts';
@@ -580,9 +580,26 @@ describe.skipIf(!azurite)(`mssql-native-url: BACKUP TO URL into an azure-blob va
       // Grants: issued and revoked on the record, in plain words; the SAS itself nowhere in the journal.
       const notes = records.flatMap((r) => (r.event.type === 'note' ? [r.event.message] : []));
       expect(notes.filter((m) => /write grant of vault 'sqlbak' (issued|revoked)/.test(m)).map((m) => /issued|revoked/.exec(m)![0])).toEqual(['issued', 'revoked']);
+      // … and as grant events, like every other grant: the capture's write grant held by the target's SQL Server, the proof's read grant
+      // (issued inside the confined prover) held by the proving ground's; each revoked, none left open in the run state.
+      const grantEvents = records.flatMap((r) => (r.event.type === 'grant.issued' ? [`issued ${r.event.grant.mode} ${r.event.grant.holder} ${r.event.grant.id}`] : r.event.type === 'grant.revoked' ? r.event.grantIds.map((id) => `revoked ${id}`) : []));
+      const ids = grantEvents.filter((g) => g.startsWith('issued')).map((g) => g.split(' ')[3]!);
+      expect(grantEvents).toEqual([`issued write sql-server-credential ${ids[0]}`, `revoked ${ids[0]}`, `issued read sql-server-credential ${ids[1]}`, `revoked ${ids[1]}`]);
+      const issued = records.flatMap((r) => (r.event.type === 'grant.issued' ? [r.event.grant] : []));
+      expect(issued.map((g) => g.machine)).toEqual([expect.stringMatching(/^SQL Server /), expect.stringMatching(/^proving ground SQL Server /)]);
+      expect(issued.every((g) => g.vault === 'sqlbak' && g.dir === `${az.accountUrl}/${container}`)).toBe(true);
       expect(secrets.length).toBe(2);
+      // The SAS in no journal record, and in no file of the run's state (reports, evidence, logs).
       const journal = JSON.stringify(records);
-      for (const sas of secrets) expect(journal).not.toContain(new URLSearchParams(sas).get('sig')!);
+      const stateFiles = (await readdir(L.stateDir, { recursive: true, withFileTypes: true })).filter((d) => d.isFile()).map((d) => path.join(d.parentPath, d.name));
+      expect(stateFiles.length).toBeGreaterThan(1);
+      const stateText = (await Promise.all(stateFiles.map((f) => readFile(f, 'latin1')))).join('\n');
+      for (const sas of secrets) {
+        const sig = new URLSearchParams(sas).get('sig')!;
+        expect(journal).not.toContain(sig);
+        expect(stateText).not.toContain(sig);
+        expect(stateText).not.toContain(encodeURIComponent(sig));
+      }
     } finally {
       delete process.env[AZ_KEY_ENV];
     }

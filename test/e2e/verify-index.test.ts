@@ -93,3 +93,44 @@ describe('verify trusts only signed, agreeing index entries', () => {
     expect(r.exitCode).toBe(1);
   });
 });
+
+function copiesOf(events: Record<string, unknown>[], artifactId: string): string[] {
+  return events
+    .flatMap((e) => {
+      const ev = (e as { event?: { type: string; copy?: { artifactId: string; vault: string; status: string } } }).event;
+      return ev?.type === 'copy.checked' && ev.copy?.artifactId === artifactId ? [`${ev.copy.vault}:${ev.copy.status}`] : [];
+    })
+    .sort();
+}
+
+describe('verify grades a copy only in the vaults whose index records it', () => {
+  /** Removes artifact `id` from a filesystem vault as if it had never been stored there: its index entry and its manifest object. */
+  async function forget(vaultRoot: string, file: string, manifestHash: string): Promise<void> {
+    const { rm } = await import('node:fs/promises');
+    await rm(file);
+    await rm(path.join(vaultRoot, 'objects', manifestHash.slice(0, 2), manifestHash));
+  }
+
+  it('an artifact kept in one vault only (like a BACKUP TO URL artifact in its azure-blob vault) is not "missing" in the other', async () => {
+    const L = await rehearsed();
+    const [f] = await indexFiles(L.vaults[1]!);
+    const e = JSON.parse(await readFile(f!, 'utf8'));
+    await forget(L.vaults[1]!, f!, e.manifestHash);
+    const r = await verify(L);
+    expect(r.notes).toEqual([]);
+    // Graded in nas (where its index entry is), not in offsite (where it never was).
+    expect(copiesOf(r.events, e.artifactId)).toEqual(['nas:ok']);
+    expect(r.exitCode).toBe(0);
+  });
+
+  it('a copy its vault\'s index records but whose objects are gone is still graded missing there, and fails verify', async () => {
+    const L = await rehearsed();
+    const [f] = await indexFiles(L.vaults[1]!);
+    const e = JSON.parse(await readFile(f!, 'utf8'));
+    const { rm } = await import('node:fs/promises');
+    await rm(path.join(L.vaults[1]!, 'objects', e.manifestHash.slice(0, 2), e.manifestHash));
+    const r = await verify(L);
+    expect(copiesOf(r.events, e.artifactId)).toEqual(['nas:ok', 'offsite:missing']);
+    expect(r.exitCode).toBe(1);
+  });
+});

@@ -162,4 +162,15 @@ describe('grant pool', () => {
     await second.pool.acquire(second.nas.vault, second.target, 'write');
     expect(second.nas.revoked).toHaveLength(1);
   });
+
+  it('a SQL Server credential grant left by a killed process is not revoked through a tool vault: the note says which credential to drop and when its SAS lapses', async () => {
+    const t = setup();
+    const id = 'mssql-url-0123456789abcdef';
+    t.j.record({ type: 'grant.issued', grant: { id, vault: 'sqlbak', machine: 'SQL Server SQL01', mode: 'write', expiresAt: '2026-12-01T16:00:00.000Z', dir: 'https://acct.blob.core.windows.net/sql', holder: 'sql-server-credential' } });
+    await t.pool.acquire(t.nas.vault, t.target, 'write');
+    expect(t.nas.revoked).toEqual([]);
+    expect(t.j.state().grants![id]?.revoked).toBeUndefined();
+    const notes = t.j.events.filter((e) => e.type === 'note').map((e) => (e as { message: string }).message);
+    expect(notes).toEqual([`grant ${id} of vault sqlbak (a SAS held by SQL Server SQL01 as credential https://acct.blob.core.windows.net/sql), left by an earlier process of this run: drop that credential by hand if it is still there (DROP CREDENTIAL); its SAS lapses by itself at 2026-12-01T16:00:00.000Z`]);
+  });
 });

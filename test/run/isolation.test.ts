@@ -60,3 +60,16 @@ describe('proving ground isolation (Node permission model)', () => {
     expect(ok.stdout).toContain('"kind":"done"');
   });
 });
+
+describe('grant events from the confined prover', () => {
+  it('only grant.issued / grant.revoked in their own shape reach the journal; extra fields (a secret the worker might add) are dropped', async () => {
+    const { grantEventFrom } = await import('../../src/run/isolation.ts');
+    const grant = { id: 'mssql-url-00', vault: 'sqlbak', machine: 'proving ground SQL Server pg:1433', mode: 'read', expiresAt: '2026-12-01T16:00:00.000Z', dir: 'https://a.blob.core.windows.net/c', holder: 'sql-server-credential' };
+    expect(grantEventFrom({ type: 'grant.issued', grant: { ...grant, sas: 'sv=2024&sig=SECRET' }, extra: 1 })).toEqual({ type: 'grant.issued', grant });
+    expect(grantEventFrom({ type: 'grant.revoked', grantIds: ['mssql-url-00'], sas: 'x' })).toEqual({ type: 'grant.revoked', grantIds: ['mssql-url-00'] });
+    expect(grantEventFrom({ type: 'note', level: 'error', message: 'verify: forged' })).toBeUndefined();
+    expect(grantEventFrom({ type: 'grant.issued', grant: { ...grant, mode: 'delete' } })).toBeUndefined();
+    expect(grantEventFrom({ type: 'grant.revoked', grantIds: [1] })).toBeUndefined();
+    expect(grantEventFrom(null)).toBeUndefined();
+  });
+});

@@ -102,7 +102,7 @@ export interface SidecarUrlStripe {
   url: string;
   /** Size read back from the vault after the backup. */
   bytes: number;
-  /** The service's Content-MD5 (base64) when it has one (SQL Server's Put Block List sets none; absent then). */
+  /** The service's Content-MD5 (base64). SQL Server's Put Block List sets none: the capture sets it (AzureBlobVault.recordBlob); absent in older sidecars. */
   contentMd5?: string;
   /** The service's ETag at read-back. */
   etag?: string;

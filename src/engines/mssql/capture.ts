@@ -67,7 +67,7 @@ import {
 import { describeServer, formatMessages, type MssqlSession, type SqlRow } from './session.ts';
 import * as q from './sql.ts';
 import type { AzureBlobVault } from '../../vaults/azure-blob.ts';
-import { issueSqlServerUrlGrant, urlBackupPlan } from './url-grant.ts';
+import { issueSqlServerUrlGrant, urlBackupPlan, urlGrantIssued, urlGrantRevoked, type UrlGrantEvent } from './url-grant.ts';
 import type { SidecarUrlStripe } from './artifact.ts';
 
 export interface CaptureEnv {
@@ -84,6 +84,8 @@ export interface CaptureEnv {
   /** Polling interval while waiting for an Agent job. */
   pollIntervalMs: number;
   log: (level: 'info' | 'warn', message: string) => void;
+  /** The journal's grant.issued / grant.revoked of a URL grant (never the SAS). */
+  onGrant?: (e: UrlGrantEvent) => void;
   /** mssql-native-url: the azure-blob vault SQL Server backs up into, and the write grant's lifetime. */
   url?: { vault: () => Promise<AzureBlobVault>; ttlMs: number };
 }
@@ -313,6 +315,7 @@ export async function captureNativeUrl(env: CaptureEnv, item: Item): Promise<Cap
   const artifactId = decodeURIComponent(basename(env.ctx.workDir));
   let compression = env.compression && canCompress(info.engineEdition, info.edition);
   const grant = await issueSqlServerUrlGrant(vault, 'write', env.url.ttlMs);
+  env.onGrant?.(urlGrantIssued(grant, `SQL Server ${info.server}`));
   env.log('info', `${item.name}: write grant of vault '${grant.vault}' issued to SQL Server ${info.server} (${grant.sasKind} SAS on ${grant.credential}, expires ${grant.expiresAt})`);
   let plan = urlBackupPlan(vault, grant, item.name, artifactId, Number(db.size_bytes ?? 0), { compression });
   let headers: BackupHeader[];
@@ -330,12 +333,13 @@ export async function captureNativeUrl(env: CaptureEnv, item: Item): Promise<Cap
     headers = await headerOf(env, item, method, plan.urls);
   } finally {
     const dropped = await env.session.run(plan.drop).catch(() => ({ ok: false as const }));
+    if (dropped.ok) env.onGrant?.(urlGrantRevoked(grant));
     env.log(dropped.ok ? 'info' : 'warn', dropped.ok
       ? `${item.name}: write grant of vault '${grant.vault}' revoked from SQL Server ${info.server} (credential ${grant.credential} dropped; the SAS lapses at ${grant.expiresAt})`
       : `${item.name}: credential ${grant.credential} could not be dropped on SQL Server ${info.server}: drop it by hand (its SAS lapses at ${grant.expiresAt})`);
   }
   const h = ownFullHeader(item, method, headers, plan.urls.join(', '));
-  const stripes = await readBackStripes(vault, item, method, plan.blobs, plan.urls);
+  const stripes = await readBackStripes(vault, item, method, plan.blobs, plan.urls, (m) => env.log('warn', m));
   const msdb = groupBackupSets(parseHistory(await env.session.query(q.backupSetByGuidStatement(h.backupSetGuid), 'reading the backup set from msdb', sig)))[0];
   if (msdb && !sameLsn(h.lastLsn, msdb.row.lastLsn)) throw fail(item, method, `HEADERONLY's LastLSN ${h.lastLsn} is not msdb's ${msdb.row.lastLsn} for backup set ${h.backupSetGuid}`);
   const lastLsn = msdb?.row.lastLsn ?? String(h.lastLsn);
@@ -366,17 +370,24 @@ export async function captureNativeUrl(env: CaptureEnv, item: Item): Promise<Cap
   };
 }
 
-/** Each stripe read back from the vault (HEAD): exists, not empty; size, ETag, Content-MD5. Throws CAPTURE_FAILED naming the blob. Read-only. */
-async function readBackStripes(vault: AzureBlobVault, item: Item, method: string, blobs: string[], urls: string[]): Promise<SidecarUrlStripe[]> {
+/**
+ * Each stripe read back from the vault: exists, not empty; its size, ETag
+ * and the service's Content-MD5 recorded. SQL Server's Put Block List
+ * leaves a stripe without Content-MD5: the vault then reads it once and
+ * sets it (AzureBlobVault.recordBlob), so every later check (the proof, the
+ * copy grading, verify) compares the service's MD5 with the recorded one
+ * without reading the stripe again. Throws CAPTURE_FAILED naming the blob.
+ */
+async function readBackStripes(vault: AzureBlobVault, item: Item, method: string, blobs: string[], urls: string[], warn: (m: string) => void): Promise<SidecarUrlStripe[]> {
   const out: SidecarUrlStripe[] = [];
   for (const [i, blob] of blobs.entries()) {
-    const p = await vault.container.getBlobClient(blob).getProperties().catch((e: unknown) => {
+    const r = await vault.recordBlob(blob).catch((e: unknown) => {
       const status = (e as { statusCode?: number }).statusCode;
       throw fail(item, method, `SQL Server reported the backup done, but stripe ${blob} is ${status === 404 ? 'not in' : `unreadable in (HTTP ${status ?? '?'})`} vault '${vault.info.name}'`, 'Check the container and the SAS the credential carried; run the capture again.');
     });
-    const bytes = Number(p.contentLength ?? 0);
-    if (!(bytes > 0)) throw fail(item, method, `stripe ${blob} in vault '${vault.info.name}' is empty`);
-    out.push({ blob, url: urls[i]!, bytes, ...(p.contentMD5 ? { contentMd5: Buffer.from(p.contentMD5).toString('base64') } : {}), ...(p.etag ? { etag: p.etag } : {}) });
+    if (!(r.bytes > 0)) throw fail(item, method, `stripe ${blob} in vault '${vault.info.name}' is empty`);
+    if (r.md5NotSet) warn(`${item.name}: stripe ${blob} in vault '${vault.info.name}' has no Content-MD5 and ${r.md5NotSet}: it is checked by size and ETag only`);
+    out.push({ blob, url: urls[i]!, bytes: r.bytes, ...(r.contentMd5 ? { contentMd5: r.contentMd5 } : {}), ...(r.etag ? { etag: r.etag } : {}) });
   }
   return out;
 }

@@ -67,8 +67,9 @@ import {
 } from './sql.ts';
 import { randomBytes } from 'node:crypto';
 import type { AzureBlobVault } from '../../vaults/azure-blob.ts';
+import { gradeRecordedBlob } from '../../vaults/recorded-blob.ts';
 import type { Sidecar } from './artifact.ts';
-import { checkDeviceUrls, createSasCredentialStatement, dropSasCredentialStatement, issueSqlServerUrlGrant } from './url-grant.ts';
+import { checkDeviceUrls, createSasCredentialStatement, dropSasCredentialStatement, issueSqlServerUrlGrant, urlGrantIssued, urlGrantRevoked, type UrlGrantEvent } from './url-grant.ts';
 
 export interface ServerFolder {
   /** The folder as the SQL Server machine names it (`D:\Rubicon\stage`, `/var/opt/mssql/stage`). */
@@ -136,6 +137,13 @@ export interface MssqlEngineOptions {
   onStatement?: StatementLogger;
   /** Progress and warnings in plain words. */
   log?: (level: 'info' | 'warn', message: string) => void;
+  /**
+   * The SAS grants of mssql-native-url (capture's write grant, the proof's
+   * and the landing's read grants), for the journal: grant.issued before
+   * the credential is created, grant.revoked once it is dropped. Never the
+   * SAS.
+   */
+  onGrant?: (e: UrlGrantEvent) => void;
 }
 
 export { MSSQL_METHODS };
@@ -179,6 +187,7 @@ function capturedCertificate(text: string): SidecarCertificate {
 export function createMssqlEngine(options: MssqlEngineOptions): DatabaseEngine {
   const o = options;
   const log = o.log ?? (() => undefined);
+  const onGrant = o.onGrant ?? (() => undefined);
   let opened: Promise<AzureBlobVault> | undefined;
   const urlVault = o.backupToUrl ? (): Promise<AzureBlobVault> => (opened ??= o.backupToUrl!.vault()) : undefined;
   const env = (ctx: EngineContext, session: MssqlSession): CaptureEnv => ({
@@ -191,6 +200,7 @@ export function createMssqlEngine(options: MssqlEngineOptions): DatabaseEngine {
     compression: o.compression ?? true,
     pollIntervalMs: o.pollIntervalMs ?? 5000,
     log,
+    onGrant,
     ...(urlVault ? { url: { vault: urlVault, ttlMs: o.backupToUrl?.ttlMs ?? URL_GRANT_TTL_MS } } : {}),
   });
 
@@ -270,7 +280,7 @@ export function createMssqlEngine(options: MssqlEngineOptions): DatabaseEngine {
             const t0 = Date.now();
             let url: Awaited<ReturnType<typeof openUrlRead>>;
             try {
-              url = await openUrlRead(session, urlVault, o.backupToUrl?.ttlMs ?? URL_GRANT_TTL_MS, sidecar, staged.paths, ctx.signal);
+              url = await openUrlRead(session, urlVault, o.backupToUrl?.ttlMs ?? URL_GRANT_TTL_MS, sidecar, staged.paths, { machine: `proving ground SQL Server ${describeTarget(o.provingGround!)}`, onGrant }, ctx.signal);
             } catch (e) {
               return { checks: [{ name: 'url-stripes', status: 'failed', detail: e instanceof Error ? e.message : String(e), durationMs: Date.now() - t0 }] };
             }
@@ -426,7 +436,7 @@ export function createMssqlEngine(options: MssqlEngineOptions): DatabaseEngine {
             const r = await installCertificate(session, c, staged.paths.get(c.certFile) ?? '', staged.paths.get(c.keyFile) ?? '', password, o.secrets, 'landing', ctx.signal);
             if (!r.ok) throw fail(r.detail);
           }
-          const url = sidecar.url ? await openUrlRead(session, urlVault, o.backupToUrl?.ttlMs ?? URL_GRANT_TTL_MS, sidecar, staged.paths, ctx.signal).catch((e: unknown) => { throw fail(e instanceof Error ? e.message : String(e)); }) : undefined;
+          const url = sidecar.url ? await openUrlRead(session, urlVault, o.backupToUrl?.ttlMs ?? URL_GRANT_TTL_MS, sidecar, staged.paths, { machine: `landing SQL Server ${describeTarget(o.landing ?? o.connection)}`, onGrant }, ctx.signal).catch((e: unknown) => { throw fail(e instanceof Error ? e.message : String(e)); }) : undefined;
           if (url) log('info', `${item.id}: ${url.detail}`);
           try {
             const server = parseRestoreServer((await session.query(targetServerStatement(), 'reading the rebuilt server', ctx.signal))[0] ?? {});
@@ -599,6 +609,7 @@ async function openUrlRead(
   ttlMs: number,
   sidecar: Sidecar,
   paths: Map<string, string>,
+  journal: { machine: string; onGrant: (e: UrlGrantEvent) => void },
   signal?: AbortSignal,
 ): Promise<{ detail: string; durationMs: number; close: () => Promise<string> }> {
   const t0 = Date.now();
@@ -609,23 +620,35 @@ async function openUrlRead(
   const problems: string[] = [];
   for (const x of u.stripes) {
     const p = await vault.container.getBlobClient(x.blob).getProperties().catch((e: unknown) => ({ missing: (e as { statusCode?: number }).statusCode ?? 0 }));
-    if ('missing' in p) problems.push(`${x.blob}: ${p.missing === 404 ? 'not there' : `unreadable (HTTP ${p.missing || '?'})`}`);
-    else if (Number(p.contentLength) !== x.bytes) problems.push(`${x.blob}: ${String(p.contentLength)} bytes, ${x.bytes} at capture`);
-    else if (x.etag && p.etag !== x.etag) problems.push(`${x.blob}: rewritten after capture (ETag ${String(p.etag)}, ${x.etag} at capture)`);
+    if ('missing' in p) {
+      problems.push(`${x.blob}: ${p.missing === 404 ? 'not there' : `unreadable (HTTP ${p.missing || '?'})`}`);
+      continue;
+    }
+    // Size, then the service's Content-MD5 against the capture's, then the ETag (gradeRecordedBlob, the copy grading's rule too).
+    const g = gradeRecordedBlob(x, { bytes: Number(p.contentLength ?? -1), ...(p.etag ? { etag: p.etag } : {}), ...(p.contentMD5 ? { contentMd5: Buffer.from(p.contentMD5).toString('base64') } : {}) });
+    if (g) problems.push(`${x.blob}: ${g.detail}`);
   }
   if (problems.length > 0) throw new Error(`the stripes of ${sidecar.database} in vault '${u.vault}' are not as captured: ${problems.join('; ')}`);
+  // Read + list only (checkSasPermissions): a grant that could write or delete is refused before SQL Server sees it.
   const grant = await issueSqlServerUrlGrant(vault, 'read', ttlMs);
   if (grant.credential !== u.container) throw new Error(`vault '${u.vault}' is now container ${grant.credential}; the backup was written to ${u.container}`);
   checkDeviceUrls(grant.credential, u.stripes.map((x) => x.url));
+  journal.onGrant(urlGrantIssued(grant, journal.machine));
   const made = await session.run(createSasCredentialStatement(grant), signal);
-  if (!made.ok) throw new Error(`creating the SAS credential ${grant.credential}: ${explain(made.messages)}`);
+  if (!made.ok) {
+    // CREATE CREDENTIAL failed, so nothing holds the SAS: the drop (idempotent) makes sure, then the grant is revoked.
+    const dropped = await session.run(dropSasCredentialStatement(grant.credential)).catch(() => ({ ok: false }));
+    if (dropped.ok) journal.onGrant(urlGrantRevoked(grant));
+    throw new Error(`creating the SAS credential ${grant.credential}: ${explain(made.messages)}`);
+  }
   for (const x of u.stripes) paths.set(x.blob, x.url);
   const bytes = u.stripes.reduce((n, x) => n + x.bytes, 0);
   return {
-    detail: `${u.stripes.length} stripe(s), ${bytes} bytes, read back from vault '${u.vault}' with the captured sizes and ETags; read grant (${grant.sasKind} SAS, r l, expires ${grant.expiresAt}) held by SQL Server as credential ${grant.credential} for the restore FROM URL`,
+    detail: `${u.stripes.length} stripe(s), ${bytes} bytes, read back from vault '${u.vault}' with the captured sizes, Content-MD5s and ETags; read grant (${grant.sasKind} SAS, r l, expires ${grant.expiresAt}) held by SQL Server as credential ${grant.credential} for the restore FROM URL`,
     durationMs: Date.now() - t0,
     close: async () => {
       const out = await session.run(dropSasCredentialStatement(grant.credential)).catch(() => ({ ok: false }));
+      if (out.ok) journal.onGrant(urlGrantRevoked(grant));
       return out.ok ? `read grant of vault '${u.vault}' revoked (credential ${grant.credential} dropped; the SAS lapses at ${grant.expiresAt})` : `credential ${grant.credential} could not be dropped: drop it by hand (its SAS lapses at ${grant.expiresAt})`;
     },
   };

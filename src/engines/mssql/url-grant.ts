@@ -29,7 +29,9 @@
  * statement log shows `***`); no URL Rubicon sends carries a query string;
  * the grant object keeps its token out of JSON and out of enumeration.
  */
+import { randomBytes } from 'node:crypto';
 import { RubiconError } from '../../core/errors.ts';
+import type { JournalEvent } from '../../core/events.ts';
 import type { AzureBlobVault } from '../../vaults/azure-blob.ts';
 import { quoteIdentifier } from './quote.ts';
 import type { SqlParam, SqlStatement } from './session.ts';
@@ -71,6 +73,8 @@ export function sasCredentialName(containerUrl: string): string {
 
 /** A time-limited SAS for SQL Server, held in memory only: it reaches the server as the credential's secret parameter and nowhere else. */
 export interface SqlServerUrlGrant {
+  /** Journaled (grant.issued / grant.revoked): `mssql-url-<16 hex>`. */
+  id: string;
   vault: string;
   mode: 'read' | 'write';
   /** The credential's name: the container URL. */
@@ -91,9 +95,57 @@ export interface SqlServerUrlGrant {
 export async function issueSqlServerUrlGrant(vault: AzureBlobVault, mode: 'read' | 'write', ttlMs: number): Promise<SqlServerUrlGrant> {
   const credential = sasCredentialName(vault.container.url);
   const s = await vault.sas(mode, ttlMs, undefined, { delete: mode === 'write' });
-  const g = { vault: vault.info.name, mode, credential, expiresAt: s.expiresOn.toISOString(), sasKind: s.kind } as SqlServerUrlGrant;
+  checkSasPermissions(s.token, mode, vault.info.name);
+  const g = { id: `mssql-url-${randomBytes(8).toString('hex')}`, vault: vault.info.name, mode, credential, expiresAt: s.expiresOn.toISOString(), sasKind: s.kind } as SqlServerUrlGrant;
   Object.defineProperty(g, 'token', { value: s.token.replace(/^\?/, ''), enumerable: false });
   return g;
+}
+
+/** What each grant may carry: a read grant exactly read + list; a write grant what SQL Server's backup uses (docs/azure-blob.md), never more. */
+const READ_PERMISSIONS = 'lr';
+const WRITE_PERMISSIONS = 'acdlrw';
+
+/**
+ * The SAS's own word on what it allows (`sp`) and what it is scoped to
+ * (`sr`), checked before SQL Server is given it: a read grant (the proving
+ * ground's and the landing's RESTORE … FROM URL) must be a container SAS
+ * with exactly `r l`, so a restore can never write, delete or overwrite a
+ * backup; a write grant a container SAS within `r c w d a l` with at least
+ * `r w l` (BACKUP writes, HEADERONLY reads, SQL Server lists). Pure. Throws
+ * GRANT_FAILED naming the vault and what the SAS carried; never shows the
+ * signature.
+ */
+export function checkSasPermissions(token: string, mode: 'read' | 'write', vault: string): void {
+  const q = new URLSearchParams(token.replace(/^\?/, ''));
+  const sp = q.get('sp') ?? '';
+  const sr = q.get('sr') ?? '';
+  const got = [...new Set(sp)].sort().join('');
+  const ok = mode === 'read' ? got === READ_PERMISSIONS && sp.length === 2 : [...sp].every((c) => WRITE_PERMISSIONS.includes(c)) && ['r', 'w', 'l'].every((c) => sp.includes(c));
+  if (sr !== 'c' || !ok) {
+    throw new RubiconError(
+      'GRANT_FAILED',
+      `vault '${vault}' gave a ${mode} grant for SQL Server with permissions '${sp}' on scope '${sr}'; a ${mode} grant must be a container SAS (sr=c) with ${mode === 'read' ? "exactly 'rl' (read, list): a restore FROM URL must not be able to write or delete a backup" : "at most 'racwdl' and at least 'rwl'"}. Refused: nothing was given to SQL Server`,
+      { hint: mode === 'read' ? 'the read grant of an azure-blob vault is r l; check the vault settings and the Rubicon version' : 'check the azure-blob vault\'s grant settings' },
+    );
+  }
+}
+
+/** The journal's record of a SQL Server grant, as every other grant is journaled (docs/events.md): never the SAS. */
+export type UrlGrantEvent = Extract<JournalEvent, { type: 'grant.issued' | 'grant.revoked' }>;
+
+/**
+ * grant.issued for a SQL Server grant, recorded before the credential is
+ * created: `machine` names the SQL Server that holds it, `dir` the
+ * credential (the container URL). Pure; carries no secret (the token is not
+ * enumerable and not read here).
+ */
+export function urlGrantIssued(g: SqlServerUrlGrant, machine: string): UrlGrantEvent {
+  return { type: 'grant.issued', grant: { id: g.id, vault: g.vault, machine, mode: g.mode, expiresAt: g.expiresAt, dir: g.credential, holder: 'sql-server-credential' } };
+}
+
+/** grant.revoked, recorded once the credential is dropped (the SAS itself lapses at its expiry). Pure. */
+export function urlGrantRevoked(g: SqlServerUrlGrant): UrlGrantEvent {
+  return { type: 'grant.revoked', grantIds: [g.id] };
 }
 
 /**

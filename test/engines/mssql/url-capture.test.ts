@@ -13,7 +13,7 @@
  * "headerOnly from URL"); the SAS is asserted absent from every log line,
  * event, statement text and the sidecar.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -23,7 +23,10 @@ import type { Artifact, Item, Manifest } from '../../../src/core/types.ts';
 import { parseSidecar, SIDECAR_NAME, testDatabaseName, type Sidecar } from '../../../src/engines/mssql/artifact.ts';
 import { createMssqlEngine, type MssqlEngineOptions } from '../../../src/engines/mssql/engine.ts';
 import type { CapturedFiles, EngineContext } from '../../../src/engines/engine.ts';
+import type { UrlGrantEvent } from '../../../src/engines/mssql/url-grant.ts';
 import { AzureBlobVault } from '../../../src/vaults/azure-blob.ts';
+import { encodeManifest, manifestHashOf } from '../../../src/files/manifest.ts';
+import { gradeCopies } from '../../../src/run/prover.ts';
 import { AZURITE_ACCOUNT, AZURITE_KEY, azuriteMissing, requireAzurite, selfSignedCert, startAzurite, type Azurite } from '../../azure/azurite.ts';
 import type { TdsReply, TdsRequest, TdsServer } from '../../tds/server.ts';
 import {
@@ -66,6 +69,8 @@ describe.skipIf(!azurite)(`mssql-native-url against Azurite over HTTPS${azurite 
   let pg: Scripted;
   let h: Awaited<ReturnType<typeof tempHost>>;
   let events: string[];
+  /** What the engine handed to the journal: grant.issued / grant.revoked. */
+  let grants: UrlGrantEvent[];
   /** Every SAS the scripted servers received as @secret: must appear nowhere else. */
   let secrets: string[];
 
@@ -87,6 +92,7 @@ describe.skipIf(!azurite)(`mssql-native-url against Azurite over HTTPS${azurite 
     pg = await scripted();
     h = await tempHost();
     events = [];
+    grants = [];
     secrets = [];
     for (const s of [target, pg]) {
       s.server.on('CREATE CREDENTIAL', (req: TdsRequest) => {
@@ -112,13 +118,17 @@ describe.skipIf(!azurite)(`mssql-native-url against Azurite over HTTPS${azurite 
       backupDirectoryOnHost: 'backup',
       onStatement: (e) => events.push(`statement: ${JSON.stringify(e)}`),
       log: (lvl, m) => events.push(`${lvl}: ${m}`),
+      onGrant: (e) => {
+        grants.push(e);
+        events.push(`journal: ${JSON.stringify(e)}`);
+      },
       backupToUrl: { vault: async () => vault, ttlMs: 30 * 60_000 },
       ...over,
     });
   }
 
   /** The target's SQL Server: BACKUP … TO URL writes each stripe into Azurite (unless `skip` says which not to). */
-  function target_(server: TdsServer, o: { skip?: number } = {}): void {
+  function target_(server: TdsServer, o: { skip?: number; blocks?: boolean } = {}): void {
     server.on(/SERVERPROPERTY\('ProductLevel'\)/, serverInfoReply('15.0.4355.3'));
     server.on(/FROM sys\.databases AS d\nLEFT JOIN/, databasesReply([{ name: 'EHR' }]));
     server.on(DB_FEATURES, databaseFeaturesReply({ owner: 'ehr_owner', trustworthy: true }));
@@ -128,11 +138,21 @@ describe.skipIf(!azurite)(`mssql-native-url against Azurite over HTTPS${azurite 
       for (const [i, u] of urls.entries()) {
         if (i === o.skip) continue;
         const blob = decodeURIComponent(new URL(u).pathname.split('/').slice(3).join('/'));
-        await vault.container.getBlockBlobClient(blob).upload(Buffer.alloc(STRIPE_BYTES, i + 1), STRIPE_BYTES);
+        const data = Buffer.alloc(STRIPE_BYTES, i + 1);
+        if (o.blocks) await putLikeSqlServer(blob, data);
+        else await vault.container.getBlockBlobClient(blob).upload(data, STRIPE_BYTES);
       }
       return { infos: [{ number: 3014, class: 0, message: 'BACKUP DATABASE successfully processed 370 pages in 0.120 seconds (24.055 MB/sec).' }] };
     });
     server.on(/^RESTORE HEADERONLY/, headerOnly([{ databaseName: 'EHR' }]));
+  }
+
+  /** As SQL Server writes a stripe: Put Block, then Put Block List without x-ms-blob-content-md5, so the service keeps no Content-MD5. */
+  async function putLikeSqlServer(blob: string, data: Buffer): Promise<void> {
+    const b = vault.container.getBlockBlobClient(blob);
+    const id = Buffer.from('block-000001').toString('base64');
+    await b.stageBlock(id, data, data.length);
+    await b.commitBlockList([id]);
   }
 
   async function capture(e = engine()): Promise<{ c: CapturedFiles; sidecar: Sidecar }> {
@@ -187,6 +207,13 @@ describe.skipIf(!azurite)(`mssql-native-url against Azurite over HTTPS${azurite 
       expect.stringMatching(/^info: EHR: write grant of vault 'sqlbak' issued to SQL Server .* expires /),
       expect.stringMatching(/^info: EHR: write grant of vault 'sqlbak' revoked .*credential .* dropped/),
     ]);
+    // Journaled like every grant: issued before the credential exists, revoked once it is dropped; the same id.
+    expect(grants).toEqual([
+      { type: 'grant.issued', grant: { id: expect.stringMatching(/^mssql-url-[0-9a-f]{16}$/), vault: 'sqlbak', machine: expect.stringMatching(/^SQL Server /), mode: 'write', expiresAt: expect.any(String), dir: vault.container.url, holder: 'sql-server-credential' } },
+      { type: 'grant.revoked', grantIds: [(grants[0] as Extract<UrlGrantEvent, { type: 'grant.issued' }>).grant.id] },
+    ]);
+    const order = events.filter((e) => e.startsWith('journal: ') || e.includes('CREATE CREDENTIAL') || (e.includes('DECLARE @drop') && !e.includes('CREATE CREDENTIAL')));
+    expect(order.map((e) => (e.startsWith('journal: ') ? JSON.parse(e.slice(9)).type : e.includes('CREATE CREDENTIAL') ? 'create' : 'drop'))).toEqual(['grant.issued', 'create', 'drop', 'grant.revoked']);
     noSecretLeft(JSON.stringify(c), JSON.stringify(sidecar));
   }, 60_000);
 
@@ -256,6 +283,12 @@ describe.skipIf(!azurite)(`mssql-native-url against Azurite over HTTPS${azurite 
     expect(sent.findIndex((s) => s.includes('CREATE CREDENTIAL'))).toBeLessThan(sent.findIndex((s) => s.startsWith('RESTORE HEADERONLY')));
     expect(sent.findLastIndex(isDrop)).toBeGreaterThan(sent.findIndex((s) => s.startsWith('RESTORE DATABASE')));
     expect(target.server.find(/^RESTORE DATABASE|DBCC/)).toEqual([]);
+    // the read grant journaled as held by the proving ground's SQL Server, and revoked
+    const read = grants.slice(2);
+    expect(read).toEqual([
+      { type: 'grant.issued', grant: { id: expect.stringMatching(/^mssql-url-/), vault: 'sqlbak', machine: expect.stringMatching(/^proving ground SQL Server /), mode: 'read', expiresAt: expect.any(String), dir: vault.container.url, holder: 'sql-server-credential' } },
+      { type: 'grant.revoked', grantIds: [(read[0] as Extract<UrlGrantEvent, { type: 'grant.issued' }>).grant.id] },
+    ]);
     noSecretLeft(JSON.stringify(r));
   }, 60_000);
 
@@ -297,6 +330,7 @@ describe.skipIf(!azurite)(`mssql-native-url against Azurite over HTTPS${azurite 
       expect(sent.findIndex((s) => s.includes('CREATE CREDENTIAL'))).toBeLessThan(sent.findIndex((s) => s.startsWith('RESTORE DATABASE')));
       expect(sent.findLastIndex(isDrop)).toBeGreaterThan(sent.findIndex((s) => s.startsWith('DBCC CHECKDB')));
       expect(events.some((e) => /database:mssql:EHR: read grant of vault 'sqlbak' revoked/.test(e))).toBe(true);
+      expect(grants.slice(2).map((e) => (e.type === 'grant.issued' ? `issued ${e.grant.mode} to ${e.grant.machine}` : 'revoked'))).toEqual([expect.stringMatching(/^issued read to landing SQL Server /), 'revoked']);
       noSecretLeft(...landing.server.requests.map((r) => JSON.stringify({ sql: r.sql, params: { ...r.params, secret: undefined } })));
     } finally {
       await landing.stop();
@@ -306,5 +340,85 @@ describe.skipIf(!azurite)(`mssql-native-url against Azurite over HTTPS${azurite 
   it('without backupToUrl the method is refused in plain words', async () => {
     target_(target.server);
     await expect(capture(engine({ backupToUrl: undefined } as Partial<MssqlEngineOptions>))).rejects.toMatchObject({ code: 'CAPTURE_FAILED', message: expect.stringContaining('no azure-blob vault is named'), hint: expect.stringContaining('engines.mssql.backupToUrl') });
+  }, 60_000);
+
+  it('a stripe SQL Server left without Content-MD5 gets one at capture (read once, set If-Match); the proof and the copy grading then catch a same-size rewrite by the service\'s MD5, naming artifact, vault and blob', async () => {
+    target_(target.server, { blocks: true });
+    const { c, sidecar } = await capture();
+    const stripe = sidecar.url!.stripes[0]!;
+    const data = Buffer.alloc(STRIPE_BYTES, 1);
+    expect(stripe.contentMd5).toBe(createHash('md5').update(data).digest('base64'));
+    const props = await vault.container.getBlobClient(stripe.blob).getProperties();
+    expect(Buffer.from(props.contentMD5!).toString('base64')).toBe(stripe.contentMd5);
+    expect(props.etag).toBe(stripe.etag);
+
+    // The artifact's copy in the vault: the sidecar as its object, the manifest naming it (as the capture stores it).
+    const sidecarBytes = await readFile(c.files.find((f) => f.name === SIDECAR_NAME)!.path);
+    const sha = await vault.putBytes(sidecarBytes);
+    const manifest: Manifest = { version: 1, artifactId: ARTIFACT_ID, itemId: item.id, method: 'mssql-native-url', format: 'mssql-bak', entries: [{ path: SIDECAR_NAME, size: sidecarBytes.length, mtimeMs: 0, mode: 0o644, sha256: sha }] };
+    const manifestHash = await vault.putBytes(encodeManifest(manifest));
+    expect(manifestHash).toBe(manifestHashOf(manifest));
+    const artifact = { ...handOver(c).artifact, manifestHash, vaults: ['sqlbak'] };
+    const grade = async () => (await gradeCopies({ vaults: [vault], knownCopies: [], now: () => new Date() } as unknown as Parameters<typeof gradeCopies>[0], artifact)).graded.map((x) => ({ status: x.status, detail: x.detail }));
+    expect(await grade()).toEqual([{ status: 'ok', detail: undefined }]);
+
+    // Rewritten after capture, same size, the way SQL Server writes (no MD5 of its own): the service's MD5 is gone.
+    await putLikeSqlServer(stripe.blob, Buffer.alloc(STRIPE_BYTES, 7));
+    const where = `blob ${vault.container.containerName}/${stripe.blob} in vault 'sqlbak'`;
+    expect(await grade()).toEqual([{ status: 'checksum-mismatch', detail: `'${ARTIFACT_ID}': ${where}: was altered after upload: the service reports Content-MD5 (none), ${stripe.contentMd5} at capture` }]);
+    // Rewritten by a Put Blob, same size: the service computes a new MD5, not the recorded one.
+    await vault.container.getBlockBlobClient(stripe.blob).upload(Buffer.alloc(STRIPE_BYTES, 8), STRIPE_BYTES);
+    const other = createHash('md5').update(Buffer.alloc(STRIPE_BYTES, 8)).digest('base64');
+    expect(await grade()).toEqual([{ status: 'checksum-mismatch', detail: `'${ARTIFACT_ID}': ${where}: was altered after upload: the service reports Content-MD5 ${other}, ${stripe.contentMd5} at capture` }]);
+    // And the proof refuses it before any RESTORE, naming the blob.
+    restoringServer(pg.server, TEST_DB);
+    const h2 = handOver(c);
+    const r = await engine().prove({ host: h.host, workDir: join(h.root, 'prove') }, h2.artifact, h2.manifest, h2.files);
+    expect(r.checks).toEqual([expect.objectContaining({ name: 'url-stripes', status: 'failed', detail: expect.stringContaining(`${stripe.blob}: was altered after upload: the service reports Content-MD5 ${other}`) })]);
+    expect(pg.server.find(/^RESTORE|CREATE CREDENTIAL/)).toEqual([]);
+    // Gone: missing, named.
+    await vault.container.getBlobClient(stripe.blob).delete();
+    expect(await grade()).toEqual([{ status: 'missing', detail: `'${ARTIFACT_ID}': ${where} is missing` }]);
+  }, 60_000);
+
+  it('a read grant that could write or delete is refused before SQL Server sees it, for the proof and for the landing', async () => {
+    target_(target.server);
+    const { c } = await capture();
+    // The vault hands out a container SAS with r c w d a l where r l was asked (a misconfigured or altered vault).
+    const real = vault.sas.bind(vault);
+    vault.sas = (mode, ttl, blob, o) => real(mode === 'read' ? 'write' : mode, ttl, blob, mode === 'read' ? { delete: true } : o);
+    restoringServer(pg.server, TEST_DB);
+    const { manifest, files, artifact } = handOver(c);
+    const r = await engine().prove({ host: h.host, workDir: join(h.root, 'prove') }, artifact, manifest, files);
+    expect(r.checks).toEqual([expect.objectContaining({ name: 'url-stripes', status: 'failed', detail: expect.stringMatching(/vault 'sqlbak' gave a read grant for SQL Server with permissions '[a-z]*d[a-z]*'.*exactly 'rl'/) })]);
+    expect(pg.server.find(/CREATE CREDENTIAL|^RESTORE/)).toEqual([]);
+    const landing = await scripted();
+    try {
+      landing.server.on(/FROM sys\.databases AS d WHERE d\.name = @database;$/, one(rs([['name', 'nvarchar'], ['state_desc', 'nvarchar']], [])));
+      restoringServer(landing.server, 'EHR');
+      await expect(engine({ landing: landing.config, landingFiles: { serverDirectory: '/var/opt/mssql/backup', hostDirectory: 'backup' } }).restore({ host: h.host, workDir: join(h.root, 'land'), landing: true }, item, manifest, files)).rejects.toMatchObject({ message: expect.stringContaining("exactly 'rl'") });
+      expect(landing.server.find(/CREATE CREDENTIAL|^RESTORE DATABASE/)).toEqual([]);
+    } finally {
+      await landing.stop();
+    }
+    // No grant was journaled as issued for the refused ones (only the capture's write grant and its revocation).
+    expect(grants.map((g) => (g.type === 'grant.issued' ? g.grant.mode : 'revoked'))).toEqual(['write', 'revoked']);
+  }, 60_000);
+
+  it('a stripe whose Content-MD5 the service will not set (409, an immutable blob) is recorded without one, said in a warning, and graded by size and ETag', async () => {
+    target_(target.server, { blocks: true });
+    const getBlobClient = vault.container.getBlobClient.bind(vault.container);
+    vault.container.getBlobClient = (name: string) => {
+      const c = getBlobClient(name);
+      c.setHTTPHeaders = async () => {
+        throw Object.assign(new Error('This operation is not permitted as the blob is immutable due to a policy.'), { statusCode: 409, details: { errorCode: 'BlobImmutableDueToPolicy' } });
+      };
+      return c;
+    };
+    const { sidecar } = await capture();
+    const stripe = sidecar.url!.stripes[0]!;
+    expect(stripe.contentMd5).toBeUndefined();
+    expect(stripe.etag).toEqual(expect.any(String));
+    expect(events.filter((e) => e.startsWith('warn: '))).toEqual([expect.stringMatching(/stripe .*stripe-01-of-01\.bak in vault 'sqlbak' has no Content-MD5 and the service refused to set its Content-MD5 \(HTTP 409 BlobImmutableDueToPolicy\): it is checked by size and ETag only/)]);
   }, 60_000);
 });

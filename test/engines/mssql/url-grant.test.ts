@@ -23,6 +23,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MssqlSession, type StatementLogEntry } from '../../../src/engines/mssql/session.ts';
 import {
   checkDeviceUrls,
+  checkSasPermissions,
   createSasCredentialStatement,
   dropSasCredentialStatement,
   fileListOnlyFromUrlStatement,
@@ -49,6 +50,32 @@ function fakeGrant(mode: 'read' | 'write', credential = CONTAINER, token = SAS):
   return g;
 }
 const fakeVault = { blobName: (r: string) => `rubicon/${r}`, blobUrl: (n: string) => `${CONTAINER}/${n}` };
+
+describe('what a SQL Server grant may allow (sp, sr)', () => {
+  const sas = (sp: string, sr = 'c') => `sv=2025-01-05&se=2026-12-01T16%3A00%3A00Z&sr=${sr}&sp=${sp}&sig=SECRETSIG`;
+  it('a read grant is exactly read + list on a container: anything that writes, deletes or is scoped otherwise is refused, naming the vault and what it carried', () => {
+    expect(() => checkSasPermissions(sas('rl'), 'read', 'sqlbak')).not.toThrow();
+    expect(() => checkSasPermissions(`?${sas('rl')}`, 'read', 'sqlbak')).not.toThrow();
+    for (const sp of ['rwl', 'rdl', 'rcwdal', 'racwdl', 'r', 'l', 'rlx', 'rlt', 'rll']) {
+      let err: unknown;
+      try {
+        checkSasPermissions(sas(sp), 'read', 'sqlbak');
+      } catch (e) {
+        err = e;
+      }
+      expect(err, sp).toMatchObject({ code: 'GRANT_FAILED', message: expect.stringContaining(`vault 'sqlbak' gave a read grant for SQL Server with permissions '${sp}'`) });
+      expect(String((err as Error).message)).not.toContain('SECRETSIG');
+    }
+    expect(() => checkSasPermissions(sas('rl', 'b'), 'read', 'sqlbak')).toThrow(/scope 'b'/);
+    expect(() => checkSasPermissions('sv=1&sig=x', 'read', 'sqlbak')).toThrow(/permissions ''/);
+  });
+  it('a write grant stays within r a c w d l and has at least r w l', () => {
+    expect(() => checkSasPermissions(sas('racwdl'), 'write', 'sqlbak')).not.toThrow();
+    expect(() => checkSasPermissions(sas('rwl'), 'write', 'sqlbak')).not.toThrow();
+    expect(() => checkSasPermissions(sas('racwdlx'), 'write', 'sqlbak')).toThrow(/GRANT|permissions 'racwdlx'/);
+    expect(() => checkSasPermissions(sas('rw'), 'write', 'sqlbak')).toThrow(/permissions 'rw'/);
+  });
+});
 
 describe('names, stripes and limits', () => {
   it('the credential is named by the container URL: https, no query, no trailing slash, at most 128 characters', () => {
