@@ -27,15 +27,15 @@ const LOGINS = rs([['name', 'nvarchar'], ['type_desc', 'nvarchar'], ['sid', 'var
 ]);
 const empty = (cols: [string, 'nvarchar' | 'int' | 'bigint'][]): TdsReply => one(rs(cols, []));
 
-/** The EHR database's tables, the same on the source, the restored copy and the landed one. */
-export function scriptTables(server: TdsServer): void {
+/** The EHR database's tables, the same on the source, the restored copy and the landed one; `patients()` is the row count now (the application writes). */
+export function scriptTables(server: TdsServer, patients: () => number): void {
   server.on(VERSION_READ, one(rs([['product_version', 'nvarchar'], ['edition', 'nvarchar']], [{ product_version: '15.0.4355.3', edition: 'Standard Edition (64-bit)' }])));
   server.on(/FROM \[[^\]]+\]\.sys\.tables/, columnsReply([
     { table: 'Patients', column: 'id', base: 'int' },
     { table: 'Patients', column: 'notes', base: 'nvarchar' },
     { table: 'Visits', column: 'id', base: 'bigint' },
   ]));
-  server.on(tableHashOf('Patients'), tableHashReply(1200, ['100', '200', '300', '400', '500']));
+  server.on(tableHashOf('Patients'), () => tableHashReply(patients(), ['100', '200', '300', '400', '500']));
   server.on(tableHashOf('Visits'), tableHashReply(5400, ['600', '700', '800', '900', '1000']));
 }
 
@@ -49,7 +49,7 @@ export function scriptCredentials(server: TdsServer, secrets: string[]): void {
 }
 
 /** The target's SQL Server 2019: discovery, fingerprints, BACKUP TO URL (each stripe put into `blobs`), HEADERONLY. */
-export function scriptTarget(server: TdsServer, blobs: ContainerClient): void {
+export function scriptTarget(server: TdsServer, blobs: ContainerClient, patients: () => number, onBackup: () => void = () => {}): void {
   server.on(/SERVERPROPERTY\('ProductLevel'\)/, serverInfoReply('15.0.4355.3', 'Standard Edition (64-bit)', { masterKey: 0 }));
   server.on(/FROM sys\.databases AS d\nLEFT JOIN/, databasesReply([{ name: 'EHR', id: 5 }]));
   server.on(/FROM sys\.server_principals AS sp/, one(LOGINS));
@@ -72,10 +72,11 @@ export function scriptTarget(server: TdsServer, blobs: ContainerClient): void {
   server.on(/FROM msdb\.dbo\.sysjobschedules AS js/, empty([['job_name', 'nvarchar']]));
   server.on(DB_FEATURES, databaseFeaturesReply());
   server.on(/bs\.backup_set_uuid = @guid/, empty([['backup_set_id', 'int']]));
-  scriptTables(server);
+  scriptTables(server, patients);
   checkDbClock(server);
   server.on(/^BACKUP DATABASE \[EHR\] TO URL/, async (req: TdsRequest): Promise<TdsReply> => {
     // SQL Server writes each stripe into the container through its SAS credential: here with the account key.
+    onBackup();
     for (const [k, u] of Object.entries(req.params)) {
       if (!/^url\d+$/.test(k)) continue;
       const blob = decodeURIComponent(new URL(String(u)).pathname.split('/').slice(3).join('/'));
@@ -87,7 +88,7 @@ export function scriptTarget(server: TdsServer, blobs: ContainerClient): void {
 }
 
 /** The proving ground's SQL Server 2022: RESTORE FROM URL under a test name, CHECKDB, fingerprints, the instance-object proofs. */
-export function scriptProvingGround(server: TdsServer): void {
+export function scriptProvingGround(server: TdsServer, patients: () => number): void {
   const names = (req: TdsRequest, have: Set<string>) =>
     one(rs([['kind', 'nvarchar'], ['name', 'nvarchar']], Object.entries(req.params).flatMap(([param, name]) => {
       const kind = /^(login|job|operator|alert|profile|role)\d+$/.exec(param)?.[1];
@@ -118,7 +119,7 @@ export function scriptProvingGround(server: TdsServer): void {
   server.on(/FROM sys\.databases AS d WHERE d\.name = @database;$/, (req) => one(rs([['name', 'nvarchar'], ['state_desc', 'nvarchar']], [{ name: String(req.params.database), state_desc: 'ONLINE' }])));
   server.on(/^DBCC CHECKDB/, ok);
   checkDbClock(server);
-  scriptTables(server);
+  scriptTables(server, patients);
   server.on(DB_FEATURES, databaseFeaturesReply());
   server.on(ORPHANS, orphansReply());
   server.on(/user_access_desc/, one(rs([['state_desc', 'nvarchar'], ['user_access_desc', 'nvarchar'], ['is_read_only', 'int'], ['user_objects', 'int']], [{ state_desc: 'ONLINE', user_access_desc: 'MULTI_USER', is_read_only: 0, user_objects: 42 }])));
