@@ -1,6 +1,6 @@
 import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { RubiconError, ToolFailure, isRubiconError, outOfSpace } from '../core/errors.ts';
+import { RubiconError, ToolFailure, isRubiconError, outOfSpace, stopsTheRun } from '../core/errors.ts';
 import { createHash } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { latestDrift, latestPreflight, type RunState } from '../core/state.ts';
@@ -272,8 +272,10 @@ async function captureDatabase(ctx: RunContext, item: Item, method: string, phas
     await indexArtifact(ctx, artifact, vaults);
     ctx.record({ type: 'artifact.captured', artifact });
   } catch (e) {
-    const full = outOfSpace(e);
+    // A remote run's vaults are machines too: an unreachable vault host or a wrong restic password stops it, as in src/run/remote.ts.
+    const full = ctx.remote ? stopsTheRun(e) : outOfSpace(e);
     if (full) throw full;
+    if (ctx.remote && ctx.signal?.aborted) throw e;
     keepToolOutput(ctx, id, e);
     ctx.record({ type: 'capture.failed', itemId: item.id, method, artifactId: id, code: errCode(e), message: errText(e) });
   } finally {
