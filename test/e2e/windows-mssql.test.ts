@@ -60,14 +60,15 @@ const skip = !mustRun(pwsh) ? pwsh.reason : !azurite ? azuriteMissing() : undefi
 class LoopbackWindows implements WindowsMachine {
   readonly os = 'windows' as const;
   readonly transport = 'openssh-windows' as const;
+  readonly name: string;
   readonly address: string;
   private readonly inner: LocalMachine;
-  constructor(
-    readonly name: string,
-    stepsRoot: string,
-    private readonly machineGuid: string,
-    private readonly env: Record<string, string>,
-  ) {
+  private readonly machineGuid: string;
+  private readonly env: Record<string, string>;
+  constructor(name: string, stepsRoot: string, machineGuid: string, env: Record<string, string>) {
+    this.name = name;
+    this.machineGuid = machineGuid;
+    this.env = env;
     this.address = `loopback Windows stand-in (${name})`;
     this.inner = new LocalMachine({ name, root: '/', stepsRoot });
   }
