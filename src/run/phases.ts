@@ -405,8 +405,9 @@ function willCross(ctx: RunContext): boolean {
  * items, and journals each answer (`preflight.checked`). Read-only. An
  * engine whose preflight throws gets one failed check naming why (fail
  * closed: "could not check" is never "fine"). Engines without the hook and
- * engines with no discovered item are not asked. Local engines only: remote
- * engines (src/run/remote.ts) have no preflight.
+ * engines with no discovered item are not asked. On a remote target only
+ * the network engines (src/run/network-engines.ts) are asked: the remote
+ * CLI engines (src/run/remote.ts) have no preflight.
  */
 async function landingPreflight(ctx: RunContext, stage: LandingPreflight['stage']): Promise<LandingPreflight[]> {
   if (!ctx.remote && !ctx.localTarget) return [];
