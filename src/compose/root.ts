@@ -249,7 +249,8 @@ export async function createAdapters(rb: Runbook, input: AdapterInput): Promise<
     provingGround,
     vaults,
     engines: createEngines(rb, { ...(input.log ? { log: input.log } : {}), ...(input.onGrant ? { onGrant: input.onGrant } : {}) }),
-    // The remote engines run Linux CLIs (sqlite3, find) on the target: none on a Windows target yet (SQL Server there: docs/mssql.md).
+    // The remote engines run Linux CLIs (sqlite3, find) on the target: none on a Windows target. SQL Server is a network
+    // engine (engines: overNetwork), which the remote phases call from here on any target (src/run/network-engines.ts).
     remoteEngines: target.os === 'windows' ? {} : remoteEngines,
     infra,
     folderMethods,

@@ -77,6 +77,21 @@ export interface ProveResult {
 export interface DatabaseEngine {
   readonly kind: string;
   readonly methods: Record<string, MethodInfo>;
+  /**
+   * Optional. True when the engine reaches its database servers from this
+   * process over the network (SQL Server over TDS: the target's, the
+   * proving ground's and the landing server's connections), not through the
+   * target's files. Then the remote phases (a target over ssh,
+   * openssh-windows or azure-run-command) call this engine as the local path
+   * does (src/run/network-engines.ts), with a ctx.host that holds no files
+   * (its resolve() throws PRECONDITION_FAILED naming the path): the methods
+   * that read backup files through the host fail there, typed and recorded,
+   * and those whose bytes go straight into a vault (BACKUP TO URL) or whose
+   * files are made here (scripts, descriptions) work. Absent: the engine
+   * reads the target's files (SQLite) and a remote target needs a
+   * RemoteDatabaseEngine of its kind.
+   */
+  readonly overNetwork?: boolean;
   /** Finds databases under the roots. Read-only. */
   discover(ctx: EngineContext, options: DiscoverOptions): Promise<Item[]>;
   /** Fingerprints the live source. Read-only. */

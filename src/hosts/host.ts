@@ -24,7 +24,8 @@ export interface ExecOptions {
 
 export interface Host {
   readonly name: string;
-  readonly kind: 'local' | 'ssh' | 'azure-run-command';
+  /** `remote`: a machine whose files this process cannot read (RemoteFilesHost: engines that reach their server over the network). */
+  readonly kind: 'local' | 'ssh' | 'azure-run-command' | 'remote';
   /**
    * Absolute path on this machine for a path relative to the host's root.
    * Throws RubiconError(ARGUMENTS_INVALID) for a path that escapes the root.

@@ -1,10 +1,10 @@
 import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { RubiconError, ToolFailure, isRubiconError, outOfSpace } from '../core/errors.ts';
+import { RubiconError, ToolFailure, isRubiconError, outOfSpace, stopsTheRun } from '../core/errors.ts';
 import { createHash } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { latestDrift, latestPreflight, type RunState } from '../core/state.ts';
-import type { Artifact, DriftChange, GateFacts, Item, LandingPreflight, ProofCheck } from '../core/types.ts';
+import type { Artifact, Copy, DriftChange, GateFacts, Item, LandingPreflight, Proof, ProofCheck } from '../core/types.ts';
 import type { DatabaseEngine, EngineContext } from '../engines/engine.ts';
 import { compareFingerprints } from '../engines/fingerprint.ts';
 import { captureFiles, captureTree } from '../files/capture.ts';
@@ -28,6 +28,7 @@ import type { Host } from '../hosts/host.ts';
 import { knownHostKeys, osReleaseMatches } from '../machines/identity.ts';
 import type { TransportSettings } from '../runbook/load.ts';
 import { VAULT_PASSWORD_METHOD, captureDatabaseRemote, captureVaultSecretRemote, proveRemote, vaultSecretItems } from './remote.ts';
+import { discoverNetworkEngines, engineHost, networkEngineOf, networkEngines, proveNetworkArtifacts, storeNetworkFiles } from './network-engines.ts';
 import { writeReports, type ReportOptions } from '../report/index.ts';
 import type { RunContext } from './context.ts';
 import { signIndexEntry } from '../trust/index-entry.ts';
@@ -59,7 +60,8 @@ function lt(ctx: RunContext): LocalHost {
 }
 
 function engineCtx(ctx: RunContext, host?: Host, sub = 'engine'): EngineContext {
-  return { host: host ?? lt(ctx), workDir: path.join(ctx.paths.work, sub), signal: ctx.signal };
+  // A network engine on a remote target gets a host with no files (src/run/network-engines.ts).
+  return { host: host ?? engineHost(ctx), workDir: path.join(ctx.paths.work, sub), signal: ctx.signal };
 }
 
 /** Files owned by database items, relative to the target root: never part of a folder capture. */
@@ -174,10 +176,12 @@ async function discoverOnRemote(ctx: RunContext): Promise<void> {
   const rb = ctx.runbook;
   const live = (dbs: Item[]) => dbs.filter((d) => !vendorBackups(dbs, rb.vendorJobs).has(d.id));
   const found = await ctx.remote!.plane.discover(ctx, (dbs) => ownedFiles(live(dbs)));
-  const databases = live(found.databases);
-  methodsFor(ctx, databases, found.folders, (db) => rb.methods.databases[db.engine ?? ''] ?? Object.keys(ctx.remote?.engines[db.engine ?? '']?.methods ?? {}));
+  // Engines that reach their own servers over the network (SQL Server) find their items there, whatever the target's OS.
+  const served = await discoverNetworkEngines(ctx);
+  const databases = live([...found.databases, ...served.filter((i) => i.kind === 'database')]);
+  methodsFor(ctx, databases, found.folders, (db) => rb.methods.databases[db.engine ?? ''] ?? Object.keys((ctx.remote?.engines[db.engine ?? ''] ?? ctx.engines[db.engine ?? ''])?.methods ?? {}));
   // The password of each restic vault, as an item to capture (Linux targets: the same phases that prove from those vaults).
-  recordDiscovered(ctx, databases, ctx.remote!.plane.os === 'linux' ? vaultSecretItems(ctx) : [], found.folders);
+  recordDiscovered(ctx, databases, [...served.filter((i) => i.kind !== 'database'), ...(ctx.remote!.plane.os === 'linux' ? vaultSecretItems(ctx) : [])], found.folders);
 }
 
 /** Who the target is before the crossing (machine id, OS), so landing can refuse the old server. Once per run. */
@@ -208,7 +212,7 @@ async function captureDatabase(ctx: RunContext, item: Item, method: string, phas
   const id = artifactId(ctx, phase, item, method);
   const s = ctx.state();
   if (s.artifacts.some((a) => a.id === id) || s.captureFailures.some((f) => f.artifactId === id)) return;
-  if (ctx.remote) {
+  if (ctx.remote && !networkEngineOf(ctx, item)) {
     const info = ctx.remote.engines[item.engine ?? '']?.methods[method];
     const vendor = method === 'vendor-job';
     return captureDatabaseRemote(ctx, item, method, phase, id, { origin: vendor ? 'vendor' : (info?.origin ?? 'rubicon'), independenceGroup: vendor ? 'vendor' : (info?.independenceGroup ?? method) });
@@ -217,7 +221,7 @@ async function captureDatabase(ctx: RunContext, item: Item, method: string, phas
   const info = engine.methods[method];
   ctx.record({ type: 'capture.started', itemId: item.id, method, artifactId: id });
   const startedAt = ctx.now().toISOString();
-  const ectx = engineCtx(ctx, lt(ctx), `capture/${encodeURIComponent(id)}`);
+  const ectx = engineCtx(ctx, undefined, `capture/${encodeURIComponent(id)}`);
   try {
     await rm(ectx.workDir, { recursive: true, force: true });
     await mkdir(ectx.workDir, { recursive: true });
@@ -230,7 +234,9 @@ async function captureDatabase(ctx: RunContext, item: Item, method: string, phas
     if (captured.vaults && vaults.length !== captured.vaults.length) {
       throw new RubiconError('CAPTURE_FAILED', `${item.id} (${method}): the capture is in vault(s) ${captured.vaults.join(', ')}, which this run does not have`, { hint: 'name a vault of the runbook' });
     }
-    const stored = await captureFiles({
+    // A network engine on a remote target: its few small files, made here, go into every vault as documents (tool vaults too).
+    const store = ctx.remote ? storeNetworkFiles : captureFiles;
+    const stored = await store({
       files: captured.files,
       vaults,
       artifactId: id,
@@ -266,8 +272,10 @@ async function captureDatabase(ctx: RunContext, item: Item, method: string, phas
     await indexArtifact(ctx, artifact, vaults);
     ctx.record({ type: 'artifact.captured', artifact });
   } catch (e) {
-    const full = outOfSpace(e);
+    // A remote run's vaults are machines too: an unreachable vault host or a wrong restic password stops it, as in src/run/remote.ts.
+    const full = ctx.remote ? stopsTheRun(e) : outOfSpace(e);
     if (full) throw full;
+    if (ctx.remote && ctx.signal?.aborted) throw e;
     keepToolOutput(ctx, id, e);
     ctx.record({ type: 'capture.failed', itemId: item.id, method, artifactId: id, code: errCode(e), message: errText(e) });
   } finally {
@@ -397,21 +405,23 @@ function willCross(ctx: RunContext): boolean {
  * items, and journals each answer (`preflight.checked`). Read-only. An
  * engine whose preflight throws gets one failed check naming why (fail
  * closed: "could not check" is never "fine"). Engines without the hook and
- * engines with no discovered item are not asked. Local engines only: remote
- * engines (src/run/remote.ts) have no preflight.
+ * engines with no discovered item are not asked. On a remote target only
+ * the network engines (src/run/network-engines.ts) are asked: the remote
+ * CLI engines (src/run/remote.ts) have no preflight.
  */
 async function landingPreflight(ctx: RunContext, stage: LandingPreflight['stage']): Promise<LandingPreflight[]> {
-  if (ctx.remote || !ctx.localTarget) return [];
+  if (!ctx.remote && !ctx.localTarget) return [];
   const items = ctx.state().items.filter((i) => i.discovered);
   const out: LandingPreflight[] = [];
-  for (const [kind, engine] of Object.entries(ctx.engines)) {
+  // On a remote target only the network engines (their landing server is reached from here); remote CLI engines have no preflight.
+  for (const [kind, engine] of ctx.remote ? networkEngines(ctx) : Object.entries(ctx.engines)) {
     if (!engine.preflight) continue;
     const mine = items.filter((i) => i.engine === kind);
     if (mine.length === 0) continue;
     const t0 = performance.now();
     let checks: ProofCheck[];
     try {
-      const ectx = engineCtx(ctx, lt(ctx), 'preflight');
+      const ectx = engineCtx(ctx, undefined, 'preflight');
       await mkdir(ectx.workDir, { recursive: true });
       checks = await engine.preflight(ectx, mine);
     } catch (e) {
@@ -463,14 +473,20 @@ export async function proveArtifacts(ctx: RunContext, artifacts: Artifact[]): Pr
   let n = 0;
   ctx.progress({ type: 'progress', step: 'prove', done: 0, total: todo.length, unit: 'items' });
   if (ctx.remote) {
-    await proveRemote(ctx, todo, (copies, proof) => {
+    const recordOne = (copies: Copy[], proof: Proof) => {
       const s = ctx.state();
       for (const copy of copies) {
         if (!s.copies.some((c) => c.artifactId === copy.artifactId && c.vault === copy.vault)) ctx.record({ type: 'copy.checked', copy });
       }
       ctx.record({ type: 'proof.recorded', proof });
       ctx.progress({ type: 'progress', step: 'prove', done: ++n, total: todo.length, unit: 'items' });
-    });
+    };
+    // Artifacts of network engines (SQL Server) are proven from here against the proving ground's server; the rest on the proving ground machine.
+    const items = ctx.state().items;
+    const served = todo.filter((a) => networkEngineOf(ctx, items.find((i) => i.id === a.itemId)));
+    const onMachine = todo.filter((a) => !served.includes(a));
+    if (onMachine.length > 0) await proveRemote(ctx, onMachine, recordOne);
+    await proveNetworkArtifacts(ctx, served, (out) => recordOne(out.copies, out.proof));
     await ctx.infra.destroyProvingGround(ctx.runId);
     return;
   }
@@ -504,7 +520,7 @@ export async function prove(ctx: RunContext): Promise<void> {
  */
 async function scanItem(ctx: RunContext, item: Item, artifact: Artifact, stage: string): Promise<DriftChange[] | undefined> {
   if (item.kind === 'volume') return scanVolume(ctx, item, artifact, stage); // coverage hook
-  if (ctx.remote) return ctx.remote.plane.drift(ctx, item, artifact, folderExcludeFor(ctx, item), stage);
+  if (ctx.remote && !networkEngineOf(ctx, item)) return ctx.remote.plane.drift(ctx, item, artifact, folderExcludeFor(ctx, item), stage);
   if (item.kind === 'folder') {
     return scanDrift(lt(ctx).resolve(item.location), { vault: ctx.vaults[0]!, manifestHash: artifact.manifestHash }, { exclude: folderExcludeFor(ctx, item) });
   }
@@ -518,13 +534,15 @@ async function scanItem(ctx: RunContext, item: Item, artifact: Artifact, stage: 
   // Other items (instance-level objects): the engine's own drift check, when it has one.
   const engine = item.engine ? ctx.engines[item.engine] : undefined;
   if (!engine?.drift) return undefined;
-  const manifest = await readManifest(ctx.vaults[0]!, artifact.manifestHash);
+  // The vaults that hold the artifact (all of them, unless it names its own).
+  const holders = artifact.vaults ? ctx.vaults.filter((v) => artifact.vaults!.includes(v.info.name)) : ctx.vaults;
+  const manifest = await readManifest(holders[0] ?? ctx.vaults[0]!, artifact.manifestHash);
   const scratch = path.join(ctx.paths.work, 'drift', encodeURIComponent(artifact.id));
   await rm(scratch, { recursive: true, force: true });
   try {
-    await restoreTree({ vaults: ctx.vaults, manifest, destRoot: scratch, exact: true });
+    await restoreTree({ vaults: holders, manifest, destRoot: scratch, exact: true });
     const files = manifest.entries.map((e) => path.join(scratch, e.path));
-    return await engine.drift(engineCtx(ctx, lt(ctx), path.join('drift', 'engine')), item, manifest, files);
+    return await engine.drift(engineCtx(ctx, undefined, path.join('drift', 'engine')), item, manifest, files);
   } finally {
     await rm(scratch, { recursive: true, force: true });
   }
@@ -966,7 +984,7 @@ export async function landing(ctx: RunContext): Promise<boolean> {
       const manifest = await readManifest(vaults[0]!, pick.manifestHash);
       if (item.kind === 'volume') {
         await landVolume(ctx, item, pick, vaults); // coverage hook: only what no item restored and the new OS did not lay down
-      } else if (ctx.remote) {
+      } else if (ctx.remote && !networkEngineOf(ctx, item)) {
         await ctx.remote.plane.landItem(ctx, item, pick);
       } else if (item.kind === 'folder') {
         const dest = lt(ctx).resolve(item.location);
@@ -1035,7 +1053,7 @@ async function landEngineItem(ctx: RunContext, item: Item, pick: Artifact, vault
   try {
     const r = await restoreTree({ vaults, manifest, destRoot: staging, exact: true });
     const files = manifest.entries.map((e) => path.join(staging, e.path));
-    const ectx: EngineContext = { host: lt(ctx), workDir: staging, signal: ctx.signal, landing: true };
+    const ectx: EngineContext = { host: engineHost(ctx), workDir: staging, signal: ctx.signal, landing: true };
     await engine.restore(ectx, item, manifest, files);
     ctx.record({ type: 'landing.restored', itemId: item.id, artifactId: pick.id, vault: Object.keys(r.vaultUsed)[0] ?? vaults[0]!.info.name, bytes: r.bytes, durationMs: Math.round(performance.now() - t0) });
     const checks: { name: string; status: ProofCheck['status']; detail: string }[] = [];

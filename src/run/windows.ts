@@ -42,9 +42,12 @@ import { diffEntries, manifestOf, shipTree } from './remote.ts';
  *   `manifest` there is checked against the proven manifest;
  * - identity: the scripts' host record (os) and the MachineGuid (`reg query`).
  *
+ * SQL Server is not the plane's: its engine reaches the server's SQL Server
+ * over TDS, called by the phases beside the plane (src/run/network-engines.ts).
+ *
  * Not here yet (docs/windows.md): robocopy into an SMB share (the capture
- * script's second method), databases on Windows (SQL Server), and the
- * coverage hooks (no volume listing).
+ * script's second method), SQL Server's BACKUP TO DISK through the capture
+ * script, and the coverage hooks (no volume listing).
  */
 
 const errText = (e: unknown) => (e instanceof Error ? e.message : String(e));

@@ -677,7 +677,16 @@ export function rules(rb: Runbook, env: NodeJS.ProcessEnv = process.env): Runboo
       });
     }
   });
-  if (rb.engines?.mssql) problems.push(...mssqlRules(rb.engines.mssql, env, rb.warnings));
+  if (rb.engines?.mssql) {
+    problems.push(...mssqlRules(rb.engines.mssql, env, rb.warnings));
+    // The SQL Server's backup folder as this machine sees it: a mount on a local target; nothing on a remote one (docs/mssql.md, "Remote targets").
+    const onHost = rb.engines.mssql.backupDirectoryOnHost;
+    if (rb.target.transport.kind === 'local' && onHost === undefined) {
+      problems.push({ path: 'engines.mssql.backupDirectoryOnHost', message: 'is required on a local target: name the folder, relative to target.root, where this machine sees engines.mssql.backupDirectory (an SMB or NFS mount of it)' });
+    } else if (rb.target.transport.kind !== 'local' && onHost !== undefined) {
+      problems.push({ path: 'engines.mssql.backupDirectoryOnHost', message: `is a folder on this machine, which a ${rb.target.transport.kind} target does not have: remove it (SQL Server on a remote target writes its backups straight into a vault: engines.mssql.backupToUrl, docs/mssql.md)` });
+    }
+  }
   const toUrl = rb.engines?.mssql?.backupToUrl;
   if (toUrl !== undefined) {
     const v = rb.vaults.find((x) => x.name === toUrl);

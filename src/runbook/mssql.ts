@@ -41,8 +41,8 @@ export interface MssqlSettings {
   connection: MssqlConnectionSettings;
   provingGround: MssqlConnectionSettings;
   backupDirectory: string;
-  /** Relative to the target root (posix separators). */
-  backupDirectoryOnHost: string;
+  /** Relative to the target root (posix separators). Absent on a remote target (its server's folder is not on this machine). */
+  backupDirectoryOnHost?: string;
   provingGroundStaging?: MssqlServerFolder;
   provingGroundDataDirectory?: string;
   provingGroundLogDirectory?: string;
@@ -91,7 +91,7 @@ export function normalizeMssql(raw: z.output<typeof MssqlSectionSchema>): MssqlS
     connection: normalizeConnection(raw.connection),
     provingGround: normalizeConnection(raw.provingGround),
     backupDirectory: raw.backupDirectory,
-    backupDirectoryOnHost: posix(raw.backupDirectoryOnHost),
+    ...(raw.backupDirectoryOnHost !== undefined ? { backupDirectoryOnHost: posix(raw.backupDirectoryOnHost) } : {}),
     ...(raw.provingGroundStaging ? { provingGroundStaging: folder(raw.provingGroundStaging) } : {}),
     ...(raw.provingGroundDataDirectory ? { provingGroundDataDirectory: raw.provingGroundDataDirectory } : {}),
     ...(raw.provingGroundLogDirectory ? { provingGroundLogDirectory: raw.provingGroundLogDirectory } : {}),
@@ -203,10 +203,11 @@ export function mssqlEngineOptions(s: MssqlSettings, env: NodeJS.ProcessEnv, ext
     connection: connectionConfig(s.connection, env, 'engines.mssql.connection.passwordEnv'),
     provingGround: connectionConfig(s.provingGround, env, 'engines.mssql.provingGround.passwordEnv'),
     backupDirectory: s.backupDirectory,
-    backupDirectoryOnHost: s.backupDirectoryOnHost,
+    ...(s.backupDirectoryOnHost !== undefined ? { backupDirectoryOnHost: s.backupDirectoryOnHost } : {}),
     ...(s.existingBackups ? { pathMap: s.existingBackups.map((f) => ({ server: f.directory, host: f.directoryOnHost })) } : {}),
     ...(s.provingGroundStaging ? { provingGroundFiles: { serverDirectory: s.provingGroundStaging.directory, hostDirectory: s.provingGroundStaging.directoryOnHost } } : {}),
-    landingFiles: { serverDirectory: s.backupDirectory, hostDirectory: s.backupDirectoryOnHost },
+    // Without a host folder (a remote target) the rebuilt server gets no staged files: what lands there is scripts and URL stripes.
+    ...(s.backupDirectoryOnHost !== undefined ? { landingFiles: { serverDirectory: s.backupDirectory, hostDirectory: s.backupDirectoryOnHost } } : {}),
     ...(s.provingGroundDataDirectory ? { provingGroundDataDirectory: s.provingGroundDataDirectory } : {}),
     ...(s.provingGroundLogDirectory ? { provingGroundLogDirectory: s.provingGroundLogDirectory } : {}),
     ...(s.landing ? { landing: connectionConfig(s.landing, env, 'engines.mssql.landing.passwordEnv') } : {}),

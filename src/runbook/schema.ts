@@ -249,8 +249,8 @@ export const MssqlSectionSchema = z
     provingGround: MssqlConnectionSchema,
     /** Where BACKUP writes Rubicon's own backups, as the target's SQL Server names the folder. */
     backupDirectory: serverPath,
-    /** The same folder relative to the target root (a mount or share of it). */
-    backupDirectoryOnHost: relPath,
+    /** The same folder relative to the target root (a mount or share of it). Required on a local target; refused on a remote one (no folder of it is on this machine). */
+    backupDirectoryOnHost: relPath.optional(),
     /** Where the proving ground's SQL Server reads artifact files; absent = the local scratch paths (SQL Server on the proving ground host itself). */
     provingGroundStaging: serverFolder.optional(),
     /** MOVE targets on the proving ground; default its InstanceDefaultDataPath / InstanceDefaultLogPath. */
@@ -382,7 +382,8 @@ export const RunbookSchema = z
     /** Absent lists take the defaults of the target's transport (local: file-mirror and node:sqlite; ssh: restic, rsync and the sqlite3 CLI). */
     methods: z
       .object({
-        folders: z.array(z.enum(FOLDER_METHODS)).min(1).optional(),
+        // [] is allowed (a runbook for a database server only, e.g. SQL Server on Windows): a folder that discovery still finds has no method, and the gate refuses it (item.captured).
+        folders: z.array(z.enum(FOLDER_METHODS)).optional(),
         databases: z
           .object({
             sqlite: z.array(z.enum(SQLITE_METHODS)).min(1).optional(),

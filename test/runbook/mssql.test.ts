@@ -247,3 +247,68 @@ describe('mssqlEngineOptions', () => {
     expect(bad.problems.map((p) => p.path)).toContain('engines.mssql.smokeQueries.0.maxRows');
   });
 });
+
+describe('engines.mssql on a local or a remote target', () => {
+  it('a local target needs backupDirectoryOnHost (where this machine sees the server\'s backup folder)', () => {
+    const { e, problems } = refused(GOOD.replace("    backupDirectoryOnHost: 'mssql\\rubicon\\'\n", ''));
+    expect(e.exitCode).toBe(3);
+    expect(problems.find((p) => p.path === 'engines.mssql.backupDirectoryOnHost')?.message).toMatch(/required on a local target.*mount/);
+  });
+
+  // A Windows Server over OpenSSH whose databases are its SQL Server's, written straight into an azure-blob vault.
+  const WINDOWS = `version: 1
+name: ehr-upgrade-windows-sql
+target:
+  name: ehr-sql01
+  root: 'D:\\'
+  image: Windows Server 2025 Datacenter
+  transport: { kind: openssh-windows, host: ehr-sql01.example.org, user: rubicon, identityFile: ./keys/id, knownHosts: ./known_hosts }
+infra:
+  kind: manual
+  rebuilt: { osRelease: Microsoft Windows NT 10.0.26100.0, knownHosts: ./known_hosts.rebuilt }
+declared:
+  databases:
+    - {name: EHR, engine: mssql}
+discovery:
+  roots: [EHR]
+methods:
+  folders: []
+  databases:
+    mssql: [mssql-native-url]
+vaults:
+  - { name: sqlbak, kind: azure-blob, accountUrl: 'https://ehrbackup.blob.core.windows.net', container: sql, credential: { kind: default } }
+engines:
+  mssql:
+    connection: { server: ehr-sql01.example.org, user: rubicon, passwordEnv: RUBICON_MSSQL_PASSWORD, encrypt: true, trustServerCertificate: false }
+    provingGround: { server: pg-sql01.example.org, user: rubicon, passwordEnv: RUBICON_PG_PASSWORD, encrypt: true, trustServerCertificate: false }
+    backupToUrl: sqlbak
+    backupDirectory: 'C:\\ProgramData\\Rubicon\\mssql'
+policy: {}
+`;
+
+  it('a remote target takes the section without backupDirectoryOnHost, and no folder method; its engine has no landing files to stage', () => {
+    const rb = parseRunbook(WINDOWS, FILE, ENV);
+    expect(rb.methods.folders).toEqual([]);
+    expect(rb.engines?.mssql?.backupDirectoryOnHost).toBeUndefined();
+    const o = mssqlEngineOptions(rb.engines!.mssql!, ENV);
+    expect(o.backupDirectoryOnHost).toBeUndefined();
+    expect(o.landingFiles).toBeUndefined();
+  });
+
+  it('a remote target refuses backupDirectoryOnHost: no folder of its server is on this machine', () => {
+    const { problems } = refused(WINDOWS.replace("    backupDirectory: 'C:", "    backupDirectoryOnHost: mssql\n    backupDirectory: 'C:"));
+    expect(problems.find((p) => p.path === 'engines.mssql.backupDirectoryOnHost')?.message).toMatch(/openssh-windows target does not have: remove it.*backupToUrl/);
+  });
+});
+
+describe("README's Windows Server + SQL Server runbook", () => {
+  it('loads through the real loader (its variables set): openssh-windows, restic for the folders, BACKUP TO URL for SQL Server', async () => {
+    const { readFile } = await import('node:fs/promises');
+    const readme = await readFile(new URL('../../README.md', import.meta.url), 'utf8');
+    const section = readme.slice(readme.indexOf('## A Windows Server running SQL Server'));
+    const yaml = /```yaml\n([\s\S]*?)```/.exec(section)?.[1];
+    expect(yaml).toBeDefined();
+    const rb = parseRunbook(yaml!, FILE, { RUBICON_MSSQL_PASSWORD: 'x', RUBICON_PG_MSSQL_PASSWORD: 'y', RUBICON_KEY_BACKUP_PASSWORD: 'z' });
+    expect([rb.target.transport.kind, rb.infra.kind, rb.methods.folders, rb.methods.databases.mssql, rb.engines?.mssql?.backupToUrl]).toEqual(['openssh-windows', 'manual', ['restic'], ['mssql-native-url'], 'sqlbak']);
+  });
+});

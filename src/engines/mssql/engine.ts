@@ -224,6 +224,8 @@ export function createMssqlEngine(options: MssqlEngineOptions): DatabaseEngine {
   return {
     kind: 'mssql',
     methods: MSSQL_METHODS,
+    // Every session is TDS from this process to a server (connection, provingGround, landing): usable on a remote target.
+    overNetwork: true,
 
     async discover(ctx: EngineContext, options: DiscoverOptions): Promise<Item[]> {
       return withSession(o.connection, o, async (s) => toItems(await readInstance(s, ctx.signal), options, { carryBackupHistory: o.carryBackupHistory === true }));

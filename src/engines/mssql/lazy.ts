@@ -16,6 +16,7 @@ export function lazyMssqlEngine(options: MssqlEngineOptions): DatabaseEngine {
   return {
     kind: 'mssql',
     methods: MSSQL_METHODS,
+    overNetwork: true,
     discover: async (ctx, o) => (await get()).discover(ctx, o),
     fingerprint: async (ctx, item) => (await get()).fingerprint(ctx, item),
     capture: async (ctx, item, method, o) => (await get()).capture(ctx, item, method, o),
