@@ -457,7 +457,20 @@ export function renderHtml(m: ReportModel): string {
             }</td></tr>`,
         ),
       )}`;
-  s.push(`<section id="crossing"><h2>Crossing and landing</h2><div class="trio">${cr.join('')}</div>${landingHtml}</section>`);
+  const rollbackHtml = !m.rollbacks.length
+    ? ''
+    : `<h3 id="rollback">Rollback: ${
+        m.rollbacks.at(-1)!.outcome === 'completed' ? tag('completed', 'ok') : tag(m.rollbacks.at(-1)!.outcome, 'bad')
+      }</h3>${table(
+        ['', 'started', 'confirmed by', 'outcome', 'ended', 'took', 'what happened'],
+        m.rollbacks.map(
+          (r) =>
+            `<tr class="${r.outcome === 'completed' ? '' : 'rule-fail'}" data-rollback="${esc(r.outcome)}">${markCell(r.outcome === 'completed' ? '✔' : '✘')}<td>${esc(formatTime(r.startedAt))}</td><td>${esc(r.by)}</td><td>${
+              r.outcome === 'completed' ? tag('completed', 'ok') : tag(r.outcome, 'bad')
+            }</td><td>${r.endedAt ? esc(formatTime(r.endedAt)) : '—'}</td><td>${dur(r.durationMs)}</td><td>${esc(r.plain)}</td></tr>`,
+        ),
+      )}`;
+  s.push(`<section id="crossing"><h2>Crossing and landing</h2><div class="trio">${cr.join('')}</div>${landingHtml}${rollbackHtml}</section>`);
 
   // Estimate.
   const e = m.estimate;

@@ -1,14 +1,15 @@
 /**
- * JUnit XML for pipelines: one <testcase> per gate rule result, per proof and
- * per landing validation; failures as <failure>. Pure.
+ * JUnit XML for pipelines: one <testcase> per gate rule result, per proof,
+ * per landing validation and per rollback; failures as <failure>. Pure.
  *
  * Contract: the output is well-formed XML 1.0 whatever the run contains:
  * every string is escaped and characters XML 1.0 forbids (most control
  * characters, lone surrogates) are replaced by U+FFFD. A `warn` or
  * `overridden` rule passes (it is printed in <system-out>), exactly as the
- * gate treats it; a `fail` rule, a failed proof of Rubicon's own artifact
- * and a failed landing validation are failures. A failed proof of the
- * vendor's artifact is a finding, not a failure, by default (a successful
+ * gate treats it; a `fail` rule, a failed proof of Rubicon's own artifact,
+ * a failed landing validation and a rollback that failed or has no recorded
+ * end are failures. A failed proof of the vendor's artifact is a finding,
+ * not a failure, by default (a successful
  * rebuild must not fail the pipeline over the vendor's job, which the gate
  * itself only warns about): it is written as <system-out> with a
  * "WARNING" line and counted nowhere; `vendorFailures: true`
@@ -103,9 +104,18 @@ export function renderJunit(m: ReportModel, o: JunitOptions = {}): string {
     return c;
   });
 
+  // A rollback that failed or has no recorded end leaves the target in an unknown state: a failure.
+  const rollbackCases: Case[] = m.rollbacks.map((r) => {
+    const c: Case = { classname: 'rubicon.rollback', name: `rollback started ${r.startedAt} by ${r.by}`, timeMs: r.durationMs ?? 0 };
+    if (r.outcome === 'completed') c.out = r.plain;
+    else c.failure = { type: `rollback-${r.outcome}`, message: r.error ? `${r.error.code}: ${r.error.message}` : 'no end of the rollback was recorded', body: r.plain };
+    return c;
+  });
+
   const suites = [suite('rubicon.gate', m.gate?.evaluatedAt ?? m.generatedAt, gateCases), suite('rubicon.proofs', m.generatedAt, proofCases)];
   if (landingCases.length) suites.push(suite('rubicon.landing', m.generatedAt, landingCases));
-  const all = [...gateCases, ...proofCases, ...landingCases];
+  if (rollbackCases.length) suites.push(suite('rubicon.rollback', m.rollbacks[0]!.startedAt, rollbackCases));
+  const all = [...gateCases, ...proofCases, ...landingCases, ...rollbackCases];
   const failures = all.filter((c) => c.failure).length;
   return `<?xml version="1.0" encoding="UTF-8"?>\n<testsuites name="${xml(`rubicon run ${m.run.id}`)}" tests="${all.length}" failures="${failures}" errors="0" time="${seconds(
     m.run.durationMs,

@@ -8,7 +8,7 @@
  * syntax such as `#` or `-` needs no escape), so a hostile file name cannot break the
  * table or inject markup into a rendered page.
  */
-import { describeWindow, formatBytes, formatDuration, formatItemSize, formatTime, NOTHING_DESTROYED, type ReportModel } from './model.ts';
+import { describeWindow, formatBytes, formatDuration, formatItemSize, formatTime, NOTHING_DESTROYED, type ReportModel, type RollbackReport } from './model.ts';
 
 /** Escapes text for an inline Markdown context (paragraph, list item or table cell). */
 export function md(text: string | number | boolean | null | undefined): string {
@@ -184,6 +184,26 @@ export function renderMarkdown(m: ReportModel): string {
           md(l.vault),
           md(l.restoreMs === undefined ? '—' : formatDuration(l.restoreMs)),
           l.checks.map((c) => `${c.mark} ${md(c.name)}: ${md(c.detail)}`).join('<br>') || '—',
+        ]),
+      ),
+      '',
+    );
+  }
+
+  if (m.rollbacks.length) {
+    const mark = (o: RollbackReport['outcome']): string => (o === 'completed' ? '✔' : '✘');
+    push('## Rollback', '');
+    push(
+      table(
+        ['', 'started', 'confirmed by', 'outcome', 'ended', 'took', 'what happened'],
+        m.rollbacks.map((r) => [
+          mark(r.outcome),
+          md(formatTime(r.startedAt)),
+          md(r.by),
+          r.outcome === 'completed' ? 'completed' : `**${r.outcome}**`,
+          md(r.endedAt ? formatTime(r.endedAt) : '—'),
+          md(r.durationMs === undefined ? '—' : formatDuration(r.durationMs)),
+          md(r.plain),
         ]),
       ),
       '',

@@ -350,6 +350,30 @@ export interface CoverageReport {
   complete: boolean;
 }
 
+/**
+ * One `rubicon rollback` of the run (journaled after the run by appendToRun:
+ * rollback.started, then rollback.completed or rollback.failed), in the
+ * order they were started. `unfinished`: started, no end recorded (the
+ * command was killed or is still running): the target's state is unknown.
+ */
+export interface RollbackReport {
+  startedAt: string;
+  /** Who confirmed it and how, as journaled: `name (flag)` (--yes) or `name (prompt)`. */
+  by: string;
+  outcome: 'completed' | 'failed' | 'unfinished';
+  /** When it completed or failed. */
+  endedAt?: string;
+  durationMs?: number;
+  /** completed: what the target boots from now: the OS disk the crossing retired, or a disk made from its snapshot. */
+  from?: 'retired-os-disk' | 'os-disk-snapshot';
+  diskId?: string;
+  image?: string;
+  /** failed: the typed error (code, message). */
+  error?: { code: string; message: string };
+  /** One plain sentence: when, by whom, through what, and the outcome. */
+  plain: string;
+}
+
 export interface ReportModel {
   schema: typeof REPORT_SCHEMA;
   /** The time of the last journal entry the report was built from. */
@@ -401,6 +425,8 @@ export interface ReportModel {
     durationMs?: number;
   };
   landing: { items: LandingReport[]; passed: number; failed: number; validated: boolean };
+  /** Every `rubicon rollback` of this run, oldest first (none: empty). */
+  rollbacks: RollbackReport[];
   timeline: { phases: PhaseReport[]; totalMs: number };
   estimate: WindowEstimate;
   hipaa: HipaaSection[];
@@ -820,6 +846,8 @@ export function buildReportModel(state: RunState, checklist: ChecklistRow[], opt
     landingFailed: landingItems.filter((l) => l.outcome === 'failed').length,
   };
 
+  const rollbacks = state.rollbacks.map(rollbackReport);
+
   const plainFailures: string[] = [];
   // One vendor sentence per vendor artifact, not per vault it was proven from.
   const seenVendor = new Set<string>();
@@ -845,10 +873,16 @@ export function buildReportModel(state: RunState, checklist: ChecklistRow[], opt
       plainFailures.push(`Landing validation of ${l.itemName} failed${bad ? `: ${bad.name}: ${bad.detail}` : '.'}`);
     }
   if (state.error) plainFailures.push(`The run stopped with ${state.error.code}: ${state.error.message}`);
+  for (const r of rollbacks) if (r.outcome !== 'completed') plainFailures.push(r.plain);
 
   const outcome: ReportModel['outcome'] = state.outcome ?? 'in-progress';
   const nothingDestroyed = !state.crossing?.startedAt;
-  const headline = buildHeadline(state, outcome, nothingDestroyed, counts, gate, proofReports);
+  const built = buildHeadline(state, outcome, nothingDestroyed, counts, gate, proofReports);
+  // A rollback happens after the run's outcome and changes what the target is: the newest one is told at the top.
+  const lastRollback = rollbacks.at(-1);
+  const headline: Headline = lastRollback
+    ? { ...built, ...(lastRollback.outcome === 'completed' ? {} : { tone: 'red' as const }), sentence: `${built.sentence} Afterwards: ${lastRollback.plain}` }
+    : built;
 
   const model: ReportModel = {
     schema: REPORT_SCHEMA,
@@ -895,6 +929,7 @@ export function buildReportModel(state: RunState, checklist: ChecklistRow[], opt
       failed: counts.landingFailed,
       validated: landingItems.length > 0 && landingItems.every((l) => l.outcome === 'passed'),
     },
+    rollbacks,
     timeline: { phases: phaseReports, totalMs: totalPhaseMs },
     estimate: maintenanceWindow({
       items,
@@ -1024,6 +1059,35 @@ function buildHeadline(
         nothingDestroyed,
       };
   }
+}
+
+/** `text` ending with a full stop. */
+const sentence = (text: string): string => (/[.!?]$/.test(text.trim()) ? text.trim() : `${text.trim()}.`);
+
+/** A journaled rollback as the report tells it. Pure. */
+function rollbackReport(r: RunState['rollbacks'][number]): RollbackReport {
+  const outcome = r.outcome ?? 'unfinished';
+  const durationMs = r.at ? ms(r.startedAt, r.at) : undefined;
+  const head = `A rollback of the target (rubicon rollback, through the infra driver) was started ${formatTime(r.startedAt)}, confirmed by ${r.by}`;
+  const from = r.from === 'retired-os-disk' ? 'the OS disk the crossing retired' : r.from === 'os-disk-snapshot' ? 'a disk made from the snapshot of that disk' : 'its rollback point';
+  const plain =
+    outcome === 'completed'
+      ? `${head}; it completed ${formatTime(r.at)}: the target boots again from ${from} (${r.diskId ?? '?'}, image ${r.image ?? '?'}).`
+      : outcome === 'failed'
+        ? `${head}; it failed ${formatTime(r.at)} with ${r.error?.code ?? '?'}: ${sentence(r.error?.message ?? '')} The target may be neither the rebuilt nor the old server: look at it before anything else.`
+        : `${head}; no end was recorded (the command was stopped or is still running): the target's state is unknown.`;
+  return {
+    startedAt: r.startedAt,
+    by: r.by,
+    outcome,
+    ...(r.at ? { endedAt: r.at } : {}),
+    ...(durationMs !== undefined ? { durationMs } : {}),
+    ...(r.from === 'retired-os-disk' || r.from === 'os-disk-snapshot' ? { from: r.from } : {}),
+    ...(r.diskId ? { diskId: r.diskId } : {}),
+    ...(r.image ? { image: r.image } : {}),
+    ...(r.error ? { error: r.error } : {}),
+    plain,
+  };
 }
 
 function restoreOf(p: ProofReport): number {

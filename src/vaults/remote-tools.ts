@@ -68,6 +68,39 @@ export function firstOf(paths: readonly string[], n = 3): string {
   return paths.slice(0, n).join(', ') + (paths.length > n ? ` (and ${paths.length - n} more)` : '');
 }
 
+/** Each tool's version per machine object, for every vault object of the process (it does not change during a run). */
+const toolVersions = { restic: new WeakMap<Machine, Promise<string>>(), rsync: new WeakMap<Machine, Promise<string>>() };
+
+/**
+ * The version line of `tool` on `on` ("restic 0.14.0", "rsync 3.2.7"; the
+ * bare name when the output has none), asked once per machine object and
+ * tool (`restic version` / `rsync --version`); a failed ask is asked again
+ * next time. TOOL_MISSING (exit 127) names the machine, the vault that
+ * needs the tool and the Debian package. Read-only on the machine.
+ */
+export function toolVersion(on: Machine, tool: 'restic' | 'rsync', vault: string): Promise<string> {
+  const cache = toolVersions[tool];
+  let p = cache.get(on);
+  if (!p) {
+    p = askToolVersion(on, tool, vault);
+    cache.set(on, p);
+    p.catch(() => cache.delete(on));
+  }
+  return p;
+}
+
+async function askToolVersion(on: Machine, tool: 'restic' | 'rsync', vault: string): Promise<string> {
+  const r = await on.exec({ argv: tool === 'restic' ? ['restic', 'version'] : ['rsync', '--version'] });
+  if (r.exitCode === 127) {
+    throw new RubiconError('TOOL_MISSING', `${tool} is not installed on ${on.name} (${on.address}), which needs it for vault '${vault}'`, {
+      hint: `install ${tool} on ${on.name} (Debian: apt-get install ${tool}), then resume the run`,
+      details: { machine: on.name, tool },
+    });
+  }
+  const v = (tool === 'restic' ? /restic (\d+\.\d+\.\d+\S*)/ : /rsync\s+version\s+(\S+)/).exec(r.stdout)?.[1];
+  return v ? `${tool} ${v}` : tool;
+}
+
 export interface FailureContext {
   vault: string;
   tool: 'rsync' | 'restic';

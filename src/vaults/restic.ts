@@ -19,6 +19,7 @@ import {
   sharedToolFailure,
   sortIndex,
   toolLines,
+  toolVersion,
   totalBytes,
   userAtHost,
   type FailureContext,
@@ -435,9 +436,6 @@ function newestByTag(snaps: Iterable<SnapshotInfo>, prefix: string, pathOf: (val
   return map;
 }
 
-/** The tool's version per machine object, for every vault object of the process (it does not change during a run; a missing tool is asked again). */
-const resticVersions = new WeakMap<Machine, Promise<string>>();
-
 export class ResticVault implements ToolVault {
   readonly tool = 'restic' as const;
   readonly info: VaultInfo;
@@ -642,27 +640,9 @@ export class ResticVault implements ToolVault {
     return ['restic', '-o', `sftp.command=${g.sshCommand}`, ...rest];
   }
 
-  /** restic's version on `on`, asked once per machine object (TOOL_MISSING is asked again). */
+  /** restic's version on `on`, asked once per machine object (TOOL_MISSING is asked again; remote-tools.ts). */
   private toolVersion(on: Machine): Promise<string> {
-    let p = resticVersions.get(on);
-    if (!p) {
-      p = this.askToolVersion(on);
-      resticVersions.set(on, p);
-      p.catch(() => resticVersions.delete(on));
-    }
-    return p;
-  }
-
-  private async askToolVersion(on: Machine): Promise<string> {
-    const r = await on.exec({ argv: ['restic', 'version'] });
-    if (r.exitCode === 127) {
-      throw new RubiconError('TOOL_MISSING', `restic is not installed on ${on.name} (${on.address}), which needs it for vault '${this.info.name}'`, {
-        hint: `install restic on ${on.name} (Debian: apt-get install restic), then resume the run`,
-        details: { machine: on.name, tool: 'restic' },
-      });
-    }
-    const v = /restic (\d+\.\d+\.\d+\S*)/.exec(r.stdout)?.[1];
-    return v ? `restic ${v}` : 'restic';
+    return toolVersion(on, 'restic', this.info.name);
   }
 
   // ---- artifacts ----

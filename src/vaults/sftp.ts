@@ -20,6 +20,7 @@ import {
   sharedToolFailure,
   sortIndex,
   toolLines,
+  toolVersion,
   totalBytes,
   treeRunner,
   userAtHost,
@@ -137,9 +138,6 @@ export function gradeTree(vault: string, where: string, mismatches: readonly { p
   if (status === 'ok') return extra.length ? { status, detail: `vault '${vault}', ${where}: every manifest file matches; ${parts.join('; ')}` } : { status };
   return { status, detail: `vault '${vault}', ${where}: ${parts.join('; ')}` };
 }
-
-/** The tool's version per machine object, for every vault object of the process (it does not change during a run; a missing tool is asked again). */
-const rsyncVersions = new WeakMap<Machine, Promise<string>>();
 
 export class SftpVault implements ToolVault {
   readonly tool = 'rsync' as const;
@@ -316,26 +314,9 @@ export class SftpVault implements ToolVault {
     return { locator: `trees/${name}`, tool: version, report: { files: stats.regularFiles, bytes: stats.totalSize } };
   }
 
+  /** rsync's version on `on`, asked once per machine object (TOOL_MISSING is asked again; remote-tools.ts). */
   private toolVersion(on: Machine): Promise<string> {
-    let p = rsyncVersions.get(on);
-    if (!p) {
-      p = this.askToolVersion(on);
-      rsyncVersions.set(on, p);
-      p.catch(() => rsyncVersions.delete(on));
-    }
-    return p;
-  }
-
-  private async askToolVersion(on: Machine): Promise<string> {
-    const r = await on.exec({ argv: ['rsync', '--version'] });
-    if (r.exitCode === 127) {
-      throw new RubiconError('TOOL_MISSING', `rsync is not installed on ${on.name} (${on.address}), which needs it for vault '${this.info.name}'`, {
-        hint: `install rsync on ${on.name} (Debian: apt-get install rsync), then resume the run`,
-        details: { machine: on.name, tool: 'rsync' },
-      });
-    }
-    const m = /rsync\s+version\s+(\S+)/.exec(r.stdout);
-    return m ? `rsync ${m[1]}` : 'rsync';
+    return toolVersion(on, 'rsync', this.info.name);
   }
 
   private async rsyncFailure(on: Machine, r: StepResult, what: string): Promise<RubiconError> {

@@ -85,20 +85,19 @@ await armHttp.start();
 const stand = new RunCommandStandIn(armHttp, cfg.vm).install();
 stand.pwsh = cfg.pwsh;
 stand.vmId = cfg.oldVmId;
-let generation: 'old' | 'new' = 'old';
-const scripts = { old: 0, new: 0 };
-// The VM agent: the script runs inside the `win` host, with the stand-in commands (services, reg) on its paths.
-stand.launch = ([file, ...args]) => {
-  scripts[generation]++;
-  return [
-    'ip',
-    [
-      'netns', 'exec', cfg.win.netns, 'unshare', '--uts', '--', 'sh', '-c', 'hostname "$0" && exec "$@"', cfg.win.name,
-      'env', `PATH=${cfg.standInBin}:${path.dirname(cfg.pwsh)}:${process.env.PATH ?? '/usr/bin:/bin'}`, `PSModulePath=${cfg.standInModules}`, `RUBICON_STANDIN_SERVICES=${cfg.servicesFile}`, `HOME=${process.env.HOME ?? '/root'}`,
-      file!, ...args,
-    ],
-  ];
-};
+// One warm pwsh per VM runs every script in a fresh runspace (run-command-stand-in.ts, warm-agent.ps1: what differs
+// from the real agent's process per script is said there); the programs the scripts start are processes of their own.
+// RUBICON_E2E_AGENT=per-script runs a new pwsh per script instead, as the real agent does (slower: to compare).
+stand.agentProcess = process.env.RUBICON_E2E_AGENT === 'per-script' ? 'per-script' : 'warm';
+// The VM agent: the scripts run inside the `win` host, with the stand-in commands (services, reg) on its paths.
+stand.launch = ([file, ...args]) => [
+  'ip',
+  [
+    'netns', 'exec', cfg.win.netns, 'unshare', '--uts', '--', 'sh', '-c', 'hostname "$0" && exec "$@"', cfg.win.name,
+    'env', `PATH=${cfg.standInBin}:${path.dirname(cfg.pwsh)}:${process.env.PATH ?? '/usr/bin:/bin'}`, `PSModulePath=${cfg.standInModules}`, `RUBICON_STANDIN_SERVICES=${cfg.servicesFile}`, `HOME=${process.env.HOME ?? '/root'}`,
+    file!, ...args,
+  ],
+];
 let scopeLockedDeletes = 0;
 const arm = new FakeArm();
 stand.locked = () => {
@@ -184,7 +183,8 @@ try {
 
   // Stage 2: Run Command now reaches the VM the crossing made: a fresh OS disk (no data, no Rubicon folder, no
   // vendor service, no run commands), a new MachineGuid, a new vmId.
-  generation = 'new';
+  const scriptsOnOld = stand.timings.length;
+  await stand.restartAgent(); // the new VM's agent is a process of its own
   stand.vmId = cfg.newVmId;
   stand.commands.clear();
   stand.blobs.clear();
@@ -202,13 +202,14 @@ try {
     locksAfter: { vm: arm.locks.has(cfg.vm), osNew: arm.locks.has(OS_NEW), data: arm.locks.has(DATA) },
     machineLog: machines.log,
     scopeLockedDeletes,
-    scriptsOnOld: scripts.old,
-    scriptsOnNew: scripts.new,
+    scriptsOnOld,
+    scriptsOnNew: stand.timings.length - scriptsOnOld,
     unmatched: armHttp.unmatched.map((r) => `${r.method} ${r.path}`),
     permitLeft: stack.config.has('rubicon:permit'),
     configSku: stack.config.get('rubicon:target.image.sku'),
   };
   writeFileSync(cfg.resultFile, JSON.stringify(result, null, 2));
+  if (process.env.RUBICON_E2E_TIMINGS) writeFileSync(process.env.RUBICON_E2E_TIMINGS, JSON.stringify({ scripts: stand.timings, totalMs: Math.round(performance.now()) }, null, 2));
 } finally {
   restoreKind();
   restoreTransport();

@@ -43,8 +43,13 @@ afterAll(removeTempDirs);
  * and writes nothing; then it reaches the NEW VM (new vmId, fresh disk, new
  * MachineGuid): `resume` lands and validates there.
  *
- * One folder, few steps: each script call starts pwsh twice (the agent's
- * script, then the script itself), a few seconds on a loaded machine.
+ * One folder, few steps. The stand-in agent keeps one warm pwsh per VM and
+ * runs each run command's script in a fresh runspace of it, where the real
+ * agent starts a process per script (what differs: test/infra/warm-agent.ps1,
+ * checked against `pwsh -File` by test/infra/warm-agent.test.ts); the
+ * program a step runs (a Windows script: `pwsh -EncodedCommand`) is still a
+ * process of its own. That saves one pwsh start per call (about 1.8 s of CPU
+ * each); RUBICON_E2E_AGENT=per-script runs the agent the real way.
  * Outside CI, a missing pwsh or test-net support skips with the reason; in
  * CI it fails.
  */

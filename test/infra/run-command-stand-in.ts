@@ -1,5 +1,6 @@
-import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { ArmStandIn, RecordedRequest, Reply } from './arm-stand-in.ts';
@@ -34,6 +35,14 @@ import type { ArmStandIn, RecordedRequest, Reply } from './arm-stand-in.ts';
  *   or Failed with its exit code, the last 4,096 characters of each stream
  *   in the instance view and the whole streams in the output blobs (which a
  *   rerun overwrites, as documented).
+ *   With `agentProcess: 'warm'` the scripts run one at a time in ONE warm
+ *   pwsh (warm-agent.ps1), each in a fresh runspace, instead of a new
+ *   process each: the script, its parameters, streams and exit code are
+ *   the same for Rubicon's transport entries (what differs is listed in
+ *   warm-agent.ps1 and checked against `-File` in
+ *   test/infra/warm-agent.test.ts); a program the script starts is still a
+ *   process of its own. A second script waits (Pending) until the first
+ *   ends, as the real agent runs one execution at a time.
  * - `stuck`: Running forever (the platform hang of azure-cli#28172).
  * - a function: returns the instance view to serve (canned).
  */
@@ -57,6 +66,8 @@ export class RunCommandStandIn {
   readonly blobs = new Map<string, Buffer>();
   /** What each GET with the instance view answered, in order. */
   readonly served: { name: string; provisioningState: string; executionState: unknown; exitCode: unknown }[] = [];
+  /** Per script the agent really ran: the run command, its step (tag rubicon-step, else its kind), how long it waited for the agent, how long it ran (ms). */
+  readonly timings: { name: string; step: string; waitMs: number; runMs: number }[] = [];
   /** Run commands that exist but that Rubicon did not create (another tool's, or older ones). */
   readonly preset: StoredRunCommand[] = [];
   agent: Agent = 'real';
@@ -79,6 +90,9 @@ export class RunCommandStandIn {
    * namespace and /etc files) with the stand-in commands on its paths.
    */
   launch: (argv: string[]) => [string, string[]] = (argv) => [argv[0]!, argv.slice(1)];
+  /** `per-script`: a new pwsh per script, as the real agent (default); `warm`: one pwsh, a fresh runspace per script (faster, see above). */
+  agentProcess: 'per-script' | 'warm' = 'per-script';
+  #warm: WarmAgent | undefined;
   readonly #dir = mkdtempSync(path.join(os.tmpdir(), 'rubicon-rc-agent-'));
   readonly #running = new Set<Promise<void>>();
 
@@ -185,19 +199,36 @@ export class RunCommandStandIn {
     const file = path.join(this.#dir, `${rc.name}-${rc.runs}.ps1`);
     writeFileSync(file, String(props.source?.script ?? ''));
     const params = [...(props.parameters ?? []), ...(props.protectedParameters ?? [])].flatMap((p: { name: string; value: string }) => [`-${p.name}`, p.value]);
-    const startTime = new Date().toISOString();
+    const queued = performance.now();
     rc.runs++;
     rc.provisioningState = 'Succeeded';
-    rc.instanceView = { executionState: 'Running', exitCode: 0, output: '', error: '', startTime, statuses: null };
-    const [cmd, argv] = this.launch([this.pwsh, '-NoProfile', '-NonInteractive', '-ExecutionPolicy', 'Bypass', '-File', file, ...params]);
-    const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on('data', (d: Buffer) => out.push(d));
-    child.stderr.on('data', (d: Buffer) => err.push(d));
-    const code = await new Promise<number>((resolve) => child.on('close', (c) => resolve(c ?? 1)));
-    const o = Buffer.concat(out);
-    const e = Buffer.concat(err);
+    let startTime = new Date().toISOString();
+    rc.instanceView = { executionState: this.agentProcess === 'warm' ? 'Pending' : 'Running', exitCode: 0, output: '', error: '', statuses: null };
+    let o: Buffer;
+    let e: Buffer;
+    let code: number;
+    let started = queued;
+    if (this.agentProcess === 'warm') {
+      this.#warm ??= new WarmAgent(this.launch([this.pwsh, '-NoProfile', '-NonInteractive', '-ExecutionPolicy', 'Bypass', '-File', WARM_AGENT_SCRIPT]));
+      const r = await this.#warm.run(file, params, () => {
+        started = performance.now();
+        startTime = new Date().toISOString();
+        rc.instanceView = { executionState: 'Running', exitCode: 0, output: '', error: '', startTime, statuses: null };
+      });
+      ({ code, out: o, err: e } = r);
+    } else {
+      rc.instanceView = { ...rc.instanceView, startTime };
+      const [cmd, argv] = this.launch([this.pwsh, '-NoProfile', '-NonInteractive', '-ExecutionPolicy', 'Bypass', '-File', file, ...params]);
+      const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+      const out: Buffer[] = [];
+      const err: Buffer[] = [];
+      child.stdout.on('data', (d: Buffer) => out.push(d));
+      child.stderr.on('data', (d: Buffer) => err.push(d));
+      code = await new Promise<number>((resolve) => child.on('close', (c) => resolve(c ?? 1)));
+      o = Buffer.concat(out);
+      e = Buffer.concat(err);
+    }
+    this.timings.push({ name: rc.name, step: rc.body.tags?.['rubicon-step'] ?? rc.body.tags?.['rubicon'] ?? '', waitMs: Math.round(started - queued), runMs: Math.round(performance.now() - started) });
     const blobPath = (uri: unknown) => (typeof uri === 'string' ? new URL(uri).pathname : undefined);
     const ob = blobPath(props.outputBlobUri);
     const eb = blobPath(props.errorBlobUri);
@@ -223,8 +254,96 @@ export class RunCommandStandIn {
     await Promise.all([...this.#running]);
   }
 
-  async stop(): Promise<void> {
+  /** Ends the warm agent (the next script starts a new one, with `launch` as it is then): a new VM has an agent of its own. */
+  async restartAgent(): Promise<void> {
     await this.settle();
+    const w = this.#warm;
+    this.#warm = undefined;
+    await w?.stop();
+  }
+
+  async stop(): Promise<void> {
+    await this.restartAgent();
+    rmSync(this.#dir, { recursive: true, force: true });
+  }
+}
+
+export const WARM_AGENT_SCRIPT = path.join(import.meta.dirname, 'warm-agent.ps1');
+
+/**
+ * One warm pwsh running warm-agent.ps1: scripts one at a time (a queue),
+ * each answered by its own nonce. When the process dies, every script
+ * waiting on it fails with exit code 1 and its stderr says why.
+ */
+export class WarmAgent {
+  readonly #child: ChildProcessWithoutNullStreams;
+  readonly #dir = mkdtempSync(path.join(os.tmpdir(), 'rubicon-warm-agent-'));
+  readonly #waiting = new Map<string, (code: number) => void>();
+  #queue: Promise<unknown> = Promise.resolve();
+  #buffer = '';
+  #stderr = '';
+  #exited = false;
+  #n = 0;
+
+  constructor([cmd, argv]: [string, string[]]) {
+    this.#child = spawn(cmd, argv, { stdio: ['pipe', 'pipe', 'pipe'] });
+    this.#child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      this.#buffer += d;
+      let nl: number;
+      while ((nl = this.#buffer.indexOf('\n')) >= 0) {
+        const m = /^RUBICON-WARM-AGENT (\S+) rc (-?\d+)$/.exec(this.#buffer.slice(0, nl).trim());
+        this.#buffer = this.#buffer.slice(nl + 1);
+        if (m) this.#waiting.get(m[1]!)?.(Number(m[2]));
+      }
+    });
+    this.#child.stderr.setEncoding('utf8').on('data', (d: string) => (this.#stderr = (this.#stderr + d).slice(-4096)));
+    this.#child.on('close', () => {
+      this.#exited = true;
+      for (const done of this.#waiting.values()) done(-1);
+    });
+  }
+
+  /** Runs `file` with `params` (`-Name value` pairs) once the scripts before it ended; `onStart` when it starts. */
+  run(file: string, params: string[], onStart: () => void): Promise<{ code: number; out: Buffer; err: Buffer }> {
+    const next = this.#queue.then(() => this.#one(file, params, onStart));
+    this.#queue = next.catch(() => undefined);
+    return next;
+  }
+
+  async #one(file: string, params: string[], onStart: () => void): Promise<{ code: number; out: Buffer; err: Buffer }> {
+    onStart();
+    const id = `${randomBytes(8).toString('hex')}-${this.#n++}`;
+    const out = path.join(this.#dir, `${id}.out`);
+    const err = path.join(this.#dir, `${id}.err`);
+    const pairs: [string, string][] = [];
+    for (let i = 0; i + 1 < params.length; i += 2) pairs.push([params[i]!.replace(/^-/, ''), params[i + 1]!]);
+    const code = this.#exited
+      ? -1
+      : await new Promise<number>((resolve) => {
+          this.#waiting.set(id, resolve);
+          this.#child.stdin.write(`${Buffer.from(JSON.stringify({ id, file, params: pairs, out, err })).toString('base64')}\n`);
+        });
+    this.#waiting.delete(id);
+    if (code === -1) return { code: 1, out: Buffer.alloc(0), err: Buffer.from(`the warm agent (pwsh) ended: ${this.#stderr}`) };
+    const read = (f: string) => {
+      try {
+        return readFileSync(f);
+      } catch {
+        return Buffer.alloc(0);
+      }
+    };
+    const r = { code, out: read(out), err: read(err) };
+    rmSync(out, { force: true });
+    rmSync(err, { force: true });
+    return r;
+  }
+
+  async stop(): Promise<void> {
+    await this.#queue;
+    if (this.#exited) return;
+    const closed = new Promise<void>((resolve) => this.#child.on('close', () => resolve()));
+    this.#child.stdin.end();
+    await closed;
     rmSync(this.#dir, { recursive: true, force: true });
   }
 }

@@ -268,7 +268,11 @@ interface StoryOptions {
   cross: boolean;
   outcome: RunOutcome;
   hostileName?: string;
+  /** `rubicon rollback`s appended after the run (appendToRun), in order: how each ended (`unfinished`: no end record). */
+  rollbacks?: ('completed' | 'failed' | 'unfinished')[];
 }
+
+export const ROLLBACK_FAILURE = 'INFRA_FAILED: Pulumi up of stack prod failed: the VM ehr-srv01 did not start from disk ehr-srv01-osdisk-retired';
 
 export const DRIFT_CHANGES: DriftChange[] = [
   { path: 'app.ini', kind: 'modified', size: 2_184, mtimeMs: Date.parse('2025-03-08T01:02:10Z') },
@@ -449,6 +453,13 @@ function story(o: StoryOptions): { state: RunState; checklist: ChecklistRow[]; r
   b.phase('report', () => b.advance(300));
   const exitCode = o.outcome === 'refused' ? 2 : 0;
   b.add({ type: 'run.completed', outcome: o.outcome, exitCode }, 10);
+  // A rollback comes after the run, from another command (src/infra/azure/rollback.ts): started, the driver's notes, then its end.
+  for (const end of o.rollbacks ?? []) {
+    b.add({ type: 'rollback.started', by: 'flag', who: 'a.auditor' }, 3_600_000);
+    b.add({ type: 'note', level: 'info', message: 'lock removed from the OS disk of ehr-srv01' }, 60_000);
+    if (end === 'completed') b.add({ type: 'rollback.completed', from: 'retired-os-disk', diskId: '/subscriptions/0000/resourceGroups/rg-ehr/providers/Microsoft.Compute/disks/ehr-srv01-osdisk-retired', image: 'disk:ehr-srv01-osdisk-retired' }, 240_000);
+    if (end === 'failed') b.add({ type: 'rollback.failed', code: 'INFRA_FAILED', message: ROLLBACK_FAILURE.slice('INFRA_FAILED: '.length) }, 120_000);
+  }
   const state = b.state();
   return { state, checklist: checklistFor(state), records: b.records };
 }
@@ -465,7 +476,7 @@ export function checklistFor(state: RunState): ChecklistRow[] {
   });
 }
 
-export function landedStory(opts: { hostileName?: string } = {}) {
+export function landedStory(opts: { hostileName?: string; rollbacks?: StoryOptions['rollbacks'] } = {}) {
   return story({
     command: 'upgrade',
     dbPasses: (m) => m !== 'vendor-job',

@@ -16,6 +16,7 @@ describe('report.html in headless Chromium', () => {
   let dir: string;
   let landedHtml: string;
   let refusedHtml: string;
+  let rolledBackHtml: string;
 
   // No requireTool here: a throwing beforeAll would mark the tests "skipped".
   // Each test calls chromium(), which fails that test when the binary is missing.
@@ -25,6 +26,8 @@ describe('report.html in headless Chromium', () => {
     landedHtml = (await writeReports(l.state, l.checklist, join(dir, 'landed'))).find((f) => f.kind === 'html')!.path;
     const r = refusedStory();
     refusedHtml = (await writeReports(r.state, r.checklist, join(dir, 'refused'))).find((f) => f.kind === 'html')!.path;
+    const rb = landedStory({ rollbacks: ['completed', 'failed'] });
+    rolledBackHtml = (await writeReports(rb.state, rb.checklist, join(dir, 'rolled-back'))).find((f) => f.kind === 'html')!.path;
   });
   afterAll(async () => {
     if (dir) await rm(dir, { recursive: true, force: true });
@@ -61,6 +64,22 @@ describe('report.html in headless Chromium', () => {
     expect(header).toContain('Refused: the gate stopped the rebuild');
     expect(header).toContain('0 of 2 required independent methods proven');
     expect(header).toContain('Nothing was destroyed: the target was not touched.');
+  });
+
+  it('shows every rollback after the run: the newest in the banner, one row each in the crossing section', async () => {
+    const { stdout: dom } = await chromium(['--dump-dom', `file://${rolledBackHtml}`]);
+    const header = /<header[\s\S]*?<\/header>/.exec(dom)![0];
+    expect(header).toContain('tone-red');
+    expect(header).toMatch(/Afterwards: A rollback of the target .* confirmed by a\.auditor \(flag\); it failed .* with INFRA_FAILED: /);
+    const crossing = /<section id="crossing">[\s\S]*?<\/section>/.exec(dom)![0];
+    expect(crossing).toContain('<h3 id="rollback">Rollback: <span class="tag tag-bad">failed</span></h3>');
+    const rows = [...crossing.matchAll(/<tr class="[^"]*" data-rollback="([a-z]+)">([\s\S]*?)<\/tr>/g)];
+    expect(rows.map((r) => r[1])).toEqual(['completed', 'failed']);
+    expect(rows[0]![2]).toContain('<td>a.auditor (flag)</td>');
+    expect(rows[0]![2]).toContain('the OS disk the crossing retired');
+    expect(rows[1]![2]).toContain('Pulumi up of stack prod failed');
+    // The failed rollback is in the plain-words list at the top as well.
+    expect(/<section id="failures"[\s\S]*?<\/section>/.exec(dom)![0]).toContain('it failed');
   });
 
   it('takes a 1280×2000 screenshot', async () => {

@@ -7,7 +7,7 @@ import { renderJson } from '../../src/report/json.ts';
 import { renderJunit } from '../../src/report/junit.ts';
 import { md, renderMarkdown } from '../../src/report/markdown.ts';
 import { buildReportModel, REPORT_SCHEMA, REPORT_SECTIONS, type ReportModel } from '../../src/report/model.ts';
-import { landedStory, refusedStory, rehearsalStory, VENDOR_ENGINE_MESSAGE } from './builders.ts';
+import { landedStory, refusedStory, rehearsalStory, ROLLBACK_FAILURE, VENDOR_ENGINE_MESSAGE } from './builders.ts';
 import { externalReferences, xmllint } from './tools.ts';
 
 const VENDOR = "The vendor's backup job produces backups that cannot be restored.";
@@ -210,5 +210,80 @@ describe('renderJunit (checked by xmllint)', () => {
     const nasty = model(landedStory({ hostileName: `a]]><x y="&amp;'\u0001\u001b[31m\ud800 <![CDATA[` }));
     const c = await check('nasty', nasty);
     expect(c.testcases).toBe(nasty.gate!.rules.length + nasty.proofs.length + nasty.landing.items.length);
+  });
+});
+
+describe('rollbacks after the run (rubicon rollback, journaled by appendToRun)', () => {
+  const twice = model(landedStory({ rollbacks: ['failed', 'completed'] }));
+  const failedLast = model(landedStory({ rollbacks: ['completed', 'failed'] }));
+  const unfinished = model(landedStory({ rollbacks: ['unfinished'] }));
+
+  it('the model: every rollback with when, who, how it ended; a failed or unfinished one in plain words and the banner red', () => {
+    expect(landed.rollbacks).toEqual([]);
+    expect(twice.rollbacks.map((r) => r.outcome)).toEqual(['failed', 'completed']);
+    const [f, c] = twice.rollbacks;
+    expect(f).toMatchObject({ by: 'a.auditor (flag)', error: { code: 'INFRA_FAILED' }, durationMs: 180_000 });
+    expect(c).toMatchObject({ by: 'a.auditor (flag)', from: 'retired-os-disk', image: 'disk:ehr-srv01-osdisk-retired', durationMs: 300_000 });
+    expect(Date.parse(c!.startedAt)).toBeGreaterThan(Date.parse(twice.run.finishedAt!));
+    expect(c!.plain).toMatch(/^A rollback of the target .* was started 2025-03-08 \d\d:\d\d:\d\d UTC, confirmed by a\.auditor \(flag\); it completed .*the OS disk the crossing retired/);
+    // The failed one stays in plain words though a later one completed; the banner tells the newest.
+    expect(twice.plainFailures).toContain(f!.plain);
+    expect(twice.plainFailures).not.toContain(c!.plain);
+    expect(twice.headline).toMatchObject({ tone: 'green' });
+    expect(twice.headline.sentence).toContain(`Afterwards: ${c!.plain}`);
+    expect(failedLast.headline.tone).toBe('red');
+    expect(failedLast.headline.sentence).toContain('Afterwards: A rollback');
+    expect(failedLast.headline.sentence).toContain(ROLLBACK_FAILURE.slice('INFRA_FAILED: '.length));
+    expect(unfinished.rollbacks).toEqual([expect.objectContaining({ outcome: 'unfinished' })]);
+    expect(unfinished.rollbacks[0]).not.toHaveProperty('endedAt');
+    expect(unfinished.plainFailures.at(-1)).toContain('no end was recorded');
+    expect(JSON.parse(renderJson(twice)).rollbacks).toEqual(JSON.parse(JSON.stringify(twice.rollbacks)));
+  });
+
+  it('Markdown: a Rollback section, one row per rollback, failed ones marked', () => {
+    expect(renderMarkdown(landed)).not.toContain('## Rollback\n');
+    const text = renderMarkdown(twice);
+    const at = text.indexOf('## Rollback\n');
+    expect(at).toBeGreaterThan(text.indexOf('## Landing'));
+    const section = text.slice(at, text.indexOf('\n## ', at + 1));
+    const rows = section.split('\n').filter((l) => l.startsWith('| ✔ |') || l.startsWith('| ✘ |'));
+    expect(rows).toHaveLength(2);
+    expect(rows[0]).toMatch(/^\| ✘ \| 2025-03-08 \d\d:\d\d:\d\d UTC \| a\.auditor \(flag\) \| \*\*failed\*\* \| 2025-03-08 .* \| 3 min \|/);
+    expect(rows[0]).toContain(md(ROLLBACK_FAILURE));
+    expect(rows[1]).toMatch(/^\| ✔ \| .* \| a\.auditor \(flag\) \| completed \| .* \| 5 min \|/);
+    expect(text).toContain(`- ✘ ${md(twice.rollbacks[0]!.plain)}`);
+    expect(renderMarkdown(unfinished)).toMatch(/\| ✘ \| .* \| \*\*unfinished\*\* \| — \| — \|/);
+  });
+
+  it('HTML: a Rollback table in the crossing section, the failed row coloured like a refused rule', () => {
+    expect(renderHtml(landed)).not.toContain('id="rollback"');
+    const h = renderHtml(twice);
+    const crossing = /<section id="crossing">[\s\S]*?<\/section>/.exec(h)![0];
+    expect(crossing).toContain('<h3 id="rollback">Rollback: <span class="tag tag-ok">completed</span></h3>');
+    expect(crossing.match(/<tr class="rule-fail" data-rollback="failed">/g)).toHaveLength(1);
+    expect(crossing.match(/<tr class="" data-rollback="completed">/g)).toHaveLength(1);
+    expect(crossing).toContain(esc(twice.rollbacks[0]!.plain));
+    expect(renderHtml(failedLast)).toContain('<h3 id="rollback">Rollback: <span class="tag tag-bad">failed</span></h3>');
+    expect(renderHtml(failedLast)).toContain('class="banner tone-red"');
+  });
+
+  it('JUnit: one testcase per rollback; a failed or unfinished one is a failure', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'rubicon-junit-rollback-'));
+    try {
+      for (const [name, m, failures] of [['twice', twice, 1], ['unfinished', unfinished, 1]] as const) {
+        const path = join(dir, `${name}.xml`);
+        await writeFile(path, renderJunit(m));
+        const lint = await xmllint(['--noout', path]);
+        expect(lint.stderr, name).toBe('');
+        const count = async (xpath: string) => Number((await xmllint(['--xpath', xpath, path])).stdout.trim());
+        expect(await count("count(//testsuite[@name='rubicon.rollback']/testcase)"), name).toBe(m.rollbacks.length);
+        expect(await count("count(//testsuite[@name='rubicon.rollback']/testcase/failure)"), name).toBe(failures);
+        expect(await count('number(/testsuites/@failures)'), name).toBe(failures);
+      }
+      expect((await xmllint(['--xpath', "string(//failure[@type='rollback-failed']/@message)", join(dir, 'twice.xml')])).stdout).toBe(ROLLBACK_FAILURE);
+      expect((await xmllint(['--xpath', "count(//failure[@type='rollback-unfinished'])", join(dir, 'unfinished.xml')])).stdout.trim()).toBe('1');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

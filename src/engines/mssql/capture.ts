@@ -241,31 +241,81 @@ export async function captureNativeFull(env: CaptureEnv, item: Item): Promise<Ca
   if (!out.ok) throw fail(item, method, `BACKUP DATABASE failed: ${explain(out.messages)}`);
   const headers = await headerOf(env, item, method, [serverPath]);
   const h = ownFullHeader(item, method, headers, serverPath);
-  // msdb has the exact LSN of the set HEADERONLY names by GUID (HEADERONLY's numeric(25,0) arrives as a double).
-  const msdb = groupBackupSets(parseHistory(await env.session.query(q.backupSetByGuidStatement(h!.backupSetGuid), 'reading the backup set from msdb', env.ctx.signal)))[0];
-  if (msdb && !sameLsn(h!.lastLsn, msdb.row.lastLsn)) throw fail(item, method, `HEADERONLY's LastLSN ${h!.lastLsn} is not msdb's ${msdb.row.lastLsn} for backup set ${h!.backupSetGuid}`);
-  const lastLsn = msdb?.row.lastLsn ?? String(h!.lastLsn);
   const bak = { path: await hostFile(env, item, method, env.backupDirectoryOnHost, fileName, serverPath), name: fileName };
-  const thumbprints = [db.tde_thumbprint, h?.encryptorThumbprint].filter((t): t is string => typeof t === 'string' && t.length > 0);
-  const certs = await exportCertificates(env, item, method, thumbprints);
+  const sealed = await sealFullBackup(env, item, method, info, db, h, [fileName], system ? { system: true } : {});
+  return {
+    files: [bak, ...sealed.files],
+    format: 'mssql-bak',
+    tool: `SQL Server ${info.productVersion} (${info.edition}) BACKUP DATABASE`,
+    position: `LastLSN ${sealed.lastLsn}, BackupSetGUID ${h.backupSetGuid}`,
+    command: `${stmt.text} -- @path = ${serverPath}`,
+  };
+}
+
+/**
+ * The common tail of Rubicon's own full backup, to disk or to URL, once
+ * HEADERONLY has passed (ownFullHeader): msdb must agree with HEADERONLY on
+ * the set's LastLSN (msdb has it exactly; HEADERONLY's numeric(25,0) arrives
+ * as a double; no msdb row: HEADERONLY's value stands), then sealSidecar
+ * with the one full step. `files` are the step's backup files (the disk
+ * file's name or the blob names). Returns the LastLSN recorded and the
+ * files sealSidecar made. Throws CAPTURE_FAILED when msdb disagrees.
+ */
+async function sealFullBackup(
+  env: CaptureEnv,
+  item: Item,
+  method: string,
+  info: SourceInfo,
+  db: SqlRow,
+  h: BackupHeader,
+  files: string[],
+  where: { system?: true; url?: Sidecar['url'] },
+): Promise<{ lastLsn: string; files: { path: string; name: string }[] }> {
+  const msdb = groupBackupSets(parseHistory(await env.session.query(q.backupSetByGuidStatement(h.backupSetGuid), 'reading the backup set from msdb', env.ctx.signal)))[0];
+  if (msdb && !sameLsn(h.lastLsn, msdb.row.lastLsn)) throw fail(item, method, `HEADERONLY's LastLSN ${h.lastLsn} is not msdb's ${msdb.row.lastLsn} for backup set ${h.backupSetGuid}`);
+  const lastLsn = msdb?.row.lastLsn ?? String(h.lastLsn);
+  const step: RestoreStep = { kind: 'full', files, position: 1, lastLsn, backupFinishDate: h.backupFinishDate, backupSetGuid: h.backupSetGuid, hasBackupChecksums: h.hasBackupChecksums };
+  return { lastLsn, files: await sealSidecar(env, item, method, info, db, [step], thumbprintsOf(db, h), where) };
+}
+
+/** The certificates a full backup's restore needs: the database's TDE encryptor and the backup's own encryptor, as found (not deduplicated). */
+const thumbprintsOf = (db: SqlRow, h: BackupHeader): string[] => [db.tde_thumbprint, h.encryptorThumbprint].filter((t): t is string => typeof t === 'string' && t.length > 0);
+
+/**
+ * The last part of every .bak capture (native to disk or URL, vendor job,
+ * msdb history): exports the certificates named by `requiredThumbprints`
+ * (exportCertificates), assembles the sidecar (rubicon-mssql.json) from the
+ * restore steps, and writes it to ctx.workDir. `where.system` marks a system
+ * database (its sidecar carries no databaseFacts or fingerprintBasis, which
+ * are read from SQL Server otherwise); `where.url` lists the stripes of a
+ * backup to URL. Returns the certificate files, then the sidecar file.
+ * Throws CAPTURE_FAILED when a certificate cannot be exported. Writes only
+ * certificate files and the sidecar; a redo overwrites them.
+ */
+async function sealSidecar(
+  env: CaptureEnv,
+  item: Item,
+  method: string,
+  info: SourceInfo,
+  db: SqlRow,
+  steps: RestoreStep[],
+  requiredThumbprints: string[],
+  where: { system?: true; url?: Sidecar['url'] } = {},
+): Promise<{ path: string; name: string }[]> {
+  const certs = await exportCertificates(env, item, method, requiredThumbprints);
   const sidecar: Sidecar = {
     version: 1,
     format: 'mssql-bak',
     database: item.name,
     method,
     source: sourceOf(info),
-    steps: [{ kind: 'full', files: [fileName], position: 1, lastLsn, backupFinishDate: h!.backupFinishDate, backupSetGuid: h!.backupSetGuid, hasBackupChecksums: h!.hasBackupChecksums }],
+    steps,
     certificates: certs.certs,
-    requiredThumbprints: thumbprints,
-    ...(system ? { system: true } : { databaseFacts: await databaseFacts(env, item, db), fingerprintBasis: basisOf(db) }),
+    requiredThumbprints,
+    ...(where.url ? { url: where.url } : {}),
+    ...(where.system ? { system: true } : { databaseFacts: await databaseFacts(env, item, db), fingerprintBasis: basisOf(db) }),
   };
-  return {
-    files: [bak, ...certs.files, await writeSidecar(env, sidecar)],
-    format: 'mssql-bak',
-    tool: `SQL Server ${info.productVersion} (${info.edition}) BACKUP DATABASE`,
-    position: `LastLSN ${lastLsn}, BackupSetGUID ${h!.backupSetGuid}`,
-    command: `${stmt.text} -- @path = ${serverPath}`,
-  };
+  return [...certs.files, await writeSidecar(env, sidecar)];
 }
 
 /** HEADERONLY of Rubicon's own full backup: position 1, full, this database, COPY_ONLY, checksums, not damaged, a BackupSetGUID. Throws CAPTURE_FAILED naming what is wrong. */
@@ -340,30 +390,13 @@ export async function captureNativeUrl(env: CaptureEnv, item: Item): Promise<Cap
   }
   const h = ownFullHeader(item, method, headers, plan.urls.join(', '));
   const stripes = await readBackStripes(vault, item, method, plan.blobs, plan.urls, (m) => env.log('warn', m));
-  const msdb = groupBackupSets(parseHistory(await env.session.query(q.backupSetByGuidStatement(h.backupSetGuid), 'reading the backup set from msdb', sig)))[0];
-  if (msdb && !sameLsn(h.lastLsn, msdb.row.lastLsn)) throw fail(item, method, `HEADERONLY's LastLSN ${h.lastLsn} is not msdb's ${msdb.row.lastLsn} for backup set ${h.backupSetGuid}`);
-  const lastLsn = msdb?.row.lastLsn ?? String(h.lastLsn);
-  const thumbprints = [db.tde_thumbprint, h.encryptorThumbprint].filter((t): t is string => typeof t === 'string' && t.length > 0);
-  const certs = await exportCertificates(env, item, method, thumbprints);
-  const sidecar: Sidecar = {
-    version: 1,
-    format: 'mssql-bak',
-    database: item.name,
-    method,
-    source: sourceOf(info),
-    steps: [{ kind: 'full', files: plan.blobs, position: 1, lastLsn, backupFinishDate: h.backupFinishDate, backupSetGuid: h.backupSetGuid, hasBackupChecksums: h.hasBackupChecksums }],
-    certificates: certs.certs,
-    requiredThumbprints: thumbprints,
-    url: { vault: vault.info.name, container: grant.credential, stripes },
-    databaseFacts: await databaseFacts(env, item, db),
-    fingerprintBasis: basisOf(db),
-  };
+  const sealed = await sealFullBackup(env, item, method, info, db, h, plan.blobs, { url: { vault: vault.info.name, container: grant.credential, stripes } });
   const bytes = stripes.reduce((n, x) => n + x.bytes, 0);
   return {
-    files: [...certs.files, await writeSidecar(env, sidecar)],
+    files: sealed.files,
     format: 'mssql-bak',
     tool: `SQL Server ${info.productVersion} (${info.edition}) BACKUP DATABASE TO URL`,
-    position: `LastLSN ${lastLsn}, BackupSetGUID ${h.backupSetGuid}, ${stripes.length} stripe(s) of ${bytes} bytes in vault '${vault.info.name}'`,
+    position: `LastLSN ${sealed.lastLsn}, BackupSetGUID ${h.backupSetGuid}, ${stripes.length} stripe(s) of ${bytes} bytes in vault '${vault.info.name}'`,
     command: `${plan.backup.text} -- ${plan.urls.map((u, i) => `@url${i + 1} = ${u}`).join(', ')}`,
     // The stripes are in this vault only: the sidecar is stored (and the copy counted) there alone.
     vaults: [vault.info.name],
@@ -495,22 +528,10 @@ export async function captureVendorJob(env: CaptureEnv, item: Item, spec: Vendor
   const names = full.devices.map(serverBasename);
   const files: { path: string; name: string }[] = [];
   for (const [i, n] of names.entries()) files.push({ path: await hostFile(env, item, method, spec.output, n, full.devices[i]!), name: n });
-  const thumbprints = [db.tde_thumbprint, h!.encryptorThumbprint].filter((t): t is string => typeof t === 'string' && t.length > 0);
-  const certs = await exportCertificates(env, item, method, thumbprints);
-  const sidecar: Sidecar = {
-    version: 1,
-    format: 'mssql-bak',
-    database: item.name,
-    method,
-    source: sourceOf(info),
-    steps: [{ kind: 'full', files: names, position: full.row.position, lastLsn: full.row.lastLsn, backupFinishDate: full.row.backupFinishDate, backupSetGuid: h!.backupSetGuid || full.row.backupSetUuid, hasBackupChecksums: h!.hasBackupChecksums }],
-    certificates: certs.certs,
-    requiredThumbprints: thumbprints,
-    databaseFacts: await databaseFacts(env, item, db),
-    fingerprintBasis: basisOf(db),
-  };
+  const step: RestoreStep = { kind: 'full', files: names, position: full.row.position, lastLsn: full.row.lastLsn, backupFinishDate: full.row.backupFinishDate, backupSetGuid: h!.backupSetGuid || full.row.backupSetUuid, hasBackupChecksums: h!.hasBackupChecksums };
+  const sealed = await sealSidecar(env, item, method, info, db, [step], thumbprintsOf(db, h!));
   return {
-    files: [...files, ...certs.files, await writeSidecar(env, sidecar)],
+    files: [...files, ...sealed],
     format: 'mssql-bak',
     tool: `vendor SQL Agent job ${job} on SQL Server ${info.productVersion}`,
     position: `LastLSN ${full.row.lastLsn}`,
@@ -568,22 +589,10 @@ export async function captureHistory(env: CaptureEnv, item: Item): Promise<Captu
     }
     steps.push({ kind, files: names, position: set.row.position, lastLsn: set.row.lastLsn, backupFinishDate: set.row.backupFinishDate, backupSetGuid: h.backupSetGuid || set.row.backupSetUuid, hasBackupChecksums: h.hasBackupChecksums });
   }
-  const certs = await exportCertificates(env, item, method, thumbprints);
-  const sidecar: Sidecar = {
-    version: 1,
-    format: 'mssql-bak',
-    database: item.name,
-    method,
-    source: sourceOf(info),
-    steps,
-    certificates: certs.certs,
-    requiredThumbprints: [...new Set(thumbprints)],
-    databaseFacts: await databaseFacts(env, item, db),
-    fingerprintBasis: basisOf(db),
-  };
+  const sealed = await sealSidecar(env, item, method, info, db, steps, [...new Set(thumbprints)]);
   const last = steps[steps.length - 1]!;
   return {
-    files: [...files, ...certs.files, await writeSidecar(env, sidecar)],
+    files: [...files, ...sealed],
     format: 'mssql-bak',
     tool: `SQL Server ${info.productVersion} msdb history + RESTORE HEADERONLY`,
     position: `LastLSN ${last.lastLsn ?? ''}`,
