@@ -113,7 +113,7 @@ interface CommonOptions {
    * Worker threads that read, hash and write files when every vault is a
    * FilesystemVault (other vaults always go through the main thread).
    * 0: none. Default: one per core (at most 4), started once the files to
-   * read come to 8 MiB or 256 files; below that, starting threads costs more
+   * read come to 16 MiB or 2,048 files; below that, starting threads costs more
    * than it saves.
    */
   workers?: number;
@@ -166,8 +166,8 @@ const CHUNK = 1024 * 1024;
 /** Read buffer of a copy worker: files up to this size take one read and one write. */
 const WORKER_CHUNK = 1024 * 1024;
 const WORKERS_MAX = 4;
-const WORKERS_MIN_BYTES = 8 * 1024 * 1024;
-const WORKERS_MIN_FILES = 256;
+const WORKERS_MIN_BYTES = 16 * 1024 * 1024;
+const WORKERS_MIN_FILES = 2048;
 const BATCH_FILES = 32;
 const BATCH_BYTES = 4 * 1024 * 1024;
 const MAX_READS = 3;
@@ -533,7 +533,7 @@ async function capture(
           }
         } else settle(slot, copyFile(item));
         if (queue.length - head > MAX_PENDING) {
-          engine.finish(); // copies still held (too few for threads) must not block the window
+          engine.finish(false); // copies still held (too few for threads) must not block the window
           engine.flush();
           await (queue[head] as Slot).promise;
           await flush();
@@ -640,8 +640,8 @@ interface CopyEngine {
   /** Every file the walk met (for the worker start threshold). */
   /** Sends what is batched. */
   flush(): void;
-  /** Decide now: the source has ended, or the window of files in flight is full (copies still held go to the main thread). */
-  finish(): void;
+  /** Decide now: the source has ended, or (`final` false) the window of files in flight is full and copies are held (they go to the main thread). */
+  finish(final?: boolean): void;
   abort(reason?: unknown): void;
   close(): Promise<void>;
 }
@@ -665,6 +665,8 @@ class WorkerEngine implements CopyEngine {
   /** Auto mode, before the decision: copies held until the thresholds say "workers", or the end says "main thread". */
   private held: { f: FileItem; onRead: (n: number) => void; resolve: (c: Copied | 'vanished') => void; reject: (e: unknown) => void }[] | undefined;
   private heldBytes = 0;
+  /** Auto mode: files met before the decision (copied on the main thread, or held when large). */
+  private seenFiles = 0;
   /** `auto`: copy on the main thread until the files to copy reach the thresholds, then start the pool. */
   constructor(vaults: FilesystemVault[], size: number, auto: boolean, parallel: number | undefined) {
     this.vaults = vaults;
@@ -684,10 +686,15 @@ class WorkerEngine implements CopyEngine {
   copy(f: FileItem, onRead: (n: number) => void): Promise<Copied | 'vanished'> {
     const held = this.held;
     if (held !== undefined) {
+      this.seenFiles++;
+      this.heldBytes += f.size;
+      if (this.seenFiles < WORKERS_MIN_FILES && this.heldBytes < WORKERS_MIN_BYTES && f.size <= WORKER_CHUNK) {
+        // Undecided: a small file is copied on the main thread right away (synchronous calls, no thread to wait for).
+        return this.main.copy(f, onRead);
+      }
       return new Promise((resolve, reject) => {
         held.push({ f, onRead, resolve, reject });
-        this.heldBytes += f.size;
-        if (held.length >= WORKERS_MIN_FILES || this.heldBytes >= WORKERS_MIN_BYTES) {
+        if (this.seenFiles >= WORKERS_MIN_FILES || this.heldBytes >= WORKERS_MIN_BYTES) {
           this.held = undefined; // workers it is
           for (const h of held) this.enqueue(h);
         }
@@ -696,9 +703,10 @@ class WorkerEngine implements CopyEngine {
     return new Promise((resolve, reject) => this.enqueue({ f, onRead, resolve, reject }));
   }
   /** The source has ended (or the window is full): copies still held are too few for threads, so they go to the main thread. */
-  finish(): void {
+  finish(final = true): void {
     const held = this.held;
     if (held === undefined) return;
+    if (!final && held.length === 0) return; // nothing waits on the decision: keep counting
     this.held = undefined;
     this.useMain = true;
     for (const h of held) this.main.copy(h.f, h.onRead).then(h.resolve, h.reject);
@@ -820,7 +828,7 @@ class LocalEngine implements CopyEngine {
     return fromReply(copier.run(f.abs) as CopyReply, f, this.vaults, onRead);
   }
   flush(): void {}
-  finish(): void {}
+  finish(_final?: boolean): void {}
   abort(reason?: unknown): void {
     Atomics.store(this.abortFlag, 0, 1);
     this.large.abort(reason);
