@@ -11,6 +11,7 @@ import { FilesystemVault } from '../vaults/filesystem.ts';
 import type { ObjectPut, ObjectWriter, Vault, VaultReader } from '../vaults/vault.ts';
 import { CopyPool } from './copy-pool.ts';
 import type { CopyReply } from './copy-pool.ts';
+import { Copier } from './copy-worker.js';
 import { ManifestCursor, pruneImpliedFolders, recordChange } from './drift.ts';
 import { isNode, ManifestEncoder, recordKey } from './manifest.ts';
 import type { ManifestRecord } from './manifest.ts';
@@ -112,7 +113,7 @@ interface CommonOptions {
    * Worker threads that read, hash and write files when every vault is a
    * FilesystemVault (other vaults always go through the main thread).
    * 0: none. Default: one per core (at most 4), started once the files to
-   * read come to 8 MiB or 256 files; below that, starting threads costs more
+   * read come to 16 MiB or 2,048 files; below that, starting threads costs more
    * than it saves.
    */
   workers?: number;
@@ -165,8 +166,8 @@ const CHUNK = 1024 * 1024;
 /** Read buffer of a copy worker: files up to this size take one read and one write. */
 const WORKER_CHUNK = 1024 * 1024;
 const WORKERS_MAX = 4;
-const WORKERS_MIN_BYTES = 8 * 1024 * 1024;
-const WORKERS_MIN_FILES = 256;
+const WORKERS_MIN_BYTES = 16 * 1024 * 1024;
+const WORKERS_MIN_FILES = 2048;
 const BATCH_FILES = 32;
 const BATCH_BYTES = 4 * 1024 * 1024;
 const MAX_READS = 3;
@@ -532,7 +533,7 @@ async function capture(
           }
         } else settle(slot, copyFile(item));
         if (queue.length - head > MAX_PENDING) {
-          engine.finish(); // copies still held (too few for threads) must not block the window
+          engine.finish(false); // copies still held (too few for threads) must not block the window
           engine.flush();
           await (queue[head] as Slot).promise;
           await flush();
@@ -639,8 +640,8 @@ interface CopyEngine {
   /** Every file the walk met (for the worker start threshold). */
   /** Sends what is batched. */
   flush(): void;
-  /** Decide now: the source has ended, or the window of files in flight is full (copies still held go to the main thread). */
-  finish(): void;
+  /** Decide now: the source has ended, or (`final` false) the window of files in flight is full and copies are held (they go to the main thread). */
+  finish(final?: boolean): void;
   abort(reason?: unknown): void;
   close(): Promise<void>;
 }
@@ -656,7 +657,7 @@ class WorkerEngine implements CopyEngine {
   private readonly vaults: FilesystemVault[];
   private readonly size: number;
   private readonly auto: boolean;
-  private readonly main: MainEngine;
+  private readonly main: CopyEngine;
   private pool: Promise<CopyPool> | undefined;
   private batch: { f: FileItem; onRead: (n: number) => void; resolve: (c: Copied | 'vanished') => void; reject: (e: unknown) => void }[] = [];
   private batchBytes = 0;
@@ -664,12 +665,14 @@ class WorkerEngine implements CopyEngine {
   /** Auto mode, before the decision: copies held until the thresholds say "workers", or the end says "main thread". */
   private held: { f: FileItem; onRead: (n: number) => void; resolve: (c: Copied | 'vanished') => void; reject: (e: unknown) => void }[] | undefined;
   private heldBytes = 0;
+  /** Auto mode: files met before the decision (copied on the main thread, or held when large). */
+  private seenFiles = 0;
   /** `auto`: copy on the main thread until the files to copy reach the thresholds, then start the pool. */
   constructor(vaults: FilesystemVault[], size: number, auto: boolean, parallel: number | undefined) {
     this.vaults = vaults;
     this.size = size;
     this.auto = auto;
-    this.main = new MainEngine(vaults, Math.max(1, parallel ?? 4));
+    this.main = new LocalEngine(vaults, new MainEngine(vaults, Math.max(1, parallel ?? 4)));
     if (auto) this.held = [];
   }
   private startPool(): Promise<CopyPool> {
@@ -683,10 +686,15 @@ class WorkerEngine implements CopyEngine {
   copy(f: FileItem, onRead: (n: number) => void): Promise<Copied | 'vanished'> {
     const held = this.held;
     if (held !== undefined) {
+      this.seenFiles++;
+      this.heldBytes += f.size;
+      if (this.seenFiles < WORKERS_MIN_FILES && this.heldBytes < WORKERS_MIN_BYTES && f.size <= WORKER_CHUNK) {
+        // Undecided: a small file is copied on the main thread right away (synchronous calls, no thread to wait for).
+        return this.main.copy(f, onRead);
+      }
       return new Promise((resolve, reject) => {
         held.push({ f, onRead, resolve, reject });
-        this.heldBytes += f.size;
-        if (held.length >= WORKERS_MIN_FILES || this.heldBytes >= WORKERS_MIN_BYTES) {
+        if (this.seenFiles >= WORKERS_MIN_FILES || this.heldBytes >= WORKERS_MIN_BYTES) {
           this.held = undefined; // workers it is
           for (const h of held) this.enqueue(h);
         }
@@ -695,9 +703,10 @@ class WorkerEngine implements CopyEngine {
     return new Promise((resolve, reject) => this.enqueue({ f, onRead, resolve, reject }));
   }
   /** The source has ended (or the window is full): copies still held are too few for threads, so they go to the main thread. */
-  finish(): void {
+  finish(final = true): void {
     const held = this.held;
     if (held === undefined) return;
+    if (!final && held.length === 0) return; // nothing waits on the decision: keep counting
     this.held = undefined;
     this.useMain = true;
     for (const h of held) this.main.copy(h.f, h.onRead).then(h.resolve, h.reject);
@@ -777,17 +786,54 @@ function fromReply(reply: CopyReply | undefined, f: FileItem, vaults: Filesystem
     const put = reply.puts[k];
     v.notePlaced(reply.sha256, put === 'written' || put === 'repaired', reply.shardCreated[k] === true);
   });
-  return {
-    sha256: reply.sha256,
-    size: reply.size,
-    mtimeMs: msFromNs(reply.mtimeNs),
-    mtimeNs: reply.mtimeNs,
-    mode: reply.mode,
-    ...(process.platform === 'win32' ? {} : { uid: reply.uid, gid: reply.gid }),
-    ...(Number.isSafeInteger(reply.ino) ? { ino: reply.ino } : {}),
-    stable: reply.stable,
-    puts: reply.puts,
-  };
+  // Field by field, no spreads: this runs once per file.
+  const c: Copied = { sha256: reply.sha256, size: reply.size, mtimeMs: msFromNs(reply.mtimeNs), mtimeNs: reply.mtimeNs, mode: reply.mode, stable: reply.stable, puts: reply.puts };
+  if (process.platform !== 'win32') {
+    c.uid = reply.uid;
+    c.gid = reply.gid;
+  }
+  if (Number.isSafeInteger(reply.ino)) c.ino = reply.ino;
+  return c;
+}
+
+/**
+ * Copy workers' code on the main thread, for FilesystemVaults when the
+ * capture is too small for threads: a small file (up to the workers' buffer)
+ * is copied by a Copier (copy-worker.js) with synchronous calls, the same
+ * code, replies and bookkeeping as in a worker, without a thread's start
+ * (0.1 s of CPU each) or a message per batch; a larger file goes to `large`
+ * (the ObjectWriter path, which does not hold the event loop for a whole
+ * file).
+ */
+class LocalEngine implements CopyEngine {
+  private readonly vaults: FilesystemVault[];
+  private readonly large: MainEngine;
+  private copier: Promise<Copier> | undefined;
+  private readonly abortFlag = new Int32Array(new SharedArrayBuffer(4));
+  constructor(vaults: FilesystemVault[], large: MainEngine) {
+    this.vaults = vaults;
+    this.large = large;
+  }
+  private start(): Promise<Copier> {
+    this.copier ??= (async () => {
+      const targets = await Promise.all(this.vaults.map((v) => v.workerTarget()));
+      return new Copier({ chunk: WORKER_CHUNK, targets, maxReads: MAX_READS, abortFlag: this.abortFlag });
+    })();
+    return this.copier;
+  }
+  async copy(f: FileItem, onRead: (n: number) => void): Promise<Copied | 'vanished'> {
+    if (f.size > WORKER_CHUNK) return this.large.copy(f, onRead);
+    const copier = await this.start();
+    if (Atomics.load(this.abortFlag, 0) !== 0) throw new RubiconError('CAPTURE_FAILED', `copy of ${f.abs} was stopped; run the capture again`);
+    return fromReply(copier.run(f.abs) as CopyReply, f, this.vaults, onRead);
+  }
+  flush(): void {}
+  finish(_final?: boolean): void {}
+  abort(reason?: unknown): void {
+    Atomics.store(this.abortFlag, 0, 1);
+    this.large.abort(reason);
+  }
+  async close(): Promise<void> {}
 }
 
 /** The main-thread path: each vault's ObjectWriter, `parallel` files at a time. */

@@ -19,7 +19,11 @@
  *   `stable: false` and the mtime from before that read.
  * - Small files (up to one buffer) take one read and, only when the vault
  *   does not already have the object with this size, one write.
- * - Temp file in tmp/, then rename into objects/<2 hex>/<sha>. An object
+ * - A small file's object (hash known before the write) is created under its
+ *   final name objects/<2 hex>/<sha> with O_EXCL and written in one call, no
+ *   temp file and no rename (not in `fsyncEach` mode, where an object under
+ *   its name must be complete: there, and for a large file, a temp file and
+ *   a rename). A name already taken is checked as follows. An object
  *   already stored under the name is kept when its ctime is later than the
  *   target's fence (written or checked after the vault was opened; strictly
  *   later, because ctimes come from a coarse clock and a change in the
@@ -37,9 +41,9 @@
  *   failure is a reply naming where it happened (source, or vault index).
  * - Checks the shared abort flag before each file and between chunks.
  */
-import { createHash } from 'node:crypto';
+import { createHash, hash as hashOnce } from 'node:crypto';
 import { chmodSync, closeSync, constants, fstatSync, fsyncSync, mkdirSync, openSync, readSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, sep } from 'node:path';
 import { parentPort, threadId, workerData } from 'node:worker_threads';
 
 class Failure extends Error {
@@ -56,6 +60,8 @@ class Aborted extends Error {}
 
 /** Large files are read in pieces of this size: 256 KiB stays in a core's L2 cache between the read, the hash and the write (1 MiB pieces cost 1.45x the CPU time per byte here, docs/files.md). */
 const STRIDE = 256 * 1024;
+/** @type {{ bigint: true }} */
+const BIGINT = { bigint: true };
 
 /** @template T @param {'source' | number} where @param {string} op @param {() => T} fn @returns {T} */
 function attempt(where, op, fn) {
@@ -96,6 +102,9 @@ export class Copier {
     this.maxReads = data.maxReads;
     /** @type {Set<string>} */
     this.knownShards = new Set();
+    /** Per target: the 256 shard paths objects/<2 hex> (built once), and which this copier has made sure exist. */
+    this.shardDirs = this.targets.map((t) => Array.from({ length: 256 }, (_, i) => `${t.objectsDir}${sep}${i.toString(16).padStart(2, '0')}`));
+    this.shardReady = this.targets.map(() => new Uint8Array(256));
     this.tempSeq = 0;
   }
 
@@ -127,7 +136,10 @@ export class Copier {
       for (let n = 1; ; n++) {
         const got = this.attemptOnce(abs, n < this.maxReads, onRead);
         if (got === 'vanished') return { kind: 'vanished', bytesRead };
-        if (got !== 'retry') return { kind: 'done', ...got, bytesRead };
+        if (got !== 'retry') {
+          got.bytesRead = bytesRead;
+          return got;
+        }
       }
     } catch (e) {
       if (e instanceof Aborted) return { kind: 'aborted' };
@@ -141,7 +153,7 @@ export class Copier {
     const targets = this.targets;
     let fd;
     try {
-      fd = openSync(abs, 'r');
+      fd = openSync(abs, constants.O_RDONLY);
     } catch (e) {
       if (e instanceof Error && 'code' in e && e.code === 'ENOENT') return 'vanished';
       throw new Failure('source', 'open', e);
@@ -150,20 +162,34 @@ export class Copier {
     const temps = [];
     let fdOpen = true;
     try {
-      const before = attempt('source', 'fstat', () => fstatSync(fd, { bigint: true }));
+      // Inline try/catch rather than attempt() on this path: no closure and no op string per call (per-file cost, docs/files.md).
+      let before;
+      try {
+        before = fstatSync(fd, BIGINT);
+      } catch (e) {
+        throw new Failure('source', 'fstat', e);
+      }
       const want = Number(before.size);
       const small = want <= this.buf.length;
-      const hash = createHash('sha256');
+      /** @type {import('node:crypto').Hash | undefined} */
+      let hash;
+      /** @type {string | undefined} */
+      let smallSha;
       let size = 0;
       if (small) {
-        while (size < want) {
-          const n = attempt('source', 'read', () => readSync(fd, this.buf, size, this.buf.length - size, null));
-          if (n === 0) break;
-          size += n;
+        const buf = this.buf;
+        try {
+          while (size < want) {
+            const n = readSync(fd, buf, size, buf.length - size, null);
+            if (n === 0) break;
+            size += n;
+          }
+        } catch (e) {
+          throw new Failure('source', 'read', e);
         }
         this.afterRead?.(abs, 0);
-        hash.update(this.buf.subarray(0, size));
       } else {
+        hash = createHash('sha256');
         for (let t = 0; t < targets.length; t++) temps.push(this.createTemp(t));
         let chunkIndex = 0;
         // A file read up to its size needs no extra read to see EOF: growth shows in the fstat after.
@@ -182,13 +208,20 @@ export class Copier {
           onRead(n);
         }
       }
-      const after = attempt('source', 'fstat', () => fstatSync(fd, { bigint: true }));
+      let after;
+      try {
+        after = fstatSync(fd, BIGINT);
+      } catch (e) {
+        throw new Failure('source', 'fstat', e);
+      }
       fdOpen = false;
       closeSync(fd);
       if (small) onRead(size);
       const stable = isStable(before, after, size);
       if (!stable && mayRetry) return 'retry';
-      const sha256 = hash.digest('hex');
+      // One-shot hash of a small file: no Hash object (half the cost for a few KB).
+      if (small) smallSha = hashOnce('sha256', this.buf.subarray(0, size), 'hex');
+      const sha256 = smallSha ?? /** @type {import('node:crypto').Hash} */ (hash).digest('hex');
       /** @type {string[]} */
       const puts = [];
       /** @type {boolean[]} */
@@ -196,8 +229,18 @@ export class Copier {
       for (let t = 0; t < targets.length; t++) {
         const target = targets[t];
         if (!target) continue;
-        const shard = join(target.objectsDir, sha256.slice(0, 2));
-        const finalPath = join(shard, sha256);
+        const prefix = parseInt(sha256.slice(0, 2), 16);
+        const shard = /** @type {string[]} */ (this.shardDirs[t])[prefix] ?? `${target.objectsDir}${sep}${sha256.slice(0, 2)}`;
+        const finalPath = `${shard}${sep}${sha256}`;
+        if (small && !target.fsyncEach) {
+          // The hash is known before the write: create the object under its final name, exclusively.
+          this.ensureShard(t, shard, shardCreated);
+          if (this.createFinal(t, finalPath, size)) {
+            puts.push('written');
+            continue;
+          }
+          // EEXIST: something is stored under the name; check it as below.
+        }
         const existing = attempt(t, `stat ${finalPath}`, () => statSync(finalPath, { throwIfNoEntry: false }));
         let put = 'written';
         if (existing?.isFile()) {
@@ -234,6 +277,7 @@ export class Copier {
       for (let t = 0; t < targets.length; t++) shardCreated[t] = shardCreated[t] === true;
       const ino = Number(before.ino);
       return {
+        kind: 'done',
         sha256,
         size,
         mtimeNs: before.mtimeNs.toString(),
@@ -244,11 +288,55 @@ export class Copier {
         stable,
         puts,
         shardCreated,
+        bytesRead: 0,
       };
     } finally {
       if (fdOpen) closeSync(fd);
       dropTemps(temps);
     }
+  }
+
+  /**
+   * Writes the first `size` bytes of the read buffer as a new object at
+   * `finalPath` (O_EXCL: never replaces or follows anything). False when the
+   * name is taken (the caller checks what is there). On a failed write the
+   * partial object this call created is removed. No temp file and no rename:
+   * the name is the hash of the buffer. A crash mid-write can leave a short
+   * object under its name, as an OS crash before the barrier can with a
+   * rename (docs/files.md "Durability decision"): every read re-hashes it,
+   * and the next capture, which has not verified it since its vault was
+   * opened, compares it with the source's bytes and replaces it.
+   * @param {number} t @param {string} finalPath @param {number} size @returns {boolean}
+   */
+  createFinal(t, finalPath, size) {
+    let fd;
+    try {
+      fd = openSync(finalPath, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
+    } catch (e) {
+      if (e instanceof Error && 'code' in e && e.code === 'EEXIST') return false;
+      throw new Failure(t, `create ${finalPath}`, e);
+    }
+    try {
+      if (size > 0) writeAll(fd, this.buf.subarray(0, size));
+      const f = fd;
+      fd = -1;
+      closeSync(f);
+    } catch (e) {
+      if (fd >= 0) {
+        try {
+          closeSync(fd);
+        } catch {
+          // the write failure is what is reported
+        }
+      }
+      try {
+        unlinkSync(finalPath);
+      } catch {
+        // gone already: nothing partial is left under the name
+      }
+      throw new Failure(t, `write ${finalPath}`, e);
+    }
+    return true;
   }
 
   /**
@@ -291,9 +379,13 @@ export class Copier {
   ensureShard(index, shard, created) {
     if (created[index] !== undefined) return;
     created[index] = false;
+    const ready = this.shardReady[index];
+    const prefix = parseInt(shard.slice(-2), 16);
+    if (ready?.[prefix] === 1) return;
     if (this.knownShards.has(shard)) return;
     created[index] = attempt(index, `mkdir ${shard}`, () => mkdirSync(shard, { recursive: true })) !== undefined;
     this.knownShards.add(shard);
+    if (ready && prefix >= 0 && prefix < 256) ready[prefix] = 1;
   }
 
   /**

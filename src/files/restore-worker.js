@@ -12,7 +12,10 @@
  *   destination: the attempt is thrown away and the next vault tried; each
  *   failure is reported (vault index, code, message).
  * - The bytes hashed are exactly the bytes written (same buffer, same pass):
- *   a reply `done` means the destination holds the manifest's content. That
+ *   a reply `done` means the destination holds the manifest's content. An
+ *   object smaller than the buffer is read whole, and its size and hash are
+ *   checked before the destination is created (a bad copy then costs no
+ *   create and no removal). That
  *   is the landing's validation; nothing reads the files back.
  * - A destination that does not exist is created in place (O_EXCL); one that
  *   exists is replaced through a temp file in its folder and a rename, so it
@@ -23,7 +26,7 @@
  * - No fsync: the caller makes the landing durable with one barrier.
  * - Never throws out of the message handler: every failure is a reply.
  */
-import { createHash } from 'node:crypto';
+import { createHash, hash as hashOnce } from 'node:crypto';
 import { closeSync, constants, fchmodSync, fchownSync, fstatSync, futimesSync, lstatSync, openSync, readSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { parentPort, threadId, workerData } from 'node:worker_threads';
@@ -89,7 +92,7 @@ export class Lander {
       const obj = /** @type {string} */ (f.objects[k]);
       let src;
       try {
-        src = openSync(obj, 'r');
+        src = openSync(obj, constants.O_RDONLY);
       } catch (e) {
         failed.push({ vault: k, code: codeOf(e) === 'ENOENT' ? 'VAULT_MISSING_OBJECT' : 'VAULT_IO', message: `object ${f.sha256}: ${codeOf(e)}` });
         continue;
@@ -100,10 +103,38 @@ export class Lander {
       let created = false;
       let placed = false;
       try {
-        const size = fstatSync(src).size;
-        if (size !== f.size) {
-          failed.push({ vault: k, code: 'VAULT_CORRUPT', message: `object ${f.sha256} has ${size} bytes, the manifest records ${f.size}` });
-          continue;
+        // A small object (below the buffer) is read whole and checked before anything is created: one read
+        // (one more byte than the manifest says, so a longer object shows), a one-shot hash, one write, no fstat.
+        const whole = f.size < this.buf.length;
+        let held = -1;
+        if (whole) {
+          try {
+            held = 0;
+            for (;;) {
+              const r = readSync(src, this.buf, held, this.buf.length - held, null);
+              if (r === 0) break;
+              held += r;
+              if (held > f.size) break;
+            }
+          } catch (e) {
+            failed.push({ vault: k, code: 'VAULT_IO', message: `object ${f.sha256}: read: ${codeOf(e)}` });
+            continue;
+          }
+          if (held !== f.size) {
+            failed.push({ vault: k, code: 'VAULT_CORRUPT', message: held > f.size ? `object ${f.sha256} is longer than the ${f.size} bytes the manifest records` : `object ${f.sha256} has ${held} bytes, the manifest records ${f.size}` });
+            continue;
+          }
+          const actual = hashOnce('sha256', this.buf.subarray(0, held), 'hex');
+          if (actual !== f.sha256) {
+            failed.push({ vault: k, code: 'VAULT_CORRUPT', message: `object ${f.sha256} is corrupt (its content hashes to ${actual})` });
+            continue;
+          }
+        } else {
+          const size = fstatSync(src).size;
+          if (size !== f.size) {
+            failed.push({ vault: k, code: 'VAULT_CORRUPT', message: `object ${f.sha256} has ${size} bytes, the manifest records ${f.size}` });
+            continue;
+          }
         }
         outPath = existing ? this.tempBeside(f.dest) : f.dest;
         try {
@@ -125,9 +156,16 @@ export class Lander {
           }
         }
         created = true;
-        const hash = createHash('sha256');
-        let n = 0;
-        while (n < f.size) {
+        if (whole) {
+          try {
+            if (held > 0) writeAll(out, this.buf.subarray(0, held));
+          } catch (e) {
+            throw new DestError(`write ${outPath}`, e);
+          }
+        }
+        const hash = whole ? undefined : createHash('sha256');
+        let n = whole ? held : 0;
+        while (!whole && n < f.size) {
           if (Atomics.load(this.abortFlag, 0) !== 0) return { kind: 'aborted' };
           let r;
           try {
@@ -138,7 +176,7 @@ export class Lander {
           }
           if (r === 0) break;
           const chunk = this.buf.subarray(0, r);
-          hash.update(chunk);
+          /** @type {import('node:crypto').Hash} */ (hash).update(chunk);
           try {
             writeAll(out, chunk);
           } catch (e) {
@@ -147,10 +185,12 @@ export class Lander {
           n += r;
         }
         if (failed.length > 0 && failed[failed.length - 1]?.vault === k) continue;
-        const actual = hash.digest('hex');
-        if (n !== f.size || actual !== f.sha256) {
-          failed.push({ vault: k, code: 'VAULT_CORRUPT', message: `object ${f.sha256} is corrupt (its content hashes to ${actual})` });
-          continue;
+        if (hash) {
+          const actual = hash.digest('hex');
+          if (n !== f.size || actual !== f.sha256) {
+            failed.push({ vault: k, code: 'VAULT_CORRUPT', message: `object ${f.sha256} is corrupt (its content hashes to ${actual})` });
+            continue;
+          }
         }
         let ownerDenied = false;
         if (f.uid !== undefined && f.gid !== undefined) {

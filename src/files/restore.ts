@@ -11,6 +11,7 @@ import type { Manifest, ManifestEntry, ManifestNode, ManifestRoot } from '../cor
 import { FilesystemVault } from '../vaults/filesystem.ts';
 import type { VaultReader } from '../vaults/vault.ts';
 import { WorkerPool } from './copy-pool.ts';
+import { Lander } from './restore-worker.js';
 import { hashFile } from './drift.ts';
 import { walkTree } from './walk.ts';
 import type { SkippedEntry } from './walk.ts';
@@ -97,8 +98,9 @@ export interface RestoreTreeResult {
 }
 
 const WORKERS_MAX = 4;
-const WORKERS_MIN_FILES = 256;
-const WORKERS_MIN_BYTES = 8 * 1024 * 1024;
+/** Below both, the workers' code (a Lander) runs on the main thread: a thread costs about 0.1 s of CPU to start, a small file about 0.1 ms to land. */
+const WORKERS_MIN_FILES = 2048;
+const WORKERS_MIN_BYTES = 16 * 1024 * 1024;
 const BATCH_FILES = 32;
 const BATCH_BYTES = 4 * 1024 * 1024;
 /** Read/hash/write buffer of a restore worker: 256 KiB stays in a core's L2 cache between the read, the hash and the write (1 MiB cost 1.45x the CPU time per byte here, docs/files.md). */
@@ -136,6 +138,8 @@ export async function restoreTree(options: RestoreTreeOptions): Promise<RestoreT
   // Restore workers read plain objects from disk: an encrypting vault is read (decrypted and re-hashed) through read() on the main thread.
   const fsVaults = vaults.every((v) => v instanceof FilesystemVault && v.keys === undefined) ? (vaults as FilesystemVault[]) : undefined;
   const workers = fsVaults ? workerCount(options, files) : 0;
+  // Too few for threads (and not turned off, nor under the permission model): the same code in this thread, no start to pay.
+  const local = fsVaults && workers === 0 && options.workers === undefined && threadsPermitted() ? new Lander({ chunk: CHUNK, abortFlag: new Int32Array(new SharedArrayBuffer(4)) }) : undefined;
   // Started first: a thread's start (tens of ms) then overlaps the folders being made below.
   const pool =
     fsVaults && workers > 0
@@ -146,7 +150,7 @@ export async function restoreTree(options: RestoreTreeOptions): Promise<RestoreT
         })
       : undefined;
   try {
-    return await restoreWith(options, files, links, fsVaults, pool, workers);
+    return await restoreWith(options, files, links, fsVaults, pool ?? local, pool ? workers : 1);
   } finally {
     await pool?.close();
   }
@@ -157,7 +161,7 @@ async function restoreWith(
   files: ManifestEntry[],
   links: ManifestEntry[],
   fsVaults: FilesystemVault[] | undefined,
-  pool: WorkerPool<LandJob, LandReply> | undefined,
+  pool: WorkerPool<LandJob, LandReply> | Lander | undefined,
   workers: number,
 ): Promise<RestoreTreeResult> {
   const { manifest, destRoot, vaults } = options;
@@ -211,16 +215,20 @@ async function restoreWith(
   };
 
   if (fsVaults && pool) {
-    const onAbort = (): void => pool.abort();
+    const onAbort = (): void => (pool instanceof Lander ? Atomics.store(pool.abortFlag, 0, 1) : pool.abort(), undefined);
     options.signal?.addEventListener('abort', onAbort);
     try {
       await runBounded(batches(files), workers * 2, async (batch) => {
         options.signal?.throwIfAborted();
+        const jobs = batch.map((e) => landJob(e, destRoot, fsVaults));
         // Balanced by bytes plus a fixed cost per file (create, chmod, utimes: about a 64 KiB copy), not by jobs.
-        const replies = await pool.run(
-          batch.map((e) => landJob(e, destRoot, fsVaults)),
-          batch.reduce((n, e) => n + e.size + FILE_COST, 0),
-        );
+        const replies =
+          pool instanceof Lander
+            ? (pool.runBatch({ id: 0, files: jobs }).results as LandReply[])
+            : await pool.run(
+                jobs,
+                batch.reduce((n, e) => n + e.size + FILE_COST, 0),
+              );
         for (let k = 0; k < batch.length; k++) {
           const e = batch[k] as ManifestEntry;
           const r = replies[k];
@@ -289,10 +297,14 @@ async function restoreWith(
   };
 }
 
-function workerCount(options: RestoreTreeOptions, files: ManifestEntry[]): number {
-  // Node's permission model (the proving process) refuses worker threads.
+/** Node's permission model (the proving process) refuses worker threads; the main thread then lands with path-based calls. */
+function threadsPermitted(): boolean {
   const perm = (process as { permission?: { has(scope: string): boolean } }).permission;
-  if (perm && !perm.has('worker')) return 0;
+  return !(perm && !perm.has('worker'));
+}
+
+function workerCount(options: RestoreTreeOptions, files: ManifestEntry[]): number {
+  if (!threadsPermitted()) return 0;
   if (options.workers !== undefined) {
     if (!Number.isInteger(options.workers) || options.workers < 0) throw new RubiconError('ARGUMENTS_INVALID', `restore option 'workers' is ${options.workers}; give a whole number, 0 for none`);
     return options.workers;

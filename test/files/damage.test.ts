@@ -95,14 +95,17 @@ describe.each(Object.keys(damages) as (keyof typeof damages)[])('%s in one vault
     expect((e as RubiconError).message).toContain('nas');
     expect((e as RubiconError).message).toContain(victim.sha256);
 
-    const dest = join(dir, 'restored');
-    const res = await restoreTree({ vaults: [nas, offsite], manifest, destRoot: dest });
-    expect(res.fallbacks.map((f) => f.path)).toEqual(sharing);
-    expect(res.fallbacks[0]?.usedVault).toBe('offsite');
-    expect(res.fallbacks[0]?.failed[0]).toMatchObject({ vault: 'nas', code: expectedReadCode[damage] });
-    expect(res.vaultUsed).toEqual({ nas: manifest.entries.length - sharing.length, offsite: sharing.length });
-    expect(await verifyTree(dest, manifest)).toEqual({ ok: true, mismatches: [] });
-    expect(await readTree(dest)).toEqual(await readTree(src));
+    // Default (a small tree: the workers' Lander on this thread), and the path-based main-thread landing (workers: 0, as under the permission model).
+    for (const [name, workers] of [['restored', undefined], ['restored-main', 0]] as const) {
+      const dest = join(dir, name);
+      const res = await restoreTree({ vaults: [nas, offsite], manifest, destRoot: dest, ...(workers === undefined ? {} : { workers }) });
+      expect(res.fallbacks.map((f) => f.path)).toEqual(sharing);
+      expect(res.fallbacks[0]?.usedVault).toBe('offsite');
+      expect(res.fallbacks[0]?.failed[0]).toMatchObject({ vault: 'nas', code: expectedReadCode[damage] });
+      expect(res.vaultUsed).toEqual({ nas: manifest.entries.length - sharing.length, offsite: sharing.length });
+      expect(await verifyTree(dest, manifest)).toEqual({ ok: true, mismatches: [] });
+      expect(await readTree(dest)).toEqual(await readTree(src));
+    }
   });
 });
 

@@ -1,11 +1,10 @@
 import { appendFileSync, utimesSync } from 'node:fs';
-import { mkdir, open, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { RubiconError } from '../../src/core/errors.ts';
-import { captureFiles, captureTree } from '../../src/files/capture.ts';
+import { captureFiles, captureTree, WORKERS_MIN_BYTES } from '../../src/files/capture.ts';
 import { CopyPool, copyPoolTestHooks } from '../../src/files/copy-pool.ts';
-// @ts-expect-error plain JavaScript worker module (no declarations); its shape is checked by these tests
 import { Copier } from '../../src/files/copy-worker.js';
 import { restoreTree } from '../../src/files/restore.ts';
 import type { FilesystemVault } from '../../src/vaults/filesystem.ts';
@@ -95,6 +94,27 @@ describe('capture with copy workers', () => {
     }
   });
 
+  it('below the thresholds the workers\' code runs on the main thread: same manifest, exact objects (all three durabilities), no temp files; a short object left under its name is replaced', async () => {
+    let started = 0;
+    copyPoolTestHooks.onStart = () => {
+      started++;
+    };
+    const plain = await capT({ ...common([makeVault('plain', join(dir, 'vault-plain'))]), sourceRoot: src, workers: 0 });
+    const r = await capT({ ...common([nas, offsite, strict]), sourceRoot: src }); // auto: 75 files, 4 MiB
+    expect(started).toBe(0);
+    expect(r.manifestHash).toBe(plain.manifestHash);
+    expect(r.bytesRead).toBe(r.bytes);
+    for (const e of r.manifest.entries) for (const v of [nas, offsite, strict]) expect(await v.check(e.sha256, e.size)).toEqual({ status: 'ok' });
+    for (const v of [nas, offsite, strict]) expect(await tempLeftovers(v.root)).toEqual([]);
+    // A crash while a small object was written under its final name (O_EXCL, no temp file) leaves it short: the next capture replaces it.
+    const e = r.manifest.entries.find((x) => x.path === 'many/f050.bin') as { sha256: string; size: number };
+    await truncate(nas.objectPath(e.sha256), e.size - 5);
+    const again = await capT({ ...common([makeVault('nas', nas.root)], 'run1.again'), sourceRoot: src });
+    expect(again.manifest.entries).toEqual(r.manifest.entries);
+    expect(again.repaired.map((x) => x.path)).toEqual(['many/f050.bin']);
+    expect(await nas.check(e.sha256, e.size)).toEqual({ status: 'ok' });
+  });
+
   it('a re-capture rewrites nothing, and a delta reads only the changed files', async () => {
     const first = await capT({ ...common([nas]), sourceRoot: src, workers: 2 });
     await ageObjects(nas.root);
@@ -122,8 +142,8 @@ describe('capture with copy workers', () => {
     // auto: 72 small files and 4 MiB are below both thresholds, so no threads
     await capT({ ...common([offsite]), sourceRoot: src });
     expect(started).toBe(1);
-    // auto: a 9 MiB file is above the bytes threshold
-    await writeFile(join(src, 'docs', 'nine.bin'), pseudoRandomBytes(9 * 1024 * 1024, 5));
+    // auto: a file 1 MiB over the bytes threshold
+    await writeFile(join(src, 'docs', 'nine.bin'), pseudoRandomBytes(WORKERS_MIN_BYTES + 1024 * 1024, 5));
     const auto = await capT({ ...common([offsite], 'run1.auto'), sourceRoot: src });
     expect(started).toBe(2);
     expect(auto.manifest.entries.find((x) => x.path === 'docs/nine.bin')?.sha256).toBe(sha256(await readFile(join(src, 'docs', 'nine.bin'))));
