@@ -6,7 +6,8 @@ import { hashFiles } from '../machines/tree.ts';
 import type { RunContext } from '../run/context.ts';
 import { manifest } from './everything.ts';
 import { exclusionOf } from './exclusions.ts';
-import { buildCoverageMap, type MappedFile } from './map.ts';
+import { describeGroups, formatBytes } from './judge.ts';
+import { buildCoverageMap, mergeGroups, type MappedFile } from './map.ts';
 import { listLocal, listRemote, ownedPaths, type Listing } from './volume.ts';
 
 /**
@@ -128,5 +129,12 @@ export async function mapCoverage(ctx: RunContext, stage: CoverageMap['stage']):
   }
   const map = buildCoverageMap({ stage, mappedAt: ctx.now().toISOString(), volumes: mapped, hashed: toHash.length });
   ctx.record({ type: 'coverage.mapped', map });
+  // Said early, before the freeze: what nothing holds now is what the gate will name unless it is captured or excluded.
+  const bare = map.classes.filter((c) => c.holders.length === 0 && !c.owner && !c.exclusion);
+  if (stage === 'capture' && bare.length > 0) {
+    const n = bare.reduce((a, c) => a + c.files, 0);
+    const bytes = bare.reduce((a, c) => a + c.bytes, 0);
+    ctx.record({ type: 'note', level: 'warn', message: `coverage: ${n} file(s) (${formatBytes(bytes)}) in what the crossing destroys are held by no artifact and named by no exclusion: ${describeGroups(mergeGroups(bare.map((c) => c.groups)))}; the gate refuses them (coverage.complete) unless a capture holds them or coverage.exclude names them with a reason` });
+  }
   return map;
 }
