@@ -85,7 +85,8 @@ export function fixedVolumes(volumes: readonly InventoryVolume[] | undefined): s
   for (const v of volumes ?? []) {
     if (!/^[A-Za-z]$/.test(v.driveLetter)) continue;
     if (!FIXED.has(String(v.driveType ?? '').toLowerCase())) continue;
-    if (v.fileSystem !== null && !DATA_FS.has(v.fileSystem.toLowerCase())) continue;
+    // No file system (RAW): no files to lose, and nothing to list.
+    if (v.fileSystem === null || !DATA_FS.has(v.fileSystem.toLowerCase())) continue;
     out.add(`${v.driveLetter.toUpperCase()}:\\`);
   }
   return [...out].sort();

@@ -68,7 +68,7 @@ describe('Windows coverage: volume keys', () => {
 
   it('takes the local fixed data volumes of the inventory: not CD-ROMs, removable media or network drives', () => {
     expect(fixedVolumes(SERVER)).toEqual(['C:\\', 'D:\\', 'E:\\']);
-    expect(fixedVolumes([vol('Z', 'Remote', 'NTFS'), vol('Q', 'Fixed', 'CDFS'), vol('', 'Fixed', 'NTFS')])).toEqual([]);
+    expect(fixedVolumes([vol('Z', 'Remote', 'NTFS'), vol('Q', 'Fixed', 'CDFS'), vol('', 'Fixed', 'NTFS'), vol('H', 'Fixed', null)])).toEqual([]);
     expect(fixedVolumes(undefined)).toEqual([]);
   });
 });
