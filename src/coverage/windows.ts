@@ -13,7 +13,8 @@ import type { Listing } from './volume.ts';
  * Coverage on a Windows target (docs/coverage.md, "Windows"): the scope of
  * destruction as volumes keyed relative to the target root, and the listing
  * of one volume by Rubicon's manifest script with `hash: false` (stat only;
- * one journaled, idempotent step per volume and stage).
+ * one journaled, idempotent step per volume and stage; the built-in
+ * exclusions pruned there, the rest listed and counted as excluded).
  *
  * Volume keys (Volume.path): '.' is the target root, a relative path is a
  * folder under it ('/'-separated), and a volume on another drive than the
@@ -158,11 +159,17 @@ export function windowsExclusions(scope: ScopeOfDestruction): ScopeOfDestruction
   return out;
 }
 
-/** What the manifest script is told to leave out of a volume's listing (relative to the volume). Pure. */
+/**
+ * What the manifest script is told to leave out of a volume's listing
+ * (relative to the volume): other volumes inside it and the built-in list
+ * (the OS's own folders: C:\Windows alone holds some 100,000 files). The
+ * runbook's and Rubicon's exclusions are listed and counted as excluded, as
+ * on Linux, so the gate and the report say how much they leave out. Pure.
+ */
 export function windowsPrune(volume: string, scope: ScopeOfDestruction): string[] {
   const out = new Set<string>(nestedVolumes(volume, scope.volumes).filter((n) => !/^[A-Z]:/.test(n)));
   for (const e of scope.exclusions) {
-    if (e.except?.length) continue;
+    if (e.except?.length || e.source !== 'built-in') continue;
     // Given as written: a folder spelled otherwise on disk is listed and then excluded per file (exclusionOf, without case).
     if (volume === '.') {
       if (!/^[A-Z]:/.test(e.path)) out.add(e.path);
