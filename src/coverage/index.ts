@@ -44,12 +44,14 @@ export async function discoverCoverage(ctx: RunContext): Promise<void> {
     return;
   }
   if (!ctx.state().scope) {
-    const declared = ctx.infra.scopeOfDestruction ? await ctx.infra.scopeOfDestruction() : undefined;
+    const facts = ctx.remote?.plane.scopeFacts ? await ctx.remote.plane.scopeFacts(ctx) : {};
+    const declared = ctx.infra.scopeOfDestruction ? await ctx.infra.scopeOfDestruction({ targetRoot: ctx.runbook.target.root, ...facts }) : undefined;
     if (!declared) {
       note(ctx, 'warn', `coverage: the ${ctx.infra.kind} driver does not say what its crossing destroys, so coverage cannot be shown and the gate refuses (coverage.complete)`);
       return;
     }
-    const scope = declareScope(declared, ctx.runbook, ctx.infra.kind);
+    for (const n of declared.notes ?? []) note(ctx, 'warn', `coverage: ${n}`);
+    const scope = declareScope({ os: declared.os, volumes: declared.volumes }, ctx.runbook, ctx.infra.kind);
     ctx.record({ type: 'scope.declared', scope });
     note(ctx, 'info', describeScope(scope));
   }
@@ -62,6 +64,11 @@ export async function discoverCoverage(ctx: RunContext): Promise<void> {
       note(ctx, 'warn', `coverage: the everything capture of ${v.label} is off by an override of ${off.by} ("${off.reason.trim()}"): files outside the items are not captured, and coverage.complete decides`);
       continue;
     }
+    if (ctx.remote && !ctx.remote.plane.everything) {
+      // Never silently passed: the gate refuses under coverage.everything until an override with a reason is recorded.
+      note(ctx, 'warn', `coverage: the everything capture does not run on a ${ctx.remote.plane.os} target yet (docs/coverage.md), so ${v.label} has none and the gate refuses (coverage.everything) unless an override {rule: coverage.everything, item: ${id}, reason, by} is recorded; coverage.complete still maps every file`);
+      continue;
+    }
     ctx.record({ type: 'item.discovered', item: await volumeItem(ctx, scope, v) });
   }
 }
@@ -69,7 +76,7 @@ export async function discoverCoverage(ctx: RunContext): Promise<void> {
 async function volumeItem(ctx: RunContext, scope: ScopeOfDestruction, v: Volume): Promise<Item> {
   const items = ctx.state().items;
   const plan = planVolume(v.path, scope, items);
-  const listing = ctx.remote ? await listRemote(ctx.target, ctx.runbook.target.root, v.path, scope) : await listLocal(ctx.localTarget!.resolve('.'), v.path, scope);
+  const listing = ctx.remote?.plane.listVolume ? await ctx.remote.plane.listVolume(ctx, v.path, scope, 'discover') : ctx.remote ? await listRemote(ctx.target, ctx.runbook.target.root, v.path, scope) : await listLocal(ctx.localTarget!.resolve('.'), v.path, scope);
   const inScope = listing.files.filter((f) => !plan.leftOut(f.path));
   const folders = items.filter((i) => i.kind === 'folder' && i.discovered).map((i) => i.location);
   const known = (rel: string) => folders.some((f) => within(rel, f));

@@ -3,6 +3,7 @@ import type { CoverageExclusion, Item, ScopeOfDestruction, Volume } from '../cor
 import type { DriverScope } from '../infra/driver.ts';
 import type { Runbook } from '../runbook/load.ts';
 import { builtInExclusions, relativeInside } from './exclusions.ts';
+import { windowsExclusions, windowsVolumeKey } from './windows.ts';
 
 /**
  * The scope of destruction as recorded: the infra driver's volumes, the
@@ -24,7 +25,9 @@ export function isVolumeItem(item: Pick<Item, 'kind'>): boolean {
 /** The scope the journal records, from the driver's declaration and the runbook. Pure. */
 export function declareScope(driver: DriverScope, rb: Runbook, infraKind: string): ScopeOfDestruction {
   const volumes: Volume[] = driver.volumes.map((v) => ({ ...v }));
-  for (const p of rb.coverage.alsoCapture) {
+  for (const raw of rb.coverage.alsoCapture) {
+    // On Windows a kept data disk is named by its drive letter (`D:`), as the inventory reports it.
+    const p = driver.os === 'windows' ? raw.replace(/\\/g, '/').replace(/^([a-z]):/, (m) => m.toUpperCase()) : raw;
     const have = volumes.find((v) => v.path === p);
     if (have) have.capture = true;
     else volumes.push({ path: p, label: `the kept volume ${p}`, fate: 'kept', capture: true });
@@ -33,11 +36,14 @@ export function declareScope(driver: DriverScope, rb: Runbook, infraKind: string
   const exclusions: CoverageExclusion[] = [...builtInExclusions(driver.os, local ? '/' : rb.target.root)];
   if (!local) {
     // Rubicon's scratch on the target (staging, step folders, grant files): shipped into the vaults before the crossing.
-    const work = relativeInside(rb.target.workDir, rb.target.root);
+    const w = driver.os === 'windows' ? windowsVolumeKey(rb.target.root, rb.target.workDir) : undefined;
+    const work = driver.os === 'windows' ? (w === '.' ? undefined : w) : relativeInside(rb.target.workDir, rb.target.root);
     if (work !== undefined) exclusions.push({ path: work, source: 'rubicon', reason: "Rubicon's work folder on the target (staging, step logs, grant files): what it holds is in the vaults before the crossing" });
   }
   for (const e of rb.coverage.exclude) exclusions.push({ path: e.path, source: 'runbook', reason: e.reason, by: e.by });
-  return { infra: infraKind, os: driver.os, volumes, exclusions };
+  const scope: ScopeOfDestruction = { infra: infraKind, os: driver.os, volumes, exclusions };
+  // Windows: names compare without case, either slash, the built-in list at every drive (src/coverage/windows.ts).
+  return driver.os === 'windows' ? { ...scope, exclusions: windowsExclusions(scope) } : scope;
 }
 
 /**

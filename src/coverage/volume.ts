@@ -90,6 +90,10 @@ export interface Listing {
   /** Relative to the target root. */
   files: FileStat[];
   skipped: number;
+  /** Paths no artifact may be said to hold (a file that could not be read, a folder that could not be listed: `dir/`). */
+  unheld?: string[];
+  /** Entries that are not files the map can hold (reparse points, special files, unlistable folders), named for a note. */
+  notListed?: { path: string; why: string }[];
 }
 
 /** Every regular file of a local volume (nothing left out but other volumes), sorted. */

@@ -42,6 +42,18 @@ export interface CrossingResult {
 export interface DriverScope {
   os: ScopeOfDestruction['os'];
   volumes: Volume[];
+  /** What the driver could not map and why (journaled as warnings at discover). */
+  notes?: string[];
+}
+
+/**
+ * Facts about the target the coverage hook read before asking the driver
+ * (docs/coverage.md): on a Windows target, the inventory's volumes (Get-Volume:
+ * drive letter, drive type, file system) and the runbook's target root.
+ */
+export interface ScopeFacts {
+  targetRoot: string;
+  windowsVolumes?: readonly { driveLetter: string; driveType: string | null; fileSystem: string | null }[];
 }
 
 export interface InfraDriver {
@@ -70,7 +82,7 @@ export interface InfraDriver {
    * Optional: without it the scope is unknown, and the gate refuses under
    * coverage.complete.
    */
-  scopeOfDestruction?(): Promise<DriverScope>;
+  scopeOfDestruction?(facts?: ScopeFacts): Promise<DriverScope>;
   /**
    * The target machine the composition root selected, adapted for this
    * driver (pulumi-azure: a Run Command machine lifts the VM's ARM lock

@@ -4,7 +4,8 @@ import type { Permit, RollbackPoint } from '../core/types.ts';
 import type { Machine } from '../machines/machine.ts';
 import type { Runbook } from '../runbook/load.ts';
 import type { Volume } from '../core/types.ts';
-import type { CrossingResult, DriverScope, InfraDriver, ProvingGroundHandle } from './driver.ts';
+import { windowsManualScope } from '../coverage/windows.ts';
+import type { CrossingResult, DriverScope, InfraDriver, ProvingGroundHandle, ScopeFacts } from './driver.ts';
 
 /**
  * The manual crossing, for the many servers that are not in a cloud: the
@@ -135,11 +136,16 @@ export class ManualDriver implements InfraDriver {
    * The volumes the engineer's reinstall wipes: the runbook's
    * infra.destroys, or else every local filesystem mounted under the target
    * root (from /proc/self/mounts on the target) and the target root itself.
-   * Read-only.
+   * A Windows target: drive letters or folders, by default the root and
+   * every local fixed volume the inventory reports. Read-only.
    */
-  async scopeOfDestruction(): Promise<DriverScope> {
+  async scopeOfDestruction(facts?: ScopeFacts): Promise<DriverScope> {
     const root = this.o.runbook.target.root;
     const named = this.infra.destroys;
+    if (this.o.target.os === 'windows') {
+      // Drive letters and folders; by default the root and every local fixed volume of the inventory (src/coverage/windows.ts).
+      return windowsManualScope({ root, target: this.o.target.name, ...(named ? { destroys: named } : {}), ...(facts?.windowsVolumes ? { volumes: facts.windowsVolumes } : {}) });
+    }
     const points = named ?? [root, ...(await localMounts(this.o.target)).filter((m) => insidePosix(m, root))];
     const volumes: Volume[] = [];
     for (const p of points) {

@@ -11,6 +11,7 @@ import { captureFolderRemote, discoverRemote, driftRemote, landItemRemote } from
 export const posixPlane: TargetPlane = {
   os: 'linux',
   coverage: true,
+  everything: true,
   identify: (_ctx, machine) => readIdentity(machine),
   discover: discoverRemote,
   captureFolder: captureFolderRemote,

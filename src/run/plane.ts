@@ -1,4 +1,5 @@
-import type { Artifact, DriftChange, Item } from '../core/types.ts';
+import type { Artifact, DriftChange, Item, ScopeOfDestruction } from '../core/types.ts';
+import type { Listing } from '../coverage/volume.ts';
 import type { MachineIdentity } from '../machines/identity.ts';
 import type { Machine, MachineOs } from '../machines/machine.ts';
 import type { RunContext } from './context.ts';
@@ -23,8 +24,20 @@ import type { RunContext } from './context.ts';
  */
 export interface TargetPlane {
   readonly os: MachineOs;
-  /** Whether the coverage hooks (src/coverage) can list this OS's volumes. */
+  /** Whether the coverage hooks (src/coverage) can list this OS's volumes (the scope, the map, coverage.complete). */
   readonly coverage: boolean;
+  /** Whether the everything capture (src/coverage/everything.ts) runs on this OS; false: no volume item, and coverage.everything refuses unless overridden. */
+  readonly everything: boolean;
+  /**
+   * Lists one volume of the scope (paths relative to the target root, stat
+   * only), as one journaled idempotent step per volume and stage; `unheld`:
+   * paths no artifact may be said to hold (unreadable). Absent: find over
+   * ssh (src/coverage/volume.ts, listRemote), with sha256sum where a file
+   * must be matched by content. Read-only.
+   */
+  listVolume?(ctx: RunContext, volume: string, scope: ScopeOfDestruction, stage: string): Promise<Listing>;
+  /** Facts the infra driver's scopeOfDestruction needs from this target (Windows: the inventory's volumes). Read-only. */
+  scopeFacts?(ctx: RunContext): Promise<{ windowsVolumes?: { driveLetter: string; driveType: string | null; fileSystem: string | null }[] }>;
   /** Who `machine` is (the target before the crossing, the rebuilt one after): a machine id and an OS name. Read-only. */
   identify(ctx: RunContext, machine: Machine): Promise<MachineIdentity>;
   /** Databases and folders found on the target. Read-only. */

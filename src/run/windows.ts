@@ -5,6 +5,7 @@ import { RubiconError, isRubiconError, outOfSpace } from '../core/errors.ts';
 import type { Artifact, DriftChange, Item, ManifestEntry } from '../core/types.ts';
 import type { MachineIdentity } from '../machines/identity.ts';
 import type { Machine, StepKey } from '../machines/machine.ts';
+import { listWindowsVolume } from '../coverage/windows.ts';
 import { manifestEntriesFromOutput, type CaptureData, type FreezeData, type InventoryData, type LandingData, type ManifestData, type ThawData } from '../machines/windows/results.ts';
 import { parseScriptOutput, scriptData } from '../machines/windows/scripts.ts';
 import type { ResticVault } from '../vaults/restic.ts';
@@ -42,12 +43,16 @@ import { diffEntries, manifestOf, shipTree } from './remote.ts';
  *   `manifest` there is checked against the proven manifest;
  * - identity: the scripts' host record (os) and the MachineGuid (`reg query`).
  *
+ * - coverage: the scope from the inventory's volumes, each volume listed by
+ *   `manifest` with hash: false (src/coverage/windows.ts).
+ *
  * SQL Server is not the plane's: its engine reaches the server's SQL Server
  * over TDS, called by the phases beside the plane (src/run/network-engines.ts).
  *
  * Not here yet (docs/windows.md): robocopy into an SMB share (the capture
  * script's second method), SQL Server's BACKUP TO DISK through the capture
- * script, and the coverage hooks (no volume listing).
+ * script, and the everything capture (coverage.everything refuses unless
+ * overridden).
  */
 
 const errText = (e: unknown) => (e instanceof Error ? e.message : String(e));
@@ -169,7 +174,17 @@ async function windowsManifest(ctx: RunContext, machine: Machine, key: StepKey, 
 
 export const windowsPlane: TargetPlane = {
   os: 'windows',
-  coverage: false,
+  // The scope and the map (the manifest script, stat only: src/coverage/windows.ts); the everything capture is not built here yet.
+  coverage: true,
+  everything: false,
+  listVolume: listWindowsVolume,
+
+  async scopeFacts(ctx) {
+    const sec = inventoryOf(ctx)?.sections.volumes;
+    if (sec?.status === 'ok') return { windowsVolumes: sec.items.map((v) => ({ driveLetter: v.driveLetter, driveType: v.driveType, fileSystem: v.fileSystem })) };
+    noteOnce(ctx, 'warn', `coverage: the inventory of ${ctx.target.name} has no list of volumes (${sec ? `${sec.status}${sec.error ? `: ${sec.error.code}` : ''}` : 'not read'}), so the scope holds only what infra.destroys names, or else the target root`);
+    return {};
+  },
 
   async identify(ctx: RunContext, machine: Machine): Promise<MachineIdentity> {
     // A fresh id per call: read-only and cheap, and a recorded answer of the old server must never stand for the rebuilt one.

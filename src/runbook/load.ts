@@ -320,7 +320,7 @@ export function normalize(raw: ParsedRunbook, file: string, hash: string, resolv
           ...(raw.infra.instructions ? { instructions: raw.infra.instructions } : {}),
           rebuilt: { osRelease: raw.infra.rebuilt.osRelease, newMachineId: raw.infra.rebuilt.newMachineId, knownHosts: abs(raw.infra.rebuilt.knownHosts) },
           ...(raw.infra.rollback ? { rollback: raw.infra.rollback } : {}),
-          ...(raw.infra.destroys ? { destroys: raw.infra.destroys.map((d) => path.posix.resolve(d)) } : {}),
+          ...(raw.infra.destroys ? { destroys: raw.infra.destroys.map((d) => (d.startsWith('/') ? path.posix.resolve(d) : d)) } : {}),
         };
   const provingGround = raw.provingGround
     ? { transport: transport(raw.provingGround.transport), root: raw.provingGround.root, workDir: raw.provingGround.workDir }
@@ -573,7 +573,10 @@ function placementRulesWith(rb: Runbook, realPath: (p: string) => string): Runbo
   }
   if (rb.infra.kind === 'manual') {
     (rb.infra.destroys ?? []).forEach((d, i) => {
-      if (!posixInside(d, rb.target.root)) problems.push({ path: `infra.destroys[${i}]`, message: `${d} is not under the target root ${rb.target.root}: name the mount points of the volumes the reinstall wipes` });
+      // A Windows drive or folder (C:\, D:\data) may lie outside the root: it is a volume of its own (src/coverage/windows.ts).
+      if (!d.startsWith('/')) {
+        if (!windowsTransport(rb.target.transport)) problems.push({ path: `infra.destroys[${i}]`, message: `${d} is a Windows path and the target is not a Windows server: name its mount points (e.g. "/")` });
+      } else if (!posixInside(d, rb.target.root)) problems.push({ path: `infra.destroys[${i}]`, message: `${d} is not under the target root ${rb.target.root}: name the mount points of the volumes the reinstall wipes` });
     });
   }
   return problems;

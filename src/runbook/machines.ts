@@ -242,10 +242,15 @@ export const ManualInfraSchema = z
     rollback: z.object({ description: z.string().min(1) }).strict().optional(),
     /**
      * The volumes the reinstall wipes, as mount points on the target (e.g.
-     * ["/", "/srv"]). Default: every local filesystem mounted under
-     * target.root, found at discovery (docs/coverage.md).
+     * ["/", "/srv"]; a Windows target: drive letters or folders, ["C:\\",
+     * "D:\\"]). Default: every local filesystem mounted under target.root (a
+     * Windows target: the root and every local fixed volume), found at
+     * discovery (docs/coverage.md).
      */
-    destroys: z.array(posixAbsolute).min(1, 'must name at least one volume, e.g. ["/"]; leave it out to mean every local volume').optional(),
+    destroys: z
+      .array(z.union([posixAbsolute, z.string().regex(/^[A-Za-z]:([\\/]|$)/, { message: 'must be an absolute path on that machine, e.g. "/srv/ehr" or (a Windows target) "D:\\"' })]))
+      .min(1, 'must name at least one volume, e.g. ["/"] or ["C:\\", "D:\\"]; leave it out to mean every local volume')
+      .optional(),
   })
   .strict();
 

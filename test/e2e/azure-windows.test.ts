@@ -123,7 +123,8 @@ policy: { minIndependentMethods: 1, minVaults: 1 }
 overrides:
   - { rule: policy.not-looser, item: minIndependentMethods, reason: "one folder method (restic) is wired on Windows so far", by: test }
   - { rule: policy.not-looser, item: minVaults, reason: "one restic vault in this test", by: test }
-  - { rule: coverage.complete, item: gate, reason: "no volume listing on a Windows target yet", by: test }
+  - { rule: coverage.everything, item: "volume:.", reason: "the everything capture is not built on a Windows target yet", by: test }
+  - { rule: coverage.complete, item: "volume:.", reason: "one folder item in this test: ehr/X, Y, Z and mssql are not captured (the Windows story covers coverage)", by: test }
 manualSteps:
   - { id: vendor-window, description: The vendor confirmed the maintenance window, confirmedBy: vendor technician, confirmedAt: "${now}" }
 `,

@@ -536,6 +536,17 @@ describe('PulumiAzureDriver.scopeOfDestruction (docs/coverage.md)', () => {
       { path: '', label: 'data disk ehr-prd-01-ehrfiles (detached and kept)', fate: 'kept', capture: false },
     ]);
   });
+
+  it('with the inventory\'s volumes: the OS disk is C:, the data disks are named by drive letter (kept, not mapped)', async () => {
+    const { driver } = setup();
+    const vols = [{ driveLetter: 'C', driveType: 'Fixed', fileSystem: 'NTFS' }, { driveLetter: 'E', driveType: 'Fixed', fileSystem: 'NTFS' }, { driveLetter: 'F', driveType: 'Fixed', fileSystem: 'ReFS' }];
+    const scope = await driver.scopeOfDestruction({ targetRoot: 'C:\\', windowsVolumes: vols });
+    expect(scope.volumes).toEqual([
+      { path: '.', label: 'the OS disk (C:)', fate: 'destroyed', capture: true },
+      { path: 'E:', label: 'the data disk E:\\ (detached and kept)', fate: 'kept', capture: false },
+      { path: 'F:', label: 'the data disk F:\\ (detached and kept)', fate: 'kept', capture: false },
+    ]);
+  });
 });
 
 describe('helpers', () => {

@@ -56,3 +56,14 @@ describe('ManualDriver.instructions', () => {
     expect(text).not.toMatch(/MachineGuid|PowerShell/);
   });
 });
+
+describe('ManualDriver.scopeOfDestruction on a Windows target (docs/coverage.md, "Windows")', () => {
+  it('the root and every local fixed volume of the inventory, keyed by drive; never /proc/self/mounts', async () => {
+    const d = driver('windows', { kind: 'openssh-windows' });
+    const scope = await d.scopeOfDestruction({ targetRoot: 'D:\\', windowsVolumes: [{ driveLetter: 'C', driveType: 'Fixed', fileSystem: 'NTFS' }, { driveLetter: 'D', driveType: 'Fixed', fileSystem: 'NTFS' }, { driveLetter: 'E', driveType: 'CD-ROM', fileSystem: 'UDF' }] });
+    expect(scope.os).toBe('windows');
+    expect(scope.volumes.map((v) => `${v.path}: ${v.label}`)).toEqual(['.: the volume of D:\\ on ehr-server', 'C:: the volume C:\\ on ehr-server']);
+    // Without the inventory's volumes: the root alone.
+    expect((await d.scopeOfDestruction({ targetRoot: 'D:\\' })).volumes.map((v) => v.path)).toEqual(['.']);
+  });
+});

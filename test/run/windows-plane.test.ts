@@ -83,8 +83,11 @@ describe('Windows target plane: landing check and the registry', () => {
   it('the composition root chooses the plane by the target OS', () => {
     expect(targetPlanes.kinds().sort()).toEqual(['linux', 'windows']);
     expect(targetPlanes.get('windows', 'x').os).toBe('windows');
-    expect(targetPlanes.get('windows', 'x').coverage).toBe(false);
+    // Windows: the scope and the map (manifest script, stat only), not yet the everything capture.
+    expect(targetPlanes.get('windows', 'x').coverage).toBe(true);
+    expect(targetPlanes.get('windows', 'x').everything).toBe(false);
     expect(targetPlanes.get('linux', 'x').coverage).toBe(true);
+    expect(targetPlanes.get('linux', 'x').everything).toBe(true);
   });
 });
 

@@ -124,3 +124,19 @@ describe('runbook: Windows transports', () => {
     }
   });
 });
+
+describe('runbook: infra.destroys on a Windows target (docs/coverage.md, "Windows")', () => {
+  const ssh = '{ kind: openssh-windows, host: ehr01.example.org, user: rubicon, identityFile: ./keys/id, knownHosts: ./known_hosts }';
+  const withDestroys = (text: string, list: string) => text.replace('knownHosts: ./known_hosts.rebuilt }', `knownHosts: ./known_hosts.rebuilt }\n  destroys: ${list}`);
+
+  it('takes drive letters and folders, as written, other drives than the root included', () => {
+    const rb = parseRunbook(withDestroys(runbook(ssh), `['C:\\', 'D:\\', 'e:/Scans']`), FILE);
+    expect(rb.infra.kind === 'manual' && rb.infra.destroys).toEqual(['C:\\', 'D:\\', 'e:/Scans']);
+  });
+
+  it('refuses a Windows path on a Linux target and a relative one anywhere, naming the entry', () => {
+    const linux = runbook('{ kind: ssh, host: ehr01, user: root, identityFile: ./keys/id, knownHosts: ./known_hosts }', '/srv/estate');
+    expect(problems(withDestroys(linux, `['/srv/estate', 'D:\\']`)).find((p) => p.path === 'infra.destroys[1]')?.message).toMatch(/a Windows path and the target is not a Windows server/);
+    expect(problems(withDestroys(runbook(ssh), `['Data']`)).some((p) => p.path.startsWith('infra.destroys'))).toBe(true);
+  });
+});

@@ -8,7 +8,8 @@ import type { CommandResult, ExecOptions, Host } from '../../hosts/host.ts';
 import type { Machine } from '../../machines/machine.ts';
 import { verifierFrom, type Signer } from '../../trust/keys.ts';
 import { signPermit, verifySignedPermit, type SignedPermit } from '../../trust/permit.ts';
-import type { CrossingFacts, CrossingResult, DriverScope, InfraDriver, ProvingGroundHandle } from '../driver.ts';
+import { fixedVolumes, windowsAzureScope } from '../../coverage/windows.ts';
+import type { CrossingFacts, CrossingResult, DriverScope, InfraDriver, ProvingGroundHandle, ScopeFacts } from '../driver.ts';
 import { classifyPlan, compareWithPreview, describePlanRefusal, urnsUnder, type PlanExpectation } from './classify.ts';
 import { ArmedSchema, diskImageUrn, type ArmedRecord } from './config.ts';
 import { PROVING_GROUND_TYPE, VM_TYPE, targetVmLogicalName } from './names.ts';
@@ -564,12 +565,14 @@ export class PulumiAzureDriver implements InfraDriver {
   /**
    * The crossing replaces the VM and its OS disk; data disks are detached
    * and re-attached (kept). Their contents are captured only when the
-   * runbook lists their mount points in coverage.alsoCapture (the Windows
-   * inventory supplies drive letters; docs/coverage.md). Read-only.
+   * runbook lists their drive letters in coverage.alsoCapture (`D:`: the
+   * Windows inventory supplies them; docs/coverage.md). Read-only.
    */
-  async scopeOfDestruction(): Promise<DriverScope> {
+  async scopeOfDestruction(facts?: ScopeFacts): Promise<DriverScope> {
     const outputs = await this.#outputs().catch(() => ({}) as Record<string, unknown>);
     const data = Array.isArray(outputs['dataDiskIds']) ? (outputs['dataDiskIds'] as unknown[]).filter((x): x is string => typeof x === 'string' && x !== '') : [];
+    // With the inventory's volumes: the OS disk is C:, the data disks are named by drive letter (src/coverage/windows.ts).
+    if (facts?.windowsVolumes && fixedVolumes(facts.windowsVolumes).length > 0) return windowsAzureScope(facts.targetRoot, { os: 'windows', volumes: [] }, facts.windowsVolumes);
     return {
       os: 'windows',
       volumes: [
