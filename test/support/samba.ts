@@ -79,6 +79,10 @@ export async function startSamba<N extends string>(net: TestNet<N>, host: N, o: 
   // The password on stdin, twice (pdbedit -t), never on a command line.
   await h.exec(['pdbedit', '-s', conf, '-a', '-u', 'root', '-t'], { input: `${o.password}\n${o.password}\n` });
   const process = net.spawn(host, [SMBD, '--foreground', '--no-process-group', '--debug-stdout', '-s', conf]);
+  let exited = false;
+  void process.then(() => {
+    exited = true;
+  });
   const address = h.address;
   const server: SambaServer = { unc: `\\\\${address}\\${o.share}`, address, share: o.share, user: o.user, password: o.password, confPath: conf, process };
   // Ready when a client can log in and list the share (bounded: smbd starts in well under a second; each try is one connect).
@@ -86,7 +90,7 @@ export async function startSamba<N extends string>(net: TestNet<N>, host: N, o: 
   writeFileSync(auth, `username = ${o.user}\npassword = ${o.password}\n`, { mode: 0o600 });
   let last = '';
   for (let i = 0; i < 100; i++) {
-    if (process.exitCode !== null && process.exitCode !== undefined) break;
+    if (exited) break;
     const r = await h.exec(['smbclient', `//${address}/${o.share}`, '-A', auth, '-m', 'SMB3', '-c', 'ls'], { reject: false, timeoutMs: 10_000 });
     if (r.exitCode === 0) return server;
     last = `${r.stdout}${r.stderr}`.trim().slice(-300);
