@@ -33,7 +33,7 @@ export function sambaMissing(): string | undefined {
   return undefined;
 }
 
-export async function startSamba<N extends string>(net: TestNet<N>, host: N, o: { share: string; path: string; user: string; password: string }): Promise<SambaServer> {
+export async function startSamba<N extends string>(net: TestNet<N>, host: N, o: { share: string; path: string; user: string; password: string; shareOptions?: readonly string[] }): Promise<SambaServer> {
   const h = net.host(host);
   const dir = path.join(path.dirname(h.dataDir), 'samba');
   for (const d of ['private', 'lock', 'state', 'cache', 'run', 'ncalrpc', 'log']) mkdirSync(path.join(dir, d), { recursive: true, mode: 0o700 });
@@ -73,12 +73,15 @@ export async function startSamba<N extends string>(net: TestNet<N>, host: N, o: 
       `  path = ${o.path}`,
       '  read only = no',
       '  browseable = yes',
+      ...(o.shareOptions ?? []).map((l) => `  ${l}`),
       '',
     ].join('\n'),
   );
   // The password on stdin, twice (pdbedit -t), never on a command line.
   await h.exec(['pdbedit', '-s', conf, '-a', '-u', 'root', '-t'], { input: `${o.password}\n${o.password}\n` });
-  const process = net.spawn(host, [SMBD, '--foreground', '--no-process-group', '--debug-stdout', '-s', conf]);
+  // stdin from /dev/null: smbd takes a socket on stdin for inetd mode, and Node's child pipes are socketpairs.
+  // setsid: its own session, so smbd's signals to its process group (at shutdown) never reach the test.
+  const process = net.spawn(host, ['setsid', '--wait', 'sh', '-c', 'exec "$0" --foreground --no-process-group --debug-stdout -s "$1" </dev/null', SMBD, conf]);
   let exited = false;
   void process.then(() => {
     exited = true;
@@ -90,7 +93,7 @@ export async function startSamba<N extends string>(net: TestNet<N>, host: N, o: 
   writeFileSync(auth, `username = ${o.user}\npassword = ${o.password}\n`, { mode: 0o600 });
   let last = '';
   for (let i = 0; i < 100; i++) {
-    if (exited) break;
+    if (exited) { const x = await process; last = `smbd exited ${x.exitCode}: ${String(x.stdout).slice(-1500)} ${String(x.stderr).slice(-800)}`; break; }
     const r = await h.exec(['smbclient', `//${address}/${o.share}`, '-A', auth, '-m', 'SMB3', '-c', 'ls'], { reject: false, timeoutMs: 10_000 });
     if (r.exitCode === 0) return server;
     last = `${r.stdout}${r.stderr}`.trim().slice(-300);
