@@ -291,7 +291,7 @@ export const windowsPlane: TargetPlane = {
       services: ctx.runbook.target.services.map((name) => ({ name })),
     };
     // Into the item's own folder, which must be new or empty on the rebuilt server (the script refuses otherwise, naming it).
-    const r = await ctx.steps.runScript<LandingData>(target, { id: landStep, idempotent: true }, 'landing', args, `landing script on ${target.name} (${isScriptRestic(vault) ? 'restic restore' : 'robocopy from the share'} of vault ${vault.info.name}, icacls /restore, shares, tasks)`, { allowError: true });
+    const r = await ctx.steps.runScript<LandingData>(target, { id: landStep, idempotent: true }, 'landing', args, `landing script on ${target.name} (${isScriptRestic(vault) ? 'restic restore from vault' : 'robocopy from the share of vault'} ${vault.info.name}, icacls /restore, shares, tasks)`, { allowError: true });
     const result = r.output.result;
     let data: LandingData;
     if (result.ok) data = result.data as LandingData;

@@ -33,7 +33,7 @@ export function sambaMissing(): string | undefined {
   return undefined;
 }
 
-export async function startSamba<N extends string>(net: TestNet<N>, host: N, o: { share: string; path: string; user: string; password: string; shareOptions?: readonly string[] }): Promise<SambaServer> {
+export async function startSamba<N extends string>(net: TestNet<N>, host: N, o: { share: string; path: string; user: string; password: string; shareOptions?: readonly string[]; segment?: string }): Promise<SambaServer> {
   const h = net.host(host);
   const dir = path.join(path.dirname(h.dataDir), 'samba');
   for (const d of ['private', 'lock', 'state', 'cache', 'run', 'ncalrpc', 'log']) mkdirSync(path.join(dir, d), { recursive: true, mode: 0o700 });
@@ -86,7 +86,7 @@ export async function startSamba<N extends string>(net: TestNet<N>, host: N, o: 
   void process.then(() => {
     exited = true;
   });
-  const address = h.address;
+  const address = (o.segment ? h.addressOn(o.segment) : undefined) ?? h.address;
   const server: SambaServer = { unc: `\\\\${address}\\${o.share}`, address, share: o.share, user: o.user, password: o.password, confPath: conf, process };
   // Ready when a client can log in and list the share (bounded: smbd starts in well under a second; each try is one connect).
   const auth = path.join(dir, 'client.auth');
