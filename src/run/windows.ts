@@ -479,6 +479,16 @@ export async function smbPasswordFile(ctx: RunContext, machine: Machine, v: SmbV
   return file;
 }
 
+/**
+ * The journal step of one robocopy copy: keyed by the artifact, the vault
+ * and the manifest (as the vaults' own ingest), so a resumed run re-attaches
+ * to the recorded step (the copy is not made again) and a step is reused
+ * only for the very files it was given. Pure.
+ */
+export function robocopyStepId(artifactId: string, vault: string, entries: readonly ManifestEntry[]): string {
+  return `${artifactId}/robocopy/${vault}/${createHash('sha256').update(JSON.stringify(entries)).digest('hex').slice(0, 16)}`;
+}
+
 /** The capture script's arguments for robocopy into a vault's share. Pure. */
 export function robocopyCaptureArgs(o: { key: string; source: string; workDir: string; destination: string; shareRoot: string; user: string; passwordFile: string }): Record<string, unknown> {
   return {
@@ -508,8 +518,7 @@ export function robocopyCaptureArgs(o: { key: string; source: string; workDir: s
 async function robocopyInto(ctx: RunContext, v: SmbVault, grant: Grant, o: { artifactId: string; dir: string; entries: readonly ManifestEntry[] }): Promise<{ locator: string; acl: NonNullable<Artifact['acl']> }> {
   const workDir = windowsPath(ctx.runbook.target.workDir, 'capture');
   const key = scriptKey('r', o.artifactId, v.info.name);
-  const manifestKey = createHash('sha256').update(JSON.stringify(o.entries)).digest('hex').slice(0, 16);
-  const stepId = `${o.artifactId}/robocopy/${v.info.name}/${manifestKey}`;
+  const stepId = robocopyStepId(o.artifactId, v.info.name, o.entries);
   const passwordFile = await smbPasswordFile(ctx, ctx.target, v, grant, stepId);
   const destination = v.smbPartialOf(o.artifactId);
   const args = robocopyCaptureArgs({ key, source: o.dir, workDir, destination, shareRoot: v.smbShareRoot(), user: v.smb!.user, passwordFile });
