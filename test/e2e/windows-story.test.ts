@@ -142,7 +142,8 @@ manualSteps:
 `,
       );
       const stateDir = path.join(ctlDir, 'state');
-      const env = { NO_COLOR: '1', RUBICON_WINDOWS_STAND_IN: '1' };
+      // The target lock in this net's own folder: the default /var/tmp/rubicon-locks is shared with every other run of this story on the machine (same target name).
+      const env = { NO_COLOR: '1', RUBICON_WINDOWS_STAND_IN: '1', RUBICON_LOCK_DIR: path.join(ctlDir, 'locks') };
 
       // The technician changes files in ehr/A after the proofs: the run stops there (SIGSTOP), the test changes them, SIGCONT.
       const p = net.node('ctl', [BIN, 'upgrade', '--runbook', runbook, '--state-dir', stateDir, '--yes', '--json'], { env: { ...env, RUBICON_FAULT: 'stop@phase.completed#3' } });
