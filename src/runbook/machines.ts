@@ -117,15 +117,15 @@ const removedFlag = (what: string) =>
  */
 export const SmbShareSchema = z
   .object({
-    /** \\server\share or \\server\share\folder: the vault's `path` as the Windows server sees it. */
+    // \\server\share or \\server\share\folder: the vault's `path` as the Windows server sees it.
     unc: z
       .string({ error: 'must be the UNC path of the vault folder as the Windows server sees it, e.g. "\\\\nas01\\rubicon"' })
       .regex(/^\\\\[A-Za-z0-9._-]+\\[^\\/:*?"<>|\r\n\0]+(\\[^\\/:*?"<>|\r\n\0]+)*\\?$/, 'must be the UNC path of the vault folder as the Windows server sees it, e.g. "\\\\nas01\\rubicon" (server, share, optional folders; no drive letter, no forward slashes)'),
-    /** The SMB account the Windows server maps the share with (NAS\\user or user). */
+    // The SMB account the Windows server maps the share with (NAS\\user or user).
     user: z.string().min(1, 'must name the SMB account the Windows server connects with, e.g. rubicon').regex(/^[^\r\n\0"]+$/, 'must be one line without double quotes'),
-    /** NAME of the environment variable holding the SMB password. */
+    // NAME of the environment variable holding the SMB password.
     passwordEnv: envName.optional(),
-    /** Or a file holding it (one line, mode 0600), relative to the runbook's folder. */
+    // Or a file holding it (one line, mode 0600), relative to the runbook's folder.
     passwordFile: z.string().min(1, 'must not be empty').optional(),
     password: z.undefined({ error: 'never write the SMB password into the runbook: name an environment variable in passwordEnv or a file in passwordFile' }).optional(),
   })
@@ -167,7 +167,7 @@ export const VaultSchema = z.discriminatedUnion(
         host: vaultHost,
         /** The vault's folder on the vault host. */
         path: posixAbsolute,
-        /** The same folder as an SMB share a Windows target writes into with robocopy (method robocopy; docs/vaults.md, "SMB"). */
+        /** The same folder as an SMB share a Windows target writes into with robocopy (method robocopy; docs/vaults.md, "SMB"): `unc` the folder as the Windows server sees it (\\server\share or \\server\share\folder), `user` the SMB account, and passwordEnv (a variable's NAME) or passwordFile (one line, 0600) for its password, never the password itself. */
         smb: SmbShareSchema.optional(),
         offTarget: removedFlag('off the target'),
         immutable: removedFlag('immutable'),
