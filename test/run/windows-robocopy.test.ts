@@ -112,3 +112,55 @@ describe('robocopy: the password never on a command line, the step keyed for a r
     expect(robocopyStepId('x', 'nas', [])).toMatch(/^x\/robocopy\/nas\/[0-9a-f]{16}$/);
   });
 });
+
+describe('robocopy: a copy robocopy could not make whole (exit 8 or more)', () => {
+  it('records capture.failed for the robocopy method naming each file and its Windows error from the log; nothing is adopted into the vault', async () => {
+    const v = vault({ unc: '\\\\nas01\\rubicon', user: 'rubicon', password: { env: 'SMB_PW_FAIL' } });
+    process.env.SMB_PW_FAIL = PASSWORD;
+    const events: Record<string, unknown>[] = [];
+    const m = recorder();
+    const scripts: { name: string; args: Record<string, unknown> }[] = [];
+    const robocopy = { name: 'robocopy', origin: 'rubicon', independenceGroup: 'robocopy', runsOn: 'remote', vaultKind: 'sftp', description: '' };
+    const captureData = {
+      key: 'r-x', source: 'D:\\EHR\\A', volume: 'D:\\', shadow: { id: '{S}', deviceObject: '\\\\?\\GLOBALROOT\\Device\\HarddiskVolumeShadowCopy3', link: 'C:\\w\\r-x.shadow', deleted: true },
+      robocopy: {
+        destination: '\\\\nas01\\rubicon\\trees\\x.partial', exitCode: 9, bits: ['copied', 'failed'], failed: true, logPath: 'C:\\ProgramData\\Rubicon\\capture\\r-x.robocopy.log', share: { root: '\\\\nas01\\rubicon', user: 'rubicon', disconnected: true },
+        errors: [{ code: 32, path: 'D:\\EHR\\A\\db\\ehr.mdf', relativePath: 'db/ehr.mdf', message: 'The process cannot access the file because it is being used by another process.', attempts: 3 }],
+      },
+      restic: null, acl: null, staleShadowRemoved: null, cleanup: { linkRemoved: true, shadowDeleted: true, errors: [] },
+    };
+    const ctx = {
+      runId: 'r1',
+      runbook: { target: { root: 'D:\\', workDir: 'C:\\ProgramData\\Rubicon' } },
+      vaults: [v],
+      target: m,
+      now: () => new Date('2026-12-02T06:00:00Z'),
+      state: () => ({ artifacts: [], steps: {}, notes: [] }),
+      record: (e: Record<string, unknown>) => events.push(e),
+      remote: { folderMethods: { get: () => robocopy }, grants: { acquire: async () => grant } },
+      steps: {
+        runScript: async (_m: Machine, _k: unknown, name: string, args: Record<string, unknown>) => {
+          scripts.push({ name, args });
+          if (name === 'manifest') {
+            return { output: { records: [{ kind: 'file', path: 'db/ehr.mdf', size: 5, mtimeMs: 1, mode: 0o644, sha256: 'b'.repeat(64), stable: true }], result: { ok: true, data: {} } }, data: {} };
+          }
+          return { output: { records: [], result: { ok: false, error: { code: 'CAPTURE_INCOMPLETE', message: 'capture of D:\\EHR\\A is incomplete: robocopy (exit 9, 1 file errors)', details: captureData } } }, data: undefined };
+        },
+        run: async () => {
+          throw new Error('nothing may run on the vault host for a failed copy');
+        },
+      },
+    } as unknown as RunContext;
+    const { windowsPlane } = await import('../../src/run/windows.ts');
+    const item = { id: 'folder:EHR/A', kind: 'folder', name: 'EHR/A', location: 'EHR/A', methods: ['robocopy'], declared: true, discovered: true, facts: {}, why: [] } as never;
+    await windowsPlane.captureFolder(ctx, item, 'capture', [], (method: string) => `r1/capture/folder:EHR/A/${method}`, () => undefined);
+    delete process.env.SMB_PW_FAIL;
+    expect(scripts.map((s) => s.name)).toEqual(['manifest', 'capture']);
+    expect(JSON.stringify(scripts)).not.toContain(PASSWORD);
+    const failed = events.filter((e) => e.type === 'capture.failed');
+    expect(failed).toHaveLength(1);
+    expect(failed[0]).toMatchObject({ itemId: 'folder:EHR/A', method: 'robocopy', code: 'CAPTURE_FAILED' });
+    expect(String(failed[0]!.message)).toMatch(/robocopy of D:\\EHR\\A on ehr-server into vault nas failed \(exit 9: copied, failed\): 1 file\(s\) not copied: db\/ehr\.mdf \(Windows error 32: The process cannot access the file/);
+    expect(events.some((e) => e.type === 'artifact.captured')).toBe(false);
+  });
+});
