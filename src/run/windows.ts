@@ -32,20 +32,24 @@ import { diffEntries, manifestOf, shipTree } from './remote.ts';
  *   snapshot through the phase's write grant, whose repository and password
  *   are files on the server, and icacls /save); restic's summary is checked
  *   against the manifest and the ACL file is kept as a vault document whose
- *   hash the artifact records;
+ *   hash the artifact records; method robocopy: per sftp vault with an smb
+ *   section the same script mirrors the folder from its shadow into the
+ *   vault's share (mapped with the password from the grant's folder), then
+ *   the vault host hashes the tree against the manifest and renames it into
+ *   place (robocopyInto);
  * - freeze / thaw: `freeze` and `thaw` (the state file on the server keeps
  *   each service's prior state and start mode; thaw restores exactly that);
  * - drift: `manifest` again, compared by path, size, mode and SHA-256;
  * - landing: the `landing` script restores the snapshot into the item's
- *   folder on the rebuilt server (restic through a read grant), its ACLs
+ *   folder on the rebuilt server (restic through a read grant, or robocopy
+ *   from the sftp vault's share for a robocopy artifact), its ACLs
  *   (icacls /restore of the saved file), the old server's shares and tasks
  *   that belong to the folder, and lists what needs a person (notes); then
  *   `manifest` there is checked against the proven manifest;
  * - identity: the scripts' host record (os) and the MachineGuid (`reg query`).
  *
- * Not here yet (docs/windows.md): robocopy into an SMB share (the capture
- * script's second method), databases on Windows (SQL Server), and the
- * coverage hooks (no volume listing).
+ * Not here yet (docs/windows.md): databases on Windows (SQL Server), and
+ * the coverage hooks (no volume listing).
  */
 
 const errText = (e: unknown) => (e instanceof Error ? e.message : String(e));
