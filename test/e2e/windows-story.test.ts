@@ -180,7 +180,7 @@ manualSteps:
       expect(artifacts.filter((a) => a.phase === 'capture').map((a) => `${a.itemId} ${a.method}`).sort()).toEqual(['folder:ehr/A restic', 'folder:ehr/A robocopy']);
       // robocopy: the capture script into the NAS share, then sha256sum on the vault host before the tree got its name.
       expect(steps.filter((s) => s.what.startsWith(`capture script on ehr-server (VSS shadow, robocopy into ${smb.unc}\\trees\\`)).length).toBe(2);
-      expect(steps.filter((s) => /\/robocopy\/nas\/[0-9a-f]+\/place\/verify$/.test(s.id)).length).toBe(2);
+      expect(steps.filter((s) => /\/robocopy\/nas\/[0-9a-f]+\/place\/verify\.\d+$/.test(s.id)).length).toBe(2);
       // The ACL file icacls /save wrote is part of each artifact (a document in the vault), one entry per file and folder.
       for (const a of artifacts) expect(a.acl, a.phase).toMatchObject({ sha256: expect.stringMatching(/^[0-9a-f]{64}$/), entries: expect.any(Number) });
       expect(artifacts[0]!.acl!.entries).toBeGreaterThan(artifacts[0]!.fileCount);
