@@ -11,7 +11,7 @@
  * both copies.
  */
 export interface FolderMethod {
-  name: 'file-mirror' | 'restic' | 'rsync';
+  name: 'file-mirror' | 'restic' | 'rsync' | 'robocopy';
   origin: 'rubicon';
   independenceGroup: string;
   /** Where it runs: this process reading local files, or the tool on a remote Linux target. */
@@ -45,5 +45,14 @@ export const FOLDER_METHODS: readonly FolderMethod[] = [
     runsOn: 'remote',
     vaultKind: 'sftp',
     description: 'rsync from the target onto an SFTP vault host; SHA-256 manifest built on the target and checked on the vault host',
+  },
+  {
+    // A Windows target: the capture script's robocopy /MIR from its VSS shadow into the sftp vault's SMB share (the vault's smb section), checked on the vault host like rsync's trees.
+    name: 'robocopy',
+    origin: 'rubicon',
+    independenceGroup: 'robocopy',
+    runsOn: 'remote',
+    vaultKind: 'sftp',
+    description: "robocopy /MIR on a Windows target from the capture script's VSS shadow into an sftp vault's SMB share; SHA-256 manifest built on the target and checked on the vault host (sha256sum) before the tree gets its name",
   },
 ];

@@ -9,6 +9,7 @@ import { listWindowsVolume } from '../coverage/windows.ts';
 import { manifestEntriesFromOutput, type CaptureData, type FreezeData, type InventoryData, type LandingData, type ManifestData, type ThawData } from '../machines/windows/results.ts';
 import { parseScriptOutput, scriptData } from '../machines/windows/scripts.ts';
 import type { ResticVault } from '../vaults/restic.ts';
+import type { SftpVault } from '../vaults/sftp.ts';
 import { windowsPath } from '../machines/windows/windows-machine.ts';
 import { isToolVault, type Grant, type ToolVault } from '../vaults/vault.ts';
 import type { RunContext } from './context.ts';
@@ -32,12 +33,17 @@ import { diffEntries, manifestOf, shipTree } from './remote.ts';
  *   snapshot through the phase's write grant, whose repository and password
  *   are files on the server, and icacls /save); restic's summary is checked
  *   against the manifest and the ACL file is kept as a vault document whose
- *   hash the artifact records;
+ *   hash the artifact records; method robocopy: per sftp vault with an smb
+ *   section the same script mirrors the folder from its shadow into the
+ *   vault's share (mapped with the password from the grant's folder), then
+ *   the vault host hashes the tree against the manifest and renames it into
+ *   place (robocopyInto);
  * - freeze / thaw: `freeze` and `thaw` (the state file on the server keeps
  *   each service's prior state and start mode; thaw restores exactly that);
  * - drift: `manifest` again, compared by path, size, mode and SHA-256;
  * - landing: the `landing` script restores the snapshot into the item's
- *   folder on the rebuilt server (restic through a read grant), its ACLs
+ *   folder on the rebuilt server (restic through a read grant, or robocopy
+ *   from the sftp vault's share for a robocopy artifact), its ACLs
  *   (icacls /restore of the saved file), the old server's shares and tasks
  *   that belong to the folder, and lists what needs a person (notes); then
  *   `manifest` there is checked against the proven manifest;
@@ -49,10 +55,9 @@ import { diffEntries, manifestOf, shipTree } from './remote.ts';
  * SQL Server is not the plane's: its engine reaches the server's SQL Server
  * over TDS, called by the phases beside the plane (src/run/network-engines.ts).
  *
- * Not here yet (docs/windows.md): robocopy into an SMB share (the capture
- * script's second method), SQL Server's BACKUP TO DISK through the capture
- * script, and the everything capture (coverage.everything refuses unless
- * overridden).
+ * Not here yet (docs/windows.md): SQL Server's BACKUP TO DISK through the
+ * capture script, and the everything capture (coverage.everything refuses
+ * unless overridden).
  */
 
 const errText = (e: unknown) => (e instanceof Error ? e.message : String(e));
@@ -219,15 +224,16 @@ export const windowsPlane: TargetPlane = {
       const startedAt = ctx.now().toISOString();
       try {
         const m = remote(ctx).folderMethods.get(method, 'methods.folders');
-        if (m.name !== 'restic') {
-          throw new RubiconError('CAPTURE_FAILED', `${method} does not run on a Windows target: use restic (robocopy into an SMB share, the capture script's second method, is not wired yet: docs/windows.md)`);
+        if (m.name !== 'restic' && m.name !== 'robocopy') {
+          throw new RubiconError('CAPTURE_FAILED', `${method} does not run on a Windows target: use restic and robocopy (docs/windows.md)`);
         }
-        const vaults = toolVaults(ctx, m.vaultKind);
-        if (vaults.length === 0) throw new RubiconError('CAPTURE_FAILED', `${method} writes into ${m.vaultKind} vaults and the runbook lists none`);
+        const vaults = m.name === 'robocopy' ? toolVaults(ctx, 'sftp').filter(isSmbVault) : toolVaults(ctx, m.vaultKind);
+        if (vaults.length === 0) throw new RubiconError('CAPTURE_FAILED', m.name === 'robocopy' ? `${method} writes into sftp vaults with an smb section and the runbook lists none` : `${method} writes into ${m.vaultKind} vaults and the runbook lists none`);
         const base = baseOf(method);
         built ??= await windowsManifest(ctx, ctx.target, { id: `${id}/manifest`, idempotent: true }, dir, exclude, item);
         const entries = built;
-        const srcDir = resticPathOf(dir);
+        // restic records the folder as /D/EHR/X; a robocopy tree holds the folder's contents at its root, named by the folder itself.
+        const srcDir = m.name === 'robocopy' ? dir : resticPathOf(dir);
         let acl: Artifact['acl'];
         await shipTree(ctx, {
           artifactId: id,
@@ -240,9 +246,12 @@ export const windowsPlane: TargetPlane = {
           vaults,
           ...(base ? { base } : {}),
           startedAt,
-          tool: `${method} on ${ctx.target.name} by Rubicon's capture script (VSS shadow, icacls /save; SHA-256 manifest by the manifest script there)`,
+          tool: `${method} on ${ctx.target.name} by Rubicon's capture script (VSS shadow, icacls /save; SHA-256 manifest by the manifest script there${m.name === 'robocopy' ? ', checked by sha256sum on the vault host' : ''})`,
           ingest: async (v, grant, b) => {
-            const r = await captureInto(ctx, v, grant, { artifactId: id, dir, srcDir, entries, exclude, ...(b ? { base: b } : {}) });
+            const r =
+              m.name === 'robocopy'
+                ? await robocopyInto(ctx, v as SmbVault, grant, { artifactId: id, dir, entries })
+                : await captureInto(ctx, v, grant, { artifactId: id, dir, srcDir, entries, exclude, ...(b ? { base: b } : {}) });
             if (acl && acl.sha256 !== r.acl.sha256) throw new RubiconError('CAPTURE_FAILED', `the ACLs of ${dir} on ${ctx.target.name} changed between two vaults' captures (icacls /save); capture the item again with the application frozen`);
             acl = r.acl;
             return { locator: r.locator };
@@ -274,7 +283,7 @@ export const windowsPlane: TargetPlane = {
     const vaults = toolVaults(ctx).filter((v) => (pick.vaults ?? []).includes(v.info.name));
     const vault = [...vaults.filter((v) => okVaults.includes(v.info.name)), ...vaults.filter((v) => !okVaults.includes(v.info.name))][0];
     if (!vault) throw new RubiconError('LANDING_FAILED', `no vault holds ${pick.id}`);
-    if (!isScriptRestic(vault)) throw new RubiconError('LANDING_FAILED', `vault '${vault.info.name}' (${vault.info.kind}) cannot land onto a Windows target: only restic vaults restore through the landing script`);
+    if (!isScriptRestic(vault) && !isSmbVault(vault)) throw new RubiconError('LANDING_FAILED', `vault '${vault.info.name}' (${vault.info.kind}) cannot land onto a Windows target: only restic vaults and sftp vaults with an smb section restore through the landing script`);
     const manifest = await manifestOf(ctx, pick);
     const dest = onWindowsTarget(ctx.runbook.target.root, item.location);
     const workDir = ctx.runbook.target.workDir;
@@ -288,18 +297,23 @@ export const windowsPlane: TargetPlane = {
       await target.writeSmall(aclFile, bytes);
     }
     const grant = await remote(ctx).grants.acquire(vault, target, 'read');
+    const landStep = `${pick.id}/land/${vault.info.name}`;
     const inv = inventoryOf(ctx);
     const shares = (inv?.sections.shares?.items ?? []).filter((x) => x.path !== null && relativeToRoot(dest, x.path) !== undefined);
     const tasks = (inv?.sections.scheduledTasks?.items ?? []).filter((t) => t.actions.some((a) => [a.execute, a.workingDirectory].some((p) => p !== null && relativeToRoot(dest, p.replace(/^"|"$/g, '')) !== undefined)));
     const args = {
       workDir: windowsPath(workDir, 'landing'),
-      folders: [{ key, destination: dest, restic: vault.scriptRestoreArgs(grant, target, { locator: pick.locators?.[vault.info.name] ?? '', srcDir: pick.sourceDir ?? resticPathOf(dest) }), ...(aclFile ? { aclFile } : {}) }],
+      folders: [
+        isScriptRestic(vault)
+          ? { key, destination: dest, restic: vault.scriptRestoreArgs(grant, target, { locator: pick.locators?.[vault.info.name] ?? '', srcDir: pick.sourceDir ?? resticPathOf(dest) }), ...(aclFile ? { aclFile } : {}) }
+          : robocopyLandingFolder(vault, { locator: pick.locators?.[vault.info.name] ?? '', destination: dest, passwordFile: await smbPasswordFile(ctx, target, vault, grant, landStep), ...(aclFile ? { aclFile } : {}) }),
+      ],
       shares: shares.map((x) => ({ name: x.name, path: x.path, ...(x.description ? { description: x.description } : {}), access: x.access })),
       scheduledTasks: tasks.map((t) => ({ path: t.path, name: t.name, xml: t.xml })),
       services: ctx.runbook.target.services.map((name) => ({ name })),
     };
     // Into the item's own folder, which must be new or empty on the rebuilt server (the script refuses otherwise, naming it).
-    const r = await ctx.steps.runScript<LandingData>(target, { id: `${pick.id}/land/${vault.info.name}`, idempotent: true }, 'landing', args, `landing script on ${target.name} (restic restore from vault ${vault.info.name}, icacls /restore, shares, tasks)`, { allowError: true });
+    const r = await ctx.steps.runScript<LandingData>(target, { id: landStep, idempotent: true }, 'landing', args, `landing script on ${target.name} (${isScriptRestic(vault) ? 'restic restore from vault' : 'robocopy from the share of vault'} ${vault.info.name}, icacls /restore, shares, tasks)`, { allowError: true });
     const result = r.output.result;
     let data: LandingData;
     if (result.ok) data = result.data as LandingData;
@@ -308,6 +322,12 @@ export const windowsPlane: TargetPlane = {
     else throw new RubiconError('LANDING_FAILED', `the landing script on ${target.name} failed for ${dest}: ${result.error.code}: ${result.error.message}`);
     const manual = surfaceManualSteps(ctx, item, target.name, data);
     const f = data.folders[0];
+    if (f?.robocopy?.failed) {
+      const named = f.robocopy.errors.slice(0, 5).map((e) => `${e.path ?? '?'} (Windows error ${e.code})`);
+      throw new RubiconError('LANDING_FAILED', `robocopy of ${pick.id} from vault ${vault.info.name} onto ${target.name} failed (exit ${f.robocopy.exitCode}: ${f.robocopy.bits.join(', ')})${named.length ? `: ${named.join('; ')}` : ''}`, {
+        hint: `read robocopy's log ${f.robocopy.logPath} on ${target.name}, fix the cause, then resume (rubicon confirm)`,
+      });
+    }
     if (!f || (f.restic && f.restic.failed)) {
       throw new RubiconError('LANDING_FAILED', `restic restore of ${pick.id} onto ${target.name} failed (exit ${f?.restic?.exitCode ?? '?'}${f?.restic?.errorLines ? `, ${f.restic.errorLines} file(s) not written` : ''}${f?.restic?.exitCode === 92 ? ': the snapshot has no such folder' : ''})`, { hint: `read the landing step's log on this machine, fix the cause, then resume (rubicon confirm)` });
     }
@@ -430,9 +450,13 @@ async function captureInto(
     entries: o.entries,
     backup: { exitCode: rs.exitCode, snapshotId: rs.snapshotId, files: n('total_files_processed'), bytes: n('total_bytes_processed'), errors: rs.errors.map((e) => e.item) },
   });
-  const a = data.acl;
+  return { locator: adopted.locator, acl: await keepAcl(ctx, v, o.dir, data.acl) };
+}
+
+/** The capture script's icacls /save file read back, its SHA-256 checked against the script's, stored as a document in the vault. */
+async function keepAcl(ctx: RunContext, v: ToolVault, dir: string, a: CaptureData['acl']): Promise<NonNullable<Artifact['acl']>> {
   if (!a || a.failed || a.sha256 === null) {
-    throw new RubiconError('CAPTURE_FAILED', `icacls /save of ${o.dir} on ${ctx.target.name} failed (exit ${a?.exitCode ?? '?'}, ${a?.failedCount ?? '?'} file(s) not processed): the folder's ACLs would not survive the rebuild`, {
+    throw new RubiconError('CAPTURE_FAILED', `icacls /save of ${dir} on ${ctx.target.name} failed (exit ${a?.exitCode ?? '?'}, ${a?.failedCount ?? '?'} file(s) not processed): the folder's ACLs would not survive the rebuild`, {
       hint: `check that Rubicon's account on ${ctx.target.name} can read the folder's permissions (READ_CONTROL), then resume the run`,
     });
   }
@@ -440,7 +464,120 @@ async function captureInto(
   const sha256 = createHash('sha256').update(bytes).digest('hex');
   if (sha256 !== a.sha256) throw new RubiconError('CAPTURE_FAILED', `the ACL file ${a.savePath} on ${ctx.target.name} changed after icacls wrote it (SHA-256 differs from the capture script's); capture again`);
   await v.putBytes(bytes);
-  return { locator: adopted.locator, acl: { sha256, bytes: bytes.byteLength, entries: a.entries } };
+  return { sha256, bytes: bytes.byteLength, entries: a.entries };
+}
+
+/** The landing script's folder for a robocopy tree: from `<unc>\\trees\\<name>` through the mapped share, /E (never deletes on the rebuilt server), /COPY:DAT (the ACL file restores security). Pure. */
+export function robocopyLandingFolder(v: SmbVault, o: { locator: string; destination: string; passwordFile: string; aclFile?: string }): Record<string, unknown> {
+  return {
+    source: v.smbTreeOf(o.locator),
+    destination: o.destination,
+    exact: false,
+    copy: 'DAT',
+    share: { root: v.smbShareRoot(), user: v.smb!.user, passwordFile: o.passwordFile },
+    ...(o.aclFile ? { aclFile: o.aclFile } : {}),
+  };
+}
+
+/** An sftp vault whose folder the Windows server reaches as an SMB share (the runbook's smb section). Asked by ability, not by class. */
+export type SmbVault = ToolVault & Pick<SftpVault, 'smb' | 'smbShareRoot' | 'smbPartialOf' | 'smbTreeOf' | 'smbPassword' | 'adoptTree'>;
+export function isSmbVault(v: ToolVault): v is SmbVault {
+  const s = v as Partial<SmbVault>;
+  return typeof s.adoptTree === 'function' && typeof s.smbPartialOf === 'function' && s.smb !== undefined;
+}
+
+/**
+ * The SMB password into the grant's folder on the machine (writeSmall:
+ * temp file, owner-only, rename), for the script's New-SmbMapping; the
+ * script deletes it once read and the grant's revoke removes the folder.
+ * Never an argument, never in the script's arguments (only the file's
+ * path), never in the journal. Not written when the step already
+ * completed (a resumed run re-attaches to its recorded result).
+ */
+export async function smbPasswordFile(ctx: RunContext, machine: Machine, v: SmbVault, grant: Grant, stepId: string): Promise<string> {
+  const file = windowsPath(grant.dir, 'smb-password');
+  const done = ctx.state().steps[`${ctx.runId}/${stepId}`]?.completedAt !== undefined;
+  if (!done) await machine.writeSmall(file, `${await v.smbPassword()}\n`, { mode: 0o600 });
+  return file;
+}
+
+/**
+ * The journal step of one robocopy copy: keyed by the artifact, the vault
+ * and the manifest (as the vaults' own ingest), so a resumed run re-attaches
+ * to the recorded step (the copy is not made again) and a step is reused
+ * only for the very files it was given. Pure.
+ */
+export function robocopyStepId(artifactId: string, vault: string, entries: readonly ManifestEntry[]): string {
+  return `${artifactId}/robocopy/${vault}/${createHash('sha256').update(JSON.stringify(entries)).digest('hex').slice(0, 16)}`;
+}
+
+/** The capture script's arguments for robocopy into a vault's share. Pure. */
+export function robocopyCaptureArgs(o: { key: string; source: string; workDir: string; destination: string; shareRoot: string; user: string; passwordFile: string }): Record<string, unknown> {
+  return {
+    key: o.key,
+    source: o.source,
+    workDir: o.workDir,
+    // DAT: a NAS share holds no Windows security; the ACLs travel in icacls' file (a vault document) and come back at landing.
+    robocopy: { destination: o.destination, copy: 'DAT', share: { root: o.shareRoot, user: o.user, passwordFile: o.passwordFile } },
+    acl: { savePath: windowsPath(o.workDir, `${o.key}.acl`) },
+  };
+}
+
+/**
+ * One vault's robocopy copy of a folder: the capture script mirrors the
+ * folder from its VSS shadow (robocopy /MIR /COPY:DAT) into the vault's
+ * share, `<unc>\trees\<name>.partial`, with the share mapped for that step
+ * only (New-SmbMapping, the password from the grant's file), and saves the
+ * ACLs (icacls /save). robocopy's exit bit mask and log are parsed there: an
+ * exit of 8 or more fails the copy naming each file. Then the vault host
+ * hashes every file of the partial tree against the manifest the manifest
+ * script built (sha256sum over SSH) and only then renames it into place
+ * (adoptTree): the same layout as rsync's trees, proven the same way.
+ * Steps (idempotent, keyed by artifact, vault and manifest): the script's
+ * `<artifact>/robocopy/<vault>/<manifest hash>` (a resumed run re-attaches
+ * to it: the copy is not made twice) and the vault's `<...>/place/verify`.
+ */
+async function robocopyInto(ctx: RunContext, v: SmbVault, grant: Grant, o: { artifactId: string; dir: string; entries: readonly ManifestEntry[] }): Promise<{ locator: string; acl: NonNullable<Artifact['acl']> }> {
+  const workDir = windowsPath(ctx.runbook.target.workDir, 'capture');
+  const key = scriptKey('r', o.artifactId, v.info.name);
+  const stepId = robocopyStepId(o.artifactId, v.info.name, o.entries);
+  const passwordFile = await smbPasswordFile(ctx, ctx.target, v, grant, stepId);
+  const destination = v.smbPartialOf(o.artifactId);
+  const args = robocopyCaptureArgs({ key, source: o.dir, workDir, destination, shareRoot: v.smbShareRoot(), user: v.smb!.user, passwordFile });
+  const r = await ctx.steps.runScript<CaptureData>(ctx.target, { id: stepId, idempotent: true }, 'capture', args, `capture script on ${ctx.target.name} (VSS shadow, robocopy into ${destination} of vault ${v.info.name}, icacls /save)`, {
+    allowError: true,
+    ...(ctx.signal ? { signal: ctx.signal } : {}),
+  });
+  const result = r.output.result;
+  let data: CaptureData;
+  if (result.ok) data = result.data as CaptureData;
+  else if (result.error.code === 'CAPTURE_INCOMPLETE') data = result.error.details as unknown as CaptureData;
+  else {
+    const d = result.error.details as { meaning?: string; retryable?: boolean } | null;
+    throw new RubiconError('CAPTURE_FAILED', `the capture script on ${ctx.target.name} failed for ${o.dir} (robocopy into vault ${v.info.name}): ${result.error.code}${d?.meaning ? ` (${d.meaning})` : ''}: ${result.error.message}`, {
+      hint:
+        result.error.code === 'SHARE_CONNECT_FAILED'
+          ? `check vaults[].smb of vault ${v.info.name} (the UNC path, the account and its password) and that ${ctx.target.name} reaches the share, then resume the run`
+          : d?.retryable
+            ? 'another shadow copy was being made: resume the run'
+            : `fix the cause on ${ctx.target.name}, then resume the run`,
+    });
+  }
+  if (data.cleanup && (!data.cleanup.shadowDeleted || !data.cleanup.linkRemoved)) {
+    noteOnce(ctx, 'warn', `the capture script could not remove its shadow copy ${data.shadow.id} of ${data.volume} on ${ctx.target.name}; the next capture with the same key removes it`);
+  }
+  const rc = data.robocopy;
+  if (!rc) throw new RubiconError('CAPTURE_FAILED', `the capture script on ${ctx.target.name} ran no robocopy for ${o.dir}`);
+  if (rc.share && !rc.share.disconnected) noteOnce(ctx, 'warn', `the capture script could not remove its mapping of ${rc.share.root} on ${ctx.target.name} (Remove-SmbMapping); it ends with the logon session`);
+  if (rc.failed) {
+    const named = rc.errors.slice(0, 5).map((e) => `${e.relativePath ?? e.path ?? '?'} (Windows error ${e.code}${e.message ? `: ${e.message}` : ''})`);
+    throw new RubiconError('CAPTURE_FAILED', `robocopy of ${o.dir} on ${ctx.target.name} into vault ${v.info.name} failed (exit ${rc.exitCode}: ${rc.bits.join(', ')})${named.length ? `: ${rc.errors.length} file(s) not copied: ${named.join('; ')}` : ''}`, {
+      hint: rc.bits.includes('fatal') ? `check that ${ctx.target.name} reaches ${v.smb!.unc} and may write there, then resume the run` : `read robocopy's log ${rc.logPath} on ${ctx.target.name}, fix the cause (a file the share refuses, a full disk), then resume the run`,
+    });
+  }
+  // Hashed where the copy is, against the target's manifest, before the tree gets its name.
+  const placed = await v.adoptTree((m, k, c, w, opt) => ctx.steps.run(m, k, c, w, opt), { artifactId: o.artifactId, stepId: `${stepId}/place`, entries: o.entries });
+  return { locator: placed.locator, acl: await keepAcl(ctx, v, o.dir, data.acl) };
 }
 
 const ACL_FILE_MAX = 256 * 1024 * 1024;

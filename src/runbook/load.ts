@@ -71,10 +71,17 @@ export function windowsTransport(t: TransportSettings): boolean {
   return t.kind === 'openssh-windows' || t.kind === 'azure-run-command';
 }
 
+/** An sftp vault's folder as an SMB share (docs/vaults.md, "SMB"): the UNC path without a trailing backslash, the account, where the password is. */
+export interface SmbShareSettings {
+  unc: string;
+  user: string;
+  password: { env: string } | { file: string };
+}
+
 /** A vault as the runbook describes it; what it can do (immutable, off the target, ...) is read from the vault itself. */
 export type VaultSettings =
   | { name: string; kind: 'filesystem'; path: string; encryption?: { env: string } | { file: string } }
-  | { name: string; kind: 'sftp'; host: SshSettings & { authorizedKeysFile?: string }; path: string }
+  | { name: string; kind: 'sftp'; host: SshSettings & { authorizedKeysFile?: string }; path: string; smb?: SmbShareSettings }
   | { name: string; kind: 'restic'; host: SshSettings & { authorizedKeysFile?: string }; path: string; password: { env: string } | { file: string } }
   | import('../vaults/azure-blob.ts').AzureBlobSettings;
 
@@ -372,7 +379,10 @@ export function normalize(raw: ParsedRunbook, file: string, hash: string, resolv
         const enc = v.encryption ? { encryption: v.encryption.keyEnv !== undefined ? { env: v.encryption.keyEnv } : { file: abs(v.encryption.keyFile ?? '') } } : {};
         return { name: v.name, kind: 'filesystem', path: abs(v.path), ...enc };
       }
-      if (v.kind === 'sftp') return { name: v.name, kind: 'sftp', host: vaultHost(v.host), path: v.path };
+      if (v.kind === 'sftp') {
+        const smb = v.smb ? { smb: { unc: v.smb.unc.replace(/\\+$/, ''), user: v.smb.user, password: v.smb.passwordEnv !== undefined ? { env: v.smb.passwordEnv } : { file: abs(v.smb.passwordFile ?? '') } } } : {};
+        return { name: v.name, kind: 'sftp', host: vaultHost(v.host), path: v.path, ...smb };
+      }
       if (v.kind === 'azure-blob') {
         return {
           name: v.name,
@@ -648,8 +658,14 @@ export function rules(rb: Runbook, env: NodeJS.ProcessEnv = process.env): Runboo
           : `${m} reads the target's files in this process, which a remote target cannot do: use restic and/or rsync`,
       });
     }
-    const kind = m === 'restic' ? 'restic' : m === 'rsync' ? 'sftp' : 'filesystem';
-    if (!rb.vaults.some((v) => v.kind === kind)) {
+    const kind = m === 'restic' ? 'restic' : m === 'rsync' || m === 'robocopy' ? 'sftp' : 'filesystem';
+    if (m === 'robocopy') {
+      if (!windowsTransport(rb.target.transport)) {
+        problems.push({ path: `methods.folders[${i}]`, message: 'robocopy runs on a Windows target (target.transport.kind openssh-windows or azure-run-command); a Linux target uses rsync' });
+      } else if (!rb.vaults.some((v) => v.kind === 'sftp' && v.smb)) {
+        problems.push({ path: `methods.folders[${i}]`, message: 'robocopy writes into sftp vaults that the Windows server reaches as an SMB share, and no sftp vault has an smb section: add smb: { unc, user, passwordEnv } to one (docs/vaults.md, "SMB"), or drop the method' });
+      }
+    } else if (!rb.vaults.some((v) => v.kind === kind)) {
       problems.push({ path: `methods.folders[${i}]`, message: `${m} writes into ${kind} vaults, and the runbook lists none: add a vault with kind: ${kind}, or drop the method` });
     }
   });

@@ -109,6 +109,29 @@ const removedFlag = (what: string) =>
     .optional()
     .describe(`Not a setting (refused if present): Rubicon reads whether the vault is ${what} from the vault itself.`);
 
+/**
+ * An sftp vault's folder as an SMB share (a NAS that serves the same folder
+ * over SSH to Rubicon and over SMB to the Windows server). `unc` names the
+ * vault's folder itself as the Windows server reaches it; the password is
+ * never in the runbook: passwordEnv or passwordFile names where it is.
+ */
+export const SmbShareSchema = z
+  .object({
+    // \\server\share or \\server\share\folder: the vault's `path` as the Windows server sees it.
+    unc: z
+      .string({ error: 'must be the UNC path of the vault folder as the Windows server sees it, e.g. "\\\\nas01\\rubicon"' })
+      .regex(/^\\\\[A-Za-z0-9._-]+\\[^\\/:*?"<>|\r\n\0]+(\\[^\\/:*?"<>|\r\n\0]+)*\\?$/, 'must be the UNC path of the vault folder as the Windows server sees it, e.g. "\\\\nas01\\rubicon" (server, share, optional folders; no drive letter, no forward slashes)'),
+    // The SMB account the Windows server maps the share with (NAS\\user or user).
+    user: z.string().min(1, 'must name the SMB account the Windows server connects with, e.g. rubicon').regex(/^[^\r\n\0"]+$/, 'must be one line without double quotes'),
+    // NAME of the environment variable holding the SMB password.
+    passwordEnv: envName.optional(),
+    // Or a file holding it (one line, mode 0600), relative to the runbook's folder.
+    passwordFile: z.string().min(1, 'must not be empty').optional(),
+    password: z.undefined({ error: 'never write the SMB password into the runbook: name an environment variable in passwordEnv or a file in passwordFile' }).optional(),
+  })
+  .strict()
+  .refine((s) => (s.passwordEnv === undefined) !== (s.passwordFile === undefined), { message: 'name exactly one of passwordEnv (an environment variable) or passwordFile (a file) for the SMB password' });
+
 export const VaultSchema = z.discriminatedUnion(
   'kind',
   [
@@ -144,6 +167,8 @@ export const VaultSchema = z.discriminatedUnion(
         host: vaultHost,
         /** The vault's folder on the vault host. */
         path: posixAbsolute,
+        /** The same folder as an SMB share a Windows target writes into with robocopy (method robocopy; docs/vaults.md, "SMB"): `unc` the folder as the Windows server sees it (\\server\share or \\server\share\folder), `user` the SMB account, and passwordEnv (a variable's NAME) or passwordFile (one line, 0600) for its password, never the password itself. */
+        smb: SmbShareSchema.optional(),
         offTarget: removedFlag('off the target'),
         immutable: removedFlag('immutable'),
       })

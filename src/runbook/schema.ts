@@ -62,8 +62,8 @@ export const RUNBOOK_LIMITS = {
 
 const atMost = (n: number, what: string) => `lists more than ${n.toLocaleString('en-US')} ${what}, the most a runbook may hold: list fewer (a runbook describes one server; see docs/inputs.md)`;
 
-/** Folder methods: file-mirror on a local target; restic and rsync run on a Linux target and write straight into their vaults. */
-export const FOLDER_METHODS = ['file-mirror', 'restic', 'rsync'] as const;
+/** Folder methods: file-mirror on a local target; restic and rsync run on a Linux target and write straight into their vaults; restic and robocopy (into an sftp vault's SMB share) on a Windows target. */
+export const FOLDER_METHODS = ['file-mirror', 'restic', 'rsync', 'robocopy'] as const;
 
 /** SQLite methods: node:sqlite in this process (local target) or the sqlite3 CLI on the target (ssh). */
 export const SQLITE_METHODS = ['sqlite-backup-api', 'sqlite-sql-dump', 'sqlite3-backup', 'sqlite3-dump'] as const;

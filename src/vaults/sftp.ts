@@ -1,11 +1,12 @@
 import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import { RubiconError, isRubiconError } from '../core/errors.ts';
 import type { ManifestEntry, VaultInfo } from '../core/types.ts';
 import { isSha256Hex } from '../core/paths.ts';
 import type { Machine, StepResult } from '../machines/machine.ts';
 import { shQuote } from '../machines/posix.ts';
 import { verifyTreeOn } from '../machines/tree.ts';
-import type { VaultSettings } from '../runbook/load.ts';
+import type { SmbShareSettings, VaultSettings } from '../runbook/load.ts';
 import { assertGrant, issueGrant, revokeGrant, toolArg, type GrantHost } from './grants.ts';
 import {
   RSYNC_SHAPES,
@@ -293,6 +294,22 @@ export class SftpVault implements ToolVault {
         hint: 'capture the item again (resume the run); if it keeps changing, freeze the service that writes it first',
       });
     }
+    await this.placeTree(run, { artifactId: o.artifactId, stepId: o.stepId, entries: o.entries });
+    return { locator: `trees/${name}`, tool: version, report: { files: stats.regularFiles, bytes: stats.totalSize } };
+  }
+
+  /**
+   * Hashes every file of `trees/<name>.partial` on the vault host against
+   * the manifest (step `<stepId>/verify`), removes the files the manifest
+   * lacks, and renames it to `trees/<name>` (FINALIZE_SCRIPT): the copy
+   * gets its name only after every SHA-256 matched. CAPTURE_FAILED naming
+   * the files when one is missing or differs (the partial copy stays for a
+   * redo). Idempotent: after a crash anywhere, running it again finishes it
+   * (the verify step is journaled: a redo after the rename re-attaches to
+   * it, and FINALIZE_SCRIPT accepts a tree already in place).
+   */
+  private async placeTree(run: VaultStepRun, o: { artifactId: string; stepId: string; entries: readonly ManifestEntry[] }): Promise<void> {
+    const name = artifactName(o.artifactId);
     // Hash every file where the copy is, against the manifest, before the copy gets its name.
     const partial = `${this.treesDir}/${name}.partial`;
     const v = await verifyTreeOn(treeRunner(run, `hash of ${o.artifactId} on the host of vault ${this.info.name}`, () => false), this.vaultHost, { id: `${o.stepId}/verify`, idempotent: true }, partial, o.entries).catch((e: unknown) => {
@@ -311,7 +328,77 @@ export class SftpVault implements ToolVault {
         hint: `check ${this.treesDir} on ${this.vaultHost.name}, then resume the run`,
       });
     }
-    return { locator: `trees/${name}`, tool: version, report: { files: stats.regularFiles, bytes: stats.totalSize } };
+  }
+
+
+  // ---- the vault's folder as an SMB share (robocopy from a Windows target) ----
+
+  /** The runbook's smb section: the vault folder's UNC path and account, or undefined. */
+  get smb(): { unc: string; user: string } | undefined {
+    const s = this.settings.smb;
+    return s ? { unc: s.unc, user: s.user } : undefined;
+  }
+
+  /** \\server\share of the vault's UNC path (what the Windows server maps). INTERNAL without an smb section. Pure. */
+  smbShareRoot(): string {
+    const unc = this.requireSmb().unc;
+    const m = /^(\\\\[^\\]+\\[^\\]+)/.exec(unc);
+    if (!m?.[1]) throw new RubiconError('INTERNAL', `vault '${this.info.name}': smb.unc ${unc} is not \\\\server\\share`);
+    return m[1];
+  }
+
+  /** Where robocopy mirrors an artifact into: `<unc>\trees\<name>.partial` (the partial tree ingest uses). Pure. */
+  smbPartialOf(artifactId: string): string {
+    return `${this.requireSmb().unc}\\trees\\${artifactName(artifactId)}.partial`;
+  }
+
+  /** A copy's tree as the Windows server reads it at landing: `<unc>\trees\<name>`. Pure. */
+  smbTreeOf(locator: string): string {
+    return `${this.requireSmb().unc}\\trees\\${this.treeOf(locator)}`;
+  }
+
+  /**
+   * The SMB password, read on this machine (the runbook's smb.passwordEnv
+   * or passwordFile, one line, trimmed). Never logged; the caller writes it
+   * only into a grant's folder with writeSmall. PRECONDITION_FAILED naming
+   * where it should be when it is not there.
+   */
+  async smbPassword(env: NodeJS.ProcessEnv = process.env): Promise<string> {
+    const p = this.requireSmb().password;
+    const where = 'env' in p ? `the environment variable ${p.env}` : `the file ${p.file}`;
+    let raw: string | undefined;
+    if ('env' in p) raw = env[p.env];
+    else {
+      try {
+        raw = await readFile(p.file, 'utf8');
+      } catch (e) {
+        throw new RubiconError('PRECONDITION_FAILED', `vault '${this.info.name}': cannot read the SMB password file ${p.file}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`, {
+          hint: 'create it (mode 0600) with the SMB password on one line, or fix vaults[].smb.passwordFile',
+        });
+      }
+    }
+    const pw = (raw ?? '').replace(/\r?\n$/, '');
+    if (pw === '') throw new RubiconError('PRECONDITION_FAILED', `vault '${this.info.name}': ${where} is empty or not set; it must hold the password of SMB account ${this.requireSmb().user}`, { hint: 'set it before starting Rubicon' });
+    if (/[\r\n\0]/.test(pw)) throw new RubiconError('PRECONDITION_FAILED', `vault '${this.info.name}': the SMB password in ${where} has more than one line`, { hint: 'put the password on one line' });
+    return pw;
+  }
+
+  /**
+   * Adopts a tree another tool wrote into `trees/<name>.partial` through the
+   * vault's SMB share (robocopy on a Windows target): hashed on the vault
+   * host against the manifest built on the target, then put in place, as
+   * ingest does after rsync. Returns the locator `trees/<name>`.
+   */
+  async adoptTree(run: VaultStepRun, o: { artifactId: string; stepId: string; entries: readonly ManifestEntry[] }): Promise<{ locator: string }> {
+    await this.ensureLayout();
+    await this.placeTree(run, o);
+    return { locator: `trees/${artifactName(o.artifactId)}` };
+  }
+
+  private requireSmb(): SmbShareSettings {
+    const s = this.settings.smb;
+    if (!s) throw new RubiconError('INTERNAL', `vault '${this.info.name}' has no smb section`);
+    return s;
   }
 
   /** rsync's version on `on`, asked once per machine object (TOOL_MISSING is asked again; remote-tools.ts). */

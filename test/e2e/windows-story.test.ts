@@ -6,6 +6,7 @@ import { execa } from 'execa';
 import { afterAll, describe, expect, it } from 'vitest';
 import { buildSandbox, technicianChanges } from '../../src/sandbox/estate.ts';
 import { CTL, createTestNet, requireTestNet, type TestNet } from '../hosts/index.ts';
+import { sambaMissing, startSamba } from '../support/samba.ts';
 import { checkPwsh, mustRun, PWSH } from '../windows/pwsh.ts';
 import { BIN, removeTempDirs, tempDir, treeHashes } from './helpers.ts';
 import { ctlCli as storyCli, journalEvents, parseCli, runIdOf, type StoryNet } from './remote-estate.ts';
@@ -44,7 +45,7 @@ afterAll(removeTempDirs);
  */
 const noNet = requireTestNet();
 const pwsh = checkPwsh();
-const skip = noNet ?? (mustRun(pwsh) ? undefined : pwsh.reason);
+const skip = noNet ?? (process.env.CI ? undefined : sambaMissing()) ?? (mustRun(pwsh) ? undefined : pwsh.reason);
 const STAND_IN = path.join(import.meta.dirname, '..', 'windows', 'stand-in');
 
 type WinNet = TestNet<'win' | 'vault' | 'pg' | 'ctl'>;
@@ -67,7 +68,7 @@ describe.skipIf(skip)(`the story on a Windows target over openssh-windows (Power
       shell,
       `#!/bin/sh\n# Test stand-in: PowerShell 7 as the Windows Server's OpenSSH DefaultShell, with the stand-in commands on its paths.\n` +
         `export PSModulePath=${path.join(STAND_IN, 'modules')}\nexport PATH=${path.join(STAND_IN, 'bin')}:${path.dirname(PWSH)}:$PATH\n` +
-        `export RUBICON_STANDIN_SERVICES=${servicesFile}\nexec ${PWSH} "$@"\n`,
+        `export RUBICON_STANDIN_SERVICES=${servicesFile}\nexport RUBICON_STANDIN_SMB=${path.join(standIn, 'smb-session')}\nexec ${PWSH} "$@"\n`,
     );
     chmodSync(shell, 0o755);
     const osName = (await execa(PWSH, ['-NoProfile', '-NonInteractive', '-Command', '[System.Environment]::OSVersion.VersionString'])).stdout.trim();
@@ -88,6 +89,11 @@ describe.skipIf(skip)(`the story on a Windows target over openssh-windows (Power
       mkdirSync(ctlDir, { recursive: true });
       const passwordFile = path.join(ctlDir, 'restic.pass');
       writeFileSync(passwordFile, `${randomBytes(18).toString('base64')}\n`, { mode: 0o600 });
+      // The NAS: the sftp vault's folder is also an SMB share (a real smbd) the "Windows Server" writes into with robocopy.
+      const nasDir = path.join(net.hosts.vault.dataDir, 'nas');
+      const smbPasswordFile = path.join(ctlDir, 'smb.pass');
+      writeFileSync(smbPasswordFile, `${randomBytes(12).toString('base64url')}\n`, { mode: 0o600 });
+      const smb = await startSamba(net, 'vault', { share: 'rubicon', path: nasDir, user: 'rubicon', password: readFileSync(smbPasswordFile, 'utf8').trim(), segment: 'a' });
       const knownHosts = path.join(ctlDir, 'known_hosts');
       await copyFile(net.knownHostsPath, knownHosts);
       const rebuiltKnownHosts = path.join(ctlDir, 'known_hosts.rebuilt');
@@ -121,13 +127,16 @@ declared:
 discovery:
   roots: [ehr]
 methods:
-  folders: [restic]
+  folders: [restic, robocopy]
 vaults:
   - { name: offsite, kind: restic, host: { ${ssh('vault')}, authorizedKeysFile: ${net.hosts.vault.authorizedKeysPath} }, path: ${path.join(net.hosts.vault.dataDir, 'restic')}, passwordFile: ${passwordFile} }
-policy: { minIndependentMethods: 1, minVaults: 1 }
+  - name: nas
+    kind: sftp
+    host: { ${ssh('vault')}, authorizedKeysFile: ${net.hosts.vault.authorizedKeysPath} }
+    path: ${nasDir}
+    smb: { unc: '${smb.unc}', user: rubicon, passwordFile: ${smbPasswordFile} }
+# The default policy: two independent methods (restic, robocopy) in two vaults.
 overrides:
-  - { rule: policy.not-looser, item: minIndependentMethods, reason: "one folder method (restic) is wired on Windows so far", by: test }
-  - { rule: policy.not-looser, item: minVaults, reason: "one restic vault in this test", by: test }
   - { rule: coverage.everything, item: "volume:.", reason: "the everything capture is not built on a Windows target yet", by: test }
 coverage:
   exclude:
@@ -141,7 +150,8 @@ manualSteps:
 `,
       );
       const stateDir = path.join(ctlDir, 'state');
-      const env = { NO_COLOR: '1', RUBICON_WINDOWS_STAND_IN: '1' };
+      // The target lock in this net's own folder: the default /var/tmp/rubicon-locks is shared with every other run of this story on the machine (same target name).
+      const env = { NO_COLOR: '1', RUBICON_WINDOWS_STAND_IN: '1', RUBICON_LOCK_DIR: path.join(ctlDir, 'locks') };
 
       // The technician changes files in ehr/A after the proofs: the run stops there (SIGSTOP), the test changes them, SIGCONT.
       const p = net.node('ctl', [BIN, 'upgrade', '--runbook', runbook, '--state-dir', stateDir, '--yes', '--json'], { env: { ...env, RUBICON_FAULT: 'stop@phase.completed#3' } });
@@ -185,7 +195,10 @@ manualSteps:
       const items = ev.filter((x) => x.type === 'item.discovered').map((x) => (x as unknown as { item: { id: string } }).item.id);
       expect(items.sort()).toEqual(['folder:ehr/A']);
       const artifacts = ev.filter((x) => x.type === 'artifact.captured').map((x) => (x as unknown as { artifact: { method: string; itemId: string; phase: string; fileCount: number; acl?: { sha256: string; entries: number } } }).artifact);
-      expect(artifacts.filter((a) => a.phase === 'capture').map((a) => `${a.itemId} ${a.method}`).sort()).toEqual(['folder:ehr/A restic']);
+      expect(artifacts.filter((a) => a.phase === 'capture').map((a) => `${a.itemId} ${a.method}`).sort()).toEqual(['folder:ehr/A restic', 'folder:ehr/A robocopy']);
+      // robocopy: the capture script into the NAS share, then sha256sum on the vault host before the tree got its name.
+      expect(steps.filter((s) => s.what.startsWith(`capture script on ehr-server (VSS shadow, robocopy into ${smb.unc}\\trees\\`)).length).toBe(2);
+      expect(steps.filter((s) => /\/robocopy\/nas\/[0-9a-f]+\/place\/verify\.\d+$/.test(s.id)).length).toBe(2);
       // The ACL file icacls /save wrote is part of each artifact (a document in the vault), one entry per file and folder.
       for (const a of artifacts) expect(a.acl, a.phase).toMatchObject({ sha256: expect.stringMatching(/^[0-9a-f]{64}$/), entries: expect.any(Number) });
       expect(artifacts[0]!.acl!.entries).toBeGreaterThan(artifacts[0]!.fileCount);
@@ -203,7 +216,7 @@ manualSteps:
         .filter((x) => x.type === 'drift.scanned' && (x as unknown as { drift: { stage: string } }).drift.stage === 'freeze')
         .flatMap((x) => (x as unknown as { drift: { changes: { path: string }[] } }).drift.changes.map((c) => c.path));
       for (const t of touched) expect(freezeDrift, t).toContain(t.slice('ehr/A/'.length));
-      expect(artifacts.filter((a) => a.phase === 'final-capture').map((a) => a.itemId)).toEqual(['folder:ehr/A']);
+      expect(artifacts.filter((a) => a.phase === 'final-capture').map((a) => `${a.itemId} ${a.method}`).sort()).toEqual(['folder:ehr/A restic', 'folder:ehr/A robocopy']);
       const gate = ev.filter((x) => x.type === 'gate.evaluated').at(-1) as { result: { passed: boolean; results: { rule: string; status: string }[] } } | undefined;
       expect(gate?.result.passed, JSON.stringify(gate?.result.results.filter((r) => r.status === 'fail'))).toBe(true);
       // Coverage on: every file of the root held by a proven artifact or excluded with a reason; the everything capture overridden.
@@ -236,8 +249,8 @@ manualSteps:
       expect(validated[0]!.checks[0]!.detail).toMatch(/by the manifest script/);
       expect(validated[0]!.checks.find((c) => c.name === 'acls')).toMatchObject({ status: 'passed' });
       expect(after.filter((x) => x.type === 'step.started').some((x) => String(x.stepId).includes('/land-verify-'))).toBe(true);
-      // The folder came back through the landing script (restic restore there, icacls /restore of the saved ACLs) ...
-      expect(after.filter((x) => x.type === 'step.started').map((x) => String(x.what))).toContain('landing script on ehr-server (restic restore from vault offsite, icacls /restore, shares, tasks)');
+      // The folder came back through the landing script (robocopy from the NAS share of the newest artifact, icacls /restore of the saved ACLs) ...
+      expect(after.filter((x) => x.type === 'step.started').map((x) => String(x.what))).toContain('landing script on ehr-server (robocopy from the share of vault nas, icacls /restore, shares, tasks)');
       // ... which named what a person must do: the old server's local account in the ACLs does not exist on the rebuilt one.
       expect(after.some((x) => x.type === 'note' && x.itemId === 'folder:ehr/A' && /a person must: ACL entries for S-1-5-21-1-2-3-\d+ do not resolve/.test(String(x.message)))).toBe(true);
 

@@ -206,9 +206,67 @@ Describe 'capture' {
     # both refused before any shadow was made
     Should -Invoke Invoke-CimMethod -Times 1 -Exactly -ParameterFilter { $ClassName -eq 'Win32_ShadowCopy' }
   }
+  It 'maps the share with New-SmbMapping in-process (the password never on a command line), deletes the password file, copies without security into it and removes the mapping' {
+    Use-FakeWindows
+    $pwFile = Join-Path $script:Base 'smb-password'
+    [System.IO.File]::WriteAllText($pwFile, "s3cret-SMB-pw`r`n")
+    $script:Mapped = @()
+    $script:NativeArgs = @()
+    Mock New-SmbMapping { $script:Mapped += [pscustomobject]@{ RemotePath = $RemotePath; UserName = $UserName; Password = $Password; Persistent = $Persistent } }
+    Mock Get-SmbMapping { }
+    Mock Remove-SmbMapping { $script:Unmapped = $RemotePath }
+    Mock robocopy { $script:NativeArgs += , @($Arguments); Write-RobocopyLog -Arguments $Arguments -Errors @(); $global:LASTEXITCODE = 1 }
+    Mock icacls { $script:NativeArgs += , @($Arguments); Write-IcaclsSaveFile -Path $Arguments[2] -Root 'X'; 'Successfully processed 3 files; Failed processing 0 files'; $global:LASTEXITCODE = 0 }
+    $a = Get-CaptureArgs @{ restic = $null; robocopy = @{ destination = '\\nas01\rubicon\trees\x.partial'; copy = 'DAT'; share = @{ root = '\\nas01\rubicon'; user = 'rubicon'; passwordFile = $pwFile } } }
+    $r = Invoke-TestScript -Arguments $a
+    $r.ExitCode | Should -Be 0
+    $script:Mapped.Count | Should -Be 1
+    $script:Mapped[0].RemotePath | Should -Be '\\nas01\rubicon'
+    $script:Mapped[0].UserName | Should -Be 'rubicon'
+    $script:Mapped[0].Password | Should -BeExactly 's3cret-SMB-pw'
+    $script:Mapped[0].Persistent | Should -BeFalse
+    $script:Unmapped | Should -Be '\\nas01\rubicon'
+    Test-Path -LiteralPath $pwFile | Should -BeFalse
+    $r.Result.data.robocopy.share.disconnected | Should -BeTrue
+    # No program saw the password, and the result does not carry it.
+    foreach ($argv in $script:NativeArgs) { ($argv -join ' ') | Should -Not -BeLike '*s3cret-SMB-pw*' }
+    $r.Text | Should -Not -BeLike '*s3cret-SMB-pw*'
+    $script:NativeArgs[0] | Should -Contain '/COPY:DAT'
+    $script:NativeArgs[0] | Should -Not -Contain '/COPY:DATSO'
+  }
+  It 'fails with SHARE_CONNECT_FAILED, before any shadow, when the share refuses the credentials (the message without the password)' {
+    Use-FakeWindows
+    $pwFile = Join-Path $script:Base 'smb-password-bad'
+    [System.IO.File]::WriteAllText($pwFile, 'wrong-pw')
+    Mock Get-SmbMapping { }
+    Mock New-SmbMapping { throw [System.ComponentModel.Win32Exception]::new(1326, 'The user name or password is incorrect.') }
+    Mock Remove-SmbMapping { }
+    $r = Invoke-TestScript -Arguments (Get-CaptureArgs @{ restic = $null; robocopy = @{ destination = '\\nas01\rubicon\trees\x.partial'; share = @{ root = '\\nas01\rubicon'; user = 'rubicon'; passwordFile = $pwFile } } })
+    $r.ExitCode | Should -Be 1
+    $r.Result.error.code | Should -Be 'SHARE_CONNECT_FAILED'
+    $r.Result.error.message | Should -BeLike '*\\nas01\rubicon as rubicon*password is incorrect*'
+    $r.Text | Should -Not -BeLike '*wrong-pw*'
+    Test-Path -LiteralPath $pwFile | Should -BeFalse
+    Should -Invoke Invoke-CimMethod -Times 0 -Exactly
+  }
+  It 'removes the mapping even when robocopy fails (exit 16)' {
+    Use-FakeWindows -RobocopyExit 16
+    $pwFile = Join-Path $script:Base 'smb-password-3'
+    [System.IO.File]::WriteAllText($pwFile, 'pw')
+    $script:Unmapped = $null
+    Mock Get-SmbMapping { }
+    Mock New-SmbMapping { }
+    Mock Remove-SmbMapping { $script:Unmapped = $RemotePath }
+    $r = Invoke-TestScript -Arguments (Get-CaptureArgs @{ restic = $null; robocopy = @{ destination = '\\nas01\rubicon\trees\x.partial'; share = @{ root = '\\nas01\rubicon'; user = 'rubicon'; passwordFile = $pwFile } } })
+    $r.Result.error.code | Should -Be 'CAPTURE_INCOMPLETE'
+    $r.Result.error.details.robocopy.share.disconnected | Should -BeTrue
+    $script:Unmapped | Should -Be '\\nas01\rubicon'
+  }
   It 'refuses <Why> (<Code>) before creating any shadow' -ForEach @(
     @{ Why = 'a destination inside the source'; Extra = @{ robocopy = @{ destination = '__SOURCE__/mirror' } }; Code = 'ARGS_INVALID' },
     @{ Why = 'a destination that is a share root (/MIR would empty it)'; Extra = @{ robocopy = @{ destination = '\\vault\share' } }; Code = 'ARGS_INVALID' },
+    @{ Why = 'a destination outside the share it names'; Extra = @{ robocopy = @{ destination = '\\other\share\trees\x'; share = @{ root = '\\nas01\rubicon'; user = 'u'; passwordFile = 'p' } } }; Code = 'ARGS_INVALID' },
+    @{ Why = 'a robocopy copy flag set other than DATSO, DATS, DAT'; Extra = @{ robocopy = @{ destination = '\\nas01\rubicon\trees\x'; copy = 'DATSOU' } }; Code = 'ARGS_INVALID' },
     @{ Why = 'neither robocopy nor restic'; Extra = @{ robocopy = $null; restic = $null }; Code = 'ARGS_INVALID' },
     @{ Why = 'a key with a path in it'; Extra = @{ key = '..\evil' }; Code = 'ARGS_INVALID' },
     @{ Why = 'a relative source'; Extra = @{ source = 'EHR\X' }; Code = 'ARGS_INVALID' },

@@ -67,8 +67,8 @@ describe('assembly', () => {
     for (const name of WINDOWS_SCRIPTS) {
       const t = scriptText(name);
       const lines = t.split('\n');
-      // capture and landing v2: restic through a grant's files (options, parent, exclusions; landing from a repository).
-      const v = name === 'capture' || name === 'landing' ? 2 : 1;
+      // capture and landing v2: restic through a grant's files; v3: robocopy into / from an SMB share mapped by New-SmbMapping.
+      const v = name === 'capture' || name === 'landing' ? 3 : 1;
       expect(lines[0]).toMatch(new RegExp(`^# Rubicon ${name} v${v} \\(prelude v1\\)`));
       expect(lines[1]).toBe("param([string]$RubiconArgs = '')");
       expect(t).toContain('function Invoke-RubiconEntry');

@@ -245,6 +245,8 @@ export interface RobocopyResult {
   /** One per path and Win32 error code; relativePath is relative to the copy's source, '/' separated. */
   errors: { code: number; path: string | null; message: string | null; attempts: number; relativePath: string | null }[];
   logPath: string;
+  /** The SMB share the script mapped for the copy (capture and landing v3), with whether its mapping was removed afterwards; null without one. */
+  share?: { root: string; user: string; disconnected: boolean } | null;
 }
 
 export interface CaptureData {

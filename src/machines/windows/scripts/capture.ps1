@@ -1,5 +1,5 @@
 # Rubicon script: capture
-# Version: 2
+# Version: 3
 # Include: files
 #
 # Contract
@@ -9,7 +9,12 @@
 #              workDir: string (absolute folder on the server for logs and
 #              the shadow link, e.g. C:\ProgramData\Rubicon\work),
 #              robocopy?: { destination: string (the vault mirror folder,
-#                UNC or absolute), logPath?: string },
+#                UNC or absolute), logPath?: string, copy?: 'DATSO' (the
+#                default) | 'DAT' (no security: into a NAS share, where
+#                the ACLs travel in icacls' file), share?: { root
+#                (\\server\share, the share the destination lies in),
+#                user, passwordFile (a file holding the password on its
+#                first line; deleted by this script once read) } },
 #              restic?: { repository?: string, repositoryFile?: string,
 #                passwordFile: string, tags?: string[], host?: string,
 #                parent?: string (a snapshot id), options?: string[]
@@ -21,14 +26,17 @@
 #   Result   data: { key, source, volume,
 #              shadow: { id, deviceObject, link, deleted },
 #              robocopy: null | { destination, exitCode, bits[], failed,
-#                errors: [{code, path, message}], logPath },
+#                errors: [{code, path, message}], logPath, share: null |
+#                { root, user, disconnected } },
 #              restic: null | { exitCode, failed, complete, snapshotId,
 #                summary, errors: [{item, during, message}] },
 #              acl: null | { exitCode, failed, processed, failedCount,
 #                savePath, sha256, bytes, entries, sids[] },
 #              staleShadowRemoved: string|null,
 #              cleanup: { linkRemoved, shadowDeleted, errors[] } }
-#   Errors   ARGS_INVALID, PATH_NOT_FOUND, VSS_CREATE_FAILED (details:
+#   Errors   ARGS_INVALID, PATH_NOT_FOUND, SHARE_CONNECT_FAILED (the share
+#            refused the credentials or cannot be reached: nothing was
+#            copied, no shadow was made), VSS_CREATE_FAILED (details:
 #            returnValue, meaning, retryable), SHADOW_LINK_FAILED,
 #            CAPTURE_INCOMPLETE (a method failed: robocopy exit >= 8,
 #            restic exit != 0, icacls failed; details: the data above, so
@@ -39,6 +47,12 @@
 #   from there by robocopy /MIR /B /COPY:DATSO /DCOPY:DAT /XJ; restic backs
 #   up the live source with its own VSS snapshot (--use-fs-snapshot): two
 #   independent methods. ACLs are also kept with icacls /save.
+#   Share credentials: with robocopy.share the script maps the share for
+#   its own logon session with New-SmbMapping (in-process: the password is
+#   never on a command line, as `net use` would need it) before the copy
+#   and removes the mapping afterwards (Remove-SmbMapping), even when the
+#   copy fails. A key-authenticated ssh session has no network
+#   credentials of its own, so the mapping must be made in the same step.
 #   Destructive only for robocopy's destination (/MIR deletes there what
 #   the source lacks; /MIR also overwrites the destination root's ACL). The
 #   source is only read. The link and the shadow are removed afterwards,
@@ -60,8 +74,20 @@ function Invoke-RubiconCapture {
   if ($source.Length -gt 3) { $source = $source.TrimEnd('\', '/') }
   if (-not [System.IO.Path]::IsPathRooted($source) -or $source.StartsWith('\\')) { throw (New-RubiconError 'ARGS_INVALID' ('argument "source" must be a folder on a local volume (D:\...), not "' + $source + '"')) }
   $destination = $null
+  $share = $null
+  $copy = 'DATSO'
   if ($null -ne $rc) {
     $destination = Get-RubiconArg $rc 'destination' -Required
+    $copy = Get-RubiconArg $rc 'copy' -Default 'DATSO'
+    if ($copy -notmatch '^(DATSO|DATS|DAT)$') { throw (New-RubiconError 'ARGS_INVALID' ('robocopy "copy" must be DATSO, DATS or DAT, not "' + $copy + '"')) }
+    $share = Get-RubiconArg $rc 'share' -Type object
+    if ($null -ne $share) {
+      $shareRoot = (Get-RubiconArg $share 'root' -Required).TrimEnd('\')
+      if ($shareRoot -notmatch '^\\\\[^\\]+\\[^\\]+$') { throw (New-RubiconError 'ARGS_INVALID' ('robocopy share "root" must be \\server\share, not "' + $shareRoot + '"')) }
+      if (-not $destination.StartsWith($shareRoot + '\', [System.StringComparison]::OrdinalIgnoreCase)) { throw (New-RubiconError 'ARGS_INVALID' ('robocopy destination ' + $destination + ' does not lie in the share ' + $shareRoot)) }
+      $null = Get-RubiconArg $share 'user' -Required
+      $null = Get-RubiconArg $share 'passwordFile' -Required
+    }
     if (Test-RubiconPathInside $destination $source) { throw (New-RubiconError 'ARGS_INVALID' ('robocopy destination ' + $destination + ' lies inside the source ' + $source)) }
     if (Test-RubiconVolumeOrShareRoot $destination) { throw (New-RubiconError 'ARGS_INVALID' ('robocopy destination ' + $destination + ' is a volume or share root; /MIR would delete everything else there')) }
   }
@@ -76,6 +102,12 @@ function Invoke-RubiconCapture {
   if (-not (Test-Path -LiteralPath $source -PathType Container)) { throw (New-RubiconError 'PATH_NOT_FOUND' ('source folder ' + $source + ' does not exist') ([ordered]@{ source = $source })) }
   if (-not (Test-Path -LiteralPath $workDir -PathType Container)) { $null = New-Item -ItemType Directory -Path $workDir -Force }
 
+  $shareInfo = $null
+  if ($null -ne $share) {
+    # Before the shadow: a share that refuses the credentials costs no shadow copy.
+    $shareInfo = Connect-RubiconShare -Root $shareRoot -User (Get-RubiconArg $share 'user') -PasswordFile (Get-RubiconArg $share 'passwordFile')
+  }
+  try {
   $volume = [System.IO.Path]::GetPathRoot($source)
   $link = Join-Path $workDir ($key + '.shadow')
   $recordPath = Join-Path $workDir ($key + '.shadow.json')
@@ -89,14 +121,14 @@ function Invoke-RubiconCapture {
     $inShadow = [System.IO.Path]::Combine($link, $source.Substring($volume.Length))
     if ($null -ne $rc) {
       $log = Get-RubiconArg $rc 'logPath' -Default (Join-Path $workDir ($key + '.robocopy.log'))
-      $options = @('/MIR', '/B', '/COPY:DATSO', '/DCOPY:DAT', '/XJ')
+      $options = @('/MIR', '/B', ('/COPY:' + $copy), '/DCOPY:DAT', '/XJ')
       if ($source.Length -eq $volume.Length) { $options += @('/XD', 'System Volume Information', '$RECYCLE.BIN') }
       $r = Invoke-RubiconRobocopy -Source $inShadow.TrimEnd('\') -Destination $destination -LogPath $log -Options $options
       foreach ($e in $r.errors) {
         # Name failed files by the source, not by the shadow link.
         if ($null -ne $e.relativePath) { $e.path = $source.TrimEnd('\') + '\' + $e.relativePath.Replace('/', '\') }
       }
-      $data.robocopy = [ordered]@{ destination = $destination; exitCode = $r.exitCode; bits = $r.bits; failed = $r.failed; errors = $r.errors; logPath = $r.logPath }
+      $data.robocopy = [ordered]@{ destination = $destination; exitCode = $r.exitCode; bits = $r.bits; failed = $r.failed; errors = $r.errors; logPath = $r.logPath; share = $shareInfo }
     }
     if ($null -ne $rs) {
       $p = @{ Source = $source; PasswordFile = (Get-RubiconArg $rs 'passwordFile' -Required); UseFsSnapshot = $true }
@@ -123,6 +155,9 @@ function Invoke-RubiconCapture {
   } finally {
     $data.cleanup = Remove-RubiconShadow $shadow.id $link $recordPath
     $data.shadow.deleted = $data.cleanup.shadowDeleted
+  }
+  } finally {
+    if ($null -ne $shareInfo) { $shareInfo.disconnected = Disconnect-RubiconShare $shareInfo.root }
   }
   $failed = New-Object System.Collections.Generic.List[string]
   if ($null -ne $data.robocopy -and $data.robocopy.failed) { $failed.Add('robocopy (exit ' + $data.robocopy.exitCode + ', ' + @($data.robocopy.errors).Count + ' file errors)') }

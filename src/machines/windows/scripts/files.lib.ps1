@@ -80,6 +80,45 @@ function Invoke-RubiconRobocopy {
   return $info
 }
 
+# ---------------------------------------------------------------- SMB shares
+
+function Connect-RubiconShare {
+  # Maps \\server\share for this process's logon session with the user and
+  # the password on the first line of PasswordFile, which is deleted as
+  # soon as it is read (the orchestrator wrote it into the grant's folder;
+  # the grant's revoke removes that folder too). New-SmbMapping runs in this
+  # process: the password is never on a command line (net use takes it as
+  # an argument) and never in the script's output or errors. Not
+  # persistent, no drive letter. A mapping left by an earlier run is
+  # removed first (one user per server: Windows error 1219 otherwise).
+  # SHARE_CONNECT_FAILED when the share refuses or cannot be reached.
+  # Returns { root, user, disconnected: false }.
+  param([Parameter(Mandatory = $true)][string]$Root, [Parameter(Mandatory = $true)][string]$User, [Parameter(Mandatory = $true)][string]$PasswordFile)
+  if (-not (Test-Path -LiteralPath $PasswordFile -PathType Leaf)) { throw (New-RubiconError 'SHARE_CONNECT_FAILED' ('the password file for ' + $Root + ' is missing (' + $PasswordFile + ')') ([ordered]@{ root = $Root })) }
+  $text = [System.Text.Encoding]::UTF8.GetString([System.IO.File]::ReadAllBytes($PasswordFile))
+  try { [System.IO.File]::Delete($PasswordFile) } catch { $null = $_ }
+  $password = ($text -split "`r?`n")[0]
+  $text = $null
+  if ($password.Length -eq 0) { throw (New-RubiconError 'SHARE_CONNECT_FAILED' ('the password file for ' + $Root + ' is empty') ([ordered]@{ root = $Root })) }
+  try { $null = @(Get-SmbMapping -RemotePath $Root -ErrorAction Stop) | ForEach-Object { Remove-SmbMapping -RemotePath $Root -Force -UpdateProfile -ErrorAction Stop } } catch { $null = $_ }
+  try {
+    $null = New-SmbMapping -RemotePath $Root -UserName $User -Password $password -Persistent $false -ErrorAction Stop
+  } catch {
+    # The exception's message is Windows' (e.g. "The user name or password is incorrect."); it never holds the password.
+    $msg = $_.Exception.Message
+    $password = $null
+    throw (New-RubiconError 'SHARE_CONNECT_FAILED' ('cannot connect to ' + $Root + ' as ' + $User + ': ' + $msg) ([ordered]@{ root = $Root; user = $User }))
+  }
+  $password = $null
+  return [ordered]@{ root = $Root; user = $User; disconnected = $false }
+}
+
+function Disconnect-RubiconShare {
+  # Removes this session's mapping of Root; true when it is gone. Never throws.
+  param([Parameter(Mandatory = $true)][string]$Root)
+  try { Remove-SmbMapping -RemotePath $Root -Force -UpdateProfile -ErrorAction Stop; return $true } catch { return $false }
+}
+
 # ---------------------------------------------------------------- icacls
 
 function Read-IcaclsSaveFile {

@@ -1,5 +1,5 @@
 # Rubicon script: landing
-# Version: 2
+# Version: 3
 # Include: files
 #
 # Contract
@@ -8,7 +8,13 @@
 #                (absolute folder on this server), exact?: bool (default
 #                false: robocopy /E adds and overwrites; true: /MIR, which
 #                also deletes what the mirror lacks), aclFile?: string (the
-#                icacls /save file of capture), logPath?: string }
+#                icacls /save file of capture), logPath?: string, copy?:
+#                'DATSO' (default) | 'DATS' | 'DAT' (robocopy's /COPY:, DAT
+#                from a NAS share, whose copy holds no Windows security:
+#                the ACL file restores it), share?: { root (\\server\share
+#                the source lies in), user, passwordFile (deleted once
+#                read) }: mapped with New-SmbMapping for this step and
+#                removed after, as the capture script does }
 #                or, from a restic repository instead of a mirror,
 #                { key ([A-Za-z0-9._-], names the staging and done files),
 #                destination (must be absent or empty), aclFile?,
@@ -98,12 +104,25 @@ function Invoke-RubiconLandFolder {
   if (-not [System.IO.Path]::IsPathRooted($destination)) { throw (New-RubiconError 'ARGS_INVALID' ('folder destination "' + $destination + '" must be absolute')) }
   if (Test-RubiconPathInside $destination $source) { throw (New-RubiconError 'ARGS_INVALID' ('folder destination ' + $destination + ' lies inside its source ' + $source)) }
   $log = Get-RubiconArg $F 'logPath' -Default (Join-Path $WorkDir ('landing-' + $Index + '.robocopy.log'))
+  $copy = Get-RubiconArg $F 'copy' -Default 'DATSO'
+  if ($copy -notmatch '^(DATSO|DATS|DAT)$') { throw (New-RubiconError 'ARGS_INVALID' ('folder "copy" must be DATSO, DATS or DAT, not "' + $copy + '"')) }
+  $share = Get-RubiconArg $F 'share' -Type object
+  $shareInfo = $null
+  if ($null -ne $share) {
+    $shareRoot = (Get-RubiconArg $share 'root' -Required).TrimEnd('\')
+    if ($shareRoot -notmatch '^\\\\[^\\]+\\[^\\]+$' -or -not $source.StartsWith($shareRoot + '\', [System.StringComparison]::OrdinalIgnoreCase)) { throw (New-RubiconError 'ARGS_INVALID' ('folder source ' + $source + ' does not lie in the share ' + $shareRoot)) }
+    $shareInfo = Connect-RubiconShare -Root $shareRoot -User (Get-RubiconArg $share 'user' -Required) -PasswordFile (Get-RubiconArg $share 'passwordFile' -Required)
+  }
   $mode = '/E'
   if ($exact) { $mode = '/MIR' }
-  $r = Invoke-RubiconRobocopy -Source $source -Destination $destination -LogPath $log -Options @($mode, '/B', '/COPY:DATSO', '/DCOPY:DAT', '/XJ')
+  try {
+    $r = Invoke-RubiconRobocopy -Source $source -Destination $destination -LogPath $log -Options @($mode, '/B', ('/COPY:' + $copy), '/DCOPY:DAT', '/XJ')
+  } finally {
+    if ($null -ne $shareInfo) { $shareInfo.disconnected = Disconnect-RubiconShare $shareInfo.root }
+  }
   $aclResult = $null
   if ($aclFile -and -not $r.failed) { $aclResult = Restore-RubiconAcl $destination $aclFile $Manual }
-  return [ordered]@{ source = $source; destination = $destination; exact = $exact; robocopy = [ordered]@{ exitCode = $r.exitCode; bits = $r.bits; failed = $r.failed; errors = $r.errors; logPath = $r.logPath }; restic = $null; acl = $aclResult }
+  return [ordered]@{ source = $source; destination = $destination; exact = $exact; robocopy = [ordered]@{ exitCode = $r.exitCode; bits = $r.bits; failed = $r.failed; errors = $r.errors; logPath = $r.logPath; share = $shareInfo }; restic = $null; acl = $aclResult }
 }
 
 function Test-RubiconFolderEmpty {

@@ -31,6 +31,17 @@
 #   so nothing read through it is point-in-time. restic, which the capture
 #   script runs with its own VSS snapshot, reads the live folder here
 #   (bin/restic drops --use-fs-snapshot).
+# - SMB mappings (the capture and landing scripts' share credentials):
+#   New-SmbMapping -RemotePath \\server\share -UserName -Password
+#   -Persistent $false, Get-SmbMapping -RemotePath, Remove-SmbMapping
+#   -RemotePath -Force -UpdateProfile (SmbShare module, MSFT_SmbMapping:
+#   Status, LocalPath, RemotePath, UserName;
+#   learn.microsoft.com/powershell/module/smbshare/new-smbmapping). A
+#   Windows logon session keeps the mapping's credentials; here they are an
+#   smbclient authentication file $env:RUBICON_STANDIN_SMB/<server>/<share>.auth
+#   (0600) that bin/robocopy reads, deleted by Remove-SmbMapping. The
+#   credentials are checked by the real smbd when robocopy connects, not
+#   here (Windows checks them at New-SmbMapping).
 # Any other class, or a call this stand-in does not know, throws: the
 # scripts then report that section or step as failed, as Windows would for a
 # missing feature.
@@ -164,4 +175,38 @@ function Remove-CimInstance {
   param($InputObject)
   if ($null -eq $InputObject -or -not ($InputObject.PSObject.Properties.Name -contains 'CimClass') -or $InputObject.CimClass -ne 'Win32_ShadowCopy') { throw (New-Object System.NotSupportedException 'the stand-in removes Win32_ShadowCopy instances only') }
   Write-StandInShadows @(Read-StandInShadows | Where-Object { $_.ID -ne $InputObject.ID })
+}
+
+function Get-StandInSmbAuthPath {
+  param([string]$RemotePath)
+  $m = [regex]::Match($RemotePath, '^\\\\([^\\]+)\\([^\\]+)$')
+  if (-not $m.Success) { throw (New-Object System.ArgumentException ('the stand-in maps \\server\share only, not ' + $RemotePath)) }
+  if (-not $env:RUBICON_STANDIN_SMB) { throw (New-Object System.InvalidOperationException 'RUBICON_STANDIN_SMB is not set') }
+  return [System.IO.Path]::Combine($env:RUBICON_STANDIN_SMB, $m.Groups[1].Value, $m.Groups[2].Value + '.auth')
+}
+
+function New-SmbMapping {
+  param([string]$RemotePath, [string]$UserName, [string]$Password, [bool]$Persistent)
+  $path = Get-StandInSmbAuthPath $RemotePath
+  $dir = [System.IO.Path]::GetDirectoryName($path)
+  if (-not [System.IO.Directory]::Exists($dir)) { $null = [System.IO.Directory]::CreateDirectory($dir) }
+  $tmp = $path + '.tmp'
+  [System.IO.File]::WriteAllText($tmp, '')
+  [System.IO.File]::SetUnixFileMode($tmp, [System.IO.UnixFileMode]'UserRead, UserWrite')
+  [System.IO.File]::WriteAllText($tmp, ('username = ' + $UserName + "`npassword = " + $Password + "`n"))
+  [System.IO.File]::Move($tmp, $path, $true)
+  [pscustomobject]@{ Status = 'OK'; LocalPath = ''; RemotePath = $RemotePath; UserName = $UserName }
+}
+
+function Get-SmbMapping {
+  param([string]$RemotePath)
+  $path = Get-StandInSmbAuthPath $RemotePath
+  if ([System.IO.File]::Exists($path)) { [pscustomobject]@{ Status = 'OK'; LocalPath = ''; RemotePath = $RemotePath } }
+}
+
+function Remove-SmbMapping {
+  param([string]$RemotePath, [switch]$Force, [switch]$UpdateProfile)
+  $path = Get-StandInSmbAuthPath $RemotePath
+  if (-not [System.IO.File]::Exists($path)) { throw (New-Object System.InvalidOperationException ("No MSFT_SmbMapping objects found with property 'RemotePath' equal to '" + $RemotePath + "'.")) }
+  [System.IO.File]::Delete($path)
 }
