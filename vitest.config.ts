@@ -4,6 +4,7 @@ import path from 'node:path';
 import { defineConfig } from 'vitest/config';
 
 const keyDir = process.env.RUBICON_KEY_DIR ?? path.join(mkdtempSync(path.join(os.tmpdir(), 'rubicon-test-keys-')), 'keys');
+const lockDir = process.env.RUBICON_LOCK_DIR ?? mkdtempSync(path.join(os.tmpdir(), 'rubicon-test-locks-'));
 
 // Tests use real files, real processes and real servers: generous timeouts,
 // and files run in forks so a test that kills a child cannot take vitest with it.
@@ -25,7 +26,9 @@ export default defineConfig({
     // the tests keep theirs in a temp folder of this test run, never in ~/.config.
     // Every node the tests start (the CLI, the proving process, the vendor job) reuses the type-stripped,
     // compiled modules of the ones before: Node's module compile cache halves their start-up CPU.
-    env: { RUBICON_KEY_DIR: keyDir, NODE_COMPILE_CACHE: process.env.NODE_COMPILE_CACHE ?? path.join(os.tmpdir(), 'rubicon-node-compile-cache') },
+    // The machine-wide target locks (src/run/target-lock.ts) of this test run's runs are in a folder of its own: two
+    // test runs on one machine (a CI run beside an engineer's) do not lock each other's targets of the same name.
+    env: { RUBICON_KEY_DIR: keyDir, RUBICON_LOCK_DIR: lockDir, NODE_COMPILE_CACHE: process.env.NODE_COMPILE_CACHE ?? path.join(os.tmpdir(), 'rubicon-node-compile-cache') },
     testTimeout: 120_000,
     hookTimeout: 120_000,
     projects: [

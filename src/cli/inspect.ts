@@ -107,8 +107,25 @@ export function rollbackKeptLine(p: RollbackPoint): string {
 export async function report(positionals: string[], flags: Flags): Promise<number> {
   const runId = positionals[0];
   if (!runId) throw new RubiconError('ARGUMENTS_INVALID', 'rubicon report needs a run id', { hint: 'list runs with `rubicon status`' });
-  const stateDir = defaultStateDir(flags);
   const shared = await sharedState(flags);
+  const files = await rewriteReports(runId, flags, shared);
+  if (flags.html) {
+    const html = files.find((f) => f.kind === 'html');
+    if (html) await copyFile(html.path, path.resolve(flags.html));
+  }
+  for (const f of files) process.stdout.write(`${f.kind.padEnd(8)} ${f.path}\n`);
+  if (flags.html) process.stdout.write(`html     ${path.resolve(flags.html)}\n`);
+  if (shared) process.stdout.write(`uploaded to ${shared.location}, run ${runId}, report/\n`);
+  return EXIT.ok;
+}
+
+/**
+ * Writes a run's reports again from its journal (`rubicon report`, and
+ * `rubicon rollback` once it has appended to the journal) and, with a shared
+ * store, uploads them beside the run. Returns the files written.
+ */
+export async function rewriteReports(runId: string, flags: Flags, shared?: Awaited<ReturnType<typeof sharedState>>): Promise<Array<{ kind: string; path: string }>> {
+  const stateDir = defaultStateDir(flags);
   const store = shared ?? new LocalStateStore(stateDir);
   const paths = store.paths(runId);
   let records;
@@ -129,14 +146,7 @@ export async function report(positionals: string[], flags: Flags): Promise<numbe
   );
   const files = await writeReports(st, checklist, paths.reports, { ...reportOptions(flags), ...(crossing ? { expectedCrossing: crossing } : {}) });
   if (shared) await shared.flush(runId);
-  if (flags.html) {
-    const html = files.find((f) => f.kind === 'html');
-    if (html) await copyFile(html.path, path.resolve(flags.html));
-  }
-  for (const f of files) process.stdout.write(`${f.kind.padEnd(8)} ${f.path}\n`);
-  if (flags.html) process.stdout.write(`html     ${path.resolve(flags.html)}\n`);
-  if (shared) process.stdout.write(`uploaded to ${shared.location}, run ${runId}, report/\n`);
-  return EXIT.ok;
+  return files;
 }
 
 /**

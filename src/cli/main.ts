@@ -195,7 +195,14 @@ export async function main(argv: string[]): Promise<number> {
         const path = await import('node:path');
         stateDir = path.dirname(path.dirname(shared.paths(runId).dir));
       }
-      return rollbackCommand(positionals[0], { stateDir, yes: flags.yes, json: flags.json });
+      const { rewriteReports } = await import('./inspect.ts');
+      return rollbackCommand(positionals[0], {
+        stateDir,
+        yes: flags.yes,
+        json: flags.json,
+        ...(shared ? { state: shared } : {}),
+        rewriteReports: (id) => rewriteReports(id, flags, shared),
+      });
     }
     case 'audit':
       return (await import('./inspect.ts')).audit(positionals, flags);

@@ -1,17 +1,24 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { StorageSharedKeyCredential } from '@azure/storage-blob';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RubiconError } from '../../src/core/errors.ts';
 import { DEFAULT_POLICY } from '../../src/gate/policy.ts';
 import { rollbackRun } from '../../src/infra/azure/rollback.ts';
 import { Journal, newRunId, readJournal, runPaths } from '../../src/run/journal.ts';
+import type { JournalEvent } from '../../src/core/events.ts';
 import { loadSigner, verifierFrom } from '../../src/trust/keys.ts';
 import { auditRecords, recordSigner } from '../../src/run/audit.ts';
 import { deriveState } from '../../src/core/state.ts';
 import { FakeArm, FakeMachines, FakeStack, fixture } from './fake-ports.ts';
 import { KEYS, NEW_IMAGE } from './builders.ts';
 import { cli } from '../e2e/helpers.ts';
+import { rollbackCommand } from '../../src/cli/rollback.ts';
+import { rewriteReports } from '../../src/cli/inspect.ts';
+import { AzureStateStore } from '../../src/state/azblob.ts';
+import { AZURITE_ACCOUNT, AZURITE_KEY, azuriteMissing, requireAzurite, startAzurite, type Azurite } from '../azure/azurite.ts';
 
 /** `rubicon rollback RUN_ID` as a function: the run's runbook copy names the stack and key; confirmation required. */
 
@@ -33,7 +40,14 @@ function run(infra: string): { stateDir: string; runId: string } {
   const paths = runPaths(stateDir, runId);
   const journal = Journal.create(paths.journal);
   journal.signWith(recordSigner(loadSigner({ env: 'RUBICON_SIGNING_KEY' }, env)));
-  journal.append({
+  journal.append(started(runId));
+  journal.close();
+  writeFileSync(paths.runbookCopy, runbookCopy(infra));
+  return { stateDir, runId };
+}
+
+function started(runId: string): JournalEvent {
+  return {
     type: 'run.started',
     runId,
     command: 'upgrade',
@@ -46,14 +60,31 @@ function run(infra: string): { stateDir: string; runId: string } {
     overrides: [],
     rubiconVersion: '0.1.0',
     host: 'test',
-  });
-  journal.close();
+  };
+}
+
+function runbookCopy(infra: string): string {
   const t = (d: string) => path.join(root, d);
-  writeFileSync(
-    paths.runbookCopy,
-    `version: 1\nname: x\ntarget: { name: ehr-prd-01, root: ${t('t')}, image: "${NEW_IMAGE}", transport: { kind: local } }\nprovingGround: { root: ${t('pg')}, transport: { kind: local } }\ndiscovery: { roots: [ehr] }\nvaults:\n  - { name: nas, kind: filesystem, path: ${t('v')} }\n${infra}`,
-  );
-  return { stateDir, runId };
+  return `version: 1\nname: x\ntarget: { name: ehr-prd-01, root: ${t('t')}, image: "${NEW_IMAGE}", transport: { kind: local } }\nprovingGround: { root: ${t('pg')}, transport: { kind: local } }\ndiscovery: { roots: [ehr] }\nvaults:\n  - { name: nas, kind: filesystem, path: ${t('v')} }\n${infra}`;
+}
+
+/** The Azure side of a run that can be rolled back: its retired OS disk tagged, the stack's next up boots from it. */
+function rollbackable(runId: string): { stack: FakeStack; arm: FakeArm } {
+  const stack = new FakeStack('prod', { targetVmId: VM, targetImage: NEW_IMAGE, targetVmUniqueId: 'uid-new', dataDiskIds: [] }, {
+    'rubicon:target.name': 'ehr-prd-01',
+    'rubicon:resourceGroupName': 'rg-ehr',
+    'rubicon:permitPublicKey': KEYS.publicKeyPem,
+  });
+  const arm = new FakeArm();
+  arm.vms.set(VM, { id: VM, uniqueId: 'uid-new', image: NEW_IMAGE, osDiskId: `${RG}/disks/new`, dataDiskIds: [] });
+  arm.disks.set(RETIRED, { id: RETIRED, tags: { 'rubicon-run': runId, 'rubicon-role': 'rollback-os-disk' } });
+  stack.previews.push(fixture('clean-vm-replace'), [{ sequence: 0, timestamp: 1, summaryEvent: { maybeCorrupt: false, durationSeconds: 1, resourceChanges: { same: 14 }, policyPacks: {} } }]);
+  stack.onUp = (s) => {
+    if (!s.config.has('rubicon:permit')) return s.outputsValue;
+    arm.vms.set(VM, { id: VM, uniqueId: 'uid-back', image: `disk:${RETIRED.toLowerCase()}`, osDiskId: RETIRED, dataDiskIds: [] });
+    return { ...s.outputsValue, targetImage: `disk:${RETIRED.toLowerCase()}`, targetVmUniqueId: 'uid-back' };
+  };
+  return { stack, arm };
 }
 
 const AZURE = 'infra:\n  kind: pulumi-azure\n  stack: prod\n  workDir: .\n  signingKey: { env: RUBICON_SIGNING_KEY }\n';
@@ -75,20 +106,7 @@ describe('rollbackRun', () => {
 
   it('rebuilds the target from the OS disk the run retired, through the stack the runbook copy names', async () => {
     const { stateDir, runId } = run(AZURE);
-    const stack = new FakeStack('prod', { targetVmId: VM, targetImage: NEW_IMAGE, targetVmUniqueId: 'uid-new', dataDiskIds: [] }, {
-      'rubicon:target.name': 'ehr-prd-01',
-      'rubicon:resourceGroupName': 'rg-ehr',
-      'rubicon:permitPublicKey': KEYS.publicKeyPem,
-    });
-    const arm = new FakeArm();
-    arm.vms.set(VM, { id: VM, uniqueId: 'uid-new', image: NEW_IMAGE, osDiskId: `${RG}/disks/new`, dataDiskIds: [] });
-    arm.disks.set(RETIRED, { id: RETIRED, tags: { 'rubicon-run': runId, 'rubicon-role': 'rollback-os-disk' } });
-    stack.previews.push(fixture('clean-vm-replace'), [{ sequence: 0, timestamp: 1, summaryEvent: { maybeCorrupt: false, durationSeconds: 1, resourceChanges: { same: 14 }, policyPacks: {} } }]);
-    stack.onUp = (s) => {
-      if (!s.config.has('rubicon:permit')) return s.outputsValue;
-      arm.vms.set(VM, { id: VM, uniqueId: 'uid-back', image: `disk:${RETIRED.toLowerCase()}`, osDiskId: RETIRED, dataDiskIds: [] });
-      return { ...s.outputsValue, targetImage: `disk:${RETIRED.toLowerCase()}`, targetVmUniqueId: 'uid-back' };
-    };
+    const { stack, arm } = rollbackable(runId);
     const stderr: string[] = [];
     const r = await rollbackRun(runId, { stateDir, confirmed: true, env, stack, arm, machines: new FakeMachines([]), who: 'Jane Engineer', log: (l, m) => stderr.push(`${l}: ${m}`) });
     expect(r).toMatchObject({ runId, from: 'retired-os-disk', diskId: RETIRED });
@@ -161,3 +179,76 @@ describe('rollbackRun', () => {
     expect(released.stdout).not.toContain('rollback points kept');
   });
 });
+
+const withAzurite = requireAzurite();
+
+describe.skipIf(!withAzurite)(`rubicon rollback on shared state${withAzurite ? '' : ` (skipped: ${azuriteMissing()})`}`, () => {
+  let az: Azurite;
+  beforeAll(async () => {
+    az = await startAzurite();
+  }, 120_000);
+  afterAll(async () => {
+    await az?.dispose();
+  });
+
+  const storeIn = (container: string, cacheDir: string) =>
+    new AzureStateStore({ accountUrl: az.accountUrl, container, prefix: 'clinic-a', credential: new StorageSharedKeyCredential(AZURITE_ACCOUNT, AZURITE_KEY), cacheDir, leaseSeconds: 15 });
+
+  it('appends the rollback to the store\'s journal (another agent reads it) and writes the reports again, which show it', async () => {
+    const container = `rb-${randomBytes(3).toString('hex')}`;
+    const a = storeIn(container, path.join(root, `cache-a-${container}`));
+    const runId = newRunId();
+    const journal = await a.createJournal(runId);
+    journal.signWith(recordSigner(loadSigner({ env: 'RUBICON_SIGNING_KEY' }, env)));
+    journal.append(started(runId));
+    journal.close();
+    writeFileSync(a.paths(runId).runbookCopy, runbookCopy(AZURE));
+    await a.flush(runId);
+
+    const { stack, arm } = rollbackable(runId);
+    const flags = { json: true, yes: true, stack: [], dryRun: false, help: false, crossed: false, junitVendorFailures: false, version: false };
+    const written: string[] = [];
+    const out = await captureStdout(() =>
+      rollbackCommand(runId, {
+        stateDir: path.dirname(path.dirname(a.paths(runId).dir)),
+        yes: true,
+        json: true,
+        state: a,
+        rewriteReports: async (id) => {
+          const files = await rewriteReports(id, flags, a);
+          written.push(...files.map((f) => f.path));
+        },
+        deps: { env, stack, arm, machines: new FakeMachines([]) },
+      }),
+    );
+    expect(JSON.parse(out.trim())).toMatchObject({ kind: 'rollback', from: 'retired-os-disk', diskId: RETIRED });
+
+    // Another agent, its own empty cache: the store holds the rollback's records, signed, after the run's own.
+    const b = storeIn(container, path.join(root, `cache-b-${container}`));
+    const records = await b.readJournal(runId);
+    expect(auditRecords(records, verifierFrom(KEYS.publicKeyPem)).ok).toBe(true);
+    expect(records.map((r) => r.event.type)).toEqual(expect.arrayContaining(['run.started', 'rollback.started', 'rollback.completed']));
+    // The reports were written again from that journal, and uploaded beside the run.
+    const md = written.find((f) => f.endsWith('.md'));
+    expect(md, written.join(', ')).toBeDefined();
+    expect(readFileSync(md!, 'utf8')).toContain('## Rollback');
+    const uploaded: string[] = [];
+    for await (const blob of b.container.listBlobsFlat({ prefix: `clinic-a/runs/${runId}/report/` })) uploaded.push(blob.name);
+    expect(uploaded.some((n) => n.endsWith('.md'))).toBe(true);
+  });
+});
+
+async function captureStdout(body: () => Promise<unknown>): Promise<string> {
+  const write = process.stdout.write.bind(process.stdout);
+  let out = '';
+  process.stdout.write = ((chunk: string | Uint8Array) => {
+    out += typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString();
+    return true;
+  }) as typeof process.stdout.write;
+  try {
+    await body();
+  } finally {
+    process.stdout.write = write;
+  }
+  return out;
+}

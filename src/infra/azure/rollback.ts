@@ -4,6 +4,7 @@ import { RubiconError, isRubiconError } from '../../core/errors.ts';
 import { parseAzureSection, type PulumiAzureSettings } from '../../runbook/azure.ts';
 import { readJournal, runPaths } from '../../run/journal.ts';
 import { appendToRun } from '../../run/run.ts';
+import type { StateStore } from '../../state/store.ts';
 import type { RollbackResult } from './driver.ts';
 import { createPulumiAzureInfra, type PulumiAzureInfraDeps } from './factory.ts';
 import type { RollbackAsset } from './ports.ts';
@@ -40,11 +41,20 @@ export async function azureSectionOfRun(stateDir: string, runId: string, env: No
 }
 
 export interface RollbackOptions extends PulumiAzureInfraDeps {
+  /** Where the run's journal and runbook copy are on this machine (with `state`: that store's cache folder, already filled). */
   stateDir: string;
+  /**
+   * The shared store the run lives in (`--state azblob://…`): the rollback's
+   * records are appended there under the store's target lock and uploaded,
+   * not only to the local cache copy.
+   */
+  state?: StateStore;
   /** The caller's confirmation (`--yes`, or the operator typing the target's name). */
   confirmed: boolean;
   /** Who confirmed (journaled with `rollback.started`). */
   who?: string;
+  /** Called once `rollback.started` is on record (from then on the journal holds the rollback's outcome, failed or not). */
+  onStarted?: () => void;
 }
 
 /** Rebuilds the target of run RUN_ID from its rollback point through Pulumi. Destructive for the current VM (kept as a rollback asset). */
@@ -57,8 +67,9 @@ export async function rollbackRun(runId: string, o: RollbackOptions): Promise<Ro
   }
   // The rollback is part of the run's evidence: its start, the driver's lines (locks lifted and restored, disarming)
   // and its end are appended to the run's own journal, signed like the run's records (docs/infra.md, "Rollback").
-  return appendToRun(runId, { stateDir: o.stateDir, ...(o.env ? { env: o.env } : {}) }, async (record) => {
+  return appendToRun(runId, { stateDir: o.stateDir, ...(o.state ? { state: o.state } : {}), ...(o.env ? { env: o.env } : {}) }, async (record) => {
     record({ type: 'rollback.started', by: 'flag', who: o.who ?? 'unknown' });
+    o.onStarted?.();
     const log = (level: 'info' | 'warn', message: string) => {
       record({ type: 'note', level, message });
       o.log?.(level, message);
