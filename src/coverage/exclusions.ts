@@ -63,6 +63,7 @@ const WINDOWS: CoverageExclusion[] = [
   { path: 'hiberfil.sys', source: 'built-in', reason: 'the hibernation file, not data', caseInsensitive: true },
   { path: 'swapfile.sys', source: 'built-in', reason: 'the swap file, not data', caseInsensitive: true },
   { path: 'System Volume Information', source: 'built-in', reason: 'restore points and the volume\'s own index, made by Windows', caseInsensitive: true },
+  { path: 'DATALOSS_WARNING_README.txt', source: 'built-in', reason: 'Azure writes it on the temporary disk of every VM', caseInsensitive: true },
   { path: '$Recycle.Bin', source: 'built-in', reason: 'deleted files', caseInsensitive: true },
 ];
 

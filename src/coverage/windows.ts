@@ -36,7 +36,23 @@ const FIXED = new Set(['fixed', '3']);
 const DATA_FS = new Set(['ntfs', 'refs', 'fat', 'fat32', 'exfat', 'csvfs']);
 
 /** What the scope needs of an inventory volume (the `volumes` section's items, InventoryData). */
-export type InventoryVolume = Pick<NonNullable<InventoryData['sections']['volumes']>['items'][number], 'driveLetter' | 'driveType' | 'fileSystem'>;
+export type InventoryVolume = Pick<NonNullable<InventoryData['sections']['volumes']>['items'][number], 'driveLetter' | 'driveType' | 'fileSystem'> & {
+  /** Get-Volume's FileSystemLabel, when the inventory gave it (the Azure temporary disk is told by it). */
+  label?: string | null;
+};
+
+/**
+ * The label Azure gives the temporary (resource) disk of a Windows VM. Its
+ * contents do not survive the VM being replaced (Microsoft: "Azure VM
+ * temporary disk": data on it may be lost on redeploy, resize or when the
+ * host changes; it holds DATALOSS_WARNING_README.txt).
+ */
+export const AZURE_TEMPORARY_DISK_LABEL = 'Temporary Storage';
+
+/** Whether an inventory volume is the Azure temporary disk, by its label (no case). Pure. */
+export function isAzureTemporaryDisk(v: Pick<InventoryVolume, 'label'>): boolean {
+  return (v.label ?? '').trim().toLowerCase() === AZURE_TEMPORARY_DISK_LABEL.toLowerCase();
+}
 
 const isWindowsAbs = (p: string) => /^[A-Za-z]:([\\/]|$)/.test(p) || p.startsWith('\\\\');
 
@@ -123,7 +139,9 @@ export function windowsManualScope(o: { root: string; target: string; destroys?:
 }
 
 /**
- * Azure: the OS disk (C:) is replaced; every other local fixed volume the
+ * Azure: the OS disk (C:) is replaced; the temporary disk (labelled
+ * `Temporary Storage`) is wiped with the VM, so it is mapped and must be
+ * held or excluded like the OS disk; every other local fixed volume the
  * inventory reports is a data disk, detached and kept (not mapped unless
  * coverage.alsoCapture names its key, e.g. `D:`). Without the inventory the
  * driver's own list stands (data disks without a drive letter). Pure.
@@ -132,11 +150,14 @@ export function windowsAzureScope(root: string, declared: DriverScope, volumes: 
   const fixed = fixedVolumes(volumes);
   if (fixed.length === 0) return declared;
   const os = windowsVolumeKey(root, 'C:\\') ?? '.';
+  const temporary = new Set((volumes ?? []).filter(isAzureTemporaryDisk).map((v) => `${v.driveLetter.toUpperCase()}:\\`));
   const out: Volume[] = [{ path: os, label: 'the OS disk (C:)', fate: 'destroyed', capture: true }];
   for (const f of fixed) {
     const key = windowsVolumeKey(root, f);
     if (key === undefined || key === os) continue;
-    out.push({ path: key, label: `the data disk ${f} (detached and kept)`, fate: 'kept', capture: false });
+    // The temporary disk is not a data disk: the replaced VM gets a new, empty one. What someone left there is lost.
+    if (temporary.has(f)) out.push({ path: key, label: `the Azure temporary disk ${f} (wiped: the new VM gets an empty one)`, fate: 'destroyed', capture: true });
+    else out.push({ path: key, label: `the data disk ${f} (detached and kept)`, fate: 'kept', capture: false });
   }
   return { os: 'windows', volumes: out };
 }

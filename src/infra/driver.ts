@@ -53,7 +53,7 @@ export interface DriverScope {
  */
 export interface ScopeFacts {
   targetRoot: string;
-  windowsVolumes?: readonly { driveLetter: string; driveType: string | null; fileSystem: string | null }[];
+  windowsVolumes?: readonly { driveLetter: string; driveType: string | null; fileSystem: string | null; label?: string | null }[];
 }
 
 export interface InfraDriver {

@@ -37,7 +37,7 @@ export interface TargetPlane {
    */
   listVolume?(ctx: RunContext, volume: string, scope: ScopeOfDestruction, stage: string): Promise<Listing>;
   /** Facts the infra driver's scopeOfDestruction needs from this target (Windows: the inventory's volumes). Read-only. */
-  scopeFacts?(ctx: RunContext): Promise<{ windowsVolumes?: { driveLetter: string; driveType: string | null; fileSystem: string | null }[] }>;
+  scopeFacts?(ctx: RunContext): Promise<{ windowsVolumes?: { driveLetter: string; driveType: string | null; fileSystem: string | null; label?: string | null }[] }>;
   /** Who `machine` is (the target before the crossing, the rebuilt one after): a machine id and an OS name. Read-only. */
   identify(ctx: RunContext, machine: Machine): Promise<MachineIdentity>;
   /** Databases and folders found on the target. Read-only. */

@@ -186,7 +186,7 @@ export const windowsPlane: TargetPlane = {
 
   async scopeFacts(ctx) {
     const sec = inventoryOf(ctx)?.sections.volumes;
-    if (sec?.status === 'ok') return { windowsVolumes: sec.items.map((v) => ({ driveLetter: v.driveLetter, driveType: v.driveType, fileSystem: v.fileSystem })) };
+    if (sec?.status === 'ok') return { windowsVolumes: sec.items.map((v) => ({ driveLetter: v.driveLetter, driveType: v.driveType, fileSystem: v.fileSystem, label: v.label })) };
     noteOnce(ctx, 'warn', `coverage: the inventory of ${ctx.target.name} has no list of volumes (${sec ? `${sec.status}${sec.error ? `: ${sec.error.code}` : ''}` : 'not read'}), so the scope holds only what infra.destroys names, or else the target root`);
     return {};
   },

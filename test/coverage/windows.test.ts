@@ -4,11 +4,11 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, describe, expect, it } from 'vitest';
 import { mapListing, type Entry } from '../../src/coverage/collect.ts';
-import { exclusionOf } from '../../src/coverage/exclusions.ts';
+import { builtInExclusions, exclusionOf } from '../../src/coverage/exclusions.ts';
 import { judgeCoverage, type JudgeView } from '../../src/coverage/judge.ts';
 import { buildCoverageMap } from '../../src/coverage/map.ts';
 import { declareScope } from '../../src/coverage/scope.ts';
-import { fixedVolumes, listingOf, windowsAzureScope, windowsManualScope, windowsPrune, windowsVolumeKey, windowsVolumePath, type InventoryVolume } from '../../src/coverage/windows.ts';
+import { fixedVolumes, isAzureTemporaryDisk, listingOf, windowsAzureScope, windowsManualScope, windowsPrune, windowsVolumeKey, windowsVolumePath, type InventoryVolume } from '../../src/coverage/windows.ts';
 import type { ScopeOfDestruction } from '../../src/core/types.ts';
 import type { ManifestData } from '../../src/machines/windows/results.ts';
 import { encodeArgs, parseScriptOutput, scriptText, type ScriptOutput } from '../../src/machines/windows/scripts.ts';
@@ -107,6 +107,24 @@ describe('Windows coverage: the scope of destruction', () => {
     expect(windowsAzureScope('C:\\', declared, [vol('C', 'Fixed', 'NTFS'), vol('D', 'Fixed', 'NTFS')]).volumes.map((v) => `${v.path} ${v.fate}`)).toEqual(['. destroyed', 'D: kept']);
     // No inventory: the driver's own list stands.
     expect(windowsAzureScope('D:\\', declared, undefined)).toBe(declared);
+  });
+
+  it('pulumi-azure: the temporary disk (label "Temporary Storage") is wiped with the VM: mapped and destroyed, not a kept data disk', () => {
+    const declared = { os: 'windows' as const, volumes: [] };
+    const temp = { ...vol('D', 'Fixed', 'NTFS'), label: 'Temporary Storage' };
+    const data = { ...vol('F', 'Fixed', 'NTFS'), label: 'EHR Data' };
+    expect(windowsAzureScope('C:\\', declared, [{ ...vol('C', 'Fixed', 'NTFS'), label: 'Windows' }, temp, data]).volumes).toEqual([
+      { path: '.', label: 'the OS disk (C:)', fate: 'destroyed', capture: true },
+      { path: 'D:', label: 'the Azure temporary disk D:\\ (wiped: the new VM gets an empty one)', fate: 'destroyed', capture: true },
+      { path: 'F:', label: 'the data disk F:\\ (detached and kept)', fate: 'kept', capture: false },
+    ]);
+    // Told by the label only, without case; another label (or none) is a data disk.
+    expect(isAzureTemporaryDisk({ label: 'temporary storage ' })).toBe(true);
+    expect(isAzureTemporaryDisk({ label: 'Temporary' })).toBe(false);
+    expect(isAzureTemporaryDisk({})).toBe(false);
+    // Azure's own warning file on it is left out by the built-in list at every drive.
+    const listed = builtInExclusions('windows').map((e) => e.path);
+    expect(listed).toContain('DATALOSS_WARNING_README.txt');
   });
 
   it('records exclusions without case and with "/", the built-in list at every drive, a kept disk captured by its drive letter', () => {
