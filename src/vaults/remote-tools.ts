@@ -6,7 +6,7 @@ import type { RunOnMachine } from '../machines/tree.ts';
 import { safeToolLines } from '../run/steps.ts';
 import { indexFileName } from './filesystem.ts';
 import { indexEntrySchema } from './index-entry.ts';
-import type { ArtifactIndexEntry, VaultStepRun } from './vault.ts';
+import type { ArtifactIndexEntry, ObjectCheck, VaultStepRun } from './vault.ts';
 
 /**
  * What the two tool vaults (sftp with rsync, restic) share: step attempts,
@@ -208,6 +208,21 @@ export function toolLines(stderr: string, shapes: readonly RegExp[]): string {
 }
 
 /** `user@host` for rsync/restic locations (IPv6 literals bracketed). Pure. */
+/**
+ * Grades a document read back on a vault host from the two lines
+ * `stat -c %s` / `sha256sum` (or restic's equivalent) printed: its size
+ * against `expectedSize` when known, then its SHA-256 against its name.
+ * Pure: the caller ran the command and handled a missing document.
+ */
+export function gradeDocLines(vault: string, sha256: string, expectedSize: number | undefined, stdout: string, host: string): ObjectCheck {
+  const [sizeLine, hashLine] = stdout.trim().split('\n');
+  const size = Number(sizeLine);
+  if (expectedSize !== undefined && size !== expectedSize) return { status: 'size-invalid', detail: `document ${sha256} in vault '${vault}' has ${size} bytes, expected ${expectedSize}` };
+  const actual = (hashLine ?? '').slice(0, 64);
+  if (actual !== sha256) return { status: 'checksum-mismatch', detail: `document ${sha256} in vault '${vault}' hashes to ${actual} on ${host}` };
+  return { status: 'ok' };
+}
+
 export function userAtHost(user: string, host: string): string {
   return `${user}@${host.includes(':') ? `[${host}]` : host}`;
 }

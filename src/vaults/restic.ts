@@ -12,6 +12,7 @@ import {
   artifactName,
   checkEntries,
   firstOf,
+  gradeDocLines,
   indexDocument,
   parseIndexDocument,
   runAttempt,
@@ -998,12 +999,7 @@ export class ResticVault implements ToolVault {
       if (!ref) return { status: 'missing', detail: `document ${sha256} is missing from vault '${this.info.name}'` };
       const r = await this.onHost(HASH_DOC_SCRIPT, [ref.id, ref.path]);
       if (r.exitCode !== 0) return { status: 'checksum-mismatch', detail: `vault '${this.info.name}': restic cannot read document ${sha256} back on ${this.where()}${toolLines(r.stderr, RESTIC_SHAPES)}` };
-      const [sizeLine, hashLine] = r.stdout.trim().split('\n');
-      const size = Number(sizeLine);
-      if (expectedSize !== undefined && size !== expectedSize) return { status: 'size-invalid', detail: `document ${sha256} in vault '${this.info.name}' has ${size} bytes, expected ${expectedSize}` };
-      const actual = (hashLine ?? '').slice(0, 64);
-      if (actual !== sha256) return { status: 'checksum-mismatch', detail: `document ${sha256} in vault '${this.info.name}' hashes to ${actual} on ${this.vaultHost.name}` };
-      return { status: 'ok' };
+      return gradeDocLines(this.info.name, sha256, expectedSize, r.stdout, this.vaultHost.name);
     } catch (e) {
       return { status: 'error', detail: `vault '${this.info.name}': ${isRubiconError(e) ? e.message : String(e)}` };
     }

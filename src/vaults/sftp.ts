@@ -13,6 +13,7 @@ import {
   artifactName,
   checkEntries,
   firstOf,
+  gradeDocLines,
   indexDocument,
   noSpace,
   parseIndexDocument,
@@ -512,12 +513,7 @@ export class SftpVault implements ToolVault {
       const r = await this.vaultHost.exec({ argv: ['sh', '-c', '[ -f "$1" ] || exit 44; stat -c %s -- "$1" && sha256sum -- "$1"', 'rubicon', file] }, { timeoutMs: 600_000 });
       if (r.exitCode === 44) return { status: 'missing', detail: `document ${sha256} is missing from vault '${this.info.name}'` };
       if (r.exitCode !== 0) return { status: 'error', detail: `vault '${this.info.name}': cannot hash ${file} on ${this.where()}: ${r.stderr.trim().slice(0, 200)}` };
-      const [sizeLine, hashLine] = r.stdout.trim().split('\n');
-      const size = Number(sizeLine);
-      if (expectedSize !== undefined && size !== expectedSize) return { status: 'size-invalid', detail: `document ${sha256} in vault '${this.info.name}' has ${size} bytes, expected ${expectedSize}` };
-      const actual = (hashLine ?? '').slice(0, 64);
-      if (actual !== sha256) return { status: 'checksum-mismatch', detail: `document ${sha256} in vault '${this.info.name}' hashes to ${actual} on ${this.vaultHost.name}` };
-      return { status: 'ok' };
+      return gradeDocLines(this.info.name, sha256, expectedSize, r.stdout, this.vaultHost.name);
     } catch (e) {
       return { status: 'error', detail: `vault '${this.info.name}': ${isRubiconError(e) ? e.message : String(e)}` };
     }

@@ -40,6 +40,7 @@ import type { Artifact, Fingerprint, Item, Manifest, ProofCheck } from '../../co
 import type { CapturedFiles, DatabaseEngine, DiscoverOptions, EngineContext, MethodInfo, ProveResult, VendorJobSpec } from '../engine.ts';
 import { makeFingerprint } from '../fingerprint.ts';
 import { executeDump, writeDump } from './dump.ts';
+import { missingDeclaredDatabase } from './items.ts';
 import {
   countRows,
   fingerprintTables,
@@ -216,21 +217,7 @@ async function discover(ctx: EngineContext, options: DiscoverOptions): Promise<I
     items.push(describeDatabase(f, idx >= 0));
   }
   options.declared.forEach((d, i) => {
-    if (matchedDeclared.has(i)) return;
-    items.push({
-      id: `database:${ENGINE}:${d.name}`,
-      kind: 'database',
-      name: d.name,
-      declared: true,
-      discovered: false,
-      engine: ENGINE,
-      location: d.location !== undefined ? normalizeLocation(d.location) : '',
-      facts: { missing: true },
-      why: [
-        `declared in the runbook but no SQLite database ${d.location !== undefined ? `at ${d.location}` : `named ${d.name}`} was found under ${options.roots.join(', ') || '(no roots)'}`,
-      ],
-      methods: [],
-    });
+    if (!matchedDeclared.has(i)) items.push(missingDeclaredDatabase(d, normalizeLocation, options.roots));
   });
   return items;
 }

@@ -39,6 +39,7 @@ import type { Artifact, Fingerprint, Item, Manifest, ProofCheck } from '../../co
 import type { ExecResult, StepResult } from '../../machines/machine.ts';
 import type { MethodInfo, ProveResult, RemoteCapture, RemoteDatabaseEngine, RemoteEngineContext } from '../engine.ts';
 import { makeFingerprint } from '../fingerprint.ts';
+import { missingDeclaredDatabase } from './items.ts';
 import {
   BACKUP_SCRIPT,
   DISCOVER_SCRIPT,
@@ -306,21 +307,7 @@ export function createRemoteSqliteEngine(options: RemoteSqliteOptions = {}): Rem
       });
     }
     o.declared.forEach((d, i) => {
-      if (matched.has(i)) return;
-      items.push({
-        id: `database:${ENGINE}:${d.name}`,
-        kind: 'database',
-        name: d.name,
-        declared: true,
-        discovered: false,
-        engine: ENGINE,
-        location: d.location !== undefined ? norm(d.location) : '',
-        facts: { missing: true },
-        why: [
-          `declared in the runbook but no SQLite database ${d.location !== undefined ? `at ${d.location}` : `named ${d.name}`} was found on ${ctx.machine.name} under ${roots.join(', ') || '(no roots)'}`,
-        ],
-        methods: [],
-      });
+      if (!matched.has(i)) items.push(missingDeclaredDatabase(d, norm, roots, ctx.machine.name));
     });
     return items;
   }
