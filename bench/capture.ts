@@ -197,9 +197,19 @@ interface TargetLine {
 }
 const targets: TargetLine[] = [];
 const rows: string[][] = [];
+/**
+ * The shell's `times` counts CPU in clock ticks (10 ms at USER_HZ 100): a
+ * yardstick below one tick reads 0, and a ratio to it would be Infinity or
+ * NaN. Below that floor the ratio is not given, and the text says why.
+ */
+const CPU_TICK_MS = 10;
+function cpuRatio(a: number, b: number): string {
+  return b < CPU_TICK_MS ? `n/a (the raw tool's CPU time, ${b.toFixed(0)} ms, is below the ${CPU_TICK_MS} ms the shell's times resolves)` : `${(a / b).toFixed(2)}x`;
+}
+
 function target(what: string, a: Stat, b: Stat, limit: number, cpu?: [Stat, Stat]): void {
-  const cpuRatio = cpu ? `; CPU time ${(cpu[0].median / cpu[1].median).toFixed(2)}x` : '';
-  targets.push({ what, ratio: a.median / b.median, limit, how: `median/median; best/best ${(a.min / b.min).toFixed(2)}x${cpuRatio}` });
+  const cpuText = cpu ? `; CPU time ${cpuRatio(cpu[0].median, cpu[1].median)}` : '';
+  targets.push({ what, ratio: a.median / b.median, limit, how: `median/median; best/best ${(a.min / b.min).toFixed(2)}x${cpuText}` });
 }
 
 // ---------------------------------------------------------------- one shape, one variant
@@ -316,7 +326,7 @@ function benchShape(shape: Shape, variant: Variant): void {
   const driftC = stat(driftCpu);
   const rsyncC = stat(rsyncCpu);
   /** CPU time, median, and its ratio to a yardstick's. */
-  const cpuOf = (a: Stat, b?: Stat): string => `; CPU ${sec(a.median)} s${b ? ` (${(a.median / b.median).toFixed(2)}x)` : ''}`;
+  const cpuOf = (a: Stat, b?: Stat): string => `; CPU ${sec(a.median)} s${b ? ` (${cpuRatio(a.median, b.median)})` : ''}`;
   const driftS = stat(drift);
   const rsyncS = stat(rsync);
   const deltaS = stat(deltas);
